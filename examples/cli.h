@@ -1,0 +1,15 @@
+/* cli.h — small helpers shared by the `moge` subcommands: strict number parsing for flags. */
+#ifndef MOGE_CLI_H
+#define MOGE_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Parse a flag's value; on failure print "moge CMD: FLAG: ..." to stderr and return false. */
+bool cli_int(const char *cmd, const char *flag, const char *s, long min, long max, long *out);
+bool cli_float(const char *cmd, const char *flag, const char *s, double min, double max, double *out);
+bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
+/* The value of flag argv[*i] (advancing *i), or NULL after printing an error when it is missing. */
+const char *cli_value(const char *cmd, int argc, char **argv, int *i);
+
+#endif

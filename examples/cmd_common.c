@@ -1,0 +1,50 @@
+/* cmd_common.c — flag value parsing shared by the subcommands (see cli.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "examples/cli.h"
+
+const char *cli_value(const char *cmd, int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "moge %s: %s needs a value\n", cmd, argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+bool cli_int(const char *cmd, const char *flag, const char *s, long min, long max, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) {
+        fprintf(stderr, "moge %s: %s: expected an integer in %ld..%ld, got \"%s\"\n", cmd, flag, min, max, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_float(const char *cmd, const char *flag, const char *s, double min, double max, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= min && v <= max)) {
+        fprintf(stderr, "moge %s: %s: expected a number in %g..%g, got \"%s\"\n", cmd, flag, min, max, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-') {
+        fprintf(stderr, "moge %s: %s: expected a non-negative integer, got \"%s\"\n", cmd, flag, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}

@@ -1,0 +1,9 @@
+/* commands.h — the subcommands of the `moge` binary; each returns the process exit status. */
+#ifndef MOGE_COMMANDS_H
+#define MOGE_COMMANDS_H
+
+int cmd_run(int argc, char **argv);      /* examples/cmd_run.c */
+int cmd_tokenize(int argc, char **argv); /* examples/cmd_tokenize.c */
+int cmd_info(int argc, char **argv);     /* examples/cmd_info.c */
+
+#endif

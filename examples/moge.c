@@ -1,0 +1,37 @@
+/*
+ * moge.c — the `moge` command: dispatches to the subcommands in examples/cmd_*.c.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "examples/commands.h"
+
+static void usage(FILE *f) {
+    fputs("usage: moge COMMAND [options]\n"
+          "\n"
+          "commands:\n"
+          "  run        generate text from a prompt (moge run -m models/stories260K -p \"Once\")\n"
+          "  tokenize   print the token ids of a text, or decode ids\n"
+          "  info       print a model's architecture and sizes\n"
+          "\n"
+          "`moge COMMAND --help` shows a command's options.\n",
+          f);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    fprintf(stderr, "moge: unknown command \"%s\"\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,244 @@
+/*
+ * moge.h — the one public header of the moge inference runtime.
+ *
+ * Conventions (apply to every function below unless it says otherwise):
+ *  - Functions return a moge_status; MOGE_OK is 0. moge_status_str() turns a code into text.
+ *  - Constructors take `char *err, size_t err_size`: on failure a one-line message that names
+ *    the file, tensor, field or flag at fault is written there (always NUL-terminated when
+ *    err_size > 0; err may be NULL). On failure *out is set to NULL and nothing leaks.
+ *  - Handles are opaque; every *_free() accepts NULL.
+ *  - Library code never prints and never exits.
+ *  - Thread-safety: a model and a tokenizer are read-only after loading and may be shared by
+ *    threads; a context (and a detokenizer stream) must be used by one thread at a time.
+ */
+#ifndef MOGE_H
+#define MOGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status codes                                                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef enum {
+    MOGE_OK = 0,
+    MOGE_ERR_IO,           /* a file is missing, unreadable or cannot be mapped */
+    MOGE_ERR_FORMAT,       /* malformed JSON, safetensors header, offsets past the end, ... */
+    MOGE_ERR_UNSUPPORTED,  /* unknown architecture, dtype, rope_scaling, tokenizer type, ... */
+    MOGE_ERR_SHAPE,        /* a tensor's shape or dtype differs from what the config implies */
+    MOGE_ERR_NOMEM,        /* an allocation failed */
+    MOGE_ERR_ARG,          /* an invalid argument (NULL handle, token id out of range, ...) */
+    MOGE_ERR_CONTEXT_FULL, /* the batch would not fit in the context's KV cache */
+    MOGE_ERR_BUFFER,       /* an output buffer is too small; the needed size is reported */
+} moge_status;
+
+/* Returns a static, human-readable name for a status code ("ok", "I/O error", ...). */
+const char *moge_status_str(moge_status st);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tokenizer (tokenizer/)                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct moge_tokenizer moge_tokenizer;
+
+/* Loads a Hugging Face tokenizer. `path` is a model directory (reads tokenizer.json and, when
+ * present, tokenizer_config.json) or the path of a tokenizer.json file.
+ * On success *out owns the tokenizer; free it with moge_tokenizer_free(). */
+moge_status moge_tokenizer_load(const char *path, moge_tokenizer **out, char *err, size_t err_size);
+void moge_tokenizer_free(moge_tokenizer *tok);
+
+/* Vocabulary size (largest id + 1, added tokens included). */
+int32_t moge_tokenizer_n_vocab(const moge_tokenizer *tok);
+/* BOS / EOS ids, or -1 when the tokenizer has none. */
+int32_t moge_tokenizer_bos(const moge_tokenizer *tok);
+int32_t moge_tokenizer_eos(const moge_tokenizer *tok);
+/* The raw vocabulary string of a token (NUL-terminated, owned by the tokenizer), or NULL when
+ * id is out of range. */
+const char *moge_tokenizer_piece(const moge_tokenizer *tok, int32_t id);
+
+/* Encodes `len` bytes of `text`. With add_special the tokenizer's post-processor template is
+ * applied (e.g. BOS first); otherwise no special token is added. Writes at most max_ids ids to
+ * `ids` and always sets *n_ids to the number of ids the full encoding has: when that exceeds
+ * max_ids the result is MOGE_ERR_BUFFER (call again with a larger buffer; nothing is silently
+ * truncated). */
+moge_status moge_tokenize(const moge_tokenizer *tok, const char *text, size_t len, bool add_special,
+                          int32_t *ids, size_t max_ids, size_t *n_ids);
+
+/* Decodes ids to text with the tokenizer's decoder pipeline. Writes at most `cap` bytes plus a
+ * NUL; *n_out is set to the full length (without NUL). MOGE_ERR_BUFFER when cap is too small. */
+moge_status moge_detokenize(const moge_tokenizer *tok, const int32_t *ids, size_t n_ids,
+                            char *out, size_t cap, size_t *n_out);
+
+/* Streaming detokenizer: push ids one at a time and receive the text that became complete.
+ * Never emits part of a UTF-8 character; the concatenation of everything pushed plus
+ * moge_detok_stream_flush() equals moge_detokenize() of all ids. */
+typedef struct moge_detok_stream moge_detok_stream;
+moge_status moge_detok_stream_new(const moge_tokenizer *tok, moge_detok_stream **out);
+void moge_detok_stream_free(moge_detok_stream *s);
+/* Pushes one id; writes the newly complete text (maybe empty) to out (at most cap bytes plus a
+ * NUL) and its length to *n_out. MOGE_ERR_BUFFER when cap is too small; a buffer of
+ * moge_detok_stream_max_bytes() + 1 bytes always suffices. */
+moge_status moge_detok_stream_push(moge_detok_stream *s, int32_t id, char *out, size_t cap, size_t *n_out);
+/* Emits what is still pending (an incomplete UTF-8 sequence becomes U+FFFD as the reference does). */
+moge_status moge_detok_stream_flush(moge_detok_stream *s, char *out, size_t cap, size_t *n_out);
+/* An upper bound on the bytes one push or flush can produce. */
+size_t moge_detok_stream_max_bytes(const moge_detok_stream *s);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Models (runtime/)                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct moge_model moge_model;
+typedef struct moge_context moge_context;
+
+typedef enum {
+    MOGE_BACKEND_CPU = 0, /* OpenBLAS and vectorised loops, threaded */
+    MOGE_BACKEND_REF = 1, /* plain loops with double accumulators: slow, the test oracle */
+} moge_backend;
+
+typedef struct {
+    moge_backend backend; /* default MOGE_BACKEND_CPU */
+    int n_threads;        /* threads for the cpu backend; default 0 = every online core */
+} moge_model_params;
+
+moge_model_params moge_model_default_params(void);
+
+/* Loads a Hugging Face model directory: config.json and model.safetensors, or the shards named by
+ * model.safetensors.index.json. Architectures LlamaForCausalLM, MistralForCausalLM and
+ * Qwen2ForCausalLM; weights F32, F16 or BF16 (mmapped, not copied). params may be NULL for the
+ * defaults. On success *out owns the model: free it with moge_model_free() after every context
+ * made from it. */
+moge_status moge_model_load(const char *dir, const moge_model_params *params, moge_model **out,
+                            char *err, size_t err_size);
+void moge_model_free(moge_model *model);
+
+typedef struct {
+    const char *architecture; /* e.g. "LlamaForCausalLM"; owned by the model */
+    const char *backend;      /* "cpu" or "ref" */
+    int32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff;
+    int32_t max_position;     /* max_position_embeddings (or the sliding window, when smaller) */
+    float rope_theta, norm_eps;
+    bool tie_embeddings;
+    int32_t bos_id, eos_id;   /* -1 when the config has none */
+    int64_t n_params;         /* number of weights */
+    int64_t weight_bytes;     /* bytes of weights as stored */
+} moge_model_info;
+
+/* Fills *info (never fails for a loaded model). */
+void moge_model_get_info(const moge_model *model, moge_model_info *info);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Contexts: KV cache, batched forward, commit                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    int32_t n_ctx;   /* KV cache slots (tokens); default 0 = the model's max_position */
+    int32_t n_batch; /* most rows one moge_forward() may take; default 512 (clamped to n_ctx) */
+} moge_context_params;
+
+moge_context_params moge_context_default_params(void);
+
+/* Creates a context: allocates the KV cache and all run state once (forward never allocates).
+ * params may be NULL. The model must outlive the context. */
+moge_status moge_context_new(moge_model *model, const moge_context_params *params, moge_context **out,
+                             char *err, size_t err_size);
+void moge_context_free(moge_context *ctx);
+
+/* The message of the last failed call on this context ("" when none). Owned by the context. */
+const char *moge_context_error(const moge_context *ctx);
+
+/* Tokens whose K/V are committed in the cache (the next free slot). */
+int32_t moge_context_n_past(const moge_context *ctx);
+int32_t moge_context_n_ctx(const moge_context *ctx);
+int32_t moge_context_n_batch(const moge_context *ctx);
+
+/* One batched forward. Row i is token tokens[i] at RoPE position pos[i]; it sees every committed
+ * slot 0..n_past-1 and, within the batch, the rows its visibility rule allows:
+ *   parent == NULL: causal, row i sees rows 0..i;
+ *   parent != NULL: a tree, parent[i] < i (or -1 for a root); row i sees its ancestors and itself.
+ * pos == NULL means n_past + i (causal) or n_past + depth(i) (tree). */
+typedef struct {
+    int32_t n;
+    const int32_t *tokens; /* (n) */
+    const int32_t *pos;    /* (n) or NULL */
+    const int32_t *parent; /* (n) or NULL */
+    bool logits_last_only; /* compute logits for row n-1 only (prefill); default false = all rows */
+} moge_batch;
+
+/* Runs the model on `batch`, writing the rows' K/V into slots n_past .. n_past+n-1 (n_past itself
+ * does not move: commit what you keep with moge_kv_commit). On success *logits points to
+ * (n, n_vocab) floats (or (1, n_vocab) with logits_last_only), owned by the context and valid until
+ * the next forward. Errors: MOGE_ERR_ARG (bad token id, parent or size),
+ * MOGE_ERR_CONTEXT_FULL (n_past + n > n_ctx). On error the cache is unchanged. */
+moge_status moge_forward(moge_context *ctx, const moge_batch *batch, const float **logits);
+
+/* Keeps rows of the last forward's batch: rows[k] (strictly increasing batch row indices) is moved
+ * to slot n_past + k, then n_past += n_rows. rows == NULL keeps rows 0..n_rows-1 as they are (a
+ * causal batch). Must follow a forward whose rows are still in the cache. */
+moge_status moge_kv_commit(moge_context *ctx, const int32_t *rows, int32_t n_rows);
+
+/* Forgets every committed token from slot n_past on (0 <= n_past <= current n_past). */
+moge_status moge_kv_truncate(moge_context *ctx, int32_t n_past);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sampling (sampling/) and generation (verify/)                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    float temperature;      /* 0 = greedy (argmax, ties to the lower id); default 0.8 */
+    int32_t top_k;          /* keep the k most probable tokens; 0 = off; default 40 */
+    float top_p;            /* keep the smallest set with mass >= top_p; 1 = off; default 0.95 */
+    float min_p;            /* drop tokens below min_p * the top probability; 0 = off; default 0 */
+    float repeat_penalty;   /* divide positive (multiply negative) logits of recent tokens; 1 = off; default 1 */
+    int32_t repeat_last_n;  /* how many recent tokens the penalty looks at; default 64 */
+    uint64_t seed;          /* RNG seed; the same seed gives the same output; default 42 */
+} moge_sampler_params;
+
+moge_sampler_params moge_sampler_default_params(void);
+
+typedef enum {
+    MOGE_STOP_LENGTH = 0,  /* n_predict tokens were generated */
+    MOGE_STOP_EOS,         /* the model produced its end-of-sequence token (not passed to the callback) */
+    MOGE_STOP_CALLBACK,    /* the callback returned false */
+    MOGE_STOP_CONTEXT_FULL,/* the KV cache has no slot left */
+} moge_stop_reason;
+
+typedef struct {
+    int32_t n_predict;             /* most tokens to generate; default 128 */
+    moge_sampler_params sampler;
+} moge_generate_params;
+
+moge_generate_params moge_generate_default_params(void);
+
+typedef struct {
+    int32_t n_prompt;        /* prompt tokens prefilled */
+    int32_t n_generated;     /* tokens emitted through the callback */
+    int32_t n_forward;       /* target forward passes (prefill chunks included) */
+    double t_prefill_s;      /* wall time of the prefill */
+    double t_decode_s;       /* wall time of the generation after the prefill */
+    double tokens_per_s;     /* n_generated / t_decode_s */
+    moge_stop_reason stop;
+} moge_stats;
+
+/* Called with every generated token; return false to stop. */
+typedef bool (*moge_token_cb)(int32_t token, void *user);
+
+/* Appends `prompt` (n_prompt >= 1 tokens) to the context's committed tokens, then generates up to
+ * params->n_predict tokens, calling cb (may be NULL) with each. Stops at EOS, at n_predict, when
+ * cb returns false, or when the context is full (reported in stats->stop, not as an error).
+ * Errors: MOGE_ERR_CONTEXT_FULL when the prompt itself does not fit, MOGE_ERR_ARG for bad tokens.
+ * stats may be NULL. */
+moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_prompt,
+                          const moge_generate_params *params, moge_token_cb cb, void *user,
+                          moge_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MOGE_H */

@@ -1,0 +1,89 @@
+/*
+ * backend_ref.c — the reference backend: the most direct loops, double accumulators, no
+ * libraries. It is slow on purpose; it is the oracle the fast backend is tested against.
+ */
+#include <math.h>
+#include "runtime/backend.h"
+
+static void ref_matmul(float *y, const float *x, int n, const tensor *w, const float *bias, float *ws) {
+    (void)ws;
+    int64_t out = w->shape[0], in = w->shape[1];
+    for (int r = 0; r < n; r++)
+        for (int64_t o = 0; o < out; o++) {
+            double acc = bias ? bias[o] : 0.0;
+            for (int64_t i = 0; i < in; i++) acc += (double)tensor_get(w, o * in + i) * x[(int64_t)r * in + i];
+            y[(int64_t)r * out + o] = (float)acc;
+        }
+}
+
+static void ref_rmsnorm(float *y, const float *x, const float *w, int n, int dim, float eps) {
+    for (int r = 0; r < n; r++) {
+        const float *xr = x + (int64_t)r * dim;
+        double ss = 0;
+        for (int i = 0; i < dim; i++) ss += (double)xr[i] * xr[i];
+        double scale = 1.0 / sqrt(ss / dim + eps);
+        for (int i = 0; i < dim; i++) y[(int64_t)r * dim + i] = (float)(xr[i] * scale * w[i]);
+    }
+}
+
+static void ref_rope(float *x, const int32_t *pos, int n, int n_heads, int head_dim, const float *inv_freq) {
+    int half = head_dim / 2;
+    for (int r = 0; r < n; r++)
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + ((int64_t)r * n_heads + h) * head_dim;
+            for (int j = 0; j < half; j++) {
+                double angle = (float)pos[r] * inv_freq[j];
+                double c = cos(angle), s = sin(angle), a = v[j], b = v[j + half];
+                v[j] = (float)(a * c - b * s);
+                v[j + half] = (float)(b * c + a * s);
+            }
+        }
+}
+
+static void ref_attention(const attn_args *a) {
+    int group = a->n_head / a->n_head_kv, D = a->head_dim;
+    double scale = 1.0 / sqrt((double)D);
+    for (int i = 0; i < a->n; i++)
+        for (int h = 0; h < a->n_head; h++) {
+            const float *q = a->q + ((int64_t)i * a->n_head + h) * D;
+            const float *kc = a->k_cache + (int64_t)(h / group) * a->n_ctx * D;
+            const float *vc = a->v_cache + (int64_t)(h / group) * a->n_ctx * D;
+            float *out = a->out + ((int64_t)i * a->n_head + h) * D;
+            int n_slots = a->n_past + a->n;
+            double maxs = -INFINITY;
+            for (int s = 0; s < n_slots; s++) {
+                int j = s - a->n_past;
+                int vis = j < 0 || (a->visible ? a->visible[(int64_t)i * a->n + j] : j <= i);
+                if (!vis) { a->scratch[s] = NAN; continue; }
+                double dot = 0;
+                for (int d = 0; d < D; d++) dot += (double)q[d] * kc[(int64_t)s * D + d];
+                a->scratch[s] = (float)(dot * scale);
+                if (a->scratch[s] > maxs) maxs = a->scratch[s];
+            }
+            double sum = 0;
+            for (int s = 0; s < n_slots; s++)
+                if (!isnan(a->scratch[s])) sum += exp(a->scratch[s] - maxs);
+            for (int d = 0; d < D; d++) {
+                double acc = 0;
+                for (int s = 0; s < n_slots; s++)
+                    if (!isnan(a->scratch[s])) acc += exp(a->scratch[s] - maxs) / sum * vc[(int64_t)s * D + d];
+                out[d] = (float)acc;
+            }
+        }
+}
+
+static void ref_swiglu(float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        double x = g[i];
+        g[i] = (float)(x / (1.0 + exp(-x)) * u[i]);
+    }
+}
+
+const backend_ops backend_ref = {
+    .name = "ref",
+    .matmul = ref_matmul,
+    .rmsnorm = ref_rmsnorm,
+    .rope = ref_rope,
+    .attention = ref_attention,
+    .swiglu = ref_swiglu,
+};

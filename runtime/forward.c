@@ -1,0 +1,99 @@
+/*
+ * forward.c — the transformer forward over one batch of rows, written once against the backend
+ * op table (backend.h). Llama-family block:
+ *   x += o_proj(attention(rope(q(norm(x))), rope(k(norm(x))), v(norm(x))))
+ *   x += down(silu(gate(norm(x))) * up(norm(x)))
+ * then logits = lm_head(norm(x)). K/V of row i go to cache slot n_past + i.
+ */
+#include <string.h>
+
+#include "runtime/context.h"
+#include "runtime/errors.h"
+
+/* Validates the batch and fills ctx->pos, ctx->depth and (for trees) ctx->visible. */
+static moge_status prepare_batch(moge_context *ctx, const moge_batch *b) {
+    const model_config *c = &ctx->model->cfg;
+    int n = b->n;
+    if (n < 1 || n > ctx->n_batch || !b->tokens)
+        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: batch of %d rows (need 1..%d tokens)", n, ctx->n_batch);
+    if (ctx->n_past + n > ctx->n_ctx)
+        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_CONTEXT_FULL,
+                       "context full: %d cached + %d new tokens exceed n_ctx %d", ctx->n_past, n, ctx->n_ctx);
+    for (int i = 0; i < n; i++) {
+        if (b->tokens[i] < 0 || b->tokens[i] >= c->n_vocab)
+            return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: token %d at row %d is outside the vocabulary (0..%d)",
+                           b->tokens[i], i, c->n_vocab - 1);
+        if (b->parent) {
+            int p = b->parent[i];
+            if (p < -1 || p >= i)
+                return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: parent[%d] = %d (must be -1 or below %d)", i, p, i);
+            ctx->depth[i] = p < 0 ? 0 : ctx->depth[p] + 1;
+            /* Row i sees what its parent sees, and itself. */
+            uint8_t *vis = ctx->visible + (int64_t)i * n;
+            if (p >= 0) memcpy(vis, ctx->visible + (int64_t)p * n, (size_t)n);
+            else memset(vis, 0, (size_t)n);
+            vis[i] = 1;
+        } else {
+            ctx->depth[i] = i;
+        }
+        ctx->pos[i] = b->pos ? b->pos[i] : ctx->n_past + ctx->depth[i];
+        if (ctx->pos[i] < 0)
+            return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: pos[%d] = %d is negative", i, ctx->pos[i]);
+    }
+    return MOGE_OK;
+}
+
+moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **logits) {
+    if (!ctx || !b || !logits) return MOGE_ERR_ARG;
+    *logits = NULL;
+    moge_status st = prepare_batch(ctx, b);
+    if (st != MOGE_OK) return st;
+    const moge_model *m = ctx->model;
+    const model_config *c = &m->cfg;
+    const backend_ops *ops = m->ops;
+    int n = b->n, E = c->n_embd, D = c->head_dim, H = c->n_head, HKV = c->n_head_kv, F = c->n_ff;
+    int KV = HKV * D;
+
+    for (int i = 0; i < n; i++) tensor_to_f32(&m->tok_embd, (int64_t)b->tokens[i] * E, E, ctx->x + (int64_t)i * E);
+
+    for (int l = 0; l < c->n_layer; l++) {
+        const layer_weights *w = &m->layers[l];
+        /* attention */
+        ops->rmsnorm(ctx->xb, ctx->x, w->attn_norm, n, E, c->norm_eps);
+        ops->matmul(ctx->q, ctx->xb, n, &w->wq, w->bq, ctx->ws);
+        ops->matmul(ctx->k, ctx->xb, n, &w->wk, w->bk, ctx->ws);
+        ops->matmul(ctx->v, ctx->xb, n, &w->wv, w->bv, ctx->ws);
+        ops->rope(ctx->q, ctx->pos, n, H, D, m->rope_inv_freq);
+        ops->rope(ctx->k, ctx->pos, n, HKV, D, m->rope_inv_freq);
+        float *kc = ctx->k_cache + (int64_t)l * HKV * ctx->n_ctx * D;
+        float *vc = ctx->v_cache + (int64_t)l * HKV * ctx->n_ctx * D;
+        for (int i = 0; i < n; i++)
+            for (int h = 0; h < HKV; h++) {
+                int64_t slot = (int64_t)h * ctx->n_ctx + ctx->n_past + i;
+                memcpy(kc + slot * D, ctx->k + (int64_t)i * KV + (int64_t)h * D, (size_t)D * sizeof(float));
+                memcpy(vc + slot * D, ctx->v + (int64_t)i * KV + (int64_t)h * D, (size_t)D * sizeof(float));
+            }
+        attn_args a = {
+            .out = ctx->att, .q = ctx->q, .k_cache = kc, .v_cache = vc,
+            .n = n, .n_past = ctx->n_past, .n_ctx = ctx->n_ctx, .n_head = H, .n_head_kv = HKV, .head_dim = D,
+            .visible = b->parent ? ctx->visible : NULL, .scratch = ctx->scores,
+        };
+        ops->attention(&a);
+        ops->matmul(ctx->xb, ctx->att, n, &w->wo, w->bo, ctx->ws);
+        for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->xb[i];
+        /* MLP */
+        ops->rmsnorm(ctx->xb, ctx->x, w->ffn_norm, n, E, c->norm_eps);
+        ops->matmul(ctx->gate, ctx->xb, n, &w->w_gate, NULL, ctx->ws);
+        ops->matmul(ctx->up, ctx->xb, n, &w->w_up, NULL, ctx->ws);
+        ops->swiglu(ctx->gate, ctx->up, (int64_t)n * F);
+        ops->matmul(ctx->xb, ctx->gate, n, &w->w_down, NULL, ctx->ws);
+        for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->xb[i];
+    }
+    int first = b->logits_last_only ? n - 1 : 0;
+    ops->rmsnorm(ctx->xb, ctx->x + (int64_t)first * E, m->out_norm, n - first, E, c->norm_eps);
+    ops->matmul(ctx->logits, ctx->xb, n - first, &m->lm_head, NULL, ctx->ws);
+    ctx->n_last = n;
+    ctx->err[0] = 0;
+    *logits = ctx->logits;
+    return MOGE_OK;
+}

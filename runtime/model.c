@@ -1,0 +1,192 @@
+/*
+ * model.c — load a Hugging Face model directory into a moge_model: parse config.json, open the
+ * safetensors, bind every weight by name with its expected shape, and say exactly what is wrong
+ * when something does not fit.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime/errors.h"
+#include "runtime/model.h"
+
+moge_model_params moge_model_default_params(void) {
+    moge_model_params p = {.backend = MOGE_BACKEND_CPU, .n_threads = 0};
+    return p;
+}
+
+typedef struct {
+    moge_model *m;
+    const char *source; /* the file to name in messages: model.safetensors or the index */
+    char *err;
+    size_t n;
+} binder;
+
+static void fmt_shape(char *buf, size_t size, int n_dims, const int64_t *shape) {
+    int off = snprintf(buf, size, "[");
+    for (int i = 0; i < n_dims && off < (int)size; i++)
+        off += snprintf(buf + off, size - (size_t)off, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (off < (int)size) snprintf(buf + off, size - (size_t)off, "]");
+}
+
+/* Finds `name` and checks its dtype and shape (n_dims 1 or 2; rows == 0 for 1-D). */
+static moge_status bind(binder *b, const char *name, int64_t rows, int64_t cols, const st_entry **out) {
+    const st_entry *e = st_find(&b->m->st, name);
+    if (!e) return set_err(b->err, b->n, MOGE_ERR_FORMAT, "%s: missing tensor %s", b->source, name);
+    const char *file = b->m->st.files[e->file].path;
+    if (!e->supported)
+        return set_err(b->err, b->n, MOGE_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s (supported: F32, F16, BF16)",
+                       file, name, e->dtype_str);
+    int64_t want[2] = {rows ? rows : cols, cols};
+    int want_dims = rows ? 2 : 1;
+    if (e->n_dims != want_dims || e->shape[0] != want[0] || (want_dims == 2 && e->shape[1] != want[1])) {
+        char found[128], expected[64];
+        fmt_shape(found, sizeof found, e->n_dims, e->shape);
+        fmt_shape(expected, sizeof expected, want_dims, want);
+        return set_err(b->err, b->n, MOGE_ERR_SHAPE, "%s: tensor %s has shape %s, expected %s", file, name, found, expected);
+    }
+    *out = e;
+    return MOGE_OK;
+}
+
+static moge_status bind_matrix(binder *b, const char *name, int64_t rows, int64_t cols, tensor *t) {
+    const st_entry *e;
+    moge_status st = bind(b, name, rows, cols, &e);
+    if (st != MOGE_OK) return st;
+    t->name = e->name;
+    t->type = e->type;
+    t->n_dims = 2;
+    t->shape[0] = rows;
+    t->shape[1] = cols;
+    t->data = e->data;
+    return MOGE_OK;
+}
+
+/* 1-D weights are converted to an f32 copy owned by the model. */
+static moge_status bind_vector(binder *b, const char *name, int64_t len, float **out) {
+    const st_entry *e;
+    moge_status st = bind(b, name, 0, len, &e);
+    if (st != MOGE_OK) return st;
+    *out = malloc((size_t)len * sizeof(float));
+    if (!*out) return set_err(b->err, b->n, MOGE_ERR_NOMEM, "out of memory loading %s", name);
+    tensor t = {.name = e->name, .type = e->type, .n_dims = 1, .shape = {len, 0}, .data = e->data};
+    tensor_to_f32(&t, 0, len, *out);
+    return MOGE_OK;
+}
+
+static moge_status bind_all(binder *b) {
+    moge_model *m = b->m;
+    const model_config *c = &m->cfg;
+    int64_t E = c->n_embd, Q = (int64_t)c->n_head * c->head_dim, KV = (int64_t)c->n_head_kv * c->head_dim, F = c->n_ff;
+    moge_status st;
+    char name[256];
+#define TRY(x) do { if ((st = (x)) != MOGE_OK) return st; } while (0)
+    TRY(bind_matrix(b, "model.embed_tokens.weight", c->n_vocab, E, &m->tok_embd));
+    TRY(bind_vector(b, "model.norm.weight", E, &m->out_norm));
+    if (c->tie_embeddings) m->lm_head = m->tok_embd;
+    else TRY(bind_matrix(b, "lm_head.weight", c->n_vocab, E, &m->lm_head));
+    m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
+    if (!m->layers) return set_err(b->err, b->n, MOGE_ERR_NOMEM, "out of memory");
+    for (int l = 0; l < c->n_layer; l++) {
+        layer_weights *w = &m->layers[l];
+#define NAME(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix), name)
+        TRY(bind_vector(b, NAME("input_layernorm.weight"), E, &w->attn_norm));
+        TRY(bind_matrix(b, NAME("self_attn.q_proj.weight"), Q, E, &w->wq));
+        TRY(bind_matrix(b, NAME("self_attn.k_proj.weight"), KV, E, &w->wk));
+        TRY(bind_matrix(b, NAME("self_attn.v_proj.weight"), KV, E, &w->wv));
+        TRY(bind_matrix(b, NAME("self_attn.o_proj.weight"), E, Q, &w->wo));
+        if (c->qkv_bias) {
+            TRY(bind_vector(b, NAME("self_attn.q_proj.bias"), Q, &w->bq));
+            TRY(bind_vector(b, NAME("self_attn.k_proj.bias"), KV, &w->bk));
+            TRY(bind_vector(b, NAME("self_attn.v_proj.bias"), KV, &w->bv));
+        }
+        if (c->o_bias) TRY(bind_vector(b, NAME("self_attn.o_proj.bias"), E, &w->bo));
+        TRY(bind_vector(b, NAME("post_attention_layernorm.weight"), E, &w->ffn_norm));
+        TRY(bind_matrix(b, NAME("mlp.gate_proj.weight"), F, E, &w->w_gate));
+        TRY(bind_matrix(b, NAME("mlp.up_proj.weight"), F, E, &w->w_up));
+        TRY(bind_matrix(b, NAME("mlp.down_proj.weight"), E, F, &w->w_down));
+#undef NAME
+    }
+#undef TRY
+    return MOGE_OK;
+}
+
+moge_status moge_model_load(const char *dir, const moge_model_params *params, moge_model **out, char *err, size_t n) {
+    if (out) *out = NULL;
+    if (!dir || !out) return set_err(err, n, MOGE_ERR_ARG, "moge_model_load: dir and out must not be NULL");
+    moge_model_params p = params ? *params : moge_model_default_params();
+    if (p.backend != MOGE_BACKEND_CPU && p.backend != MOGE_BACKEND_REF)
+        return set_err(err, n, MOGE_ERR_ARG, "moge_model_load: unknown backend %d", (int)p.backend);
+    moge_model *m = calloc(1, sizeof *m);
+    if (!m) return set_err(err, n, MOGE_ERR_NOMEM, "out of memory");
+
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    moge_status st = config_load(&m->cfg, path, err, n);
+    if (st == MOGE_OK) st = st_open_dir(&m->st, dir, err, n);
+    if (st == MOGE_OK) {
+        char single[4096];
+        snprintf(single, sizeof single, "%s/model.safetensors", dir);
+        snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+        int sharded = !(m->st.n_files == 1 && strcmp(m->st.files[0].path, single) == 0);
+        binder b = {.m = m, .source = sharded ? path : single, .err = err, .n = n};
+        st = bind_all(&b);
+    }
+    if (st == MOGE_OK) {
+        int half = m->cfg.head_dim / 2;
+        m->rope_inv_freq = malloc((size_t)half * sizeof(float));
+        if (!m->rope_inv_freq) st = set_err(err, n, MOGE_ERR_NOMEM, "out of memory");
+        /* As Hugging Face computes it: 1 / theta^(2j/d) in float32. */
+        for (int j = 0; st == MOGE_OK && j < half; j++)
+            m->rope_inv_freq[j] = (float)(1.0 / pow((double)m->cfg.rope_theta, (double)(2 * j) / m->cfg.head_dim));
+    }
+    if (st != MOGE_OK) {
+        moge_model_free(m);
+        return st;
+    }
+    m->ops = p.backend == MOGE_BACKEND_REF ? &backend_ref : &backend_cpu;
+    m->n_threads = p.n_threads > 0 ? p.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (m->n_threads < 1) m->n_threads = 1;
+    if (m->ops == &backend_cpu) backend_cpu_set_threads(m->n_threads);
+    *out = m;
+    if (err && n) err[0] = 0;
+    return MOGE_OK;
+}
+
+void moge_model_free(moge_model *m) {
+    if (!m) return;
+    if (m->layers) {
+        for (int l = 0; l < m->cfg.n_layer; l++) {
+            layer_weights *w = &m->layers[l];
+            free(w->attn_norm); free(w->ffn_norm);
+            free(w->bq); free(w->bk); free(w->bv); free(w->bo);
+        }
+        free(m->layers);
+    }
+    free(m->out_norm);
+    free(m->rope_inv_freq);
+    st_close(&m->st);
+    free(m);
+}
+
+void moge_model_get_info(const moge_model *m, moge_model_info *info) {
+    const model_config *c = &m->cfg;
+    memset(info, 0, sizeof *info);
+    info->architecture = c->architecture;
+    info->backend = m->ops->name;
+    info->n_vocab = c->n_vocab; info->n_embd = c->n_embd; info->n_layer = c->n_layer;
+    info->n_head = c->n_head; info->n_head_kv = c->n_head_kv; info->head_dim = c->head_dim;
+    info->n_ff = c->n_ff; info->max_position = c->max_position;
+    info->rope_theta = c->rope_theta; info->norm_eps = c->norm_eps;
+    info->tie_embeddings = c->tie_embeddings;
+    info->bos_id = c->bos_id; info->eos_id = c->eos_id;
+    for (int i = 0; i < m->st.n_entries; i++) {
+        const st_entry *e = &m->st.entries[i];
+        int64_t numel = 1;
+        for (int d = 0; d < e->n_dims; d++) numel *= e->shape[d];
+        info->n_params += numel;
+        info->weight_bytes += (int64_t)e->nbytes;
+    }
+}

@@ -1,0 +1,64 @@
+/*
+ * model.h — the loaded model: hyper-parameters from config.json and weight views.
+ *
+ * Weights of 2-D matrices are views into the mmapped safetensors files (any of F32/F16/BF16);
+ * 1-D vectors (norm weights, biases) are converted to f32 copies at load, since every row of
+ * every batch reads them.
+ */
+#ifndef MOGE_MODEL_H
+#define MOGE_MODEL_H
+
+#include <stdbool.h>
+#include "moge.h"
+#include "runtime/backend.h"
+#include "runtime/safetensors.h"
+#include "runtime/tensor.h"
+
+typedef enum { ARCH_LLAMA = 0, ARCH_MISTRAL, ARCH_QWEN2 } model_arch;
+
+typedef struct {
+    char architecture[64];  /* as in config.json, e.g. "LlamaForCausalLM" */
+    model_arch arch;
+    int n_vocab;       /* vocab_size */
+    int n_embd;        /* hidden_size */
+    int n_layer;       /* num_hidden_layers */
+    int n_head;        /* num_attention_heads */
+    int n_head_kv;     /* num_key_value_heads (default n_head) */
+    int head_dim;      /* head_dim (default n_embd / n_head) */
+    int n_ff;          /* intermediate_size */
+    int max_position;  /* max_position_embeddings */
+    float norm_eps;    /* rms_norm_eps */
+    float rope_theta;  /* rope_theta (default 10000) */
+    bool tie_embeddings;
+    bool qkv_bias;     /* Qwen2, or Llama with attention_bias */
+    bool o_bias;       /* Llama with attention_bias */
+    int bos_id, eos_id; /* -1 when absent; eos_id is the first when a list is given */
+} model_config;
+
+/* Parses `path` (a config.json). Errors name the file and key. */
+moge_status config_load(model_config *c, const char *path, char *err, size_t err_size);
+
+typedef struct {
+    float *attn_norm;          /* (n_embd) */
+    tensor wq;                 /* (n_head * head_dim, n_embd) */
+    tensor wk, wv;             /* (n_head_kv * head_dim, n_embd) */
+    tensor wo;                 /* (n_embd, n_head * head_dim) */
+    float *bq, *bk, *bv, *bo;  /* biases or NULL: (n_head*head_dim), (n_head_kv*head_dim) x2, (n_embd) */
+    float *ffn_norm;           /* (n_embd) */
+    tensor w_gate, w_up;       /* (n_ff, n_embd) */
+    tensor w_down;             /* (n_embd, n_ff) */
+} layer_weights;
+
+struct moge_model {
+    model_config cfg;
+    st_table st;
+    tensor tok_embd;           /* (n_vocab, n_embd) */
+    float *out_norm;           /* (n_embd) */
+    tensor lm_head;            /* (n_vocab, n_embd): a copy of tok_embd's view when tied */
+    layer_weights *layers;     /* [n_layer] */
+    float *rope_inv_freq;      /* (head_dim / 2): theta^(-2j / head_dim) */
+    const backend_ops *ops;
+    int n_threads;
+};
+
+#endif

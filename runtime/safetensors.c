@@ -1,0 +1,226 @@
+/*
+ * safetensors.c — mmap and validate safetensors files (single file or sharded with an index).
+ *
+ * File layout: u64 little-endian header length N, N bytes of JSON
+ * {name: {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}},
+ * then the data; offsets are relative to the first byte after the header.
+ */
+#include <cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runtime/errors.h"
+#include "runtime/fileio.h"
+#include "runtime/safetensors.h"
+
+/* Bytes per element of a safetensors dtype, or 0 when the name is unknown. */
+static size_t st_dtype_bytes(const char *s) {
+    static const struct { const char *name; size_t size; } table[] = {
+        {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4}, {"I16", 2},
+        {"I8", 1},  {"U8", 1},  {"U16", 2}, {"U32", 4},  {"U64", 8}, {"BOOL", 1},
+        {"F8_E4M3", 1}, {"F8_E5M2", 1},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (strcmp(s, table[i].name) == 0) return table[i].size;
+    return 0;
+}
+
+/* Maps one file and appends its entries to the table. */
+static moge_status st_add_file(st_table *t, const char *path, char *err, size_t n) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return set_err(err, n, MOGE_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        close(fd);
+        return set_err(err, n, MOGE_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    size_t size = (size_t)sb.st_size;
+    if (size < 8) {
+        close(fd);
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: file is %zu bytes, too short for a safetensors header", path, size);
+    }
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return set_err(err, n, MOGE_ERR_IO, "%s: mmap: %s", path, strerror(errno));
+
+    st_file *files = realloc(t->files, (size_t)(t->n_files + 1) * sizeof *files);
+    if (!files) { munmap(map, size); return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path); }
+    t->files = files;
+    st_file *f = &t->files[t->n_files];
+    f->path = strdup(path);
+    f->map = map;
+    f->size = size;
+    if (!f->path) { munmap(map, size); return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path); }
+    int file_index = t->n_files++;
+
+    const unsigned char *p = map;
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | p[i];
+    if (hlen == 0 || hlen > size - 8)
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%zu bytes)",
+                       path, (unsigned long long)hlen, size);
+    const char *data_base = (const char *)map + 8 + hlen;
+    size_t data_size = size - 8 - (size_t)hlen;
+
+    cJSON *root = cJSON_ParseWithLength((const char *)map + 8, (size_t)hlen);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: the header is not a JSON object", path);
+    }
+    moge_status st = MOGE_OK;
+    int count = cJSON_GetArraySize(root);
+    st_entry *entries = realloc(t->entries, (size_t)(t->n_entries + count) * sizeof *entries);
+    if (!entries) { cJSON_Delete(root); return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path); }
+    t->entries = entries;
+
+    for (cJSON *it = root->child; it; it = it->next) {
+        const char *name = it->string;
+        if (strcmp(name, "__metadata__") == 0) continue;
+        cJSON *jd = cJSON_GetObjectItemCaseSensitive(it, "dtype");
+        cJSON *js = cJSON_GetObjectItemCaseSensitive(it, "shape");
+        cJSON *jo = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
+        if (!cJSON_IsObject(it) || !cJSON_IsString(jd) || !cJSON_IsArray(js) || !cJSON_IsArray(jo) ||
+            cJSON_GetArraySize(jo) != 2) {
+            st = set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s: header entry needs \"dtype\", \"shape\" and two \"data_offsets\"", path, name);
+            break;
+        }
+        st_entry e;
+        memset(&e, 0, sizeof e);
+        size_t esize = st_dtype_bytes(jd->valuestring);
+        if (esize == 0 || strlen(jd->valuestring) >= sizeof e.dtype_str) {
+            st = set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s: unknown dtype \"%s\"", path, name, jd->valuestring);
+            break;
+        }
+        strcpy(e.dtype_str, jd->valuestring);
+        e.n_dims = cJSON_GetArraySize(js);
+        if (e.n_dims > ST_MAX_DIMS) {
+            st = set_err(err, n, MOGE_ERR_UNSUPPORTED, "%s: tensor %s has %d dimensions (at most %d supported)", path, name, e.n_dims, ST_MAX_DIMS);
+            break;
+        }
+        uint64_t numel = 1;
+        int d = 0, bad = 0;
+        for (cJSON *dim = js->child; dim; dim = dim->next, d++) {
+            if (!cJSON_IsNumber(dim) || dim->valuedouble < 0 || dim->valuedouble > 9.0e15 ||
+                dim->valuedouble != (double)(int64_t)dim->valuedouble) { bad = 1; break; }
+            e.shape[d] = (int64_t)dim->valuedouble;
+            if (e.shape[d] != 0 && numel > UINT64_MAX / 16 / (uint64_t)e.shape[d]) { bad = 1; break; }
+            numel *= (uint64_t)e.shape[d];
+        }
+        double b = cJSON_GetArrayItem(jo, 0)->valuedouble, en = cJSON_GetArrayItem(jo, 1)->valuedouble;
+        if (bad || !cJSON_IsNumber(cJSON_GetArrayItem(jo, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(jo, 1)) ||
+            b < 0 || en < b || b != (double)(uint64_t)b || en != (double)(uint64_t)en) {
+            st = set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s: invalid shape or data_offsets", path, name);
+            break;
+        }
+        uint64_t begin = (uint64_t)b, end = (uint64_t)en;
+        if (end > data_size) {
+            st = set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s: data_offsets [%llu, %llu] run past the end of the file (%zu data bytes)",
+                         path, name, (unsigned long long)begin, (unsigned long long)end, data_size);
+            break;
+        }
+        if (end - begin != numel * esize) {
+            st = set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s: data_offsets span %llu bytes but %s of that shape needs %llu",
+                         path, name, (unsigned long long)(end - begin), e.dtype_str, (unsigned long long)(numel * esize));
+            break;
+        }
+        e.supported = 1;
+        if (strcmp(e.dtype_str, "F32") == 0) e.type = DTYPE_F32;
+        else if (strcmp(e.dtype_str, "F16") == 0) e.type = DTYPE_F16;
+        else if (strcmp(e.dtype_str, "BF16") == 0) e.type = DTYPE_BF16;
+        else e.supported = 0;
+        e.nbytes = (size_t)(end - begin);
+        e.data = data_base + begin;
+        if (((uintptr_t)e.data % esize) != 0) { /* misaligned in the file: keep an aligned copy */
+            e.copy = malloc(e.nbytes ? e.nbytes : 1);
+            if (!e.copy) { st = set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path); break; }
+            memcpy(e.copy, e.data, e.nbytes);
+            e.data = e.copy;
+        }
+        e.file = file_index;
+        e.name = strdup(name);
+        if (!e.name) { free(e.copy); st = set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path); break; }
+        t->entries[t->n_entries++] = e;
+    }
+    cJSON_Delete(root);
+    return st;
+}
+
+const st_entry *st_find(const st_table *t, const char *name) {
+    for (int i = 0; i < t->n_entries; i++)
+        if (strcmp(t->entries[i].name, name) == 0) return &t->entries[i];
+    return NULL;
+}
+
+/* Opens the shards named by an index file and checks that each mapped tensor is where the
+ * index says. */
+static moge_status st_open_index(st_table *t, const char *dir, const char *index_path, char *err, size_t n) {
+    char *text = NULL;
+    size_t len = 0;
+    moge_status st = read_whole_file(index_path, &text, &len, err, n);
+    if (st != MOGE_OK) return st;
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!root) return set_err(err, n, MOGE_ERR_FORMAT, "%s: malformed JSON", index_path);
+    cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (!cJSON_IsObject(map)) {
+        cJSON_Delete(root);
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: missing object \"weight_map\"", index_path);
+    }
+    char path[4096];
+    /* Open each distinct shard once, in order of first mention. */
+    for (cJSON *it = map->child; it && st == MOGE_OK; it = it->next) {
+        if (!cJSON_IsString(it) || strchr(it->valuestring, '/') || it->valuestring[0] == '.' || !it->valuestring[0]) {
+            st = set_err(err, n, MOGE_ERR_FORMAT, "%s: weight_map[\"%s\"]: expected a shard file name", index_path, it->string);
+            break;
+        }
+        int seen = 0;
+        for (cJSON *prev = map->child; prev != it; prev = prev->next)
+            if (strcmp(prev->valuestring, it->valuestring) == 0) { seen = 1; break; }
+        if (seen) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, it->valuestring);
+        st = st_add_file(t, path, err, n);
+    }
+    for (cJSON *it = map->child; it && st == MOGE_OK; it = it->next) {
+        const st_entry *e = st_find(t, it->string);
+        snprintf(path, sizeof path, "%s/%s", dir, it->valuestring);
+        if (!e || strcmp(t->files[e->file].path, path) != 0)
+            st = set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s is listed in %s but %s does not hold it",
+                         index_path, it->string, it->valuestring, path);
+    }
+    cJSON_Delete(root);
+    return st;
+}
+
+moge_status st_open_dir(st_table *t, const char *dir, char *err, size_t n) {
+    memset(t, 0, sizeof *t);
+    char single[4096], index[4096];
+    snprintf(single, sizeof single, "%s/model.safetensors", dir);
+    snprintf(index, sizeof index, "%s/model.safetensors.index.json", dir);
+    moge_status st;
+    if (access(single, F_OK) == 0) st = st_add_file(t, single, err, n);
+    else if (access(index, F_OK) == 0) st = st_open_index(t, dir, index, err, n);
+    else st = set_err(err, n, MOGE_ERR_IO, "%s: no such file (nor model.safetensors.index.json)", single);
+    if (st != MOGE_OK) st_close(t);
+    return st;
+}
+
+void st_close(st_table *t) {
+    if (!t) return;
+    for (int i = 0; i < t->n_entries; i++) {
+        free(t->entries[i].name);
+        free(t->entries[i].copy);
+    }
+    for (int i = 0; i < t->n_files; i++) {
+        munmap(t->files[i].map, t->files[i].size);
+        free(t->files[i].path);
+    }
+    free(t->entries);
+    free(t->files);
+    memset(t, 0, sizeof *t);
+}

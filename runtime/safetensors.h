@@ -1,0 +1,50 @@
+/*
+ * safetensors.h — read-only access to the tensors of a Hugging Face model directory:
+ * `model.safetensors`, or the shards listed by `model.safetensors.index.json`. Files are mmapped;
+ * every header, dtype, shape and offset is validated before a pointer is handed out.
+ */
+#ifndef MOGE_SAFETENSORS_H
+#define MOGE_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "moge.h"
+#include "runtime/tensor.h"
+
+#define ST_MAX_DIMS 8
+
+typedef struct {
+    char *name;
+    char dtype_str[12];  /* as written in the header, e.g. "BF16", "I32" */
+    int supported;       /* dtype is F32, F16 or BF16 (then `type` is set) */
+    dtype type;
+    int n_dims;
+    int64_t shape[ST_MAX_DIMS];
+    const void *data;    /* into the mapping, or into `copy` when the mapping was misaligned */
+    void *copy;          /* owned aligned copy, or NULL */
+    size_t nbytes;
+    int file;            /* index into st_table.files */
+} st_entry;
+
+typedef struct {
+    char *path;
+    void *map;
+    size_t size;
+} st_file;
+
+typedef struct {
+    st_file *files;
+    int n_files;
+    st_entry *entries;
+    int n_entries;
+} st_table;
+
+/* Opens the weights of model directory `dir`. On failure returns a status with a message naming
+ * the file (and tensor) at fault; *t is then empty and needs no st_close (calling it is fine). */
+moge_status st_open_dir(st_table *t, const char *dir, char *err, size_t err_size);
+void st_close(st_table *t);
+
+/* The entry called `name`, or NULL. */
+const st_entry *st_find(const st_table *t, const char *name);
+
+#endif

@@ -1,0 +1,156 @@
+/*
+ * test_backend_ops.c — every op of the cpu backend against the ref backend on random inputs,
+ * compared by normalised error ||cpu - ref|| / ||ref||.
+ */
+#include <stdint.h>
+
+#include "harness.h"
+#include "runtime/backend.h"
+
+static uint64_t rng = 12345;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng >> 40) / 8388608.0 - 1.0);
+}
+static void fill(float *x, int64_t n, float scale) { for (int64_t i = 0; i < n; i++) x[i] = frand() * scale; }
+
+static uint16_t f32_to_bf16(float f) { uint32_t b; memcpy(&b, &f, 4); return (uint16_t)(b >> 16); }
+/* f32 -> f16 by truncation; inputs are in the normal range of f16. */
+static uint16_t f32_to_f16(float f) {
+    uint32_t b; memcpy(&b, &f, 4);
+    uint32_t sign = (b >> 16) & 0x8000;
+    int32_t exp = (int32_t)((b >> 23) & 0xff) - 127 + 15;
+    if (exp <= 0) return (uint16_t)sign;
+    return (uint16_t)(sign | ((uint32_t)exp << 10) | ((b >> 13) & 0x3ff));
+}
+
+static double nerr(const float *a, const float *b, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+#define TOL 1e-5
+
+static void check_matmul(dtype type, int n, int out, int in, int with_bias) {
+    float *wf = malloc((size_t)out * in * sizeof(float));
+    uint16_t *w16 = malloc((size_t)out * in * sizeof(uint16_t));
+    float *x = malloc((size_t)n * in * sizeof(float)), *bias = malloc((size_t)out * sizeof(float));
+    float *y1 = malloc((size_t)n * out * sizeof(float)), *y2 = malloc((size_t)n * out * sizeof(float));
+    float *ws = malloc((size_t)BACKEND_MATMUL_BLOCK * in * sizeof(float));
+    fill(wf, (int64_t)out * in, 0.5f);
+    fill(x, (int64_t)n * in, 1.0f);
+    fill(bias, out, 1.0f);
+    for (int64_t i = 0; i < (int64_t)out * in; i++) w16[i] = type == DTYPE_BF16 ? f32_to_bf16(wf[i]) : f32_to_f16(wf[i]);
+    tensor w = {.name = "w", .type = type, .n_dims = 2, .shape = {out, in}, .data = type == DTYPE_F32 ? (void *)wf : (void *)w16};
+    backend_ref.matmul(y1, x, n, &w, with_bias ? bias : NULL, ws);
+    backend_cpu.matmul(y2, x, n, &w, with_bias ? bias : NULL, ws);
+    double e = nerr(y2, y1, (int64_t)n * out);
+    CHECKF(e < TOL, "matmul %s n=%d out=%d in=%d bias=%d: normalised error %.3g", dtype_name(type), n, out, in, with_bias, e);
+    free(wf); free(w16); free(x); free(bias); free(y1); free(y2); free(ws);
+}
+
+static void test_matmul(void) {
+    dtype types[] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16};
+    int rows[] = {1, 2, 7, 64};
+    for (int t = 0; t < 3; t++)
+        for (int r = 0; r < 4; r++) {
+            check_matmul(types[t], rows[r], 131, 72, 0);
+            check_matmul(types[t], rows[r], 70, 33, 1);
+        }
+}
+
+static void test_rmsnorm(void) {
+    int n = 5, dim = 96;
+    float x[5 * 96], w[96], y1[5 * 96], y2[5 * 96];
+    fill(x, n * dim, 3.0f);
+    fill(w, dim, 1.0f);
+    backend_ref.rmsnorm(y1, x, w, n, dim, 1e-5f);
+    backend_cpu.rmsnorm(y2, x, w, n, dim, 1e-5f);
+    double e = nerr(y2, y1, n * dim);
+    CHECKF(e < TOL, "rmsnorm: normalised error %.3g", e);
+}
+
+static void test_rope(void) {
+    int n = 6, heads = 3, hd = 16;
+    float x1[6 * 3 * 16], x2[6 * 3 * 16], inv[8];
+    int32_t pos[6] = {0, 1, 2, 17, 300, 4095};
+    for (int j = 0; j < hd / 2; j++) inv[j] = (float)(1.0 / pow(10000.0, 2.0 * j / hd));
+    fill(x1, n * heads * hd, 1.0f);
+    memcpy(x2, x1, sizeof x1);
+    backend_ref.rope(x1, pos, n, heads, hd, inv);
+    backend_cpu.rope(x2, pos, n, heads, hd, inv);
+    double e = nerr(x2, x1, n * heads * hd);
+    CHECKF(e < TOL, "rope: normalised error %.3g", e);
+    /* Position 0 is the identity. */
+    float x3[16], x4[16];
+    fill(x3, 16, 1.0f);
+    memcpy(x4, x3, sizeof x3);
+    int32_t p0 = 0;
+    backend_cpu.rope(x4, &p0, 1, 1, 16, inv);
+    CHECK(nerr(x4, x3, 16) < 1e-7);
+}
+
+static void check_attention(int n_past, int n, int heads, int kv_heads, int hd, const int32_t *parent) {
+    int n_ctx = n_past + n + 3;
+    int64_t cache = (int64_t)kv_heads * n_ctx * hd;
+    float *kc = malloc(cache * sizeof(float)), *vc = malloc(cache * sizeof(float));
+    float *q = malloc((size_t)n * heads * hd * sizeof(float));
+    float *o1 = malloc((size_t)n * heads * hd * sizeof(float)), *o2 = malloc((size_t)n * heads * hd * sizeof(float));
+    float *scratch = malloc((size_t)n_ctx * sizeof(float));
+    uint8_t *vis = calloc((size_t)n * n, 1);
+    fill(kc, cache, 1.0f);
+    fill(vc, cache, 1.0f);
+    fill(q, (int64_t)n * heads * hd, 1.0f);
+    if (parent)
+        for (int i = 0; i < n; i++) {
+            if (parent[i] >= 0) memcpy(vis + i * n, vis + parent[i] * n, (size_t)n);
+            vis[i * n + i] = 1;
+        }
+    attn_args a = {.out = o1, .q = q, .k_cache = kc, .v_cache = vc, .n = n, .n_past = n_past, .n_ctx = n_ctx,
+                   .n_head = heads, .n_head_kv = kv_heads, .head_dim = hd, .visible = parent ? vis : NULL, .scratch = scratch};
+    backend_ref.attention(&a);
+    a.out = o2;
+    backend_cpu.attention(&a);
+    double e = nerr(o2, o1, (int64_t)n * heads * hd);
+    CHECKF(e < TOL, "attention n_past=%d n=%d heads=%d/%d tree=%d: normalised error %.3g", n_past, n, heads, kv_heads, parent != NULL, e);
+    free(kc); free(vc); free(q); free(o1); free(o2); free(scratch); free(vis);
+}
+
+static void test_attention(void) {
+    int32_t tree[7] = {-1, 0, 0, 1, 1, 2, 5};
+    check_attention(0, 1, 4, 2, 8, NULL);
+    check_attention(0, 9, 4, 2, 8, NULL);
+    check_attention(13, 1, 6, 3, 16, NULL);
+    check_attention(13, 5, 6, 1, 16, NULL);
+    check_attention(0, 7, 4, 4, 8, tree);
+    check_attention(21, 7, 8, 2, 12, tree);
+}
+
+static void test_swiglu(void) {
+    float g1[300], g2[300], u[300];
+    fill(g1, 300, 6.0f);
+    fill(u, 300, 2.0f);
+    memcpy(g2, g1, sizeof g1);
+    backend_ref.swiglu(g1, u, 300);
+    backend_cpu.swiglu(g2, u, 300);
+    double e = nerr(g2, g1, 300);
+    CHECKF(e < TOL, "swiglu: normalised error %.3g", e);
+}
+
+/* The comparison itself must be able to fail: a perturbed output is caught. */
+static void test_negative_control(void) {
+    float a[64], b[64];
+    fill(a, 64, 1.0f);
+    memcpy(b, a, sizeof a);
+    b[17] += 0.01f;
+    CHECK(nerr(b, a, 64) > TOL);
+}
+
+int main(void) {
+    backend_cpu_set_threads(2);
+    RUN_TESTS(T(test_matmul), T(test_rmsnorm), T(test_rope), T(test_attention), T(test_swiglu), T(test_negative_control));
+}

@@ -1,0 +1,103 @@
+/*
+ * test_loader.c — loading Hugging Face model directories: every broken fixture of
+ * tests/fixtures/broken/cases.tsv (written by tools/make_test_fixtures.py) must fail with the
+ * listed status and a message naming the listed file, key, tensor, shape or dtype; the valid
+ * fixture and the real models must load with the configuration they declare.
+ */
+#include "harness.h"
+#include "moge.h"
+
+static moge_status status_from_name(const char *s) {
+    static const struct { const char *name; moge_status st; } t[] = {
+        {"MOGE_OK", MOGE_OK}, {"MOGE_ERR_IO", MOGE_ERR_IO}, {"MOGE_ERR_FORMAT", MOGE_ERR_FORMAT},
+        {"MOGE_ERR_UNSUPPORTED", MOGE_ERR_UNSUPPORTED}, {"MOGE_ERR_SHAPE", MOGE_ERR_SHAPE},
+        {"MOGE_ERR_NOMEM", MOGE_ERR_NOMEM}, {"MOGE_ERR_ARG", MOGE_ERR_ARG},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (!strcmp(s, t[i].name)) return t[i].st;
+    return (moge_status)-1;
+}
+
+static void test_broken_fixtures(void) {
+    FILE *f = fopen("tests/fixtures/broken/cases.tsv", "r");
+    CHECK(f != NULL);
+    if (!f) return;
+    char line[1024];
+    int n_cases = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (!line[0]) continue;
+        char *fields[8];
+        int nf = 0;
+        for (char *tok = strtok(line, "\t"); tok && nf < 8; tok = strtok(NULL, "\t")) fields[nf++] = tok;
+        CHECK(nf >= 3);
+        if (nf < 3) continue;
+        char dir[512], err[1024] = "";
+        snprintf(dir, sizeof dir, "tests/fixtures/broken/%s", fields[0]);
+        moge_model *m = (moge_model *)&n_cases; /* must be reset to NULL on failure */
+        moge_status st = moge_model_load(dir, NULL, &m, err, sizeof err);
+        moge_status want = status_from_name(fields[1]);
+        CHECKF(st == want, "%s: status %s (%s), expected %s", fields[0], moge_status_str(st), err, fields[1]);
+        CHECKF(m == NULL, "%s: *out not NULL after failure", fields[0]);
+        for (int k = 2; k < nf; k++)
+            CHECKF(strstr(err, fields[k]) != NULL, "%s: message \"%s\" does not name \"%s\"", fields[0], err, fields[k]);
+        if (st == MOGE_OK) moge_model_free(m);
+        n_cases++;
+    }
+    fclose(f);
+    CHECKF(n_cases >= 18, "only %d cases in the manifest", n_cases);
+}
+
+static void test_valid_fixture(void) {
+    char err[1024];
+    moge_model *m = NULL;
+    moge_status st = moge_model_load("tests/fixtures/broken/valid", NULL, &m, err, sizeof err);
+    CHECKF(st == MOGE_OK, "%s", err);
+    moge_model_free(m);
+}
+
+static void test_real_configs(void) {
+    static const struct {
+        const char *dir, *arch;
+        int n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff;
+        bool tied;
+    } want[] = {
+        {"models/stories260K", "LlamaForCausalLM", 512, 64, 5, 8, 4, 8, 172, true},
+        {"tests/fixtures/models/llama_f32", "LlamaForCausalLM", 97, 48, 2, 6, 2, 8, 80, false},
+        {"tests/fixtures/models/qwen2_bf16", "Qwen2ForCausalLM", 101, 64, 2, 4, 2, 16, 96, true},
+        {"tests/fixtures/models/mistral_f16_sharded", "MistralForCausalLM", 89, 40, 3, 4, 1, 12, 72, false},
+        {"tests/fixtures/models/llama_bias_bf16", "LlamaForCausalLM", 67, 32, 2, 4, 4, 8, 64, true},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        char err[1024];
+        moge_model *m = NULL;
+        moge_status st = moge_model_load(want[i].dir, NULL, &m, err, sizeof err);
+        CHECKF(st == MOGE_OK, "%s: %s", want[i].dir, err);
+        if (st != MOGE_OK) continue;
+        moge_model_info in;
+        moge_model_get_info(m, &in);
+        CHECKF(!strcmp(in.architecture, want[i].arch) && in.n_vocab == want[i].n_vocab && in.n_embd == want[i].n_embd &&
+                   in.n_layer == want[i].n_layer && in.n_head == want[i].n_head && in.n_head_kv == want[i].n_head_kv &&
+                   in.head_dim == want[i].head_dim && in.n_ff == want[i].n_ff && in.tie_embeddings == want[i].tied,
+               "%s: config read differs", want[i].dir);
+        moge_model_free(m);
+    }
+}
+
+static void test_bad_arguments(void) {
+    char err[256];
+    moge_model *m = NULL;
+    CHECK(moge_model_load(NULL, NULL, &m, err, sizeof err) == MOGE_ERR_ARG);
+    CHECK(moge_model_load("models/stories260K", NULL, NULL, err, sizeof err) == MOGE_ERR_ARG);
+    CHECK(moge_model_load("no/such/dir", NULL, &m, NULL, 0) == MOGE_ERR_IO && m == NULL);
+    moge_model_params p = moge_model_default_params();
+    p.backend = (moge_backend)7;
+    CHECK(moge_model_load("models/stories260K", &p, &m, err, sizeof err) == MOGE_ERR_ARG);
+    moge_model_free(NULL);
+    moge_context_free(NULL);
+    CHECK(strcmp(moge_status_str(MOGE_ERR_SHAPE), "wrong shape or dtype") == 0);
+}
+
+int main(void) {
+    RUN_TESTS(T(test_broken_fixtures), T(test_valid_fixture), T(test_real_configs), T(test_bad_arguments));
+}
