@@ -36,7 +36,17 @@ int cmd_info(int argc, char **argv) {
     printf("architecture  %s\n", in.architecture);
     printf("parameters    %lld (%.2f MB of weights)\n", (long long)in.n_params, in.weight_bytes / 1e6);
     printf("layers        %d\n", in.n_layer);
-    printf("hidden        %d (feed-forward %d)\n", in.n_embd, in.n_ff);
+    if (in.n_expert > 0) {
+        printf("hidden        %d\n", in.n_embd);
+        printf("experts       %d routed (width %d) in %d groups of %d, %d per token (%d per group), routing %s\n",
+               in.n_expert, in.n_ff_expert, in.n_group, in.n_expert / in.n_group, in.n_expert_used,
+               in.n_expert_used / in.n_group, in.routing);
+        if (in.n_ff_shared > 0) printf("shared expert width %d\n", in.n_ff_shared);
+        printf("active        %lld parameters per token (%.1f %%)\n", (long long)in.n_params_active,
+               100.0 * in.n_params_active / in.n_params);
+    } else {
+        printf("hidden        %d (feed-forward %d)\n", in.n_embd, in.n_ff);
+    }
     printf("attention     %d heads, %d KV heads, head_dim %d\n", in.n_head, in.n_head_kv, in.head_dim);
     printf("vocabulary    %d (BOS %d, EOS %d)\n", in.n_vocab, in.bos_id, in.eos_id);
     printf("context       %d positions, rope_theta %g, rms_norm_eps %g\n", in.max_position, in.rope_theta, in.norm_eps);

@@ -2,6 +2,7 @@
  * cmd_run.c — `moge run`: load a model directory, tokenize the prompt, generate, stream the text
  * to stdout and the statistics to stderr.
  */
+#include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,12 @@ static void usage(FILE *f) {
           "      --seed N           RNG seed (default 42)\n"
           "  -c, --ctx N            context length in tokens (default: the model's maximum)\n"
           "  -t, --threads N        threads (default: all cores)\n"
-          "      --backend NAME     cpu (default) or ref (slow reference loops)\n",
+          "      --backend NAME     cpu (default) or ref (slow reference loops)\n"
+          "      --routing RULE     MoE models: override the routing rule: moge, topk or group_limited\n"
+          "      --n-group N        MoE: expert groups for the override (default: the checkpoint's)\n"
+          "      --topk-group N     MoE group_limited: groups kept (default: half)\n"
+          "      --devices N        MoE: workers owning whole expert groups (default: automatic)\n"
+          "      --stats-json FILE  write the run's statistics as JSON (- for stdout)\n",
           f);
 }
 
@@ -60,8 +66,67 @@ static const char *stop_text(moge_stop_reason r) {
     return "?";
 }
 
+/* The run's statistics (design.md §5) as JSON; path "-" is stdout. Returns 0 on success. */
+static int write_stats_json(const char *path, const moge_model_info *info, const moge_stats *st, const moge_context *ctx) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "architecture", info->architecture);
+    cJSON_AddStringToObject(root, "backend", info->backend);
+    cJSON_AddNumberToObject(root, "n_prompt", st->n_prompt);
+    cJSON_AddNumberToObject(root, "n_generated", st->n_generated);
+    cJSON_AddNumberToObject(root, "n_forward", st->n_forward);
+    cJSON_AddNumberToObject(root, "t_prefill_s", st->t_prefill_s);
+    cJSON_AddNumberToObject(root, "t_decode_s", st->t_decode_s);
+    cJSON_AddNumberToObject(root, "tokens_per_s", st->tokens_per_s);
+    cJSON_AddStringToObject(root, "stop", stop_text(st->stop));
+    if (moge_context_n_moe_layers(ctx) > 0) {
+        cJSON *moe = cJSON_AddObjectToObject(root, "moe");
+        cJSON_AddStringToObject(moe, "routing", info->routing);
+        cJSON *layers = cJSON_AddArrayToObject(moe, "layers");
+        for (int l = 0; l < moge_context_n_moe_layers(ctx); l++) {
+            moge_moe_stats ms;
+            if (moge_moe_stats_get(ctx, l, true, &ms) != MOGE_OK) continue;
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "layer", l);
+            cJSON_AddNumberToObject(o, "n_devices", ms.n_devices);
+            cJSON_AddNumberToObject(o, "forwards", (double)ms.n_forwards);
+            cJSON_AddNumberToObject(o, "rows", (double)ms.n_rows);
+            cJSON_AddNumberToObject(o, "imbalance_mean", ms.imbalance);
+            cJSON_AddNumberToObject(o, "imbalance_max", ms.imbalance_max);
+            cJSON_AddNumberToObject(o, "distinct_experts_mean", ms.distinct_experts);
+            cJSON *dp = cJSON_AddArrayToObject(o, "device_pairs");
+            for (int d = 0; d < ms.n_devices; d++) cJSON_AddItemToArray(dp, cJSON_CreateNumber((double)ms.device_pairs[d]));
+            cJSON *eh = cJSON_AddArrayToObject(o, "expert_hits");
+            for (int e = 0; e < ms.n_experts; e++) cJSON_AddItemToArray(eh, cJSON_CreateNumber((double)ms.expert_hits[e]));
+            cJSON_AddItemToArray(layers, o);
+        }
+    }
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return 1;
+    int rc = 0;
+    if (!strcmp(path, "-")) {
+        puts(text);
+    } else {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        FILE *f = fopen(tmp, "w");
+        int bad = !f;
+        if (f) {
+            bad = fputs(text, f) < 0 || fputc('\n', f) < 0;
+            bad |= fclose(f) != 0;
+        }
+        if (bad || rename(tmp, path) != 0) {
+            fprintf(stderr, "moge run: --stats-json: cannot write %s\n", path);
+            remove(tmp);
+            rc = 1;
+        }
+    }
+    free(text);
+    return rc;
+}
+
 int cmd_run(int argc, char **argv) {
-    const char *C = "run", *dir = NULL, *prompt = NULL;
+    const char *C = "run", *dir = NULL, *prompt = NULL, *stats_json = NULL;
     moge_model_params mp = moge_model_default_params();
     moge_context_params cp = moge_context_default_params();
     moge_generate_params gp = moge_generate_default_params();
@@ -87,7 +152,18 @@ int cmd_run(int argc, char **argv) {
             if (!strcmp(v, "cpu")) mp.backend = MOGE_BACKEND_CPU;
             else if (!strcmp(v, "ref")) mp.backend = MOGE_BACKEND_REF;
             else { fprintf(stderr, "moge run: --backend: expected cpu or ref, got \"%s\"\n", v); return 2; }
-        } else {
+        } else if (!strcmp(a, "--routing")) {
+            VALUE();
+            if (!strcmp(v, "moge")) mp.routing = MOGE_ROUTING_MOGE;
+            else if (!strcmp(v, "topk")) mp.routing = MOGE_ROUTING_TOPK;
+            else if (!strcmp(v, "group_limited")) mp.routing = MOGE_ROUTING_GROUP_LIMITED;
+            else { fprintf(stderr, "moge run: --routing: expected moge, topk or group_limited, got \"%s\"\n", v); return 2; }
+        }
+        else if (!strcmp(a, "--n-group")) { VALUE(); if (!cli_int(C, a, v, 1, 1024, &l)) return 2; mp.n_group = (int32_t)l; }
+        else if (!strcmp(a, "--topk-group")) { VALUE(); if (!cli_int(C, a, v, 1, 1024, &l)) return 2; mp.topk_group = (int32_t)l; }
+        else if (!strcmp(a, "--devices")) { VALUE(); if (!cli_int(C, a, v, 1, 1024, &l)) return 2; cp.n_devices = (int32_t)l; }
+        else if (!strcmp(a, "--stats-json")) { VALUE(); stats_json = v; }
+        else {
             fprintf(stderr, "moge run: unknown option \"%s\" (see moge run --help)\n", a);
             return 2;
         }
@@ -172,7 +248,14 @@ int cmd_run(int argc, char **argv) {
             stats.tokens_per_s, stop_text(stats.stop));
     if (stats.stop == MOGE_STOP_CONTEXT_FULL)
         fprintf(stderr, "moge run: the context (%d tokens) is full; use -c to enlarge it\n", moge_context_n_ctx(ctx));
+    for (int l = 0; l < moge_context_n_moe_layers(ctx); l++) {
+        moge_moe_stats ms;
+        if (moge_moe_stats_get(ctx, l, true, &ms) != MOGE_OK) continue;
+        if (l == 0) fprintf(stderr, "moge run: MoE (%s routing, %d devices): per layer mean Imbalance Score / max / distinct experts per pass:\n", info.routing, ms.n_devices);
+        fprintf(stderr, "  layer %2d: IS %.3f / %.3f, %.1f of %d experts\n", l, ms.imbalance, ms.imbalance_max, ms.distinct_experts, ms.n_experts);
+    }
     rc = pr.failed ? 1 : 0;
+    if (stats_json && write_stats_json(stats_json, &info, &stats, ctx) != 0) rc = 1;
 done:
     free(buf);
     free(ids);

@@ -102,9 +102,23 @@ typedef enum {
     MOGE_BACKEND_REF = 1, /* plain loops with double accumulators: slow, the test oracle */
 } moge_backend;
 
+/* How a MoE layer picks experts for a token (design.md §3). Every rule works on the softmax p over
+ * all N experts, picks per token only (never looks at other rows), and breaks ties to the lower
+ * expert id. The weight of a chosen expert is p[e] * router_scale[e] (1 when the checkpoint has
+ * no router_scale), divided by the sum of the chosen p when norm_topk_prob is set. */
+typedef enum {
+    MOGE_ROUTING_DEFAULT = 0,   /* what the checkpoint's architecture uses */
+    MOGE_ROUTING_MOGE,          /* top K/M inside each of M contiguous groups (Pangu Pro MoE) */
+    MOGE_ROUTING_TOPK,          /* global top-K (Mixtral, Qwen-MoE) */
+    MOGE_ROUTING_GROUP_LIMITED, /* keep the topk_group groups with the best expert, top-K in them (DeepSeek-V2) */
+} moge_routing;
+
 typedef struct {
-    moge_backend backend; /* default MOGE_BACKEND_CPU */
-    int n_threads;        /* threads for the cpu backend; default 0 = every online core */
+    moge_backend backend;  /* default MOGE_BACKEND_CPU */
+    int n_threads;         /* threads for the cpu backend; default 0 = every online core */
+    moge_routing routing;  /* override the checkpoint's routing rule; default MOGE_ROUTING_DEFAULT */
+    int32_t n_group;       /* groups for MOGE/GROUP_LIMITED overrides; 0 = the checkpoint's (Pangu: K) */
+    int32_t topk_group;    /* groups kept by GROUP_LIMITED; 0 = half of n_group */
 } moge_model_params;
 
 moge_model_params moge_model_default_params(void);
@@ -126,7 +140,14 @@ typedef struct {
     float rope_theta, norm_eps;
     bool tie_embeddings;
     int32_t bos_id, eos_id;   /* -1 when the config has none */
+    int32_t n_expert;         /* routed experts per MoE layer; 0 for a dense model */
+    int32_t n_expert_used;    /* experts per token (K) */
+    int32_t n_group;          /* expert groups (M); experts of a group are contiguous */
+    int32_t n_ff_expert;      /* intermediate size of a routed expert */
+    int32_t n_ff_shared;      /* intermediate size of the shared expert; 0 = none */
+    const char *routing;      /* "moge", "topk", "group_limited" or "dense" */
     int64_t n_params;         /* number of weights */
+    int64_t n_params_active;  /* weights a single token reads (embedding row excluded) */
     int64_t weight_bytes;     /* bytes of weights as stored */
 } moge_model_info;
 
@@ -138,8 +159,10 @@ void moge_model_get_info(const moge_model *model, moge_model_info *info);
 /* ------------------------------------------------------------------------------------------ */
 
 typedef struct {
-    int32_t n_ctx;   /* KV cache slots (tokens); default 0 = the model's max_position */
-    int32_t n_batch; /* most rows one moge_forward() may take; default 512 (clamped to n_ctx) */
+    int32_t n_ctx;     /* KV cache slots (tokens); default 0 = the model's max_position */
+    int32_t n_batch;   /* most rows one moge_forward() may take; default 512 (clamped to n_ctx) */
+    int32_t n_devices; /* MoE: workers that each own whole expert groups; default 0 = the largest
+                          divisor of the group count that does not exceed the model's threads */
 } moge_context_params;
 
 moge_context_params moge_context_default_params(void);
@@ -185,6 +208,32 @@ moge_status moge_kv_commit(moge_context *ctx, const int32_t *rows, int32_t n_row
 
 /* Forgets every committed token from slot n_past on (0 <= n_past <= current n_past). */
 moge_status moge_kv_truncate(moge_context *ctx, int32_t n_past);
+
+/* Expert load of one MoE layer. For the last forward: the batch's figures; for the totals:
+ * sums over every forward since the context was created or moge_moe_stats_reset(). */
+typedef struct {
+    int32_t n_devices;
+    int32_t n_experts;
+    int64_t n_rows;              /* token rows routed (summed over forwards for totals) */
+    int64_t n_forwards;          /* forwards counted (1 for the last forward) */
+    const int64_t *device_pairs; /* (n_devices) token-expert pairs each device computed */
+    const int64_t *expert_hits;  /* (n_experts) rows routed to each expert */
+    double imbalance;            /* Imbalance Score (max_d T_d - min_d T_d) / rows; totals: the mean over forwards */
+    double imbalance_max;        /* the largest per-forward Imbalance Score */
+    double distinct_experts;     /* experts touched by the batch; totals: the mean over forwards */
+} moge_moe_stats;
+
+/* Number of MoE layers of the model (0 for a dense model). */
+int32_t moge_context_n_moe_layers(const moge_context *ctx);
+/* Fills *out for MoE layer `layer` (0-based among MoE layers). totals = false: the last forward;
+ * true: the running totals. Pointers inside stay valid until the next forward or reset. */
+moge_status moge_moe_stats_get(const moge_context *ctx, int32_t layer, bool totals, moge_moe_stats *out);
+void moge_moe_stats_reset(moge_context *ctx);
+
+/* The routing of the last forward at MoE layer `layer`: (n, k) expert ids (ascending per row) and
+ * their weights, n = the last batch's rows, k = experts per token. Owned by the context, valid
+ * until the next forward. Either pointer may be NULL. */
+moge_status moge_moe_routing(const moge_context *ctx, int32_t layer, const int32_t **experts, const float **weights);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Sampling (sampling/) and generation (verify/)                                              */

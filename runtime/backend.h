@@ -25,6 +25,31 @@ typedef struct {
     float *scratch;         /* at least n_past + n floats */
 } attn_args;
 
+struct threadpool;
+
+/* The routed experts of one MoE layer over a batch. */
+typedef struct {
+    float *out;                 /* (n, n_embd) = Σ_j weights[r][j] · expert_{experts[r][j]}(x[r]) */
+    const float *x;             /* (n, n_embd) the normed input */
+    int n, n_embd, n_ff, k, n_expert;
+    const int32_t *experts;     /* (n, k) ascending expert ids per row */
+    const float *weights;       /* (n, k) */
+    const tensor *gate, *up;    /* [n_expert] of (n_ff, n_embd) */
+    const tensor *down;         /* [n_expert] of (n_embd, n_ff) */
+    int n_devices;              /* workers; device d owns experts [device_begin[d], device_begin[d+1]) */
+    const int32_t *device_begin;/* (n_devices + 1) */
+    struct threadpool *pool;    /* may be NULL */
+    int32_t *order;             /* scratch (n * k) */
+    int32_t *offset;            /* scratch (n_expert + 1) */
+    float *pair_out;            /* scratch (n * k, n_embd) */
+    float *dev_scratch;         /* scratch n_devices * moe_scratch_floats(n, n_embd, n_ff) */
+} moe_args;
+
+/* Scratch floats one device needs for a batch of up to n rows. */
+static inline int64_t moe_scratch_floats(int64_t n, int64_t n_embd, int64_t n_ff) {
+    return n * (2 * n_embd + 2 * n_ff) + (n_embd > n_ff ? n_embd : n_ff);
+}
+
 typedef struct backend_ops {
     const char *name;
     /* y (n, out) = x (n, in) · Wᵀ (+ bias (out) when not NULL), W a tensor of shape (out, in).
@@ -39,6 +64,10 @@ typedef struct backend_ops {
     void (*attention)(const attn_args *a);
     /* g = silu(g) * u over n elements. */
     void (*swiglu)(float *g, const float *u, int64_t n);
+    /* Routed experts: ref runs each (row, expert) pair on its own; cpu sorts the pairs by expert,
+     * runs one small GEMM per active expert (its weights read once per batch) on the device that
+     * owns it, and sums each row's pairs in ascending expert order. */
+    void (*moe_experts)(const moe_args *a);
 } backend_ops;
 
 extern const backend_ops backend_ref;

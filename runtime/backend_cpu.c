@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 #include "runtime/backend.h"
+#include "runtime/threadpool.h"
 
 void backend_cpu_set_threads(int n_threads) {
     if (n_threads > 0) openblas_set_num_threads(n_threads);
@@ -118,6 +119,71 @@ static void cpu_swiglu(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+/* y (n, out) = x (n, in) · Wᵀ without OpenBLAS (safe inside pool workers): each weight row is
+ * read (and converted) once and used for all n rows. wrow: scratch of `in` floats. */
+static void matmul_rows(float *y, const float *x, int n, const tensor *w, float *wrow) {
+    int out = (int)w->shape[0], in = (int)w->shape[1];
+    for (int o = 0; o < out; o++) {
+        const float *wr;
+        if (w->type == DTYPE_F32) {
+            wr = (const float *)w->data + (int64_t)o * in;
+        } else {
+            tensor_to_f32(w, (int64_t)o * in, in, wrow);
+            wr = wrow;
+        }
+        for (int r = 0; r < n; r++) {
+            const float *xr = x + (int64_t)r * in;
+            float acc[8] = {0};
+            int i = 0;
+            for (; i + 8 <= in; i += 8)
+                for (int k = 0; k < 8; k++) acc[k] += wr[i + k] * xr[i + k];
+            for (; i < in; i++) acc[0] += wr[i] * xr[i];
+            y[(int64_t)r * out + o] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        }
+    }
+}
+
+/* One device: every active expert it owns, one small GEMM each over the expert's gathered rows. */
+static void moe_device_task(void *arg, int d) {
+    const moe_args *a = arg;
+    int E = a->n_embd, F = a->n_ff;
+    float *xs = a->dev_scratch + (int64_t)d * moe_scratch_floats(a->n, E, F);
+    float *g = xs + (int64_t)a->n * E, *u = g + (int64_t)a->n * F, *y = u + (int64_t)a->n * F, *wrow = y + (int64_t)a->n * E;
+    for (int e = a->device_begin[d]; e < a->device_begin[d + 1]; e++) {
+        int first = a->offset[e], cnt = a->offset[e + 1] - first;
+        if (cnt == 0) continue;
+        for (int i = 0; i < cnt; i++)
+            memcpy(xs + (int64_t)i * E, a->x + (int64_t)(a->order[first + i] / a->k) * E, (size_t)E * sizeof(float));
+        matmul_rows(g, xs, cnt, &a->gate[e], wrow);
+        matmul_rows(u, xs, cnt, &a->up[e], wrow);
+        cpu_swiglu(g, u, (int64_t)cnt * F);
+        matmul_rows(y, g, cnt, &a->down[e], wrow);
+        for (int i = 0; i < cnt; i++)
+            memcpy(a->pair_out + (int64_t)a->order[first + i] * E, y + (int64_t)i * E, (size_t)E * sizeof(float));
+    }
+}
+
+static void cpu_moe_experts(const moe_args *a) {
+    int n_pairs = a->n * a->k, E = a->n_embd;
+    /* counting sort of the (row, slot) pairs by expert; rows stay in order within an expert */
+    memset(a->offset, 0, (size_t)(a->n_expert + 1) * sizeof(int32_t));
+    for (int p = 0; p < n_pairs; p++) a->offset[a->experts[p] + 1]++;
+    for (int e = 0; e < a->n_expert; e++) a->offset[e + 1] += a->offset[e];
+    for (int p = 0; p < n_pairs; p++) a->order[a->offset[a->experts[p]]++] = p;
+    for (int e = a->n_expert; e > 0; e--) a->offset[e] = a->offset[e - 1];
+    a->offset[0] = 0;
+    threadpool_run(a->pool, a->n_devices, moe_device_task, (void *)a);
+    for (int r = 0; r < a->n; r++) {
+        float *out = a->out + (int64_t)r * E;
+        for (int i = 0; i < E; i++) out[i] = 0.0f;
+        for (int j = 0; j < a->k; j++) {
+            const float *y = a->pair_out + (int64_t)(r * a->k + j) * E;
+            float w = a->weights[r * a->k + j];
+            for (int i = 0; i < E; i++) out[i] += w * y[i];
+        }
+    }
+}
+
 const backend_ops backend_cpu = {
     .name = "cpu",
     .matmul = cpu_matmul,
@@ -125,4 +191,5 @@ const backend_ops backend_cpu = {
     .rope = cpu_rope,
     .attention = cpu_attention,
     .swiglu = cpu_swiglu,
+    .moe_experts = cpu_moe_experts,
 };

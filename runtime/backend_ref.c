@@ -79,6 +79,24 @@ static void ref_swiglu(float *g, const float *u, int64_t n) {
     }
 }
 
+/* Each (row, expert) pair on its own: the obviously correct MoE. */
+static void ref_moe_experts(const moe_args *a) {
+    float *g = a->dev_scratch, *u = g + a->n_ff, *y = u + a->n_ff;
+    for (int r = 0; r < a->n; r++) {
+        const float *x = a->x + (int64_t)r * a->n_embd;
+        float *out = a->out + (int64_t)r * a->n_embd;
+        for (int i = 0; i < a->n_embd; i++) out[i] = 0.0f;
+        for (int j = 0; j < a->k; j++) {
+            int e = a->experts[r * a->k + j];
+            ref_matmul(g, x, 1, &a->gate[e], NULL, NULL);
+            ref_matmul(u, x, 1, &a->up[e], NULL, NULL);
+            ref_swiglu(g, u, a->n_ff);
+            ref_matmul(y, g, 1, &a->down[e], NULL, NULL);
+            for (int i = 0; i < a->n_embd; i++) out[i] += a->weights[r * a->k + j] * y[i];
+        }
+    }
+}
+
 const backend_ops backend_ref = {
     .name = "ref",
     .matmul = ref_matmul,
@@ -86,4 +104,5 @@ const backend_ops backend_ref = {
     .rope = ref_rope,
     .attention = ref_attention,
     .swiglu = ref_swiglu,
+    .moe_experts = ref_moe_experts,
 };

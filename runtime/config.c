@@ -65,34 +65,120 @@ static moge_status get_token_id(const cJSON *root, const char *path, const char 
     return MOGE_OK;
 }
 
+static const struct {
+    const char *name;
+    model_arch arch;
+    bool qkv_bias, o_bias, qk_norm, moe;
+} ARCHS[] = {
+    {"LlamaForCausalLM", ARCH_LLAMA, false, false, false, false},
+    {"MistralForCausalLM", ARCH_MISTRAL, false, false, false, false},
+    {"Qwen2ForCausalLM", ARCH_QWEN2, true, false, false, false},
+    {"Qwen3ForCausalLM", ARCH_QWEN3, false, false, true, false},
+    {"PanguProMoEForCausalLM", ARCH_PANGU_MOE, true, true, false, true},
+    {"MixtralForCausalLM", ARCH_MIXTRAL, false, false, false, true},
+    {"Qwen2MoeForCausalLM", ARCH_QWEN2_MOE, true, false, false, true},
+    {"Qwen3MoeForCausalLM", ARCH_QWEN3_MOE, false, false, true, true},
+};
+#define N_ARCHS (sizeof ARCHS / sizeof ARCHS[0])
+
+const char *routing_name(moge_routing r) {
+    switch (r) {
+    case MOGE_ROUTING_MOGE: return "moge";
+    case MOGE_ROUTING_TOPK: return "topk";
+    case MOGE_ROUTING_GROUP_LIMITED: return "group_limited";
+    case MOGE_ROUTING_DEFAULT: break;
+    }
+    return "default";
+}
+
+#define TRY(x) do { if ((st = (x)) != MOGE_OK) return st; } while (0)
+
+/* Checks the group structure of the routing rule. */
+static moge_status check_routing(const model_config *c, const char *what, char *err, size_t n) {
+    if (c->n_group < 1 || c->n_group > 1024 || c->n_expert % c->n_group != 0)
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: %d experts cannot form %d equal groups", what, c->n_expert, c->n_group);
+    if (c->routing == MOGE_ROUTING_MOGE && c->n_expert_used % c->n_group != 0)
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: MoGE routing needs num_experts_per_tok (%d) to be a multiple of the %d groups",
+                       what, c->n_expert_used, c->n_group);
+    if (c->routing == MOGE_ROUTING_GROUP_LIMITED &&
+        (c->topk_group < 1 || c->topk_group > c->n_group || c->topk_group * (c->n_expert / c->n_group) < c->n_expert_used))
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: group-limited routing keeps %d of %d groups, too few for %d experts per token",
+                       what, c->topk_group, c->n_group, c->n_expert_used);
+    return MOGE_OK;
+}
+
+/* MoE keys of the MoE architectures (and moge's own "moge_routing" extension). */
+static moge_status parse_moe(model_config *c, const cJSON *root, const char *path, char *err, size_t n) {
+    moge_status st;
+    if (c->arch == ARCH_MIXTRAL) {
+        TRY(get_int(root, path, "num_local_experts", -1, &c->n_expert, err, n));
+        c->n_ff_expert = c->n_ff;
+        c->norm_topk_prob = true;
+    } else {
+        TRY(get_int(root, path, "num_experts", -1, &c->n_expert, err, n));
+        TRY(get_int(root, path, "moe_intermediate_size", -1, &c->n_ff_expert, err, n));
+    }
+    TRY(get_int(root, path, "num_experts_per_tok", -1, &c->n_expert_used, err, n));
+    if (c->n_expert_used > c->n_expert)
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: num_experts_per_tok (%d) exceeds the number of experts (%d)", path, c->n_expert_used, c->n_expert);
+    if (c->arch == ARCH_PANGU_MOE || c->arch == ARCH_QWEN2_MOE)
+        TRY(get_int(root, path, "shared_expert_intermediate_size", c->arch == ARCH_PANGU_MOE ? -1 : 0, &c->n_ff_shared, err, n));
+    c->shared_gate = c->arch == ARCH_QWEN2_MOE && c->n_ff_shared > 0;
+    if (c->arch == ARCH_QWEN2_MOE || c->arch == ARCH_QWEN3_MOE) {
+        int step = 1;
+        TRY(get_int(root, path, "decoder_sparse_step", 1, &step, err, n));
+        const cJSON *only = cJSON_GetObjectItemCaseSensitive(root, "mlp_only_layers");
+        if (step != 1 || (cJSON_IsArray(only) && cJSON_GetArraySize(only) > 0))
+            return set_err(err, n, MOGE_ERR_UNSUPPORTED, "%s: decoder_sparse_step/mlp_only_layers: dense layers between MoE layers are not supported", path);
+    }
+    /* Default rule of the architecture, then the optional extension keys. */
+    c->routing = c->arch == ARCH_PANGU_MOE ? MOGE_ROUTING_MOGE : MOGE_ROUTING_TOPK;
+    c->n_group = c->arch == ARCH_PANGU_MOE ? c->n_expert_used : 1;
+    bool norm = c->norm_topk_prob;
+    TRY(get_bool(root, path, "norm_topk_prob", norm, &c->norm_topk_prob, err, n));
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "moge_routing");
+    if (r && !cJSON_IsNull(r)) {
+        if (!cJSON_IsString(r))
+            return set_err(err, n, MOGE_ERR_FORMAT, "%s: \"moge_routing\" must be \"moge\", \"topk\" or \"group_limited\" (found %s)", path, json_type_name(r));
+        if (!strcmp(r->valuestring, "moge")) c->routing = MOGE_ROUTING_MOGE;
+        else if (!strcmp(r->valuestring, "topk")) c->routing = MOGE_ROUTING_TOPK;
+        else if (!strcmp(r->valuestring, "group_limited")) c->routing = MOGE_ROUTING_GROUP_LIMITED;
+        else return set_err(err, n, MOGE_ERR_UNSUPPORTED, "%s: \"moge_routing\": unknown rule \"%s\" (moge, topk, group_limited)", path, r->valuestring);
+    }
+    TRY(get_int(root, path, "n_group", c->n_group, &c->n_group, err, n));
+    TRY(get_int(root, path, "topk_group", c->n_group > 1 ? c->n_group / 2 : 1, &c->topk_group, err, n));
+    return check_routing(c, path, err, n);
+}
+
 static moge_status parse(model_config *c, const cJSON *root, const char *path, char *err, size_t n) {
-    static const struct { const char *name; model_arch arch; bool qkv_bias; } archs[] = {
-        {"LlamaForCausalLM", ARCH_LLAMA, false},
-        {"MistralForCausalLM", ARCH_MISTRAL, false},
-        {"Qwen2ForCausalLM", ARCH_QWEN2, true},
-    };
     if (!cJSON_IsObject(root)) return set_err(err, n, MOGE_ERR_FORMAT, "%s: expected a JSON object", path);
     const cJSON *ja = cJSON_GetObjectItemCaseSensitive(root, "architectures");
     const cJSON *a0 = cJSON_GetArrayItem(ja, 0);
     if (!cJSON_IsArray(ja) || !cJSON_IsString(a0))
         return set_err(err, n, MOGE_ERR_FORMAT, "%s: \"architectures\" must be a list holding the architecture's name", path);
     size_t i;
-    for (i = 0; i < sizeof archs / sizeof archs[0]; i++)
-        if (strcmp(a0->valuestring, archs[i].name) == 0) break;
-    if (i == sizeof archs / sizeof archs[0])
-        return set_err(err, n, MOGE_ERR_UNSUPPORTED,
-                       "%s: architecture \"%s\" is not supported (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)",
-                       path, a0->valuestring);
-    snprintf(c->architecture, sizeof c->architecture, "%s", archs[i].name);
-    c->arch = archs[i].arch;
+    for (i = 0; i < N_ARCHS; i++)
+        if (strcmp(a0->valuestring, ARCHS[i].name) == 0) break;
+    if (i == N_ARCHS) {
+        char list[512] = "";
+        for (size_t k = 0; k < N_ARCHS; k++) {
+            strcat(list, k ? ", " : "");
+            strcat(list, ARCHS[k].name);
+        }
+        return set_err(err, n, MOGE_ERR_UNSUPPORTED, "%s: architecture \"%s\" is not supported (supported: %s)", path, a0->valuestring, list);
+    }
+    snprintf(c->architecture, sizeof c->architecture, "%s", ARCHS[i].name);
+    c->arch = ARCHS[i].arch;
 
     moge_status st;
-#define TRY(x) do { if ((st = (x)) != MOGE_OK) return st; } while (0)
     TRY(get_int(root, path, "vocab_size", -1, &c->n_vocab, err, n));
     TRY(get_int(root, path, "hidden_size", -1, &c->n_embd, err, n));
     TRY(get_int(root, path, "num_hidden_layers", -1, &c->n_layer, err, n));
     TRY(get_int(root, path, "num_attention_heads", -1, &c->n_head, err, n));
-    TRY(get_int(root, path, "intermediate_size", -1, &c->n_ff, err, n));
+    /* Pangu and Qwen-MoE have no dense MLP; Mixtral's intermediate_size is its experts' width. */
+    bool needs_ff = !ARCHS[i].moe || c->arch == ARCH_MIXTRAL;
+    TRY(get_int(root, path, "intermediate_size", needs_ff ? -1 : 0, &c->n_ff, err, n));
+    if (!needs_ff) c->n_ff = 0;
     TRY(get_int(root, path, "num_key_value_heads", c->n_head, &c->n_head_kv, err, n));
     TRY(get_int(root, path, "head_dim", c->n_embd / c->n_head, &c->head_dim, err, n));
     TRY(get_int(root, path, "max_position_embeddings", 2048, &c->max_position, err, n));
@@ -104,10 +190,11 @@ static moge_status parse(model_config *c, const cJSON *root, const char *path, c
     TRY(get_bool(root, path, "mlp_bias", false, &mlp_bias, err, n));
     TRY(get_token_id(root, path, "bos_token_id", &c->bos_id, err, n));
     TRY(get_token_id(root, path, "eos_token_id", &c->eos_id, err, n));
-#undef TRY
-    c->qkv_bias = archs[i].qkv_bias || attention_bias;
-    c->o_bias = c->arch == ARCH_LLAMA && attention_bias;
+    c->qkv_bias = ARCHS[i].qkv_bias || attention_bias;
+    c->o_bias = ARCHS[i].o_bias || (c->arch == ARCH_LLAMA && attention_bias);
+    c->qk_norm = ARCHS[i].qk_norm;
     if (mlp_bias) return set_err(err, n, MOGE_ERR_UNSUPPORTED, "%s: \"mlp_bias\": true is not supported", path);
+    if (ARCHS[i].moe) TRY(parse_moe(c, root, path, err, n));
 
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
     if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
@@ -133,6 +220,19 @@ static moge_status parse(model_config *c, const cJSON *root, const char *path, c
     if (c->bos_id >= c->n_vocab || c->eos_id >= c->n_vocab)
         return set_err(err, n, MOGE_ERR_FORMAT, "%s: bos_token_id/eos_token_id out of range of vocab_size %d", path, c->n_vocab);
     return MOGE_OK;
+}
+
+moge_status config_set_routing(model_config *c, const moge_model_params *p, char *err, size_t n) {
+    if (p->routing == MOGE_ROUTING_DEFAULT && p->n_group == 0 && p->topk_group == 0) return MOGE_OK;
+    if (c->n_expert == 0)
+        return set_err(err, n, MOGE_ERR_ARG, "routing override: %s is a dense model without experts", c->architecture);
+    if (p->routing < MOGE_ROUTING_DEFAULT || p->routing > MOGE_ROUTING_GROUP_LIMITED || p->n_group < 0 || p->topk_group < 0)
+        return set_err(err, n, MOGE_ERR_ARG, "routing override: invalid rule or group counts");
+    if (p->routing != MOGE_ROUTING_DEFAULT) c->routing = p->routing;
+    if (p->n_group > 0) c->n_group = p->n_group;
+    else if (c->routing != MOGE_ROUTING_TOPK && c->n_group == 1) c->n_group = c->n_expert_used; /* Pangu's rule: one group per chosen expert */
+    c->topk_group = p->topk_group > 0 ? p->topk_group : (c->n_group > 1 ? c->n_group / 2 : 1);
+    return check_routing(c, "routing override", err, n);
 }
 
 moge_status config_load(model_config *c, const char *path, char *err, size_t n) {

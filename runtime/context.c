@@ -7,6 +7,7 @@
 
 #include "runtime/context.h"
 #include "runtime/errors.h"
+#include "runtime/moe.h"
 
 moge_context_params moge_context_default_params(void) {
     moge_context_params p = {.n_ctx = 0, .n_batch = 512};
@@ -40,6 +41,7 @@ moge_status moge_context_new(moge_model *m, const moge_context_params *params, m
     int64_t B = p.n_batch, Q = (int64_t)c->n_head * c->head_dim, KV = (int64_t)c->n_head_kv * c->head_dim;
     int64_t max_in = c->n_embd;
     if (c->n_ff > max_in) max_in = c->n_ff;
+    if (c->n_ff_shared > max_in) max_in = c->n_ff_shared;
     if (Q > max_in) max_in = Q;
     int failed = 0;
     ctx->k_cache = alloc_floats((int64_t)c->n_layer * KV * p.n_ctx, &failed);
@@ -50,14 +52,52 @@ moge_status moge_context_new(moge_model *m, const moge_context_params *params, m
     ctx->k = alloc_floats(B * KV, &failed);
     ctx->v = alloc_floats(B * KV, &failed);
     ctx->att = alloc_floats(B * Q, &failed);
-    ctx->gate = alloc_floats(B * c->n_ff, &failed);
-    ctx->up = alloc_floats(B * c->n_ff, &failed);
+    int64_t ff = c->n_ff > c->n_ff_shared ? c->n_ff : c->n_ff_shared;
+    ctx->gate = alloc_floats(B * ff, &failed);
+    ctx->up = alloc_floats(B * ff, &failed);
     ctx->logits = alloc_floats(B * c->n_vocab, &failed);
     ctx->scores = alloc_floats(p.n_ctx, &failed);
     ctx->ws = alloc_floats(BACKEND_MATMUL_BLOCK * max_in, &failed);
     ctx->pos = calloc((size_t)B, sizeof(int32_t));
     ctx->depth = calloc((size_t)B, sizeof(int32_t));
     ctx->visible = calloc((size_t)(B * B), 1);
+    if (c->n_expert > 0) {
+        int N = c->n_expert, K = c->n_expert_used, L = c->n_layer;
+        int D = p.n_devices > 0 ? p.n_devices : moe_default_devices(c, m->n_threads);
+        if (c->n_group % D != 0) {
+            moge_context_free(ctx);
+            return set_err(err, n, MOGE_ERR_ARG, "n_devices %d must divide the %d expert groups (each device owns whole groups)", D, c->n_group);
+        }
+        ctx->n_devices = D;
+        ctx->pool = threadpool_new(m->n_threads);
+        if (!ctx->pool) failed = 1;
+        ctx->device_begin = calloc((size_t)D + 1, sizeof(int32_t));
+        if (ctx->device_begin) moe_device_ranges(c, D, ctx->device_begin);
+        ctx->router_logits = alloc_floats(B * N, &failed);
+        ctx->experts = calloc((size_t)(L * B * K), sizeof(int32_t));
+        ctx->weights = alloc_floats(L * B * K, &failed);
+        ctx->order = calloc((size_t)(B * K), sizeof(int32_t));
+        ctx->offset = calloc((size_t)N + 1, sizeof(int32_t));
+        ctx->pair_out = alloc_floats(B * K * c->n_embd, &failed);
+        ctx->dev_scratch = alloc_floats(D * moe_scratch_floats(B, c->n_embd, c->n_ff_expert), &failed);
+        ctx->route_p = alloc_floats(N, &failed);
+        ctx->route_taken = calloc((size_t)N, 1);
+        ctx->moe_out = alloc_floats(B * c->n_embd, &failed);
+        ctx->shared_out = alloc_floats(B * c->n_embd, &failed);
+        ctx->last_device_pairs = calloc((size_t)(L * D), sizeof(int64_t));
+        ctx->tot_device_pairs = calloc((size_t)(L * D), sizeof(int64_t));
+        ctx->last_expert_hits = calloc((size_t)L * N, sizeof(int64_t));
+        ctx->tot_expert_hits = calloc((size_t)L * N, sizeof(int64_t));
+        ctx->last_imbalance = calloc((size_t)L, sizeof(double));
+        ctx->last_distinct = calloc((size_t)L, sizeof(double));
+        ctx->tot_imbalance = calloc((size_t)L, sizeof(double));
+        ctx->tot_imbalance_max = calloc((size_t)L, sizeof(double));
+        ctx->tot_distinct = calloc((size_t)L, sizeof(double));
+        if (!ctx->device_begin || !ctx->experts || !ctx->order || !ctx->offset || !ctx->route_taken ||
+            !ctx->last_device_pairs || !ctx->tot_device_pairs || !ctx->last_expert_hits || !ctx->tot_expert_hits ||
+            !ctx->last_imbalance || !ctx->last_distinct || !ctx->tot_imbalance || !ctx->tot_imbalance_max || !ctx->tot_distinct)
+            failed = 1;
+    }
     if (failed || !ctx->pos || !ctx->depth || !ctx->visible) {
         moge_context_free(ctx);
         return set_err(err, n, MOGE_ERR_NOMEM, "out of memory allocating a context of %d slots", p.n_ctx);
@@ -72,6 +112,13 @@ void moge_context_free(moge_context *ctx) {
     free(ctx->x); free(ctx->xb); free(ctx->q); free(ctx->k); free(ctx->v); free(ctx->att);
     free(ctx->gate); free(ctx->up); free(ctx->logits); free(ctx->scores); free(ctx->ws);
     free(ctx->pos); free(ctx->depth); free(ctx->visible);
+    threadpool_free(ctx->pool);
+    free(ctx->device_begin); free(ctx->router_logits); free(ctx->experts); free(ctx->weights);
+    free(ctx->order); free(ctx->offset); free(ctx->pair_out); free(ctx->dev_scratch);
+    free(ctx->route_p); free(ctx->route_taken); free(ctx->moe_out); free(ctx->shared_out);
+    free(ctx->last_device_pairs); free(ctx->tot_device_pairs); free(ctx->last_expert_hits); free(ctx->tot_expert_hits);
+    free(ctx->last_imbalance); free(ctx->last_distinct); free(ctx->tot_imbalance); free(ctx->tot_imbalance_max);
+    free(ctx->tot_distinct);
     free(ctx);
 }
 
@@ -113,4 +160,90 @@ moge_status moge_kv_truncate(moge_context *ctx, int32_t n_past) {
     ctx->n_past = n_past;
     ctx->n_last = 0;
     return MOGE_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* MoE load statistics                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+void moe_stats_record(moge_context *ctx, int l, int n) {
+    const model_config *c = &ctx->model->cfg;
+    int D = ctx->n_devices, N = c->n_expert, K = c->n_expert_used;
+    int64_t *dev = ctx->last_device_pairs + (int64_t)l * D, *hits = ctx->last_expert_hits + (int64_t)l * N;
+    memset(dev, 0, (size_t)D * sizeof *dev);
+    memset(hits, 0, (size_t)N * sizeof *hits);
+    const int32_t *experts = ctx->experts + (int64_t)l * ctx->n_batch * K;
+    for (int p = 0; p < n * K; p++) hits[experts[p]]++;
+    int distinct = 0;
+    for (int d = 0; d < D; d++)
+        for (int e = ctx->device_begin[d]; e < ctx->device_begin[d + 1]; e++) {
+            dev[d] += hits[e];
+            distinct += hits[e] > 0;
+        }
+    int64_t lo = dev[0], hi = dev[0];
+    for (int d = 1; d < D; d++) { lo = dev[d] < lo ? dev[d] : lo; hi = dev[d] > hi ? dev[d] : hi; }
+    double is = (double)(hi - lo) / n;
+    ctx->last_imbalance[l] = is;
+    ctx->last_distinct[l] = distinct;
+    for (int d = 0; d < D; d++) ctx->tot_device_pairs[(int64_t)l * D + d] += dev[d];
+    for (int e = 0; e < N; e++) ctx->tot_expert_hits[(int64_t)l * N + e] += hits[e];
+    ctx->tot_imbalance[l] += is;
+    if (is > ctx->tot_imbalance_max[l]) ctx->tot_imbalance_max[l] = is;
+    ctx->tot_distinct[l] += distinct;
+    if (l == 0) {
+        ctx->last_rows = n;
+        ctx->tot_rows += n;
+        ctx->tot_forwards++;
+    }
+}
+
+int32_t moge_context_n_moe_layers(const moge_context *ctx) {
+    return ctx->model->cfg.n_expert > 0 ? ctx->model->cfg.n_layer : 0;
+}
+
+moge_status moge_moe_stats_get(const moge_context *ctx, int32_t layer, bool totals, moge_moe_stats *out) {
+    if (!ctx || !out || layer < 0 || layer >= moge_context_n_moe_layers(ctx)) return MOGE_ERR_ARG;
+    const model_config *c = &ctx->model->cfg;
+    int D = ctx->n_devices, N = c->n_expert;
+    memset(out, 0, sizeof *out);
+    out->n_devices = D;
+    out->n_experts = N;
+    if (totals) {
+        double f = ctx->tot_forwards > 0 ? (double)ctx->tot_forwards : 1.0;
+        out->n_rows = ctx->tot_rows;
+        out->n_forwards = ctx->tot_forwards;
+        out->device_pairs = ctx->tot_device_pairs + (int64_t)layer * D;
+        out->expert_hits = ctx->tot_expert_hits + (int64_t)layer * N;
+        out->imbalance = ctx->tot_imbalance[layer] / f;
+        out->imbalance_max = ctx->tot_imbalance_max[layer];
+        out->distinct_experts = ctx->tot_distinct[layer] / f;
+    } else {
+        out->n_rows = ctx->last_rows;
+        out->n_forwards = ctx->last_rows > 0;
+        out->device_pairs = ctx->last_device_pairs + (int64_t)layer * D;
+        out->expert_hits = ctx->last_expert_hits + (int64_t)layer * N;
+        out->imbalance = out->imbalance_max = ctx->last_imbalance[layer];
+        out->distinct_experts = ctx->last_distinct[layer];
+    }
+    return MOGE_OK;
+}
+
+moge_status moge_moe_routing(const moge_context *ctx, int32_t layer, const int32_t **experts, const float **weights) {
+    if (!ctx || layer < 0 || layer >= moge_context_n_moe_layers(ctx) || ctx->last_rows == 0) return MOGE_ERR_ARG;
+    int64_t off = (int64_t)layer * ctx->n_batch * ctx->model->cfg.n_expert_used;
+    if (experts) *experts = ctx->experts + off;
+    if (weights) *weights = ctx->weights + off;
+    return MOGE_OK;
+}
+
+void moge_moe_stats_reset(moge_context *ctx) {
+    if (!ctx || ctx->model->cfg.n_expert == 0) return;
+    const model_config *c = &ctx->model->cfg;
+    int64_t L = c->n_layer;
+    memset(ctx->tot_device_pairs, 0, (size_t)(L * ctx->n_devices) * sizeof(int64_t));
+    memset(ctx->tot_expert_hits, 0, (size_t)(L * c->n_expert) * sizeof(int64_t));
+    memset(ctx->tot_imbalance, 0, (size_t)L * sizeof(double));
+    memset(ctx->tot_imbalance_max, 0, (size_t)L * sizeof(double));
+    memset(ctx->tot_distinct, 0, (size_t)L * sizeof(double));
+    ctx->tot_rows = ctx->tot_forwards = 0;
 }

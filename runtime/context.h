@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 #include "runtime/model.h"
+#include "runtime/threadpool.h"
 
 struct moge_context {
     moge_model *model;
@@ -28,7 +29,30 @@ struct moge_context {
     int32_t *pos;     /* (n_batch) positions in use */
     int32_t *depth;   /* (n_batch) tree depths */
     uint8_t *visible; /* (n_batch, n_batch) tree visibility */
+    /* MoE (model with experts) */
+    struct threadpool *pool;
+    int n_devices;
+    int32_t *device_begin; /* (n_devices + 1) expert ranges of the devices */
+    float *router_logits;  /* (n_batch, n_expert) */
+    int32_t *experts;      /* (n_layer, n_batch, k) routing of the last forward */
+    float *weights;        /* (n_layer, n_batch, k) */
+    int32_t *order, *offset;
+    float *pair_out;       /* (n_batch * k, n_embd) */
+    float *dev_scratch;    /* n_devices * moe_scratch_floats */
+    float *route_p;        /* (n_expert) */
+    uint8_t *route_taken;  /* (n_expert) */
+    float *moe_out;        /* (n_batch, n_embd) */
+    float *shared_out;     /* (n_batch, n_embd) */
+    /* load statistics per layer: the last forward and running totals */
+    int64_t *last_device_pairs, *last_expert_hits; /* (n_layer, n_devices), (n_layer, n_expert) */
+    double *last_imbalance, *last_distinct;        /* (n_layer) */
+    int64_t *tot_device_pairs, *tot_expert_hits;
+    double *tot_imbalance, *tot_imbalance_max, *tot_distinct;
+    int64_t tot_rows, tot_forwards, last_rows;
     char err[512];
 };
+
+/* Records the load of MoE layer l for the batch routed into ctx->experts (n rows). */
+void moe_stats_record(moge_context *ctx, int l, int n);
 
 #endif

@@ -5,10 +5,12 @@
  *   x += down(silu(gate(norm(x))) * up(norm(x)))
  * then logits = lm_head(norm(x)). K/V of row i go to cache slot n_past + i.
  */
+#include <math.h>
 #include <string.h>
 
 #include "runtime/context.h"
 #include "runtime/errors.h"
+#include "runtime/moe.h"
 
 /* Validates the batch and fills ctx->pos, ctx->depth and (for trees) ctx->visible. */
 static moge_status prepare_batch(moge_context *ctx, const moge_batch *b) {
@@ -43,6 +45,45 @@ static moge_status prepare_batch(moge_context *ctx, const moge_batch *b) {
     return MOGE_OK;
 }
 
+/* x += Σ routed experts + shared expert, over the normed input ctx->xb (n rows). */
+static void moe_layer(moge_context *ctx, int l, int n) {
+    const moge_model *m = ctx->model;
+    const model_config *c = &m->cfg;
+    const layer_weights *w = &m->layers[l];
+    const backend_ops *ops = m->ops;
+    int E = c->n_embd, N = c->n_expert, K = c->n_expert_used;
+    int32_t *experts = ctx->experts + (int64_t)l * ctx->n_batch * K;
+    float *weights = ctx->weights + (int64_t)l * ctx->n_batch * K;
+    ops->matmul(ctx->router_logits, ctx->xb, n, &w->router, NULL, ctx->ws);
+    for (int r = 0; r < n; r++)
+        moe_route_row(ctx->router_logits + (int64_t)r * N, c, w->router_scale, experts + (int64_t)r * K,
+                      weights + (int64_t)r * K, ctx->route_p, ctx->route_taken);
+    moe_stats_record(ctx, l, n);
+    moe_args a = {
+        .out = ctx->moe_out, .x = ctx->xb, .n = n, .n_embd = E, .n_ff = c->n_ff_expert, .k = K, .n_expert = N,
+        .experts = experts, .weights = weights, .gate = w->exp_gate, .up = w->exp_up, .down = w->exp_down,
+        .n_devices = ctx->n_devices, .device_begin = ctx->device_begin, .pool = ctx->pool,
+        .order = ctx->order, .offset = ctx->offset, .pair_out = ctx->pair_out, .dev_scratch = ctx->dev_scratch,
+    };
+    ops->moe_experts(&a);
+    for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->moe_out[i];
+    if (c->n_ff_shared > 0) {
+        ops->matmul(ctx->gate, ctx->xb, n, &w->sh_gate, NULL, ctx->ws);
+        ops->matmul(ctx->up, ctx->xb, n, &w->sh_up, NULL, ctx->ws);
+        ops->swiglu(ctx->gate, ctx->up, (int64_t)n * c->n_ff_shared);
+        ops->matmul(ctx->shared_out, ctx->gate, n, &w->sh_down, NULL, ctx->ws);
+        for (int r = 0; r < n; r++) {
+            float scale = 1.0f;
+            if (w->sh_gate_w) { /* Qwen2-MoE: sigmoid(shared_expert_gate · h) */
+                double dot = 0;
+                for (int i = 0; i < E; i++) dot += (double)w->sh_gate_w[i] * ctx->xb[(int64_t)r * E + i];
+                scale = (float)(1.0 / (1.0 + exp(-dot)));
+            }
+            for (int i = 0; i < E; i++) ctx->x[(int64_t)r * E + i] += scale * ctx->shared_out[(int64_t)r * E + i];
+        }
+    }
+}
+
 moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **logits) {
     if (!ctx || !b || !logits) return MOGE_ERR_ARG;
     *logits = NULL;
@@ -63,6 +104,10 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
         ops->matmul(ctx->q, ctx->xb, n, &w->wq, w->bq, ctx->ws);
         ops->matmul(ctx->k, ctx->xb, n, &w->wk, w->bk, ctx->ws);
         ops->matmul(ctx->v, ctx->xb, n, &w->wv, w->bv, ctx->ws);
+        if (w->q_norm) { /* Qwen3: RMSNorm over each head */
+            ops->rmsnorm(ctx->q, ctx->q, w->q_norm, n * H, D, c->norm_eps);
+            ops->rmsnorm(ctx->k, ctx->k, w->k_norm, n * HKV, D, c->norm_eps);
+        }
         ops->rope(ctx->q, ctx->pos, n, H, D, m->rope_inv_freq);
         ops->rope(ctx->k, ctx->pos, n, HKV, D, m->rope_inv_freq);
         float *kc = ctx->k_cache + (int64_t)l * HKV * ctx->n_ctx * D;
@@ -81,8 +126,12 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
         ops->attention(&a);
         ops->matmul(ctx->xb, ctx->att, n, &w->wo, w->bo, ctx->ws);
         for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->xb[i];
-        /* MLP */
+        /* MLP or MoE */
         ops->rmsnorm(ctx->xb, ctx->x, w->ffn_norm, n, E, c->norm_eps);
+        if (c->n_expert > 0) {
+            moe_layer(ctx, l, n);
+            continue;
+        }
         ops->matmul(ctx->gate, ctx->xb, n, &w->w_gate, NULL, ctx->ws);
         ops->matmul(ctx->up, ctx->xb, n, &w->w_up, NULL, ctx->ws);
         ops->swiglu(ctx->gate, ctx->up, (int64_t)n * F);

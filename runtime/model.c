@@ -64,10 +64,11 @@ static moge_status bind_matrix(binder *b, const char *name, int64_t rows, int64_
     return MOGE_OK;
 }
 
-/* 1-D weights are converted to an f32 copy owned by the model. */
+/* 1-D weights are converted to an f32 copy owned by the model. A (1, len) matrix is accepted too
+ * (checkpoints store router_scale and shared_expert_gate either way). */
 static moge_status bind_vector(binder *b, const char *name, int64_t len, float **out) {
-    const st_entry *e;
-    moge_status st = bind(b, name, 0, len, &e);
+    const st_entry *e = st_find(&b->m->st, name);
+    moge_status st = e && e->n_dims == 2 && e->shape[0] == 1 ? bind(b, name, 1, len, &e) : bind(b, name, 0, len, &e);
     if (st != MOGE_OK) return st;
     *out = malloc((size_t)len * sizeof(float));
     if (!*out) return set_err(b->err, b->n, MOGE_ERR_NOMEM, "out of memory loading %s", name);
@@ -103,10 +104,43 @@ static moge_status bind_all(binder *b) {
             TRY(bind_vector(b, NAME("self_attn.v_proj.bias"), KV, &w->bv));
         }
         if (c->o_bias) TRY(bind_vector(b, NAME("self_attn.o_proj.bias"), E, &w->bo));
+        if (c->qk_norm) {
+            TRY(bind_vector(b, NAME("self_attn.q_norm.weight"), c->head_dim, &w->q_norm));
+            TRY(bind_vector(b, NAME("self_attn.k_norm.weight"), c->head_dim, &w->k_norm));
+        }
         TRY(bind_vector(b, NAME("post_attention_layernorm.weight"), E, &w->ffn_norm));
-        TRY(bind_matrix(b, NAME("mlp.gate_proj.weight"), F, E, &w->w_gate));
-        TRY(bind_matrix(b, NAME("mlp.up_proj.weight"), F, E, &w->w_up));
-        TRY(bind_matrix(b, NAME("mlp.down_proj.weight"), E, F, &w->w_down));
+        if (c->n_expert == 0) {
+            TRY(bind_matrix(b, NAME("mlp.gate_proj.weight"), F, E, &w->w_gate));
+            TRY(bind_matrix(b, NAME("mlp.up_proj.weight"), F, E, &w->w_up));
+            TRY(bind_matrix(b, NAME("mlp.down_proj.weight"), E, F, &w->w_down));
+            continue;
+        }
+        /* MoE layer */
+        int64_t FE = c->n_ff_expert, FS = c->n_ff_shared;
+        bool mixtral = c->arch == ARCH_MIXTRAL;
+        const char *moe = mixtral ? "block_sparse_moe" : "mlp";
+        char part[160];
+        snprintf(part, sizeof part, "%s.gate.weight", moe);
+        TRY(bind_matrix(b, NAME(part), c->n_expert, E, &w->router));
+        if (st_find(&m->st, NAME("mlp.router_scale"))) TRY(bind_vector(b, name, c->n_expert, &w->router_scale));
+        w->exp_gate = calloc((size_t)c->n_expert, sizeof(tensor));
+        w->exp_up = calloc((size_t)c->n_expert, sizeof(tensor));
+        w->exp_down = calloc((size_t)c->n_expert, sizeof(tensor));
+        if (!w->exp_gate || !w->exp_up || !w->exp_down) return set_err(b->err, b->n, MOGE_ERR_NOMEM, "out of memory");
+        for (int j = 0; j < c->n_expert; j++) {
+            snprintf(part, sizeof part, "%s.experts.%d.%s.weight", moe, j, mixtral ? "w1" : "gate_proj");
+            TRY(bind_matrix(b, NAME(part), FE, E, &w->exp_gate[j]));
+            snprintf(part, sizeof part, "%s.experts.%d.%s.weight", moe, j, mixtral ? "w3" : "up_proj");
+            TRY(bind_matrix(b, NAME(part), FE, E, &w->exp_up[j]));
+            snprintf(part, sizeof part, "%s.experts.%d.%s.weight", moe, j, mixtral ? "w2" : "down_proj");
+            TRY(bind_matrix(b, NAME(part), E, FE, &w->exp_down[j]));
+        }
+        if (FS > 0) {
+            TRY(bind_matrix(b, NAME("mlp.shared_expert.gate_proj.weight"), FS, E, &w->sh_gate));
+            TRY(bind_matrix(b, NAME("mlp.shared_expert.up_proj.weight"), FS, E, &w->sh_up));
+            TRY(bind_matrix(b, NAME("mlp.shared_expert.down_proj.weight"), E, FS, &w->sh_down));
+            if (c->shared_gate) TRY(bind_vector(b, NAME("mlp.shared_expert_gate.weight"), E, &w->sh_gate_w));
+        }
 #undef NAME
     }
 #undef TRY
@@ -125,6 +159,7 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     moge_status st = config_load(&m->cfg, path, err, n);
+    if (st == MOGE_OK) st = config_set_routing(&m->cfg, &p, err, n);
     if (st == MOGE_OK) st = st_open_dir(&m->st, dir, err, n);
     if (st == MOGE_OK) {
         char single[4096];
@@ -162,6 +197,8 @@ void moge_model_free(moge_model *m) {
             layer_weights *w = &m->layers[l];
             free(w->attn_norm); free(w->ffn_norm);
             free(w->bq); free(w->bk); free(w->bv); free(w->bo);
+            free(w->q_norm); free(w->k_norm); free(w->router_scale); free(w->sh_gate_w);
+            free(w->exp_gate); free(w->exp_up); free(w->exp_down);
         }
         free(m->layers);
     }
@@ -182,6 +219,12 @@ void moge_model_get_info(const moge_model *m, moge_model_info *info) {
     info->rope_theta = c->rope_theta; info->norm_eps = c->norm_eps;
     info->tie_embeddings = c->tie_embeddings;
     info->bos_id = c->bos_id; info->eos_id = c->eos_id;
+    info->n_expert = c->n_expert;
+    info->n_expert_used = c->n_expert_used;
+    info->n_group = c->n_expert ? c->n_group : 0;
+    info->n_ff_expert = c->n_ff_expert;
+    info->n_ff_shared = c->n_ff_shared;
+    info->routing = c->n_expert ? routing_name(c->routing) : "dense";
     for (int i = 0; i < m->st.n_entries; i++) {
         const st_entry *e = &m->st.entries[i];
         int64_t numel = 1;
@@ -189,4 +232,10 @@ void moge_model_get_info(const moge_model *m, moge_model_info *info) {
         info->n_params += numel;
         info->weight_bytes += (int64_t)e->nbytes;
     }
+    /* Active: everything but the embedding table and the experts a token does not use. */
+    int64_t E = c->n_embd, Q = (int64_t)c->n_head * c->head_dim, KV = (int64_t)c->n_head_kv * c->head_dim;
+    int64_t per_layer = E * Q * 2 + E * KV * 2 + 2 * E;
+    if (c->n_expert) per_layer += (int64_t)c->n_expert * E + (int64_t)c->n_expert_used * 3 * E * c->n_ff_expert + 3 * E * c->n_ff_shared;
+    else per_layer += 3 * E * c->n_ff;
+    info->n_params_active = per_layer * c->n_layer + E + (int64_t)c->n_vocab * E;
 }

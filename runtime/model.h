@@ -14,7 +14,10 @@
 #include "runtime/safetensors.h"
 #include "runtime/tensor.h"
 
-typedef enum { ARCH_LLAMA = 0, ARCH_MISTRAL, ARCH_QWEN2 } model_arch;
+typedef enum {
+    ARCH_LLAMA = 0, ARCH_MISTRAL, ARCH_QWEN2, ARCH_QWEN3, /* dense */
+    ARCH_PANGU_MOE, ARCH_MIXTRAL, ARCH_QWEN2_MOE, ARCH_QWEN3_MOE, /* MoE */
+} model_arch;
 
 typedef struct {
     char architecture[64];  /* as in config.json, e.g. "LlamaForCausalLM" */
@@ -33,10 +36,24 @@ typedef struct {
     bool qkv_bias;     /* Qwen2, or Llama with attention_bias */
     bool o_bias;       /* Llama with attention_bias */
     int bos_id, eos_id; /* -1 when absent; eos_id is the first when a list is given */
+    bool qk_norm;      /* Qwen3: RMSNorm over each q and k head before RoPE */
+    /* MoE (n_expert > 0): every decoder layer is a MoE layer */
+    int n_expert;      /* num_experts / num_local_experts */
+    int n_expert_used; /* num_experts_per_tok (K) */
+    int n_ff_expert;   /* moe_intermediate_size (Mixtral: intermediate_size) */
+    int n_ff_shared;   /* shared_expert_intermediate_size, 0 = no shared expert */
+    bool shared_gate;  /* Qwen2-MoE: shared expert scaled by sigmoid(shared_expert_gate · h) */
+    moge_routing routing; /* never MOGE_ROUTING_DEFAULT after loading */
+    int n_group;       /* expert groups (placement unit on devices; MoGE/group-limited routing) */
+    int topk_group;    /* group-limited: groups kept */
+    bool norm_topk_prob;
 } model_config;
 
 /* Parses `path` (a config.json). Errors name the file and key. */
 moge_status config_load(model_config *c, const char *path, char *err, size_t err_size);
+/* Applies the routing override of the load parameters (after config_load). */
+moge_status config_set_routing(model_config *c, const moge_model_params *p, char *err, size_t err_size);
+const char *routing_name(moge_routing r);
 
 typedef struct {
     float *attn_norm;          /* (n_embd) */
@@ -45,8 +62,18 @@ typedef struct {
     tensor wo;                 /* (n_embd, n_head * head_dim) */
     float *bq, *bk, *bv, *bo;  /* biases or NULL: (n_head*head_dim), (n_head_kv*head_dim) x2, (n_embd) */
     float *ffn_norm;           /* (n_embd) */
+    float *q_norm, *k_norm;    /* (head_dim) Qwen3 per-head norms, or NULL */
+    /* dense MLP */
     tensor w_gate, w_up;       /* (n_ff, n_embd) */
     tensor w_down;             /* (n_embd, n_ff) */
+    /* MoE */
+    tensor router;             /* (n_expert, n_embd) */
+    float *router_scale;       /* (n_expert) or NULL */
+    tensor *exp_gate, *exp_up; /* [n_expert] of (n_ff_expert, n_embd) */
+    tensor *exp_down;          /* [n_expert] of (n_embd, n_ff_expert) */
+    tensor sh_gate, sh_up;     /* (n_ff_shared, n_embd) when n_ff_shared > 0 */
+    tensor sh_down;            /* (n_embd, n_ff_shared) */
+    float *sh_gate_w;          /* (n_embd) Qwen2-MoE shared expert gate, or NULL */
 } layer_weights;
 
 struct moge_model {

@@ -49,6 +49,7 @@ moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_pr
     moge_status st = MOGE_OK;
     const float *logits = NULL;
 
+    moge_moe_stats_reset(ctx);
     double t0 = now_s();
     for (int32_t done = 0; done < n_prompt && st == MOGE_OK;) {
         int32_t chunk = n_prompt - done < ctx->n_batch ? n_prompt - done : ctx->n_batch;

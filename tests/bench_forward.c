@@ -1,0 +1,297 @@
+/*
+ * bench_forward.c — `make bench`: the verification cost curve and decode speed against the
+ * memory-bandwidth roofline, measured in one run on this machine.
+ *
+ *  1. Read bandwidth with all threads (sum over a 512 MiB buffer, best of 5).
+ *  2. Models: stories260K, and two random benchmark models generated on first use under
+ *     build/bench-models/ (not committed): a Pangu-shaped MoGE (~1 GB of f32 weights: hidden 1024,
+ *     8 layers, 16/4 heads, 64 experts of width 128 in 8 groups, 8 per token, shared expert 512,
+ *     vocabulary 8192) and a dense Llama of the same active size (feed-forward 1536).
+ *  3. For n = 1, 2, 4, ..., 64 rows (a chain after a 32-token prefix): median time of a forward,
+ *     relative to n = 1, distinct experts touched and bytes of weights read per pass.
+ *  4. Decode tokens/s at n = 1 against bandwidth / active bytes per token.
+ * Times are medians of 5 runs after a warm-up. Quote ratios measured in one run.
+ */
+#include <cJSON.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "moge.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* bandwidth                                                                                  */
+
+typedef struct { const float *p; size_t n; double sum; } sum_job;
+static void *sum_worker(void *arg) {
+    sum_job *j = arg;
+    float acc[16] = {0};
+    for (size_t i = 0; i + 16 <= j->n; i += 16)
+        for (int k = 0; k < 16; k++) acc[k] += j->p[i + k];
+    double s = 0;
+    for (int k = 0; k < 16; k++) s += acc[k];
+    j->sum = s;
+    return NULL;
+}
+
+static double measure_bandwidth(int n_threads) {
+    size_t n = (512u << 20) / sizeof(float);
+    float *buf = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 7);
+    double best = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        pthread_t th[64];
+        sum_job jobs[64];
+        double t0 = now_s();
+        for (int t = 0; t < n_threads; t++) {
+            jobs[t].p = buf + n / n_threads * t;
+            jobs[t].n = n / n_threads;
+            pthread_create(&th[t], NULL, sum_worker, &jobs[t]);
+        }
+        double s = 0;
+        for (int t = 0; t < n_threads; t++) { pthread_join(th[t], NULL); s += jobs[t].sum; }
+        double bw = n * sizeof(float) / (now_s() - t0);
+        if (bw > best && s > 0) best = bw;
+    }
+    free(buf);
+    return best;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* random benchmark models (safetensors writer)                                               */
+
+typedef struct { char name[128]; int64_t rows, cols; } spec;
+
+static uint64_t rng_state = 1;
+static float frand(void) {
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng_state >> 40) / 8388608.0 - 1.0);
+}
+
+static int write_model(const char *dir, const char *config, const spec *t, int n) {
+    mkdir("build", 0755);
+    mkdir("build/bench-models", 0755);
+    mkdir(dir, 0755);
+    char path[512], tmp[520];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fputs(config, f);
+    fclose(f);
+    cJSON *h = cJSON_CreateObject();
+    int64_t off = 0;
+    for (int i = 0; i < n; i++) {
+        cJSON *e = cJSON_AddObjectToObject(h, t[i].name);
+        cJSON_AddStringToObject(e, "dtype", "F32");
+        cJSON *shape = cJSON_AddArrayToObject(e, "shape");
+        if (t[i].rows > 0) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t[i].rows));
+        cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t[i].cols));
+        int64_t bytes = (t[i].rows > 0 ? t[i].rows : 1) * t[i].cols * 4;
+        cJSON *o = cJSON_AddArrayToObject(e, "data_offsets");
+        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
+        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)(off + bytes)));
+        off += bytes;
+    }
+    char *hj = cJSON_PrintUnformatted(h);
+    cJSON_Delete(h);
+    size_t hl = strlen(hj), padded = (hl + 7) / 8 * 8;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    f = fopen(tmp, "wb");
+    if (!f) { free(hj); return -1; }
+    uint64_t len = padded;
+    fwrite(&len, 8, 1, f);
+    fwrite(hj, 1, hl, f);
+    for (size_t i = hl; i < padded; i++) fputc(' ', f);
+    free(hj);
+    float *row = malloc(1 << 20);
+    for (int i = 0; i < n; i++) {
+        int is_norm = t[i].rows == 0;
+        int64_t total = (t[i].rows > 0 ? t[i].rows : 1) * t[i].cols;
+        float scale = is_norm ? 0.0f : 1.0f / sqrtf((float)t[i].cols);
+        for (int64_t done = 0; done < total;) {
+            int64_t chunk = total - done < (1 << 18) ? total - done : (1 << 18);
+            for (int64_t k = 0; k < chunk; k++) row[k] = is_norm ? 1.0f : frand() * scale * 1.7f;
+            fwrite(row, 4, (size_t)chunk, f);
+            done += chunk;
+        }
+    }
+    free(row);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad || rename(tmp, path) != 0) return -1;
+    return 0;
+}
+
+enum { HID = 1024, LAYERS = 8, HEADS = 16, KVH = 4, HD = 64, NEXP = 64, KEXP = 8, FEXP = 128, FSH = 512, VOCAB = 8192, FDENSE = 1536 };
+
+static int ensure_models(void) {
+    struct stat sb;
+    static spec t[LAYERS * 210 + 8];
+    char cfg[2048];
+    int rc = 0;
+    for (int moe = 1; moe >= 0; moe--) {
+        const char *dir = moe ? "build/bench-models/pangu-bench" : "build/bench-models/dense-bench";
+        char path[256];
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        if (stat(path, &sb) == 0) continue;
+        fprintf(stderr, "bench: writing %s (once) ...\n", dir);
+        int n = 0;
+#define ADD(r, c, ...) (snprintf(t[n].name, sizeof t[n].name, __VA_ARGS__), t[n].rows = (r), t[n].cols = (c), n++)
+        ADD(VOCAB, HID, "model.embed_tokens.weight");
+        ADD(0, HID, "model.norm.weight");
+        ADD(VOCAB, HID, "lm_head.weight");
+        for (int l = 0; l < LAYERS; l++) {
+            ADD(0, HID, "model.layers.%d.input_layernorm.weight", l);
+            ADD(0, HID, "model.layers.%d.post_attention_layernorm.weight", l);
+            ADD(HEADS * HD, HID, "model.layers.%d.self_attn.q_proj.weight", l);
+            ADD(KVH * HD, HID, "model.layers.%d.self_attn.k_proj.weight", l);
+            ADD(KVH * HD, HID, "model.layers.%d.self_attn.v_proj.weight", l);
+            ADD(HID, HEADS * HD, "model.layers.%d.self_attn.o_proj.weight", l);
+            if (moe) {
+                ADD(0, HEADS * HD, "model.layers.%d.self_attn.q_proj.bias", l);
+                ADD(0, KVH * HD, "model.layers.%d.self_attn.k_proj.bias", l);
+                ADD(0, KVH * HD, "model.layers.%d.self_attn.v_proj.bias", l);
+                ADD(0, HID, "model.layers.%d.self_attn.o_proj.bias", l);
+                ADD(NEXP, HID, "model.layers.%d.mlp.gate.weight", l);
+                ADD(0, NEXP, "model.layers.%d.mlp.router_scale", l);
+                for (int e = 0; e < NEXP; e++) {
+                    ADD(FEXP, HID, "model.layers.%d.mlp.experts.%d.gate_proj.weight", l, e);
+                    ADD(FEXP, HID, "model.layers.%d.mlp.experts.%d.up_proj.weight", l, e);
+                    ADD(HID, FEXP, "model.layers.%d.mlp.experts.%d.down_proj.weight", l, e);
+                }
+                ADD(FSH, HID, "model.layers.%d.mlp.shared_expert.gate_proj.weight", l);
+                ADD(FSH, HID, "model.layers.%d.mlp.shared_expert.up_proj.weight", l);
+                ADD(HID, FSH, "model.layers.%d.mlp.shared_expert.down_proj.weight", l);
+            } else {
+                ADD(FDENSE, HID, "model.layers.%d.mlp.gate_proj.weight", l);
+                ADD(FDENSE, HID, "model.layers.%d.mlp.up_proj.weight", l);
+                ADD(HID, FDENSE, "model.layers.%d.mlp.down_proj.weight", l);
+            }
+        }
+#undef ADD
+        if (moe)
+            snprintf(cfg, sizeof cfg,
+                     "{\"architectures\": [\"PanguProMoEForCausalLM\"], \"vocab_size\": %d, \"hidden_size\": %d, "
+                     "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"hidden_act\": \"silu\", "
+                     "\"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, \"max_position_embeddings\": 1024, \"tie_word_embeddings\": false, "
+                     "\"num_experts\": %d, \"num_experts_per_tok\": %d, \"moe_intermediate_size\": %d, \"shared_expert_intermediate_size\": %d}\n",
+                     VOCAB, HID, LAYERS, HEADS, KVH, NEXP, KEXP, FEXP, FSH);
+        else
+            snprintf(cfg, sizeof cfg,
+                     "{\"architectures\": [\"LlamaForCausalLM\"], \"vocab_size\": %d, \"hidden_size\": %d, \"intermediate_size\": %d, "
+                     "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"hidden_act\": \"silu\", "
+                     "\"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, \"max_position_embeddings\": 1024, \"tie_word_embeddings\": false}\n",
+                     VOCAB, HID, FDENSE, LAYERS, HEADS, KVH);
+        rng_state = moe ? 11 : 12;
+        rc |= write_model(dir, cfg, t, n);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+/* Bytes of weights one forward over a batch reads: everything but the embedding table and the
+ * experts no row was routed to. */
+static double pass_bytes(const moge_model_info *in, const moge_context *ctx) {
+    double E = in->n_embd, Q = (double)in->n_head * in->head_dim, KV = (double)in->n_head_kv * in->head_dim;
+    double per_layer = E * Q * 2 + E * KV * 2, moe = 0;
+    if (in->n_expert) {
+        per_layer += in->n_expert * E + 3 * E * in->n_ff_shared;
+        for (int l = 0; l < moge_context_n_moe_layers(ctx); l++) {
+            moge_moe_stats st;
+            moge_moe_stats_get(ctx, l, false, &st);
+            moe += st.distinct_experts * 3 * E * in->n_ff_expert;
+        }
+    } else {
+        per_layer += 3 * E * in->n_ff;
+    }
+    return 4.0 * (per_layer * in->n_layer + moe + in->n_vocab * E);
+}
+
+static void bench_model(const char *dir, double bw, int n_threads) {
+    char err[512];
+    moge_model_params mp = moge_model_default_params();
+    mp.n_threads = n_threads;
+    moge_model *m = NULL;
+    if (moge_model_load(dir, &mp, &m, err, sizeof err) != MOGE_OK) { printf("%s: %s\n", dir, err); return; }
+    moge_model_info in;
+    moge_model_get_info(m, &in);
+    moge_context_params cp = moge_context_default_params();
+    cp.n_ctx = 256;
+    cp.n_batch = 64;
+    moge_context *ctx = NULL;
+    if (moge_context_new(m, &cp, &ctx, err, sizeof err) != MOGE_OK) { printf("%s: %s\n", dir, err); moge_model_free(m); return; }
+    int32_t tok[64];
+    for (int i = 0; i < 64; i++) tok[i] = (i * 37 + 11) % in.n_vocab;
+    const float *lg;
+    moge_batch pre = {.n = 32, .tokens = tok};
+    moge_forward(ctx, &pre, &lg);
+    moge_kv_commit(ctx, NULL, 32);
+    printf("\n%s — %s, %.0f MB of weights, %.1f MB active per token\n", dir, in.architecture, in.weight_bytes / 1e6,
+           in.n_params_active * 4 / 1e6);
+    printf("| rows | ms / forward | × one row | distinct experts / layer | MB read / pass | GB/s |\n");
+    printf("|-----:|-------------:|----------:|-------------------------:|---------------:|-----:|\n");
+    double t1 = 0;
+    for (int n = 1; n <= 64; n *= 2) {
+        double times[5];
+        moge_batch b = {.n = n, .tokens = tok};
+        moge_forward(ctx, &b, &lg); /* warm-up */
+        for (int r = 0; r < 5; r++) {
+            double t0 = now_s();
+            moge_forward(ctx, &b, &lg);
+            times[r] = now_s() - t0;
+        }
+        qsort(times, 5, sizeof times[0], cmp_double);
+        double t = times[2];
+        if (n == 1) t1 = t;
+        double distinct = 0;
+        for (int l = 0; l < moge_context_n_moe_layers(ctx); l++) {
+            moge_moe_stats st;
+            moge_moe_stats_get(ctx, l, false, &st);
+            distinct += st.distinct_experts / moge_context_n_moe_layers(ctx);
+        }
+        double bytes = pass_bytes(&in, ctx);
+        char dist[32] = "-";
+        if (in.n_expert) snprintf(dist, sizeof dist, "%.1f of %d", distinct, in.n_expert);
+        printf("| %4d | %12.3f | %9.2f | %24s | %14.1f | %4.1f |\n", n, t * 1e3, t / t1, dist, bytes / 1e6, bytes / t / 1e9);
+        if (n == 1) {
+            double roof = bw / bytes;
+            printf("decode at n=1: %.1f tokens/s; roofline %.1f tokens/s (%.1f MB/token at %.1f GB/s) = %.0f %% of the limit\n",
+                   1.0 / t, roof, bytes / 1e6, bw / 1e9, 100.0 / t / roof);
+        }
+    }
+    moge_context_free(ctx);
+    moge_model_free(m);
+}
+
+int main(void) {
+    int n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (ensure_models() != 0) {
+        fprintf(stderr, "bench: cannot write the benchmark models under build/bench-models\n");
+        return 1;
+    }
+    double bw = measure_bandwidth(n_threads);
+    printf("moge bench: %d threads, read bandwidth %.1f GB/s (best of 5, 512 MiB)\n", n_threads, bw / 1e9);
+    bench_model("models/stories260K", bw, n_threads);
+    bench_model("build/bench-models/pangu-bench", bw, n_threads);
+    bench_model("build/bench-models/dense-bench", bw, n_threads);
+    return 0;
+}

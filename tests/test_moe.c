@@ -1,0 +1,354 @@
+/*
+ * test_moe.c — Mixture-of-Experts layers:
+ *  - routing rules on hand-made logits (MoGE one-per-group, global top-K, group-limited, ties to
+ *    the lower id, router_scale, renormalisation);
+ *  - the dispatcher (cpu: pairs sorted by expert, one GEMM per expert, devices in a thread pool)
+ *    against the naive per-token loop (ref), for several device counts and dtypes;
+ *  - the random Pangu / Mixtral / Qwen2-MoE / Qwen3-MoE checkpoints of tests/fixtures/moe against
+ *    an independent numpy reference (tools/make_moe_fixtures.py): logits within 1e-4 relative,
+ *    expert choices identical, routing weights close; MoGE also under the topk and group-limited
+ *    overrides on the same weights;
+ *  - a tree batch gives each node the logits of its path alone (no routing leak across rows);
+ *  - load balance: Imbalance Score 0 for MoGE on every batch, > 0 for global top-K.
+ */
+#include <stdint.h>
+
+#include "harness.h"
+#include "moge.h"
+#include "runtime/backend.h"
+#include "runtime/moe.h"
+#include "runtime/threadpool.h"
+
+static uint64_t rng = 777;
+static float frand(void) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng >> 40) / 8388608.0 - 1.0);
+}
+
+static double nerr(const float *a, const float *b, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static void route(const model_config *c, const float *logits, const float *scale, int32_t *ex, float *w) {
+    float p[64];
+    uint8_t taken[64];
+    moe_route_row(logits, c, scale, ex, w, p, taken);
+}
+
+static void test_routing_rules(void) {
+    model_config c;
+    memset(&c, 0, sizeof c);
+    c.n_expert = 8;
+    c.n_expert_used = 2;
+    c.n_group = 2;
+    /* group 0 = experts 0..3, group 1 = experts 4..7; the two best logits are both in group 0 */
+    float logits[8] = {1.0f, 3.0f, 2.5f, 0.0f, 0.5f, 0.5f, -1.0f, 0.2f};
+    int32_t ex[2];
+    float w[2];
+    c.routing = MOGE_ROUTING_MOGE;
+    route(&c, logits, NULL, ex, w);
+    CHECKF(ex[0] == 1 && ex[1] == 4, "moge chose %d %d (want 1 and 4: the tie 4/5 goes to 4)", ex[0], ex[1]);
+    double sum = 0;
+    for (int e = 0; e < 8; e++) sum += exp(logits[e]);
+    CHECK(fabs(w[0] - exp(3.0) / sum) < 1e-6 && fabs(w[1] - exp(0.5) / sum) < 1e-6);
+    c.routing = MOGE_ROUTING_TOPK;
+    route(&c, logits, NULL, ex, w);
+    CHECKF(ex[0] == 1 && ex[1] == 2, "topk chose %d %d", ex[0], ex[1]);
+    c.norm_topk_prob = true;
+    route(&c, logits, NULL, ex, w);
+    CHECK(fabs(w[0] + w[1] - 1.0) < 1e-6 && fabs(w[0] - exp(3.0) / (exp(3.0) + exp(2.5))) < 1e-6);
+    c.norm_topk_prob = false;
+    float scale[8] = {1, 2, 1, 1, 0.5f, 1, 1, 1};
+    c.routing = MOGE_ROUTING_MOGE;
+    route(&c, logits, scale, ex, w);
+    CHECK(fabs(w[0] - 2 * exp(3.0) / sum) < 1e-6 && fabs(w[1] - 0.5 * exp(0.5) / sum) < 1e-6);
+    /* group-limited: 4 groups of 2, keep 2 groups; best per group: g0 3.0 (e1), g1 2.5 (e2),
+     * g2 0.5 (e4, e5), g3 0.2 (e7) -> keep g0, g1 -> top-2 = 1, 2; with K=3 -> 1, 2, 0 */
+    c.routing = MOGE_ROUTING_GROUP_LIMITED;
+    c.n_group = 4;
+    c.topk_group = 2;
+    c.n_expert_used = 3;
+    int32_t ex3[3];
+    float w3[3];
+    route(&c, logits, NULL, ex3, w3);
+    CHECKF(ex3[0] == 0 && ex3[1] == 1 && ex3[2] == 2, "group_limited chose %d %d %d", ex3[0], ex3[1], ex3[2]);
+    c.topk_group = 3; /* now g2 is kept too: top-3 of {0,1,2,3,4,5} = 1, 2, 0 still */
+    float l2[8] = {0.1f, 3.0f, 2.5f, 0.0f, 2.6f, 0.5f, 9.0f, 0.2f}; /* g3 has the best expert 6 */
+    route(&c, l2, NULL, ex3, w3);
+    CHECKF(ex3[0] == 1 && ex3[1] == 4 && ex3[2] == 6, "group_limited (3 groups) chose %d %d %d", ex3[0], ex3[1], ex3[2]);
+    /* all equal: ties everywhere go to the lowest ids */
+    float flat[8] = {0};
+    c.routing = MOGE_ROUTING_TOPK;
+    route(&c, flat, NULL, ex3, w3);
+    CHECK(ex3[0] == 0 && ex3[1] == 1 && ex3[2] == 2);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static uint16_t f32_to_bf16(float f) { uint32_t b; memcpy(&b, &f, 4); return (uint16_t)(b >> 16); }
+
+static void check_dispatch(dtype type, int n, int n_devices) {
+    enum { N = 16, K = 4, E = 40, F = 24 };
+    static float wf[N][3][F * E];
+    static uint16_t wb[N][3][F * E];
+    tensor gate[N], up[N], down[N];
+    for (int e = 0; e < N; e++)
+        for (int m = 0; m < 3; m++) {
+            for (int i = 0; i < F * E; i++) { wf[e][m][i] = frand() * 0.3f; wb[e][m][i] = f32_to_bf16(wf[e][m][i]); }
+            tensor t = {.name = "w", .type = type, .n_dims = 2, .shape = {m == 2 ? E : F, m == 2 ? F : E},
+                        .data = type == DTYPE_F32 ? (void *)wf[e][m] : (void *)wb[e][m]};
+            (m == 0 ? gate : m == 1 ? up : down)[e] = t;
+        }
+    float *x = malloc((size_t)n * E * sizeof(float)), *o1 = malloc((size_t)n * E * sizeof(float)), *o2 = malloc((size_t)n * E * sizeof(float));
+    int32_t *experts = malloc((size_t)n * K * sizeof(int32_t)), *order = malloc((size_t)n * K * sizeof(int32_t)), offset[N + 1];
+    float *weights = malloc((size_t)n * K * sizeof(float)), *pair_out = malloc((size_t)n * K * E * sizeof(float));
+    float *scratch = malloc((size_t)(n_devices * moe_scratch_floats(n, E, F)) * sizeof(float));
+    for (int i = 0; i < n * E; i++) x[i] = frand();
+    for (int r = 0; r < n; r++) /* one expert in each group of 4, like MoGE */
+        for (int j = 0; j < K; j++) {
+            experts[r * K + j] = j * 4 + (int)((frand() + 1.0f) * 2.0f) % 4;
+            weights[r * K + j] = (frand() + 1.0f) * 0.5f;
+        }
+    int32_t begin[17];
+    model_config c = {.n_expert = N, .n_group = 4};
+    moe_device_ranges(&c, n_devices, begin);
+    threadpool *pool = threadpool_new(n_devices > 1 ? 2 : 1);
+    moe_args a = {.out = o1, .x = x, .n = n, .n_embd = E, .n_ff = F, .k = K, .n_expert = N, .experts = experts,
+                  .weights = weights, .gate = gate, .up = up, .down = down, .n_devices = n_devices, .device_begin = begin,
+                  .pool = pool, .order = order, .offset = offset, .pair_out = pair_out, .dev_scratch = scratch};
+    backend_ref.moe_experts(&a);
+    a.out = o2;
+    backend_cpu.moe_experts(&a);
+    double e = nerr(o2, o1, (int64_t)n * E);
+    CHECKF(e < 1e-5, "dispatch %s n=%d devices=%d: normalised error %.3g", dtype_name(type), n, n_devices, e);
+    threadpool_free(pool);
+    free(x); free(o1); free(o2); free(experts); free(order); free(weights); free(pair_out); free(scratch);
+}
+
+static void test_dispatch_equals_naive(void) {
+    int rows[] = {1, 3, 16, 33};
+    int devs[] = {1, 2, 4};
+    for (int r = 0; r < 4; r++)
+        for (int d = 0; d < 3; d++) {
+            check_dispatch(DTYPE_F32, rows[r], devs[d]);
+            check_dispatch(DTYPE_BF16, rows[r], devs[d]);
+        }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct {
+    int32_t n, V, L, K;
+    int32_t *tokens;
+    float *logits;
+    int32_t *experts; /* (L, n, K) */
+    float *weights;
+} moe_ref;
+
+static int read_ref(const char *path, moe_ref *r) {
+    memset(r, 0, sizeof *r);
+    FILE *f = fopen(path, "rb");
+    CHECKF(f != NULL, "cannot open %s", path);
+    if (!f) return 0;
+    char magic[8];
+    int ok = fread(magic, 1, 8, f) == 8 && !memcmp(magic, "MOGEREF2", 8) && fread(&r->n, 4, 1, f) == 1 &&
+             fread(&r->V, 4, 1, f) == 1 && fread(&r->L, 4, 1, f) == 1 && fread(&r->K, 4, 1, f) == 1 &&
+             r->n > 0 && r->n < 4096 && r->V > 0 && r->V < 1000000 && r->L > 0 && r->L < 1000 && r->K > 0 && r->K < 1000;
+    if (ok) {
+        size_t nk = (size_t)r->L * r->n * r->K;
+        r->tokens = malloc((size_t)r->n * 4);
+        r->logits = malloc((size_t)r->n * r->V * 4);
+        r->experts = malloc(nk * 4);
+        r->weights = malloc(nk * 4);
+        ok = fread(r->tokens, 4, (size_t)r->n, f) == (size_t)r->n && fread(r->logits, 4, (size_t)r->n * r->V, f) == (size_t)r->n * r->V &&
+             fread(r->experts, 4, nk, f) == nk && fread(r->weights, 4, nk, f) == nk;
+    }
+    fclose(f);
+    CHECKF(ok, "%s: bad or truncated file", path);
+    return ok;
+}
+
+static void free_ref(moe_ref *r) { free(r->tokens); free(r->logits); free(r->experts); free(r->weights); }
+
+static moge_model *load(const char *dir, moge_backend backend, moge_routing routing, int n_group, int topk_group) {
+    char err[512];
+    moge_model_params p = moge_model_default_params();
+    p.backend = backend;
+    p.n_threads = 2;
+    p.routing = routing;
+    p.n_group = n_group;
+    p.topk_group = topk_group;
+    moge_model *m = NULL;
+    moge_status st = moge_model_load(dir, &p, &m, err, sizeof err);
+    CHECKF(st == MOGE_OK, "%s: %s", dir, err);
+    return m;
+}
+
+static void check_fixture(const char *name, const char *variant, moge_routing routing, int n_group, int topk_group, moge_backend backend) {
+    char dir[256], path[300];
+    snprintf(dir, sizeof dir, "tests/fixtures/moe/%s", name);
+    snprintf(path, sizeof path, "tests/fixtures/moe/%s%s.ref", name, variant);
+    moe_ref r;
+    if (!read_ref(path, &r)) return;
+    moge_model *m = load(dir, backend, routing, n_group, topk_group);
+    moge_context *c = NULL;
+    char err[256];
+    if (m && moge_context_new(m, NULL, &c, err, sizeof err) == MOGE_OK) {
+        const float *lg = NULL;
+        moge_batch b = {.n = r.n, .tokens = r.tokens};
+        moge_status st = moge_forward(c, &b, &lg);
+        CHECKF(st == MOGE_OK, "%s: %s", path, moge_context_error(c));
+        if (st == MOGE_OK) {
+            double worst = 0;
+            for (int i = 0; i < r.n; i++) {
+                double e = nerr(lg + (int64_t)i * r.V, r.logits + (int64_t)i * r.V, r.V);
+                worst = e > worst ? e : worst;
+            }
+            CHECKF(worst <= 1e-4, "%s (%s backend): logits normalised error %.3g", path, backend == MOGE_BACKEND_REF ? "ref" : "cpu", worst);
+            CHECK(moge_context_n_moe_layers(c) == r.L);
+            int mismatches = 0;
+            double wworst = 0;
+            for (int l = 0; l < r.L && l < moge_context_n_moe_layers(c); l++) {
+                const int32_t *ex = NULL;
+                const float *w = NULL;
+                CHECK(moge_moe_routing(c, l, &ex, &w) == MOGE_OK);
+                for (int i = 0; ex && i < r.n * r.K; i++) {
+                    int64_t at = (int64_t)l * r.n * r.K + i;
+                    if (ex[i] != r.experts[at]) {
+                        if (mismatches++ < 3) printf("  %s: layer %d row %d slot %d: expert %d, reference %d\n", path, l, i / r.K, i % r.K, ex[i], r.experts[at]);
+                    } else {
+                        double d = fabs(w[i] - r.weights[at]) / fabs(r.weights[at]);
+                        wworst = d > wworst ? d : wworst;
+                    }
+                }
+            }
+            CHECKF(mismatches == 0, "%s: %d expert choices differ", path, mismatches);
+            CHECKF(wworst < 1e-4, "%s: routing weight relative error %.3g", path, wworst);
+        }
+    }
+    moge_context_free(c);
+    moge_model_free(m);
+    free_ref(&r);
+}
+
+static void test_fixtures_cpu(void) {
+    check_fixture("pangu_16e4g", "", MOGE_ROUTING_DEFAULT, 0, 0, MOGE_BACKEND_CPU);
+    check_fixture("pangu_16e4g", ".topk", MOGE_ROUTING_TOPK, 0, 0, MOGE_BACKEND_CPU);
+    check_fixture("pangu_16e4g", ".group_limited", MOGE_ROUTING_GROUP_LIMITED, 4, 2, MOGE_BACKEND_CPU);
+    check_fixture("pangu_64e8g_bf16", "", MOGE_ROUTING_DEFAULT, 0, 0, MOGE_BACKEND_CPU);
+    check_fixture("mixtral_8e", "", MOGE_ROUTING_DEFAULT, 0, 0, MOGE_BACKEND_CPU);
+    check_fixture("qwen2_moe", "", MOGE_ROUTING_DEFAULT, 0, 0, MOGE_BACKEND_CPU);
+    check_fixture("qwen3_moe", "", MOGE_ROUTING_DEFAULT, 0, 0, MOGE_BACKEND_CPU);
+}
+
+static void test_fixtures_ref(void) {
+    check_fixture("pangu_16e4g", "", MOGE_ROUTING_DEFAULT, 0, 0, MOGE_BACKEND_REF);
+    check_fixture("pangu_64e8g_bf16", "", MOGE_ROUTING_DEFAULT, 0, 0, MOGE_BACKEND_REF);
+    check_fixture("mixtral_8e", "", MOGE_ROUTING_DEFAULT, 0, 0, MOGE_BACKEND_REF);
+    check_fixture("qwen2_moe", "", MOGE_ROUTING_DEFAULT, 0, 0, MOGE_BACKEND_REF);
+    check_fixture("qwen3_moe", "", MOGE_ROUTING_DEFAULT, 0, 0, MOGE_BACKEND_REF);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static const int32_t TREE_PARENT[9] = {-1, 0, 0, 1, 1, 2, 3, 3, 6};
+
+static void test_tree_no_routing_leak(void) {
+    moge_model *m = load("tests/fixtures/moe/pangu_64e8g_bf16", MOGE_BACKEND_CPU, MOGE_ROUTING_DEFAULT, 0, 0);
+    if (!m) return;
+    moge_model_info info;
+    moge_model_get_info(m, &info);
+    int V = info.n_vocab;
+    char err[256];
+    moge_context *c = NULL, *pc = NULL;
+    CHECK(moge_context_new(m, NULL, &c, err, sizeof err) == MOGE_OK);
+    CHECK(moge_context_new(m, NULL, &pc, err, sizeof err) == MOGE_OK);
+    int32_t prefix[4] = {5, 17, 3, 40}, tree[9] = {8, 9, 9, 21, 50, 2, 33, 11, 60};
+    const float *lg;
+    moge_batch pb = {.n = 4, .tokens = prefix};
+    CHECK(moge_forward(c, &pb, &lg) == MOGE_OK && moge_kv_commit(c, NULL, 4) == MOGE_OK);
+    CHECK(moge_forward(pc, &pb, &lg) == MOGE_OK && moge_kv_commit(pc, NULL, 4) == MOGE_OK);
+    moge_batch tb = {.n = 9, .tokens = tree, .parent = TREE_PARENT};
+    CHECK(moge_forward(c, &tb, &lg) == MOGE_OK);
+    float *tl = malloc((size_t)9 * V * sizeof(float));
+    memcpy(tl, lg, (size_t)9 * V * sizeof(float));
+    double worst = 0;
+    for (int node = 0; node < 9; node++) {
+        int32_t path[9];
+        int len = 0;
+        for (int x = node; x >= 0; x = TREE_PARENT[x]) path[len++] = tree[x];
+        for (int i = 0; i < len / 2; i++) { int32_t t = path[i]; path[i] = path[len - 1 - i]; path[len - 1 - i] = t; }
+        moge_batch b = {.n = len, .tokens = path};
+        CHECK(moge_forward(pc, &b, &lg) == MOGE_OK);
+        double e = nerr(tl + (int64_t)node * V, lg + (int64_t)(len - 1) * V, V);
+        worst = e > worst ? e : worst;
+    }
+    CHECKF(worst <= 1e-5, "MoE tree node vs its path alone: normalised error %.3g", worst);
+    free(tl);
+    moge_context_free(c);
+    moge_context_free(pc);
+    moge_model_free(m);
+}
+
+/* IS = 0 on every batch for MoGE with groups on devices; > 0 for global top-K on the same
+ * weights. Batches of 1..16 random tokens, 20 batches. */
+static void imbalance_run(moge_routing routing, double *mean_is, double *max_is, int64_t *dev0, int64_t *dev1) {
+    moge_model *m = load("tests/fixtures/moe/pangu_64e8g_bf16", MOGE_BACKEND_CPU, routing, 0, 0);
+    if (!m) return;
+    moge_context_params p = moge_context_default_params();
+    p.n_devices = 4;
+    moge_context *c = NULL;
+    char err[256];
+    CHECK(moge_context_new(m, &p, &c, err, sizeof err) == MOGE_OK);
+    uint64_t s = 4242;
+    *max_is = 0;
+    for (int b = 0; b < 20; b++) {
+        int32_t tok[16];
+        int n = 1 + b % 16;
+        for (int i = 0; i < n; i++) { s = s * 6364136223846793005ull + 1; tok[i] = (int32_t)((s >> 33) % 97); }
+        moge_batch batch = {.n = n, .tokens = tok};
+        const float *lg;
+        CHECK(moge_forward(c, &batch, &lg) == MOGE_OK);
+        moge_kv_truncate(c, 0);
+        for (int l = 0; l < moge_context_n_moe_layers(c); l++) {
+            moge_moe_stats st;
+            CHECK(moge_moe_stats_get(c, l, false, &st) == MOGE_OK);
+            CHECK(st.n_rows == n);
+            int64_t total = 0;
+            for (int d = 0; d < st.n_devices; d++) total += st.device_pairs[d];
+            CHECK(total == (int64_t)n * 8);
+            if (st.imbalance > *max_is) *max_is = st.imbalance;
+        }
+    }
+    moge_moe_stats tot;
+    CHECK(moge_moe_stats_get(c, 0, true, &tot) == MOGE_OK);
+    CHECK(tot.n_forwards == 20 && tot.n_devices == 4);
+    *mean_is = tot.imbalance;
+    *dev0 = tot.device_pairs[0];
+    *dev1 = tot.device_pairs[1];
+    moge_context_free(c);
+    moge_model_free(m);
+}
+
+static void test_imbalance_score(void) {
+    double moge_mean = -1, moge_max = -1, topk_mean = -1, topk_max = -1;
+    int64_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+    imbalance_run(MOGE_ROUTING_DEFAULT, &moge_mean, &moge_max, &a0, &a1);
+    imbalance_run(MOGE_ROUTING_TOPK, &topk_mean, &topk_max, &b0, &b1);
+    printf("  IS over 20 batches, 4 devices: moge mean %.3f max %.3f (device pairs %lld, %lld ...), topk mean %.3f max %.3f (%lld, %lld ...)\n",
+           moge_mean, moge_max, (long long)a0, (long long)a1, topk_mean, topk_max, (long long)b0, (long long)b1);
+    CHECK(moge_max == 0.0 && moge_mean == 0.0 && a0 == a1);
+    CHECK(topk_max > 0.0);
+}
+
+int main(void) {
+    RUN_TESTS(T(test_routing_rules), T(test_dispatch_equals_naive), T(test_fixtures_cpu), T(test_fixtures_ref),
+              T(test_tree_no_routing_leak), T(test_imbalance_score));
+}
