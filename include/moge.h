@@ -192,18 +192,24 @@ typedef struct {
     const int32_t *pos;    /* (n) or NULL */
     const int32_t *parent; /* (n) or NULL */
     bool logits_last_only; /* compute logits for row n-1 only (prefill); default false = all rows */
+    bool extend;           /* keep the uncommitted rows of the previous forward(s) and append to
+                              them (e.g. one draft tree level per call): rows are then numbered
+                              after those, parent[i] may point at them, and commit counts them */
 } moge_batch;
 
-/* Runs the model on `batch`, writing the rows' K/V into slots n_past .. n_past+n-1 (n_past itself
- * does not move: commit what you keep with moge_kv_commit). On success *logits points to
+/* Runs the model on `batch`, writing the rows' K/V into slots n_past .. n_past+n-1 (after the kept
+ * uncommitted rows with `extend`; n_past itself does not move: commit what you keep with
+ * moge_kv_commit). Rows of up to 64 are computed batch-invariantly by the cpu backend: a row's
+ * logits do not depend, bit for bit, on the other rows. On success *logits points to
  * (n, n_vocab) floats (or (1, n_vocab) with logits_last_only), owned by the context and valid until
  * the next forward. Errors: MOGE_ERR_ARG (bad token id, parent or size),
  * MOGE_ERR_CONTEXT_FULL (n_past + n > n_ctx). On error the cache is unchanged. */
 moge_status moge_forward(moge_context *ctx, const moge_batch *batch, const float **logits);
 
-/* Keeps rows of the last forward's batch: rows[k] (strictly increasing batch row indices) is moved
- * to slot n_past + k, then n_past += n_rows. rows == NULL keeps rows 0..n_rows-1 as they are (a
- * causal batch). Must follow a forward whose rows are still in the cache. */
+/* Keeps uncommitted rows (those of the last forward, plus earlier ones it extended):
+ * rows[k] (strictly increasing row numbers) is moved to slot n_past + k, then n_past += n_rows and
+ * every other uncommitted row is dropped. rows == NULL keeps rows 0..n_rows-1 as they are (a
+ * causal batch). */
 moge_status moge_kv_commit(moge_context *ctx, const int32_t *rows, int32_t n_rows);
 
 /* Forgets every committed token from slot n_past on (0 <= n_past <= current n_past). */

@@ -1,8 +1,14 @@
 /*
  * backend.h — the op table every backend fills in. The transformer forward (forward.c) is
  * written once against this table; `ref` (backend_ref.c: plain loops with double accumulators,
- * the oracle) and `cpu` (backend_cpu.c: OpenBLAS and vectorisable loops) implement it.
- * tests/test_backend_ops.c compares every op of `cpu` with `ref` by normalised error.
+ * the oracle) and `cpu` (backend_cpu.c: AVX2 kernels, threads, OpenBLAS for large prefill)
+ * implement it. tests/test_backend_ops.c compares every op of `cpu` with `ref` by normalised error.
+ *
+ * Batch invariance (cpu): for batches of up to BACKEND_INVARIANT_ROWS rows, every output value
+ * is computed by the same sequence of floating-point operations whatever the other rows of the
+ * batch are, and attention sums over the visible slots in slot order, skipping masked ones. So a
+ * tree node's logits equal, bit for bit, those of its path decoded one token at a time — which is
+ * what makes greedy speculative decoding reproduce target-only decoding exactly.
  *
  * Ops never allocate; scratch space comes from the caller (sizes below).
  */
@@ -12,20 +18,35 @@
 #include <stdint.h>
 #include "runtime/tensor.h"
 
-/* Rows of a weight matrix the cpu backend converts to f32 at a time (for F16/BF16 GEMM). */
+/* Rows of a weight matrix the cpu backend converts to f32 at a time (F16/BF16 OpenBLAS GEMM). */
 #define BACKEND_MATMUL_BLOCK 64
+/* Batches up to this many rows use the batch-invariant kernels; larger ones (prompt prefill)
+ * may use OpenBLAS GEMM. */
+#define BACKEND_INVARIANT_ROWS 64
+
+struct threadpool;
+
+/* What every op may use: the thread pool (NULL = single-threaded) and scratch memory. */
+typedef struct {
+    struct threadpool *pool;
+    float *ws;       /* matmul: BACKEND_MATMUL_BLOCK * (largest input width) floats */
+    float *attn_ws;  /* attention: threadpool_size(pool) * n_ctx floats */
+} backend_env;
 
 typedef struct {
     float *out;             /* (n, n_head * head_dim) */
     const float *q;         /* (n, n_head * head_dim), RoPE applied */
-    const float *k_cache;   /* (n_head_kv, n_ctx, head_dim) of this layer; slots n_past..n_past+n-1 hold the batch */
+    const float *k_cache;   /* (n_head_kv, n_ctx, head_dim) of this layer */
     const float *v_cache;   /* same layout as k_cache */
-    int n, n_past, n_ctx, n_head, n_head_kv, head_dim;
-    const uint8_t *visible; /* NULL: causal (row i sees batch rows 0..i); else (n, n): row i sees batch row j iff visible[i*n+j] */
-    float *scratch;         /* at least n_past + n floats */
+    int n_past;             /* committed slots 0..n_past-1, visible to every row */
+    int n_prev;             /* rows of earlier uncommitted forwards, at slots n_past..n_past+n_prev-1 */
+    int n;                  /* the batch's rows, at slots n_past+n_prev+i */
+    int n_ctx, n_head, n_head_kv, head_dim;
+    /* NULL: causal (row i sees every earlier uncommitted row and batch rows 0..i); else row i
+     * sees uncommitted row j (0 <= j < n_prev + n) iff visible[i * ld + j]. */
+    const uint8_t *visible;
+    int ld;
 } attn_args;
-
-struct threadpool;
 
 /* The routed experts of one MoE layer over a batch. */
 typedef struct {
@@ -38,7 +59,6 @@ typedef struct {
     const tensor *down;         /* [n_expert] of (n_embd, n_ff) */
     int n_devices;              /* workers; device d owns experts [device_begin[d], device_begin[d+1]) */
     const int32_t *device_begin;/* (n_devices + 1) */
-    struct threadpool *pool;    /* may be NULL */
     int32_t *order;             /* scratch (n * k) */
     int32_t *offset;            /* scratch (n_expert + 1) */
     float *pair_out;            /* scratch (n * k, n_embd) */
@@ -52,28 +72,27 @@ static inline int64_t moe_scratch_floats(int64_t n, int64_t n_embd, int64_t n_ff
 
 typedef struct backend_ops {
     const char *name;
-    /* y (n, out) = x (n, in) · Wᵀ (+ bias (out) when not NULL), W a tensor of shape (out, in).
-     * ws: BACKEND_MATMUL_BLOCK * in floats of scratch. */
-    void (*matmul)(float *y, const float *x, int n, const tensor *w, const float *bias, float *ws);
+    /* y (n, out) = x (n, in) · Wᵀ (+ bias (out) when not NULL), W a tensor of shape (out, in). */
+    void (*matmul)(const backend_env *env, float *y, const float *x, int n, const tensor *w, const float *bias);
     /* y (n, dim) = x / sqrt(mean(x²) + eps) * w, row by row; y may equal x. */
     void (*rmsnorm)(float *y, const float *x, const float *w, int n, int dim, float eps);
     /* Rotate-half RoPE in place on x (n, n_heads * head_dim) at positions pos (n);
      * inv_freq (head_dim/2). Angle = (float)pos * inv_freq[j]. */
     void (*rope)(float *x, const int32_t *pos, int n, int n_heads, int head_dim, const float *inv_freq);
-    /* Scaled dot-product attention over the cached slots 0..n_past-1 plus the visible batch rows. */
-    void (*attention)(const attn_args *a);
+    /* Scaled dot-product attention over the committed slots plus the visible uncommitted rows. */
+    void (*attention)(const backend_env *env, const attn_args *a);
     /* g = silu(g) * u over n elements. */
     void (*swiglu)(float *g, const float *u, int64_t n);
     /* Routed experts: ref runs each (row, expert) pair on its own; cpu sorts the pairs by expert,
      * runs one small GEMM per active expert (its weights read once per batch) on the device that
      * owns it, and sums each row's pairs in ascending expert order. */
-    void (*moe_experts)(const moe_args *a);
+    void (*moe_experts)(const backend_env *env, const moe_args *a);
 } backend_ops;
 
 extern const backend_ops backend_ref;
 extern const backend_ops backend_cpu;
 
-/* Sets the number of threads the cpu backend may use (OpenBLAS's pool). */
+/* Sets the number of threads OpenBLAS may use (large prefill GEMMs). */
 void backend_cpu_set_threads(int n_threads);
 
 #endif

@@ -5,8 +5,8 @@
 #include <math.h>
 #include "runtime/backend.h"
 
-static void ref_matmul(float *y, const float *x, int n, const tensor *w, const float *bias, float *ws) {
-    (void)ws;
+static void ref_matmul(const backend_env *env, float *y, const float *x, int n, const tensor *w, const float *bias) {
+    (void)env;
     int64_t out = w->shape[0], in = w->shape[1];
     for (int r = 0; r < n; r++)
         for (int64_t o = 0; o < out; o++) {
@@ -40,33 +40,34 @@ static void ref_rope(float *x, const int32_t *pos, int n, int n_heads, int head_
         }
 }
 
-static void ref_attention(const attn_args *a) {
-    int group = a->n_head / a->n_head_kv, D = a->head_dim;
+static void ref_attention(const backend_env *env, const attn_args *a) {
+    int group = a->n_head / a->n_head_kv, D = a->head_dim, n_unc = a->n_prev + a->n;
     double scale = 1.0 / sqrt((double)D);
+    float *scores = env->attn_ws;
     for (int i = 0; i < a->n; i++)
         for (int h = 0; h < a->n_head; h++) {
             const float *q = a->q + ((int64_t)i * a->n_head + h) * D;
             const float *kc = a->k_cache + (int64_t)(h / group) * a->n_ctx * D;
             const float *vc = a->v_cache + (int64_t)(h / group) * a->n_ctx * D;
             float *out = a->out + ((int64_t)i * a->n_head + h) * D;
-            int n_slots = a->n_past + a->n;
+            int n_slots = a->n_past + n_unc;
             double maxs = -INFINITY;
             for (int s = 0; s < n_slots; s++) {
-                int j = s - a->n_past;
-                int vis = j < 0 || (a->visible ? a->visible[(int64_t)i * a->n + j] : j <= i);
-                if (!vis) { a->scratch[s] = NAN; continue; }
+                int j = s - a->n_past; /* uncommitted row index, or negative for a committed slot */
+                int vis = j < 0 || (a->visible ? a->visible[(int64_t)i * a->ld + j] : j <= a->n_prev + i);
+                if (!vis) { scores[s] = NAN; continue; }
                 double dot = 0;
                 for (int d = 0; d < D; d++) dot += (double)q[d] * kc[(int64_t)s * D + d];
-                a->scratch[s] = (float)(dot * scale);
-                if (a->scratch[s] > maxs) maxs = a->scratch[s];
+                scores[s] = (float)(dot * scale);
+                if (scores[s] > maxs) maxs = scores[s];
             }
             double sum = 0;
             for (int s = 0; s < n_slots; s++)
-                if (!isnan(a->scratch[s])) sum += exp(a->scratch[s] - maxs);
+                if (!isnan(scores[s])) sum += exp(scores[s] - maxs);
             for (int d = 0; d < D; d++) {
                 double acc = 0;
                 for (int s = 0; s < n_slots; s++)
-                    if (!isnan(a->scratch[s])) acc += exp(a->scratch[s] - maxs) / sum * vc[(int64_t)s * D + d];
+                    if (!isnan(scores[s])) acc += exp(scores[s] - maxs) / sum * vc[(int64_t)s * D + d];
                 out[d] = (float)acc;
             }
         }
@@ -80,7 +81,7 @@ static void ref_swiglu(float *g, const float *u, int64_t n) {
 }
 
 /* Each (row, expert) pair on its own: the obviously correct MoE. */
-static void ref_moe_experts(const moe_args *a) {
+static void ref_moe_experts(const backend_env *env, const moe_args *a) {
     float *g = a->dev_scratch, *u = g + a->n_ff, *y = u + a->n_ff;
     for (int r = 0; r < a->n; r++) {
         const float *x = a->x + (int64_t)r * a->n_embd;
@@ -88,10 +89,10 @@ static void ref_moe_experts(const moe_args *a) {
         for (int i = 0; i < a->n_embd; i++) out[i] = 0.0f;
         for (int j = 0; j < a->k; j++) {
             int e = a->experts[r * a->k + j];
-            ref_matmul(g, x, 1, &a->gate[e], NULL, NULL);
-            ref_matmul(u, x, 1, &a->up[e], NULL, NULL);
+            ref_matmul(env, g, x, 1, &a->gate[e], NULL);
+            ref_matmul(env, u, x, 1, &a->up[e], NULL);
             ref_swiglu(g, u, a->n_ff);
-            ref_matmul(y, g, 1, &a->down[e], NULL, NULL);
+            ref_matmul(env, y, g, 1, &a->down[e], NULL);
             for (int i = 0; i < a->n_embd; i++) out[i] += a->weights[r * a->k + j] * y[i];
         }
     }

@@ -133,7 +133,9 @@ static moge_status parse_moe(model_config *c, const cJSON *root, const char *pat
     }
     /* Default rule of the architecture, then the optional extension keys. */
     c->routing = c->arch == ARCH_PANGU_MOE ? MOGE_ROUTING_MOGE : MOGE_ROUTING_TOPK;
-    c->n_group = c->arch == ARCH_PANGU_MOE ? c->n_expert_used : 1;
+    /* Pangu: one group per chosen expert. Others: each expert is its own group (groups are also
+     * the unit placed on devices). */
+    c->n_group = c->arch == ARCH_PANGU_MOE ? c->n_expert_used : c->n_expert;
     bool norm = c->norm_topk_prob;
     TRY(get_bool(root, path, "norm_topk_prob", norm, &c->norm_topk_prob, err, n));
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "moge_routing");
@@ -230,7 +232,8 @@ moge_status config_set_routing(model_config *c, const moge_model_params *p, char
         return set_err(err, n, MOGE_ERR_ARG, "routing override: invalid rule or group counts");
     if (p->routing != MOGE_ROUTING_DEFAULT) c->routing = p->routing;
     if (p->n_group > 0) c->n_group = p->n_group;
-    else if (c->routing != MOGE_ROUTING_TOPK && c->n_group == 1) c->n_group = c->n_expert_used; /* Pangu's rule: one group per chosen expert */
+    else if (c->routing == MOGE_ROUTING_MOGE && c->n_expert_used % c->n_group != 0)
+        c->n_group = c->n_expert_used; /* Pangu's rule: one group per chosen expert */
     c->topk_group = p->topk_group > 0 ? p->topk_group : (c->n_group > 1 ? c->n_group / 2 : 1);
     return check_routing(c, "routing override", err, n);
 }

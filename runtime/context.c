@@ -56,8 +56,10 @@ moge_status moge_context_new(moge_model *m, const moge_context_params *params, m
     ctx->gate = alloc_floats(B * ff, &failed);
     ctx->up = alloc_floats(B * ff, &failed);
     ctx->logits = alloc_floats(B * c->n_vocab, &failed);
-    ctx->scores = alloc_floats(p.n_ctx, &failed);
-    ctx->ws = alloc_floats(BACKEND_MATMUL_BLOCK * max_in, &failed);
+    ctx->env.pool = m->ops == &backend_cpu ? threadpool_new(m->n_threads) : NULL;
+    if (m->ops == &backend_cpu && !ctx->env.pool) failed = 1;
+    ctx->env.ws = alloc_floats(BACKEND_MATMUL_BLOCK * max_in, &failed);
+    ctx->env.attn_ws = alloc_floats((int64_t)threadpool_size(ctx->env.pool) * p.n_ctx, &failed);
     ctx->pos = calloc((size_t)B, sizeof(int32_t));
     ctx->depth = calloc((size_t)B, sizeof(int32_t));
     ctx->visible = calloc((size_t)(B * B), 1);
@@ -69,8 +71,6 @@ moge_status moge_context_new(moge_model *m, const moge_context_params *params, m
             return set_err(err, n, MOGE_ERR_ARG, "n_devices %d must divide the %d expert groups (each device owns whole groups)", D, c->n_group);
         }
         ctx->n_devices = D;
-        ctx->pool = threadpool_new(m->n_threads);
-        if (!ctx->pool) failed = 1;
         ctx->device_begin = calloc((size_t)D + 1, sizeof(int32_t));
         if (ctx->device_begin) moe_device_ranges(c, D, ctx->device_begin);
         ctx->router_logits = alloc_floats(B * N, &failed);
@@ -110,9 +110,9 @@ void moge_context_free(moge_context *ctx) {
     if (!ctx) return;
     free(ctx->k_cache); free(ctx->v_cache);
     free(ctx->x); free(ctx->xb); free(ctx->q); free(ctx->k); free(ctx->v); free(ctx->att);
-    free(ctx->gate); free(ctx->up); free(ctx->logits); free(ctx->scores); free(ctx->ws);
+    free(ctx->gate); free(ctx->up); free(ctx->logits); free(ctx->env.ws); free(ctx->env.attn_ws);
     free(ctx->pos); free(ctx->depth); free(ctx->visible);
-    threadpool_free(ctx->pool);
+    threadpool_free(ctx->env.pool);
     free(ctx->device_begin); free(ctx->router_logits); free(ctx->experts); free(ctx->weights);
     free(ctx->order); free(ctx->offset); free(ctx->pair_out); free(ctx->dev_scratch);
     free(ctx->route_p); free(ctx->route_taken); free(ctx->moe_out); free(ctx->shared_out);

@@ -13,7 +13,7 @@ struct moge_context {
     moge_model *model;
     int n_ctx, n_batch;
     int n_past;       /* committed slots */
-    int n_last;       /* rows written by the last forward (still in slots n_past..), 0 after commit */
+    int n_last;       /* uncommitted rows (slots n_past..n_past+n_last-1), 0 after commit */
     float *k_cache;   /* (n_layer, n_head_kv, n_ctx, head_dim) */
     float *v_cache;   /* same */
     /* activations, sized for n_batch rows */
@@ -24,13 +24,11 @@ struct moge_context {
     float *att;       /* (n_batch, n_head * head_dim) */
     float *gate, *up; /* (n_batch, n_ff) */
     float *logits;    /* (n_batch, n_vocab) */
-    float *scores;    /* (n_ctx) attention scratch */
-    float *ws;        /* (BACKEND_MATMUL_BLOCK * max input width) matmul scratch */
-    int32_t *pos;     /* (n_batch) positions in use */
-    int32_t *depth;   /* (n_batch) tree depths */
-    uint8_t *visible; /* (n_batch, n_batch) tree visibility */
+    backend_env env;  /* thread pool and op scratch */
+    int32_t *pos;     /* (n_batch) positions of the batch's rows */
+    int32_t *depth;   /* (n_batch) tree depth of each uncommitted row */
+    uint8_t *visible; /* (n_batch, n_batch): row g marks the uncommitted rows node g sees */
     /* MoE (model with experts) */
-    struct threadpool *pool;
     int n_devices;
     int32_t *device_begin; /* (n_devices + 1) expert ranges of the devices */
     float *router_logits;  /* (n_batch, n_expert) */

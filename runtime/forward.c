@@ -12,33 +12,34 @@
 #include "runtime/errors.h"
 #include "runtime/moe.h"
 
-/* Validates the batch and fills ctx->pos, ctx->depth and (for trees) ctx->visible. */
-static moge_status prepare_batch(moge_context *ctx, const moge_batch *b) {
+/* Validates the batch and fills ctx->pos, ctx->depth and ctx->visible for its rows. Uncommitted
+ * rows are numbered globally: rows of earlier forwards kept with `extend` first (0..n_prev-1),
+ * then this batch's. ctx->visible row g marks the uncommitted rows node g sees. */
+static moge_status prepare_batch(moge_context *ctx, const moge_batch *b, int n_prev) {
     const model_config *c = &ctx->model->cfg;
-    int n = b->n;
-    if (n < 1 || n > ctx->n_batch || !b->tokens)
-        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: batch of %d rows (need 1..%d tokens)", n, ctx->n_batch);
-    if (ctx->n_past + n > ctx->n_ctx)
+    int n = b->n, B = ctx->n_batch;
+    if (n < 1 || n_prev + n > B || !b->tokens)
+        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: batch of %d rows%s (at most %d uncommitted rows)", n,
+                       n_prev ? " after earlier uncommitted rows" : "", B);
+    if (ctx->n_past + n_prev + n > ctx->n_ctx)
         return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_CONTEXT_FULL,
-                       "context full: %d cached + %d new tokens exceed n_ctx %d", ctx->n_past, n, ctx->n_ctx);
+                       "context full: %d cached + %d new tokens exceed n_ctx %d", ctx->n_past + n_prev, n, ctx->n_ctx);
     for (int i = 0; i < n; i++) {
+        int g = n_prev + i;
         if (b->tokens[i] < 0 || b->tokens[i] >= c->n_vocab)
             return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: token %d at row %d is outside the vocabulary (0..%d)",
                            b->tokens[i], i, c->n_vocab - 1);
-        if (b->parent) {
-            int p = b->parent[i];
-            if (p < -1 || p >= i)
-                return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: parent[%d] = %d (must be -1 or below %d)", i, p, i);
-            ctx->depth[i] = p < 0 ? 0 : ctx->depth[p] + 1;
-            /* Row i sees what its parent sees, and itself. */
-            uint8_t *vis = ctx->visible + (int64_t)i * n;
-            if (p >= 0) memcpy(vis, ctx->visible + (int64_t)p * n, (size_t)n);
-            else memset(vis, 0, (size_t)n);
-            vis[i] = 1;
-        } else {
-            ctx->depth[i] = i;
-        }
-        ctx->pos[i] = b->pos ? b->pos[i] : ctx->n_past + ctx->depth[i];
+        int p = b->parent ? b->parent[i] : g - 1;
+        if (p < -1 || p >= g)
+            return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: parent[%d] = %d (must be -1 or below %d)", i, p, g);
+        ctx->depth[g] = p < 0 ? 0 : ctx->depth[p] + 1;
+        /* node g sees what its parent sees, and itself (kept even for causal batches, which a
+         * later `extend` batch may hang from) */
+        uint8_t *vis = ctx->visible + (int64_t)g * B;
+        if (p >= 0) memcpy(vis, ctx->visible + (int64_t)p * B, (size_t)g);
+        else memset(vis, 0, (size_t)g);
+        vis[g] = 1;
+        ctx->pos[i] = b->pos ? b->pos[i] : ctx->n_past + ctx->depth[g];
         if (ctx->pos[i] < 0)
             return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: pos[%d] = %d is negative", i, ctx->pos[i]);
     }
@@ -51,10 +52,11 @@ static void moe_layer(moge_context *ctx, int l, int n) {
     const model_config *c = &m->cfg;
     const layer_weights *w = &m->layers[l];
     const backend_ops *ops = m->ops;
+    const backend_env *env = &ctx->env;
     int E = c->n_embd, N = c->n_expert, K = c->n_expert_used;
     int32_t *experts = ctx->experts + (int64_t)l * ctx->n_batch * K;
     float *weights = ctx->weights + (int64_t)l * ctx->n_batch * K;
-    ops->matmul(ctx->router_logits, ctx->xb, n, &w->router, NULL, ctx->ws);
+    ops->matmul(env, ctx->router_logits, ctx->xb, n, &w->router, NULL);
     for (int r = 0; r < n; r++)
         moe_route_row(ctx->router_logits + (int64_t)r * N, c, w->router_scale, experts + (int64_t)r * K,
                       weights + (int64_t)r * K, ctx->route_p, ctx->route_taken);
@@ -62,16 +64,16 @@ static void moe_layer(moge_context *ctx, int l, int n) {
     moe_args a = {
         .out = ctx->moe_out, .x = ctx->xb, .n = n, .n_embd = E, .n_ff = c->n_ff_expert, .k = K, .n_expert = N,
         .experts = experts, .weights = weights, .gate = w->exp_gate, .up = w->exp_up, .down = w->exp_down,
-        .n_devices = ctx->n_devices, .device_begin = ctx->device_begin, .pool = ctx->pool,
+        .n_devices = ctx->n_devices, .device_begin = ctx->device_begin,
         .order = ctx->order, .offset = ctx->offset, .pair_out = ctx->pair_out, .dev_scratch = ctx->dev_scratch,
     };
-    ops->moe_experts(&a);
+    ops->moe_experts(env, &a);
     for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->moe_out[i];
     if (c->n_ff_shared > 0) {
-        ops->matmul(ctx->gate, ctx->xb, n, &w->sh_gate, NULL, ctx->ws);
-        ops->matmul(ctx->up, ctx->xb, n, &w->sh_up, NULL, ctx->ws);
+        ops->matmul(env, ctx->gate, ctx->xb, n, &w->sh_gate, NULL);
+        ops->matmul(env, ctx->up, ctx->xb, n, &w->sh_up, NULL);
         ops->swiglu(ctx->gate, ctx->up, (int64_t)n * c->n_ff_shared);
-        ops->matmul(ctx->shared_out, ctx->gate, n, &w->sh_down, NULL, ctx->ws);
+        ops->matmul(env, ctx->shared_out, ctx->gate, n, &w->sh_down, NULL);
         for (int r = 0; r < n; r++) {
             float scale = 1.0f;
             if (w->sh_gate_w) { /* Qwen2-MoE: sigmoid(shared_expert_gate · h) */
@@ -87,8 +89,10 @@ static void moe_layer(moge_context *ctx, int l, int n) {
 moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **logits) {
     if (!ctx || !b || !logits) return MOGE_ERR_ARG;
     *logits = NULL;
-    moge_status st = prepare_batch(ctx, b);
+    int n_prev = b->extend ? ctx->n_last : 0;
+    moge_status st = prepare_batch(ctx, b, n_prev);
     if (st != MOGE_OK) return st;
+    const backend_env *env = &ctx->env;
     const moge_model *m = ctx->model;
     const model_config *c = &m->cfg;
     const backend_ops *ops = m->ops;
@@ -101,9 +105,9 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
         const layer_weights *w = &m->layers[l];
         /* attention */
         ops->rmsnorm(ctx->xb, ctx->x, w->attn_norm, n, E, c->norm_eps);
-        ops->matmul(ctx->q, ctx->xb, n, &w->wq, w->bq, ctx->ws);
-        ops->matmul(ctx->k, ctx->xb, n, &w->wk, w->bk, ctx->ws);
-        ops->matmul(ctx->v, ctx->xb, n, &w->wv, w->bv, ctx->ws);
+        ops->matmul(env, ctx->q, ctx->xb, n, &w->wq, w->bq);
+        ops->matmul(env, ctx->k, ctx->xb, n, &w->wk, w->bk);
+        ops->matmul(env, ctx->v, ctx->xb, n, &w->wv, w->bv);
         if (w->q_norm) { /* Qwen3: RMSNorm over each head */
             ops->rmsnorm(ctx->q, ctx->q, w->q_norm, n * H, D, c->norm_eps);
             ops->rmsnorm(ctx->k, ctx->k, w->k_norm, n * HKV, D, c->norm_eps);
@@ -114,17 +118,17 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
         float *vc = ctx->v_cache + (int64_t)l * HKV * ctx->n_ctx * D;
         for (int i = 0; i < n; i++)
             for (int h = 0; h < HKV; h++) {
-                int64_t slot = (int64_t)h * ctx->n_ctx + ctx->n_past + i;
+                int64_t slot = (int64_t)h * ctx->n_ctx + ctx->n_past + n_prev + i;
                 memcpy(kc + slot * D, ctx->k + (int64_t)i * KV + (int64_t)h * D, (size_t)D * sizeof(float));
                 memcpy(vc + slot * D, ctx->v + (int64_t)i * KV + (int64_t)h * D, (size_t)D * sizeof(float));
             }
         attn_args a = {
             .out = ctx->att, .q = ctx->q, .k_cache = kc, .v_cache = vc,
-            .n = n, .n_past = ctx->n_past, .n_ctx = ctx->n_ctx, .n_head = H, .n_head_kv = HKV, .head_dim = D,
-            .visible = b->parent ? ctx->visible : NULL, .scratch = ctx->scores,
+            .n_past = ctx->n_past, .n_prev = n_prev, .n = n, .n_ctx = ctx->n_ctx, .n_head = H, .n_head_kv = HKV, .head_dim = D,
+            .visible = b->parent || n_prev ? ctx->visible + (int64_t)n_prev * ctx->n_batch : NULL, .ld = ctx->n_batch,
         };
-        ops->attention(&a);
-        ops->matmul(ctx->xb, ctx->att, n, &w->wo, w->bo, ctx->ws);
+        ops->attention(env, &a);
+        ops->matmul(env, ctx->xb, ctx->att, n, &w->wo, w->bo);
         for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->xb[i];
         /* MLP or MoE */
         ops->rmsnorm(ctx->xb, ctx->x, w->ffn_norm, n, E, c->norm_eps);
@@ -132,16 +136,16 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
             moe_layer(ctx, l, n);
             continue;
         }
-        ops->matmul(ctx->gate, ctx->xb, n, &w->w_gate, NULL, ctx->ws);
-        ops->matmul(ctx->up, ctx->xb, n, &w->w_up, NULL, ctx->ws);
+        ops->matmul(env, ctx->gate, ctx->xb, n, &w->w_gate, NULL);
+        ops->matmul(env, ctx->up, ctx->xb, n, &w->w_up, NULL);
         ops->swiglu(ctx->gate, ctx->up, (int64_t)n * F);
-        ops->matmul(ctx->xb, ctx->gate, n, &w->w_down, NULL, ctx->ws);
+        ops->matmul(env, ctx->xb, ctx->gate, n, &w->w_down, NULL);
         for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->xb[i];
     }
     int first = b->logits_last_only ? n - 1 : 0;
     ops->rmsnorm(ctx->xb, ctx->x + (int64_t)first * E, m->out_norm, n - first, E, c->norm_eps);
-    ops->matmul(ctx->logits, ctx->xb, n - first, &m->lm_head, NULL, ctx->ws);
-    ctx->n_last = n;
+    ops->matmul(env, ctx->logits, ctx->xb, n - first, &m->lm_head, NULL);
+    ctx->n_last = n_prev + n;
     ctx->err[0] = 0;
     *logits = ctx->logits;
     return MOGE_OK;

@@ -6,8 +6,11 @@
 
 #include "harness.h"
 #include "runtime/backend.h"
+#include "runtime/threadpool.h"
 
 static uint64_t rng = 12345;
+static float ws_buf[BACKEND_MATMUL_BLOCK * 256], attn_buf[2 * 4096];
+static backend_env env = {.ws = ws_buf, .attn_ws = attn_buf};
 static float frand(void) { /* uniform in [-1, 1) */
     rng = rng * 6364136223846793005ull + 1442695040888963407ull;
     return (float)((rng >> 40) / 8388608.0 - 1.0);
@@ -40,24 +43,23 @@ static void check_matmul(dtype type, int n, int out, int in, int with_bias) {
     uint16_t *w16 = malloc((size_t)out * in * sizeof(uint16_t));
     float *x = malloc((size_t)n * in * sizeof(float)), *bias = malloc((size_t)out * sizeof(float));
     float *y1 = malloc((size_t)n * out * sizeof(float)), *y2 = malloc((size_t)n * out * sizeof(float));
-    float *ws = malloc((size_t)BACKEND_MATMUL_BLOCK * in * sizeof(float));
     fill(wf, (int64_t)out * in, 0.5f);
     fill(x, (int64_t)n * in, 1.0f);
     fill(bias, out, 1.0f);
     for (int64_t i = 0; i < (int64_t)out * in; i++) w16[i] = type == DTYPE_BF16 ? f32_to_bf16(wf[i]) : f32_to_f16(wf[i]);
     tensor w = {.name = "w", .type = type, .n_dims = 2, .shape = {out, in}, .data = type == DTYPE_F32 ? (void *)wf : (void *)w16};
-    backend_ref.matmul(y1, x, n, &w, with_bias ? bias : NULL, ws);
-    backend_cpu.matmul(y2, x, n, &w, with_bias ? bias : NULL, ws);
+    backend_ref.matmul(&env, y1, x, n, &w, with_bias ? bias : NULL);
+    backend_cpu.matmul(&env, y2, x, n, &w, with_bias ? bias : NULL);
     double e = nerr(y2, y1, (int64_t)n * out);
     CHECKF(e < TOL, "matmul %s n=%d out=%d in=%d bias=%d: normalised error %.3g", dtype_name(type), n, out, in, with_bias, e);
-    free(wf); free(w16); free(x); free(bias); free(y1); free(y2); free(ws);
+    free(wf); free(w16); free(x); free(bias); free(y1); free(y2);
 }
 
 static void test_matmul(void) {
     dtype types[] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16};
-    int rows[] = {1, 2, 7, 64};
+    int rows[] = {1, 2, 7, 64, 65, 100};
     for (int t = 0; t < 3; t++)
-        for (int r = 0; r < 4; r++) {
+        for (int r = 0; r < 6; r++) {
             check_matmul(types[t], rows[r], 131, 72, 0);
             check_matmul(types[t], rows[r], 70, 33, 1);
         }
@@ -94,40 +96,73 @@ static void test_rope(void) {
     CHECK(nerr(x4, x3, 16) < 1e-7);
 }
 
-static void check_attention(int n_past, int n, int heads, int kv_heads, int hd, const int32_t *parent) {
-    int n_ctx = n_past + n + 3;
+/* n_prev earlier uncommitted rows and n new ones; parent (n_prev + n) over all of them, or NULL
+ * for causal. */
+static void check_attention(int n_past, int n_prev, int n, int heads, int kv_heads, int hd, const int32_t *parent) {
+    int n_ctx = n_past + n_prev + n + 3, n_unc = n_prev + n;
     int64_t cache = (int64_t)kv_heads * n_ctx * hd;
     float *kc = malloc(cache * sizeof(float)), *vc = malloc(cache * sizeof(float));
     float *q = malloc((size_t)n * heads * hd * sizeof(float));
     float *o1 = malloc((size_t)n * heads * hd * sizeof(float)), *o2 = malloc((size_t)n * heads * hd * sizeof(float));
-    float *scratch = malloc((size_t)n_ctx * sizeof(float));
-    uint8_t *vis = calloc((size_t)n * n, 1);
+    uint8_t *vis = calloc((size_t)n_unc * n_unc, 1);
     fill(kc, cache, 1.0f);
     fill(vc, cache, 1.0f);
     fill(q, (int64_t)n * heads * hd, 1.0f);
     if (parent)
-        for (int i = 0; i < n; i++) {
-            if (parent[i] >= 0) memcpy(vis + i * n, vis + parent[i] * n, (size_t)n);
-            vis[i * n + i] = 1;
+        for (int i = 0; i < n_unc; i++) {
+            if (parent[i] >= 0) memcpy(vis + i * n_unc, vis + parent[i] * n_unc, (size_t)n_unc);
+            vis[i * n_unc + i] = 1;
         }
-    attn_args a = {.out = o1, .q = q, .k_cache = kc, .v_cache = vc, .n = n, .n_past = n_past, .n_ctx = n_ctx,
-                   .n_head = heads, .n_head_kv = kv_heads, .head_dim = hd, .visible = parent ? vis : NULL, .scratch = scratch};
-    backend_ref.attention(&a);
+    attn_args a = {.out = o1, .q = q, .k_cache = kc, .v_cache = vc, .n_past = n_past, .n_prev = n_prev, .n = n, .n_ctx = n_ctx,
+                   .n_head = heads, .n_head_kv = kv_heads, .head_dim = hd, .visible = parent ? vis + n_prev * n_unc : NULL, .ld = n_unc};
+    backend_ref.attention(&env, &a);
     a.out = o2;
-    backend_cpu.attention(&a);
+    backend_cpu.attention(&env, &a);
     double e = nerr(o2, o1, (int64_t)n * heads * hd);
-    CHECKF(e < TOL, "attention n_past=%d n=%d heads=%d/%d tree=%d: normalised error %.3g", n_past, n, heads, kv_heads, parent != NULL, e);
-    free(kc); free(vc); free(q); free(o1); free(o2); free(scratch); free(vis);
+    CHECKF(e < TOL, "attention n_past=%d n_prev=%d n=%d heads=%d/%d tree=%d: normalised error %.3g", n_past, n_prev, n, heads, kv_heads, parent != NULL, e);
+    /* threads: the same bits */
+    threadpool *pool = threadpool_new(2);
+    backend_env env2 = env;
+    env2.pool = pool;
+    float *o3 = malloc((size_t)n * heads * hd * sizeof(float));
+    a.out = o3;
+    backend_cpu.attention(&env2, &a);
+    CHECK(memcmp(o2, o3, (size_t)n * heads * hd * sizeof(float)) == 0);
+    threadpool_free(pool);
+    free(kc); free(vc); free(q); free(o1); free(o2); free(o3); free(vis);
 }
 
 static void test_attention(void) {
     int32_t tree[7] = {-1, 0, 0, 1, 1, 2, 5};
-    check_attention(0, 1, 4, 2, 8, NULL);
-    check_attention(0, 9, 4, 2, 8, NULL);
-    check_attention(13, 1, 6, 3, 16, NULL);
-    check_attention(13, 5, 6, 1, 16, NULL);
-    check_attention(0, 7, 4, 4, 8, tree);
-    check_attention(21, 7, 8, 2, 12, tree);
+    check_attention(0, 0, 1, 4, 2, 8, NULL);
+    check_attention(0, 0, 9, 4, 2, 8, NULL);
+    check_attention(13, 0, 1, 6, 3, 16, NULL);
+    check_attention(13, 0, 5, 6, 1, 12, NULL);
+    check_attention(0, 0, 7, 4, 4, 8, tree);
+    check_attention(21, 0, 7, 8, 2, 12, tree);
+    check_attention(21, 3, 4, 8, 2, 12, tree); /* rows 3..6 appended to an uncommitted 0..2 */
+    check_attention(5, 4, 3, 4, 2, 16, NULL);
+}
+
+/* The cpu matmul gives each row the same bits whatever the other rows of the batch are (up to
+ * BACKEND_INVARIANT_ROWS rows), with and without threads. */
+static void test_matmul_batch_invariance(void) {
+    int out = 300, in = 172, n = 13;
+    float *w = malloc((size_t)out * in * sizeof(float)), *x = malloc((size_t)n * in * sizeof(float));
+    float *y = malloc((size_t)n * out * sizeof(float)), *y1 = malloc((size_t)out * sizeof(float));
+    fill(w, (int64_t)out * in, 0.5f);
+    fill(x, (int64_t)n * in, 1.0f);
+    tensor t = {.name = "w", .type = DTYPE_F32, .n_dims = 2, .shape = {out, in}, .data = w};
+    threadpool *pool = threadpool_new(2);
+    backend_env env2 = env;
+    env2.pool = pool;
+    backend_cpu.matmul(&env2, y, x, n, &t, NULL);
+    for (int r = 0; r < n; r++) {
+        backend_cpu.matmul(&env, y1, x + (int64_t)r * in, 1, &t, NULL);
+        CHECKF(memcmp(y1, y + (int64_t)r * out, (size_t)out * sizeof(float)) == 0, "row %d differs alone", r);
+    }
+    threadpool_free(pool);
+    free(w); free(x); free(y); free(y1);
 }
 
 static void test_swiglu(void) {
@@ -152,5 +187,6 @@ static void test_negative_control(void) {
 
 int main(void) {
     backend_cpu_set_threads(2);
-    RUN_TESTS(T(test_matmul), T(test_rmsnorm), T(test_rope), T(test_attention), T(test_swiglu), T(test_negative_control));
+    RUN_TESTS(T(test_matmul), T(test_matmul_batch_invariance), T(test_rmsnorm), T(test_rope), T(test_attention), T(test_swiglu),
+              T(test_negative_control));
 }

@@ -122,10 +122,11 @@ static void check_dispatch(dtype type, int n, int n_devices) {
     threadpool *pool = threadpool_new(n_devices > 1 ? 2 : 1);
     moe_args a = {.out = o1, .x = x, .n = n, .n_embd = E, .n_ff = F, .k = K, .n_expert = N, .experts = experts,
                   .weights = weights, .gate = gate, .up = up, .down = down, .n_devices = n_devices, .device_begin = begin,
-                  .pool = pool, .order = order, .offset = offset, .pair_out = pair_out, .dev_scratch = scratch};
-    backend_ref.moe_experts(&a);
+                  .order = order, .offset = offset, .pair_out = pair_out, .dev_scratch = scratch};
+    backend_env env = {.pool = pool};
+    backend_ref.moe_experts(&env, &a);
     a.out = o2;
-    backend_cpu.moe_experts(&a);
+    backend_cpu.moe_experts(&env, &a);
     double e = nerr(o2, o1, (int64_t)n * E);
     CHECKF(e < 1e-5, "dispatch %s n=%d devices=%d: normalised error %.3g", dtype_name(type), n, n_devices, e);
     threadpool_free(pool);

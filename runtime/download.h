@@ -1,0 +1,80 @@
+/*
+ * download.h — `moge pull`: download a model repository from a Hugging Face compatible hub
+ * into a local cache, and find cached models by name (runtime/download.c, libcurl + libcrypto).
+ *
+ * Hub protocol (what the public hub and its mirrors speak):
+ *   GET {endpoint}/api/models/{owner}/{name}[/revision/{rev}]?blobs=true
+ *       -> {"sha": COMMIT, "siblings": [{"rfilename": F, "size": N, "lfs": {"sha256": H, "size": N}}]}
+ *   GET {endpoint}/{owner}/{name}/resolve/{COMMIT}/{F}   (redirects are followed; Range honoured)
+ * With a token, every request carries "Authorization: Bearer TOKEN" (libcurl drops it when a
+ * redirect leaves the endpoint's host, so it never reaches a CDN).
+ *
+ * Files downloaded (only those at the repository root, nothing else):
+ *   config.json, generation_config.json, tokenizer.json, tokenizer_config.json,
+ *   special_tokens_map.json, model.safetensors.index.json, README.md and LICENSE* when under
+ *   1 MiB, and the weights: the shards the index's weight_map names when the index exists,
+ *   else model.safetensors when it exists, else every root *.safetensors.
+ *   A repository without config.json or without any .safetensors file is refused.
+ *
+ * Cache layout ($MOGE_CACHE, default ~/.cache/moge):
+ *   CACHE/models/OWNER/NAME/COMMIT/FILE       a snapshot: the files of one commit
+ *   CACHE/models/OWNER/NAME/COMMIT/FILE.part  a partial download, resumed by the next pull
+ *   CACHE/models/OWNER/NAME/refs/REV          one line: the COMMIT that revision REV ("main",
+ *                                             a branch, tag or commit; '/' written as "%2F")
+ *                                             resolved to when it was last pulled completely
+ * A file gets its final name only after its size (and its SHA-256, when the hub gives one)
+ * matched: it is written to FILE.part, fsync'ed and renamed. A refs file is written (atomically)
+ * only after every file of the snapshot is in place, so a model is "in the cache" exactly when
+ * a pull of it completed. A file already present with the expected size is not downloaded
+ * again. A FILE.part is locked (flock) while it is written; a second pull of the same file at
+ * the same time fails instead of corrupting it.
+ *
+ * Errors (message in err; nothing is printed):
+ *   MOGE_ERR_ARG     a malformed repository name or revision, NULL arguments
+ *   MOGE_ERR_IO      network failures (naming the URL), HTTP errors: 401/403 (HF_TOKEN missing
+ *                    or not accepted), 404 (names the repository or revision), others (status and
+ *                    URL); disk errors (naming the path); a name not found by moge_resolve_model
+ *   MOGE_ERR_FORMAT  a malformed hub answer; a downloaded file whose size or SHA-256 differs from
+ *                    the hub's (names the file, expected and actual; the bad file is deleted)
+ *   MOGE_ERR_UNSUPPORTED  the repository has no config.json or no .safetensors weights
+ *   MOGE_ERR_BUFFER  dir_cap is too small for the directory
+ * Network failures (connection, cut-off transfer, timeouts, HTTP 429 and 5xx) are retried
+ * max_retries times per request, resuming from the bytes already received.
+ */
+#ifndef MOGE_DOWNLOAD_H
+#define MOGE_DOWNLOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "moge.h"
+
+/* Progress of one file: done bytes of total (total is -1 when the hub gave no size). Called at
+ * least once per file, often during a transfer (keep it cheap), and with done == total once the
+ * file is complete (also for a file that was already in the cache). `file` is the repository
+ * path, valid during the call. Called from the thread that called moge_pull. */
+typedef void (*moge_pull_progress_fn)(const char *file, int64_t done, int64_t total, void *user);
+
+typedef struct {
+    const char *endpoint;           /* hub URL; NULL = $MOGE_HF_ENDPOINT, else https://huggingface.co */
+    const char *token;              /* bearer token; NULL = $HF_TOKEN; "" = none */
+    const char *cache_dir;          /* NULL = $MOGE_CACHE, else $HOME/.cache/moge */
+    moge_pull_progress_fn progress; /* may be NULL */
+    void *user;                     /* passed to progress */
+    int max_retries;                /* extra attempts per request after a network failure; default 3 */
+} moge_pull_params;
+
+moge_pull_params moge_pull_default_params(void);
+
+/* Downloads repository `repo` ("OWNER/NAME" or "OWNER/NAME@REVISION"; default revision "main")
+ * into the cache and writes the snapshot directory (CACHE/models/OWNER/NAME/COMMIT) to dir_out
+ * (dir_cap bytes, NUL-terminated). p may be NULL for the defaults. */
+moge_status moge_pull(const char *repo, const moge_pull_params *p, char *dir_out, size_t dir_cap,
+                      char *err, size_t err_size);
+
+/* Finds a model: when `name` is an existing directory, writes it unchanged to dir_out; else when
+ * it is OWNER/NAME[@REVISION] pulled completely into the cache ($MOGE_CACHE or ~/.cache/moge),
+ * writes its snapshot directory. Never touches the network. Otherwise MOGE_ERR_IO with
+ * "NAME: not a directory and not in the cache (CACHE); run moge pull OWNER/NAME". */
+moge_status moge_resolve_model(const char *name, char *dir_out, size_t dir_cap, char *err, size_t err_size);
+
+#endif
