@@ -2,10 +2,10 @@
 # Targets: all (libmoge.a + moge), test, bench, demo, deps, asan, clean.
 
 CC      ?= cc
-PKGS    := openblas libpcre2-8 libcjson libcurl libutf8proc
+PKGS    := openblas libpcre2-8 libcjson libcurl libutf8proc libcrypto
 # Debian packages that provide $(PKGS) and the build tools; `make deps` installs the missing ones.
 DEB_PKGS := build-essential pkg-config libopenblas-dev libpcre2-dev libcjson-dev \
-            libcurl4-openssl-dev libutf8proc-dev python3
+            libcurl4-openssl-dev libssl-dev libutf8proc-dev python3
 
 BUILD   ?= build
 OPT     ?= -O2 -march=native
@@ -65,7 +65,7 @@ demo: deps
 
 # AddressSanitizer + UBSan build of everything, then the full test suite under it.
 asan:
-	$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+	$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -march=native -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
 # Installs the Debian packages that are missing (apt-get, through sudo when not root).
 deps:

@@ -24,9 +24,9 @@ int cmd_info(int argc, char **argv) {
         fprintf(stderr, "moge info: -m DIR is required\n");
         return 2;
     }
-    char err[1024];
+    char err[1024], path[4096];
     moge_model *m = NULL;
-    if (moge_model_load(dir, NULL, &m, err, sizeof err) != MOGE_OK) {
+    if (moge_resolve_model(dir, path, sizeof path, err, sizeof err) != MOGE_OK || moge_model_load(path, NULL, &m, err, sizeof err) != MOGE_OK) {
         fprintf(stderr, "moge info: %s\n", err);
         return 1;
     }

@@ -91,6 +91,54 @@ moge_status moge_detok_stream_flush(moge_detok_stream *s, char *out, size_t cap,
 size_t moge_detok_stream_max_bytes(const moge_detok_stream *s);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Tokenizer: token lookup and chat templates                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The id of a token string (added tokens first, then the model vocabulary), or -1. */
+int32_t moge_tokenizer_token_id(const moge_tokenizer *tok, const char *piece, size_t len);
+/* True when id is an added token marked "special" (e.g. <s>, <|im_end|>). */
+bool moge_tokenizer_is_special(const moge_tokenizer *tok, int32_t id);
+
+/* Chat templates (chat_template.c). The families moge can render; a template that is none of
+ * them is MOGE_CHAT_UNKNOWN (renderable only through the plain fallback, and callers should say
+ * so); a tokenizer without a chat_template is MOGE_CHAT_NONE. */
+typedef enum {
+    MOGE_CHAT_NONE = 0, /* no chat_template in tokenizer_config.json */
+    MOGE_CHAT_UNKNOWN,  /* a template moge does not recognise */
+    MOGE_CHAT_CHATML,   /* <|im_start|>role\n...<|im_end|>\n (Qwen, ChatML) */
+    MOGE_CHAT_LLAMA3,   /* <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|> */
+    MOGE_CHAT_MISTRAL,  /* [INST] ... [/INST] (Mistral, Llama-2) */
+    MOGE_CHAT_PANGU,    /* [unused9]role:...[unused10] (openPangu) */
+    MOGE_CHAT_PLAIN,    /* "role: content\n" lines, ending with "assistant:" — the fallback */
+} moge_chat_family;
+
+typedef struct {
+    const char *role;    /* "system", "user", "assistant", ... */
+    const char *content; /* NUL-terminated UTF-8 */
+} moge_chat_message;
+
+/* Classifies a Jinja chat template by the markers it uses (NULL or "" -> MOGE_CHAT_NONE). */
+moge_chat_family moge_chat_detect(const char *chat_template);
+/* A static name: "none", "unknown", "chatml", "llama3", "mistral", "pangu", "plain". */
+const char *moge_chat_family_name(moge_chat_family family);
+/* The chat_template string of tokenizer_config.json (the "default" one when it is a list), or
+ * NULL; and its family. */
+const char *moge_tokenizer_chat_template(const moge_tokenizer *tok);
+moge_chat_family moge_tokenizer_chat_family(const moge_tokenizer *tok);
+/* Renders messages as the family's template does. bos_text (e.g. "<s>", "<|begin_of_text|>")
+ * is written first where the family's template writes the BOS token, and eos_text (e.g. "</s>")
+ * after assistant turns where it writes the EOS token; pass NULL for none (e.g. when the BOS id
+ * is added by moge_tokenize's add_special instead). With add_generation_prompt the header of
+ * the assistant's turn is appended. On success *out is a malloc'd NUL-terminated string the
+ * caller frees. MOGE_ERR_UNSUPPORTED for MOGE_CHAT_NONE / MOGE_CHAT_UNKNOWN (render with
+ * MOGE_CHAT_PLAIN explicitly, and tell the user the template was not recognised),
+ * MOGE_ERR_ARG for a conversation the family cannot express (e.g. Mistral's user/assistant
+ * alternation broken, or an unknown role). */
+moge_status moge_chat_render(moge_chat_family family, const moge_chat_message *msgs, size_t n_msgs,
+                             bool add_generation_prompt, const char *bos_text, const char *eos_text,
+                             char **out, char *err, size_t err_size);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Models (runtime/)                                                                          */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -257,6 +305,98 @@ typedef struct {
 
 moge_sampler_params moge_sampler_default_params(void);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Token trees (draft/) and tree verification (verify/)                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/* A draft token tree as parallel arrays. Node 0 is the root: the last emitted token, not yet in
+ * the target's KV cache. Nodes are in topological order (parent[i] < i). */
+typedef struct {
+    int32_t n, cap;
+    int32_t *token;   /* (cap) */
+    int32_t *parent;  /* (cap) parent[0] = -1 */
+    int32_t *depth;   /* (cap) depth[0] = 0 */
+    float *logp;      /* (cap) draft log-probability of the path root -> node (0 for the root) */
+    /* How children were chosen, for the acceptance rule:
+     *   sampled == false: deterministically (e.g. the draft's top-k): sample-and-match;
+     *   sampled == true: each node's children were drawn from q[node] (an (n_vocab) distribution
+     *   owned by the drafter), without replacement when without_replacement, in child order. */
+    bool sampled, without_replacement;
+    const float **q;  /* (cap) or NULL when !sampled */
+} moge_tree;
+
+/* Allocates a tree of `cap` nodes (cap >= 1); free with moge_tree_free. */
+moge_status moge_tree_init(moge_tree *t, int32_t cap);
+void moge_tree_free(moge_tree *t);
+/* Empties the tree and sets the root token. */
+void moge_tree_reset(moge_tree *t, int32_t root_token);
+/* Adds a child; returns its node id, or -1 when the tree is full or parent is invalid. */
+int32_t moge_tree_add(moge_tree *t, int32_t parent, int32_t token, float logp);
+
+typedef struct {
+    int32_t n_path;   /* accepted nodes, root included: path[0] = 0 */
+    int32_t bonus;    /* the token the target chose after the last accepted node */
+} moge_verify_result;
+
+/* Verifies `tree` with the target in one forward (positions n_past + depth, tree mask), walks it
+ * from the root with the acceptance rule (greedy at temperature 0; sample-and-match for
+ * deterministic children; rejection sampling with residuals for sampled children; design.md §4)
+ * on the target's distribution processed by `sp` with the history `history` (the tokens before
+ * the root), commits the accepted path into the context's KV cache, and writes the accepted
+ * node ids to path (tree->n entries). rng: the caller's RNG state (advanced). */
+moge_status moge_verify_tree(moge_context *ctx, const moge_tree *tree, const moge_sampler_params *sp,
+                             const int32_t *history, int32_t n_history, uint64_t *rng,
+                             int32_t *path, moge_verify_result *res);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Drafters (draft/)                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    int32_t draft_max;      /* deepest tree level (chain length); default 6 */
+    int32_t tree_nodes;     /* most nodes below the root; default 24 (chain: draft_max) */
+    int32_t branch;         /* children considered per expanded node; default 4 (chain: 1) */
+    const int32_t *shape;   /* static tree: children per node at each depth, e.g. {4,2,2,1,1}; NULL = dynamic */
+    int32_t n_shape;
+    float min_path_prob;    /* stop growing paths whose draft probability falls below; default 0.01 */
+    bool sampled;           /* draw children from the draft's distribution instead of its top-k */
+} moge_draft_params;
+
+typedef struct moge_drafter moge_drafter;
+
+/* What a drafter does; library users can implement their own (moge_drafter_new_custom). */
+typedef struct {
+    /* Grows `tree` (already reset to the root) under dp. history: every token before the root
+     * (prompt and emitted), n_history of them. sp: the sampling parameters of the run. */
+    moge_status (*propose)(void *self, const int32_t *history, int32_t n_history, const moge_draft_params *dp,
+                           const moge_sampler_params *sp, moge_tree *tree);
+    /* The target accepted path[0..n_path-1] (node ids of `tree`, root first). */
+    moge_status (*accept)(void *self, const moge_tree *tree, const int32_t *path, int32_t n_path);
+    /* Forget everything (a new generation starts). */
+    void (*reset)(void *self);
+    void (*free)(void *self);
+} moge_drafter_iface;
+
+moge_status moge_drafter_new_custom(const moge_drafter_iface *iface, void *self, moge_drafter **out);
+
+/* A separate draft model sharing the target's vocabulary: refused with MOGE_ERR_ARG (naming the
+ * first differing token) when the two tokenizers differ. The drafter keeps its own context of
+ * n_ctx slots (0 = the draft's maximum). The model must outlive the drafter. */
+moge_status moge_drafter_new_model(moge_model *draft, const moge_tokenizer *target_tok,
+                                   const moge_tokenizer *draft_tok, int32_t n_ctx, moge_drafter **out,
+                                   char *err, size_t err_size);
+/* Self-draft: the target's first n_layers layers, then its final norm and lm_head. */
+moge_status moge_drafter_new_layer_skip(moge_model *target, int32_t n_layers, int32_t n_ctx,
+                                        moge_drafter **out, char *err, size_t err_size);
+/* Prompt lookup: find the longest recent n-gram (up to ngram_max tokens, default 3) that occurred
+ * earlier in the context and propose what followed it; no model. */
+moge_status moge_drafter_new_lookup(int32_t ngram_max, moge_drafter **out, char *err, size_t err_size);
+void moge_drafter_free(moge_drafter *d);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Generation (verify/)                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
 typedef enum {
     MOGE_STOP_LENGTH = 0,  /* n_predict tokens were generated */
     MOGE_STOP_EOS,         /* the model produced its end-of-sequence token (not passed to the callback) */
@@ -264,20 +404,41 @@ typedef enum {
     MOGE_STOP_CONTEXT_FULL,/* the KV cache has no slot left */
 } moge_stop_reason;
 
+typedef enum {
+    MOGE_SPEC_NONE = 0,    /* target only */
+    MOGE_SPEC_CHAIN,       /* one draft path of up to draft_max tokens */
+    MOGE_SPEC_TREE,        /* a draft tree (static shape or dynamic) */
+} moge_spec_mode;
+
 typedef struct {
     int32_t n_predict;             /* most tokens to generate; default 128 */
     moge_sampler_params sampler;
+    moge_spec_mode spec;           /* default MOGE_SPEC_NONE; needs a drafter otherwise */
+    moge_drafter *drafter;         /* not owned */
+    moge_draft_params draft;
+    bool adaptive;                 /* shrink/grow the tree from measured acceptance and cost; default true */
 } moge_generate_params;
 
 moge_generate_params moge_generate_default_params(void);
+moge_draft_params moge_draft_default_params(void);
+
+#define MOGE_MAX_DEPTH 32
 
 typedef struct {
     int32_t n_prompt;        /* prompt tokens prefilled */
     int32_t n_generated;     /* tokens emitted through the callback */
-    int32_t n_forward;       /* target forward passes (prefill chunks included) */
+    int32_t n_forward;       /* target passes after the prefill (verifications or decodes); the target
+                                passes of the generation are n_forward + 1 (the prefill's last pass
+                                produced the first token) */
+    int32_t n_prefill_forward; /* target forward passes of the prefill */
     double t_prefill_s;      /* wall time of the prefill */
     double t_decode_s;       /* wall time of the generation after the prefill */
     double tokens_per_s;     /* n_generated / t_decode_s */
+    double mean_accepted;    /* τ: n_generated / (n_forward + 1), tokens emitted per target pass */
+    int64_t n_draft_nodes;   /* draft nodes proposed (below roots), summed over steps */
+    int64_t accept_tries[MOGE_MAX_DEPTH];  /* steps whose walk reached depth d-1 with a child at depth d (index d) */
+    int64_t accept_hits[MOGE_MAX_DEPTH];   /* ... and accepted a node at depth d */
+    double t_draft_s, t_verify_s, t_sample_s, t_rollback_s; /* time split of the generation */
     moge_stop_reason stop;
 } moge_stats;
 
@@ -285,13 +446,50 @@ typedef struct {
 typedef bool (*moge_token_cb)(int32_t token, void *user);
 
 /* Appends `prompt` (n_prompt >= 1 tokens) to the context's committed tokens, then generates up to
- * params->n_predict tokens, calling cb (may be NULL) with each. Stops at EOS, at n_predict, when
- * cb returns false, or when the context is full (reported in stats->stop, not as an error).
- * Errors: MOGE_ERR_CONTEXT_FULL when the prompt itself does not fit, MOGE_ERR_ARG for bad tokens.
- * stats may be NULL. */
+ * params->n_predict tokens, calling cb (may be NULL) with each. With params->spec != NONE the
+ * drafter proposes chains or trees that the target verifies in one pass each; the output is
+ * exactly the target-only output at temperature 0 and distributed as it otherwise.
+ * Stops at EOS, at n_predict, when cb returns false, or when the context is full (reported in
+ * stats->stop, not as an error). Afterwards the context holds the prompt and every emitted token
+ * but the last (which is not evaluated yet), so a conversation can continue in it. Errors: MOGE_ERR_CONTEXT_FULL when the prompt itself does not
+ * fit, MOGE_ERR_ARG for bad tokens or a speculative mode without drafter. stats may be NULL. */
 moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_prompt,
                           const moge_generate_params *params, moge_token_cb cb, void *user,
                           moge_stats *stats);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Model download (runtime/download.c)                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Progress of one file: done bytes of total (total is -1 when the hub gave no size). Called when
+ * a transfer (or a retry) starts, often during it (keep it cheap), and exactly once with
+ * done == total, when the file is complete and checked (for a file already in the cache, that is
+ * the only call). `file` is the repository file name, valid during the call. Called from the
+ * thread that called moge_pull. */
+typedef void (*moge_pull_progress_fn)(const char *file, int64_t done, int64_t total, void *user);
+
+typedef struct {
+    const char *endpoint;           /* hub URL; NULL = $MOGE_HF_ENDPOINT, else https://huggingface.co */
+    const char *token;              /* bearer token; NULL = $HF_TOKEN; "" = none */
+    const char *cache_dir;          /* NULL = $MOGE_CACHE, else $HOME/.cache/moge */
+    moge_pull_progress_fn progress; /* may be NULL */
+    void *user;                     /* passed to progress */
+    int max_retries;                /* extra attempts per request after a network failure; default 3 */
+} moge_pull_params;
+
+moge_pull_params moge_pull_default_params(void);
+
+/* Downloads repository `repo` ("OWNER/NAME" or "OWNER/NAME@REVISION"; default revision "main")
+ * into the cache and writes the snapshot directory (CACHE/models/OWNER/NAME/COMMIT) to dir_out
+ * (dir_cap bytes, NUL-terminated). p may be NULL for the defaults. */
+moge_status moge_pull(const char *repo, const moge_pull_params *p, char *dir_out, size_t dir_cap,
+                      char *err, size_t err_size);
+
+/* Finds a model: when `name` is an existing directory, writes it unchanged to dir_out; else when
+ * it is OWNER/NAME[@REVISION] pulled completely into the cache ($MOGE_CACHE or ~/.cache/moge),
+ * writes its snapshot directory. Never touches the network. Otherwise MOGE_ERR_IO with
+ * "NAME: not a directory and not in the cache (CACHE); run moge pull OWNER/NAME". */
+moge_status moge_resolve_model(const char *name, char *dir_out, size_t dir_cap, char *err, size_t err_size);
 
 #ifdef __cplusplus
 }

@@ -50,11 +50,11 @@ static inline float hsum(__m256 v) {
 
 /* y[r * ldy] = W[o] · x[r] for r < n (n <= 4): one pass over the weight row. */
 static void dot_rows(const tensor *w, int64_t o, int in, const float *x, int n, float *y, int64_t ldy) {
-    size_t esz = dtype_size(w->type);
-    const char *wr = (const char *)w->data + (size_t)o * in * esz;
     int i = 0;
     float acc_tail[4] = {0, 0, 0, 0};
 #ifdef MOGE_AVX2
+    size_t esz = dtype_size(w->type);
+    const char *wr = (const char *)w->data + (size_t)o * in * esz;
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (; i + 8 <= in; i += 8) {
         __m256 wv = load8(w, wr + (size_t)i * esz);
@@ -104,8 +104,10 @@ static void matmul_task(void *arg, int t) {
 static void cpu_matmul(const backend_env *env, float *y, const float *x, int n, const tensor *w, const float *bias) {
     int out = (int)w->shape[0], in = (int)w->shape[1];
     if (n <= BACKEND_INVARIANT_ROWS) {
+        /* small products are not worth waking the pool for (about 50 µs of hand-over) */
         int threads = threadpool_size(env->pool);
-        matmul_job j = {.y = y, .x = x, .n = n, .n_tasks = out >= 64 * threads ? 4 * threads : 1, .w = w, .bias = bias};
+        int64_t work = (int64_t)out * in * n;
+        matmul_job j = {.y = y, .x = x, .n = n, .n_tasks = work >= (1 << 18) && out >= 16 * threads ? 4 * threads : 1, .w = w, .bias = bias};
         threadpool_run(env->pool, j.n_tasks, matmul_task, &j);
         return;
     }
@@ -222,6 +224,7 @@ static void attn_task(void *arg, int t) {
 static void cpu_attention(const backend_env *env, const attn_args *a) {
     attn_job job = {.a = a, .ws = env->attn_ws, .n_tasks = threadpool_size(env->pool)};
     if (job.n_tasks > a->n * a->n_head) job.n_tasks = a->n * a->n_head;
+    if ((int64_t)a->n * a->n_head * (a->n_past + a->n_prev + a->n) * a->head_dim < (1 << 16)) job.n_tasks = 1;
     threadpool_run(env->pool, job.n_tasks, attn_task, &job);
 }
 

@@ -60,6 +60,13 @@ moge_status moge_context_new(moge_model *m, const moge_context_params *params, m
     if (m->ops == &backend_cpu && !ctx->env.pool) failed = 1;
     ctx->env.ws = alloc_floats(BACKEND_MATMUL_BLOCK * max_in, &failed);
     ctx->env.attn_ws = alloc_floats((int64_t)threadpool_size(ctx->env.pool) * p.n_ctx, &failed);
+    ctx->samp_probs = alloc_floats(c->n_vocab, &failed);
+    ctx->samp_q = alloc_floats(c->n_vocab, &failed);
+    ctx->samp_idx = calloc((size_t)c->n_vocab, sizeof(int32_t));
+    ctx->samp_recent = calloc((size_t)(p.n_ctx + B), sizeof(int32_t));
+    ctx->samp_children = calloc((size_t)B, sizeof(int32_t));
+    ctx->samp_child_tok = calloc((size_t)B, sizeof(int32_t));
+    if (!ctx->samp_idx || !ctx->samp_recent || !ctx->samp_children || !ctx->samp_child_tok) failed = 1;
     ctx->pos = calloc((size_t)B, sizeof(int32_t));
     ctx->depth = calloc((size_t)B, sizeof(int32_t));
     ctx->visible = calloc((size_t)(B * B), 1);
@@ -113,6 +120,8 @@ void moge_context_free(moge_context *ctx) {
     free(ctx->gate); free(ctx->up); free(ctx->logits); free(ctx->env.ws); free(ctx->env.attn_ws);
     free(ctx->pos); free(ctx->depth); free(ctx->visible);
     threadpool_free(ctx->env.pool);
+    free(ctx->samp_probs); free(ctx->samp_q); free(ctx->samp_idx); free(ctx->samp_recent);
+    free(ctx->samp_children); free(ctx->samp_child_tok);
     free(ctx->device_begin); free(ctx->router_logits); free(ctx->experts); free(ctx->weights);
     free(ctx->order); free(ctx->offset); free(ctx->pair_out); free(ctx->dev_scratch);
     free(ctx->route_p); free(ctx->route_taken); free(ctx->moe_out); free(ctx->shared_out);

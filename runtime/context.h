@@ -47,6 +47,11 @@ struct moge_context {
     int64_t *tot_device_pairs, *tot_expert_hits;
     double *tot_imbalance, *tot_imbalance_max, *tot_distinct;
     int64_t tot_rows, tot_forwards, last_rows;
+    /* scratch of tree verification (verify/verify.c) */
+    float *samp_probs, *samp_q;    /* (n_vocab) */
+    int32_t *samp_idx;             /* (n_vocab) */
+    int32_t *samp_recent;          /* (n_ctx + n_batch) */
+    int32_t *samp_children, *samp_child_tok; /* (n_batch) */
     char err[512];
 };
 

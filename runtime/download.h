@@ -48,33 +48,4 @@
 #include <stdint.h>
 #include "moge.h"
 
-/* Progress of one file: done bytes of total (total is -1 when the hub gave no size). Called at
- * least once per file, often during a transfer (keep it cheap), and with done == total once the
- * file is complete (also for a file that was already in the cache). `file` is the repository
- * path, valid during the call. Called from the thread that called moge_pull. */
-typedef void (*moge_pull_progress_fn)(const char *file, int64_t done, int64_t total, void *user);
-
-typedef struct {
-    const char *endpoint;           /* hub URL; NULL = $MOGE_HF_ENDPOINT, else https://huggingface.co */
-    const char *token;              /* bearer token; NULL = $HF_TOKEN; "" = none */
-    const char *cache_dir;          /* NULL = $MOGE_CACHE, else $HOME/.cache/moge */
-    moge_pull_progress_fn progress; /* may be NULL */
-    void *user;                     /* passed to progress */
-    int max_retries;                /* extra attempts per request after a network failure; default 3 */
-} moge_pull_params;
-
-moge_pull_params moge_pull_default_params(void);
-
-/* Downloads repository `repo` ("OWNER/NAME" or "OWNER/NAME@REVISION"; default revision "main")
- * into the cache and writes the snapshot directory (CACHE/models/OWNER/NAME/COMMIT) to dir_out
- * (dir_cap bytes, NUL-terminated). p may be NULL for the defaults. */
-moge_status moge_pull(const char *repo, const moge_pull_params *p, char *dir_out, size_t dir_cap,
-                      char *err, size_t err_size);
-
-/* Finds a model: when `name` is an existing directory, writes it unchanged to dir_out; else when
- * it is OWNER/NAME[@REVISION] pulled completely into the cache ($MOGE_CACHE or ~/.cache/moge),
- * writes its snapshot directory. Never touches the network. Otherwise MOGE_ERR_IO with
- * "NAME: not a directory and not in the cache (CACHE); run moge pull OWNER/NAME". */
-moge_status moge_resolve_model(const char *name, char *dir_out, size_t dir_cap, char *err, size_t err_size);
-
 #endif

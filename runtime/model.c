@@ -190,8 +190,27 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
     return MOGE_OK;
 }
 
+moge_status model_new_layer_view(const moge_model *m, int n_layers, moge_model **out, char *err, size_t n) {
+    *out = NULL;
+    if (n_layers < 1 || n_layers >= m->cfg.n_layer)
+        return set_err(err, n, MOGE_ERR_ARG, "layer-skip draft: %d layers requested, the model has %d (use 1..%d)", n_layers,
+                       m->cfg.n_layer, m->cfg.n_layer - 1);
+    moge_model *v = malloc(sizeof *v);
+    if (!v) return set_err(err, n, MOGE_ERR_NOMEM, "out of memory");
+    *v = *m;
+    v->cfg.n_layer = n_layers;
+    v->view_of = m;
+    memset(&v->st, 0, sizeof v->st);
+    *out = v;
+    return MOGE_OK;
+}
+
 void moge_model_free(moge_model *m) {
     if (!m) return;
+    if (m->view_of) { /* a view owns nothing but itself */
+        free(m);
+        return;
+    }
     if (m->layers) {
         for (int l = 0; l < m->cfg.n_layer; l++) {
             layer_weights *w = &m->layers[l];

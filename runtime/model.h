@@ -86,6 +86,11 @@ struct moge_model {
     float *rope_inv_freq;      /* (head_dim / 2): theta^(-2j / head_dim) */
     const backend_ops *ops;
     int n_threads;
+    const moge_model *view_of; /* set for a layer-skip view: weights belong to that model */
 };
+
+/* A model that runs only the first n_layers layers of `m` (then m's final norm and lm_head),
+ * sharing every weight: the layer-skip self-draft. Free with moge_model_free before m. */
+moge_status model_new_layer_view(const moge_model *m, int n_layers, moge_model **out, char *err, size_t err_size);
 
 #endif

@@ -29,6 +29,8 @@ int32_t sampling_argmax(const float *x, int32_t n) {
     return best;
 }
 
+static void penalise(const float *logits, int32_t n, const moge_sampler_params *p, const int32_t *recent, int32_t n_recent, float *out);
+
 /* Sort helper: indices by descending probability, ties by ascending index. */
 static int cmp_desc(const void *a, const void *b, void *arg) {
     const float *sort_probs = arg;
@@ -39,17 +41,7 @@ static int cmp_desc(const void *a, const void *b, void *arg) {
 
 void sampling_probs(const float *logits, int32_t n, const moge_sampler_params *p,
                     const int32_t *recent, int32_t n_recent, float *probs, int32_t *idx) {
-    memcpy(probs, logits, (size_t)n * sizeof(float));
-    if (p->repeat_penalty != 1.0f && recent) {
-        int32_t from = n_recent > p->repeat_last_n ? n_recent - p->repeat_last_n : 0;
-        for (int32_t i = from; i < n_recent; i++) {
-            int32_t t = recent[i];
-            if (t < 0 || t >= n) continue;
-            int seen = 0; /* penalise each token once */
-            for (int32_t j = from; j < i; j++) if (recent[j] == t) { seen = 1; break; }
-            if (!seen) probs[t] = probs[t] > 0 ? probs[t] / p->repeat_penalty : probs[t] * p->repeat_penalty;
-        }
-    }
+    penalise(logits, n, p, recent, n_recent, probs);
     float maxl = probs[sampling_argmax(probs, n)];
     double sum = 0;
     for (int32_t i = 0; i < n; i++) {
@@ -90,4 +82,29 @@ int32_t sampling_draw(const float *probs, int32_t n, float coin) {
         if (coin < cum) return i;
     }
     return last; /* rounding: coin beyond the summed mass */
+}
+
+/* Repetition penalty of sampling_probs, applied to a copy of the logits in out. */
+static void penalise(const float *logits, int32_t n, const moge_sampler_params *p, const int32_t *recent, int32_t n_recent, float *out) {
+    memcpy(out, logits, (size_t)n * sizeof(float));
+    if (p->repeat_penalty == 1.0f || !recent) return;
+    int32_t from = n_recent > p->repeat_last_n ? n_recent - p->repeat_last_n : 0;
+    for (int32_t i = from; i < n_recent; i++) {
+        int32_t t = recent[i];
+        if (t < 0 || t >= n) continue;
+        int seen = 0; /* penalise each token once */
+        for (int32_t j = from; j < i; j++) if (recent[j] == t) { seen = 1; break; }
+        if (!seen) out[t] = out[t] > 0 ? out[t] / p->repeat_penalty : out[t] * p->repeat_penalty;
+    }
+}
+
+int32_t sampling_choose(const float *logits, int32_t n, const moge_sampler_params *p, const int32_t *recent,
+                        int32_t n_recent, float *probs, int32_t *idx, uint64_t *rng) {
+    if (p->temperature <= 0.0f) {
+        if (p->repeat_penalty == 1.0f) return sampling_argmax(logits, n);
+        penalise(logits, n, p, recent, n_recent, probs);
+        return sampling_argmax(probs, n);
+    }
+    sampling_probs(logits, n, p, recent, n_recent, probs, idx);
+    return sampling_draw(probs, n, rng_uniform(rng));
 }

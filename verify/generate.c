@@ -1,18 +1,27 @@
 /*
- * generate.c — the generation loop: prefill the prompt in chunks of n_batch rows, then sample
- * one token per target forward. (Speculative steps — draft tree, verification, acceptance —
- * plug in here; this is the target-only path every speculative mode must reproduce.)
+ * generate.c — the generation loop (design.md §1): prefill the prompt, sample the first token,
+ * then repeat: the drafter grows a tree rooted at the last emitted token, the target verifies it
+ * in one forward (moge_verify_tree), the accepted tokens and the bonus token are emitted, and the
+ * drafter keeps the accepted path. Without speculation the tree is the root alone, so the
+ * target-only path and the speculative path share every line that decides a token.
+ *
+ * Adaptive budget: the tree's node budget starts at the configured size and is halved while
+ * speculation measures slower than plain decoding (tokens per second over an exponential average),
+ * down to no drafting, which is probed again every 16 steps; it grows back while it pays.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "draft/drafter.h"
 #include "runtime/context.h"
 #include "runtime/errors.h"
 #include "sampling/sampling.h"
 
 moge_generate_params moge_generate_default_params(void) {
-    moge_generate_params p = {.n_predict = 128, .sampler = moge_sampler_default_params()};
+    moge_generate_params p = {.n_predict = 128, .sampler = moge_sampler_default_params(), .spec = MOGE_SPEC_NONE,
+                              .drafter = NULL, .draft = moge_draft_default_params(), .adaptive = true};
     return p;
 }
 
@@ -20,6 +29,60 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct {
+    moge_context *ctx;
+    const moge_generate_params *gp;
+    moge_token_cb cb;
+    void *user;
+    moge_stats *stats;
+    int32_t *hist;
+    int32_t n_hist;
+    int32_t eos;
+    bool done;
+} run_state;
+
+/* Emits one token; returns false when generation must stop (EOS, length, callback). */
+static bool emit(run_state *r, int32_t tok) {
+    if (tok == r->eos) {
+        r->stats->stop = MOGE_STOP_EOS;
+        return false;
+    }
+    r->hist[r->n_hist++] = tok;
+    r->stats->n_generated++;
+    if (r->cb && !r->cb(tok, r->user)) {
+        r->stats->stop = MOGE_STOP_CALLBACK;
+        return false;
+    }
+    if (r->stats->n_generated >= r->gp->n_predict) {
+        r->stats->stop = MOGE_STOP_LENGTH;
+        return false;
+    }
+    return true;
+}
+
+/* Exponential averages that drive the adaptive budget. */
+typedef struct {
+    double rate_plain, rate_spec; /* tokens per second with and without drafting (0 = unknown) */
+    int32_t budget, max_budget, idle_steps;
+} adapt_state;
+
+static void adapt_update(adapt_state *a, bool drafted, int32_t emitted, double seconds) {
+    if (seconds <= 0) return;
+    double rate = emitted / seconds, *avg = drafted ? &a->rate_spec : &a->rate_plain;
+    *avg = *avg > 0 ? 0.8 * *avg + 0.2 * rate : rate;
+    if (!drafted) {
+        if (++a->idle_steps >= 16 && a->budget == 0) { a->budget = a->max_budget < 4 ? a->max_budget : 4; a->idle_steps = 0; }
+        return;
+    }
+    if (a->rate_plain <= 0) return;
+    if (a->rate_spec < 0.95 * a->rate_plain) {
+        a->budget /= 2;
+        a->rate_spec = 0;
+    } else if (a->rate_spec > 1.2 * a->rate_plain && a->budget < a->max_budget) {
+        a->budget = a->budget * 2 < a->max_budget ? a->budget * 2 : a->max_budget;
+    }
 }
 
 moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_prompt, const moge_generate_params *params,
@@ -31,59 +94,113 @@ moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_pr
     if (!prompt || n_prompt < 1)
         return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_generate: the prompt needs at least one token");
     moge_generate_params gp = params ? *params : moge_generate_default_params();
+    if (gp.spec != MOGE_SPEC_NONE && !gp.drafter)
+        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_generate: speculative mode without a drafter");
+    if (gp.spec == MOGE_SPEC_CHAIN) {
+        gp.draft.branch = 1;
+        gp.draft.shape = NULL;
+        gp.draft.tree_nodes = gp.draft.draft_max;
+    }
+    if (gp.draft.draft_max > MOGE_MAX_DEPTH - 1) gp.draft.draft_max = MOGE_MAX_DEPTH - 1;
     const model_config *c = &ctx->model->cfg;
     if (ctx->n_past + n_prompt > ctx->n_ctx)
         return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_CONTEXT_FULL,
                        "the prompt (%d tokens) does not fit in the context (%d of %d slots used)", n_prompt, ctx->n_past, ctx->n_ctx);
-    int32_t n_vocab = c->n_vocab, n_hist_max = n_prompt + (gp.n_predict > 0 ? gp.n_predict : 0);
+    int32_t n_vocab = c->n_vocab, n_hist_max = n_prompt + (gp.n_predict > 0 ? gp.n_predict : 0) + 1;
+    int32_t tree_cap = gp.spec == MOGE_SPEC_NONE ? 1 : gp.draft.tree_nodes + 1;
+    if (tree_cap > ctx->n_batch) tree_cap = ctx->n_batch;
+    if (tree_cap < 1) tree_cap = 1;
+    run_state r = {.ctx = ctx, .gp = &gp, .cb = cb, .user = user, .stats = stats, .eos = c->eos_id};
+    r.hist = malloc((size_t)n_hist_max * sizeof(int32_t));
     float *probs = malloc((size_t)n_vocab * sizeof(float));
-    int32_t *idx = malloc((size_t)n_vocab * sizeof(int32_t));
-    int32_t *hist = malloc((size_t)n_hist_max * sizeof(int32_t));
-    if (!probs || !idx || !hist) {
-        free(probs); free(idx); free(hist);
+    int32_t *idx = malloc((size_t)n_vocab * sizeof(int32_t)), *path = malloc((size_t)tree_cap * sizeof(int32_t));
+    moge_tree tree;
+    moge_status st = moge_tree_init(&tree, tree_cap);
+    if (!r.hist || !probs || !idx || !path || st != MOGE_OK) {
+        free(r.hist); free(probs); free(idx); free(path); moge_tree_free(&tree);
         return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_NOMEM, "out of memory");
     }
-    memcpy(hist, prompt, (size_t)n_prompt * sizeof(int32_t));
-    int32_t n_hist = n_prompt;
+    memcpy(r.hist, prompt, (size_t)n_prompt * sizeof(int32_t));
+    r.n_hist = n_prompt;
     uint64_t rng = gp.sampler.seed;
-    moge_status st = MOGE_OK;
     const float *logits = NULL;
-
+    int32_t base = ctx->n_past;
     moge_moe_stats_reset(ctx);
+    if (gp.drafter && gp.drafter->iface.reset) gp.drafter->iface.reset(gp.drafter->self);
+
     double t0 = now_s();
     for (int32_t done = 0; done < n_prompt && st == MOGE_OK;) {
         int32_t chunk = n_prompt - done < ctx->n_batch ? n_prompt - done : ctx->n_batch;
         moge_batch b = {.n = chunk, .tokens = prompt + done, .logits_last_only = true};
         st = moge_forward(ctx, &b, &logits);
         if (st == MOGE_OK) st = moge_kv_commit(ctx, NULL, chunk);
-        stats->n_forward++;
+        stats->n_prefill_forward++;
         done += chunk;
     }
     stats->n_prompt = n_prompt;
     double t1 = now_s();
     stats->t_prefill_s = t1 - t0;
     stats->stop = MOGE_STOP_LENGTH;
-    while (st == MOGE_OK && stats->n_generated < gp.n_predict) {
-        int32_t tok;
-        if (gp.sampler.temperature <= 0.0f) {
-            tok = sampling_argmax(logits, n_vocab);
-        } else {
-            sampling_probs(logits, n_vocab, &gp.sampler, hist, n_hist, probs, idx);
-            tok = sampling_draw(probs, n_vocab, rng_uniform(&rng));
+    /* The first token is sampled from the prefill's logits, before any drafting. */
+    bool go = st == MOGE_OK && gp.n_predict > 0;
+    if (go) go = emit(&r, sampling_choose(logits, n_vocab, &gp.sampler, r.hist, r.n_hist, probs, idx, &rng));
+    adapt_state ad = {.budget = gp.spec == MOGE_SPEC_NONE ? 0 : tree_cap - 1, .max_budget = tree_cap - 1};
+    while (go) {
+        if (ctx->n_past + 1 > ctx->n_ctx) {
+            stats->stop = MOGE_STOP_CONTEXT_FULL;
+            break;
         }
-        if (tok == c->eos_id) { stats->stop = MOGE_STOP_EOS; break; }
-        hist[n_hist++] = tok;
-        stats->n_generated++;
-        if (cb && !cb(tok, user)) { stats->stop = MOGE_STOP_CALLBACK; break; }
-        if (stats->n_generated == gp.n_predict) break;
-        if (ctx->n_past + 1 > ctx->n_ctx) { stats->stop = MOGE_STOP_CONTEXT_FULL; break; }
-        moge_batch b = {.n = 1, .tokens = &tok};
-        st = moge_forward(ctx, &b, &logits);
-        if (st == MOGE_OK) st = moge_kv_commit(ctx, NULL, 1);
+        double ts = now_s();
+        moge_tree_reset(&tree, r.hist[r.n_hist - 1]);
+        moge_draft_params dp = gp.draft;
+        int32_t budget = gp.adaptive ? ad.budget : ad.max_budget;
+        if (budget > ctx->n_ctx - ctx->n_past - 1) budget = ctx->n_ctx - ctx->n_past - 1;
+        if (dp.tree_nodes > budget) dp.tree_nodes = budget;
+        if (gp.spec != MOGE_SPEC_NONE && dp.tree_nodes > 0) {
+            st = gp.drafter->iface.propose(gp.drafter->self, r.hist, r.n_hist - 1, &dp, &gp.sampler, &tree);
+            if (st != MOGE_OK) break;
+            if (tree.n > dp.tree_nodes + 1) tree.n = dp.tree_nodes + 1; /* a custom drafter went over */
+        }
+        double td = now_s();
+        moge_verify_result vr;
+        st = moge_verify_tree(ctx, &tree, &gp.sampler, r.hist, r.n_hist - 1, &rng, path, &vr);
+        if (st != MOGE_OK) break;
+        double tv = now_s();
+        if (tree.n > 1) {
+            st = gp.drafter->iface.accept(gp.drafter->self, &tree, path, vr.n_path);
+            if (st != MOGE_OK) break;
+        }
+        double ta = now_s();
         stats->n_forward++;
+        stats->n_draft_nodes += tree.n - 1;
+        for (int32_t i = 0; i < vr.n_path && tree.n > 1; i++) {
+            /* a try at depth d+1: the walk stood at a node of depth d that has a child */
+            int32_t node = path[i], d = tree.depth[node] + 1;
+            bool has_child = false;
+            for (int32_t j = node + 1; j < tree.n && !has_child; j++) has_child = tree.parent[j] == node;
+            if (!has_child || d >= MOGE_MAX_DEPTH) continue;
+            stats->accept_tries[d]++;
+            if (i + 1 < vr.n_path) stats->accept_hits[d]++;
+        }
+        int32_t before = stats->n_generated;
+        for (int32_t i = 1; i < vr.n_path && go; i++) go = emit(&r, tree.token[path[i]]);
+        if (go) go = emit(&r, vr.bonus);
+        double te = now_s();
+        stats->t_draft_s += td - ts;
+        stats->t_verify_s += tv - td;
+        stats->t_rollback_s += ta - tv;
+        stats->t_sample_s += te - ta;
+        adapt_update(&ad, tree.n > 1, stats->n_generated - before, te - ts);
     }
+    /* Keep in the cache exactly the prompt and the emitted tokens but the last (a path accepted
+     * past n_predict or an EOS is dropped), so a conversation can go on in this context. */
+    int32_t keep = base + n_prompt + (stats->n_generated > 0 ? stats->n_generated - 1 : 0);
+    if (ctx->n_past > keep) moge_kv_truncate(ctx, keep);
     stats->t_decode_s = now_s() - t1;
     stats->tokens_per_s = stats->t_decode_s > 0 ? stats->n_generated / stats->t_decode_s : 0;
-    free(probs); free(idx); free(hist);
+    /* τ: emitted tokens per target pass; the first token came from the prefill's last pass */
+    stats->mean_accepted = (double)stats->n_generated / (stats->n_forward + 1);
+    free(r.hist); free(probs); free(idx); free(path);
+    moge_tree_free(&tree);
     return st;
 }

@@ -1,0 +1,907 @@
+/*
+ * test_tokenizer.c — the tokenizer against the Hugging Face reference's ids (Mistral and Qwen3
+ * dev cases, llama.cpp's Qwen3 vectors, llama2.c's tok512 vectors), decode round trips over the
+ * TinyStories validation text, the streaming detokenizer, malformed files, every normalizer /
+ * pre-tokenizer / decoder / added-token flag on small in-test tokenizers, and chat templates.
+ * Fixtures (tests/fixtures/tokenizers/, tests/fixtures/tok512-vectors.tsv) are read relative to
+ * the repository root; see tests/fixtures/tokenizers/LICENSE for their licences.
+ */
+#include "harness.h"
+#include "moge.h"
+#include "tokenizer/tokenizer.h"
+
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MISTRAL "tests/fixtures/tokenizers/mistral"
+#define QWEN3 "tests/fixtures/tokenizers/qwen3"
+#define TOK512 "models/stories260K/tokenizer.json"
+#define VALID_TXT "tests/fixtures/tokenizers/tinystories-valid.txt"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SLOW_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SLOW_BUILD 1
+#endif
+#endif
+#ifndef SLOW_BUILD
+#define SLOW_BUILD 0
+#endif
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *p = malloc(cap + 1);
+    size_t r;
+    while (p && (r = fread(p + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n == cap) {
+            char *q = realloc(p, 2 * cap + 1);
+            if (!q) {
+                free(p);
+                p = NULL;
+                break;
+            }
+            p = q;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (p) p[n] = '\0';
+    if (len) *len = n;
+    return p;
+}
+
+static moge_tokenizer *load(const char *path) {
+    char err[512] = "";
+    moge_tokenizer *t = NULL;
+    moge_status st = moge_tokenizer_load(path, &t, err, sizeof err);
+    CHECKF(st == MOGE_OK && t, "loading %s: %s (%s)", path, moge_status_str(st), err);
+    return t;
+}
+
+/* Encodes text (no special tokens unless asked); returns a malloc'd array, count in *n. */
+static int32_t *encode(const moge_tokenizer *t, const char *s, size_t len, bool special, size_t *n) {
+    size_t cap = len + 16;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    moge_status st = moge_tokenize(t, s, len, special, ids, cap, n);
+    CHECKF(st == MOGE_OK, "moge_tokenize: %s", moge_status_str(st));
+    if (st) *n = 0;
+    return ids;
+}
+
+static char *decode(const moge_tokenizer *t, const int32_t *ids, size_t n, size_t *len) {
+    size_t need = 0;
+    moge_status st = moge_detokenize(t, ids, n, NULL, 0, &need);
+    CHECK(st == MOGE_OK || st == MOGE_ERR_BUFFER);
+    char *out = malloc(need + 1);
+    st = moge_detokenize(t, ids, n, out, need + 1, len);
+    CHECKF(st == MOGE_OK, "moge_detokenize: %s", moge_status_str(st));
+    if (st) {
+        out[0] = '\0';
+        *len = 0;
+    }
+    return out;
+}
+
+static bool utf8_ok(const char *s, size_t n) { return tk_utf8_valid(s, n); }
+
+/* Streams ids one at a time; checks every chunk is whole UTF-8 and fits the advertised bound,
+ * and that the chunks concatenate to moge_detokenize's output. */
+static bool stream_matches(const moge_tokenizer *t, const int32_t *ids, size_t n) {
+    moge_detok_stream *s = NULL;
+    if (moge_detok_stream_new(t, &s) != MOGE_OK) return false;
+    tk_buf acc = {0};
+    bool ok = true;
+    for (size_t i = 0; i <= n && ok; i++) {
+        size_t cap = moge_detok_stream_max_bytes(s) + 1, got = 0;
+        char *buf = malloc(cap);
+        moge_status st = i < n ? moge_detok_stream_push(s, ids[i], buf, cap, &got)
+                               : moge_detok_stream_flush(s, buf, cap, &got);
+        if (st != MOGE_OK || !utf8_ok(buf, got) || got >= cap || strlen(buf) > got) ok = false;
+        else tk_buf_put(&acc, buf, got);
+        free(buf);
+    }
+    size_t len;
+    char *whole = decode(t, ids, n, &len);
+    ok = ok && acc.len == len && (len == 0 || memcmp(acc.p, whole, len) == 0);
+    free(whole);
+    tk_buf_free(&acc);
+    moge_detok_stream_free(s);
+    return ok;
+}
+
+/* Decodes the JSON string starting at p (just after the opening quote) into out. */
+static const char *json_string(const char *p, tk_buf *out) {
+    out->len = 0;
+    while (*p && *p != '"') {
+        if (*p != '\\') {
+            tk_buf_putc(out, *p++);
+            continue;
+        }
+        p++;
+        char c = *p++;
+        switch (c) {
+        case 'n': tk_buf_putc(out, '\n'); break;
+        case 't': tk_buf_putc(out, '\t'); break;
+        case 'r': tk_buf_putc(out, '\r'); break;
+        case 'b': tk_buf_putc(out, '\b'); break;
+        case 'f': tk_buf_putc(out, '\f'); break;
+        case 'u': {
+            uint32_t cp = (uint32_t)strtoul((char[5]){p[0], p[1], p[2], p[3], 0}, NULL, 16);
+            p += 4;
+            if (cp >= 0xD800 && cp < 0xDC00 && p[0] == '\\' && p[1] == 'u') {
+                uint32_t lo = (uint32_t)strtoul((char[5]){p[2], p[3], p[4], p[5], 0}, NULL, 16);
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                p += 6;
+            }
+            char u[4];
+            tk_buf_put(out, u, tk_utf8_put(cp, u));
+            break;
+        }
+        default: tk_buf_putc(out, c);
+        }
+    }
+    tk_buf_put(out, "", 0);
+    return p;
+}
+
+typedef struct {
+    size_t total, exact, roundtrip, stream_ok;
+} case_stats;
+
+/* Checks every {"text": ..., "ids": [...]} line of a jsonl file. */
+static case_stats check_jsonl(const moge_tokenizer *t, const char *path) {
+    case_stats cs = {0};
+    char *data = slurp(path, NULL);
+    CHECKF(data != NULL, "cannot read %s", path);
+    if (!data) return cs;
+    tk_buf text = {0};
+    for (char *line = data; *line;) {
+        char *end = strchr(line, '\n');
+        if (end) *end = '\0';
+        char *tp = strstr(line, "\"text\":\"");
+        char *ip = strstr(line, "\"ids\":[");
+        if (tp && ip) {
+            json_string(tp + 8, &text);
+            int32_t want[4096];
+            size_t nw = 0;
+            for (char *q = ip + 7; *q && *q != ']' && nw < 4096;) {
+                want[nw++] = (int32_t)strtol(q, &q, 10);
+                if (*q == ',') q++;
+            }
+            size_t n;
+            int32_t *got = encode(t, text.p, text.len, false, &n);
+            cs.total++;
+            bool same = n == nw && (n == 0 || memcmp(got, want, n * sizeof *got) == 0);
+            cs.exact += same;
+            if (!same && cs.total - cs.exact <= 3) {
+                printf("  %s: mismatch on %.60s\n   want:", path, text.p);
+                for (size_t i = 0; i < nw && i < 24; i++) printf(" %d", want[i]);
+                printf("\n   got: ");
+                for (size_t i = 0; i < n && i < 24; i++) printf(" %d", got[i]);
+                printf("\n");
+            }
+            size_t dl;
+            char *back = decode(t, got, n, &dl);
+            cs.roundtrip += dl == text.len && memcmp(back, text.p, dl) == 0;
+            cs.stream_ok += stream_matches(t, got, n);
+            free(back);
+            free(got);
+        }
+        if (!end) break;
+        line = end + 1;
+    }
+    tk_buf_free(&text);
+    free(data);
+    return cs;
+}
+
+/* Writes json to a fresh temporary tokenizer.json and loads it; returns status, err filled. */
+static moge_status load_json(const char *json, moge_tokenizer **out, char *err, size_t err_size) {
+    char dir[] = "/tmp/moge_tok_XXXXXX";
+    *out = NULL;
+    if (!mkdtemp(dir)) return MOGE_ERR_IO;
+    char path[64];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "wb");
+    if (!f) return MOGE_ERR_IO;
+    fputs(json, f);
+    fclose(f);
+    moge_status st = moge_tokenizer_load(path, out, err, err_size);
+    remove(path);
+    rmdir(dir);
+    return st;
+}
+
+static moge_tokenizer *tiny(const char *json) {
+    char err[512] = "";
+    moge_tokenizer *t = NULL;
+    moge_status st = load_json(json, &t, err, sizeof err);
+    CHECKF(st == MOGE_OK, "tiny tokenizer: %s: %s", moge_status_str(st), err);
+    return t;
+}
+
+/* Encodes text and compares with the expected ids (terminated by -1). */
+static bool enc_is(const moge_tokenizer *t, const char *text, const int32_t *want) {
+    if (!t) return false;
+    size_t n, nw = 0;
+    while (want[nw] >= 0) nw++;
+    int32_t *got = encode(t, text, strlen(text), false, &n);
+    bool same = n == nw && (n == 0 || memcmp(got, want, n * sizeof *got) == 0);
+    if (!same) {
+        printf("  \"%s\": got", text);
+        for (size_t i = 0; i < n; i++) printf(" %d", got[i]);
+        printf("\n");
+    }
+    free(got);
+    return same;
+}
+#define IDS(...) ((const int32_t[]){__VA_ARGS__, -1})
+#define NO_IDS ((const int32_t[]){-1})
+
+static bool dec_is(const moge_tokenizer *t, const int32_t *ids, size_t n, const char *want) {
+    if (!t) return false;
+    size_t len;
+    char *s = decode(t, ids, n, &len);
+    bool ok = len == strlen(want) && memcmp(s, want, len) == 0;
+    if (!ok) printf("  decoded \"%s\", want \"%s\"\n", s, want);
+    free(s);
+    return ok && stream_matches(t, ids, n);
+}
+
+/* ---- reference vectors -------------------------------------------------------------------- */
+
+static void test_mistral_cases_dev(void) {
+    moge_tokenizer *t = load(MISTRAL);
+    if (!t) return;
+    case_stats cs = check_jsonl(t, MISTRAL "/cases-dev.jsonl");
+    printf("  mistral cases-dev: %zu/%zu exact, %zu decode back to the text, %zu streams match\n", cs.exact,
+           cs.total, cs.roundtrip, cs.stream_ok);
+    CHECK(cs.total == 176);
+    CHECK(cs.exact == cs.total);
+    CHECK(cs.stream_ok == cs.total);
+    /* Only "<s> </s> [INST] ..." decodes differently (the reference also adds spaces there). */
+    CHECK(cs.roundtrip == cs.total - 1);
+    moge_tokenizer_free(t);
+}
+
+static void test_qwen3_cases_dev(void) {
+    moge_tokenizer *t = load(QWEN3);
+    if (!t) return;
+    case_stats cs = check_jsonl(t, QWEN3 "/cases-dev.jsonl");
+    printf("  qwen3 cases-dev: %zu/%zu exact, %zu decode back to the text, %zu streams match\n", cs.exact, cs.total,
+           cs.roundtrip, cs.stream_ok);
+    CHECK(cs.total == 176);
+    CHECK(cs.exact == cs.total);
+    CHECK(cs.stream_ok == cs.total);
+    CHECK(cs.roundtrip == cs.total - 1); /* the decomposed "é" comes back NFC-composed */
+    moge_tokenizer_free(t);
+}
+
+static void test_qwen3_llamacpp_vectors(void) {
+    moge_tokenizer *t = load(QWEN3);
+    size_t inp_len;
+    char *inp = slurp(QWEN3 "/llamacpp-vectors.inp", &inp_len);
+    char *out = slurp(QWEN3 "/llamacpp-vectors.out", NULL);
+    CHECK(inp && out);
+    if (!t || !inp || !out) goto done;
+    static const char sep[] = "\n__ggml_vocab_test__\n";
+    size_t total = 0, exact = 0;
+    char *p = inp, *o = out;
+    for (;;) {
+        char *e = strstr(p, sep);
+        if (!e) break;
+        char *oe = strchr(o, '\n');
+        if (!oe) break;
+        *oe = '\0';
+        int32_t want[1024];
+        size_t nw = 0;
+        for (char *q = o; nw < 1024;) {
+            char *qe;
+            long v = strtol(q, &qe, 10);
+            if (qe == q) break;
+            want[nw++] = (int32_t)v;
+            q = qe;
+        }
+        size_t n;
+        int32_t *got = encode(t, p, (size_t)(e - p), false, &n);
+        total++;
+        bool same = n == nw && (n == 0 || memcmp(got, want, n * sizeof *got) == 0);
+        exact += same;
+        if (!same) printf("  mismatch on llama.cpp vector %zu: %.*s\n", total, (int)(e - p > 60 ? 60 : e - p), p);
+        CHECK(stream_matches(t, got, n));
+        free(got);
+        p = e + strlen(sep);
+        o = oe + 1;
+    }
+    printf("  qwen3 llama.cpp vectors: %zu/%zu exact\n", exact, total);
+    CHECK(total == 46);
+    CHECK(exact == total);
+done:
+    free(inp);
+    free(out);
+    moge_tokenizer_free(t);
+}
+
+static void test_tok512_vectors(void) {
+    moge_tokenizer *t = load(TOK512);
+    char *data = slurp("tests/fixtures/tok512-vectors.tsv", NULL);
+    CHECK(data != NULL);
+    if (!t || !data) goto done;
+    size_t total = 0, exact = 0;
+    for (char *line = data; *line;) {
+        char *end = strchr(line, '\n');
+        if (end) *end = '\0';
+        char *tab = strrchr(line, '\t');
+        if (tab) {
+            *tab = '\0';
+            int32_t want[512];
+            size_t nw = 0;
+            for (char *q = tab + 1; nw < 512;) {
+                char *qe;
+                long v = strtol(q, &qe, 10);
+                if (qe == q) break;
+                want[nw++] = (int32_t)v;
+                q = qe;
+            }
+            size_t n;
+            int32_t *got = encode(t, line, strlen(line), true, &n);
+            total++;
+            bool same = n == nw && memcmp(got, want, n * sizeof *got) == 0;
+            exact += same;
+            if (!same) printf("  tok512 mismatch on \"%s\"\n", line);
+            /* Decoding with BOS keeps "<s>" (special tokens are not skipped). */
+            size_t dl;
+            char *back = decode(t, got + 1, n - 1, &dl);
+            CHECKF(strcmp(back, line) == 0, "decode(encode(\"%s\")) = \"%s\"", line, back);
+            free(back);
+            free(got);
+        }
+        if (!end) break;
+        line = end + 1;
+    }
+    printf("  tok512 vectors: %zu/%zu exact\n", exact, total);
+    CHECK(total == 5);
+    CHECK(exact == total);
+    CHECK(moge_tokenizer_n_vocab(t) == 512);
+    CHECK(moge_tokenizer_bos(t) == 1 && moge_tokenizer_eos(t) == 2);
+done:
+    free(data);
+    moge_tokenizer_free(t);
+}
+
+/* decode(encode(valid.txt)) == valid.txt, and the streamed decode agrees. */
+static void roundtrip_valid(const char *path, const char *name) {
+    moge_tokenizer *t = load(path);
+    size_t len;
+    char *text = slurp(VALID_TXT, &len);
+    CHECK(text != NULL);
+    if (!t || !text) goto done;
+    double t0 = now_s();
+    size_t n;
+    int32_t *ids = encode(t, text, len, false, &n);
+    double t1 = now_s();
+    size_t dl;
+    char *back = decode(t, ids, n, &dl);
+    double t2 = now_s();
+    printf("  %s: %zu bytes -> %zu tokens; encode %.1f MB/s, decode %.1f MB/s\n", name, len, n,
+           (double)len / 1e6 / (t1 - t0), (double)len / 1e6 / (t2 - t1));
+    CHECK(n > len / 8);
+    CHECK(dl == len && memcmp(back, text, len) == 0);
+    CHECK(stream_matches(t, ids, n));
+    free(back);
+    free(ids);
+done:
+    free(text);
+    moge_tokenizer_free(t);
+}
+
+static void test_roundtrip_tinystories_mistral(void) { roundtrip_valid(MISTRAL, "mistral"); }
+static void test_roundtrip_tinystories_qwen3(void) { roundtrip_valid(QWEN3, "qwen3"); }
+static void test_roundtrip_tinystories_tok512(void) { roundtrip_valid(TOK512, "tok512"); }
+
+static void test_qwen3_load_speed(void) {
+    double t0 = now_s();
+    moge_tokenizer *t = load(QWEN3);
+    double dt = now_s() - t0;
+    printf("  qwen3 tokenizer.json (11 MB) loads in %.3f s\n", dt);
+    CHECK(dt < (SLOW_BUILD ? 6.0 : 1.0));
+    CHECK(moge_tokenizer_n_vocab(t) == 151669);
+    moge_tokenizer_free(t);
+}
+
+/* ---- API behaviour ------------------------------------------------------------------------ */
+
+static void test_vocab_queries(void) {
+    moge_tokenizer *m = load(MISTRAL), *q = load(QWEN3);
+    if (!m || !q) goto done;
+    CHECK(moge_tokenizer_n_vocab(m) == 32000);
+    CHECK(moge_tokenizer_bos(m) == 1 && moge_tokenizer_eos(m) == 2);
+    CHECK(strcmp(moge_tokenizer_piece(m, 1), "<s>") == 0);
+    CHECK(strcmp(moge_tokenizer_piece(m, 28705), "\xE2\x96\x81") == 0);
+    CHECK(moge_tokenizer_piece(m, 32000) == NULL && moge_tokenizer_piece(m, -1) == NULL);
+    CHECK(moge_tokenizer_bos(q) == -1); /* Qwen3's config has bos_token null */
+    CHECK(moge_tokenizer_eos(q) == 151645);
+    CHECK(strcmp(moge_tokenizer_piece(q, 151643), "<|endoftext|>") == 0);
+    CHECK(moge_tokenizer_token_id(q, "<|im_start|>", 12) == 151644);
+    CHECK(moge_tokenizer_is_special(q, 151644) && !moge_tokenizer_is_special(q, 220));
+done:
+    moge_tokenizer_free(m);
+    moge_tokenizer_free(q);
+}
+
+static void test_add_special_only_when_asked(void) {
+    moge_tokenizer *m = load(MISTRAL), *q = load(QWEN3);
+    if (!m || !q) goto done;
+    size_t a, b;
+    int32_t *plain = encode(m, "Hello world", 11, false, &a);
+    int32_t *spec = encode(m, "Hello world", 11, true, &b);
+    CHECK(b == a + 1 && spec[0] == 1 && memcmp(spec + 1, plain, a * sizeof *plain) == 0);
+    CHECK(plain[0] != 1);
+    free(plain);
+    free(spec);
+    /* Qwen3's post-processor (ByteLevel) adds nothing. */
+    plain = encode(q, "Hello world", 11, false, &a);
+    spec = encode(q, "Hello world", 11, true, &b);
+    CHECK(a == b && memcmp(plain, spec, a * sizeof *plain) == 0);
+    free(plain);
+    free(spec);
+done:
+    moge_tokenizer_free(m);
+    moge_tokenizer_free(q);
+}
+
+static void test_buffer_too_small(void) {
+    moge_tokenizer *t = load(MISTRAL);
+    if (!t) return;
+    int32_t ids[3];
+    size_t n = 0;
+    CHECK(moge_tokenize(t, "Once upon a time there was", 26, false, ids, 3, &n) == MOGE_ERR_BUFFER);
+    CHECK(n > 3);
+    int32_t big[64];
+    size_t n2;
+    CHECK(moge_tokenize(t, "Once upon a time there was", 26, false, big, 64, &n2) == MOGE_OK && n2 == n);
+    char small[4];
+    size_t len = 0;
+    CHECK(moge_detokenize(t, big, n2, small, sizeof small, &len) == MOGE_ERR_BUFFER);
+    CHECK(len == 26);
+    char out[27];
+    CHECK(moge_detokenize(t, big, n2, out, sizeof out, &len) == MOGE_OK && strcmp(out, "Once upon a time there was") == 0);
+    int32_t bad = 32000;
+    CHECK(moge_detokenize(t, &bad, 1, out, sizeof out, &len) == MOGE_ERR_ARG);
+    CHECK(moge_tokenize(NULL, "a", 1, false, big, 64, &n2) == MOGE_ERR_ARG);
+    /* A stream whose output did not fit keeps it for the next call. */
+    moge_detok_stream *s;
+    CHECK(moge_detok_stream_new(t, &s) == MOGE_OK);
+    CHECK(moge_detok_stream_push(s, big[0], small, 1, &len) == MOGE_ERR_BUFFER && len == 4); /* "Once" */
+    CHECK(moge_detok_stream_push(s, big[1], out, sizeof out, &len) == MOGE_OK && strcmp(out, "Once upon") == 0);
+    moge_detok_stream_free(s);
+    moge_tokenizer_free(t);
+}
+
+static void test_invalid_utf8_input(void) {
+    moge_tokenizer *m = load(MISTRAL), *q = load(QWEN3);
+    if (!m || !q) goto done;
+    /* Each maximal invalid subpart becomes one U+FFFD, as Python's errors="replace" does. */
+    static const char *bad[] = {"a\xff" "b", "\xe4\xb8", "x\xe4\xb8y\xf0\x9f\x98", "\xc0\xaf!", "\xed\xa0\x80z"};
+    static const char *good[] = {"a\xEF\xBF\xBD" "b", "\xEF\xBF\xBD", "x\xEF\xBF\xBDy\xEF\xBF\xBD",
+                                 "\xEF\xBF\xBD\xEF\xBF\xBD!", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBDz"};
+    for (int k = 0; k < 2; k++) {
+        const moge_tokenizer *t = k ? q : m;
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+            size_t a, b;
+            int32_t *x = encode(t, bad[i], strlen(bad[i]), false, &a);
+            int32_t *y = encode(t, good[i], strlen(good[i]), false, &b);
+            CHECKF(a == b && a > 0 && memcmp(x, y, a * sizeof *x) == 0, "invalid UTF-8 case %zu (%s)", i,
+                   k ? "qwen3" : "mistral");
+            free(x);
+            free(y);
+        }
+    }
+done:
+    moge_tokenizer_free(m);
+    moge_tokenizer_free(q);
+}
+
+static void test_stream_never_splits_utf8(void) {
+    moge_tokenizer *q = load(QWEN3), *m = load(MISTRAL);
+    if (!q || !m) goto done;
+    const char *text = "h\xC3\xA9llo \xF0\x9F\x98\x80\xF0\x9F\x91\xA9\xE2\x80\x8D\xF0\x9F\x91\xA7 w\xC3\xB6rld \xE4\xB8\xAD\xE6\x96\x87!";
+    for (int k = 0; k < 2; k++) {
+        const moge_tokenizer *t = k ? m : q;
+        size_t n;
+        int32_t *ids = encode(t, text, strlen(text), false, &n);
+        CHECK(n > 5);
+        CHECK(stream_matches(t, ids, n));
+        size_t len;
+        char *back = decode(t, ids, n, &len);
+        CHECK(strcmp(back, text) == 0);
+        free(back);
+        free(ids);
+    }
+    /* Qwen3: the four bytes of U+1F600 pushed as four byte-level tokens. */
+    int32_t b[4];
+    const unsigned char emoji[4] = {0xF0, 0x9F, 0x98, 0x80};
+    for (int i = 0; i < 4; i++) {
+        const char *u = tk_byte_to_unicode(emoji[i]);
+        b[i] = moge_tokenizer_token_id(q, u, strlen(u));
+        CHECK(b[i] >= 0);
+    }
+    moge_detok_stream *s;
+    CHECK(moge_detok_stream_new(q, &s) == MOGE_OK);
+    char out[64];
+    size_t len;
+    for (int i = 0; i < 3; i++) CHECK(moge_detok_stream_push(s, b[i], out, sizeof out, &len) == MOGE_OK && len == 0);
+    CHECK(moge_detok_stream_push(s, b[3], out, sizeof out, &len) == MOGE_OK && strcmp(out, "\xF0\x9F\x98\x80") == 0);
+    /* An incomplete character at the end becomes U+FFFD on flush, as the reference decodes it. */
+    CHECK(moge_detok_stream_push(s, b[0], out, sizeof out, &len) == MOGE_OK && len == 0);
+    CHECK(moge_detok_stream_push(s, b[1], out, sizeof out, &len) == MOGE_OK && len == 0);
+    CHECK(moge_detok_stream_flush(s, out, sizeof out, &len) == MOGE_OK && strcmp(out, "\xEF\xBF\xBD") == 0);
+    moge_detok_stream_free(s);
+    CHECK(dec_is(q, b, 2, "\xEF\xBF\xBD"));
+    CHECK(dec_is(q, IDS(b[0], b[1], b[2], b[3]), 4, "\xF0\x9F\x98\x80"));
+    /* Mistral ByteFallback: an invalid run gives one U+FFFD per byte token. */
+    CHECK(dec_is(m, IDS(3 + 0xE4, 3 + 0xB8, 264), 3, "\xEF\xBF\xBD\xEF\xBF\xBD a"));
+    CHECK(dec_is(m, IDS(3 + 0xE4, 3 + 0xB8, 3 + 0xAD, 264), 4, "\xE4\xB8\xAD a"));
+done:
+    moge_tokenizer_free(q);
+    moge_tokenizer_free(m);
+}
+
+/* ---- malformed files ---------------------------------------------------------------------- */
+
+static void expect_load_error(const char *json, moge_status want, const char *needle) {
+    char err[512] = "";
+    moge_tokenizer *t = NULL;
+    moge_status st = load_json(json, &t, err, sizeof err);
+    CHECKF(st == want && t == NULL, "got %s (%s), want %s", moge_status_str(st), err, moge_status_str(want));
+    CHECKF(strstr(err, needle) != NULL, "error \"%s\" does not mention \"%s\"", err, needle);
+    CHECKF(strstr(err, "tokenizer.json") != NULL, "error \"%s\" does not name the file", err);
+    moge_tokenizer_free(t);
+}
+
+#define VOCAB "\"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}"
+
+static void test_malformed_files(void) {
+    expect_load_error("{\"version\": \"1.0\"}", MOGE_ERR_FORMAT, "missing \"model\"");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": [\"a b\", 12]}}", MOGE_ERR_FORMAT,
+                      "model.merges[1]");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": [\"a b c\"]}}", MOGE_ERR_FORMAT,
+                      "model.merges[0]");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": [[\"a\", \"x\"]]}}", MOGE_ERR_FORMAT,
+                      "\"x\" is not in model.vocab");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [\"a b\"]}}",
+                      MOGE_ERR_FORMAT, "merged token \"ab\"");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -3}, \"merges\": []}}", MOGE_ERR_FORMAT,
+                      "model.vocab[\"a\"]");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"merges\": []}}", MOGE_ERR_FORMAT, "model.vocab");
+    expect_load_error("{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", MOGE_ERR_UNSUPPORTED, "Unigram");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": []}, \"normalizer\": {\"type\": \"Fancy\"}}",
+                      MOGE_ERR_UNSUPPORTED, "normalizer.type");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": []}, \"pre_tokenizer\": {\"type\": "
+                      "\"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, "
+                      "\"behavior\": \"Isolated\"}]}}",
+                      MOGE_ERR_FORMAT, "pre_tokenizer.pretokenizers[0].pattern.Regex");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": []}, \"pre_tokenizer\": {\"type\": "
+                      "\"Split\", \"pattern\": {\"Regex\": \"a\"}, \"behavior\": \"Sideways\"}}",
+                      MOGE_ERR_FORMAT, "behavior");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": []}, \"decoder\": {\"type\": \"Nope\"}}",
+                      MOGE_ERR_UNSUPPORTED, "decoder.type");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": []}, \"added_tokens\": [{\"id\": 5}]}",
+                      MOGE_ERR_FORMAT, "added_tokens[0].content");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": []}, \"post_processor\": {\"type\": "
+                      "\"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<s>\"}}], \"special_tokens\": {}}}",
+                      MOGE_ERR_FORMAT, "post_processor.single[0]");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": [\"a b\"]", MOGE_ERR_FORMAT,
+                      "invalid JSON");
+    expect_load_error("[1, 2]", MOGE_ERR_FORMAT, "JSON object");
+    char err[256] = "";
+    moge_tokenizer *t = (moge_tokenizer *)1;
+    CHECK(moge_tokenizer_load("tests/fixtures/tokenizers/no-such-dir", &t, err, sizeof err) == MOGE_ERR_IO);
+    CHECK(t == NULL && strstr(err, "no-such-dir") != NULL);
+    CHECK(moge_tokenizer_load("tests/fixtures/tokenizers", &t, err, sizeof err) == MOGE_ERR_IO);
+    CHECK(strstr(err, "tokenizers/tokenizer.json") != NULL);
+}
+
+/* ---- pipeline components on tiny tokenizers ----------------------------------------------- */
+
+static void test_merges_string_and_pair_forms(void) {
+    moge_tokenizer *t = tiny("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2, \"ab\": 3, "
+                             "\"abc\": 4, \"c c\": 5, \"c \": 6, \" \": 7}, \"merges\": [\"a b\", [\"ab\", \"c\"], "
+                             "[\"c\", \" \"], [\"c \", \"c\"]]}}");
+    CHECK(enc_is(t, "abc", IDS(4)));
+    CHECK(enc_is(t, "cab", IDS(2, 3)));
+    CHECK(enc_is(t, "c c", IDS(5))); /* pair merges may contain spaces */
+    CHECK(enc_is(t, "", NO_IDS));
+    CHECK(dec_is(t, IDS(4, 2), 2, "abc c")); /* no decoder: tokens joined with spaces */
+    moge_tokenizer_free(t);
+}
+
+static void test_bpe_unknown_and_fallback(void) {
+    /* fuse_unk fuses consecutive unknown characters; byte_fallback uses <0xXX> tokens first. */
+    moge_tokenizer *t = tiny("{\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"fuse_unk\": true, "
+                             "\"vocab\": {\"<unk>\": 0, \"a\": 1}, \"merges\": []}}");
+    CHECK(enc_is(t, "axyza", IDS(1, 0, 1)));
+    moge_tokenizer_free(t);
+    t = tiny("{\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"fuse_unk\": false, "
+             "\"vocab\": {\"<unk>\": 0, \"a\": 1}, \"merges\": []}}");
+    CHECK(enc_is(t, "axya", IDS(1, 0, 0, 1)));
+    moge_tokenizer_free(t);
+    t = tiny("{\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"byte_fallback\": true, "
+             "\"vocab\": {\"<unk>\": 0, \"a\": 1, \"<0x78>\": 2, \"<0xC3>\": 3, \"<0xA9>\": 4}, \"merges\": []}}");
+    CHECK(enc_is(t, "ax\xC3\xA9z", IDS(1, 2, 3, 4, 0)));
+    moge_tokenizer_free(t);
+    /* ignore_merges: a word in the vocabulary is taken whole. */
+    const char *im = "{\"model\": {\"type\": \"BPE\", \"ignore_merges\": %s, \"vocab\": {\"a\": 0, \"b\": 1, "
+                     "\"c\": 2, \"bc\": 3, \"abc\": 4, \"ab\": 5}, \"merges\": [\"b c\", \"a b\"]}}";
+    char json[512];
+    snprintf(json, sizeof json, im, "true");
+    t = tiny(json);
+    CHECK(enc_is(t, "abc", IDS(4)));
+    moge_tokenizer_free(t);
+    snprintf(json, sizeof json, im, "false");
+    t = tiny(json);
+    CHECK(enc_is(t, "abc", IDS(0, 3)));
+    moge_tokenizer_free(t);
+}
+
+#define CHARS "\"a\": 0, \"b\": 1, \" \": 2, \"t\": 3, \"o\": 4, \"k\": 5, \"x\": 6"
+
+static void test_added_token_flags(void) {
+    moge_tokenizer *t = tiny(
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {" CHARS "}, \"merges\": []},"
+        " \"normalizer\": {\"type\": \"Lowercase\"},"
+        " \"added_tokens\": ["
+        "  {\"id\": 10, \"content\": \"<l>\", \"lstrip\": true, \"rstrip\": false, \"single_word\": false, \"normalized\": false, \"special\": true},"
+        "  {\"id\": 11, \"content\": \"<r>\", \"lstrip\": false, \"rstrip\": true, \"single_word\": false, \"normalized\": false, \"special\": true},"
+        "  {\"id\": 12, \"content\": \"tok\", \"lstrip\": false, \"rstrip\": false, \"single_word\": true, \"normalized\": false, \"special\": false},"
+        "  {\"id\": 13, \"content\": \"AB\", \"lstrip\": false, \"rstrip\": false, \"single_word\": false, \"normalized\": true, \"special\": false},"
+        "  {\"id\": 14, \"content\": \"XO\", \"lstrip\": false, \"rstrip\": false, \"single_word\": false, \"normalized\": false, \"special\": false},"
+        "  {\"id\": 15, \"content\": \"<l><r>\", \"lstrip\": false, \"rstrip\": false, \"single_word\": false, \"normalized\": false, \"special\": true}"
+        " ]}");
+    CHECK(enc_is(t, "a <l> b", IDS(0, 10, 2, 1)));     /* lstrip eats the space on its left */
+    CHECK(enc_is(t, "a  <r>  b", IDS(0, 2, 2, 11, 1))); /* rstrip eats the spaces on its right */
+    CHECK(enc_is(t, "tok atok tok", IDS(12, 2, 0, 3, 4, 5, 2, 12))); /* single_word */
+    CHECK(enc_is(t, "tokx", IDS(3, 4, 5, 6)));
+    CHECK(enc_is(t, "xAB", IDS(6, 13)));  /* normalized: matched after lowercasing */
+    CHECK(enc_is(t, "xab", IDS(6, 13)));
+    CHECK(enc_is(t, "XO", IDS(14)));      /* not normalized: matched in the raw text only */
+    CHECK(enc_is(t, "xo", IDS(6, 4)));
+    CHECK(enc_is(t, "a<l><r>b", IDS(0, 15, 1))); /* leftmost-longest */
+    CHECK(moge_tokenizer_n_vocab(t) == 16);
+    CHECK(dec_is(t, IDS(0, 10, 13), 3, "a <l> AB"));
+    moge_tokenizer_free(t);
+}
+
+#define SPLIT_TOK(pre)                                                                                        \
+    "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \" \": 2, \"a \": 3, \"a b\": 4, "     \
+    "\"  \": 5, \" b\": 6}, \"merges\": [[\"a\", \" \"], [\"a \", \"b\"], [\" \", \" \"], [\" \", \"b\"]]}, " \
+    "\"pre_tokenizer\": " pre "}"
+
+static void test_split_behaviors(void) {
+    struct {
+        const char *json, *text;
+        const int32_t *want;
+    } cases[] = {
+        {SPLIT_TOK("null"), "a b", IDS(4)},
+        {SPLIT_TOK("{\"type\": \"Split\", \"pattern\": {\"String\": \" \"}, \"behavior\": \"Removed\"}"), "a b", IDS(0, 1)},
+        {SPLIT_TOK("{\"type\": \"Split\", \"pattern\": {\"String\": \" \"}, \"behavior\": \"Isolated\"}"), "a b", IDS(0, 2, 1)},
+        {SPLIT_TOK("{\"type\": \"Split\", \"pattern\": {\"String\": \" \"}, \"behavior\": \"MergedWithPrevious\"}"), "a b", IDS(3, 1)},
+        {SPLIT_TOK("{\"type\": \"Split\", \"pattern\": {\"String\": \" \"}, \"behavior\": \"MergedWithNext\"}"), "a b", IDS(0, 6)},
+        {SPLIT_TOK("{\"type\": \"Split\", \"pattern\": {\"Regex\": \" \"}, \"behavior\": \"Isolated\"}"), "a  b", IDS(0, 2, 2, 1)},
+        {SPLIT_TOK("{\"type\": \"Split\", \"pattern\": {\"Regex\": \" \"}, \"behavior\": \"Contiguous\"}"), "a  b", IDS(0, 5, 1)},
+        {SPLIT_TOK("{\"type\": \"Split\", \"pattern\": {\"Regex\": \"a|b\"}, \"behavior\": \"Removed\", \"invert\": true}"), "a b", IDS(0, 1)},
+        {SPLIT_TOK("{\"type\": \"WhitespaceSplit\"}"), "a  b", IDS(0, 1)},
+        {SPLIT_TOK("{\"type\": \"Whitespace\"}"), "a b", IDS(0, 1)},
+        {SPLIT_TOK("{\"type\": \"Punctuation\"}"), "a b", IDS(4)},
+        {SPLIT_TOK("{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"String\": \"b\"}, "
+                   "\"behavior\": \"Isolated\"}, {\"type\": \"Split\", \"pattern\": {\"String\": \" \"}, \"behavior\": "
+                   "\"MergedWithPrevious\"}]}"),
+         "a b", IDS(3, 1)},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        moge_tokenizer *t = tiny(cases[i].json);
+        CHECKF(enc_is(t, cases[i].text, cases[i].want), "split case %zu", i);
+        moge_tokenizer_free(t);
+    }
+}
+
+static void test_digits_bytelevel_metaspace(void) {
+    const char *digits = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"1\": 0, \"2\": 1, \"12\": 2, \"x\": 3, \"x1\": 4}, "
+                         "\"merges\": [\"1 2\", \"x 1\"]}, \"pre_tokenizer\": {\"type\": \"Digits\", \"individual_digits\": %s}}";
+    char json[512];
+    snprintf(json, sizeof json, digits, "true");
+    moge_tokenizer *t = tiny(json);
+    CHECK(enc_is(t, "x12", IDS(3, 0, 1)));
+    moge_tokenizer_free(t);
+    snprintf(json, sizeof json, digits, "false");
+    t = tiny(json);
+    CHECK(enc_is(t, "x12", IDS(3, 2)));
+    moge_tokenizer_free(t);
+
+    /* ByteLevel: "Ġ" is the space byte; the GPT-2 regex splits letters from digits. */
+    const char *bl = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"\xC4\xA0\": 2, \"ab\": 3, \"1\": 4, "
+                     "\"a1\": 5, \"\xC4\xA0" "ab\": 6, \"\xC4\xA0" "a\": 7}, \"merges\": [\"a b\", \"a 1\", \"\xC4\xA0 a\", "
+                     "\"\xC4\xA0" "a b\"]}, \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": %s, "
+                     "\"use_regex\": %s}, \"decoder\": {\"type\": \"ByteLevel\"}}";
+    snprintf(json, sizeof json, bl, "false", "true");
+    t = tiny(json);
+    CHECK(enc_is(t, "a1", IDS(0, 4)));
+    CHECK(enc_is(t, "ab ab", IDS(3, 2, 3))); /* "a b" (rank 0) wins over "Ġ a" (rank 2) */
+    CHECK(enc_is(t, "ab a", IDS(3, 7)));
+    CHECK(dec_is(t, IDS(3, 6, 2), 3, "ab ab "));
+    moge_tokenizer_free(t);
+    snprintf(json, sizeof json, bl, "false", "false");
+    t = tiny(json);
+    CHECK(enc_is(t, "a1", IDS(5)));
+    moge_tokenizer_free(t);
+    snprintf(json, sizeof json, bl, "true", "true");
+    t = tiny(json);
+    CHECK(enc_is(t, "ab ab", IDS(2, 3, 2, 3)));
+    CHECK(enc_is(t, " a", IDS(7)));
+    moge_tokenizer_free(t);
+
+    /* Metaspace: spaces become "▁", split before each one; prepend_scheme first/always/never. */
+    const char *ms = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"\xE2\x96\x81\": 0, \"a\": 1, \"b\": 2, "
+                     "\"\xE2\x96\x81" "a\": 3, \"\xE2\x96\x81" "b\": 4}, \"merges\": [\"\xE2\x96\x81 a\", \"\xE2\x96\x81 b\"]}, "
+                     "\"added_tokens\": [{\"id\": 5, \"content\": \"<s>\", \"special\": true, \"normalized\": false}], "
+                     "\"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"\xE2\x96\x81\", "
+                     "\"prepend_scheme\": \"%s\", \"split\": true}, \"decoder\": {\"type\": \"Metaspace\", "
+                     "\"replacement\": \"\xE2\x96\x81\", \"prepend_scheme\": \"%s\", \"split\": true}}";
+    snprintf(json, sizeof json, ms, "first", "first");
+    t = tiny(json);
+    CHECK(enc_is(t, "a b", IDS(3, 4)));
+    CHECK(enc_is(t, "a<s>b", IDS(3, 5, 2)));
+    CHECK(enc_is(t, "<s>b", IDS(5, 2)));
+    CHECK(dec_is(t, IDS(3, 4), 2, "a b"));
+    moge_tokenizer_free(t);
+    snprintf(json, sizeof json, ms, "always", "always");
+    t = tiny(json);
+    CHECK(enc_is(t, "a<s>b", IDS(3, 5, 4)));
+    moge_tokenizer_free(t);
+    snprintf(json, sizeof json, ms, "never", "never");
+    t = tiny(json);
+    CHECK(enc_is(t, "a b", IDS(1, 4)));
+    CHECK(dec_is(t, IDS(3, 4), 2, " a b"));
+    moge_tokenizer_free(t);
+}
+
+static void test_normalizers(void) {
+    const char *tpl = "{\"model\": {\"type\": \"BPE\", \"unk_token\": \"?\", \"vocab\": {\"?\": 0, \"f\": 1, \"i\": 2, "
+                      "\"a\": 3, \" \": 4, \"_\": 5, \"e\": 6, \"\xCC\x81\": 7, \"\xC3\xA9\": 8}, \"merges\": []}, "
+                      "\"normalizer\": %s}";
+    struct {
+        const char *norm, *text;
+        const int32_t *want;
+    } cases[] = {
+        {"{\"type\": \"NFKC\"}", "\xEF\xAC\x81", IDS(1, 2)},                    /* ﬁ -> fi */
+        {"{\"type\": \"NFC\"}", "e\xCC\x81", IDS(8)},                            /* e + combining acute -> é */
+        {"{\"type\": \"NFD\"}", "\xC3\xA9", IDS(6, 7)},
+        {"{\"type\": \"NFKD\"}", "\xEF\xAC\x81\xC3\xA9", IDS(1, 2, 6, 7)},
+        {"{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFD\"}, {\"type\": \"StripAccents\"}]}", "\xC3\xA9", IDS(6)},
+        {"{\"type\": \"Lowercase\"}", "FIA", IDS(1, 2, 3)},
+        {"{\"type\": \"Strip\", \"strip_left\": true, \"strip_right\": true}", "  a \t", IDS(3)},
+        {"{\"type\": \"Strip\", \"strip_left\": false, \"strip_right\": true}", " a ", IDS(4, 3)},
+        {"{\"type\": \"Replace\", \"pattern\": {\"Regex\": \" +\"}, \"content\": \"_\"}", "a   a", IDS(3, 5, 3)},
+        {"{\"type\": \"Replace\", \"pattern\": {\"String\": \"aa\"}, \"content\": \"f\"}", "aaa", IDS(1, 3)},
+        {"{\"type\": \"Prepend\", \"prepend\": \"_\"}", "a", IDS(5, 3)},
+        {"{\"type\": \"Prepend\", \"prepend\": \"_\"}", "", NO_IDS},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char json[1024];
+        snprintf(json, sizeof json, tpl, cases[i].norm);
+        moge_tokenizer *t = tiny(json);
+        CHECKF(enc_is(t, cases[i].text, cases[i].want), "normalizer case %zu", i);
+        moge_tokenizer_free(t);
+    }
+}
+
+static void test_decoders(void) {
+    const char *tpl = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"_a\": 0, \"b_\": 1, \"<0x41>\": 2, \"xx\": 3, "
+                      "\"x\": 4}, \"merges\": []}, \"decoder\": %s}";
+    struct {
+        const char *dec;
+        const int32_t *ids;
+        size_t n;
+        const char *want;
+    } cases[] = {
+        {"{\"type\": \"Replace\", \"pattern\": {\"String\": \"_\"}, \"content\": \" \"}", IDS(0, 1), 2, " ab "},
+        {"{\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", \"pattern\": {\"String\": \"_\"}, \"content\": "
+         "\" \"}, {\"type\": \"Strip\", \"content\": \" \", \"start\": 1, \"stop\": 1}]}",
+         IDS(0, 1, 0), 3, "aba"}, /* without Fuse, Strip applies to every token */
+        {"{\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Fuse\"}, {\"type\": \"Strip\", \"content\": \"_\", "
+         "\"start\": 1, \"stop\": 2}]}",
+         IDS(0, 1, 1), 3, "ab_b"},
+        {"{\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Fuse\"}, {\"type\": \"Replace\", \"pattern\": {\"String\": "
+         "\"xxx\"}, \"content\": \"Y\"}]}",
+         IDS(4, 3, 4, 3, 3), 5, "YYxx"}, /* the pattern spans tokens after Fuse */
+        {"{\"type\": \"Sequence\", \"decoders\": [{\"type\": \"ByteFallback\"}, {\"type\": \"Fuse\"}]}", IDS(2, 4, 2), 3,
+         "AxA"},
+        {"{\"type\": \"Metaspace\", \"replacement\": \"_\", \"prepend_scheme\": \"always\", \"split\": true}", IDS(0, 0, 1),
+         3, "a ab "},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char json[1024];
+        snprintf(json, sizeof json, tpl, cases[i].dec);
+        moge_tokenizer *t = tiny(json);
+        CHECKF(dec_is(t, cases[i].ids, cases[i].n, cases[i].want), "decoder case %zu", i);
+        moge_tokenizer_free(t);
+    }
+}
+
+/* ---- chat templates ----------------------------------------------------------------------- */
+
+static void test_chat_templates(void) {
+    moge_tokenizer *q = load(QWEN3), *m = load(MISTRAL);
+    if (!q || !m) goto done;
+    CHECK(moge_tokenizer_chat_family(q) == MOGE_CHAT_CHATML);
+    CHECK(moge_tokenizer_chat_template(q) != NULL);
+    CHECK(moge_tokenizer_chat_family(m) == MOGE_CHAT_NONE);
+    CHECK(moge_chat_detect("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>"
+                           "\n\n{{ m.content | trim }}<|eot_id|>{% endfor %}") == MOGE_CHAT_LLAMA3);
+    CHECK(moge_chat_detect("{{ bos_token }}{% for m in messages %}[INST] {{ m.content }} [/INST]{% endfor %}") ==
+          MOGE_CHAT_MISTRAL);
+    CHECK(moge_chat_detect("{% for m in messages %}[unused9]用户：{{ m.content }}[unused10]{% endfor %}") ==
+          MOGE_CHAT_PANGU);
+    CHECK(moge_chat_detect("{% for m in messages %}### {{ m.role }}: {{ m.content }}{% endfor %}") == MOGE_CHAT_UNKNOWN);
+    CHECK(moge_chat_detect(NULL) == MOGE_CHAT_NONE);
+    CHECK(strcmp(moge_chat_family_name(MOGE_CHAT_CHATML), "chatml") == 0);
+
+    moge_chat_message conv[] = {{"system", "Be brief."}, {"user", "Hi!"}, {"assistant", "Hello."}, {"user", "Bye"}};
+    char *out = NULL, err[256];
+    CHECK(moge_chat_render(MOGE_CHAT_CHATML, conv, 4, true, NULL, NULL, &out, err, sizeof err) == MOGE_OK);
+    CHECK(out && strcmp(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n"
+                             "<|im_start|>assistant\nHello.<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n"
+                             "<|im_start|>assistant\n") == 0);
+    if (out) {
+        size_t n;
+        int32_t *ids = encode(q, out, strlen(out), false, &n);
+        CHECK(n > 10 && ids[0] == 151644 && ids[n - 3] == 151644); /* <|im_start|> matched as one token */
+        free(ids);
+    }
+    free(out);
+    CHECK(moge_chat_render(MOGE_CHAT_LLAMA3, conv + 1, 1, true, "<|begin_of_text|>", NULL, &out, err, sizeof err) ==
+          MOGE_OK);
+    CHECK(out && strcmp(out, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|>"
+                             "<|start_header_id|>assistant<|end_header_id|>\n\n") == 0);
+    free(out);
+    CHECK(moge_chat_render(MOGE_CHAT_MISTRAL, conv, 4, true, "<s>", "</s>", &out, err, sizeof err) == MOGE_OK);
+    CHECK(out && strcmp(out, "<s>[INST] Be brief.\n\nHi! [/INST]Hello.</s>[INST] Bye [/INST]") == 0);
+    free(out);
+    CHECK(moge_chat_render(MOGE_CHAT_MISTRAL, conv + 2, 1, true, "<s>", "</s>", &out, err, sizeof err) == MOGE_ERR_ARG);
+    CHECK(out == NULL && strstr(err, "alternate") != NULL);
+    CHECK(moge_chat_render(MOGE_CHAT_PANGU, conv + 1, 1, true, NULL, NULL, &out, err, sizeof err) == MOGE_OK);
+    CHECK(out && strcmp(out, "[unused9]系统：[unused10][unused9]用户：Hi![unused10][unused9]助手：") == 0);
+    free(out);
+    CHECK(moge_chat_render(MOGE_CHAT_PLAIN, conv + 1, 1, true, NULL, NULL, &out, err, sizeof err) == MOGE_OK);
+    CHECK(out && strcmp(out, "user: Hi!\nassistant:") == 0);
+    free(out);
+    CHECK(moge_chat_render(MOGE_CHAT_UNKNOWN, conv, 4, true, NULL, NULL, &out, err, sizeof err) == MOGE_ERR_UNSUPPORTED);
+    CHECK(strstr(err, "not one moge recognises") != NULL);
+done:
+    moge_tokenizer_free(q);
+    moge_tokenizer_free(m);
+}
+
+int main(void) {
+    RUN_TESTS(T(test_mistral_cases_dev), T(test_qwen3_cases_dev), T(test_qwen3_llamacpp_vectors),
+              T(test_tok512_vectors), T(test_roundtrip_tinystories_mistral), T(test_roundtrip_tinystories_qwen3),
+              T(test_roundtrip_tinystories_tok512), T(test_qwen3_load_speed), T(test_vocab_queries),
+              T(test_add_special_only_when_asked), T(test_buffer_too_small), T(test_invalid_utf8_input),
+              T(test_stream_never_splits_utf8), T(test_malformed_files), T(test_merges_string_and_pair_forms),
+              T(test_bpe_unknown_and_fallback), T(test_added_token_flags), T(test_split_behaviors),
+              T(test_digits_bytelevel_metaspace), T(test_normalizers), T(test_decoders), T(test_chat_templates));
+}
