@@ -3,6 +3,8 @@
 # and sums the "PASS name" / "FAIL name" lines they print. A program that exits non-zero without
 # printing a FAIL line (a crash, a sanitizer report) counts as one failure.
 passed=0; failed=0
+export MOGE_BIN="${BUILD:-build}/moge"  # the binary tests/test_cli.c drives
+mkdir -p build
 for t in "$@"; do
   out=$("$t" 2>&1); rc=$?
   printf '%s\n' "$out"
