@@ -128,7 +128,22 @@ static void test_info(void) {
     CHECK(sh("--help") == 0);
 }
 
+/* examples/simple.c, the library example, next to the binary: $(BUILD)/examples/simple */
+static void test_library_example(void) {
+    const char *bin = getenv("MOGE_BIN") ? getenv("MOGE_BIN") : "build/moge";
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "\"$(dirname %s)/examples/simple\" >%s 2>%s </dev/null", bin, OUT, ERR);
+    int rc = system(cmd);
+    char *out = slurp(OUT), *err = slurp(ERR);
+    CHECKF(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "examples/simple failed: %s", err);
+    char *e = expected();
+    /* greedy from "Once upon a time": the stories260K text from that point on */
+    CHECKF(strncmp(out, "Once upon a time, there was a little girl named Lily.", 52) == 0, "stdout: %s", out);
+    CHECKF(strstr(out, "64 tokens") && strstr(out, "tokens per target pass"), "stdout: %s", out);
+    free(out); free(err); free(e);
+}
+
 int main(void) {
     RUN_TESTS(T(test_run_greedy_matches_llama2c), T(test_speculative_modes_same_text), T(test_stats_json), T(test_prompt_not_echoed),
-              T(test_errors), T(test_info));
+              T(test_errors), T(test_info), T(test_library_example));
 }
