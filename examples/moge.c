@@ -14,6 +14,7 @@ static void usage(FILE *f) {
           "  tokenize   print the token ids of a text, or decode ids\n"
           "  info       print a model's architecture and sizes\n"
           "  pull       download a model from a Hugging Face hub into the cache\n"
+          "  bench      compare tokens/s of no speculation, chain and tree drafting on the same prompts\n"
           "\n"
           "`moge COMMAND --help` shows a command's options.\n",
           f);
@@ -33,6 +34,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "pull")) return cmd_pull(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     fprintf(stderr, "moge: unknown command \"%s\"\n\n", cmd);
     usage(stderr);
     return 2;

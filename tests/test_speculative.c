@@ -242,7 +242,10 @@ static void test_refuses_other_tokenizer(void) {
 /* ------------------------------------------------------------------------------------------ */
 /* distribution: chi-square homogeneity of emitted tokens 2..5                                 */
 
-#define N_SEEDS 2000
+/* 2000 seeds; `make asan` sets MOGE_TEST_SEEDS lower (the sanitizers hunt memory errors, and the
+ * statistics keep their threshold; only the negative control needs the full sample to have power). */
+#define MAX_SEEDS 2000
+static int N_SEEDS = MAX_SEEDS;
 #define N_POS 4 /* tokens 2..5 */
 
 /* Chi-square statistic of two samples over categories (ids in [0, n_cat)), merging categories
@@ -276,7 +279,7 @@ static double chi2_critical(int k) {
     return k * pow(1 - h + z * sqrt(h), 3);
 }
 
-typedef struct { int32_t tok[N_SEEDS][N_POS]; } samples;
+typedef struct { int32_t tok[MAX_SEEDS][N_POS]; } samples;
 
 /* A deliberately wrong speculative loop for the negative control: chain drafts from the
  * layer-skip drafter, accepted with min(1, p/q) — but on rejection it samples from p instead of
@@ -414,7 +417,8 @@ static void test_sampling_distribution(void) {
             double worst;
             int fails = compare(base, spec, "wrong rule (negative control)", &worst);
             printf("  wrong rule: worst chi2 / critical %.2f\n", worst);
-            CHECKF(fails > 0, "the wrong acceptance rule was not detected");
+            if (N_SEEDS == MAX_SEEDS) CHECKF(fails > 0, "the wrong acceptance rule was not detected");
+            else printf("  (negative control not asserted with %d seeds)\n", N_SEEDS);
         }
     }
     free(base);
@@ -425,6 +429,8 @@ static void test_sampling_distribution(void) {
 }
 
 int main(void) {
+    const char *seeds = getenv("MOGE_TEST_SEEDS");
+    if (seeds && atoi(seeds) >= 100 && atoi(seeds) <= MAX_SEEDS) N_SEEDS = atoi(seeds);
     RUN_TESTS(T(test_greedy_stories), T(test_greedy_moge_layer_skip), T(test_rollback_and_stats), T(test_refuses_other_tokenizer),
               T(test_sampling_distribution));
 }

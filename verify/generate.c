@@ -5,9 +5,10 @@
  * drafter keeps the accepted path. Without speculation the tree is the root alone, so the
  * target-only path and the speculative path share every line that decides a token.
  *
- * Adaptive budget: the tree's node budget starts at the configured size and is halved while
- * speculation measures slower than plain decoding (tokens per second over an exponential average),
- * down to no drafting, which is probed again every 16 steps; it grows back while it pays.
+ * Adaptive budget: two plain steps measure plain decoding (and one in every 32 re-measures it);
+ * the tree's node budget starts at the configured size and is halved while speculation measures
+ * slower than plain decoding (tokens per second, exponential averages), down to no drafting,
+ * which is probed again every 16 steps; it doubles back while speculation is 10 % faster.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -62,25 +63,33 @@ static bool emit(run_state *r, int32_t tok) {
     return true;
 }
 
-/* Exponential averages that drive the adaptive budget. */
+/* Exponential averages that drive the adaptive budget. The first steps and one step in every
+ * 32 run without drafting, to know what plain decoding costs now. */
 typedef struct {
     double rate_plain, rate_spec; /* tokens per second with and without drafting (0 = unknown) */
-    int32_t budget, max_budget, idle_steps;
+    int32_t budget, max_budget;
+    int64_t step;
 } adapt_state;
 
+/* The node budget for the next step. */
+static int32_t adapt_budget(const adapt_state *a) {
+    if (a->max_budget == 0) return 0;
+    if (a->step < 2 || a->step % 32 == 31) return 0; /* measure plain decoding */
+    if (a->budget == 0 && a->step % 16 == 0) return a->max_budget < 4 ? a->max_budget : 4; /* probe again */
+    return a->budget;
+}
+
 static void adapt_update(adapt_state *a, bool drafted, int32_t emitted, double seconds) {
+    a->step++;
     if (seconds <= 0) return;
     double rate = emitted / seconds, *avg = drafted ? &a->rate_spec : &a->rate_plain;
-    *avg = *avg > 0 ? 0.8 * *avg + 0.2 * rate : rate;
-    if (!drafted) {
-        if (++a->idle_steps >= 16 && a->budget == 0) { a->budget = a->max_budget < 4 ? a->max_budget : 4; a->idle_steps = 0; }
-        return;
-    }
-    if (a->rate_plain <= 0) return;
+    *avg = *avg > 0 ? 0.7 * *avg + 0.3 * rate : rate;
+    if (!drafted || a->rate_plain <= 0) return;
+    if (a->budget == 0) a->budget = 1; /* a probe that was run */
     if (a->rate_spec < 0.95 * a->rate_plain) {
         a->budget /= 2;
         a->rate_spec = 0;
-    } else if (a->rate_spec > 1.2 * a->rate_plain && a->budget < a->max_budget) {
+    } else if (a->rate_spec > 1.1 * a->rate_plain && a->budget < a->max_budget) {
         a->budget = a->budget * 2 < a->max_budget ? a->budget * 2 : a->max_budget;
     }
 }
@@ -153,7 +162,7 @@ moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_pr
         double ts = now_s();
         moge_tree_reset(&tree, r.hist[r.n_hist - 1]);
         moge_draft_params dp = gp.draft;
-        int32_t budget = gp.adaptive ? ad.budget : ad.max_budget;
+        int32_t budget = gp.adaptive ? adapt_budget(&ad) : ad.max_budget;
         if (budget > ctx->n_ctx - ctx->n_past - 1) budget = ctx->n_ctx - ctx->n_past - 1;
         if (dp.tree_nodes > budget) dp.tree_nodes = budget;
         if (gp.spec != MOGE_SPEC_NONE && dp.tree_nodes > 0) {

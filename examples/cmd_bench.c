@@ -1,0 +1,808 @@
+/*
+ * cmd_bench.c — `moge bench`: throughput of the decoding modes, side by side.
+ *
+ * Contract:
+ *  - Runs the same prompts (--prompts FILE, one per line, blank lines skipped; default: 8
+ *    built-in TinyStories-style openings) in each mode of --modes (default none,chain,tree, plus
+ *    lookup with --lookup). Every prompt is tokenized with add_special (BOS) and generated from
+ *    an empty KV cache (moge_kv_truncate(ctx, 0)); moge_generate resets the drafter. Before a
+ *    mode's timed repeats one short untimed generation warms its caches.
+ *  - tokens/s of a mode is the median over --repeats of (tokens generated over all prompts) /
+ *    (generation seconds after the prefill over all prompts), as moge_stats.tokens_per_s counts.
+ *    speedup is relative to mode none (or, when none is not run, the first mode listed).
+ *  - τ, acceptance by depth and the draft share of time are summed over every prompt and repeat.
+ *    MoE columns: per MoE layer the mean Imbalance Score and distinct experts over the target's
+ *    verification passes (the prefill excluded), then the mean over layers; "-" for dense.
+ *  - Greedy (--temp 0): every mode's ids, in every repeat, must equal the baseline's; the table
+ *    says yes/NO per mode and the line under it names the first prompt that differed. Sampling:
+ *    "-" (null in JSON).
+ *  - stdout: the table and one summary line. stderr: the models used, then a progress bar when
+ *    stderr is a terminal, else one line per finished mode. --json FILE: the same as JSON,
+ *    written to FILE.PID.tmp and renamed.
+ *  - Default models: models/tinystories-moge with models/tinystories-draft when both exist,
+ *    else models/stories260K drafting for itself; a flag given replaces only its own default.
+ *  - Exit 0; 2 for usage errors (the message names the flag); 1 for failures (the message names
+ *    the path or prompt).
+ */
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "examples/cli.h"
+#include "examples/commands.h"
+#include "moge.h"
+
+#define CMD "bench"
+#define MAX_MODES 4
+#define MAX_SHOWN_DEPTHS 8
+
+static void usage(FILE *f) {
+    fputs("usage: moge bench [options]\n"
+          "\n"
+          "Generates the same prompts in each decoding mode and prints one table: tokens/s (median of\n"
+          "repeats), speedup vs none, tau (tokens per target pass), acceptance by depth, the draft's\n"
+          "share of time, MoE load (Imbalance Score, distinct experts per pass) and, when greedy,\n"
+          "whether every mode produced the same text as none.\n"
+          "\n"
+          "  -m, --model DIR        target (default: models/tinystories-moge when it and\n"
+          "                         models/tinystories-draft exist, else models/stories260K)\n"
+          "  -d, --draft DIR        draft model (default: tinystories-draft, or stories260K itself)\n"
+          "      --draft-layers L   self-draft with the target's first L layers instead\n"
+          "      --prompts FILE     one prompt per line (default: 8 built-in story openings)\n"
+          "  -n, --n-predict N      tokens per prompt (default 128)\n"
+          "      --repeats R        timed repeats; tokens/s is their median (default 3)\n"
+          "      --temp F           temperature, 0 = greedy (default 0)\n"
+          "      --seed N           RNG seed (default 42)\n"
+          "      --modes LIST       comma-separated: none, chain, tree, lookup (default none,chain,tree)\n"
+          "      --lookup           add prompt-lookup drafting to the modes\n"
+          "      --draft-max N      deepest draft level / chain length (default 6)\n"
+          "      --tree-nodes N     draft nodes per step (default 24)\n"
+          "      --tree-shape LIST  static tree: children per depth, e.g. 4,2,2,1,1\n"
+          "      --no-adaptive      keep the tree budget fixed\n"
+          "  -t, --threads N        threads (default: all cores)\n"
+          "  -c, --ctx N            context length in tokens (default: the model's maximum)\n"
+          "      --json FILE        also write the results as JSON\n",
+          f);
+}
+
+static const char *const builtin_prompts[] = {
+    "Once upon a time, there was a little girl named Lily.",
+    "Tom had a red ball. One day,",
+    "The sun was shining and the birds were singing.",
+    "Once upon a time, in a big forest, there lived a small bear.",
+    "Sam and his mom went to the park.",
+    "One day, a little cat found a shiny box.",
+    "Mia wanted to bake a cake for her friend.",
+    "There was a big tree near the river. Every day,",
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* Options                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef enum { MODE_NONE, MODE_CHAIN, MODE_TREE, MODE_LOOKUP } mode_id;
+static const char *const mode_names[] = {"none", "chain", "tree", "lookup"};
+
+typedef struct {
+    const char *target, *draft, *prompts_file, *json;
+    bool target_default, draft_default;
+    int draft_layers;
+    int32_t n_predict;
+    int repeats;
+    mode_id modes[MAX_MODES];
+    int n_modes;
+    bool modes_given, lookup;
+    moge_model_params mp;
+    moge_context_params cp;
+    moge_generate_params gp; /* sampler, draft params and adaptive; spec and drafter per mode */
+    int32_t shape[16];
+} bench_opts;
+
+static bool is_dir(const char *path) {
+    struct stat s;
+    return stat(path, &s) == 0 && S_ISDIR(s.st_mode);
+}
+
+/* "none,chain" -> modes; false after printing an error naming --modes. */
+static bool parse_modes(const char *v, bench_opts *o) {
+    o->n_modes = 0;
+    for (const char *q = v;;) {
+        size_t len = strcspn(q, ",");
+        int m = -1;
+        for (int k = 0; k < MAX_MODES; k++)
+            if (strlen(mode_names[k]) == len && !strncmp(q, mode_names[k], len)) m = k;
+        if (m < 0) {
+            fprintf(stderr, "moge bench: --modes: unknown mode \"%.*s\" (expected none, chain, tree or lookup, comma-separated)\n", (int)len, q);
+            return false;
+        }
+        for (int k = 0; k < o->n_modes; k++)
+            if (o->modes[k] == (mode_id)m) {
+                fprintf(stderr, "moge bench: --modes: \"%s\" is listed twice\n", mode_names[m]);
+                return false;
+            }
+        o->modes[o->n_modes++] = (mode_id)m;
+        if (!q[len]) return true;
+        q += len + 1;
+    }
+}
+
+static bool parse_shape(const char *v, bench_opts *o) {
+    int n = 0;
+    for (const char *q = v; *q;) {
+        char *end;
+        long x = strtol(q, &end, 10);
+        if (end == q || x < 1 || x > 16 || n == 16 || (*end && *end != ',')) {
+            fprintf(stderr, "moge bench: --tree-shape: expected up to 16 numbers 1..16 separated by commas, got \"%s\"\n", v);
+            return false;
+        }
+        o->shape[n++] = (int32_t)x;
+        q = *end ? end + 1 : end;
+    }
+    o->gp.draft.shape = o->shape;
+    o->gp.draft.n_shape = n;
+    return true;
+}
+
+static bool mode_listed(const bench_opts *o, mode_id m) {
+    for (int k = 0; k < o->n_modes; k++)
+        if (o->modes[k] == m) return true;
+    return false;
+}
+
+/* Fills the defaults that depend on other flags and checks the combination. Returns 0 or 2. */
+static int finish_opts(bench_opts *o) {
+    if (!o->modes_given) {
+        o->n_modes = 3;
+        o->modes[0] = MODE_NONE, o->modes[1] = MODE_CHAIN, o->modes[2] = MODE_TREE;
+    }
+    if (o->lookup && !mode_listed(o, MODE_LOOKUP)) o->modes[o->n_modes++] = MODE_LOOKUP;
+    if (o->draft && o->draft_layers > 0) {
+        fprintf(stderr, "moge bench: choose one drafter: -d DIR or --draft-layers L\n");
+        return 2;
+    }
+    bool tiny = is_dir("models/tinystories-moge") && is_dir("models/tinystories-draft");
+    if (!o->target) {
+        o->target = tiny ? "models/tinystories-moge" : "models/stories260K";
+        o->target_default = true;
+    }
+    bool needs_model_drafter = mode_listed(o, MODE_CHAIN) || mode_listed(o, MODE_TREE);
+    if (needs_model_drafter && !o->draft && o->draft_layers == 0) {
+        if (!o->target_default) {
+            fprintf(stderr, "moge bench: modes chain and tree need a drafter for -m %s: give -d DIR or --draft-layers L "
+                            "(or --modes none,lookup)\n", o->target);
+            return 2;
+        }
+        o->draft = tiny ? "models/tinystories-draft" : "models/stories260K";
+        o->draft_default = true;
+    }
+    return 0;
+}
+
+/* Returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, bench_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->n_predict = 128;
+    o->repeats = 3;
+    o->mp = moge_model_default_params();
+    o->cp = moge_context_default_params();
+    o->gp = moge_generate_default_params();
+    o->gp.sampler.temperature = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        long l;
+        double d;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+#define VALUE() do { if (!(v = cli_value(CMD, argc, argv, &i))) return 2; } while (0)
+#define INT(lo, hi) do { VALUE(); if (!cli_int(CMD, a, v, lo, hi, &l)) return 2; } while (0)
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VALUE(); o->target = v; }
+        else if (!strcmp(a, "-d") || !strcmp(a, "--draft")) { VALUE(); o->draft = v; }
+        else if (!strcmp(a, "--draft-layers")) { INT(1, 1024); o->draft_layers = (int)l; }
+        else if (!strcmp(a, "--prompts")) { VALUE(); o->prompts_file = v; }
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { INT(1, 1L << 24); o->n_predict = (int32_t)l; }
+        else if (!strcmp(a, "--repeats")) { INT(1, 1000); o->repeats = (int)l; }
+        else if (!strcmp(a, "--temp")) { VALUE(); if (!cli_float(CMD, a, v, 0, 100, &d)) return 2; o->gp.sampler.temperature = (float)d; }
+        else if (!strcmp(a, "--seed")) { VALUE(); if (!cli_u64(CMD, a, v, &o->gp.sampler.seed)) return 2; }
+        else if (!strcmp(a, "--modes")) { VALUE(); if (!parse_modes(v, o)) return 2; o->modes_given = true; }
+        else if (!strcmp(a, "--lookup")) o->lookup = true;
+        else if (!strcmp(a, "--draft-max")) { INT(1, MOGE_MAX_DEPTH - 1); o->gp.draft.draft_max = (int32_t)l; }
+        else if (!strcmp(a, "--tree-nodes")) { INT(1, 63); o->gp.draft.tree_nodes = (int32_t)l; }
+        else if (!strcmp(a, "--tree-shape")) { VALUE(); if (!parse_shape(v, o)) return 2; }
+        else if (!strcmp(a, "--no-adaptive")) o->gp.adaptive = false;
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { INT(1, 1024); o->mp.n_threads = (int)l; }
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { INT(1, 1L << 24); o->cp.n_ctx = (int32_t)l; }
+        else if (!strcmp(a, "--json")) { VALUE(); o->json = v; }
+        else {
+            fprintf(stderr, "moge bench: unknown option \"%s\" (see moge bench --help)\n", a);
+            return 2;
+        }
+#undef INT
+#undef VALUE
+    }
+    int rc = finish_opts(o);
+    return rc ? rc : -1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Prompts                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    char **text;
+    int32_t **ids;
+    int32_t *n_ids;
+    int n, cap;
+} prompt_set;
+
+static void prompts_free(prompt_set *p) {
+    for (int i = 0; i < p->n; i++) {
+        free(p->text[i]);
+        if (p->ids) free(p->ids[i]);
+    }
+    free(p->text);
+    free(p->ids);
+    free(p->n_ids);
+    memset(p, 0, sizeof *p);
+}
+
+static bool prompts_add(prompt_set *p, const char *s, size_t len) {
+    if (p->n == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 16;
+        char **t = realloc(p->text, (size_t)cap * sizeof *t);
+        if (!t) return false;
+        p->text = t;
+        p->cap = cap;
+    }
+    if (!(p->text[p->n] = strndup(s, len))) return false;
+    p->n++;
+    return true;
+}
+
+/* The prompts of `path` (one a line, blank lines skipped) or the built-in ones. Returns 0 or 1. */
+static int prompts_load(const char *path, prompt_set *p) {
+    if (!path) {
+        for (size_t i = 0; i < sizeof builtin_prompts / sizeof builtin_prompts[0]; i++)
+            if (!prompts_add(p, builtin_prompts[i], strlen(builtin_prompts[i]))) return 1;
+        return 0;
+    }
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "moge bench: --prompts %s: cannot open it\n", path);
+        return 1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int rc = 0;
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+        if (strspn(line, " \t") >= (size_t)len) continue;
+        if (!prompts_add(p, line, (size_t)len)) { rc = 1; break; }
+    }
+    free(line);
+    fclose(f);
+    if (rc == 0 && p->n == 0) {
+        fprintf(stderr, "moge bench: --prompts %s: the file has no prompt (one per line)\n", path);
+        rc = 1;
+    }
+    return rc;
+}
+
+/* Tokenizes every prompt with BOS; checks each fits the context. Returns 0 or 1. */
+static int prompts_tokenize(prompt_set *p, const moge_tokenizer *tok, int32_t n_ctx) {
+    p->ids = calloc((size_t)p->n, sizeof *p->ids);
+    p->n_ids = calloc((size_t)p->n, sizeof *p->n_ids);
+    if (!p->ids || !p->n_ids) return 1;
+    for (int i = 0; i < p->n; i++) {
+        size_t len = strlen(p->text[i]), cap = len + 8, n = 0;
+        if (!(p->ids[i] = malloc(cap * sizeof(int32_t)))) return 1;
+        moge_status st = moge_tokenize(tok, p->text[i], len, true, p->ids[i], cap, &n);
+        if (st == MOGE_ERR_BUFFER) {
+            int32_t *bigger = realloc(p->ids[i], n * sizeof *bigger);
+            if (!bigger) return 1;
+            p->ids[i] = bigger;
+            st = moge_tokenize(tok, p->text[i], len, true, p->ids[i], n, &n);
+        }
+        if (st != MOGE_OK || n == 0 || (int64_t)n > n_ctx) {
+            fprintf(stderr, "moge bench: prompt %d (\"%.40s\"): %s\n", i + 1, p->text[i],
+                    st != MOGE_OK ? moge_status_str(st) : n == 0 ? "no tokens" : "longer than the context (use -c)");
+            return 1;
+        }
+        p->n_ids[i] = (int32_t)n;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Models and drafters                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    moge_model *model, *draft_model;
+    moge_tokenizer *tok, *draft_tok;
+    moge_context *ctx;
+    moge_drafter *drafter; /* -d or --draft-layers; NULL when no mode needs it */
+    moge_drafter *lookup;  /* NULL unless mode lookup runs */
+} bench_env;
+
+static void env_free(bench_env *e) {
+    moge_drafter_free(e->lookup);
+    moge_drafter_free(e->drafter);
+    moge_tokenizer_free(e->draft_tok);
+    moge_model_free(e->draft_model);
+    moge_context_free(e->ctx);
+    moge_tokenizer_free(e->tok);
+    moge_model_free(e->model);
+}
+
+static int env_load(bench_env *e, const bench_opts *o) {
+    char err[1024], dir[4096], ddir[4096];
+    if (moge_resolve_model(o->target, dir, sizeof dir, err, sizeof err) != MOGE_OK) {
+        fprintf(stderr, "moge bench: -m %s: %s\n", o->target, err);
+        return 1;
+    }
+    if (moge_model_load(dir, &o->mp, &e->model, err, sizeof err) != MOGE_OK ||
+        moge_tokenizer_load(dir, &e->tok, err, sizeof err) != MOGE_OK ||
+        moge_context_new(e->model, &o->cp, &e->ctx, err, sizeof err) != MOGE_OK) {
+        fprintf(stderr, "moge bench: -m %s: %s\n", o->target, err);
+        return 1;
+    }
+    int32_t n_ctx = moge_context_n_ctx(e->ctx);
+    if (o->draft && (moge_resolve_model(o->draft, ddir, sizeof ddir, err, sizeof err) != MOGE_OK ||
+                     moge_model_load(ddir, &o->mp, &e->draft_model, err, sizeof err) != MOGE_OK ||
+                     moge_tokenizer_load(ddir, &e->draft_tok, err, sizeof err) != MOGE_OK ||
+                     moge_drafter_new_model(e->draft_model, e->tok, e->draft_tok, n_ctx, &e->drafter, err, sizeof err) != MOGE_OK)) {
+        fprintf(stderr, "moge bench: -d %s: %s\n", o->draft, err);
+        return 1;
+    }
+    if (o->draft_layers > 0 && moge_drafter_new_layer_skip(e->model, o->draft_layers, n_ctx, &e->drafter, err, sizeof err) != MOGE_OK) {
+        fprintf(stderr, "moge bench: --draft-layers %d: %s\n", o->draft_layers, err);
+        return 1;
+    }
+    if (mode_listed(o, MODE_LOOKUP) && moge_drafter_new_lookup(3, &e->lookup, err, sizeof err) != MOGE_OK) {
+        fprintf(stderr, "moge bench: lookup: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Running one mode                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    mode_id mode;
+    double *tps;              /* (repeats) tokens/s of each repeat */
+    double tokens_per_s, speedup;
+    int64_t n_generated, n_passes, tries[MOGE_MAX_DEPTH], hits[MOGE_MAX_DEPTH];
+    double t_draft, t_decode;
+    double *moe_is, *moe_distinct, *moe_passes; /* (MoE layers) sums over verification passes */
+    int32_t **ids, *n_ids;    /* (prompts) ids of repeat 0 */
+    bool repeat_differs;      /* a later repeat gave other ids than repeat 0 */
+    int identical;            /* greedy: 1 when every repeat equals the baseline's repeat 0, else 0; -1 sampling */
+    int diff_prompt, diff_at; /* the first prompt and token that differ from the baseline */
+} mode_result;
+
+/* What moge_generate's callback collects. */
+typedef struct {
+    moge_context *ctx;
+    int32_t *ids;
+    int32_t n, cap;
+    bool moe_reset; /* MoE totals were reset after the prefill */
+} collector;
+
+static bool collect(int32_t tok, void *user) {
+    collector *c = user;
+    if (!c->moe_reset) { /* the first token comes from the prefill: count verification passes only */
+        moge_moe_stats_reset(c->ctx);
+        c->moe_reset = true;
+    }
+    if (c->n < c->cap) c->ids[c->n++] = tok;
+    return true;
+}
+
+static moge_generate_params mode_params(const bench_opts *o, const bench_env *e, mode_id m) {
+    moge_generate_params gp = o->gp;
+    gp.n_predict = o->n_predict;
+    gp.spec = m == MODE_NONE ? MOGE_SPEC_NONE : m == MODE_TREE ? MOGE_SPEC_TREE : MOGE_SPEC_CHAIN;
+    gp.drafter = m == MODE_NONE ? NULL : m == MODE_LOOKUP ? e->lookup : e->drafter;
+    return gp;
+}
+
+/* Adds this generation's MoE totals (verification passes) to the mode's sums. */
+static void add_moe(mode_result *r, const moge_context *ctx) {
+    for (int l = 0; l < moge_context_n_moe_layers(ctx); l++) {
+        moge_moe_stats ms;
+        if (moge_moe_stats_get(ctx, l, true, &ms) != MOGE_OK || ms.n_forwards == 0) continue;
+        r->moe_is[l] += ms.imbalance * (double)ms.n_forwards;
+        r->moe_distinct[l] += ms.distinct_experts * (double)ms.n_forwards;
+        r->moe_passes[l] += (double)ms.n_forwards;
+    }
+}
+
+static void add_stats(mode_result *r, const moge_stats *st) {
+    r->n_generated += st->n_generated;
+    r->n_passes += st->n_forward + 1;
+    for (int d = 0; d < MOGE_MAX_DEPTH; d++) r->tries[d] += st->accept_tries[d], r->hits[d] += st->accept_hits[d];
+    r->t_draft += st->t_draft_s;
+    r->t_decode += st->t_decode_s;
+}
+
+/* Generates prompt i from an empty cache into col; returns 0 or 1 after printing an error. */
+static int generate_one(bench_env *e, const prompt_set *p, int i, const moge_generate_params *gp, collector *col,
+                        moge_stats *st) {
+    col->n = 0;
+    col->moe_reset = false;
+    moge_kv_truncate(e->ctx, 0);
+    moge_status s = moge_generate(e->ctx, p->ids[i], p->n_ids[i], gp, collect, col, st);
+    if (s != MOGE_OK) {
+        const char *msg = moge_context_error(e->ctx);
+        fprintf(stderr, "moge bench: prompt %d: %s\n", i + 1, msg[0] ? msg : moge_status_str(s));
+        return 1;
+    }
+    return 0;
+}
+
+/* Keeps repeat 0's ids of prompt i; later repeats are compared with them. */
+static int record_ids(mode_result *r, int i, int rep, const collector *col) {
+    if (rep > 0) {
+        if (col->n != r->n_ids[i] || memcmp(col->ids, r->ids[i], (size_t)col->n * sizeof(int32_t)))
+            r->repeat_differs = true;
+        return 0;
+    }
+    if (!(r->ids[i] = malloc(((size_t)col->n + 1) * sizeof(int32_t)))) return 1;
+    memcpy(r->ids[i], col->ids, (size_t)col->n * sizeof(int32_t));
+    r->n_ids[i] = col->n;
+    return 0;
+}
+
+/* Progress on stderr: a bar redrawn after each generation when stderr is a terminal. */
+typedef struct {
+    bool tty;
+    int done, total;
+} progress;
+
+static void progress_draw(const progress *pg, const char *mode, int rep, int repeats) {
+    if (!pg->tty) return;
+    int width = 30, fill = pg->total ? pg->done * width / pg->total : width;
+    fprintf(stderr, "\r\033[Kmoge bench [");
+    for (int k = 0; k < width; k++) fputc(k < fill ? '#' : '.', stderr);
+    fprintf(stderr, "] %d/%d  %s, repeat %d/%d", pg->done, pg->total, mode, rep + 1, repeats);
+    fflush(stderr);
+}
+
+static void progress_mode_done(const progress *pg, const mode_result *r, int repeats) {
+    if (pg->tty) return;
+    fprintf(stderr, "moge bench: %s: %.1f tokens/s (median of %d)\n", mode_names[r->mode], r->tokens_per_s, repeats);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(const double *v, int n) {
+    double *s = malloc((size_t)n * sizeof *s);
+    if (!s) return v[0];
+    memcpy(s, v, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp_double);
+    double m = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+    free(s);
+    return m;
+}
+
+/* One untimed short generation so the mode's first timed run does not pay for cold caches. */
+static int warm_up(bench_env *e, const prompt_set *p, moge_generate_params gp, collector *col) {
+    moge_stats st;
+    gp.n_predict = gp.n_predict < 16 ? gp.n_predict : 16;
+    return generate_one(e, p, 0, &gp, col, &st);
+}
+
+static int run_mode(bench_env *e, const bench_opts *o, const prompt_set *p, mode_result *r, collector *col, progress *pg) {
+    moge_generate_params gp = mode_params(o, e, r->mode);
+    if (warm_up(e, p, gp, col)) return 1;
+    for (int rep = 0; rep < o->repeats; rep++) {
+        int64_t gen = 0;
+        double secs = 0;
+        for (int i = 0; i < p->n; i++) {
+            progress_draw(pg, mode_names[r->mode], rep, o->repeats);
+            moge_stats st;
+            if (generate_one(e, p, i, &gp, col, &st) || record_ids(r, i, rep, col)) return 1;
+            if (col->moe_reset) add_moe(r, e->ctx);
+            add_stats(r, &st);
+            gen += st.n_generated;
+            secs += st.t_decode_s;
+            pg->done++;
+        }
+        r->tps[rep] = secs > 0 ? (double)gen / secs : 0;
+    }
+    r->tokens_per_s = median(r->tps, o->repeats);
+    progress_draw(pg, mode_names[r->mode], o->repeats - 1, o->repeats);
+    progress_mode_done(pg, r, o->repeats);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Results                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+static int results_alloc(mode_result *r, int n_modes, const bench_opts *o, int n_prompts, int n_moe) {
+    for (int k = 0; k < n_modes; k++) {
+        r[k].mode = o->modes[k];
+        r[k].identical = -1;
+        r[k].diff_prompt = -1;
+        r[k].tps = calloc((size_t)o->repeats, sizeof(double));
+        r[k].ids = calloc((size_t)n_prompts, sizeof(int32_t *));
+        r[k].n_ids = calloc((size_t)n_prompts, sizeof(int32_t));
+        r[k].moe_is = calloc((size_t)n_moe + 1, sizeof(double));
+        r[k].moe_distinct = calloc((size_t)n_moe + 1, sizeof(double));
+        r[k].moe_passes = calloc((size_t)n_moe + 1, sizeof(double));
+        if (!r[k].tps || !r[k].ids || !r[k].n_ids || !r[k].moe_is || !r[k].moe_distinct || !r[k].moe_passes) return 1;
+    }
+    return 0;
+}
+
+static void results_free(mode_result *r, int n_modes, int n_prompts) {
+    for (int k = 0; k < n_modes; k++) {
+        for (int i = 0; r[k].ids && i < n_prompts; i++) free(r[k].ids[i]);
+        free(r[k].ids);
+        free(r[k].n_ids);
+        free(r[k].tps);
+        free(r[k].moe_is);
+        free(r[k].moe_distinct);
+        free(r[k].moe_passes);
+    }
+}
+
+/* The mean over MoE layers of a per-layer mean over passes; < 0 when the model is dense. */
+static double moe_mean(const double *sums, const double *passes, int n_moe) {
+    double total = 0;
+    int n = 0;
+    for (int l = 0; l < n_moe; l++)
+        if (passes[l] > 0) total += sums[l] / passes[l], n++;
+    return n ? total / n : -1;
+}
+
+/* The index of the baseline: mode none, else the first mode. */
+static int baseline(const mode_result *r, int n_modes) {
+    for (int k = 0; k < n_modes; k++)
+        if (r[k].mode == MODE_NONE) return k;
+    return 0;
+}
+
+/* Speedups and, when greedy, the identity of every mode's ids with the baseline's. */
+static void compare_modes(mode_result *r, int n_modes, int base, int n_prompts, bool greedy) {
+    for (int k = 0; k < n_modes; k++) {
+        r[k].speedup = r[base].tokens_per_s > 0 ? r[k].tokens_per_s / r[base].tokens_per_s : 0;
+        if (!greedy) continue;
+        r[k].identical = !r[k].repeat_differs;
+        for (int i = 0; i < n_prompts && r[k].identical; i++) {
+            int32_t n = r[k].n_ids[i] < r[base].n_ids[i] ? r[k].n_ids[i] : r[base].n_ids[i], t = 0;
+            while (t < n && r[k].ids[i][t] == r[base].ids[i][t]) t++;
+            if (t < n || r[k].n_ids[i] != r[base].n_ids[i]) {
+                r[k].identical = 0;
+                r[k].diff_prompt = i;
+                r[k].diff_at = t;
+            }
+        }
+    }
+}
+
+static bool speculative(const mode_result *r) { return r->mode != MODE_NONE; }
+
+static void fmt_accept(const mode_result *r, char *s, size_t cap) {
+    size_t len = 0;
+    s[0] = 0;
+    int shown = 0;
+    for (int d = 1; d < MOGE_MAX_DEPTH && r->tries[d] > 0 && len < cap; d++) {
+        if (shown == MAX_SHOWN_DEPTHS) {
+            snprintf(s + len, cap - len, " …");
+            return;
+        }
+        len += (size_t)snprintf(s + len, cap - len, "%s%.2f", shown ? " " : "", (double)r->hits[d] / r->tries[d]);
+        shown++;
+    }
+    if (!shown) snprintf(s, cap, "-");
+}
+
+/* Display width of UTF-8 text (one column per code point). */
+static int width(const char *s) {
+    int w = 0;
+    for (; *s; s++) w += ((unsigned char)*s & 0xC0) != 0x80;
+    return w;
+}
+
+enum { COL_MODE, COL_TPS, COL_SPEEDUP, COL_TAU, COL_ACCEPT, COL_DRAFT, COL_IS, COL_EXPERTS, COL_IDENTICAL, N_COLS };
+
+static void fill_row(const mode_result *r, int n_moe, char cell[N_COLS][128]) {
+    double is = moe_mean(r->moe_is, r->moe_passes, n_moe), ex = moe_mean(r->moe_distinct, r->moe_passes, n_moe);
+    snprintf(cell[COL_MODE], 128, "%s", mode_names[r->mode]);
+    snprintf(cell[COL_TPS], 128, "%.1f", r->tokens_per_s);
+    snprintf(cell[COL_SPEEDUP], 128, "%.2f", r->speedup);
+    snprintf(cell[COL_TAU], 128, "%.2f", r->n_passes ? (double)r->n_generated / r->n_passes : 0);
+    fmt_accept(r, cell[COL_ACCEPT], 128);
+    if (speculative(r) && r->t_decode > 0) snprintf(cell[COL_DRAFT], 128, "%.1f%%", 100 * r->t_draft / r->t_decode);
+    else snprintf(cell[COL_DRAFT], 128, "-");
+    if (is >= 0) snprintf(cell[COL_IS], 128, "%.3f", is); else snprintf(cell[COL_IS], 128, "-");
+    if (ex >= 0) snprintf(cell[COL_EXPERTS], 128, "%.1f", ex); else snprintf(cell[COL_EXPERTS], 128, "-");
+    snprintf(cell[COL_IDENTICAL], 128, "%s", r->identical < 0 ? "-" : r->identical ? "yes" : "NO");
+}
+
+static void print_cell(const char *s, int w, bool left, bool last) {
+    int pad = w - width(s);
+    if (!left) printf("%*s", pad, "");
+    fputs(s, stdout);
+    if (left && !last) printf("%*s", pad, "");
+    if (!last) fputs("  ", stdout);
+}
+
+static void print_table(const mode_result *r, int n_modes, int n_moe) {
+    static const char *head[N_COLS] = {"mode", "tokens/s", "speedup", "τ", "accept by depth", "draft %", "MoE IS", "experts/pass", "identical"};
+    static const bool left[N_COLS] = {true, false, false, false, true, false, false, false, true};
+    char cells[MAX_MODES][N_COLS][128];
+    int w[N_COLS];
+    for (int c = 0; c < N_COLS; c++) w[c] = width(head[c]);
+    for (int k = 0; k < n_modes; k++) {
+        fill_row(&r[k], n_moe, cells[k]);
+        for (int c = 0; c < N_COLS; c++) w[c] = width(cells[k][c]) > w[c] ? width(cells[k][c]) : w[c];
+    }
+    for (int c = 0; c < N_COLS; c++) print_cell(head[c], w[c], left[c], c == N_COLS - 1);
+    fputc('\n', stdout);
+    for (int k = 0; k < n_modes; k++) {
+        for (int c = 0; c < N_COLS; c++) print_cell(cells[k][c], w[c], left[c], c == N_COLS - 1);
+        fputc('\n', stdout);
+    }
+}
+
+static int n_threads(const bench_opts *o) {
+    return o->mp.n_threads > 0 ? o->mp.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+}
+
+/* "models/x", "first L layers of the target", or "none" (lookup / none only). */
+static void draft_text(const bench_opts *o, char *s, size_t cap) {
+    if (o->draft) snprintf(s, cap, "%s", o->draft);
+    else if (o->draft_layers > 0) snprintf(s, cap, "the target's first %d layers", o->draft_layers);
+    else snprintf(s, cap, "none");
+}
+
+static void print_summary(const bench_opts *o, const mode_result *r, int n_modes, int base, int n_prompts) {
+    char draft[256];
+    draft_text(o, draft, sizeof draft);
+    int t = n_threads(o);
+    printf("target %s, draft %s, %d thread%s, %d prompt%s, %d tokens each, %d repeat%s; ", o->target, draft, t, t == 1 ? "" : "s",
+           n_prompts, n_prompts == 1 ? "" : "s", o->n_predict, o->repeats, o->repeats == 1 ? "" : "s");
+    if (o->gp.sampler.temperature > 0) {
+        printf("temperature %g: outputs are sampled, not compared\n", o->gp.sampler.temperature);
+        return;
+    }
+    bool all = true;
+    for (int k = 0; k < n_modes; k++) {
+        if (r[k].identical) continue;
+        if (r[k].diff_prompt >= 0)
+            printf("%s%s differs from %s on prompt %d (token %d)", all ? "" : "; ", mode_names[r[k].mode], mode_names[r[base].mode],
+                   r[k].diff_prompt + 1, r[k].diff_at + 1);
+        else
+            printf("%s%s gave different text in different repeats", all ? "" : "; ", mode_names[r[k].mode]);
+        all = false;
+    }
+    printf("%s\n", all ? "all modes produced identical text" : "");
+}
+
+static cJSON *ids_json(const mode_result *r, int n_prompts) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n_prompts; i++) {
+        cJSON *ids = cJSON_CreateArray();
+        for (int32_t t = 0; t < r->n_ids[i]; t++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(r->ids[i][t]));
+        cJSON_AddItemToArray(a, ids);
+    }
+    return a;
+}
+
+static cJSON *mode_json(const mode_result *r, int n_moe, int n_prompts) {
+    cJSON *m = cJSON_CreateObject();
+    double is = moe_mean(r->moe_is, r->moe_passes, n_moe), ex = moe_mean(r->moe_distinct, r->moe_passes, n_moe);
+    cJSON_AddStringToObject(m, "mode", mode_names[r->mode]);
+    cJSON_AddNumberToObject(m, "tokens_per_s", r->tokens_per_s);
+    cJSON_AddNumberToObject(m, "speedup", r->speedup);
+    cJSON_AddNumberToObject(m, "tau", r->n_passes ? (double)r->n_generated / r->n_passes : 0);
+    cJSON *acc = cJSON_AddArrayToObject(m, "accept_by_depth");
+    for (int d = 1; d < MOGE_MAX_DEPTH && r->tries[d] > 0; d++) cJSON_AddItemToArray(acc, cJSON_CreateNumber((double)r->hits[d] / r->tries[d]));
+    cJSON_AddNumberToObject(m, "draft_share", speculative(r) && r->t_decode > 0 ? r->t_draft / r->t_decode : 0);
+    if (is >= 0) cJSON_AddNumberToObject(m, "moe_imbalance", is); else cJSON_AddNullToObject(m, "moe_imbalance");
+    if (ex >= 0) cJSON_AddNumberToObject(m, "distinct_experts", ex); else cJSON_AddNullToObject(m, "distinct_experts");
+    if (r->identical < 0) cJSON_AddNullToObject(m, "identical"); else cJSON_AddBoolToObject(m, "identical", r->identical);
+    cJSON_AddItemToObject(m, "ids", ids_json(r, n_prompts));
+    return m;
+}
+
+static int write_file_atomic(const char *path, const char *text) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    bool bad = !f;
+    if (f) {
+        bad = fputs(text, f) < 0 || fputc('\n', f) < 0;
+        bad |= fclose(f) != 0;
+    }
+    if (bad || rename(tmp, path) != 0) {
+        fprintf(stderr, "moge bench: --json: cannot write %s\n", path);
+        remove(tmp);
+        return 1;
+    }
+    return 0;
+}
+
+static int write_json(const bench_opts *o, const mode_result *r, int n_modes, int base, int n_prompts, int n_moe) {
+    char draft[256];
+    draft_text(o, draft, sizeof draft);
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "target", o->target);
+    cJSON_AddStringToObject(root, "draft", draft);
+    cJSON_AddNumberToObject(root, "threads", n_threads(o));
+    cJSON_AddNumberToObject(root, "prompts", n_prompts);
+    cJSON_AddNumberToObject(root, "n_predict", o->n_predict);
+    cJSON_AddNumberToObject(root, "repeats", o->repeats);
+    cJSON_AddNumberToObject(root, "temperature", o->gp.sampler.temperature);
+    cJSON_AddStringToObject(root, "baseline", mode_names[r[base].mode]);
+    cJSON *modes = cJSON_AddArrayToObject(root, "modes");
+    for (int k = 0; k < n_modes; k++) cJSON_AddItemToArray(modes, mode_json(&r[k], n_moe, n_prompts));
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    int rc = text ? write_file_atomic(o->json, text) : 1;
+    free(text);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The command                                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+static void print_models(const bench_opts *o) {
+    char draft[256];
+    draft_text(o, draft, sizeof draft);
+    fprintf(stderr, "moge bench: target %s%s, draft %s%s\n", o->target, o->target_default ? " (default)" : "", draft,
+            o->draft_default ? " (default)" : "");
+}
+
+int cmd_bench(int argc, char **argv) {
+    bench_opts o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0) return rc;
+    prompt_set p = {0};
+    if (prompts_load(o.prompts_file, &p)) {
+        prompts_free(&p);
+        return 1;
+    }
+    print_models(&o);
+    bench_env e = {0};
+    mode_result r[MAX_MODES];
+    memset(r, 0, sizeof r);
+    collector col = {0};
+    rc = 1;
+    if (env_load(&e, &o) || prompts_tokenize(&p, e.tok, moge_context_n_ctx(e.ctx))) goto done;
+    int n_moe = moge_context_n_moe_layers(e.ctx);
+    col.ctx = e.ctx;
+    col.cap = o.n_predict;
+    if (!(col.ids = malloc((size_t)o.n_predict * sizeof *col.ids)) || results_alloc(r, o.n_modes, &o, p.n, n_moe)) {
+        fprintf(stderr, "moge bench: out of memory\n");
+        goto done;
+    }
+    progress pg = {.tty = isatty(STDERR_FILENO), .total = o.n_modes * o.repeats * p.n};
+    for (int k = 0; k < o.n_modes; k++)
+        if (run_mode(&e, &o, &p, &r[k], &col, &pg)) goto done;
+    if (pg.tty) fputs("\r\033[K", stderr);
+    int base = baseline(r, o.n_modes);
+    compare_modes(r, o.n_modes, base, p.n, o.gp.sampler.temperature == 0);
+    print_table(r, o.n_modes, n_moe);
+    print_summary(&o, r, o.n_modes, base, p.n);
+    fflush(stdout);
+    rc = o.json ? write_json(&o, r, o.n_modes, base, p.n, n_moe) : 0;
+done:
+    free(col.ids);
+    results_free(r, o.n_modes, p.n);
+    env_free(&e);
+    prompts_free(&p);
+    return rc;
+}

@@ -1,0 +1,177 @@
+/*
+ * test_bench_cli.c — `moge bench` end to end ($MOGE_BIN, default build/moge, run from the
+ * repository root, on models/stories260K drafting for itself):
+ *  - the table has one row per mode, none's speedup is 1.00, every row says identical "yes"
+ *    (greedy), and the line under it says all modes produced identical text;
+ *  - --json writes the documented fields, and every mode's ids equal mode none's;
+ *  - a --prompts file of 2 prompts gives 2 id lists per mode; --lookup adds a lookup row;
+ *  - bad input: --modes bogus names --modes (exit 2); a missing --prompts file is named (exit 1).
+ */
+#include <cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+
+#define OUT "build/test_bench.out"
+#define ERR "build/test_bench.err"
+#define JSON "build/test_bench.json"
+#define BENCH "bench -m models/stories260K -d models/stories260K -n 40 --repeats 1"
+
+static int sh(const char *args) {
+    char cmd[2048];
+    const char *bin = getenv("MOGE_BIN") ? getenv("MOGE_BIN") : "build/moge";
+    snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s </dev/null", bin, args, OUT, ERR);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return calloc(1, 1);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = calloc((size_t)n + 1, 1);
+    if (fread(s, 1, (size_t)n, f) != (size_t)n) s[0] = 0;
+    fclose(f);
+    return s;
+}
+
+/* The table row of `mode` split on blanks into at most 32 fields; returns the count (0: no row). */
+static int row_fields(char *table, const char *mode, char *fields[32]) {
+    size_t len = strlen(mode);
+    for (char *line = table; line && *line;) {
+        char *next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        if (!strncmp(line, mode, len) && line[len] == ' ') {
+            int n = 0;
+            for (char *t = strtok(line, " "); t && n < 32; t = strtok(NULL, " ")) fields[n++] = t;
+            return n;
+        }
+        line = next;
+    }
+    return 0;
+}
+
+/* Checks each mode's row: speedup 1.00 for none, identical "yes" as the last column. */
+static void check_table(const char *out, const char *const *modes, int n_modes) {
+    for (int k = 0; k < n_modes; k++) {
+        char *copy = strdup(out), *f[32];
+        int n = row_fields(copy, modes[k], f);
+        CHECKF(n >= 9, "no row for mode %s in:\n%s", modes[k], out);
+        if (n >= 9) {
+            CHECKF(strtod(f[1], NULL) > 0, "mode %s: tokens/s \"%s\"", modes[k], f[1]);
+            if (!strcmp(modes[k], "none")) CHECKF(!strcmp(f[2], "1.00"), "speedup of none is \"%s\"", f[2]);
+            CHECKF(!strcmp(f[n - 1], "yes"), "mode %s: identical is \"%s\"", modes[k], f[n - 1]);
+        }
+        free(copy);
+    }
+    CHECKF(strstr(out, "all modes produced identical text") != NULL, "no identity line in:\n%s", out);
+    CHECKF(strstr(out, "target models/stories260K, draft models/stories260K") != NULL, "models not stated in:\n%s", out);
+}
+
+static bool ids_equal(const cJSON *a, const cJSON *b) {
+    if (!cJSON_IsArray(a) || !cJSON_IsArray(b) || cJSON_GetArraySize(a) != cJSON_GetArraySize(b)) return false;
+    for (int i = 0; i < cJSON_GetArraySize(a); i++)
+        if (cJSON_GetArrayItem(a, i)->valuedouble != cJSON_GetArrayItem(b, i)->valuedouble) return false;
+    return true;
+}
+
+/* Parses JSON and checks the top-level fields, the modes in order, and every mode's ids
+ * (n_prompts non-empty lists) against mode none's. Returns the parsed document (or NULL). */
+static cJSON *check_json(const char *const *modes, int n_modes, int n_prompts) {
+    char *text = slurp(JSON);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    CHECKF(root != NULL, "%s does not parse", JSON);
+    if (!root) return NULL;
+    static const char *top[] = {"target", "draft", "threads", "prompts", "n_predict", "repeats", "temperature", "modes"};
+    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
+        CHECKF(cJSON_GetObjectItem(root, top[i]) != NULL, "JSON lacks \"%s\"", top[i]);
+    const cJSON *jm = cJSON_GetObjectItem(root, "modes"), *none_ids = NULL;
+    CHECK(cJSON_GetObjectItem(root, "prompts") && cJSON_GetObjectItem(root, "prompts")->valueint == n_prompts);
+    CHECK(cJSON_GetObjectItem(root, "n_predict") && cJSON_GetObjectItem(root, "n_predict")->valueint == 40);
+    CHECKF(cJSON_GetArraySize(jm) == n_modes, "JSON has %d modes, expected %d", cJSON_GetArraySize(jm), n_modes);
+    static const char *fields[] = {"mode", "tokens_per_s", "speedup", "tau", "accept_by_depth", "draft_share",
+                                   "moe_imbalance", "distinct_experts", "identical", "ids"};
+    for (int k = 0; k < n_modes && k < cJSON_GetArraySize(jm); k++) {
+        const cJSON *m = cJSON_GetArrayItem(jm, k), *ids = cJSON_GetObjectItem(m, "ids");
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+            CHECKF(cJSON_GetObjectItem(m, fields[i]) != NULL, "mode %d lacks \"%s\"", k, fields[i]);
+        const cJSON *name = cJSON_GetObjectItem(m, "mode");
+        CHECKF(cJSON_IsString(name) && !strcmp(name->valuestring, modes[k]), "mode %d is not %s", k, modes[k]);
+        CHECKF(cJSON_IsTrue(cJSON_GetObjectItem(m, "identical")), "mode %s: identical is not true", modes[k]);
+        CHECKF(cJSON_GetArraySize(ids) == n_prompts, "mode %s: %d id lists, expected %d", modes[k], cJSON_GetArraySize(ids), n_prompts);
+        for (int i = 0; i < cJSON_GetArraySize(ids); i++)
+            CHECKF(cJSON_GetArraySize(cJSON_GetArrayItem(ids, i)) > 0, "mode %s: prompt %d has no ids", modes[k], i);
+        if (!strcmp(modes[k], "none")) none_ids = ids;
+    }
+    CHECKF(none_ids != NULL, "no mode none in the JSON");
+    for (int k = 0; none_ids && k < cJSON_GetArraySize(jm); k++) {
+        const cJSON *ids = cJSON_GetObjectItem(cJSON_GetArrayItem(jm, k), "ids");
+        CHECKF(cJSON_GetArraySize(ids) == cJSON_GetArraySize(none_ids), "mode %d: id list count differs from none", k);
+        for (int i = 0; i < cJSON_GetArraySize(ids) && i < cJSON_GetArraySize(none_ids); i++)
+            CHECKF(ids_equal(cJSON_GetArrayItem(ids, i), cJSON_GetArrayItem(none_ids, i)), "mode %d prompt %d: ids differ from none", k, i);
+    }
+    return root;
+}
+
+static void test_default_modes(void) {
+    remove(JSON);
+    CHECK(sh(BENCH " --json " JSON) == 0);
+    char *out = slurp(OUT), *err = slurp(ERR);
+    static const char *modes[] = {"none", "chain", "tree"};
+    check_table(out, modes, 3);
+    CHECKF(strstr(out, "lookup") == NULL, "lookup ran without being asked:\n%s", out);
+    CHECKF(strstr(err, "models/stories260K") != NULL, "stderr does not name the models: %s", err);
+    cJSON *root = check_json(modes, 3, 8);
+    if (root) {
+        const cJSON *none = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "modes"), 0);
+        CHECK(cJSON_GetObjectItem(none, "speedup")->valuedouble == 1.0);
+        CHECK(cJSON_IsNull(cJSON_GetObjectItem(none, "moe_imbalance"))); /* stories260K is dense */
+        const cJSON *chain = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "modes"), 1);
+        CHECKF(cJSON_GetObjectItem(chain, "tau")->valuedouble > 1.0, "chain drafting with the target itself: tau <= 1");
+        CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(chain, "accept_by_depth")) > 0);
+    }
+    cJSON_Delete(root);
+    free(out); free(err);
+}
+
+static void test_prompts_file_and_lookup(void) {
+    FILE *f = fopen("build/test_bench_prompts.txt", "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    fputs("Lily and Tom went to the park.\n\nThe little dog was happy\n", f); /* the blank line is skipped */
+    fclose(f);
+    remove(JSON);
+    CHECK(sh(BENCH " --prompts build/test_bench_prompts.txt --lookup --json " JSON) == 0);
+    char *out = slurp(OUT);
+    static const char *modes[] = {"none", "chain", "tree", "lookup"};
+    check_table(out, modes, 4);
+    cJSON_Delete(check_json(modes, 4, 2));
+    free(out);
+}
+
+static void test_errors(void) {
+    static const struct { const char *args; int rc; const char *needle; } cases[] = {
+        {BENCH " --modes bogus", 2, "--modes"},
+        {BENCH " --modes none,none", 2, "--modes"},
+        {BENCH " --prompts build/no_such_prompts.txt", 1, "build/no_such_prompts.txt"},
+        {BENCH " --repeats 0", 2, "--repeats"},
+        {"bench -m models/stories260K", 2, "drafter"},
+        {"bench -m no/such/model -d models/stories260K", 1, "no/such/model"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = sh(cases[i].args);
+        char *err = slurp(ERR);
+        CHECKF(rc == cases[i].rc, "moge %s: exit %d, expected %d (%s)", cases[i].args, rc, cases[i].rc, err);
+        CHECKF(strstr(err, cases[i].needle) != NULL, "moge %s: stderr does not mention \"%s\": %s", cases[i].args, cases[i].needle, err);
+        free(err);
+    }
+}
+
+int main(void) {
+    RUN_TESTS(T(test_default_modes), T(test_prompts_file_and_lookup), T(test_errors));
+}
