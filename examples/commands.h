@@ -6,6 +6,7 @@ int cmd_run(int argc, char **argv);      /* examples/cmd_run.c */
 int cmd_tokenize(int argc, char **argv); /* examples/cmd_tokenize.c */
 int cmd_info(int argc, char **argv);     /* examples/cmd_info.c */
 int cmd_pull(int argc, char **argv);     /* examples/cmd_pull.c */
+int cmd_chat(int argc, char **argv);     /* examples/cmd_chat.c */
 int cmd_bench(int argc, char **argv);    /* examples/cmd_bench.c */
 
 #endif

@@ -11,6 +11,7 @@ static void usage(FILE *f) {
           "\n"
           "commands:\n"
           "  run        generate text from a prompt (moge run -m models/stories260K -p \"Once\")\n"
+          "  chat       talk with a model in a REPL (moge chat; default: a committed demo model)\n"
           "  tokenize   print the token ids of a text, or decode ids\n"
           "  info       print a model's architecture and sizes\n"
           "  pull       download a model from a Hugging Face hub into the cache\n"
@@ -31,6 +32,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "chat")) return cmd_chat(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "pull")) return cmd_pull(argc - 1, argv + 1);
