@@ -13,31 +13,17 @@
 #include <sys/wait.h>
 
 #include "harness.h"
+#include "test_util.h"
+
 
 #define OUT "build/test_bench.out"
 #define ERR "build/test_bench.err"
+/* runs $MOGE_BIN with the arguments; stdout and stderr land in OUT and ERR */
+#define MOGE(args) moge_cmd(args, OUT, ERR)
 #define JSON "build/test_bench.json"
 #define BENCH "bench -m models/stories260K -d models/stories260K -n 40 --repeats 1"
 
-static int sh(const char *args) {
-    char cmd[2048];
-    const char *bin = getenv("MOGE_BIN") ? getenv("MOGE_BIN") : "build/moge";
-    snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s </dev/null", bin, args, OUT, ERR);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return calloc(1, 1);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = calloc((size_t)n + 1, 1);
-    if (fread(s, 1, (size_t)n, f) != (size_t)n) s[0] = 0;
-    fclose(f);
-    return s;
-}
 
 /* The table row of `mode` split on blanks into at most 32 fields; returns the count (0: no row). */
 static int row_fields(char *table, const char *mode, char *fields[32]) {
@@ -82,7 +68,7 @@ static bool ids_equal(const cJSON *a, const cJSON *b) {
 /* Parses JSON and checks the top-level fields, the modes in order, and every mode's ids
  * (n_prompts non-empty lists) against mode none's. Returns the parsed document (or NULL). */
 static cJSON *check_json(const char *const *modes, int n_modes, int n_prompts) {
-    char *text = slurp(JSON);
+    char *text = slurp_text(JSON);
     cJSON *root = cJSON_Parse(text);
     free(text);
     CHECKF(root != NULL, "%s does not parse", JSON);
@@ -120,8 +106,8 @@ static cJSON *check_json(const char *const *modes, int n_modes, int n_prompts) {
 
 static void test_default_modes(void) {
     remove(JSON);
-    CHECK(sh(BENCH " --json " JSON) == 0);
-    char *out = slurp(OUT), *err = slurp(ERR);
+    CHECK(MOGE(BENCH " --json " JSON) == 0);
+    char *out = slurp_text(OUT), *err = slurp_text(ERR);
     static const char *modes[] = {"none", "chain", "tree"};
     check_table(out, modes, 3);
     CHECKF(strstr(out, "lookup") == NULL, "lookup ran without being asked:\n%s", out);
@@ -146,8 +132,8 @@ static void test_prompts_file_and_lookup(void) {
     fputs("Lily and Tom went to the park.\n\nThe little dog was happy\n", f); /* the blank line is skipped */
     fclose(f);
     remove(JSON);
-    CHECK(sh(BENCH " --prompts build/test_bench_prompts.txt --lookup --json " JSON) == 0);
-    char *out = slurp(OUT);
+    CHECK(MOGE(BENCH " --prompts build/test_bench_prompts.txt --lookup --json " JSON) == 0);
+    char *out = slurp_text(OUT);
     static const char *modes[] = {"none", "chain", "tree", "lookup"};
     check_table(out, modes, 4);
     cJSON_Delete(check_json(modes, 4, 2));
@@ -164,8 +150,8 @@ static void test_errors(void) {
         {"bench -m no/such/model -d models/stories260K", 1, "no/such/model"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int rc = sh(cases[i].args);
-        char *err = slurp(ERR);
+        int rc = MOGE(cases[i].args);
+        char *err = slurp_text(ERR);
         CHECKF(rc == cases[i].rc, "moge %s: exit %d, expected %d (%s)", cases[i].args, rc, cases[i].rc, err);
         CHECKF(strstr(err, cases[i].needle) != NULL, "moge %s: stderr does not mention \"%s\": %s", cases[i].args, cases[i].needle, err);
         free(err);

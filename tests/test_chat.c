@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "test_util.h"
 
 static const char *bin(void) { return getenv("MOGE_BIN") ? getenv("MOGE_BIN") : "build/moge"; }
 
@@ -347,22 +348,7 @@ static void test_pty_context_full(void) {
 /* Piped stdin                                                                                */
 /* ------------------------------------------------------------------------------------------ */
 
-static int sh(const char *cmd) {
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return calloc(1, 1);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = calloc((size_t)n + 1, 1);
-    if (fread(s, 1, (size_t)n, f) != (size_t)n) s[0] = 0;
-    fclose(f);
-    return s;
-}
 
 static void spit(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");
@@ -385,8 +371,8 @@ static char *run_greedy(const char *prompt, int n) {
     spit(tmp("prompt"), prompt);
     snprintf(cmd, sizeof cmd, "%s run -m models/stories260K --temp 0 -n %d -p \"$(cat %s)\" >%s 2>/dev/null", bin(), n, tmp("prompt"),
              tmp("run"));
-    CHECK(sh(cmd) == 0);
-    char *out = slurp(tmp("run"));
+    CHECK(shell(cmd) == 0);
+    char *out = slurp_text(tmp("run"));
     size_t len = strlen(out);
     if (len > 0 && out[len - 1] == '\n') out[len - 1] = 0;
     return out;
@@ -398,8 +384,8 @@ static void test_piped_turns_equal_fresh_prefill(void) {
     snprintf(input, sizeof input, "%s\n/temp 0\n%s\n/stats\n/tokens\n", l1, l2);
     spit(tmp("in"), input);
     snprintf(cmd, sizeof cmd, "%s chat -m models/stories260K --temp 0 -n 30 <%s >%s 2>%s", bin(), tmp("in"), tmp("out"), tmp("err"));
-    int rc = sh(cmd);
-    char *out = slurp(tmp("out")), *err = slurp(tmp("err"));
+    int rc = shell(cmd);
+    char *out = slurp_text(tmp("out")), *err = slurp_text(tmp("err"));
     CHECKF(rc == 0, "exit status %d; stderr:\n%s", rc, err);
     CHECKF(!strchr(out, '\033') && !strchr(err, '\033'), "escape codes without a terminal:\n%s\n%s", out, err);
     CHECKF(strstr(err, "no chat template recognised") && strstr(err, "[30 tokens, "), "stderr:\n%s", err);
@@ -448,7 +434,7 @@ static bool make_chatml_moe_model(const char *dir) {
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     unlink(path);
     if (symlink(weights, path) != 0) return false;
-    char *config = slurp("tests/fixtures/moe/qwen3_moe/config.json");
+    char *config = slurp_text("tests/fixtures/moe/qwen3_moe/config.json");
     snprintf(path, sizeof path, "%s/config.json", dir);
     spit(path, config);
     free(config);
@@ -488,8 +474,8 @@ static void test_chatml_moe_turns(void) {
     spit(tmp("in"), "hello there.\nhow are you?\n/tokens\n/stats\n");
     snprintf(cmd, sizeof cmd, "%s chat -m %s --system \"be brief.\" --temp 0 -n 12 <%s >%s 2>%s", bin(), tmp("moe"), tmp("in"),
              tmp("out"), tmp("err"));
-    int rc = sh(cmd);
-    char *out = slurp(tmp("out")), *err = slurp(tmp("err"));
+    int rc = shell(cmd);
+    char *out = slurp_text(tmp("out")), *err = slurp_text(tmp("err"));
     CHECKF(rc == 0, "exit status %d; stderr:\n%s", rc, err);
     CHECKF(strstr(err, "chat template: chatml") && !strstr(err, "no chat template"), "stderr:\n%s", err);
     const char *tok = strstr(out, "tokens: KV cache ");
@@ -507,8 +493,8 @@ static void test_chatml_moe_turns(void) {
 static void test_default_model_and_errors(void) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "printf 'Once upon a time\\n' | %s chat -n 5 >%s 2>%s", bin(), tmp("out"), tmp("err"));
-    int rc = sh(cmd);
-    char *err = slurp(tmp("err"));
+    int rc = shell(cmd);
+    char *err = slurp_text(tmp("err"));
     CHECKF(rc == 0, "exit status %d; stderr:\n%s", rc, err);
     CHECKF(strstr(err, "moge chat: model ") && strstr(err, "models/") && strstr(err, " tokens/s"), "no -m: %s", err);
     free(err);
@@ -521,8 +507,8 @@ static void test_default_model_and_errors(void) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(cmd, sizeof cmd, "%s %s </dev/null >%s 2>%s", bin(), cases[i].args, tmp("out"), tmp("err"));
-        rc = sh(cmd);
-        err = slurp(tmp("err"));
+        rc = shell(cmd);
+        err = slurp_text(tmp("err"));
         CHECKF(rc == cases[i].rc && strstr(err, cases[i].needle), "moge %s: exit %d (expected %d): %s", cases[i].args, rc, cases[i].rc, err);
         free(err);
     }

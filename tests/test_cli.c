@@ -10,34 +10,16 @@
 #include <sys/wait.h>
 
 #include "harness.h"
+#include "test_util.h"
+
 
 #define OUT "build/test_cli.out"
 #define ERR "build/test_cli.err"
-
-/* Runs the binary ($MOGE_BIN, set by tests/run.sh; default build/moge) with stdout/stderr to
- * files; returns the exit status. */
-static int sh(const char *args) {
-    char cmd[2048];
-    const char *bin = getenv("MOGE_BIN") ? getenv("MOGE_BIN") : "build/moge";
-    snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s </dev/null", bin, args, OUT, ERR);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return calloc(1, 1);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = calloc((size_t)n + 1, 1);
-    if (fread(s, 1, (size_t)n, f) != (size_t)n) s[0] = 0;
-    fclose(f);
-    return s;
-}
+/* runs $MOGE_BIN with the arguments; stdout and stderr land in OUT and ERR */
+#define MOGE(args) moge_cmd(args, OUT, ERR)
 
 static char *expected(void) {
-    char *e = slurp("tests/fixtures/stories260K-greedy-200.txt");
+    char *e = slurp_text("tests/fixtures/stories260K-greedy-200.txt");
     CHECKF(strlen(e) > 400, "missing tests/fixtures/stories260K-greedy-200.txt");
     return e;
 }
@@ -50,8 +32,8 @@ static int same_text(const char *out, const char *e) {
 
 static void test_run_greedy_matches_llama2c(void) {
     char *e = expected();
-    CHECK(sh("run -m models/stories260K -n 200 --temp 0") == 0);
-    char *out = slurp(OUT), *err = slurp(ERR);
+    CHECK(MOGE("run -m models/stories260K -n 200 --temp 0") == 0);
+    char *out = slurp_text(OUT), *err = slurp_text(ERR);
     CHECKF(same_text(out, e), "stdout differs from the expected text:\n%s", out);
     CHECKF(strstr(err, "generated 200 tokens") != NULL, "stderr: %s", err);
     free(out); free(err); free(e);
@@ -66,8 +48,8 @@ static void test_speculative_modes_same_text(void) {
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         char args[512];
         snprintf(args, sizeof args, "run -m models/stories260K -n 200 --temp 0 %s", modes[i]);
-        CHECKF(sh(args) == 0, "%s failed", modes[i]);
-        char *out = slurp(OUT), *err = slurp(ERR);
+        CHECKF(MOGE(args) == 0, "%s failed", modes[i]);
+        char *out = slurp_text(OUT), *err = slurp_text(ERR);
         CHECKF(same_text(out, e), "%s: text differs", modes[i]);
         CHECKF(strstr(err, "speculative") != NULL, "%s: no speculative statistics on stderr: %s", modes[i], err);
         free(out); free(err);
@@ -76,21 +58,21 @@ static void test_speculative_modes_same_text(void) {
 }
 
 static void test_stats_json(void) {
-    CHECK(sh("run -m models/stories260K -n 50 --temp 0 --draft-layers 3 --stats-json build/test_cli.json") == 0);
-    char *j = slurp("build/test_cli.json");
+    CHECK(MOGE("run -m models/stories260K -n 50 --temp 0 --draft-layers 3 --stats-json build/test_cli.json") == 0);
+    char *j = slurp_text("build/test_cli.json");
     static const char *keys[] = {"\"ids\"", "\"tokens\"", "\"prefill_seconds\"", "\"seconds\"", "\"tokens_per_s\"", "\"target_passes\"",
                                  "\"mean_accepted\"", "\"accept_by_depth\"", "\"time_split\"", "\"draft\"", "\"verify\"", "\"sample\"", "\"rollback\""};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) CHECKF(strstr(j, keys[i]) != NULL, "stats JSON lacks %s", keys[i]);
     free(j);
-    CHECK(sh("run -m tests/fixtures/moe/pangu_16e4g -n 20 --temp 0 -p x --stats-json build/test_cli.json") != 0); /* no tokenizer */
-    char *err = slurp(ERR);
+    CHECK(MOGE("run -m tests/fixtures/moe/pangu_16e4g -n 20 --temp 0 -p x --stats-json build/test_cli.json") != 0); /* no tokenizer */
+    char *err = slurp_text(ERR);
     CHECKF(strstr(err, "tokenizer.json") != NULL, "%s", err);
     free(err);
 }
 
 static void test_prompt_not_echoed(void) {
-    CHECK(sh("run -m models/stories260K -p \"Once upon a time\" -n 20 --temp 0") == 0);
-    char *out = slurp(OUT);
+    CHECK(MOGE("run -m models/stories260K -p \"Once upon a time\" -n 20 --temp 0") == 0);
+    char *out = slurp_text(OUT);
     CHECKF(strncmp(out, "Once upon a time", 16) != 0 && strlen(out) > 10, "stdout: %s", out);
     free(out);
 }
@@ -111,8 +93,8 @@ static void test_errors(void) {
         {"frob", 2, "unknown command"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int rc = sh(cases[i].args);
-        char *err = slurp(ERR);
+        int rc = MOGE(cases[i].args);
+        char *err = slurp_text(ERR);
         CHECKF(rc == cases[i].rc, "moge %s: exit %d, expected %d (%s)", cases[i].args, rc, cases[i].rc, err);
         CHECKF(strstr(err, cases[i].needle) != NULL, "moge %s: stderr does not mention \"%s\": %s", cases[i].args, cases[i].needle, err);
         free(err);
@@ -120,12 +102,12 @@ static void test_errors(void) {
 }
 
 static void test_info(void) {
-    CHECK(sh("info -m tests/fixtures/moe/pangu_64e8g_bf16") == 0);
-    char *out = slurp(OUT);
+    CHECK(MOGE("info -m tests/fixtures/moe/pangu_64e8g_bf16") == 0);
+    char *out = slurp_text(OUT);
     CHECKF(strstr(out, "PanguProMoEForCausalLM") && strstr(out, "64 routed") && strstr(out, "8 groups") && strstr(out, "routing moge"),
            "moge info: %s", out);
     free(out);
-    CHECK(sh("--help") == 0);
+    CHECK(MOGE("--help") == 0);
 }
 
 /* examples/simple.c, the library example, next to the binary: $(BUILD)/examples/simple */
@@ -134,7 +116,7 @@ static void test_library_example(void) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "\"$(dirname %s)/examples/simple\" >%s 2>%s </dev/null", bin, OUT, ERR);
     int rc = system(cmd);
-    char *out = slurp(OUT), *err = slurp(ERR);
+    char *out = slurp_text(OUT), *err = slurp_text(ERR);
     CHECKF(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "examples/simple failed: %s", err);
     char *e = expected();
     /* greedy from "Once upon a time": the stories260K text from that point on */

@@ -1,0 +1,39 @@
+/*
+ * test_util.h — helpers shared by the tests that drive programs: read a file whole, run a shell
+ * command, run the `moge` binary under test ($MOGE_BIN, set by tests/run.sh; default build/moge).
+ */
+#ifndef MOGE_TEST_UTIL_H
+#define MOGE_TEST_UTIL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+/* The file's bytes as a NUL-terminated malloc'd string; "" when it cannot be read. */
+static inline char *slurp_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return calloc(1, 1);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = calloc((size_t)(n > 0 ? n : 0) + 1, 1);
+    if (n > 0 && fread(s, 1, (size_t)n, f) != (size_t)n) s[0] = 0;
+    fclose(f);
+    return s;
+}
+
+/* Runs cmd with /bin/sh; returns its exit status, or -1 when it did not exit normally. */
+static inline int shell(const char *cmd) {
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* Runs `$MOGE_BIN args` with stdin from /dev/null, stdout to out and stderr to err. */
+static inline int moge_cmd(const char *args, const char *out, const char *err) {
+    char cmd[4096];
+    const char *bin = getenv("MOGE_BIN") ? getenv("MOGE_BIN") : "build/moge";
+    snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s </dev/null", bin, args, out, err);
+    return shell(cmd);
+}
+
+#endif
