@@ -3,6 +3,10 @@
  * dev cases, llama.cpp's Qwen3 vectors, llama2.c's tok512 vectors), decode round trips over the
  * TinyStories validation text, the streaming detokenizer, malformed files, every normalizer /
  * pre-tokenizer / decoder / added-token flag on small in-test tokenizers, and chat templates.
+ * The fast paths are checked against the plain ones they replace: the hand-written matcher of the
+ * Qwen/Llama 3 pattern against PCRE2, normalization by ASCII-separated runs against utf8proc on
+ * the whole text, the streaming pre-tokenizer against the step-by-step one, and the vocab/merges
+ * scanner against cJSON.
  * Fixtures (tests/fixtures/tokenizers/, tests/fixtures/tok512-vectors.tsv) are read relative to
  * the repository root; see tests/fixtures/tokenizers/LICENSE for their licences.
  */
@@ -10,10 +14,12 @@
 #include "moge.h"
 #include "tokenizer/tokenizer.h"
 
+#include <cjson/cJSON.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <utf8proc.h>
 
 #define MISTRAL "tests/fixtures/tokenizers/mistral"
 #define QWEN3 "tests/fixtures/tokenizers/qwen3"
@@ -779,6 +785,301 @@ static void test_digits_bytelevel_metaspace(void) {
     moge_tokenizer_free(t);
 }
 
+/* ---- fast paths against the plain ones --------------------------------------------------- */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint32_t rng(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 32);
+}
+
+/* A random text of up to max_frags fragments drawn from frags. */
+static void random_text(tk_buf *b, const char *const *frags, size_t n_frags, size_t max_frags) {
+    b->len = 0;
+    tk_buf_put(b, "", 0);
+    size_t k = rng() % (max_frags + 1);
+    for (size_t i = 0; i < k; i++) {
+        const char *f = frags[rng() % n_frags];
+        tk_buf_put(b, f, strlen(f));
+    }
+}
+
+static bool same_spans(const tk_regex *a, const tk_regex *b, const char *s, size_t n) {
+    tk_spans x = {0}, y = {0};
+    int ra = tk_regex_find_all(a, s, n, &x), rb = tk_regex_find_all(b, s, n, &y);
+    bool same = ra == 0 && rb == 0 && x.n == y.n && (x.n == 0 || memcmp(x.v, y.v, x.n * sizeof *x.v) == 0);
+    if (!same && n < 200) {
+        printf("  spans differ on \"");
+        for (size_t i = 0; i < n; i++) printf((unsigned char)s[i] < 0x20 ? "\\x%02x" : "%c", (unsigned char)s[i]);
+        printf("\" (%zu vs %zu spans)\n", x.n, y.n);
+    }
+    tk_spans_free(&x);
+    tk_spans_free(&y);
+    return same;
+}
+
+/* The hand-written matcher of the Qwen2/3 and Llama 3 patterns finds exactly PCRE2's matches. */
+static void test_fast_regex_matches_pcre2(void) {
+    static const char *const patterns[] = {
+        "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
+        "\\s+(?!\\S)|\\s+",
+        "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+        "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"};
+    static const char *const frags[] = {
+        "a", "Z", "s", "S", "t", "T", "e", "E", "l", "L", "r", "v", "m", "d", "x", "'", "'", "0", "9", "123", " ",
+        "  ", "\t", "\n", "\r", "\r\n", "\v", "\f", "\x1c", "\x7f", "\x01", ",", ".", "!", "\"", "_", "-",
+        "\xC3\xA9",         /* é */
+        "e\xCC\x81",        /* e + combining acute */
+        "\xC5\xBF",         /* ſ, which (?i) matches with s */
+        "\xE2\x84\xAA",     /* Kelvin sign */
+        "\xC2\xA0",         /* no-break space */
+        "\xC2\x85",         /* NEL */
+        "\xE3\x80\x80",     /* ideographic space */
+        "\xE2\x80\xA8",     /* line separator */
+        "\xC2\xB2",         /* superscript two (\p{N}) */
+        "\xD9\xA3",         /* Arabic-indic three */
+        "\xE2\x80\x9C",     /* left double quotation mark */
+        "\xE4\xB8\xAD",     /* a CJK letter */
+        "\xF0\x9F\x98\x80", /* an emoji */
+    };
+    size_t len = 0;
+    char *valid = slurp(VALID_TXT, &len);
+    CHECK(valid != NULL);
+    tk_buf text = {0};
+    for (size_t p = 0; p < sizeof patterns / sizeof *patterns; p++) {
+        char msg[200];
+        tk_regex *fast = tk_regex_new(patterns[p], strlen(patterns[p]), false, msg, sizeof msg);
+        tk_regex *slow = tk_regex_new(patterns[p], strlen(patterns[p]), false, msg, sizeof msg);
+        CHECK(fast && slow);
+        if (!fast || !slow) continue;
+        CHECK(tk_regex_set_fast(slow, false));
+        CHECK(!tk_regex_set_fast(slow, true));
+        if (valid) CHECK(same_spans(fast, slow, valid, len));
+        size_t bad = 0;
+        for (int i = 0; i < 30000 && bad < 5; i++) {
+            random_text(&text, frags, sizeof frags / sizeof *frags, 12);
+            if (!same_spans(fast, slow, text.p, text.len)) bad++;
+        }
+        CHECK(bad == 0);
+        tk_regex_free(fast);
+        tk_regex_free(slow);
+    }
+    tk_buf_free(&text);
+    free(valid);
+    /* Qwen3's tokenizer.json spells the pattern exactly so: the hand-written matcher is used. */
+    moge_tokenizer *q = load(QWEN3);
+    CHECK(q && q->plan.ok && q->plan.re && q->plan.byte_map && tk_regex_set_fast((tk_regex *)q->plan.re, true));
+    moge_tokenizer_free(q);
+}
+
+/* The Unicode forms normalize only the non-ASCII runs; the result equals utf8proc on the whole. */
+static void test_unicode_forms_by_runs(void) {
+    static const char *const forms[] = {"NFC", "NFD", "NFKC", "NFKD"};
+    static const int opts[] = {UTF8PROC_COMPOSE, UTF8PROC_DECOMPOSE, UTF8PROC_COMPOSE | UTF8PROC_COMPAT,
+                               UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT};
+    static const char *const frags[] = {
+        "a", "e", "A", "o", "n", " ", ".", "\n", "s",
+        "\xCC\x81",         /* combining acute */
+        "\xCC\xA7",         /* combining cedilla */
+        "\xCC\xA3",         /* combining dot below */
+        "\xCD\x84",         /* combining Greek dialytika tonos (decomposes) */
+        "\xC3\xA9",         /* é */
+        "\xE2\x84\xAB",     /* Angstrom sign */
+        "\xEF\xAC\x81",     /* ﬁ */
+        "\xEF\xBC\xA1",     /* fullwidth A */
+        "\xE2\x91\xA0",     /* circled one */
+        "\xE1\x84\x80",     /* Hangul choseong kiyeok */
+        "\xE1\x85\xA1",     /* Hangul jungseong a */
+        "\xE1\x86\xA8",     /* Hangul jongseong kiyeok */
+        "\xEA\xB0\x80",     /* 가 */
+        "\xE0\xA4\xA8",     /* Devanagari na */
+        "\xE0\xA4\xBC",     /* Devanagari nukta */
+        "\xE0\xA5\x9B",     /* Devanagari za (composition exclusion) */
+        "\xE2\x80\x9C",     /* left double quotation mark */
+    };
+    tk_buf text = {0}, got = {0};
+    for (size_t f = 0; f < 4; f++) {
+        char json[64], err[256];
+        snprintf(json, sizeof json, "{\"type\": \"%s\"}", forms[f]);
+        cJSON *j = cJSON_Parse(json);
+        tk_normalizer *nz = NULL;
+        CHECK(j && tk_normalizer_parse(j, "test", &nz, err, sizeof err) == MOGE_OK);
+        cJSON_Delete(j);
+        if (!nz) continue;
+        CHECK(tk_normalizer_ascii_identity(nz));
+        size_t bad = 0;
+        for (int i = 0; i < 20000 && bad < 5; i++) {
+            random_text(&text, frags, sizeof frags / sizeof *frags, 10);
+            CHECK(tk_normalize(nz, text.p, text.len, &got) == 0);
+            utf8proc_uint8_t *want = NULL;
+            utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)text.p, (utf8proc_ssize_t)text.len, &want,
+                                              UTF8PROC_STABLE | opts[f]);
+            if (r < 0 || (size_t)r != got.len || memcmp(want, got.p, got.len) != 0) {
+                if (bad++ == 0) printf("  %s differs on a %zu-byte text\n", forms[f], text.len);
+            }
+            free(want);
+        }
+        CHECK(bad == 0);
+        tk_normalizer_free(nz);
+    }
+    tk_buf_free(&text);
+    tk_buf_free(&got);
+}
+
+/* The one-pass pre-tokenizer (tk_pretok_plan) with the word cache gives the same ids as the
+ * step-by-step pipeline, which two no-op Splits in front force. */
+static void test_streaming_pretokenizer_matches_steps(void) {
+    /* Every GPT-2 alphabet character alone, and a few merges across spaces, letters, newlines. */
+    tk_buf vocab = {0};
+    int id = 0;
+    char item[64];
+    for (int b = 0; b < 256; b++) {
+        const char *u = tk_byte_to_unicode((uint8_t)b);
+        snprintf(item, sizeof item, "%s\"%s%s\": %d", b ? ", " : "", u[0] == '"' || u[0] == '\\' ? "\\" : "", u, id++);
+        tk_buf_put(&vocab, item, strlen(item));
+    }
+    static const char *const merged[][2] = {{"\xC4\xA0", "a"}, {"a", "b"}, {"\xC4\xA0" "a", "b"}, {"\xC4\x8A", "\xC4\x8A"},
+                                            {"1", "2"}, {"h", "e"}, {"\xC4\xA0", "he"}, {"\xC4\xA0", "\xC4\xA0"}};
+    tk_buf merges = {0};
+    for (size_t i = 0; i < sizeof merged / sizeof *merged; i++) {
+        snprintf(item, sizeof item, ", \"%s%s\": %d", merged[i][0], merged[i][1], id++);
+        tk_buf_put(&vocab, item, strlen(item));
+        snprintf(item, sizeof item, "%s\"%s %s\"", i ? ", " : "", merged[i][0], merged[i][1]);
+        tk_buf_put(&merges, item, strlen(item));
+    }
+    static const char *const noop = "{\"type\": \"Split\", \"pattern\": {\"String\": \"\\u0001\\u0002\\u0001\"}, "
+                                    "\"behavior\": \"Isolated\"}, ";
+    static const char *const split =
+        "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?"
+        "\\\\p{L}+|\\\\p{N}| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"}, "
+        "\"behavior\": \"Isolated\"}, ";
+    static const char *const variants[][2] = {
+        {"", "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": true}"},
+        {"", "{\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"use_regex\": true}"},
+        {"", "{\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"use_regex\": false}"},
+        {"split", "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": false}"},
+        {"split", "{\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"use_regex\": false}"},
+    };
+    static const char *const texts[] = {
+        "ab ab ab he he  he\n\nab", " ab", "ab", "  ab\t12 123 he's\r\n ab", "\xC3\xA9t\xC3\xA9 ab \xE2\x80\x9C" "ab\xE2\x80\x9D",
+        "he he he he he he he he he he he he he he he he", "", " ", "\n", "ab<x>ab",
+    };
+    size_t cap = 1 << 16;
+    char *json = malloc(cap);
+    for (size_t v = 0; v < sizeof variants / sizeof *variants; v++) {
+        moge_tokenizer *t[2] = {NULL, NULL};
+        for (int slow = 0; slow < 2; slow++) {
+            snprintf(json, cap,
+                     "{\"model\": {\"type\": \"BPE\", \"vocab\": {%s}, \"merges\": [%s]}, "
+                     "\"added_tokens\": [{\"id\": %d, \"content\": \"<x>\", \"special\": true, \"normalized\": true}], "
+                     "\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [%s%s%s%s]}}",
+                     vocab.p, merges.p, id, slow ? noop : "", slow ? noop : "", variants[v][0][0] ? split : "",
+                     variants[v][1]);
+            t[slow] = tiny(json);
+        }
+        CHECKF(t[0] && t[1] && t[0]->plan.ok && !t[1]->plan.ok, "variant %zu", v);
+        for (size_t i = 0; t[0] && t[1] && i < sizeof texts / sizeof *texts; i++) {
+            size_t na, nb;
+            int32_t *a = encode(t[0], texts[i], strlen(texts[i]), false, &na);
+            int32_t *b = encode(t[1], texts[i], strlen(texts[i]), false, &nb);
+            bool same = na == nb && (na == 0 || memcmp(a, b, na * sizeof *a) == 0);
+            CHECKF(same, "variant %zu, text %zu: %zu vs %zu ids", v, i, na, nb);
+            free(a);
+            free(b);
+        }
+        moge_tokenizer_free(t[0]);
+        moge_tokenizer_free(t[1]);
+    }
+    free(json);
+    tk_buf_free(&vocab);
+    tk_buf_free(&merges);
+}
+
+/* Loads the tokenizer.json text json twice: as it is (model.vocab and model.merges read by the
+ * scanner of json_scan.c) and with the "model" key spelled with an escape, which the scanner
+ * leaves to cJSON; the two must agree on every piece and on the ids of text. */
+static bool scan_matches_cjson(const char *json, size_t len, const char *text, size_t text_len) {
+    const char *k = strstr(json, "\"model\"");
+    if (!k) return false;
+    tk_buf alt = {0};
+    tk_buf_put(&alt, json, (size_t)(k - json));
+    tk_buf_put(&alt, "\"\\u006dodel\"", 12);
+    tk_buf_put(&alt, k + 7, len - (size_t)(k + 7 - json));
+    moge_tokenizer *t[2] = {NULL, NULL};
+    char err[512] = "";
+    moge_status st0 = load_json(json, &t[0], err, sizeof err);
+    CHECKF(st0 == MOGE_OK, "%s", err);
+    moge_status st1 = load_json(alt.p, &t[1], err, sizeof err);
+    CHECKF(st1 == MOGE_OK, "%s", err);
+    tk_buf_free(&alt);
+    bool same = t[0] && t[1] && moge_tokenizer_n_vocab(t[0]) == moge_tokenizer_n_vocab(t[1]) &&
+                t[0]->bpe.n_vocab == t[1]->bpe.n_vocab;
+    for (int32_t i = 0; same && i < moge_tokenizer_n_vocab(t[0]); i++) {
+        const tk_str *a = &t[0]->piece[i], *b = &t[1]->piece[i];
+        same = (a->s == NULL) == (b->s == NULL) && a->len == b->len && (!a->s || memcmp(a->s, b->s, a->len) == 0);
+        if (!same) printf("  piece %d differs\n", i);
+    }
+    if (same) {
+        size_t na, nb;
+        int32_t *a = encode(t[0], text, text_len, false, &na);
+        int32_t *b = encode(t[1], text, text_len, false, &nb);
+        same = na == nb && memcmp(a, b, na * sizeof *a) == 0;
+        free(a);
+        free(b);
+    }
+    moge_tokenizer_free(t[0]);
+    moge_tokenizer_free(t[1]);
+    return same;
+}
+
+static void test_vocab_scanner_matches_cjson(void) {
+    /* Escapes of every kind in tokens and merges, both merge forms. */
+    const char *tiny_json =
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"\\\"\": 1, \"\\\\\": 2, \"\\/\": 3, \"\\u00e9\": 4, "
+        "\"\\ud83d\\ude00\": 5, \"a\\\"\": 6, \"\\t\\n\\r\\b\\f\": 7, \"\\u00e9\\u00e9\": 8, \"\\t\": 9, \"\\n\": 10, "
+        "\"\\r\": 11, \"\\b\": 12, \"\\f\": 13, \"\\t\\n\": 14, \"\\r\\b\": 15, \"\\t\\n\\r\\b\": 16},"
+        " \"merges\": [\"a \\\"\", [\"\\u00e9\", \"\\u00E9\"], \"\\t \\n\", [\"\\r\", \"\\b\"], "
+        "[\"\\t\\n\", \"\\r\\b\"], \"\\t\\n\\r\\b \\f\"]}, \"pre_tokenizer\": null}";
+    const char *text = "a\"\\/\xC3\xA9\xC3\xA9\xF0\x9F\x98\x80\t\n\r\b\fa\"";
+    CHECK(scan_matches_cjson(tiny_json, strlen(tiny_json), text, strlen(text)));
+    static const char *const files[] = {MISTRAL "/tokenizer.json", QWEN3 "/tokenizer.json", TOK512};
+    size_t vlen = 0;
+    char *valid = slurp(VALID_TXT, &vlen);
+    CHECK(valid != NULL);
+    for (size_t i = 0; valid && i < sizeof files / sizeof *files; i++) {
+        size_t len;
+        char *json = slurp(files[i], &len);
+        CHECK(json != NULL);
+        if (json) CHECKF(scan_matches_cjson(json, len, valid, vlen > 50000 ? 50000 : vlen), "%s", files[i]);
+        free(json);
+    }
+    free(valid);
+}
+
+/* The word cache never answers for a word that ignore_merges would take whole: "abc" is in the
+ * vocabulary but its merges give "a" "bc"; inside the long first segment (cut into pieces, one
+ * of them "abc") it is merged, after the added token it is one token. */
+static void test_word_cache_keeps_ignore_merges(void) {
+    const char *json = "{\"model\": {\"type\": \"BPE\", \"ignore_merges\": true, \"vocab\": {\"a\": 0, \"b\": 1, "
+                       "\"c\": 2, \"bc\": 3, \"ab\": 4, \"abc\": 5, \" \": 6}, \"merges\": [\"b c\", \"a b\"]}, "
+                       "\"added_tokens\": [{\"id\": 7, \"content\": \"<x>\", \"special\": true, \"normalized\": false}]}";
+    moge_tokenizer *t = tiny(json);
+    tk_buf text = {0};
+    for (int i = 0; i < 100; i++) tk_buf_put(&text, "abc ", 4);
+    tk_buf_put(&text, "<x>abc", 6);
+    size_t n;
+    int32_t *ids = t ? encode(t, text.p, text.len, false, &n) : NULL;
+    bool ok = ids && n == 302;
+    for (size_t i = 0; ok && i < 300; i++) ok = ids[i] == (int32_t[]){0, 3, 6}[i % 3];
+    CHECK(ok && ids[300] == 7 && ids[301] == 5);
+    CHECK(enc_is(t, "abc", IDS(5)));
+    free(ids);
+    tk_buf_free(&text);
+    moge_tokenizer_free(t);
+}
+
 static void test_normalizers(void) {
     const char *tpl = "{\"model\": {\"type\": \"BPE\", \"unk_token\": \"?\", \"vocab\": {\"?\": 0, \"f\": 1, \"i\": 2, "
                       "\"a\": 3, \" \": 4, \"_\": 5, \"e\": 6, \"\xCC\x81\": 7, \"\xC3\xA9\": 8}, \"merges\": []}, "
@@ -903,5 +1204,8 @@ int main(void) {
               T(test_add_special_only_when_asked), T(test_buffer_too_small), T(test_invalid_utf8_input),
               T(test_stream_never_splits_utf8), T(test_malformed_files), T(test_merges_string_and_pair_forms),
               T(test_bpe_unknown_and_fallback), T(test_added_token_flags), T(test_split_behaviors),
-              T(test_digits_bytelevel_metaspace), T(test_normalizers), T(test_decoders), T(test_chat_templates));
+              T(test_digits_bytelevel_metaspace), T(test_normalizers), T(test_decoders), T(test_chat_templates),
+              T(test_fast_regex_matches_pcre2), T(test_unicode_forms_by_runs),
+              T(test_streaming_pretokenizer_matches_steps), T(test_vocab_scanner_matches_cjson),
+              T(test_word_cache_keeps_ignore_merges));
 }

@@ -11,6 +11,10 @@
  *   - ignore_merges: a word that is itself in the vocabulary is emitted as that token.
  * Merges may be "a b" strings or ["a", "b"] pairs; a later duplicate pair overrides the earlier
  * one, as in the reference.
+ * Speed: words are looked up in the caller's word cache first (tk_wcache; most words repeat);
+ * a long word (a whole text when there is no pre-tokenizer, as for SentencePiece-style models) is
+ * cut where no merge's junction can ever join the two sides (tk_bpe.bigrams, with a bitmap for
+ * the common characters) and its pieces go through the cache one by one.
  */
 #include "tokenizer/tokenizer.h"
 
@@ -34,11 +38,9 @@ static uint64_t mix64(uint64_t x) {
 static int mergemap_init(tk_mergemap *m, size_t expected) {
     size_t cap = 16;
     while (cap < expected * 2) cap *= 2;
-    m->keys = malloc(cap * sizeof *m->keys);
-    m->rank = malloc(cap * sizeof *m->rank);
-    m->new_id = malloc(cap * sizeof *m->new_id);
-    if (!m->keys || !m->rank || !m->new_id) return -1;
-    for (size_t i = 0; i < cap; i++) m->keys[i] = UINT64_MAX;
+    m->slots = malloc(cap * sizeof *m->slots);
+    if (!m->slots) return -1;
+    for (size_t i = 0; i < cap; i++) m->slots[i].key = UINT64_MAX;
     m->mask = cap - 1;
     return 0;
 }
@@ -46,10 +48,8 @@ static int mergemap_init(tk_mergemap *m, size_t expected) {
 static void mergemap_put(tk_mergemap *m, int32_t a, int32_t b, uint32_t rank, int32_t new_id) {
     uint64_t k = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
     size_t i = mix64(k) & m->mask;
-    while (m->keys[i] != UINT64_MAX && m->keys[i] != k) i = (i + 1) & m->mask;
-    m->keys[i] = k;
-    m->rank[i] = rank;
-    m->new_id[i] = new_id;
+    while (m->slots[i].key != UINT64_MAX && m->slots[i].key != k) i = (i + 1) & m->mask;
+    m->slots[i] = (tk_merge){k, rank, new_id};
 }
 
 static inline bool mergemap_get(const tk_mergemap *m, int32_t a, int32_t b, uint32_t *rank,
@@ -57,13 +57,13 @@ static inline bool mergemap_get(const tk_mergemap *m, int32_t a, int32_t b, uint
     uint64_t k = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
     size_t i = mix64(k) & m->mask;
     for (;;) {
-        uint64_t cur = m->keys[i];
-        if (cur == k) {
-            *rank = m->rank[i];
-            *new_id = m->new_id[i];
+        const tk_merge *e = &m->slots[i];
+        if (e->key == k) {
+            *rank = e->rank;
+            *new_id = e->new_id;
             return true;
         }
-        if (cur == UINT64_MAX) return false;
+        if (e->key == UINT64_MAX) return false;
         i = (i + 1) & m->mask;
     }
 }
@@ -85,41 +85,63 @@ static bool bigram_has(const tk_bpe *bpe, uint64_t k) {
     }
 }
 
-/* Records the character pairs of a merged token; grows the set as needed. */
-static int bigrams_add_token(tk_bpe *bpe, const char *s, size_t n, size_t *count) {
-    uint32_t prev = 0;
-    bool have_prev = false;
-    for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        size_t l = tk_utf8_char(s + i, n - i, &cp);
-        if (!l) return 0;
-        if (have_prev) {
-            if ((*count + 1) * 2 > bpe->bigram_mask + 1) {
-                size_t cap = (bpe->bigram_mask + 1) * 2;
-                uint64_t *old = bpe->bigrams;
-                size_t old_cap = bpe->bigram_mask + 1;
-                bpe->bigrams = malloc(cap * sizeof *bpe->bigrams);
-                if (!bpe->bigrams) {
-                    bpe->bigrams = old;
-                    return -1;
-                }
-                for (size_t k = 0; k < cap; k++) bpe->bigrams[k] = UINT64_MAX;
-                bpe->bigram_mask = cap - 1;
-                for (size_t k = 0; k < old_cap; k++)
-                    if (old[k] != UINT64_MAX) bigram_put(bpe, old[k]);
-                free(old);
-            }
-            uint64_t key = ((uint64_t)prev << 32) | cp;
-            if (!bigram_has(bpe, key)) {
-                bigram_put(bpe, key);
-                (*count)++;
-            }
-        }
-        prev = cp;
-        have_prev = true;
-        i += l;
+/* Records the junction of a merge "a b": the last character of a and the first of b. */
+static void bigram_add_junction(tk_bpe *bpe, const char *a, size_t alen, const char *b, size_t blen) {
+    if (!alen || !blen) return;
+    size_t i = alen - 1;
+    while (i > 0 && ((unsigned char)a[i] & 0xC0) == 0x80) i--;
+    uint32_t x, y;
+    /* A token that is not valid UTF-8 never arises from the characters of a valid text. */
+    if (tk_utf8_char(a + i, alen - i, &x) != alen - i || !tk_utf8_char(b, blen, &y)) return;
+    uint64_t key = ((uint64_t)x << 32) | y;
+    if (!bigram_has(bpe, key)) bigram_put(bpe, key);
+}
+
+/* A bitmap over pairs of the 255 "small" characters (ASCII and the 127 others most frequent in
+ * the pair set), so that the common boundaries are checked without hashing. */
+static int cmp_count_desc(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static int build_pair_bits(tk_bpe *bpe) {
+    uint32_t *count = calloc(0x10000, sizeof *count);
+    bpe->small = calloc(0x10000, 1);
+    bpe->pair_bits = calloc(256 * 256 / 64, sizeof *bpe->pair_bits);
+    uint64_t *order = NULL;
+    if (!count || !bpe->small || !bpe->pair_bits) goto fail;
+    size_t n_cp = 0;
+    for (size_t i = 0; i <= bpe->bigram_mask; i++) {
+        uint64_t k = bpe->bigrams[i];
+        if (k == UINT64_MAX) continue;
+        uint32_t cps[2] = {(uint32_t)(k >> 32), (uint32_t)k};
+        for (int j = 0; j < 2; j++)
+            if (cps[j] >= 0x80 && cps[j] < 0x10000 && count[cps[j]]++ == 0) n_cp++;
     }
+    order = malloc((n_cp ? n_cp : 1) * sizeof *order);
+    if (!order) goto fail;
+    size_t m = 0;
+    for (uint32_t cp = 0x80; cp < 0x10000; cp++)
+        if (count[cp]) order[m++] = ((uint64_t)count[cp] << 32) | (0xFFFFu - cp); /* ties: lower cp */
+    qsort(order, m, sizeof *order, cmp_count_desc);
+    for (uint32_t c = 0; c < 0x80; c++) bpe->small[c] = (uint8_t)(c + 1);
+    for (size_t i = 0; i < m && i < 127; i++) bpe->small[0xFFFFu - (uint32_t)(order[i] & 0xFFFF)] = (uint8_t)(129 + i);
+    for (size_t i = 0; i <= bpe->bigram_mask; i++) {
+        uint64_t k = bpe->bigrams[i];
+        if (k == UINT64_MAX) continue;
+        uint32_t a = (uint32_t)(k >> 32), b = (uint32_t)k;
+        if (a < 0x10000 && b < 0x10000 && bpe->small[a] && bpe->small[b]) {
+            size_t bit = (size_t)bpe->small[a] * 256 + bpe->small[b];
+            bpe->pair_bits[bit >> 6] |= 1ull << (bit & 63);
+        }
+    }
+    free(count);
+    free(order);
     return 0;
+fail:
+    free(count);
+    free(order);
+    return -1;
 }
 
 /* ---- parsing ------------------------------------------------------------------------------ */
@@ -145,79 +167,126 @@ static moge_status opt_string(const cJSON *obj, const char *key, const char *fil
 }
 
 static moge_status parse_vocab(const cJSON *vocab, const char *file, tk_bpe *bpe, tk_arena *arena,
-                               char *err, size_t err_size) {
-    if (!cJSON_IsObject(vocab))
-        return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: model.vocab: missing or not an object", file);
-    int64_t max_id = -1;
-    size_t count = 0;
-    for (const cJSON *e = vocab->child; e; e = e->next) {
-        double d = e->valuedouble;
-        if (!cJSON_IsNumber(e) || d < 0 || d > 2147483646.0 || d != floor(d))
-            return tk_fail(err, err_size, MOGE_ERR_FORMAT,
-                           "%s: model.vocab[\"%.60s\"]: expected a non-negative integer id", file, e->string);
-        if ((int64_t)d > max_id) max_id = (int64_t)d;
-        count++;
+                               tk_model_text *pre, char *err, size_t err_size) {
+    tk_vocab_ent *ents = NULL;
+    size_t n = 0;
+    if (pre) {
+        ents = pre->vocab;
+        n = pre->n_vocab;
+        tk_arena_adopt(arena, &pre->keys);
+    } else {
+        if (!cJSON_IsObject(vocab))
+            return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: model.vocab: missing or not an object", file);
+        for (const cJSON *e = vocab->child; e; e = e->next) {
+            double d = e->valuedouble;
+            if (!cJSON_IsNumber(e) || d < 0 || d > 2147483646.0 || d != floor(d))
+                return tk_fail(err, err_size, MOGE_ERR_FORMAT,
+                               "%s: model.vocab[\"%.60s\"]: expected a non-negative integer id", file, e->string);
+            n++;
+        }
+        ents = malloc((n ? n : 1) * sizeof *ents);
+        if (!ents) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+        size_t i = 0;
+        for (const cJSON *e = vocab->child; e; e = e->next, i++) {
+            size_t len = strlen(e->string);
+            char *str = tk_arena_strdup(arena, e->string, len);
+            if (!str) {
+                free(ents);
+                return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+            }
+            ents[i] = (tk_vocab_ent){str, (uint32_t)len, (int32_t)e->valuedouble};
+        }
     }
+    int64_t max_id = -1;
+    for (size_t i = 0; i < n; i++)
+        if (ents[i].id > max_id) max_id = ents[i].id;
+    moge_status st = MOGE_OK;
     bpe->n_vocab = (int32_t)(max_id + 1);
     bpe->vocab = calloc((size_t)bpe->n_vocab + 1, sizeof *bpe->vocab);
-    if (!bpe->vocab || tk_strmap_init(&bpe->map, bpe->vocab, count))
-        return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
-    for (const cJSON *e = vocab->child; e; e = e->next) {
-        int32_t id = (int32_t)e->valuedouble;
-        size_t len = strlen(e->string);
-        char *s = tk_arena_strdup(arena, e->string, len);
-        if (!s) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
-        bpe->vocab[id].s = s;
-        bpe->vocab[id].len = (uint32_t)len;
-        tk_strmap_put(&bpe->map, id);
+    if (!bpe->vocab || tk_strmap_init(&bpe->map, bpe->vocab, n)) {
+        st = tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            bpe->vocab[ents[i].id].s = ents[i].s;
+            bpe->vocab[ents[i].id].len = ents[i].len;
+            tk_strmap_put(&bpe->map, ents[i].id);
+        }
     }
-    return MOGE_OK;
+    if (!pre) free(ents);
+    return st;
 }
 
-static moge_status parse_merges(const cJSON *merges, const char *file, tk_bpe *bpe, char *err,
+static moge_status parse_merges(const cJSON *merges, const char *file, tk_bpe *bpe, tk_model_text *pre, char *err,
                                 size_t err_size) {
-    if (!merges || cJSON_IsNull(merges)) merges = NULL;
-    else if (!cJSON_IsArray(merges))
-        return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: model.merges: expected an array", file);
-    size_t n = merges ? (size_t)cJSON_GetArraySize(merges) : 0;
-    if (mergemap_init(&bpe->merges, n)) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+    tk_merge_ent *ents = NULL;
+    size_t n = 0;
+    if (pre) {
+        ents = pre->merges;
+        n = pre->n_merges;
+    } else {
+        if (!merges || cJSON_IsNull(merges)) merges = NULL;
+        else if (!cJSON_IsArray(merges))
+            return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: model.merges: expected an array", file);
+        n = merges ? (size_t)cJSON_GetArraySize(merges) : 0;
+        ents = calloc(n ? n : 1, sizeof *ents);
+        if (!ents) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+        size_t i = 0;
+        for (const cJSON *m = merges ? merges->child : NULL; m; m = m->next, i++) {
+            if (cJSON_IsString(m)) {
+                ents[i].a = m->valuestring;
+                ents[i].alen = (uint32_t)strlen(m->valuestring);
+            } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) &&
+                       cJSON_IsString(m->child->next)) {
+                ents[i].a = m->child->valuestring;
+                ents[i].alen = (uint32_t)strlen(ents[i].a);
+                ents[i].b = m->child->next->valuestring;
+                ents[i].blen = (uint32_t)strlen(ents[i].b);
+            } /* else a stays NULL: reported below, in order */
+        }
+    }
+    moge_status st = MOGE_OK;
+    if (mergemap_init(&bpe->merges, n)) st = tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
     size_t plen = bpe->subword_prefix ? strlen(bpe->subword_prefix) : 0;
     tk_buf joined = {0};
-    moge_status st = MOGE_OK;
-    uint32_t rank = 0;
-    size_t n_bigrams = 0;
-    if (bpe->bmp_id) {
-        bpe->bigrams = malloc(1024 * sizeof *bpe->bigrams);
-        if (!bpe->bigrams) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
-        for (size_t k = 0; k < 1024; k++) bpe->bigrams[k] = UINT64_MAX;
-        bpe->bigram_mask = 1023;
+    if (!st && bpe->bmp_id) {
+        size_t cap = 1024; /* at most one junction per merge: the set stays at most half full */
+        while (cap < 2 * n) cap *= 2;
+        bpe->bigrams = malloc(cap * sizeof *bpe->bigrams);
+        if (!bpe->bigrams) st = tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+        for (size_t k = 0; bpe->bigrams && k < cap; k++) bpe->bigrams[k] = UINT64_MAX;
+        bpe->bigram_mask = cap - 1;
     }
-    for (const cJSON *m = merges ? merges->child : NULL; m; m = m->next, rank++) {
-        const char *a, *b;
-        size_t alen, blen;
-        if (cJSON_IsString(m)) {
-            const char *s = m->valuestring;
-            const char *sp = strchr(s, ' ');
-            if (!sp || strchr(sp + 1, ' ')) {
-                st = tk_fail(err, err_size, MOGE_ERR_FORMAT,
-                             "%s: model.merges[%u]: \"%.60s\" is not two tokens separated by one space",
-                             file, rank, s);
-                break;
+    for (uint32_t rank = 0; !st && rank < n; rank++) {
+        if (rank + 8 < n && ents[rank + 8].a) { /* the table is large: fetch ahead */
+            const tk_merge_ent *f = &ents[rank + 8];
+            const char *sp = f->b ? NULL : memchr(f->a, ' ', f->alen);
+            if (f->b) {
+                tk_strmap_prefetch(&bpe->map, f->a, f->alen);
+                tk_strmap_prefetch(&bpe->map, f->b, f->blen);
+            } else if (sp) {
+                tk_strmap_prefetch(&bpe->map, f->a, (size_t)(sp - f->a));
+                tk_strmap_prefetch(&bpe->map, sp + 1, f->alen - (size_t)(sp + 1 - f->a));
             }
-            a = s;
-            alen = (size_t)(sp - s);
-            b = sp + 1;
-            blen = strlen(b);
-        } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) &&
-                   cJSON_IsString(m->child->next)) {
-            a = m->child->valuestring;
-            alen = strlen(a);
-            b = m->child->next->valuestring;
-            blen = strlen(b);
-        } else {
+        }
+        const tk_merge_ent *e = &ents[rank];
+        const char *a = e->a, *b = e->b;
+        size_t alen = e->alen, blen = e->blen;
+        if (!a) {
             st = tk_fail(err, err_size, MOGE_ERR_FORMAT,
                          "%s: model.merges[%u]: expected a string \"a b\" or a pair of strings", file, rank);
             break;
+        }
+        if (!b) {
+            const char *sp = memchr(a, ' ', alen);
+            if (!sp || memchr(sp + 1, ' ', alen - (size_t)(sp + 1 - a))) {
+                st = tk_fail(err, err_size, MOGE_ERR_FORMAT,
+                             "%s: model.merges[%u]: \"%.*s\" is not two tokens separated by one space", file,
+                             rank, (int)(alen > 60 ? 60 : alen), a);
+                break;
+            }
+            b = sp + 1;
+            blen = alen - (size_t)(b - a);
+            alen = (size_t)(sp - a);
         }
         int32_t ia = tk_strmap_get(&bpe->map, a, alen), ib = tk_strmap_get(&bpe->map, b, blen);
         if (ia < 0 || ib < 0) {
@@ -239,17 +308,15 @@ static moge_status parse_merges(const cJSON *merges, const char *file, tk_bpe *b
             break;
         }
         mergemap_put(&bpe->merges, ia, ib, rank, inew);
-        if (bpe->bigrams && bigrams_add_token(bpe, joined.p, joined.len, &n_bigrams)) {
-            st = tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
-            break;
-        }
+        if (bpe->bigrams) bigram_add_junction(bpe, a, alen, b + cut, blen - cut);
     }
     tk_buf_free(&joined);
+    if (!pre) free(ents);
     return st;
 }
 
-moge_status tk_bpe_parse(const void *json, const char *file, tk_bpe *bpe, tk_arena *arena, char *err,
-                         size_t err_size) {
+moge_status tk_bpe_parse(const void *json, const char *file, tk_bpe *bpe, tk_arena *arena, tk_model_text *pre,
+                         char *err, size_t err_size) {
     const cJSON *model = json;
     memset(bpe, 0, sizeof *bpe);
     bpe->unk_id = -1;
@@ -278,7 +345,7 @@ moge_status tk_bpe_parse(const void *json, const char *file, tk_bpe *bpe, tk_are
         (st = opt_string(model, "end_of_word_suffix", file, &bpe->word_suffix, arena, err, err_size)) ||
         (st = opt_string(model, "unk_token", file, &unk, arena, err, err_size)))
         return st;
-    if ((st = parse_vocab(cJSON_GetObjectItemCaseSensitive(model, "vocab"), file, bpe, arena, err, err_size)))
+    if ((st = parse_vocab(cJSON_GetObjectItemCaseSensitive(model, "vocab"), file, bpe, arena, pre, err, err_size)))
         return st;
     if (unk) bpe->unk_id = tk_strmap_get(&bpe->map, unk, strlen(unk));
     for (int i = 0; i < 256; i++) {
@@ -290,22 +357,30 @@ moge_status tk_bpe_parse(const void *json, const char *file, tk_bpe *bpe, tk_are
         /* Direct lookup of single characters, the first step of every word. */
         bpe->bmp_id = malloc(0x10000 * sizeof *bpe->bmp_id);
         if (!bpe->bmp_id) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
-        for (uint32_t cp = 0; cp < 0x10000; cp++) {
-            char u[4];
-            bpe->bmp_id[cp] = cp >= 0xD800 && cp < 0xE000 ? -1 : tk_strmap_get(&bpe->map, u, tk_utf8_put(cp, u));
+        for (uint32_t cp = 0; cp < 0x10000; cp++) bpe->bmp_id[cp] = -1;
+        /* Each distinct string has one slot in the map, holding the id a lookup would return. */
+        for (size_t i = 0; i <= bpe->map.mask; i++) {
+            int32_t id = bpe->map.slots[i].id;
+            if (id < 0) continue;
+            const tk_str *k = &bpe->vocab[id];
+            uint32_t cp;
+            if (k->len <= 3 && tk_utf8_char(k->s, k->len, &cp) == k->len && cp < 0x10000) bpe->bmp_id[cp] = id;
         }
     }
-    return parse_merges(cJSON_GetObjectItemCaseSensitive(model, "merges"), file, bpe, err, err_size);
+    if ((st = parse_merges(cJSON_GetObjectItemCaseSensitive(model, "merges"), file, bpe, pre, err, err_size)))
+        return st;
+    if (bpe->bigrams && build_pair_bits(bpe)) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+    return MOGE_OK;
 }
 
 void tk_bpe_free(tk_bpe *bpe) {
     free(bpe->vocab);
     free(bpe->bmp_id);
     free(bpe->bigrams);
+    free(bpe->small);
+    free(bpe->pair_bits);
     tk_strmap_free(&bpe->map);
-    free(bpe->merges.keys);
-    free(bpe->merges.rank);
-    free(bpe->merges.new_id);
+    free(bpe->merges.slots);
     memset(bpe, 0, sizeof *bpe);
 }
 
@@ -484,33 +559,65 @@ done:
     return rc;
 }
 
-int tk_bpe_encode(const tk_bpe *bpe, const char *w, size_t n, tk_ids *out) {
+/* Encodes a piece that no merge crosses, through the cache when it is short enough. */
+static int encode_cached(const tk_bpe *bpe, const char *w, size_t n, tk_ids *out, tk_wcache *cache) {
+    if (!cache || n > TK_WCACHE_MAX_WORD) return encode_word(bpe, w, n, out);
+    uint64_t h = tk_hash(w, n);
+    size_t k;
+    const int32_t *v = tk_wcache_get(cache, w, n, h, &k);
+    if (v) return tk_ids_append(out, v, k);
+    size_t before = out->n;
+    if (encode_word(bpe, w, n, out)) return -1;
+    return tk_wcache_put(cache, w, n, h, out->v + before, out->n - before);
+}
+
+int tk_bpe_encode(const tk_bpe *bpe, const char *w, size_t n, tk_ids *out, tk_wcache *cache) {
     if (n == 0) return 0;
     if (bpe->ignore_merges) {
         int32_t id = tk_strmap_get(&bpe->map, w, n);
         if (id >= 0) return tk_ids_push(out, id);
     }
-    if (!bpe->bigrams || n < 256) return encode_word(bpe, w, n, out);
+    if (!bpe->bigrams || n <= TK_WCACHE_MAX_WORD) return encode_cached(bpe, w, n, out, cache);
     /* A long word: cut it where no merge can ever join the two sides (see tk_bpe.bigrams). The
      * pieces' merges are independent, so the result equals encoding the word whole. */
+    const uint8_t *small = bpe->small;
     size_t start = 0;
     uint32_t prev = 0;
+    unsigned prev_small = 0;
     bool prev_known = false;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
-        size_t l = tk_utf8_char(w + i, n - i, &cp);
-        if (!l) {
+        size_t l;
+        const unsigned char *u = (const unsigned char *)w + i;
+        if (u[0] < 0x80) {
+            cp = u[0];
+            l = 1;
+        } else if (u[0] >= 0xE1 && u[0] <= 0xEC && i + 2 < n && (u[1] & 0xC0) == 0x80 && (u[2] & 0xC0) == 0x80) {
+            cp = ((uint32_t)(u[0] & 0x0F) << 12) | ((uint32_t)(u[1] & 0x3F) << 6) | (u[2] & 0x3F);
+            l = 3; /* the common three-byte characters (U+1000..U+CFFF), e.g. U+2581 */
+        } else if (!(l = tk_utf8_char(w + i, n - i, &cp))) {
             l = 1;
             cp = 0x110000;
         }
         bool known = cp < 0x10000 ? bpe->bmp_id[cp] >= 0 : tk_strmap_get(&bpe->map, w + i, l) >= 0;
-        if (known && prev_known && !bigram_has(bpe, ((uint64_t)prev << 32) | cp)) {
-            if (encode_word(bpe, w + start, i - start, out)) return -1;
-            start = i;
+        unsigned sm = cp < 0x10000 ? small[cp] : 0;
+        if (known && prev_known) {
+            bool joinable;
+            if (sm && prev_small) {
+                size_t bit = (size_t)prev_small * 256 + sm;
+                joinable = (bpe->pair_bits[bit >> 6] >> (bit & 63)) & 1;
+            } else {
+                joinable = bigram_has(bpe, ((uint64_t)prev << 32) | cp);
+            }
+            if (!joinable) {
+                if (encode_cached(bpe, w + start, i - start, out, cache)) return -1;
+                start = i;
+            }
         }
         prev = cp;
+        prev_small = sm;
         prev_known = known;
         i += l;
     }
-    return encode_word(bpe, w + start, n - start, out);
+    return encode_cached(bpe, w + start, n - start, out, cache);
 }

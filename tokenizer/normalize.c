@@ -3,7 +3,8 @@
  * Strip, StripAccents, Prepend, Replace (string or regex), ByteLevel and Sequence.
  * Contract: tk_normalizer_parse validates the JSON and reports the field at fault; tk_normalize
  * maps valid UTF-8 to valid UTF-8, exactly as the reference's normalizers transform a
- * NormalizedString's text (offsets are not tracked: moge only needs ids).
+ * NormalizedString's text (offsets are not tracked: moge only needs ids). The Unicode forms run
+ * utf8proc only on the non-ASCII runs of a text (see unicode_form).
  */
 #include "tokenizer/tokenizer.h"
 
@@ -143,9 +144,7 @@ moge_status tk_normalizer_parse(const void *json, const char *where, tk_normaliz
 
 /* ---- normalizing -------------------------------------------------------------------------- */
 
-static int unicode_form(const char *in, size_t n, int opts, tk_buf *out) {
-    out->len = 0;
-    if (n == 0) return tk_buf_put(out, "", 0);
+static int map_chunk(const char *in, size_t n, int opts, tk_buf *out) {
     utf8proc_uint8_t *dst = NULL;
     utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)in, (utf8proc_ssize_t)n, &dst, opts);
     if (r < 0) {
@@ -156,6 +155,27 @@ static int unicode_form(const char *in, size_t n, int opts, tk_buf *out) {
     int rc = tk_buf_put(out, dst, (size_t)r);
     free(dst);
     return rc;
+}
+
+/* The four Unicode forms. ASCII characters are unchanged by all of them, have combining class 0
+ * and are never the second character of a canonical composition, so a text may be cut before
+ * any ASCII character and each part normalized alone: only the non-ASCII runs, each with the
+ * ASCII character before it (which a following combining mark may compose with), go through
+ * utf8proc. */
+static int unicode_form(const char *in, size_t n, int opts, tk_buf *out) {
+    out->len = 0;
+    if (n == 0) return tk_buf_put(out, "", 0);
+    if (tk_buf_reserve(out, n)) return -1;
+    size_t done = 0;
+    while (done < n) {
+        size_t i = done + tk_ascii_prefix(in + done, n - done);
+        if (i == n) break;
+        size_t start = i > done ? i - 1 : i, end = i;
+        while (end < n && (unsigned char)in[end] >= 0x80) end++;
+        if (tk_buf_put(out, in + done, start - done) || map_chunk(in + start, end - start, opts, out)) return -1;
+        done = end;
+    }
+    return tk_buf_put(out, in + done, n - done);
 }
 
 static int lowercase(const char *in, size_t n, tk_buf *out) {
@@ -231,17 +251,44 @@ static int replace(const tk_normalizer *nz, const char *in, size_t n, tk_buf *ou
         tk_spans_free(&sp);
         return rc;
     }
-    size_t at = 0, pl = nz->pattern_len;
-    for (size_t i = 0; i + pl <= n;) {
-        if (in[i] == nz->pattern[0] && memcmp(in + i, nz->pattern, pl) == 0) {
-            if (tk_buf_put(out, in + at, i - at) || tk_buf_put(out, nz->text, nz->text_len)) return -1;
-            i += pl;
-            at = i;
+    /* A string pattern: count the occurrences (non-overlapping, left to right), then copy once. */
+    size_t pl = nz->pattern_len, count = 0;
+    const char first = nz->pattern[0];
+    for (const char *p = in, *end = in + n; (size_t)(end - p) >= pl;) {
+        const char *q = memchr(p, first, (size_t)(end - p) - pl + 1);
+        if (!q) break;
+        if (pl == 1 || memcmp(q, nz->pattern, pl) == 0) {
+            count++;
+            p = q + pl;
         } else {
-            i++;
+            p = q + 1;
         }
     }
-    return tk_buf_put(out, in + at, n - at);
+    if (count == 0) return tk_buf_put(out, in, n);
+    if (tk_buf_reserve(out, n - count * pl + count * nz->text_len)) return -1;
+    char *o = out->p;
+    size_t at = 0;
+    for (size_t done = 0; done < count;) {
+        const char *q = memchr(in + at, first, n - at);
+        size_t i = (size_t)(q - in);
+        if (pl > 1 && memcmp(q, nz->pattern, pl) != 0) {
+            memcpy(o, in + at, i + 1 - at);
+            o += i + 1 - at;
+            at = i + 1;
+            continue;
+        }
+        memcpy(o, in + at, i - at);
+        o += i - at;
+        memcpy(o, nz->text, nz->text_len);
+        o += nz->text_len;
+        at = i + pl;
+        done++;
+    }
+    memcpy(o, in + at, n - at);
+    o += n - at;
+    out->len = (size_t)(o - out->p);
+    out->p[out->len] = '\0';
+    return 0;
 }
 
 static int bytelevel(const char *in, size_t n, tk_buf *out) {
@@ -251,6 +298,21 @@ static int bytelevel(const char *in, size_t n, tk_buf *out) {
         if (tk_buf_put(out, u, strlen(u))) return -1;
     }
     return tk_buf_put(out, "", 0);
+}
+
+bool tk_normalizer_ascii_identity(const tk_normalizer *nz) {
+    switch (nz->type) {
+    case N_NFC:
+    case N_NFD:
+    case N_NFKC:
+    case N_NFKD:
+    case N_STRIP_ACCENTS: return true;
+    case N_SEQUENCE:
+        for (size_t i = 0; i < nz->n_items; i++)
+            if (!tk_normalizer_ascii_identity(nz->items[i])) return false;
+        return true;
+    default: return false;
+    }
 }
 
 int tk_normalize(const tk_normalizer *nz, const char *in, size_t n, tk_buf *out) {
@@ -270,9 +332,13 @@ int tk_normalize(const tk_normalizer *nz, const char *in, size_t n, tk_buf *out)
     case N_BYTELEVEL: return bytelevel(in, n, out);
     case N_SEQUENCE: {
         tk_buf a = {0}, b = {0};
-        if (tk_buf_put(&a, in, n)) return -1;
+        if (nz->n_items == 0) {
+            out->len = 0;
+            return tk_buf_put(out, in, n);
+        }
         for (size_t i = 0; i < nz->n_items; i++) {
-            if (tk_normalize(nz->items[i], a.p, a.len, &b)) {
+            /* The first step reads the input itself. */
+            if (i == 0 ? tk_normalize(nz->items[0], in, n, &b) : tk_normalize(nz->items[i], a.p, a.len, &b)) {
                 tk_buf_free(&a);
                 tk_buf_free(&b);
                 return -1;

@@ -5,6 +5,7 @@
  * Digits, Whitespace, WhitespaceSplit, Punctuation and Sequence.
  * Contract: tk_pretokenize turns a list of pieces into the list of words the model encodes,
  * following the reference's NormalizedString::split semantics (empty pieces are dropped).
+ * tk_pretok_plan_of recognises the pipelines the encoder can run in one streaming pass instead.
  */
 #include "tokenizer/tokenizer.h"
 
@@ -63,6 +64,17 @@ static void build_alphabet(void) {
 const char *tk_byte_to_unicode(uint8_t b) {
     build_alphabet();
     return byte_char[b];
+}
+
+size_t tk_byte_level_map(const char *s, size_t n, char *out) {
+    build_alphabet();
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *u = byte_char[(unsigned char)s[i]];
+        out[k++] = u[0];
+        if (u[1]) out[k++] = u[1];
+    }
+    return k;
 }
 
 int tk_unicode_to_byte(uint32_t cp) {
@@ -436,6 +448,43 @@ static int apply(const tk_pretok *p, const char *s, size_t n, bool at_origin, tk
     case P_SEQUENCE: break;
     }
     return -1;
+}
+
+/* Flattens Sequences into the plan; false when a step does not fit it. */
+static bool plan_add(const tk_pretok *p, tk_pretok_plan *plan, bool *have_re) {
+    switch (p->type) {
+    case P_SEQUENCE:
+        for (size_t i = 0; i < p->n_items; i++)
+            if (!plan_add(p->items[i], plan, have_re)) return false;
+        return true;
+    case P_SPLIT:
+        if (*have_re || plan->byte_map || p->invert || p->beh != B_ISOLATED) return false;
+        plan->re = p->re;
+        *have_re = true;
+        return true;
+    case P_BYTELEVEL:
+        if (plan->byte_map) return false;
+        plan->byte_map = true;
+        if (p->re) {
+            if (*have_re) return false;
+            plan->re = p->re;
+            *have_re = true;
+            plan->space_before_re = p->add_prefix_space;
+        } else if (*have_re) {
+            plan->space_per_word = p->add_prefix_space;
+        } else {
+            plan->space_before_re = p->add_prefix_space;
+        }
+        return true;
+    default: return false;
+    }
+}
+
+void tk_pretok_plan_of(const tk_pretok *p, tk_pretok_plan *plan) {
+    memset(plan, 0, sizeof *plan);
+    bool have_re = false;
+    plan->ok = !p || plan_add(p, plan, &have_re);
+    if (!plan->ok) memset(plan, 0, sizeof *plan);
 }
 
 int tk_pretokenize(const tk_pretok *p, tk_pieces *io) {

@@ -5,8 +5,8 @@
  * property; PCRE2's \s in UCP mode differs (it misses U+0085), so \s and \S outside character
  * classes, and \s inside them, are rewritten to the explicit White_Space set. Everything else in
  * the Hugging Face patterns in use (\p{L}, \p{N}, (?i:...), lookahead, {1,3}) means the same in
- * both. Compiled patterns are read-only; each match call makes its own match data, so one
- * tk_regex may be used by several threads.
+ * both. Compiled patterns are read-only; the match data lives in a tk_matcher that each caller
+ * (thread) owns, so one tk_regex may be used by several threads.
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "tokenizer/tokenizer.h"
@@ -17,6 +17,14 @@
 
 struct tk_regex {
     pcre2_code *code;
+    bool jit;
+    int fast_digits; /* > 0: the pattern is QWEN_PATTERN (1) or LLAMA3_PATTERN (3); see fast_match */
+};
+
+struct tk_matcher {
+    pcre2_match_data *md;
+    pcre2_match_context *mc; /* with a large JIT stack, made when a match first outgrew the default */
+    pcre2_jit_stack *js;
 };
 
 #define WS_SET "\\t-\\r\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
@@ -69,6 +77,105 @@ static int translate(const char *p, size_t n, tk_buf *out) {
     return 0;
 }
 
+/* ---- a hand-written matcher for the most common pattern, on ASCII text -------------------- */
+
+/* The pre-tokenizer pattern of Qwen2/2.5/3 (and, with \p{N}{1,3}, of Llama 3 and cl100k). */
+static const char QWEN_PATTERN[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+                                   "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char LLAMA3_PATTERN[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+                                     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+enum { C_L = 1, C_N = 2, C_WS = 4, C_NL = 8, C_O = 16, C_HI = 32 };
+
+/* Class of each byte: ASCII letter, digit, white space (\r and \n also C_NL), other; or a byte
+ * of a non-ASCII character (C_HI), whose class fast_match does not know. */
+#define CLS(b)                                                                                       \
+    ((b) >= 0x80                                                          ? C_HI                     \
+     : (((b) >= 'a' && (b) <= 'z') || ((b) >= 'A' && (b) <= 'Z'))         ? C_L                      \
+     : ((b) >= '0' && (b) <= '9')                                          ? C_N                      \
+     : ((b) == '\r' || (b) == '\n')                                        ? C_WS | C_NL              \
+     : (((b) >= 0x09 && (b) <= 0x0D) || (b) == ' ')                        ? C_WS                     \
+                                                                           : C_O)
+#define CLS4(b) CLS(b), CLS((b) + 1), CLS((b) + 2), CLS((b) + 3)
+#define CLS16(b) CLS4(b), CLS4((b) + 4), CLS4((b) + 8), CLS4((b) + 12)
+#define CLS64(b) CLS16(b), CLS16((b) + 16), CLS16((b) + 32), CLS16((b) + 48)
+static const uint8_t byte_cls[256] = {CLS64(0), CLS64(64), CLS64(128), CLS64(192)};
+
+/* The match of QWEN_PATTERN / LLAMA3_PATTERN that starts at i < n, as PCRE2 (leftmost-first
+ * alternation, greedy, backtracking) finds it, worked out alternative by alternative on ASCII.
+ * Every character matches some alternative, so matches are contiguous and the one found from i
+ * starts at i. Returns 1 with *end, or 0 when a byte it would have to classify is not ASCII (the
+ * caller then asks PCRE2). */
+static int fast_match(const char *s, size_t n, size_t i, int max_digits, size_t *end) {
+    const uint8_t *cls = byte_cls;
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned c = cls[u[i]];
+    size_t j;
+    if (c & C_HI) return 0;
+    /* (?i:'s|'t|'re|'ve|'m|'ll|'d) */
+    if (u[i] == '\'' && i + 1 < n) {
+        if (u[i + 1] >= 0x80) return 0; /* e.g. U+017F matches (?i:s) */
+        unsigned x = u[i + 1] | 0x20;
+        if (x == 's' || x == 't' || x == 'm' || x == 'd') {
+            *end = i + 2;
+            return 1;
+        }
+        if ((x == 'r' || x == 'v' || x == 'l') && i + 2 < n) {
+            if (u[i + 2] >= 0x80) return 0;
+            unsigned y = u[i + 2] | 0x20;
+            if (y == (x == 'l' ? 'l' : 'e')) {
+                *end = i + 3;
+                return 1;
+            }
+        }
+    }
+    /* [^\r\n\p{L}\p{N}]?\p{L}+ */
+    j = i;
+    if (!(c & (C_L | C_N | C_NL)) && i + 1 < n) {
+        if (cls[u[i + 1]] & C_HI) return 0;
+        if (cls[u[i + 1]] & C_L) j = i + 1;
+    }
+    if (cls[u[j]] & C_L) {
+        for (j++; j < n && (cls[u[j]] & C_L); j++) {}
+        if (j < n && (cls[u[j]] & C_HI)) return 0;
+        *end = j;
+        return 1;
+    }
+    /* \p{N} or \p{N}{1,3} */
+    if (c & C_N) {
+        for (j = i + 1; j < n && j < i + (size_t)max_digits && (cls[u[j]] & C_N); j++) {}
+        if (j < n && j < i + (size_t)max_digits && (cls[u[j]] & C_HI)) return 0;
+        *end = j;
+        return 1;
+    }
+    /*  ?[^\s\p{L}\p{N}]+[\r\n]* */
+    j = u[i] == ' ' && i + 1 < n ? i + 1 : i;
+    if (cls[u[j]] & C_HI) return 0;
+    if (cls[u[j]] & C_O) {
+        for (j++; j < n && (cls[u[j]] & C_O); j++) {}
+        if (j < n && (cls[u[j]] & C_HI)) return 0;
+        while (j < n && (cls[u[j]] & C_NL)) j++;
+        *end = j;
+        return 1;
+    }
+    /* \s*[\r\n]+ | \s+(?!\S) | \s+ over the run of white space from i */
+    if (!(c & C_WS)) return 0;
+    size_t last_nl = SIZE_MAX;
+    for (j = i; j < n && (cls[u[j]] & C_WS); j++)
+        if (cls[u[j]] & C_NL) last_nl = j;
+    if (j < n && (cls[u[j]] & C_HI)) return 0; /* the run may go on (U+00A0, U+3000, ...) */
+    if (last_nl != SIZE_MAX) *end = last_nl + 1; /* \s* backs off to the last line break */
+    else if (j == n || j - i == 1) *end = j;     /* \s+(?!\S) at the end, or \s+ */
+    else *end = j - 1;                           /* \s+(?!\S) leaves one space to the next word */
+    return 1;
+}
+
+bool tk_regex_set_fast(tk_regex *re, bool on) {
+    bool was = re->fast_digits > 0;
+    if (!on) re->fast_digits = 0;
+    return was;
+}
+
 tk_regex *tk_regex_new(const char *pattern, size_t len, bool literal, char *msg, size_t msg_size) {
     tk_buf pat = {0};
     const char *src = pattern;
@@ -93,7 +200,7 @@ tk_regex *tk_regex_new(const char *pattern, size_t len, bool literal, char *msg,
         tk_fail(msg, msg_size, MOGE_ERR_FORMAT, "%s at offset %zu", (const char *)buf, (size_t)eo);
         return NULL;
     }
-    (void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE); /* falls back to the interpreter */
+    bool jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0; /* else the interpreter */
     tk_regex *re = malloc(sizeof *re);
     if (!re) {
         pcre2_code_free(code);
@@ -101,6 +208,10 @@ tk_regex *tk_regex_new(const char *pattern, size_t len, bool literal, char *msg,
         return NULL;
     }
     re->code = code;
+    re->jit = jit;
+    re->fast_digits = 0;
+    if (!literal && len == strlen(QWEN_PATTERN) && memcmp(pattern, QWEN_PATTERN, len) == 0) re->fast_digits = 1;
+    if (!literal && len == strlen(LLAMA3_PATTERN) && memcmp(pattern, LLAMA3_PATTERN, len) == 0) re->fast_digits = 3;
     return re;
 }
 
@@ -130,49 +241,74 @@ void tk_spans_free(tk_spans *s) {
     s->n = s->cap = 0;
 }
 
-int tk_regex_find_all(const tk_regex *re, const char *s, size_t n, tk_spans *out) {
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re->code, NULL);
-    if (!md) return -1;
-    pcre2_match_context *mc = NULL;
-    pcre2_jit_stack *js = NULL;
-    int result = 0;
-    size_t at = 0;
-    const char *subject = n ? s : "";
-    while (at <= n) {
-        int rc = pcre2_match(re->code, (PCRE2_SPTR)subject, n, at, PCRE2_NO_UTF_CHECK, md, mc);
-        if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !js) {
-            /* A long run (e.g. of spaces) outgrew the default 32 KiB JIT stack: retry bigger. */
-            mc = pcre2_match_context_create(NULL);
-            js = pcre2_jit_stack_create(64 * 1024, 64 * 1024 * 1024, NULL);
-            if (!mc || !js) {
-                result = -1;
-                break;
-            }
-            pcre2_jit_stack_assign(mc, NULL, js);
-            continue;
-        }
-        if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) {
-            result = -2;
-            break;
-        }
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-        size_t a = ov[0], b = ov[1];
-        if (b > a) {
-            if (spans_push(out, a, b)) {
-                result = -1;
-                break;
-            }
-            at = b;
-        } else {
-            /* An empty match splits nothing; step over one character. */
-            if (a >= n) break;
-            size_t l = tk_utf8_char(s + a, n - a, NULL);
-            at = a + (l ? l : 1);
+tk_matcher *tk_matcher_new(void) {
+    tk_matcher *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->md = pcre2_match_data_create(1, NULL); /* only the whole match is read */
+    if (!m->md) {
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void tk_matcher_free(tk_matcher *m) {
+    if (!m) return;
+    if (m->js) pcre2_jit_stack_free(m->js);
+    if (m->mc) pcre2_match_context_free(m->mc);
+    pcre2_match_data_free(m->md);
+    free(m);
+}
+
+int tk_regex_next(const tk_regex *re, tk_matcher **mp, const char *s, size_t n, size_t at, size_t *a, size_t *b) {
+    if (re->fast_digits) {
+        if (at >= n) return 0; /* every alternative needs a character */
+        if (fast_match(s, n, at, re->fast_digits, b)) {
+            *a = at;
+            return 1;
         }
     }
-    if (js) pcre2_jit_stack_free(js);
-    if (mc) pcre2_match_context_free(mc);
-    pcre2_match_data_free(md);
-    return result;
+    if (!*mp && !(*mp = tk_matcher_new())) return -1;
+    tk_matcher *m = *mp;
+    const char *subject = n ? s : "";
+    while (at <= n) {
+        int rc = re->jit ? pcre2_jit_match(re->code, (PCRE2_SPTR)subject, n, at, 0, m->md, m->mc)
+                         : pcre2_match(re->code, (PCRE2_SPTR)subject, n, at, PCRE2_NO_UTF_CHECK, m->md, m->mc);
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !m->js) {
+            /* A long run (e.g. of spaces) outgrew the default 32 KiB JIT stack: retry bigger. */
+            m->mc = pcre2_match_context_create(NULL);
+            m->js = pcre2_jit_stack_create(64 * 1024, 64 * 1024 * 1024, NULL);
+            if (!m->mc || !m->js) return -1;
+            pcre2_jit_stack_assign(m->mc, NULL, m->js);
+            continue;
+        }
+        if (rc == PCRE2_ERROR_NOMATCH) return 0;
+        if (rc < 0) return -2; /* rc == 0: the ovector has fewer pairs than the groups; [0] is set */
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(m->md);
+        if (ov[1] > ov[0]) {
+            *a = ov[0];
+            *b = ov[1];
+            return 1;
+        }
+        /* An empty match splits nothing; step over one character. */
+        if (ov[0] >= n) return 0;
+        size_t l = tk_utf8_char(s + ov[0], n - ov[0], NULL);
+        at = ov[0] + (l ? l : 1);
+    }
+    return 0;
+}
+
+int tk_regex_find_all(const tk_regex *re, const char *s, size_t n, tk_spans *out) {
+    tk_matcher *m = NULL;
+    int rc;
+    size_t at = 0, a, b;
+    while ((rc = tk_regex_next(re, &m, s, n, at, &a, &b)) == 1) {
+        if (spans_push(out, a, b)) {
+            rc = -1;
+            break;
+        }
+        at = b;
+    }
+    tk_matcher_free(m);
+    return rc;
 }

@@ -51,6 +51,21 @@ int tk_ids_push(tk_ids *a, int32_t id) {
     return 0;
 }
 
+int tk_ids_append(tk_ids *a, const int32_t *v, size_t n) {
+    if (n == 0) return 0;
+    if (a->cap - a->n < n) {
+        size_t cap = a->cap ? a->cap : 64;
+        while (cap - a->n < n) cap *= 2;
+        int32_t *p = realloc(a->v, cap * sizeof *p);
+        if (!p) return -1;
+        a->v = p;
+        a->cap = cap;
+    }
+    memcpy(a->v + a->n, v, n * sizeof *v);
+    a->n += n;
+    return 0;
+}
+
 void tk_ids_free(tk_ids *a) {
     free(a->v);
     a->v = NULL;
@@ -111,11 +126,22 @@ size_t tk_utf8_bad_len(const char *s, size_t n) {
     return i;
 }
 
+size_t tk_ascii_prefix(const char *s, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & 0x8080808080808080ull) break;
+    }
+    while (i < n && (unsigned char)s[i] < 0x80) i++;
+    return i;
+}
+
 bool tk_utf8_valid(const char *s, size_t n) {
     size_t i = 0;
     while (i < n) {
         if ((unsigned char)s[i] < 0x80) {
-            i++;
+            i += tk_ascii_prefix(s + i, n - i);
             continue;
         }
         size_t l = tk_utf8_char(s + i, n - i, NULL);
@@ -171,22 +197,46 @@ bool tk_is_whitespace(uint32_t c) {
 
 /* ---- hashing and the string map ----------------------------------------------------------- */
 
+static inline uint64_t rd64(const char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint64_t rd32(const char *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline uint64_t mum(uint64_t a, uint64_t b) {
+    __extension__ unsigned __int128 r = (unsigned __int128)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+/* wyhash-style: short keys are read with (overlapping) loads that never leave s[0..n). */
 uint64_t tk_hash(const char *s, size_t n) {
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        h = (h ^ w) * 0xFF51AFD7ED558CCDull;
-        h ^= h >> 32;
+    const uint64_t k0 = 0xA0761D6478BD642Full, k1 = 0xE7037ED1A0B428DBull, k2 = 0x8EBC6AF09C88C6E3ull;
+    uint64_t a, b, seed = k0 ^ n;
+    if (n <= 16) {
+        if (n >= 4) {
+            size_t m = (n >> 3) << 2;
+            a = (rd32(s) << 32) | rd32(s + m);
+            b = (rd32(s + n - 4) << 32) | rd32(s + n - 4 - m);
+        } else if (n > 0) {
+            const unsigned char *u = (const unsigned char *)s;
+            a = ((uint64_t)u[0] << 16) | ((uint64_t)u[n >> 1] << 8) | u[n - 1];
+            b = 0;
+        } else {
+            a = b = 0;
+        }
+    } else {
+        size_t i = 0;
+        for (; i + 16 < n; i += 16) seed = mum(rd64(s + i) ^ k1, rd64(s + i + 8) ^ seed);
+        a = rd64(s + n - 16);
+        b = rd64(s + n - 8);
     }
-    uint64_t w = 0;
-    memcpy(&w, s + i, n - i);
-    h = (h ^ w) * 0xC4CEB9FE1A85EC53ull;
-    h ^= h >> 29;
-    h *= 0xFF51AFD7ED558CCDull;
-    h ^= h >> 32;
-    return h;
+    return mum(k1 ^ n, mum(a ^ k1, b ^ seed) ^ k2);
 }
 
 int tk_strmap_init(tk_strmap *m, const tk_str *keys, size_t expected) {
@@ -201,7 +251,7 @@ int tk_strmap_init(tk_strmap *m, const tk_str *keys, size_t expected) {
 }
 
 static bool key_eq(const tk_str *k, const char *s, size_t n) {
-    return k->s && k->len == n && memcmp(k->s, s, n) == 0;
+    return k->s && k->len == n && tk_bytes_eq(k->s, s, n);
 }
 
 int tk_strmap_put(tk_strmap *m, int32_t id) {
@@ -233,9 +283,68 @@ int32_t tk_strmap_get(const tk_strmap *m, const char *s, size_t n) {
     }
 }
 
+void tk_strmap_prefetch(const tk_strmap *m, const char *s, size_t n) {
+    if (m->slots) __builtin_prefetch(&m->slots[tk_hash(s, n) & m->mask]);
+}
+
 void tk_strmap_free(tk_strmap *m) {
     free(m->slots);
     m->slots = NULL;
+}
+
+/* ---- the word cache ----------------------------------------------------------------------- */
+
+static int wcache_grow(tk_wcache *c) {
+    size_t cap = c->slots ? (c->mask + 1) * 2 : 1024;
+    tk_wslot *s = calloc(cap, sizeof *s);
+    if (!s) return -1;
+    if (c->slots)
+        for (size_t i = 0; i <= c->mask; i++) {
+            if (!c->slots[i].h) continue;
+            size_t k = c->slots[i].h & (cap - 1);
+            while (s[k].h) k = (k + 1) & (cap - 1);
+            s[k] = c->slots[i];
+        }
+    free(c->slots);
+    c->slots = s;
+    c->mask = cap - 1;
+    return 0;
+}
+
+const int32_t *tk_wcache_get(const tk_wcache *c, const char *w, size_t n, uint64_t h, size_t *n_ids) {
+    if (!c->slots) return NULL;
+    h |= 1;
+    for (size_t i = h & c->mask;; i = (i + 1) & c->mask) {
+        const tk_wslot *sl = &c->slots[i];
+        if (!sl->h) return NULL;
+        if (sl->h == h && sl->key_len == n && tk_bytes_eq(c->keys.p + sl->key, w, n)) {
+            *n_ids = sl->n_ids;
+            return c->vals.v + sl->ids;
+        }
+    }
+}
+
+int tk_wcache_put(tk_wcache *c, const char *w, size_t n, uint64_t h, const int32_t *ids, size_t n_ids) {
+    if (c->count >= TK_WCACHE_MAX_WORDS || c->keys.len + n > TK_WCACHE_MAX_BYTES ||
+        (c->vals.n + n_ids) * sizeof(int32_t) > TK_WCACHE_MAX_BYTES)
+        return 0; /* full: later words are encoded without the cache */
+    if ((c->count + 1) * 2 > (c->slots ? c->mask + 1 : 0) && wcache_grow(c)) return -1;
+    /* ids may point into vals (not here: the caller's output), so copy before growing keys. */
+    size_t key = c->keys.len, at = c->vals.n;
+    if (tk_buf_put(&c->keys, w, n) || tk_ids_append(&c->vals, ids, n_ids)) return -1;
+    h |= 1;
+    size_t i = h & c->mask;
+    while (c->slots[i].h) i = (i + 1) & c->mask;
+    c->slots[i] = (tk_wslot){h, (uint32_t)key, (uint32_t)n, (uint32_t)at, (uint32_t)n_ids};
+    c->count++;
+    return 0;
+}
+
+void tk_wcache_free(tk_wcache *c) {
+    free(c->slots);
+    tk_buf_free(&c->keys);
+    tk_ids_free(&c->vals);
+    memset(c, 0, sizeof *c);
 }
 
 /* ---- arena -------------------------------------------------------------------------------- */
@@ -262,6 +371,20 @@ char *tk_arena_strdup(tk_arena *a, const char *s, size_t n) {
     p[n] = '\0';
     b->used += n + 1;
     return p;
+}
+
+void tk_arena_adopt(tk_arena *dst, tk_arena *src) {
+    if (!src->head) return;
+    tk_arena_block *last = src->head;
+    while (last->next) last = last->next;
+    /* src's newest block goes behind dst's head, so dst keeps filling its current block. */
+    if (dst->head) {
+        last->next = dst->head->next;
+        dst->head->next = src->head;
+    } else {
+        dst->head = src->head;
+    }
+    src->head = NULL;
 }
 
 void tk_arena_free(tk_arena *a) {

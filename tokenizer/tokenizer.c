@@ -7,6 +7,10 @@
  * (leftmost-longest, honouring single_word / lstrip / rstrip), every other segment is normalized,
  * searched for normalized added tokens, pre-tokenized and encoded word by word with the BPE
  * model; the post-processor's BOS/EOS ids are added only when add_special is true.
+ * Speed: the common pre-tokenizers run as one streaming pass (tk_pretok_plan: regex matches go
+ * straight to the model, no piece lists), each word's ids are remembered in a per-call word
+ * cache, the Unicode normalizers are skipped for ASCII text, and model.vocab / model.merges are
+ * read by json_scan.c rather than cJSON when loading.
  * A loaded tokenizer is read-only; encoding allocates only per call, so threads may share one.
  */
 #include "tokenizer/tokenizer.h"
@@ -47,14 +51,36 @@ static moge_status read_file(const char *path, char **data, size_t *len, char *e
     return MOGE_OK;
 }
 
-static moge_status parse_json_file(const char *path, cJSON **out, char *err, size_t err_size) {
+/* Parses a JSON file whose top level is an object. With pre (tokenizer.json), model.vocab and
+ * model.merges are read by json_scan.c when it can (*scanned is then true and pre filled) and
+ * cJSON parses the rest; the file text is handed back in *keep, since pre may point into it. */
+static moge_status parse_json_file(const char *path, cJSON **out, tk_model_text *pre, bool *scanned, char **keep,
+                                   char *err, size_t err_size) {
     char *data;
     size_t len;
     *out = NULL;
+    if (scanned) *scanned = false;
     moge_status st = read_file(path, &data, &len, err, err_size);
     if (st) return st;
     const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(data, len, &end, false);
+    cJSON *j = NULL;
+    if (pre) {
+        tk_buf doc = {0};
+        if (tk_model_scan(data, len, pre, &doc)) {
+            j = cJSON_ParseWithLengthOpts(doc.p, doc.len, &end, false);
+            if (j && cJSON_IsObject(j)) {
+                *scanned = true;
+                *keep = data;
+                tk_buf_free(&doc);
+                *out = j;
+                return MOGE_OK;
+            }
+            cJSON_Delete(j); /* parse the original instead, for the error's position */
+            tk_model_text_free(pre);
+        }
+        tk_buf_free(&doc);
+    }
+    j = cJSON_ParseWithLengthOpts(data, len, &end, false);
     if (!j) {
         size_t at = end && end >= data && end <= data + len ? (size_t)(end - data) : 0;
         size_t line = 1;
@@ -161,8 +187,14 @@ static uint32_t last_cp(const char *s, size_t n) {
 static int split_added(const moge_tokenizer *t, bool normalized, const char *s, size_t n, segments *out) {
     size_t start_offset = 0;
     const bool *first = t->added_first[normalized];
+    int only = t->added_only[normalized]; /* the one first byte of them all, -1: several, -2: none */
+    if (only == -2) return n ? seg_push(out, 0, n, -1) : 0;
     for (size_t i = 0; i < n;) {
-        if (!first[(unsigned char)s[i]]) {
+        if (only >= 0) {
+            const char *p = memchr(s + i, only, n - i);
+            if (!p) break;
+            i = (size_t)(p - s);
+        } else if (!first[(unsigned char)s[i]]) {
             i++;
             continue;
         }
@@ -359,11 +391,12 @@ static void guess_bos_eos(moge_tokenizer *t) {
 
 /* ---- loading ------------------------------------------------------------------------------ */
 
-static moge_status build(moge_tokenizer *t, const cJSON *root, const char *file, char *err, size_t err_size) {
+static moge_status build(moge_tokenizer *t, const cJSON *root, const char *file, tk_model_text *pre, char *err,
+                         size_t err_size) {
     moge_status st;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (!model) return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: missing \"model\"", file);
-    if ((st = tk_bpe_parse(model, file, &t->bpe, &t->arena, err, err_size))) return st;
+    if ((st = tk_bpe_parse(model, file, &t->bpe, &t->arena, pre, err, err_size))) return st;
     if ((st = parse_added(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), file, err, err_size))) return st;
 
     char where[512];
@@ -415,9 +448,16 @@ static moge_status build(moge_tokenizer *t, const cJSON *root, const char *file,
         }
     }
     tk_buf_free(&nb);
+    tk_pretok_plan_of(t->pretok, &t->plan);
+    t->norm_ascii_identity = t->normalizer && tk_normalizer_ascii_identity(t->normalizer);
     for (size_t i = 0; i < t->n_added; i++) {
         const tk_added *a = &t->added[i];
         t->added_first[a->normalized][(unsigned char)(a->normalized ? a->norm[0] : a->content[0])] = true;
+    }
+    for (int k = 0; k < 2; k++) {
+        t->added_only[k] = -2;
+        for (int b = 0; b < 256; b++)
+            if (t->added_first[k][b]) t->added_only[k] = t->added_only[k] == -2 ? b : -1;
     }
     for (int32_t i = 0; i < n; i++)
         if (t->piece[i].len > t->max_piece_len) t->max_piece_len = t->piece[i].len;
@@ -452,16 +492,19 @@ moge_status moge_tokenizer_load(const char *path, moge_tokenizer **out, char *er
     }
     moge_tokenizer *t = calloc(1, sizeof *t);
     cJSON *root = NULL, *cfg = NULL;
+    tk_model_text pre = {0};
+    bool scanned = false;
+    char *text = NULL;
     moge_status st = MOGE_OK;
     if (!file || !cfg_file || !t) {
         st = tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
     t->bos = t->eos = -1;
-    if ((st = parse_json_file(file, &root, err, err_size))) goto done;
-    if ((st = build(t, root, file, err, err_size))) goto done;
+    if ((st = parse_json_file(file, &root, &pre, &scanned, &text, err, err_size))) goto done;
+    if ((st = build(t, root, file, scanned ? &pre : NULL, err, err_size))) goto done;
     if (stat(cfg_file, &sb) == 0) {
-        if ((st = parse_json_file(cfg_file, &cfg, err, err_size))) goto done;
+        if ((st = parse_json_file(cfg_file, &cfg, NULL, NULL, NULL, err, err_size))) goto done;
         if ((st = apply_config(t, cfg, cfg_file, err, err_size))) goto done;
     } else {
         guess_bos_eos(t);
@@ -469,6 +512,8 @@ moge_status moge_tokenizer_load(const char *path, moge_tokenizer **out, char *er
 done:
     cJSON_Delete(root);
     cJSON_Delete(cfg);
+    tk_model_text_free(&pre);
+    free(text);
     free(file);
     free(cfg_file);
     if (st) {
@@ -521,46 +566,102 @@ moge_chat_family moge_tokenizer_chat_family(const moge_tokenizer *t) { return t 
 
 /* ---- encoding ----------------------------------------------------------------------------- */
 
+/* The scratch state of one moge_tokenize call. */
+typedef struct {
+    tk_wcache cache;
+    tk_matcher *matcher; /* made on first use */
+    tk_buf norm, word, spaced;
+    segments segs;
+    tk_pieces pieces;
+} enc_ctx;
+
+static void enc_ctx_free(enc_ctx *c) {
+    tk_wcache_free(&c->cache);
+    tk_matcher_free(c->matcher);
+    tk_buf_free(&c->norm);
+    tk_buf_free(&c->word);
+    tk_buf_free(&c->spaced);
+    free(c->segs.v);
+    tk_pieces_free(&c->pieces);
+}
+
+/* One word of the streaming pre-tokenizer (tk_pretok_plan): the ByteLevel steps, then the model.
+ * With ByteLevel the cache is keyed by the word before the mapping (a function of it), so a word
+ * seen before costs one lookup, and the model runs without the cache, which would otherwise mix
+ * the two spellings; without, the model uses the cache itself. */
+static int plan_word(const moge_tokenizer *t, enc_ctx *c, const char *w, size_t n, tk_ids *ids) {
+    const tk_pretok_plan *pl = &t->plan;
+    if (!pl->byte_map) return tk_bpe_encode(&t->bpe, w, n, ids, &c->cache);
+    uint64_t h = 0;
+    bool cached = n <= TK_WCACHE_MAX_WORD;
+    if (cached) {
+        h = tk_hash(w, n);
+        size_t k;
+        const int32_t *v = tk_wcache_get(&c->cache, w, n, h, &k);
+        if (v) return tk_ids_append(ids, v, k);
+    }
+    size_t before = ids->n;
+    c->word.len = 0;
+    if (tk_buf_reserve(&c->word, 2 * n + 2)) return -1;
+    size_t k = 0;
+    if (pl->space_per_word && w[0] != ' ') k = tk_byte_level_map(" ", 1, c->word.p);
+    k += tk_byte_level_map(w, n, c->word.p + k);
+    if (tk_bpe_encode(&t->bpe, c->word.p, k, ids, NULL)) return -1;
+    return cached ? tk_wcache_put(&c->cache, w, n, h, ids->v + before, ids->n - before) : 0;
+}
+
+/* Pre-tokenizes and encodes one piece s[0..n) (n > 0) along t->plan. */
+static int plan_piece(const moge_tokenizer *t, enc_ctx *c, const char *s, size_t n, tk_ids *ids) {
+    const tk_pretok_plan *pl = &t->plan;
+    if (pl->space_before_re && s[0] != ' ') {
+        c->spaced.len = 0;
+        if (tk_buf_putc(&c->spaced, ' ') || tk_buf_put(&c->spaced, s, n)) return -1;
+        s = c->spaced.p;
+        n = c->spaced.len;
+    }
+    if (!pl->re) return plan_word(t, c, s, n, ids);
+    size_t at = 0, a, b;
+    int rc;
+    while ((rc = tk_regex_next(pl->re, &c->matcher, s, n, at, &a, &b)) == 1) {
+        if (a > at && plan_word(t, c, s + at, a - at, ids)) return -1;
+        if (plan_word(t, c, s + a, b - a, ids)) return -1;
+        at = b;
+    }
+    if (rc) return rc;
+    return at < n ? plan_word(t, c, s + at, n - at, ids) : 0;
+}
+
 /* Normalizes one plain segment, splits it on normalized added tokens, pre-tokenizes and runs the
  * model. Returns 0, -1 (out of memory) or -2 (regex failure). */
-static int encode_segment(const moge_tokenizer *t, const char *s, size_t n, bool at_origin, tk_ids *ids) {
-    tk_buf norm = {0};
-    segments segs = {0};
-    tk_pieces pieces = {0};
+static int encode_segment(const moge_tokenizer *t, enc_ctx *c, const char *s, size_t n, bool at_origin,
+                          tk_ids *ids) {
     int rc = 0;
     const char *ns = s;
     size_t nn = n;
-    if (t->normalizer) {
-        if (tk_normalize(t->normalizer, s, n, &norm)) {
-            rc = -1;
-            goto done;
-        }
-        ns = norm.p ? norm.p : "";
-        nn = norm.len;
+    if (t->normalizer && !(t->norm_ascii_identity && tk_ascii_prefix(s, n) == n)) {
+        if (tk_normalize(t->normalizer, s, n, &c->norm)) return -1;
+        ns = c->norm.p ? c->norm.p : "";
+        nn = c->norm.len;
     }
-    if (split_added(t, true, ns, nn, &segs)) {
-        rc = -1;
-        goto done;
-    }
-    for (size_t i = 0; i < segs.n && !rc; i++) {
-        const segment *g = &segs.v[i];
+    c->segs.n = 0;
+    if (split_added(t, true, ns, nn, &c->segs)) return -1;
+    for (size_t i = 0; i < c->segs.n && !rc; i++) {
+        const segment *g = &c->segs.v[i];
         if (g->id >= 0) {
             rc = tk_ids_push(ids, g->id);
             continue;
         }
-        tk_pieces_clear(&pieces);
-        if (tk_pieces_add(&pieces, ns + g->start, g->end - g->start, at_origin && g->start == 0)) {
-            rc = -1;
-            break;
+        if (t->plan.ok) {
+            rc = plan_piece(t, c, ns + g->start, g->end - g->start, ids);
+            continue;
         }
-        if (t->pretok && (rc = tk_pretokenize(t->pretok, &pieces))) break;
-        for (size_t k = 0; k < pieces.n && !rc; k++)
-            rc = tk_bpe_encode(&t->bpe, pieces.text.p + pieces.v[k].off, pieces.v[k].len, ids);
+        tk_pieces *pieces = &c->pieces;
+        tk_pieces_clear(pieces);
+        if (tk_pieces_add(pieces, ns + g->start, g->end - g->start, at_origin && g->start == 0)) return -1;
+        if (t->pretok && (rc = tk_pretokenize(t->pretok, pieces))) break;
+        for (size_t k = 0; k < pieces->n && !rc; k++)
+            rc = tk_bpe_encode(&t->bpe, pieces->text.p + pieces->v[k].off, pieces->v[k].len, ids, &c->cache);
     }
-done:
-    tk_buf_free(&norm);
-    free(segs.v);
-    tk_pieces_free(&pieces);
     return rc;
 }
 
@@ -571,6 +672,7 @@ moge_status moge_tokenize(const moge_tokenizer *t, const char *text, size_t len,
     tk_buf clean = {0};
     tk_ids acc = {0};
     segments segs = {0};
+    enc_ctx ctx = {0};
     int rc = 0;
     if (!tk_utf8_valid(text, len)) {
         if (tk_utf8_lossy(&clean, text, len)) rc = -1;
@@ -582,7 +684,7 @@ moge_status moge_tokenize(const moge_tokenizer *t, const char *text, size_t len,
     if (!rc) rc = split_added(t, false, text ? text : "", len, &segs);
     for (size_t i = 0; i < segs.n && !rc; i++) {
         const segment *g = &segs.v[i];
-        rc = g->id >= 0 ? tk_ids_push(&acc, g->id) : encode_segment(t, text + g->start, g->end - g->start, g->start == 0, &acc);
+        rc = g->id >= 0 ? tk_ids_push(&acc, g->id) : encode_segment(t, &ctx, text + g->start, g->end - g->start, g->start == 0, &acc);
     }
     if (!rc && add_special)
         for (size_t i = 0; i < t->n_post_post && !rc; i++) rc = tk_ids_push(&acc, t->post_post[i]);
@@ -597,5 +699,6 @@ moge_status moge_tokenize(const moge_tokenizer *t, const char *text, size_t len,
     tk_buf_free(&clean);
     tk_ids_free(&acc);
     free(segs.v);
+    enc_ctx_free(&ctx);
     return st;
 }

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* ------------------------------------------------------------------------------------------ */
 /* Internal: byte buffers, UTF-8, hashing (text.c)                                            */
@@ -42,7 +43,11 @@ typedef struct {
 } tk_ids;
 
 int tk_ids_push(tk_ids *a, int32_t id);
+int tk_ids_append(tk_ids *a, const int32_t *v, size_t n);
 void tk_ids_free(tk_ids *a);
+
+/* Length of the ASCII prefix of s[0..n). */
+size_t tk_ascii_prefix(const char *s, size_t n);
 
 /* Length of the valid UTF-8 character at s (1..4), or 0 when s[0..n) does not start with one. */
 size_t tk_utf8_char(const char *s, size_t n, uint32_t *cp);
@@ -59,6 +64,24 @@ size_t tk_utf8_put(uint32_t cp, char *out);
 bool tk_is_whitespace(uint32_t cp);
 
 uint64_t tk_hash(const char *s, size_t n);
+
+/* memcmp(a, b, n) == 0, inline for short strings. */
+static inline bool tk_bytes_eq(const char *a, const char *b, size_t n) {
+    if (n > 16) return memcmp(a, b, n) == 0;
+    if (n >= 8) {
+        uint64_t x, y, z, w;
+        memcpy(&x, a, 8), memcpy(&y, b, 8), memcpy(&z, a + n - 8, 8), memcpy(&w, b + n - 8, 8);
+        return ((x ^ y) | (z ^ w)) == 0;
+    }
+    if (n >= 4) {
+        uint32_t x, y, z, w;
+        memcpy(&x, a, 4), memcpy(&y, b, 4), memcpy(&z, a + n - 4, 4), memcpy(&w, b + n - 4, 4);
+        return ((x ^ y) | (z ^ w)) == 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return false;
+    return true;
+}
 
 /* A string owned elsewhere. */
 typedef struct {
@@ -82,7 +105,34 @@ int tk_strmap_init(tk_strmap *m, const tk_str *keys, size_t expected);
 /* Inserts id (keys[id] must be set); replaces an id with an equal key. */
 int tk_strmap_put(tk_strmap *m, int32_t id);
 int32_t tk_strmap_get(const tk_strmap *m, const char *s, size_t n);
+/* Starts loading the slot of s, for a tk_strmap_get soon after. */
+void tk_strmap_prefetch(const tk_strmap *m, const char *s, size_t n);
 void tk_strmap_free(tk_strmap *m);
+
+/* The word cache of one encode call: the ids of each word the BPE model has encoded (most words
+ * of a text repeat). A per-call object, so a shared tokenizer stays read-only. Keys and ids live
+ * in two growing buffers; past the limits below nothing more is added. */
+#define TK_WCACHE_MAX_WORD 255           /* longer words are not cached */
+#define TK_WCACHE_MAX_WORDS ((size_t)1 << 20) /* at most 48 MiB of slots */
+#define TK_WCACHE_MAX_BYTES ((size_t)32 << 20) /* of keys, and of ids */
+
+typedef struct {
+    uint64_t h; /* hash | 1; 0 when empty */
+    uint32_t key, key_len, ids, n_ids;
+} tk_wslot;
+
+typedef struct {
+    tk_wslot *slots;
+    size_t mask, count;
+    tk_buf keys;
+    tk_ids vals;
+} tk_wcache;
+
+/* The cached ids of w (h = tk_hash(w, n)), valid until the next put; NULL when absent. */
+const int32_t *tk_wcache_get(const tk_wcache *c, const char *w, size_t n, uint64_t h, size_t *n_ids);
+/* ids must not point into the cache. */
+int tk_wcache_put(tk_wcache *c, const char *w, size_t n, uint64_t h, const int32_t *ids, size_t n_ids);
+void tk_wcache_free(tk_wcache *c);
 
 /* Bump allocator for the many small strings of a vocabulary. */
 typedef struct tk_arena_block tk_arena_block;
@@ -93,6 +143,8 @@ typedef struct {
 /* Copies s[0..n) plus a NUL into the arena; NULL when out of memory. */
 char *tk_arena_strdup(tk_arena *a, const char *s, size_t n);
 void tk_arena_free(tk_arena *a);
+/* Moves every string of src into dst (src is left empty). */
+void tk_arena_adopt(tk_arena *dst, tk_arena *src);
 
 /* Writes a formatted message to err (when err && err_size) and returns st. */
 moge_status tk_fail(char *err, size_t err_size, moge_status st, const char *fmt, ...)
@@ -122,6 +174,20 @@ void tk_regex_free(tk_regex *re);
 int tk_regex_find_all(const tk_regex *re, const char *s, size_t n, tk_spans *out);
 void tk_spans_free(tk_spans *s);
 
+/* Reusable match state (one per thread). */
+typedef struct tk_matcher tk_matcher;
+tk_matcher *tk_matcher_new(void);
+void tk_matcher_free(tk_matcher *m);
+/* The first non-empty match in s[0..n) (valid UTF-8) that starts at or after byte `at` (a
+ * character boundary): 1 with [*a, *b), 0 when none, -1 on out-of-memory, -2 on a matching
+ * error. Empty matches are stepped over, as tk_regex_find_all does. *m is made when PCRE2 is
+ * first needed (start with NULL; free with tk_matcher_free). */
+int tk_regex_next(const tk_regex *re, tk_matcher **m, const char *s, size_t n, size_t at, size_t *a, size_t *b);
+/* The Qwen2/3 and Llama 3 pre-tokenizer patterns are matched by hand on ASCII text (PCRE2 takes
+ * over around other characters). on = false makes re use PCRE2 only (for differential tests);
+ * on = true changes nothing. Returns whether re had the hand-written matcher. */
+bool tk_regex_set_fast(tk_regex *re, bool on);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Internal: normalizers (normalize.c)                                                        */
 /* ------------------------------------------------------------------------------------------ */
@@ -135,6 +201,9 @@ moge_status tk_normalizer_parse(const void *json, const char *where, tk_normaliz
 void tk_normalizer_free(tk_normalizer *n);
 /* Normalizes in[0..n) (valid UTF-8) into out (replacing its contents). */
 int tk_normalize(const tk_normalizer *nz, const char *in, size_t n, tk_buf *out);
+/* True when nz leaves every ASCII-only text unchanged (the Unicode forms, StripAccents and
+ * Sequences of them), so encoding may skip it for such text. */
+bool tk_normalizer_ascii_identity(const tk_normalizer *nz);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Internal: pre-tokenizers (pretokenize.c)                                                   */
@@ -171,15 +240,68 @@ int tk_pretokenize(const tk_pretok *p, tk_pieces *io);
 const char *tk_byte_to_unicode(uint8_t b);
 /* The byte a code point maps back to, or -1 when it is not in the alphabet. */
 int tk_unicode_to_byte(uint32_t cp);
+/* Writes s[0..n) mapped to the alphabet to out (room for 2n bytes); returns the length. */
+size_t tk_byte_level_map(const char *s, size_t n, char *out);
+
+/* The pre-tokenizers the encoder runs in one streaming pass, without piece lists: at most one
+ * regex split (a Split with behavior Isolated, not inverted, or ByteLevel's own GPT-2 regex)
+ * and at most one ByteLevel, in that order (Sequences flattened); no pre-tokenizer at all also
+ * fits. ok is false for anything else (tk_pretokenize then runs step by step). */
+typedef struct {
+    bool ok;
+    const tk_regex *re;   /* the words are the matches and the text between them; NULL: one word */
+    bool space_before_re; /* ByteLevel add_prefix_space applied before the split (or with none) */
+    bool space_per_word;  /* ByteLevel add_prefix_space after a Split: each word lacking one */
+    bool byte_map;        /* ByteLevel: map each word's bytes to the GPT-2 alphabet */
+} tk_pretok_plan;
+
+void tk_pretok_plan_of(const tk_pretok *p, tk_pretok_plan *plan); /* p may be NULL */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Internal: model.vocab and model.merges read straight from the text (json_scan.c)           */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    const char *s; /* the token, NUL-terminated */
+    uint32_t len;
+    int32_t id;
+} tk_vocab_ent;
+
+/* One merge: the string "a b" in a[0..alen) when b is NULL, else the pair a, b. Not
+ * NUL-terminated (they may point into the file text). */
+typedef struct {
+    const char *a, *b;
+    uint32_t alen, blen;
+} tk_merge_ent;
+
+typedef struct {
+    tk_vocab_ent *vocab;
+    size_t n_vocab;
+    tk_merge_ent *merges;
+    size_t n_merges;
+    tk_arena keys;    /* the vocabulary strings (adopted by the tokenizer's arena) */
+    tk_arena strings; /* merge strings that had escapes */
+} tk_model_text;
+
+/* Reads model.vocab and model.merges from the tokenizer.json text into m, in document order,
+ * and writes to doc the text with those two values replaced by {} and [] for cJSON. The merge
+ * strings may point into text, which must outlive m. Returns false (m empty) when the text does
+ * not have the plain shape json_scan.c handles; the caller then parses the file with cJSON. */
+bool tk_model_scan(const char *text, size_t len, tk_model_text *m, tk_buf *doc);
+void tk_model_text_free(tk_model_text *m);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Internal: the BPE model (bpe.c)                                                            */
 /* ------------------------------------------------------------------------------------------ */
 
 typedef struct {
-    uint64_t *keys; /* (left id << 32) | right id; UINT64_MAX when empty */
-    uint32_t *rank;
-    int32_t *new_id;
+    uint64_t key; /* (left id << 32) | right id; UINT64_MAX when empty */
+    uint32_t rank;
+    int32_t new_id;
+} tk_merge;
+
+typedef struct {
+    tk_merge *slots; /* open addressing, one cache line per probe */
     size_t mask;
 } tk_mergemap;
 
@@ -193,19 +315,24 @@ typedef struct {
     char *subword_prefix, *word_suffix; /* continuing_subword_prefix, end_of_word_suffix or NULL */
     int32_t byte_id[256];               /* ids of "<0xXX>" or -1 */
     int32_t *bmp_id; /* id of each BMP character alone (-1: none); NULL with prefix/suffix */
-    /* The pairs of adjacent characters inside merged tokens (a set of (cp1 << 32) | cp2): a
-     * boundary between two in-vocabulary characters whose pair is absent can never be merged
-     * across, so long words are encoded in independent pieces. NULL when unused. */
+    /* The junctions of the merges (a set of (cp1 << 32) | cp2: the last character of the left
+     * token, the first of the right one). A word starts as single characters and a merge joins
+     * two adjacent symbols, so the boundary between two in-vocabulary characters is only ever
+     * merged across by a merge whose junction is that pair; where the pair is absent the word is
+     * encoded in independent pieces. NULL when unused. */
     uint64_t *bigrams;
     size_t bigram_mask;
+    uint8_t *small;       /* by BMP code point: 1..255 for the 255 commonest characters, else 0 */
+    uint64_t *pair_bits;  /* bit small[a] * 256 + small[b]: the pair (a, b) is in bigrams */
 } tk_bpe;
 
-/* Parses the "model" object into bpe (strings go to arena). */
-moge_status tk_bpe_parse(const void *json, const char *file, tk_bpe *bpe, tk_arena *arena, char *err,
-                         size_t err_size);
+/* Parses the "model" object into bpe (strings go to arena). With pre (not NULL) the vocabulary
+ * and merges are taken from it (json_scan.c; its keys are adopted into arena), not from json. */
+moge_status tk_bpe_parse(const void *json, const char *file, tk_bpe *bpe, tk_arena *arena, tk_model_text *pre,
+                         char *err, size_t err_size);
 void tk_bpe_free(tk_bpe *bpe);
-/* Appends the ids of one pre-tokenized word. */
-int tk_bpe_encode(const tk_bpe *bpe, const char *word, size_t n, tk_ids *out);
+/* Appends the ids of one pre-tokenized word; cache (may be NULL) remembers the ids of words. */
+int tk_bpe_encode(const tk_bpe *bpe, const char *word, size_t n, tk_ids *out, tk_wcache *cache);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Internal: decoders (decode.c)                                                              */
@@ -239,6 +366,7 @@ struct moge_tokenizer {
     tk_added *added;
     size_t n_added;
     bool added_first[2][256]; /* [normalized][byte]: some added token starts with this byte */
+    int added_only[2];        /* [normalized]: the only such byte; -1: several, -2: none */
     tk_normalizer *normalizer; /* NULL: none */
     tk_pretok *pretok;         /* NULL: none */
     tk_decoder *decoder;
@@ -249,6 +377,8 @@ struct moge_tokenizer {
     uint8_t *special;
     int32_t n_vocab;
     size_t max_piece_len;
+    tk_pretok_plan plan;
+    bool norm_ascii_identity;
     int32_t bos, eos;
     char *chat_template;
     moge_chat_family chat_family;
