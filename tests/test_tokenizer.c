@@ -1,6 +1,7 @@
 /*
  * test_tokenizer.c — the tokenizer against the Hugging Face reference's ids (Mistral and Qwen3
- * dev cases, llama.cpp's Qwen3 vectors, llama2.c's tok512 vectors), decode round trips over the
+ * dev cases, llama.cpp's Qwen3 vectors, llama2.c's tok512 vectors, the hard cases of
+ * tools/tok_make_cases.mjs for all three), decode round trips over the
  * TinyStories validation text, the streaming detokenizer, malformed files, every normalizer /
  * pre-tokenizer / decoder / added-token flag on small in-test tokenizers, and chat templates.
  * The fast paths are checked against the plain ones they replace: the hand-written matcher of the
@@ -387,6 +388,102 @@ static void test_tok512_vectors(void) {
 done:
     free(data);
     moge_tokenizer_free(t);
+}
+
+/* Prints at most max bytes of s with C escapes for what is not printable ASCII or UTF-8. */
+static void print_escaped(const char *s, size_t n, size_t max) {
+    for (size_t i = 0; i < n && i < max; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n') printf("\\n");
+        else if (c == '\r') printf("\\r");
+        else if (c == '\t') printf("\\t");
+        else if (c == '\\' || c == '"') printf("\\%c", c);
+        else if (c < 0x20 || c == 0x7F) printf("\\x%02X", c);
+        else putchar(c);
+    }
+    if (n > max) printf("...(%zu bytes)", n);
+}
+
+static void print_ids(const char *label, const int32_t *ids, size_t n) {
+    printf("   %s (%zu):", label, n);
+    for (size_t i = 0; i < n && i < 32; i++) printf(" %d", ids[i]);
+    if (n > 32) printf(" ...");
+    printf("\n");
+}
+
+/* tests/fixtures/tokenizers/hard-cases/NAME.jsonl (made by tools/tok_make_cases.mjs with the
+ * reference): lines {"text": ..., "add_special": bool, "ids": [...]}; every case exact. */
+static void test_hard_cases(void) {
+    static const struct {
+        const char *name, *tokenizer;
+        size_t n_cases;
+    } sets[] = {{"qwen3", QWEN3, 130}, {"mistral", MISTRAL, 130}, {"stories260K", TOK512, 130}};
+    for (size_t s = 0; s < sizeof sets / sizeof *sets; s++) {
+        char path[256];
+        snprintf(path, sizeof path, "tests/fixtures/tokenizers/hard-cases/%s.jsonl", sets[s].name);
+        moge_tokenizer *t = load(sets[s].tokenizer);
+        char *data = slurp(path, NULL);
+        CHECKF(data != NULL, "cannot read %s", path);
+        if (!t || !data) {
+            free(data);
+            moge_tokenizer_free(t);
+            continue;
+        }
+        size_t total = 0, exact = 0, streams = 0, malformed = 0;
+        tk_buf text = {0};
+        size_t want_cap = 1024;
+        int32_t *want = malloc(want_cap * sizeof *want);
+        for (char *line = data; *line;) {
+            char *end = strchr(line, '\n');
+            if (end) *end = '\0';
+            char *tp = strstr(line, "{\"text\":\"");
+            const char *after = tp ? json_string(tp + 9, &text) : NULL;
+            char *sp = after ? strstr(after, "\"add_special\":") : NULL;
+            char *ip = sp ? strstr(sp, "\"ids\":[") : NULL;
+            if (!ip) {
+                if (*line) malformed++;
+            } else {
+                bool special = strncmp(sp + 14, "true", 4) == 0;
+                size_t nw = 0;
+                for (char *q = ip + 7; *q && *q != ']';) {
+                    if (nw == want_cap) {
+                        want_cap *= 2;
+                        want = realloc(want, want_cap * sizeof *want);
+                    }
+                    want[nw++] = (int32_t)strtol(q, &q, 10);
+                    if (*q == ',') q++;
+                }
+                size_t n;
+                int32_t *got = encode(t, text.p, text.len, special, &n);
+                total++;
+                bool same = n == nw && (n == 0 || memcmp(got, want, n * sizeof *got) == 0);
+                exact += same;
+                if (!same && total - exact <= 5) {
+                    printf("  %s: mismatch (add_special %s) on \"", sets[s].name, special ? "true" : "false");
+                    print_escaped(text.p, text.len, 100);
+                    printf("\"\n");
+                    size_t d = 0;
+                    while (d < n && d < nw && got[d] == want[d]) d++;
+                    printf("   first difference at id %zu\n", d);
+                    print_ids("want", want, nw);
+                    print_ids("got ", got, n);
+                }
+                streams += stream_matches(t, got, n);
+                free(got);
+            }
+            if (!end) break;
+            line = end + 1;
+        }
+        printf("  %s hard cases: %zu/%zu exact, %zu streams match\n", sets[s].name, exact, total, streams);
+        CHECKF(malformed == 0, "%s: %zu lines not understood", path, malformed);
+        CHECKF(total == sets[s].n_cases, "%s: %zu cases, want %zu", path, total, sets[s].n_cases);
+        CHECK(exact == total);
+        CHECK(streams == total);
+        free(want);
+        tk_buf_free(&text);
+        free(data);
+        moge_tokenizer_free(t);
+    }
 }
 
 /* decode(encode(valid.txt)) == valid.txt, and the streamed decode agrees. */
@@ -1199,7 +1296,7 @@ done:
 
 int main(void) {
     RUN_TESTS(T(test_mistral_cases_dev), T(test_qwen3_cases_dev), T(test_qwen3_llamacpp_vectors),
-              T(test_tok512_vectors), T(test_roundtrip_tinystories_mistral), T(test_roundtrip_tinystories_qwen3),
+              T(test_tok512_vectors), T(test_hard_cases), T(test_roundtrip_tinystories_mistral), T(test_roundtrip_tinystories_qwen3),
               T(test_roundtrip_tinystories_tok512), T(test_qwen3_load_speed), T(test_vocab_queries),
               T(test_add_special_only_when_asked), T(test_buffer_too_small), T(test_invalid_utf8_input),
               T(test_stream_never_splits_utf8), T(test_malformed_files), T(test_merges_string_and_pair_forms),
