@@ -161,21 +161,33 @@ typedef enum {
     MOGE_ROUTING_GROUP_LIMITED, /* keep the topk_group groups with the best expert, top-K in them (DeepSeek-V2) */
 } moge_routing;
 
+/* Weight quantization at load (runtime/quant.c; formats in runtime/tensor.h). Every 2-D weight
+ * matrix except the embedding table and the MoE routers (lm_head included, also when tied) is
+ * read once from the mapping and kept only in the quantized form; blocks of 32 values with one
+ * f32 scale each, symmetric, every value within scale/2 of the original. */
+typedef enum {
+    MOGE_QUANT_NONE = 0, /* weights as stored (F32/F16/BF16, mmapped) */
+    MOGE_QUANT_Q8,       /* int8, scale = max|w| / 127: 1.125 bytes per weight */
+    MOGE_QUANT_Q4,       /* 4-bit -7..7, scale = max|w| / 7: 0.625 bytes per weight */
+} moge_quant;
+
 typedef struct {
     moge_backend backend;  /* default MOGE_BACKEND_CPU */
     int n_threads;         /* threads for the cpu backend; default 0 = every online core */
     moge_routing routing;  /* override the checkpoint's routing rule; default MOGE_ROUTING_DEFAULT */
     int32_t n_group;       /* groups for MOGE/GROUP_LIMITED overrides; 0 = the checkpoint's (Pangu: K) */
     int32_t topk_group;    /* groups kept by GROUP_LIMITED; 0 = half of n_group */
+    moge_quant quant;      /* default MOGE_QUANT_NONE */
 } moge_model_params;
 
 moge_model_params moge_model_default_params(void);
 
 /* Loads a Hugging Face model directory: config.json and model.safetensors, or the shards named by
  * model.safetensors.index.json. Architectures LlamaForCausalLM, MistralForCausalLM and
- * Qwen2ForCausalLM; weights F32, F16 or BF16 (mmapped, not copied). params may be NULL for the
- * defaults. On success *out owns the model: free it with moge_model_free() after every context
- * made from it. */
+ * Qwen2ForCausalLM; weights F32, F16 or BF16 (mmapped, not copied; with params->quant the
+ * matrices are quantized once into an owned buffer instead). params may be NULL for the defaults.
+ * On success *out owns the model: free it with moge_model_free() after every context made from
+ * it. */
 moge_status moge_model_load(const char *dir, const moge_model_params *params, moge_model **out,
                             char *err, size_t err_size);
 void moge_model_free(moge_model *model);
@@ -197,6 +209,10 @@ typedef struct {
     int64_t n_params;         /* number of weights */
     int64_t n_params_active;  /* weights a single token reads (embedding row excluded) */
     int64_t weight_bytes;     /* bytes of weights as stored */
+    const char *quant;        /* "none", "q8" or "q4" */
+    int64_t resident_bytes;   /* bytes of weights the loaded model holds and reads: quantized
+                                 matrices, f32 copies of vectors, and the matrices still used
+                                 from the mapping (each counted once) */
 } moge_model_info;
 
 /* Fills *info (never fails for a loaded model). */

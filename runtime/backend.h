@@ -16,6 +16,7 @@
 #define MOGE_BACKEND_H
 
 #include <stdint.h>
+#include "runtime/quant.h"
 #include "runtime/tensor.h"
 
 /* Rows of a weight matrix the cpu backend converts to f32 at a time (F16/BF16 OpenBLAS GEMM). */
@@ -29,7 +30,7 @@ struct threadpool;
 /* What every op may use: the thread pool (NULL = single-threaded) and scratch memory. */
 typedef struct {
     struct threadpool *pool;
-    float *ws;       /* matmul: BACKEND_MATMUL_BLOCK * (largest input width) floats */
+    float *ws;       /* matmul: backend_ws_floats(largest input width) floats */
     float *attn_ws;  /* attention: threadpool_size(pool) * n_ctx floats */
 } backend_env;
 
@@ -65,9 +66,18 @@ typedef struct {
     float *dev_scratch;         /* scratch n_devices * moe_scratch_floats(n, n_embd, n_ff) */
 } moe_args;
 
-/* Scratch floats one device needs for a batch of up to n rows. */
+/* Scratch floats one device needs for a batch of up to n rows (gathered inputs, gate, up, output,
+ * and the int16 activations of the quantized kernels). */
 static inline int64_t moe_scratch_floats(int64_t n, int64_t n_embd, int64_t n_ff) {
-    return n * (2 * n_embd + 2 * n_ff) + (n_embd > n_ff ? n_embd : n_ff);
+    int64_t wide = n_embd > n_ff ? n_embd : n_ff;
+    return n * (2 * n_embd + 2 * n_ff) + wide + quant_act_floats(n, wide);
+}
+
+/* Floats of backend_env.ws for matmul inputs up to max_in wide: a block of weight rows converted
+ * to f32 (OpenBLAS path), or the int16 activations of up to BACKEND_INVARIANT_ROWS rows. */
+static inline int64_t backend_ws_floats(int64_t max_in) {
+    int64_t blas = BACKEND_MATMUL_BLOCK * max_in, act = quant_act_floats(BACKEND_INVARIANT_ROWS, max_in);
+    return blas > act ? blas : act;
 }
 
 typedef struct backend_ops {

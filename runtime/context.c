@@ -14,9 +14,13 @@ moge_context_params moge_context_default_params(void) {
     return p;
 }
 
+/* Zeroed, 64-byte aligned (whole cache lines: the cpu kernels' vector loads of activation rows
+ * then do not straddle lines). */
 static void *alloc_floats(int64_t n, int *failed) {
-    void *p = calloc((size_t)(n > 0 ? n : 1), sizeof(float));
+    size_t bytes = ((size_t)(n > 0 ? n : 1) * sizeof(float) + 63) / 64 * 64;
+    void *p = aligned_alloc(64, bytes);
     if (!p) *failed = 1;
+    else memset(p, 0, bytes);
     return p;
 }
 
@@ -58,7 +62,7 @@ moge_status moge_context_new(moge_model *m, const moge_context_params *params, m
     ctx->logits = alloc_floats(B * c->n_vocab, &failed);
     ctx->env.pool = m->ops == &backend_cpu ? threadpool_new(m->n_threads) : NULL;
     if (m->ops == &backend_cpu && !ctx->env.pool) failed = 1;
-    ctx->env.ws = alloc_floats(BACKEND_MATMUL_BLOCK * max_in, &failed);
+    ctx->env.ws = alloc_floats(backend_ws_floats(max_in), &failed);
     ctx->env.attn_ws = alloc_floats((int64_t)threadpool_size(ctx->env.pool) * p.n_ctx, &failed);
     ctx->samp_probs = alloc_floats(c->n_vocab, &failed);
     ctx->samp_q = alloc_floats(c->n_vocab, &failed);

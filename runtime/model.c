@@ -7,10 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "runtime/errors.h"
 #include "runtime/model.h"
+#include "runtime/quant.h"
 
 moge_model_params moge_model_default_params(void) {
     moge_model_params p = {.backend = MOGE_BACKEND_CPU, .n_threads = 0};
@@ -72,6 +74,7 @@ static moge_status bind_vector(binder *b, const char *name, int64_t len, float *
     if (st != MOGE_OK) return st;
     *out = malloc((size_t)len * sizeof(float));
     if (!*out) return set_err(b->err, b->n, MOGE_ERR_NOMEM, "out of memory loading %s", name);
+    b->m->vector_bytes += len * (int64_t)sizeof(float);
     tensor t = {.name = e->name, .type = e->type, .n_dims = 1, .shape = {len, 0}, .data = e->data};
     tensor_to_f32(&t, 0, len, *out);
     return MOGE_OK;
@@ -147,12 +150,98 @@ static moge_status bind_all(binder *b) {
     return MOGE_OK;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* quantization at load                                                                       */
+
+typedef enum { MAT_EMBD, MAT_ROUTER, MAT_OTHER } matrix_kind;
+
+/* Calls fn on every 2-D weight the model holds (lm_head also when it is the tied embedding). */
+static void for_each_matrix(moge_model *m, void (*fn)(moge_model *, tensor *, matrix_kind, void *), void *arg) {
+    const model_config *c = &m->cfg;
+    fn(m, &m->tok_embd, MAT_EMBD, arg);
+    fn(m, &m->lm_head, MAT_OTHER, arg);
+    for (int l = 0; l < c->n_layer; l++) {
+        layer_weights *w = &m->layers[l];
+        tensor *mats[] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down, &w->sh_gate, &w->sh_up, &w->sh_down};
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
+            if (mats[i]->data) fn(m, mats[i], MAT_OTHER, arg);
+        if (c->n_expert == 0) continue;
+        fn(m, &w->router, MAT_ROUTER, arg);
+        for (int e = 0; e < c->n_expert; e++) {
+            fn(m, &w->exp_gate[e], MAT_OTHER, arg);
+            fn(m, &w->exp_up[e], MAT_OTHER, arg);
+            fn(m, &w->exp_down[e], MAT_OTHER, arg);
+        }
+    }
+}
+
+typedef struct {
+    dtype type;
+    int64_t bytes, max_cols; /* sizing pass */
+    char *dst;               /* quantizing pass: next free byte of qbuf */
+    float *row;
+} quant_pass;
+
+#define QBUF_ALIGN 64
+static int64_t align_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
+
+static void quant_size(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
+    (void)m;
+    quant_pass *q = arg;
+    if (kind != MAT_OTHER) return;
+    q->bytes += align_up((int64_t)dtype_row_bytes(q->type, t->shape[1]) * t->shape[0], QBUF_ALIGN);
+    if (t->shape[1] > q->max_cols) q->max_cols = t->shape[1];
+}
+
+/* Quantizes one matrix into qbuf, then releases the pages of its source in the mapping (they were
+ * read once; the kernel drops them from this process, and would read them again from the file
+ * if touched). The tied embedding is still needed by the token lookup, so its pages stay. */
+static void quant_one(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
+    quant_pass *q = arg;
+    if (kind != MAT_OTHER) return;
+    tensor src = *t;
+    quant_tensor(&src, q->type, q->dst, q->row, t);
+    int64_t bytes = (int64_t)dtype_row_bytes(q->type, src.shape[1]) * src.shape[0];
+    m->qbuf_bytes += bytes;
+    q->dst += align_up(bytes, QBUF_ALIGN);
+    const st_entry *e = st_find(&m->st, src.name);
+    if (src.data == m->tok_embd.data || !e || e->copy) return;
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)align_up((int64_t)(uintptr_t)e->data, page), hi = ((uintptr_t)e->data + e->nbytes) / page * page;
+    if (page > 0 && hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+static moge_status quantize_weights(moge_model *m, moge_quant quant, char *err, size_t n) {
+    quant_pass q = {.type = quant == MOGE_QUANT_Q8 ? DTYPE_Q8 : DTYPE_Q4};
+    for_each_matrix(m, quant_size, &q);
+    m->qbuf = aligned_alloc(QBUF_ALIGN, (size_t)align_up(q.bytes > 0 ? q.bytes : 1, QBUF_ALIGN));
+    q.row = malloc((size_t)(q.max_cols > 0 ? q.max_cols : 1) * sizeof(float));
+    if (!m->qbuf || !q.row) {
+        free(q.row);
+        return set_err(err, n, MOGE_ERR_NOMEM, "out of memory quantizing the weights (%lld bytes)", (long long)q.bytes);
+    }
+    q.dst = m->qbuf;
+    for_each_matrix(m, quant_one, &q);
+    free(q.row);
+    return MOGE_OK;
+}
+
+static void resident_add(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
+    int64_t *sum = arg;
+    if (kind == MAT_OTHER && t == &m->lm_head && t->data == m->tok_embd.data) return; /* tied: counted once */
+    if (!dtype_is_quant(t->type)) *sum += (int64_t)dtype_row_bytes(t->type, t->shape[1]) * t->shape[0];
+}
+
+static const char *quant_name(moge_quant q) { return q == MOGE_QUANT_Q8 ? "q8" : q == MOGE_QUANT_Q4 ? "q4" : "none"; }
+
 moge_status moge_model_load(const char *dir, const moge_model_params *params, moge_model **out, char *err, size_t n) {
     if (out) *out = NULL;
     if (!dir || !out) return set_err(err, n, MOGE_ERR_ARG, "moge_model_load: dir and out must not be NULL");
     moge_model_params p = params ? *params : moge_model_default_params();
     if (p.backend != MOGE_BACKEND_CPU && p.backend != MOGE_BACKEND_REF)
         return set_err(err, n, MOGE_ERR_ARG, "moge_model_load: unknown backend %d", (int)p.backend);
+    if (p.quant != MOGE_QUANT_NONE && p.quant != MOGE_QUANT_Q8 && p.quant != MOGE_QUANT_Q4)
+        return set_err(err, n, MOGE_ERR_ARG, "moge_model_load: unknown quantization %d", (int)p.quant);
     moge_model *m = calloc(1, sizeof *m);
     if (!m) return set_err(err, n, MOGE_ERR_NOMEM, "out of memory");
 
@@ -169,6 +258,8 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
         binder b = {.m = m, .source = sharded ? path : single, .err = err, .n = n};
         st = bind_all(&b);
     }
+    if (st == MOGE_OK && p.quant != MOGE_QUANT_NONE) st = quantize_weights(m, p.quant, err, n);
+    m->quant = p.quant;
     if (st == MOGE_OK) {
         int half = m->cfg.head_dim / 2;
         m->rope_inv_freq = malloc((size_t)half * sizeof(float));
@@ -223,6 +314,7 @@ void moge_model_free(moge_model *m) {
     }
     free(m->out_norm);
     free(m->rope_inv_freq);
+    free(m->qbuf);
     st_close(&m->st);
     free(m);
 }
@@ -251,6 +343,10 @@ void moge_model_get_info(const moge_model *m, moge_model_info *info) {
         info->n_params += numel;
         info->weight_bytes += (int64_t)e->nbytes;
     }
+    info->quant = quant_name(m->quant);
+    int64_t mapped = 0;
+    for_each_matrix((moge_model *)m, resident_add, &mapped);
+    info->resident_bytes = m->qbuf_bytes + m->vector_bytes + mapped;
     /* Active: everything but the embedding table and the experts a token does not use. */
     int64_t E = c->n_embd, Q = (int64_t)c->n_head * c->head_dim, KV = (int64_t)c->n_head_kv * c->head_dim;
     int64_t per_layer = E * Q * 2 + E * KV * 2 + 2 * E;

@@ -3,7 +3,9 @@
  *
  * Weights of 2-D matrices are views into the mmapped safetensors files (any of F32/F16/BF16);
  * 1-D vectors (norm weights, biases) are converted to f32 copies at load, since every row of
- * every batch reads them.
+ * every batch reads them. With a quantization (moge_model_params.quant) every matrix but the
+ * embedding table and the MoE routers is quantized at load into one owned buffer (`qbuf`), and
+ * the pages of its source in the mapping are released.
  */
 #ifndef MOGE_MODEL_H
 #define MOGE_MODEL_H
@@ -87,6 +89,10 @@ struct moge_model {
     const backend_ops *ops;
     int n_threads;
     const moge_model *view_of; /* set for a layer-skip view: weights belong to that model */
+    moge_quant quant;
+    void *qbuf;                /* quantized matrices (owned), or NULL */
+    int64_t qbuf_bytes;        /* bytes of quantized data in qbuf */
+    int64_t vector_bytes;      /* bytes of the f32 vector copies */
 };
 
 /* A model that runs only the first n_layers layers of `m` (then m's final norm and lm_head),

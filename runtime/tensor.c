@@ -6,13 +6,43 @@ const char *dtype_name(dtype t) {
     case DTYPE_F32: return "F32";
     case DTYPE_F16: return "F16";
     case DTYPE_BF16: return "BF16";
+    case DTYPE_Q8: return "Q8";
+    case DTYPE_Q4: return "Q4";
     }
     return "?";
+}
+
+/* Values c0..c1-1 of row r of a block-quantized matrix. */
+static void dequant_range(const tensor *t, int64_t r, int64_t c0, int64_t c1, float *dst) {
+    int64_t nb = (t->shape[1] + QBLOCK - 1) / QBLOCK;
+    for (int64_t c = c0; c < c1;) {
+        int64_t b = r * nb + c / QBLOCK;
+        int j = (int)(c % QBLOCK), end = c1 - c + j < QBLOCK ? (int)(c1 - c + j) : QBLOCK;
+        if (t->type == DTYPE_Q8) {
+            const block_q8 *blk = (const block_q8 *)t->data + b;
+            for (; j < end; j++) *dst++ = q8_value(blk, j);
+        } else {
+            const block_q4 *blk = (const block_q4 *)t->data + b;
+            for (; j < end; j++) *dst++ = q4_value(blk, j);
+        }
+        c = (c / QBLOCK + 1) * QBLOCK;
+    }
 }
 
 void tensor_to_f32(const tensor *t, int64_t first, int64_t n, float *dst) {
     if (t->type == DTYPE_F32) {
         memcpy(dst, (const float *)t->data + first, (size_t)n * sizeof(float));
+        return;
+    }
+    if (dtype_is_quant(t->type)) {
+        int64_t cols = t->shape[1];
+        while (n > 0) {
+            int64_t r = first / cols, c0 = first % cols, c1 = c0 + n < cols ? c0 + n : cols;
+            dequant_range(t, r, c0, c1, dst);
+            dst += c1 - c0;
+            first += c1 - c0;
+            n -= c1 - c0;
+        }
         return;
     }
     const uint16_t *src = (const uint16_t *)t->data + first;

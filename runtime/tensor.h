@@ -1,6 +1,16 @@
 /*
- * tensor.h — views of weight tensors (usually straight into an mmapped safetensors file) and
- * the element conversions every backend shares.
+ * tensor.h — views of weight tensors (usually straight into an mmapped safetensors file, or into
+ * the model's buffer of quantized weights) and the element conversions every backend shares.
+ *
+ * Block-quantized matrices (DTYPE_Q8, DTYPE_Q4; 2-D only, made at load by quant.c): each row of
+ * `cols` values is cut into ceil(cols / QBLOCK) blocks of QBLOCK consecutive values, the last
+ * one zero-padded; a row is its blocks back to back, rows follow each other. Both formats are
+ * symmetric with one f32 scale per block, and a value is the float product (float)q * d:
+ *   Q8: d = max|w| / 127, q = round(w / d) in -127..127            (36 bytes per 32 values)
+ *   Q4: d = max|w| / 7,   q = round(w / d) in -7..7, stored q + 8   (20 bytes per 32 values);
+ *       value j of a block is in the low nibble of byte j for j < 16, the high nibble of byte
+ *       j - 16 otherwise.
+ * So every value is within d / 2 of the original.
  */
 #ifndef MOGE_TENSOR_H
 #define MOGE_TENSOR_H
@@ -8,7 +18,11 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef enum { DTYPE_F32 = 0, DTYPE_F16, DTYPE_BF16 } dtype;
+typedef enum { DTYPE_F32 = 0, DTYPE_F16, DTYPE_BF16, DTYPE_Q8, DTYPE_Q4 } dtype;
+
+#define QBLOCK 32
+typedef struct { float d; int8_t q[QBLOCK]; } block_q8;
+typedef struct { float d; uint8_t q[QBLOCK / 2]; } block_q4;
 
 typedef struct {
     const char *name;   /* owned by the safetensors table it came from */
@@ -18,8 +32,25 @@ typedef struct {
     const void *data;   /* shape[0] * shape[1] elements of `type`, suitably aligned */
 } tensor;
 
+/* Bytes per element of the float types (F32, F16, BF16); not for the block types. */
 static inline size_t dtype_size(dtype t) { return t == DTYPE_F32 ? 4 : 2; }
+static inline int dtype_is_quant(dtype t) { return t == DTYPE_Q8 || t == DTYPE_Q4; }
+/* Bytes of one row of `cols` values. */
+static inline size_t dtype_row_bytes(dtype t, int64_t cols) {
+    int64_t nb = (cols + QBLOCK - 1) / QBLOCK;
+    switch (t) {
+    case DTYPE_Q8: return (size_t)nb * sizeof(block_q8);
+    case DTYPE_Q4: return (size_t)nb * sizeof(block_q4);
+    default: return (size_t)cols * dtype_size(t);
+    }
+}
 const char *dtype_name(dtype t);
+
+static inline float q8_value(const block_q8 *b, int j) { return (float)b->q[j] * b->d; }
+static inline float q4_value(const block_q4 *b, int j) {
+    int q = j < QBLOCK / 2 ? (b->q[j] & 15) : (b->q[j - QBLOCK / 2] >> 4);
+    return (float)(q - 8) * b->d;
+}
 
 static inline float f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
@@ -48,16 +79,23 @@ static inline float bf16_to_f32(uint16_t b) {
     return f;
 }
 
-/* Element i of a tensor's data as f32. */
+/* Element i (row-major over the logical shape) of a tensor's data as f32. */
 static inline float tensor_get(const tensor *t, int64_t i) {
     switch (t->type) {
     case DTYPE_F16: return f16_to_f32(((const uint16_t *)t->data)[i]);
     case DTYPE_BF16: return bf16_to_f32(((const uint16_t *)t->data)[i]);
+    case DTYPE_Q8:
+    case DTYPE_Q4: {
+        int64_t cols = t->shape[1], r = i / cols, c = i % cols, nb = (cols + QBLOCK - 1) / QBLOCK;
+        int64_t b = r * nb + c / QBLOCK;
+        if (t->type == DTYPE_Q8) return q8_value((const block_q8 *)t->data + b, (int)(c % QBLOCK));
+        return q4_value((const block_q4 *)t->data + b, (int)(c % QBLOCK));
+    }
     default: return ((const float *)t->data)[i];
     }
 }
 
-/* Converts n elements starting at element `first` into dst (f32). */
+/* Converts n elements starting at element `first` into dst (f32); block types dequantize. */
 void tensor_to_f32(const tensor *t, int64_t first, int64_t n, float *dst);
 
 #endif

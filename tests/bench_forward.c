@@ -3,18 +3,26 @@
  * memory-bandwidth roofline, measured in one run on this machine.
  *
  *  1. Read bandwidth with all threads (sum over a 512 MiB buffer, best of 5).
- *  2. Models: stories260K, and two random benchmark models generated on first use under
+ *  2. Models: stories260K, and three random benchmark models generated on first use under
  *     build/bench-models/ (not committed): a Pangu-shaped MoGE (~1 GB of f32 weights: hidden 1024,
  *     8 layers, 16/4 heads, 64 experts of width 128 in 8 groups, 8 per token, shared expert 512,
- *     vocabulary 8192) and a dense Llama of the same active size (feed-forward 1536).
+ *     vocabulary 8192), a dense Llama of the same active size (feed-forward 1536), and a dense
+ *     ~1 GB Llama (hidden 2048, 6 layers, 32/8 heads, feed-forward 4096, vocabulary 8192).
+ *     Each is run with its weights as stored (f32) and quantized at load to Q8 and Q4.
  *  3. For n = 1, 2, 4, ..., 64 rows (a chain after a 32-token prefix): median time of a forward,
- *     relative to n = 1, distinct experts touched and bytes of weights read per pass.
- *  4. Decode tokens/s at n = 1 against bandwidth / active bytes per token.
- * Times are medians of 5 runs after a warm-up. Quote ratios measured in one run.
+ *     relative to n = 1, distinct experts touched and bytes of weights read per pass (quantized
+ *     bytes for Q8/Q4: 36 / 20 bytes per 32 weights; the MoE routers stay f32).
+ *  4. Decode tokens/s at n = 1 against bandwidth / bytes read per token.
+ *  5. Memory: the process's resident set after loading (and its peak while loading) and after the
+ *     runs, against the model's weight bytes (as stored, and as held:
+ *     moge_model_info.resident_bytes) and its KV cache.
+ * Times are medians of 5 runs after a warm-up (11 for n = 1). Quote ratios measured in one run.
+ * `bench_forward MODEL_DIR...` benchmarks only those directories.
  */
 #include <cJSON.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,98 +148,146 @@ static int write_model(const char *dir, const char *config, const spec *t, int n
     return 0;
 }
 
-enum { HID = 1024, LAYERS = 8, HEADS = 16, KVH = 4, HD = 64, NEXP = 64, KEXP = 8, FEXP = 128, FSH = 512, VOCAB = 8192, FDENSE = 1536 };
+typedef struct {
+    const char *dir;
+    int moe, hid, layers, heads, kvh, ff, vocab; /* ff: dense feed-forward width */
+    uint64_t seed;
+} bench_spec;
 
-static int ensure_models(void) {
+enum { HD = 64, NEXP = 64, KEXP = 8, FEXP = 128, FSH = 512 };
+static const bench_spec BENCH_MODELS[] = {
+    {"build/bench-models/pangu-bench", 1, 1024, 8, 16, 4, 0, 8192, 11},
+    {"build/bench-models/dense-bench", 0, 1024, 8, 16, 4, 1536, 8192, 12},
+    {"build/bench-models/dense-1g", 0, 2048, 6, 32, 8, 4096, 8192, 13},
+};
+
+static int ensure_model(const bench_spec *b) {
     struct stat sb;
-    static spec t[LAYERS * 210 + 8];
-    char cfg[2048];
-    int rc = 0;
-    for (int moe = 1; moe >= 0; moe--) {
-        const char *dir = moe ? "build/bench-models/pangu-bench" : "build/bench-models/dense-bench";
-        char path[256];
-        snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        if (stat(path, &sb) == 0) continue;
-        fprintf(stderr, "bench: writing %s (once) ...\n", dir);
-        int n = 0;
+    static spec t[16 * 210 + 8];
+    char cfg[2048], path[256];
+    snprintf(path, sizeof path, "%s/model.safetensors", b->dir);
+    if (stat(path, &sb) == 0) return 0;
+    fprintf(stderr, "bench: writing %s (once) ...\n", b->dir);
+    int n = 0, HID = b->hid, HEADS = b->heads, KVH = b->kvh, VOCAB = b->vocab;
 #define ADD(r, c, ...) (snprintf(t[n].name, sizeof t[n].name, __VA_ARGS__), t[n].rows = (r), t[n].cols = (c), n++)
-        ADD(VOCAB, HID, "model.embed_tokens.weight");
-        ADD(0, HID, "model.norm.weight");
-        ADD(VOCAB, HID, "lm_head.weight");
-        for (int l = 0; l < LAYERS; l++) {
-            ADD(0, HID, "model.layers.%d.input_layernorm.weight", l);
-            ADD(0, HID, "model.layers.%d.post_attention_layernorm.weight", l);
-            ADD(HEADS * HD, HID, "model.layers.%d.self_attn.q_proj.weight", l);
-            ADD(KVH * HD, HID, "model.layers.%d.self_attn.k_proj.weight", l);
-            ADD(KVH * HD, HID, "model.layers.%d.self_attn.v_proj.weight", l);
-            ADD(HID, HEADS * HD, "model.layers.%d.self_attn.o_proj.weight", l);
-            if (moe) {
-                ADD(0, HEADS * HD, "model.layers.%d.self_attn.q_proj.bias", l);
-                ADD(0, KVH * HD, "model.layers.%d.self_attn.k_proj.bias", l);
-                ADD(0, KVH * HD, "model.layers.%d.self_attn.v_proj.bias", l);
-                ADD(0, HID, "model.layers.%d.self_attn.o_proj.bias", l);
-                ADD(NEXP, HID, "model.layers.%d.mlp.gate.weight", l);
-                ADD(0, NEXP, "model.layers.%d.mlp.router_scale", l);
-                for (int e = 0; e < NEXP; e++) {
-                    ADD(FEXP, HID, "model.layers.%d.mlp.experts.%d.gate_proj.weight", l, e);
-                    ADD(FEXP, HID, "model.layers.%d.mlp.experts.%d.up_proj.weight", l, e);
-                    ADD(HID, FEXP, "model.layers.%d.mlp.experts.%d.down_proj.weight", l, e);
-                }
-                ADD(FSH, HID, "model.layers.%d.mlp.shared_expert.gate_proj.weight", l);
-                ADD(FSH, HID, "model.layers.%d.mlp.shared_expert.up_proj.weight", l);
-                ADD(HID, FSH, "model.layers.%d.mlp.shared_expert.down_proj.weight", l);
-            } else {
-                ADD(FDENSE, HID, "model.layers.%d.mlp.gate_proj.weight", l);
-                ADD(FDENSE, HID, "model.layers.%d.mlp.up_proj.weight", l);
-                ADD(HID, FDENSE, "model.layers.%d.mlp.down_proj.weight", l);
+    ADD(VOCAB, HID, "model.embed_tokens.weight");
+    ADD(0, HID, "model.norm.weight");
+    ADD(VOCAB, HID, "lm_head.weight");
+    for (int l = 0; l < b->layers; l++) {
+        ADD(0, HID, "model.layers.%d.input_layernorm.weight", l);
+        ADD(0, HID, "model.layers.%d.post_attention_layernorm.weight", l);
+        ADD(HEADS * HD, HID, "model.layers.%d.self_attn.q_proj.weight", l);
+        ADD(KVH * HD, HID, "model.layers.%d.self_attn.k_proj.weight", l);
+        ADD(KVH * HD, HID, "model.layers.%d.self_attn.v_proj.weight", l);
+        ADD(HID, HEADS * HD, "model.layers.%d.self_attn.o_proj.weight", l);
+        if (b->moe) {
+            ADD(0, HEADS * HD, "model.layers.%d.self_attn.q_proj.bias", l);
+            ADD(0, KVH * HD, "model.layers.%d.self_attn.k_proj.bias", l);
+            ADD(0, KVH * HD, "model.layers.%d.self_attn.v_proj.bias", l);
+            ADD(0, HID, "model.layers.%d.self_attn.o_proj.bias", l);
+            ADD(NEXP, HID, "model.layers.%d.mlp.gate.weight", l);
+            ADD(0, NEXP, "model.layers.%d.mlp.router_scale", l);
+            for (int e = 0; e < NEXP; e++) {
+                ADD(FEXP, HID, "model.layers.%d.mlp.experts.%d.gate_proj.weight", l, e);
+                ADD(FEXP, HID, "model.layers.%d.mlp.experts.%d.up_proj.weight", l, e);
+                ADD(HID, FEXP, "model.layers.%d.mlp.experts.%d.down_proj.weight", l, e);
             }
+            ADD(FSH, HID, "model.layers.%d.mlp.shared_expert.gate_proj.weight", l);
+            ADD(FSH, HID, "model.layers.%d.mlp.shared_expert.up_proj.weight", l);
+            ADD(HID, FSH, "model.layers.%d.mlp.shared_expert.down_proj.weight", l);
+        } else {
+            ADD(b->ff, HID, "model.layers.%d.mlp.gate_proj.weight", l);
+            ADD(b->ff, HID, "model.layers.%d.mlp.up_proj.weight", l);
+            ADD(HID, b->ff, "model.layers.%d.mlp.down_proj.weight", l);
         }
-#undef ADD
-        if (moe)
-            snprintf(cfg, sizeof cfg,
-                     "{\"architectures\": [\"PanguProMoEForCausalLM\"], \"vocab_size\": %d, \"hidden_size\": %d, "
-                     "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"hidden_act\": \"silu\", "
-                     "\"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, \"max_position_embeddings\": 1024, \"tie_word_embeddings\": false, "
-                     "\"num_experts\": %d, \"num_experts_per_tok\": %d, \"moe_intermediate_size\": %d, \"shared_expert_intermediate_size\": %d}\n",
-                     VOCAB, HID, LAYERS, HEADS, KVH, NEXP, KEXP, FEXP, FSH);
-        else
-            snprintf(cfg, sizeof cfg,
-                     "{\"architectures\": [\"LlamaForCausalLM\"], \"vocab_size\": %d, \"hidden_size\": %d, \"intermediate_size\": %d, "
-                     "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"hidden_act\": \"silu\", "
-                     "\"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, \"max_position_embeddings\": 1024, \"tie_word_embeddings\": false}\n",
-                     VOCAB, HID, FDENSE, LAYERS, HEADS, KVH);
-        rng_state = moe ? 11 : 12;
-        rc |= write_model(dir, cfg, t, n);
     }
-    return rc;
+#undef ADD
+    if (b->moe)
+        snprintf(cfg, sizeof cfg,
+                 "{\"architectures\": [\"PanguProMoEForCausalLM\"], \"vocab_size\": %d, \"hidden_size\": %d, "
+                 "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"hidden_act\": \"silu\", "
+                 "\"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, \"max_position_embeddings\": 1024, \"tie_word_embeddings\": false, "
+                 "\"num_experts\": %d, \"num_experts_per_tok\": %d, \"moe_intermediate_size\": %d, \"shared_expert_intermediate_size\": %d}\n",
+                 VOCAB, HID, b->layers, HEADS, KVH, NEXP, KEXP, FEXP, FSH);
+    else
+        snprintf(cfg, sizeof cfg,
+                 "{\"architectures\": [\"LlamaForCausalLM\"], \"vocab_size\": %d, \"hidden_size\": %d, \"intermediate_size\": %d, "
+                 "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"hidden_act\": \"silu\", "
+                 "\"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, \"max_position_embeddings\": 1024, \"tie_word_embeddings\": false}\n",
+                 VOCAB, HID, b->ff, b->layers, HEADS, KVH);
+    rng_state = b->seed;
+    return write_model(b->dir, cfg, t, n);
 }
 
 /* ------------------------------------------------------------------------------------------ */
 
+/* Bytes of a (rows, cols) matrix as the model holds it. */
+static double mat_bytes(double rows, double cols, const char *quant) {
+    double blocks = rows * ceil(cols / 32);
+    if (strcmp(quant, "q8") == 0) return blocks * 36;
+    if (strcmp(quant, "q4") == 0) return blocks * 20;
+    return rows * cols * 4;
+}
+
 /* Bytes of weights one forward over a batch reads: everything but the embedding table and the
- * experts no row was routed to. */
+ * experts no row was routed to (the MoE routers stay f32 when quantized). */
 static double pass_bytes(const moge_model_info *in, const moge_context *ctx) {
     double E = in->n_embd, Q = (double)in->n_head * in->head_dim, KV = (double)in->n_head_kv * in->head_dim;
-    double per_layer = E * Q * 2 + E * KV * 2, moe = 0;
+    const char *qt = in->quant;
+    double per_layer = mat_bytes(Q, E, qt) + mat_bytes(KV, E, qt) * 2 + mat_bytes(E, Q, qt), moe = 0;
     if (in->n_expert) {
-        per_layer += in->n_expert * E + 3 * E * in->n_ff_shared;
+        per_layer += mat_bytes(in->n_expert, E, "none") + 2 * mat_bytes(in->n_ff_shared, E, qt) + mat_bytes(E, in->n_ff_shared, qt);
+        double expert = 2 * mat_bytes(in->n_ff_expert, E, qt) + mat_bytes(E, in->n_ff_expert, qt);
         for (int l = 0; l < moge_context_n_moe_layers(ctx); l++) {
             moge_moe_stats st;
             moge_moe_stats_get(ctx, l, false, &st);
-            moe += st.distinct_experts * 3 * E * in->n_ff_expert;
+            moe += st.distinct_experts * expert;
         }
     } else {
-        per_layer += 3 * E * in->n_ff;
+        per_layer += 2 * mat_bytes(in->n_ff, E, qt) + mat_bytes(E, in->n_ff, qt);
     }
-    return 4.0 * (per_layer * in->n_layer + moe + in->n_vocab * E);
+    return per_layer * in->n_layer + moe + mat_bytes(in->n_vocab, E, qt);
 }
 
-static void bench_model(const char *dir, double bw, int n_threads) {
+/* A field of /proc/self/status in bytes: "VmRSS:" (resident set) or "VmHWM:" (its peak). */
+static double status_bytes(const char *field) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, field, strlen(field)) == 0) kb = atof(line + strlen(field));
+    if (f) fclose(f);
+    return kb * 1024;
+}
+static double rss_bytes(void) { return status_bytes("VmRSS:"); }
+
+/* Resets the peak resident set (VmHWM) to the current one; false where the kernel does not allow it. */
+static bool reset_peak(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return false;
+    bool ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok;
+}
+
+typedef struct {
+    char model[64];
+    const char *quant;
+    double mb_token, tps, roof, r16, r64, load_s, rss_mb, peak_mb, weight_mb, resident_mb;
+} summary_row;
+static summary_row summary[32];
+static int n_summary;
+
+static void bench_model(const char *dir, double bw, int n_threads, moge_quant quant) {
     char err[512];
     moge_model_params mp = moge_model_default_params();
     mp.n_threads = n_threads;
+    mp.quant = quant;
     moge_model *m = NULL;
+    bool peak_ok = reset_peak();
+    double rss0 = rss_bytes(), t_load = now_s();
     if (moge_model_load(dir, &mp, &m, err, sizeof err) != MOGE_OK) { printf("%s: %s\n", dir, err); return; }
+    t_load = now_s() - t_load;
+    double rss_load = rss_bytes() - rss0, peak_load = status_bytes("VmHWM:") - rss0;
     moge_model_info in;
     moge_model_get_info(m, &in);
     moge_context_params cp = moge_context_default_params();
@@ -239,28 +295,37 @@ static void bench_model(const char *dir, double bw, int n_threads) {
     cp.n_batch = 64;
     moge_context *ctx = NULL;
     if (moge_context_new(m, &cp, &ctx, err, sizeof err) != MOGE_OK) { printf("%s: %s\n", dir, err); moge_model_free(m); return; }
+    double kv_bytes = 2.0 * in.n_layer * in.n_head_kv * in.head_dim * cp.n_ctx * 4;
     int32_t tok[64];
     for (int i = 0; i < 64; i++) tok[i] = (i * 37 + 11) % in.n_vocab;
     const float *lg;
     moge_batch pre = {.n = 32, .tokens = tok};
     moge_forward(ctx, &pre, &lg);
     moge_kv_commit(ctx, NULL, 32);
-    printf("\n%s — %s, %.0f MB of weights, %.1f MB active per token\n", dir, in.architecture, in.weight_bytes / 1e6,
-           in.n_params_active * 4 / 1e6);
+    printf("\n%s, weights %s — %s, %.0f MB of weights as stored, %.0f MB held (loaded in %.2f s)\n", dir, in.quant, in.architecture,
+           in.weight_bytes / 1e6, in.resident_bytes / 1e6, t_load);
     printf("| rows | ms / forward | × one row | distinct experts / layer | MB read / pass | GB/s |\n");
     printf("|-----:|-------------:|----------:|-------------------------:|---------------:|-----:|\n");
+    summary_row *sr = n_summary < 32 ? &summary[n_summary++] : &summary[31];
+    const char *base = strrchr(dir, '/');
+    snprintf(sr->model, sizeof sr->model, "%s", base ? base + 1 : dir);
+    sr->quant = in.quant;
+    sr->load_s = t_load;
+    sr->weight_mb = in.weight_bytes / 1e6;
+    sr->resident_mb = in.resident_bytes / 1e6;
     double t1 = 0;
     for (int n = 1; n <= 64; n *= 2) {
-        double times[5];
+        double times[11];
+        int reps = n == 1 ? 11 : 5;
         moge_batch b = {.n = n, .tokens = tok};
         moge_forward(ctx, &b, &lg); /* warm-up */
-        for (int r = 0; r < 5; r++) {
+        for (int r = 0; r < reps; r++) {
             double t0 = now_s();
             moge_forward(ctx, &b, &lg);
             times[r] = now_s() - t0;
         }
-        qsort(times, 5, sizeof times[0], cmp_double);
-        double t = times[2];
+        qsort(times, (size_t)reps, sizeof times[0], cmp_double);
+        double t = times[reps / 2];
         if (n == 1) t1 = t;
         double distinct = 0;
         for (int l = 0; l < moge_context_n_moe_layers(ctx); l++) {
@@ -276,22 +341,54 @@ static void bench_model(const char *dir, double bw, int n_threads) {
             double roof = bw / bytes;
             printf("decode at n=1: %.1f tokens/s; roofline %.1f tokens/s (%.1f MB/token at %.1f GB/s) = %.0f %% of the limit\n",
                    1.0 / t, roof, bytes / 1e6, bw / 1e9, 100.0 / t / roof);
+            sr->mb_token = bytes / 1e6;
+            sr->tps = 1.0 / t;
+            sr->roof = roof;
         }
+        if (n == 16) sr->r16 = t / t1;
+        if (n == 64) sr->r64 = t / t1;
     }
+    double rss_run = rss_bytes() - rss0;
+    sr->rss_mb = rss_run / 1e6;
+    char peak[64] = "";
+    if (peak_ok) snprintf(peak, sizeof peak, " (peak +%.0f MB while loading)", peak_load / 1e6);
+    printf("memory: resident set +%.0f MB after loading%s, +%.0f MB after the runs = %.2f × (the weights held, %.0f MB, + KV "
+           "cache, %.1f MB)\n",
+           rss_load / 1e6, peak, rss_run / 1e6, rss_run / (in.resident_bytes + kv_bytes), in.resident_bytes / 1e6, kv_bytes / 1e6);
+    sr->peak_mb = peak_ok ? peak_load / 1e6 : -1;
     moge_context_free(ctx);
     moge_model_free(m);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     int n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (ensure_models() != 0) {
-        fprintf(stderr, "bench: cannot write the benchmark models under build/bench-models\n");
-        return 1;
+    const char *dirs[16];
+    int n_dirs = 0;
+    if (argc > 1) {
+        for (int i = 1; i < argc && n_dirs < 16; i++) dirs[n_dirs++] = argv[i];
+    } else {
+        dirs[n_dirs++] = "models/stories260K";
+        for (size_t i = 0; i < sizeof BENCH_MODELS / sizeof BENCH_MODELS[0]; i++) dirs[n_dirs++] = BENCH_MODELS[i].dir;
     }
+    for (size_t i = 0; i < sizeof BENCH_MODELS / sizeof BENCH_MODELS[0]; i++)
+        for (int d = 0; d < n_dirs; d++)
+            if (strcmp(dirs[d], BENCH_MODELS[i].dir) == 0 && ensure_model(&BENCH_MODELS[i]) != 0) {
+                fprintf(stderr, "bench: cannot write the benchmark model %s\n", BENCH_MODELS[i].dir);
+                return 1;
+            }
     double bw = measure_bandwidth(n_threads);
     printf("moge bench: %d threads, read bandwidth %.1f GB/s (best of 5, 512 MiB)\n", n_threads, bw / 1e9);
-    bench_model("models/stories260K", bw, n_threads);
-    bench_model("build/bench-models/pangu-bench", bw, n_threads);
-    bench_model("build/bench-models/dense-bench", bw, n_threads);
+    moge_quant quants[] = {MOGE_QUANT_NONE, MOGE_QUANT_Q8, MOGE_QUANT_Q4};
+    for (int d = 0; d < n_dirs; d++)
+        for (int q = 0; q < 3; q++) bench_model(dirs[d], bw, n_threads, quants[q]);
+    printf("\nSummary (read bandwidth %.1f GB/s):\n", bw / 1e9);
+    printf("| model | weights | MB / token | decode tokens/s | roofline | %% of roofline | 16 rows / 1 | 64 rows / 1 | load s | "
+           "held MB | RSS MB | peak RSS MB while loading |\n");
+    printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int i = 0; i < n_summary; i++) {
+        const summary_row *r = &summary[i];
+        printf("| %s | %s | %.1f | %.1f | %.1f | %.0f | %.2f | %.2f | %.2f | %.0f | %.0f | %.0f |\n", r->model, r->quant, r->mb_token, r->tps,
+               r->roof, 100.0 * r->tps / r->roof, r->r16, r->r64, r->load_s, r->resident_mb, r->rss_mb, r->peak_mb);
+    }
     return 0;
 }

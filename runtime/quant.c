@@ -1,0 +1,105 @@
+/* quant.c — block quantization (quant.h; formats in tensor.h). */
+#include <math.h>
+#include <string.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include "runtime/quant.h"
+
+/* max |x| over the block's n (<= QBLOCK) values, and the scale d = max / levels. */
+static float block_scale(const float *x, int n, float levels) {
+    float amax = 0.0f;
+    for (int j = 0; j < n; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+    return amax / levels;
+}
+
+/* round(x / d) clamped to [-lim, lim]; 0 when d == 0. */
+static int quant_value(float x, float d, int lim) {
+    if (d == 0.0f) return 0;
+    int q = (int)lrintf(x / d);
+    return q > lim ? lim : q < -lim ? -lim : q;
+}
+
+void quant_row_q8(const float *x, int64_t n, block_q8 *out) {
+    for (int64_t b = 0; b * QBLOCK < n; b++) {
+        const float *xb = x + b * QBLOCK;
+        int m = n - b * QBLOCK < QBLOCK ? (int)(n - b * QBLOCK) : QBLOCK;
+        float d = block_scale(xb, m, 127.0f);
+        out[b].d = d;
+        for (int j = 0; j < QBLOCK; j++) out[b].q[j] = (int8_t)(j < m ? quant_value(xb[j], d, 127) : 0);
+    }
+}
+
+void quant_row_q4(const float *x, int64_t n, block_q4 *out) {
+    for (int64_t b = 0; b * QBLOCK < n; b++) {
+        const float *xb = x + b * QBLOCK;
+        int m = n - b * QBLOCK < QBLOCK ? (int)(n - b * QBLOCK) : QBLOCK;
+        float d = block_scale(xb, m, 7.0f);
+        out[b].d = d;
+        uint8_t q[QBLOCK];
+        for (int j = 0; j < QBLOCK; j++) q[j] = (uint8_t)((j < m ? quant_value(xb[j], d, 7) : 0) + 8);
+        for (int j = 0; j < QBLOCK / 2; j++) out[b].q[j] = (uint8_t)(q[j] | (q[j + QBLOCK / 2] << 4));
+    }
+}
+
+void quant_tensor(const tensor *src, dtype type, void *dst, float *row, tensor *out) {
+    int64_t rows = src->shape[0], cols = src->shape[1];
+    size_t rb = dtype_row_bytes(type, cols);
+    for (int64_t r = 0; r < rows; r++) {
+        tensor_to_f32(src, r * cols, cols, row);
+        char *o = (char *)dst + (size_t)r * rb;
+        if (type == DTYPE_Q8) quant_row_q8(row, cols, (block_q8 *)o);
+        else quant_row_q4(row, cols, (block_q4 *)o);
+    }
+    *out = *src;
+    out->type = type;
+    out->data = dst;
+}
+
+void quant_act_row(const float *x, int64_t n, int16_t *q, float *d) {
+    int64_t b = 0;
+#if defined(__AVX2__)
+    /* Whole blocks, vectorised: the same values as the scalar loop below (max|x| is exact, the
+     * products are the same float multiplies, and cvtps rounds to nearest even as lrintf does in
+     * the default rounding mode). */
+    for (; (b + 1) * QBLOCK <= n; b++) {
+        const float *xb = x + b * QBLOCK;
+        __m256 v[4], absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            m = _mm256_max_ps(m, _mm256_and_ps(v[k], absmask));
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float amax = _mm_cvtss_f32(h), inv = amax > 0.0f ? (float)QACT_MAX / amax : 0.0f;
+        d[b] = amax / (float)QACT_MAX;
+        __m256 vi = _mm256_set1_ps(inv);
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v[0], vi)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v[1], vi));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v[2], vi)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v[3], vi));
+        /* packs works within 128-bit lanes: restore the element order */
+        _mm256_storeu_si256((__m256i *)(q + b * QBLOCK), _mm256_permute4x64_epi64(_mm256_packs_epi32(i0, i1), 0xD8));
+        _mm256_storeu_si256((__m256i *)(q + b * QBLOCK + 16), _mm256_permute4x64_epi64(_mm256_packs_epi32(i2, i3), 0xD8));
+    }
+#endif
+    for (; b * QBLOCK < n; b++) {
+        const float *xb = x + b * QBLOCK;
+        int m = n - b * QBLOCK < QBLOCK ? (int)(n - b * QBLOCK) : QBLOCK;
+        float amax = block_scale(xb, m, 1.0f), inv = amax > 0.0f ? (float)QACT_MAX / amax : 0.0f;
+        d[b] = amax / (float)QACT_MAX;
+        for (int j = 0; j < QBLOCK; j++) {
+            int v = j < m ? (int)lrintf(xb[j] * inv) : 0;
+            q[b * QBLOCK + j] = (int16_t)(v > QACT_MAX ? QACT_MAX : v < -QACT_MAX ? -QACT_MAX : v);
+        }
+    }
+}
+
+void quant_act_rows(const float *x, int64_t n, int64_t cols, float *scratch, const int16_t **q, const float **d) {
+    int64_t nb = (cols + QBLOCK - 1) / QBLOCK;
+    int16_t *qs = (int16_t *)scratch;
+    float *ds = scratch + n * nb * QBLOCK / 2;
+    for (int64_t r = 0; r < n; r++) quant_act_row(x + r * cols, cols, qs + r * nb * QBLOCK, ds + r * nb);
+    *q = qs;
+    *d = ds;
+}

@@ -1,0 +1,36 @@
+/*
+ * quant.h — block quantization of weight matrices (formats in tensor.h): Q8 (int8, one f32 scale
+ * per 32 values) and Q4 (4-bit, one f32 scale per 32 values), both symmetric.
+ */
+#ifndef MOGE_QUANT_H
+#define MOGE_QUANT_H
+
+#include <stdint.h>
+#include "runtime/tensor.h"
+
+/* Quantizes the n values of x into ceil(n / QBLOCK) blocks (the last zero-padded). */
+void quant_row_q8(const float *x, int64_t n, block_q8 *out);
+void quant_row_q4(const float *x, int64_t n, block_q4 *out);
+
+/* Activations for the integer kernels of the cpu backend: the n values of x as ceil(n / QBLOCK)
+ * blocks of QBLOCK int16 (the last zero-padded) with one f32 scale per block,
+ * d = max|x| / 32767, q = lrintf(x * (32767 / max|x|)) (every value within about d / 2, i.e.
+ * 1.5e-5 of the block's largest). Row-local, so batch-invariant. Writes q[0 .. nb * QBLOCK) and
+ * d[0 .. nb). */
+#define QACT_MAX 32767
+void quant_act_row(const float *x, int64_t n, int16_t *q, float *d);
+/* Floats of scratch quant_act_rows needs for n rows of `cols` values. */
+static inline int64_t quant_act_floats(int64_t n, int64_t cols) {
+    int64_t nb = (cols + QBLOCK - 1) / QBLOCK;
+    return n * nb * (QBLOCK / 2 + 1);
+}
+/* n rows of x (stride cols) into scratch (quant_act_floats(n, cols) floats): *q gets the int16
+ * rows (stride nb * QBLOCK), *d the scales (stride nb). */
+void quant_act_rows(const float *x, int64_t n, int64_t cols, float *scratch, const int16_t **q, const float **d);
+
+/* Quantizes the 2-D matrix src (F32, F16 or BF16; read once, row by row) into dst, which holds
+ * src->shape[0] * dtype_row_bytes(type, src->shape[1]) bytes; `row` is scratch of
+ * src->shape[1] floats. Afterwards *out is the quantized view (name of src, data dst). */
+void quant_tensor(const tensor *src, dtype type, void *dst, float *row, tensor *out);
+
+#endif
