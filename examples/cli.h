@@ -9,6 +9,8 @@
 bool cli_int(const char *cmd, const char *flag, const char *s, long min, long max, long *out);
 bool cli_float(const char *cmd, const char *flag, const char *s, double min, double max, double *out);
 bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
+/* --quant VALUE: none, q8 or q4. */
+bool cli_quant(const char *cmd, const char *s, int *out);
 /* The value of flag argv[*i] (advancing *i), or NULL after printing an error when it is missing. */
 const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 

@@ -63,6 +63,7 @@ static void usage(FILE *f) {
           "      --tree-shape LIST  static tree: children per depth, e.g. 4,2,2,1,1\n"
           "      --no-adaptive      keep the tree budget fixed\n"
           "  -t, --threads N        threads (default: all cores)\n"
+          "      --quant q8|q4      quantize the weights at load (blocks of 32, int8 or int4)\n"
           "  -c, --ctx N            context length in tokens (default: the model's maximum)\n"
           "      --json FILE        also write the results as JSON\n",
           f);
@@ -212,6 +213,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(a, "--tree-shape")) { VALUE(); if (!parse_shape(v, o)) return 2; }
         else if (!strcmp(a, "--no-adaptive")) o->gp.adaptive = false;
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { INT(1, 1024); o->mp.n_threads = (int)l; }
+        else if (!strcmp(a, "--quant")) { VALUE(); int q; if (!cli_quant(CMD, v, &q)) return 2; o->mp.quant = (moge_quant)q; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { INT(1, 1L << 24); o->cp.n_ctx = (int32_t)l; }
         else if (!strcmp(a, "--json")) { VALUE(); o->json = v; }
         else {

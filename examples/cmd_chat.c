@@ -75,6 +75,7 @@ static void usage(FILE *f) {
           "      --seed N           RNG seed of the first answer; answer k uses N+k (default 42)\n"
           "  -c, --ctx N            context length in tokens (default: the model's maximum, at most 8192)\n"
           "  -t, --threads N        threads (default: all cores)\n"
+          "      --quant q8|q4      quantize the weights at load (blocks of 32, int8 or int4)\n"
           "      --backend NAME     cpu (default) or ref\n"
           "      --routing RULE     MoE models: moge, topk or group_limited\n"
           "      --n-group N, --topk-group N, --devices N   MoE routing groups and workers\n"
@@ -171,6 +172,7 @@ static int parse_args(int argc, char **argv, chat_opts *o) {
         else if (!strcmp(a, "--seed")) { VALUE(); if (!cli_u64(C, a, v, &o->gp.sampler.seed)) return 2; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) INT(1, 1L << 24, o->cp.n_ctx);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) INT(1, 1024, o->mp.n_threads);
+        else if (!strcmp(a, "--quant")) { VALUE(); int q; if (!cli_quant(C, v, &q)) return 2; o->mp.quant = (moge_quant)q; }
         else if (!strcmp(a, "--backend")) {
             VALUE();
             if (!strcmp(v, "cpu")) o->mp.backend = MOGE_BACKEND_CPU;

@@ -2,6 +2,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "moge.h"
 
 #include "examples/cli.h"
 
@@ -46,5 +49,16 @@ bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out) {
         return false;
     }
     *out = v;
+    return true;
+}
+
+bool cli_quant(const char *cmd, const char *s, int *out) {
+    if (!strcmp(s, "none")) *out = MOGE_QUANT_NONE;
+    else if (!strcmp(s, "q8")) *out = MOGE_QUANT_Q8;
+    else if (!strcmp(s, "q4")) *out = MOGE_QUANT_Q4;
+    else {
+        fprintf(stderr, "moge %s: --quant: expected none, q8 or q4, got \"%s\"\n", cmd, s);
+        return false;
+    }
     return true;
 }

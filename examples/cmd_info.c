@@ -34,7 +34,7 @@ int cmd_info(int argc, char **argv) {
     moge_model_get_info(m, &in);
     printf("model         %s\n", dir);
     printf("architecture  %s\n", in.architecture);
-    printf("parameters    %lld (%.2f MB of weights)\n", (long long)in.n_params, in.weight_bytes / 1e6);
+    printf("parameters    %lld (%.2f MB of weights, %s)\n", (long long)in.n_params, in.weight_bytes / 1e6, in.quant);
     printf("layers        %d\n", in.n_layer);
     if (in.n_expert > 0) {
         printf("hidden        %d\n", in.n_embd);

@@ -29,6 +29,7 @@ static void usage(FILE *f) {
           "  -c, --ctx N            context length in tokens (default: the model's maximum)\n"
           "  -t, --threads N        threads (default: all cores)\n"
           "      --backend NAME     cpu (default) or ref (slow reference loops)\n"
+          "      --quant q8|q4      quantize the weights at load (blocks of 32, int8 or int4)\n"
           "      --routing RULE     MoE models: override the routing rule: moge, topk or group_limited\n"
           "      --n-group N        MoE: expert groups for the override (default: the checkpoint's)\n"
           "      --topk-group N     MoE group_limited: groups kept (default: half)\n"
@@ -192,6 +193,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--seed")) { VALUE(); if (!cli_u64(C, a, v, &gp.sampler.seed)) return 2; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { VALUE(); if (!cli_int(C, a, v, 1, 1L << 24, &l)) return 2; cp.n_ctx = (int32_t)l; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VALUE(); if (!cli_int(C, a, v, 1, 1024, &l)) return 2; mp.n_threads = (int)l; }
+        else if (!strcmp(a, "--quant")) { VALUE(); int q; if (!cli_quant(C, v, &q)) return 2; mp.quant = (moge_quant)q; }
         else if (!strcmp(a, "--backend")) {
             VALUE();
             if (!strcmp(v, "cpu")) mp.backend = MOGE_BACKEND_CPU;

@@ -57,6 +57,17 @@ static void test_speculative_modes_same_text(void) {
     free(e);
 }
 
+/* With Q8 weights the speculative output still equals the (Q8) target-only output. */
+static void test_quant_speculative_same_text(void) {
+    CHECK(MOGE("run -m models/stories260K -n 120 --temp 0 --quant q8") == 0);
+    char *plain = slurp_text(OUT);
+    CHECK(MOGE("run -m models/stories260K -n 120 --temp 0 --quant q8 --draft-layers 3 --no-adaptive") == 0);
+    char *spec = slurp_text(OUT);
+    CHECKF(strlen(plain) > 200 && strcmp(plain, spec) == 0, "q8 plain:\n%s\nq8 speculative:\n%s", plain, spec);
+    free(plain);
+    free(spec);
+}
+
 static void test_stats_json(void) {
     CHECK(MOGE("run -m models/stories260K -n 50 --temp 0 --draft-layers 3 --stats-json build/test_cli.json") == 0);
     char *j = slurp_text("build/test_cli.json");
@@ -90,6 +101,7 @@ static void test_errors(void) {
         {"run -m models/stories260K --draft-layers 9", 1, "layer-skip"},
         {"run -m models/stories260K -d tests/fixtures/moe/pangu_16e4g", 1, "draft"},
         {"run -m models/stories260K -c 100000", 1, "max_position_embeddings"},
+        {"run -m models/stories260K --quant q3", 2, "--quant"},
         {"frob", 2, "unknown command"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -127,5 +139,5 @@ static void test_library_example(void) {
 
 int main(void) {
     RUN_TESTS(T(test_run_greedy_matches_llama2c), T(test_speculative_modes_same_text), T(test_stats_json), T(test_prompt_not_echoed),
-              T(test_errors), T(test_info), T(test_library_example));
+              T(test_errors), T(test_info), T(test_library_example), T(test_quant_speculative_same_text));
 }
