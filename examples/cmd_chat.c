@@ -654,7 +654,11 @@ static void user_turn(chat *c, const char *line) {
     c->gp.sampler.seed = c->seed + (uint64_t)c->n_answers;
     g_interrupted = 0;
     moge_status st = answer_init(&a, c, prompt, n_new);
+    c->gp.context_tokens = ids; /* the drafter and the penalty see the whole conversation */
+    c->gp.n_context_tokens = (int32_t)common;
     if (st == MOGE_OK) st = moge_generate(c->ctx, prompt, n_new, &c->gp, on_token, &a, &stats);
+    c->gp.context_tokens = NULL;
+    c->gp.n_context_tokens = 0;
     size_t n = 0;
     if (a.stream && moge_detok_stream_flush(a.stream, a.buf, a.cap, &n) == MOGE_OK) show(&a, a.buf, n);
     if (a.shown_any) fputc('\n', stdout);

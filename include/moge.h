@@ -433,6 +433,11 @@ typedef struct {
     moge_drafter *drafter;         /* not owned */
     moge_draft_params draft;
     bool adaptive;                 /* shrink/grow the tree from measured acceptance and cost; default true */
+    /* The tokens the context already holds (exactly moge_context_n_past() of them, e.g. earlier
+     * turns of a conversation), so the drafter and the repetition penalty see the whole text;
+     * NULL/0 = they see this call's prompt only. Not owned. */
+    const int32_t *context_tokens;
+    int32_t n_context_tokens;
 } moge_generate_params;
 
 moge_generate_params moge_generate_default_params(void);

@@ -223,6 +223,46 @@ static void test_rollback_and_stats(void) {
     moge_model_free(m);
 }
 
+/* A second call continues the same context (a conversation): with context_tokens the drafter
+ * sees the earlier turn; greedy output still equals target-only output. */
+static void test_second_turn(void) {
+    moge_model *m = load(STORIES);
+    if (!m) return;
+    char err[512];
+    moge_context *ctx = new_ctx(m, 512);
+    moge_drafter *d = NULL;
+    CHECKF(moge_drafter_new_layer_skip(m, 3, 512, &d, err, sizeof err) == MOGE_OK, "%s", err);
+    int32_t turn1[3] = {1, 403, 407}, turn2[2] = {291, 410};
+    collected outs[2][2];
+    for (int spec = 0; spec < 2; spec++) {
+        moge_generate_params gp = moge_generate_default_params();
+        gp.sampler.temperature = 0;
+        gp.n_predict = 40;
+        gp.spec = spec ? MOGE_SPEC_TREE : MOGE_SPEC_NONE;
+        gp.drafter = spec ? d : NULL;
+        gp.adaptive = false;
+        CHECK(run(ctx, turn1, 3, &gp, &outs[spec][0], NULL) == MOGE_OK);
+        int32_t hist[64];
+        int n = 0;
+        for (int i = 0; i < 3; i++) hist[n++] = turn1[i];
+        for (int i = 0; i + 1 < outs[spec][0].n; i++) hist[n++] = outs[spec][0].ids[i];
+        CHECK(moge_context_n_past(ctx) == n);
+        int32_t prompt[3] = {outs[spec][0].ids[outs[spec][0].n - 1], turn2[0], turn2[1]};
+        gp.context_tokens = hist;
+        gp.n_context_tokens = n;
+        outs[spec][1].n = 0;
+        CHECK(moge_generate(ctx, prompt, 3, &gp, collect, &outs[spec][1], NULL) == MOGE_OK);
+        gp.n_context_tokens = n - 1; /* must be exactly what the context holds */
+        CHECK(moge_generate(ctx, prompt, 1, &gp, NULL, NULL, NULL) == MOGE_ERR_ARG);
+    }
+    for (int t = 0; t < 2; t++)
+        CHECKF(outs[0][t].n == outs[1][t].n && memcmp(outs[0][t].ids, outs[1][t].ids, (size_t)outs[0][t].n * sizeof(int32_t)) == 0,
+               "turn %d differs with speculation", t + 1);
+    moge_drafter_free(d);
+    moge_context_free(ctx);
+    moge_model_free(m);
+}
+
 static void test_refuses_other_tokenizer(void) {
     moge_model *m = load(STORIES);
     char err[512];
@@ -431,6 +471,6 @@ static void test_sampling_distribution(void) {
 int main(void) {
     const char *seeds = getenv("MOGE_TEST_SEEDS");
     if (seeds && atoi(seeds) >= 100 && atoi(seeds) <= MAX_SEEDS) N_SEEDS = atoi(seeds);
-    RUN_TESTS(T(test_greedy_stories), T(test_greedy_moge_layer_skip), T(test_rollback_and_stats), T(test_refuses_other_tokenizer),
+    RUN_TESTS(T(test_greedy_stories), T(test_greedy_moge_layer_skip), T(test_rollback_and_stats), T(test_second_turn), T(test_refuses_other_tokenizer),
               T(test_sampling_distribution));
 }

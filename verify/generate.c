@@ -115,7 +115,10 @@ moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_pr
     if (ctx->n_past + n_prompt > ctx->n_ctx)
         return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_CONTEXT_FULL,
                        "the prompt (%d tokens) does not fit in the context (%d of %d slots used)", n_prompt, ctx->n_past, ctx->n_ctx);
-    int32_t n_vocab = c->n_vocab, n_hist_max = n_prompt + (gp.n_predict > 0 ? gp.n_predict : 0) + 1;
+    if (gp.n_context_tokens != 0 && (!gp.context_tokens || gp.n_context_tokens != ctx->n_past))
+        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG,
+                       "moge_generate: context_tokens lists %d tokens but the context holds %d", gp.n_context_tokens, ctx->n_past);
+    int32_t n_vocab = c->n_vocab, n_hist_max = gp.n_context_tokens + n_prompt + (gp.n_predict > 0 ? gp.n_predict : 0) + 1;
     int32_t tree_cap = gp.spec == MOGE_SPEC_NONE ? 1 : gp.draft.tree_nodes + 1;
     if (tree_cap > ctx->n_batch) tree_cap = ctx->n_batch;
     if (tree_cap < 1) tree_cap = 1;
@@ -129,8 +132,9 @@ moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_pr
         free(r.hist); free(probs); free(idx); free(path); moge_tree_free(&tree);
         return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_NOMEM, "out of memory");
     }
-    memcpy(r.hist, prompt, (size_t)n_prompt * sizeof(int32_t));
-    r.n_hist = n_prompt;
+    if (gp.n_context_tokens > 0) memcpy(r.hist, gp.context_tokens, (size_t)gp.n_context_tokens * sizeof(int32_t));
+    memcpy(r.hist + gp.n_context_tokens, prompt, (size_t)n_prompt * sizeof(int32_t));
+    r.n_hist = gp.n_context_tokens + n_prompt;
     uint64_t rng = gp.sampler.seed;
     const float *logits = NULL;
     int32_t base = ctx->n_past;
