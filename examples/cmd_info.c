@@ -32,25 +32,38 @@ int cmd_info(int argc, char **argv) {
     }
     moge_model_info in;
     moge_model_get_info(m, &in);
-    printf("model         %s\n", dir);
+    printf("model         %s%s%s\n", dir, strcmp(dir, path) ? " -> " : "", strcmp(dir, path) ? path : "");
     printf("architecture  %s\n", in.architecture);
-    printf("parameters    %lld (%.2f MB of weights, %s)\n", (long long)in.n_params, in.weight_bytes / 1e6, in.quant);
-    printf("layers        %d\n", in.n_layer);
-    if (in.n_expert > 0) {
-        printf("hidden        %d\n", in.n_embd);
-        printf("experts       %d routed (width %d) in %d groups of %d, %d per token (%d per group), routing %s\n",
-               in.n_expert, in.n_ff_expert, in.n_group, in.n_expert / in.n_group, in.n_expert_used,
-               in.n_expert_used / in.n_group, in.routing);
-        if (in.n_ff_shared > 0) printf("shared expert width %d\n", in.n_ff_shared);
-        printf("active        %lld parameters per token (%.1f %%)\n", (long long)in.n_params_active,
-               100.0 * in.n_params_active / in.n_params);
-    } else {
-        printf("hidden        %d (feed-forward %d)\n", in.n_embd, in.n_ff);
-    }
+    printf("parameters    %lld total, %lld active per token (%.1f %%)\n", (long long)in.n_params, (long long)in.n_params_active,
+           100.0 * in.n_params_active / (in.n_params ? in.n_params : 1));
+    printf("weights       %s, %.2f MB stored (%s at load: %.2f MB resident)\n", in.dtype, in.weight_bytes / 1e6, in.quant,
+           in.resident_bytes / 1e6);
+    printf("layers        %d, hidden %d\n", in.n_layer, in.n_embd);
     printf("attention     %d heads, %d KV heads, head_dim %d\n", in.n_head, in.n_head_kv, in.head_dim);
-    printf("vocabulary    %d (BOS %d, EOS %d)\n", in.n_vocab, in.bos_id, in.eos_id);
+    if (in.n_expert > 0) {
+        int width = in.n_expert / in.n_group, per_dev = in.n_group / (in.n_devices ? in.n_devices : 1);
+        printf("experts       %d routed (width %d) in %d groups of %d, %d per token, routing %s\n", in.n_expert, in.n_ff_expert,
+               in.n_group, width, in.n_expert_used, in.routing);
+        if (in.n_ff_shared > 0) printf("shared expert width %d\n", in.n_ff_shared);
+        printf("placement     %d devices (threads) with %d whole groups each:", in.n_devices, per_dev);
+        for (int d = 0; d < in.n_devices; d++)
+            printf(" d%d = experts %d-%d%s", d, d * per_dev * width, (d + 1) * per_dev * width - 1, d + 1 < in.n_devices ? "," : "\n");
+    } else {
+        printf("feed-forward  %d (dense SwiGLU)\n", in.n_ff);
+    }
     printf("context       %d positions, rope_theta %g, rms_norm_eps %g\n", in.max_position, in.rope_theta, in.norm_eps);
+    printf("memory        %.2f MB weights + %.1f KB KV cache per token = %.2f MB at the full context\n", in.resident_bytes / 1e6,
+           in.kv_bytes_per_token / 1e3, (in.resident_bytes + (double)in.kv_bytes_per_token * in.max_position) / 1e6);
     printf("embeddings    %s\n", in.tie_embeddings ? "tied" : "untied");
+    moge_tokenizer *tok = NULL;
+    if (moge_tokenizer_load(path, &tok, err, sizeof err) == MOGE_OK) {
+        moge_chat_family fam = moge_tokenizer_chat_family(tok);
+        printf("tokenizer     %s, %d tokens (BOS %d, EOS %d), chat template: %s\n", moge_tokenizer_kind(tok), moge_tokenizer_n_vocab(tok),
+               moge_tokenizer_bos(tok), moge_tokenizer_eos(tok), moge_chat_family_name(fam));
+        moge_tokenizer_free(tok);
+    } else {
+        printf("tokenizer     none (%s)\n", err);
+    }
     moge_model_free(m);
     return 0;
 }

@@ -55,6 +55,8 @@ void moge_tokenizer_free(moge_tokenizer *tok);
 
 /* Vocabulary size (largest id + 1, added tokens included). */
 int32_t moge_tokenizer_n_vocab(const moge_tokenizer *tok);
+/* A static description of the tokenizer's model, e.g. "BPE, byte-level". */
+const char *moge_tokenizer_kind(const moge_tokenizer *tok);
 /* BOS / EOS ids, or -1 when the tokenizer has none. */
 int32_t moge_tokenizer_bos(const moge_tokenizer *tok);
 int32_t moge_tokenizer_eos(const moge_tokenizer *tok);
@@ -205,6 +207,10 @@ typedef struct {
     int32_t n_group;          /* expert groups (M); experts of a group are contiguous */
     int32_t n_ff_expert;      /* intermediate size of a routed expert */
     int32_t n_ff_shared;      /* intermediate size of the shared expert; 0 = none */
+    int32_t n_devices;        /* MoE: workers a context places whole groups on by default (largest
+                                 divisor of n_group not above the model's threads) */
+    const char *dtype;        /* the stored dtype of the weight matrices: "F32", "F16", "BF16" or "mixed" */
+    int64_t kv_bytes_per_token; /* KV cache bytes one token takes (f32 K and V, every layer) */
     const char *routing;      /* "moge", "topk", "group_limited" or "dense" */
     int64_t n_params;         /* number of weights */
     int64_t n_params_active;  /* weights a single token reads (embedding row excluded) */

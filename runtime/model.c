@@ -12,6 +12,7 @@
 
 #include "runtime/errors.h"
 #include "runtime/model.h"
+#include "runtime/moe.h"
 #include "runtime/quant.h"
 
 moge_model_params moge_model_default_params(void) {
@@ -336,6 +337,18 @@ void moge_model_get_info(const moge_model *m, moge_model_info *info) {
     info->n_ff_expert = c->n_ff_expert;
     info->n_ff_shared = c->n_ff_shared;
     info->routing = c->n_expert ? routing_name(c->routing) : "dense";
+    info->n_devices = c->n_expert ? moe_default_devices(c, m->n_threads) : 0;
+    info->kv_bytes_per_token = 2LL * c->n_layer * c->n_head_kv * c->head_dim * (int64_t)sizeof(float);
+    const st_table *st = m->view_of ? &m->view_of->st : &m->st;
+    info->dtype = NULL;
+    for (int i = 0; i < st->n_entries; i++) {
+        const st_entry *e = &st->entries[i];
+        if (e->n_dims != 2 || !e->supported) continue;
+        const char *d = dtype_name(e->type);
+        if (!info->dtype) info->dtype = d;
+        else if (strcmp(info->dtype, d) != 0) { info->dtype = "mixed"; break; }
+    }
+    if (!info->dtype) info->dtype = "F32";
     for (int i = 0; i < m->st.n_entries; i++) {
         const st_entry *e = &m->st.entries[i];
         int64_t numel = 1;

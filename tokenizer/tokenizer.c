@@ -542,6 +542,13 @@ void moge_tokenizer_free(moge_tokenizer *t) {
 /* ---- queries ------------------------------------------------------------------------------ */
 
 int32_t moge_tokenizer_n_vocab(const moge_tokenizer *t) { return t ? t->n_vocab : 0; }
+
+const char *moge_tokenizer_kind(const moge_tokenizer *t) {
+    if (!t) return "none";
+    if (t->bpe.byte_fallback) return "BPE, SentencePiece-style with byte fallback";
+    if (t->plan.ok && t->plan.byte_map) return "BPE, byte-level";
+    return "BPE";
+}
 int32_t moge_tokenizer_bos(const moge_tokenizer *t) { return t ? t->bos : -1; }
 int32_t moge_tokenizer_eos(const moge_tokenizer *t) { return t ? t->eos : -1; }
 
