@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "harness.h"
+#include "test_util.h"
 #include "runtime/backend.h"
 #include "runtime/threadpool.h"
 
@@ -25,15 +26,6 @@ static uint16_t f32_to_f16(float f) {
     int32_t exp = (int32_t)((b >> 23) & 0xff) - 127 + 15;
     if (exp <= 0) return (uint16_t)sign;
     return (uint16_t)(sign | ((uint32_t)exp << 10) | ((b >> 13) & 0x3ff));
-}
-
-static double nerr(const float *a, const float *b, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
 #define TOL 1e-5

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "harness.h"
+#include "test_util.h"
 #include "moge.h"
 
 static const char *MODELS[] = {
@@ -23,15 +24,6 @@ static const char *MODELS[] = {
     "tests/fixtures/models/llama_bias_bf16",
 };
 #define N_MODELS (int)(sizeof MODELS / sizeof MODELS[0])
-
-static double nerr(const float *a, const float *b, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 static moge_model *load(const char *dir, moge_backend backend) {
     char err[512];

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "harness.h"
+#include "test_util.h"
 #include "moge.h"
 #include "runtime/backend.h"
 #include "runtime/moe.h"
@@ -23,15 +24,6 @@ static uint64_t rng = 777;
 static float frand(void) {
     rng = rng * 6364136223846793005ull + 1442695040888963407ull;
     return (float)((rng >> 40) / 8388608.0 - 1.0);
-}
-
-static double nerr(const float *a, const float *b, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
 /* ---------------------------------------------------------------------------------------- */

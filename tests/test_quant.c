@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "harness.h"
+#include "test_util.h"
 #include "moge.h"
 #include "runtime/backend.h"
 #include "runtime/quant.h"
@@ -31,15 +32,6 @@ static float frand(void) { /* uniform in [-1, 1) */
     return (float)((rng >> 40) / 8388608.0 - 1.0);
 }
 static void fill(float *x, int64_t n, float scale) { for (int64_t i = 0; i < n; i++) x[i] = frand() * scale; }
-
-static double nerr(const float *a, const float *b, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 /* A quantized (rows, cols) copy of the f32 matrix w; free t->data. */
 static tensor quantize(const float *w, int64_t rows, int64_t cols, dtype type) {

@@ -1,13 +1,26 @@
 /*
- * test_util.h — helpers shared by the tests that drive programs: read a file whole, run a shell
- * command, run the `moge` binary under test ($MOGE_BIN, set by tests/run.sh; default build/moge).
+ * test_util.h — helpers shared by the tests: the normalised error used to compare float outputs;
+ * for the tests that drive programs, read a file whole, run a shell command, run the `moge`
+ * binary under test ($MOGE_BIN, set by tests/run.sh; default build/moge).
  */
 #ifndef MOGE_TEST_UTIL_H
 #define MOGE_TEST_UTIL_H
 
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+
+/* Normalised error ||a - b|| / ||b|| (the absolute norm when b is all zeros). */
+static inline double nerr(const float *a, const float *b, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
 
 /* The file's bytes as a NUL-terminated malloc'd string; "" when it cannot be read. */
 static inline char *slurp_text(const char *path) {
