@@ -452,14 +452,16 @@ static void test_sampling_distribution(void) {
             printf("  %s: worst chi2 / critical %.2f\n", what, worst);
             CHECK(fails == 0);
         }
-        if (setting == 0) { /* negative control: the wrong rule must be caught by the same check */
-            sample_many(ctx, &gp, d, spec);
-            double worst;
-            int fails = compare(base, spec, "wrong rule (negative control)", &worst);
-            printf("  wrong rule: worst chi2 / critical %.2f\n", worst);
-            if (N_SEEDS == MAX_SEEDS) CHECKF(fails > 0, "the wrong acceptance rule was not detected");
-            else printf("  (negative control not asserted with %d seeds)\n", N_SEEDS);
-        }
+        /* Negative control: the wrong rule run through the same check. It is asserted at T=0.7
+         * with top-p 0.9, where its bias is large (statistic about 2x the critical value here);
+         * at T=1.0 it is printed only (about 1.2x: too close to the threshold to rely on across
+         * CPUs whose kernels round differently). */
+        sample_many(ctx, &gp, d, spec);
+        double worst;
+        int fails = compare(base, spec, "wrong rule (negative control)", &worst);
+        printf("  wrong rule at T=%.1f: worst chi2 / critical %.2f\n", gp.sampler.temperature, worst);
+        if (setting == 1 && N_SEEDS == MAX_SEEDS) CHECKF(fails > 0, "the wrong acceptance rule was not detected");
+        else if (setting == 1) printf("  (negative control not asserted with %d seeds)\n", N_SEEDS);
     }
     free(base);
     free(spec);
