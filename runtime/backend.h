@@ -31,7 +31,7 @@ struct threadpool;
 typedef struct {
     struct threadpool *pool;
     float *ws;       /* matmul: backend_ws_floats(largest input width) floats */
-    float *attn_ws;  /* attention: threadpool_size(pool) * n_ctx floats */
+    float *attn_ws;  /* attention: threadpool_size(pool) * (n_ctx + 8) floats */
 } backend_env;
 
 typedef struct {

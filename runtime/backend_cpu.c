@@ -481,12 +481,46 @@ typedef struct {
 } attn_job;
 
 /* Task t handles the (row, head) items t, t + n_tasks, ...; its scores live in ws + t * n_ctx. */
+#ifdef MOGE_AVX2
+/* exp of 8 lanes: range reduction by ln 2 and a degree-6 polynomial (about 2 ulp; inputs below
+ * -87 give 0). Every lane runs the same operations, so a value's exp does not depend on its lane. */
+static inline __m256 exp8(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.0f), hi = _mm256_set1_ps(88.0f);
+    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504089f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
+}
+#endif
+
+/* p[s] = exp(p[s] - max) for s < n; p has room for n rounded up to 8. */
+static void exp_shifted(float *p, int n, float max) {
+#ifdef MOGE_AVX2
+    for (int s = n; s % 8; s++) p[s] = max; /* padding lanes: exp(0), unused */
+    __m256 m = _mm256_set1_ps(max);
+    for (int s = 0; s < n; s += 8) _mm256_storeu_ps(p + s, exp8(_mm256_sub_ps(_mm256_loadu_ps(p + s), m)));
+#else
+    for (int s = 0; s < n; s++) p[s] = expf(p[s] - max);
+#endif
+}
+
+/* Task t handles the (row, head) items t, t + n_tasks, ...; its scores live in ws + t * (n_ctx + 8). */
 static void attn_task(void *arg, int t) {
     const attn_job *job = arg;
     const attn_args *a = job->a;
     int group = a->n_head / a->n_head_kv, D = a->head_dim, n_unc = a->n_prev + a->n;
     float scale = 1.0f / sqrtf((float)D);
-    float *p = job->ws + (int64_t)t * a->n_ctx;
+    float *p = job->ws + (int64_t)t * (a->n_ctx + 8);
     for (int item = t; item < a->n * a->n_head; item += job->n_tasks) {
         int i = item / a->n_head, h = item % a->n_head;
         const float *q = a->q + ((int64_t)i * a->n_head + h) * D;
@@ -494,20 +528,22 @@ static void attn_task(void *arg, int t) {
         const float *vc = a->v_cache + (int64_t)(h / group) * a->n_ctx * D;
         float *out = a->out + ((int64_t)i * a->n_head + h) * D;
         int last = a->visible ? n_unc : a->n_prev + i + 1; /* uncommitted rows to look at */
+        int n_slots = a->n_past + last;
         const uint8_t *vis = a->visible ? a->visible + (int64_t)i * a->ld : NULL;
         float maxs = -INFINITY;
-        for (int s = 0; s < a->n_past + last; s++) {
+        for (int s = 0; s < n_slots; s++) {
             int j = s - a->n_past;
-            if (j >= 0 && vis && !vis[j]) continue;
+            if (j >= 0 && vis && !vis[j]) { p[s] = -INFINITY; continue; }
             p[s] = dot_f32(q, kc + (int64_t)s * D, D) * scale;
             maxs = p[s] > maxs ? p[s] : maxs;
         }
+        exp_shifted(p, n_slots, maxs);
         float sum = 0.0f;
         for (int d = 0; d < D; d++) out[d] = 0.0f;
-        for (int s = 0; s < a->n_past + last; s++) {
+        for (int s = 0; s < n_slots; s++) { /* visible slots in slot order: the same sums as the path alone */
             int j = s - a->n_past;
             if (j >= 0 && vis && !vis[j]) continue;
-            float e = expf(p[s] - maxs);
+            float e = p[s];
             sum += e;
             const float *v = vc + (int64_t)s * D;
             for (int d = 0; d < D; d++) out[d] += e * v[d];
