@@ -130,23 +130,6 @@ static bool parse_modes(const char *v, bench_opts *o) {
     }
 }
 
-static bool parse_shape(const char *v, bench_opts *o) {
-    int n = 0;
-    for (const char *q = v; *q;) {
-        char *end;
-        long x = strtol(q, &end, 10);
-        if (end == q || x < 1 || x > 16 || n == 16 || (*end && *end != ',')) {
-            fprintf(stderr, "moge bench: --tree-shape: expected up to 16 numbers 1..16 separated by commas, got \"%s\"\n", v);
-            return false;
-        }
-        o->shape[n++] = (int32_t)x;
-        q = *end ? end + 1 : end;
-    }
-    o->gp.draft.shape = o->shape;
-    o->gp.draft.n_shape = n;
-    return true;
-}
-
 static bool mode_listed(const bench_opts *o, mode_id m) {
     for (int k = 0; k < o->n_modes; k++)
         if (o->modes[k] == m) return true;
@@ -210,7 +193,11 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(a, "--lookup")) o->lookup = true;
         else if (!strcmp(a, "--draft-max")) { INT(1, MOGE_MAX_DEPTH - 1); o->gp.draft.draft_max = (int32_t)l; }
         else if (!strcmp(a, "--tree-nodes")) { INT(1, 63); o->gp.draft.tree_nodes = (int32_t)l; }
-        else if (!strcmp(a, "--tree-shape")) { VALUE(); if (!parse_shape(v, o)) return 2; }
+        else if (!strcmp(a, "--tree-shape")) {
+            VALUE();
+            if (!cli_tree_shape(CMD, v, o->shape, &o->gp.draft.n_shape)) return 2;
+            o->gp.draft.shape = o->shape;
+        }
         else if (!strcmp(a, "--no-adaptive")) o->gp.adaptive = false;
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { INT(1, 1024); o->mp.n_threads = (int)l; }
         else if (!strcmp(a, "--quant")) { VALUE(); int q; if (!cli_quant(CMD, v, &q)) return 2; o->mp.quant = (moge_quant)q; }

@@ -131,20 +131,6 @@ static bool parse_spec(const char *v, int *spec) {
     return true;
 }
 
-static bool parse_shape(const char *v, chat_opts *o) {
-    int n = 0;
-    for (const char *q = v; *q;) {
-        char *end;
-        long x = strtol(q, &end, 10);
-        if (end == q || x < 1 || x > 16 || n == 16 || (*end && *end != ',')) return false;
-        o->shape[n++] = (int32_t)x;
-        q = *end ? end + 1 : end;
-    }
-    o->gp.draft.shape = n ? o->shape : NULL;
-    o->gp.draft.n_shape = n;
-    return n > 0;
-}
-
 /* Returns -1 when parsing succeeded, else the exit status (0 after --help). */
 static int parse_args(int argc, char **argv, chat_opts *o) {
     const char *C = "chat";
@@ -201,10 +187,8 @@ static int parse_args(int argc, char **argv, chat_opts *o) {
         else if (!strcmp(a, "--branch")) INT(1, 16, o->gp.draft.branch);
         else if (!strcmp(a, "--tree-shape")) {
             VALUE();
-            if (!parse_shape(v, o)) {
-                fprintf(stderr, "moge chat: --tree-shape: expected up to 16 numbers 1..16 separated by commas, got \"%s\"\n", v);
-                return 2;
-            }
+            if (!cli_tree_shape(C, v, o->shape, &o->gp.draft.n_shape)) return 2;
+            o->gp.draft.shape = o->shape;
         }
         else if (!strcmp(a, "--sampled-draft")) o->gp.draft.sampled = true;
         else if (!strcmp(a, "--no-adaptive")) o->gp.adaptive = false;

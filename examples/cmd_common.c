@@ -62,3 +62,17 @@ bool cli_quant(const char *cmd, const char *s, int *out) {
     }
     return true;
 }
+
+bool cli_tree_shape(const char *cmd, const char *s, int32_t *shape, int32_t *n) {
+    *n = 0;
+    for (const char *q = s; *q;) {
+        char *end;
+        long x = strtol(q, &end, 10);
+        if (end == q || x < 1 || x > 16 || *n == 16 || (*end && *end != ',')) break;
+        shape[(*n)++] = (int32_t)x;
+        if (!*end) return true;
+        q = end + 1;
+    }
+    fprintf(stderr, "moge %s: --tree-shape: expected up to 16 numbers 1..16 separated by commas, got \"%s\"\n", cmd, s);
+    return false;
+}

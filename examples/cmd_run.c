@@ -170,7 +170,7 @@ static int write_stats_json(const char *path, const moge_model_info *info, const
 
 int cmd_run(int argc, char **argv) {
     const char *C = "run", *model_arg = NULL, *prompt = NULL, *stats_json = NULL, *draft_dir = NULL;
-    int draft_layers = 0, n_shape = 0, spec = -1;
+    int draft_layers = 0, spec = -1;
     int32_t shape[16];
     bool lookup = false;
     moge_model_params mp = moge_model_default_params();
@@ -225,19 +225,8 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--branch")) { VALUE(); if (!cli_int(C, a, v, 1, 16, &l)) return 2; gp.draft.branch = (int32_t)l; }
         else if (!strcmp(a, "--tree-shape")) {
             VALUE();
-            n_shape = 0;
-            for (const char *q = v; *q;) {
-                char *end;
-                long x = strtol(q, &end, 10);
-                if (end == q || x < 1 || x > 16 || n_shape == 16 || (*end && *end != ',')) {
-                    fprintf(stderr, "moge run: --tree-shape: expected up to 16 numbers 1..16 separated by commas, got \"%s\"\n", v);
-                    return 2;
-                }
-                shape[n_shape++] = (int32_t)x;
-                q = *end ? end + 1 : end;
-            }
+            if (!cli_tree_shape(C, v, shape, &gp.draft.n_shape)) return 2;
             gp.draft.shape = shape;
-            gp.draft.n_shape = n_shape;
         }
         else if (!strcmp(a, "--sampled-draft")) gp.draft.sampled = true;
         else if (!strcmp(a, "--no-adaptive")) gp.adaptive = false;
