@@ -1,9 +1,14 @@
-/* cli.h — small helpers shared by the `moge` subcommands: strict number parsing for flags. */
+/* cli.h — what the `moge` subcommands share: strict flag values, and for run, chat and bench one
+ * table of the model, sampling and speculation flags (parser and help) and one loader of the
+ * model and the drafter. */
 #ifndef MOGE_CLI_H
 #define MOGE_CLI_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#include "moge.h"
 
 /* Parse a flag's value; on failure print "moge CMD: FLAG: ..." to stderr and return false. */
 bool cli_int(const char *cmd, const char *flag, const char *s, long min, long max, long *out);
@@ -16,5 +21,78 @@ bool cli_tree_shape(const char *cmd, const char *s, int32_t *shape, int32_t *n);
 bool cli_quant(const char *cmd, const char *s, int *out);
 /* The value of flag argv[*i] (advancing *i), or NULL after printing an error when it is missing. */
 const char *cli_value(const char *cmd, int argc, char **argv, int *i);
+/* Writes text and a newline to path through path.PID.tmp and a rename ("-": stdout). False after
+ * printing "moge CMD: FLAG: cannot write PATH". */
+bool cli_write_text(const char *cmd, const char *flag, const char *path, const char *text);
+/* Tokenizes text with the tokenizer's special tokens (BOS) into *ids (malloc'd, also on failure:
+ * the caller frees it) and *n. */
+moge_status cli_tokenize(const moge_tokenizer *tok, const char *text, int32_t **ids, size_t *n);
+
+/* ------------------------------------------------------------------------------------------ */
+/* The flags run, chat and bench share                                                         */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The commands a row of the shared flag table applies to. Intended differences are rows of their
+ * own: -n's range and default, --temp's default (bench: 0), bench's --lookup (a mode of its own),
+ * --spec (not in bench, which has --modes), and help texts that mention a command's defaults. */
+enum { CLI_RUN = 1, CLI_CHAT = 2, CLI_BENCH = 4 };
+
+#define CLI_PATH_CAP 4096
+
+typedef struct {
+    const char *cmd;                  /* "run", "chat" or "bench": every message starts "moge CMD: " */
+    unsigned who;                     /* CLI_RUN, CLI_CHAT or CLI_BENCH */
+    const char *model, *draft;        /* -m, -d (NULL: not given) */
+    bool model_default, draft_default; /* chosen by cli_default_models, not given */
+    int32_t draft_layers;             /* --draft-layers L; 0 = off */
+    bool lookup;                      /* --lookup */
+    int spec;                         /* --spec as a moge_spec_mode; -1 = not given */
+    int32_t shape[16];                /* --tree-shape (gp.draft.shape points here) */
+    moge_model_params mp;             /* -t --backend --quant --routing --n-group --topk-group */
+    moge_context_params cp;           /* -c --devices */
+    moge_generate_params gp;          /* -n, the sampler, the draft parameters, --no-adaptive */
+    char model_buf[CLI_PATH_CAP], draft_buf[CLI_PATH_CAP]; /* the default models' paths */
+} cli_common_opts;
+
+/* The library's defaults, and the command's where they differ (chat: -n 256; bench: --temp 0). */
+void cli_common_init(cli_common_opts *o, const char *cmd, unsigned who);
+/* Consumes the shared flag argv[*i] and its value (advancing *i). Returns 1 when consumed, 0 when
+ * the flag is not a shared one of this command, -1 after printing an error naming the flag. */
+int cli_parse_common(int argc, char **argv, int *i, cli_common_opts *o);
+/* Prints "unknown option" for arg with a pointer to --help; returns the exit status 2. */
+int cli_unknown_option(const cli_common_opts *o, const char *arg);
+/* The help of o's command's shared flags with its defaults (not the values of flags parsed so
+ * far); own (the command's own option lines, may be NULL) follows the -m line. */
+void cli_common_usage(FILE *f, const cli_common_opts *o, const char *own);
+
+typedef enum { CLI_DRAFT_NONE, CLI_DRAFT_MODEL, CLI_DRAFT_LAYERS, CLI_DRAFT_LOOKUP } cli_draft_kind;
+
+/* The drafter the flags chose; bench's --lookup is a mode of its own, not a drafter. */
+cli_draft_kind cli_draft_choice(const cli_common_opts *o);
+/* False after printing an error when more than one drafter is given. */
+bool cli_check_drafters(const cli_common_opts *o);
+/* Without -m: models/tinystories-moge when it and models/tinystories-draft exist (under the
+ * working directory or next to the binary), else models/stories260K. When want_draft and no
+ * drafter was given, -d becomes tinystories-draft with that pair, else (self_draft) the target
+ * itself. False after printing an error when no demo model exists. */
+bool cli_default_models(cli_common_opts *o, bool want_draft, bool self_draft);
+
+typedef struct {
+    moge_model *model, *draft_model;
+    moge_tokenizer *tok, *draft_tok;
+    moge_context *ctx;
+    moge_model_info info;
+} cli_models;
+
+/* -m: resolves o->model, loads it and its tokenizer, makes a context (o->cp; without -c the
+ * model's maximum, at most max_ctx when max_ctx > 0). False after printing an error. */
+bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m);
+/* A drafter for m's target: kind MODEL loads -d with the target's model parameters (its tokenizer
+ * must equal the target's), LAYERS the target's first --draft-layers layers, else prompt lookup.
+ * desc (may be NULL) gets a description such as "draft model DIR". False after printing an error
+ * that names the flag. The draft model and tokenizer stay in m (one per m); the caller frees *out. */
+bool cli_load_drafter(const cli_common_opts *o, cli_draft_kind kind, cli_models *m, moge_drafter **out, char *desc,
+                      size_t desc_cap);
+void cli_models_free(cli_models *m);
 
 #endif

@@ -1,8 +1,13 @@
-/* cmd_common.c — flag value parsing shared by the subcommands (see cli.h). */
+/* cmd_common.c — what the subcommands share (see cli.h): flag value parsing; the flag table of
+ * run, chat and bench, its parser and its help; loading the model and the drafter. */
 #include <errno.h>
+#include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "moge.h"
 
@@ -52,15 +57,21 @@ bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out) {
     return true;
 }
 
+/* The index of s in names (NULL-terminated), or -1 after printing "expected a, b or c". */
+static int choice(const char *cmd, const char *flag, const char *s, const char *const *names) {
+    int n = 0;
+    for (; names[n]; n++)
+        if (!strcmp(s, names[n])) return n;
+    fprintf(stderr, "moge %s: %s: expected ", cmd, flag);
+    for (int k = 0; k < n; k++) fprintf(stderr, "%s%s", k == 0 ? "" : k == n - 1 ? " or " : ", ", names[k]);
+    fprintf(stderr, ", got \"%s\"\n", s);
+    return -1;
+}
+
 bool cli_quant(const char *cmd, const char *s, int *out) {
-    if (!strcmp(s, "none")) *out = MOGE_QUANT_NONE;
-    else if (!strcmp(s, "q8")) *out = MOGE_QUANT_Q8;
-    else if (!strcmp(s, "q4")) *out = MOGE_QUANT_Q4;
-    else {
-        fprintf(stderr, "moge %s: --quant: expected none, q8 or q4, got \"%s\"\n", cmd, s);
-        return false;
-    }
-    return true;
+    int k = choice(cmd, "--quant", s, (const char *const[]){"none", "q8", "q4", NULL});
+    if (k >= 0) *out = (moge_quant[]){MOGE_QUANT_NONE, MOGE_QUANT_Q8, MOGE_QUANT_Q4}[k];
+    return k >= 0;
 }
 
 bool cli_tree_shape(const char *cmd, const char *s, int32_t *shape, int32_t *n) {
@@ -75,4 +86,304 @@ bool cli_tree_shape(const char *cmd, const char *s, int32_t *shape, int32_t *n) 
     }
     fprintf(stderr, "moge %s: --tree-shape: expected up to 16 numbers 1..16 separated by commas, got \"%s\"\n", cmd, s);
     return false;
+}
+
+bool cli_write_text(const char *cmd, const char *flag, const char *path, const char *text) {
+    if (!strcmp(path, "-")) return puts(text) >= 0;
+    char tmp[CLI_PATH_CAP + 32];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    bool ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    if (f && fclose(f) != 0) ok = false;
+    if (ok && rename(tmp, path) == 0) return true;
+    fprintf(stderr, "moge %s: %s: cannot write %s\n", cmd, flag, path);
+    remove(tmp);
+    return false;
+}
+
+moge_status cli_tokenize(const moge_tokenizer *tok, const char *text, int32_t **ids, size_t *n) {
+    size_t len = strlen(text), cap = len + 8;
+    if (!(*ids = malloc(cap * sizeof **ids))) return MOGE_ERR_NOMEM;
+    moge_status st = moge_tokenize(tok, text, len, true, *ids, cap, n);
+    if (st == MOGE_ERR_BUFFER) {
+        int32_t *bigger = realloc(*ids, *n * sizeof **ids);
+        if (!bigger) return MOGE_ERR_NOMEM;
+        *ids = bigger;
+        st = moge_tokenize(tok, text, len, true, *ids, *n, n);
+    }
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The shared flag table                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/* How a row stores its value in the field of cli_common_opts at `off`: K_INT int, K_I32 int32_t,
+ * K_F32 float, K_U64 uint64_t, K_STR the string, K_TRUE/K_FALSE a bool, K_ENUM vals[k] for the
+ * k-th of names into an enum (int-sized, see below), K_SHAPE --tree-shape. */
+typedef enum { K_STR, K_INT, K_I32, K_F32, K_U64, K_TRUE, K_FALSE, K_ENUM, K_SHAPE } kind;
+
+typedef struct {
+    unsigned who;                  /* CLI_RUN | CLI_CHAT | CLI_BENCH */
+    const char *shrt, *name, *arg; /* "-t", "--threads", "N" (shrt and arg may be NULL) */
+    kind k;
+    double min, max;               /* K_INT, K_I32, K_F32 */
+    size_t off;
+    const char *const *names;      /* K_ENUM: the values' names (NULL-terminated) and values */
+    const int *vals;
+    const char *help;
+    bool show_default;             /* append " (default X)" with the command's default */
+} row;
+
+_Static_assert(sizeof(moge_backend) == sizeof(int) && sizeof(moge_routing) == sizeof(int) && sizeof(moge_quant) == sizeof(int),
+               "K_ENUM stores enums as int");
+
+#define NAMES(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define VALS(...) ((const int[]){__VA_ARGS__})
+#define ALL (CLI_RUN | CLI_CHAT | CLI_BENCH)
+#define AT(field) .off = offsetof(cli_common_opts, field)
+#define INDENT "\n                         " /* a help text's next line, under the first */
+#define SPECS NAMES("none", "chain", "tree"), VALS(MOGE_SPEC_NONE, MOGE_SPEC_CHAIN, MOGE_SPEC_TREE)
+
+/* In help order; the command's own lines follow -m, the speculation heading precedes -d. A flag
+ * may have a row per command. */
+static const row rows[] = {
+    {CLI_RUN, "-m", "--model", "DIR", K_STR, AT(model), .help = "model directory, or OWNER/NAME[@REV] pulled with moge pull (required)"},
+    {CLI_CHAT | CLI_BENCH, "-m", "--model", "DIR", K_STR, AT(model),
+     .help = "model directory or OWNER/NAME[@REV] (default: models/tinystories-moge when it" INDENT
+             "and models/tinystories-draft exist, else models/stories260K)"},
+    {CLI_RUN, "-n", "--n-predict", "N", K_I32, 0, 1L << 30, AT(gp.n_predict), .help = "tokens to generate", .show_default = true},
+    {CLI_CHAT, "-n", "--n-predict", "N", K_I32, 1, 1L << 30, AT(gp.n_predict), .help = "most tokens per answer", .show_default = true},
+    {CLI_BENCH, "-n", "--n-predict", "N", K_I32, 1, 1L << 24, AT(gp.n_predict), .help = "tokens per prompt", .show_default = true},
+    {ALL, NULL, "--temp", "F", K_F32, 0, 100, AT(gp.sampler.temperature), .help = "temperature, 0 = greedy", .show_default = true},
+    {ALL, NULL, "--top-k", "N", K_I32, 0, 1L << 30, AT(gp.sampler.top_k), .help = "0 = off", .show_default = true},
+    {ALL, NULL, "--top-p", "F", K_F32, 1e-6, 1, AT(gp.sampler.top_p), .help = "1 = off", .show_default = true},
+    {ALL, NULL, "--min-p", "F", K_F32, 0, 1, AT(gp.sampler.min_p), .help = "0 = off", .show_default = true},
+    {ALL, NULL, "--repeat-penalty", "F", K_F32, 1e-3, 100, AT(gp.sampler.repeat_penalty), .help = "1 = off", .show_default = true},
+    {CLI_RUN | CLI_BENCH, NULL, "--seed", "N", K_U64, AT(gp.sampler.seed), .help = "RNG seed", .show_default = true},
+    {CLI_CHAT, NULL, "--seed", "N", K_U64, AT(gp.sampler.seed), .help = "RNG seed of the first answer; answer k uses N+k", .show_default = true},
+    {CLI_RUN | CLI_BENCH, "-c", "--ctx", "N", K_I32, 1, 1L << 24, AT(cp.n_ctx), .help = "context length in tokens (default: the model's maximum)"},
+    {CLI_CHAT, "-c", "--ctx", "N", K_I32, 1, 1L << 24, AT(cp.n_ctx),
+     .help = "context length in tokens (default: the model's maximum, at most 8192)"},
+    {ALL, "-t", "--threads", "N", K_INT, 1, 1024, AT(mp.n_threads), .help = "threads (default: all cores)"},
+    {ALL, NULL, "--backend", "NAME", K_ENUM, AT(mp.backend), NAMES("cpu", "ref"), VALS(MOGE_BACKEND_CPU, MOGE_BACKEND_REF),
+     "cpu (default) or ref (slow reference loops)"},
+    {ALL, NULL, "--quant", "q8|q4", K_ENUM, AT(mp.quant), NAMES("none", "q8", "q4"), VALS(MOGE_QUANT_NONE, MOGE_QUANT_Q8, MOGE_QUANT_Q4),
+     "quantize the weights at load (blocks of 32, int8 or int4)"},
+    {ALL, NULL, "--routing", "RULE", K_ENUM, AT(mp.routing), NAMES("moge", "topk", "group_limited"),
+     VALS(MOGE_ROUTING_MOGE, MOGE_ROUTING_TOPK, MOGE_ROUTING_GROUP_LIMITED), "MoE models: override the routing rule: moge, topk or group_limited"},
+    {ALL, NULL, "--n-group", "N", K_I32, 1, 1024, AT(mp.n_group), .help = "MoE: expert groups for the override (default: the checkpoint's)"},
+    {ALL, NULL, "--topk-group", "N", K_I32, 1, 1024, AT(mp.topk_group), .help = "MoE group_limited: groups kept (default: half)"},
+    {ALL, NULL, "--devices", "N", K_I32, 1, 1024, AT(cp.n_devices), .help = "MoE: workers owning whole expert groups (default: automatic)"},
+    {CLI_RUN, "-d", "--draft", "DIR", K_STR, AT(draft), .help = "a draft model with the target's tokenizer"},
+    {CLI_CHAT, "-d", "--draft", "DIR", K_STR, AT(draft),
+     .help = "a draft model with the target's tokenizer (default with the demo model:" INDENT "models/tinystories-draft)"},
+    {CLI_BENCH, "-d", "--draft", "DIR", K_STR, AT(draft),
+     .help = "a draft model with the target's tokenizer (default with the demo model:" INDENT
+             "models/tinystories-draft, or stories260K drafting for itself)"},
+    {ALL, NULL, "--draft-layers", "L", K_I32, 1, 1024, AT(draft_layers), .help = "self-draft with the target's first L layers"},
+    {CLI_RUN | CLI_CHAT, NULL, "--lookup", NULL, K_TRUE, AT(lookup), .help = "prompt-lookup drafting (no model)"},
+    {CLI_BENCH, NULL, "--lookup", NULL, K_TRUE, AT(lookup), .help = "add prompt-lookup drafting to the modes"},
+    {CLI_RUN, NULL, "--spec", "MODE", K_ENUM, AT(spec), SPECS, "none, chain or tree (default: tree with a drafter, else none)"},
+    {CLI_CHAT, NULL, "--spec", "MODE", K_ENUM, AT(spec), SPECS,
+     "none, chain or tree (default: tree with a drafter, else none;" INDENT "chain or tree without a drafter use prompt lookup)"},
+    {ALL, NULL, "--draft-max", "N", K_I32, 1, MOGE_MAX_DEPTH - 1, AT(gp.draft.draft_max), .help = "deepest draft level / chain length",
+     .show_default = true},
+    {ALL, NULL, "--tree-nodes", "N", K_I32, 1, 63, AT(gp.draft.tree_nodes), .help = "draft nodes per step", .show_default = true},
+    {ALL, NULL, "--branch", "N", K_I32, 1, 16, AT(gp.draft.branch), .help = "children per expanded node, dynamic trees", .show_default = true},
+    {ALL, NULL, "--tree-shape", "LIST", K_SHAPE, .help = "static tree: children per depth, e.g. 4,2,2,1,1"},
+    {ALL, NULL, "--sampled-draft", NULL, K_TRUE, AT(gp.draft.sampled), .help = "draw draft children from the draft's distribution (rejection sampling)"},
+    {ALL, NULL, "--no-adaptive", NULL, K_FALSE, AT(gp.adaptive), .help = "keep the tree budget fixed"},
+};
+#define N_ROWS (sizeof rows / sizeof rows[0])
+
+void cli_common_init(cli_common_opts *o, const char *cmd, unsigned who) {
+    memset(o, 0, sizeof *o);
+    o->cmd = cmd;
+    o->who = who;
+    o->spec = -1;
+    o->mp = moge_model_default_params();
+    o->cp = moge_context_default_params();
+    o->gp = moge_generate_default_params();
+    if (who == CLI_CHAT) o->gp.n_predict = 256;          /* most tokens per answer */
+    if (who == CLI_BENCH) o->gp.sampler.temperature = 0; /* greedy: the modes' texts are compared */
+}
+
+int cli_parse_common(int argc, char **argv, int *i, cli_common_opts *o) {
+    const char *a = argv[*i], *v = NULL;
+    const row *r = NULL;
+    for (size_t k = 0; k < N_ROWS && !r; k++)
+        if ((rows[k].who & o->who) && (!strcmp(a, rows[k].name) || (rows[k].shrt && !strcmp(a, rows[k].shrt))))
+            r = &rows[k];
+    if (!r) return 0;
+    if (r->arg && !(v = cli_value(o->cmd, argc, argv, i))) return -1;
+    char *field = (char *)o + r->off;
+    long l;
+    double d;
+    int idx;
+    switch (r->k) {
+    case K_STR: *(const char **)field = v; break;
+    case K_INT:
+    case K_I32:
+        if (!cli_int(o->cmd, a, v, (long)r->min, (long)r->max, &l)) return -1;
+        if (r->k == K_INT) *(int *)field = (int)l;
+        else *(int32_t *)field = (int32_t)l;
+        break;
+    case K_F32:
+        if (!cli_float(o->cmd, a, v, r->min, r->max, &d)) return -1;
+        *(float *)field = (float)d;
+        break;
+    case K_U64:
+        if (!cli_u64(o->cmd, a, v, (uint64_t *)field)) return -1;
+        break;
+    case K_TRUE: *(bool *)field = true; break;
+    case K_FALSE: *(bool *)field = false; break;
+    case K_ENUM:
+        if ((idx = choice(o->cmd, a, v, r->names)) < 0) return -1;
+        *(int *)field = r->vals[idx];
+        break;
+    case K_SHAPE:
+        if (!cli_tree_shape(o->cmd, v, o->shape, &o->gp.draft.n_shape)) return -1;
+        o->gp.draft.shape = o->shape;
+        break;
+    }
+    return 1;
+}
+
+int cli_unknown_option(const cli_common_opts *o, const char *arg) {
+    fprintf(stderr, "moge %s: unknown option \"%s\" (see moge %s --help)\n", o->cmd, arg, o->cmd);
+    return 2;
+}
+
+void cli_common_usage(FILE *f, const cli_common_opts *given, const char *own) {
+    static cli_common_opts defaults; /* the defaults, not the values of flags before --help */
+    const cli_common_opts *o = &defaults;
+    cli_common_init(&defaults, given->cmd, given->who);
+    for (size_t k = 0; k < N_ROWS; k++) {
+        const row *r = &rows[k];
+        if (!(r->who & o->who)) continue;
+        if (!strcmp(r->name, "--draft"))
+            fputs("\nspeculative decoding (output identical to target-only at --temp 0, same distribution otherwise):\n", f);
+        char flag[64];
+        snprintf(flag, sizeof flag, "%s%s%s%s%s", r->shrt ? r->shrt : "", r->shrt ? ", " : "    ", r->name, r->arg ? " " : "",
+                 r->arg ? r->arg : "");
+        fprintf(f, "  %-22s %s", flag, r->help);
+        const char *field = (const char *)o + r->off;
+        if (r->show_default) {
+            if (r->k == K_INT) fprintf(f, " (default %d)", *(const int *)field);
+            else if (r->k == K_I32) fprintf(f, " (default %d)", (int)*(const int32_t *)field);
+            else if (r->k == K_F32) fprintf(f, " (default %g)", (double)*(const float *)field);
+            else if (r->k == K_U64) fprintf(f, " (default %llu)", (unsigned long long)*(const uint64_t *)field);
+        }
+        fputc('\n', f);
+        if (own && !strcmp(r->name, "--model")) fputs(own, f);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Models and drafters                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+cli_draft_kind cli_draft_choice(const cli_common_opts *o) {
+    if (o->draft) return CLI_DRAFT_MODEL;
+    if (o->draft_layers > 0) return CLI_DRAFT_LAYERS;
+    if (o->lookup && o->who != CLI_BENCH) return CLI_DRAFT_LOOKUP;
+    return CLI_DRAFT_NONE;
+}
+
+bool cli_check_drafters(const cli_common_opts *o) {
+    bool lookup = o->lookup && o->who != CLI_BENCH;
+    if ((o->draft != NULL) + (o->draft_layers > 0) + lookup <= 1) return true;
+    if (o->who == CLI_BENCH)
+        fprintf(stderr, "moge bench: choose one drafter for chain and tree: -d DIR or --draft-layers L\n");
+    else
+        fprintf(stderr, "moge %s: choose one drafter: -d, --draft-layers or --lookup\n", o->cmd);
+    return false;
+}
+
+/* The committed demo model `name`: models/NAME under the working directory, else next to the
+ * binary (BIN/../models/NAME). Returns false when neither has a config.json. */
+static bool find_demo_model(const char *name, char *out, size_t cap) {
+    struct stat sb;
+    char probe[PATH_MAX + 64], exe[PATH_MAX];
+    snprintf(out, cap, "models/%s", name);
+    snprintf(probe, sizeof probe, "%s/config.json", out);
+    if (stat(probe, &sb) == 0) return true;
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return false;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return false;
+    *slash = 0;
+    if (snprintf(out, cap, "%s/../models/%s", exe, name) >= (int)cap) return false;
+    if (snprintf(probe, sizeof probe, "%s/config.json", out) >= (int)sizeof probe) return false;
+    return stat(probe, &sb) == 0;
+}
+
+bool cli_default_models(cli_common_opts *o, bool want_draft, bool self_draft) {
+    if (o->model) return true;
+    bool pair = find_demo_model("tinystories-moge", o->model_buf, sizeof o->model_buf) &&
+                find_demo_model("tinystories-draft", o->draft_buf, sizeof o->draft_buf);
+    if (!pair && !find_demo_model("stories260K", o->model_buf, sizeof o->model_buf)) {
+        fprintf(stderr, "moge %s: no -m DIR given and no demo model under ./models or next to the binary; use -m DIR\n", o->cmd);
+        return false;
+    }
+    o->model = o->model_buf;
+    o->model_default = true;
+    if (want_draft && cli_draft_choice(o) == CLI_DRAFT_NONE && (pair || self_draft)) {
+        o->draft = pair ? o->draft_buf : o->model_buf;
+        o->draft_default = true;
+    }
+    return true;
+}
+
+bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m) {
+    char err[1024], dir[CLI_PATH_CAP];
+    if (moge_resolve_model(o->model, dir, sizeof dir, err, sizeof err) != MOGE_OK ||
+        moge_model_load(dir, &o->mp, &m->model, err, sizeof err) != MOGE_OK ||
+        moge_tokenizer_load(dir, &m->tok, err, sizeof err) != MOGE_OK) {
+        fprintf(stderr, "moge %s: -m %s: %s\n", o->cmd, o->model, err);
+        return false;
+    }
+    moge_model_get_info(m->model, &m->info);
+    moge_context_params cp = o->cp;
+    if (cp.n_ctx == 0 && max_ctx > 0) cp.n_ctx = m->info.max_position < max_ctx ? m->info.max_position : max_ctx;
+    if (moge_context_new(m->model, &cp, &m->ctx, err, sizeof err) != MOGE_OK) { /* names n_ctx or n_devices */
+        fprintf(stderr, "moge %s: %s\n", o->cmd, err);
+        return false;
+    }
+    return true;
+}
+
+bool cli_load_drafter(const cli_common_opts *o, cli_draft_kind kind, cli_models *m, moge_drafter **out, char *desc,
+                      size_t desc_cap) {
+    char err[1024], dir[CLI_PATH_CAP];
+    int32_t n_ctx = moge_context_n_ctx(m->ctx);
+    moge_status st;
+    if (kind == CLI_DRAFT_MODEL) {
+        if ((st = moge_resolve_model(o->draft, dir, sizeof dir, err, sizeof err)) == MOGE_OK &&
+            (st = moge_model_load(dir, &o->mp, &m->draft_model, err, sizeof err)) == MOGE_OK &&
+            (st = moge_tokenizer_load(dir, &m->draft_tok, err, sizeof err)) == MOGE_OK)
+            st = moge_drafter_new_model(m->draft_model, m->tok, m->draft_tok, n_ctx, out, err, sizeof err);
+        if (st != MOGE_OK) fprintf(stderr, "moge %s: -d %s (draft model): %s\n", o->cmd, o->draft, err);
+        else if (desc) snprintf(desc, desc_cap, "draft model %s", o->draft);
+    } else if (kind == CLI_DRAFT_LAYERS) {
+        st = moge_drafter_new_layer_skip(m->model, o->draft_layers, n_ctx, out, err, sizeof err);
+        if (st != MOGE_OK) fprintf(stderr, "moge %s: --draft-layers %d: %s\n", o->cmd, (int)o->draft_layers, err);
+        else if (desc) snprintf(desc, desc_cap, "the target's first %d layers", (int)o->draft_layers);
+    } else {
+        st = moge_drafter_new_lookup(3, out, err, sizeof err);
+        if (st != MOGE_OK) fprintf(stderr, "moge %s: --lookup: %s\n", o->cmd, err);
+        else if (desc) snprintf(desc, desc_cap, "prompt lookup");
+    }
+    return st == MOGE_OK;
+}
+
+void cli_models_free(cli_models *m) {
+    moge_tokenizer_free(m->draft_tok);
+    moge_model_free(m->draft_model);
+    moge_context_free(m->ctx);
+    moge_tokenizer_free(m->tok);
+    moge_model_free(m->model);
+    memset(m, 0, sizeof *m);
 }
