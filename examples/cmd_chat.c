@@ -37,7 +37,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <wchar.h>
@@ -46,7 +45,6 @@
 #include "examples/commands.h"
 #include "moge.h"
 
-#define DEFAULT_N_PREDICT 256
 #define DEFAULT_MAX_CTX 8192 /* without -c: the model's maximum, at most this */
 
 static volatile sig_atomic_t g_interrupted; /* set by SIGINT, cleared before each answer / line */
@@ -56,44 +54,17 @@ static void on_sigint(int sig) {
     g_interrupted = 1;
 }
 
-static void usage(FILE *f) {
+static void usage(FILE *f, const cli_common_opts *o) {
     fputs("usage: moge chat [-m DIR] [options]\n"
           "\n"
           "Chats with a model: type a line, the answer streams back; the conversation stays in the\n"
           "model's KV cache between turns. /help lists the commands; Ctrl-C stops an answer, Ctrl-D quits.\n"
           "When stdin is not a terminal, each input line is one turn (or command).\n"
-          "\n"
-          "  -m, --model DIR        model directory or OWNER/NAME[@REV] (default: models/tinystories-moge with\n"
-          "                         the draft models/tinystories-draft when both exist, else models/stories260K)\n"
-          "      --system TEXT      system message at the start of the conversation\n"
-          "  -n, --n-predict N      most tokens per answer (default 256)\n"
-          "      --temp F           temperature, 0 = greedy (default 0.8)\n"
-          "      --top-k N          0 = off (default 40)\n"
-          "      --top-p F          1 = off (default 0.95)\n"
-          "      --min-p F          0 = off (default 0)\n"
-          "      --repeat-penalty F 1 = off (default 1)\n"
-          "      --seed N           RNG seed of the first answer; answer k uses N+k (default 42)\n"
-          "  -c, --ctx N            context length in tokens (default: the model's maximum, at most 8192)\n"
-          "  -t, --threads N        threads (default: all cores)\n"
-          "      --quant q8|q4      quantize the weights at load (blocks of 32, int8 or int4)\n"
-          "      --backend NAME     cpu (default) or ref\n"
-          "      --routing RULE     MoE models: moge, topk or group_limited\n"
-          "      --n-group N, --topk-group N, --devices N   MoE routing groups and workers\n"
-          "      --token-delay MS   pause MS milliseconds after each streamed token (demos, tests)\n"
-          "\n"
-          "speculative decoding (same output as target-only at --temp 0, same distribution otherwise):\n"
-          "  -d, --draft DIR        a draft model with the target's tokenizer\n"
-          "      --draft-layers L   self-draft with the target's first L layers\n"
-          "      --lookup           prompt-lookup drafting (no model)\n"
-          "      --spec MODE        none, chain or tree (default: tree with a drafter, else none;\n"
-          "                         chain or tree without a drafter use prompt lookup)\n"
-          "      --draft-max N      deepest draft level / chain length (default 6)\n"
-          "      --tree-nodes N     draft nodes per step (default 24)\n"
-          "      --branch N         children per expanded node (default 4)\n"
-          "      --tree-shape LIST  static tree: children per depth, e.g. 4,2,2,1,1\n"
-          "      --sampled-draft    draw draft children from the draft's distribution\n"
-          "      --no-adaptive      keep the tree budget fixed\n",
+          "\n",
           f);
+    cli_common_usage(f, o,
+                     "      --system TEXT      system message at the start of the conversation\n"
+                     "      --token-delay MS   pause MS milliseconds after each streamed token (demos, tests)\n");
 }
 
 static void help(void) {
@@ -114,13 +85,9 @@ static void help(void) {
 /* ------------------------------------------------------------------------------------------ */
 
 typedef struct {
-    const char *model_arg, *draft_dir, *system;
-    int draft_layers, spec, token_delay_ms;
-    bool lookup;
-    int32_t shape[16];
-    moge_model_params mp;
-    moge_context_params cp;
-    moge_generate_params gp;
+    cli_common_opts c; /* the flags run, chat and bench share */
+    const char *system;
+    int token_delay_ms;
 } chat_opts;
 
 static bool parse_spec(const char *v, int *spec) {
@@ -133,111 +100,23 @@ static bool parse_spec(const char *v, int *spec) {
 
 /* Returns -1 when parsing succeeded, else the exit status (0 after --help). */
 static int parse_args(int argc, char **argv, chat_opts *o) {
-    const char *C = "chat";
-    o->mp = moge_model_default_params();
-    o->cp = moge_context_default_params();
-    o->gp = moge_generate_default_params();
-    o->gp.n_predict = DEFAULT_N_PREDICT;
-    o->spec = -1;
+    cli_common_opts *c = &o->c;
+    cli_common_init(c, "chat", CLI_CHAT);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         long l;
-        double d;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-#define VALUE() do { if (!(v = cli_value(C, argc, argv, &i))) return 2; } while (0)
-#define INT(lo, hi, dst) do { VALUE(); if (!cli_int(C, a, v, lo, hi, &l)) return 2; dst = l; } while (0)
-#define FLT(lo, hi, dst) do { VALUE(); if (!cli_float(C, a, v, lo, hi, &d)) return 2; dst = (float)d; } while (0)
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VALUE(); o->model_arg = v; }
-        else if (!strcmp(a, "--system")) { VALUE(); o->system = v; }
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) INT(1, 1L << 30, o->gp.n_predict);
-        else if (!strcmp(a, "--temp")) FLT(0, 100, o->gp.sampler.temperature);
-        else if (!strcmp(a, "--top-k")) INT(0, 1L << 30, o->gp.sampler.top_k);
-        else if (!strcmp(a, "--top-p")) FLT(1e-6, 1, o->gp.sampler.top_p);
-        else if (!strcmp(a, "--min-p")) FLT(0, 1, o->gp.sampler.min_p);
-        else if (!strcmp(a, "--repeat-penalty")) FLT(1e-3, 100, o->gp.sampler.repeat_penalty);
-        else if (!strcmp(a, "--seed")) { VALUE(); if (!cli_u64(C, a, v, &o->gp.sampler.seed)) return 2; }
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) INT(1, 1L << 24, o->cp.n_ctx);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) INT(1, 1024, o->mp.n_threads);
-        else if (!strcmp(a, "--quant")) { VALUE(); int q; if (!cli_quant(C, v, &q)) return 2; o->mp.quant = (moge_quant)q; }
-        else if (!strcmp(a, "--backend")) {
-            VALUE();
-            if (!strcmp(v, "cpu")) o->mp.backend = MOGE_BACKEND_CPU;
-            else if (!strcmp(v, "ref")) o->mp.backend = MOGE_BACKEND_REF;
-            else { fprintf(stderr, "moge chat: --backend: expected cpu or ref, got \"%s\"\n", v); return 2; }
-        } else if (!strcmp(a, "--routing")) {
-            VALUE();
-            if (!strcmp(v, "moge")) o->mp.routing = MOGE_ROUTING_MOGE;
-            else if (!strcmp(v, "topk")) o->mp.routing = MOGE_ROUTING_TOPK;
-            else if (!strcmp(v, "group_limited")) o->mp.routing = MOGE_ROUTING_GROUP_LIMITED;
-            else { fprintf(stderr, "moge chat: --routing: expected moge, topk or group_limited, got \"%s\"\n", v); return 2; }
+        int r = cli_parse_common(argc, argv, &i, c);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout, c); return 0; }
+        if (!strcmp(a, "--system")) { if (!(o->system = cli_value(c->cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--token-delay")) {
+            if (!(v = cli_value(c->cmd, argc, argv, &i)) || !cli_int(c->cmd, a, v, 0, 10000, &l)) return 2;
+            o->token_delay_ms = (int)l;
         }
-        else if (!strcmp(a, "--n-group")) INT(1, 1024, o->mp.n_group);
-        else if (!strcmp(a, "--topk-group")) INT(1, 1024, o->mp.topk_group);
-        else if (!strcmp(a, "--devices")) INT(1, 1024, o->cp.n_devices);
-        else if (!strcmp(a, "--token-delay")) INT(0, 10000, o->token_delay_ms);
-        else if (!strcmp(a, "-d") || !strcmp(a, "--draft")) { VALUE(); o->draft_dir = v; }
-        else if (!strcmp(a, "--draft-layers")) INT(1, 1024, o->draft_layers);
-        else if (!strcmp(a, "--lookup")) o->lookup = true;
-        else if (!strcmp(a, "--spec")) {
-            VALUE();
-            if (!parse_spec(v, &o->spec)) { fprintf(stderr, "moge chat: --spec: expected none, chain or tree, got \"%s\"\n", v); return 2; }
-        }
-        else if (!strcmp(a, "--draft-max")) INT(1, MOGE_MAX_DEPTH - 1, o->gp.draft.draft_max);
-        else if (!strcmp(a, "--tree-nodes")) INT(1, 63, o->gp.draft.tree_nodes);
-        else if (!strcmp(a, "--branch")) INT(1, 16, o->gp.draft.branch);
-        else if (!strcmp(a, "--tree-shape")) {
-            VALUE();
-            if (!cli_tree_shape(C, v, o->shape, &o->gp.draft.n_shape)) return 2;
-            o->gp.draft.shape = o->shape;
-        }
-        else if (!strcmp(a, "--sampled-draft")) o->gp.draft.sampled = true;
-        else if (!strcmp(a, "--no-adaptive")) o->gp.adaptive = false;
-        else {
-            fprintf(stderr, "moge chat: unknown option \"%s\" (see moge chat --help)\n", a);
-            return 2;
-        }
-#undef FLT
-#undef INT
-#undef VALUE
+        else return cli_unknown_option(c, a);
     }
-    if ((o->draft_dir != NULL) + (o->draft_layers > 0) + o->lookup > 1) {
-        fprintf(stderr, "moge chat: choose one drafter: -d, --draft-layers or --lookup\n");
-        return 2;
-    }
-    return -1;
-}
-
-/* The committed demo model `name`: models/NAME under the working directory, else next to the
- * binary (BIN/../models/NAME). Returns false when neither has a config.json. */
-static bool find_demo_model(const char *name, char *out, size_t cap) {
-    struct stat sb;
-    char probe[PATH_MAX + 64], exe[PATH_MAX];
-    snprintf(out, cap, "models/%s", name);
-    snprintf(probe, sizeof probe, "%s/config.json", out);
-    if (stat(probe, &sb) == 0) return true;
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return false;
-    exe[n] = 0;
-    char *slash = strrchr(exe, '/');
-    if (!slash) return false;
-    *slash = 0;
-    if (snprintf(out, cap, "%s/../models/%s", exe, name) >= (int)cap) return false;
-    if (snprintf(probe, sizeof probe, "%s/config.json", out) >= (int)sizeof probe) return false;
-    return stat(probe, &sb) == 0;
-}
-
-/* No -m: the TinyStories MoGE demo with its draft when both exist, else stories260K alone.
- * Returns false when neither is found. */
-static bool pick_default_model(chat_opts *o, char *model, char *draft, size_t cap) {
-    bool any_drafter = o->draft_dir || o->draft_layers > 0 || o->lookup;
-    if (find_demo_model("tinystories-moge", model, cap) && find_demo_model("tinystories-draft", draft, cap)) {
-        o->model_arg = model;
-        if (!any_drafter) o->draft_dir = draft;
-        return true;
-    }
-    if (!find_demo_model("stories260K", model, cap)) return false;
-    o->model_arg = model;
-    return true;
+    return cli_check_drafters(c) ? -1 : 2;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -260,12 +139,10 @@ typedef struct {
 } answer_stats;
 
 typedef struct {
-    moge_model *model, *draft_model;
-    moge_tokenizer *tok, *draft_tok;
-    moge_context *ctx;
+    cli_models m;              /* target, tokenizer, context (and the draft model of -d) */
+    const cli_common_opts *opts;
     moge_drafter *drafter;
-    moge_model_info info;
-    char drafter_desc[256];
+    char drafter_desc[CLI_PATH_CAP + 64];
     moge_chat_family family;   /* what renders the conversation (MOGE_CHAT_PLAIN for the fallback) */
     bool continue_user;        /* base model: the assistant's turn starts with the user's line */
     const char *eos_text;      /* written after assistant turns by families that do ([INST]) */
@@ -318,7 +195,7 @@ static void pop_msg(chat *c) {
 static void reset_conversation(chat *c, const char *system) {
     while (c->n_msgs > 0) pop_msg(c);
     if (system && system[0]) push_msg(c, "system", system);
-    moge_kv_truncate(c->ctx, 0);
+    moge_kv_truncate(c->m.ctx, 0);
     c->n_kv = 0;
     c->n_answers = 0;
     c->last.valid = false;
@@ -349,21 +226,6 @@ static moge_status render(const chat *c, bool for_answer, char **out, char *err,
     return st;
 }
 
-/* Tokenizes text with the tokenizer's special tokens (BOS); *ids is malloc'd. */
-static moge_status tokenize_all(const moge_tokenizer *tok, const char *text, int32_t **ids, size_t *n) {
-    size_t len = strlen(text), cap = len + 8;
-    *ids = malloc(cap * sizeof **ids);
-    if (!*ids) return MOGE_ERR_NOMEM;
-    moge_status st = moge_tokenize(tok, text, len, true, *ids, cap, n);
-    if (st == MOGE_ERR_BUFFER) {
-        int32_t *bigger = realloc(*ids, *n * sizeof **ids);
-        if (!bigger) return MOGE_ERR_NOMEM;
-        *ids = bigger;
-        st = moge_tokenize(tok, text, len, true, *ids, *n, n);
-    }
-    return st;
-}
-
 static size_t common_prefix(const int32_t *a, size_t na, const int32_t *b, size_t nb) {
     size_t i = 0;
     while (i < na && i < nb && a[i] == b[i]) i++;
@@ -376,7 +238,7 @@ static bool conversation_tokens(const chat *c, bool for_answer, int32_t **ids, s
     *ids = NULL;
     *n_ids = 0;
     moge_status st = render(c, for_answer, &text, err, sizeof err);
-    if (st == MOGE_OK) st = tokenize_all(c->tok, text, ids, n_ids);
+    if (st == MOGE_OK) st = cli_tokenize(c->m.tok, text, ids, n_ids);
     free(text);
     if (st == MOGE_OK) return true;
     fprintf(stderr, "moge chat: rendering the conversation: %s\n", err[0] ? err : moge_status_str(st));
@@ -472,7 +334,7 @@ static bool on_token(int32_t id, void *user) {
         a->cap_ids = cap;
     }
     a->ids[a->n_ids++] = id;
-    if (moge_tokenizer_is_special(a->c->tok, id)) { /* a control token ends the turn */
+    if (moge_tokenizer_is_special(a->c->m.tok, id)) { /* a control token ends the turn */
         a->end_of_turn = true;
         return false;
     }
@@ -498,12 +360,12 @@ static const char *stop_name(const moge_stats *st, const answer *a) {
 /* Copies the MoE load of the last answer (totals since moge_generate reset them). */
 static void snapshot_moe(chat *c) {
     answer_stats *s = &c->last;
-    s->moe_layers = moge_context_n_moe_layers(c->ctx);
+    s->moe_layers = moge_context_n_moe_layers(c->m.ctx);
     s->moe_is_mean = s->moe_is_worst_layer = s->moe_is_max = s->moe_distinct = 0;
     s->worst_layer = -1;
     for (int32_t l = 0; l < s->moe_layers; l++) {
         moge_moe_stats ms;
-        if (moge_moe_stats_get(c->ctx, l, true, &ms) != MOGE_OK) continue;
+        if (moge_moe_stats_get(c->m.ctx, l, true, &ms) != MOGE_OK) continue;
         s->moe_devices = ms.n_devices;
         s->moe_experts = ms.n_experts;
         s->moe_is_mean += ms.imbalance / s->moe_layers;
@@ -524,7 +386,7 @@ static void keep_common_prefix(chat *c) {
     if (!conversation_tokens(c, false, &ids, &n_ids)) return;
     int32_t common = (int32_t)common_prefix(c->kv, (size_t)c->n_kv, ids, n_ids);
     if (common < c->n_kv) {
-        moge_kv_truncate(c->ctx, common);
+        moge_kv_truncate(c->m.ctx, common);
         c->n_kv = common;
     }
     free(ids);
@@ -535,13 +397,13 @@ static void record_answer(chat *c, const answer *a, const int32_t *prompt, int32
     memcpy(c->kv + c->n_kv, prompt, (size_t)n_prompt * sizeof *prompt);
     c->n_kv += n_prompt;
     int32_t keep = a->n_ids > 0 ? a->n_ids - 1 : 0;
-    if (c->n_kv + keep > moge_context_n_ctx(c->ctx)) keep = moge_context_n_ctx(c->ctx) - c->n_kv;
+    if (c->n_kv + keep > moge_context_n_ctx(c->m.ctx)) keep = moge_context_n_ctx(c->m.ctx) - c->n_kv;
     memcpy(c->kv + c->n_kv, a->ids, (size_t)keep * sizeof *a->ids);
     c->n_kv += keep;
-    if (c->n_kv != moge_context_n_past(c->ctx)) { /* never expected; keep the cache and the record in step */
-        note("moge chat: internal: the KV cache holds %d tokens, expected %d; use /reset", moge_context_n_past(c->ctx), c->n_kv);
-        if (c->n_kv > moge_context_n_past(c->ctx)) c->n_kv = moge_context_n_past(c->ctx);
-        moge_kv_truncate(c->ctx, c->n_kv);
+    if (c->n_kv != moge_context_n_past(c->m.ctx)) { /* never expected; keep the cache and the record in step */
+        note("moge chat: internal: the KV cache holds %d tokens, expected %d; use /reset", moge_context_n_past(c->m.ctx), c->n_kv);
+        if (c->n_kv > moge_context_n_past(c->m.ctx)) c->n_kv = moge_context_n_past(c->m.ctx);
+        moge_kv_truncate(c->m.ctx, c->n_kv);
     }
     /* The assistant's message is the text shown (a base model's includes the user's line). */
     const char *t = a->text ? a->text : "";
@@ -574,21 +436,21 @@ static void report_answer(chat *c, const moge_stats *st, const answer *a, int32_
     const char *why = !strcmp(s->stop, "stopped") ? ", stopped" : !strcmp(s->stop, "length limit") ? ", length limit" : "";
     dim_line(c, "[%d tokens, %.1f tokens/s, τ %.2f%s]", st->n_generated, st->tokens_per_s, st->mean_accepted, why);
     if (st->stop == MOGE_STOP_CONTEXT_FULL && !a->end_of_turn)
-        note("context full (%d tokens): /reset to start over", moge_context_n_ctx(c->ctx));
+        note("context full (%d tokens): /reset to start over", moge_context_n_ctx(c->m.ctx));
 }
 
 /* Prepares the stream so the first answer token decodes in context (e.g. its leading space). */
 static moge_status answer_init(answer *a, chat *c, const int32_t *prompt, int32_t n_prompt) {
     memset(a, 0, sizeof *a);
     a->c = c;
-    moge_status st = moge_detok_stream_new(c->tok, &a->stream);
+    moge_status st = moge_detok_stream_new(c->m.tok, &a->stream);
     if (st != MOGE_OK) return st;
     a->cap = moge_detok_stream_max_bytes(a->stream) + 1;
     a->buf = malloc(a->cap);
     if (!a->buf) return MOGE_ERR_NOMEM;
     for (int32_t i = 0; i < n_prompt; i++) {
         size_t n = 0;
-        if (!moge_tokenizer_is_special(c->tok, prompt[i])) moge_detok_stream_push(a->stream, prompt[i], a->buf, a->cap, &n);
+        if (!moge_tokenizer_is_special(c->m.tok, prompt[i])) moge_detok_stream_push(a->stream, prompt[i], a->buf, a->cap, &n);
     }
     return MOGE_OK;
 }
@@ -606,7 +468,7 @@ static void answer_free(answer *a) {
 static int32_t *prepare_turn(chat *c, size_t *n_ids, size_t *common) {
     int32_t *ids;
     if (!conversation_tokens(c, true, &ids, n_ids)) return NULL;
-    int32_t n_ctx = moge_context_n_ctx(c->ctx);
+    int32_t n_ctx = moge_context_n_ctx(c->m.ctx);
     if ((int64_t)*n_ids > n_ctx) {
         note("context full (%d tokens): this turn does not fit (the conversation would need %zu tokens); /reset to start over",
              n_ctx, *n_ids);
@@ -616,7 +478,7 @@ static int32_t *prepare_turn(chat *c, size_t *n_ids, size_t *common) {
     *common = common_prefix(c->kv, (size_t)c->n_kv, ids, *n_ids);
     if (*common == *n_ids) *common = *n_ids - 1; /* moge_generate needs at least one new token */
     if ((int32_t)*common < c->n_kv) {
-        moge_kv_truncate(c->ctx, (int32_t)*common);
+        moge_kv_truncate(c->m.ctx, (int32_t)*common);
         c->n_kv = (int32_t)*common;
     }
     return ids;
@@ -640,7 +502,7 @@ static void user_turn(chat *c, const char *line) {
     moge_status st = answer_init(&a, c, prompt, n_new);
     c->gp.context_tokens = ids; /* the drafter and the penalty see the whole conversation */
     c->gp.n_context_tokens = (int32_t)common;
-    if (st == MOGE_OK) st = moge_generate(c->ctx, prompt, n_new, &c->gp, on_token, &a, &stats);
+    if (st == MOGE_OK) st = moge_generate(c->m.ctx, prompt, n_new, &c->gp, on_token, &a, &stats);
     c->gp.context_tokens = NULL;
     c->gp.n_context_tokens = 0;
     size_t n = 0;
@@ -648,8 +510,8 @@ static void user_turn(chat *c, const char *line) {
     if (a.shown_any) fputc('\n', stdout);
     fflush(stdout);
     if (st != MOGE_OK) {
-        note("moge chat: %s", moge_context_error(c->ctx)[0] ? moge_context_error(c->ctx) : moge_status_str(st));
-        moge_kv_truncate(c->ctx, c->n_kv);
+        note("moge chat: %s", moge_context_error(c->m.ctx)[0] ? moge_context_error(c->m.ctx) : moge_status_str(st));
+        moge_kv_truncate(c->m.ctx, c->n_kv);
         pop_msg(c);
     } else {
         record_answer(c, &a, prompt, n_new);
@@ -675,7 +537,7 @@ static void print_stats(const chat *c) {
     const moge_stats *st = &s->st;
     printf("last answer: %d tokens in %.3f s, %.1f tokens/s, stop: %s\n", st->n_generated, st->t_decode_s, st->tokens_per_s, s->stop);
     printf("prompt: %d new tokens prefilled in %.3f s, %d reused from the KV cache; context %d of %d tokens\n", st->n_prompt,
-           st->t_prefill_s, s->n_reused, s->n_kv, moge_context_n_ctx(c->ctx));
+           st->t_prefill_s, s->n_reused, s->n_kv, moge_context_n_ctx(c->m.ctx));
     printf("speculation %s: %d target passes, τ %.2f tokens per pass, %lld draft nodes (%.1f per step)\n", spec_name(s->spec),
            st->n_forward + 1, st->mean_accepted, (long long)st->n_draft_nodes,
            st->n_forward > 0 ? (double)st->n_draft_nodes / st->n_forward : 0.0);
@@ -692,7 +554,7 @@ static void print_stats(const chat *c) {
     } else {
         printf("experts: %d MoE layers on %d devices (%s routing): Imbalance Score mean %.3f, worst layer %d at %.3f, worst pass %.3f; "
                "%.1f of %d experts per pass\n",
-               s->moe_layers, s->moe_devices, c->info.routing, s->moe_is_mean, s->worst_layer, s->moe_is_worst_layer, s->moe_is_max,
+               s->moe_layers, s->moe_devices, c->m.info.routing, s->moe_is_mean, s->worst_layer, s->moe_is_worst_layer, s->moe_is_max,
                s->moe_distinct, s->moe_experts);
     }
 }
@@ -705,13 +567,13 @@ static void check_tokens(chat *c) {
     size_t n_ids;
     if (!conversation_tokens(c, false, &ids, &n_ids)) return;
     size_t agree = common_prefix(c->kv, (size_t)c->n_kv, ids, n_ids);
-    printf("tokens: KV cache %d (n_past %d), conversation %zu, agreeing prefix %zu\n", c->n_kv, moge_context_n_past(c->ctx), n_ids,
+    printf("tokens: KV cache %d (n_past %d), conversation %zu, agreeing prefix %zu\n", c->n_kv, moge_context_n_past(c->m.ctx), n_ids,
            agree);
     if (agree != (size_t)c->n_kv || n_ids <= agree || c->n_kv == 0) {
         free(ids);
         return;
     }
-    if (c->n_kv >= moge_context_n_ctx(c->ctx)) {
+    if (c->n_kv >= moge_context_n_ctx(c->m.ctx)) {
         puts("tokens: the context is full: no room to check the next token's logits");
         free(ids);
         return;
@@ -724,8 +586,8 @@ static void check_tokens(chat *c) {
     moge_context *fresh = NULL;
     const float *lg = NULL;
     float *want = NULL;
-    int32_t V = c->info.n_vocab;
-    moge_status st = moge_context_new(c->model, &cp, &fresh, err, sizeof err);
+    int32_t V = c->m.info.n_vocab;
+    moge_status st = moge_context_new(c->m.model, &cp, &fresh, err, sizeof err);
     for (int32_t done = 0; st == MOGE_OK && done <= c->n_kv;) {
         int32_t chunk = c->n_kv + 1 - done < 64 ? c->n_kv + 1 - done : 64;
         moge_batch b = {.n = chunk, .tokens = ids + done, .logits_last_only = true};
@@ -736,7 +598,7 @@ static void check_tokens(chat *c) {
     if (st == MOGE_OK && (want = malloc((size_t)V * sizeof *want)) != NULL) {
         memcpy(want, lg, (size_t)V * sizeof *want);
         moge_batch b = {.n = 1, .tokens = ids + c->n_kv, .logits_last_only = true};
-        st = moge_forward(c->ctx, &b, &lg); /* not committed: the next forward drops the row */
+        st = moge_forward(c->m.ctx, &b, &lg); /* not committed: the next forward drops the row */
     }
     if (st == MOGE_OK && want) {
         double diff = 0;
@@ -754,8 +616,6 @@ static void check_tokens(chat *c) {
     free(ids);
 }
 
-static moge_status make_drafter(chat *c, const chat_opts *o, char *err, size_t err_size);
-
 /* /spec MODE: speculation needs a drafter; without one, prompt lookup is made on demand. */
 static void set_spec(chat *c, const char *arg) {
     int spec;
@@ -764,10 +624,8 @@ static void set_spec(chat *c, const char *arg) {
         return;
     }
     if (spec != MOGE_SPEC_NONE && !c->drafter) {
-        char err[512];
-        chat_opts o = {.lookup = true};
-        if (make_drafter(c, &o, err, sizeof err) != MOGE_OK) {
-            printf("speculation: cannot make a drafter: %s\n", err);
+        if (!cli_load_drafter(c->opts, CLI_DRAFT_LOOKUP, &c->m, &c->drafter, c->drafter_desc, sizeof c->drafter_desc)) {
+            puts("speculation: cannot make a drafter (see the message above)");
             return;
         }
         c->gp.drafter = c->drafter;
@@ -926,80 +784,42 @@ static int read_line(chat *c, char **line) {
 /* Loading                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
-static moge_status make_drafter(chat *c, const chat_opts *o, char *err, size_t err_size) {
-    moge_status st;
-    int32_t n_ctx = moge_context_n_ctx(c->ctx);
-    if (o->draft_dir) {
-        char dir[4096];
-        if ((st = moge_resolve_model(o->draft_dir, dir, sizeof dir, err, err_size)) != MOGE_OK ||
-            (st = moge_model_load(dir, &o->mp, &c->draft_model, err, err_size)) != MOGE_OK ||
-            (st = moge_tokenizer_load(dir, &c->draft_tok, err, err_size)) != MOGE_OK ||
-            (st = moge_drafter_new_model(c->draft_model, c->tok, c->draft_tok, n_ctx, &c->drafter, err, err_size)) != MOGE_OK)
-            return st;
-        snprintf(c->drafter_desc, sizeof c->drafter_desc, "draft model %s", o->draft_dir);
-    } else if (o->draft_layers > 0) {
-        if ((st = moge_drafter_new_layer_skip(c->model, o->draft_layers, n_ctx, &c->drafter, err, err_size)) != MOGE_OK) return st;
-        snprintf(c->drafter_desc, sizeof c->drafter_desc, "the target's first %d layers", o->draft_layers);
-    } else {
-        if ((st = moge_drafter_new_lookup(3, &c->drafter, err, err_size)) != MOGE_OK) return st;
-        snprintf(c->drafter_desc, sizeof c->drafter_desc, "prompt lookup");
-    }
-    return MOGE_OK;
-}
-
 /* Loads the model, tokenizer, context and drafter named by the options. Prints the error. */
 static bool load(chat *c, chat_opts *o) {
-    char err[1024], dir[4096];
-    moge_status st;
-    if (moge_resolve_model(o->model_arg, dir, sizeof dir, err, sizeof err) != MOGE_OK) {
-        fprintf(stderr, "moge chat: -m %s: %s\n", o->model_arg, err);
-        return false;
-    }
-    if ((st = moge_model_load(dir, &o->mp, &c->model, err, sizeof err)) != MOGE_OK ||
-        (st = moge_tokenizer_load(dir, &c->tok, err, sizeof err)) != MOGE_OK) {
-        fprintf(stderr, "moge chat: %s\n", err);
-        return false;
-    }
-    moge_model_get_info(c->model, &c->info);
-    if (o->cp.n_ctx == 0) o->cp.n_ctx = c->info.max_position < DEFAULT_MAX_CTX ? c->info.max_position : DEFAULT_MAX_CTX;
-    if ((st = moge_context_new(c->model, &o->cp, &c->ctx, err, sizeof err)) != MOGE_OK) {
-        fprintf(stderr, "moge chat: %s\n", err);
-        return false;
-    }
-    c->kv = malloc((size_t)moge_context_n_ctx(c->ctx) * sizeof *c->kv);
+    c->opts = &o->c;
+    if (!cli_load_model(&o->c, DEFAULT_MAX_CTX, &c->m)) return false;
+    c->kv = malloc((size_t)moge_context_n_ctx(c->m.ctx) * sizeof *c->kv);
     if (!c->kv) return false;
-    bool have_drafter = o->draft_dir || o->draft_layers > 0 || o->lookup;
-    if (o->spec < 0) o->spec = have_drafter ? MOGE_SPEC_TREE : MOGE_SPEC_NONE;
-    if (have_drafter || o->spec != MOGE_SPEC_NONE) {
-        if (make_drafter(c, o, err, sizeof err) != MOGE_OK) {
-            fprintf(stderr, "moge chat: %s%s: %s\n", o->draft_dir ? "draft " : "", o->draft_dir ? o->draft_dir : "", err);
-            return false;
-        }
-    }
-    c->gp = o->gp;
-    c->gp.spec = (moge_spec_mode)o->spec;
+    cli_draft_kind kind = cli_draft_choice(&o->c);
+    if (o->c.spec < 0) o->c.spec = kind != CLI_DRAFT_NONE ? MOGE_SPEC_TREE : MOGE_SPEC_NONE;
+    /* a drafter given with --spec none is made too, for /spec; chain or tree without one: lookup */
+    if ((kind != CLI_DRAFT_NONE || o->c.spec != MOGE_SPEC_NONE) &&
+        !cli_load_drafter(&o->c, kind, &c->m, &c->drafter, c->drafter_desc, sizeof c->drafter_desc))
+        return false;
+    c->gp = o->c.gp;
+    c->gp.spec = (moge_spec_mode)o->c.spec;
     c->gp.drafter = c->drafter;
-    c->seed = o->gp.sampler.seed;
+    c->seed = o->c.gp.sampler.seed;
     c->token_delay_ms = o->token_delay_ms;
-    c->n_devices = o->cp.n_devices;
+    c->n_devices = o->c.cp.n_devices;
     return true;
 }
 
 /* Picks how the conversation is rendered (see the contract at the top). */
 static void choose_template(chat *c) {
-    moge_chat_family f = moge_tokenizer_chat_family(c->tok);
+    moge_chat_family f = moge_tokenizer_chat_family(c->m.tok);
     c->continue_user = f == MOGE_CHAT_NONE;
     c->family = f == MOGE_CHAT_NONE || f == MOGE_CHAT_UNKNOWN ? MOGE_CHAT_PLAIN : f;
-    int32_t eos = moge_tokenizer_eos(c->tok);
-    c->eos_text = f == MOGE_CHAT_MISTRAL && eos >= 0 ? moge_tokenizer_piece(c->tok, eos) : NULL;
+    int32_t eos = moge_tokenizer_eos(c->m.tok);
+    c->eos_text = f == MOGE_CHAT_MISTRAL && eos >= 0 ? moge_tokenizer_piece(c->m.tok, eos) : NULL;
 }
 
 static void banner(const chat *c, const char *model_arg) {
-    note("moge chat: model %s (%s, %.1fM parameters, %s backend), context %d tokens", model_arg, c->info.architecture,
-         c->info.n_params / 1e6, c->info.backend, moge_context_n_ctx(c->ctx));
+    note("moge chat: model %s (%s, %.1fM parameters, %s backend), context %d tokens", model_arg, c->m.info.architecture,
+         c->m.info.n_params / 1e6, c->m.info.backend, moge_context_n_ctx(c->m.ctx));
     if (c->gp.spec != MOGE_SPEC_NONE) note("speculation: %s, drafter: %s", spec_name(c->gp.spec), c->drafter_desc);
     else note("speculation: none (/spec tree drafts%s)", c->drafter ? "" : " by prompt lookup");
-    moge_chat_family f = moge_tokenizer_chat_family(c->tok);
+    moge_chat_family f = moge_tokenizer_chat_family(c->m.tok);
     if (f == MOGE_CHAT_NONE)
         note("no chat template recognised: using plain 'user:/assistant:' turns; this model has none, so each answer continues "
              "your line (a story start works best)");
@@ -1015,11 +835,7 @@ static void unload(chat *c) {
     free(c->msgs);
     free(c->kv);
     moge_drafter_free(c->drafter);
-    moge_tokenizer_free(c->draft_tok);
-    moge_model_free(c->draft_model);
-    moge_context_free(c->ctx);
-    moge_tokenizer_free(c->tok);
-    moge_model_free(c->model);
+    cli_models_free(&c->m);
 }
 
 int cmd_chat(int argc, char **argv) {
@@ -1027,11 +843,7 @@ int cmd_chat(int argc, char **argv) {
     memset(&o, 0, sizeof o);
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
-    char model_dir[PATH_MAX], draft_dir[PATH_MAX];
-    if (!o.model_arg && !pick_default_model(&o, model_dir, draft_dir, sizeof model_dir)) {
-        fprintf(stderr, "moge chat: no -m DIR given and no demo model under ./models or next to the binary; use -m DIR\n");
-        return 2;
-    }
+    if (!cli_default_models(&o.c, true, false)) return 2;
     chat c;
     memset(&c, 0, sizeof c);
     c.interactive = isatty(STDIN_FILENO);
@@ -1048,7 +860,7 @@ int cmd_chat(int argc, char **argv) {
         unload(&c);
         return 1;
     }
-    banner(&c, o.model_arg);
+    banner(&c, o.c.model);
     struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint; /* no SA_RESTART: a blocked read returns */
