@@ -19,8 +19,10 @@
  *  - stdout: the table and one summary line. stderr: the models used, then a progress bar when
  *    stderr is a terminal, else one line per finished mode. --json FILE: the same as JSON,
  *    written to FILE.PID.tmp and renamed.
- *  - Default models: models/tinystories-moge with models/tinystories-draft when both exist,
- *    else models/stories260K drafting for itself; a flag given replaces only its own default.
+ *  - Default models: models/tinystories-moge with models/tinystories-draft when both exist (under
+ *    ./models or next to the binary), else models/stories260K drafting for itself; a flag given
+ *    replaces only its own default. The model, sampling and draft flags are run's and chat's
+ *    (cli.h); --lookup adds a mode instead of choosing the drafter, --modes replaces --spec.
  *  - Exit 0; 2 for usage errors (the message names the flag); 1 for failures (the message names
  *    the path or prompt).
  */
@@ -28,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "examples/cli.h"
@@ -39,34 +40,20 @@
 #define MAX_MODES 4
 #define MAX_SHOWN_DEPTHS 8
 
-static void usage(FILE *f) {
+static void usage(FILE *f, const cli_common_opts *o) {
     fputs("usage: moge bench [options]\n"
           "\n"
           "Generates the same prompts in each decoding mode and prints one table: tokens/s (median of\n"
           "repeats), speedup vs none, tau (tokens per target pass), acceptance by depth, the draft's\n"
           "share of time, MoE load (Imbalance Score, distinct experts per pass) and, when greedy,\n"
           "whether every mode produced the same text as none.\n"
-          "\n"
-          "  -m, --model DIR        target (default: models/tinystories-moge when it and\n"
-          "                         models/tinystories-draft exist, else models/stories260K)\n"
-          "  -d, --draft DIR        draft model (default: tinystories-draft, or stories260K itself)\n"
-          "      --draft-layers L   self-draft with the target's first L layers instead\n"
-          "      --prompts FILE     one prompt per line (default: 8 built-in story openings)\n"
-          "  -n, --n-predict N      tokens per prompt (default 128)\n"
-          "      --repeats R        timed repeats; tokens/s is their median (default 3)\n"
-          "      --temp F           temperature, 0 = greedy (default 0)\n"
-          "      --seed N           RNG seed (default 42)\n"
-          "      --modes LIST       comma-separated: none, chain, tree, lookup (default none,chain,tree)\n"
-          "      --lookup           add prompt-lookup drafting to the modes\n"
-          "      --draft-max N      deepest draft level / chain length (default 6)\n"
-          "      --tree-nodes N     draft nodes per step (default 24)\n"
-          "      --tree-shape LIST  static tree: children per depth, e.g. 4,2,2,1,1\n"
-          "      --no-adaptive      keep the tree budget fixed\n"
-          "  -t, --threads N        threads (default: all cores)\n"
-          "      --quant q8|q4      quantize the weights at load (blocks of 32, int8 or int4)\n"
-          "  -c, --ctx N            context length in tokens (default: the model's maximum)\n"
-          "      --json FILE        also write the results as JSON\n",
+          "\n",
           f);
+    cli_common_usage(f, o,
+                     "      --prompts FILE     one prompt per line (default: 8 built-in story openings)\n"
+                     "      --repeats R        timed repeats; tokens/s is their median (default 3)\n"
+                     "      --modes LIST       comma-separated: none, chain, tree, lookup (default none,chain,tree)\n"
+                     "      --json FILE        also write the results as JSON\n");
 }
 
 static const char *const builtin_prompts[] = {
@@ -88,24 +75,13 @@ typedef enum { MODE_NONE, MODE_CHAIN, MODE_TREE, MODE_LOOKUP } mode_id;
 static const char *const mode_names[] = {"none", "chain", "tree", "lookup"};
 
 typedef struct {
-    const char *target, *draft, *prompts_file, *json;
-    bool target_default, draft_default;
-    int draft_layers;
-    int32_t n_predict;
+    cli_common_opts c; /* the flags run, chat and bench share; c.gp's spec and drafter are set per mode */
+    const char *prompts_file, *json;
     int repeats;
     mode_id modes[MAX_MODES];
     int n_modes;
-    bool modes_given, lookup;
-    moge_model_params mp;
-    moge_context_params cp;
-    moge_generate_params gp; /* sampler, draft params and adaptive; spec and drafter per mode */
-    int32_t shape[16];
+    bool modes_given;
 } bench_opts;
-
-static bool is_dir(const char *path) {
-    struct stat s;
-    return stat(path, &s) == 0 && S_ISDIR(s.st_mode);
-}
 
 /* "none,chain" -> modes; false after printing an error naming --modes. */
 static bool parse_modes(const char *v, bench_opts *o) {
@@ -138,29 +114,18 @@ static bool mode_listed(const bench_opts *o, mode_id m) {
 
 /* Fills the defaults that depend on other flags and checks the combination. Returns 0 or 2. */
 static int finish_opts(bench_opts *o) {
+    cli_common_opts *c = &o->c;
     if (!o->modes_given) {
         o->n_modes = 3;
         o->modes[0] = MODE_NONE, o->modes[1] = MODE_CHAIN, o->modes[2] = MODE_TREE;
     }
-    if (o->lookup && !mode_listed(o, MODE_LOOKUP)) o->modes[o->n_modes++] = MODE_LOOKUP;
-    if (o->draft && o->draft_layers > 0) {
-        fprintf(stderr, "moge bench: choose one drafter: -d DIR or --draft-layers L\n");
-        return 2;
-    }
-    bool tiny = is_dir("models/tinystories-moge") && is_dir("models/tinystories-draft");
-    if (!o->target) {
-        o->target = tiny ? "models/tinystories-moge" : "models/stories260K";
-        o->target_default = true;
-    }
+    if (c->lookup && !mode_listed(o, MODE_LOOKUP)) o->modes[o->n_modes++] = MODE_LOOKUP;
     bool needs_model_drafter = mode_listed(o, MODE_CHAIN) || mode_listed(o, MODE_TREE);
-    if (needs_model_drafter && !o->draft && o->draft_layers == 0) {
-        if (!o->target_default) {
-            fprintf(stderr, "moge bench: modes chain and tree need a drafter for -m %s: give -d DIR or --draft-layers L "
-                            "(or --modes none,lookup)\n", o->target);
-            return 2;
-        }
-        o->draft = tiny ? "models/tinystories-draft" : "models/stories260K";
-        o->draft_default = true;
+    if (!cli_check_drafters(c) || !cli_default_models(c, needs_model_drafter, true)) return 2;
+    if (needs_model_drafter && cli_draft_choice(c) == CLI_DRAFT_NONE) {
+        fprintf(stderr, "moge bench: modes chain and tree need a drafter for -m %s: give -d DIR or --draft-layers L "
+                        "(or --modes none,lookup)\n", c->model);
+        return 2;
     }
     return 0;
 }
@@ -168,47 +133,26 @@ static int finish_opts(bench_opts *o) {
 /* Returns -1 to go on, else the exit status. */
 static int parse_args(int argc, char **argv, bench_opts *o) {
     memset(o, 0, sizeof *o);
-    o->n_predict = 128;
+    cli_common_init(&o->c, CMD, CLI_BENCH);
     o->repeats = 3;
-    o->mp = moge_model_default_params();
-    o->cp = moge_context_default_params();
-    o->gp = moge_generate_default_params();
-    o->gp.sampler.temperature = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         long l;
-        double d;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-#define VALUE() do { if (!(v = cli_value(CMD, argc, argv, &i))) return 2; } while (0)
-#define INT(lo, hi) do { VALUE(); if (!cli_int(CMD, a, v, lo, hi, &l)) return 2; } while (0)
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VALUE(); o->target = v; }
-        else if (!strcmp(a, "-d") || !strcmp(a, "--draft")) { VALUE(); o->draft = v; }
-        else if (!strcmp(a, "--draft-layers")) { INT(1, 1024); o->draft_layers = (int)l; }
-        else if (!strcmp(a, "--prompts")) { VALUE(); o->prompts_file = v; }
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { INT(1, 1L << 24); o->n_predict = (int32_t)l; }
-        else if (!strcmp(a, "--repeats")) { INT(1, 1000); o->repeats = (int)l; }
-        else if (!strcmp(a, "--temp")) { VALUE(); if (!cli_float(CMD, a, v, 0, 100, &d)) return 2; o->gp.sampler.temperature = (float)d; }
-        else if (!strcmp(a, "--seed")) { VALUE(); if (!cli_u64(CMD, a, v, &o->gp.sampler.seed)) return 2; }
-        else if (!strcmp(a, "--modes")) { VALUE(); if (!parse_modes(v, o)) return 2; o->modes_given = true; }
-        else if (!strcmp(a, "--lookup")) o->lookup = true;
-        else if (!strcmp(a, "--draft-max")) { INT(1, MOGE_MAX_DEPTH - 1); o->gp.draft.draft_max = (int32_t)l; }
-        else if (!strcmp(a, "--tree-nodes")) { INT(1, 63); o->gp.draft.tree_nodes = (int32_t)l; }
-        else if (!strcmp(a, "--tree-shape")) {
-            VALUE();
-            if (!cli_tree_shape(CMD, v, o->shape, &o->gp.draft.n_shape)) return 2;
-            o->gp.draft.shape = o->shape;
+        int r = cli_parse_common(argc, argv, &i, &o->c);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout, &o->c); return 0; }
+        if (!strcmp(a, "--prompts")) { if (!(o->prompts_file = cli_value(CMD, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--json")) { if (!(o->json = cli_value(CMD, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--modes")) {
+            if (!(v = cli_value(CMD, argc, argv, &i)) || !parse_modes(v, o)) return 2;
+            o->modes_given = true;
+        } else if (!strcmp(a, "--repeats")) {
+            if (!(v = cli_value(CMD, argc, argv, &i)) || !cli_int(CMD, a, v, 1, 1000, &l)) return 2;
+            o->repeats = (int)l;
+        } else {
+            return cli_unknown_option(&o->c, a);
         }
-        else if (!strcmp(a, "--no-adaptive")) o->gp.adaptive = false;
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { INT(1, 1024); o->mp.n_threads = (int)l; }
-        else if (!strcmp(a, "--quant")) { VALUE(); int q; if (!cli_quant(CMD, v, &q)) return 2; o->mp.quant = (moge_quant)q; }
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { INT(1, 1L << 24); o->cp.n_ctx = (int32_t)l; }
-        else if (!strcmp(a, "--json")) { VALUE(); o->json = v; }
-        else {
-            fprintf(stderr, "moge bench: unknown option \"%s\" (see moge bench --help)\n", a);
-            return 2;
-        }
-#undef INT
-#undef VALUE
     }
     int rc = finish_opts(o);
     return rc ? rc : -1;
@@ -285,15 +229,8 @@ static int prompts_tokenize(prompt_set *p, const moge_tokenizer *tok, int32_t n_
     p->n_ids = calloc((size_t)p->n, sizeof *p->n_ids);
     if (!p->ids || !p->n_ids) return 1;
     for (int i = 0; i < p->n; i++) {
-        size_t len = strlen(p->text[i]), cap = len + 8, n = 0;
-        if (!(p->ids[i] = malloc(cap * sizeof(int32_t)))) return 1;
-        moge_status st = moge_tokenize(tok, p->text[i], len, true, p->ids[i], cap, &n);
-        if (st == MOGE_ERR_BUFFER) {
-            int32_t *bigger = realloc(p->ids[i], n * sizeof *bigger);
-            if (!bigger) return 1;
-            p->ids[i] = bigger;
-            st = moge_tokenize(tok, p->text[i], len, true, p->ids[i], n, &n);
-        }
+        size_t n = 0;
+        moge_status st = cli_tokenize(tok, p->text[i], &p->ids[i], &n);
         if (st != MOGE_OK || n == 0 || (int64_t)n > n_ctx) {
             fprintf(stderr, "moge bench: prompt %d (\"%.40s\"): %s\n", i + 1, p->text[i],
                     st != MOGE_OK ? moge_status_str(st) : n == 0 ? "no tokens" : "longer than the context (use -c)");
@@ -309,51 +246,22 @@ static int prompts_tokenize(prompt_set *p, const moge_tokenizer *tok, int32_t n_
 /* ------------------------------------------------------------------------------------------ */
 
 typedef struct {
-    moge_model *model, *draft_model;
-    moge_tokenizer *tok, *draft_tok;
-    moge_context *ctx;
-    moge_drafter *drafter; /* -d or --draft-layers; NULL when no mode needs it */
+    cli_models m;
+    moge_drafter *drafter; /* -d or --draft-layers; NULL when not given */
     moge_drafter *lookup;  /* NULL unless mode lookup runs */
 } bench_env;
 
 static void env_free(bench_env *e) {
     moge_drafter_free(e->lookup);
     moge_drafter_free(e->drafter);
-    moge_tokenizer_free(e->draft_tok);
-    moge_model_free(e->draft_model);
-    moge_context_free(e->ctx);
-    moge_tokenizer_free(e->tok);
-    moge_model_free(e->model);
+    cli_models_free(&e->m);
 }
 
 static int env_load(bench_env *e, const bench_opts *o) {
-    char err[1024], dir[4096], ddir[4096];
-    if (moge_resolve_model(o->target, dir, sizeof dir, err, sizeof err) != MOGE_OK) {
-        fprintf(stderr, "moge bench: -m %s: %s\n", o->target, err);
+    cli_draft_kind kind = cli_draft_choice(&o->c);
+    if (!cli_load_model(&o->c, 0, &e->m) || (kind != CLI_DRAFT_NONE && !cli_load_drafter(&o->c, kind, &e->m, &e->drafter, NULL, 0)) ||
+        (mode_listed(o, MODE_LOOKUP) && !cli_load_drafter(&o->c, CLI_DRAFT_LOOKUP, &e->m, &e->lookup, NULL, 0)))
         return 1;
-    }
-    if (moge_model_load(dir, &o->mp, &e->model, err, sizeof err) != MOGE_OK ||
-        moge_tokenizer_load(dir, &e->tok, err, sizeof err) != MOGE_OK ||
-        moge_context_new(e->model, &o->cp, &e->ctx, err, sizeof err) != MOGE_OK) {
-        fprintf(stderr, "moge bench: -m %s: %s\n", o->target, err);
-        return 1;
-    }
-    int32_t n_ctx = moge_context_n_ctx(e->ctx);
-    if (o->draft && (moge_resolve_model(o->draft, ddir, sizeof ddir, err, sizeof err) != MOGE_OK ||
-                     moge_model_load(ddir, &o->mp, &e->draft_model, err, sizeof err) != MOGE_OK ||
-                     moge_tokenizer_load(ddir, &e->draft_tok, err, sizeof err) != MOGE_OK ||
-                     moge_drafter_new_model(e->draft_model, e->tok, e->draft_tok, n_ctx, &e->drafter, err, sizeof err) != MOGE_OK)) {
-        fprintf(stderr, "moge bench: -d %s: %s\n", o->draft, err);
-        return 1;
-    }
-    if (o->draft_layers > 0 && moge_drafter_new_layer_skip(e->model, o->draft_layers, n_ctx, &e->drafter, err, sizeof err) != MOGE_OK) {
-        fprintf(stderr, "moge bench: --draft-layers %d: %s\n", o->draft_layers, err);
-        return 1;
-    }
-    if (mode_listed(o, MODE_LOOKUP) && moge_drafter_new_lookup(3, &e->lookup, err, sizeof err) != MOGE_OK) {
-        fprintf(stderr, "moge bench: lookup: %s\n", err);
-        return 1;
-    }
     return 0;
 }
 
@@ -393,8 +301,7 @@ static bool collect(int32_t tok, void *user) {
 }
 
 static moge_generate_params mode_params(const bench_opts *o, const bench_env *e, mode_id m) {
-    moge_generate_params gp = o->gp;
-    gp.n_predict = o->n_predict;
+    moge_generate_params gp = o->c.gp;
     gp.spec = m == MODE_NONE ? MOGE_SPEC_NONE : m == MODE_TREE ? MOGE_SPEC_TREE : MOGE_SPEC_CHAIN;
     gp.drafter = m == MODE_NONE ? NULL : m == MODE_LOOKUP ? e->lookup : e->drafter;
     return gp;
@@ -424,10 +331,10 @@ static int generate_one(bench_env *e, const prompt_set *p, int i, const moge_gen
                         moge_stats *st) {
     col->n = 0;
     col->moe_reset = false;
-    moge_kv_truncate(e->ctx, 0);
-    moge_status s = moge_generate(e->ctx, p->ids[i], p->n_ids[i], gp, collect, col, st);
+    moge_kv_truncate(e->m.ctx, 0);
+    moge_status s = moge_generate(e->m.ctx, p->ids[i], p->n_ids[i], gp, collect, col, st);
     if (s != MOGE_OK) {
-        const char *msg = moge_context_error(e->ctx);
+        const char *msg = moge_context_error(e->m.ctx);
         fprintf(stderr, "moge bench: prompt %d: %s\n", i + 1, msg[0] ? msg : moge_status_str(s));
         return 1;
     }
@@ -499,7 +406,7 @@ static int run_mode(bench_env *e, const bench_opts *o, const prompt_set *p, mode
             progress_draw(pg, mode_names[r->mode], rep, o->repeats);
             moge_stats st;
             if (generate_one(e, p, i, &gp, col, &st) || record_ids(r, i, rep, col)) return 1;
-            if (col->moe_reset) add_moe(r, e->ctx);
+            if (col->moe_reset) add_moe(r, e->m.ctx);
             add_stats(r, &st);
             gen += st.n_generated;
             secs += st.t_decode_s;
@@ -646,13 +553,13 @@ static void print_table(const mode_result *r, int n_modes, int n_moe) {
 }
 
 static int n_threads(const bench_opts *o) {
-    return o->mp.n_threads > 0 ? o->mp.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    return o->c.mp.n_threads > 0 ? o->c.mp.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
 }
 
 /* "models/x", "first L layers of the target", or "none" (lookup / none only). */
 static void draft_text(const bench_opts *o, char *s, size_t cap) {
-    if (o->draft) snprintf(s, cap, "%s", o->draft);
-    else if (o->draft_layers > 0) snprintf(s, cap, "the target's first %d layers", o->draft_layers);
+    if (o->c.draft) snprintf(s, cap, "%s", o->c.draft);
+    else if (o->c.draft_layers > 0) snprintf(s, cap, "the target's first %d layers", o->c.draft_layers);
     else snprintf(s, cap, "none");
 }
 
@@ -660,10 +567,10 @@ static void print_summary(const bench_opts *o, const mode_result *r, int n_modes
     char draft[256];
     draft_text(o, draft, sizeof draft);
     int t = n_threads(o);
-    printf("target %s, draft %s, %d thread%s, %d prompt%s, %d tokens each, %d repeat%s; ", o->target, draft, t, t == 1 ? "" : "s",
-           n_prompts, n_prompts == 1 ? "" : "s", o->n_predict, o->repeats, o->repeats == 1 ? "" : "s");
-    if (o->gp.sampler.temperature > 0) {
-        printf("temperature %g: outputs are sampled, not compared\n", o->gp.sampler.temperature);
+    printf("target %s, draft %s, %d thread%s, %d prompt%s, %d tokens each, %d repeat%s; ", o->c.model, draft, t, t == 1 ? "" : "s",
+           n_prompts, n_prompts == 1 ? "" : "s", o->c.gp.n_predict, o->repeats, o->repeats == 1 ? "" : "s");
+    if (o->c.gp.sampler.temperature > 0) {
+        printf("temperature %g: outputs are sampled, not compared\n", o->c.gp.sampler.temperature);
         return;
     }
     bool all = true;
@@ -706,40 +613,23 @@ static cJSON *mode_json(const mode_result *r, int n_moe, int n_prompts) {
     return m;
 }
 
-static int write_file_atomic(const char *path, const char *text) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    bool bad = !f;
-    if (f) {
-        bad = fputs(text, f) < 0 || fputc('\n', f) < 0;
-        bad |= fclose(f) != 0;
-    }
-    if (bad || rename(tmp, path) != 0) {
-        fprintf(stderr, "moge bench: --json: cannot write %s\n", path);
-        remove(tmp);
-        return 1;
-    }
-    return 0;
-}
-
 static int write_json(const bench_opts *o, const mode_result *r, int n_modes, int base, int n_prompts, int n_moe) {
     char draft[256];
     draft_text(o, draft, sizeof draft);
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "target", o->target);
+    cJSON_AddStringToObject(root, "target", o->c.model);
     cJSON_AddStringToObject(root, "draft", draft);
     cJSON_AddNumberToObject(root, "threads", n_threads(o));
     cJSON_AddNumberToObject(root, "prompts", n_prompts);
-    cJSON_AddNumberToObject(root, "n_predict", o->n_predict);
+    cJSON_AddNumberToObject(root, "n_predict", o->c.gp.n_predict);
     cJSON_AddNumberToObject(root, "repeats", o->repeats);
-    cJSON_AddNumberToObject(root, "temperature", o->gp.sampler.temperature);
+    cJSON_AddNumberToObject(root, "temperature", o->c.gp.sampler.temperature);
     cJSON_AddStringToObject(root, "baseline", mode_names[r[base].mode]);
     cJSON *modes = cJSON_AddArrayToObject(root, "modes");
     for (int k = 0; k < n_modes; k++) cJSON_AddItemToArray(modes, mode_json(&r[k], n_moe, n_prompts));
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
-    int rc = text ? write_file_atomic(o->json, text) : 1;
+    int rc = text && cli_write_text(CMD, "--json", o->json, text) ? 0 : 1;
     free(text);
     return rc;
 }
@@ -751,8 +641,8 @@ static int write_json(const bench_opts *o, const mode_result *r, int n_modes, in
 static void print_models(const bench_opts *o) {
     char draft[256];
     draft_text(o, draft, sizeof draft);
-    fprintf(stderr, "moge bench: target %s%s, draft %s%s\n", o->target, o->target_default ? " (default)" : "", draft,
-            o->draft_default ? " (default)" : "");
+    fprintf(stderr, "moge bench: target %s%s, draft %s%s\n", o->c.model, o->c.model_default ? " (default)" : "", draft,
+            o->c.draft_default ? " (default)" : "");
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -770,11 +660,11 @@ int cmd_bench(int argc, char **argv) {
     memset(r, 0, sizeof r);
     collector col = {0};
     rc = 1;
-    if (env_load(&e, &o) || prompts_tokenize(&p, e.tok, moge_context_n_ctx(e.ctx))) goto done;
-    int n_moe = moge_context_n_moe_layers(e.ctx);
-    col.ctx = e.ctx;
-    col.cap = o.n_predict;
-    if (!(col.ids = malloc((size_t)o.n_predict * sizeof *col.ids)) || results_alloc(r, o.n_modes, &o, p.n, n_moe)) {
+    if (env_load(&e, &o) || prompts_tokenize(&p, e.m.tok, moge_context_n_ctx(e.m.ctx))) goto done;
+    int n_moe = moge_context_n_moe_layers(e.m.ctx);
+    col.ctx = e.m.ctx;
+    col.cap = o.c.gp.n_predict;
+    if (!(col.ids = malloc((size_t)o.c.gp.n_predict * sizeof *col.ids)) || results_alloc(r, o.n_modes, &o, p.n, n_moe)) {
         fprintf(stderr, "moge bench: out of memory\n");
         goto done;
     }
@@ -783,7 +673,7 @@ int cmd_bench(int argc, char **argv) {
         if (run_mode(&e, &o, &p, &r[k], &col, &pg)) goto done;
     if (pg.tty) fputs("\r\033[K", stderr);
     int base = baseline(r, o.n_modes);
-    compare_modes(r, o.n_modes, base, p.n, o.gp.sampler.temperature == 0);
+    compare_modes(r, o.n_modes, base, p.n, o.c.gp.sampler.temperature == 0);
     print_table(r, o.n_modes, n_moe);
     print_summary(&o, r, o.n_modes, base, p.n);
     fflush(stdout);
