@@ -5,6 +5,7 @@
  *    (greedy), and the line under it says all modes produced identical text;
  *  - --json writes the documented fields, and every mode's ids equal mode none's;
  *  - a --prompts file of 2 prompts gives 2 id lists per mode; --lookup adds a lookup row;
+ *  - the sampling, backend and tree flags run and chat take work in bench too (sampled: "-");
  *  - bad input: --modes bogus names --modes (exit 2); a missing --prompts file is named (exit 1).
  */
 #include <cJSON.h>
@@ -140,6 +141,19 @@ static void test_prompts_file_and_lookup(void) {
     free(out);
 }
 
+/* The flags bench shares with run and chat (examples/cmd_common.c): sampling at --temp > 0 with
+ * top-k/top-p/min-p/penalty, the ref backend, a dynamic tree's --branch, sampled drafts. */
+static void test_shared_sampling_flags(void) {
+    CHECK(MOGE("bench -m models/stories260K -d models/stories260K -n 16 --repeats 1 --modes none,tree --temp 0.7 --top-k 5 --top-p 0.9 "
+               "--min-p 0.01 --repeat-penalty 1.1 --seed 3 --backend ref --branch 2 --sampled-draft") == 0);
+    char *out = slurp_text(OUT), *err = slurp_text(ERR), *f[32];
+    char *copy = strdup(out);
+    int n = row_fields(copy, "tree", f);
+    CHECKF(n >= 9 && !strcmp(f[n - 1], "-"), "no sampled tree row in:\n%s%s", out, err);
+    CHECKF(strstr(out, "temperature 0.7: outputs are sampled") != NULL, "%s", out);
+    free(copy); free(out); free(err);
+}
+
 static void test_errors(void) {
     static const struct { const char *args; int rc; const char *needle; } cases[] = {
         {BENCH " --modes bogus", 2, "--modes"},
@@ -148,6 +162,8 @@ static void test_errors(void) {
         {BENCH " --repeats 0", 2, "--repeats"},
         {"bench -m models/stories260K", 2, "drafter"},
         {"bench -m no/such/model -d models/stories260K", 1, "no/such/model"},
+        {BENCH " --threads 0", 2, "--threads"},
+        {BENCH " --draft-max", 2, "--draft-max needs a value"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int rc = MOGE(cases[i].args);
@@ -159,5 +175,5 @@ static void test_errors(void) {
 }
 
 int main(void) {
-    RUN_TESTS(T(test_default_modes), T(test_prompts_file_and_lookup), T(test_errors));
+    RUN_TESTS(T(test_default_modes), T(test_prompts_file_and_lookup), T(test_shared_sampling_flags), T(test_errors));
 }

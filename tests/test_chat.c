@@ -504,6 +504,9 @@ static void test_default_model_and_errors(void) {
         {"chat -m models/stories260K --spec forest", 2, "--spec"},
         {"chat -m models/stories260K --frobnicate", 2, "--frobnicate"},
         {"chat -m models/stories260K --lookup --draft-layers 2", 2, "one drafter"},
+        {"chat -m models/stories260K --threads 0", 2, "--threads"},
+        {"chat -m models/stories260K --temp -1", 2, "--temp"},
+        {"chat -m models/stories260K --draft-max", 2, "--draft-max needs a value"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(cmd, sizeof cmd, "%s %s </dev/null >%s 2>%s", bin(), cases[i].args, tmp("out"), tmp("err"));

@@ -4,7 +4,9 @@
  *    (one trailing newline allowed), statistics on stderr, exit 0;
  *  - every speculative mode prints the same text;
  *  - --stats-json holds the documented fields;
- *  - bad input: a clear message naming the flag or path and a non-zero exit.
+ *  - bad input: a clear message naming the flag or path and a non-zero exit;
+ *  - the flags run, chat and bench share (examples/cmd_common.c) give the same errors, the same
+ *    drafter errors (a draft with another tokenizer) and the same help through all three.
  */
 #include <stdint.h>
 #include <sys/wait.h>
@@ -102,6 +104,8 @@ static void test_errors(void) {
         {"run -m models/stories260K -d tests/fixtures/moe/pangu_16e4g", 1, "draft"},
         {"run -m models/stories260K -c 100000", 1, "max_position_embeddings"},
         {"run -m models/stories260K --quant q3", 2, "--quant"},
+        {"run -m models/stories260K --threads 0", 2, "--threads"},
+        {"run -m models/stories260K --draft-max", 2, "--draft-max needs a value"},
         {"frob", 2, "unknown command"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -137,7 +141,101 @@ static void test_library_example(void) {
     free(out); free(err); free(e);
 }
 
+/* The three commands that share the flag table, each with a model (and for bench a drafter). */
+static const char *const shared_cmds[] = {"run -m models/stories260K", "chat -m models/stories260K",
+                                          "bench -m models/stories260K -d models/stories260K -n 8 --repeats 1"};
+
+/* Every command that shares the flag table: the same error, prefixed "moge CMD: ", exit 2. */
+static void test_shared_flag_errors(void) {
+    static const struct { const char *args, *needle; } cases[] = {
+        {"--threads 0", "--threads: expected an integer in 1..1024, got \"0\""},
+        {"-t x", "-t: expected an integer in 1..1024"},
+        {"--temp -1", "--temp: expected a number in 0..100, got \"-1\""},
+        {"--top-p 2", "--top-p: expected a number"},
+        {"--seed -3", "--seed: expected a non-negative integer"},
+        {"--backend gpu", "--backend: expected cpu or ref, got \"gpu\""},
+        {"--routing best", "--routing: expected moge, topk or group_limited"},
+        {"--quant q3", "--quant: expected none, q8 or q4"},
+        {"--tree-shape 4,0", "--tree-shape: expected up to 16 numbers"},
+        {"--tree-nodes 64", "--tree-nodes: expected an integer in 1..63"},
+        {"--branch 0", "--branch: expected an integer in 1..16"},
+        {"--frobnicate", "unknown option \"--frobnicate\""},
+        {"--draft-layers 2 -d models/stories260K", "choose one drafter"},
+        {"--draft-max", "--draft-max needs a value"}, /* last: the flag has no value */
+    };
+    static const char *const names[] = {"run", "chat", "bench"};
+    for (size_t c = 0; c < 3; c++)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            char args[512], want[256];
+            snprintf(args, sizeof args, "%s %s", shared_cmds[c], cases[i].args);
+            snprintf(want, sizeof want, "moge %s: ", names[c]);
+            int rc = MOGE(args);
+            char *err = slurp_text(ERR);
+            CHECKF(rc == 2 && strstr(err, want) && strstr(err, cases[i].needle), "moge %s: exit %d, stderr: %s", args, rc, err);
+            free(err);
+        }
+    /* -n: run may generate nothing (prefill only); an answer and a benchmark need a token */
+    static const struct { const char *args, *needle; } n_cases[] = {
+        {"run -m models/stories260K -n -1", "-n: expected an integer in 0..1073741824"},
+        {"chat -m models/stories260K -n 0", "-n: expected an integer in 1..1073741824"},
+        {"bench -m models/stories260K --lookup --modes none -n 0", "-n: expected an integer in 1..16777216"},
+        {"bench -m models/stories260K --spec tree", "unknown option \"--spec\""}, /* bench has --modes */
+        {"chat -m models/stories260K --repeats 2", "unknown option \"--repeats\""},
+        {"run -m models/stories260K --system hi", "unknown option \"--system\""},
+    };
+    for (size_t i = 0; i < sizeof n_cases / sizeof n_cases[0]; i++) {
+        int rc = MOGE(n_cases[i].args);
+        char *err = slurp_text(ERR);
+        CHECKF(rc == 2 && strstr(err, n_cases[i].needle), "moge %s: exit %d, stderr: %s", n_cases[i].args, rc, err);
+        free(err);
+    }
+}
+
+/* A draft model whose tokenizer differs from the target's (token 0 renamed) is refused by all
+ * three commands with the same message, naming -d; so is a bad --draft-layers. */
+static void test_shared_drafter_errors(void) {
+    CHECK(shell("rm -rf build/test_cli_mismatch && mkdir -p build/test_cli_mismatch && "
+                "cp models/stories260K/config.json models/stories260K/model.safetensors build/test_cli_mismatch/ && "
+                "sed 's/<unk>/<unq>/g' models/stories260K/tokenizer.json >build/test_cli_mismatch/tokenizer.json") == 0);
+    static const char *const cmds[] = {"run -m models/stories260K", "chat -m models/stories260K", "bench -m models/stories260K -n 8 --repeats 1"};
+    for (size_t c = 0; c < 3; c++) {
+        char args[512];
+        snprintf(args, sizeof args, "%s -d build/test_cli_mismatch", cmds[c]);
+        int rc = MOGE(args);
+        char *err = slurp_text(ERR);
+        CHECKF(rc == 1 && strstr(err, "-d build/test_cli_mismatch (draft model): the draft's tokenizer differs from the target's at token 0"),
+               "moge %s: exit %d, stderr: %s", args, rc, err);
+        free(err);
+        snprintf(args, sizeof args, "%s --draft-layers 9", cmds[c]);
+        rc = MOGE(args);
+        err = slurp_text(ERR);
+        CHECKF(rc == 1 && strstr(err, "--draft-layers 9: layer-skip draft"), "moge %s: exit %d, stderr: %s", args, rc, err);
+        free(err);
+    }
+}
+
+/* The shared flags' help, with each command's own defaults and own flags. */
+static void test_shared_help(void) {
+    static const struct { const char *cmd, *has[3], *lacks; } cases[] = {
+        {"run --help", {"--repeat-penalty F 1 = off (default 1)", "--spec MODE", "--stats-json FILE"}, "--modes"},
+        {"chat --help", {"-n, --n-predict N      most tokens per answer (default 256)", "--spec MODE", "--token-delay MS"}, "--stats-json"},
+        {"bench --help", {"--temp F           temperature, 0 = greedy (default 0)", "--branch N", "--modes LIST"}, "--spec"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CHECK(MOGE(cases[i].cmd) == 0);
+        char *out = slurp_text(OUT);
+        for (int k = 0; k < 3; k++) CHECKF(strstr(out, cases[i].has[k]) != NULL, "moge %s lacks \"%s\":\n%s", cases[i].cmd, cases[i].has[k], out);
+        CHECKF(strstr(out, cases[i].lacks) == NULL, "moge %s shows %s", cases[i].cmd, cases[i].lacks);
+        free(out);
+    }
+    /* flags given before --help do not change the defaults it shows */
+    CHECK(MOGE("run --top-k 5 --help") == 0);
+    char *out = slurp_text(OUT);
+    CHECKF(strstr(out, "0 = off (default 40)") != NULL, "%s", out);
+    free(out);
+}
+
 int main(void) {
-    RUN_TESTS(T(test_run_greedy_matches_llama2c), T(test_speculative_modes_same_text), T(test_stats_json), T(test_prompt_not_echoed),
+    RUN_TESTS(T(test_shared_flag_errors), T(test_shared_drafter_errors), T(test_shared_help), T(test_run_greedy_matches_llama2c), T(test_speculative_modes_same_text), T(test_stats_json), T(test_prompt_not_echoed),
               T(test_errors), T(test_info), T(test_library_example), T(test_quant_speculative_same_text));
 }
