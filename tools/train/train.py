@@ -81,6 +81,10 @@ def parse_args(argv):
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--aux-coef", type=float, default=0.01)
     ap.add_argument("--teacher", help="checkpoint (ckpt.pt) of the teacher: distillation mode")
+    ap.add_argument("--teacher-follow-min", type=float, default=0.0,
+                    help="distillation: every this many minutes reload the teacher if its "
+                         "checkpoint changed (distil beside a teacher that is still training); "
+                         "0: load it once")
     ap.add_argument("--ce-weight", type=float, default=0.0,
                     help="distillation: weight of the ground-truth CE added to the KL")
     ap.add_argument("--seed", type=int, default=1234)
@@ -292,7 +296,12 @@ def main(argv):
     train_ids = load_ids(args.run_dir, args.data_dir, "train", TRAIN_FILES)
     valid_ids = load_ids(args.run_dir, args.data_dir, "valid", [VALID_FILE])
     model = build_model(args.preset, args.seed)
-    teacher = load_teacher(args.teacher)[0] if args.teacher else None
+    teacher, teacher_step, teacher_mtime = None, None, None
+    if args.teacher:
+        teacher_mtime = os.path.getmtime(args.teacher)
+        teacher, tck = load_teacher(args.teacher)
+        teacher_step = tck.get("step")
+        print(f"teacher {args.teacher} at step {teacher_step}", flush=True)
     opt = make_optimizer(model, args)
     step, tokens, cpu_before = 0, 0, 0.0
     if ck is not None:
@@ -330,7 +339,7 @@ def main(argv):
     signal.signal(signal.SIGINT, on_signal)
 
     cpu0, wall0 = time.process_time(), time.time()
-    last_ckpt = last_val = wall0
+    last_ckpt = last_val = last_follow = wall0
     acc = {"loss": 0.0, "aux": 0.0, "kl": 0.0, "n": 0, "tok": 0, "t": wall0}
 
     def cpu_s():
@@ -339,7 +348,7 @@ def main(argv):
     def checkpoint():
         save_checkpoint(ckpt_path, {
             "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-            "tokens": tokens, "cpu_s": cpu_s(), "args": vars(args),
+            "tokens": tokens, "cpu_s": cpu_s(), "args": vars(args), "teacher_step": teacher_step,
             "config": model.cfg.to_dict()})
 
     def validate(windows):
@@ -410,6 +419,14 @@ def main(argv):
                   + f" {acc['tok'] / (now - acc['t']):.0f} tok/s cpu {cpu_s() / 3600:.3f} h",
                   flush=True)
             acc = {"loss": 0.0, "aux": 0.0, "kl": 0.0, "n": 0, "tok": 0, "t": time.time()}
+        if (teacher is not None and args.teacher_follow_min
+                and time.time() - last_follow >= args.teacher_follow_min * 60):
+            last_follow = time.time()
+            mtime = os.path.getmtime(args.teacher)
+            if mtime != teacher_mtime:  # the writer replaces the file atomically (os.replace)
+                teacher, tck = load_teacher(args.teacher)
+                teacher_mtime, teacher_step = mtime, tck.get("step")
+                print(f"step {step}: teacher reloaded at its step {teacher_step}", flush=True)
         if time.time() - last_ckpt >= args.ckpt_every_min * 60:
             checkpoint()
             last_ckpt = time.time()
@@ -419,6 +436,7 @@ def main(argv):
     if step >= total_steps:
         vl, agree, lm = validate(val_windows(valid_ids))
         result = {"step": step, "tokens": tokens, "val_loss": vl, "val_agree": agree,
+                  "teacher_step": teacher_step,
                   "load_max": lm, "cpu_s": cpu_s(), "val_windows": len(val_windows(valid_ids))}
         with open(os.path.join(args.run_dir, "final.json"), "w") as f:
             json.dump(result, f, indent=1)
