@@ -59,9 +59,18 @@ bench: deps
 	$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do $$b || exit 1; done
 
+# The demo pair (trained MoGE target + distilled draft, tools/train/) with tree speculation and a
+# plain-decoding comparison in the same run; stories260K alone until the pair is committed.
+DEMO_PROMPT ?= Once upon a time, there was a little robot who
 demo: deps
 	$(MAKE) --no-print-directory all
-	$(BUILD)/moge run -m models/stories260K -n 200 --temp 0
+	@if [ -f models/tinystories-moge/config.json ] && [ -f models/tinystories-draft/config.json ]; then \
+	  echo "$(BUILD)/moge run -m models/tinystories-moge -d models/tinystories-draft --spec tree --temp 0 -n 200 --compare -p \"$(DEMO_PROMPT)\""; \
+	  $(BUILD)/moge run -m models/tinystories-moge -d models/tinystories-draft --spec tree --temp 0 -n 200 --compare -p "$(DEMO_PROMPT)"; \
+	else \
+	  echo "$(BUILD)/moge run -m models/stories260K -n 200 --temp 0"; \
+	  $(BUILD)/moge run -m models/stories260K -n 200 --temp 0; \
+	fi
 
 # AddressSanitizer + UBSan build of everything, then the full test suite under it (the sampling
 # distribution test runs 300 seeds instead of 2000 there).

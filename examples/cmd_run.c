@@ -20,7 +20,10 @@ static void usage(FILE *f, const cli_common_opts *o) {
           f);
     cli_common_usage(f, o,
                      "  -p, --prompt TEXT      prompt (default: none, generation starts from BOS)\n"
-                     "      --stats-json FILE  write the run's statistics as JSON (- for stdout)\n");
+                     "      --stats-json FILE  write the run's statistics as JSON (- for stdout)\n"
+                     "      --compare          with speculation: generate again without it (same prompt and\n"
+                     "                         settings, not printed) and report the speedup measured in this\n"
+                     "                         run and whether the two texts are identical\n");
 }
 
 typedef struct {
@@ -64,8 +67,50 @@ static const char *stop_text(moge_stop_reason r) {
 }
 
 /* The run's statistics (design.md §5) as JSON; path "-" is stdout. Returns 0 on success. */
+typedef struct {
+    double tokens_per_s; /* plain decoding */
+    double speedup;      /* speculative tokens/s over plain */
+    bool identical;      /* the same ids */
+} compare_result;
+
+typedef struct {
+    const int32_t *ids; /* the speculative run's ids */
+    int32_t n_ids, n_seen;
+    bool same;
+} id_checker;
+
+static bool check_token(int32_t tok, void *user) {
+    id_checker *c = user;
+    if (c->n_seen >= c->n_ids || c->ids[c->n_seen] != tok) c->same = false;
+    c->n_seen++;
+    return true;
+}
+
+/* --compare: the same generation without speculation, from a fresh cache; one summary line. */
+static int run_compare(cli_models *m, const int32_t *ids, int32_t n_ids, const moge_generate_params *gp, const printer *pr,
+                       const moge_stats *spec, compare_result *out) {
+    moge_generate_params plain = *gp;
+    plain.spec = MOGE_SPEC_NONE;
+    plain.drafter = NULL;
+    id_checker chk = {.ids = pr->ids, .n_ids = pr->n_ids, .same = true};
+    moge_stats st;
+    moge_status s = moge_kv_truncate(m->ctx, 0);
+    if (s == MOGE_OK) s = moge_generate(m->ctx, ids, n_ids, &plain, check_token, &chk, &st);
+    if (s != MOGE_OK) {
+        fprintf(stderr, "moge run: --compare: %s\n", moge_context_error(m->ctx)[0] ? moge_context_error(m->ctx) : moge_status_str(s));
+        return 1;
+    }
+    out->tokens_per_s = st.tokens_per_s;
+    out->speedup = st.tokens_per_s > 0 ? spec->tokens_per_s / st.tokens_per_s : 0.0;
+    out->identical = chk.same && chk.n_seen == chk.n_ids;
+    fprintf(stderr, "moge run: %s speculation %.1f tokens/s, tau %.2f; no speculation %.1f tokens/s: %.2fx in this run; text %s\n",
+            gp->spec == MOGE_SPEC_CHAIN ? "chain" : "tree", spec->tokens_per_s, spec->mean_accepted, st.tokens_per_s, out->speedup,
+            out->identical ? "identical" : gp->sampler.temperature > 0 ? "differs (sampling)" : "DIFFERS");
+    return out->identical || gp->sampler.temperature > 0 ? 0 : 1;
+}
+
 static int write_stats_json(const char *path, const moge_model_info *info, const moge_stats *st, const moge_context *ctx,
-                            const int32_t *ids, int32_t n_ids) {
+                            const int32_t *ids, int32_t n_ids, const compare_result *cmp) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "architecture", info->architecture);
     cJSON_AddStringToObject(root, "backend", info->backend);
@@ -94,6 +139,12 @@ static int write_stats_json(const char *path, const moge_model_info *info, const
     cJSON_AddNumberToObject(ts, "sample", st->t_sample_s);
     cJSON_AddNumberToObject(ts, "rollback", st->t_rollback_s);
     cJSON_AddStringToObject(root, "stop", stop_text(st->stop));
+    if (cmp) {
+        cJSON *c = cJSON_AddObjectToObject(root, "compare");
+        cJSON_AddNumberToObject(c, "plain_tokens_per_s", cmp->tokens_per_s);
+        cJSON_AddNumberToObject(c, "speedup", cmp->speedup);
+        cJSON_AddBoolToObject(c, "identical", cmp->identical);
+    }
     if (moge_context_n_moe_layers(ctx) > 0) {
         cJSON *moe = cJSON_AddObjectToObject(root, "moe");
         cJSON_AddStringToObject(moe, "routing", info->routing);
@@ -126,6 +177,7 @@ static int write_stats_json(const char *path, const moge_model_info *info, const
 
 int cmd_run(int argc, char **argv) {
     const char *prompt = NULL, *stats_json = NULL;
+    bool compare = false;
     cli_common_opts o;
     cli_common_init(&o, "run", CLI_RUN);
     for (int i = 1; i < argc; i++) {
@@ -136,6 +188,7 @@ int cmd_run(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout, &o); return 0; }
         if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { if (!(prompt = cli_value(o.cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--stats-json")) { if (!(stats_json = cli_value(o.cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--compare")) compare = true;
         else return cli_unknown_option(&o, a);
     }
     if (!o.model) {
@@ -151,6 +204,10 @@ int cmd_run(int argc, char **argv) {
     }
     moge_generate_params gp = o.gp;
     gp.spec = (moge_spec_mode)o.spec;
+    if (compare && gp.spec == MOGE_SPEC_NONE) {
+        fprintf(stderr, "moge run: --compare compares speculation with plain decoding: give a drafter (-d, --draft-layers or --lookup)\n");
+        return 2;
+    }
 
     int rc = 1;
     cli_models m = {0};
@@ -223,7 +280,9 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "  layer %2d: IS %.3f / %.3f, %.1f of %d experts\n", l, ms.imbalance, ms.imbalance_max, ms.distinct_experts, ms.n_experts);
     }
     rc = pr.failed ? 1 : 0;
-    if (stats_json && write_stats_json(stats_json, &m.info, &stats, m.ctx, pr.ids, pr.n_ids) != 0) rc = 1;
+    compare_result cmp = {0};
+    if (compare && rc == 0 && run_compare(&m, ids, (int32_t)n_ids, &gp, &pr, &stats, &cmp) != 0) rc = 1;
+    if (stats_json && write_stats_json(stats_json, &m.info, &stats, m.ctx, pr.ids, pr.n_ids, compare && rc == 0 ? &cmp : NULL) != 0) rc = 1;
     free(pr.ids);
 done:
     free(buf);

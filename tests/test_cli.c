@@ -8,6 +8,7 @@
  *  - the flags run, chat and bench share (examples/cmd_common.c) give the same errors, the same
  *    drafter errors (a draft with another tokenizer) and the same help through all three.
  */
+#include <cJSON.h>
 #include <stdint.h>
 #include <sys/wait.h>
 
@@ -80,6 +81,26 @@ static void test_stats_json(void) {
     CHECK(MOGE("run -m tests/fixtures/moe/pangu_16e4g -n 20 --temp 0 -p x --stats-json build/test_cli.json") != 0); /* no tokenizer */
     char *err = slurp_text(ERR);
     CHECKF(strstr(err, "tokenizer.json") != NULL, "%s", err);
+    free(err);
+}
+
+/* --compare: the same generation without speculation, the speedup and identity on one line, in
+ * the JSON too; the printed text is the speculative run's (the llama2.c reference). */
+static void test_compare(void) {
+    char *e = expected();
+    CHECK(MOGE("run -m models/stories260K -d models/stories260K -n 200 --temp 0 --compare --stats-json build/test_cli.json") == 0);
+    char *out = slurp_text(OUT), *err = slurp_text(ERR), *j = slurp_text("build/test_cli.json");
+    CHECKF(same_text(out, e), "stdout differs from the reference");
+    CHECKF(strstr(err, "tree speculation") && strstr(err, "no speculation") && strstr(err, "x in this run; text identical"), "%s", err);
+    cJSON *root = cJSON_Parse(j), *cmp = cJSON_GetObjectItem(root, "compare");
+    CHECKF(cmp && cJSON_IsTrue(cJSON_GetObjectItem(cmp, "identical")) && cJSON_GetObjectItem(cmp, "speedup") &&
+               cJSON_GetObjectItem(cmp, "speedup")->valuedouble > 0,
+           "%s", j);
+    cJSON_Delete(root);
+    free(out); free(err); free(j); free(e);
+    CHECK(MOGE("run -m models/stories260K -n 5 --compare") == 2); /* nothing to compare */
+    err = slurp_text(ERR);
+    CHECKF(strstr(err, "--compare") && strstr(err, "drafter"), "%s", err);
     free(err);
 }
 
@@ -236,6 +257,6 @@ static void test_shared_help(void) {
 }
 
 int main(void) {
-    RUN_TESTS(T(test_shared_flag_errors), T(test_shared_drafter_errors), T(test_shared_help), T(test_run_greedy_matches_llama2c), T(test_speculative_modes_same_text), T(test_stats_json), T(test_prompt_not_echoed),
+    RUN_TESTS(T(test_shared_flag_errors), T(test_shared_drafter_errors), T(test_shared_help), T(test_run_greedy_matches_llama2c), T(test_speculative_modes_same_text), T(test_stats_json), T(test_compare), T(test_prompt_not_echoed),
               T(test_errors), T(test_info), T(test_library_example), T(test_quant_speculative_same_text));
 }
