@@ -16,6 +16,7 @@
 #include "harness.h"
 #include "test_util.h"
 #include "moge.h"
+#include "test_ref.h"
 #include "runtime/backend.h"
 #include "runtime/moe.h"
 #include "runtime/threadpool.h"
@@ -137,39 +138,6 @@ static void test_dispatch_equals_naive(void) {
 
 /* ---------------------------------------------------------------------------------------- */
 
-typedef struct {
-    int32_t n, V, L, K;
-    int32_t *tokens;
-    float *logits;
-    int32_t *experts; /* (L, n, K) */
-    float *weights;
-} moe_ref;
-
-static int read_ref(const char *path, moe_ref *r) {
-    memset(r, 0, sizeof *r);
-    FILE *f = fopen(path, "rb");
-    CHECKF(f != NULL, "cannot open %s", path);
-    if (!f) return 0;
-    char magic[8];
-    int ok = fread(magic, 1, 8, f) == 8 && !memcmp(magic, "MOGEREF2", 8) && fread(&r->n, 4, 1, f) == 1 &&
-             fread(&r->V, 4, 1, f) == 1 && fread(&r->L, 4, 1, f) == 1 && fread(&r->K, 4, 1, f) == 1 &&
-             r->n > 0 && r->n < 4096 && r->V > 0 && r->V < 1000000 && r->L > 0 && r->L < 1000 && r->K > 0 && r->K < 1000;
-    if (ok) {
-        size_t nk = (size_t)r->L * r->n * r->K;
-        r->tokens = malloc((size_t)r->n * 4);
-        r->logits = malloc((size_t)r->n * r->V * 4);
-        r->experts = malloc(nk * 4);
-        r->weights = malloc(nk * 4);
-        ok = fread(r->tokens, 4, (size_t)r->n, f) == (size_t)r->n && fread(r->logits, 4, (size_t)r->n * r->V, f) == (size_t)r->n * r->V &&
-             fread(r->experts, 4, nk, f) == nk && fread(r->weights, 4, nk, f) == nk;
-    }
-    fclose(f);
-    CHECKF(ok, "%s: bad or truncated file", path);
-    return ok;
-}
-
-static void free_ref(moe_ref *r) { free(r->tokens); free(r->logits); free(r->experts); free(r->weights); }
-
 static moge_model *load(const char *dir, moge_backend backend, moge_routing routing, int n_group, int topk_group) {
     char err[512];
     moge_model_params p = moge_model_default_params();
@@ -188,47 +156,12 @@ static void check_fixture(const char *name, const char *variant, moge_routing ro
     char dir[256], path[300];
     snprintf(dir, sizeof dir, "tests/fixtures/moe/%s", name);
     snprintf(path, sizeof path, "tests/fixtures/moe/%s%s.ref", name, variant);
-    moe_ref r;
-    if (!read_ref(path, &r)) return;
+    test_ref r;
+    if (!ref_read(path, &r)) return;
     moge_model *m = load(dir, backend, routing, n_group, topk_group);
-    moge_context *c = NULL;
-    char err[256];
-    if (m && moge_context_new(m, NULL, &c, err, sizeof err) == MOGE_OK) {
-        const float *lg = NULL;
-        moge_batch b = {.n = r.n, .tokens = r.tokens};
-        moge_status st = moge_forward(c, &b, &lg);
-        CHECKF(st == MOGE_OK, "%s: %s", path, moge_context_error(c));
-        if (st == MOGE_OK) {
-            double worst = 0;
-            for (int i = 0; i < r.n; i++) {
-                double e = nerr(lg + (int64_t)i * r.V, r.logits + (int64_t)i * r.V, r.V);
-                worst = e > worst ? e : worst;
-            }
-            CHECKF(worst <= 1e-4, "%s (%s backend): logits normalised error %.3g", path, backend == MOGE_BACKEND_REF ? "ref" : "cpu", worst);
-            CHECK(moge_context_n_moe_layers(c) == r.L);
-            int mismatches = 0;
-            double wworst = 0;
-            for (int l = 0; l < r.L && l < moge_context_n_moe_layers(c); l++) {
-                const int32_t *ex = NULL;
-                const float *w = NULL;
-                CHECK(moge_moe_routing(c, l, &ex, &w) == MOGE_OK);
-                for (int i = 0; ex && i < r.n * r.K; i++) {
-                    int64_t at = (int64_t)l * r.n * r.K + i;
-                    if (ex[i] != r.experts[at]) {
-                        if (mismatches++ < 3) printf("  %s: layer %d row %d slot %d: expert %d, reference %d\n", path, l, i / r.K, i % r.K, ex[i], r.experts[at]);
-                    } else {
-                        double d = fabs(w[i] - r.weights[at]) / fabs(r.weights[at]);
-                        wworst = d > wworst ? d : wworst;
-                    }
-                }
-            }
-            CHECKF(mismatches == 0, "%s: %d expert choices differ", path, mismatches);
-            CHECKF(wworst < 1e-4, "%s: routing weight relative error %.3g", path, wworst);
-        }
-    }
-    moge_context_free(c);
+    if (m) ref_check(m, &r, path, backend == MOGE_BACKEND_REF ? "ref" : "cpu");
     moge_model_free(m);
-    free_ref(&r);
+    ref_free(&r);
 }
 
 static void test_fixtures_cpu(void) {

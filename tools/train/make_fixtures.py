@@ -1,0 +1,130 @@
+#!/usr/bin/python3
+"""make_fixtures.py — the trainer's PyTorch forward on fixed inputs, for the C runtime's tests.
+
+For each exported model directory (tools/train/export.py) it writes tests/fixtures/demo/NAME.ref:
+the logits of a fixed token sequence (<s> + the start of a validation story) and, for MoE models,
+every layer's chosen experts and routing weights, computed by tools/train/model.py — the code the
+model was trained with — in float64 from the weights as stored (F32). tests/test_demo_models.c
+loads the same directory with the C runtime and requires logits within 1e-4 (normalised), the
+same expert choices and routing weights within 1e-4.
+
+The sequence is the first TOKENS tokens of the first validation story (valid.txt, in order) whose
+routing is unambiguous at float32 precision: every routing margin (the relative gap between the
+probability of the last expert kept and the best one rejected, per token, layer and group)
+at least MIN_MARGIN; stories that fail are skipped (the script says which).
+
+Format (the MoE fixtures' MOGEREF2, tools/make_moe_fixtures.py), little-endian: b"MOGEREF2",
+int32 n_tokens, n_vocab, n_moe_layers, k, int32 tokens[n], float32 logits[n][V],
+int32 experts[L][n][k] (ascending), float32 weights[L][n][k]; dense models have L = k = 0.
+
+Usage (repository root):
+    /usr/bin/python3 tools/train/make_fixtures.py models/tinystories-moge models/tinystories-topk \
+        models/tinystories-draft
+"""
+import argparse
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import model as M  # noqa: E402
+from export import load_exported  # noqa: E402
+from tok512 import Tok512  # noqa: E402
+from train import DATA, TOKENIZER, VALID_FILE  # noqa: E402
+
+TOKENS = 48
+MIN_MARGIN = 2e-5  # 20x the ~1e-6 relative error of a float32 forward
+OUT_DIR = "tests/fixtures/demo"
+
+
+def stories(path):
+    story = []
+    with open(path, encoding="utf-8") as f:
+        for line in f.read().split("\n"):
+            if line == "<|endoftext|>":
+                body = "\n".join(story).strip()
+                if body:
+                    yield body
+                story = []
+            else:
+                story.append(line)
+
+
+def run(model, ids):
+    """float64 forward; returns (logits [n, V], experts [L, n, k], weights [L, n, k], margin)."""
+    routed = []
+    orig = M.route
+
+    def recording_route(logits, cfg, router_scale):
+        experts, weights, p = orig(logits, cfg, router_scale)
+        routed.append((experts.clone(), weights.clone(), p.clone(), cfg))
+        return experts, weights, p
+
+    M.route = recording_route
+    try:
+        with torch.no_grad():
+            logits, _ = model(torch.tensor([ids], dtype=torch.int64))
+    finally:
+        M.route = orig
+    margin = float("inf")
+    for experts, _, p, cfg in routed:
+        if cfg.routing == "moge":
+            g = p.view(p.shape[0], cfg.num_expert_groups, -1)
+            top2 = torch.topk(g, 2, dim=-1).values
+            m = (top2[..., 0] - top2[..., 1]) / top2[..., 0]
+        else:
+            top = torch.topk(p, cfg.num_experts_per_tok + 1, dim=-1).values
+            m = (top[:, -2] - top[:, -1]) / top[:, -2]
+        margin = min(margin, float(m.min()))
+    if not routed:
+        return logits[0].numpy(), np.zeros((0, len(ids), 0)), np.zeros((0, len(ids), 0)), margin
+    ex = np.stack([np.sort(e.numpy(), axis=1) for e, _, _, _ in routed])
+    order = [np.argsort(e.numpy(), axis=1, kind="stable") for e, _, _, _ in routed]
+    w = np.stack([np.take_along_axis(wt.numpy(), o, axis=1) for (_, wt, _, _), o in zip(routed, order)])
+    return logits[0].numpy(), ex, w, margin
+
+
+def write_ref(path, ids, logits, experts, weights):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(b"MOGEREF2")
+        f.write(struct.pack("<iiii", len(ids), logits.shape[1], experts.shape[0], experts.shape[2]))
+        f.write(np.asarray(ids, dtype="<i4").tobytes())
+        f.write(np.asarray(logits, dtype="<f4").tobytes())
+        f.write(np.asarray(experts, dtype="<i4").tobytes())
+        f.write(np.asarray(weights, dtype="<f4").tobytes())
+    os.replace(tmp, path)
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    ap.add_argument("models", nargs="+", help="exported model directories")
+    ap.add_argument("--out-dir", default=OUT_DIR)
+    args = ap.parse_args(argv)
+    os.makedirs(args.out_dir, exist_ok=True)
+    tok = Tok512(TOKENIZER)
+    for mdir in args.models:
+        model = load_exported(mdir).double()
+        name = os.path.basename(os.path.normpath(mdir))
+        for k, story in enumerate(stories(os.path.join(DATA, VALID_FILE))):
+            ids = tok.encode(story, bos=True, eos=False)[:TOKENS]
+            if len(ids) < TOKENS:
+                continue
+            logits, experts, weights, margin = run(model, ids)
+            if margin >= MIN_MARGIN:
+                break
+            print(f"{name}: story {k} skipped (routing margin {margin:.2e} < {MIN_MARGIN})")
+        else:
+            raise SystemExit(f"{name}: no validation story with routing margins >= {MIN_MARGIN}")
+        path = os.path.join(args.out_dir, name + ".ref")
+        write_ref(path, ids, logits, experts, weights)
+        print(f"{path}: story {k}, {len(ids)} tokens, {experts.shape[0]} MoE layers, "
+              f"smallest routing margin {margin:.2e}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
