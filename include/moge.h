@@ -166,7 +166,8 @@ typedef enum {
 /* Weight quantization at load (runtime/quant.c; formats in runtime/tensor.h). Every 2-D weight
  * matrix except the embedding table and the MoE routers (lm_head included, also when tied) is
  * read once from the mapping and kept only in the quantized form; blocks of 32 values with one
- * f32 scale each, symmetric, every value within scale/2 of the original. */
+ * f32 scale each, symmetric, every value within scale/2 of the original. moge_quantize_model()
+ * writes those blocks to a pre-quantized directory that loads with no quantization pass. */
 typedef enum {
     MOGE_QUANT_NONE = 0, /* weights as stored (F32/F16/BF16, mmapped) */
     MOGE_QUANT_Q8,       /* int8, scale = max|w| / 127: 1.125 bytes per weight */
@@ -179,7 +180,8 @@ typedef struct {
     moge_routing routing;  /* override the checkpoint's routing rule; default MOGE_ROUTING_DEFAULT */
     int32_t n_group;       /* groups for MOGE/GROUP_LIMITED overrides; 0 = the checkpoint's (Pangu: K) */
     int32_t topk_group;    /* groups kept by GROUP_LIMITED; 0 = half of n_group */
-    moge_quant quant;      /* default MOGE_QUANT_NONE */
+    moge_quant quant;      /* default MOGE_QUANT_NONE; for a pre-quantized directory NONE or its
+                              own format (a no-op): another one is MOGE_ERR_ARG */
 } moge_model_params;
 
 moge_model_params moge_model_default_params(void);
@@ -187,7 +189,9 @@ moge_model_params moge_model_default_params(void);
 /* Loads a Hugging Face model directory: config.json and model.safetensors, or the shards named by
  * model.safetensors.index.json. Architectures LlamaForCausalLM, MistralForCausalLM and
  * Qwen2ForCausalLM; weights F32, F16 or BF16 (mmapped, not copied; with params->quant the
- * matrices are quantized once into an owned buffer instead). params may be NULL for the defaults.
+ * matrices are quantized once into an owned buffer instead), or a pre-quantized directory
+ * written by moge_quantize_model() (its blocks mmapped and used in place). params may be NULL
+ * for the defaults.
  * On success *out owns the model: free it with moge_model_free() after every context made from
  * it. */
 moge_status moge_model_load(const char *dir, const moge_model_params *params, moge_model **out,
@@ -209,13 +213,16 @@ typedef struct {
     int32_t n_ff_shared;      /* intermediate size of the shared expert; 0 = none */
     int32_t n_devices;        /* MoE: workers a context places whole groups on by default (largest
                                  divisor of n_group not above the model's threads) */
-    const char *dtype;        /* the stored dtype of the weight matrices: "F32", "F16", "BF16" or "mixed" */
+    const char *dtype;        /* the stored dtype of the weight matrices: "F32", "F16", "BF16" or "mixed"
+                                 (pre-quantized: of those not stored as blocks) */
     int64_t kv_bytes_per_token; /* KV cache bytes one token takes (f32 K and V, every layer) */
     const char *routing;      /* "moge", "topk", "group_limited" or "dense" */
     int64_t n_params;         /* number of weights */
     int64_t n_params_active;  /* weights a single token reads (embedding row excluded) */
     int64_t weight_bytes;     /* bytes of weights as stored */
     const char *quant;        /* "none", "q8" or "q4" */
+    bool prequantized;        /* the quantized matrices were read from a pre-quantized file
+                                 (moge_quantize_model), not made at load */
     int64_t resident_bytes;   /* bytes of weights the loaded model holds and reads: quantized
                                  matrices, f32 copies of vectors, and the matrices still used
                                  from the mapping (each counted once) */
@@ -223,6 +230,38 @@ typedef struct {
 
 /* Fills *info (never fails for a loaded model). */
 void moge_model_get_info(const moge_model *model, moge_model_info *info);
+
+/* Pre-quantized model files (runtime/quant_file.c documents the format). moge_quantize_model()
+ * reads the model directory in_dir (F32/F16/BF16 weights, one file or shards) and writes
+ * out_dir: config.json with "quantization_config": {"quant_method": "moge", "format": "q8",
+ * "block_size": 32}, one model.safetensors whose quantized matrices are U8 tensors holding the
+ * blocks exactly as moge_model_params.quant makes them at load (so the logits are bit-identical)
+ * and every other tensor unchanged, and copies of the tokenizer, generation config, LICENSE and
+ * README files. It writes into a temporary directory next to out_dir and renames it at the end:
+ * on failure nothing is left behind. An existing out_dir must be empty unless p->overwrite
+ * (then it may hold files but no directories; it is replaced); it must not be in_dir. */
+typedef void (*moge_quantize_progress_fn)(const char *tensor, int32_t index, int32_t count, int64_t bytes_done,
+                                          int64_t bytes_total, void *user);
+
+typedef struct {
+    moge_quant quant;                   /* MOGE_QUANT_Q8 (default) or MOGE_QUANT_Q4 */
+    bool overwrite;                     /* replace a non-empty out_dir; default false */
+    moge_quantize_progress_fn progress; /* called after each tensor is written (index 1..count); may be NULL */
+    void *user;                         /* passed to progress */
+} moge_quantize_params;
+
+typedef struct {
+    int64_t in_bytes;     /* bytes of the input safetensors files */
+    int64_t out_bytes;    /* bytes of the written model.safetensors */
+    int32_t n_quantized;  /* tensors written as blocks */
+    int32_t n_copied;     /* tensors copied unchanged */
+    int32_t n_files;      /* other files copied (tokenizer, LICENSE, ...) */
+} moge_quantize_stats;
+
+moge_quantize_params moge_quantize_default_params(void);
+/* p may be NULL for the defaults; stats may be NULL. */
+moge_status moge_quantize_model(const char *in_dir, const char *out_dir, const moge_quantize_params *p,
+                                moge_quantize_stats *stats, char *err, size_t err_size);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Contexts: KV cache, batched forward, commit                                                */

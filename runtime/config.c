@@ -152,6 +152,28 @@ static moge_status parse_moe(model_config *c, const cJSON *root, const char *pat
     return check_routing(c, path, err, n);
 }
 
+/* "quantization_config": {"quant_method": "moge", "format": "q8" | "q4", "block_size": 32} marks a
+ * directory written by moge quantize (format in runtime/quant_file.c); other methods (GPTQ, AWQ,
+ * bitsandbytes, FP8, ...) store weights moge cannot read. */
+static moge_status parse_quantization(model_config *c, const cJSON *root, const char *path, char *err, size_t n) {
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
+    if (!q || cJSON_IsNull(q)) return MOGE_OK;
+    const cJSON *method = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
+    if (!cJSON_IsObject(q) || !cJSON_IsString(method))
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: \"quantization_config\" must be an object with a string \"quant_method\"", path);
+    if (strcmp(method->valuestring, "moge") != 0)
+        return set_err(err, n, MOGE_ERR_UNSUPPORTED,
+                       "%s: quantization_config.quant_method \"%s\" is not supported (only moge's own \"moge\"; "
+                       "load the unquantized checkpoint, optionally with a quantization at load)", path, method->valuestring);
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(q, "format"), *block = cJSON_GetObjectItemCaseSensitive(q, "block_size");
+    if (cJSON_IsString(format) && strcmp(format->valuestring, "q8") == 0) c->quant_file = MOGE_QUANT_Q8;
+    else if (cJSON_IsString(format) && strcmp(format->valuestring, "q4") == 0) c->quant_file = MOGE_QUANT_Q4;
+    else return set_err(err, n, MOGE_ERR_FORMAT, "%s: quantization_config.format must be \"q8\" or \"q4\"", path);
+    if (!cJSON_IsNumber(block) || block->valuedouble != QBLOCK)
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: quantization_config.block_size must be %d", path, QBLOCK);
+    return MOGE_OK;
+}
+
 static moge_status parse(model_config *c, const cJSON *root, const char *path, char *err, size_t n) {
     if (!cJSON_IsObject(root)) return set_err(err, n, MOGE_ERR_FORMAT, "%s: expected a JSON object", path);
     const cJSON *ja = cJSON_GetObjectItemCaseSensitive(root, "architectures");
@@ -214,6 +236,8 @@ static moge_status parse(model_config *c, const cJSON *root, const char *path, c
     const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
     if (cJSON_IsNumber(sw) && !cJSON_IsFalse(usw) && sw->valuedouble < c->max_position)
         c->max_position = (int)sw->valuedouble; /* sliding-window attention is not implemented: never exceed the window */
+
+    TRY(parse_quantization(c, root, path, err, n));
 
     if (c->n_head % c->n_head_kv != 0)
         return set_err(err, n, MOGE_ERR_FORMAT, "%s: num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)", path, c->n_head, c->n_head_kv);

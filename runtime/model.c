@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "runtime/errors.h"
@@ -54,8 +53,27 @@ static moge_status bind(binder *b, const char *name, int64_t rows, int64_t cols,
     return MOGE_OK;
 }
 
+/* A U8 tensor of a pre-quantized file: the blocks of a (rows, cols) matrix, [rows, row bytes]. */
+static moge_status bind_blocks(binder *b, const st_entry *e, int64_t rows, int64_t cols, tensor *t) {
+    moge_quant q = b->m->st.files[e->file].quant;
+    dtype type = q == MOGE_QUANT_Q8 ? DTYPE_Q8 : DTYPE_Q4;
+    int64_t rb = (int64_t)dtype_row_bytes(type, cols);
+    if (e->n_dims != 2 || e->shape[0] != rows || e->shape[1] != rb) {
+        char found[128];
+        fmt_shape(found, sizeof found, e->n_dims, e->shape);
+        return set_err(b->err, b->n, MOGE_ERR_SHAPE,
+                       "%s: tensor %s has shape %s (U8, %zu bytes), expected [%lld, %lld] (%s blocks of a [%lld, %lld] matrix: %lld bytes)",
+                       b->m->st.files[e->file].path, e->name, found, e->nbytes, (long long)rows, (long long)rb, model_quant_name(q),
+                       (long long)rows, (long long)cols, (long long)(rows * rb));
+    }
+    *t = (tensor){.name = e->name, .type = type, .n_dims = 2, .shape = {rows, cols}, .data = e->data};
+    return MOGE_OK;
+}
+
 static moge_status bind_matrix(binder *b, const char *name, int64_t rows, int64_t cols, tensor *t) {
-    const st_entry *e;
+    const st_entry *e = st_find(&b->m->st, name);
+    if (e && b->m->st.files[e->file].quant != MOGE_QUANT_NONE && strcmp(e->dtype_str, "U8") == 0)
+        return bind_blocks(b, e, rows, cols, t);
     moge_status st = bind(b, name, rows, cols, &e);
     if (st != MOGE_OK) return st;
     t->name = e->name;
@@ -90,7 +108,8 @@ static moge_status bind_all(binder *b) {
 #define TRY(x) do { if ((st = (x)) != MOGE_OK) return st; } while (0)
     TRY(bind_matrix(b, "model.embed_tokens.weight", c->n_vocab, E, &m->tok_embd));
     TRY(bind_vector(b, "model.norm.weight", E, &m->out_norm));
-    if (c->tie_embeddings) m->lm_head = m->tok_embd;
+    /* A pre-quantized file stores the quantized copy of a tied embedding as lm_head.weight. */
+    if (c->tie_embeddings && !m->prequantized) m->lm_head = m->tok_embd;
     else TRY(bind_matrix(b, "lm_head.weight", c->n_vocab, E, &m->lm_head));
     m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
     if (!m->layers) return set_err(b->err, b->n, MOGE_ERR_NOMEM, "out of memory");
@@ -154,10 +173,7 @@ static moge_status bind_all(binder *b) {
 /* ------------------------------------------------------------------------------------------ */
 /* quantization at load                                                                       */
 
-typedef enum { MAT_EMBD, MAT_ROUTER, MAT_OTHER } matrix_kind;
-
-/* Calls fn on every 2-D weight the model holds (lm_head also when it is the tied embedding). */
-static void for_each_matrix(moge_model *m, void (*fn)(moge_model *, tensor *, matrix_kind, void *), void *arg) {
+void model_for_each_matrix(moge_model *m, void (*fn)(moge_model *, tensor *, matrix_kind, void *), void *arg) {
     const model_config *c = &m->cfg;
     fn(m, &m->tok_embd, MAT_EMBD, arg);
     fn(m, &m->lm_head, MAT_OTHER, arg);
@@ -206,15 +222,12 @@ static void quant_one(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     m->qbuf_bytes += bytes;
     q->dst += align_up(bytes, QBUF_ALIGN);
     const st_entry *e = st_find(&m->st, src.name);
-    if (src.data == m->tok_embd.data || !e || e->copy) return;
-    long page = sysconf(_SC_PAGESIZE);
-    uintptr_t lo = (uintptr_t)align_up((int64_t)(uintptr_t)e->data, page), hi = ((uintptr_t)e->data + e->nbytes) / page * page;
-    if (page > 0 && hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    if (src.data != m->tok_embd.data && e) st_release(e);
 }
 
 static moge_status quantize_weights(moge_model *m, moge_quant quant, char *err, size_t n) {
     quant_pass q = {.type = quant == MOGE_QUANT_Q8 ? DTYPE_Q8 : DTYPE_Q4};
-    for_each_matrix(m, quant_size, &q);
+    model_for_each_matrix(m, quant_size, &q);
     m->qbuf = aligned_alloc(QBUF_ALIGN, (size_t)align_up(q.bytes > 0 ? q.bytes : 1, QBUF_ALIGN));
     q.row = malloc((size_t)(q.max_cols > 0 ? q.max_cols : 1) * sizeof(float));
     if (!m->qbuf || !q.row) {
@@ -222,9 +235,14 @@ static moge_status quantize_weights(moge_model *m, moge_quant quant, char *err, 
         return set_err(err, n, MOGE_ERR_NOMEM, "out of memory quantizing the weights (%lld bytes)", (long long)q.bytes);
     }
     q.dst = m->qbuf;
-    for_each_matrix(m, quant_one, &q);
+    model_for_each_matrix(m, quant_one, &q);
     free(q.row);
     return MOGE_OK;
+}
+
+static void count_block_params(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
+    /* a tied embedding's quantized copy (lm_head.weight) is not a parameter of its own */
+    if (dtype_is_quant(t->type) && !(kind == MAT_OTHER && t == &m->lm_head && m->cfg.tie_embeddings)) *(int64_t *)arg += t->shape[0] * t->shape[1];
 }
 
 static void resident_add(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
@@ -233,7 +251,67 @@ static void resident_add(moge_model *m, tensor *t, matrix_kind kind, void *arg) 
     if (!dtype_is_quant(t->type)) *sum += (int64_t)dtype_row_bytes(t->type, t->shape[1]) * t->shape[0];
 }
 
-static const char *quant_name(moge_quant q) { return q == MOGE_QUANT_Q8 ? "q8" : q == MOGE_QUANT_Q4 ? "q4" : "none"; }
+const char *model_quant_name(moge_quant q) { return q == MOGE_QUANT_Q8 ? "q8" : q == MOGE_QUANT_Q4 ? "q4" : "none"; }
+
+/* ------------------------------------------------------------------------------------------ */
+/* pre-quantized files (written by moge quantize; format in runtime/quant_file.c)             */
+
+/* The format of the weight files (every file that names one must agree) and of config.json
+ * must be the same; a quantization requested at load must be that one (or none). */
+static moge_status check_prequantized(moge_model *m, const char *dir, moge_quant want, char *err, size_t n) {
+    moge_quant fq = MOGE_QUANT_NONE;
+    const char *fpath = NULL;
+    for (int i = 0; i < m->st.n_files; i++) {
+        moge_quant q = m->st.files[i].quant;
+        if (q == MOGE_QUANT_NONE) continue;
+        if (fq != MOGE_QUANT_NONE && q != fq)
+            return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ moge.quant is %s but %s says %s", m->st.files[i].path,
+                           model_quant_name(q), fpath, model_quant_name(fq));
+        fq = q;
+        fpath = m->st.files[i].path;
+    }
+    moge_quant cq = m->cfg.quant_file;
+    if (fq != cq) {
+        if (cq == MOGE_QUANT_NONE)
+            return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ moge.quant is %s but %s/config.json has no moge quantization_config",
+                           fpath, model_quant_name(fq), dir);
+        if (fq == MOGE_QUANT_NONE)
+            return set_err(err, n, MOGE_ERR_FORMAT, "%s/config.json: quantization_config.format is %s but no safetensors file has __metadata__ moge.quant",
+                           dir, model_quant_name(cq));
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s/config.json: quantization_config.format is %s but %s has __metadata__ moge.quant %s", dir,
+                       model_quant_name(cq), fpath, model_quant_name(fq));
+    }
+    if (fq != MOGE_QUANT_NONE && want != MOGE_QUANT_NONE && want != fq)
+        return set_err(err, n, MOGE_ERR_ARG,
+                       "%s: the weights are pre-quantized %s; they cannot be loaded as %s (requantizing %s blocks would not give the %s of "
+                       "the original weights): load them without a quantization, or quantize the original model to %s",
+                       dir, model_quant_name(fq), model_quant_name(want), model_quant_name(fq), model_quant_name(want), model_quant_name(want));
+    m->prequantized = fq != MOGE_QUANT_NONE;
+    m->quant = fq;
+    return MOGE_OK;
+}
+
+typedef struct {
+    dtype type;
+    const char *path; /* the file to name */
+    char *err;
+    size_t n;
+    moge_status st;
+} prequant_check;
+
+/* Exactly the matrices quantization at load converts are blocks of the file's format. */
+static void check_matrix(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
+    prequant_check *c = arg;
+    if (c->st != MOGE_OK) return;
+    if (kind == MAT_OTHER && t->type != c->type)
+        c->st = set_err(c->err, c->n, MOGE_ERR_FORMAT, "%s: tensor %s is %s, but a pre-quantized file (moge.quant %s) holds it as U8 blocks",
+                        c->path, t->name, dtype_name(t->type), c->type == DTYPE_Q8 ? "q8" : "q4");
+    else if (kind != MAT_OTHER && dtype_is_quant(t->type))
+        c->st = set_err(c->err, c->n, MOGE_ERR_FORMAT, "%s: tensor %s is stored as %s blocks; the %s stays unquantized (F32, F16 or BF16)", c->path,
+                        t->name, dtype_name(t->type), kind == MAT_EMBD ? "embedding table" : "router");
+    else if (kind == MAT_OTHER)
+        m->qbuf_bytes += (int64_t)dtype_row_bytes(t->type, t->shape[1]) * t->shape[0];
+}
 
 moge_status moge_model_load(const char *dir, const moge_model_params *params, moge_model **out, char *err, size_t n) {
     if (out) *out = NULL;
@@ -257,10 +335,18 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
         snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
         int sharded = !(m->st.n_files == 1 && strcmp(m->st.files[0].path, single) == 0);
         binder b = {.m = m, .source = sharded ? path : single, .err = err, .n = n};
-        st = bind_all(&b);
+        st = check_prequantized(m, dir, p.quant, err, n);
+        if (st == MOGE_OK) st = bind_all(&b);
+        if (st == MOGE_OK && m->prequantized) {
+            prequant_check pc = {.type = m->quant == MOGE_QUANT_Q8 ? DTYPE_Q8 : DTYPE_Q4, .path = b.source, .err = err, .n = n};
+            model_for_each_matrix(m, check_matrix, &pc);
+            st = pc.st;
+        }
     }
-    if (st == MOGE_OK && p.quant != MOGE_QUANT_NONE) st = quantize_weights(m, p.quant, err, n);
-    m->quant = p.quant;
+    if (st == MOGE_OK && !m->prequantized && p.quant != MOGE_QUANT_NONE) {
+        st = quantize_weights(m, p.quant, err, n);
+        m->quant = p.quant;
+    }
     if (st == MOGE_OK) {
         int half = m->cfg.head_dim / 2;
         m->rope_inv_freq = malloc((size_t)half * sizeof(float));
@@ -353,12 +439,15 @@ void moge_model_get_info(const moge_model *m, moge_model_info *info) {
         const st_entry *e = &m->st.entries[i];
         int64_t numel = 1;
         for (int d = 0; d < e->n_dims; d++) numel *= e->shape[d];
-        info->n_params += numel;
         info->weight_bytes += (int64_t)e->nbytes;
+        /* blocks of a pre-quantized file: counted below by their logical shape */
+        if (!(m->st.files[e->file].quant != MOGE_QUANT_NONE && strcmp(e->dtype_str, "U8") == 0)) info->n_params += numel;
     }
-    info->quant = quant_name(m->quant);
+    if (m->prequantized) model_for_each_matrix((moge_model *)m, count_block_params, &info->n_params);
+    info->quant = model_quant_name(m->quant);
+    info->prequantized = m->prequantized;
     int64_t mapped = 0;
-    for_each_matrix((moge_model *)m, resident_add, &mapped);
+    model_for_each_matrix((moge_model *)m, resident_add, &mapped);
     info->resident_bytes = m->qbuf_bytes + m->vector_bytes + mapped;
     /* Active: everything but the embedding table and the experts a token does not use. */
     int64_t E = c->n_embd, Q = (int64_t)c->n_head * c->head_dim, KV = (int64_t)c->n_head_kv * c->head_dim;

@@ -5,7 +5,9 @@
  * 1-D vectors (norm weights, biases) are converted to f32 copies at load, since every row of
  * every batch reads them. With a quantization (moge_model_params.quant) every matrix but the
  * embedding table and the MoE routers is quantized at load into one owned buffer (`qbuf`), and
- * the pages of its source in the mapping are released.
+ * the pages of its source in the mapping are released. A pre-quantized directory (written by
+ * moge quantize, format in runtime/quant_file.c) holds exactly those matrices as blocks already:
+ * they are bound as DTYPE_Q8/DTYPE_Q4 views into the mapping, with no pass and no copy.
  */
 #ifndef MOGE_MODEL_H
 #define MOGE_MODEL_H
@@ -49,6 +51,7 @@ typedef struct {
     int n_group;       /* expert groups (placement unit on devices; MoGE/group-limited routing) */
     int topk_group;    /* group-limited: groups kept */
     bool norm_topk_prob;
+    moge_quant quant_file; /* "quantization_config" of a pre-quantized directory (moge quantize), else NONE */
 } model_config;
 
 /* Parses `path` (a config.json). Errors name the file and key. */
@@ -90,10 +93,18 @@ struct moge_model {
     int n_threads;
     const moge_model *view_of; /* set for a layer-skip view: weights belong to that model */
     moge_quant quant;
-    void *qbuf;                /* quantized matrices (owned), or NULL */
-    int64_t qbuf_bytes;        /* bytes of quantized data in qbuf */
+    bool prequantized;         /* the quantized matrices are views into a pre-quantized file */
+    void *qbuf;                /* matrices quantized at load (owned), or NULL */
+    int64_t qbuf_bytes;        /* bytes of quantized matrices (in qbuf, or in the mapping when prequantized) */
     int64_t vector_bytes;      /* bytes of the f32 vector copies */
 };
+
+/* The 2-D weights by role: quantization (at load, or by moge quantize) converts MAT_OTHER only. */
+typedef enum { MAT_EMBD, MAT_ROUTER, MAT_OTHER } matrix_kind;
+/* Calls fn on every 2-D weight the model holds (lm_head also when it is the tied embedding),
+ * in a fixed order. */
+void model_for_each_matrix(moge_model *m, void (*fn)(moge_model *, tensor *, matrix_kind, void *), void *arg);
+const char *model_quant_name(moge_quant q); /* "none", "q8", "q4" */
 
 /* A model that runs only the first n_layers layers of `m` (then m's final norm and lm_head),
  * sharing every weight: the layer-skip self-draft. Free with moge_model_free before m. */

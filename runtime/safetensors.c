@@ -56,6 +56,7 @@ static moge_status st_add_file(st_table *t, const char *path, char *err, size_t 
     f->path = strdup(path);
     f->map = map;
     f->size = size;
+    f->quant = MOGE_QUANT_NONE;
     if (!f->path) { munmap(map, size); return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path); }
     int file_index = t->n_files++;
 
@@ -74,6 +75,16 @@ static moge_status st_add_file(st_table *t, const char *path, char *err, size_t 
         return set_err(err, n, MOGE_ERR_FORMAT, "%s: the header is not a JSON object", path);
     }
     moge_status st = MOGE_OK;
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
+    const cJSON *mq = cJSON_IsObject(meta) ? cJSON_GetObjectItemCaseSensitive(meta, "moge.quant") : NULL;
+    if (mq) {
+        if (cJSON_IsString(mq) && strcmp(mq->valuestring, "q8") == 0) f->quant = MOGE_QUANT_Q8;
+        else if (cJSON_IsString(mq) && strcmp(mq->valuestring, "q4") == 0) f->quant = MOGE_QUANT_Q4;
+        else {
+            cJSON_Delete(root);
+            return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ \"moge.quant\" must be \"q8\" or \"q4\"", path);
+        }
+    }
     int count = cJSON_GetArraySize(root);
     st_entry *entries = realloc(t->entries, (size_t)(t->n_entries + count) * sizeof *entries);
     if (!entries) { cJSON_Delete(root); return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path); }
@@ -136,7 +147,9 @@ static moge_status st_add_file(st_table *t, const char *path, char *err, size_t 
         else e.supported = 0;
         e.nbytes = (size_t)(end - begin);
         e.data = data_base + begin;
-        if (((uintptr_t)e.data % esize) != 0) { /* misaligned in the file: keep an aligned copy */
+        /* blocks of a pre-quantized file start with an f32 scale */
+        size_t align = f->quant != MOGE_QUANT_NONE && strcmp(e.dtype_str, "U8") == 0 ? sizeof(float) : esize;
+        if (((uintptr_t)e.data % align) != 0) { /* misaligned in the file: keep an aligned copy */
             e.copy = malloc(e.nbytes ? e.nbytes : 1);
             if (!e.copy) { st = set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path); break; }
             memcpy(e.copy, e.data, e.nbytes);
@@ -155,6 +168,14 @@ const st_entry *st_find(const st_table *t, const char *name) {
     for (int i = 0; i < t->n_entries; i++)
         if (strcmp(t->entries[i].name, name) == 0) return &t->entries[i];
     return NULL;
+}
+
+void st_release(const st_entry *e) {
+    long page = sysconf(_SC_PAGESIZE);
+    if (e->copy || page <= 0) return;
+    uintptr_t lo = ((uintptr_t)e->data + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+    uintptr_t hi = ((uintptr_t)e->data + e->nbytes) / (uintptr_t)page * (uintptr_t)page;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 /* Opens the shards named by an index file and checks that each mapped tensor is where the

@@ -2,6 +2,8 @@
  * safetensors.h — read-only access to the tensors of a Hugging Face model directory:
  * `model.safetensors`, or the shards listed by `model.safetensors.index.json`. Files are mmapped;
  * every header, dtype, shape and offset is validated before a pointer is handed out.
+ * In a file whose __metadata__ has "moge.quant" (runtime/quant_file.c), U8 tensors hold blocks
+ * with f32 scales: they are kept 4-byte aligned (copied when the file misaligns them).
  */
 #ifndef MOGE_SAFETENSORS_H
 #define MOGE_SAFETENSORS_H
@@ -30,6 +32,7 @@ typedef struct {
     char *path;
     void *map;
     size_t size;
+    moge_quant quant;    /* __metadata__ "moge.quant" ("q8"/"q4": a pre-quantized file), else NONE */
 } st_file;
 
 typedef struct {
@@ -46,5 +49,9 @@ void st_close(st_table *t);
 
 /* The entry called `name`, or NULL. */
 const st_entry *st_find(const st_table *t, const char *name);
+
+/* Drops the pages of e's data from this process (whole pages inside it; the kernel reads them
+ * again from the file if they are touched later). For weights read once (quantized, copied). */
+void st_release(const st_entry *e);
 
 #endif
