@@ -36,8 +36,12 @@ int cmd_info(int argc, char **argv) {
     printf("architecture  %s\n", in.architecture);
     printf("parameters    %lld total, %lld active per token (%.1f %%)\n", (long long)in.n_params, (long long)in.n_params_active,
            100.0 * in.n_params_active / (in.n_params ? in.n_params : 1));
-    printf("weights       %s, %.2f MB stored (%s at load: %.2f MB resident)\n", in.dtype, in.weight_bytes / 1e6, in.quant,
-           in.resident_bytes / 1e6);
+    if (in.prequantized)
+        printf("weights       pre-quantized %s (other tensors %s), %.2f MB stored, %.2f MB resident\n", in.quant, in.dtype,
+               in.weight_bytes / 1e6, in.resident_bytes / 1e6);
+    else
+        printf("weights       %s, %.2f MB stored (%s at load: %.2f MB resident)\n", in.dtype, in.weight_bytes / 1e6, in.quant,
+               in.resident_bytes / 1e6);
     printf("layers        %d, hidden %d\n", in.n_layer, in.n_embd);
     printf("attention     %d heads, %d KV heads, head_dim %d\n", in.n_head, in.n_head_kv, in.head_dim);
     if (in.n_expert > 0) {

@@ -8,5 +8,6 @@ int cmd_info(int argc, char **argv);     /* examples/cmd_info.c */
 int cmd_pull(int argc, char **argv);     /* examples/cmd_pull.c */
 int cmd_chat(int argc, char **argv);     /* examples/cmd_chat.c */
 int cmd_bench(int argc, char **argv);    /* examples/cmd_bench.c */
+int cmd_quantize(int argc, char **argv); /* examples/cmd_quantize.c */
 
 #endif

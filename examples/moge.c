@@ -16,6 +16,7 @@ static void usage(FILE *f) {
           "  info       print a model's architecture and sizes\n"
           "  pull       download a model from a Hugging Face hub into the cache\n"
           "  bench      compare tokens/s of no speculation, chain and tree drafting on the same prompts\n"
+          "  quantize   write a pre-quantized (q8/q4) copy of a model that loads with no quantization pass\n"
           "\n"
           "`moge COMMAND --help` shows a command's options.\n",
           f);
@@ -37,6 +38,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "pull")) return cmd_pull(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
     fprintf(stderr, "moge: unknown command \"%s\"\n\n", cmd);
     usage(stderr);
     return 2;
