@@ -89,6 +89,7 @@ static inline float hsum(__m256 v) {
 /* The loops over a tile's rows have constant trip counts after inlining; unrolling them keeps
  * the accumulators in registers (-O2 would not). */
 #define UNROLL _Pragma("GCC unroll 4")
+#define UNROLL8 _Pragma("GCC unroll 8")
 
 /* 8 weights of a float-typed row starting at element k, as f32. */
 ALWAYS_INLINE __m256 load8(dtype T, const char *row, int k) {
@@ -299,6 +300,110 @@ TILE_TYPE(BF16, F_CALL_BF16)
 TILE_TYPE(Q8, Q_CALL_Q8)
 TILE_TYPE(Q4, Q_CALL_Q4)
 
+/* Panel-layout float weights (tensor.h): a tile is PT_ROWS input rows × PT_PANELS panels of
+ * TENSOR_PANEL outputs. Per column k of the panels it loads the panels' weights as vectors,
+ * broadcasts x[r][k] and multiply-adds, so output (r, o) is acc = fma(x[r][k], W[o][k], acc) for
+ * k = 0, 1, ..., in - 1 from acc = 0: one fixed fused multiply-add chain per value, whatever the
+ * tile, the vector width or the batch (a scalar fmaf loop gives the same bits), and no
+ * horizontal sums. */
+#define PNV (TENSOR_PANEL / VL) /* vectors per panel column */
+#define PANEL_TILE PT_PANELS
+#ifdef __AVX512F__
+#define PT_ROWS 8
+#define PT_PANELS 2
+#else
+#define PT_ROWS 6
+#define PT_PANELS 1
+#endif
+
+ALWAYS_INLINE vf vf_set1(float v) {
+#ifdef __AVX512F__
+    return _mm512_set1_ps(v);
+#else
+    return _mm256_set1_ps(v);
+#endif
+}
+ALWAYS_INLINE void vf_storeu(float *p, vf v) {
+#ifdef __AVX512F__
+    _mm512_storeu_ps(p, v);
+#else
+    _mm256_storeu_ps(p, v);
+#endif
+}
+
+/* y[r * ldy + j] for r < R, j < cols (cols <= C * TENSOR_PANEL): panels starting at wp. */
+ALWAYS_INLINE void ptile(dtype T, int R, int C, const char *wp, size_t panel_bytes, int in, const float *x, float *y,
+                         int64_t ldy, int cols) {
+    vf acc[PT_ROWS][PT_PANELS * PNV];
+    UNROLL8 for (int r = 0; r < R; r++)
+        UNROLL8 for (int j = 0; j < C * PNV; j++) acc[r][j] = vf_zero();
+    for (int k = 0; k < in; k++) {
+        vf wv[PT_PANELS * PNV];
+        UNROLL8 for (int c = 0; c < C; c++)
+            UNROLL8 for (int v = 0; v < PNV; v++) wv[c * PNV + v] = loadv(T, wp + c * panel_bytes, k * TENSOR_PANEL + v * VL);
+        UNROLL8 for (int r = 0; r < R; r++) {
+            vf xb = vf_set1(x[(int64_t)r * in + k]);
+            UNROLL8 for (int j = 0; j < C * PNV; j++) acc[r][j] = vf_fma(xb, wv[j], acc[r][j]);
+        }
+    }
+    if (cols == C * TENSOR_PANEL) {
+        UNROLL8 for (int r = 0; r < R; r++)
+            UNROLL8 for (int j = 0; j < C * PNV; j++) vf_storeu(y + r * ldy + j * VL, acc[r][j]);
+        return;
+    }
+    float tmp[PT_PANELS * TENSOR_PANEL];
+    UNROLL8 for (int r = 0; r < R; r++) {
+        UNROLL8 for (int j = 0; j < C * PNV; j++) vf_storeu(tmp + j * VL, acc[r][j]);
+        memcpy(y + r * ldy, tmp, (size_t)cols * sizeof(float));
+    }
+}
+
+#define PT_CASES(T, C)                                                                                          \
+    switch (R) {                                                                                                \
+    case 1: ptile(T, 1, C, wp, pb, in, x, y, ldy, cols); break;                                                 \
+    case 2: ptile(T, 2, C, wp, pb, in, x, y, ldy, cols); break;                                                 \
+    case 3: ptile(T, 3, C, wp, pb, in, x, y, ldy, cols); break;                                                 \
+    case 4: ptile(T, 4, C, wp, pb, in, x, y, ldy, cols); break;                                                 \
+    case 5: ptile(T, 5, C, wp, pb, in, x, y, ldy, cols); break;                                                 \
+    case 6: ptile(T, 6, C, wp, pb, in, x, y, ldy, cols); break;                                                 \
+    PT_CASES_WIDE(T, C)                                                                                         \
+    }
+#if PT_ROWS == 8
+#define PT_CASES_WIDE(T, C)                                                                                     \
+    case 7: ptile(T, 7, C, wp, pb, in, x, y, ldy, cols); break;                                                 \
+    default: ptile(T, 8, C, wp, pb, in, x, y, ldy, cols); break;
+#else
+#define PT_CASES_WIDE(T, C) default: break;
+#endif
+#define PT_TYPE(T, NAME)                                                                                        \
+    static void NAME(int R, int C, const char *wp, size_t pb, int in, const float *x, float *y, int64_t ldy, int cols) { \
+        if (C == PT_PANELS) { PT_CASES(T, PT_PANELS) } else { PT_CASES(T, 1) }                                  \
+    }
+PT_TYPE(DTYPE_F32, ptile_F32)
+PT_TYPE(DTYPE_F16, ptile_F16)
+PT_TYPE(DTYPE_BF16, ptile_BF16)
+
+/* y (n, out) columns [o0, o1) (o0 a multiple of TENSOR_PANEL) for panel-layout weights. */
+static void matmul_panels(float *y, const float *x, int n, const tensor *w, const float *bias, int o0, int o1) {
+    int out = (int)w->shape[0], in = (int)w->shape[1];
+    size_t pb = (size_t)in * TENSOR_PANEL * dtype_size(w->type);
+    void (*fn)(int, int, const char *, size_t, int, const float *, float *, int64_t, int) =
+        w->type == DTYPE_F16 ? ptile_F16 : w->type == DTYPE_BF16 ? ptile_BF16 : ptile_F32;
+    for (int o = o0; o < o1;) {
+        int c = (o1 - o + TENSOR_PANEL - 1) / TENSOR_PANEL;
+        if (c > PT_PANELS) c = PT_PANELS;
+        int cols = o1 - o < c * TENSOR_PANEL ? o1 - o : c * TENSOR_PANEL;
+        if (c < PT_PANELS && c > 1) c = 1, cols = TENSOR_PANEL; /* PT_PANELS > 2 is not built */
+        const char *wp = (const char *)w->data + (size_t)(o / TENSOR_PANEL) * pb;
+        for (int r = 0; r < n; r += PT_ROWS)
+            fn(n - r < PT_ROWS ? n - r : PT_ROWS, c, wp, pb, in, x + (int64_t)r * in, y + (int64_t)r * out + o, out, cols);
+        if (bias)
+            for (int r = 0; r < n; r++)
+                for (int a = 0; a < cols; a++) y[(int64_t)r * out + o + a] += bias[o + a];
+        o += cols;
+    }
+}
+
 /* Bytes of input rows a span covers: keeps the span's slice of all the batch's rows in L1 while
  * the tile's weight slice is reused for each group of 4 rows. */
 #ifndef SPAN_BYTES
@@ -309,6 +414,10 @@ TILE_TYPE(Q4, Q_CALL_Q4)
  * More: each weight tile is walked in spans, every group of 4 rows taking the span in turn, so
  * the weight slice is read from memory once and from L1 after. */
 static void matmul_range(float *y, const acts *x, int n, const tensor *w, const float *bias, int o0, int o1) {
+    if (w->panel) {
+        matmul_panels(y, x->x, n, w, bias, o0, o1);
+        return;
+    }
     int out = (int)w->shape[0], in = (int)w->shape[1];
     int quant = dtype_is_quant(w->type);
     tile_fn *fn;
@@ -348,9 +457,24 @@ static void matmul_range(float *y, const acts *x, int n, const tensor *w, const 
     }
 }
 #else
-/* Portable fallback: the same kind of per-value order (one accumulator per value, element or
- * block order). */
+#define PANEL_TILE 1
+/* Portable fallback: the same per-value orders (one accumulator per value, element or block
+ * order; panel layout: the same fmaf chain as the vector kernel, so the same bits). */
+static void matmul_panels(float *y, const float *x, int n, const tensor *w, const float *bias, int o0, int o1) {
+    int out = (int)w->shape[0], in = (int)w->shape[1];
+    for (int o = o0; o < o1; o++)
+        for (int r = 0; r < n; r++) {
+            float acc = 0.0f;
+            for (int k = 0; k < in; k++) acc = fmaf(x[(int64_t)r * in + k], tensor_get(w, (int64_t)o * in + k), acc);
+            y[(int64_t)r * out + o] = acc + (bias ? bias[o] : 0.0f);
+        }
+}
+
 static void matmul_range(float *y, const acts *x, int n, const tensor *w, const float *bias, int o0, int o1) {
+    if (w->panel) {
+        matmul_panels(y, x->x, n, w, bias, o0, o1);
+        return;
+    }
     int out = (int)w->shape[0], in = (int)w->shape[1], nb = (in + QBLOCK - 1) / QBLOCK;
     for (int o = o0; o < o1; o++)
         for (int r = 0; r < n; r++) {
@@ -392,12 +516,19 @@ static void matmul_task(void *arg, int t) {
     const matmul_job *j = arg;
     int out = (int)j->w->shape[0];
     int o0 = (int)((int64_t)out * t / j->n_tasks), o1 = (int)((int64_t)out * (t + 1) / j->n_tasks);
+    if (j->w->panel) { /* whole tiles of panels */
+        int unit = TENSOR_PANEL * PANEL_TILE, units = (out + unit - 1) / unit;
+        o0 = (int)((int64_t)units * t / j->n_tasks) * unit;
+        o1 = (int)((int64_t)units * (t + 1) / j->n_tasks) * unit;
+        if (o1 > out) o1 = out;
+        if (o0 >= o1) return;
+    }
     matmul_range(j->y, j->x, j->n, j->w, j->bias, o0, o1);
 }
 
 static void cpu_matmul(const backend_env *env, float *y, const float *x, int n, const tensor *w, const float *bias) {
     int out = (int)w->shape[0], in = (int)w->shape[1];
-    if (n <= BACKEND_INVARIANT_ROWS) {
+    if (n <= BACKEND_INVARIANT_ROWS || w->panel) {
         /* small products are not worth waking the pool for (about 50 µs of hand-over) */
         int threads = threadpool_size(env->pool);
         int64_t work = (int64_t)out * in * n;
@@ -504,20 +635,13 @@ static void cpu_swiglu(float *g, const float *u, int64_t n) {
 /* attention                                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 
+#ifndef MOGE_AVX2
 static float dot_f32(const float *a, const float *b, int n) {
-    int i = 0;
-    float tail = 0.0f;
-#ifdef MOGE_AVX2
-    __m256 acc = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-#endif
-    for (; i < n; i++) tail += a[i] * b[i];
-#ifdef MOGE_AVX2
-    return hsum(acc) + tail;
-#else
-    return tail;
-#endif
+    float acc = 0.0f;
+    for (int i = 0; i < n; i++) acc += a[i] * b[i];
+    return acc;
 }
+#endif
 
 typedef struct {
     const attn_args *a;
@@ -538,6 +662,38 @@ static void exp_shifted(float *p, int n, float max) {
 #endif
 }
 
+#ifdef MOGE_AVX2
+/* p[s] = q · k_s for the 8 slots s0..s0+7 (those at or after `end` get 0 without being read):
+ * per slot an 8-lane fma chain over the D / 8 chunks, then the lanes summed in the butterfly
+ * order of hsum() — done for the 8 slots at once by transposing (3 shuffle levels instead of 8
+ * horizontal sums) — plus the scalar tail D % 8 in element order. The same bits as
+ * hsum(chain) + tail slot by slot, wherever the block starts. */
+static void scores8(const float *q, const float *kc, int s0, int end, int D, float *p) {
+    __m256 acc[8];
+    int D8 = D / 8 * 8;
+    for (int j = 0; j < 8; j++) {
+        acc[j] = _mm256_setzero_ps();
+        if (s0 + j >= end) continue;
+        const float *k = kc + (int64_t)(s0 + j) * D;
+        for (int d = 0; d < D8; d += 8) acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), acc[j]);
+    }
+    __m256 m[4], t[2];
+    for (int j = 0; j < 4; j++) /* lanes i + i+4 */
+        m[j] = _mm256_add_ps(_mm256_permute2f128_ps(acc[2 * j], acc[2 * j + 1], 0x20), _mm256_permute2f128_ps(acc[2 * j], acc[2 * j + 1], 0x31));
+    for (int j = 0; j < 2; j++) /* + lanes i+2 */
+        t[j] = _mm256_add_ps(_mm256_shuffle_ps(m[2 * j], m[2 * j + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(m[2 * j], m[2 * j + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    __m256 r = _mm256_add_ps(_mm256_shuffle_ps(t[0], t[1], _MM_SHUFFLE(2, 0, 2, 0)), /* + lane i+1 */
+                             _mm256_shuffle_ps(t[0], t[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    /* r holds slots 0 2 4 6 | 1 3 5 7 */
+    r = _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    float tail[8] = {0};
+    for (int j = 0; j < 8 && s0 + j < end; j++)
+        for (int d = D8; d < D; d++) tail[j] += q[d] * kc[(int64_t)(s0 + j) * D + d];
+    _mm256_storeu_ps(p + s0, _mm256_add_ps(r, _mm256_loadu_ps(tail)));
+}
+#endif
+
 /* Task t handles the (row, head) items t, t + n_tasks, ...; its scores live in ws + t * (n_ctx + 8). */
 static void attn_task(void *arg, int t) {
     const attn_job *job = arg;
@@ -555,24 +711,50 @@ static void attn_task(void *arg, int t) {
         int n_slots = a->n_past + last;
         const uint8_t *vis = a->visible ? a->visible + (int64_t)i * a->ld : NULL;
         float maxs = -INFINITY;
+#ifdef MOGE_AVX2
+        for (int s0 = 0; s0 < n_slots; s0 += 8) scores8(q, kc, s0, n_slots, D, p);
+        for (int s = 0; s < n_slots; s++) {
+            int j = s - a->n_past;
+            if (j >= 0 && vis && !vis[j]) { p[s] = -INFINITY; continue; }
+            p[s] *= scale;
+            maxs = p[s] > maxs ? p[s] : maxs;
+        }
+#else
         for (int s = 0; s < n_slots; s++) {
             int j = s - a->n_past;
             if (j >= 0 && vis && !vis[j]) { p[s] = -INFINITY; continue; }
             p[s] = dot_f32(q, kc + (int64_t)s * D, D) * scale;
             maxs = p[s] > maxs ? p[s] : maxs;
         }
+#endif
         exp_shifted(p, n_slots, maxs);
+        /* visible slots in slot order: the same sums as the path alone */
         float sum = 0.0f;
-        for (int d = 0; d < D; d++) out[d] = 0.0f;
-        for (int s = 0; s < n_slots; s++) { /* visible slots in slot order: the same sums as the path alone */
+        for (int s = 0; s < n_slots; s++) {
             int j = s - a->n_past;
-            if (j >= 0 && vis && !vis[j]) continue;
-            float e = p[s];
-            sum += e;
-            const float *v = vc + (int64_t)s * D;
-            for (int d = 0; d < D; d++) out[d] += e * v[d];
+            if (!(j >= 0 && vis && !vis[j])) sum += p[s];
         }
-        for (int d = 0; d < D; d++) out[d] /= sum;
+        int d = 0;
+#ifdef MOGE_AVX2
+        for (; d + 8 <= D; d += 8) {
+            __m256 acc = _mm256_setzero_ps();
+            for (int s = 0; s < n_slots; s++) {
+                int j = s - a->n_past;
+                if (j >= 0 && vis && !vis[j]) continue;
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(p[s]), _mm256_loadu_ps(vc + (int64_t)s * D + d), acc);
+            }
+            _mm256_storeu_ps(out + d, _mm256_div_ps(acc, _mm256_set1_ps(sum)));
+        }
+#endif
+        for (; d < D; d++) {
+            float acc = 0.0f;
+            for (int s = 0; s < n_slots; s++) {
+                int j = s - a->n_past;
+                if (j >= 0 && vis && !vis[j]) continue;
+                acc = fmaf(p[s], vc[(int64_t)s * D + d], acc);
+            }
+            out[d] = acc / sum;
+        }
     }
 }
 

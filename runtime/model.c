@@ -245,10 +245,44 @@ static void count_block_params(moge_model *m, tensor *t, matrix_kind kind, void 
     if (dtype_is_quant(t->type) && !(kind == MAT_OTHER && t == &m->lm_head && m->cfg.tie_embeddings)) *(int64_t *)arg += t->shape[0] * t->shape[1];
 }
 
+/* Panel layout for the cpu backend (tensor.h): every float matrix but the embedding (the token
+ * lookup reads it by rows; so does a tied lm_head, which keeps the row-major kernel), copied once
+ * into pbuf; the source pages are released. */
+static int packable(moge_model *m, tensor *t, matrix_kind kind) {
+    return kind != MAT_EMBD && !dtype_is_quant(t->type) && !t->panel && t->data != m->tok_embd.data;
+}
+
+static void pack_size(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
+    if (packable(m, t, kind)) *(int64_t *)arg += align_up((int64_t)tensor_panel_bytes(t->type, t->shape[0], t->shape[1]), QBUF_ALIGN);
+}
+
+static void pack_one(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
+    if (!packable(m, t, kind)) return;
+    char **dst = arg;
+    tensor src = *t;
+    tensor_pack_panels(&src, *dst, t);
+    int64_t bytes = (int64_t)tensor_panel_bytes(t->type, t->shape[0], t->shape[1]);
+    m->pbuf_bytes += bytes;
+    *dst += align_up(bytes, QBUF_ALIGN);
+    const st_entry *e = st_find(&m->st, src.name);
+    if (src.data != m->tok_embd.data && e) st_release(e);
+}
+
+static moge_status pack_weights(moge_model *m, char *err, size_t n) {
+    int64_t bytes = 0;
+    model_for_each_matrix(m, pack_size, &bytes);
+    if (bytes == 0) return MOGE_OK;
+    m->pbuf = aligned_alloc(QBUF_ALIGN, (size_t)bytes);
+    if (!m->pbuf) return set_err(err, n, MOGE_ERR_NOMEM, "out of memory laying out the weights (%lld bytes)", (long long)bytes);
+    char *dst = m->pbuf;
+    model_for_each_matrix(m, pack_one, &dst);
+    return MOGE_OK;
+}
+
 static void resident_add(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     int64_t *sum = arg;
     if (kind == MAT_OTHER && t == &m->lm_head && t->data == m->tok_embd.data) return; /* tied: counted once */
-    if (!dtype_is_quant(t->type)) *sum += (int64_t)dtype_row_bytes(t->type, t->shape[1]) * t->shape[0];
+    if (!dtype_is_quant(t->type) && !t->panel) *sum += (int64_t)dtype_row_bytes(t->type, t->shape[1]) * t->shape[0];
 }
 
 const char *model_quant_name(moge_quant q) { return q == MOGE_QUANT_Q8 ? "q8" : q == MOGE_QUANT_Q4 ? "q4" : "none"; }
@@ -347,6 +381,7 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
         st = quantize_weights(m, p.quant, err, n);
         m->quant = p.quant;
     }
+    if (st == MOGE_OK && p.backend == MOGE_BACKEND_CPU) st = pack_weights(m, err, n);
     if (st == MOGE_OK) {
         int half = m->cfg.head_dim / 2;
         m->rope_inv_freq = malloc((size_t)half * sizeof(float));
@@ -402,6 +437,7 @@ void moge_model_free(moge_model *m) {
     free(m->out_norm);
     free(m->rope_inv_freq);
     free(m->qbuf);
+    free(m->pbuf);
     st_close(&m->st);
     free(m);
 }
@@ -448,7 +484,7 @@ void moge_model_get_info(const moge_model *m, moge_model_info *info) {
     info->prequantized = m->prequantized;
     int64_t mapped = 0;
     model_for_each_matrix((moge_model *)m, resident_add, &mapped);
-    info->resident_bytes = m->qbuf_bytes + m->vector_bytes + mapped;
+    info->resident_bytes = m->qbuf_bytes + m->pbuf_bytes + m->vector_bytes + mapped;
     /* Active: everything but the embedding table and the experts a token does not use. */
     int64_t E = c->n_embd, Q = (int64_t)c->n_head * c->head_dim, KV = (int64_t)c->n_head_kv * c->head_dim;
     int64_t per_layer = E * Q * 2 + E * KV * 2 + 2 * E;

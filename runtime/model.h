@@ -96,6 +96,8 @@ struct moge_model {
     bool prequantized;         /* the quantized matrices are views into a pre-quantized file */
     void *qbuf;                /* matrices quantized at load (owned), or NULL */
     int64_t qbuf_bytes;        /* bytes of quantized matrices (in qbuf, or in the mapping when prequantized) */
+    void *pbuf;                /* float matrices in panel layout for the cpu backend (owned), or NULL */
+    int64_t pbuf_bytes;        /* bytes of it in use */
     int64_t vector_bytes;      /* bytes of the f32 vector copies */
 };
 

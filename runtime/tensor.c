@@ -30,6 +30,10 @@ static void dequant_range(const tensor *t, int64_t r, int64_t c0, int64_t c1, fl
 }
 
 void tensor_to_f32(const tensor *t, int64_t first, int64_t n, float *dst) {
+    if (t->panel) {
+        for (int64_t i = 0; i < n; i++) dst[i] = tensor_get(t, first + i);
+        return;
+    }
     if (t->type == DTYPE_F32) {
         memcpy(dst, (const float *)t->data + first, (size_t)n * sizeof(float));
         return;
@@ -51,4 +55,18 @@ void tensor_to_f32(const tensor *t, int64_t first, int64_t n, float *dst) {
     } else {
         for (int64_t i = 0; i < n; i++) dst[i] = f16_to_f32(src[i]);
     }
+}
+
+void tensor_pack_panels(const tensor *src, void *dst, tensor *out) {
+    int64_t rows = src->shape[0], cols = src->shape[1], P = TENSOR_PANEL;
+    size_t es = dtype_size(src->type);
+    const char *in = src->data;
+    char *o = dst;
+    memset(dst, 0, tensor_panel_bytes(src->type, rows, cols));
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            memcpy(o + (size_t)(((r / P) * cols + c) * P + r % P) * es, in + (size_t)(r * cols + c) * es, es);
+    *out = *src;
+    out->data = dst;
+    out->panel = (int)P;
 }

@@ -11,6 +11,12 @@
  *       value j of a block is in the low nibble of byte j for j < 16, the high nibble of byte
  *       j - 16 otherwise.
  * So every value is within d / 2 of the original.
+ *
+ * Panel layout (panel == TENSOR_PANEL; float types only, made at load for the cpu backend by
+ * tensor_pack_panels): the rows are cut into panels of TENSOR_PANEL consecutive rows (the last
+ * one zero-padded); a panel stores its cols × TENSOR_PANEL values column by column, so value
+ * (r, c) is element ((r / P) * cols + c) * P + r % P. A kernel then reads one column of a panel
+ * as a vector: P outputs advance together along the dot product, with no horizontal sums.
  */
 #ifndef MOGE_TENSOR_H
 #define MOGE_TENSOR_H
@@ -30,7 +36,10 @@ typedef struct {
     int n_dims;         /* 1 or 2 */
     int64_t shape[2];   /* row-major: shape[0] rows of shape[1] elements (n_dims == 2) */
     const void *data;   /* shape[0] * shape[1] elements of `type`, suitably aligned */
+    int panel;          /* 0: row-major; TENSOR_PANEL: panel layout (above) */
 } tensor;
+
+#define TENSOR_PANEL 16
 
 /* Bytes per element of the float types (F32, F16, BF16); not for the block types. */
 static inline size_t dtype_size(dtype t) { return t == DTYPE_F32 ? 4 : 2; }
@@ -81,6 +90,10 @@ static inline float bf16_to_f32(uint16_t b) {
 
 /* Element i (row-major over the logical shape) of a tensor's data as f32. */
 static inline float tensor_get(const tensor *t, int64_t i) {
+    if (t->panel) {
+        int64_t cols = t->shape[1], r = i / cols, c = i % cols;
+        i = ((r / TENSOR_PANEL) * cols + c) * TENSOR_PANEL + r % TENSOR_PANEL;
+    }
     switch (t->type) {
     case DTYPE_F16: return f16_to_f32(((const uint16_t *)t->data)[i]);
     case DTYPE_BF16: return bf16_to_f32(((const uint16_t *)t->data)[i]);
@@ -97,5 +110,13 @@ static inline float tensor_get(const tensor *t, int64_t i) {
 
 /* Converts n elements starting at element `first` into dst (f32); block types dequantize. */
 void tensor_to_f32(const tensor *t, int64_t first, int64_t n, float *dst);
+
+/* Bytes of a float-typed 2-D matrix in panel layout (rows rounded up to whole panels). */
+static inline size_t tensor_panel_bytes(dtype t, int64_t rows, int64_t cols) {
+    return (size_t)((rows + TENSOR_PANEL - 1) / TENSOR_PANEL * TENSOR_PANEL) * (size_t)cols * dtype_size(t);
+}
+/* Copies the row-major float-typed matrix src into dst (tensor_panel_bytes bytes) in panel
+ * layout, same type; *out becomes the panel view (name of src, data dst). */
+void tensor_pack_panels(const tensor *src, void *dst, tensor *out);
 
 #endif

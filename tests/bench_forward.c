@@ -17,7 +17,8 @@
  *     runs, against the model's weight bytes (as stored, and as held:
  *     moge_model_info.resident_bytes) and its KV cache.
  * Times are medians of 5 runs after a warm-up (11 for n = 1). Quote ratios measured in one run.
- * `bench_forward MODEL_DIR...` benchmarks only those directories.
+ * `bench_forward MODEL_DIR...` benchmarks only those directories; MOGE_BENCH_WEIGHTS=none (or
+ * q8, q4, a comma list) only those weight formats.
  */
 #include <cJSON.h>
 #include <math.h>
@@ -380,7 +381,11 @@ int main(int argc, char **argv) {
     printf("moge bench: %d threads, read bandwidth %.1f GB/s (best of 5, 512 MiB)\n", n_threads, bw / 1e9);
     moge_quant quants[] = {MOGE_QUANT_NONE, MOGE_QUANT_Q8, MOGE_QUANT_Q4};
     for (int d = 0; d < n_dirs; d++)
-        for (int q = 0; q < 3; q++) bench_model(dirs[d], bw, n_threads, quants[q]);
+        for (int q = 0; q < 3; q++) {
+            const char *only = getenv("MOGE_BENCH_WEIGHTS"); /* e.g. "none" or "q8,q4" */
+            const char *name = q == 0 ? "none" : q == 1 ? "q8" : "q4";
+            if (!only || strstr(only, name)) bench_model(dirs[d], bw, n_threads, quants[q]);
+        }
     printf("\nSummary (read bandwidth %.1f GB/s):\n", bw / 1e9);
     printf("| model | weights | MB / token | decode tokens/s | roofline | %% of roofline | 16 rows / 1 | 64 rows / 1 | load s | "
            "held MB | RSS MB | peak RSS MB while loading |\n");

@@ -30,7 +30,7 @@ static uint16_t f32_to_f16(float f) {
 
 #define TOL 1e-5
 
-static void check_matmul(dtype type, int n, int out, int in, int with_bias) {
+static void check_matmul(dtype type, int n, int out, int in, int with_bias, int panel) {
     float *wf = malloc((size_t)out * in * sizeof(float));
     uint16_t *w16 = malloc((size_t)out * in * sizeof(uint16_t));
     float *x = malloc((size_t)n * in * sizeof(float)), *bias = malloc((size_t)out * sizeof(float));
@@ -40,11 +40,28 @@ static void check_matmul(dtype type, int n, int out, int in, int with_bias) {
     fill(bias, out, 1.0f);
     for (int64_t i = 0; i < (int64_t)out * in; i++) w16[i] = type == DTYPE_BF16 ? f32_to_bf16(wf[i]) : f32_to_f16(wf[i]);
     tensor w = {.name = "w", .type = type, .n_dims = 2, .shape = {out, in}, .data = type == DTYPE_F32 ? (void *)wf : (void *)w16};
+    void *packed = NULL;
+    if (panel) { /* the layout the cpu backend gets at load; ref reads it through tensor_get */
+        packed = aligned_alloc(64, (tensor_panel_bytes(type, out, in) + 63) / 64 * 64);
+        tensor_pack_panels(&w, packed, &w);
+    }
     backend_ref.matmul(&env, y1, x, n, &w, with_bias ? bias : NULL);
     backend_cpu.matmul(&env, y2, x, n, &w, with_bias ? bias : NULL);
     double e = nerr(y2, y1, (int64_t)n * out);
-    CHECKF(e < TOL, "matmul %s n=%d out=%d in=%d bias=%d: normalised error %.3g", dtype_name(type), n, out, in, with_bias, e);
-    free(wf); free(w16); free(x); free(bias); free(y1); free(y2);
+    CHECKF(e < TOL, "matmul %s%s n=%d out=%d in=%d bias=%d: normalised error %.3g", dtype_name(type), panel ? " panels" : "", n,
+           out, in, with_bias, e);
+    if (panel) { /* exactly one fmaf chain per value, in element order */
+        int exact = 1;
+        for (int r = 0; r < n && exact; r++)
+            for (int o = 0; o < out && exact; o++) {
+                float acc = 0.0f;
+                for (int k = 0; k < in; k++) acc = fmaf(x[(int64_t)r * in + k], tensor_get(&w, (int64_t)o * in + k), acc);
+                if (with_bias) acc += bias[o];
+                exact = memcmp(&acc, &y2[(int64_t)r * out + o], sizeof acc) == 0 || (acc == 0.0f && y2[(int64_t)r * out + o] == 0.0f);
+            }
+        CHECKF(exact, "matmul %s panels n=%d out=%d in=%d: not the element-order fmaf chain", dtype_name(type), n, out, in);
+    }
+    free(packed); free(wf); free(w16); free(x); free(bias); free(y1); free(y2);
 }
 
 static void test_matmul(void) {
@@ -52,8 +69,12 @@ static void test_matmul(void) {
     int rows[] = {1, 2, 7, 64, 65, 100};
     for (int t = 0; t < 3; t++)
         for (int r = 0; r < 6; r++) {
-            check_matmul(types[t], rows[r], 131, 72, 0);
-            check_matmul(types[t], rows[r], 70, 33, 1);
+            check_matmul(types[t], rows[r], 131, 72, 0, 0);
+            check_matmul(types[t], rows[r], 70, 33, 1, 0);
+            check_matmul(types[t], rows[r], 131, 72, 0, 1); /* partial last panel and tile */
+            check_matmul(types[t], rows[r], 70, 33, 1, 1);
+            check_matmul(types[t], rows[r], 16, 5, 1, 1);   /* one panel */
+            check_matmul(types[t], rows[r], 64, 128, 0, 1); /* whole tiles */
         }
 }
 
@@ -134,27 +155,42 @@ static void test_attention(void) {
     check_attention(21, 0, 7, 8, 2, 12, tree);
     check_attention(21, 3, 4, 8, 2, 12, tree); /* rows 3..6 appended to an uncommitted 0..2 */
     check_attention(5, 4, 3, 4, 2, 16, NULL);
+    check_attention(37, 0, 9, 4, 2, 32, tree);
+    check_attention(70, 2, 5, 2, 1, 64, NULL);
 }
 
 /* The cpu matmul gives each row the same bits whatever the other rows of the batch are (up to
  * BACKEND_INVARIANT_ROWS rows), with and without threads. */
-static void test_matmul_batch_invariance(void) {
-    int out = 300, in = 172, n = 13;
+static void check_batch_invariance(int panel, int n) {
+    int out = 300, in = 172;
     float *w = malloc((size_t)out * in * sizeof(float)), *x = malloc((size_t)n * in * sizeof(float));
     float *y = malloc((size_t)n * out * sizeof(float)), *y1 = malloc((size_t)out * sizeof(float));
     fill(w, (int64_t)out * in, 0.5f);
     fill(x, (int64_t)n * in, 1.0f);
     tensor t = {.name = "w", .type = DTYPE_F32, .n_dims = 2, .shape = {out, in}, .data = w};
+    void *packed = NULL;
+    if (panel) {
+        packed = aligned_alloc(64, (tensor_panel_bytes(DTYPE_F32, out, in) + 63) / 64 * 64);
+        tensor_pack_panels(&t, packed, &t);
+    }
     threadpool *pool = threadpool_new(2);
     backend_env env2 = env;
     env2.pool = pool;
     backend_cpu.matmul(&env2, y, x, n, &t, NULL);
     for (int r = 0; r < n; r++) {
         backend_cpu.matmul(&env, y1, x + (int64_t)r * in, 1, &t, NULL);
-        CHECKF(memcmp(y1, y + (int64_t)r * out, (size_t)out * sizeof(float)) == 0, "row %d differs alone", r);
+        CHECKF(memcmp(y1, y + (int64_t)r * out, (size_t)out * sizeof(float)) == 0, "%s, %d rows: row %d differs alone",
+               panel ? "panels" : "rows", n, r);
     }
     threadpool_free(pool);
-    free(w); free(x); free(y); free(y1);
+    free(packed); free(w); free(x); free(y); free(y1);
+}
+
+/* Panel-layout weights: invariant at any batch size (prefill included). */
+static void test_matmul_batch_invariance(void) {
+    check_batch_invariance(0, 13);
+    check_batch_invariance(1, 13);
+    check_batch_invariance(1, 100);
 }
 
 static void test_swiglu(void) {
