@@ -459,15 +459,17 @@ static void test_memory(void) {
             mats[nm][0] = i0.n_ff; mats[nm][1] = E; mult[nm++] = 2 * i0.n_layer;
             mats[nm][0] = E; mats[nm][1] = i0.n_ff; mult[nm++] = i0.n_layer;
         }
-        int64_t elems = 0, q8 = 0, q4 = 0;
+        int64_t elems = 0, q8 = 0, q4 = 0, held = 0;
+        int64_t esize = (int64_t)(i0.weight_bytes / i0.n_params); /* all these fixtures have one dtype */
         for (int k = 0; k < nm; k++) {
             elems += mats[k][0] * mats[k][1] * mult[k];
+            /* unquantized, the cpu backend holds them in panel layout (rows rounded up to 16) */
+            held += (int64_t)tensor_panel_bytes(esize == 4 ? DTYPE_F32 : DTYPE_BF16, mats[k][0], mats[k][1]) * mult[k];
             q8 += (int64_t)dtype_row_bytes(DTYPE_Q8, mats[k][1]) * mats[k][0] * mult[k];
             q4 += (int64_t)dtype_row_bytes(DTYPE_Q4, mats[k][1]) * mats[k][0] * mult[k];
         }
-        int64_t esize = (int64_t)(i0.weight_bytes / i0.n_params); /* all these fixtures have one dtype */
-        /* tied: the embedding stays and lm_head becomes an extra quantized copy */
-        int64_t replaced = (elems - (i0.tie_embeddings ? (int64_t)i0.n_vocab * E : 0)) * esize;
+        /* tied: the embedding stays (row-major) and lm_head becomes an extra quantized copy */
+        int64_t replaced = held - (i0.tie_embeddings ? (int64_t)tensor_panel_bytes(DTYPE_F32, i0.n_vocab, E) / 4 * esize : 0);
         CHECKF(i8.resident_bytes == i0.resident_bytes - replaced + q8, "%s: q8 holds %lld bytes, expected %lld", dirs[mi],
                (long long)i8.resident_bytes, (long long)(i0.resident_bytes - replaced + q8));
         CHECKF(i4.resident_bytes == i0.resident_bytes - replaced + q4, "%s: q4 holds %lld bytes, expected %lld", dirs[mi],
