@@ -4,7 +4,9 @@
  * the oracle) and `cpu` (backend_cpu.c: AVX2 kernels, threads, OpenBLAS for large prefill)
  * implement it. tests/test_backend_ops.c compares every op of `cpu` with `ref` by normalised error.
  *
- * Batch invariance (cpu): for batches of up to BACKEND_INVARIANT_ROWS rows, every output value
+ * Batch invariance (cpu): for float weights in panel layout (every float matrix the cpu backend
+ * loads, except a tied lm_head) at any batch size, and for the others for batches of up to
+ * BACKEND_INVARIANT_ROWS rows, every output value
  * is computed by the same sequence of floating-point operations whatever the other rows of the
  * batch are, and attention sums over the visible slots in slot order, skipping masked ones. So a
  * tree node's logits equal, bit for bit, those of its path decoded one token at a time — which is
@@ -21,8 +23,8 @@
 
 /* Rows of a weight matrix the cpu backend converts to f32 at a time (F16/BF16 OpenBLAS GEMM). */
 #define BACKEND_MATMUL_BLOCK 64
-/* Batches up to this many rows use the batch-invariant kernels; larger ones (prompt prefill)
- * may use OpenBLAS GEMM. */
+/* Batches up to this many rows use the batch-invariant kernels for row-layout and quantized
+ * weights; larger ones (prompt prefill) may use OpenBLAS GEMM. Panel-layout weights never do. */
 #define BACKEND_INVARIANT_ROWS 64
 
 struct threadpool;

@@ -1,14 +1,18 @@
 /*
  * backend_cpu.c — the fast CPU backend.
  *
- * Matmul: for batches of up to BACKEND_INVARIANT_ROWS rows (decode, draft levels, tree
- * verification) AVX2/FMA kernels (512-bit for float weights where AVX-512 exists; int16 dot
- * products, VNNI where present, for Q8/Q4 weights) work on tiles of 4 weight rows × 4 input rows
- * in registers, read each weight from memory once for the whole batch (larger batches walk a
- * weight tile in L1-sized spans, every group of 4 rows in turn) and split output rows over the
- * thread pool; each output value is a fixed sequence of operations, so it does not depend on the
- * rest of the batch. Larger batches (prompt prefill) go to OpenBLAS GEMM (F16/BF16/Q8/Q4 weights
- * converted to f32 a block of rows at a time). Attention walks the visible slots in slot order.
+ * Matmul: float weights (F32/F16/BF16) are held in panel layout (tensor.h, laid out at load):
+ * a tile of up to 8 input rows × 32 outputs (6 × 16 with AVX2 only) walks the panels' columns,
+ * broadcasting one input value and multiply-adding a vector of 16 weights per step, so each
+ * output is one fused multiply-add chain in element order: no horizontal sums, the weights read
+ * once per tile of rows, and the same bits at any batch size (decode, tree verification and
+ * prompt prefill alike; a 680-token prefill of the dense benchmark model took 1.1 s against 4.0 s
+ * through OpenBLAS on the 2-core machine). Weights
+ * in row layout (a tied lm_head, which the token lookup shares) and block-quantized ones (Q8/Q4)
+ * use tiles of 4 weight rows × 4 input rows with a fixed reduction order up to
+ * BACKEND_INVARIANT_ROWS rows (int16 dot products, VNNI where present, for Q8/Q4), OpenBLAS
+ * GEMM beyond (converted to f32 a block of rows at a time). Output rows are split over the
+ * thread pool. Attention walks the visible slots in slot order, scoring 8 slots at a time.
  * Everything else is row-wise.
  */
 #include <cblas.h>
