@@ -698,6 +698,28 @@ static void scores8(const float *q, const float *kc, int s0, int end, int D, flo
 }
 #endif
 
+#ifdef MOGE_AVX2
+/* out[d0 .. d0 + 8 NC) = Σ p[s] v_s / sum over the visible slots s in slot order: per element one
+ * fma chain (the committed slots 0..n_past-1 without a visibility test). */
+ALWAYS_INLINE void v_accum(int NC, const float *p, const float *vc, int n_past, int n_slots, const uint8_t *vis, int D, int d0,
+                           float sum, float *out) {
+    __m256 acc[8];
+    UNROLL8 for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    for (int s = 0; s < n_slots; s++) {
+        if (s >= n_past && vis && !vis[s - n_past]) continue;
+        __m256 e = _mm256_set1_ps(p[s]);
+        const float *v = vc + (int64_t)s * D + d0;
+        UNROLL8 for (int c = 0; c < NC; c++) acc[c] = _mm256_fmadd_ps(e, _mm256_loadu_ps(v + 8 * c), acc[c]);
+    }
+    __m256 den = _mm256_set1_ps(sum);
+    UNROLL8 for (int c = 0; c < NC; c++) _mm256_storeu_ps(out + d0 + 8 * c, _mm256_div_ps(acc[c], den));
+}
+static void v_accum_n(int nc, const float *p, const float *vc, int n_past, int n_slots, const uint8_t *vis, int D, int d0, float sum,
+                      float *out) {
+    for (int c = 0; c < nc; c++) v_accum(1, p, vc, n_past, n_slots, vis, D, d0 + 8 * c, sum, out);
+}
+#endif
+
 /* Task t handles the (row, head) items t, t + n_tasks, ...; its scores live in ws + t * (n_ctx + 8). */
 static void attn_task(void *arg, int t) {
     const attn_job *job = arg;
@@ -732,22 +754,24 @@ static void attn_task(void *arg, int t) {
         }
 #endif
         exp_shifted(p, n_slots, maxs);
-        /* visible slots in slot order: the same sums as the path alone */
+        /* visible slots in slot order: the same sums as the path alone (the committed slots, all
+         * visible, without a test each) */
         float sum = 0.0f;
-        for (int s = 0; s < n_slots; s++) {
-            int j = s - a->n_past;
-            if (!(j >= 0 && vis && !vis[j])) sum += p[s];
-        }
+        for (int s = 0; s < a->n_past; s++) sum += p[s];
+        for (int s = a->n_past; s < n_slots; s++)
+            if (!vis || vis[s - a->n_past]) sum += p[s];
         int d = 0;
 #ifdef MOGE_AVX2
-        for (; d + 8 <= D; d += 8) {
-            __m256 acc = _mm256_setzero_ps();
-            for (int s = 0; s < n_slots; s++) {
-                int j = s - a->n_past;
-                if (j >= 0 && vis && !vis[j]) continue;
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(p[s]), _mm256_loadu_ps(vc + (int64_t)s * D + d), acc);
+        while (d + 8 <= D) { /* up to 64 elements per pass over the slots */
+            int nc = (D - d) / 8 < 8 ? (D - d) / 8 : 8;
+            switch (nc) {
+            case 8: v_accum(8, p, vc, a->n_past, n_slots, vis, D, d, sum, out); break;
+            case 4: v_accum(4, p, vc, a->n_past, n_slots, vis, D, d, sum, out); break;
+            case 2: v_accum(2, p, vc, a->n_past, n_slots, vis, D, d, sum, out); break;
+            case 1: v_accum(1, p, vc, a->n_past, n_slots, vis, D, d, sum, out); break;
+            default: v_accum_n(nc, p, vc, a->n_past, n_slots, vis, D, d, sum, out); break;
             }
-            _mm256_storeu_ps(out + d, _mm256_div_ps(acc, _mm256_set1_ps(sum)));
+            d += nc * 8;
         }
 #endif
         for (; d < D; d++) {
