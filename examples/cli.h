@@ -34,15 +34,19 @@ moge_status cli_tokenize(const moge_tokenizer *tok, const char *text, int32_t **
 
 /* The commands a row of the shared flag table applies to. Intended differences are rows of their
  * own: -n's range and default, --temp's default (bench: 0), bench's --lookup (a mode of its own),
- * --spec (not in bench, which has --modes), and help texts that mention a command's defaults. */
-enum { CLI_RUN = 1, CLI_CHAT = 2, CLI_BENCH = 4 };
+ * --spec (not in bench, which has --modes), and help texts that mention a command's defaults.
+ * eval takes only the model flags (-m, -t, --backend, --quant, --routing, --n-group,
+ * --topk-group, --devices). */
+enum { CLI_RUN = 1, CLI_CHAT = 2, CLI_BENCH = 4, CLI_EVAL = 8 };
 
 #define CLI_PATH_CAP 4096
 
 typedef struct {
-    const char *cmd;                  /* "run", "chat" or "bench": every message starts "moge CMD: " */
-    unsigned who;                     /* CLI_RUN, CLI_CHAT or CLI_BENCH */
+    const char *cmd;                  /* "run", "chat", "bench" or "eval": every message starts "moge CMD: " */
+    unsigned who;                     /* CLI_RUN, CLI_CHAT, CLI_BENCH or CLI_EVAL */
     const char *model, *draft;        /* -m, -d (NULL: not given) */
+    const char *tokenizer;            /* the tokenizer to load instead of the model directory's (NULL: its own) */
+    bool devices_per_group;           /* MoE without --devices: one expert group per device (not automatic) */
     bool model_default, draft_default; /* chosen by cli_default_models, not given */
     int32_t draft_layers;             /* --draft-layers L; 0 = off */
     bool lookup;                      /* --lookup */
@@ -84,8 +88,10 @@ typedef struct {
     moge_model_info info;
 } cli_models;
 
-/* -m: resolves o->model, loads it and its tokenizer, makes a context (o->cp; without -c the
- * model's maximum, at most max_ctx when max_ctx > 0). False after printing an error. */
+/* -m: resolves o->model, loads it and its tokenizer (o->tokenizer when set), makes a context
+ * (o->cp; without -c the model's maximum, at most max_ctx when max_ctx > 0; for a MoE model
+ * without --devices and with o->devices_per_group, n_group devices). False after printing an
+ * error. */
 bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m);
 /* A drafter for m's target: kind MODEL loads -d with the target's model parameters (its tokenizer
  * must equal the target's), LAYERS the target's first --draft-layers layers, else prompt lookup.

@@ -141,6 +141,7 @@ _Static_assert(sizeof(moge_backend) == sizeof(int) && sizeof(moge_routing) == si
 #define NAMES(...) ((const char *const[]){__VA_ARGS__, NULL})
 #define VALS(...) ((const int[]){__VA_ARGS__})
 #define ALL (CLI_RUN | CLI_CHAT | CLI_BENCH)
+#define MODEL_FLAGS (ALL | CLI_EVAL) /* the flags of the model alone */
 #define AT(field) .off = offsetof(cli_common_opts, field)
 #define INDENT "\n                         " /* a help text's next line, under the first */
 #define SPECS NAMES("none", "chain", "tree"), VALS(MOGE_SPEC_NONE, MOGE_SPEC_CHAIN, MOGE_SPEC_TREE)
@@ -148,7 +149,7 @@ _Static_assert(sizeof(moge_backend) == sizeof(int) && sizeof(moge_routing) == si
 /* In help order; the command's own lines follow -m, the speculation heading precedes -d. A flag
  * may have a row per command. */
 static const row rows[] = {
-    {CLI_RUN, "-m", "--model", "DIR", K_STR, AT(model), .help = "model directory, or OWNER/NAME[@REV] pulled with moge pull (required)"},
+    {CLI_RUN | CLI_EVAL, "-m", "--model", "DIR", K_STR, AT(model), .help = "model directory, or OWNER/NAME[@REV] pulled with moge pull (required)"},
     {CLI_CHAT | CLI_BENCH, "-m", "--model", "DIR", K_STR, AT(model),
      .help = "model directory or OWNER/NAME[@REV] (default: models/tinystories-moge when it" INDENT
              "and models/tinystories-draft exist, else models/stories260K)"},
@@ -165,16 +166,17 @@ static const row rows[] = {
     {CLI_RUN | CLI_BENCH, "-c", "--ctx", "N", K_I32, 1, 1L << 24, AT(cp.n_ctx), .help = "context length in tokens (default: the model's maximum)"},
     {CLI_CHAT, "-c", "--ctx", "N", K_I32, 1, 1L << 24, AT(cp.n_ctx),
      .help = "context length in tokens (default: the model's maximum, at most 8192)"},
-    {ALL, "-t", "--threads", "N", K_INT, 1, 1024, AT(mp.n_threads), .help = "threads (default: all cores)"},
-    {ALL, NULL, "--backend", "NAME", K_ENUM, AT(mp.backend), NAMES("cpu", "ref"), VALS(MOGE_BACKEND_CPU, MOGE_BACKEND_REF),
+    {MODEL_FLAGS, "-t", "--threads", "N", K_INT, 1, 1024, AT(mp.n_threads), .help = "threads (default: all cores)"},
+    {MODEL_FLAGS, NULL, "--backend", "NAME", K_ENUM, AT(mp.backend), NAMES("cpu", "ref"), VALS(MOGE_BACKEND_CPU, MOGE_BACKEND_REF),
      "cpu (default) or ref (slow reference loops)"},
-    {ALL, NULL, "--quant", "q8|q4", K_ENUM, AT(mp.quant), NAMES("none", "q8", "q4"), VALS(MOGE_QUANT_NONE, MOGE_QUANT_Q8, MOGE_QUANT_Q4),
+    {MODEL_FLAGS, NULL, "--quant", "q8|q4", K_ENUM, AT(mp.quant), NAMES("none", "q8", "q4"), VALS(MOGE_QUANT_NONE, MOGE_QUANT_Q8, MOGE_QUANT_Q4),
      "quantize the weights at load (blocks of 32, int8 or int4)"},
-    {ALL, NULL, "--routing", "RULE", K_ENUM, AT(mp.routing), NAMES("moge", "topk", "group_limited"),
+    {MODEL_FLAGS, NULL, "--routing", "RULE", K_ENUM, AT(mp.routing), NAMES("moge", "topk", "group_limited"),
      VALS(MOGE_ROUTING_MOGE, MOGE_ROUTING_TOPK, MOGE_ROUTING_GROUP_LIMITED), "MoE models: override the routing rule: moge, topk or group_limited"},
-    {ALL, NULL, "--n-group", "N", K_I32, 1, 1024, AT(mp.n_group), .help = "MoE: expert groups for the override (default: the checkpoint's)"},
-    {ALL, NULL, "--topk-group", "N", K_I32, 1, 1024, AT(mp.topk_group), .help = "MoE group_limited: groups kept (default: half)"},
+    {MODEL_FLAGS, NULL, "--n-group", "N", K_I32, 1, 1024, AT(mp.n_group), .help = "MoE: expert groups for the override (default: the checkpoint's)"},
+    {MODEL_FLAGS, NULL, "--topk-group", "N", K_I32, 1, 1024, AT(mp.topk_group), .help = "MoE group_limited: groups kept (default: half)"},
     {ALL, NULL, "--devices", "N", K_I32, 1, 1024, AT(cp.n_devices), .help = "MoE: workers owning whole expert groups (default: automatic)"},
+    {CLI_EVAL, NULL, "--devices", "N", K_I32, 1, 1024, AT(cp.n_devices), .help = "MoE: workers owning whole expert groups (default: one group each)"},
     {CLI_RUN, "-d", "--draft", "DIR", K_STR, AT(draft), .help = "a draft model with the target's tokenizer"},
     {CLI_CHAT, "-d", "--draft", "DIR", K_STR, AT(draft),
      .help = "a draft model with the target's tokenizer (default with the demo model:" INDENT "models/tinystories-draft)"},
@@ -341,13 +343,18 @@ bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m) {
     char err[1024], dir[CLI_PATH_CAP];
     if (moge_resolve_model(o->model, dir, sizeof dir, err, sizeof err) != MOGE_OK ||
         moge_model_load(dir, &o->mp, &m->model, err, sizeof err) != MOGE_OK ||
-        moge_tokenizer_load(dir, &m->tok, err, sizeof err) != MOGE_OK) {
+        (!o->tokenizer && moge_tokenizer_load(dir, &m->tok, err, sizeof err) != MOGE_OK)) {
         fprintf(stderr, "moge %s: -m %s: %s\n", o->cmd, o->model, err);
+        return false;
+    }
+    if (o->tokenizer && moge_tokenizer_load(o->tokenizer, &m->tok, err, sizeof err) != MOGE_OK) {
+        fprintf(stderr, "moge %s: --tokenizer %s: %s\n", o->cmd, o->tokenizer, err);
         return false;
     }
     moge_model_get_info(m->model, &m->info);
     moge_context_params cp = o->cp;
     if (cp.n_ctx == 0 && max_ctx > 0) cp.n_ctx = m->info.max_position < max_ctx ? m->info.max_position : max_ctx;
+    if (cp.n_devices == 0 && o->devices_per_group && m->info.n_expert > 0) cp.n_devices = m->info.n_group;
     if (moge_context_new(m->model, &cp, &m->ctx, err, sizeof err) != MOGE_OK) { /* names n_ctx or n_devices */
         fprintf(stderr, "moge %s: %s\n", o->cmd, err);
         return false;
