@@ -9,5 +9,6 @@ int cmd_pull(int argc, char **argv);     /* examples/cmd_pull.c */
 int cmd_chat(int argc, char **argv);     /* examples/cmd_chat.c */
 int cmd_bench(int argc, char **argv);    /* examples/cmd_bench.c */
 int cmd_quantize(int argc, char **argv); /* examples/cmd_quantize.c */
+int cmd_eval(int argc, char **argv);     /* examples/cmd_eval.c */
 
 #endif
