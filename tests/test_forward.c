@@ -14,6 +14,7 @@
 
 #include "harness.h"
 #include "test_util.h"
+#include "test_model.h"
 #include "moge.h"
 
 static const char *MODELS[] = {
@@ -25,27 +26,8 @@ static const char *MODELS[] = {
 };
 #define N_MODELS (int)(sizeof MODELS / sizeof MODELS[0])
 
-static moge_model *load(const char *dir, moge_backend backend) {
-    char err[512];
-    moge_model_params p = moge_model_default_params();
-    p.backend = backend;
-    p.n_threads = 2;
-    moge_model *m = NULL;
-    moge_status st = moge_model_load(dir, &p, &m, err, sizeof err);
-    CHECKF(st == MOGE_OK, "%s: %s", dir, err);
-    return m;
-}
-
-static moge_context *new_ctx(moge_model *m, int n_ctx) {
-    char err[512];
-    moge_context_params p = moge_context_default_params();
-    p.n_ctx = n_ctx;
-    p.n_batch = 64;
-    moge_context *c = NULL;
-    moge_status st = moge_context_new(m, &p, &c, err, sizeof err);
-    CHECKF(st == MOGE_OK, "%s", err);
-    return c;
-}
+static moge_model *load(const char *dir, moge_backend backend) { return test_load(dir, backend, 2); }
+static moge_context *new_ctx(moge_model *m, int n_ctx) { return test_new_ctx(m, n_ctx); }
 
 static void random_tokens(int32_t *t, int n, int n_vocab, uint64_t *seed) {
     for (int i = 0; i < n; i++) {

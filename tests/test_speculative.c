@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "harness.h"
+#include "test_model.h"
 #include "moge.h"
 #include "draft/drafter.h"
 #include "runtime/context.h"
@@ -24,28 +25,9 @@
 #define STORIES "models/stories260K"
 #define PANGU "tests/fixtures/moe/pangu_64e8g_bf16"
 
-static moge_model *load_threads(const char *dir, int n_threads) {
-    char err[512];
-    moge_model_params p = moge_model_default_params();
-    p.n_threads = n_threads;
-    moge_model *m = NULL;
-    moge_status st = moge_model_load(dir, &p, &m, err, sizeof err);
-    CHECKF(st == MOGE_OK, "%s: %s", dir, err);
-    return m;
-}
-
+static moge_model *load_threads(const char *dir, int n_threads) { return test_load(dir, MOGE_BACKEND_CPU, n_threads); }
 static moge_model *load(const char *dir) { return load_threads(dir, 2); }
-
-static moge_context *new_ctx(moge_model *m, int n_ctx) {
-    char err[512];
-    moge_context_params p = moge_context_default_params();
-    p.n_ctx = n_ctx;
-    p.n_batch = 64;
-    moge_context *c = NULL;
-    moge_status st = moge_context_new(m, &p, &c, err, sizeof err);
-    CHECKF(st == MOGE_OK, "%s", err);
-    return c;
-}
+static moge_context *new_ctx(moge_model *m, int n_ctx) { return test_new_ctx(m, n_ctx); }
 
 typedef struct { int32_t ids[512]; int n; } collected;
 static bool collect(int32_t tok, void *user) {

@@ -13,6 +13,7 @@
 #include "harness.h"
 #include "test_util.h"
 #include "moge.h"
+#include "test_model.h"
 #include "test_ref.h"
 
 static const struct {
@@ -25,18 +26,13 @@ static const struct {
 };
 
 static void check_model(int i, moge_backend backend) {
-    char dir[256], path[256], err[512];
+    char dir[256], path[256];
     snprintf(dir, sizeof dir, "models/%s", MODELS[i].name);
     snprintf(path, sizeof path, "tests/fixtures/demo/%s.ref", MODELS[i].name);
     test_ref r;
     if (!ref_read(path, &r)) return;
-    moge_model_params p = moge_model_default_params();
-    p.backend = backend;
-    p.n_threads = 2;
-    moge_model *m = NULL;
-    moge_status st = moge_model_load(dir, &p, &m, err, sizeof err);
-    CHECKF(st == MOGE_OK, "%s: %s", dir, err);
-    if (st == MOGE_OK) {
+    moge_model *m = test_load(dir, backend, 2);
+    if (m) {
         moge_model_info info;
         moge_model_get_info(m, &info);
         CHECKF(info.n_params == MODELS[i].params, "%s: %lld params, expected %lld", dir, (long long)info.n_params,
