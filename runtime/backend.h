@@ -29,11 +29,14 @@
 
 struct threadpool;
 
+/* Attention scratch per thread: n_ctx + 8 scores, then n_ctx slot numbers. */
+static inline int64_t backend_attn_ws_stride(int n_ctx) { return 2 * (int64_t)n_ctx + 8; }
+
 /* What every op may use: the thread pool (NULL = single-threaded) and scratch memory. */
 typedef struct {
     struct threadpool *pool;
     float *ws;       /* matmul: backend_ws_floats(largest input width) floats */
-    float *attn_ws;  /* attention: threadpool_size(pool) * (n_ctx + 8) floats */
+    float *attn_ws;  /* attention: threadpool_size(pool) * backend_attn_ws_stride(n_ctx) floats */
 } backend_env;
 
 typedef struct {

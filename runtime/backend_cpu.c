@@ -335,14 +335,21 @@ ALWAYS_INLINE void vf_storeu(float *p, vf v) {
 #endif
 }
 
+/* Wider tiles for one or two rows, so that a tile still has 8 independent accumulator chains
+ * (an fma waits 4 cycles for its accumulator; two can start per cycle): PT_C1 panels for one
+ * row, PT_C2 for two, PT_PANELS for more. */
+#define PT_C1 (4 * PT_PANELS)
+#define PT_C2 (2 * PT_PANELS)
+#define PT_ACC (PT_C1 * PNV) /* accumulators per row, at most */
+
 /* y[r * ldy + j] for r < R, j < cols (cols <= C * TENSOR_PANEL): panels starting at wp. */
 ALWAYS_INLINE void ptile(dtype T, int R, int C, const char *wp, size_t panel_bytes, int in, const float *x, float *y,
                          int64_t ldy, int cols) {
-    vf acc[PT_ROWS][PT_PANELS * PNV];
+    vf acc[PT_ROWS][PT_ACC];
     UNROLL8 for (int r = 0; r < R; r++)
         UNROLL8 for (int j = 0; j < C * PNV; j++) acc[r][j] = vf_zero();
     for (int k = 0; k < in; k++) {
-        vf wv[PT_PANELS * PNV];
+        vf wv[PT_ACC];
         UNROLL8 for (int c = 0; c < C; c++)
             UNROLL8 for (int v = 0; v < PNV; v++) wv[c * PNV + v] = loadv(T, wp + c * panel_bytes, k * TENSOR_PANEL + v * VL);
         UNROLL8 for (int r = 0; r < R; r++) {
@@ -355,33 +362,39 @@ ALWAYS_INLINE void ptile(dtype T, int R, int C, const char *wp, size_t panel_byt
             UNROLL8 for (int j = 0; j < C * PNV; j++) vf_storeu(y + r * ldy + j * VL, acc[r][j]);
         return;
     }
-    float tmp[PT_PANELS * TENSOR_PANEL];
+    float tmp[PT_C1 * TENSOR_PANEL];
     UNROLL8 for (int r = 0; r < R; r++) {
         UNROLL8 for (int j = 0; j < C * PNV; j++) vf_storeu(tmp + j * VL, acc[r][j]);
         memcpy(y + r * ldy, tmp, (size_t)cols * sizeof(float));
     }
 }
 
-#define PT_CASES(T, C)                                                                                          \
+#define PT_CALL(T, R_, C_) ptile(T, R_, C_, wp, pb, in, x, y, ldy, cols)
+#define PT_ROWS_CASES(T, C)                                                                                     \
     switch (R) {                                                                                                \
-    case 1: ptile(T, 1, C, wp, pb, in, x, y, ldy, cols); break;                                                 \
-    case 2: ptile(T, 2, C, wp, pb, in, x, y, ldy, cols); break;                                                 \
-    case 3: ptile(T, 3, C, wp, pb, in, x, y, ldy, cols); break;                                                 \
-    case 4: ptile(T, 4, C, wp, pb, in, x, y, ldy, cols); break;                                                 \
-    case 5: ptile(T, 5, C, wp, pb, in, x, y, ldy, cols); break;                                                 \
-    case 6: ptile(T, 6, C, wp, pb, in, x, y, ldy, cols); break;                                                 \
+    case 1: PT_CALL(T, 1, C); break;                                                                            \
+    case 2: PT_CALL(T, 2, C); break;                                                                            \
+    case 3: PT_CALL(T, 3, C); break;                                                                            \
+    case 4: PT_CALL(T, 4, C); break;                                                                            \
+    case 5: PT_CALL(T, 5, C); break;                                                                            \
+    case 6: PT_CALL(T, 6, C); break;                                                                            \
     PT_CASES_WIDE(T, C)                                                                                         \
     }
 #if PT_ROWS == 8
 #define PT_CASES_WIDE(T, C)                                                                                     \
-    case 7: ptile(T, 7, C, wp, pb, in, x, y, ldy, cols); break;                                                 \
-    default: ptile(T, 8, C, wp, pb, in, x, y, ldy, cols); break;
+    case 7: PT_CALL(T, 7, C); break;                                                                            \
+    default: PT_CALL(T, 8, C); break;
 #else
 #define PT_CASES_WIDE(T, C) default: break;
 #endif
+/* (R, C) as matmul_panels chooses them: C == PT_C1 only with R == 1, PT_C2 with R <= 2. */
 #define PT_TYPE(T, NAME)                                                                                        \
     static void NAME(int R, int C, const char *wp, size_t pb, int in, const float *x, float *y, int64_t ldy, int cols) { \
-        if (C == PT_PANELS) { PT_CASES(T, PT_PANELS) } else { PT_CASES(T, 1) }                                  \
+        if (C == PT_C1) PT_CALL(T, 1, PT_C1);                                                                   \
+        else if (C == PT_C2 && R == 1) PT_CALL(T, 1, PT_C2);                                                    \
+        else if (C == PT_C2) PT_CALL(T, 2, PT_C2);                                                              \
+        else if (C == PT_PANELS) { PT_ROWS_CASES(T, PT_PANELS) }                                                \
+        else { PT_ROWS_CASES(T, 1) }                                                                            \
     }
 PT_TYPE(DTYPE_F32, ptile_F32)
 PT_TYPE(DTYPE_F16, ptile_F16)
@@ -393,11 +406,11 @@ static void matmul_panels(float *y, const float *x, int n, const tensor *w, cons
     size_t pb = (size_t)in * TENSOR_PANEL * dtype_size(w->type);
     void (*fn)(int, int, const char *, size_t, int, const float *, float *, int64_t, int) =
         w->type == DTYPE_F16 ? ptile_F16 : w->type == DTYPE_BF16 ? ptile_BF16 : ptile_F32;
+    int widest = n == 1 ? PT_C1 : n == 2 ? PT_C2 : PT_PANELS;
     for (int o = o0; o < o1;) {
-        int c = (o1 - o + TENSOR_PANEL - 1) / TENSOR_PANEL;
-        if (c > PT_PANELS) c = PT_PANELS;
+        int left = (o1 - o + TENSOR_PANEL - 1) / TENSOR_PANEL, c = widest;
+        while (c > left && c > 1) c = c == PT_C1 ? PT_C2 : c == PT_C2 ? PT_PANELS : 1;
         int cols = o1 - o < c * TENSOR_PANEL ? o1 - o : c * TENSOR_PANEL;
-        if (c < PT_PANELS && c > 1) c = 1, cols = TENSOR_PANEL; /* PT_PANELS > 2 is not built */
         const char *wp = (const char *)w->data + (size_t)(o / TENSOR_PANEL) * pb;
         for (int r = 0; r < n; r += PT_ROWS)
             fn(n - r < PT_ROWS ? n - r : PT_ROWS, c, wp, pb, in, x + (int64_t)r * in, y + (int64_t)r * out + o, out, cols);
@@ -653,8 +666,6 @@ typedef struct {
     int n_tasks;
 } attn_job;
 
-/* Task t handles the (row, head) items t, t + n_tasks, ...; its scores live in ws + t * n_ctx. */
-
 /* p[s] = exp(p[s] - max) for s < n; p has room for n rounded up to 8. */
 static void exp_shifted(float *p, int n, float max) {
 #ifdef MOGE_AVX2
@@ -699,34 +710,48 @@ static void scores8(const float *q, const float *kc, int s0, int end, int D, flo
 #endif
 
 #ifdef MOGE_AVX2
-/* out[d0 .. d0 + 8 NC) = Σ p[s] v_s / sum over the visible slots s in slot order: per element one
- * fma chain (the committed slots 0..n_past-1 without a visibility test). */
-ALWAYS_INLINE void v_accum(int NC, const float *p, const float *vc, int n_past, int n_slots, const uint8_t *vis, int D, int d0,
+/* The visible slots of a row, in slot order, are numbered by ordinal k: the committed slots
+ * 0..n_past-1 first (ordinal = slot), then the visible uncommitted ones (slot[k - n_past]). Every
+ * sum below is a fixed function of the sequence p[0..nv) in ordinal order — the same sequence a
+ * tree node and its path decoded alone see — so the results are batch-invariant. */
+static inline int vslot(int k, int n_past, const int *slot) { return k < n_past ? k : slot[k - n_past]; }
+
+/* out[d0 .. d0 + 8 NC) = Σ_k p[k] v_slot(k) / sum: element-wise fma chains, CH of them
+ * interleaved by ordinal (k % CH) so that they overlap, added in a fixed order at the end. */
+ALWAYS_INLINE void v_accum(int NC, int CH, const float *p, int nv, const float *vc, int n_past, const int *slot, int D, int d0,
                            float sum, float *out) {
-    __m256 acc[8];
-    UNROLL8 for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
-    for (int s = 0; s < n_slots; s++) {
-        if (s >= n_past && vis && !vis[s - n_past]) continue;
-        __m256 e = _mm256_set1_ps(p[s]);
-        const float *v = vc + (int64_t)s * D + d0;
-        UNROLL8 for (int c = 0; c < NC; c++) acc[c] = _mm256_fmadd_ps(e, _mm256_loadu_ps(v + 8 * c), acc[c]);
+    __m256 acc[4][8];
+    UNROLL8 for (int h = 0; h < CH; h++)
+        UNROLL8 for (int c = 0; c < NC; c++) acc[h][c] = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + CH <= nv; k += CH)
+        UNROLL8 for (int h = 0; h < CH; h++) {
+            __m256 e = _mm256_set1_ps(p[k + h]);
+            const float *v = vc + (int64_t)vslot(k + h, n_past, slot) * D + d0;
+            UNROLL8 for (int c = 0; c < NC; c++) acc[h][c] = _mm256_fmadd_ps(e, _mm256_loadu_ps(v + 8 * c), acc[h][c]);
+        }
+    for (int h = 0; k < nv; k++, h++) { /* the last ordinals, each still in chain k % CH */
+        __m256 e = _mm256_set1_ps(p[k]);
+        const float *v = vc + (int64_t)vslot(k, n_past, slot) * D + d0;
+        UNROLL8 for (int c = 0; c < NC; c++) acc[h][c] = _mm256_fmadd_ps(e, _mm256_loadu_ps(v + 8 * c), acc[h][c]);
     }
     __m256 den = _mm256_set1_ps(sum);
-    UNROLL8 for (int c = 0; c < NC; c++) _mm256_storeu_ps(out + d0 + 8 * c, _mm256_div_ps(acc[c], den));
-}
-static void v_accum_n(int nc, const float *p, const float *vc, int n_past, int n_slots, const uint8_t *vis, int D, int d0, float sum,
-                      float *out) {
-    for (int c = 0; c < nc; c++) v_accum(1, p, vc, n_past, n_slots, vis, D, d0 + 8 * c, sum, out);
+    UNROLL8 for (int c = 0; c < NC; c++) {
+        __m256 r = acc[0][c];
+        if (CH == 2) r = _mm256_add_ps(acc[0][c], acc[1][c]);
+        if (CH == 4) r = _mm256_add_ps(_mm256_add_ps(acc[0][c], acc[1][c]), _mm256_add_ps(acc[2][c], acc[3][c]));
+        _mm256_storeu_ps(out + d0 + 8 * c, _mm256_div_ps(r, den));
+    }
 }
 #endif
-
-/* Task t handles the (row, head) items t, t + n_tasks, ...; its scores live in ws + t * (n_ctx + 8). */
+/* Task t handles the (row, head) items t, t + n_tasks, ...; its scores live in ws + t *
+ * backend_attn_ws_stride(n_ctx) (n_ctx + 8 floats, then n_ctx ints of slot numbers). */
 static void attn_task(void *arg, int t) {
     const attn_job *job = arg;
     const attn_args *a = job->a;
     int group = a->n_head / a->n_head_kv, D = a->head_dim, n_unc = a->n_prev + a->n;
     float scale = 1.0f / sqrtf((float)D);
-    float *p = job->ws + (int64_t)t * (a->n_ctx + 8);
+    float *p = job->ws + (int64_t)t * backend_attn_ws_stride(a->n_ctx);
     for (int item = t; item < a->n * a->n_head; item += job->n_tasks) {
         int i = item / a->n_head, h = item % a->n_head;
         const float *q = a->q + ((int64_t)i * a->n_head + h) * D;
@@ -739,11 +764,58 @@ static void attn_task(void *arg, int t) {
         float maxs = -INFINITY;
 #ifdef MOGE_AVX2
         for (int s0 = 0; s0 < n_slots; s0 += 8) scores8(q, kc, s0, n_slots, D, p);
-        for (int s = 0; s < n_slots; s++) {
-            int j = s - a->n_past;
-            if (j >= 0 && vis && !vis[j]) { p[s] = -INFINITY; continue; }
+        /* committed slots: scaled and their max taken 8 at a time (max is exact in any order) */
+        __m256 vs = _mm256_set1_ps(scale), vmax = _mm256_set1_ps(-INFINITY);
+        int s = 0;
+        for (; s + 8 <= a->n_past; s += 8) {
+            __m256 v = _mm256_mul_ps(_mm256_loadu_ps(p + s), vs);
+            _mm256_storeu_ps(p + s, v);
+            vmax = _mm256_max_ps(vmax, v);
+        }
+        float lanes[8];
+        _mm256_storeu_ps(lanes, vmax);
+        for (int l = 0; l < 8; l++) maxs = lanes[l] > maxs ? lanes[l] : maxs;
+        for (; s < a->n_past; s++) {
             p[s] *= scale;
             maxs = p[s] > maxs ? p[s] : maxs;
+        }
+        /* visible uncommitted slots: compacted after the committed ones, in slot order */
+        int *slot = (int *)(p + a->n_ctx + 8), nv = a->n_past;
+        for (int j = 0; j < last; j++) {
+            if (vis && !vis[j]) continue;
+            float v = p[a->n_past + j] * scale;
+            p[nv] = v;
+            slot[nv - a->n_past] = a->n_past + j;
+            nv++;
+            maxs = v > maxs ? v : maxs;
+        }
+        exp_shifted(p, nv, maxs);
+        /* sum: lane k % 8 takes ordinal k, lanes added by hsum's fixed order */
+        __m256 vsum = _mm256_setzero_ps();
+        int k = 0;
+        for (; k + 8 <= nv; k += 8) vsum = _mm256_add_ps(vsum, _mm256_loadu_ps(p + k));
+        _mm256_storeu_ps(lanes, vsum);
+        for (; k < nv; k++) lanes[k % 8] += p[k];
+        float sum = hsum(_mm256_loadu_ps(lanes));
+        int d = 0;
+        while (d + 8 <= D) { /* up to 64 elements per pass over the slots; chains fixed by D */
+            int nc = (D - d) / 8 < 8 ? (D - d) / 8 : 8;
+            switch (nc) {
+            case 8: v_accum(8, 1, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
+            case 7: v_accum(7, 1, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
+            case 6: v_accum(6, 1, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
+            case 5: v_accum(5, 1, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
+            case 4: v_accum(4, 2, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
+            case 3: v_accum(3, 2, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
+            case 2: v_accum(2, 4, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
+            default: v_accum(1, 4, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
+            }
+            d += nc * 8;
+        }
+        for (; d < D; d++) {
+            float acc = 0.0f;
+            for (k = 0; k < nv; k++) acc = fmaf(p[k], vc[(int64_t)vslot(k, a->n_past, slot) * D + d], acc);
+            out[d] = acc / sum;
         }
 #else
         for (int s = 0; s < n_slots; s++) {
@@ -752,37 +824,20 @@ static void attn_task(void *arg, int t) {
             p[s] = dot_f32(q, kc + (int64_t)s * D, D) * scale;
             maxs = p[s] > maxs ? p[s] : maxs;
         }
-#endif
         exp_shifted(p, n_slots, maxs);
-        /* visible slots in slot order: the same sums as the path alone (the committed slots, all
-         * visible, without a test each) */
+        /* visible slots in slot order: the same sums as the path alone */
         float sum = 0.0f;
-        for (int s = 0; s < a->n_past; s++) sum += p[s];
-        for (int s = a->n_past; s < n_slots; s++)
-            if (!vis || vis[s - a->n_past]) sum += p[s];
-        int d = 0;
-#ifdef MOGE_AVX2
-        while (d + 8 <= D) { /* up to 64 elements per pass over the slots */
-            int nc = (D - d) / 8 < 8 ? (D - d) / 8 : 8;
-            switch (nc) {
-            case 8: v_accum(8, p, vc, a->n_past, n_slots, vis, D, d, sum, out); break;
-            case 4: v_accum(4, p, vc, a->n_past, n_slots, vis, D, d, sum, out); break;
-            case 2: v_accum(2, p, vc, a->n_past, n_slots, vis, D, d, sum, out); break;
-            case 1: v_accum(1, p, vc, a->n_past, n_slots, vis, D, d, sum, out); break;
-            default: v_accum_n(nc, p, vc, a->n_past, n_slots, vis, D, d, sum, out); break;
-            }
-            d += nc * 8;
-        }
-#endif
-        for (; d < D; d++) {
+        for (int s = 0; s < n_slots; s++)
+            if (s < a->n_past || !vis || vis[s - a->n_past]) sum += p[s];
+        for (int d = 0; d < D; d++) {
             float acc = 0.0f;
             for (int s = 0; s < n_slots; s++) {
-                int j = s - a->n_past;
-                if (j >= 0 && vis && !vis[j]) continue;
+                if (s >= a->n_past && vis && !vis[s - a->n_past]) continue;
                 acc = fmaf(p[s], vc[(int64_t)s * D + d], acc);
             }
             out[d] = acc / sum;
         }
+#endif
     }
 }
 
