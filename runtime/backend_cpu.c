@@ -427,14 +427,10 @@ static void matmul_panels(float *y, const float *x, int n, const tensor *w, cons
 #define SPAN_BYTES (32 * 1024)
 #endif
 
-/* y (n, out) rows [o0, o1) = x · Wᵀ + bias. Up to 4 rows: one pass over each weight tile.
- * More: each weight tile is walked in spans, every group of 4 rows taking the span in turn, so
- * the weight slice is read from memory once and from L1 after. */
-static void matmul_range(float *y, const acts *x, int n, const tensor *w, const float *bias, int o0, int o1) {
-    if (w->panel) {
-        matmul_panels(y, x->x, n, w, bias, o0, o1);
-        return;
-    }
+/* y (n, out) rows [o0, o1) = x · Wᵀ + bias for n <= BACKEND_INVARIANT_ROWS. Up to 4 rows: one
+ * pass over each weight tile. More: each weight tile is walked in spans, every group of 4 rows
+ * taking the span in turn, so the weight slice is read from memory once and from L1 after. */
+static void matmul_rows(float *y, const acts *x, int n, const tensor *w, const float *bias, int o0, int o1) {
     int out = (int)w->shape[0], in = (int)w->shape[1];
     int quant = dtype_is_quant(w->type);
     tile_fn *fn;
@@ -471,6 +467,24 @@ static void matmul_range(float *y, const acts *x, int n, const tensor *w, const 
             for (int r = 0; r < n; r++)
                 for (int a = 0; a < to; a++) y[(int64_t)r * out + o + a] += bias[o + a];
         o += to;
+    }
+}
+
+/* Any number of rows: panel-layout weights directly, others BACKEND_INVARIANT_ROWS rows at a
+ * time (each row's values do not depend on the others, so the blocks change nothing; the tile
+ * state of matmul_rows is sized for that many rows). */
+static void matmul_range(float *y, const acts *x, int n, const tensor *w, const float *bias, int o0, int o1) {
+    if (w->panel) {
+        matmul_panels(y, x->x, n, w, bias, o0, o1);
+        return;
+    }
+    int64_t out = w->shape[0], in = w->shape[1], nb = (in + QBLOCK - 1) / QBLOCK;
+    for (int r0 = 0; r0 < n; r0 += BACKEND_INVARIANT_ROWS) {
+        acts part = *x;
+        if (part.x) part.x += r0 * in;
+        if (part.q) part.q += r0 * nb * QBLOCK, part.d += r0 * nb;
+        int rows = n - r0 < BACKEND_INVARIANT_ROWS ? n - r0 : BACKEND_INVARIANT_ROWS;
+        matmul_rows(y + r0 * out, &part, rows, w, bias, o0, o1);
     }
 }
 #else

@@ -383,6 +383,36 @@ static void test_cpu_equals_ref(void) {
         }
 }
 
+/* One forward of 128 rows through a quantized MoE model: 16 experts, 4 per token, so experts get
+ * more than 64 rows each (the blocks the quantized tiles are sized for; this crashed once) —
+ * the last row's logits against the ref backend's. */
+static void test_long_moe_prefill(void) {
+    const char *dir = "tests/fixtures/moe/pangu_16e4g";
+    for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_Q4; q++) {
+        moge_model *mc = load(dir, q, MOGE_BACKEND_CPU), *mr = load(dir, q, MOGE_BACKEND_REF);
+        if (!mc || !mr) { moge_model_free(mc); moge_model_free(mr); continue; }
+        moge_model_info info;
+        moge_model_get_info(mc, &info);
+        int V = info.n_vocab, n = 128;
+        int32_t seq[128];
+        for (int i = 0; i < n; i++) seq[i] = (i * 131 + 7) % V;
+        moge_context *cc = new_ctx(mc), *cr = new_ctx(mr);
+        const float *la = NULL, *lb = NULL;
+        moge_batch b = {.n = n, .tokens = seq, .logits_last_only = true};
+        CHECK(moge_forward(cc, &b, &la) == MOGE_OK);
+        float *a = malloc((size_t)V * sizeof(float));
+        if (la) memcpy(a, la, (size_t)V * sizeof(float));
+        CHECK(moge_forward(cr, &b, &lb) == MOGE_OK);
+        if (la && lb) {
+            double e = nerr(a, lb, V);
+            CHECKF(e < 1e-4, "%s %s, %d rows in one forward: cpu vs ref normalised error %.3g", dir, q == MOGE_QUANT_Q8 ? "q8" : "q4", n, e);
+        }
+        free(a);
+        moge_context_free(cc); moge_context_free(cr);
+        moge_model_free(mc); moge_model_free(mr);
+    }
+}
+
 typedef struct { int32_t ids[128]; int n; } collected;
 static bool collect(int32_t tok, void *user) {
     collected *c = user;
@@ -495,5 +525,5 @@ static void test_bad_quant(void) {
 int main(void) {
     backend_cpu_set_threads(2);
     RUN_TESTS(T(test_roundtrip), T(test_matmul_vs_ref), T(test_batch_invariance), T(test_accuracy), T(test_cpu_equals_ref),
-              T(test_speculative_lossless), T(test_memory), T(test_bad_quant));
+              T(test_long_moe_prefill), T(test_speculative_lossless), T(test_memory), T(test_bad_quant));
 }
