@@ -2,9 +2,9 @@
 # Targets: all (libmoge.a + moge), test, bench, demo, deps, asan, clean.
 
 CC      ?= cc
-PKGS    := openblas libpcre2-8 libcjson libcurl libutf8proc libcrypto libedit
+PKGS    := libpcre2-8 libcjson libcurl libutf8proc libcrypto libedit
 # Debian packages that provide $(PKGS) and the build tools; `make deps` installs the missing ones.
-DEB_PKGS := build-essential pkg-config libopenblas-dev libpcre2-dev libcjson-dev \
+DEB_PKGS := build-essential pkg-config libpcre2-dev libcjson-dev \
             libcurl4-openssl-dev libssl-dev libutf8proc-dev libedit-dev python3
 
 BUILD   ?= build

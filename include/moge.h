@@ -148,7 +148,7 @@ typedef struct moge_model moge_model;
 typedef struct moge_context moge_context;
 
 typedef enum {
-    MOGE_BACKEND_CPU = 0, /* OpenBLAS and vectorised loops, threaded */
+    MOGE_BACKEND_CPU = 0, /* vectorised kernels (AVX2/AVX-512), threaded */
     MOGE_BACKEND_REF = 1, /* plain loops with double accumulators: slow, the test oracle */
 } moge_backend;
 

@@ -1,7 +1,7 @@
 /*
  * backend.h — the op table every backend fills in. The transformer forward (forward.c) is
  * written once against this table; `ref` (backend_ref.c: plain loops with double accumulators,
- * the oracle) and `cpu` (backend_cpu.c: AVX2 kernels, threads, OpenBLAS for large prefill)
+ * the oracle) and `cpu` (backend_cpu.c: AVX2/AVX-512 kernels, threads)
  * implement it. tests/test_backend_ops.c compares every op of `cpu` with `ref` by normalised error.
  *
  * Batch invariance (cpu): for float weights in panel layout (every float matrix the cpu backend
@@ -21,10 +21,9 @@
 #include "runtime/quant.h"
 #include "runtime/tensor.h"
 
-/* Rows of a weight matrix the cpu backend converts to f32 at a time (F16/BF16 OpenBLAS GEMM). */
-#define BACKEND_MATMUL_BLOCK 64
 /* Batches up to this many rows use the batch-invariant kernels for row-layout and quantized
- * weights; larger ones (prompt prefill) may use OpenBLAS GEMM. Panel-layout weights never do. */
+ * weights; larger ones (prompt prefill) convert the weights a panel at a time to f32 (the same
+ * values) and use the panel kernel. Panel-layout weights are invariant at any batch size. */
 #define BACKEND_INVARIANT_ROWS 64
 
 struct threadpool;
@@ -35,7 +34,7 @@ static inline int64_t backend_attn_ws_stride(int n_ctx) { return 2 * (int64_t)n_
 /* What every op may use: the thread pool (NULL = single-threaded) and scratch memory. */
 typedef struct {
     struct threadpool *pool;
-    float *ws;       /* matmul: backend_ws_floats(largest input width) floats */
+    float *ws;       /* matmul: backend_ws_floats(largest input width, threads) floats */
     float *attn_ws;  /* attention: threadpool_size(pool) * backend_attn_ws_stride(n_ctx) floats */
 } backend_env;
 
@@ -72,17 +71,19 @@ typedef struct {
 } moe_args;
 
 /* Scratch floats one device needs for a batch of up to n rows (gathered inputs, gate, up, output,
- * and the int16 activations of the quantized kernels). */
+ * the int16 activations of the quantized kernels, one dequantized weight panel). */
 static inline int64_t moe_scratch_floats(int64_t n, int64_t n_embd, int64_t n_ff) {
     int64_t wide = n_embd > n_ff ? n_embd : n_ff;
-    return n * (2 * n_embd + 2 * n_ff) + wide + quant_act_floats(n, wide);
+    return n * (2 * n_embd + 2 * n_ff) + wide + quant_act_floats(n, wide) + TENSOR_PANEL * wide;
 }
 
-/* Floats of backend_env.ws for matmul inputs up to max_in wide: a block of weight rows converted
- * to f32 (OpenBLAS path), or the int16 activations of up to BACKEND_INVARIANT_ROWS rows. */
-static inline int64_t backend_ws_floats(int64_t max_in) {
-    int64_t blas = BACKEND_MATMUL_BLOCK * max_in, act = quant_act_floats(BACKEND_INVARIANT_ROWS, max_in);
-    return blas > act ? blas : act;
+/* Floats of backend_env.ws for matmul inputs up to max_in wide and n_threads threads: the int16
+ * activations of up to BACKEND_INVARIANT_ROWS rows, or one weight panel converted to f32 per
+ * thread (more rows than that with weights not in panel layout). */
+static inline int64_t backend_ws_floats(int64_t max_in, int n_threads) {
+    int64_t panels = (int64_t)(n_threads > 0 ? n_threads : 1) * TENSOR_PANEL * max_in,
+            act = quant_act_floats(BACKEND_INVARIANT_ROWS, max_in);
+    return panels > act ? panels : act;
 }
 
 typedef struct backend_ops {
@@ -106,8 +107,5 @@ typedef struct backend_ops {
 
 extern const backend_ops backend_ref;
 extern const backend_ops backend_cpu;
-
-/* Sets the number of threads OpenBLAS may use (large prefill GEMMs). */
-void backend_cpu_set_threads(int n_threads);
 
 #endif

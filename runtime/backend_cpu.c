@@ -7,15 +7,15 @@
  * output is one fused multiply-add chain in element order: no horizontal sums, the weights read
  * once per tile of rows, and the same bits at any batch size (decode, tree verification and
  * prompt prefill alike; a 680-token prefill of the dense benchmark model took 1.1 s against 4.0 s
- * through OpenBLAS on the 2-core machine). Weights
+ * through OpenBLAS sgemm on the 2-core machine). Weights
  * in row layout (a tied lm_head, which the token lookup shares) and block-quantized ones (Q8/Q4)
  * use tiles of 4 weight rows × 4 input rows with a fixed reduction order up to
- * BACKEND_INVARIANT_ROWS rows (int16 dot products, VNNI where present, for Q8/Q4), OpenBLAS
- * GEMM beyond (converted to f32 a block of rows at a time). Output rows are split over the
- * thread pool. Attention walks the visible slots in slot order, scoring 8 slots at a time.
+ * BACKEND_INVARIANT_ROWS rows (int16 dot products, VNNI where present, for Q8/Q4); beyond, each
+ * panel of 16 weight rows is converted to f32 once and run through the panel kernel (matmul_deq;
+ * OpenBLAS sgemm, used before, was slower on the machines measured). Output rows are split over
+ * the thread pool. Attention walks the visible slots in slot order, scoring 8 slots at a time.
  * Everything else is row-wise.
  */
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 #if defined(__AVX2__) && defined(__FMA__)
@@ -26,9 +26,6 @@
 #include "runtime/backend.h"
 #include "runtime/threadpool.h"
 
-void backend_cpu_set_threads(int n_threads) {
-    if (n_threads > 0) openblas_set_num_threads(n_threads);
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* matmul tiles with a fixed reduction order                                                  */
@@ -487,6 +484,36 @@ static void matmul_range(float *y, const acts *x, int n, const tensor *w, const 
         matmul_rows(y + r0 * out, &part, rows, w, bias, o0, o1);
     }
 }
+
+/* Weights not in panel layout (quantized, or a tied lm_head) and more rows than the invariant
+ * kernels take (a long prefill): each panel of TENSOR_PANEL weight rows is converted once into
+ * `panel` (TENSOR_PANEL * in floats, panel layout, the values tensor_get gives) and multiplied
+ * into all n rows by the float panel kernel, so the conversion is paid once per pass, not per
+ * row. (This replaced OpenBLAS sgemm, which was slower here and is not batch-invariant.) */
+#define HAVE_MATMUL_DEQ 1
+static void matmul_deq(float *y, const float *x, int n, const tensor *w, int o0, int o1, float *panel) {
+    int64_t out = w->shape[0], in = w->shape[1], nb = (in + QBLOCK - 1) / QBLOCK;
+    size_t rb = dtype_row_bytes(w->type, in);
+    for (int64_t o = o0; o < o1; o += TENSOR_PANEL) {
+        for (int j = 0; j < TENSOR_PANEL; j++) {
+            const char *row = (const char *)w->data + (size_t)(o + j) * rb;
+            for (int64_t c = 0; c < in; c++) {
+                float v = 0.0f;
+                if (o + j < out && o + j < o1) {
+                    if (w->type == DTYPE_Q8) v = q8_value((const block_q8 *)row + c / QBLOCK, (int)(c % QBLOCK));
+                    else if (w->type == DTYPE_Q4) v = q4_value((const block_q4 *)row + c / QBLOCK, (int)(c % QBLOCK));
+                    else v = tensor_get(w, (o + j) * in + c);
+                }
+                panel[c * TENSOR_PANEL + j] = v;
+            }
+        }
+        (void)nb;
+        int cols = o1 - o < TENSOR_PANEL ? (int)(o1 - o) : TENSOR_PANEL;
+        for (int r = 0; r < n; r += PT_ROWS)
+            ptile_F32(n - r < PT_ROWS ? n - r : PT_ROWS, 1, (const char *)panel, 0, (int)in, x + (int64_t)r * in, y + (int64_t)r * out + o,
+                      out, cols);
+    }
+}
 #else
 #define PANEL_TILE 1
 /* Portable fallback: the same per-value orders (one accumulator per value, element or block
@@ -538,9 +565,11 @@ static void matmul_range(float *y, const acts *x, int n, const tensor *w, const 
 typedef struct {
     float *y;
     const acts *x;
+    const float *xf; /* matmul_deq_task: f32 rows */
     int n, n_tasks;
     const tensor *w;
     const float *bias;
+    float *panels;   /* matmul_deq_task: TENSOR_PANEL * in floats per task */
 } matmul_job;
 
 static void matmul_task(void *arg, int t) {
@@ -557,6 +586,20 @@ static void matmul_task(void *arg, int t) {
     matmul_range(j->y, j->x, j->n, j->w, j->bias, o0, o1);
 }
 
+#ifdef HAVE_MATMUL_DEQ
+static void matmul_deq_task(void *arg, int t) {
+    const matmul_job *j = arg;
+    int out = (int)j->w->shape[0], in = (int)j->w->shape[1], units = (out + TENSOR_PANEL - 1) / TENSOR_PANEL;
+    int o0 = (int)((int64_t)units * t / j->n_tasks) * TENSOR_PANEL, o1 = (int)((int64_t)units * (t + 1) / j->n_tasks) * TENSOR_PANEL;
+    if (o1 > out) o1 = out;
+    if (o0 >= o1) return;
+    matmul_deq(j->y, j->xf, j->n, j->w, o0, o1, j->panels + (int64_t)t * TENSOR_PANEL * in);
+    if (j->bias)
+        for (int r = 0; r < j->n; r++)
+            for (int o = o0; o < o1; o++) j->y[(int64_t)r * out + o] += j->bias[o];
+}
+#endif
+
 static void cpu_matmul(const backend_env *env, float *y, const float *x, int n, const tensor *w, const float *bias) {
     int out = (int)w->shape[0], in = (int)w->shape[1];
     if (n <= BACKEND_INVARIANT_ROWS || w->panel) {
@@ -568,20 +611,22 @@ static void cpu_matmul(const backend_env *env, float *y, const float *x, int n, 
         threadpool_run(env->pool, j.n_tasks, matmul_task, &j);
         return;
     }
-    float beta = 0.0f;
-    if (bias) {
-        for (int r = 0; r < n; r++) memcpy(y + (int64_t)r * out, bias, (size_t)out * sizeof(float));
-        beta = 1.0f;
-    }
-    if (w->type == DTYPE_F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w->data, in, beta, y, out);
+#ifdef HAVE_MATMUL_DEQ
+    /* one task per thread, each with its own panel of env->ws (backend_ws_floats) */
+    matmul_job j = {.y = y, .xf = x, .n = n, .n_tasks = threadpool_size(env->pool), .w = w, .bias = bias, .panels = env->ws};
+    threadpool_run(env->pool, j.n_tasks, matmul_deq_task, &j);
+#else
+    acts xa = {.x = x};
+    if (dtype_is_quant(w->type)) { /* 64 rows at a time through the activation scratch */
+        for (int r0 = 0; r0 < n; r0 += BACKEND_INVARIANT_ROWS) {
+            int rows = n - r0 < BACKEND_INVARIANT_ROWS ? n - r0 : BACKEND_INVARIANT_ROWS;
+            xa = prepare_acts(w, x + (int64_t)r0 * in, rows, env->ws);
+            matmul_range(y + (int64_t)r0 * out, &xa, rows, w, bias, 0, out);
+        }
         return;
     }
-    for (int r0 = 0; r0 < out; r0 += BACKEND_MATMUL_BLOCK) {
-        int rows = out - r0 < BACKEND_MATMUL_BLOCK ? out - r0 : BACKEND_MATMUL_BLOCK;
-        tensor_to_f32(w, (int64_t)r0 * in, (int64_t)rows * in, env->ws);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, in, 1.0f, x, in, env->ws, in, beta, y + r0, out);
-    }
+    matmul_range(y, &xa, n, w, bias, 0, out);
+#endif
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -868,24 +913,35 @@ static void cpu_attention(const backend_env *env, const attn_args *a) {
 
 /* One device: every active expert it owns, one small GEMM each over the expert's gathered rows.
  * Runs inside a pool task, so its matmuls are single-threaded (matmul_range). */
+/* y (n, w rows) = x · wᵀ for one expert on one device (single-threaded); act and panel are the
+ * device's scratch for quantized activations and a dequantized panel. */
+static void expert_matmul(float *y, const float *x, int n, const tensor *w, float *act, float *panel) {
+#ifdef HAVE_MATMUL_DEQ
+    if (dtype_is_quant(w->type) && n > BACKEND_INVARIANT_ROWS) {
+        matmul_deq(y, x, n, w, 0, (int)w->shape[0], panel);
+        return;
+    }
+#endif
+    (void)panel;
+    acts xa = prepare_acts(w, x, n, act);
+    matmul_range(y, &xa, n, w, NULL, 0, (int)w->shape[0]);
+}
+
 static void moe_device_task(void *arg, int d) {
     const moe_args *a = arg;
-    int E = a->n_embd, F = a->n_ff;
+    int E = a->n_embd, F = a->n_ff, wide = E > F ? E : F;
     float *xs = a->dev_scratch + (int64_t)d * moe_scratch_floats(a->n, E, F);
     float *g = xs + (int64_t)a->n * E, *u = g + (int64_t)a->n * F, *y = u + (int64_t)a->n * F;
-    float *act = xs + (int64_t)a->n * (2 * E + 2 * F) + (E > F ? E : F);
+    float *act = xs + (int64_t)a->n * (2 * E + 2 * F) + wide, *panel = act + quant_act_floats(a->n, wide);
     for (int e = a->device_begin[d]; e < a->device_begin[d + 1]; e++) {
         int first = a->offset[e], cnt = a->offset[e + 1] - first;
         if (cnt == 0) continue;
         for (int i = 0; i < cnt; i++)
             memcpy(xs + (int64_t)i * E, a->x + (int64_t)(a->order[first + i] / a->k) * E, (size_t)E * sizeof(float));
-        acts xa = prepare_acts(&a->gate[e], xs, cnt, act);
-        matmul_range(g, &xa, cnt, &a->gate[e], NULL, 0, F);
-        if (a->up[e].type != a->gate[e].type) xa = prepare_acts(&a->up[e], xs, cnt, act);
-        matmul_range(u, &xa, cnt, &a->up[e], NULL, 0, F);
+        expert_matmul(g, xs, cnt, &a->gate[e], act, panel); /* (quantizes xs twice when both are quantized; cheap) */
+        expert_matmul(u, xs, cnt, &a->up[e], act, panel);
         cpu_swiglu(g, u, (int64_t)cnt * F);
-        acts ga = prepare_acts(&a->down[e], g, cnt, act);
-        matmul_range(y, &ga, cnt, &a->down[e], NULL, 0, E);
+        expert_matmul(y, g, cnt, &a->down[e], act, panel);
         for (int i = 0; i < cnt; i++)
             memcpy(a->pair_out + (int64_t)a->order[first + i] * E, y + (int64_t)i * E, (size_t)E * sizeof(float));
     }

@@ -397,7 +397,6 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
     m->ops = p.backend == MOGE_BACKEND_REF ? &backend_ref : &backend_cpu;
     m->n_threads = p.n_threads > 0 ? p.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (m->n_threads < 1) m->n_threads = 1;
-    if (m->ops == &backend_cpu) backend_cpu_set_threads(m->n_threads);
     *out = m;
     if (err && n) err[0] = 0;
     return MOGE_OK;

@@ -10,7 +10,7 @@
 #include "runtime/threadpool.h"
 
 static uint64_t rng = 12345;
-static float ws_buf[BACKEND_MATMUL_BLOCK * 256], attn_buf[2 * 4096];
+static float ws_buf[64 * 256], attn_buf[2 * 4096];
 static backend_env env = {.ws = ws_buf, .attn_ws = attn_buf};
 static float frand(void) { /* uniform in [-1, 1) */
     rng = rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -214,7 +214,6 @@ static void test_negative_control(void) {
 }
 
 int main(void) {
-    backend_cpu_set_threads(2);
     RUN_TESTS(T(test_matmul), T(test_matmul_batch_invariance), T(test_rmsnorm), T(test_rope), T(test_attention), T(test_swiglu),
               T(test_negative_control));
 }

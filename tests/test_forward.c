@@ -1,7 +1,7 @@
 /*
  * test_forward.c — properties of the batched forward on real model files:
  *  - batched prefill == token-by-token decoding: bit for bit up to 64 rows (the cpu backend is
- *    batch-invariant there), normalised error <= 1e-5 for a 100-row OpenBLAS prefill;
+ *    batch-invariant there), normalised error <= 1e-5 for a 100-row prefill;
  *  - a tree forward gives each node the logits of its root-to-node path run alone, bit for bit;
  *  - the same tree run level by level (`extend`) gives the same bits;
  *  - committing a tree path then decoding == decoding that path from scratch, bit for bit;
@@ -169,7 +169,8 @@ static void test_tree_equals_paths(void) {
     }
 }
 
-/* A prefill longer than 64 rows takes the OpenBLAS path: equal to decoding within 1e-5. */
+/* A prefill longer than 64 rows (the tied lm_head, in row layout, then takes the converted-panel
+ * path): equal to decoding within 1e-5. */
 static void test_long_prefill(void) {
     moge_model *m = load("models/stories260K", MOGE_BACKEND_CPU);
     if (!m) return;

@@ -5,7 +5,7 @@
  *  - cpu matmul == ref matmul on quantized tensors (both dequantize the same weights), with and
  *    without bias, widths that are not multiples of 32 or 8: the integer kernels (1..64 rows,
  *    int16 activations) within 1e-6 of the ref on the same rounded activations and 5e-5 of the
- *    ref on f32 activations; the OpenBLAS path (65, 100 rows) within 1e-5;
+ *    ref on f32 activations; the converted-panel path (65, 100 rows) within 1e-5;
  *  - batch invariance of the kernels, bit for bit: each row alone == the same row in a batch of
  *    13 (threads or not), for Q8, Q4, F32, BF16 and F16;
  *  - end to end on models/stories260K and tests/fixtures/moe/pangu_64e8g_bf16: a 100-token greedy
@@ -25,7 +25,7 @@
 #include "runtime/threadpool.h"
 
 static uint64_t rng = 777;
-static float ws_buf[BACKEND_MATMUL_BLOCK * 512], attn_buf[2 * 4096];
+static float ws_buf[64 * 512], attn_buf[2 * 4096];
 static backend_env env = {.ws = ws_buf, .attn_ws = attn_buf};
 static float frand(void) { /* uniform in [-1, 1) */
     rng = rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -145,7 +145,7 @@ static void check_matmul(dtype type, int n, int out, int in, int with_bias) {
     backend_ref.matmul(&env, y1, x, n, &w, with_bias ? bias : NULL);
     backend_cpu.matmul(&env, y2, x, n, &w, with_bias ? bias : NULL);
     double e = nerr(y2, y1, (int64_t)n * out);
-    if (n > BACKEND_INVARIANT_ROWS) { /* OpenBLAS on the dequantized weights, f32 activations */
+    if (n > BACKEND_INVARIANT_ROWS) { /* the panel kernel on the dequantized weights, f32 activations */
         CHECKF(e < 1e-5, "matmul %s n=%d out=%d in=%d bias=%d: normalised error %.3g", dtype_name(type), n, out, in, with_bias, e);
     } else {
         /* The integer kernels round the activations to int16 per block of 32 (quant_act_row):
@@ -284,8 +284,8 @@ static void greedy(moge_context *c, int32_t *seq, int n_prompt, int n_gen, int V
 }
 
 /* Logits of every row of seq (n rows, causal) into out, in batches of up to 32 rows (the
- * batch-invariant kernels a decode uses; above 64 rows the cpu backend would use OpenBLAS with
- * f32 activations). */
+ * batch-invariant kernels a decode uses; above 64 rows the cpu backend would use the dequantized
+ * panel path with f32 activations). */
 static void all_logits(moge_context *c, const int32_t *seq, int n, float *out, int V) {
     const float *lg;
     moge_kv_truncate(c, 0);
@@ -523,7 +523,6 @@ static void test_bad_quant(void) {
 }
 
 int main(void) {
-    backend_cpu_set_threads(2);
     RUN_TESTS(T(test_roundtrip), T(test_matmul_vs_ref), T(test_batch_invariance), T(test_accuracy), T(test_cpu_equals_ref),
               T(test_long_moe_prefill), T(test_speculative_lossless), T(test_memory), T(test_bad_quant));
 }
