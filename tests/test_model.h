@@ -7,15 +7,19 @@
 
 #include "moge.h"
 
-static inline moge_model *test_load(const char *dir, moge_backend backend, int n_threads) {
+static inline moge_model *test_load_params(const char *dir, const moge_model_params *p) {
     char err[512];
+    moge_model *m = NULL;
+    moge_status st = moge_model_load(dir, p, &m, err, sizeof err);
+    CHECKF(st == MOGE_OK, "%s: %s", dir, err);
+    return m;
+}
+
+static inline moge_model *test_load(const char *dir, moge_backend backend, int n_threads) {
     moge_model_params p = moge_model_default_params();
     p.backend = backend;
     p.n_threads = n_threads;
-    moge_model *m = NULL;
-    moge_status st = moge_model_load(dir, &p, &m, err, sizeof err);
-    CHECKF(st == MOGE_OK, "%s: %s", dir, err);
-    return m;
+    return test_load_params(dir, &p);
 }
 
 /* A context of n_ctx slots taking up to 64 rows per forward. */

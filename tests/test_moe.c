@@ -15,6 +15,7 @@
 
 #include "harness.h"
 #include "test_util.h"
+#include "test_model.h"
 #include "moge.h"
 #include "test_ref.h"
 #include "runtime/backend.h"
@@ -139,17 +140,13 @@ static void test_dispatch_equals_naive(void) {
 /* ---------------------------------------------------------------------------------------- */
 
 static moge_model *load(const char *dir, moge_backend backend, moge_routing routing, int n_group, int topk_group) {
-    char err[512];
     moge_model_params p = moge_model_default_params();
     p.backend = backend;
     p.n_threads = 2;
     p.routing = routing;
     p.n_group = n_group;
     p.topk_group = topk_group;
-    moge_model *m = NULL;
-    moge_status st = moge_model_load(dir, &p, &m, err, sizeof err);
-    CHECKF(st == MOGE_OK, "%s: %s", dir, err);
-    return m;
+    return test_load_params(dir, &p);
 }
 
 static void check_fixture(const char *name, const char *variant, moge_routing routing, int n_group, int topk_group, moge_backend backend) {

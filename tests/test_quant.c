@@ -19,6 +19,7 @@
 
 #include "harness.h"
 #include "test_util.h"
+#include "test_model.h"
 #include "moge.h"
 #include "runtime/backend.h"
 #include "runtime/quant.h"
@@ -240,15 +241,11 @@ static void test_batch_invariance(void) {
 /* end to end                                                                                 */
 
 static moge_model *load(const char *dir, moge_quant q, moge_backend backend) {
-    char err[512];
     moge_model_params p = moge_model_default_params();
     p.n_threads = 2;
     p.quant = q;
     p.backend = backend;
-    moge_model *m = NULL;
-    moge_status st = moge_model_load(dir, &p, &m, err, sizeof err);
-    CHECKF(st == MOGE_OK, "%s: %s", dir, err);
-    return m;
+    return test_load_params(dir, &p);
 }
 
 static moge_context *new_ctx(moge_model *m) {

@@ -34,24 +34,11 @@ sys.path.insert(0, HERE)
 import model as M  # noqa: E402
 from export import load_exported  # noqa: E402
 from tok512 import Tok512  # noqa: E402
-from train import DATA, TOKENIZER, VALID_FILE  # noqa: E402
+from train import DATA, TOKENIZER, VALID_FILE, read_stories  # noqa: E402
 
 TOKENS = 48
 MIN_MARGIN = 2e-5  # 20x the ~1e-6 relative error of a float32 forward
 OUT_DIR = "tests/fixtures/demo"
-
-
-def stories(path):
-    story = []
-    with open(path, encoding="utf-8") as f:
-        for line in f.read().split("\n"):
-            if line == "<|endoftext|>":
-                body = "\n".join(story).strip()
-                if body:
-                    yield body
-                story = []
-            else:
-                story.append(line)
 
 
 def run(model, ids):
@@ -110,7 +97,7 @@ def main(argv):
     for mdir in args.models:
         model = load_exported(mdir).double()
         name = os.path.basename(os.path.normpath(mdir))
-        for k, story in enumerate(stories(os.path.join(DATA, VALID_FILE))):
+        for k, story in enumerate(read_stories(os.path.join(DATA, VALID_FILE))):
             ids = tok.encode(story, bos=True, eos=False)[:TOKENS]
             if len(ids) < TOKENS:
                 continue

@@ -33,7 +33,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from train import DATA, VALID_FILE  # noqa: E402
+from train import DATA, VALID_FILE, read_stories  # noqa: E402
 
 MOGE = os.path.join(ROOT, "build", "moge")
 MODELS = {"target": "models/tinystories-moge", "twin": "models/tinystories-topk",
@@ -57,16 +57,7 @@ def with_json(args):
 
 
 def stories():
-    story = []
-    with open(os.path.join(DATA, VALID_FILE), encoding="utf-8") as f:
-        for line in f.read().split("\n"):
-            if line == "<|endoftext|>":
-                body = "\n".join(story).strip()
-                if body:
-                    yield body
-                story = []
-            else:
-                story.append(line)
+    return read_stories(os.path.join(DATA, VALID_FILE))
 
 
 def first_sentence(text):

@@ -112,22 +112,29 @@ def parse_args(argv):
 # ---------------------------------------------------------------------------------------------
 # Data
 
-def tokenize_file(tok, path):
-    """Token ids of a TinyStories file: <s> story </s> per story, concatenated (uint16)."""
+def read_stories(path):
+    """The stories of a TinyStories file (separated by lines "<|endoftext|>"), each stripped;
+    empty ones left out."""
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    out = []
     story = []
     for line in text.split("\n"):
         if line == "<|endoftext|>":
             body = "\n".join(story).strip()
             if body:
-                out.extend(tok.encode(body, bos=True, eos=True))
+                yield body
             story = []
         else:
             story.append(line)
     body = "\n".join(story).strip()
     if body:
+        yield body
+
+
+def tokenize_file(tok, path):
+    """Token ids of a TinyStories file: <s> story </s> per story, concatenated (uint16)."""
+    out = []
+    for body in read_stories(path):
         out.extend(tok.encode(body, bos=True, eos=True))
     return np.asarray(out, dtype=np.uint16)
 
