@@ -490,7 +490,6 @@ static void matmul_range(float *y, const acts *x, int n, const tensor *w, const 
  * `panel` (TENSOR_PANEL * in floats, panel layout, the values tensor_get gives) and multiplied
  * into all n rows by the float panel kernel, so the conversion is paid once per pass, not per
  * row. (This replaced OpenBLAS sgemm, which was slower here and is not batch-invariant.) */
-#define HAVE_MATMUL_DEQ 1
 static void matmul_deq(float *y, const float *x, int n, const tensor *w, int o0, int o1, float *panel) {
     int64_t out = w->shape[0], in = w->shape[1], nb = (in + QBLOCK - 1) / QBLOCK;
     size_t rb = dtype_row_bytes(w->type, in);
@@ -526,6 +525,12 @@ static void matmul_panels(float *y, const float *x, int n, const tensor *w, cons
             for (int k = 0; k < in; k++) acc = fmaf(x[(int64_t)r * in + k], tensor_get(w, (int64_t)o * in + k), acc);
             y[(int64_t)r * out + o] = acc + (bias ? bias[o] : 0.0f);
         }
+}
+
+/* Over 64 rows, any layout: the values tensor_get gives, f32 activations (as the vector build). */
+static void matmul_deq(float *y, const float *x, int n, const tensor *w, int o0, int o1, float *panel) {
+    (void)panel;
+    matmul_panels(y, x, n, w, NULL, o0, o1);
 }
 
 static void matmul_range(float *y, const acts *x, int n, const tensor *w, const float *bias, int o0, int o1) {
@@ -586,7 +591,6 @@ static void matmul_task(void *arg, int t) {
     matmul_range(j->y, j->x, j->n, j->w, j->bias, o0, o1);
 }
 
-#ifdef HAVE_MATMUL_DEQ
 static void matmul_deq_task(void *arg, int t) {
     const matmul_job *j = arg;
     int out = (int)j->w->shape[0], in = (int)j->w->shape[1], units = (out + TENSOR_PANEL - 1) / TENSOR_PANEL;
@@ -598,7 +602,6 @@ static void matmul_deq_task(void *arg, int t) {
         for (int r = 0; r < j->n; r++)
             for (int o = o0; o < o1; o++) j->y[(int64_t)r * out + o] += j->bias[o];
 }
-#endif
 
 static void cpu_matmul(const backend_env *env, float *y, const float *x, int n, const tensor *w, const float *bias) {
     int out = (int)w->shape[0], in = (int)w->shape[1];
@@ -611,22 +614,9 @@ static void cpu_matmul(const backend_env *env, float *y, const float *x, int n, 
         threadpool_run(env->pool, j.n_tasks, matmul_task, &j);
         return;
     }
-#ifdef HAVE_MATMUL_DEQ
     /* one task per thread, each with its own panel of env->ws (backend_ws_floats) */
     matmul_job j = {.y = y, .xf = x, .n = n, .n_tasks = threadpool_size(env->pool), .w = w, .bias = bias, .panels = env->ws};
     threadpool_run(env->pool, j.n_tasks, matmul_deq_task, &j);
-#else
-    acts xa = {.x = x};
-    if (dtype_is_quant(w->type)) { /* 64 rows at a time through the activation scratch */
-        for (int r0 = 0; r0 < n; r0 += BACKEND_INVARIANT_ROWS) {
-            int rows = n - r0 < BACKEND_INVARIANT_ROWS ? n - r0 : BACKEND_INVARIANT_ROWS;
-            xa = prepare_acts(w, x + (int64_t)r0 * in, rows, env->ws);
-            matmul_range(y + (int64_t)r0 * out, &xa, rows, w, bias, 0, out);
-        }
-        return;
-    }
-    matmul_range(y, &xa, n, w, bias, 0, out);
-#endif
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -916,13 +906,10 @@ static void cpu_attention(const backend_env *env, const attn_args *a) {
 /* y (n, w rows) = x · wᵀ for one expert on one device (single-threaded); act and panel are the
  * device's scratch for quantized activations and a dequantized panel. */
 static void expert_matmul(float *y, const float *x, int n, const tensor *w, float *act, float *panel) {
-#ifdef HAVE_MATMUL_DEQ
     if (dtype_is_quant(w->type) && n > BACKEND_INVARIANT_ROWS) {
         matmul_deq(y, x, n, w, 0, (int)w->shape[0], panel);
         return;
     }
-#endif
-    (void)panel;
     acts xa = prepare_acts(w, x, n, act);
     matmul_range(y, &xa, n, w, NULL, 0, (int)w->shape[0]);
 }
