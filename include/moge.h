@@ -309,8 +309,8 @@ typedef struct {
 /* Runs the model on `batch`, writing the rows' K/V into slots n_past .. n_past+n-1 (after the kept
  * uncommitted rows with `extend`; n_past itself does not move: commit what you keep with
  * moge_kv_commit). The cpu backend computes rows batch-invariantly — a row's logits do not depend,
- * bit for bit, on the other rows — at any batch size for float weights, and for batches of up
- * to 64 rows with quantized weights or a tied lm_head. On success *logits points to
+ * bit for bit, on the other rows — at any batch size (a tied lm_head in row layout: up to 64
+ * rows). On success *logits points to
  * (n, n_vocab) floats (or (1, n_vocab) with logits_last_only), owned by the context and valid until
  * the next forward. Errors: MOGE_ERR_ARG (bad token id, parent or size),
  * MOGE_ERR_CONTEXT_FULL (n_past + n > n_ctx). On error the cache is unchanged. */

@@ -4,9 +4,9 @@
  * the oracle) and `cpu` (backend_cpu.c: AVX2/AVX-512 kernels, threads)
  * implement it. tests/test_backend_ops.c compares every op of `cpu` with `ref` by normalised error.
  *
- * Batch invariance (cpu): for float weights in panel layout (every float matrix the cpu backend
- * loads, except a tied lm_head) at any batch size, and for the others for batches of up to
- * BACKEND_INVARIANT_ROWS rows, every output value
+ * Batch invariance (cpu): for weights in panel layout (every matrix the cpu backend loads, float
+ * or quantized, except a tied lm_head left in float) at any batch size, and for the others for
+ * batches of up to BACKEND_INVARIANT_ROWS rows, every output value
  * is computed by the same sequence of floating-point operations whatever the other rows of the
  * batch are, and attention sums over the visible slots in slot order, skipping masked ones. So a
  * tree node's logits equal, bit for bit, those of its path decoded one token at a time — which is

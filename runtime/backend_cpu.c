@@ -1,19 +1,20 @@
 /*
  * backend_cpu.c — the fast CPU backend.
  *
- * Matmul: float weights (F32/F16/BF16) are held in panel layout (tensor.h, laid out at load):
- * a tile of up to 8 input rows × 32 outputs (6 × 16 with AVX2 only) walks the panels' columns,
- * broadcasting one input value and multiply-adding a vector of 16 weights per step, so each
- * output is one fused multiply-add chain in element order: no horizontal sums, the weights read
- * once per tile of rows, and the same bits at any batch size (decode, tree verification and
- * prompt prefill alike; a 680-token prefill of the dense benchmark model took 1.1 s against 4.0 s
- * through OpenBLAS sgemm on the 2-core machine). Weights
- * in row layout (a tied lm_head, which the token lookup shares) and block-quantized ones (Q8/Q4)
- * use tiles of 4 weight rows × 4 input rows with a fixed reduction order up to
- * BACKEND_INVARIANT_ROWS rows (int16 dot products, VNNI where present, for Q8/Q4); beyond, each
- * panel of 16 weight rows is converted to f32 once and run through the panel kernel (matmul_deq;
- * OpenBLAS sgemm, used before, was slower on the machines measured). Output rows are split over
- * the thread pool. Attention walks the visible slots in slot order, scoring 8 slots at a time.
+ * Matmul: the weights the cpu backend loads are held in panel layout (tensor.h, laid out or
+ * quantized into it at load): a tile of up to 8 input rows × 32 outputs (6 × 16 with AVX2 only)
+ * walks the panels' columns, broadcasting one input value and multiply-adding a vector of 16
+ * weights per step (Q8/Q4: 16 codes converted and multiplied by their scales first, the exact
+ * dequantized values), so each output is one fused multiply-add chain in element order: no
+ * horizontal sums, the weights read once per tile of rows, and the same bits at any batch size
+ * (decode, tree verification and prompt prefill alike; a 680-token prefill of the dense
+ * benchmark model took 1.1 s against 4.0 s through OpenBLAS sgemm on the 2-core machine).
+ * Weights in row layout (a tied lm_head, which the token lookup shares; block-quantized
+ * matrices built outside the loader) use tiles of 4 weight rows × 4 input rows with a fixed
+ * reduction order up to BACKEND_INVARIANT_ROWS rows (int16 activations and integer dot
+ * products, VNNI where present, for Q8/Q4); beyond, each panel of 16 weight rows is converted to
+ * f32 once and run through the panel kernel (matmul_deq; OpenBLAS sgemm, used before, was slower
+ * on the machines measured). Output rows are split over the thread pool. Attention walks the visible slots in slot order, scoring 8 slots at a time.
  * Everything else is row-wise.
  */
 #include <math.h>
@@ -61,7 +62,7 @@ typedef struct {
  * (quant_act_floats(n, in) floats). */
 static acts prepare_acts(const tensor *w, const float *x, int n, float *scratch) {
     acts a = {.x = x};
-    if (dtype_is_quant(w->type)) quant_act_rows(x, n, w->shape[1], scratch, &a.q, &a.d);
+    if (dtype_is_quant(w->type) && !w->panel) quant_act_rows(x, n, w->shape[1], scratch, &a.q, &a.d);
     return a;
 }
 
@@ -317,6 +318,13 @@ TILE_TYPE(Q4, Q_CALL_Q4)
 #define PT_PANELS 1
 #endif
 
+ALWAYS_INLINE vf vf_mul(vf a, vf b) {
+#ifdef __AVX512F__
+    return _mm512_mul_ps(a, b);
+#else
+    return _mm256_mul_ps(a, b);
+#endif
+}
 ALWAYS_INLINE vf vf_set1(float v) {
 #ifdef __AVX512F__
     return _mm512_set1_ps(v);
@@ -339,9 +347,67 @@ ALWAYS_INLINE void vf_storeu(float *p, vf v) {
 #define PT_C2 (2 * PT_PANELS)
 #define PT_ACC (PT_C1 * PNV) /* accumulators per row, at most */
 
+/* The codes of column k of a Q8 / Q4 panel block for rows v * VL .. v * VL + VL - 1, as f32. */
+ALWAYS_INLINE vf qcodes(dtype T, const char *blk, int k, int v) {
+#ifdef __AVX512F__
+    (void)v;
+    if (T == DTYPE_Q8) return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((const pblock_q8 *)blk)->q[k])));
+    __m128i by = _mm_loadu_si128((const __m128i *)((const pblock_q4 *)blk)->q[k / 2]);
+    __m128i codes = _mm_and_si128(k % 2 ? _mm_srli_epi16(by, 4) : by, _mm_set1_epi8(15));
+    return _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(codes), _mm512_set1_epi32(8)));
+#else
+    if (T == DTYPE_Q8) return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(((const pblock_q8 *)blk)->q[k] + 8 * v))));
+    __m128i by = _mm_loadl_epi64((const __m128i *)(((const pblock_q4 *)blk)->q[k / 2] + 8 * v));
+    __m128i codes = _mm_and_si128(k % 2 ? _mm_srli_epi16(by, 4) : by, _mm_set1_epi8(15));
+    return _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(codes), _mm256_set1_epi32(8)));
+#endif
+}
+
+/* Q8 / Q4 panels: per column k each weight is (float)code * scale (one rounding: the value
+ * tensor_get gives), then the same fma chain as float panels. */
+ALWAYS_INLINE void qptile(dtype T, int R, int C, const char *wp, size_t panel_bytes, int in, const float *x, float *y,
+                          int64_t ldy, int cols) {
+    vf acc[PT_ROWS][PT_ACC];
+    UNROLL8 for (int r = 0; r < R; r++)
+        UNROLL8 for (int j = 0; j < C * PNV; j++) acc[r][j] = vf_zero();
+    size_t bs = T == DTYPE_Q8 ? sizeof(pblock_q8) : sizeof(pblock_q4);
+    int nb = (in + QBLOCK - 1) / QBLOCK;
+    for (int b = 0; b < nb; b++) {
+        vf ds[PT_ACC];
+        UNROLL8 for (int c = 0; c < C; c++)
+            UNROLL8 for (int v = 0; v < PNV; v++) ds[c * PNV + v] = vf_loadu(((const pblock_q8 *)(wp + c * panel_bytes + (size_t)b * bs))->d + v * VL);
+        int kmax = in - b * QBLOCK < QBLOCK ? in - b * QBLOCK : QBLOCK;
+        const float *xk = x + (int64_t)b * QBLOCK;
+        for (int k = 0; k < kmax; k++) {
+            vf wv[PT_ACC];
+            UNROLL8 for (int c = 0; c < C; c++)
+                UNROLL8 for (int v = 0; v < PNV; v++)
+                    wv[c * PNV + v] = vf_mul(qcodes(T, wp + c * panel_bytes + (size_t)b * bs, k, v), ds[c * PNV + v]);
+            UNROLL8 for (int r = 0; r < R; r++) {
+                vf xb = vf_set1(xk[(int64_t)r * in + k]);
+                UNROLL8 for (int j = 0; j < C * PNV; j++) acc[r][j] = vf_fma(xb, wv[j], acc[r][j]);
+            }
+        }
+    }
+    if (cols == C * TENSOR_PANEL) {
+        UNROLL8 for (int r = 0; r < R; r++)
+            UNROLL8 for (int j = 0; j < C * PNV; j++) vf_storeu(y + r * ldy + j * VL, acc[r][j]);
+        return;
+    }
+    float tmp[PT_C1 * TENSOR_PANEL];
+    UNROLL8 for (int r = 0; r < R; r++) {
+        UNROLL8 for (int j = 0; j < C * PNV; j++) vf_storeu(tmp + j * VL, acc[r][j]);
+        memcpy(y + r * ldy, tmp, (size_t)cols * sizeof(float));
+    }
+}
+
 /* y[r * ldy + j] for r < R, j < cols (cols <= C * TENSOR_PANEL): panels starting at wp. */
 ALWAYS_INLINE void ptile(dtype T, int R, int C, const char *wp, size_t panel_bytes, int in, const float *x, float *y,
                          int64_t ldy, int cols) {
+    if (T == DTYPE_Q8 || T == DTYPE_Q4) {
+        qptile(T, R, C, wp, panel_bytes, in, x, y, ldy, cols);
+        return;
+    }
     vf acc[PT_ROWS][PT_ACC];
     UNROLL8 for (int r = 0; r < R; r++)
         UNROLL8 for (int j = 0; j < C * PNV; j++) acc[r][j] = vf_zero();
@@ -396,13 +462,16 @@ ALWAYS_INLINE void ptile(dtype T, int R, int C, const char *wp, size_t panel_byt
 PT_TYPE(DTYPE_F32, ptile_F32)
 PT_TYPE(DTYPE_F16, ptile_F16)
 PT_TYPE(DTYPE_BF16, ptile_BF16)
+PT_TYPE(DTYPE_Q8, ptile_Q8)
+PT_TYPE(DTYPE_Q4, ptile_Q4)
 
 /* y (n, out) columns [o0, o1) (o0 a multiple of TENSOR_PANEL) for panel-layout weights. */
 static void matmul_panels(float *y, const float *x, int n, const tensor *w, const float *bias, int o0, int o1) {
     int out = (int)w->shape[0], in = (int)w->shape[1];
-    size_t pb = (size_t)in * TENSOR_PANEL * dtype_size(w->type);
+    size_t pb = tensor_panel_bytes(w->type, TENSOR_PANEL, in); /* one panel */
     void (*fn)(int, int, const char *, size_t, int, const float *, float *, int64_t, int) =
-        w->type == DTYPE_F16 ? ptile_F16 : w->type == DTYPE_BF16 ? ptile_BF16 : ptile_F32;
+        w->type == DTYPE_F16 ? ptile_F16 : w->type == DTYPE_BF16 ? ptile_BF16 : w->type == DTYPE_Q8 ? ptile_Q8 :
+        w->type == DTYPE_Q4 ? ptile_Q4 : ptile_F32;
     int widest = n == 1 ? PT_C1 : n == 2 ? PT_C2 : PT_PANELS;
     for (int o = o0; o < o1;) {
         int left = (o1 - o + TENSOR_PANEL - 1) / TENSOR_PANEL, c = widest;
@@ -906,7 +975,7 @@ static void cpu_attention(const backend_env *env, const attn_args *a) {
 /* y (n, w rows) = x · wᵀ for one expert on one device (single-threaded); act and panel are the
  * device's scratch for quantized activations and a dequantized panel. */
 static void expert_matmul(float *y, const float *x, int n, const tensor *w, float *act, float *panel) {
-    if (dtype_is_quant(w->type) && n > BACKEND_INVARIANT_ROWS) {
+    if (dtype_is_quant(w->type) && !w->panel && n > BACKEND_INVARIANT_ROWS) {
         matmul_deq(y, x, n, w, 0, (int)w->shape[0], panel);
         return;
     }

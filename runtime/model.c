@@ -194,10 +194,17 @@ void model_for_each_matrix(moge_model *m, void (*fn)(moge_model *, tensor *, mat
 
 typedef struct {
     dtype type;
+    bool panels;             /* the cpu backend's panel layout (tensor.h), else row-major blocks */
     int64_t bytes, max_cols; /* sizing pass */
     char *dst;               /* quantizing pass: next free byte of qbuf */
     float *row;
+    void *slab;              /* panels: TENSOR_PANEL quantized rows */
 } quant_pass;
+
+static int64_t quant_bytes(const quant_pass *q, const tensor *t) {
+    return q->panels ? (int64_t)tensor_panel_bytes(q->type, t->shape[0], t->shape[1])
+                     : (int64_t)dtype_row_bytes(q->type, t->shape[1]) * t->shape[0];
+}
 
 #define QBUF_ALIGN 64
 static int64_t align_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
@@ -206,7 +213,7 @@ static void quant_size(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     (void)m;
     quant_pass *q = arg;
     if (kind != MAT_OTHER) return;
-    q->bytes += align_up((int64_t)dtype_row_bytes(q->type, t->shape[1]) * t->shape[0], QBUF_ALIGN);
+    q->bytes += align_up(quant_bytes(q, t), QBUF_ALIGN);
     if (t->shape[1] > q->max_cols) q->max_cols = t->shape[1];
 }
 
@@ -217,26 +224,32 @@ static void quant_one(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     quant_pass *q = arg;
     if (kind != MAT_OTHER) return;
     tensor src = *t;
-    quant_tensor(&src, q->type, q->dst, q->row, t);
-    int64_t bytes = (int64_t)dtype_row_bytes(q->type, src.shape[1]) * src.shape[0];
+    if (q->panels) quant_tensor_panels(&src, q->type, q->dst, q->row, q->slab, t);
+    else quant_tensor(&src, q->type, q->dst, q->row, t);
+    int64_t bytes = quant_bytes(q, &src);
     m->qbuf_bytes += bytes;
     q->dst += align_up(bytes, QBUF_ALIGN);
     const st_entry *e = st_find(&m->st, src.name);
     if (src.data != m->tok_embd.data && e) st_release(e);
 }
 
-static moge_status quantize_weights(moge_model *m, moge_quant quant, char *err, size_t n) {
-    quant_pass q = {.type = quant == MOGE_QUANT_Q8 ? DTYPE_Q8 : DTYPE_Q4};
+/* panels: the cpu backend's layout, quantized TENSOR_PANEL rows at a time straight into it. */
+static moge_status quantize_weights(moge_model *m, moge_quant quant, bool panels, char *err, size_t n) {
+    quant_pass q = {.type = quant == MOGE_QUANT_Q8 ? DTYPE_Q8 : DTYPE_Q4, .panels = panels};
     model_for_each_matrix(m, quant_size, &q);
+    int64_t cols = q.max_cols > 0 ? q.max_cols : 1;
     m->qbuf = aligned_alloc(QBUF_ALIGN, (size_t)align_up(q.bytes > 0 ? q.bytes : 1, QBUF_ALIGN));
-    q.row = malloc((size_t)(q.max_cols > 0 ? q.max_cols : 1) * sizeof(float));
-    if (!m->qbuf || !q.row) {
+    q.row = malloc((size_t)cols * sizeof(float));
+    q.slab = panels ? malloc(TENSOR_PANEL * dtype_row_bytes(q.type, cols)) : NULL;
+    if (!m->qbuf || !q.row || (panels && !q.slab)) {
         free(q.row);
+        free(q.slab);
         return set_err(err, n, MOGE_ERR_NOMEM, "out of memory quantizing the weights (%lld bytes)", (long long)q.bytes);
     }
     q.dst = m->qbuf;
     model_for_each_matrix(m, quant_one, &q);
     free(q.row);
+    free(q.slab);
     return MOGE_OK;
 }
 
@@ -245,11 +258,12 @@ static void count_block_params(moge_model *m, tensor *t, matrix_kind kind, void 
     if (dtype_is_quant(t->type) && !(kind == MAT_OTHER && t == &m->lm_head && m->cfg.tie_embeddings)) *(int64_t *)arg += t->shape[0] * t->shape[1];
 }
 
-/* Panel layout for the cpu backend (tensor.h): every float matrix but the embedding (the token
- * lookup reads it by rows; so does a tied lm_head, which keeps the row-major kernel), copied once
- * into pbuf; the source pages are released. */
+/* Panel layout for the cpu backend (tensor.h): every matrix but the embedding (the token lookup
+ * reads it by rows; so does a tied lm_head left in float, which keeps the row-major kernel) —
+ * float or pre-quantized in the file (quantization at load writes this layout itself) — copied
+ * once into pbuf; the source pages are released. */
 static int packable(moge_model *m, tensor *t, matrix_kind kind) {
-    return kind != MAT_EMBD && !dtype_is_quant(t->type) && !t->panel && t->data != m->tok_embd.data;
+    return kind != MAT_EMBD && !t->panel && t->data != m->tok_embd.data;
 }
 
 static void pack_size(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
@@ -263,6 +277,8 @@ static void pack_one(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     tensor_pack_panels(&src, *dst, t);
     int64_t bytes = (int64_t)tensor_panel_bytes(t->type, t->shape[0], t->shape[1]);
     m->pbuf_bytes += bytes;
+    /* pre-quantized blocks counted in qbuf_bytes while they were used from the mapping */
+    if (dtype_is_quant(src.type)) m->qbuf_bytes -= (int64_t)dtype_row_bytes(src.type, src.shape[1]) * src.shape[0];
     *dst += align_up(bytes, QBUF_ALIGN);
     const st_entry *e = st_find(&m->st, src.name);
     if (src.data != m->tok_embd.data && e) st_release(e);
@@ -378,7 +394,7 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
         }
     }
     if (st == MOGE_OK && !m->prequantized && p.quant != MOGE_QUANT_NONE) {
-        st = quantize_weights(m, p.quant, err, n);
+        st = quantize_weights(m, p.quant, p.backend == MOGE_BACKEND_CPU, err, n);
         m->quant = p.quant;
     }
     if (st == MOGE_OK && p.backend == MOGE_BACKEND_CPU) st = pack_weights(m, err, n);

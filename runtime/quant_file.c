@@ -20,7 +20,8 @@
  * tensors are ordered by alignment, as the reference writer does: first every tensor whose size
  * is a multiple of 64 bytes (in a real model nearly all: rows multiple of 16), each therefore
  * starting at a multiple of 64; then those of a multiple of 4 bytes (blocks, F32), of 2, of 1.
- * Every block's f32 scale is so 4-byte aligned in the mapping and the blocks are used in place.
+ * Every block's f32 scale is so 4-byte aligned in the mapping and the blocks are used in place
+ * (by the ref backend; the cpu backend copies them once into its panel layout, tensor.h).
  */
 #include <cJSON.h>
 #include <dirent.h>

@@ -57,16 +57,48 @@ void tensor_to_f32(const tensor *t, int64_t first, int64_t n, float *dst) {
     }
 }
 
+/* Q8 / Q4 rows (row-major blocks) into panel blocks: the same scales and codes. */
+static void pack_blocks(const tensor *src, void *dst) {
+    int64_t rows = src->shape[0], cols = src->shape[1], nb = (cols + QBLOCK - 1) / QBLOCK, P = TENSOR_PANEL;
+    size_t rb = dtype_row_bytes(src->type, cols);
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t p = r / P;
+        int j = (int)(r % P);
+        const char *row = (const char *)src->data + (size_t)r * rb;
+        for (int64_t b = 0; b < nb; b++) {
+            if (src->type == DTYPE_Q8) {
+                const block_q8 *in = (const block_q8 *)row + b;
+                pblock_q8 *o = (pblock_q8 *)dst + p * nb + b;
+                o->d[j] = in->d;
+                for (int k = 0; k < QBLOCK; k++) o->q[k][j] = in->q[k];
+            } else {
+                const block_q4 *in = (const block_q4 *)row + b;
+                pblock_q4 *o = (pblock_q4 *)dst + p * nb + b;
+                o->d[j] = in->d;
+                for (int k = 0; k < QBLOCK; k++) {
+                    int q = k < QBLOCK / 2 ? (in->q[k] & 15) : (in->q[k - QBLOCK / 2] >> 4);
+                    uint8_t *byte = &o->q[k / 2][j];
+                    *byte = (uint8_t)(k % 2 ? (*byte & 0x0F) | (q << 4) : (*byte & 0xF0) | q);
+                }
+            }
+        }
+    }
+}
+
 void tensor_pack_panels(const tensor *src, void *dst, tensor *out) {
     int64_t rows = src->shape[0], cols = src->shape[1], P = TENSOR_PANEL;
-    size_t es = dtype_size(src->type);
-    const char *in = src->data;
-    char *o = dst;
     memset(dst, 0, tensor_panel_bytes(src->type, rows, cols));
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++)
-            memcpy(o + (size_t)(((r / P) * cols + c) * P + r % P) * es, in + (size_t)(r * cols + c) * es, es);
     *out = *src;
     out->data = dst;
     out->panel = (int)P;
+    if (dtype_is_quant(src->type)) {
+        pack_blocks(src, dst);
+        return;
+    }
+    size_t es = dtype_size(src->type);
+    const char *in = src->data;
+    char *o = dst;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            memcpy(o + (size_t)(((r / P) * cols + c) * P + r % P) * es, in + (size_t)(r * cols + c) * es, es);
 }

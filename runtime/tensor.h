@@ -12,11 +12,16 @@
  *       j - 16 otherwise.
  * So every value is within d / 2 of the original.
  *
- * Panel layout (panel == TENSOR_PANEL; float types only, made at load for the cpu backend by
- * tensor_pack_panels): the rows are cut into panels of TENSOR_PANEL consecutive rows (the last
- * one zero-padded); a panel stores its cols × TENSOR_PANEL values column by column, so value
- * (r, c) is element ((r / P) * cols + c) * P + r % P. A kernel then reads one column of a panel
- * as a vector: P outputs advance together along the dot product, with no horizontal sums.
+ * Panel layout (panel == TENSOR_PANEL, made at load for the cpu backend by tensor_pack_panels):
+ * the rows are cut into panels of TENSOR_PANEL (P) consecutive rows (the last one zero-padded).
+ * Float types: a panel stores its cols × P values column by column, so value (r, c) is element
+ * ((r / P) * cols + c) * P + r % P. Q8 / Q4: a panel is its ceil(cols / QBLOCK) blocks of P rows
+ * (pblock_q8 / pblock_q4: the P rows' scales, then per column of the block the P rows' codes; Q4
+ * codes two to a byte: byte j of pair k / 2 holds row j's code of column k in its low nibble for
+ * even k, the high nibble for odd k): the same scales and codes as the row-major blocks, so the
+ * same values. A kernel
+ * reads one column of a panel as a vector: P outputs advance together along the dot product,
+ * with no horizontal sums.
  */
 #ifndef MOGE_TENSOR_H
 #define MOGE_TENSOR_H
@@ -40,6 +45,8 @@ typedef struct {
 } tensor;
 
 #define TENSOR_PANEL 16
+typedef struct { float d[TENSOR_PANEL]; int8_t q[QBLOCK][TENSOR_PANEL]; } pblock_q8;
+typedef struct { float d[TENSOR_PANEL]; uint8_t q[QBLOCK / 2][TENSOR_PANEL]; } pblock_q4;
 
 /* Bytes per element of the float types (F32, F16, BF16); not for the block types. */
 static inline size_t dtype_size(dtype t) { return t == DTYPE_F32 ? 4 : 2; }
@@ -90,6 +97,18 @@ static inline float bf16_to_f32(uint16_t b) {
 
 /* Element i (row-major over the logical shape) of a tensor's data as f32. */
 static inline float tensor_get(const tensor *t, int64_t i) {
+    if (t->panel && (t->type == DTYPE_Q8 || t->type == DTYPE_Q4)) {
+        int64_t cols = t->shape[1], r = i / cols, c = i % cols, nb = (cols + QBLOCK - 1) / QBLOCK;
+        int64_t blk = (r / TENSOR_PANEL) * nb + c / QBLOCK;
+        int j = (int)(r % TENSOR_PANEL), k = (int)(c % QBLOCK);
+        if (t->type == DTYPE_Q8) {
+            const pblock_q8 *b = (const pblock_q8 *)t->data + blk;
+            return (float)b->q[k][j] * b->d[j];
+        }
+        const pblock_q4 *b = (const pblock_q4 *)t->data + blk;
+        int byte = b->q[k / 2][j], q = k % 2 ? (byte >> 4) : (byte & 15);
+        return (float)(q - 8) * b->d[j];
+    }
     if (t->panel) {
         int64_t cols = t->shape[1], r = i / cols, c = i % cols;
         i = ((r / TENSOR_PANEL) * cols + c) * TENSOR_PANEL + r % TENSOR_PANEL;
@@ -111,12 +130,15 @@ static inline float tensor_get(const tensor *t, int64_t i) {
 /* Converts n elements starting at element `first` into dst (f32); block types dequantize. */
 void tensor_to_f32(const tensor *t, int64_t first, int64_t n, float *dst);
 
-/* Bytes of a float-typed 2-D matrix in panel layout (rows rounded up to whole panels). */
+/* Bytes of a 2-D matrix in panel layout (rows rounded up to whole panels). */
 static inline size_t tensor_panel_bytes(dtype t, int64_t rows, int64_t cols) {
-    return (size_t)((rows + TENSOR_PANEL - 1) / TENSOR_PANEL * TENSOR_PANEL) * (size_t)cols * dtype_size(t);
+    size_t panels = (size_t)((rows + TENSOR_PANEL - 1) / TENSOR_PANEL), nb = (size_t)((cols + QBLOCK - 1) / QBLOCK);
+    if (t == DTYPE_Q8) return panels * nb * sizeof(pblock_q8);
+    if (t == DTYPE_Q4) return panels * nb * sizeof(pblock_q4);
+    return panels * TENSOR_PANEL * (size_t)cols * dtype_size(t);
 }
-/* Copies the row-major float-typed matrix src into dst (tensor_panel_bytes bytes) in panel
- * layout, same type; *out becomes the panel view (name of src, data dst). */
+/* Copies the row-major matrix src into dst (tensor_panel_bytes bytes) in panel layout, same type
+ * and values; *out becomes the panel view (name of src, data dst). */
 void tensor_pack_panels(const tensor *src, void *dst, tensor *out);
 
 #endif

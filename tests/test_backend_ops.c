@@ -7,6 +7,7 @@
 #include "harness.h"
 #include "test_util.h"
 #include "runtime/backend.h"
+#include "runtime/quant.h"
 #include "runtime/threadpool.h"
 
 static uint64_t rng = 12345;
@@ -76,6 +77,48 @@ static void test_matmul(void) {
             check_matmul(types[t], rows[r], 16, 5, 1, 1);   /* one panel */
             check_matmul(types[t], rows[r], 64, 128, 0, 1); /* whole tiles */
         }
+}
+
+/* Q8 / Q4 in panel layout (what the cpu backend holds): every value is exactly the fmaf chain
+ * over tensor_get's dequantized weights, for any batch size (so rows are batch-invariant), and
+ * close to the ref backend on the row-major blocks. */
+static void test_quant_panels(void) {
+    dtype types[] = {DTYPE_Q8, DTYPE_Q4};
+    int rows[] = {1, 2, 7, 64, 100};
+    int out = 70, in = 72;
+    for (int t = 0; t < 2; t++) {
+        float *wf = malloc((size_t)out * in * sizeof(float)), *row = malloc((size_t)in * sizeof(float));
+        fill(wf, (int64_t)out * in, 0.5f);
+        tensor src = {.name = "w", .type = DTYPE_F32, .n_dims = 2, .shape = {out, in}, .data = wf}, rm, pw;
+        void *qbuf = malloc(dtype_row_bytes(types[t], in) * (size_t)out);
+        void *pbuf = aligned_alloc(64, (tensor_panel_bytes(types[t], out, in) + 63) / 64 * 64);
+        quant_tensor(&src, types[t], qbuf, row, &rm);
+        tensor_pack_panels(&rm, pbuf, &pw);
+        for (int64_t i = 0; i < (int64_t)out * in; i++)
+            if (tensor_get(&pw, i) != tensor_get(&rm, i)) { CHECKF(0, "%s panel value %lld differs", dtype_name(types[t]), (long long)i); break; }
+        float *x = malloc((size_t)100 * in * sizeof(float)), *y = malloc((size_t)100 * out * sizeof(float)),
+              *y1 = malloc((size_t)out * sizeof(float)), *yr = malloc((size_t)100 * out * sizeof(float));
+        fill(x, (int64_t)100 * in, 1.0f);
+        for (int ri = 0; ri < 5; ri++) {
+            int n = rows[ri];
+            backend_cpu.matmul(&env, y, x, n, &pw, NULL);
+            backend_ref.matmul(&env, yr, x, n, &rm, NULL);
+            CHECKF(nerr(y, yr, (int64_t)n * out) < TOL, "%s panels n=%d: cpu vs ref %.3g", dtype_name(types[t]), n, nerr(y, yr, (int64_t)n * out));
+            int exact = 1;
+            for (int r = 0; r < n && exact; r++)
+                for (int o = 0; o < out && exact; o++) {
+                    float acc = 0.0f;
+                    for (int k = 0; k < in; k++) acc = fmaf(x[(int64_t)r * in + k], tensor_get(&pw, (int64_t)o * in + k), acc);
+                    exact = memcmp(&acc, &y[(int64_t)r * out + o], sizeof acc) == 0;
+                }
+            CHECKF(exact, "%s panels n=%d: not the element-order fmaf chain", dtype_name(types[t]), n);
+            for (int r = 0; r < n; r++) {
+                backend_cpu.matmul(&env, y1, x + (int64_t)r * in, 1, &pw, NULL);
+                if (memcmp(y1, y + (int64_t)r * out, (size_t)out * sizeof(float))) { CHECKF(0, "%s panels n=%d: row %d differs alone", dtype_name(types[t]), n, r); break; }
+            }
+        }
+        free(wf); free(row); free(qbuf); free(pbuf); free(x); free(y); free(y1); free(yr);
+    }
 }
 
 static void test_rmsnorm(void) {
@@ -214,6 +257,6 @@ static void test_negative_control(void) {
 }
 
 int main(void) {
-    RUN_TESTS(T(test_matmul), T(test_matmul_batch_invariance), T(test_rmsnorm), T(test_rope), T(test_attention), T(test_swiglu),
+    RUN_TESTS(T(test_matmul), T(test_matmul_batch_invariance), T(test_quant_panels), T(test_rmsnorm), T(test_rope), T(test_attention), T(test_swiglu),
               T(test_negative_control));
 }

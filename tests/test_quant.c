@@ -492,8 +492,8 @@ static void test_memory(void) {
             elems += mats[k][0] * mats[k][1] * mult[k];
             /* unquantized, the cpu backend holds them in panel layout (rows rounded up to 16) */
             held += (int64_t)tensor_panel_bytes(esize == 4 ? DTYPE_F32 : DTYPE_BF16, mats[k][0], mats[k][1]) * mult[k];
-            q8 += (int64_t)dtype_row_bytes(DTYPE_Q8, mats[k][1]) * mats[k][0] * mult[k];
-            q4 += (int64_t)dtype_row_bytes(DTYPE_Q4, mats[k][1]) * mats[k][0] * mult[k];
+            q8 += (int64_t)tensor_panel_bytes(DTYPE_Q8, mats[k][0], mats[k][1]) * mult[k]; /* held in panel layout */
+            q4 += (int64_t)tensor_panel_bytes(DTYPE_Q4, mats[k][0], mats[k][1]) * mult[k];
         }
         /* tied: the embedding stays (row-major) and lm_head becomes an extra quantized copy */
         int64_t replaced = held - (i0.tie_embeddings ? (int64_t)tensor_panel_bytes(DTYPE_F32, i0.n_vocab, E) / 4 * esize : 0);
@@ -505,7 +505,7 @@ static void test_memory(void) {
                dirs[mi], esize == 4 ? "f32" : "16-bit", (long long)i0.resident_bytes, (long long)i8.resident_bytes,
                (double)i8.resident_bytes / i0.resident_bytes, (long long)i4.resident_bytes, (double)i4.resident_bytes / i0.resident_bytes,
                (double)q8 / (elems * esize), (double)q4 / (elems * esize), (int)esize);
-        if (mi == 0) CHECK((double)q8 / (elems * 4) < 0.29 && (double)q4 / (elems * 4) < 0.17); /* widths 64 and 172: little padding */
+        if (mi == 0) CHECK((double)q8 / (elems * 4) < 0.30 && (double)q4 / (elems * 4) < 0.17); /* 172 rows become 176: little padding */
         moge_model_free(m0); moge_model_free(m8); moge_model_free(m4);
     }
 }
