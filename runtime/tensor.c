@@ -95,10 +95,20 @@ void tensor_pack_panels(const tensor *src, void *dst, tensor *out) {
         pack_blocks(src, dst);
         return;
     }
-    size_t es = dtype_size(src->type);
-    const char *in = src->data;
-    char *o = dst;
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++)
-            memcpy(o + (size_t)(((r / P) * cols + c) * P + r % P) * es, in + (size_t)(r * cols + c) * es, es);
+    /* panel by panel: its P source rows read in step (sequential streams), the panel written in
+     * order; the missing rows of a last partial panel stay zero */
+    for (int64_t r0 = 0; r0 < rows; r0 += P) {
+        int n = rows - r0 < P ? (int)(rows - r0) : (int)P;
+        if (src->type == DTYPE_F32) {
+            const float *in = (const float *)src->data + r0 * cols;
+            float *o = (float *)dst + r0 * cols;
+            for (int64_t c = 0; c < cols; c++)
+                for (int j = 0; j < n; j++) o[c * P + j] = in[(int64_t)j * cols + c];
+        } else { /* F16 / BF16: 2-byte values */
+            const uint16_t *in = (const uint16_t *)src->data + r0 * cols;
+            uint16_t *o = (uint16_t *)dst + r0 * cols;
+            for (int64_t c = 0; c < cols; c++)
+                for (int j = 0; j < n; j++) o[c * P + j] = in[(int64_t)j * cols + c];
+        }
+    }
 }
