@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "moge.h"
@@ -339,10 +340,43 @@ bool cli_default_models(cli_common_opts *o, bool want_draft, bool self_draft) {
     return true;
 }
 
+/* Loading a large model takes a while (the weights are laid out, or quantized, for the backend):
+ * on a terminal, a progress line once it has taken half a second, cleared when done. */
+typedef struct {
+    const char *cmd, *what;
+    struct timespec t0;
+    bool shown;
+} load_note;
+
+static void load_progress(double done, void *user) {
+    load_note *n = user;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    double s = (double)(t.tv_sec - n->t0.tv_sec) + (double)(t.tv_nsec - n->t0.tv_nsec) * 1e-9;
+    if (!n->shown && (s < 0.5 || done >= 1.0)) return;
+    n->shown = true;
+    fprintf(stderr, "\rmoge %s: loading %s: %3.0f %%", n->cmd, n->what, 100.0 * done);
+    fflush(stderr);
+}
+
+/* moge_model_load with the progress line (o->mp otherwise). */
+static moge_status load_with_progress(const cli_common_opts *o, const char *dir, moge_model **out, char *err, size_t n) {
+    moge_model_params mp = o->mp;
+    load_note note = {.cmd = o->cmd, .what = dir};
+    clock_gettime(CLOCK_MONOTONIC, &note.t0);
+    if (isatty(2)) {
+        mp.progress = load_progress;
+        mp.progress_user = &note;
+    }
+    moge_status st = moge_model_load(dir, &mp, out, err, n);
+    if (note.shown) fputs("\r\033[K", stderr);
+    return st;
+}
+
 bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m) {
     char err[1024], dir[CLI_PATH_CAP];
     if (moge_resolve_model(o->model, dir, sizeof dir, err, sizeof err) != MOGE_OK ||
-        moge_model_load(dir, &o->mp, &m->model, err, sizeof err) != MOGE_OK ||
+        load_with_progress(o, dir, &m->model, err, sizeof err) != MOGE_OK ||
         (!o->tokenizer && moge_tokenizer_load(dir, &m->tok, err, sizeof err) != MOGE_OK)) {
         fprintf(stderr, "moge %s: -m %s: %s\n", o->cmd, o->model, err);
         return false;
@@ -369,7 +403,7 @@ bool cli_load_drafter(const cli_common_opts *o, cli_draft_kind kind, cli_models 
     moge_status st;
     if (kind == CLI_DRAFT_MODEL) {
         if ((st = moge_resolve_model(o->draft, dir, sizeof dir, err, sizeof err)) == MOGE_OK &&
-            (st = moge_model_load(dir, &o->mp, &m->draft_model, err, sizeof err)) == MOGE_OK &&
+            (st = load_with_progress(o, dir, &m->draft_model, err, sizeof err)) == MOGE_OK &&
             (st = moge_tokenizer_load(dir, &m->draft_tok, err, sizeof err)) == MOGE_OK)
             st = moge_drafter_new_model(m->draft_model, m->tok, m->draft_tok, n_ctx, out, err, sizeof err);
         if (st != MOGE_OK) fprintf(stderr, "moge %s: -d %s (draft model): %s\n", o->cmd, o->draft, err);

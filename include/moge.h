@@ -182,6 +182,11 @@ typedef struct {
     int32_t topk_group;    /* groups kept by GROUP_LIMITED; 0 = half of n_group */
     moge_quant quant;      /* default MOGE_QUANT_NONE; for a pre-quantized directory NONE or its
                               own format (a no-op): another one is MOGE_ERR_ARG */
+    /* Called while the weights are quantized and laid out for the backend (a second or more on a
+     * large model) with the fraction of that work done, increasing, the last call with 1.0; at
+     * most about 100 calls. NULL: none (default). */
+    void (*progress)(double done, void *user);
+    void *progress_user;
 } moge_model_params;
 
 moge_model_params moge_model_default_params(void);

@@ -192,6 +192,20 @@ void model_for_each_matrix(moge_model *m, void (*fn)(moge_model *, tensor *, mat
     }
 }
 
+static int64_t matrix_bytes(const tensor *t) { return (int64_t)dtype_row_bytes(t->type, t->shape[1]) * t->shape[0]; }
+
+/* Another `bytes` of source matrices done: tells the caller at each new percent. */
+static void progress_add(moge_model *m, int64_t bytes) {
+    load_progress *p = &m->progress;
+    if (!p->fn || p->total <= 0) return;
+    p->done += bytes;
+    int pct = p->done >= p->total ? 100 : (int)(100 * p->done / p->total);
+    if (pct > p->reported) {
+        p->reported = pct;
+        p->fn(pct >= 100 ? 1.0 : (double)p->done / (double)p->total, p->user);
+    }
+}
+
 typedef struct {
     dtype type;
     bool panels;             /* the cpu backend's panel layout (tensor.h), else row-major blocks */
@@ -228,6 +242,7 @@ static void quant_one(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     else quant_tensor(&src, q->type, q->dst, q->row, t);
     int64_t bytes = quant_bytes(q, &src);
     m->qbuf_bytes += bytes;
+    progress_add(m, matrix_bytes(&src));
     q->dst += align_up(bytes, QBUF_ALIGN);
     const st_entry *e = st_find(&m->st, src.name);
     if (src.data != m->tok_embd.data && e) st_release(e);
@@ -275,6 +290,7 @@ static void pack_one(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     char **dst = arg;
     tensor src = *t;
     tensor_pack_panels(&src, *dst, t);
+    progress_add(m, matrix_bytes(&src));
     int64_t bytes = (int64_t)tensor_panel_bytes(t->type, t->shape[0], t->shape[1]);
     m->pbuf_bytes += bytes;
     /* pre-quantized blocks counted in qbuf_bytes while they were used from the mapping */
@@ -293,6 +309,16 @@ static moge_status pack_weights(moge_model *m, char *err, size_t n) {
     char *dst = m->pbuf;
     model_for_each_matrix(m, pack_one, &dst);
     return MOGE_OK;
+}
+
+/* The work moge_model_load will do after binding: bytes of the matrices to quantize (at load) and
+ * of those to lay out for the cpu backend (every packable one the quantization leaves). */
+typedef struct { bool quant, panels; int64_t bytes; } work_count;
+static void count_work(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
+    work_count *w = arg;
+    bool quantized = w->quant && kind == MAT_OTHER;
+    if (quantized) w->bytes += matrix_bytes(t);
+    if (w->panels && !(quantized && w->panels) && packable(m, t, kind)) w->bytes += matrix_bytes(t);
 }
 
 static void resident_add(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
@@ -393,11 +419,18 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
             st = pc.st;
         }
     }
+    if (st == MOGE_OK && p.progress) {
+        work_count w = {.quant = !m->prequantized && p.quant != MOGE_QUANT_NONE, .panels = p.backend == MOGE_BACKEND_CPU};
+        model_for_each_matrix(m, count_work, &w);
+        m->progress = (load_progress){.fn = p.progress, .user = p.progress_user, .total = w.bytes};
+    }
     if (st == MOGE_OK && !m->prequantized && p.quant != MOGE_QUANT_NONE) {
         st = quantize_weights(m, p.quant, p.backend == MOGE_BACKEND_CPU, err, n);
         m->quant = p.quant;
     }
     if (st == MOGE_OK && p.backend == MOGE_BACKEND_CPU) st = pack_weights(m, err, n);
+    if (st == MOGE_OK && m->progress.fn && m->progress.reported < 100) m->progress.fn(1.0, m->progress.user);
+    m->progress.fn = NULL;
     if (st == MOGE_OK) {
         int half = m->cfg.head_dim / 2;
         m->rope_inv_freq = malloc((size_t)half * sizeof(float));

@@ -81,8 +81,17 @@ typedef struct {
     float *sh_gate_w;          /* (n_embd) Qwen2-MoE shared expert gate, or NULL */
 } layer_weights;
 
+/* Progress of the work done at load (quantizing, laying out): bytes of source matrices. */
+typedef struct {
+    void (*fn)(double done, void *user);
+    void *user;
+    int64_t done, total;
+    int reported; /* in percent */
+} load_progress;
+
 struct moge_model {
     model_config cfg;
+    load_progress progress;     /* during moge_model_load only */
     st_table st;
     tensor tok_embd;           /* (n_vocab, n_embd) */
     float *out_norm;           /* (n_embd) */

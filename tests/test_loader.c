@@ -84,6 +84,39 @@ static void test_real_configs(void) {
     }
 }
 
+typedef struct { int calls; double last; int decreasing; } progress_log;
+static void on_progress(double done, void *user) {
+    progress_log *l = user;
+    if (l->calls && done < l->last) l->decreasing++;
+    l->calls++;
+    l->last = done;
+}
+
+/* moge_model_params.progress: increasing fractions, the last 1.0, at most ~100 calls, whatever
+ * the work (laying out, quantizing, a pre-quantized-free ref load with nothing to do). */
+static void test_load_progress(void) {
+    static const struct { const char *dir; moge_backend backend; moge_quant quant; } cases[] = {
+        {"models/stories260K", MOGE_BACKEND_CPU, MOGE_QUANT_NONE},
+        {"models/stories260K", MOGE_BACKEND_CPU, MOGE_QUANT_Q8},
+        {"tests/fixtures/moe/pangu_64e8g_bf16", MOGE_BACKEND_CPU, MOGE_QUANT_Q4},
+        {"models/stories260K", MOGE_BACKEND_REF, MOGE_QUANT_NONE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        progress_log log = {0};
+        moge_model_params p = moge_model_default_params();
+        p.backend = cases[i].backend;
+        p.quant = cases[i].quant;
+        p.progress = on_progress;
+        p.progress_user = &log;
+        char err[512];
+        moge_model *m = NULL;
+        CHECKF(moge_model_load(cases[i].dir, &p, &m, err, sizeof err) == MOGE_OK, "%s: %s", cases[i].dir, err);
+        CHECKF(log.calls >= 1 && log.calls <= 101 && log.last == 1.0 && log.decreasing == 0, "%s (case %zu): %d calls, last %g, %d decreasing",
+               cases[i].dir, i, log.calls, log.last, log.decreasing);
+        moge_model_free(m);
+    }
+}
+
 static void test_bad_arguments(void) {
     char err[256];
     moge_model *m = NULL;
@@ -99,5 +132,5 @@ static void test_bad_arguments(void) {
 }
 
 int main(void) {
-    RUN_TESTS(T(test_broken_fixtures), T(test_valid_fixture), T(test_real_configs), T(test_bad_arguments));
+    RUN_TESTS(T(test_broken_fixtures), T(test_valid_fixture), T(test_real_configs), T(test_load_progress), T(test_bad_arguments));
 }
