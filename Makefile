@@ -5,7 +5,7 @@ CC      ?= cc
 PKGS    := libpcre2-8 libcjson libcurl libutf8proc libcrypto libedit
 # Debian packages that provide $(PKGS) and the build tools; `make deps` installs the missing ones.
 DEB_PKGS := build-essential pkg-config libpcre2-dev libcjson-dev \
-            libcurl4-openssl-dev libssl-dev libutf8proc-dev libedit-dev python3
+            libcurl4-openssl-dev libssl-dev libutf8proc-dev libedit-dev
 
 BUILD   ?= build
 OPT     ?= -O2 -march=native

@@ -1,6 +1,6 @@
 /*
- * test_pull.c — moge_pull and moge_resolve_model against tests/hub_server.py, a loopback
- * imitation of the Hugging Face hub (see its docstring for the repositories and their faults).
+ * test_pull.c — moge_pull and moge_resolve_model against tests/hub_server.h, a loopback
+ * imitation of the Hugging Face hub in C (see its header for the repositories and their faults).
  * Every case pulls into a fresh mkdtemp cache under /tmp that it removes; the server is started
  * on demand, stopped by the offline case and at exit (it also exits by itself after 60 s).
  * Paths checked: success (files identical to models/stories260K, skipped files absent, cache
@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "hub_server.h"
 #include "moge.h"
 #include "runtime/download.h"
 
@@ -45,39 +46,31 @@ static void server_stop(void) {
     endpoint[0] = 0;
 }
 
-/* Starts tests/hub_server.py when it is not running; returns its endpoint or NULL. */
+/* Starts the imitation hub (tests/hub_server.h) in a child process when it is not running;
+ * returns its endpoint or NULL. */
 static const char *server(void) {
     if (server_pid > 0) return endpoint;
-    int fds[2];
-    if (pipe(fds) != 0) return NULL;
-    pid_t pid = fork();
-    if (pid < 0) return NULL;
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        execl("/usr/bin/python3", "python3", "tests/hub_server.py", "60", (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    server_pid = pid;
-    char line[32] = "";
-    size_t len = 0;
-    struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
-    while (len < sizeof line - 1 && !strchr(line, '\n') && poll(&pfd, 1, 10000) > 0) {
-        ssize_t k = read(fds[0], line + len, sizeof line - 1 - len);
-        if (k <= 0) break;
-        len += (size_t)k;
-        line[len] = 0;
-    }
-    close(fds[0]);
-    int port = atoi(line);
-    if (port <= 0) {
-        printf("  hub_server.py did not print a port (got \"%s\")\n", line);
-        server_stop();
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 64) != 0 || getsockname(fd, (struct sockaddr *)&a, &alen) != 0) {
+        printf("  hub server: cannot listen on 127.0.0.1: %s\n", strerror(errno));
+        if (fd >= 0) close(fd);
         return NULL;
     }
-    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", port);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd);
+        return NULL;
+    }
+    if (pid == 0) {
+        hub_serve(fd, MODEL, 60.0);
+        _exit(0);
+    }
+    close(fd);
+    server_pid = pid;
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", (int)ntohs(a.sin_port));
     return endpoint;
 }
 
@@ -221,7 +214,7 @@ static void sha256_hex(const char *path, char hex[65]) {
     free(data);
 }
 
-/* The commit hub_server.py gives a repository: sha1 of its id. */
+/* The commit hub_server.h gives a repository: sha1 of its id. */
 static void commit_of(const char *repo, char hex[41]) { digest_hex(EVP_sha1(), repo, strlen(repo), hex); }
 
 /* Names under dir (recursively) ending with ".part". */
