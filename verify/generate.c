@@ -64,18 +64,22 @@ static bool emit(run_state *r, int32_t tok) {
 }
 
 /* Exponential averages that drive the adaptive budget. The first steps and one step in every
- * 32 run without drafting, to know what plain decoding costs now. */
+ * 32 run without drafting, to know what plain decoding costs now. With the budget at 0, a small
+ * tree is probed again after 16 steps, and after twice as many each time a probe loses (up to 256):
+ * where speculation never pays (a target so small that several rows cost several times one) the
+ * probes cost little. */
 typedef struct {
     double rate_plain, rate_spec; /* tokens per second with and without drafting (0 = unknown) */
     int32_t budget, max_budget;
-    int64_t step;
+    int64_t step, next_probe;
+    int32_t probe_wait;           /* steps from a lost probe to the next one */
 } adapt_state;
 
 /* The node budget for the next step. */
 static int32_t adapt_budget(const adapt_state *a) {
     if (a->max_budget == 0) return 0;
     if (a->step < 2 || a->step % 32 == 31) return 0; /* measure plain decoding */
-    if (a->budget == 0 && a->step % 16 == 0) return a->max_budget < 4 ? a->max_budget : 4; /* probe again */
+    if (a->budget == 0 && a->step >= a->next_probe) return a->max_budget < 4 ? a->max_budget : 4; /* probe again */
     return a->budget;
 }
 
@@ -85,12 +89,19 @@ static void adapt_update(adapt_state *a, bool drafted, int32_t emitted, double s
     double rate = emitted / seconds, *avg = drafted ? &a->rate_spec : &a->rate_plain;
     *avg = *avg > 0 ? 0.7 * *avg + 0.3 * rate : rate;
     if (!drafted || a->rate_plain <= 0) return;
-    if (a->budget == 0) a->budget = 1; /* a probe that was run */
+    bool probe = a->budget == 0;
+    if (probe) a->budget = 1; /* a probe that was run */
     if (a->rate_spec < 0.95 * a->rate_plain) {
         a->budget /= 2;
         a->rate_spec = 0;
-    } else if (a->rate_spec > 1.1 * a->rate_plain && a->budget < a->max_budget) {
-        a->budget = a->budget * 2 < a->max_budget ? a->budget * 2 : a->max_budget;
+        if (a->budget == 0) { /* back to plain decoding: wait longer before the next probe */
+            a->next_probe = a->step + a->probe_wait;
+            a->probe_wait = a->probe_wait < 128 ? 2 * a->probe_wait : 256;
+        }
+    } else {
+        if (probe) a->probe_wait = 16; /* speculation pays again */
+        if (a->rate_spec > 1.1 * a->rate_plain && a->budget < a->max_budget)
+            a->budget = a->budget * 2 < a->max_budget ? a->budget * 2 : a->max_budget;
     }
 }
 
@@ -157,7 +168,10 @@ moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_pr
     /* The first token is sampled from the prefill's logits, before any drafting. */
     bool go = st == MOGE_OK && gp.n_predict > 0;
     if (go) go = emit(&r, sampling_choose(logits, n_vocab, &gp.sampler, r.hist, r.n_hist, probs, idx, &rng));
-    adapt_state ad = {.budget = gp.spec == MOGE_SPEC_NONE ? 0 : tree_cap - 1, .max_budget = tree_cap - 1};
+    /* adaptive: start small and grow while it pays (a few steps to the full tree), rather than
+     * start with the full tree and pay for it where speculation loses */
+    int32_t start = !gp.adaptive || tree_cap - 1 < 4 ? tree_cap - 1 : 4;
+    adapt_state ad = {.budget = gp.spec == MOGE_SPEC_NONE ? 0 : start, .max_budget = tree_cap - 1, .probe_wait = 16};
     while (go) {
         if (ctx->n_past + 1 > ctx->n_ctx) {
             stats->stop = MOGE_STOP_CONTEXT_FULL;
