@@ -6,13 +6,14 @@
 # final.json; it stops at the first failure and changes nothing it has not reached.
 set -eu
 RUNS=${MOGE_TRAIN_DIR:-$HOME/.cache/moge/train}
+DRAFT_RUN=${DRAFT_RUN:-draft}   # or draft-final (README: a further distillation from the final target)
 PY=/usr/bin/python3
-for run in target twin draft; do
+for run in target twin "$DRAFT_RUN"; do
   [ -f "$RUNS/$run/final.json" ] || { echo "finish.sh: $RUNS/$run has no final.json: that run has not ended" >&2; exit 1; }
 done
 $PY tools/train/export.py "$RUNS/target" models/tinystories-moge
 $PY tools/train/export.py "$RUNS/twin" models/tinystories-topk
-$PY tools/train/export.py "$RUNS/draft" models/tinystories-draft
+$PY tools/train/export.py "$RUNS/$DRAFT_RUN" models/tinystories-draft
 $PY tools/train/make_fixtures.py models/tinystories-moge models/tinystories-topk models/tinystories-draft
 if [ -f tools/train/test_demo_models.c ]; then git mv tools/train/test_demo_models.c tests/test_demo_models.c; fi
 make

@@ -85,6 +85,8 @@ def parse_args(argv):
                     help="distillation: every this many minutes reload the teacher if its "
                          "checkpoint changed (distil beside a teacher that is still training); "
                          "0: load it once")
+    ap.add_argument("--init-from", help="a fresh run starts from this checkpoint's weights (same preset) "
+                    "instead of random ones, e.g. a short extra distillation of a finished draft")
     ap.add_argument("--ce-weight", type=float, default=0.0,
                     help="distillation: weight of the ground-truth CE added to the KL")
     ap.add_argument("--seed", type=int, default=1234)
@@ -311,6 +313,12 @@ def main(argv):
         print(f"teacher {args.teacher} at step {teacher_step}", flush=True)
     opt = make_optimizer(model, args)
     step, tokens, cpu_before = 0, 0, 0.0
+    if ck is None and args.init_from:
+        init = torch.load(os.path.abspath(os.path.expanduser(args.init_from)), map_location="cpu")
+        if init.get("config") != model.cfg.to_dict():
+            raise SystemExit(f"--init-from {args.init_from}: its model config differs from preset {args.preset}")
+        model.load_state_dict(init["model"])
+        print(f"initialised from {args.init_from} (its step {init.get('step')})", flush=True)
     if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
