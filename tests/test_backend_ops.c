@@ -85,17 +85,19 @@ static void test_matmul(void) {
 static void test_quant_panels(void) {
     dtype types[] = {DTYPE_Q8, DTYPE_Q4};
     int rows[] = {1, 2, 7, 64, 100};
-    int out = 70, in = 72;
-    for (int t = 0; t < 2; t++) {
+    static const int shapes[][2] = {{70, 72}, {19, 37}}; /* partial panels; a partial block with an odd tail */
+    for (int t = 0; t < 4; t++) {
+        int out = shapes[t / 2][0], in = shapes[t / 2][1];
         float *wf = malloc((size_t)out * in * sizeof(float)), *row = malloc((size_t)in * sizeof(float));
         fill(wf, (int64_t)out * in, 0.5f);
         tensor src = {.name = "w", .type = DTYPE_F32, .n_dims = 2, .shape = {out, in}, .data = wf}, rm, pw;
-        void *qbuf = malloc(dtype_row_bytes(types[t], in) * (size_t)out);
-        void *pbuf = aligned_alloc(64, (tensor_panel_bytes(types[t], out, in) + 63) / 64 * 64);
-        quant_tensor(&src, types[t], qbuf, row, &rm);
+        dtype type = types[t % 2];
+        void *qbuf = malloc(dtype_row_bytes(type, in) * (size_t)out);
+        void *pbuf = aligned_alloc(64, (tensor_panel_bytes(type, out, in) + 63) / 64 * 64);
+        quant_tensor(&src, type, qbuf, row, &rm);
         tensor_pack_panels(&rm, pbuf, &pw);
         for (int64_t i = 0; i < (int64_t)out * in; i++)
-            if (tensor_get(&pw, i) != tensor_get(&rm, i)) { CHECKF(0, "%s panel value %lld differs", dtype_name(types[t]), (long long)i); break; }
+            if (tensor_get(&pw, i) != tensor_get(&rm, i)) { CHECKF(0, "%s panel value %lld differs", dtype_name(type), (long long)i); break; }
         float *x = malloc((size_t)100 * in * sizeof(float)), *y = malloc((size_t)100 * out * sizeof(float)),
               *y1 = malloc((size_t)out * sizeof(float)), *yr = malloc((size_t)100 * out * sizeof(float));
         fill(x, (int64_t)100 * in, 1.0f);
@@ -103,7 +105,7 @@ static void test_quant_panels(void) {
             int n = rows[ri];
             backend_cpu.matmul(&env, y, x, n, &pw, NULL);
             backend_ref.matmul(&env, yr, x, n, &rm, NULL);
-            CHECKF(nerr(y, yr, (int64_t)n * out) < TOL, "%s panels n=%d: cpu vs ref %.3g", dtype_name(types[t]), n, nerr(y, yr, (int64_t)n * out));
+            CHECKF(nerr(y, yr, (int64_t)n * out) < TOL, "%s panels n=%d: cpu vs ref %.3g", dtype_name(type), n, nerr(y, yr, (int64_t)n * out));
             int exact = 1;
             for (int r = 0; r < n && exact; r++)
                 for (int o = 0; o < out && exact; o++) {
@@ -111,10 +113,10 @@ static void test_quant_panels(void) {
                     for (int k = 0; k < in; k++) acc = fmaf(x[(int64_t)r * in + k], tensor_get(&pw, (int64_t)o * in + k), acc);
                     exact = memcmp(&acc, &y[(int64_t)r * out + o], sizeof acc) == 0;
                 }
-            CHECKF(exact, "%s panels n=%d: not the element-order fmaf chain", dtype_name(types[t]), n);
+            CHECKF(exact, "%s panels n=%d: not the element-order fmaf chain", dtype_name(type), n);
             for (int r = 0; r < n; r++) {
                 backend_cpu.matmul(&env, y1, x + (int64_t)r * in, 1, &pw, NULL);
-                if (memcmp(y1, y + (int64_t)r * out, (size_t)out * sizeof(float))) { CHECKF(0, "%s panels n=%d: row %d differs alone", dtype_name(types[t]), n, r); break; }
+                if (memcmp(y1, y + (int64_t)r * out, (size_t)out * sizeof(float))) { CHECKF(0, "%s panels n=%d: row %d differs alone", dtype_name(type), n, r); break; }
             }
         }
         free(wf); free(row); free(qbuf); free(pbuf); free(x); free(y); free(y1); free(yr);
