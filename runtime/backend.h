@@ -71,10 +71,10 @@ typedef struct {
 } moe_args;
 
 /* Scratch floats one device needs for a batch of up to n rows (gathered inputs, gate, up, output,
- * the int16 activations of the quantized kernels, one dequantized weight panel). */
+ * and the int16 activations of the row-major quantized kernels). */
 static inline int64_t moe_scratch_floats(int64_t n, int64_t n_embd, int64_t n_ff) {
     int64_t wide = n_embd > n_ff ? n_embd : n_ff;
-    return n * (2 * n_embd + 2 * n_ff) + wide + quant_act_floats(n, wide) + TENSOR_PANEL * wide;
+    return n * (2 * n_embd + 2 * n_ff) + wide + quant_act_floats(n, wide);
 }
 
 /* Floats of backend_env.ws for matmul inputs up to max_in wide and n_threads threads: the int16

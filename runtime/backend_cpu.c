@@ -347,6 +347,34 @@ ALWAYS_INLINE void vf_storeu(float *p, vf v) {
 #define PT_C2 (2 * PT_PANELS)
 #define PT_ACC (PT_C1 * PNV) /* accumulators per row, at most */
 
+/* The parts every panel tile shares: R × C·PNV accumulators (registers once inlined), one column
+ * step (x[r * in] of each row times the column's weight vectors wv, added into the chains), and
+ * the store of the finished values (cols of the C * TENSOR_PANEL; a partial panel through tmp). */
+ALWAYS_INLINE void pt_zero(int R, int C, vf acc[PT_ROWS][PT_ACC]) {
+    UNROLL8 for (int r = 0; r < R; r++)
+        UNROLL8 for (int j = 0; j < C * PNV; j++) acc[r][j] = vf_zero();
+}
+
+ALWAYS_INLINE void pt_fma_rows(int R, int C, const float *x, int in, const vf *wv, vf acc[PT_ROWS][PT_ACC]) {
+    UNROLL8 for (int r = 0; r < R; r++) {
+        vf xb = vf_set1(x[(int64_t)r * in]);
+        UNROLL8 for (int j = 0; j < C * PNV; j++) acc[r][j] = vf_fma(xb, wv[j], acc[r][j]);
+    }
+}
+
+ALWAYS_INLINE void pt_store(int R, int C, vf acc[PT_ROWS][PT_ACC], float *y, int64_t ldy, int cols) {
+    if (cols == C * TENSOR_PANEL) {
+        UNROLL8 for (int r = 0; r < R; r++)
+            UNROLL8 for (int j = 0; j < C * PNV; j++) vf_storeu(y + r * ldy + j * VL, acc[r][j]);
+        return;
+    }
+    float tmp[PT_C1 * TENSOR_PANEL];
+    UNROLL8 for (int r = 0; r < R; r++) {
+        UNROLL8 for (int j = 0; j < C * PNV; j++) vf_storeu(tmp + j * VL, acc[r][j]);
+        memcpy(y + r * ldy, tmp, (size_t)cols * sizeof(float));
+    }
+}
+
 /* The codes of column k of a Q8 / Q4 panel block for rows v * VL .. v * VL + VL - 1, as f32. */
 ALWAYS_INLINE vf qcodes(dtype T, const char *blk, int k, int v) {
 #ifdef __AVX512F__
@@ -368,8 +396,7 @@ ALWAYS_INLINE vf qcodes(dtype T, const char *blk, int k, int v) {
 ALWAYS_INLINE void qptile(dtype T, int R, int C, const char *wp, size_t panel_bytes, int in, const float *x, float *y,
                           int64_t ldy, int cols) {
     vf acc[PT_ROWS][PT_ACC];
-    UNROLL8 for (int r = 0; r < R; r++)
-        UNROLL8 for (int j = 0; j < C * PNV; j++) acc[r][j] = vf_zero();
+    pt_zero(R, C, acc);
     size_t bs = T == DTYPE_Q8 ? sizeof(pblock_q8) : sizeof(pblock_q4);
     int nb = (in + QBLOCK - 1) / QBLOCK;
     for (int b = 0; b < nb; b++) {
@@ -383,22 +410,10 @@ ALWAYS_INLINE void qptile(dtype T, int R, int C, const char *wp, size_t panel_by
             UNROLL8 for (int c = 0; c < C; c++)
                 UNROLL8 for (int v = 0; v < PNV; v++)
                     wv[c * PNV + v] = vf_mul(qcodes(T, wp + c * panel_bytes + (size_t)b * bs, k, v), ds[c * PNV + v]);
-            UNROLL8 for (int r = 0; r < R; r++) {
-                vf xb = vf_set1(xk[(int64_t)r * in + k]);
-                UNROLL8 for (int j = 0; j < C * PNV; j++) acc[r][j] = vf_fma(xb, wv[j], acc[r][j]);
-            }
+            pt_fma_rows(R, C, xk + k, in, wv, acc);
         }
     }
-    if (cols == C * TENSOR_PANEL) {
-        UNROLL8 for (int r = 0; r < R; r++)
-            UNROLL8 for (int j = 0; j < C * PNV; j++) vf_storeu(y + r * ldy + j * VL, acc[r][j]);
-        return;
-    }
-    float tmp[PT_C1 * TENSOR_PANEL];
-    UNROLL8 for (int r = 0; r < R; r++) {
-        UNROLL8 for (int j = 0; j < C * PNV; j++) vf_storeu(tmp + j * VL, acc[r][j]);
-        memcpy(y + r * ldy, tmp, (size_t)cols * sizeof(float));
-    }
+    pt_store(R, C, acc, y, ldy, cols);
 }
 
 /* y[r * ldy + j] for r < R, j < cols (cols <= C * TENSOR_PANEL): panels starting at wp. */
@@ -409,27 +424,14 @@ ALWAYS_INLINE void ptile(dtype T, int R, int C, const char *wp, size_t panel_byt
         return;
     }
     vf acc[PT_ROWS][PT_ACC];
-    UNROLL8 for (int r = 0; r < R; r++)
-        UNROLL8 for (int j = 0; j < C * PNV; j++) acc[r][j] = vf_zero();
+    pt_zero(R, C, acc);
     for (int k = 0; k < in; k++) {
         vf wv[PT_ACC];
         UNROLL8 for (int c = 0; c < C; c++)
             UNROLL8 for (int v = 0; v < PNV; v++) wv[c * PNV + v] = loadv(T, wp + c * panel_bytes, k * TENSOR_PANEL + v * VL);
-        UNROLL8 for (int r = 0; r < R; r++) {
-            vf xb = vf_set1(x[(int64_t)r * in + k]);
-            UNROLL8 for (int j = 0; j < C * PNV; j++) acc[r][j] = vf_fma(xb, wv[j], acc[r][j]);
-        }
+        pt_fma_rows(R, C, x + k, in, wv, acc);
     }
-    if (cols == C * TENSOR_PANEL) {
-        UNROLL8 for (int r = 0; r < R; r++)
-            UNROLL8 for (int j = 0; j < C * PNV; j++) vf_storeu(y + r * ldy + j * VL, acc[r][j]);
-        return;
-    }
-    float tmp[PT_C1 * TENSOR_PANEL];
-    UNROLL8 for (int r = 0; r < R; r++) {
-        UNROLL8 for (int j = 0; j < C * PNV; j++) vf_storeu(tmp + j * VL, acc[r][j]);
-        memcpy(y + r * ldy, tmp, (size_t)cols * sizeof(float));
-    }
+    pt_store(R, C, acc, y, ldy, cols);
 }
 
 #define PT_CALL(T, R_, C_) ptile(T, R_, C_, wp, pb, in, x, y, ldy, cols)
@@ -560,22 +562,10 @@ static void matmul_range(float *y, const acts *x, int n, const tensor *w, const 
  * into all n rows by the float panel kernel, so the conversion is paid once per pass, not per
  * row. (This replaced OpenBLAS sgemm, which was slower here and is not batch-invariant.) */
 static void matmul_deq(float *y, const float *x, int n, const tensor *w, int o0, int o1, float *panel) {
-    int64_t out = w->shape[0], in = w->shape[1], nb = (in + QBLOCK - 1) / QBLOCK;
-    size_t rb = dtype_row_bytes(w->type, in);
+    int64_t out = w->shape[0], in = w->shape[1];
     for (int64_t o = o0; o < o1; o += TENSOR_PANEL) {
-        for (int j = 0; j < TENSOR_PANEL; j++) {
-            const char *row = (const char *)w->data + (size_t)(o + j) * rb;
-            for (int64_t c = 0; c < in; c++) {
-                float v = 0.0f;
-                if (o + j < out && o + j < o1) {
-                    if (w->type == DTYPE_Q8) v = q8_value((const block_q8 *)row + c / QBLOCK, (int)(c % QBLOCK));
-                    else if (w->type == DTYPE_Q4) v = q4_value((const block_q4 *)row + c / QBLOCK, (int)(c % QBLOCK));
-                    else v = tensor_get(w, (o + j) * in + c);
-                }
-                panel[c * TENSOR_PANEL + j] = v;
-            }
-        }
-        (void)nb;
+        for (int j = 0; j < TENSOR_PANEL; j++)
+            for (int64_t c = 0; c < in; c++) panel[c * TENSOR_PANEL + j] = o + j < o1 ? tensor_get(w, (o + j) * in + c) : 0.0f;
         int cols = o1 - o < TENSOR_PANEL ? (int)(o1 - o) : TENSOR_PANEL;
         for (int r = 0; r < n; r += PT_ROWS)
             ptile_F32(n - r < PT_ROWS ? n - r : PT_ROWS, 1, (const char *)panel, 0, (int)in, x + (int64_t)r * in, y + (int64_t)r * out + o,
@@ -972,32 +962,28 @@ static void cpu_attention(const backend_env *env, const attn_args *a) {
 
 /* One device: every active expert it owns, one small GEMM each over the expert's gathered rows.
  * Runs inside a pool task, so its matmuls are single-threaded (matmul_range). */
-/* y (n, w rows) = x · wᵀ for one expert on one device (single-threaded); act and panel are the
- * device's scratch for quantized activations and a dequantized panel. */
-static void expert_matmul(float *y, const float *x, int n, const tensor *w, float *act, float *panel) {
-    if (dtype_is_quant(w->type) && !w->panel && n > BACKEND_INVARIANT_ROWS) {
-        matmul_deq(y, x, n, w, 0, (int)w->shape[0], panel);
-        return;
-    }
+/* y (n, w rows) = x · wᵀ for one expert on one device (single-threaded); act is the device's
+ * scratch for the int16 activations of row-major quantized weights. */
+static void expert_matmul(float *y, const float *x, int n, const tensor *w, float *act) {
     acts xa = prepare_acts(w, x, n, act);
     matmul_range(y, &xa, n, w, NULL, 0, (int)w->shape[0]);
 }
 
 static void moe_device_task(void *arg, int d) {
     const moe_args *a = arg;
-    int E = a->n_embd, F = a->n_ff, wide = E > F ? E : F;
+    int E = a->n_embd, F = a->n_ff;
     float *xs = a->dev_scratch + (int64_t)d * moe_scratch_floats(a->n, E, F);
     float *g = xs + (int64_t)a->n * E, *u = g + (int64_t)a->n * F, *y = u + (int64_t)a->n * F;
-    float *act = xs + (int64_t)a->n * (2 * E + 2 * F) + wide, *panel = act + quant_act_floats(a->n, wide);
+    float *act = xs + (int64_t)a->n * (2 * E + 2 * F) + (E > F ? E : F);
     for (int e = a->device_begin[d]; e < a->device_begin[d + 1]; e++) {
         int first = a->offset[e], cnt = a->offset[e + 1] - first;
         if (cnt == 0) continue;
         for (int i = 0; i < cnt; i++)
             memcpy(xs + (int64_t)i * E, a->x + (int64_t)(a->order[first + i] / a->k) * E, (size_t)E * sizeof(float));
-        expert_matmul(g, xs, cnt, &a->gate[e], act, panel); /* (quantizes xs twice when both are quantized; cheap) */
-        expert_matmul(u, xs, cnt, &a->up[e], act, panel);
+        expert_matmul(g, xs, cnt, &a->gate[e], act);
+        expert_matmul(u, xs, cnt, &a->up[e], act);
         cpu_swiglu(g, u, (int64_t)cnt * F);
-        expert_matmul(y, g, cnt, &a->down[e], act, panel);
+        expert_matmul(y, g, cnt, &a->down[e], act);
         for (int i = 0; i < cnt; i++)
             memcpy(a->pair_out + (int64_t)a->order[first + i] * E, y + (int64_t)i * E, (size_t)E * sizeof(float));
     }

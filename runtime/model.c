@@ -318,7 +318,7 @@ static void count_work(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     work_count *w = arg;
     bool quantized = w->quant && kind == MAT_OTHER;
     if (quantized) w->bytes += matrix_bytes(t);
-    if (w->panels && !(quantized && w->panels) && packable(m, t, kind)) w->bytes += matrix_bytes(t);
+    if (w->panels && !quantized && packable(m, t, kind)) w->bytes += matrix_bytes(t); /* quantized: straight into panels */
 }
 
 static void resident_add(moge_model *m, tensor *t, matrix_kind kind, void *arg) {

@@ -59,26 +59,12 @@ void quant_tensor(const tensor *src, dtype type, void *dst, float *row, tensor *
 
 void quant_tensor_panels(const tensor *src, dtype type, void *dst, float *row, void *slab, tensor *out) {
     int64_t rows = src->shape[0], cols = src->shape[1];
-    size_t rb = dtype_row_bytes(type, cols), pb = tensor_panel_bytes(type, TENSOR_PANEL, cols);
+    size_t pb = tensor_panel_bytes(type, TENSOR_PANEL, cols);
     for (int64_t r0 = 0; r0 < rows; r0 += TENSOR_PANEL) {
-        int n = rows - r0 < TENSOR_PANEL ? (int)(rows - r0) : TENSOR_PANEL;
-        tensor part = *src, q;
-        part.shape[0] = n;
-        part.data = (const char *)src->data + (size_t)r0 * (size_t)cols * (dtype_is_quant(src->type) ? 0 : dtype_size(src->type));
-        if (src->panel || dtype_is_quant(src->type)) { /* not a float row-major source: row by row */
-            for (int j = 0; j < n; j++) {
-                tensor_to_f32(src, (r0 + j) * cols, cols, row);
-                if (type == DTYPE_Q8) quant_row_q8(row, cols, (block_q8 *)((char *)slab + (size_t)j * rb));
-                else quant_row_q4(row, cols, (block_q4 *)((char *)slab + (size_t)j * rb));
-            }
-            q = *src;
-            q.shape[0] = n;
-            q.type = type;
-            q.panel = 0;
-            q.data = slab;
-        } else {
-            quant_tensor(&part, type, slab, row, &q);
-        }
+        tensor part = *src, q; /* the panel's rows of the row-major source */
+        part.shape[0] = rows - r0 < TENSOR_PANEL ? rows - r0 : TENSOR_PANEL;
+        part.data = (const char *)src->data + (size_t)r0 * (size_t)cols * dtype_size(src->type);
+        quant_tensor(&part, type, slab, row, &q);
         tensor packed;
         tensor_pack_panels(&q, (char *)dst + (size_t)(r0 / TENSOR_PANEL) * pb, &packed);
     }

@@ -32,8 +32,8 @@ void quant_act_rows(const float *x, int64_t n, int64_t cols, float *scratch, con
  * src->shape[0] * dtype_row_bytes(type, src->shape[1]) bytes; `row` is scratch of
  * src->shape[1] floats. Afterwards *out is the quantized view (name of src, data dst). */
 void quant_tensor(const tensor *src, dtype type, void *dst, float *row, tensor *out);
-/* The same values in panel layout (tensor.h) in dst (tensor_panel_bytes(type, rows, cols) bytes):
- * TENSOR_PANEL rows at a time quantized into slab (TENSOR_PANEL * dtype_row_bytes(type, cols)
+/* The same values in panel layout (tensor.h) in dst (tensor_panel_bytes(type, rows, cols) bytes)
+ * from a row-major F32/F16/BF16 src: TENSOR_PANEL rows at a time quantized into slab (TENSOR_PANEL * dtype_row_bytes(type, cols)
  * bytes) and packed. *out is the panel view. */
 void quant_tensor_panels(const tensor *src, dtype type, void *dst, float *row, void *slab, tensor *out);
 
