@@ -229,16 +229,22 @@ def write_model(mdir, spec, seed):
     return sum(os.path.getsize(os.path.join(mdir, f)) for f in os.listdir(mdir))
 
 
-def write_ref(path, tokens, logits, routed):
-    ids = np.stack([r[0] for r in routed])      # (layers, T, k)
-    weights = np.stack([r[1] for r in routed])  # (layers, T, k)
-    with open(path, "wb") as f:
+def write_moeref(path, tokens, logits, experts, weights):
+    """A MOGEREF2 file (format above): experts and weights (layers, T, k), (0, T, 0) for a dense
+    model. Written to a temporary name and renamed."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
         f.write(b"MOGEREF2")
-        f.write(struct.pack("<iiii", len(tokens), logits.shape[1], ids.shape[0], ids.shape[2]))
+        f.write(struct.pack("<iiii", len(tokens), logits.shape[1], experts.shape[0], experts.shape[2]))
         f.write(np.asarray(tokens, dtype="<i4").tobytes())
         f.write(np.asarray(logits, dtype="<f4").tobytes())
-        f.write(np.asarray(ids, dtype="<i4").tobytes())
+        f.write(np.asarray(experts, dtype="<i4").tobytes())
         f.write(np.asarray(weights, dtype="<f4").tobytes())
+    os.replace(tmp, path)
+
+
+def write_ref(path, tokens, logits, routed):
+    write_moeref(path, tokens, logits, np.stack([r[0] for r in routed]), np.stack([r[1] for r in routed]))
 
 
 def evaluate(mdir, spec, seed):

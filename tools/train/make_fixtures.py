@@ -23,7 +23,6 @@ Usage (repository root):
 """
 import argparse
 import os
-import struct
 import sys
 
 import numpy as np
@@ -35,6 +34,9 @@ import model as M  # noqa: E402
 from export import load_exported  # noqa: E402
 from tok512 import Tok512  # noqa: E402
 from train import DATA, TOKENIZER, VALID_FILE, read_stories  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(HERE))
+from make_moe_fixtures import write_moeref  # noqa: E402  (the MOGEREF2 writer)
 
 TOKENS = 48
 MIN_MARGIN = 2e-5  # 20x the ~1e-6 relative error of a float32 forward
@@ -75,18 +77,6 @@ def run(model, ids):
     return logits[0].numpy(), ex, w, margin
 
 
-def write_ref(path, ids, logits, experts, weights):
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(b"MOGEREF2")
-        f.write(struct.pack("<iiii", len(ids), logits.shape[1], experts.shape[0], experts.shape[2]))
-        f.write(np.asarray(ids, dtype="<i4").tobytes())
-        f.write(np.asarray(logits, dtype="<f4").tobytes())
-        f.write(np.asarray(experts, dtype="<i4").tobytes())
-        f.write(np.asarray(weights, dtype="<f4").tobytes())
-    os.replace(tmp, path)
-
-
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("models", nargs="+", help="exported model directories")
@@ -108,7 +98,7 @@ def main(argv):
         else:
             raise SystemExit(f"{name}: no validation story with routing margins >= {MIN_MARGIN}")
         path = os.path.join(args.out_dir, name + ".ref")
-        write_ref(path, ids, logits, experts, weights)
+        write_moeref(path, ids, logits, experts, weights)
         print(f"{path}: story {k}, {len(ids)} tokens, {experts.shape[0]} MoE layers, "
               f"smallest routing margin {margin:.2e}")
 
