@@ -2,16 +2,19 @@
 """make_fixtures.py — the trainer's PyTorch forward on fixed inputs, for the C runtime's tests.
 
 For each exported model directory (tools/train/export.py) it writes tests/fixtures/demo/NAME.ref:
-the logits of a fixed token sequence (<s> + the start of a validation story) and, for MoE models,
+the logits of a fixed token sequence (TOKENS tokens of a validation story) and, for MoE models,
 every layer's chosen experts and routing weights, computed by tools/train/model.py — the code the
 model was trained with — in float64 from the weights as stored (F32). tests/test_demo_models.c
 loads the same directory with the C runtime and requires logits within 1e-4 (normalised), the
 same expert choices and routing weights within 1e-4.
 
-The sequence is the first TOKENS tokens of the first validation story (valid.txt, in order) whose
-routing is unambiguous at float32 precision: every routing margin (the relative gap between the
-probability of the last expert kept and the best one rejected, per token, layer and group)
-at least MIN_MARGIN; stories that fail are skipped (the script says which).
+The sequence is the first window of TOKENS tokens (of <s> story, starting at offsets 0, 5, 10 or
+15 of each validation story in valid.txt order) whose routing is unambiguous at float32
+precision: every routing margin (the relative gap between the probability of the last expert
+kept and the best one rejected, per token, layer and group) at least MIN_MARGIN. Windows that fail
+are skipped (the script says which). Several offsets per story, because a window's first token
+has the same hidden state wherever it starts a window: with <s> first, or "Once" as most stories
+begin, one near-tie at position 0 would rule out every story.
 
 Format (the MoE fixtures' MOGEREF2, tools/make_moe_fixtures.py), little-endian: b"MOGEREF2",
 int32 n_tokens, n_vocab, n_moe_layers, k, int32 tokens[n], float32 logits[n][V],
@@ -39,6 +42,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 from make_moe_fixtures import write_moeref  # noqa: E402  (the MOGEREF2 writer)
 
 TOKENS = 48
+OFFSETS = (0, 5, 10, 15)
 MIN_MARGIN = 2e-5  # 20x the ~1e-6 relative error of a float32 forward
 OUT_DIR = "tests/fixtures/demo"
 
@@ -87,19 +91,26 @@ def main(argv):
     for mdir in args.models:
         model = load_exported(mdir).double()
         name = os.path.basename(os.path.normpath(mdir))
+        found = None
         for k, story in enumerate(read_stories(os.path.join(DATA, VALID_FILE))):
-            ids = tok.encode(story, bos=True, eos=False)[:TOKENS]
-            if len(ids) < TOKENS:
-                continue
-            logits, experts, weights, margin = run(model, ids)
-            if margin >= MIN_MARGIN:
+            stream = tok.encode(story, bos=True, eos=False)
+            for off in OFFSETS:
+                ids = stream[off:off + TOKENS]
+                if len(ids) < TOKENS:
+                    break
+                logits, experts, weights, margin = run(model, ids)
+                if margin >= MIN_MARGIN:
+                    found = (k, off, ids, logits, experts, weights, margin)
+                    break
+                print(f"{name}: story {k} at {off} skipped (routing margin {margin:.2e} < {MIN_MARGIN})")
+            if found:
                 break
-            print(f"{name}: story {k} skipped (routing margin {margin:.2e} < {MIN_MARGIN})")
-        else:
-            raise SystemExit(f"{name}: no validation story with routing margins >= {MIN_MARGIN}")
+        if not found:
+            raise SystemExit(f"{name}: no validation window with routing margins >= {MIN_MARGIN}")
+        k, off, ids, logits, experts, weights, margin = found
         path = os.path.join(args.out_dir, name + ".ref")
         write_moeref(path, ids, logits, experts, weights)
-        print(f"{path}: story {k}, {len(ids)} tokens, {experts.shape[0]} MoE layers, "
+        print(f"{path}: story {k} from token {off}, {len(ids)} tokens, {experts.shape[0]} MoE layers, "
               f"smallest routing margin {margin:.2e}")
 
 
