@@ -166,11 +166,7 @@ static void test_errors(void) {
         {BENCH " --draft-max", 2, "--draft-max needs a value"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int rc = MOGE(cases[i].args);
-        char *err = slurp_text(ERR);
-        CHECKF(rc == cases[i].rc, "moge %s: exit %d, expected %d (%s)", cases[i].args, rc, cases[i].rc, err);
-        CHECKF(strstr(err, cases[i].needle) != NULL, "moge %s: stderr does not mention \"%s\": %s", cases[i].args, cases[i].needle, err);
-        free(err);
+        expect_moge_error(cases[i].args, cases[i].rc, cases[i].needle, OUT, ERR);
     }
 }
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 
 /* Normalised error ||a - b|| / ||b|| (the absolute norm when b is all zeros). */
@@ -48,5 +49,16 @@ static inline int moge_cmd(const char *args, const char *out, const char *err) {
     snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s </dev/null", bin, args, out, err);
     return shell(cmd);
 }
+
+#ifdef CHECKF /* with harness.h included first */
+/* `moge args` must exit with rc and say `needle` on stderr (bad-input cases). */
+static inline void expect_moge_error(const char *args, int rc, const char *needle, const char *out, const char *err_path) {
+    int got = moge_cmd(args, out, err_path);
+    char *err = slurp_text(err_path);
+    CHECKF(got == rc, "moge %s: exit %d, expected %d (%s)", args, got, rc, err);
+    CHECKF(strstr(err, needle) != NULL, "moge %s: stderr does not mention \"%s\": %s", args, needle, err);
+    free(err);
+}
+#endif
 
 #endif
