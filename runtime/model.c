@@ -194,6 +194,14 @@ void model_for_each_matrix(moge_model *m, void (*fn)(moge_model *, tensor *, mat
 
 static int64_t matrix_bytes(const tensor *t) { return (int64_t)dtype_row_bytes(t->type, t->shape[1]) * t->shape[0]; }
 
+/* Drops the pages of a matrix's source in the mapping once it was read into an owned form (the
+ * kernel would read them again from the file if touched). The tied embedding is still needed
+ * by the token lookup, so its pages stay. */
+static void release_source(moge_model *m, const tensor *src) {
+    const st_entry *e = st_find(&m->st, src->name);
+    if (src->data != m->tok_embd.data && e) st_release(e);
+}
+
 /* Another `bytes` of source matrices done: tells the caller at each new percent. */
 static void progress_add(moge_model *m, int64_t bytes) {
     load_progress *p = &m->progress;
@@ -231,9 +239,7 @@ static void quant_size(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     if (t->shape[1] > q->max_cols) q->max_cols = t->shape[1];
 }
 
-/* Quantizes one matrix into qbuf, then releases the pages of its source in the mapping (they were
- * read once; the kernel drops them from this process, and would read them again from the file
- * if touched). The tied embedding is still needed by the token lookup, so its pages stay. */
+/* Quantizes one matrix into qbuf, then releases the pages of its source in the mapping. */
 static void quant_one(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     quant_pass *q = arg;
     if (kind != MAT_OTHER) return;
@@ -244,8 +250,7 @@ static void quant_one(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     m->qbuf_bytes += bytes;
     progress_add(m, matrix_bytes(&src));
     q->dst += align_up(bytes, QBUF_ALIGN);
-    const st_entry *e = st_find(&m->st, src.name);
-    if (src.data != m->tok_embd.data && e) st_release(e);
+    release_source(m, &src);
 }
 
 /* panels: the cpu backend's layout, quantized TENSOR_PANEL rows at a time straight into it. */
@@ -296,8 +301,7 @@ static void pack_one(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     /* pre-quantized blocks counted in qbuf_bytes while they were used from the mapping */
     if (dtype_is_quant(src.type)) m->qbuf_bytes -= (int64_t)dtype_row_bytes(src.type, src.shape[1]) * src.shape[0];
     *dst += align_up(bytes, QBUF_ALIGN);
-    const st_entry *e = st_find(&m->st, src.name);
-    if (src.data != m->tok_embd.data && e) st_release(e);
+    release_source(m, &src);
 }
 
 static moge_status pack_weights(moge_model *m, char *err, size_t n) {
