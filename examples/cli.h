@@ -18,7 +18,6 @@ bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
  * node at each depth) into shape[16]; *n their count. False after printing an error. */
 bool cli_tree_shape(const char *cmd, const char *s, int32_t *shape, int32_t *n);
 /* --quant VALUE: none, q8 or q4. */
-bool cli_quant(const char *cmd, const char *s, int *out);
 /* The value of flag argv[*i] (advancing *i), or NULL after printing an error when it is missing. */
 const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 /* Writes text and a newline to path through path.PID.tmp and a rename ("-": stdout). False after

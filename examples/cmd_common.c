@@ -69,12 +69,6 @@ static int choice(const char *cmd, const char *flag, const char *s, const char *
     return -1;
 }
 
-bool cli_quant(const char *cmd, const char *s, int *out) {
-    int k = choice(cmd, "--quant", s, (const char *const[]){"none", "q8", "q4", NULL});
-    if (k >= 0) *out = (moge_quant[]){MOGE_QUANT_NONE, MOGE_QUANT_Q8, MOGE_QUANT_Q4}[k];
-    return k >= 0;
-}
-
 bool cli_tree_shape(const char *cmd, const char *s, int32_t *shape, int32_t *n) {
     *n = 0;
     for (const char *q = s; *q;) {
@@ -170,8 +164,9 @@ static const row rows[] = {
     {MODEL_FLAGS, "-t", "--threads", "N", K_INT, 1, 1024, AT(mp.n_threads), .help = "threads (default: all cores)"},
     {MODEL_FLAGS, NULL, "--backend", "NAME", K_ENUM, AT(mp.backend), NAMES("cpu", "ref"), VALS(MOGE_BACKEND_CPU, MOGE_BACKEND_REF),
      "cpu (default) or ref (slow reference loops)"},
-    {MODEL_FLAGS, NULL, "--quant", "q8|q4", K_ENUM, AT(mp.quant), NAMES("none", "q8", "q4"), VALS(MOGE_QUANT_NONE, MOGE_QUANT_Q8, MOGE_QUANT_Q4),
-     "quantize the weights at load (blocks of 32, int8 or int4)"},
+    {MODEL_FLAGS, NULL, "--quant", "q8|q4|w8a8", K_ENUM, AT(mp.quant), NAMES("none", "q8", "q4", "w8a8"),
+     VALS(MOGE_QUANT_NONE, MOGE_QUANT_Q8, MOGE_QUANT_Q4, MOGE_QUANT_W8A8),
+     "quantize the weights at load (blocks of 32, int8 or int4; w8a8: int8 weights and activations)"},
     {MODEL_FLAGS, NULL, "--routing", "RULE", K_ENUM, AT(mp.routing), NAMES("moge", "topk", "group_limited"),
      VALS(MOGE_ROUTING_MOGE, MOGE_ROUTING_TOPK, MOGE_ROUTING_GROUP_LIMITED), "MoE models: override the routing rule: moge, topk or group_limited"},
     {MODEL_FLAGS, NULL, "--n-group", "N", K_I32, 1, 1024, AT(mp.n_group), .help = "MoE: expert groups for the override (default: the checkpoint's)"},

@@ -172,6 +172,8 @@ typedef enum {
     MOGE_QUANT_NONE = 0, /* weights as stored (F32/F16/BF16, mmapped) */
     MOGE_QUANT_Q8,       /* int8, scale = max|w| / 127: 1.125 bytes per weight */
     MOGE_QUANT_Q4,       /* 4-bit -7..7, scale = max|w| / 7: 0.625 bytes per weight */
+    MOGE_QUANT_W8A8,     /* Q8 weights times activations quantized to int8 per token and block of
+                            32 (integer dot products; a second rounding, of the activations) */
 } moge_quant;
 
 typedef struct {

@@ -14,7 +14,9 @@
  * reduction order up to BACKEND_INVARIANT_ROWS rows (int16 activations and integer dot
  * products, VNNI where present, for Q8/Q4); beyond, each panel of 16 weight rows is converted to
  * f32 once and run through the panel kernel (matmul_deq; OpenBLAS sgemm, used before, was slower
- * on the machines measured). Output rows are split over the thread pool. Attention walks the visible slots in slot order, scoring 8 slots at a time.
+ * on the machines measured). W8A8 weights (DTYPE_Q8A8) multiply int8 activations by integer
+ * dot products (qatile; VNNI where present), again one fixed chain per value. Output rows are
+ * split over the thread pool. Attention walks the visible slots in slot order, scoring 8 slots at a time.
  * Everything else is row-wise.
  */
 #include <math.h>
@@ -56,14 +58,23 @@ typedef struct {
     const float *x;   /* f32 rows (float weights) */
     const int16_t *q; /* int16 rows, stride nb * QBLOCK (quantized weights) */
     const float *d;   /* their scales, stride nb */
+    act8_rows a8;     /* int8 rows (W8A8 weights, DTYPE_Q8A8) */
 } acts;
 
 /* The activations matmul_range needs for weights w: x itself, or x quantized into scratch
  * (quant_act_floats(n, in) floats). */
 static acts prepare_acts(const tensor *w, const float *x, int n, float *scratch) {
     acts a = {.x = x};
-    if (dtype_is_quant(w->type) && !w->panel) quant_act_rows(x, n, w->shape[1], scratch, &a.q, &a.d);
+    if (w->type == DTYPE_Q8A8) quant_act8_rows(x, n, w->shape[1], scratch, &a.a8);
+    else if (dtype_is_quant(w->type) && !w->panel) quant_act_rows(x, n, w->shape[1], scratch, &a.q, &a.d);
     return a;
+}
+
+/* W8A8 (DTYPE_Q8A8) in either layout, one value at a time: the kernels' twin (quant.h q8a8_dot). */
+static void matmul_q8a8_scalar(float *y, const act8_rows *x, int n, const tensor *w, const float *bias, int o0, int o1) {
+    int64_t out = w->shape[0];
+    for (int o = o0; o < o1; o++)
+        for (int r = 0; r < n; r++) y[(int64_t)r * out + o] = q8a8_dot(w, o, x, r) + (bias ? bias[o] : 0.0f);
 }
 
 #ifdef MOGE_AVX2
@@ -489,6 +500,163 @@ static void matmul_panels(float *y, const float *x, int n, const tensor *w, cons
     }
 }
 
+/* W8A8 panels (DTYPE_Q8A8, pblock_q8a8): integer dot products of int8 activations with the
+ * weights' codes, 4 columns per 32-bit lane. Per block b and output (r, o):
+ * S = Σ_j code_w · code_x (exact in int32), then acc = fma((float)S, d_w · d_x, acc) — the
+ * chain of quant.h q8a8_dot, so the same bits at any batch size. With VNNI (vpdpbusd: unsigned ×
+ * signed bytes) the stored code + 128 goes in as it is and 128 · Σ code_x is taken off at the end
+ * of the block; without, the codes are made signed again and multiplied by |x| with x's sign
+ * moved onto them (pmaddubsw, no saturation: |pair| <= 2 · 127 · 127), then pmaddwd sums the
+ * pairs. Per 4 columns, 16 outputs and a row that is 1 instruction (VNNI, 512-bit) or 4 per
+ * 8 outputs (AVX2), where the f32-activation kernel needs 4 conversions and multiply-adds. */
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#define QA_VL 16
+#define QA_ROWS 6
+#define QA_PANELS 2
+#define QA_BIASED 1
+typedef __m512i qa_vi;
+typedef __m512 qa_vf;
+#define qa_zero() _mm512_setzero_si512()
+#define qa_loadw(p) _mm512_loadu_si512((const void *)(p))
+#define qa_set1(v) _mm512_set1_epi32(v)
+#define qa_dot(s, w, x) _mm512_dpbusd_epi32(s, w, x)
+#define qa_sub(a, b) _mm512_sub_epi32(a, b)
+#define qa_cvt(a) _mm512_cvtepi32_ps(a)
+#define qa_fzero() _mm512_setzero_ps()
+#define qa_floadu(p) _mm512_loadu_ps(p)
+#define qa_fset1(v) _mm512_set1_ps(v)
+#define qa_fmul(a, b) _mm512_mul_ps(a, b)
+#define qa_fma(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define qa_fstoreu(p, v) _mm512_storeu_ps(p, v)
+#else
+#define QA_VL 8
+#define QA_ROWS 2
+#define QA_PANELS 1
+typedef __m256i qa_vi;
+typedef __m256 qa_vf;
+#define qa_zero() _mm256_setzero_si256()
+#define qa_set1(v) _mm256_set1_epi32(v)
+#ifdef __AVXVNNI__
+#define QA_BIASED 1
+#define qa_loadw(p) _mm256_loadu_si256((const __m256i *)(p))
+#define qa_dot(s, w, x) _mm256_dpbusd_avx_epi32(s, w, x)
+#else
+#define QA_BIASED 0
+#define qa_loadw(p) _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p)), _mm256_set1_epi8((char)0x80))
+ALWAYS_INLINE __m256i qa_dot(__m256i s, __m256i w, __m256i x) {
+    __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(w, x));
+    return _mm256_add_epi32(s, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+#endif
+#define qa_sub(a, b) _mm256_sub_epi32(a, b)
+#define qa_cvt(a) _mm256_cvtepi32_ps(a)
+#define qa_fzero() _mm256_setzero_ps()
+#define qa_floadu(p) _mm256_loadu_ps(p)
+#define qa_fset1(v) _mm256_set1_ps(v)
+#define qa_fmul(a, b) _mm256_mul_ps(a, b)
+#define qa_fma(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define qa_fstoreu(p, v) _mm256_storeu_ps(p, v)
+#endif
+#define QA_PNV (TENSOR_PANEL / QA_VL)  /* vectors per panel */
+#define QA_C1 (2 * QA_PANELS)         /* panels of a one-row tile */
+#define QA_ACC (QA_C1 * QA_PNV)       /* accumulators per row, at most */
+
+/* y[r * ldy + j] for r < R, j < cols (cols <= C * TENSOR_PANEL): activation rows r0 .. r0 + R - 1
+ * of x times the panels starting at wp. */
+ALWAYS_INLINE void qatile(int R, int C, const char *wp, size_t panel_bytes, const act8_rows *x, int64_t r0, float *y, int64_t ldy,
+                          int cols) {
+    int64_t nb = x->nb;
+    qa_vf acc[QA_ROWS][QA_ACC];
+    UNROLL8 for (int r = 0; r < R; r++)
+        UNROLL8 for (int j = 0; j < C * QA_PNV; j++) acc[r][j] = qa_fzero();
+    for (int64_t b = 0; b < nb; b++) {
+        const pblock_q8a8 *blk[QA_C1];
+        UNROLL8 for (int c = 0; c < C; c++) blk[c] = (const pblock_q8a8 *)(wp + c * panel_bytes) + b;
+        const int8_t *xq = x->q + (r0 * nb + b) * QBLOCK;
+        qa_vi S[QA_ROWS][QA_ACC];
+        UNROLL8 for (int r = 0; r < R; r++)
+            UNROLL8 for (int j = 0; j < C * QA_PNV; j++) S[r][j] = qa_zero();
+        UNROLL8 for (int g = 0; g < QBLOCK / 4; g++) {
+            qa_vi wv[QA_ACC];
+            UNROLL8 for (int c = 0; c < C; c++)
+                UNROLL8 for (int v = 0; v < QA_PNV; v++) wv[c * QA_PNV + v] = qa_loadw(blk[c]->q[g][v * QA_VL]);
+            UNROLL8 for (int r = 0; r < R; r++) {
+                int32_t xi;
+                memcpy(&xi, xq + r * nb * QBLOCK + 4 * g, sizeof xi);
+                qa_vi xb = qa_set1(xi);
+                UNROLL8 for (int j = 0; j < C * QA_PNV; j++) S[r][j] = qa_dot(S[r][j], wv[j], xb);
+            }
+        }
+        UNROLL8 for (int r = 0; r < R; r++) {
+            qa_vf dx = qa_fset1(x->d[(r0 + r) * nb + b]);
+#if QA_BIASED
+            qa_vi corr = qa_set1(128 * x->s[(r0 + r) * nb + b]);
+#endif
+            UNROLL8 for (int c = 0; c < C; c++)
+                UNROLL8 for (int v = 0; v < QA_PNV; v++) {
+                    qa_vi s = S[r][c * QA_PNV + v];
+#if QA_BIASED
+                    s = qa_sub(s, corr);
+#endif
+                    qa_vf scale = qa_fmul(qa_floadu(blk[c]->d + v * QA_VL), dx);
+                    acc[r][c * QA_PNV + v] = qa_fma(qa_cvt(s), scale, acc[r][c * QA_PNV + v]);
+                }
+        }
+    }
+    float tmp[QA_C1 * TENSOR_PANEL];
+    UNROLL8 for (int r = 0; r < R; r++) {
+        float *dst = cols == C * TENSOR_PANEL ? y + r * ldy : tmp;
+        UNROLL8 for (int j = 0; j < C * QA_PNV; j++) qa_fstoreu(dst + j * QA_VL, acc[r][j]);
+        if (dst == tmp) memcpy(y + r * ldy, tmp, (size_t)cols * sizeof(float));
+    }
+}
+
+#define QA_CALL(R_, C_) qatile(R_, C_, wp, pb, x, r0, y, ldy, cols)
+#if QA_ROWS > 2
+#define QA_CASES_MORE(C_)                                                                                       \
+    case 3: QA_CALL(3, C_); break;                                                                              \
+    case 4: QA_CALL(4, C_); break;                                                                              \
+    case 5: QA_CALL(5, C_); break;
+#else
+#define QA_CASES_MORE(C_)
+#endif
+#define QA_ROWS_CASES(C_)                                                                                       \
+    switch (R) {                                                                                                \
+    case 1: QA_CALL(1, C_); break;                                                                              \
+    case 2: QA_CALL(2, C_); break;                                                                              \
+    QA_CASES_MORE(C_)                                                                                           \
+    default: QA_CALL(QA_ROWS, C_); break;                                                                       \
+    }
+/* (R, C) as matmul_q8a8 chooses them: QA_C1 panels only with one row. */
+static void qatile_any(int R, int C, const char *wp, size_t pb, const act8_rows *x, int64_t r0, float *y, int64_t ldy, int cols) {
+    if (C == QA_C1) QA_CALL(1, QA_C1);
+    else if (C == QA_PANELS) { QA_ROWS_CASES(QA_PANELS) }
+    else { QA_ROWS_CASES(1) }
+}
+
+/* y (n, out) columns [o0, o1) (o0 a multiple of TENSOR_PANEL) for W8A8 weights. */
+static void matmul_q8a8(float *y, const act8_rows *x, int n, const tensor *w, const float *bias, int o0, int o1) {
+    if (!w->panel) {
+        matmul_q8a8_scalar(y, x, n, w, bias, o0, o1);
+        return;
+    }
+    int out = (int)w->shape[0];
+    size_t pb = tensor_panel_bytes(DTYPE_Q8A8, TENSOR_PANEL, w->shape[1]);
+    int widest = n == 1 ? QA_C1 : QA_PANELS;
+    for (int o = o0; o < o1;) {
+        int left = (o1 - o + TENSOR_PANEL - 1) / TENSOR_PANEL, c = widest;
+        while (c > left && c > 1) c = c == QA_C1 ? QA_PANELS : 1;
+        int cols = o1 - o < c * TENSOR_PANEL ? o1 - o : c * TENSOR_PANEL;
+        const char *wp = (const char *)w->data + (size_t)(o / TENSOR_PANEL) * pb;
+        for (int r = 0; r < n; r += QA_ROWS)
+            qatile_any(n - r < QA_ROWS ? n - r : QA_ROWS, c, wp, pb, x, r, y + (int64_t)r * out + o, out, cols);
+        if (bias)
+            for (int r = 0; r < n; r++)
+                for (int a = 0; a < cols; a++) y[(int64_t)r * out + o + a] += bias[o + a];
+        o += cols;
+    }
+}
+
 /* Bytes of input rows a span covers: keeps the span's slice of all the batch's rows in L1 while
  * the tile's weight slice is reused for each group of 4 rows. */
 #ifndef SPAN_BYTES
@@ -542,6 +710,10 @@ static void matmul_rows(float *y, const acts *x, int n, const tensor *w, const f
  * time (each row's values do not depend on the others, so the blocks change nothing; the tile
  * state of matmul_rows is sized for that many rows). */
 static void matmul_range(float *y, const acts *x, int n, const tensor *w, const float *bias, int o0, int o1) {
+    if (w->type == DTYPE_Q8A8) {
+        matmul_q8a8(y, &x->a8, n, w, bias, o0, o1);
+        return;
+    }
     if (w->panel) {
         matmul_panels(y, x->x, n, w, bias, o0, o1);
         return;
@@ -593,6 +765,10 @@ static void matmul_deq(float *y, const float *x, int n, const tensor *w, int o0,
 }
 
 static void matmul_range(float *y, const acts *x, int n, const tensor *w, const float *bias, int o0, int o1) {
+    if (w->type == DTYPE_Q8A8) {
+        matmul_q8a8_scalar(y, &x->a8, n, w, bias, o0, o1);
+        return;
+    }
     if (w->panel) {
         matmul_panels(y, x->x, n, w, bias, o0, o1);
         return;
@@ -664,6 +840,11 @@ static void matmul_deq_task(void *arg, int t) {
 
 static void cpu_matmul(const backend_env *env, float *y, const float *x, int n, const tensor *w, const float *bias) {
     int out = (int)w->shape[0], in = (int)w->shape[1];
+    if (w->type == DTYPE_Q8A8 && n > BACKEND_INVARIANT_ROWS) { /* the int8 rows of env->ws hold that many */
+        for (int r = 0; r < n; r += BACKEND_INVARIANT_ROWS)
+            cpu_matmul(env, y + (int64_t)r * out, x + (int64_t)r * in, n - r < BACKEND_INVARIANT_ROWS ? n - r : BACKEND_INVARIANT_ROWS, w, bias);
+        return;
+    }
     if (n <= BACKEND_INVARIANT_ROWS || w->panel) {
         /* small products are not worth waking the pool for (about 50 µs of hand-over) */
         int threads = threadpool_size(env->pool);

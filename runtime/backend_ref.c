@@ -5,13 +5,32 @@
 #include <math.h>
 #include "runtime/backend.h"
 
+/* Values b0 .. b0 + m - 1 of row x as the matmul multiplies them: W8A8 weights (DTYPE_Q8A8)
+ * multiply the int8-quantized values (quant_act8_row over the block, the rounding the cpu
+ * kernels make), other weights x itself. */
+static void ref_act_block(const tensor *w, const float *x, int64_t b0, int m, double *v) {
+    if (w->type != DTYPE_Q8A8) {
+        for (int j = 0; j < m; j++) v[j] = x[b0 + j];
+        return;
+    }
+    int8_t q[QBLOCK];
+    float d;
+    int32_t s;
+    quant_act8_row(x + b0, m, q, &d, &s);
+    for (int j = 0; j < m; j++) v[j] = (double)q[j] * d;
+}
+
 static void ref_matmul(const backend_env *env, float *y, const float *x, int n, const tensor *w, const float *bias) {
     (void)env;
     int64_t out = w->shape[0], in = w->shape[1];
     for (int r = 0; r < n; r++)
         for (int64_t o = 0; o < out; o++) {
-            double acc = bias ? bias[o] : 0.0;
-            for (int64_t i = 0; i < in; i++) acc += (double)tensor_get(w, o * in + i) * x[(int64_t)r * in + i];
+            double acc = bias ? bias[o] : 0.0, v[QBLOCK];
+            for (int64_t b0 = 0; b0 < in; b0 += QBLOCK) {
+                int m = in - b0 < QBLOCK ? (int)(in - b0) : QBLOCK;
+                ref_act_block(w, x + (int64_t)r * in, b0, m, v);
+                for (int j = 0; j < m; j++) acc += (double)tensor_get(w, o * in + b0 + j) * v[j];
+            }
             y[(int64_t)r * out + o] = (float)acc;
         }
 }

@@ -255,7 +255,7 @@ static void quant_one(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
 
 /* panels: the cpu backend's layout, quantized TENSOR_PANEL rows at a time straight into it. */
 static moge_status quantize_weights(moge_model *m, moge_quant quant, bool panels, char *err, size_t n) {
-    quant_pass q = {.type = quant == MOGE_QUANT_Q8 ? DTYPE_Q8 : DTYPE_Q4, .panels = panels};
+    quant_pass q = {.type = quant == MOGE_QUANT_Q8 ? DTYPE_Q8 : quant == MOGE_QUANT_W8A8 ? DTYPE_Q8A8 : DTYPE_Q4, .panels = panels};
     model_for_each_matrix(m, quant_size, &q);
     int64_t cols = q.max_cols > 0 ? q.max_cols : 1;
     m->qbuf = aligned_alloc(QBUF_ALIGN, (size_t)align_up(q.bytes > 0 ? q.bytes : 1, QBUF_ALIGN));
@@ -331,7 +331,9 @@ static void resident_add(moge_model *m, tensor *t, matrix_kind kind, void *arg) 
     if (!dtype_is_quant(t->type) && !t->panel) *sum += (int64_t)dtype_row_bytes(t->type, t->shape[1]) * t->shape[0];
 }
 
-const char *model_quant_name(moge_quant q) { return q == MOGE_QUANT_Q8 ? "q8" : q == MOGE_QUANT_Q4 ? "q4" : "none"; }
+const char *model_quant_name(moge_quant q) {
+    return q == MOGE_QUANT_Q8 ? "q8" : q == MOGE_QUANT_Q4 ? "q4" : q == MOGE_QUANT_W8A8 ? "w8a8" : "none";
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* pre-quantized files (written by moge quantize; format in runtime/quant_file.c)             */
@@ -399,7 +401,7 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
     moge_model_params p = params ? *params : moge_model_default_params();
     if (p.backend != MOGE_BACKEND_CPU && p.backend != MOGE_BACKEND_REF)
         return set_err(err, n, MOGE_ERR_ARG, "moge_model_load: unknown backend %d", (int)p.backend);
-    if (p.quant != MOGE_QUANT_NONE && p.quant != MOGE_QUANT_Q8 && p.quant != MOGE_QUANT_Q4)
+    if (p.quant != MOGE_QUANT_NONE && p.quant != MOGE_QUANT_Q8 && p.quant != MOGE_QUANT_Q4 && p.quant != MOGE_QUANT_W8A8)
         return set_err(err, n, MOGE_ERR_ARG, "moge_model_load: unknown quantization %d", (int)p.quant);
     moge_model *m = calloc(1, sizeof *m);
     if (!m) return set_err(err, n, MOGE_ERR_NOMEM, "out of memory");

@@ -49,7 +49,7 @@ void quant_tensor(const tensor *src, dtype type, void *dst, float *row, tensor *
     for (int64_t r = 0; r < rows; r++) {
         tensor_to_f32(src, r * cols, cols, row);
         char *o = (char *)dst + (size_t)r * rb;
-        if (type == DTYPE_Q8) quant_row_q8(row, cols, (block_q8 *)o);
+        if (type != DTYPE_Q4) quant_row_q8(row, cols, (block_q8 *)o); /* Q8, Q8A8 */
         else quant_row_q4(row, cols, (block_q4 *)o);
     }
     *out = *src;
@@ -119,4 +119,95 @@ void quant_act_rows(const float *x, int64_t n, int64_t cols, float *scratch, con
     for (int64_t r = 0; r < n; r++) quant_act_row(x + r * cols, cols, qs + r * nb * QBLOCK, ds + r * nb);
     *q = qs;
     *d = ds;
+}
+
+/* max |x| of 32 floats. */
+#if defined(__AVX2__)
+static inline float amax32(const __m256 v[4]) {
+    __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), m = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) m = _mm256_max_ps(m, _mm256_and_ps(v[k], absmask));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+#endif
+
+void quant_act8_row(const float *x, int64_t n, int8_t *q, float *d, int32_t *s) {
+    int64_t b = 0;
+#if defined(__AVX2__)
+    /* Whole blocks, vectorised: the same values as the scalar loop below. */
+    for (; (b + 1) * QBLOCK <= n; b++) {
+        const float *xb = x + b * QBLOCK;
+        __m256 v[4];
+        for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(xb + 8 * k);
+        float amax = amax32(v), inv = amax > 0.0f ? (float)QACT8_MAX / amax : 0.0f;
+        d[b] = amax / (float)QACT8_MAX;
+        __m256 vi = _mm256_set1_ps(inv);
+        __m256i lim = _mm256_set1_epi32(QACT8_MAX), nlim = _mm256_set1_epi32(-QACT8_MAX), sum = _mm256_setzero_si256(), i[4];
+        for (int k = 0; k < 4; k++) {
+            i[k] = _mm256_min_epi32(lim, _mm256_max_epi32(nlim, _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vi))));
+            sum = _mm256_add_epi32(sum, i[k]);
+        }
+        /* packs works within 128-bit lanes: 0 1 4 5 | 2 3 6 7 after two packs, in dwords of 4 bytes */
+        __m256i p16a = _mm256_packs_epi32(i[0], i[1]), p16b = _mm256_packs_epi32(i[2], i[3]);
+        __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+        p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + b * QBLOCK), p8);
+        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+        s[b] = _mm_cvtsi128_si32(h);
+    }
+#endif
+    for (; b * QBLOCK < n; b++) {
+        const float *xb = x + b * QBLOCK;
+        int m = n - b * QBLOCK < QBLOCK ? (int)(n - b * QBLOCK) : QBLOCK;
+        float amax = block_scale(xb, m, 1.0f), inv = amax > 0.0f ? (float)QACT8_MAX / amax : 0.0f;
+        d[b] = amax / (float)QACT8_MAX;
+        int32_t sum = 0;
+        for (int j = 0; j < QBLOCK; j++) {
+            int v = j < m ? (int)lrintf(xb[j] * inv) : 0;
+            v = v > QACT8_MAX ? QACT8_MAX : v < -QACT8_MAX ? -QACT8_MAX : v;
+            q[b * QBLOCK + j] = (int8_t)v;
+            sum += v;
+        }
+        s[b] = sum;
+    }
+}
+
+void quant_act8_rows(const float *x, int64_t n, int64_t cols, float *scratch, act8_rows *out) {
+    int64_t nb = (cols + QBLOCK - 1) / QBLOCK;
+    float *d = scratch;
+    int32_t *s = (int32_t *)(scratch + n * nb);
+    int8_t *q = (int8_t *)(scratch + 2 * n * nb);
+    for (int64_t r = 0; r < n; r++) quant_act8_row(x + r * cols, cols, q + r * nb * QBLOCK, d + r * nb, s + r * nb);
+    *out = (act8_rows){.q = q, .d = d, .s = s, .nb = nb};
+}
+
+/* Code (o, c) of a Q8A8 matrix (either layout) and the scale of its block. */
+static int q8a8_code(const tensor *w, int64_t o, int64_t c, float *d) {
+    int64_t nb = (w->shape[1] + QBLOCK - 1) / QBLOCK;
+    if (w->panel) {
+        const pblock_q8a8 *b = (const pblock_q8a8 *)w->data + (o / TENSOR_PANEL) * nb + c / QBLOCK;
+        int j = (int)(o % TENSOR_PANEL), k = (int)(c % QBLOCK);
+        *d = b->d[j];
+        return (int)b->q[k / 4][j][k % 4] - 128;
+    }
+    const block_q8 *b = (const block_q8 *)((const char *)w->data + (size_t)o * dtype_row_bytes(DTYPE_Q8A8, w->shape[1])) + c / QBLOCK;
+    *d = b->d;
+    return b->q[c % QBLOCK];
+}
+
+float q8a8_dot(const tensor *w, int64_t o, const act8_rows *x, int64_t r) {
+    int64_t cols = w->shape[1], nb = x->nb;
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        int32_t sum = 0;
+        float dw = 0.0f;
+        for (int j = 0; j < QBLOCK && b * QBLOCK + j < cols; j++)
+            sum += q8a8_code(w, o, b * QBLOCK + j, &dw) * x->q[(r * nb + b) * QBLOCK + j];
+        acc = fmaf((float)sum, dw * x->d[r * nb + b], acc);
+    }
+    return acc;
 }

@@ -28,6 +28,29 @@ static inline int64_t quant_act_floats(int64_t n, int64_t cols) {
  * rows (stride nb * QBLOCK), *d the scales (stride nb). */
 void quant_act_rows(const float *x, int64_t n, int64_t cols, float *scratch, const int16_t **q, const float **d);
 
+/* W8A8 activations (DTYPE_Q8A8 weights): the n values of x as ceil(n / QBLOCK) blocks of QBLOCK
+ * int8 (the last zero-padded), d = max|x| / 127, q = lrintf(x * (127 / max|x|)) (every value
+ * within d / 2), and s = the sum of the block's codes (the integer kernels use it to undo the
+ * +128 of the weights' stored codes). Row-local, so batch-invariant. */
+#define QACT8_MAX 127
+void quant_act8_row(const float *x, int64_t n, int8_t *q, float *d, int32_t *s);
+typedef struct {
+    const int8_t *q;  /* rows of nb * QBLOCK codes */
+    const float *d;   /* rows of nb scales */
+    const int32_t *s; /* rows of nb code sums */
+    int64_t nb;
+} act8_rows;
+/* Floats of scratch quant_act8_rows needs for n rows of `cols` values (<= quant_act_floats). */
+static inline int64_t quant_act8_floats(int64_t n, int64_t cols) {
+    int64_t nb = (cols + QBLOCK - 1) / QBLOCK;
+    return n * nb * (2 + QBLOCK / 4);
+}
+void quant_act8_rows(const float *x, int64_t n, int64_t cols, float *scratch, act8_rows *out);
+/* The W8A8 product of row o of w (Q8A8, either layout) and activation row r: per block b in order,
+ * acc = fmaf((float)S_b, d_w * d_x, acc) from 0, S_b the exact integer dot product of the codes.
+ * The obviously-correct twin of the cpu kernels, which give the same bits. */
+float q8a8_dot(const tensor *w, int64_t o, const act8_rows *x, int64_t r);
+
 /* Quantizes the 2-D matrix src (F32, F16 or BF16; read once, row by row) into dst, which holds
  * src->shape[0] * dtype_row_bytes(type, src->shape[1]) bytes; `row` is scratch of
  * src->shape[1] floats. Afterwards *out is the quantized view (name of src, data dst). */

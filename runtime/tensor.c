@@ -8,6 +8,7 @@ const char *dtype_name(dtype t) {
     case DTYPE_BF16: return "BF16";
     case DTYPE_Q8: return "Q8";
     case DTYPE_Q4: return "Q4";
+    case DTYPE_Q8A8: return "Q8A8";
     }
     return "?";
 }
@@ -18,7 +19,7 @@ static void dequant_range(const tensor *t, int64_t r, int64_t c0, int64_t c1, fl
     for (int64_t c = c0; c < c1;) {
         int64_t b = r * nb + c / QBLOCK;
         int j = (int)(c % QBLOCK), end = c1 - c + j < QBLOCK ? (int)(c1 - c + j) : QBLOCK;
-        if (t->type == DTYPE_Q8) {
+        if (t->type != DTYPE_Q4) {
             const block_q8 *blk = (const block_q8 *)t->data + b;
             for (; j < end; j++) *dst++ = q8_value(blk, j);
         } else {
@@ -57,7 +58,7 @@ void tensor_to_f32(const tensor *t, int64_t first, int64_t n, float *dst) {
     }
 }
 
-/* Q8 / Q4 rows (row-major blocks) into panel blocks: the same scales and codes. */
+/* Q8 / Q4 / Q8A8 rows (row-major blocks) into panel blocks: the same scales and codes. */
 static void pack_blocks(const tensor *src, void *dst) {
     int64_t rows = src->shape[0], cols = src->shape[1], nb = (cols + QBLOCK - 1) / QBLOCK, P = TENSOR_PANEL;
     size_t rb = dtype_row_bytes(src->type, cols);
@@ -71,6 +72,11 @@ static void pack_blocks(const tensor *src, void *dst) {
                 pblock_q8 *o = (pblock_q8 *)dst + p * nb + b;
                 o->d[j] = in->d;
                 for (int k = 0; k < QBLOCK; k++) o->q[k][j] = in->q[k];
+            } else if (src->type == DTYPE_Q8A8) {
+                const block_q8 *in = (const block_q8 *)row + b;
+                pblock_q8a8 *o = (pblock_q8a8 *)dst + p * nb + b;
+                o->d[j] = in->d;
+                for (int k = 0; k < QBLOCK; k++) o->q[k / 4][j][k % 4] = (uint8_t)(in->q[k] + 128);
             } else {
                 const block_q4 *in = (const block_q4 *)row + b;
                 pblock_q4 *o = (pblock_q4 *)dst + p * nb + b;

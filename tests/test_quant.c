@@ -1,5 +1,5 @@
 /*
- * test_quant.c — block-quantized weights (Q8, Q4; runtime/quant.c, formats in runtime/tensor.h):
+ * test_quant.c — block-quantized weights (Q8, Q4, W8A8; runtime/quant.c, formats in runtime/tensor.h):
  *  - quantize / dequantize round trip: every value within scale/2 of the original (per block),
  *    codes in range, padding zero, tensor_get == tensor_to_f32;
  *  - cpu matmul == ref matmul on quantized tensors (both dequantize the same weights), with and
@@ -118,7 +118,40 @@ static void check_act_row(int64_t n, float scale) {
     free(x); free(d); free(q);
 }
 
+/* quant_act8_row (vectorised for whole blocks): exactly the documented values and code sums. */
+static void check_act8_row(int64_t n, float scale) {
+    int64_t nb = (n + QBLOCK - 1) / QBLOCK;
+    float *x = malloc((size_t)n * sizeof(float)), *d = malloc((size_t)nb * sizeof(float));
+    int8_t *q = malloc((size_t)(nb * QBLOCK));
+    int32_t *sum = malloc((size_t)nb * sizeof(int32_t));
+    fill(x, n, scale);
+    if (n > 40) x[40] = 0.0f, x[37] = -scale, x[33] = scale * 0.99999f; /* an exact maximum, a near one */
+    if (n > 64) for (int i = 64; i < 96 && i < n; i++) x[i] = 0.0f; /* an all-zero block */
+    quant_act8_row(x, n, q, d, sum);
+    int bad = 0;
+    for (int64_t b = 0; b < nb; b++) {
+        float amax = 0.0f;
+        for (int64_t i = b * QBLOCK; i < n && i < (b + 1) * QBLOCK; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+        float inv = amax > 0 ? 127.0f / amax : 0.0f;
+        bad += d[b] != amax / 127.0f;
+        int32_t s = 0;
+        for (int64_t i = b * QBLOCK; i < (b + 1) * QBLOCK; i++) {
+            int want = i < n ? (int)lrintf(x[i] * inv) : 0;
+            bad += q[i] != want;
+            s += q[i];
+            if (i < n) bad += fabs((double)q[i] * d[b] - x[i]) > d[b] * 0.503 + 1e-30;
+        }
+        bad += sum[b] != s;
+    }
+    CHECKF(bad == 0, "quant_act8_row n=%lld: %d values differ from the definition", (long long)n, bad);
+    free(x); free(d); free(q); free(sum);
+}
+
 static void test_roundtrip(void) {
+    check_act8_row(32, 1.0f);
+    check_act8_row(1024, 3.0f);
+    check_act8_row(172, 1e-3f);
+    check_act8_row(7, 100.0f);
     check_act_row(32, 1.0f);
     check_act_row(1024, 3.0f);
     check_act_row(172, 1e-3f);
@@ -240,6 +273,8 @@ static void test_batch_invariance(void) {
 /* ------------------------------------------------------------------------------------------ */
 /* end to end                                                                                 */
 
+static const char *qname(moge_quant q) { return q == MOGE_QUANT_Q8 ? "q8" : q == MOGE_QUANT_Q4 ? "q4" : q == MOGE_QUANT_W8A8 ? "w8a8" : "none"; }
+
 static moge_model *load(const char *dir, moge_quant q, moge_backend backend) {
     moge_model_params p = moge_model_default_params();
     p.n_threads = 2;
@@ -339,17 +374,23 @@ static const char *E2E_MODELS[] = {"models/stories260K", "tests/fixtures/moe/pan
 /* Floors and ceilings with margin over what was measured (printed; at the time of writing):
  *   stories260K   Q8: agreement 100 %, logits error 0.70 %   Q4: 83 %, 14.6 %
  *   pangu_64e8g   Q8: agreement  99 %, logits error 2.1 %    Q4: 79 %, 15.9 %
+ *   W8A8 (int8 activations too): stories260K 100 %, 1.1 %; pangu_64e8g 98 %, 1.9 %
  * The Pangu fixture is a 2-layer random model of width 32 whose routers are deliberately sharp:
  * a small perturbation flips an expert choice in some rows (worst row 12 % for Q8), which
  * dominates its error; both models are tiny (hidden 64 / 32), so each weight's rounding weighs
  * more than in a real model. */
 static void test_accuracy(void) {
     for (int mi = 0; mi < 2; mi++) {
-        accuracy q8 = measure(E2E_MODELS[mi], MOGE_QUANT_Q8), q4 = measure(E2E_MODELS[mi], MOGE_QUANT_Q4);
+        accuracy q8 = measure(E2E_MODELS[mi], MOGE_QUANT_Q8), q4 = measure(E2E_MODELS[mi], MOGE_QUANT_Q4),
+                 a8 = measure(E2E_MODELS[mi], MOGE_QUANT_W8A8);
         printf("  %s: Q8 greedy agreement %.0f %% (free-running prefix %d of %d), logits normalised error %.2e (worst row %.2e)\n",
                E2E_MODELS[mi], 100 * q8.agree, q8.prefix, N_GEN, q8.nerr, q8.nerr_worst);
         printf("  %s: Q4 greedy agreement %.0f %% (free-running prefix %d of %d), logits normalised error %.2e (worst row %.2e)\n",
                E2E_MODELS[mi], 100 * q4.agree, q4.prefix, N_GEN, q4.nerr, q4.nerr_worst);
+        printf("  %s: W8A8 greedy agreement %.0f %% (free-running prefix %d of %d), logits normalised error %.2e (worst row %.2e)\n",
+               E2E_MODELS[mi], 100 * a8.agree, a8.prefix, N_GEN, a8.nerr, a8.nerr_worst);
+        CHECKF(a8.agree >= 0.90, "%s: W8A8 greedy agreement %.2f", E2E_MODELS[mi], a8.agree);
+        CHECKF(a8.nerr <= 3e-2, "%s: W8A8 logits normalised error %.3g", E2E_MODELS[mi], a8.nerr);
         CHECKF(q8.agree >= 0.90, "%s: Q8 greedy agreement %.2f", E2E_MODELS[mi], q8.agree);
         CHECKF(q8.nerr <= 3e-2, "%s: Q8 logits normalised error %.3g", E2E_MODELS[mi], q8.nerr);
         CHECKF(q4.agree >= 0.65, "%s: Q4 greedy agreement %.2f", E2E_MODELS[mi], q4.agree);
@@ -360,7 +401,7 @@ static void test_accuracy(void) {
 /* The ref backend (the oracle) on the same quantized weights gives the cpu backend's logits. */
 static void test_cpu_equals_ref(void) {
     for (int mi = 0; mi < 2; mi++)
-        for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_Q4; q++) {
+        for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_W8A8; q++) {
             moge_model *mc = load(E2E_MODELS[mi], q, MOGE_BACKEND_CPU), *mr = load(E2E_MODELS[mi], q, MOGE_BACKEND_REF);
             if (!mc || !mr) { moge_model_free(mc); moge_model_free(mr); continue; }
             moge_model_info info;
@@ -373,7 +414,7 @@ static void test_cpu_equals_ref(void) {
             all_logits(cc, seq, n, a, V);
             all_logits(cr, seq, n, b, V);
             double e = nerr(a, b, (int64_t)n * V);
-            CHECKF(e < 1e-4, "%s %s: cpu vs ref normalised error %.3g", E2E_MODELS[mi], q == MOGE_QUANT_Q8 ? "q8" : "q4", e);
+            CHECKF(e < 1e-4, "%s %s: cpu vs ref normalised error %.3g", E2E_MODELS[mi], qname(q), e);
             free(a); free(b);
             moge_context_free(cc); moge_context_free(cr);
             moge_model_free(mc); moge_model_free(mr);
@@ -385,7 +426,7 @@ static void test_cpu_equals_ref(void) {
  * the last row's logits against the ref backend's. */
 static void test_long_moe_prefill(void) {
     const char *dir = "tests/fixtures/moe/pangu_16e4g";
-    for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_Q4; q++) {
+    for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_W8A8; q++) {
         moge_model *mc = load(dir, q, MOGE_BACKEND_CPU), *mr = load(dir, q, MOGE_BACKEND_REF);
         if (!mc || !mr) { moge_model_free(mc); moge_model_free(mr); continue; }
         moge_model_info info;
@@ -402,7 +443,7 @@ static void test_long_moe_prefill(void) {
         CHECK(moge_forward(cr, &b, &lb) == MOGE_OK);
         if (la && lb) {
             double e = nerr(a, lb, V);
-            CHECKF(e < 1e-4, "%s %s, %d rows in one forward: cpu vs ref normalised error %.3g", dir, q == MOGE_QUANT_Q8 ? "q8" : "q4", n, e);
+            CHECKF(e < 1e-4, "%s %s, %d rows in one forward: cpu vs ref normalised error %.3g", dir, qname(q), n, e);
         }
         free(a);
         moge_context_free(cc); moge_context_free(cr);
@@ -422,7 +463,7 @@ static bool collect(int32_t tok, void *user) {
 static void test_speculative_lossless(void) {
     char err[512];
     for (int mi = 0; mi < 2; mi++)
-        for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_Q4; q++) {
+        for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_W8A8; q++) {
             moge_model *m = load(E2E_MODELS[mi], q, MOGE_BACKEND_CPU);
             if (!m) continue;
             moge_model_info info;
@@ -448,7 +489,7 @@ static void test_speculative_lossless(void) {
                 moge_kv_truncate(c, 0);
                 CHECK(moge_generate(c, prompt, 3, &spec, collect, &b, NULL) == MOGE_OK);
                 CHECKF(a.n == b.n && memcmp(a.ids, b.ids, sizeof(int32_t) * (size_t)a.n) == 0, "%s %s prompt %d: speculative output differs",
-                       E2E_MODELS[mi], q == MOGE_QUANT_Q8 ? "q8" : "q4", p);
+                       E2E_MODELS[mi], qname(q), p);
             }
             moge_drafter_free(d);
             moge_context_free(c);
@@ -469,6 +510,14 @@ static void test_memory(void) {
         moge_model_get_info(m8, &i8);
         moge_model_get_info(m4, &i4);
         CHECK(strcmp(i0.quant, "none") == 0 && strcmp(i8.quant, "q8") == 0 && strcmp(i4.quant, "q4") == 0);
+        moge_model *ma = load(dirs[mi], MOGE_QUANT_W8A8, MOGE_BACKEND_CPU); /* the same Q8 blocks, another panel order */
+        if (ma) {
+            moge_model_info ia;
+            moge_model_get_info(ma, &ia);
+            CHECKF(ia.resident_bytes == i8.resident_bytes && strcmp(ia.quant, "w8a8") == 0, "%s: w8a8 holds %lld bytes, q8 %lld", dirs[mi],
+                   (long long)ia.resident_bytes, (long long)i8.resident_bytes);
+            moge_model_free(ma);
+        }
         /* the quantized matrices: lm_head (also when tied), attention, MLP / experts / shared expert */
         int64_t E = i0.n_embd, Q = (int64_t)i0.n_head * i0.head_dim, KV = (int64_t)i0.n_head_kv * i0.head_dim;
         int64_t mats[10][2] = {{i0.n_vocab, E}, {Q, E}, {KV, E}, {KV, E}, {E, Q}};
