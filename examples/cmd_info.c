@@ -42,6 +42,7 @@ int cmd_info(int argc, char **argv) {
     else
         printf("weights       %s, %.2f MB stored (%s at load: %.2f MB resident)\n", in.dtype, in.weight_bytes / 1e6, in.quant,
                in.resident_bytes / 1e6);
+    printf("in place      %.2f MB of the resident weights are used straight from the mmapped files\n", in.mapped_bytes / 1e6);
     printf("layers        %d, hidden %d\n", in.n_layer, in.n_embd);
     printf("attention     %d heads, %d KV heads, head_dim %d\n", in.n_head, in.n_head_kv, in.head_dim);
     if (in.n_expert > 0) {

@@ -233,6 +233,9 @@ typedef struct {
     int64_t resident_bytes;   /* bytes of weights the loaded model holds and reads: quantized
                                  matrices, f32 copies of vectors, and the matrices still used
                                  from the mapping (each counted once) */
+    int64_t mapped_bytes;     /* of resident_bytes: the matrices used in place from the mmapped
+                                 weight files (pages of the page cache, not a copy; each counted
+                                 once) */
 } moge_model_info;
 
 /* Fills *info (never fails for a loaded model). */

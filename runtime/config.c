@@ -152,9 +152,10 @@ static moge_status parse_moe(model_config *c, const cJSON *root, const char *pat
     return check_routing(c, path, err, n);
 }
 
-/* "quantization_config": {"quant_method": "moge", "format": "q8" | "q4", "block_size": 32} marks a
- * directory written by moge quantize (format in runtime/quant_file.c); other methods (GPTQ, AWQ,
- * bitsandbytes, FP8, ...) store weights moge cannot read. */
+/* "quantization_config": {"quant_method": "moge", "format": "q8" | "q4", "block_size": 32} and,
+ * for blocks in panel layout, "layout": "panel16" marks a directory written by moge quantize
+ * (format in runtime/quant_file.c); other methods (GPTQ, AWQ, bitsandbytes, FP8, ...) store
+ * weights moge cannot read. */
 static moge_status parse_quantization(model_config *c, const cJSON *root, const char *path, char *err, size_t n) {
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
     if (!q || cJSON_IsNull(q)) return MOGE_OK;
@@ -171,6 +172,10 @@ static moge_status parse_quantization(model_config *c, const cJSON *root, const 
     else return set_err(err, n, MOGE_ERR_FORMAT, "%s: quantization_config.format must be \"q8\" or \"q4\"", path);
     if (!cJSON_IsNumber(block) || block->valuedouble != QBLOCK)
         return set_err(err, n, MOGE_ERR_FORMAT, "%s: quantization_config.block_size must be %d", path, QBLOCK);
+    const cJSON *layout = cJSON_GetObjectItemCaseSensitive(q, "layout");
+    if (layout && !(cJSON_IsString(layout) && strcmp(layout->valuestring, "panel16") == 0))
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: quantization_config.layout must be \"panel16\" (or absent: row-major blocks)", path);
+    c->quant_panel = layout ? TENSOR_PANEL : 0;
     return MOGE_OK;
 }
 

@@ -53,21 +53,50 @@ static moge_status bind(binder *b, const char *name, int64_t rows, int64_t cols,
     return MOGE_OK;
 }
 
-/* A U8 tensor of a pre-quantized file: the blocks of a (rows, cols) matrix, [rows, row bytes]. */
+/* A file moge quantize wrote pads the rows of a last partial panel past the matrix's own with
+ * zeros (scales and codes; tensor_pack_panels): anything else there means config.json gives fewer
+ * rows than the file was written for (the panel count alone cannot tell 170 rows from 172). */
+static moge_status check_panel_padding(binder *b, const st_entry *e, const tensor *t) {
+    int64_t rows = t->shape[0], cols = t->shape[1], nb = (cols + QBLOCK - 1) / QBLOCK;
+    int P = TENSOR_PANEL, used = (int)(rows % P);
+    if (used == 0) return MOGE_OK;
+    size_t bs = t->type == DTYPE_Q8 ? sizeof(pblock_q8) : sizeof(pblock_q4), code_cols = (bs - P * sizeof(float)) / (size_t)P;
+    const unsigned char *last = (const unsigned char *)t->data + (size_t)(rows / P) * (size_t)nb * bs;
+    for (int j = used; j < P; j++)
+        for (int64_t k = 0; k < nb; k++) {
+            const unsigned char *blk = last + (size_t)k * bs;
+            bool zero = true;
+            for (size_t i = 0; i < sizeof(float); i++) zero &= blk[(size_t)j * sizeof(float) + i] == 0;
+            for (size_t c = 0; c < code_cols; c++) zero &= blk[P * sizeof(float) + c * (size_t)P + (size_t)j] == 0;
+            if (!zero)
+                return set_err(b->err, b->n, MOGE_ERR_SHAPE,
+                               "%s: tensor %s: row %lld of its last panel is not zero padding: the file holds more rows than the %lld of the "
+                               "[%lld, %lld] matrix config.json gives",
+                               b->m->st.files[e->file].path, e->name, (long long)(rows / P * P + j), (long long)rows, (long long)rows,
+                               (long long)cols);
+        }
+    return MOGE_OK;
+}
+
+/* A U8 tensor of a pre-quantized file: the blocks of a (rows, cols) matrix, row-major
+ * [rows, row bytes], or in panel layout [panels, panel bytes] when the file says so ("moge.layout":
+ * "panel16"); then it is bound as a panel tensor (tensor.h) in place. */
 static moge_status bind_blocks(binder *b, const st_entry *e, int64_t rows, int64_t cols, tensor *t) {
-    moge_quant q = b->m->st.files[e->file].quant;
-    dtype type = q == MOGE_QUANT_Q8 ? DTYPE_Q8 : DTYPE_Q4;
-    int64_t rb = (int64_t)dtype_row_bytes(type, cols);
-    if (e->n_dims != 2 || e->shape[0] != rows || e->shape[1] != rb) {
+    const st_file *f = &b->m->st.files[e->file];
+    dtype type = f->quant == MOGE_QUANT_Q8 ? DTYPE_Q8 : DTYPE_Q4;
+    int P = f->panel;
+    int64_t n0 = P ? (rows + P - 1) / P : rows;
+    int64_t n1 = P ? (int64_t)tensor_panel_bytes(type, P, cols) : (int64_t)dtype_row_bytes(type, cols);
+    if (e->n_dims != 2 || e->shape[0] != n0 || e->shape[1] != n1) {
         char found[128];
         fmt_shape(found, sizeof found, e->n_dims, e->shape);
         return set_err(b->err, b->n, MOGE_ERR_SHAPE,
-                       "%s: tensor %s has shape %s (U8, %zu bytes), expected [%lld, %lld] (%s blocks of a [%lld, %lld] matrix: %lld bytes)",
-                       b->m->st.files[e->file].path, e->name, found, e->nbytes, (long long)rows, (long long)rb, model_quant_name(q),
-                       (long long)rows, (long long)cols, (long long)(rows * rb));
+                       "%s: tensor %s has shape %s (U8, %zu bytes), expected [%lld, %lld] (%s blocks%s of a [%lld, %lld] matrix: %lld bytes)",
+                       f->path, e->name, found, e->nbytes, (long long)n0, (long long)n1, model_quant_name(f->quant),
+                       P ? " in panels of 16 rows" : "", (long long)rows, (long long)cols, (long long)(n0 * n1));
     }
-    *t = (tensor){.name = e->name, .type = type, .n_dims = 2, .shape = {rows, cols}, .data = e->data};
-    return MOGE_OK;
+    *t = (tensor){.name = e->name, .type = type, .n_dims = 2, .shape = {rows, cols}, .data = e->data, .panel = P};
+    return P ? check_panel_padding(b, e, t) : MOGE_OK;
 }
 
 static moge_status bind_matrix(binder *b, const char *name, int64_t rows, int64_t cols, tensor *t) {
@@ -193,6 +222,10 @@ void model_for_each_matrix(moge_model *m, void (*fn)(moge_model *, tensor *, mat
 }
 
 static int64_t matrix_bytes(const tensor *t) { return (int64_t)dtype_row_bytes(t->type, t->shape[1]) * t->shape[0]; }
+/* Bytes the data of t takes in its layout (a panel layout rounds the rows up to whole panels). */
+static int64_t held_bytes(const tensor *t) {
+    return t->panel ? (int64_t)tensor_panel_bytes(t->type, t->shape[0], t->shape[1]) : matrix_bytes(t);
+}
 
 /* Drops the pages of a matrix's source in the mapping once it was read into an owned form (the
  * kernel would read them again from the file if touched). The tied embedding is still needed
@@ -280,8 +313,9 @@ static void count_block_params(moge_model *m, tensor *t, matrix_kind kind, void 
 
 /* Panel layout for the cpu backend (tensor.h): every matrix but the embedding (the token lookup
  * reads it by rows; so does a tied lm_head left in float, which keeps the row-major kernel) —
- * float or pre-quantized in the file (quantization at load writes this layout itself) — copied
- * once into pbuf; the source pages are released. */
+ * float, or row-major blocks of a pre-quantized file without "moge.layout" — copied once into
+ * pbuf; the source pages are released. Quantization at load writes this layout itself, and the
+ * blocks of a "panel16" file are in it already (used in place from the mapping). */
 static int packable(moge_model *m, tensor *t, matrix_kind kind) {
     return kind != MAT_EMBD && !t->panel && t->data != m->tok_embd.data;
 }
@@ -331,6 +365,21 @@ static void resident_add(moge_model *m, tensor *t, matrix_kind kind, void *arg) 
     if (!dtype_is_quant(t->type) && !t->panel) *sum += (int64_t)dtype_row_bytes(t->type, t->shape[1]) * t->shape[0];
 }
 
+typedef struct { const st_table *st; int64_t bytes; } mapped_sum;
+/* Bytes of the matrices whose data lies in a file's mapping (a tied lm_head counted once). */
+static void mapped_add(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
+    mapped_sum *s = arg;
+    if (kind == MAT_OTHER && t == &m->lm_head && t->data == m->tok_embd.data) return;
+    uintptr_t p = (uintptr_t)t->data, bytes = (uintptr_t)held_bytes(t);
+    for (int i = 0; i < s->st->n_files; i++) {
+        uintptr_t lo = (uintptr_t)s->st->files[i].map;
+        if (p >= lo && p + bytes <= lo + s->st->files[i].size) {
+            s->bytes += (int64_t)bytes;
+            return;
+        }
+    }
+}
+
 const char *model_quant_name(moge_quant q) {
     return q == MOGE_QUANT_Q8 ? "q8" : q == MOGE_QUANT_Q4 ? "q4" : q == MOGE_QUANT_W8A8 ? "w8a8" : "none";
 }
@@ -338,19 +387,26 @@ const char *model_quant_name(moge_quant q) {
 /* ------------------------------------------------------------------------------------------ */
 /* pre-quantized files (written by moge quantize; format in runtime/quant_file.c)             */
 
-/* The format of the weight files (every file that names one must agree) and of config.json
- * must be the same; a quantization requested at load must be that one (or none). */
+static const char *layout_mark(int panel) { return panel ? "moge.layout panel16" : "no moge.layout (row-major blocks)"; }
+
+/* The format and layout of the weight files (every file that names a format must agree) and of
+ * config.json must be the same; a quantization requested at load must be that one (or none). */
 static moge_status check_prequantized(moge_model *m, const char *dir, moge_quant want, char *err, size_t n) {
     moge_quant fq = MOGE_QUANT_NONE;
+    int fpanel = 0;
     const char *fpath = NULL;
     for (int i = 0; i < m->st.n_files; i++) {
-        moge_quant q = m->st.files[i].quant;
-        if (q == MOGE_QUANT_NONE) continue;
-        if (fq != MOGE_QUANT_NONE && q != fq)
-            return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ moge.quant is %s but %s says %s", m->st.files[i].path,
-                           model_quant_name(q), fpath, model_quant_name(fq));
-        fq = q;
-        fpath = m->st.files[i].path;
+        const st_file *f = &m->st.files[i];
+        if (f->quant == MOGE_QUANT_NONE) continue;
+        if (fq != MOGE_QUANT_NONE && f->quant != fq)
+            return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ moge.quant is %s but %s says %s", f->path,
+                           model_quant_name(f->quant), fpath, model_quant_name(fq));
+        if (fq != MOGE_QUANT_NONE && f->panel != fpanel)
+            return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ has %s but %s has %s", f->path, layout_mark(f->panel), fpath,
+                           layout_mark(fpanel));
+        fq = f->quant;
+        fpanel = f->panel;
+        fpath = f->path;
     }
     moge_quant cq = m->cfg.quant_file;
     if (fq != cq) {
@@ -363,6 +419,10 @@ static moge_status check_prequantized(moge_model *m, const char *dir, moge_quant
         return set_err(err, n, MOGE_ERR_FORMAT, "%s/config.json: quantization_config.format is %s but %s has __metadata__ moge.quant %s", dir,
                        model_quant_name(cq), fpath, model_quant_name(fq));
     }
+    if (fq != MOGE_QUANT_NONE && fpanel != m->cfg.quant_panel)
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s/config.json: quantization_config %s but %s: __metadata__ %s; both must say the same",
+                       dir, m->cfg.quant_panel ? "has layout panel16" : "has no layout (row-major blocks)", fpath,
+                       fpanel ? "has moge.layout panel16" : "has no moge.layout (row-major blocks)");
     if (fq != MOGE_QUANT_NONE && want != MOGE_QUANT_NONE && want != fq)
         return set_err(err, n, MOGE_ERR_ARG,
                        "%s: the weights are pre-quantized %s; they cannot be loaded as %s (requantizing %s blocks would not give the %s of "
@@ -392,7 +452,7 @@ static void check_matrix(moge_model *m, tensor *t, matrix_kind kind, void *arg) 
         c->st = set_err(c->err, c->n, MOGE_ERR_FORMAT, "%s: tensor %s is stored as %s blocks; the %s stays unquantized (F32, F16 or BF16)", c->path,
                         t->name, dtype_name(t->type), kind == MAT_EMBD ? "embedding table" : "router");
     else if (kind == MAT_OTHER)
-        m->qbuf_bytes += (int64_t)dtype_row_bytes(t->type, t->shape[1]) * t->shape[0];
+        m->qbuf_bytes += held_bytes(t);
 }
 
 moge_status moge_model_load(const char *dir, const moge_model_params *params, moge_model **out, char *err, size_t n) {
@@ -539,6 +599,9 @@ void moge_model_get_info(const moge_model *m, moge_model_info *info) {
     int64_t mapped = 0;
     model_for_each_matrix((moge_model *)m, resident_add, &mapped);
     info->resident_bytes = m->qbuf_bytes + m->pbuf_bytes + m->vector_bytes + mapped;
+    mapped_sum ms = {.st = st};
+    model_for_each_matrix((moge_model *)m, mapped_add, &ms);
+    info->mapped_bytes = ms.bytes;
     /* Active: everything but the embedding table and the experts a token does not use. */
     int64_t E = c->n_embd, Q = (int64_t)c->n_head * c->head_dim, KV = (int64_t)c->n_head_kv * c->head_dim;
     int64_t per_layer = E * Q * 2 + E * KV * 2 + 2 * E;

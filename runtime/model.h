@@ -6,8 +6,11 @@
  * every batch reads them. With a quantization (moge_model_params.quant) every matrix but the
  * embedding table and the MoE routers is quantized at load into one owned buffer (`qbuf`), and
  * the pages of its source in the mapping are released. A pre-quantized directory (written by
- * moge quantize, format in runtime/quant_file.c) holds exactly those matrices as blocks already:
- * they are bound as DTYPE_Q8/DTYPE_Q4 views into the mapping, with no pass and no copy.
+ * moge quantize, format in runtime/quant_file.c) holds exactly those matrices as blocks already,
+ * in the panel layout of the cpu backend (tensor.h): they are bound as DTYPE_Q8/DTYPE_Q4 panel
+ * views into the mapping, with no pass and no copy, for both backends (files of the first version
+ * hold row-major blocks: the ref backend uses them in place, the cpu backend copies them once into
+ * panels, like float matrices).
  */
 #ifndef MOGE_MODEL_H
 #define MOGE_MODEL_H
@@ -52,6 +55,7 @@ typedef struct {
     int topk_group;    /* group-limited: groups kept */
     bool norm_topk_prob;
     moge_quant quant_file; /* "quantization_config" of a pre-quantized directory (moge quantize), else NONE */
+    int quant_panel;       /* its "layout": TENSOR_PANEL for "panel16", 0 when absent (row-major blocks) */
 } model_config;
 
 /* Parses `path` (a config.json). Errors name the file and key. */
@@ -104,8 +108,10 @@ struct moge_model {
     moge_quant quant;
     bool prequantized;         /* the quantized matrices are views into a pre-quantized file */
     void *qbuf;                /* matrices quantized at load (owned), or NULL */
-    int64_t qbuf_bytes;        /* bytes of quantized matrices (in qbuf, or in the mapping when prequantized) */
-    void *pbuf;                /* float matrices in panel layout for the cpu backend (owned), or NULL */
+    int64_t qbuf_bytes;        /* bytes of quantized matrices (in qbuf, or in the mapping when prequantized;
+                                  row-major blocks the cpu backend copied into pbuf are not counted here) */
+    void *pbuf;                /* float matrices (and row-major pre-quantized blocks) in panel layout for
+                                  the cpu backend (owned), or NULL */
     int64_t pbuf_bytes;        /* bytes of it in use */
     int64_t vector_bytes;      /* bytes of the f32 vector copies */
 };

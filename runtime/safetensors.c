@@ -57,6 +57,7 @@ static moge_status st_add_file(st_table *t, const char *path, char *err, size_t 
     f->map = map;
     f->size = size;
     f->quant = MOGE_QUANT_NONE;
+    f->panel = 0;
     if (!f->path) { munmap(map, size); return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path); }
     int file_index = t->n_files++;
 
@@ -84,6 +85,17 @@ static moge_status st_add_file(st_table *t, const char *path, char *err, size_t 
             cJSON_Delete(root);
             return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ \"moge.quant\" must be \"q8\" or \"q4\"", path);
         }
+    }
+    const cJSON *ml = cJSON_IsObject(meta) ? cJSON_GetObjectItemCaseSensitive(meta, "moge.layout") : NULL;
+    if (ml) {
+        const char *why = NULL;
+        if (!mq) why = "without \"moge.quant\"";
+        else if (!cJSON_IsString(ml) || strcmp(ml->valuestring, "panel16") != 0) why = "must be \"panel16\" (or absent: row-major blocks)";
+        if (why) {
+            cJSON_Delete(root);
+            return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ \"moge.layout\" %s", path, why);
+        }
+        f->panel = TENSOR_PANEL;
     }
     int count = cJSON_GetArraySize(root);
     st_entry *entries = realloc(t->entries, (size_t)(t->n_entries + count) * sizeof *entries);

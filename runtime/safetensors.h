@@ -3,7 +3,8 @@
  * `model.safetensors`, or the shards listed by `model.safetensors.index.json`. Files are mmapped;
  * every header, dtype, shape and offset is validated before a pointer is handed out.
  * In a file whose __metadata__ has "moge.quant" (runtime/quant_file.c), U8 tensors hold blocks
- * with f32 scales: they are kept 4-byte aligned (copied when the file misaligns them).
+ * with f32 scales (row-major, or in panel layout when "moge.layout" is "panel16"): they are kept
+ * 4-byte aligned (copied when the file misaligns them).
  */
 #ifndef MOGE_SAFETENSORS_H
 #define MOGE_SAFETENSORS_H
@@ -33,6 +34,8 @@ typedef struct {
     void *map;
     size_t size;
     moge_quant quant;    /* __metadata__ "moge.quant" ("q8"/"q4": a pre-quantized file), else NONE */
+    int panel;           /* __metadata__ "moge.layout": TENSOR_PANEL for "panel16" (blocks in panel
+                            layout), 0 when absent (row-major blocks) */
 } st_file;
 
 typedef struct {
