@@ -14,17 +14,20 @@
 #include "moge.h"
 
 static void usage(FILE *f) {
-    fputs("usage: moge quantize -m IN_DIR -o OUT_DIR --quant q8|q4 [--force]\n"
+    fputs("usage: moge quantize -m IN_DIR -o OUT_DIR --quant q8|q4 [--force] [--row-major]\n"
           "\n"
           "Writes a pre-quantized copy of a model: config.json, one model.safetensors whose weight\n"
-          "matrices are stored as Q8 or Q4 blocks, and the tokenizer, generation config, LICENSE and\n"
-          "README files. It loads with no quantization pass (the blocks are mmapped and used in place)\n"
-          "and gives exactly the logits of `moge run -m IN_DIR --quant q8|q4`.\n"
+          "matrices are stored as Q8 or Q4 blocks in the cpu backend's panel layout, and the tokenizer,\n"
+          "generation config, LICENSE and README files. It loads with no quantization pass and no copy\n"
+          "(the blocks are mmapped and used in place) and gives exactly the logits of\n"
+          "`moge run -m IN_DIR --quant q8|q4`.\n"
           "\n"
           "  -m, --model DIR   the model to quantize (F32, F16 or BF16; a directory or a pulled OWNER/NAME)\n"
           "  -o, --out DIR     the directory to write; it must not exist or be empty\n"
           "  --quant q8|q4     q8: int8, 1.125 bytes per weight; q4: 4-bit, 0.625 bytes per weight\n"
           "  --force           replace OUT_DIR even when it holds files\n"
+          "  --row-major       the first version of the format (row-major blocks), for moge builds that\n"
+          "                    predate the panel layout; the cpu backend copies it into panels at load\n"
           "\n"
           "The output is written into a temporary directory next to OUT_DIR and renamed at the end.\n",
           f);
@@ -72,6 +75,7 @@ int cmd_quantize(int argc, char **argv) {
         else if (!strcmp(a, "-o") || !strcmp(a, "--out")) { if (!(out = cli_value(C, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--quant")) { if (!(q = cli_value(C, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--force")) p.overwrite = true;
+        else if (!strcmp(a, "--row-major")) p.row_major = true;
         else {
             fprintf(stderr, "moge quantize: unknown option \"%s\" (see moge quantize --help)\n", a);
             return 2;

@@ -244,9 +244,10 @@ void moge_model_get_info(const moge_model *model, moge_model_info *info);
 /* Pre-quantized model files (runtime/quant_file.c documents the format). moge_quantize_model()
  * reads the model directory in_dir (F32/F16/BF16 weights, one file or shards) and writes
  * out_dir: config.json with "quantization_config": {"quant_method": "moge", "format": "q8",
- * "block_size": 32}, one model.safetensors whose quantized matrices are U8 tensors holding the
- * blocks exactly as moge_model_params.quant makes them at load (so the logits are bit-identical)
- * and every other tensor unchanged, and copies of the tokenizer, generation config, LICENSE and
+ * "block_size": 32, "layout": "panel16"}, one model.safetensors whose quantized matrices are U8
+ * tensors holding the blocks in the cpu backend's panel layout exactly as moge_model_params.quant
+ * makes them at load (so the logits are bit-identical, and loading maps them with no copy) and
+ * every other tensor unchanged, and copies of the tokenizer, generation config, LICENSE and
  * README files. It writes into a temporary directory next to out_dir and renames it at the end:
  * on failure nothing is left behind. An existing out_dir must be empty unless p->overwrite
  * (then it may hold files but no directories; it is replaced); it must not be in_dir. */
@@ -256,6 +257,10 @@ typedef void (*moge_quantize_progress_fn)(const char *tensor, int32_t index, int
 typedef struct {
     moge_quant quant;                   /* MOGE_QUANT_Q8 (default) or MOGE_QUANT_Q4 */
     bool overwrite;                     /* replace a non-empty out_dir; default false */
+    bool row_major;                     /* write the first version of the format (row-major blocks, no
+                                           layout marks), which moge builds before the panel layout read;
+                                           the cpu backend copies its blocks into panels at load. Default
+                                           false: the panel layout, used in place by both backends */
     moge_quantize_progress_fn progress; /* called after each tensor is written (index 1..count); may be NULL */
     void *user;                         /* passed to progress */
 } moge_quantize_params;

@@ -5,23 +5,35 @@
  * The format is an ordinary Hugging Face model directory:
  *  - model.safetensors (one file, also for sharded input) holds every matrix that quantization
  *    at load converts (every 2-D weight but the embedding table and the MoE routers; lm_head
- *    included) as a U8 tensor of shape [rows, nb * 36] (Q8) or [rows, nb * 20] (Q4),
- *    nb = ceil(cols / 32): its rows' blocks exactly as they lie in memory (runtime/tensor.h: an
- *    f32 scale, then the codes), made by quant_tensor() as at load, so the logits are
- *    bit-identical. cols comes from config.json. A tied embedding stays unquantized under its
- *    name and its quantized copy is stored as lm_head.weight.
+ *    included) as a U8 tensor in the cpu backend's panel layout (runtime/tensor.h): a [rows, cols]
+ *    matrix is stored as shape [ceil(rows / 16), nb * 576] (Q8) or [ceil(rows / 16), nb * 320]
+ *    (Q4), nb = ceil(cols / 32): one stored row per panel of 16 matrix rows, each panel its nb
+ *    pblock_q8 / pblock_q4 (the 16 rows' f32 scales, then per column of the block the 16 rows'
+ *    codes) exactly as they lie in memory; the rows of a last partial panel past the matrix are
+ *    zero. The bytes are those quant_tensor_panels() makes at load for the cpu backend, so the
+ *    logits are bit-identical, and both backends use the blocks in place from the mapping (the
+ *    ref backend reads them through tensor_get). cols, and rows beyond the panel count, come from
+ *    config.json. A tied embedding stays unquantized under its name and its quantized copy is
+ *    stored as lm_head.weight.
  *  - every other tensor (norms, biases, embedding, routers, anything the model does not use) is
  *    copied unchanged: same name, dtype, shape and bytes.
- *  - "__metadata__": {"format": "pt", "moge.quant": "q8" | "q4"}.
+ *  - "__metadata__": {"format": "pt", "moge.quant": "q8" | "q4", "moge.layout": "panel16"}.
  *  - config.json gains "quantization_config": {"quant_method": "moge", "format": "q8" | "q4",
- *    "block_size": 32}; the loader requires both marks to agree.
+ *    "block_size": 32, "layout": "panel16"}; the loader requires both marks (format and layout)
+ *    to agree.
+ * The first version of the format (still read, and written with moge_quantize_params.row_major)
+ * has no layout marks and stores row-major blocks instead: U8 [rows, nb * 36] (Q8) or
+ * [rows, nb * 20] (Q4), each row its blocks (block_q8 / block_q4: an f32 scale, then the codes)
+ * as quant_tensor() makes them; the ref backend uses them in place, the cpu backend copies them
+ * once into its panel layout at load.
  * Layout: the header is padded with spaces so that the data section starts at byte 64 * k of
  * the file. The data section has no gaps (the safetensors reference reader rejects gaps), so the
  * tensors are ordered by alignment, as the reference writer does: first every tensor whose size
- * is a multiple of 64 bytes (in a real model nearly all: rows multiple of 16), each therefore
- * starting at a multiple of 64; then those of a multiple of 4 bytes (blocks, F32), of 2, of 1.
- * Every block's f32 scale is so 4-byte aligned in the mapping and the blocks are used in place
- * (by the ref backend; the cpu backend copies them once into its panel layout, tensor.h).
+ * is a multiple of 64 bytes (every panel-layout one: 576 and 320 are; in a real model nearly all
+ * others too), each therefore starting at a multiple of 64; then those of a multiple of 4 bytes
+ * (row-major blocks, F32), of 2, of 1. Every f32 scale is so 4-byte aligned in the mapping, and
+ * every panel starts at a multiple of 64 bytes, the alignment of the buffer quantization at load
+ * writes.
  */
 #include <cJSON.h>
 #include <dirent.h>
@@ -40,6 +52,8 @@
 
 #define DATA_ALIGN 64
 #define PATH_CAP 4096
+_Static_assert(TENSOR_PANEL == 16, "the layout mark \"panel16\" names panels of 16 rows");
+_Static_assert(sizeof(pblock_q8) % DATA_ALIGN == 0 && sizeof(pblock_q4) % DATA_ALIGN == 0, "panels keep the 64-byte alignment");
 
 /* a + b into buf (PATH_CAP bytes); false when it does not fit. */
 static bool join(char *buf, const char *a, const char *b) {
@@ -105,13 +119,28 @@ static void plan_free(plan *p) {
     memset(p, 0, sizeof *p);
 }
 
-static bool add_tensor_json(cJSON *root, const out_tensor *t, dtype qtype) {
+/* The stored U8 shape of a quantized [rows, cols] matrix (panels: one stored row per panel). */
+static void stored_shape(const tensor *t, dtype qtype, bool panels, int64_t shape[2]) {
+    int64_t rows = t->shape[0], cols = t->shape[1];
+    shape[0] = panels ? (rows + TENSOR_PANEL - 1) / TENSOR_PANEL : rows;
+    shape[1] = panels ? (int64_t)tensor_panel_bytes(qtype, TENSOR_PANEL, cols) : (int64_t)dtype_row_bytes(qtype, cols);
+}
+
+static uint64_t stored_bytes(const tensor *t, dtype qtype, bool panels) {
+    int64_t shape[2];
+    stored_shape(t, qtype, panels, shape);
+    return (uint64_t)shape[0] * (uint64_t)shape[1];
+}
+
+static bool add_tensor_json(cJSON *root, const out_tensor *t, dtype qtype, bool panels) {
     cJSON *o = cJSON_AddObjectToObject(root, t->name), *shape = o ? cJSON_AddArrayToObject(o, "shape") : NULL;
     cJSON *offs = o ? cJSON_AddArrayToObject(o, "data_offsets") : NULL;
     if (!shape || !offs || !cJSON_AddStringToObject(o, "dtype", t->mat ? "U8" : t->src->dtype_str)) return false;
     int n_dims = t->mat ? 2 : t->src->n_dims;
+    int64_t qshape[2] = {0, 0};
+    if (t->mat) stored_shape(t->mat, qtype, panels, qshape);
     for (int d = 0; d < n_dims; d++) {
-        double v = t->mat ? (double)(d == 0 ? t->mat->shape[0] : (int64_t)dtype_row_bytes(qtype, t->mat->shape[1])) : (double)t->src->shape[d];
+        double v = t->mat ? (double)qshape[d] : (double)t->src->shape[d];
         cJSON *num = cJSON_CreateNumber(v);
         if (!num || !cJSON_AddItemToArray(shape, num)) { cJSON_Delete(num); return false; }
     }
@@ -124,7 +153,7 @@ static bool add_tensor_json(cJSON *root, const out_tensor *t, dtype qtype) {
 }
 
 /* Which tensors go out, in which order, where; and the header. */
-static moge_status make_plan(moge_model *m, dtype qtype, plan *p, char *err, size_t n) {
+static moge_status make_plan(moge_model *m, dtype qtype, bool panels, plan *p, char *err, size_t n) {
     const st_table *st = &m->st;
     bool tied = m->cfg.tie_embeddings;
     matrix_list ml = {.skip = tied ? &m->lm_head : NULL};
@@ -144,7 +173,7 @@ static moge_status make_plan(moge_model *m, dtype qtype, plan *p, char *err, siz
             if (ml.v[k]->name == e->name) { /* bound views keep the entry's name pointer */
                 o->src = NULL;
                 o->mat = ml.v[k];
-                o->nbytes = (uint64_t)dtype_row_bytes(qtype, ml.v[k]->shape[1]) * (uint64_t)ml.v[k]->shape[0];
+                o->nbytes = stored_bytes(ml.v[k], qtype, panels);
                 break;
             }
         p->n++;
@@ -153,7 +182,7 @@ static moge_status make_plan(moge_model *m, dtype qtype, plan *p, char *err, siz
     if (tied) {
         const tensor *t = &m->lm_head;
         p->t[p->n] = (out_tensor){.name = "lm_head.weight", .mat = t, .from = st_find(st, t->name), .order = p->n,
-                                  .nbytes = (uint64_t)dtype_row_bytes(qtype, t->shape[1]) * (uint64_t)t->shape[0]};
+                                  .nbytes = stored_bytes(t, qtype, panels)};
         p->n++;
     }
     qsort(p->t, (size_t)p->n, sizeof *p->t, cmp_out);
@@ -164,8 +193,9 @@ static moge_status make_plan(moge_model *m, dtype qtype, plan *p, char *err, siz
 
     cJSON *root = cJSON_CreateObject(), *meta = root ? cJSON_AddObjectToObject(root, "__metadata__") : NULL;
     bool ok = meta && cJSON_AddStringToObject(meta, "format", "pt") &&
-              cJSON_AddStringToObject(meta, "moge.quant", qtype == DTYPE_Q8 ? "q8" : "q4");
-    for (int i = 0; ok && i < p->n; i++) ok = add_tensor_json(root, &p->t[i], qtype);
+              cJSON_AddStringToObject(meta, "moge.quant", qtype == DTYPE_Q8 ? "q8" : "q4") &&
+              (!panels || cJSON_AddStringToObject(meta, "moge.layout", "panel16"));
+    for (int i = 0; ok && i < p->n; i++) ok = add_tensor_json(root, &p->t[i], qtype, panels);
     char *json = ok ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     if (!json) return set_err(err, n, MOGE_ERR_NOMEM, "out of memory writing the safetensors header");
@@ -187,27 +217,30 @@ static moge_status write_bytes(FILE *f, const void *data, size_t len, const char
     return MOGE_OK;
 }
 
-/* Quantizes t into f a slab of rows at a time with quant_tensor (the function the load path
- * uses, so the bytes are the same). */
-static moge_status write_blocks(FILE *f, const tensor *t, dtype qtype, const char *path, char *err, size_t n) {
-    int64_t rows = t->shape[0], cols = t->shape[1];
-    size_t rb = dtype_row_bytes(qtype, cols), esize = dtype_size(t->type);
-    int64_t slab = (int64_t)((1u << 22) / rb);
+/* Quantizes t into f a slab of rows at a time with the function the load path uses, so the bytes
+ * are the same: quant_tensor_panels (panels; a slab is whole panels) or quant_tensor (row-major). */
+static moge_status write_blocks(FILE *f, const tensor *t, dtype qtype, bool panels, const char *path, char *err, size_t n) {
+    int64_t rows = t->shape[0], cols = t->shape[1], unit = panels ? TENSOR_PANEL : 1;
+    size_t rb = dtype_row_bytes(qtype, cols), ub = panels ? tensor_panel_bytes(qtype, TENSOR_PANEL, cols) : rb, esize = dtype_size(t->type);
+    int64_t units = (rows + unit - 1) / unit, slab = (int64_t)((1u << 22) / ub); /* in units (rows or panels) */
     if (slab < 1) slab = 1;
-    if (slab > rows) slab = rows;
-    char *buf = malloc((size_t)slab * rb);
+    if (slab > units) slab = units;
+    char *buf = malloc((size_t)slab * ub);
     float *row = malloc((size_t)cols * sizeof(float));
-    moge_status st = buf && row ? MOGE_OK : set_err(err, n, MOGE_ERR_NOMEM, "out of memory quantizing %s", t->name);
-    for (int64_t r = 0; st == MOGE_OK && r < rows; r += slab) {
-        int64_t k = rows - r < slab ? rows - r : slab;
+    void *pslab = panels ? malloc(TENSOR_PANEL * rb) : NULL; /* quant_tensor_panels: one panel's rows, row-major */
+    moge_status st = buf && row && (pslab || !panels) ? MOGE_OK : set_err(err, n, MOGE_ERR_NOMEM, "out of memory quantizing %s", t->name);
+    for (int64_t u = 0; st == MOGE_OK && u < units; u += slab) {
+        int64_t k = units - u < slab ? units - u : slab, r = u * unit;
         tensor part = *t, out;
-        part.shape[0] = k;
+        part.shape[0] = rows - r < k * unit ? rows - r : k * unit;
         part.data = (const char *)t->data + (size_t)r * (size_t)cols * esize;
-        quant_tensor(&part, qtype, buf, row, &out);
-        st = write_bytes(f, buf, (size_t)k * rb, path, err, n);
+        if (panels) quant_tensor_panels(&part, qtype, buf, row, pslab, &out);
+        else quant_tensor(&part, qtype, buf, row, &out);
+        st = write_bytes(f, buf, (size_t)k * ub, path, err, n);
     }
     free(buf);
     free(row);
+    free(pslab);
     return st;
 }
 
@@ -220,6 +253,7 @@ static moge_status close_file(FILE *f, const char *path, char *err, size_t n) {
 
 static moge_status write_safetensors(const plan *p, dtype qtype, const char *path, const moge_quantize_params *qp,
                                      char *err, size_t n) {
+    bool panels = !qp->row_major;
     FILE *f = fopen(path, "wb");
     if (!f) return set_err(err, n, MOGE_ERR_IO, "%s: %s", path, strerror(errno));
     unsigned char len8[8];
@@ -228,7 +262,7 @@ static moge_status write_safetensors(const plan *p, dtype qtype, const char *pat
     if (st == MOGE_OK) st = write_bytes(f, p->header, p->header_len, path, err, n);
     for (int i = 0; st == MOGE_OK && i < p->n; i++) {
         const out_tensor *t = &p->t[i];
-        st = t->mat ? write_blocks(f, t->mat, qtype, path, err, n) : write_bytes(f, t->src->data, t->nbytes, path, err, n);
+        st = t->mat ? write_blocks(f, t->mat, qtype, panels, path, err, n) : write_bytes(f, t->src->data, t->nbytes, path, err, n);
         if (t->from) st_release(t->from); /* read once: keeps the memory of a large model bounded */
         if (st == MOGE_OK && qp->progress)
             qp->progress(t->name, i + 1, p->n, (int64_t)(t->offset + t->nbytes), (int64_t)p->data_bytes, qp->user);
@@ -238,7 +272,7 @@ static moge_status write_safetensors(const plan *p, dtype qtype, const char *pat
 }
 
 /* config.json with "quantization_config" set. */
-static moge_status write_config(const char *in_dir, const char *out_path, dtype qtype, char *err, size_t n) {
+static moge_status write_config(const char *in_dir, const char *out_path, dtype qtype, bool panels, char *err, size_t n) {
     char path[4096], *text = NULL;
     size_t len = 0;
     if (!join(path, in_dir, "/config.json")) return set_err(err, n, MOGE_ERR_ARG, "%s: path too long", in_dir);
@@ -253,7 +287,8 @@ static moge_status write_config(const char *in_dir, const char *out_path, dtype 
     cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
     cJSON *q = cJSON_AddObjectToObject(root, "quantization_config");
     bool ok = q && cJSON_AddStringToObject(q, "quant_method", "moge") &&
-              cJSON_AddStringToObject(q, "format", qtype == DTYPE_Q8 ? "q8" : "q4") && cJSON_AddNumberToObject(q, "block_size", QBLOCK);
+              cJSON_AddStringToObject(q, "format", qtype == DTYPE_Q8 ? "q8" : "q4") && cJSON_AddNumberToObject(q, "block_size", QBLOCK) &&
+              (!panels || cJSON_AddStringToObject(q, "layout", "panel16"));
     char *out = ok ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     if (!out) return set_err(err, n, MOGE_ERR_NOMEM, "out of memory writing %s", out_path);
@@ -412,7 +447,7 @@ moge_status moge_quantize_model(const char *in_dir, const char *out_dir, const m
 
     plan p = {0};
     bool made = false;
-    st = make_plan(m, qtype, &p, err, n);
+    st = make_plan(m, qtype, !qp.row_major, &p, err, n);
     if (st == MOGE_OK) {
         made = join(tmp, out, ".tmp-XXXXXX") && mkdtemp(tmp) != NULL;
         if (!made) st = set_err(err, n, MOGE_ERR_IO, "%s: cannot create a directory next to it: %s", out, strerror(errno));
@@ -424,7 +459,7 @@ moge_status moge_quantize_model(const char *in_dir, const char *out_dir, const m
         out_bytes = file_size(path);
     }
     if (st == MOGE_OK) {
-        st = join(path, tmp, "/config.json") ? write_config(in_dir, path, qtype, err, n) : MOGE_ERR_ARG;
+        st = join(path, tmp, "/config.json") ? write_config(in_dir, path, qtype, !qp.row_major, err, n) : MOGE_ERR_ARG;
     }
     int32_t n_files = 0;
     for (size_t i = 0; st == MOGE_OK && i < sizeof EXTRA_FILES / sizeof EXTRA_FILES[0]; i++)

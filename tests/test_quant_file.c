@@ -2,23 +2,32 @@
  * test_quant_file.c — pre-quantized model directories (moge quantize; format in
  * runtime/quant_file.c):
  *  - for stories260K (tied embedding), the Pangu MoGE, Mixtral, Qwen2-MoE and Qwen3-MoE fixtures,
- *    a Llama with biases (BF16) and a sharded Mistral (F16), Q8 and Q4: the written directory
+ *    a Llama with biases (BF16) and a sharded Mistral (F16), Q8 and Q4, in the panel layout and in
+ *    the first version's row-major layout (moge_quantize_params.row_major): the written directory
  *    loads and its logits equal those of quantization at load bit for bit, on the cpu and the
- *    ref backend; moge_model_info reports the format, the same parameters and resident bytes;
- *    no quantization pass (the ref backend uses the blocks in the mapping, the cpu backend copies
- *    them once into its panel layout); loading it with its own format
- *    is a no-op, with the other one an error;
+ *    ref backend; moge_model_info reports the format, the same parameters, resident bytes that
+ *    differ from quantization at load only by the layout of the quantized matrices, and mapped
+ *    bytes that are exactly the resident bytes not owned by the model; no quantization pass.
+ *    Panel layout: every quantized matrix is a panel view into the mapping on both backends (no
+ *    copy, no repack: the model holds at most 1.05x the bytes of the file), its bytes those of
+ *    quantization at load for the cpu backend. Row-major: the ref backend uses the blocks in the
+ *    mapping, the cpu backend copies them once into its panel layout. Loading with the file's own
+ *    format is a no-op, with the other one an error;
  *  - the file: a valid safetensors file by the reference reader's rules (data section 64-byte
- *    aligned, tensors contiguous, every tensor naturally aligned), the metadata and config marks,
- *    U8 shapes [rows, nb * 36 | nb * 20], unquantized tensors byte-identical to the input;
+ *    aligned, tensors contiguous, every tensor naturally aligned; panel tensors at multiples of 64
+ *    bytes), the metadata and config marks (format, and "panel16" layout or none), U8 shapes
+ *    [ceil(rows / 16), nb * 576 | nb * 320] or [rows, nb * 36 | nb * 20], unquantized tensors
+ *    byte-identical to the input;
  *  - broken files: truncated, a U8 tensor of the wrong byte count, q4 sizes under a q8 mark,
- *    marks that disagree, a matrix left unquantized, an unknown quantization method or format:
- *    each error names the file and tensor or key;
+ *    marks that disagree, a matrix left unquantized, an unknown quantization method, format or
+ *    layout, a layout mark in one place only, row-major blocks marked as panels and panels
+ *    without the marks, config.json giving more panels' or fewer rows than the file holds: each
+ *    error names the file and tensor or key;
  *  - moge_quantize_model: refuses an existing non-empty output (overwrite replaces it, but not
  *    a directory holding directories), the input as output, a pre-quantized input; a failure
  *    leaves no output and no temporary directory;
  *  - the `moge quantize` command: success, --help, missing -o, bad --quant, existing output,
- *    --force, and `moge run` on the result prints what `moge run --quant` prints.
+ *    --force, --row-major, and `moge run` on the result prints what `moge run --quant` prints.
  */
 #include <cJSON.h>
 #include <dirent.h>
@@ -43,11 +52,12 @@ static const char *MODELS[] = {
 
 static const char *qname(moge_quant q) { return q == MOGE_QUANT_Q8 ? "q8" : "q4"; }
 
-/* TMP/<last path component of dir>-q8 */
-static void out_dir(char *buf, size_t cap, const char *dir, moge_quant q) {
+/* TMP/<last path component of dir>-q8 (panel layout), or -q8-rows (row-major) */
+static void layout_dir(char *buf, size_t cap, const char *dir, moge_quant q, bool rows) {
     const char *base = strrchr(dir, '/');
-    snprintf(buf, cap, "%s/%s-%s", TMP, base ? base + 1 : dir, qname(q));
+    snprintf(buf, cap, "%s/%s-%s%s", TMP, base ? base + 1 : dir, qname(q), rows ? "-rows" : "");
 }
+static void out_dir(char *buf, size_t cap, const char *dir, moge_quant q) { layout_dir(buf, cap, dir, q, false); }
 
 static moge_model *load_as(const char *dir, moge_quant q, moge_backend backend, moge_status want, char *err, size_t n) {
     moge_model_params p = moge_model_default_params();
@@ -65,11 +75,15 @@ static moge_model *load(const char *dir, moge_quant q, moge_backend backend) {
     return load_as(dir, q, backend, MOGE_OK, err, sizeof err);
 }
 
-static moge_status quantize(const char *in, const char *out, moge_quant q, bool overwrite, char *err, size_t n) {
+static moge_status quantize_layout(const char *in, const char *out, moge_quant q, bool overwrite, bool rows, char *err, size_t n) {
     moge_quantize_params p = moge_quantize_default_params();
     p.quant = q;
     p.overwrite = overwrite;
+    p.row_major = rows;
     return moge_quantize_model(in, out, &p, NULL, err, n);
+}
+static moge_status quantize(const char *in, const char *out, moge_quant q, bool overwrite, char *err, size_t n) {
+    return quantize_layout(in, out, q, overwrite, false, err, n);
 }
 
 /* Logits of the 24 rows of a fixed token sequence (one causal batch) into a malloc'd array. */
@@ -94,68 +108,109 @@ static float *logits(moge_model *m, int *n_out) {
     return out;
 }
 
-typedef struct { const moge_model *m; int bad_type, outside, panels, n; } mapped_check;
+/* Bytes a matrix's data takes in its layout. */
+static int64_t held_bytes(const tensor *t) {
+    return t->panel ? (int64_t)tensor_panel_bytes(t->type, t->shape[0], t->shape[1])
+                    : (int64_t)dtype_row_bytes(t->type, t->shape[1]) * t->shape[0];
+}
 
+typedef struct { const moge_model *m; int bad_type, outside, panels, n; int64_t qbytes; const tensor *mats[4096]; } mapped_check;
+
+/* The quantized matrices (MAT_OTHER) of a model: how many, in which layout, inside a mapping. */
 static void check_mapped(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     mapped_check *c = arg;
     if (kind != MAT_OTHER) return;
+    if (c->n < 4096) c->mats[c->n] = t;
     c->n++;
     c->bad_type += !dtype_is_quant(t->type);
     c->panels += t->panel != 0;
+    c->qbytes += held_bytes(t);
     int inside = 0;
     for (int i = 0; i < m->st.n_files; i++) {
-        const char *lo = m->st.files[i].map, *hi = lo + m->st.files[i].size;
-        inside |= (const char *)t->data >= lo && (const char *)t->data + dtype_row_bytes(t->type, t->shape[1]) * (size_t)t->shape[0] <= hi;
+        uintptr_t lo = (uintptr_t)m->st.files[i].map, hi = lo + m->st.files[i].size, p = (uintptr_t)t->data;
+        inside |= p >= lo && p + (uintptr_t)held_bytes(t) <= hi;
     }
     c->outside += !inside;
+}
+
+/* moge_model_info's bytes are truthful: what is resident but not mapped is what the model owns. */
+static void check_accounting(const char *what, moge_model *m) {
+    moge_model_info in;
+    moge_model_get_info(m, &in);
+    int copies = 0;
+    for (int i = 0; i < m->st.n_entries; i++) copies += m->st.entries[i].copy != NULL;
+    int64_t owned = m->vector_bytes + m->pbuf_bytes + (m->qbuf ? m->qbuf_bytes : 0);
+    CHECKF(copies == 0 && in.resident_bytes - in.mapped_bytes == owned && in.mapped_bytes > 0,
+           "%s: resident %lld, mapped %lld, owned %lld (vectors %lld, panels %lld, quantized %lld), %d copies", what, (long long)in.resident_bytes,
+           (long long)in.mapped_bytes, (long long)owned, (long long)m->vector_bytes, (long long)m->pbuf_bytes, (long long)m->qbuf_bytes, copies);
 }
 
 static void test_logits_bit_identical(void) {
     char err[1024], dir[512];
     shell("rm -rf " TMP " && mkdir -p " TMP);
-    for (int mi = 0; mi < N_MODELS; mi++)
-        for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_Q4; q++) {
-            out_dir(dir, sizeof dir, MODELS[mi], q);
-            moge_status st = quantize(MODELS[mi], dir, q, false, err, sizeof err);
-            CHECKF(st == MOGE_OK, "quantize %s %s: %s", MODELS[mi], qname(q), err);
-            if (st != MOGE_OK) continue;
-            for (moge_backend be = MOGE_BACKEND_CPU; be <= MOGE_BACKEND_REF; be++) {
-                moge_model *ma = load(MODELS[mi], q, be), *mf = load(dir, MOGE_QUANT_NONE, be), *ms = load(dir, q, be);
-                if (!ma || !mf || !ms) { moge_model_free(ma); moge_model_free(mf); moge_model_free(ms); continue; }
-                int na, nf, ns;
-                float *la = logits(ma, &na), *lf = logits(mf, &nf), *ls = logits(ms, &ns);
-                CHECKF(la && lf && ls && na == nf && na == ns && memcmp(la, lf, (size_t)na * 4) == 0 && memcmp(la, ls, (size_t)na * 4) == 0,
-                       "%s %s %s: pre-quantized logits differ from quantization at load (normalised error %.3g)", MODELS[mi], qname(q),
-                       be == MOGE_BACKEND_CPU ? "cpu" : "ref", la && lf ? nerr(lf, la, na) : -1.0);
-                free(la); free(lf); free(ls);
-                moge_model_info ia, iff;
-                moge_model_get_info(ma, &ia);
-                moge_model_get_info(mf, &iff);
-                CHECKF(strcmp(iff.quant, qname(q)) == 0 && iff.prequantized && !ia.prequantized, "%s: info quant %s", dir, iff.quant);
-                CHECKF(iff.resident_bytes == ia.resident_bytes && iff.n_params == ia.n_params && iff.n_params_active == ia.n_params_active,
-                       "%s: resident %lld / params %lld, at load %lld / %lld", dir, (long long)iff.resident_bytes, (long long)iff.n_params,
-                       (long long)ia.resident_bytes, (long long)ia.n_params);
-                CHECKF(strcmp(iff.dtype, ia.dtype) == 0 && iff.tie_embeddings == ia.tie_embeddings, "%s: dtype %s", dir, iff.dtype);
-                /* no quantization pass: no row-major buffer; the ref backend uses the blocks in place (every
-                 * quantized matrix inside a mapping), the cpu backend has copied them once into its panel layout */
-                mapped_check mc = {.m = mf};
-                model_for_each_matrix(mf, check_mapped, &mc);
-                int copies = 0;
-                for (int i = 0; i < mf->st.n_entries; i++) copies += mf->st.entries[i].copy != NULL;
-                bool cpu = be == MOGE_BACKEND_CPU;
-                CHECKF(mf->qbuf == NULL && mc.n > 0 && mc.bad_type == 0 && copies == 0 &&
-                           (cpu ? mc.panels == mc.n : mc.outside == 0 && mc.panels == 0),
-                       "%s (%s): qbuf %p, %d of %d matrices not quantized, %d outside the mapping, %d in panels, %d copies", dir,
-                       cpu ? "cpu" : "ref", mf->qbuf, mc.bad_type, mc.n, mc.outside, mc.panels, copies);
-                if (be == MOGE_BACKEND_CPU && q == MOGE_QUANT_Q8)
-                    printf("  %s: %lld bytes stored, %lld resident, %d quantized matrices (cpu: copied into panel layout)\n", dir, (long long)iff.weight_bytes,
-                           (long long)iff.resident_bytes, mc.n);
-                moge_model_free(ma); moge_model_free(mf); moge_model_free(ms);
+    for (int rows = 0; rows <= 1; rows++)
+        for (int mi = 0; mi < N_MODELS; mi++)
+            for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_Q4; q++) {
+                layout_dir(dir, sizeof dir, MODELS[mi], q, rows);
+                moge_status st = quantize_layout(MODELS[mi], dir, q, false, rows, err, sizeof err);
+                CHECKF(st == MOGE_OK, "quantize %s %s%s: %s", MODELS[mi], qname(q), rows ? " row-major" : "", err);
+                if (st != MOGE_OK) continue;
+                for (moge_backend be = MOGE_BACKEND_CPU; be <= MOGE_BACKEND_REF; be++) {
+                    bool cpu = be == MOGE_BACKEND_CPU;
+                    const char *bn = cpu ? "cpu" : "ref";
+                    moge_model *ma = load(MODELS[mi], q, be), *mf = load(dir, MOGE_QUANT_NONE, be), *ms = load(dir, q, be);
+                    if (!ma || !mf || !ms) { moge_model_free(ma); moge_model_free(mf); moge_model_free(ms); continue; }
+                    int na, nf, ns;
+                    float *la = logits(ma, &na), *lf = logits(mf, &nf), *ls = logits(ms, &ns);
+                    CHECKF(la && lf && ls && na == nf && na == ns && memcmp(la, lf, (size_t)na * 4) == 0 && memcmp(la, ls, (size_t)na * 4) == 0,
+                           "%s %s %s: pre-quantized logits differ from quantization at load (normalised error %.3g)", dir, qname(q), bn,
+                           la && lf ? nerr(lf, la, na) : -1.0);
+                    free(la); free(lf); free(ls);
+                    moge_model_info ia, iff;
+                    moge_model_get_info(ma, &ia);
+                    moge_model_get_info(mf, &iff);
+                    CHECKF(strcmp(iff.quant, qname(q)) == 0 && iff.prequantized && !ia.prequantized, "%s: info quant %s", dir, iff.quant);
+                    CHECKF(strcmp(iff.dtype, ia.dtype) == 0 && iff.tie_embeddings == ia.tie_embeddings, "%s: dtype %s", dir, iff.dtype);
+                    /* no quantization pass (no qbuf); where each quantized matrix is, in which layout */
+                    mapped_check *ca = calloc(1, sizeof *ca), *cf = calloc(1, sizeof *cf);
+                    model_for_each_matrix(ma, check_mapped, ca);
+                    model_for_each_matrix(mf, check_mapped, cf);
+                    bool where = rows ? (cpu ? cf->panels == cf->n && cf->outside == cf->n : cf->panels == 0 && cf->outside == 0)
+                                      : cf->panels == cf->n && cf->outside == 0; /* panels: in place on both backends */
+                    CHECKF(mf->qbuf == NULL && cf->n > 0 && cf->n <= 4096 && cf->bad_type == 0 && where,
+                           "%s (%s): qbuf %p, %d of %d matrices not quantized, %d outside the mapping, %d in panels", dir, bn, mf->qbuf,
+                           cf->bad_type, cf->n, cf->outside, cf->panels);
+                    /* the same bytes as quantization at load where the layouts are the same (cpu: both panels) */
+                    int same = 0, compared = 0;
+                    for (int i = 0; i < cf->n && i < 4096 && ca->n == cf->n; i++) {
+                        const tensor *a = ca->mats[i], *f = cf->mats[i];
+                        if (a->panel != f->panel) continue;
+                        compared++;
+                        same += a->type == f->type && held_bytes(a) == held_bytes(f) && memcmp(a->data, f->data, (size_t)held_bytes(f)) == 0;
+                    }
+                    CHECKF(same == compared && (compared == cf->n || (!cpu && !rows)), "%s (%s): %d of %d matrices equal to quantization at load",
+                           dir, bn, same, compared);
+                    /* resident bytes: those of quantization at load but for the layout of the quantized matrices */
+                    CHECKF(iff.resident_bytes - cf->qbytes == ia.resident_bytes - ca->qbytes && (!cpu || iff.resident_bytes == ia.resident_bytes) &&
+                               iff.n_params == ia.n_params && iff.n_params_active == ia.n_params_active,
+                           "%s (%s): resident %lld (quantized %lld) / params %lld, at load %lld (%lld) / %lld", dir, bn, (long long)iff.resident_bytes,
+                           (long long)cf->qbytes, (long long)iff.n_params, (long long)ia.resident_bytes, (long long)ca->qbytes, (long long)ia.n_params);
+                    check_accounting(dir, mf);
+                    check_accounting(MODELS[mi], ma);
+                    /* panels in place: no duplicate copy of the weights (a bit over 1x: f32 copies of 16-bit vectors) */
+                    double ratio = (double)iff.resident_bytes / (double)iff.weight_bytes;
+                    CHECKF(rows || ratio <= 1.05, "%s (%s): holds %.3f x the bytes of its file", dir, bn, ratio);
+                    if (q == MOGE_QUANT_Q8)
+                        printf("  %s (%s): %lld bytes stored, %lld resident (%.3f x), %lld of them mapped, %d quantized matrices%s\n", dir, bn,
+                               (long long)iff.weight_bytes, (long long)iff.resident_bytes, ratio, (long long)iff.mapped_bytes, cf->n,
+                               rows && cpu ? " (copied into panel layout)" : " (in place)");
+                    free(ca); free(cf);
+                    moge_model_free(ma); moge_model_free(mf); moge_model_free(ms);
+                }
+                /* the other format: an error that says why */
+                moge_model *mo = load_as(dir, q == MOGE_QUANT_Q8 ? MOGE_QUANT_Q4 : MOGE_QUANT_Q8, MOGE_BACKEND_CPU, MOGE_ERR_ARG, err, sizeof err);
+                CHECKF(!mo && strstr(err, "pre-quantized") && strstr(err, qname(q)), "%s: %s", dir, err);
             }
-            /* the other format: an error that says why */
-            moge_model *mo = load_as(dir, q == MOGE_QUANT_Q8 ? MOGE_QUANT_Q4 : MOGE_QUANT_Q8, MOGE_BACKEND_CPU, MOGE_ERR_ARG, err, sizeof err);
-            CHECKF(!mo && strstr(err, "pre-quantized") && strstr(err, qname(q)), "%s: %s", dir, err);
-        }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -185,71 +240,79 @@ static int cmp_u64(const void *a, const void *b) {
 
 static void test_file_format(void) {
     char dir[512], path[600];
-    for (int mi = 0; mi < 2; mi++)
-        for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_Q4; q++) {
-            out_dir(dir, sizeof dir, MODELS[mi], q);
-            snprintf(path, sizeof path, "%s/model.safetensors", dir);
-            uint64_t hlen;
-            long size;
-            cJSON *root = read_header(path, &hlen, &size);
-            CHECKF(root != NULL, "%s: no header", path);
-            if (!root) continue;
-            CHECKF((8 + hlen) % 64 == 0, "%s: data section starts at byte %llu", path, (unsigned long long)(8 + hlen));
-            cJSON *mq = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "__metadata__"), "moge.quant");
-            CHECK(cJSON_IsString(mq) && strcmp(mq->valuestring, qname(q)) == 0);
-            /* the reference reader: tensors sorted by offset cover the data section without gaps */
-            int n = cJSON_GetArraySize(root), k = 0, misaligned = 0, bad_shape = 0, aligned64 = 0;
-            uint64_t *spans = calloc((size_t)n * 2, sizeof(uint64_t));
-            moge_model *src = load(MODELS[mi], MOGE_QUANT_NONE, MOGE_BACKEND_CPU);
-            moge_model_info info;
-            moge_model_get_info(src, &info);
-            int differ = 0;
-            for (cJSON *t = root->child; t; t = t->next) {
-                if (!strcmp(t->string, "__metadata__")) continue;
-                const char *dt = cJSON_GetObjectItem(t, "dtype")->valuestring;
-                cJSON *offs = cJSON_GetObjectItem(t, "data_offsets"), *shape = cJSON_GetObjectItem(t, "shape");
-                uint64_t b = (uint64_t)cJSON_GetArrayItem(offs, 0)->valuedouble, e = (uint64_t)cJSON_GetArrayItem(offs, 1)->valuedouble;
-                spans[2 * k] = b;
-                spans[2 * k + 1] = e;
-                k++;
-                uint64_t need = !strcmp(dt, "U8") || !strcmp(dt, "F32") ? 4 : 2;
-                misaligned += (8 + hlen + b) % need != 0;
-                aligned64 += (8 + hlen + b) % 64 == 0;
-                if (!strcmp(dt, "U8")) { /* [rows, nb * block bytes] with cols = hidden size or the matrix's width */
-                    int64_t rows = (int64_t)cJSON_GetArrayItem(shape, 0)->valuedouble, w = (int64_t)cJSON_GetArrayItem(shape, 1)->valuedouble;
-                    int64_t bs = q == MOGE_QUANT_Q8 ? 36 : 20;
-                    bad_shape += w % bs != 0 || (uint64_t)(rows * w) != e - b;
-                } else { /* unchanged: the same bytes as the input's tensor of that name */
-                    const st_entry *se = st_find(&src->st, t->string);
-                    FILE *f = fopen(path, "rb");
-                    char *buf = malloc(e - b + 1);
-                    differ += !se || !f || !buf || se->nbytes != e - b || fseek(f, (long)(8 + hlen + b), SEEK_SET) != 0 ||
-                              fread(buf, 1, e - b, f) != e - b || memcmp(buf, se->data, e - b) != 0;
-                    if (f) fclose(f);
-                    free(buf);
+    for (int rows = 0; rows <= 1; rows++)
+        for (int mi = 0; mi < N_MODELS; mi++)
+            for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_Q4; q++) {
+                layout_dir(dir, sizeof dir, MODELS[mi], q, rows);
+                snprintf(path, sizeof path, "%s/model.safetensors", dir);
+                uint64_t hlen;
+                long size;
+                cJSON *root = read_header(path, &hlen, &size);
+                CHECKF(root != NULL, "%s: no header", path);
+                if (!root) continue;
+                CHECKF((8 + hlen) % 64 == 0, "%s: data section starts at byte %llu", path, (unsigned long long)(8 + hlen));
+                cJSON *mq = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "__metadata__"), "moge.quant");
+                cJSON *ml = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "__metadata__"), "moge.layout");
+                bool panel16 = cJSON_IsString(ml) && !strcmp(ml->valuestring, "panel16");
+                CHECKF(cJSON_IsString(mq) && strcmp(mq->valuestring, qname(q)) == 0 && (rows ? !ml : panel16),
+                       "%s: moge.quant %s, moge.layout %s", path, cJSON_IsString(mq) ? mq->valuestring : "-", cJSON_IsString(ml) ? ml->valuestring : "-");
+                /* the reference reader: tensors sorted by offset cover the data section without gaps */
+                int n = cJSON_GetArraySize(root), k = 0, misaligned = 0, bad_shape = 0, aligned64 = 0, n_u8 = 0;
+                uint64_t *spans = calloc((size_t)n * 2, sizeof(uint64_t));
+                moge_model *src = load(MODELS[mi], MOGE_QUANT_NONE, MOGE_BACKEND_CPU);
+                moge_model_info info;
+                moge_model_get_info(src, &info);
+                int differ = 0;
+                for (cJSON *t = root->child; t; t = t->next) {
+                    if (!strcmp(t->string, "__metadata__")) continue;
+                    const char *dt = cJSON_GetObjectItem(t, "dtype")->valuestring;
+                    cJSON *offs = cJSON_GetObjectItem(t, "data_offsets"), *shape = cJSON_GetObjectItem(t, "shape");
+                    uint64_t b = (uint64_t)cJSON_GetArrayItem(offs, 0)->valuedouble, e = (uint64_t)cJSON_GetArrayItem(offs, 1)->valuedouble;
+                    spans[2 * k] = b;
+                    spans[2 * k + 1] = e;
+                    k++;
+                    uint64_t need = !strcmp(dt, "U8") || !strcmp(dt, "F32") ? 4 : 2;
+                    misaligned += (8 + hlen + b) % need != 0;
+                    aligned64 += (8 + hlen + b) % 64 == 0;
+                    if (!strcmp(dt, "U8")) { /* [panels, nb * panel block bytes] at a multiple of 64, or [rows, nb * block bytes] */
+                        int64_t h = (int64_t)cJSON_GetArrayItem(shape, 0)->valuedouble, w = (int64_t)cJSON_GetArrayItem(shape, 1)->valuedouble;
+                        int64_t bs = rows ? (q == MOGE_QUANT_Q8 ? 36 : 20) : (q == MOGE_QUANT_Q8 ? 576 : 320);
+                        bad_shape += cJSON_GetArraySize(shape) != 2 || w % bs != 0 || (uint64_t)(h * w) != e - b || (!rows && (8 + hlen + b) % 64 != 0);
+                        n_u8++;
+                    } else { /* unchanged: the same bytes as the input's tensor of that name */
+                        const st_entry *se = st_find(&src->st, t->string);
+                        FILE *f = fopen(path, "rb");
+                        char *buf = malloc(e - b + 1);
+                        differ += !se || !f || !buf || se->nbytes != e - b || fseek(f, (long)(8 + hlen + b), SEEK_SET) != 0 ||
+                                  fread(buf, 1, e - b, f) != e - b || memcmp(buf, se->data, e - b) != 0;
+                        if (f) fclose(f);
+                        free(buf);
+                    }
                 }
+                qsort(spans, (size_t)k, 2 * sizeof(uint64_t), cmp_u64);
+                int gaps = 0;
+                for (int i = 0; i < k; i++) gaps += spans[2 * i] != (i ? spans[2 * i - 1] : 0);
+                CHECKF(gaps == 0 && (long)(8 + hlen + spans[2 * k - 1]) == size, "%s: %d gaps, data ends at %llu of %ld", path, gaps,
+                       (unsigned long long)(8 + hlen + spans[2 * k - 1]), size);
+                CHECKF(misaligned == 0 && bad_shape == 0 && differ == 0 && n_u8 > 0,
+                       "%s: %d misaligned, %d bad U8 shapes (or misaligned panels), %d copied tensors differ", path,
+                       misaligned, bad_shape, differ);
+                printf("  %s: %d tensors (%d quantized), %d start at a multiple of 64 bytes\n", path, k, n_u8, aligned64);
+                free(spans);
+                cJSON_Delete(root);
+                moge_model_free(src);
+                /* config.json */
+                snprintf(path, sizeof path, "%s/config.json", dir);
+                char *cfg = slurp_text(path);
+                cJSON *c = cJSON_Parse(cfg), *qc = cJSON_GetObjectItem(c, "quantization_config");
+                cJSON *fm = cJSON_GetObjectItem(qc, "format"), *me = cJSON_GetObjectItem(qc, "quant_method"), *bs = cJSON_GetObjectItem(qc, "block_size");
+                cJSON *lo = cJSON_GetObjectItem(qc, "layout");
+                CHECKF(cJSON_IsString(me) && !strcmp(me->valuestring, "moge") && cJSON_IsString(fm) && !strcmp(fm->valuestring, qname(q)) &&
+                           cJSON_IsNumber(bs) && bs->valuedouble == 32 && (rows ? !lo : cJSON_IsString(lo) && !strcmp(lo->valuestring, "panel16")),
+                       "%s: %s", path, cfg);
+                cJSON_Delete(c);
+                free(cfg);
             }
-            qsort(spans, (size_t)k, 2 * sizeof(uint64_t), cmp_u64);
-            int gaps = 0;
-            for (int i = 0; i < k; i++) gaps += spans[2 * i] != (i ? spans[2 * i - 1] : 0);
-            CHECKF(gaps == 0 && (long)(8 + hlen + spans[2 * k - 1]) == size, "%s: %d gaps, data ends at %llu of %ld", path, gaps,
-                   (unsigned long long)(8 + hlen + spans[2 * k - 1]), size);
-            CHECKF(misaligned == 0 && bad_shape == 0 && differ == 0, "%s: %d misaligned, %d bad U8 shapes, %d copied tensors differ", path,
-                   misaligned, bad_shape, differ);
-            printf("  %s: %d tensors, %d start at a multiple of 64 bytes\n", path, k, aligned64);
-            free(spans);
-            cJSON_Delete(root);
-            moge_model_free(src);
-            /* config.json */
-            snprintf(path, sizeof path, "%s/config.json", dir);
-            char *cfg = slurp_text(path);
-            cJSON *c = cJSON_Parse(cfg), *qc = cJSON_GetObjectItem(c, "quantization_config");
-            cJSON *fm = cJSON_GetObjectItem(qc, "format"), *me = cJSON_GetObjectItem(qc, "quant_method"), *bs = cJSON_GetObjectItem(qc, "block_size");
-            CHECKF(cJSON_IsString(me) && !strcmp(me->valuestring, "moge") && cJSON_IsString(fm) && !strcmp(fm->valuestring, qname(q)) &&
-                       cJSON_IsNumber(bs) && bs->valuedouble == 32, "%s: %s", path, cfg);
-            cJSON_Delete(c);
-            free(cfg);
-        }
     /* the tokenizer and licence files came along */
     out_dir(dir, sizeof dir, MODELS[0], MOGE_QUANT_Q8);
     const char *files[] = {"tokenizer.json", "tokenizer_config.json", "LICENSE", "README.md"};
@@ -333,6 +396,15 @@ static void set_meta(cJSON *root, void *arg) {
     cJSON_AddStringToObject(meta, "moge.quant", (const char *)arg);
 }
 
+typedef struct { const char *quant, *layout; } meta_marks; /* NULL: left out */
+static void set_marks(cJSON *root, void *arg) {
+    const meta_marks *mk = arg;
+    cJSON_DeleteItemFromObject(root, "__metadata__");
+    cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
+    if (mk->quant) cJSON_AddStringToObject(meta, "moge.quant", mk->quant);
+    if (mk->layout) cJSON_AddStringToObject(meta, "moge.layout", mk->layout);
+}
+
 /* The tensor whose data ends last in the file (and the file's size). */
 static const char *last_tensor(const char *path, long *size) {
     static char name[256];
@@ -350,8 +422,9 @@ static const char *last_tensor(const char *path, long *size) {
 }
 
 static void test_broken_files(void) {
-    char q8[512], q4[512], pq8[512];
+    char q8[512], q4[512], pq8[512], rows8[512];
     out_dir(q8, sizeof q8, MODELS[0], MOGE_QUANT_Q8);
+    layout_dir(rows8, sizeof rows8, MODELS[0], MOGE_QUANT_Q8, true);
     out_dir(q4, sizeof q4, MODELS[0], MOGE_QUANT_Q4);
     out_dir(pq8, sizeof pq8, MODELS[1], MOGE_QUANT_Q8);
     const char *st = TMP "/broken/model.safetensors", *cfg = TMP "/broken/config.json";
@@ -363,16 +436,68 @@ static void test_broken_files(void) {
     CHECK(truncate(st, size - 100) == 0);
     expect_error(TMP "/broken", MOGE_ERR_FORMAT, (const char *[]){st, last, "past the end", NULL}, "truncated");
 
-    /* a U8 tensor one byte per row short */
+    /* a U8 tensor one byte per stored row (panel) short */
     broken_copy(q8);
     rewrite_header(st, set_shape, "model.layers.0.self_attn.q_proj.weight");
     expect_error(TMP "/broken", MOGE_ERR_SHAPE,
-                 (const char *[]){st, "model.layers.0.self_attn.q_proj.weight", "[64, 71]", "4544 bytes", "4608 bytes", NULL}, "wrong byte count");
+                 (const char *[]){st, "model.layers.0.self_attn.q_proj.weight", "[4, 1151]", "4604 bytes", "[4, 1152]", "4608 bytes",
+                                  "q8 blocks in panels of 16 rows of a [64, 64] matrix", NULL},
+                 "wrong byte count");
+    broken_copy(rows8);
+    rewrite_header(st, set_shape, "model.layers.0.self_attn.q_proj.weight");
+    expect_error(TMP "/broken", MOGE_ERR_SHAPE,
+                 (const char *[]){st, "model.layers.0.self_attn.q_proj.weight", "[64, 71]", "4544 bytes", "4608 bytes", NULL},
+                 "wrong byte count, row-major");
+
+    /* the layout mark in one place only */
+    broken_copy(q8);
+    patch_text(cfg, "\"layout\"", "\"layout_x\"");
+    expect_error(TMP "/broken", MOGE_ERR_FORMAT, (const char *[]){cfg, "has no layout", st, "has moge.layout panel16", NULL},
+                 "layout mark in the file only");
+    broken_copy(q8);
+    rewrite_header(st, set_meta, "q8");
+    expect_error(TMP "/broken", MOGE_ERR_FORMAT, (const char *[]){cfg, "has layout panel16", st, "has no moge.layout", NULL},
+                 "layout mark in config.json only");
+    /* the marks and the data disagree: row-major blocks marked as panels, panels without marks */
+    broken_copy(rows8);
+    rewrite_header(st, set_marks, &(meta_marks){"q8", "panel16"});
+    patch_text(cfg, "\"block_size\"", "\"layout\": \"panel16\", \"block_size\"");
+    expect_error(TMP "/broken", MOGE_ERR_SHAPE, (const char *[]){st, "lm_head.weight", "[512, 72]", "expected [32, 1152]", "panels of 16 rows", NULL},
+                 "row-major blocks marked panel16");
+    broken_copy(q8);
+    rewrite_header(st, set_meta, "q8");
+    patch_text(cfg, "\"layout\"", "\"layout_x\"");
+    expect_error(TMP "/broken", MOGE_ERR_SHAPE, (const char *[]){st, "lm_head.weight", "[32, 1152]", "expected [512, 72]", NULL}, "panels without marks");
+    /* unknown layouts; a layout without a format */
+    broken_copy(q8);
+    rewrite_header(st, set_marks, &(meta_marks){"q8", "panel8"});
+    expect_error(TMP "/broken", MOGE_ERR_FORMAT, (const char *[]){st, "\"moge.layout\" must be \"panel16\"", NULL}, "bad layout value");
+    broken_copy(q8);
+    patch_text(cfg, "\"panel16\"", "\"panel8\"");
+    expect_error(TMP "/broken", MOGE_ERR_FORMAT, (const char *[]){cfg, "quantization_config.layout must be \"panel16\"", NULL}, "bad config layout");
+    broken_copy("models/stories260K");
+    rewrite_header(st, set_marks, &(meta_marks){NULL, "panel16"});
+    expect_error(TMP "/broken", MOGE_ERR_FORMAT, (const char *[]){st, "\"moge.layout\" without \"moge.quant\"", NULL}, "layout without format");
+    /* config.json gives other rows than the file holds: more panels (a shape error), or fewer rows
+     * within the last panel (its padding rows are not zero); intermediate_size is 172 = 10 3/4 panels */
+    broken_copy(q8);
+    patch_text(cfg, "172", "200");
+    expect_error(TMP "/broken", MOGE_ERR_SHAPE, (const char *[]){st, "model.layers.0.mlp.gate_proj.weight", "[11, 1152]", "expected [13, 1152]", NULL},
+                 "more panels in config.json");
+    broken_copy(q8);
+    patch_text(cfg, "172", "170");
+    expect_error(TMP "/broken", MOGE_ERR_SHAPE,
+                 (const char *[]){st, "model.layers.0.mlp.gate_proj.weight", "row 170 of its last panel is not zero padding", "[170, 64]", NULL},
+                 "fewer rows in config.json, q8");
+    broken_copy(q4);
+    patch_text(cfg, "172", "171");
+    expect_error(TMP "/broken", MOGE_ERR_SHAPE, (const char *[]){st, "model.layers.0.mlp.gate_proj.weight", "row 171 of its last panel", NULL},
+                 "fewer rows in config.json, q4");
 
     /* q4 blocks under q8 marks: the first matrix bound (the tied embedding's lm_head.weight) has
      * 20-byte blocks where 36 are expected */
     broken_copy(q4);
-    rewrite_header(st, set_meta, "q8");
+    rewrite_header(st, set_marks, &(meta_marks){"q8", "panel16"});
     patch_text(cfg, "\"q4\"", "\"q8\"");
     expect_error(TMP "/broken", MOGE_ERR_SHAPE, (const char *[]){"lm_head.weight", "20480 bytes", "36864 bytes", "q8 blocks", NULL},
                  "q4 sizes, q8 metadata");
@@ -481,7 +606,7 @@ static void expect_cmd(const char *args, int rc, bool out, const char *const *ne
 
 static void test_cli(void) {
     shell("rm -rf " TMP "/cli-q4");
-    expect_cmd("quantize --help", 0, true, ALL("usage: moge quantize", "--force"));
+    expect_cmd("quantize --help", 0, true, ALL("usage: moge quantize", "--force", "--row-major"));
     expect_cmd("quantize -m models/stories260K --quant q8", 2, false, ALL("-o OUT_DIR is required"));
     expect_cmd("quantize -m models/stories260K -o " TMP "/cli-q4", 2, false, ALL("--quant q8|q4 is required"));
     expect_cmd("quantize -m models/stories260K -o " TMP "/cli-q4 --quant q5", 2, false, ALL("--quant", "\"q5\""));
@@ -497,7 +622,15 @@ static void test_cli(void) {
     CHECK(moge_cmd("run -m models/stories260K --quant q4 -n 60 --temp 0", OUT, ERR) == 0);
     char *b = slurp_text(OUT);
     CHECKF(strlen(a) > 100 && strcmp(a, b) == 0, "pre-quantized:\n%s\nat load:\n%s", a, b);
-    free(a); free(b);
+    /* the first version's layout, still written on request */
+    expect_cmd("quantize -m models/stories260K -o " TMP "/cli-q4-rows --quant q4 --row-major", 0, true, ALL("wrote " TMP "/cli-q4-rows (q4)"));
+    char *h = slurp_text(TMP "/cli-q4-rows/config.json");
+    CHECKF(strstr(h, "\"q4\"") && !strstr(h, "panel16"), "%s", h);
+    free(h);
+    CHECK(moge_cmd("run -m " TMP "/cli-q4-rows -n 60 --temp 0", OUT, ERR) == 0);
+    h = slurp_text(OUT);
+    CHECKF(strcmp(a, h) == 0, "row-major:\n%s\nat load:\n%s", h, b);
+    free(a); free(b); free(h);
     expect_cmd("run -m " TMP "/cli-q4 --quant q8 -n 5", 1, false, ALL("pre-quantized q4"));
     expect_cmd("info -m " TMP "/cli-q4", 0, true, ALL("pre-quantized q4"));
 
