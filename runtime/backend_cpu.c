@@ -2,7 +2,7 @@
  * backend_cpu.c — the fast CPU backend.
  *
  * Matmul: the weights the cpu backend loads are held in panel layout (tensor.h, laid out or
- * quantized into it at load): a tile of up to 8 input rows × 32 outputs (6 × 16 with AVX2 only)
+ * quantized into it at load, or mapped as they are from a pre-quantized "panel16" file): a tile of up to 8 input rows × 32 outputs (6 × 16 with AVX2 only)
  * walks the panels' columns, broadcasting one input value and multiply-adding a vector of 16
  * weights per step (Q8/Q4: 16 codes converted and multiplied by their scales first, the exact
  * dequantized values), so each output is one fused multiply-add chain in element order: no

@@ -106,7 +106,8 @@ struct moge_model {
     int n_threads;
     const moge_model *view_of; /* set for a layer-skip view: weights belong to that model */
     moge_quant quant;
-    bool prequantized;         /* the quantized matrices are views into a pre-quantized file */
+    bool prequantized;         /* the quantized matrices come from a pre-quantized file: views into it
+                                  (row-major blocks on the cpu backend: their panel copies in pbuf) */
     void *qbuf;                /* matrices quantized at load (owned), or NULL */
     int64_t qbuf_bytes;        /* bytes of quantized matrices (in qbuf, or in the mapping when prequantized;
                                   row-major blocks the cpu backend copied into pbuf are not counted here) */
