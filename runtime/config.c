@@ -11,6 +11,7 @@
 #include "runtime/errors.h"
 #include "runtime/fileio.h"
 #include "runtime/model.h"
+#include "runtime/quant.h"
 
 static const char *json_type_name(const cJSON *j) {
     if (cJSON_IsString(j)) return "a string";
@@ -167,9 +168,8 @@ static moge_status parse_quantization(model_config *c, const cJSON *root, const 
                        "%s: quantization_config.quant_method \"%s\" is not supported (only moge's own \"moge\"; "
                        "load the unquantized checkpoint, optionally with a quantization at load)", path, method->valuestring);
     const cJSON *format = cJSON_GetObjectItemCaseSensitive(q, "format"), *block = cJSON_GetObjectItemCaseSensitive(q, "block_size");
-    if (cJSON_IsString(format) && strcmp(format->valuestring, "q8") == 0) c->quant_file = MOGE_QUANT_Q8;
-    else if (cJSON_IsString(format) && strcmp(format->valuestring, "q4") == 0) c->quant_file = MOGE_QUANT_Q4;
-    else return set_err(err, n, MOGE_ERR_FORMAT, "%s: quantization_config.format must be \"q8\" or \"q4\"", path);
+    if (!cJSON_IsString(format) || !quant_format_parse(format->valuestring, &c->quant_file))
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: quantization_config.format must be \"q8\", \"q4\" or \"w8a8\"", path);
     if (!cJSON_IsNumber(block) || block->valuedouble != QBLOCK)
         return set_err(err, n, MOGE_ERR_FORMAT, "%s: quantization_config.block_size must be %d", path, QBLOCK);
     const cJSON *layout = cJSON_GetObjectItemCaseSensitive(q, "layout");

@@ -60,14 +60,17 @@ static moge_status check_panel_padding(binder *b, const st_entry *e, const tenso
     int64_t rows = t->shape[0], cols = t->shape[1], nb = (cols + QBLOCK - 1) / QBLOCK;
     int P = TENSOR_PANEL, used = (int)(rows % P);
     if (used == 0) return MOGE_OK;
-    size_t bs = t->type == DTYPE_Q8 ? sizeof(pblock_q8) : sizeof(pblock_q4), code_cols = (bs - P * sizeof(float)) / (size_t)P;
+    size_t bs = tensor_panel_bytes(t->type, P, QBLOCK), code_cols = (bs - P * sizeof(float)) / (size_t)P;
+    /* the bytes of row j: code_cols of them, at stride P (Q8, Q4) or in runs of 4 at stride 4 P (Q8A8) */
+    int run = t->type == DTYPE_Q8A8 ? 4 : 1;
     const unsigned char *last = (const unsigned char *)t->data + (size_t)(rows / P) * (size_t)nb * bs;
     for (int j = used; j < P; j++)
         for (int64_t k = 0; k < nb; k++) {
             const unsigned char *blk = last + (size_t)k * bs;
             bool zero = true;
             for (size_t i = 0; i < sizeof(float); i++) zero &= blk[(size_t)j * sizeof(float) + i] == 0;
-            for (size_t c = 0; c < code_cols; c++) zero &= blk[P * sizeof(float) + c * (size_t)P + (size_t)j] == 0;
+            for (size_t c = 0; c < code_cols; c++)
+                zero &= blk[P * sizeof(float) + (c / (size_t)run * (size_t)P + (size_t)j) * (size_t)run + c % (size_t)run] == 0;
             if (!zero)
                 return set_err(b->err, b->n, MOGE_ERR_SHAPE,
                                "%s: tensor %s: row %lld of its last panel is not zero padding: the file holds more rows than the %lld of the "
@@ -83,7 +86,7 @@ static moge_status check_panel_padding(binder *b, const st_entry *e, const tenso
  * "panel16"); then it is bound as a panel tensor (tensor.h) in place. */
 static moge_status bind_blocks(binder *b, const st_entry *e, int64_t rows, int64_t cols, tensor *t) {
     const st_file *f = &b->m->st.files[e->file];
-    dtype type = f->quant == MOGE_QUANT_Q8 ? DTYPE_Q8 : DTYPE_Q4;
+    dtype type = quant_format_dtype(f->quant);
     int P = f->panel;
     int64_t n0 = P ? (rows + P - 1) / P : rows;
     int64_t n1 = P ? (int64_t)tensor_panel_bytes(type, P, cols) : (int64_t)dtype_row_bytes(type, cols);
@@ -288,7 +291,7 @@ static void quant_one(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
 
 /* panels: the cpu backend's layout, quantized TENSOR_PANEL rows at a time straight into it. */
 static moge_status quantize_weights(moge_model *m, moge_quant quant, bool panels, char *err, size_t n) {
-    quant_pass q = {.type = quant == MOGE_QUANT_Q8 ? DTYPE_Q8 : quant == MOGE_QUANT_W8A8 ? DTYPE_Q8A8 : DTYPE_Q4, .panels = panels};
+    quant_pass q = {.type = quant_format_dtype(quant), .panels = panels};
     model_for_each_matrix(m, quant_size, &q);
     int64_t cols = q.max_cols > 0 ? q.max_cols : 1;
     m->qbuf = aligned_alloc(QBUF_ALIGN, (size_t)align_up(q.bytes > 0 ? q.bytes : 1, QBUF_ALIGN));
@@ -381,7 +384,7 @@ static void mapped_add(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
 }
 
 const char *model_quant_name(moge_quant q) {
-    return q == MOGE_QUANT_Q8 ? "q8" : q == MOGE_QUANT_Q4 ? "q4" : q == MOGE_QUANT_W8A8 ? "w8a8" : "none";
+    return quant_format_name(q);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -435,6 +438,7 @@ static moge_status check_prequantized(moge_model *m, const char *dir, moge_quant
 
 typedef struct {
     dtype type;
+    const char *format; /* its name */
     const char *path; /* the file to name */
     char *err;
     size_t n;
@@ -447,7 +451,7 @@ static void check_matrix(moge_model *m, tensor *t, matrix_kind kind, void *arg) 
     if (c->st != MOGE_OK) return;
     if (kind == MAT_OTHER && t->type != c->type)
         c->st = set_err(c->err, c->n, MOGE_ERR_FORMAT, "%s: tensor %s is %s, but a pre-quantized file (moge.quant %s) holds it as U8 blocks",
-                        c->path, t->name, dtype_name(t->type), c->type == DTYPE_Q8 ? "q8" : "q4");
+                        c->path, t->name, dtype_name(t->type), c->format);
     else if (kind != MAT_OTHER && dtype_is_quant(t->type))
         c->st = set_err(c->err, c->n, MOGE_ERR_FORMAT, "%s: tensor %s is stored as %s blocks; the %s stays unquantized (F32, F16 or BF16)", c->path,
                         t->name, dtype_name(t->type), kind == MAT_EMBD ? "embedding table" : "router");
@@ -480,7 +484,7 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
         st = check_prequantized(m, dir, p.quant, err, n);
         if (st == MOGE_OK) st = bind_all(&b);
         if (st == MOGE_OK && m->prequantized) {
-            prequant_check pc = {.type = m->quant == MOGE_QUANT_Q8 ? DTYPE_Q8 : DTYPE_Q4, .path = b.source, .err = err, .n = n};
+            prequant_check pc = {.type = quant_format_dtype(m->quant), .format = quant_format_name(m->quant), .path = b.source, .err = err, .n = n};
             model_for_each_matrix(m, check_matrix, &pc);
             st = pc.st;
         }

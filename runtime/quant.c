@@ -7,6 +7,22 @@
 
 #include "runtime/quant.h"
 
+const char *quant_format_name(moge_quant q) {
+    return q == MOGE_QUANT_Q8 ? "q8" : q == MOGE_QUANT_Q4 ? "q4" : q == MOGE_QUANT_W8A8 ? "w8a8" : "none";
+}
+
+bool quant_format_parse(const char *s, moge_quant *q) {
+    static const moge_quant all[] = {MOGE_QUANT_Q8, MOGE_QUANT_Q4, MOGE_QUANT_W8A8};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (s && strcmp(s, quant_format_name(all[i])) == 0) {
+            *q = all[i];
+            return true;
+        }
+    return false;
+}
+
+dtype quant_format_dtype(moge_quant q) { return q == MOGE_QUANT_Q8 ? DTYPE_Q8 : q == MOGE_QUANT_W8A8 ? DTYPE_Q8A8 : DTYPE_Q4; }
+
 /* max |x| over the block's n (<= QBLOCK) values, and the scale d = max / levels. */
 static float block_scale(const float *x, int n, float levels) {
     float amax = 0.0f;

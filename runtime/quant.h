@@ -5,8 +5,16 @@
 #ifndef MOGE_QUANT_H
 #define MOGE_QUANT_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include "moge.h"
 #include "runtime/tensor.h"
+
+/* The quantization formats by name ("q8", "q4", "w8a8"; "none"), as flags, file metadata and
+ * config.json spell them, and the tensor type each gives the quantized matrices. */
+const char *quant_format_name(moge_quant q);
+bool quant_format_parse(const char *s, moge_quant *q); /* false: not a format name ("none" is not one) */
+dtype quant_format_dtype(moge_quant q);
 
 /* Quantizes the n values of x into ceil(n / QBLOCK) blocks (the last zero-padded). */
 void quant_row_q8(const float *x, int64_t n, block_q8 *out);

@@ -6,10 +6,11 @@
  *  - model.safetensors (one file, also for sharded input) holds every matrix that quantization
  *    at load converts (every 2-D weight but the embedding table and the MoE routers; lm_head
  *    included) as a U8 tensor in the cpu backend's panel layout (runtime/tensor.h): a [rows, cols]
- *    matrix is stored as shape [ceil(rows / 16), nb * 576] (Q8) or [ceil(rows / 16), nb * 320]
- *    (Q4), nb = ceil(cols / 32): one stored row per panel of 16 matrix rows, each panel its nb
- *    pblock_q8 / pblock_q4 (the 16 rows' f32 scales, then per column of the block the 16 rows'
- *    codes) exactly as they lie in memory; the rows of a last partial panel past the matrix are
+ *    matrix is stored as shape [ceil(rows / 16), nb * 576] (Q8, W8A8) or [ceil(rows / 16),
+ *    nb * 320] (Q4), nb = ceil(cols / 32): one stored row per panel of 16 matrix rows, each panel
+ *    its nb pblock_q8 / pblock_q4 (the 16 rows' f32 scales, then per column of the block the 16
+ *    rows' codes) or pblock_q8a8 (W8A8: the scales, then per 4 columns the 16 rows' 4 codes + 128)
+ *    exactly as they lie in memory; the rows of a last partial panel past the matrix are
  *    zero. The bytes are those quant_tensor_panels() makes at load for the cpu backend, so the
  *    logits are bit-identical, and both backends use the blocks in place from the mapping (the
  *    ref backend reads them through tensor_get). cols, and rows beyond the panel count, come from
@@ -17,12 +18,12 @@
  *    stored as lm_head.weight.
  *  - every other tensor (norms, biases, embedding, routers, anything the model does not use) is
  *    copied unchanged: same name, dtype, shape and bytes.
- *  - "__metadata__": {"format": "pt", "moge.quant": "q8" | "q4", "moge.layout": "panel16"}.
- *  - config.json gains "quantization_config": {"quant_method": "moge", "format": "q8" | "q4",
+ *  - "__metadata__": {"format": "pt", "moge.quant": "q8" | "q4" | "w8a8", "moge.layout": "panel16"}.
+ *  - config.json gains "quantization_config": {"quant_method": "moge", "format": "q8" | "q4" | "w8a8",
  *    "block_size": 32, "layout": "panel16"}; the loader requires both marks (format and layout)
  *    to agree.
  * The first version of the format (still read, and written with moge_quantize_params.row_major)
- * has no layout marks and stores row-major blocks instead: U8 [rows, nb * 36] (Q8) or
+ * has no layout marks and stores row-major blocks instead: U8 [rows, nb * 36] (Q8, W8A8) or
  * [rows, nb * 20] (Q4), each row its blocks (block_q8 / block_q4: an f32 scale, then the codes)
  * as quant_tensor() makes them; the ref backend uses them in place, the cpu backend copies them
  * once into its panel layout at load.
@@ -120,6 +121,9 @@ static void plan_free(plan *p) {
 }
 
 /* The stored U8 shape of a quantized [rows, cols] matrix (panels: one stored row per panel). */
+/* The format's name ("moge.quant", quantization_config.format) for the quantized tensor type. */
+static const char *format_of(dtype qtype) { return qtype == DTYPE_Q8 ? "q8" : qtype == DTYPE_Q8A8 ? "w8a8" : "q4"; }
+
 static void stored_shape(const tensor *t, dtype qtype, bool panels, int64_t shape[2]) {
     int64_t rows = t->shape[0], cols = t->shape[1];
     shape[0] = panels ? (rows + TENSOR_PANEL - 1) / TENSOR_PANEL : rows;
@@ -193,7 +197,7 @@ static moge_status make_plan(moge_model *m, dtype qtype, bool panels, plan *p, c
 
     cJSON *root = cJSON_CreateObject(), *meta = root ? cJSON_AddObjectToObject(root, "__metadata__") : NULL;
     bool ok = meta && cJSON_AddStringToObject(meta, "format", "pt") &&
-              cJSON_AddStringToObject(meta, "moge.quant", qtype == DTYPE_Q8 ? "q8" : "q4") &&
+              cJSON_AddStringToObject(meta, "moge.quant", format_of(qtype)) &&
               (!panels || cJSON_AddStringToObject(meta, "moge.layout", "panel16"));
     for (int i = 0; ok && i < p->n; i++) ok = add_tensor_json(root, &p->t[i], qtype, panels);
     char *json = ok ? cJSON_PrintUnformatted(root) : NULL;
@@ -287,7 +291,7 @@ static moge_status write_config(const char *in_dir, const char *out_path, dtype 
     cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
     cJSON *q = cJSON_AddObjectToObject(root, "quantization_config");
     bool ok = q && cJSON_AddStringToObject(q, "quant_method", "moge") &&
-              cJSON_AddStringToObject(q, "format", qtype == DTYPE_Q8 ? "q8" : "q4") && cJSON_AddNumberToObject(q, "block_size", QBLOCK) &&
+              cJSON_AddStringToObject(q, "format", format_of(qtype)) && cJSON_AddNumberToObject(q, "block_size", QBLOCK) &&
               (!panels || cJSON_AddStringToObject(q, "layout", "panel16"));
     char *out = ok ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
@@ -421,9 +425,9 @@ moge_status moge_quantize_model(const char *in_dir, const char *out_dir, const m
     if (stats) memset(stats, 0, sizeof *stats);
     if (!in_dir || !out_dir || !out_dir[0])
         return set_err(err, n, MOGE_ERR_ARG, "moge_quantize_model: in_dir and out_dir must not be NULL or empty");
-    if (qp.quant != MOGE_QUANT_Q8 && qp.quant != MOGE_QUANT_Q4)
-        return set_err(err, n, MOGE_ERR_ARG, "moge_quantize_model: quantization must be q8 or q4 (got %d)", (int)qp.quant);
-    dtype qtype = qp.quant == MOGE_QUANT_Q8 ? DTYPE_Q8 : DTYPE_Q4;
+    if (qp.quant != MOGE_QUANT_Q8 && qp.quant != MOGE_QUANT_Q4 && qp.quant != MOGE_QUANT_W8A8)
+        return set_err(err, n, MOGE_ERR_ARG, "moge_quantize_model: quantization must be q8, q4 or w8a8 (got %d)", (int)qp.quant);
+    dtype qtype = quant_format_dtype(qp.quant);
     char out[PATH_CAP], tmp[PATH_CAP], path[PATH_CAP];
     if (!join(out, out_dir, "")) return set_err(err, n, MOGE_ERR_ARG, "%s: path too long", out_dir);
     for (size_t len = strlen(out); len > 1 && out[len - 1] == '/'; len--) out[len - 1] = 0; /* "x/" renames as "x" */

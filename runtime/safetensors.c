@@ -17,6 +17,7 @@
 
 #include "runtime/errors.h"
 #include "runtime/fileio.h"
+#include "runtime/quant.h"
 #include "runtime/safetensors.h"
 
 /* Bytes per element of a safetensors dtype, or 0 when the name is unknown. */
@@ -79,11 +80,9 @@ static moge_status st_add_file(st_table *t, const char *path, char *err, size_t 
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
     const cJSON *mq = cJSON_IsObject(meta) ? cJSON_GetObjectItemCaseSensitive(meta, "moge.quant") : NULL;
     if (mq) {
-        if (cJSON_IsString(mq) && strcmp(mq->valuestring, "q8") == 0) f->quant = MOGE_QUANT_Q8;
-        else if (cJSON_IsString(mq) && strcmp(mq->valuestring, "q4") == 0) f->quant = MOGE_QUANT_Q4;
-        else {
+        if (!cJSON_IsString(mq) || !quant_format_parse(mq->valuestring, &f->quant)) {
             cJSON_Delete(root);
-            return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ \"moge.quant\" must be \"q8\" or \"q4\"", path);
+            return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ \"moge.quant\" must be \"q8\", \"q4\" or \"w8a8\"", path);
         }
     }
     const cJSON *ml = cJSON_IsObject(meta) ? cJSON_GetObjectItemCaseSensitive(meta, "moge.layout") : NULL;
