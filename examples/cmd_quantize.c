@@ -1,5 +1,5 @@
 /*
- * cmd_quantize.c — `moge quantize -m IN -o OUT --quant q8|q4|w8a8`: write a pre-quantized copy of a
+ * cmd_quantize.c — `moge quantize -m IN -o OUT --quant q8|q4|w8a8|w4a8`: write a pre-quantized copy of a
  * model directory (moge_quantize_model; format in runtime/quant_file.c). Progress on stderr (a
  * redrawn line on a terminal, otherwise a line per tenth of the bytes), the sizes on stdout.
  * Exit status: 0 written, 1 failed (nothing written), 2 bad usage.
@@ -14,18 +14,18 @@
 #include "moge.h"
 
 static void usage(FILE *f) {
-    fputs("usage: moge quantize -m IN_DIR -o OUT_DIR --quant q8|q4|w8a8 [--force] [--row-major]\n"
+    fputs("usage: moge quantize -m IN_DIR -o OUT_DIR --quant q8|q4|w8a8|w4a8 [--force] [--row-major]\n"
           "\n"
           "Writes a pre-quantized copy of a model: config.json, one model.safetensors whose weight\n"
           "matrices are stored as Q8 or Q4 blocks in the cpu backend's panel layout, and the tokenizer,\n"
           "generation config, LICENSE and README files. It loads with no quantization pass and no copy\n"
           "(the blocks are mmapped and used in place) and gives exactly the logits of\n"
-          "`moge run -m IN_DIR --quant q8|q4|w8a8`.\n"
+          "`moge run -m IN_DIR --quant q8|q4|w8a8|w4a8`.\n"
           "\n"
           "  -m, --model DIR   the model to quantize (F32, F16 or BF16; a directory or a pulled OWNER/NAME)\n"
           "  -o, --out DIR     the directory to write; it must not exist or be empty\n"
           "  --quant FORMAT    q8: int8, 1.125 bytes per weight; q4: 4-bit, 0.625 bytes per weight;\n"
-          "                    w8a8: q8's weights, multiplied with int8 activations\n"
+          "                    w8a8 / w4a8: q8's / q4's weights, multiplied with int8 activations\n"
           "  --force           replace OUT_DIR even when it holds files\n"
           "  --row-major       the first version of the format (row-major blocks), for moge builds that\n"
           "                    predate the panel layout; the cpu backend copies it into panels at load\n"
@@ -83,15 +83,16 @@ int cmd_quantize(int argc, char **argv) {
         }
     }
     if (!in || !out || !q) {
-        fprintf(stderr, "moge quantize: %s is required (moge quantize -m IN_DIR -o OUT_DIR --quant q8|q4|w8a8)\n",
-                !in ? "-m IN_DIR" : !out ? "-o OUT_DIR" : "--quant q8|q4|w8a8");
+        fprintf(stderr, "moge quantize: %s is required (moge quantize -m IN_DIR -o OUT_DIR --quant q8|q4|w8a8|w4a8)\n",
+                !in ? "-m IN_DIR" : !out ? "-o OUT_DIR" : "--quant q8|q4|w8a8|w4a8");
         return 2;
     }
     if (!strcmp(q, "q8")) p.quant = MOGE_QUANT_Q8;
     else if (!strcmp(q, "q4")) p.quant = MOGE_QUANT_Q4;
     else if (!strcmp(q, "w8a8")) p.quant = MOGE_QUANT_W8A8;
+    else if (!strcmp(q, "w4a8")) p.quant = MOGE_QUANT_W4A8;
     else {
-        fprintf(stderr, "moge quantize: --quant: expected q8, q4 or w8a8, got \"%s\"\n", q);
+        fprintf(stderr, "moge quantize: --quant: expected q8, q4, w8a8 or w4a8, got \"%s\"\n", q);
         return 2;
     }
     char dir[4096], err[2048];

@@ -174,6 +174,7 @@ typedef enum {
     MOGE_QUANT_Q4,       /* 4-bit -7..7, scale = max|w| / 7: 0.625 bytes per weight */
     MOGE_QUANT_W8A8,     /* Q8 weights times activations quantized to int8 per token and block of
                             32 (integer dot products; a second rounding, of the activations) */
+    MOGE_QUANT_W4A8,     /* Q4 weights times int8 activations, likewise */
 } moge_quant;
 
 typedef struct {

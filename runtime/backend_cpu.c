@@ -14,7 +14,7 @@
  * reduction order up to BACKEND_INVARIANT_ROWS rows (int16 activations and integer dot
  * products, VNNI where present, for Q8/Q4); beyond, each panel of 16 weight rows is converted to
  * f32 once and run through the panel kernel (matmul_deq; OpenBLAS sgemm, used before, was slower
- * on the machines measured). W8A8 weights (DTYPE_Q8A8) multiply int8 activations by integer
+ * on the machines measured). W8A8 / W4A8 weights (DTYPE_Q8A8 / Q4A8) multiply int8 activations by integer
  * dot products (qatile; VNNI where present), again one fixed chain per value. Output rows are
  * split over the thread pool. Attention walks the visible slots in slot order, scoring 8 slots at a time.
  * Everything else is row-wise.
@@ -58,23 +58,24 @@ typedef struct {
     const float *x;   /* f32 rows (float weights) */
     const int16_t *q; /* int16 rows, stride nb * QBLOCK (quantized weights) */
     const float *d;   /* their scales, stride nb */
-    act8_rows a8;     /* int8 rows (W8A8 weights, DTYPE_Q8A8) */
+    act8_rows a8;     /* int8 rows (W8A8 / W4A8 weights) */
 } acts;
 
 /* The activations matmul_range needs for weights w: x itself, or x quantized into scratch
  * (quant_act_floats(n, in) floats). */
 static acts prepare_acts(const tensor *w, const float *x, int n, float *scratch) {
     acts a = {.x = x};
-    if (w->type == DTYPE_Q8A8) quant_act8_rows(x, n, w->shape[1], scratch, &a.a8);
+    if (dtype_act8(w->type)) quant_act8_rows(x, n, w->shape[1], scratch, &a.a8);
     else if (dtype_is_quant(w->type) && !w->panel) quant_act_rows(x, n, w->shape[1], scratch, &a.q, &a.d);
     return a;
 }
 
-/* W8A8 (DTYPE_Q8A8) in either layout, one value at a time: the kernels' twin (quant.h q8a8_dot). */
-static void matmul_q8a8_scalar(float *y, const act8_rows *x, int n, const tensor *w, const float *bias, int o0, int o1) {
+/* W8A8 / W4A8 (DTYPE_Q8A8 / DTYPE_Q4A8) in either layout, one value at a time: the kernels' twin
+ * (quant.h act8_dot). */
+static void matmul_act8_scalar(float *y, const act8_rows *x, int n, const tensor *w, const float *bias, int o0, int o1) {
     int64_t out = w->shape[0];
     for (int o = o0; o < o1; o++)
-        for (int r = 0; r < n; r++) y[(int64_t)r * out + o] = q8a8_dot(w, o, x, r) + (bias ? bias[o] : 0.0f);
+        for (int r = 0; r < n; r++) y[(int64_t)r * out + o] = act8_dot(w, o, x, r) + (bias ? bias[o] : 0.0f);
 }
 
 #ifdef MOGE_AVX2
@@ -500,26 +501,32 @@ static void matmul_panels(float *y, const float *x, int n, const tensor *w, cons
     }
 }
 
-/* W8A8 panels (DTYPE_Q8A8, pblock_q8a8): integer dot products of int8 activations with the
- * weights' codes, 4 columns per 32-bit lane. Per block b and output (r, o):
- * S = Σ_j code_w · code_x (exact in int32), then acc = fma((float)S, d_w · d_x, acc) — the
- * chain of quant.h q8a8_dot, so the same bits at any batch size. With VNNI (vpdpbusd: unsigned ×
- * signed bytes) the stored code + 128 goes in as it is and 128 · Σ code_x is taken off at the end
- * of the block; without, the codes are made signed again and multiplied by |x| with x's sign
- * moved onto them (pmaddubsw, no saturation: |pair| <= 2 · 127 · 127), then pmaddwd sums the
- * pairs. Per 4 columns, 16 outputs and a row that is 1 instruction (VNNI, 512-bit) or 4 per
- * 8 outputs (AVX2), where the f32-activation kernel needs 4 conversions and multiply-adds. */
+/* W8A8 / W4A8 panels (DTYPE_Q8A8 / DTYPE_Q4A8, pblock_q8a8 / pblock_q4a8): integer dot products
+ * of int8 activations with the weights' codes, 4 columns per 32-bit lane. Per block b and output
+ * (r, o): S = Σ_j code_w · code_x (exact in int32), then acc = fma((float)S, d_w · d_x, acc) —
+ * the chain of quant.h act8_dot, so the same bits at any batch size. The weights go in as the
+ * unsigned stored codes (code + 128 for Q8A8, code + 8 for Q4A8, nibbles unpacked with a shift
+ * and a mask) times the signed activations — vpdpbusd with VNNI; pmaddubsw + pmaddwd on plain
+ * AVX2, which cannot overflow with 4-bit codes (|pair| <= 2 · 15 · 127) — and the offset times
+ * Σ code_x is taken off at the end of the block. Q8A8 without VNNI would overflow pmaddubsw, so
+ * there the codes are made signed again and multiplied by |x| with x's sign moved onto them (no
+ * offset). Per 4 columns, 16 outputs and a row that is 1 instruction (VNNI, 512-bit) or 3-4 per
+ * 8 outputs (AVX2), where the f32-activation kernels need a conversion and multiply-add per
+ * column. */
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 #define QA_VL 16
 #define QA_ROWS 6
 #define QA_PANELS 2
-#define QA_BIASED 1
+#define QA_VNNI 1
 typedef __m512i qa_vi;
 typedef __m512 qa_vf;
 #define qa_zero() _mm512_setzero_si512()
-#define qa_loadw(p) _mm512_loadu_si512((const void *)(p))
+#define qa_load(p) _mm512_loadu_si512((const void *)(p))
 #define qa_set1(v) _mm512_set1_epi32(v)
-#define qa_dot(s, w, x) _mm512_dpbusd_epi32(s, w, x)
+#define qa_set1_8(v) _mm512_set1_epi8(v)
+#define qa_and(a, b) _mm512_and_si512(a, b)
+#define qa_srli16(a, k) _mm512_srli_epi16(a, k)
+#define qa_dot_us(s, w, x) _mm512_dpbusd_epi32(s, w, x)
 #define qa_sub(a, b) _mm512_sub_epi32(a, b)
 #define qa_cvt(a) _mm512_cvtepi32_ps(a)
 #define qa_fzero() _mm512_setzero_ps()
@@ -535,17 +542,20 @@ typedef __m512 qa_vf;
 typedef __m256i qa_vi;
 typedef __m256 qa_vf;
 #define qa_zero() _mm256_setzero_si256()
+#define qa_load(p) _mm256_loadu_si256((const __m256i *)(p))
 #define qa_set1(v) _mm256_set1_epi32(v)
+#define qa_set1_8(v) _mm256_set1_epi8(v)
+#define qa_and(a, b) _mm256_and_si256(a, b)
+#define qa_srli16(a, k) _mm256_srli_epi16(a, k)
 #ifdef __AVXVNNI__
-#define QA_BIASED 1
-#define qa_loadw(p) _mm256_loadu_si256((const __m256i *)(p))
-#define qa_dot(s, w, x) _mm256_dpbusd_avx_epi32(s, w, x)
+#define QA_VNNI 1
+#define qa_dot_us(s, w, x) _mm256_dpbusd_avx_epi32(s, w, x)
 #else
-#define QA_BIASED 0
-#define qa_loadw(p) _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p)), _mm256_set1_epi8((char)0x80))
-ALWAYS_INLINE __m256i qa_dot(__m256i s, __m256i w, __m256i x) {
-    __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(w, x));
-    return _mm256_add_epi32(s, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+#define QA_VNNI 0
+/* s + the sums of 4 products of unsigned w and signed x bytes; exact while no pair of products
+ * leaves int16 (4-bit w, or signed w with |x| as the unsigned side). */
+ALWAYS_INLINE __m256i qa_dot_us(__m256i s, __m256i w, __m256i x) {
+    return _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
 }
 #endif
 #define qa_sub(a, b) _mm256_sub_epi32(a, b)
@@ -561,17 +571,44 @@ ALWAYS_INLINE __m256i qa_dot(__m256i s, __m256i w, __m256i x) {
 #define QA_C1 (2 * QA_PANELS)         /* panels of a one-row tile */
 #define QA_ACC (QA_C1 * QA_PNV)       /* accumulators per row, at most */
 
+/* The stored-code offset the dot products leave in S (times Σ code_x): see above. */
+#define QA_OFFSET(T) ((T) == DTYPE_Q4A8 ? 8 : QA_VNNI ? 128 : 0)
+
+/* Weights of columns 4 g .. 4 g + 3 of a panel block, rows v · QA_VL .., as qa_dot takes them. */
+ALWAYS_INLINE qa_vi qa_weights(dtype T, const char *blk, int g, int v) {
+    if (T == DTYPE_Q4A8) {
+        qa_vi raw = qa_load(((const pblock_q4a8 *)blk)->q[g % 4][v * QA_VL]);
+        return qa_and(g < 4 ? raw : qa_srli16(raw, 4), qa_set1_8(15));
+    }
+    qa_vi raw = qa_load(((const pblock_q8a8 *)blk)->q[g][v * QA_VL]);
+#if QA_VNNI
+    return raw;
+#else
+    return _mm256_xor_si256(raw, _mm256_set1_epi8((char)0x80)); /* signed codes again */
+#endif
+}
+
+/* s + the dot products of 4 weight codes and x's 4 codes (broadcast in every lane). */
+ALWAYS_INLINE qa_vi qa_dot(dtype T, qa_vi s, qa_vi w, qa_vi x) {
+#if !QA_VNNI
+    if (T == DTYPE_Q8A8) return qa_dot_us(s, _mm256_abs_epi8(x), _mm256_sign_epi8(w, x));
+#endif
+    (void)T;
+    return qa_dot_us(s, w, x);
+}
+
 /* y[r * ldy + j] for r < R, j < cols (cols <= C * TENSOR_PANEL): activation rows r0 .. r0 + R - 1
  * of x times the panels starting at wp. */
-ALWAYS_INLINE void qatile(int R, int C, const char *wp, size_t panel_bytes, const act8_rows *x, int64_t r0, float *y, int64_t ldy,
-                          int cols) {
+ALWAYS_INLINE void qatile(dtype T, int R, int C, const char *wp, size_t panel_bytes, const act8_rows *x, int64_t r0, float *y,
+                          int64_t ldy, int cols) {
     int64_t nb = x->nb;
+    size_t bs = T == DTYPE_Q4A8 ? sizeof(pblock_q4a8) : sizeof(pblock_q8a8);
     qa_vf acc[QA_ROWS][QA_ACC];
     UNROLL8 for (int r = 0; r < R; r++)
         UNROLL8 for (int j = 0; j < C * QA_PNV; j++) acc[r][j] = qa_fzero();
     for (int64_t b = 0; b < nb; b++) {
-        const pblock_q8a8 *blk[QA_C1];
-        UNROLL8 for (int c = 0; c < C; c++) blk[c] = (const pblock_q8a8 *)(wp + c * panel_bytes) + b;
+        const char *blk[QA_C1];
+        UNROLL8 for (int c = 0; c < C; c++) blk[c] = wp + c * panel_bytes + (size_t)b * bs;
         const int8_t *xq = x->q + (r0 * nb + b) * QBLOCK;
         qa_vi S[QA_ROWS][QA_ACC];
         UNROLL8 for (int r = 0; r < R; r++)
@@ -579,26 +616,22 @@ ALWAYS_INLINE void qatile(int R, int C, const char *wp, size_t panel_bytes, cons
         UNROLL8 for (int g = 0; g < QBLOCK / 4; g++) {
             qa_vi wv[QA_ACC];
             UNROLL8 for (int c = 0; c < C; c++)
-                UNROLL8 for (int v = 0; v < QA_PNV; v++) wv[c * QA_PNV + v] = qa_loadw(blk[c]->q[g][v * QA_VL]);
+                UNROLL8 for (int v = 0; v < QA_PNV; v++) wv[c * QA_PNV + v] = qa_weights(T, blk[c], g, v);
             UNROLL8 for (int r = 0; r < R; r++) {
                 int32_t xi;
                 memcpy(&xi, xq + r * nb * QBLOCK + 4 * g, sizeof xi);
                 qa_vi xb = qa_set1(xi);
-                UNROLL8 for (int j = 0; j < C * QA_PNV; j++) S[r][j] = qa_dot(S[r][j], wv[j], xb);
+                UNROLL8 for (int j = 0; j < C * QA_PNV; j++) S[r][j] = qa_dot(T, S[r][j], wv[j], xb);
             }
         }
         UNROLL8 for (int r = 0; r < R; r++) {
             qa_vf dx = qa_fset1(x->d[(r0 + r) * nb + b]);
-#if QA_BIASED
-            qa_vi corr = qa_set1(128 * x->s[(r0 + r) * nb + b]);
-#endif
+            qa_vi corr = qa_set1(QA_OFFSET(T) * x->s[(r0 + r) * nb + b]);
             UNROLL8 for (int c = 0; c < C; c++)
                 UNROLL8 for (int v = 0; v < QA_PNV; v++) {
                     qa_vi s = S[r][c * QA_PNV + v];
-#if QA_BIASED
-                    s = qa_sub(s, corr);
-#endif
-                    qa_vf scale = qa_fmul(qa_floadu(blk[c]->d + v * QA_VL), dx);
+                    if (QA_OFFSET(T)) s = qa_sub(s, corr);
+                    qa_vf scale = qa_fmul(qa_floadu(((const float *)blk[c]) + v * QA_VL), dx);
                     acc[r][c * QA_PNV + v] = qa_fma(qa_cvt(s), scale, acc[r][c * QA_PNV + v]);
                 }
         }
@@ -611,7 +644,7 @@ ALWAYS_INLINE void qatile(int R, int C, const char *wp, size_t panel_bytes, cons
     }
 }
 
-#define QA_CALL(R_, C_) qatile(R_, C_, wp, pb, x, r0, y, ldy, cols)
+#define QA_CALL(R_, C_) qatile(T, R_, C_, wp, pb, x, r0, y, ldy, cols)
 #if QA_ROWS > 2
 #define QA_CASES_MORE(C_)                                                                                       \
     case 3: QA_CALL(3, C_); break;                                                                              \
@@ -627,21 +660,27 @@ ALWAYS_INLINE void qatile(int R, int C, const char *wp, size_t panel_bytes, cons
     QA_CASES_MORE(C_)                                                                                           \
     default: QA_CALL(QA_ROWS, C_); break;                                                                       \
     }
-/* (R, C) as matmul_q8a8 chooses them: QA_C1 panels only with one row. */
-static void qatile_any(int R, int C, const char *wp, size_t pb, const act8_rows *x, int64_t r0, float *y, int64_t ldy, int cols) {
-    if (C == QA_C1) QA_CALL(1, QA_C1);
-    else if (C == QA_PANELS) { QA_ROWS_CASES(QA_PANELS) }
-    else { QA_ROWS_CASES(1) }
-}
+/* (R, C) as matmul_act8 chooses them: QA_C1 panels only with one row. */
+#define QA_TYPE(T_, NAME)                                                                                       \
+    static void NAME(int R, int C, const char *wp, size_t pb, const act8_rows *x, int64_t r0, float *y, int64_t ldy, int cols) { \
+        const dtype T = T_;                                                                                     \
+        if (C == QA_C1) QA_CALL(1, QA_C1);                                                                      \
+        else if (C == QA_PANELS) { QA_ROWS_CASES(QA_PANELS) }                                                   \
+        else { QA_ROWS_CASES(1) }                                                                               \
+    }
+QA_TYPE(DTYPE_Q8A8, qatile_Q8A8)
+QA_TYPE(DTYPE_Q4A8, qatile_Q4A8)
 
-/* y (n, out) columns [o0, o1) (o0 a multiple of TENSOR_PANEL) for W8A8 weights. */
-static void matmul_q8a8(float *y, const act8_rows *x, int n, const tensor *w, const float *bias, int o0, int o1) {
+/* y (n, out) columns [o0, o1) (o0 a multiple of TENSOR_PANEL) for W8A8 / W4A8 weights. */
+static void matmul_act8(float *y, const act8_rows *x, int n, const tensor *w, const float *bias, int o0, int o1) {
     if (!w->panel) {
-        matmul_q8a8_scalar(y, x, n, w, bias, o0, o1);
+        matmul_act8_scalar(y, x, n, w, bias, o0, o1);
         return;
     }
     int out = (int)w->shape[0];
-    size_t pb = tensor_panel_bytes(DTYPE_Q8A8, TENSOR_PANEL, w->shape[1]);
+    size_t pb = tensor_panel_bytes(w->type, TENSOR_PANEL, w->shape[1]);
+    void (*fn)(int, int, const char *, size_t, const act8_rows *, int64_t, float *, int64_t, int) =
+        w->type == DTYPE_Q4A8 ? qatile_Q4A8 : qatile_Q8A8;
     int widest = n == 1 ? QA_C1 : QA_PANELS;
     for (int o = o0; o < o1;) {
         int left = (o1 - o + TENSOR_PANEL - 1) / TENSOR_PANEL, c = widest;
@@ -649,7 +688,7 @@ static void matmul_q8a8(float *y, const act8_rows *x, int n, const tensor *w, co
         int cols = o1 - o < c * TENSOR_PANEL ? o1 - o : c * TENSOR_PANEL;
         const char *wp = (const char *)w->data + (size_t)(o / TENSOR_PANEL) * pb;
         for (int r = 0; r < n; r += QA_ROWS)
-            qatile_any(n - r < QA_ROWS ? n - r : QA_ROWS, c, wp, pb, x, r, y + (int64_t)r * out + o, out, cols);
+            fn(n - r < QA_ROWS ? n - r : QA_ROWS, c, wp, pb, x, r, y + (int64_t)r * out + o, out, cols);
         if (bias)
             for (int r = 0; r < n; r++)
                 for (int a = 0; a < cols; a++) y[(int64_t)r * out + o + a] += bias[o + a];
@@ -710,8 +749,8 @@ static void matmul_rows(float *y, const acts *x, int n, const tensor *w, const f
  * time (each row's values do not depend on the others, so the blocks change nothing; the tile
  * state of matmul_rows is sized for that many rows). */
 static void matmul_range(float *y, const acts *x, int n, const tensor *w, const float *bias, int o0, int o1) {
-    if (w->type == DTYPE_Q8A8) {
-        matmul_q8a8(y, &x->a8, n, w, bias, o0, o1);
+    if (dtype_act8(w->type)) {
+        matmul_act8(y, &x->a8, n, w, bias, o0, o1);
         return;
     }
     if (w->panel) {
@@ -765,8 +804,8 @@ static void matmul_deq(float *y, const float *x, int n, const tensor *w, int o0,
 }
 
 static void matmul_range(float *y, const acts *x, int n, const tensor *w, const float *bias, int o0, int o1) {
-    if (w->type == DTYPE_Q8A8) {
-        matmul_q8a8_scalar(y, &x->a8, n, w, bias, o0, o1);
+    if (dtype_act8(w->type)) {
+        matmul_act8_scalar(y, &x->a8, n, w, bias, o0, o1);
         return;
     }
     if (w->panel) {
@@ -840,7 +879,7 @@ static void matmul_deq_task(void *arg, int t) {
 
 static void cpu_matmul(const backend_env *env, float *y, const float *x, int n, const tensor *w, const float *bias) {
     int out = (int)w->shape[0], in = (int)w->shape[1];
-    if (w->type == DTYPE_Q8A8 && n > BACKEND_INVARIANT_ROWS) { /* the int8 rows of env->ws hold that many */
+    if (dtype_act8(w->type) && n > BACKEND_INVARIANT_ROWS) { /* the int8 rows of env->ws hold that many */
         for (int r = 0; r < n; r += BACKEND_INVARIANT_ROWS)
             cpu_matmul(env, y + (int64_t)r * out, x + (int64_t)r * in, n - r < BACKEND_INVARIANT_ROWS ? n - r : BACKEND_INVARIANT_ROWS, w, bias);
         return;

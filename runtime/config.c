@@ -169,7 +169,7 @@ static moge_status parse_quantization(model_config *c, const cJSON *root, const 
                        "load the unquantized checkpoint, optionally with a quantization at load)", path, method->valuestring);
     const cJSON *format = cJSON_GetObjectItemCaseSensitive(q, "format"), *block = cJSON_GetObjectItemCaseSensitive(q, "block_size");
     if (!cJSON_IsString(format) || !quant_format_parse(format->valuestring, &c->quant_file))
-        return set_err(err, n, MOGE_ERR_FORMAT, "%s: quantization_config.format must be \"q8\", \"q4\" or \"w8a8\"", path);
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: quantization_config.format must be \"q8\", \"q4\", \"w8a8\" or \"w4a8\"", path);
     if (!cJSON_IsNumber(block) || block->valuedouble != QBLOCK)
         return set_err(err, n, MOGE_ERR_FORMAT, "%s: quantization_config.block_size must be %d", path, QBLOCK);
     const cJSON *layout = cJSON_GetObjectItemCaseSensitive(q, "layout");

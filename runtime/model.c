@@ -62,7 +62,7 @@ static moge_status check_panel_padding(binder *b, const st_entry *e, const tenso
     if (used == 0) return MOGE_OK;
     size_t bs = tensor_panel_bytes(t->type, P, QBLOCK), code_cols = (bs - P * sizeof(float)) / (size_t)P;
     /* the bytes of row j: code_cols of them, at stride P (Q8, Q4) or in runs of 4 at stride 4 P (Q8A8) */
-    int run = t->type == DTYPE_Q8A8 ? 4 : 1;
+    int run = dtype_act8(t->type) ? 4 : 1;
     const unsigned char *last = (const unsigned char *)t->data + (size_t)(rows / P) * (size_t)nb * bs;
     for (int j = used; j < P; j++)
         for (int64_t k = 0; k < nb; k++) {
@@ -465,7 +465,8 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
     moge_model_params p = params ? *params : moge_model_default_params();
     if (p.backend != MOGE_BACKEND_CPU && p.backend != MOGE_BACKEND_REF)
         return set_err(err, n, MOGE_ERR_ARG, "moge_model_load: unknown backend %d", (int)p.backend);
-    if (p.quant != MOGE_QUANT_NONE && p.quant != MOGE_QUANT_Q8 && p.quant != MOGE_QUANT_Q4 && p.quant != MOGE_QUANT_W8A8)
+    if (p.quant != MOGE_QUANT_NONE && p.quant != MOGE_QUANT_Q8 && p.quant != MOGE_QUANT_Q4 && p.quant != MOGE_QUANT_W8A8 &&
+        p.quant != MOGE_QUANT_W4A8)
         return set_err(err, n, MOGE_ERR_ARG, "moge_model_load: unknown quantization %d", (int)p.quant);
     moge_model *m = calloc(1, sizeof *m);
     if (!m) return set_err(err, n, MOGE_ERR_NOMEM, "out of memory");

@@ -8,11 +8,11 @@
 #include "runtime/quant.h"
 
 const char *quant_format_name(moge_quant q) {
-    return q == MOGE_QUANT_Q8 ? "q8" : q == MOGE_QUANT_Q4 ? "q4" : q == MOGE_QUANT_W8A8 ? "w8a8" : "none";
+    return q == MOGE_QUANT_Q8 ? "q8" : q == MOGE_QUANT_Q4 ? "q4" : q == MOGE_QUANT_W8A8 ? "w8a8" : q == MOGE_QUANT_W4A8 ? "w4a8" : "none";
 }
 
 bool quant_format_parse(const char *s, moge_quant *q) {
-    static const moge_quant all[] = {MOGE_QUANT_Q8, MOGE_QUANT_Q4, MOGE_QUANT_W8A8};
+    static const moge_quant all[] = {MOGE_QUANT_Q8, MOGE_QUANT_Q4, MOGE_QUANT_W8A8, MOGE_QUANT_W4A8};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (s && strcmp(s, quant_format_name(all[i])) == 0) {
             *q = all[i];
@@ -21,7 +21,9 @@ bool quant_format_parse(const char *s, moge_quant *q) {
     return false;
 }
 
-dtype quant_format_dtype(moge_quant q) { return q == MOGE_QUANT_Q8 ? DTYPE_Q8 : q == MOGE_QUANT_W8A8 ? DTYPE_Q8A8 : DTYPE_Q4; }
+dtype quant_format_dtype(moge_quant q) {
+    return q == MOGE_QUANT_Q8 ? DTYPE_Q8 : q == MOGE_QUANT_W8A8 ? DTYPE_Q8A8 : q == MOGE_QUANT_W4A8 ? DTYPE_Q4A8 : DTYPE_Q4;
+}
 
 /* max |x| over the block's n (<= QBLOCK) values, and the scale d = max / levels. */
 static float block_scale(const float *x, int n, float levels) {
@@ -65,7 +67,7 @@ void quant_tensor(const tensor *src, dtype type, void *dst, float *row, tensor *
     for (int64_t r = 0; r < rows; r++) {
         tensor_to_f32(src, r * cols, cols, row);
         char *o = (char *)dst + (size_t)r * rb;
-        if (type != DTYPE_Q4) quant_row_q8(row, cols, (block_q8 *)o); /* Q8, Q8A8 */
+        if (dtype_base(type) == DTYPE_Q8) quant_row_q8(row, cols, (block_q8 *)o); /* Q8, Q8A8 */
         else quant_row_q4(row, cols, (block_q4 *)o);
     }
     *out = *src;
@@ -201,28 +203,42 @@ void quant_act8_rows(const float *x, int64_t n, int64_t cols, float *scratch, ac
     *out = (act8_rows){.q = q, .d = d, .s = s, .nb = nb};
 }
 
-/* Code (o, c) of a Q8A8 matrix (either layout) and the scale of its block. */
-static int q8a8_code(const tensor *w, int64_t o, int64_t c, float *d) {
+/* Code (o, c) of a Q8A8 / Q4A8 matrix (either layout) and the scale of its block. */
+static int act8_code(const tensor *w, int64_t o, int64_t c, float *d) {
     int64_t nb = (w->shape[1] + QBLOCK - 1) / QBLOCK;
+    int k = (int)(c % QBLOCK);
     if (w->panel) {
-        const pblock_q8a8 *b = (const pblock_q8a8 *)w->data + (o / TENSOR_PANEL) * nb + c / QBLOCK;
-        int j = (int)(o % TENSOR_PANEL), k = (int)(c % QBLOCK);
+        int j = (int)(o % TENSOR_PANEL);
+        int64_t blk = (o / TENSOR_PANEL) * nb + c / QBLOCK;
+        if (w->type == DTYPE_Q8A8) {
+            const pblock_q8a8 *b = (const pblock_q8a8 *)w->data + blk;
+            *d = b->d[j];
+            return (int)b->q[k / 4][j][k % 4] - 128;
+        }
+        const pblock_q4a8 *b = (const pblock_q4a8 *)w->data + blk;
+        int byte = b->q[k % 16 / 4][j][k % 4];
         *d = b->d[j];
-        return (int)b->q[k / 4][j][k % 4] - 128;
+        return (k < 16 ? byte & 15 : byte >> 4) - 8;
     }
-    const block_q8 *b = (const block_q8 *)((const char *)w->data + (size_t)o * dtype_row_bytes(DTYPE_Q8A8, w->shape[1])) + c / QBLOCK;
+    const char *row = (const char *)w->data + (size_t)o * dtype_row_bytes(w->type, w->shape[1]);
+    if (w->type == DTYPE_Q8A8) {
+        const block_q8 *b = (const block_q8 *)row + c / QBLOCK;
+        *d = b->d;
+        return b->q[k];
+    }
+    const block_q4 *b = (const block_q4 *)row + c / QBLOCK;
     *d = b->d;
-    return b->q[c % QBLOCK];
+    return (k < 16 ? b->q[k] & 15 : b->q[k - 16] >> 4) - 8;
 }
 
-float q8a8_dot(const tensor *w, int64_t o, const act8_rows *x, int64_t r) {
+float act8_dot(const tensor *w, int64_t o, const act8_rows *x, int64_t r) {
     int64_t cols = w->shape[1], nb = x->nb;
     float acc = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
         int32_t sum = 0;
         float dw = 0.0f;
         for (int j = 0; j < QBLOCK && b * QBLOCK + j < cols; j++)
-            sum += q8a8_code(w, o, b * QBLOCK + j, &dw) * x->q[(r * nb + b) * QBLOCK + j];
+            sum += act8_code(w, o, b * QBLOCK + j, &dw) * x->q[(r * nb + b) * QBLOCK + j];
         acc = fmaf((float)sum, dw * x->d[r * nb + b], acc);
     }
     return acc;

@@ -10,7 +10,7 @@
 #include "moge.h"
 #include "runtime/tensor.h"
 
-/* The quantization formats by name ("q8", "q4", "w8a8"; "none"), as flags, file metadata and
+/* The quantization formats by name ("q8", "q4", "w8a8", "w4a8"; "none"), as flags, file metadata and
  * config.json spell them, and the tensor type each gives the quantized matrices. */
 const char *quant_format_name(moge_quant q);
 bool quant_format_parse(const char *s, moge_quant *q); /* false: not a format name ("none" is not one) */
@@ -36,10 +36,10 @@ static inline int64_t quant_act_floats(int64_t n, int64_t cols) {
  * rows (stride nb * QBLOCK), *d the scales (stride nb). */
 void quant_act_rows(const float *x, int64_t n, int64_t cols, float *scratch, const int16_t **q, const float **d);
 
-/* W8A8 activations (DTYPE_Q8A8 weights): the n values of x as ceil(n / QBLOCK) blocks of QBLOCK
+/* W8A8 / W4A8 activations (DTYPE_Q8A8 / DTYPE_Q4A8 weights): the n values of x as ceil(n / QBLOCK) blocks of QBLOCK
  * int8 (the last zero-padded), d = max|x| / 127, q = lrintf(x * (127 / max|x|)) (every value
  * within d / 2), and s = the sum of the block's codes (the integer kernels use it to undo the
- * +128 of the weights' stored codes). Row-local, so batch-invariant. */
+ * +128 / +8 of the weights' stored codes). Row-local, so batch-invariant. */
 #define QACT8_MAX 127
 void quant_act8_row(const float *x, int64_t n, int8_t *q, float *d, int32_t *s);
 typedef struct {
@@ -54,10 +54,10 @@ static inline int64_t quant_act8_floats(int64_t n, int64_t cols) {
     return n * nb * (2 + QBLOCK / 4);
 }
 void quant_act8_rows(const float *x, int64_t n, int64_t cols, float *scratch, act8_rows *out);
-/* The W8A8 product of row o of w (Q8A8, either layout) and activation row r: per block b in order,
+/* The W8A8 / W4A8 product of row o of w (Q8A8 or Q4A8, either layout) and activation row r: per block b in order,
  * acc = fmaf((float)S_b, d_w * d_x, acc) from 0, S_b the exact integer dot product of the codes.
  * The obviously-correct twin of the cpu kernels, which give the same bits. */
-float q8a8_dot(const tensor *w, int64_t o, const act8_rows *x, int64_t r);
+float act8_dot(const tensor *w, int64_t o, const act8_rows *x, int64_t r);
 
 /* Quantizes the 2-D matrix src (F32, F16 or BF16; read once, row by row) into dst, which holds
  * src->shape[0] * dtype_row_bytes(type, src->shape[1]) bytes; `row` is scratch of

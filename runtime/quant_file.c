@@ -7,9 +7,10 @@
  *    at load converts (every 2-D weight but the embedding table and the MoE routers; lm_head
  *    included) as a U8 tensor in the cpu backend's panel layout (runtime/tensor.h): a [rows, cols]
  *    matrix is stored as shape [ceil(rows / 16), nb * 576] (Q8, W8A8) or [ceil(rows / 16),
- *    nb * 320] (Q4), nb = ceil(cols / 32): one stored row per panel of 16 matrix rows, each panel
+ *    nb * 320] (Q4, W4A8), nb = ceil(cols / 32): one stored row per panel of 16 matrix rows, each panel
  *    its nb pblock_q8 / pblock_q4 (the 16 rows' f32 scales, then per column of the block the 16
- *    rows' codes) or pblock_q8a8 (W8A8: the scales, then per 4 columns the 16 rows' 4 codes + 128)
+ *    rows' codes) or pblock_q8a8 / pblock_q4a8 (W8A8 / W4A8: the scales, then per 4 columns the 16
+ *    rows' 4 codes + 128, or their 4 bytes of two codes + 8)
  *    exactly as they lie in memory; the rows of a last partial panel past the matrix are
  *    zero. The bytes are those quant_tensor_panels() makes at load for the cpu backend, so the
  *    logits are bit-identical, and both backends use the blocks in place from the mapping (the
@@ -18,8 +19,8 @@
  *    stored as lm_head.weight.
  *  - every other tensor (norms, biases, embedding, routers, anything the model does not use) is
  *    copied unchanged: same name, dtype, shape and bytes.
- *  - "__metadata__": {"format": "pt", "moge.quant": "q8" | "q4" | "w8a8", "moge.layout": "panel16"}.
- *  - config.json gains "quantization_config": {"quant_method": "moge", "format": "q8" | "q4" | "w8a8",
+ *  - "__metadata__": {"format": "pt", "moge.quant": "q8" | "q4" | "w8a8" | "w4a8", "moge.layout": "panel16"}.
+ *  - config.json gains "quantization_config": {"quant_method": "moge", "format": "q8" | "q4" | "w8a8" | "w4a8",
  *    "block_size": 32, "layout": "panel16"}; the loader requires both marks (format and layout)
  *    to agree.
  * The first version of the format (still read, and written with moge_quantize_params.row_major)
@@ -122,7 +123,9 @@ static void plan_free(plan *p) {
 
 /* The stored U8 shape of a quantized [rows, cols] matrix (panels: one stored row per panel). */
 /* The format's name ("moge.quant", quantization_config.format) for the quantized tensor type. */
-static const char *format_of(dtype qtype) { return qtype == DTYPE_Q8 ? "q8" : qtype == DTYPE_Q8A8 ? "w8a8" : "q4"; }
+static const char *format_of(dtype qtype) {
+    return qtype == DTYPE_Q8 ? "q8" : qtype == DTYPE_Q8A8 ? "w8a8" : qtype == DTYPE_Q4A8 ? "w4a8" : "q4";
+}
 
 static void stored_shape(const tensor *t, dtype qtype, bool panels, int64_t shape[2]) {
     int64_t rows = t->shape[0], cols = t->shape[1];
@@ -425,8 +428,8 @@ moge_status moge_quantize_model(const char *in_dir, const char *out_dir, const m
     if (stats) memset(stats, 0, sizeof *stats);
     if (!in_dir || !out_dir || !out_dir[0])
         return set_err(err, n, MOGE_ERR_ARG, "moge_quantize_model: in_dir and out_dir must not be NULL or empty");
-    if (qp.quant != MOGE_QUANT_Q8 && qp.quant != MOGE_QUANT_Q4 && qp.quant != MOGE_QUANT_W8A8)
-        return set_err(err, n, MOGE_ERR_ARG, "moge_quantize_model: quantization must be q8, q4 or w8a8 (got %d)", (int)qp.quant);
+    if (qp.quant != MOGE_QUANT_Q8 && qp.quant != MOGE_QUANT_Q4 && qp.quant != MOGE_QUANT_W8A8 && qp.quant != MOGE_QUANT_W4A8)
+        return set_err(err, n, MOGE_ERR_ARG, "moge_quantize_model: quantization must be q8, q4, w8a8 or w4a8 (got %d)", (int)qp.quant);
     dtype qtype = quant_format_dtype(qp.quant);
     char out[PATH_CAP], tmp[PATH_CAP], path[PATH_CAP];
     if (!join(out, out_dir, "")) return set_err(err, n, MOGE_ERR_ARG, "%s: path too long", out_dir);

@@ -82,7 +82,7 @@ static moge_status st_add_file(st_table *t, const char *path, char *err, size_t 
     if (mq) {
         if (!cJSON_IsString(mq) || !quant_format_parse(mq->valuestring, &f->quant)) {
             cJSON_Delete(root);
-            return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ \"moge.quant\" must be \"q8\", \"q4\" or \"w8a8\"", path);
+            return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ \"moge.quant\" must be \"q8\", \"q4\", \"w8a8\" or \"w4a8\"", path);
         }
     }
     const cJSON *ml = cJSON_IsObject(meta) ? cJSON_GetObjectItemCaseSensitive(meta, "moge.layout") : NULL;

@@ -9,6 +9,7 @@ const char *dtype_name(dtype t) {
     case DTYPE_Q8: return "Q8";
     case DTYPE_Q4: return "Q4";
     case DTYPE_Q8A8: return "Q8A8";
+    case DTYPE_Q4A8: return "Q4A8";
     }
     return "?";
 }
@@ -19,7 +20,7 @@ static void dequant_range(const tensor *t, int64_t r, int64_t c0, int64_t c1, fl
     for (int64_t c = c0; c < c1;) {
         int64_t b = r * nb + c / QBLOCK;
         int j = (int)(c % QBLOCK), end = c1 - c + j < QBLOCK ? (int)(c1 - c + j) : QBLOCK;
-        if (t->type != DTYPE_Q4) {
+        if (dtype_base(t->type) == DTYPE_Q8) {
             const block_q8 *blk = (const block_q8 *)t->data + b;
             for (; j < end; j++) *dst++ = q8_value(blk, j);
         } else {
@@ -58,7 +59,7 @@ void tensor_to_f32(const tensor *t, int64_t first, int64_t n, float *dst) {
     }
 }
 
-/* Q8 / Q4 / Q8A8 rows (row-major blocks) into panel blocks: the same scales and codes. */
+/* Q8 / Q4 / Q8A8 / Q4A8 rows (row-major blocks) into panel blocks: the same scales and codes. */
 static void pack_blocks(const tensor *src, void *dst) {
     int64_t rows = src->shape[0], cols = src->shape[1], nb = (cols + QBLOCK - 1) / QBLOCK, P = TENSOR_PANEL;
     size_t rb = dtype_row_bytes(src->type, cols);
@@ -77,6 +78,11 @@ static void pack_blocks(const tensor *src, void *dst) {
                 pblock_q8a8 *o = (pblock_q8a8 *)dst + p * nb + b;
                 o->d[j] = in->d;
                 for (int k = 0; k < QBLOCK; k++) o->q[k / 4][j][k % 4] = (uint8_t)(in->q[k] + 128);
+            } else if (src->type == DTYPE_Q4A8) {
+                const block_q4 *in = (const block_q4 *)row + b;
+                pblock_q4a8 *o = (pblock_q4a8 *)dst + p * nb + b;
+                o->d[j] = in->d; /* the stored nibbles of block_q4 are columns k and k + 16 already */
+                for (int k = 0; k < QBLOCK / 2; k++) o->q[k / 4][j][k % 4] = in->q[k];
             } else {
                 const block_q4 *in = (const block_q4 *)row + b;
                 pblock_q4 *o = (pblock_q4 *)dst + p * nb + b;

@@ -11,8 +11,9 @@
  *       value j of a block is in the low nibble of byte j for j < 16, the high nibble of byte
  *       j - 16 otherwise.
  * So every value is within d / 2 of the original.
- * Q8A8 (W8A8): the Q8 weights, multiplied with activations quantized to int8 per row and block
- * (quant.h quant_act8_row) by integer dot products; row-major it is exactly Q8's blocks.
+ * Q8A8 (W8A8) and Q4A8 (W4A8): the Q8 / Q4 weights, multiplied with activations quantized to
+ * int8 per row and block (quant.h quant_act8_row) by integer dot products; row-major they are
+ * exactly Q8's / Q4's blocks (dtype_base).
  *
  * Panel layout (panel == TENSOR_PANEL, made at load for the cpu backend by tensor_pack_panels):
  * the rows are cut into panels of TENSOR_PANEL (P) consecutive rows (the last one zero-padded).
@@ -23,7 +24,9 @@
  * even k, the high nibble for odd k): the same scales and codes as the row-major blocks, so the
  * same values. Q8A8: pblock_q8a8, the P rows' scales, then per group of 4 columns of the block the
  * P rows' 4 codes each, stored as code + 128 (unsigned 1..255: the operand order of the integer
- * dot-product instructions). A kernel
+ * dot-product instructions). Q4A8: pblock_q4a8, the scales, then per group of 4 columns of the
+ * block's first half the P rows' 4 bytes, each holding the stored code (q + 8) of column 4 g + i
+ * in its low nibble and of column 16 + 4 g + i in its high nibble. A kernel
  * reads one column of a panel as a vector: P outputs advance together along the dot product,
  * with no horizontal sums.
  */
@@ -33,7 +36,7 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef enum { DTYPE_F32 = 0, DTYPE_F16, DTYPE_BF16, DTYPE_Q8, DTYPE_Q4, DTYPE_Q8A8 } dtype;
+typedef enum { DTYPE_F32 = 0, DTYPE_F16, DTYPE_BF16, DTYPE_Q8, DTYPE_Q4, DTYPE_Q8A8, DTYPE_Q4A8 } dtype;
 
 #define QBLOCK 32
 typedef struct { float d; int8_t q[QBLOCK]; } block_q8;
@@ -52,17 +55,23 @@ typedef struct {
 typedef struct { float d[TENSOR_PANEL]; int8_t q[QBLOCK][TENSOR_PANEL]; } pblock_q8;
 typedef struct { float d[TENSOR_PANEL]; uint8_t q[QBLOCK / 2][TENSOR_PANEL]; } pblock_q4;
 typedef struct { float d[TENSOR_PANEL]; uint8_t q[QBLOCK / 4][TENSOR_PANEL][4]; } pblock_q8a8;
+typedef struct { float d[TENSOR_PANEL]; uint8_t q[QBLOCK / 8][TENSOR_PANEL][4]; } pblock_q4a8;
 
 /* Bytes per element of the float types (F32, F16, BF16); not for the block types. */
 static inline size_t dtype_size(dtype t) { return t == DTYPE_F32 ? 4 : 2; }
-static inline int dtype_is_quant(dtype t) { return t == DTYPE_Q8 || t == DTYPE_Q4 || t == DTYPE_Q8A8; }
+static inline int dtype_is_quant(dtype t) { return t == DTYPE_Q8 || t == DTYPE_Q4 || t == DTYPE_Q8A8 || t == DTYPE_Q4A8; }
+/* Whether matmuls quantize the activations to int8 (W8A8, W4A8). */
+static inline int dtype_act8(dtype t) { return t == DTYPE_Q8A8 || t == DTYPE_Q4A8; }
+/* The weight format: Q8 for Q8A8, Q4 for Q4A8 (the same blocks row-major), else t. */
+static inline dtype dtype_base(dtype t) { return t == DTYPE_Q8A8 ? DTYPE_Q8 : t == DTYPE_Q4A8 ? DTYPE_Q4 : t; }
 /* Bytes of one row of `cols` values. */
 static inline size_t dtype_row_bytes(dtype t, int64_t cols) {
     int64_t nb = (cols + QBLOCK - 1) / QBLOCK;
     switch (t) {
     case DTYPE_Q8:
     case DTYPE_Q8A8: return (size_t)nb * sizeof(block_q8);
-    case DTYPE_Q4: return (size_t)nb * sizeof(block_q4);
+    case DTYPE_Q4:
+    case DTYPE_Q4A8: return (size_t)nb * sizeof(block_q4);
     default: return (size_t)cols * dtype_size(t);
     }
 }
@@ -115,6 +124,11 @@ static inline float tensor_get(const tensor *t, int64_t i) {
             const pblock_q8a8 *b = (const pblock_q8a8 *)t->data + blk;
             return (float)((int)b->q[k / 4][j][k % 4] - 128) * b->d[j];
         }
+        if (t->type == DTYPE_Q4A8) {
+            const pblock_q4a8 *b = (const pblock_q4a8 *)t->data + blk;
+            int byte = b->q[k % 16 / 4][j][k % 4];
+            return (float)((k < 16 ? byte & 15 : byte >> 4) - 8) * b->d[j];
+        }
         const pblock_q4 *b = (const pblock_q4 *)t->data + blk;
         int byte = b->q[k / 2][j], q = k % 2 ? (byte >> 4) : (byte & 15);
         return (float)(q - 8) * b->d[j];
@@ -128,10 +142,11 @@ static inline float tensor_get(const tensor *t, int64_t i) {
     case DTYPE_BF16: return bf16_to_f32(((const uint16_t *)t->data)[i]);
     case DTYPE_Q8:
     case DTYPE_Q8A8:
-    case DTYPE_Q4: {
+    case DTYPE_Q4:
+    case DTYPE_Q4A8: {
         int64_t cols = t->shape[1], r = i / cols, c = i % cols, nb = (cols + QBLOCK - 1) / QBLOCK;
         int64_t b = r * nb + c / QBLOCK;
-        if (t->type != DTYPE_Q4) return q8_value((const block_q8 *)t->data + b, (int)(c % QBLOCK));
+        if (dtype_base(t->type) == DTYPE_Q8) return q8_value((const block_q8 *)t->data + b, (int)(c % QBLOCK));
         return q4_value((const block_q4 *)t->data + b, (int)(c % QBLOCK));
     }
     default: return ((const float *)t->data)[i];
@@ -146,6 +161,7 @@ static inline size_t tensor_panel_bytes(dtype t, int64_t rows, int64_t cols) {
     size_t panels = (size_t)((rows + TENSOR_PANEL - 1) / TENSOR_PANEL), nb = (size_t)((cols + QBLOCK - 1) / QBLOCK);
     if (t == DTYPE_Q8) return panels * nb * sizeof(pblock_q8);
     if (t == DTYPE_Q8A8) return panels * nb * sizeof(pblock_q8a8);
+    if (t == DTYPE_Q4A8) return panels * nb * sizeof(pblock_q4a8);
     if (t == DTYPE_Q4) return panels * nb * sizeof(pblock_q4);
     return panels * TENSOR_PANEL * (size_t)cols * dtype_size(t);
 }

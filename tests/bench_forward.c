@@ -18,7 +18,7 @@
  *     moge_model_info.resident_bytes) and its KV cache.
  * Times are medians of 5 runs after a warm-up (11 for n = 1). Quote ratios measured in one run.
  * `bench_forward MODEL_DIR...` benchmarks only those directories; MOGE_BENCH_WEIGHTS=none (or
- * q8, w8a8, q4, a comma list) only those weight formats.
+ * q8, w8a8, q4, w4a8, a comma list) only those weight formats.
  */
 #include <cJSON.h>
 #include <math.h>
@@ -238,7 +238,7 @@ static int list_has(const char *list, const char *name) {
 static double mat_bytes(double rows, double cols, const char *quant) {
     double blocks = rows * ceil(cols / 32);
     if (strcmp(quant, "q8") == 0 || strcmp(quant, "w8a8") == 0) return blocks * 36;
-    if (strcmp(quant, "q4") == 0) return blocks * 20;
+    if (strcmp(quant, "q4") == 0 || strcmp(quant, "w4a8") == 0) return blocks * 20;
     return rows * cols * 4;
 }
 
@@ -391,10 +391,10 @@ int main(int argc, char **argv) {
             }
     double bw = measure_bandwidth(n_threads);
     printf("moge bench: %d threads, read bandwidth %.1f GB/s (best of 5, 512 MiB)\n", n_threads, bw / 1e9);
-    moge_quant quants[] = {MOGE_QUANT_NONE, MOGE_QUANT_Q8, MOGE_QUANT_W8A8, MOGE_QUANT_Q4};
-    const char *names[] = {"none", "q8", "w8a8", "q4"};
+    moge_quant quants[] = {MOGE_QUANT_NONE, MOGE_QUANT_Q8, MOGE_QUANT_W8A8, MOGE_QUANT_Q4, MOGE_QUANT_W4A8};
+    const char *names[] = {"none", "q8", "w8a8", "q4", "w4a8"};
     for (int d = 0; d < n_dirs; d++)
-        for (int q = 0; q < 4; q++) {
+        for (int q = 0; q < 5; q++) {
             const char *only = getenv("MOGE_BENCH_WEIGHTS"); /* e.g. "none" or "q8,q4" (a comma-separated list) */
             if (!only || list_has(only, names[q])) bench_model(dirs[d], bw, n_threads, quants[q]);
         }

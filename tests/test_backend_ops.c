@@ -123,12 +123,12 @@ static void test_quant_panels(void) {
     }
 }
 
-/* W8A8 (DTYPE_Q8A8) in panel layout and row-major: every value is exactly quant.h's q8a8_dot (the
+/* W8A8 / W4A8 (DTYPE_Q8A8 / Q4A8) in panel layout and row-major: every value is exactly quant.h's act8_dot (the
  * integer block dot products and the fmaf chain over the blocks) on the activations
  * quant_act8_rows makes, at any batch size (more than 64 rows go in chunks), with and without
  * threads and bias; close to the ref backend, which multiplies the same rounded activations in
  * double; the panel values are the row-major ones. */
-static void test_w8a8(void) {
+static void check_act8(dtype type) {
     int rows[] = {1, 2, 3, 5, 7, 8, 64, 65, 130};
     static const int shapes[][2] = {{70, 72}, {19, 37}, {48, 256}, {33, 200}}; /* partial panels and blocks; 1-4 panel tiles */
     threadpool *pool = threadpool_new(2);
@@ -140,13 +140,21 @@ static void test_w8a8(void) {
         fill(wf, (int64_t)out * in, 0.5f);
         fill(bias, out, 1.0f);
         tensor src = {.name = "w", .type = DTYPE_F32, .n_dims = 2, .shape = {out, in}, .data = wf}, rm, pw;
-        void *qbuf = malloc(dtype_row_bytes(DTYPE_Q8A8, in) * (size_t)out);
-        void *pbuf = aligned_alloc(64, (tensor_panel_bytes(DTYPE_Q8A8, out, in) + 63) / 64 * 64);
-        quant_tensor(&src, DTYPE_Q8A8, qbuf, row, &rm);
+        void *qbuf = malloc(dtype_row_bytes(type, in) * (size_t)out);
+        void *pbuf = aligned_alloc(64, (tensor_panel_bytes(type, out, in) + 63) / 64 * 64);
+        quant_tensor(&src, type, qbuf, row, &rm);
         tensor_pack_panels(&rm, pbuf, &pw);
-        CHECK(rm.type == DTYPE_Q8A8 && pw.panel == TENSOR_PANEL && tensor_panel_bytes(DTYPE_Q8A8, out, in) == tensor_panel_bytes(DTYPE_Q8, out, in));
+        CHECK(rm.type == type && pw.panel == TENSOR_PANEL && tensor_panel_bytes(type, out, in) == tensor_panel_bytes(dtype_base(type), out, in));
+        /* the panel values are the row-major ones, and those of the base format's quantization */
+        tensor base;
+        void *bbuf = malloc(dtype_row_bytes(dtype_base(type), in) * (size_t)out);
+        quant_tensor(&src, dtype_base(type), bbuf, row, &base);
         for (int64_t i = 0; i < (int64_t)out * in; i++)
-            if (tensor_get(&pw, i) != tensor_get(&rm, i)) { CHECKF(0, "Q8A8 panel value %lld differs", (long long)i); break; }
+            if (tensor_get(&pw, i) != tensor_get(&rm, i) || tensor_get(&rm, i) != tensor_get(&base, i)) {
+                CHECKF(0, "%s panel value %lld differs", dtype_name(type), (long long)i);
+                break;
+            }
+        free(bbuf);
         int nmax = 130;
         float *x = malloc((size_t)nmax * in * sizeof(float)), *y = malloc((size_t)nmax * out * sizeof(float)),
               *y1 = malloc((size_t)out * sizeof(float)), *yr = malloc((size_t)nmax * out * sizeof(float));
@@ -164,23 +172,28 @@ static void test_w8a8(void) {
                 int exact = 1;
                 for (int r = 0; r < n && exact; r++)
                     for (int o = 0; o < out && exact; o++) {
-                        float want = q8a8_dot(w, o, &xa, r) + (b ? b[o] : 0.0f);
+                        float want = act8_dot(w, o, &xa, r) + (b ? b[o] : 0.0f);
                         exact = memcmp(&want, &y[(int64_t)r * out + o], sizeof want) == 0;
                     }
-                CHECKF(exact, "Q8A8 %s n=%d out=%d in=%d%s: not q8a8_dot", v % 2 ? "row-major" : "panels", n, out, in, b ? " bias" : "");
+                CHECKF(exact, "%s %s n=%d out=%d in=%d%s: not act8_dot", dtype_name(type), v % 2 ? "row-major" : "panels", n, out, in, b ? " bias" : "");
                 backend_ref.matmul(&env, yr, x, n, w, b);
                 double e = nerr(y, yr, (int64_t)n * out);
-                CHECKF(e < TOL, "Q8A8 n=%d out=%d in=%d: cpu vs ref %.3g", n, out, in, e);
+                CHECKF(e < TOL, "%s n=%d out=%d in=%d: cpu vs ref %.3g", dtype_name(type), n, out, in, e);
             }
             for (int r = 0; r < n; r += 7) {
                 backend_cpu.matmul(&env, y1, x + (int64_t)r * in, 1, &pw, bias);
                 backend_cpu.matmul(&env2, y, x, n, &pw, bias);
-                if (memcmp(y1, y + (int64_t)r * out, (size_t)out * sizeof(float))) { CHECKF(0, "Q8A8 n=%d: row %d differs alone", n, r); break; }
+                if (memcmp(y1, y + (int64_t)r * out, (size_t)out * sizeof(float))) { CHECKF(0, "%s n=%d: row %d differs alone", dtype_name(type), n, r); break; }
             }
         }
         free(wf); free(row); free(bias); free(qbuf); free(pbuf); free(x); free(y); free(y1); free(yr); free(scratch);
     }
     threadpool_free(pool);
+}
+
+static void test_act8(void) {
+    check_act8(DTYPE_Q8A8);
+    check_act8(DTYPE_Q4A8);
 }
 
 static void test_rmsnorm(void) {
@@ -319,6 +332,6 @@ static void test_negative_control(void) {
 }
 
 int main(void) {
-    RUN_TESTS(T(test_matmul), T(test_matmul_batch_invariance), T(test_quant_panels), T(test_w8a8), T(test_rmsnorm), T(test_rope), T(test_attention), T(test_swiglu),
+    RUN_TESTS(T(test_matmul), T(test_matmul_batch_invariance), T(test_quant_panels), T(test_act8), T(test_rmsnorm), T(test_rope), T(test_attention), T(test_swiglu),
               T(test_negative_control));
 }

@@ -172,7 +172,7 @@ static void test_shared_flag_errors(void) {
         {"--seed -3", "--seed: expected a non-negative integer"},
         {"--backend gpu", "--backend: expected cpu or ref, got \"gpu\""},
         {"--routing best", "--routing: expected moge, topk or group_limited"},
-        {"--quant q3", "--quant: expected none, q8, q4 or w8a8"},
+        {"--quant q3", "--quant: expected none, q8, q4, w8a8 or w4a8"},
         {"--tree-shape 4,0", "--tree-shape: expected up to 16 numbers"},
         {"--tree-nodes 64", "--tree-nodes: expected an integer in 1..63"},
         {"--branch 0", "--branch: expected an integer in 1..16"},

@@ -1,5 +1,5 @@
 /*
- * test_quant.c — block-quantized weights (Q8, Q4, W8A8; runtime/quant.c, formats in runtime/tensor.h):
+ * test_quant.c — block-quantized weights (Q8, Q4, W8A8, W4A8; runtime/quant.c, formats in runtime/tensor.h):
  *  - quantize / dequantize round trip: every value within scale/2 of the original (per block),
  *    codes in range, padding zero, tensor_get == tensor_to_f32;
  *  - cpu matmul == ref matmul on quantized tensors (both dequantize the same weights), with and
@@ -273,7 +273,9 @@ static void test_batch_invariance(void) {
 /* ------------------------------------------------------------------------------------------ */
 /* end to end                                                                                 */
 
-static const char *qname(moge_quant q) { return q == MOGE_QUANT_Q8 ? "q8" : q == MOGE_QUANT_Q4 ? "q4" : q == MOGE_QUANT_W8A8 ? "w8a8" : "none"; }
+static const char *qname(moge_quant q) {
+    return q == MOGE_QUANT_Q8 ? "q8" : q == MOGE_QUANT_Q4 ? "q4" : q == MOGE_QUANT_W8A8 ? "w8a8" : q == MOGE_QUANT_W4A8 ? "w4a8" : "none";
+}
 
 static moge_model *load(const char *dir, moge_quant q, moge_backend backend) {
     moge_model_params p = moge_model_default_params();
@@ -382,13 +384,17 @@ static const char *E2E_MODELS[] = {"models/stories260K", "tests/fixtures/moe/pan
 static void test_accuracy(void) {
     for (int mi = 0; mi < 2; mi++) {
         accuracy q8 = measure(E2E_MODELS[mi], MOGE_QUANT_Q8), q4 = measure(E2E_MODELS[mi], MOGE_QUANT_Q4),
-                 a8 = measure(E2E_MODELS[mi], MOGE_QUANT_W8A8);
+                 a8 = measure(E2E_MODELS[mi], MOGE_QUANT_W8A8), a4 = measure(E2E_MODELS[mi], MOGE_QUANT_W4A8);
         printf("  %s: Q8 greedy agreement %.0f %% (free-running prefix %d of %d), logits normalised error %.2e (worst row %.2e)\n",
                E2E_MODELS[mi], 100 * q8.agree, q8.prefix, N_GEN, q8.nerr, q8.nerr_worst);
         printf("  %s: Q4 greedy agreement %.0f %% (free-running prefix %d of %d), logits normalised error %.2e (worst row %.2e)\n",
                E2E_MODELS[mi], 100 * q4.agree, q4.prefix, N_GEN, q4.nerr, q4.nerr_worst);
         printf("  %s: W8A8 greedy agreement %.0f %% (free-running prefix %d of %d), logits normalised error %.2e (worst row %.2e)\n",
                E2E_MODELS[mi], 100 * a8.agree, a8.prefix, N_GEN, a8.nerr, a8.nerr_worst);
+        printf("  %s: W4A8 greedy agreement %.0f %% (free-running prefix %d of %d), logits normalised error %.2e (worst row %.2e)\n",
+               E2E_MODELS[mi], 100 * a4.agree, a4.prefix, N_GEN, a4.nerr, a4.nerr_worst);
+        CHECKF(a4.agree >= 0.65, "%s: W4A8 greedy agreement %.2f", E2E_MODELS[mi], a4.agree);
+        CHECKF(a4.nerr <= 2.5e-1, "%s: W4A8 logits normalised error %.3g", E2E_MODELS[mi], a4.nerr);
         CHECKF(a8.agree >= 0.90, "%s: W8A8 greedy agreement %.2f", E2E_MODELS[mi], a8.agree);
         CHECKF(a8.nerr <= 3e-2, "%s: W8A8 logits normalised error %.3g", E2E_MODELS[mi], a8.nerr);
         CHECKF(q8.agree >= 0.90, "%s: Q8 greedy agreement %.2f", E2E_MODELS[mi], q8.agree);
@@ -401,7 +407,7 @@ static void test_accuracy(void) {
 /* The ref backend (the oracle) on the same quantized weights gives the cpu backend's logits. */
 static void test_cpu_equals_ref(void) {
     for (int mi = 0; mi < 2; mi++)
-        for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_W8A8; q++) {
+        for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_W4A8; q++) {
             moge_model *mc = load(E2E_MODELS[mi], q, MOGE_BACKEND_CPU), *mr = load(E2E_MODELS[mi], q, MOGE_BACKEND_REF);
             if (!mc || !mr) { moge_model_free(mc); moge_model_free(mr); continue; }
             moge_model_info info;
@@ -426,7 +432,7 @@ static void test_cpu_equals_ref(void) {
  * the last row's logits against the ref backend's. */
 static void test_long_moe_prefill(void) {
     const char *dir = "tests/fixtures/moe/pangu_16e4g";
-    for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_W8A8; q++) {
+    for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_W4A8; q++) {
         moge_model *mc = load(dir, q, MOGE_BACKEND_CPU), *mr = load(dir, q, MOGE_BACKEND_REF);
         if (!mc || !mr) { moge_model_free(mc); moge_model_free(mr); continue; }
         moge_model_info info;
@@ -463,7 +469,7 @@ static bool collect(int32_t tok, void *user) {
 static void test_speculative_lossless(void) {
     char err[512];
     for (int mi = 0; mi < 2; mi++)
-        for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_W8A8; q++) {
+        for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_W4A8; q++) {
             moge_model *m = load(E2E_MODELS[mi], q, MOGE_BACKEND_CPU);
             if (!m) continue;
             moge_model_info info;
@@ -510,12 +516,15 @@ static void test_memory(void) {
         moge_model_get_info(m8, &i8);
         moge_model_get_info(m4, &i4);
         CHECK(strcmp(i0.quant, "none") == 0 && strcmp(i8.quant, "q8") == 0 && strcmp(i4.quant, "q4") == 0);
-        moge_model *ma = load(dirs[mi], MOGE_QUANT_W8A8, MOGE_BACKEND_CPU); /* the same Q8 blocks, another panel order */
-        if (ma) {
+        /* W8A8 / W4A8: the same Q8 / Q4 blocks in another panel order */
+        for (moge_quant q = MOGE_QUANT_W8A8; q <= MOGE_QUANT_W4A8; q++) {
+            moge_model *ma = load(dirs[mi], q, MOGE_BACKEND_CPU);
+            if (!ma) continue;
             moge_model_info ia;
             moge_model_get_info(ma, &ia);
-            CHECKF(ia.resident_bytes == i8.resident_bytes && strcmp(ia.quant, "w8a8") == 0, "%s: w8a8 holds %lld bytes, q8 %lld", dirs[mi],
-                   (long long)ia.resident_bytes, (long long)i8.resident_bytes);
+            int64_t want = q == MOGE_QUANT_W8A8 ? i8.resident_bytes : i4.resident_bytes;
+            CHECKF(ia.resident_bytes == want && strcmp(ia.quant, qname(q)) == 0, "%s: %s holds %lld bytes, expected %lld", dirs[mi], qname(q),
+                   (long long)ia.resident_bytes, (long long)want);
             moge_model_free(ma);
         }
         /* the quantized matrices: lm_head (also when tied), attention, MLP / experts / shared expert */

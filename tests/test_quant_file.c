@@ -2,7 +2,7 @@
  * test_quant_file.c — pre-quantized model directories (moge quantize; format in
  * runtime/quant_file.c):
  *  - for stories260K (tied embedding), the Pangu MoGE, Mixtral, Qwen2-MoE and Qwen3-MoE fixtures,
- *    a Llama with biases (BF16) and a sharded Mistral (F16), Q8, Q4 and W8A8, in the panel layout and in
+ *    a Llama with biases (BF16) and a sharded Mistral (F16), Q8, Q4, W8A8 and W4A8, in the panel layout and in
  *    the first version's row-major layout (moge_quantize_params.row_major): the written directory
  *    loads and its logits equal those of quantization at load bit for bit, on the cpu and the
  *    ref backend; moge_model_info reports the format, the same parameters, resident bytes that
@@ -51,7 +51,9 @@ static const char *MODELS[] = {
 };
 #define N_MODELS (int)(sizeof MODELS / sizeof MODELS[0])
 
-static const char *qname(moge_quant q) { return q == MOGE_QUANT_Q8 ? "q8" : q == MOGE_QUANT_W8A8 ? "w8a8" : "q4"; }
+static const char *qname(moge_quant q) {
+    return q == MOGE_QUANT_Q8 ? "q8" : q == MOGE_QUANT_W8A8 ? "w8a8" : q == MOGE_QUANT_W4A8 ? "w4a8" : "q4";
+}
 
 /* TMP/<last path component of dir>-q8 (panel layout), or -q8-rows (row-major) */
 static void layout_dir(char *buf, size_t cap, const char *dir, moge_quant q, bool rows) {
@@ -151,7 +153,7 @@ static void test_logits_bit_identical(void) {
     shell("rm -rf " TMP " && mkdir -p " TMP);
     for (int rows = 0; rows <= 1; rows++)
         for (int mi = 0; mi < N_MODELS; mi++)
-            for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_W8A8; q++) {
+            for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_W4A8; q++) {
                 layout_dir(dir, sizeof dir, MODELS[mi], q, rows);
                 moge_status st = quantize_layout(MODELS[mi], dir, q, false, rows, err, sizeof err);
                 CHECKF(st == MOGE_OK, "quantize %s %s%s: %s", MODELS[mi], qname(q), rows ? " row-major" : "", err);
@@ -243,7 +245,7 @@ static void test_file_format(void) {
     char dir[512], path[600];
     for (int rows = 0; rows <= 1; rows++)
         for (int mi = 0; mi < N_MODELS; mi++)
-            for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_W8A8; q++) {
+            for (moge_quant q = MOGE_QUANT_Q8; q <= MOGE_QUANT_W4A8; q++) {
                 layout_dir(dir, sizeof dir, MODELS[mi], q, rows);
                 snprintf(path, sizeof path, "%s/model.safetensors", dir);
                 uint64_t hlen;
@@ -277,7 +279,8 @@ static void test_file_format(void) {
                     aligned64 += (8 + hlen + b) % 64 == 0;
                     if (!strcmp(dt, "U8")) { /* [panels, nb * panel block bytes] at a multiple of 64, or [rows, nb * block bytes] */
                         int64_t h = (int64_t)cJSON_GetArrayItem(shape, 0)->valuedouble, w = (int64_t)cJSON_GetArrayItem(shape, 1)->valuedouble;
-                        int64_t bs = rows ? (q == MOGE_QUANT_Q4 ? 20 : 36) : (q == MOGE_QUANT_Q4 ? 320 : 576);
+                        bool four = q == MOGE_QUANT_Q4 || q == MOGE_QUANT_W4A8;
+                        int64_t bs = rows ? (four ? 20 : 36) : (four ? 320 : 576);
                         bad_shape += cJSON_GetArraySize(shape) != 2 || w % bs != 0 || (uint64_t)(h * w) != e - b || (!rows && (8 + hlen + b) % 64 != 0);
                         n_u8++;
                     } else { /* unchanged: the same bytes as the input's tensor of that name */
@@ -523,7 +526,7 @@ static void test_broken_files(void) {
     /* a bad metadata value, a bad format, a foreign method */
     broken_copy(pq8);
     rewrite_header(st, set_meta, "q5");
-    expect_error(TMP "/broken", MOGE_ERR_FORMAT, (const char *[]){st, "moge.quant", "\"q8\", \"q4\" or \"w8a8\"", NULL}, "bad metadata value");
+    expect_error(TMP "/broken", MOGE_ERR_FORMAT, (const char *[]){st, "moge.quant", "\"q8\", \"q4\", \"w8a8\" or \"w4a8\"", NULL}, "bad metadata value");
     broken_copy(pq8);
     patch_text(cfg, "\"q8\"", "\"int8\"");
     expect_error(TMP "/broken", MOGE_ERR_FORMAT, (const char *[]){cfg, "quantization_config.format", NULL}, "bad format");
@@ -645,7 +648,7 @@ static void test_cli(void) {
     shell("rm -rf " TMP "/cli-q4");
     expect_cmd("quantize --help", 0, true, ALL("usage: moge quantize", "--force", "--row-major"));
     expect_cmd("quantize -m models/stories260K --quant q8", 2, false, ALL("-o OUT_DIR is required"));
-    expect_cmd("quantize -m models/stories260K -o " TMP "/cli-q4", 2, false, ALL("--quant q8|q4|w8a8 is required"));
+    expect_cmd("quantize -m models/stories260K -o " TMP "/cli-q4", 2, false, ALL("--quant q8|q4|w8a8|w4a8 is required"));
     expect_cmd("quantize -m models/stories260K -o " TMP "/cli-q4 --quant q5", 2, false, ALL("--quant", "\"q5\""));
     expect_cmd("quantize -m " TMP "/no-such-model -o " TMP "/cli-q4 --quant q4", 1, false, ALL("no-such-model"));
     CHECK(access(TMP "/cli-q4", F_OK) != 0);
