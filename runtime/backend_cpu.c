@@ -1014,12 +1014,18 @@ static void exp_shifted(float *p, int n, float max) {
 static void scores8(const float *q, const float *kc, int s0, int end, int D, float *p) {
     __m256 acc[8];
     int D8 = D / 8 * 8;
-    for (int j = 0; j < 8; j++) {
+    const float *k[8];
+    for (int j = 0; j < 8; j++) { /* slots past the end: slot s0 again, its lane zeroed below */
         acc[j] = _mm256_setzero_ps();
-        if (s0 + j >= end) continue;
-        const float *k = kc + (int64_t)(s0 + j) * D;
-        for (int d = 0; d < D8; d += 8) acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), acc[j]);
+        k[j] = kc + (int64_t)(s0 + j < end ? s0 + j : s0) * D;
     }
+    /* the 8 chains interleaved (each still in d order: the same bits as one slot at a time) */
+    for (int d = 0; d < D8; d += 8) {
+        __m256 qv = _mm256_loadu_ps(q + d);
+        UNROLL8 for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[j] + d), acc[j]);
+    }
+    for (int j = 0; j < 8; j++)
+        if (s0 + j >= end) acc[j] = _mm256_setzero_ps();
     __m256 m[4], t[2];
     for (int j = 0; j < 4; j++) /* lanes i + i+4 */
         m[j] = _mm256_add_ps(_mm256_permute2f128_ps(acc[2 * j], acc[2 * j + 1], 0x20), _mm256_permute2f128_ps(acc[2 * j], acc[2 * j + 1], 0x31));
