@@ -92,41 +92,57 @@ void quant_tensor_panels(const tensor *src, dtype type, void *dst, float *row, v
     out->panel = TENSOR_PANEL;
 }
 
+/* One block of activations (the first min(left, QBLOCK) values of xb, the rest zero) as codes
+ * lrintf(x * (lim / max|x|)) clamped to ±lim; returns the scale max|x| / lim. The scalar form of
+ * quant_act_row and quant_act8_row (their vector loops give the same values). */
+static float act_block(const float *xb, int64_t left, int lim, int codes[QBLOCK]) {
+    int m = left < QBLOCK ? (int)left : QBLOCK;
+    float amax = block_scale(xb, m, 1.0f), inv = amax > 0.0f ? (float)lim / amax : 0.0f;
+    for (int j = 0; j < QBLOCK; j++) {
+        int v = j < m ? (int)lrintf(xb[j] * inv) : 0;
+        codes[j] = v > lim ? lim : v < -lim ? -lim : v;
+    }
+    return amax / (float)lim;
+}
+
+#if defined(__AVX2__)
+/* A whole block of activations (32 floats at xb), vectorised: the codes lrintf(x * (lim / max|x|))
+ * clamped to ±lim as 4 vectors of 8 int32 in element order; returns the scale max|x| / lim. The
+ * same values as act_block (max|x| is exact, the products are the same float multiplies, and
+ * cvtps rounds to nearest even as lrintf does in the default rounding mode). */
+static inline float act_block_avx2(const float *xb, int lim, __m256i codes[4]) {
+    __m256 v[4], absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), m = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_loadu_ps(xb + 8 * k);
+        m = _mm256_max_ps(m, _mm256_and_ps(v[k], absmask));
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    float amax = _mm_cvtss_f32(h), inv = amax > 0.0f ? (float)lim / amax : 0.0f;
+    __m256 vi = _mm256_set1_ps(inv);
+    __m256i hi = _mm256_set1_epi32(lim), lo = _mm256_set1_epi32(-lim);
+    for (int k = 0; k < 4; k++) codes[k] = _mm256_min_epi32(hi, _mm256_max_epi32(lo, _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vi))));
+    return amax / (float)lim;
+}
+#endif
+
 void quant_act_row(const float *x, int64_t n, int16_t *q, float *d) {
     int64_t b = 0;
 #if defined(__AVX2__)
-    /* Whole blocks, vectorised: the same values as the scalar loop below (max|x| is exact, the
-     * products are the same float multiplies, and cvtps rounds to nearest even as lrintf does in
-     * the default rounding mode). */
+    /* whole blocks vectorised (the same values as the scalar loop below) */
     for (; (b + 1) * QBLOCK <= n; b++) {
-        const float *xb = x + b * QBLOCK;
-        __m256 v[4], absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), m = _mm256_setzero_ps();
-        for (int k = 0; k < 4; k++) {
-            v[k] = _mm256_loadu_ps(xb + 8 * k);
-            m = _mm256_max_ps(m, _mm256_and_ps(v[k], absmask));
-        }
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_movehdup_ps(h));
-        float amax = _mm_cvtss_f32(h), inv = amax > 0.0f ? (float)QACT_MAX / amax : 0.0f;
-        d[b] = amax / (float)QACT_MAX;
-        __m256 vi = _mm256_set1_ps(inv);
-        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v[0], vi)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v[1], vi));
-        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v[2], vi)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v[3], vi));
+        __m256i i[4];
+        d[b] = act_block_avx2(x + b * QBLOCK, QACT_MAX, i);
         /* packs works within 128-bit lanes: restore the element order */
-        _mm256_storeu_si256((__m256i *)(q + b * QBLOCK), _mm256_permute4x64_epi64(_mm256_packs_epi32(i0, i1), 0xD8));
-        _mm256_storeu_si256((__m256i *)(q + b * QBLOCK + 16), _mm256_permute4x64_epi64(_mm256_packs_epi32(i2, i3), 0xD8));
+        _mm256_storeu_si256((__m256i *)(q + b * QBLOCK), _mm256_permute4x64_epi64(_mm256_packs_epi32(i[0], i[1]), 0xD8));
+        _mm256_storeu_si256((__m256i *)(q + b * QBLOCK + 16), _mm256_permute4x64_epi64(_mm256_packs_epi32(i[2], i[3]), 0xD8));
     }
 #endif
     for (; b * QBLOCK < n; b++) {
-        const float *xb = x + b * QBLOCK;
-        int m = n - b * QBLOCK < QBLOCK ? (int)(n - b * QBLOCK) : QBLOCK;
-        float amax = block_scale(xb, m, 1.0f), inv = amax > 0.0f ? (float)QACT_MAX / amax : 0.0f;
-        d[b] = amax / (float)QACT_MAX;
-        for (int j = 0; j < QBLOCK; j++) {
-            int v = j < m ? (int)lrintf(xb[j] * inv) : 0;
-            q[b * QBLOCK + j] = (int16_t)(v > QACT_MAX ? QACT_MAX : v < -QACT_MAX ? -QACT_MAX : v);
-        }
+        int codes[QBLOCK];
+        d[b] = act_block(x + b * QBLOCK, n - b * QBLOCK, QACT_MAX, codes);
+        for (int j = 0; j < QBLOCK; j++) q[b * QBLOCK + j] = (int16_t)codes[j];
     }
 }
 
@@ -139,34 +155,14 @@ void quant_act_rows(const float *x, int64_t n, int64_t cols, float *scratch, con
     *d = ds;
 }
 
-/* max |x| of 32 floats. */
-#if defined(__AVX2__)
-static inline float amax32(const __m256 v[4]) {
-    __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), m = _mm256_setzero_ps();
-    for (int k = 0; k < 4; k++) m = _mm256_max_ps(m, _mm256_and_ps(v[k], absmask));
-    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_max_ss(h, _mm_movehdup_ps(h));
-    return _mm_cvtss_f32(h);
-}
-#endif
-
 void quant_act8_row(const float *x, int64_t n, int8_t *q, float *d, int32_t *s) {
     int64_t b = 0;
 #if defined(__AVX2__)
-    /* Whole blocks, vectorised: the same values as the scalar loop below. */
+    /* whole blocks vectorised (the same values as the scalar loop below) */
     for (; (b + 1) * QBLOCK <= n; b++) {
-        const float *xb = x + b * QBLOCK;
-        __m256 v[4];
-        for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(xb + 8 * k);
-        float amax = amax32(v), inv = amax > 0.0f ? (float)QACT8_MAX / amax : 0.0f;
-        d[b] = amax / (float)QACT8_MAX;
-        __m256 vi = _mm256_set1_ps(inv);
-        __m256i lim = _mm256_set1_epi32(QACT8_MAX), nlim = _mm256_set1_epi32(-QACT8_MAX), sum = _mm256_setzero_si256(), i[4];
-        for (int k = 0; k < 4; k++) {
-            i[k] = _mm256_min_epi32(lim, _mm256_max_epi32(nlim, _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vi))));
-            sum = _mm256_add_epi32(sum, i[k]);
-        }
+        __m256i i[4], sum = _mm256_setzero_si256();
+        d[b] = act_block_avx2(x + b * QBLOCK, QACT8_MAX, i);
+        for (int k = 0; k < 4; k++) sum = _mm256_add_epi32(sum, i[k]);
         /* packs works within 128-bit lanes: 0 1 4 5 | 2 3 6 7 after two packs, in dwords of 4 bytes */
         __m256i p16a = _mm256_packs_epi32(i[0], i[1]), p16b = _mm256_packs_epi32(i[2], i[3]);
         __m256i p8 = _mm256_packs_epi16(p16a, p16b);
@@ -179,18 +175,10 @@ void quant_act8_row(const float *x, int64_t n, int8_t *q, float *d, int32_t *s) 
     }
 #endif
     for (; b * QBLOCK < n; b++) {
-        const float *xb = x + b * QBLOCK;
-        int m = n - b * QBLOCK < QBLOCK ? (int)(n - b * QBLOCK) : QBLOCK;
-        float amax = block_scale(xb, m, 1.0f), inv = amax > 0.0f ? (float)QACT8_MAX / amax : 0.0f;
-        d[b] = amax / (float)QACT8_MAX;
-        int32_t sum = 0;
-        for (int j = 0; j < QBLOCK; j++) {
-            int v = j < m ? (int)lrintf(xb[j] * inv) : 0;
-            v = v > QACT8_MAX ? QACT8_MAX : v < -QACT8_MAX ? -QACT8_MAX : v;
-            q[b * QBLOCK + j] = (int8_t)v;
-            sum += v;
-        }
-        s[b] = sum;
+        int codes[QBLOCK];
+        d[b] = act_block(x + b * QBLOCK, n - b * QBLOCK, QACT8_MAX, codes);
+        s[b] = 0;
+        for (int j = 0; j < QBLOCK; j++) q[b * QBLOCK + j] = (int8_t)codes[j], s[b] += codes[j];
     }
 }
 
