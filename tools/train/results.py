@@ -12,7 +12,8 @@ build/moge (run `make` first):
     (8 devices): per layer the Imbalance Score (mean and max over the 256-token windows) and each
     expert's share of the token-expert pairs;
   - speculation (`moge bench`, greedy, 8 validation prompts, 128 tokens): τ and tokens/s of tree
-    and chain drafting with tinystories-draft and with stories260K as the draft;
+    and chain drafting with tinystories-draft and with stories260K as the draft, with the
+    default tree and chain (--no-adaptive) and with the adaptive budget;
   - text: ten greedy and ten sampled (T = 0.8, seeds 1..10) continuations by the target of the
     first sentence of validation stories 1, 11, 21, ...
 Each model card (README.md) gets a "Measured by the moge runtime" section between the markers
@@ -77,16 +78,25 @@ def evaluate(name, windows):
 
 
 def bench(draft, quick):
+    """Fixed trees and chains (--no-adaptive: what the drafter achieves, τ) and the default
+    adaptive budget (which shrinks the tree while speculation measures slower than plain)."""
     prompts = [first_sentence(s) for s, _ in zip(stories(), range(8))]
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write("\n".join(prompts) + "\n")
         path = f.name
+    out = {}
     try:
-        d = with_json(["bench", "-m", MODELS["target"], "-d", MODELS[draft], "--prompts", path, "-n", "128",
-                       "--repeats", "1" if quick else "3", "--modes", "none,chain,tree"])
+        for label, extra in (("fixed", ["--no-adaptive"]), ("adaptive", [])):
+            d = with_json(["bench", "-m", MODELS["target"], "-d", MODELS[draft], "--prompts", path, "-n", "128",
+                           "--repeats", "1" if quick else "3", "--modes", "none,chain,tree"] + extra)
+            for m in d["modes"]:
+                if m["mode"] == "none" and label == "adaptive":
+                    continue
+                name = m["mode"] if m["mode"] == "none" else f"{m['mode']} ({label})"
+                out[name] = {k: m[k] for k in ("tokens_per_s", "speedup", "tau", "identical")}
     finally:
         os.unlink(path)
-    return {m["mode"]: {k: m[k] for k in ("tokens_per_s", "speedup", "tau", "identical")} for m in d["modes"]}
+    return out
 
 
 def samples(quick):
