@@ -180,6 +180,11 @@ static moge_status md_propose(void *self, const int32_t *history, int32_t n_hist
         if (!dp->shape && !sampled) {
             qsort(cands, (size_t)nc, sizeof *cands, cmp_cand);
             if (keep > dp->branch) keep = dp->branch;
+            /* a budget too small for `branch` nodes on every level is shared out over the levels
+             * left (at least one each), so a small tree still goes deep: 4 nodes make a chain of
+             * 4, not 4 siblings (a depth-1 tree accepts at most 1 token) */
+            int left = dp->draft_max - depth, fair = (budget + left - 1) / left;
+            if (keep > fair) keep = fair;
         }
         if (keep > budget) keep = budget;
         int32_t new_nodes[DRAFT_BATCH], n_new = 0;
