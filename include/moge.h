@@ -494,7 +494,7 @@ typedef struct {
     moge_spec_mode spec;           /* default MOGE_SPEC_NONE; needs a drafter otherwise */
     moge_drafter *drafter;         /* not owned */
     moge_draft_params draft;
-    bool adaptive;                 /* shrink/grow the tree from measured acceptance and cost; default true */
+    bool adaptive;                 /* choose the tree budget by measured tokens/s (a hill climb); default true */
     /* The tokens the context already holds (exactly moge_context_n_past() of them, e.g. earlier
      * turns of a conversation), so the drafter and the repetition penalty see the whole text;
      * NULL/0 = they see this call's prompt only. Not owned. */

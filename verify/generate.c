@@ -5,10 +5,8 @@
  * drafter keeps the accepted path. Without speculation the tree is the root alone, so the
  * target-only path and the speculative path share every line that decides a token.
  *
- * Adaptive budget: two plain steps measure plain decoding (and one in every 32 re-measures it);
- * the tree's node budget starts at the configured size and is halved while speculation measures
- * slower than plain decoding (tokens per second, exponential averages), down to no drafting,
- * which is probed again every 16 steps; it doubles back while speculation is 10 % faster.
+ * Adaptive budget (adapt_state below): a hill climb over the tree's node budget, from plain
+ * decoding to the configured tree, by the tokens per second each budget measures.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -63,45 +61,68 @@ static bool emit(run_state *r, int32_t tok) {
     return true;
 }
 
-/* Exponential averages that drive the adaptive budget. The first steps and one step in every
- * 32 run without drafting, to know what plain decoding costs now. With the budget at 0, a small
- * tree is probed again after 16 steps, and after twice as many each time a probe loses (up to 256):
- * where speculation never pays (a target so small that several rows cost several times one) the
- * probes cost little. */
+/* The adaptive budget: a hill climb over node budgets 0 (plain decoding), 2, 4, 8, ... up to the
+ * configured tree. Each budget has an exponential average of the tokens per second its steps
+ * measured. Most steps use the current budget; every few steps one step tries a neighbour (the
+ * next smaller or larger budget, in turn) and the climb moves there when that neighbour measures
+ * faster. A direction whose tries keep losing is tried less and less often (every 8 steps, then
+ * 16, ... up to 256), so where speculation never pays (a target so small that several rows cost
+ * several times one) or where the largest tree is best, the tries cost little. The best budget
+ * depends on the machine, the target and the draft: on the 2-core machine the demo target
+ * verifies a chain of 4 faster than a tree of 24. */
+#define ADAPT_LEVELS 8
 typedef struct {
-    double rate_plain, rate_spec; /* tokens per second with and without drafting (0 = unknown) */
-    int32_t budget, max_budget;
-    int64_t step, next_probe;
-    int32_t probe_wait;           /* steps from a lost probe to the next one */
+    int32_t budget[ADAPT_LEVELS];
+    double rate[ADAPT_LEVELS]; /* tokens per second (0 = not measured yet) */
+    int n_levels, cur, tried;  /* tried: the level of the step just run */
+    int64_t step, next_try[2]; /* per direction (0 down, 1 up): the step of its next try */
+    int32_t wait[2];
+    int dir;                   /* the direction of the next try */
 } adapt_state;
 
-/* The node budget for the next step. */
-static int32_t adapt_budget(const adapt_state *a) {
-    if (a->max_budget == 0) return 0;
-    if (a->step < 2 || a->step % 32 == 31) return 0; /* measure plain decoding */
-    if (a->budget == 0 && a->step >= a->next_probe) return a->max_budget < 4 ? a->max_budget : 4; /* probe again */
-    return a->budget;
+static void adapt_init(adapt_state *a, int32_t max_budget, bool enabled) {
+    memset(a, 0, sizeof *a);
+    a->budget[a->n_levels++] = 0;
+    for (int32_t b = 2; a->n_levels < ADAPT_LEVELS; b *= 2) {
+        a->budget[a->n_levels++] = b < max_budget ? b : max_budget;
+        if (b >= max_budget) break;
+    }
+    if (max_budget <= 0) a->n_levels = 1;
+    /* start at 4 nodes (or the whole tree when smaller, or not adaptive: the whole tree) */
+    a->cur = a->n_levels - 1;
+    if (enabled)
+        while (a->cur > 1 && a->budget[a->cur - 1] >= 4) a->cur--;
+    a->wait[0] = a->wait[1] = 8;
+    a->next_try[0] = a->next_try[1] = 8;
 }
 
-static void adapt_update(adapt_state *a, bool drafted, int32_t emitted, double seconds) {
+/* The node budget for the next step. */
+static int32_t adapt_budget(adapt_state *a) {
+    a->tried = a->cur;
+    for (int k = 0; k < 2; k++) {
+        int d = (a->dir + k) % 2, l = a->cur + (d ? 1 : -1);
+        if (l < 0 || l >= a->n_levels || a->step < a->next_try[d]) continue;
+        a->tried = l;
+        a->dir = 1 - d;
+        break;
+    }
+    return a->budget[a->tried];
+}
+
+static void adapt_update(adapt_state *a, int32_t emitted, double seconds) {
     a->step++;
     if (seconds <= 0) return;
-    double rate = emitted / seconds, *avg = drafted ? &a->rate_spec : &a->rate_plain;
-    *avg = *avg > 0 ? 0.7 * *avg + 0.3 * rate : rate;
-    if (!drafted || a->rate_plain <= 0) return;
-    bool probe = a->budget == 0;
-    if (probe) a->budget = 1; /* a probe that was run */
-    if (a->rate_spec < 0.95 * a->rate_plain) {
-        a->budget /= 2;
-        a->rate_spec = 0;
-        if (a->budget == 0) { /* back to plain decoding: wait longer before the next probe */
-            a->next_probe = a->step + a->probe_wait;
-            a->probe_wait = a->probe_wait < 128 ? 2 * a->probe_wait : 256;
-        }
-    } else {
-        if (probe) a->probe_wait = 16; /* speculation pays again */
-        if (a->rate_spec > 1.1 * a->rate_plain && a->budget < a->max_budget)
-            a->budget = a->budget * 2 < a->max_budget ? a->budget * 2 : a->max_budget;
+    double r = emitted / seconds, *avg = &a->rate[a->tried];
+    *avg = *avg > 0 ? 0.7 * *avg + 0.3 * r : r;
+    if (a->tried == a->cur) return;
+    int d = a->tried > a->cur;
+    if (*avg > 1.03 * a->rate[a->cur] && a->rate[a->cur] > 0) { /* the neighbour is faster: go there */
+        a->cur = a->tried;
+        a->wait[0] = a->wait[1] = 8;
+        a->next_try[0] = a->next_try[1] = a->step + 8;
+    } else { /* it lost: try that way again later, and later each time */
+        a->next_try[d] = a->step + a->wait[d];
+        a->wait[d] = a->wait[d] < 128 ? 2 * a->wait[d] : 256;
     }
 }
 
@@ -170,8 +191,8 @@ moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_pr
     if (go) go = emit(&r, sampling_choose(logits, n_vocab, &gp.sampler, r.hist, r.n_hist, probs, idx, &rng));
     /* adaptive: start small and grow while it pays (a few steps to the full tree), rather than
      * start with the full tree and pay for it where speculation loses */
-    int32_t start = !gp.adaptive || tree_cap - 1 < 4 ? tree_cap - 1 : 4;
-    adapt_state ad = {.budget = gp.spec == MOGE_SPEC_NONE ? 0 : start, .max_budget = tree_cap - 1, .probe_wait = 16};
+    adapt_state ad;
+    adapt_init(&ad, gp.spec == MOGE_SPEC_NONE ? 0 : tree_cap - 1, gp.adaptive);
     while (go) {
         if (ctx->n_past + 1 > ctx->n_ctx) {
             stats->stop = MOGE_STOP_CONTEXT_FULL;
@@ -180,7 +201,7 @@ moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_pr
         double ts = now_s();
         moge_tree_reset(&tree, r.hist[r.n_hist - 1]);
         moge_draft_params dp = gp.draft;
-        int32_t budget = gp.adaptive ? adapt_budget(&ad) : ad.max_budget;
+        int32_t budget = gp.adaptive ? adapt_budget(&ad) : ad.budget[ad.n_levels - 1];
         if (budget > ctx->n_ctx - ctx->n_past - 1) budget = ctx->n_ctx - ctx->n_past - 1;
         if (dp.tree_nodes > budget) dp.tree_nodes = budget;
         if (gp.spec != MOGE_SPEC_NONE && dp.tree_nodes > 0) {
@@ -217,7 +238,7 @@ moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_pr
         stats->t_verify_s += tv - td;
         stats->t_rollback_s += ta - tv;
         stats->t_sample_s += te - ta;
-        adapt_update(&ad, tree.n > 1, stats->n_generated - before, te - ts);
+        if (gp.adaptive) adapt_update(&ad, stats->n_generated - before, te - ts);
     }
     /* Keep in the cache exactly the prompt and the emitted tokens but the last (a path accepted
      * past n_predict or an EOS is dropped), so a conversation can go on in this context. */
