@@ -3,15 +3,15 @@
  * memory-bandwidth roofline, measured in one run on this machine.
  *
  *  1. Read bandwidth with all threads (sum over a 512 MiB buffer, best of 5).
- *  2. Models: stories260K, and three random benchmark models generated on first use under
+ *  2. Models: stories260K, the demo target (models/tinystories-moge), and three random benchmark models generated on first use under
  *     build/bench-models/ (not committed): a Pangu-shaped MoGE (~1 GB of f32 weights: hidden 1024,
  *     8 layers, 16/4 heads, 64 experts of width 128 in 8 groups, 8 per token, shared expert 512,
  *     vocabulary 8192), a dense Llama of the same active size (feed-forward 1536), and a dense
  *     ~1 GB Llama (hidden 2048, 6 layers, 32/8 heads, feed-forward 4096, vocabulary 8192).
- *     Each is run with its weights as stored (f32) and quantized at load to Q8 and Q4.
+ *     Each is run with its weights as stored (f32) and quantized at load to Q8, W8A8, Q4 and W4A8.
  *  3. For n = 1, 2, 4, ..., 64 rows (a chain after a 32-token prefix): median time of a forward,
  *     relative to n = 1, distinct experts touched and bytes of weights read per pass (quantized
- *     bytes for Q8/Q4: 36 / 20 bytes per 32 weights; the MoE routers stay f32).
+ *     bytes for Q8/W8A8 and Q4/W4A8: 36 / 20 bytes per 32 weights; the MoE routers stay f32).
  *  4. Decode tokens/s at n = 1 against bandwidth / bytes read per token.
  *  5. Memory: the process's resident set after loading (and its peak while loading) and after the
  *     runs, against the model's weight bytes (as stored, and as held:
@@ -381,6 +381,7 @@ int main(int argc, char **argv) {
         for (int i = 1; i < argc && n_dirs < 16; i++) dirs[n_dirs++] = argv[i];
     } else {
         dirs[n_dirs++] = "models/stories260K";
+        dirs[n_dirs++] = "models/tinystories-moge"; /* the demo target */
         for (size_t i = 0; i < sizeof BENCH_MODELS / sizeof BENCH_MODELS[0]; i++) dirs[n_dirs++] = BENCH_MODELS[i].dir;
     }
     for (size_t i = 0; i < sizeof BENCH_MODELS / sizeof BENCH_MODELS[0]; i++)
