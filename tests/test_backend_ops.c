@@ -130,11 +130,12 @@ static void test_quant_panels(void) {
  * double; the panel values are the row-major ones. */
 static void check_act8(dtype type) {
     int rows[] = {1, 2, 3, 5, 7, 8, 64, 65, 130};
-    static const int shapes[][2] = {{70, 72}, {19, 37}, {48, 256}, {33, 200}}; /* partial panels and blocks; 1-4 panel tiles */
+    /* partial panels and blocks, 1-4 panel tiles, and the demo target's shapes */
+    static const int shapes[][2] = {{70, 72}, {19, 37}, {48, 256}, {33, 200}, {64, 128}, {128, 64}, {512, 128}};
     threadpool *pool = threadpool_new(2);
     backend_env env2 = env;
     env2.pool = pool;
-    for (int t = 0; t < 4; t++) {
+    for (int t = 0; t < 7; t++) {
         int out = shapes[t][0], in = shapes[t][1];
         float *wf = malloc((size_t)out * in * sizeof(float)), *row = malloc((size_t)in * sizeof(float)), *bias = malloc((size_t)out * sizeof(float));
         fill(wf, (int64_t)out * in, 0.5f);
