@@ -95,7 +95,7 @@ static moge_status bind_blocks(binder *b, const st_entry *e, int64_t rows, int64
         fmt_shape(found, sizeof found, e->n_dims, e->shape);
         return set_err(b->err, b->n, MOGE_ERR_SHAPE,
                        "%s: tensor %s has shape %s (U8, %zu bytes), expected [%lld, %lld] (%s blocks%s of a [%lld, %lld] matrix: %lld bytes)",
-                       f->path, e->name, found, e->nbytes, (long long)n0, (long long)n1, model_quant_name(f->quant),
+                       f->path, e->name, found, e->nbytes, (long long)n0, (long long)n1, quant_format_name(f->quant),
                        P ? " in panels of 16 rows" : "", (long long)rows, (long long)cols, (long long)(n0 * n1));
     }
     *t = (tensor){.name = e->name, .type = type, .n_dims = 2, .shape = {rows, cols}, .data = e->data, .panel = P};
@@ -336,7 +336,7 @@ static void pack_one(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     int64_t bytes = (int64_t)tensor_panel_bytes(t->type, t->shape[0], t->shape[1]);
     m->pbuf_bytes += bytes;
     /* pre-quantized blocks counted in qbuf_bytes while they were used from the mapping */
-    if (dtype_is_quant(src.type)) m->qbuf_bytes -= (int64_t)dtype_row_bytes(src.type, src.shape[1]) * src.shape[0];
+    if (dtype_is_quant(src.type)) m->qbuf_bytes -= matrix_bytes(&src);
     *dst += align_up(bytes, QBUF_ALIGN);
     release_source(m, &src);
 }
@@ -383,9 +383,6 @@ static void mapped_add(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     }
 }
 
-const char *model_quant_name(moge_quant q) {
-    return quant_format_name(q);
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* pre-quantized files (written by moge quantize; format in runtime/quant_file.c)             */
@@ -403,7 +400,7 @@ static moge_status check_prequantized(moge_model *m, const char *dir, moge_quant
         if (f->quant == MOGE_QUANT_NONE) continue;
         if (fq != MOGE_QUANT_NONE && f->quant != fq)
             return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ moge.quant is %s but %s says %s", f->path,
-                           model_quant_name(f->quant), fpath, model_quant_name(fq));
+                           quant_format_name(f->quant), fpath, quant_format_name(fq));
         if (fq != MOGE_QUANT_NONE && f->panel != fpanel)
             return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ has %s but %s has %s", f->path, layout_mark(f->panel), fpath,
                            layout_mark(fpanel));
@@ -415,12 +412,12 @@ static moge_status check_prequantized(moge_model *m, const char *dir, moge_quant
     if (fq != cq) {
         if (cq == MOGE_QUANT_NONE)
             return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ moge.quant is %s but %s/config.json has no moge quantization_config",
-                           fpath, model_quant_name(fq), dir);
+                           fpath, quant_format_name(fq), dir);
         if (fq == MOGE_QUANT_NONE)
             return set_err(err, n, MOGE_ERR_FORMAT, "%s/config.json: quantization_config.format is %s but no safetensors file has __metadata__ moge.quant",
-                           dir, model_quant_name(cq));
+                           dir, quant_format_name(cq));
         return set_err(err, n, MOGE_ERR_FORMAT, "%s/config.json: quantization_config.format is %s but %s has __metadata__ moge.quant %s", dir,
-                       model_quant_name(cq), fpath, model_quant_name(fq));
+                       quant_format_name(cq), fpath, quant_format_name(fq));
     }
     if (fq != MOGE_QUANT_NONE && fpanel != m->cfg.quant_panel)
         return set_err(err, n, MOGE_ERR_FORMAT, "%s/config.json: quantization_config %s but %s: __metadata__ %s; both must say the same",
@@ -430,7 +427,7 @@ static moge_status check_prequantized(moge_model *m, const char *dir, moge_quant
         return set_err(err, n, MOGE_ERR_ARG,
                        "%s: the weights are pre-quantized %s; they cannot be loaded as %s (requantizing %s blocks would not give the %s of "
                        "the original weights): load them without a quantization, or quantize the original model to %s",
-                       dir, model_quant_name(fq), model_quant_name(want), model_quant_name(fq), model_quant_name(want), model_quant_name(want));
+                       dir, quant_format_name(fq), quant_format_name(want), quant_format_name(fq), quant_format_name(want), quant_format_name(want));
     m->prequantized = fq != MOGE_QUANT_NONE;
     m->quant = fq;
     return MOGE_OK;
@@ -599,7 +596,7 @@ void moge_model_get_info(const moge_model *m, moge_model_info *info) {
         if (!(m->st.files[e->file].quant != MOGE_QUANT_NONE && strcmp(e->dtype_str, "U8") == 0)) info->n_params += numel;
     }
     if (m->prequantized) model_for_each_matrix((moge_model *)m, count_block_params, &info->n_params);
-    info->quant = model_quant_name(m->quant);
+    info->quant = quant_format_name(m->quant);
     info->prequantized = m->prequantized;
     int64_t mapped = 0;
     model_for_each_matrix((moge_model *)m, resident_add, &mapped);

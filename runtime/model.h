@@ -122,7 +122,6 @@ typedef enum { MAT_EMBD, MAT_ROUTER, MAT_OTHER } matrix_kind;
 /* Calls fn on every 2-D weight the model holds (lm_head also when it is the tied embedding),
  * in a fixed order. */
 void model_for_each_matrix(moge_model *m, void (*fn)(moge_model *, tensor *, matrix_kind, void *), void *arg);
-const char *model_quant_name(moge_quant q); /* "none", "q8", "q4", "w8a8" */
 
 /* A model that runs only the first n_layers layers of `m` (then m's final norm and lm_head),
  * sharing every weight: the layer-skip self-draft. Free with moge_model_free before m. */

@@ -11,11 +11,13 @@ const char *quant_format_name(moge_quant q) {
     return q == MOGE_QUANT_Q8 ? "q8" : q == MOGE_QUANT_Q4 ? "q4" : q == MOGE_QUANT_W8A8 ? "w8a8" : q == MOGE_QUANT_W4A8 ? "w4a8" : "none";
 }
 
+static const moge_quant FORMATS[] = {MOGE_QUANT_Q8, MOGE_QUANT_Q4, MOGE_QUANT_W8A8, MOGE_QUANT_W4A8};
+#define N_FORMATS (sizeof FORMATS / sizeof FORMATS[0])
+
 bool quant_format_parse(const char *s, moge_quant *q) {
-    static const moge_quant all[] = {MOGE_QUANT_Q8, MOGE_QUANT_Q4, MOGE_QUANT_W8A8, MOGE_QUANT_W4A8};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (s && strcmp(s, quant_format_name(all[i])) == 0) {
-            *q = all[i];
+    for (size_t i = 0; i < N_FORMATS; i++)
+        if (s && strcmp(s, quant_format_name(FORMATS[i])) == 0) {
+            *q = FORMATS[i];
             return true;
         }
     return false;
@@ -23,6 +25,12 @@ bool quant_format_parse(const char *s, moge_quant *q) {
 
 dtype quant_format_dtype(moge_quant q) {
     return q == MOGE_QUANT_Q8 ? DTYPE_Q8 : q == MOGE_QUANT_W8A8 ? DTYPE_Q8A8 : q == MOGE_QUANT_W4A8 ? DTYPE_Q4A8 : DTYPE_Q4;
+}
+
+const char *quant_dtype_format(dtype t) {
+    for (size_t i = 0; i < N_FORMATS; i++)
+        if (quant_format_dtype(FORMATS[i]) == t) return quant_format_name(FORMATS[i]);
+    return "none";
 }
 
 /* max |x| over the block's n (<= QBLOCK) values, and the scale d = max / levels. */
@@ -191,34 +199,6 @@ void quant_act8_rows(const float *x, int64_t n, int64_t cols, float *scratch, ac
     *out = (act8_rows){.q = q, .d = d, .s = s, .nb = nb};
 }
 
-/* Code (o, c) of a Q8A8 / Q4A8 matrix (either layout) and the scale of its block. */
-static int act8_code(const tensor *w, int64_t o, int64_t c, float *d) {
-    int64_t nb = (w->shape[1] + QBLOCK - 1) / QBLOCK;
-    int k = (int)(c % QBLOCK);
-    if (w->panel) {
-        int j = (int)(o % TENSOR_PANEL);
-        int64_t blk = (o / TENSOR_PANEL) * nb + c / QBLOCK;
-        if (w->type == DTYPE_Q8A8) {
-            const pblock_q8a8 *b = (const pblock_q8a8 *)w->data + blk;
-            *d = b->d[j];
-            return (int)b->q[k / 4][j][k % 4] - 128;
-        }
-        const pblock_q4a8 *b = (const pblock_q4a8 *)w->data + blk;
-        int byte = b->q[k % 16 / 4][j][k % 4];
-        *d = b->d[j];
-        return (k < 16 ? byte & 15 : byte >> 4) - 8;
-    }
-    const char *row = (const char *)w->data + (size_t)o * dtype_row_bytes(w->type, w->shape[1]);
-    if (w->type == DTYPE_Q8A8) {
-        const block_q8 *b = (const block_q8 *)row + c / QBLOCK;
-        *d = b->d;
-        return b->q[k];
-    }
-    const block_q4 *b = (const block_q4 *)row + c / QBLOCK;
-    *d = b->d;
-    return (k < 16 ? b->q[k] & 15 : b->q[k - 16] >> 4) - 8;
-}
-
 float act8_dot(const tensor *w, int64_t o, const act8_rows *x, int64_t r) {
     int64_t cols = w->shape[1], nb = x->nb;
     float acc = 0.0f;
@@ -226,7 +206,7 @@ float act8_dot(const tensor *w, int64_t o, const act8_rows *x, int64_t r) {
         int32_t sum = 0;
         float dw = 0.0f;
         for (int j = 0; j < QBLOCK && b * QBLOCK + j < cols; j++)
-            sum += act8_code(w, o, b * QBLOCK + j, &dw) * x->q[(r * nb + b) * QBLOCK + j];
+            sum += tensor_code(w, o, b * QBLOCK + j, &dw) * x->q[(r * nb + b) * QBLOCK + j];
         acc = fmaf((float)sum, dw * x->d[r * nb + b], acc);
     }
     return acc;

@@ -15,6 +15,7 @@
 const char *quant_format_name(moge_quant q);
 bool quant_format_parse(const char *s, moge_quant *q); /* false: not a format name ("none" is not one) */
 dtype quant_format_dtype(moge_quant q);
+const char *quant_dtype_format(dtype t); /* the format whose matrices are of type t; "none" for a float type */
 
 /* Quantizes the n values of x into ceil(n / QBLOCK) blocks (the last zero-padded). */
 void quant_row_q8(const float *x, int64_t n, block_q8 *out);

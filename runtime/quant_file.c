@@ -122,11 +122,6 @@ static void plan_free(plan *p) {
 }
 
 /* The stored U8 shape of a quantized [rows, cols] matrix (panels: one stored row per panel). */
-/* The format's name ("moge.quant", quantization_config.format) for the quantized tensor type. */
-static const char *format_of(dtype qtype) {
-    return qtype == DTYPE_Q8 ? "q8" : qtype == DTYPE_Q8A8 ? "w8a8" : qtype == DTYPE_Q4A8 ? "w4a8" : "q4";
-}
-
 static void stored_shape(const tensor *t, dtype qtype, bool panels, int64_t shape[2]) {
     int64_t rows = t->shape[0], cols = t->shape[1];
     shape[0] = panels ? (rows + TENSOR_PANEL - 1) / TENSOR_PANEL : rows;
@@ -200,7 +195,7 @@ static moge_status make_plan(moge_model *m, dtype qtype, bool panels, plan *p, c
 
     cJSON *root = cJSON_CreateObject(), *meta = root ? cJSON_AddObjectToObject(root, "__metadata__") : NULL;
     bool ok = meta && cJSON_AddStringToObject(meta, "format", "pt") &&
-              cJSON_AddStringToObject(meta, "moge.quant", format_of(qtype)) &&
+              cJSON_AddStringToObject(meta, "moge.quant", quant_dtype_format(qtype)) &&
               (!panels || cJSON_AddStringToObject(meta, "moge.layout", "panel16"));
     for (int i = 0; ok && i < p->n; i++) ok = add_tensor_json(root, &p->t[i], qtype, panels);
     char *json = ok ? cJSON_PrintUnformatted(root) : NULL;
@@ -294,7 +289,7 @@ static moge_status write_config(const char *in_dir, const char *out_path, dtype 
     cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
     cJSON *q = cJSON_AddObjectToObject(root, "quantization_config");
     bool ok = q && cJSON_AddStringToObject(q, "quant_method", "moge") &&
-              cJSON_AddStringToObject(q, "format", format_of(qtype)) && cJSON_AddNumberToObject(q, "block_size", QBLOCK) &&
+              cJSON_AddStringToObject(q, "format", quant_dtype_format(qtype)) && cJSON_AddNumberToObject(q, "block_size", QBLOCK) &&
               (!panels || cJSON_AddStringToObject(q, "layout", "panel16"));
     char *out = ok ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
@@ -447,7 +442,7 @@ moge_status moge_quantize_model(const char *in_dir, const char *out_dir, const m
     st = moge_model_load(in_dir, &mp, &m, err, n);
     if (st != MOGE_OK) return st;
     if (m->prequantized) {
-        st = set_err(err, n, MOGE_ERR_ARG, "%s: already pre-quantized (%s); quantize the original weights", in_dir, model_quant_name(m->quant));
+        st = set_err(err, n, MOGE_ERR_ARG, "%s: already pre-quantized (%s); quantize the original weights", in_dir, quant_format_name(m->quant));
         moge_model_free(m);
         return st;
     }

@@ -110,28 +110,56 @@ static inline float bf16_to_f32(uint16_t b) {
     return f;
 }
 
+/* Element (r, c) of a block-quantized matrix (any quantized type, either layout) as its integer
+ * code and the scale of its block: the value is (float)code * *d. */
+static inline int tensor_code(const tensor *t, int64_t r, int64_t c, float *d) {
+    int64_t nb = (t->shape[1] + QBLOCK - 1) / QBLOCK;
+    int k = (int)(c % QBLOCK);
+    if (t->panel) {
+        int64_t blk = (r / TENSOR_PANEL) * nb + c / QBLOCK;
+        int j = (int)(r % TENSOR_PANEL), byte;
+        switch (t->type) {
+        case DTYPE_Q8: {
+            const pblock_q8 *b = (const pblock_q8 *)t->data + blk;
+            *d = b->d[j];
+            return b->q[k][j];
+        }
+        case DTYPE_Q8A8: {
+            const pblock_q8a8 *b = (const pblock_q8a8 *)t->data + blk;
+            *d = b->d[j];
+            return (int)b->q[k / 4][j][k % 4] - 128;
+        }
+        case DTYPE_Q4A8: {
+            const pblock_q4a8 *b = (const pblock_q4a8 *)t->data + blk;
+            *d = b->d[j];
+            byte = b->q[k % 16 / 4][j][k % 4];
+            return (k < 16 ? byte & 15 : byte >> 4) - 8;
+        }
+        default: { /* Q4 */
+            const pblock_q4 *b = (const pblock_q4 *)t->data + blk;
+            *d = b->d[j];
+            byte = b->q[k / 2][j];
+            return (k % 2 ? byte >> 4 : byte & 15) - 8;
+        }
+        }
+    }
+    int64_t b = r * nb + c / QBLOCK;
+    if (dtype_base(t->type) == DTYPE_Q8) {
+        const block_q8 *blk = (const block_q8 *)t->data + b;
+        *d = blk->d;
+        return blk->q[k];
+    }
+    const block_q4 *blk = (const block_q4 *)t->data + b;
+    *d = blk->d;
+    return (k < QBLOCK / 2 ? blk->q[k] & 15 : blk->q[k - QBLOCK / 2] >> 4) - 8;
+}
+
 /* Element i (row-major over the logical shape) of a tensor's data as f32. */
 static inline float tensor_get(const tensor *t, int64_t i) {
-    if (t->panel && dtype_is_quant(t->type)) {
-        int64_t cols = t->shape[1], r = i / cols, c = i % cols, nb = (cols + QBLOCK - 1) / QBLOCK;
-        int64_t blk = (r / TENSOR_PANEL) * nb + c / QBLOCK;
-        int j = (int)(r % TENSOR_PANEL), k = (int)(c % QBLOCK);
-        if (t->type == DTYPE_Q8) {
-            const pblock_q8 *b = (const pblock_q8 *)t->data + blk;
-            return (float)b->q[k][j] * b->d[j];
-        }
-        if (t->type == DTYPE_Q8A8) {
-            const pblock_q8a8 *b = (const pblock_q8a8 *)t->data + blk;
-            return (float)((int)b->q[k / 4][j][k % 4] - 128) * b->d[j];
-        }
-        if (t->type == DTYPE_Q4A8) {
-            const pblock_q4a8 *b = (const pblock_q4a8 *)t->data + blk;
-            int byte = b->q[k % 16 / 4][j][k % 4];
-            return (float)((k < 16 ? byte & 15 : byte >> 4) - 8) * b->d[j];
-        }
-        const pblock_q4 *b = (const pblock_q4 *)t->data + blk;
-        int byte = b->q[k / 2][j], q = k % 2 ? (byte >> 4) : (byte & 15);
-        return (float)(q - 8) * b->d[j];
+    if (dtype_is_quant(t->type)) {
+        float d;
+        int q = tensor_code(t, i / t->shape[1], i % t->shape[1], &d);
+        return (float)q * d;
     }
     if (t->panel) {
         int64_t cols = t->shape[1], r = i / cols, c = i % cols;
@@ -140,15 +168,6 @@ static inline float tensor_get(const tensor *t, int64_t i) {
     switch (t->type) {
     case DTYPE_F16: return f16_to_f32(((const uint16_t *)t->data)[i]);
     case DTYPE_BF16: return bf16_to_f32(((const uint16_t *)t->data)[i]);
-    case DTYPE_Q8:
-    case DTYPE_Q8A8:
-    case DTYPE_Q4:
-    case DTYPE_Q4A8: {
-        int64_t cols = t->shape[1], r = i / cols, c = i % cols, nb = (cols + QBLOCK - 1) / QBLOCK;
-        int64_t b = r * nb + c / QBLOCK;
-        if (dtype_base(t->type) == DTYPE_Q8) return q8_value((const block_q8 *)t->data + b, (int)(c % QBLOCK));
-        return q4_value((const block_q4 *)t->data + b, (int)(c % QBLOCK));
-    }
     default: return ((const float *)t->data)[i];
     }
 }
