@@ -492,6 +492,25 @@ PT_TYPE(DTYPE_BF16, ptile_BF16)
 PT_TYPE(DTYPE_Q8, ptile_Q8)
 PT_TYPE(DTYPE_Q4, ptile_Q4)
 
+/* y[r * out + o + a] += bias[o + a] for r < n, a < cols (after the chains: the same rounding for
+ * every kernel); nothing without a bias. */
+static void add_bias(float *y, int n, int64_t out, const float *bias, int o, int cols) {
+    if (!bias) return;
+    for (int r = 0; r < n; r++)
+        for (int a = 0; a < cols; a++) y[(int64_t)r * out + o + a] += bias[o + a];
+}
+
+/* The panels of the next tile from output o of [o, o1): `widest` (one of `chain`, a kernel's tile
+ * widths from the widest down to 1), or the next narrower one the panels left still fill; *cols
+ * gets the outputs the tile covers. */
+static int next_panels(int o, int o1, int widest, const int *chain, int *cols) {
+    int left = (o1 - o + TENSOR_PANEL - 1) / TENSOR_PANEL, i = 0;
+    while (chain[i] != widest) i++;
+    while (chain[i] > left && chain[i] > 1) i++;
+    *cols = o1 - o < chain[i] * TENSOR_PANEL ? o1 - o : chain[i] * TENSOR_PANEL;
+    return chain[i];
+}
+
 /* y (n, out) columns [o0, o1) (o0 a multiple of TENSOR_PANEL) for panel-layout weights. */
 static void matmul_panels(float *y, const float *x, int n, const tensor *w, const float *bias, int o0, int o1) {
     int out = (int)w->shape[0], in = (int)w->shape[1];
@@ -499,18 +518,14 @@ static void matmul_panels(float *y, const float *x, int n, const tensor *w, cons
     void (*fn)(int, int, const char *, size_t, int, const float *, float *, int64_t, int) =
         w->type == DTYPE_F16 ? ptile_F16 : w->type == DTYPE_BF16 ? ptile_BF16 : w->type == DTYPE_Q8 ? ptile_Q8 :
         w->type == DTYPE_Q4 ? ptile_Q4 : ptile_F32;
+    static const int chain[] = {PT_C1, PT_C2, PT_PANELS, 1};
     int widest = n == 1 ? PT_C1 : n == 2 ? PT_C2 : PT_PANELS;
-    for (int o = o0; o < o1;) {
-        int left = (o1 - o + TENSOR_PANEL - 1) / TENSOR_PANEL, c = widest;
-        while (c > left && c > 1) c = c == PT_C1 ? PT_C2 : c == PT_C2 ? PT_PANELS : 1;
-        int cols = o1 - o < c * TENSOR_PANEL ? o1 - o : c * TENSOR_PANEL;
+    for (int o = o0, cols; o < o1; o += cols) {
+        int c = next_panels(o, o1, widest, chain, &cols);
         const char *wp = (const char *)w->data + (size_t)(o / TENSOR_PANEL) * pb;
         for (int r = 0; r < n; r += PT_ROWS)
             fn(n - r < PT_ROWS ? n - r : PT_ROWS, c, wp, pb, in, x + (int64_t)r * in, y + (int64_t)r * out + o, out, cols);
-        if (bias)
-            for (int r = 0; r < n; r++)
-                for (int a = 0; a < cols; a++) y[(int64_t)r * out + o + a] += bias[o + a];
-        o += cols;
+        add_bias(y, n, out, bias, o, cols);
     }
 }
 
@@ -694,18 +709,14 @@ static void matmul_act8(float *y, const act8_rows *x, int n, const tensor *w, co
     size_t pb = tensor_panel_bytes(w->type, TENSOR_PANEL, w->shape[1]);
     void (*fn)(int, int, const char *, size_t, const act8_rows *, int64_t, float *, int64_t, int) =
         w->type == DTYPE_Q4A8 ? qatile_Q4A8 : qatile_Q8A8;
+    static const int chain[] = {QA_C1, QA_PANELS, 1};
     int widest = n == 1 ? QA_C1 : QA_PANELS;
-    for (int o = o0; o < o1;) {
-        int left = (o1 - o + TENSOR_PANEL - 1) / TENSOR_PANEL, c = widest;
-        while (c > left && c > 1) c = c == QA_C1 ? QA_PANELS : 1;
-        int cols = o1 - o < c * TENSOR_PANEL ? o1 - o : c * TENSOR_PANEL;
+    for (int o = o0, cols; o < o1; o += cols) {
+        int c = next_panels(o, o1, widest, chain, &cols);
         const char *wp = (const char *)w->data + (size_t)(o / TENSOR_PANEL) * pb;
         for (int r = 0; r < n; r += QA_ROWS)
             fn(n - r < QA_ROWS ? n - r : QA_ROWS, c, wp, pb, x, r, y + (int64_t)r * out + o, out, cols);
-        if (bias)
-            for (int r = 0; r < n; r++)
-                for (int a = 0; a < cols; a++) y[(int64_t)r * out + o + a] += bias[o + a];
-        o += cols;
+        add_bias(y, n, out, bias, o, cols);
     }
 }
 
@@ -751,9 +762,7 @@ static void matmul_rows(float *y, const acts *x, int n, const tensor *w, const f
                 fn(to, n - r < 4 ? n - r : 4, w, o, in, x, r, k0, k1, flags, save[r / 4], y + (int64_t)r * out + o, out);
             }
         }
-        if (bias)
-            for (int r = 0; r < n; r++)
-                for (int a = 0; a < to; a++) y[(int64_t)r * out + o + a] += bias[o + a];
+        add_bias(y, n, out, bias, o, to);
         o += to;
     }
 }
