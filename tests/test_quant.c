@@ -93,69 +93,51 @@ static void check_roundtrip(dtype type, int64_t rows, int64_t cols) {
     free((void *)q.data); free(w); free(back);
 }
 
-/* quant_act_row (vectorised for whole blocks) gives exactly the documented values. */
-static void check_act_row(int64_t n, float scale) {
+/* quant_act_row (int16, lim 32767) and quant_act8_row (int8, lim 127; with code sums), vectorised
+ * for whole blocks, give exactly the documented values: d = max|x| / lim,
+ * q = lrintf(x * (lim / max|x|)), every value within about d / 2. */
+static void check_act_row(int64_t n, float scale, int lim) {
     int64_t nb = (n + QBLOCK - 1) / QBLOCK;
     float *x = malloc((size_t)n * sizeof(float)), *d = malloc((size_t)nb * sizeof(float));
-    int16_t *q = malloc((size_t)(nb * QBLOCK) * sizeof(int16_t));
-    fill(x, n, scale);
-    if (n > 40) x[40] = 0.0f, x[37] = -scale; /* an exact maximum */
-    quant_act_row(x, n, q, d);
-    int bad = 0;
-    for (int64_t b = 0; b < nb; b++) {
-        float amax = 0.0f;
-        for (int64_t i = b * QBLOCK; i < n && i < (b + 1) * QBLOCK; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-        float inv = amax > 0 ? 32767.0f / amax : 0.0f;
-        bad += d[b] != amax / 32767.0f;
-        for (int64_t i = b * QBLOCK; i < (b + 1) * QBLOCK; i++) {
-            int want = i < n ? (int)lrintf(x[i] * inv) : 0;
-            bad += q[i] != want;
-            /* x * inv is rounded before lrintf: up to 32767 * 2^-24 of a step more than half */
-            if (i < n) bad += fabs((double)q[i] * d[b] - x[i]) > d[b] * 0.503 + 1e-30;
-        }
-    }
-    CHECKF(bad == 0, "quant_act_row n=%lld: %d values differ from the definition", (long long)n, bad);
-    free(x); free(d); free(q);
-}
-
-/* quant_act8_row (vectorised for whole blocks): exactly the documented values and code sums. */
-static void check_act8_row(int64_t n, float scale) {
-    int64_t nb = (n + QBLOCK - 1) / QBLOCK;
-    float *x = malloc((size_t)n * sizeof(float)), *d = malloc((size_t)nb * sizeof(float));
-    int8_t *q = malloc((size_t)(nb * QBLOCK));
+    int *q = malloc((size_t)(nb * QBLOCK) * sizeof(int));
+    int16_t *q16 = malloc((size_t)(nb * QBLOCK) * sizeof(int16_t));
+    int8_t *q8 = malloc((size_t)(nb * QBLOCK));
     int32_t *sum = malloc((size_t)nb * sizeof(int32_t));
     fill(x, n, scale);
     if (n > 40) x[40] = 0.0f, x[37] = -scale, x[33] = scale * 0.99999f; /* an exact maximum, a near one */
     if (n > 64) for (int i = 64; i < 96 && i < n; i++) x[i] = 0.0f; /* an all-zero block */
-    quant_act8_row(x, n, q, d, sum);
+    if (lim == QACT_MAX) quant_act_row(x, n, q16, d);
+    else quant_act8_row(x, n, q8, d, sum);
+    for (int64_t i = 0; i < nb * QBLOCK; i++) q[i] = lim == QACT_MAX ? q16[i] : q8[i];
     int bad = 0;
     for (int64_t b = 0; b < nb; b++) {
         float amax = 0.0f;
         for (int64_t i = b * QBLOCK; i < n && i < (b + 1) * QBLOCK; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-        float inv = amax > 0 ? 127.0f / amax : 0.0f;
-        bad += d[b] != amax / 127.0f;
+        float inv = amax > 0 ? (float)lim / amax : 0.0f;
+        bad += d[b] != amax / (float)lim;
         int32_t s = 0;
         for (int64_t i = b * QBLOCK; i < (b + 1) * QBLOCK; i++) {
             int want = i < n ? (int)lrintf(x[i] * inv) : 0;
             bad += q[i] != want;
             s += q[i];
+            /* x * inv is rounded before lrintf: up to lim * 2^-24 of a step more than half */
             if (i < n) bad += fabs((double)q[i] * d[b] - x[i]) > d[b] * 0.503 + 1e-30;
         }
-        bad += sum[b] != s;
+        if (lim != QACT_MAX) bad += sum[b] != s;
     }
-    CHECKF(bad == 0, "quant_act8_row n=%lld: %d values differ from the definition", (long long)n, bad);
-    free(x); free(d); free(q); free(sum);
+    CHECKF(bad == 0, "%s n=%lld: %d values differ from the definition", lim == QACT_MAX ? "quant_act_row" : "quant_act8_row", (long long)n,
+           bad);
+    free(x); free(d); free(q); free(q16); free(q8); free(sum);
 }
 
 static void test_roundtrip(void) {
-    check_act8_row(32, 1.0f);
-    check_act8_row(1024, 3.0f);
-    check_act8_row(172, 1e-3f);
-    check_act8_row(7, 100.0f);
-    check_act_row(32, 1.0f);
-    check_act_row(1024, 3.0f);
-    check_act_row(172, 1e-3f);
-    check_act_row(7, 100.0f);
+    for (int lim = 0; lim < 2; lim++) {
+        int l = lim ? QACT8_MAX : QACT_MAX;
+        check_act_row(32, 1.0f, l);
+        check_act_row(1024, 3.0f, l);
+        check_act_row(172, 1e-3f, l);
+        check_act_row(7, 100.0f, l);
+    }
     int64_t shapes[][2] = {{3, 32}, {5, 100}, {4, 172}, {2, 7}, {8, 1024}, {1, 33}};
     for (int s = 0; s < 6; s++) {
         check_roundtrip(DTYPE_Q8, shapes[s][0], shapes[s][1]);
