@@ -5,9 +5,9 @@
 #include <math.h>
 #include "runtime/backend.h"
 
-/* Values b0 .. b0 + m - 1 of row x as the matmul multiplies them: W8A8 weights (DTYPE_Q8A8)
- * and W4A8 weights (DTYPE_Q4A8) multiply the int8-quantized values (quant_act8_row over the block, the rounding the cpu
- * kernels make), other weights x itself. */
+/* Values b0 .. b0 + m - 1 of row x as the matmul multiplies them: W8A8 / W4A8 weights (DTYPE_Q8A8,
+ * DTYPE_Q4A8) multiply the int8-quantized values (quant_act8_row over the block, the rounding the
+ * cpu kernels make), other weights x itself. */
 static void ref_act_block(const tensor *w, const float *x, int64_t b0, int m, double *v) {
     if (!dtype_act8(w->type)) {
         for (int j = 0; j < m; j++) v[j] = x[b0 + j];

@@ -83,11 +83,10 @@ typedef struct {
 static void adapt_init(adapt_state *a, int32_t max_budget, bool enabled) {
     memset(a, 0, sizeof *a);
     a->budget[a->n_levels++] = 0;
-    for (int32_t b = 2; a->n_levels < ADAPT_LEVELS; b *= 2) {
+    for (int32_t b = 2; max_budget > 0 && a->n_levels < ADAPT_LEVELS; b *= 2) {
         a->budget[a->n_levels++] = b < max_budget ? b : max_budget;
         if (b >= max_budget) break;
     }
-    if (max_budget <= 0) a->n_levels = 1;
     /* start at 4 nodes (or the whole tree when smaller, or not adaptive: the whole tree) */
     a->cur = a->n_levels - 1;
     if (enabled)
