@@ -494,7 +494,9 @@ typedef struct {
     moge_spec_mode spec;           /* default MOGE_SPEC_NONE; needs a drafter otherwise */
     moge_drafter *drafter;         /* not owned */
     moge_draft_params draft;
-    bool adaptive;                 /* choose the tree budget by measured tokens/s (a hill climb); default true */
+    bool adaptive;                 /* let the planner choose each step's tree (none, a chain or a tree up to
+                                      `draft`'s limits) by expected accepted tokens per expected second;
+                                      false = always the tree `draft` describes; default true */
     /* The tokens the context already holds (exactly moge_context_n_past() of them, e.g. earlier
      * turns of a conversation), so the drafter and the repetition penalty see the whole text;
      * NULL/0 = they see this call's prompt only. Not owned. */
@@ -518,7 +520,13 @@ typedef struct {
     double t_decode_s;       /* wall time of the generation after the prefill */
     double tokens_per_s;     /* n_generated / t_decode_s */
     double mean_accepted;    /* τ: n_generated / (n_forward + 1), tokens emitted per target pass */
-    int64_t n_draft_nodes;   /* draft nodes proposed (below roots), summed over steps */
+    int64_t n_draft_nodes;   /* draft nodes the target verified (below roots), summed over steps */
+    int64_t n_draft_proposed;/* draft nodes the drafter proposed (the planner may verify fewer) */
+    int32_t n_plain_steps;   /* steps the planner ran without a tree (plain decoding) */
+    double predicted_speedup;/* the planner's prediction of tokens/s over plain decoding (0 = no planner) */
+    double expert_bytes_read;/* bytes of routed-expert weights the target's passes after the prefill
+                                read: sum over passes and MoE layers of distinct experts x bytes of
+                                one expert (0 for a dense target) */
     int64_t accept_tries[MOGE_MAX_DEPTH];  /* steps whose walk reached depth d-1 with a child at depth d (index d) */
     int64_t accept_hits[MOGE_MAX_DEPTH];   /* ... and accepted a node at depth d */
     double t_draft_s, t_verify_s, t_sample_s, t_rollback_s; /* time split of the generation */
