@@ -132,6 +132,7 @@ void moge_context_free(moge_context *ctx) {
     free(ctx->last_device_pairs); free(ctx->tot_device_pairs); free(ctx->last_expert_hits); free(ctx->tot_expert_hits);
     free(ctx->last_imbalance); free(ctx->last_distinct); free(ctx->tot_imbalance); free(ctx->tot_imbalance_max);
     free(ctx->tot_distinct);
+    if (ctx->upper_free) ctx->upper_free(ctx->upper_state);
     free(ctx);
 }
 

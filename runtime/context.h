@@ -52,6 +52,10 @@ struct moge_context {
     int32_t *samp_idx;             /* (n_vocab) */
     int32_t *samp_recent;          /* (n_ctx + n_batch) */
     int32_t *samp_children, *samp_child_tok; /* (n_batch) */
+    /* state a module above the runtime keeps per context (verify/planner.c: the cost model's
+     * calibration), freed with the context; the runtime never looks inside */
+    void *upper_state;
+    void (*upper_free)(void *);
     char err[512];
 };
 

@@ -416,19 +416,33 @@ static void test_sampling_distribution(void) {
         /* Chain and tree{3,2,1} with children drawn from the draft (rejection sampling). Top-k
          * children with sample-and-match consume the RNG exactly as target-only sampling does, so
          * their output is identical per seed (the greedy tests cover them). */
-        for (int mode = 0; mode < 2; mode++) {
+        for (int mode = 0; mode < 3; mode++) {
             moge_generate_params sg = gp;
             sg.spec = mode == 0 ? MOGE_SPEC_CHAIN : MOGE_SPEC_TREE;
             sg.drafter = d;
-            sg.adaptive = false;
+            /* mode 2: the tree {3,2,1} cut by the planner (a fixed cost model, so its choices
+             * depend on the acceptance counts only): a prefix of each node's draws */
+            sg.adaptive = mode == 2;
+            if (mode == 2) setenv("MOGE_PLAN_COST", "1,0.08", 1);
             sg.draft.draft_max = 4;
             sg.draft.sampled = true;
-            sg.draft.shape = mode == 1 ? shape : NULL;
-            sg.draft.n_shape = mode == 1 ? 3 : 0;
+            sg.draft.shape = mode >= 1 ? shape : NULL;
+            sg.draft.n_shape = mode >= 1 ? 3 : 0;
             sample_many(ctx, &sg, NULL, spec);
+            if (mode == 2) { /* the planner did cut trees */
+                moge_stats st;
+                int32_t prompt[2] = {1, 403};
+                moge_kv_truncate(ctx, 0);
+                sg.n_predict = 64;
+                CHECK(moge_generate(ctx, prompt, 2, &sg, NULL, NULL, &st) == MOGE_OK);
+                printf("  planner: %lld of %lld sampled nodes verified, %d plain steps of %d\n", (long long)st.n_draft_nodes,
+                       (long long)st.n_draft_proposed, st.n_plain_steps, st.n_forward);
+                CHECK(st.n_draft_nodes > 0 && st.n_draft_nodes < st.n_draft_proposed);
+                unsetenv("MOGE_PLAN_COST");
+            }
             char what[96];
             snprintf(what, sizeof what, "T=%.1f top-p %.1f %s", gp.sampler.temperature, gp.sampler.top_p,
-                     mode == 0 ? "chain" : "tree {3,2,1}");
+                     mode == 0 ? "chain" : mode == 1 ? "tree {3,2,1}" : "tree {3,2,1} + planner");
             double worst;
             int fails = compare(base, spec, what, &worst);
             printf("  %s: worst chi2 / critical %.2f\n", what, worst);

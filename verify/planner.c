@@ -1,0 +1,614 @@
+/*
+ * planner.c — the speculation planner: an expert-aware cost model of verification and the choice
+ * of each step's tree by expected accepted tokens per expected second (planner.h).
+ *
+ * Cost model. Verifying n rows that touch E distinct experts (summed over the MoE layers) costs
+ *     T(n, E) = T_same(n) + c · (E − E_same(n))
+ * where T_same(n), E_same(n) are measured on n rows whose routing repeats (a root and n−1
+ * identical siblings: every sibling routes like the first), and c, the seconds one more distinct
+ * expert costs, from chains of n distinct tokens (many more experts) at the same n. Dense models
+ * have T(n) = T_same(n). The calibration takes a few forwards per row count (the minimum of two
+ * interleaved repeats), is kept in the context and cached on disk per model shape, format,
+ * backend, threads and processor; an online scale (the measured verification time over the
+ * predicted, averaged in log space) follows the machine's load.
+ *
+ * Distinct experts of n rows: per MoE layer, with π_e the share of the target's recent rows that
+ * chose expert e, independent rows would touch D(n) = Σ_e 1 − (1 − π_e)^n experts; rows of one
+ * tree share their context and route alike, so E(n) = E(1) + ρ (D(n) − E(1)) with ρ the observed
+ * ratio of excess experts.
+ *
+ * Value. A child's acceptance rate, given its parent was accepted, is estimated by bins of the
+ * draft's conditional probability of the child × its rank among its siblings, from every child the
+ * target's walk reached in this generation (prior: the draft's own probability). A node's value is
+ * the product along its path, and the expected accepted tokens of a subtree are 1 (the bonus
+ * token) plus the sum of its nodes' values (siblings accept exclusively).
+ *
+ * Choice. The nodes are taken greedily by value, a node only after its parent and its previous
+ * sibling (so sampled children stay a prefix of their draws, as the rejection rule needs), and the
+ * prefix with the best (1 + Σ values) / (draft + verification + other seconds) is verified. When
+ * even that is slower than plain decoding, the next steps are plain (no drafting), with a probe
+ * after 2, 4, ... 256 plain steps. The drafting depth follows the deepest node chosen, plus one.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime/context.h"
+#include "verify/planner.h"
+
+#define CAL_VERSION 1
+#define CAL_MAX_PTS 16
+#define CAL_BUDGET_S 3.0 /* stop calibrating after the repeat that passes this */
+#define NQ 10            /* bins of the draft's conditional probability */
+#define NR 3             /* sibling ranks: first, second, later */
+
+typedef struct {
+    int n_pts;
+    int32_t rows[CAL_MAX_PTS];
+    double t_same[CAL_MAX_PTS], e_same[CAL_MAX_PTS];
+    double c_exp;
+    int32_t max_rows;
+    char key[512];
+} plan_cost;
+
+struct planner {
+    moge_context *ctx;
+    plan_cost cost;            /* calibrated once per context (or read from the cache) */
+    const void *drafter;       /* what the acceptance counts below are of */
+    int32_t rule;
+    int32_t max_rows, n_moe, n_expert, k;
+    double *hits; /* (n_moe, n_expert) decayed rows that chose each expert */
+    double rows;  /* decayed rows counted */
+    double rho;
+    double d_tab[PLAN_MAX_ROWS + 1]; /* D(n) summed over layers */
+    int tab_age;
+    double tries[NQ][NR], acc[NQ][NR];
+    double log_scale; int n_scale;
+    double t_level, t_other;
+    double rel; /* moving average of the chosen subtrees' predicted rate over plain decoding's */
+    bool chosen, after_spec;
+    bool fixed; /* MOGE_PLAN_COST: a given cost model, nothing measured */
+    int32_t depth, skip_left, wait;
+    double pred_tok, pred_time, plain_time;
+    int64_t steps;
+    /* scratch of planner_choose */
+    double val[PLAN_MAX_ROWS], gain[PLAN_MAX_ROWS + 1];
+    int32_t order[PLAN_MAX_ROWS], first_child[PLAN_MAX_ROWS], next_sib[PLAN_MAX_ROWS];
+    uint8_t sel[PLAN_MAX_ROWS], cand[PLAN_MAX_ROWS];
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Cost model: calibration, cache                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+static double interp(const plan_cost *c, const double *y, double n) {
+    if (c->n_pts == 1 || n <= c->rows[0]) return y[0];
+    int i = 1;
+    while (i < c->n_pts - 1 && n > c->rows[i]) i++;
+    double x0 = c->rows[i - 1], x1 = c->rows[i];
+    return y[i - 1] + (y[i] - y[i - 1]) * (n - x0) / (x1 - x0);
+}
+
+static double cost_raw(const plan_cost *c, double n, double e) {
+    double t = interp(c, c->t_same, n) + c->c_exp * (e - interp(c, c->e_same, n));
+    double floor = 0.5 * c->t_same[0];
+    return t > floor ? t : floor;
+}
+
+static double distinct_sum(const moge_context *ctx) {
+    double e = 0;
+    for (int32_t l = 0; l < moge_context_n_moe_layers(ctx); l++) {
+        moge_moe_stats ms;
+        if (moge_moe_stats_get(ctx, l, false, &ms) == MOGE_OK) e += ms.distinct_experts;
+    }
+    return e;
+}
+
+static void cpu_name(char *buf, size_t n) {
+    snprintf(buf, n, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) != 0) continue;
+        const char *v = strchr(line, ':');
+        if (!v) break;
+        v++;
+        while (*v == ' ' || *v == '\t') v++;
+        snprintf(buf, n, "%s", v);
+        buf[strcspn(buf, "\n")] = 0;
+        break;
+    }
+    fclose(f);
+}
+
+static void cost_key(const moge_context *ctx, char *buf, size_t n) {
+    const moge_model *m = ctx->model;
+    const model_config *c = &m->cfg;
+    moge_model_info in;
+    moge_model_get_info(m, &in);
+    char cpu[128];
+    cpu_name(cpu, sizeof cpu);
+    snprintf(buf, n, "v%d %s L%d D%d H%d/%d hd%d ff%d E%d/%d G%d ffe%d ffs%d V%d dtype=%s quant=%s bytes=%lld backend=%s threads=%d devices=%d cpu=%s",
+             CAL_VERSION, c->architecture, c->n_layer, c->n_embd, c->n_head, c->n_head_kv, c->head_dim, c->n_ff, c->n_expert,
+             c->n_expert_used, c->n_group, c->n_ff_expert, c->n_ff_shared, c->n_vocab, in.dtype ? in.dtype : "?",
+             in.quant ? in.quant : "?", (long long)in.weight_bytes, m->ops ? m->ops->name : "?", m->n_threads, ctx->n_devices, cpu);
+}
+
+static uint64_t fnv1a(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+/* The cache file's path (false when no cache directory is known). mkdirs: create its folders. */
+static bool cache_path(const char *key, char *buf, size_t n, bool mkdirs) {
+    const char *root = getenv("MOGE_CACHE"), *home = getenv("HOME");
+    char dir[4096];
+    if (root && *root) snprintf(dir, sizeof dir, "%s", root);
+    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/moge", home);
+    else return false;
+    if (mkdirs) {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s", dir);
+        for (char *s = tmp + 1; *s; s++)
+            if (*s == '/') { *s = 0; mkdir(tmp, 0755); *s = '/'; }
+        mkdir(tmp, 0755);
+    }
+    int w = snprintf(buf, n, "%s/calib", dir);
+    if (mkdirs) mkdir(buf, 0755);
+    w = snprintf(buf, n, "%s/calib/%016llx.txt", dir, (unsigned long long)fnv1a(key));
+    return w > 0 && (size_t)w < n;
+}
+
+static bool cost_load(plan_cost *c, const char *key, int32_t max_rows) {
+    char path[4200];
+    if (!cache_path(key, path, sizeof path, false)) return false;
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    char line[1024];
+    bool ok = false;
+    memset(c, 0, sizeof *c);
+    if (fgets(line, sizeof line, f) && !strcmp(line, "moge-calibration\n") && fgets(line, sizeof line, f) &&
+        !strncmp(line, "key ", 4)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!strcmp(line + 4, key) && fgets(line, sizeof line, f) && sscanf(line, "c_exp %lf", &c->c_exp) == 1) {
+            while (c->n_pts < CAL_MAX_PTS && fgets(line, sizeof line, f)) {
+                int r;
+                double t, e;
+                if (sscanf(line, "%d %lf %lf", &r, &t, &e) != 3 || r < 1 || !(t > 0) || !(e >= 0)) break;
+                if (c->n_pts > 0 && r <= c->rows[c->n_pts - 1]) break;
+                c->rows[c->n_pts] = r, c->t_same[c->n_pts] = t, c->e_same[c->n_pts] = e;
+                c->n_pts++;
+            }
+            ok = c->n_pts > 0 && c->rows[0] == 1 && c->rows[c->n_pts - 1] >= max_rows && c->c_exp >= 0 && isfinite(c->c_exp);
+        }
+    }
+    fclose(f);
+    if (ok) {
+        c->max_rows = c->rows[c->n_pts - 1];
+        snprintf(c->key, sizeof c->key, "%s", key);
+    }
+    return ok;
+}
+
+static void cost_save(const plan_cost *c) {
+    char path[4200], tmp[4300];
+    if (!cache_path(c->key, path, sizeof path, true)) return;
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return;
+    fprintf(f, "moge-calibration\nkey %s\nc_exp %.9g\n", c->key, c->c_exp);
+    for (int i = 0; i < c->n_pts; i++) fprintf(f, "%d %.9g %.9g\n", c->rows[i], c->t_same[i], c->e_same[i]);
+    bool ok = fclose(f) == 0;
+    if (!ok || rename(tmp, path) != 0) remove(tmp);
+}
+
+/* One timed forward of n rows: "same" = a root and n-1 identical children, else a causal chain of
+ * distinct tokens. Writes the seconds and the distinct experts; the cache is left as it was. */
+static moge_status timed_pass(moge_context *ctx, int32_t n, bool same, const int32_t *toks, int32_t *tbuf, int32_t *pbuf,
+                              double *secs, double *e) {
+    for (int32_t i = 0; i < n; i++) {
+        tbuf[i] = same ? (i == 0 ? toks[0] : toks[1]) : toks[i];
+        pbuf[i] = i == 0 ? -1 : same ? 0 : i - 1;
+    }
+    moge_batch b = {.n = n, .tokens = tbuf, .parent = pbuf};
+    const float *lg;
+    double t0 = now_s();
+    moge_status st = moge_forward(ctx, &b, &lg);
+    *secs = now_s() - t0;
+    *e = distinct_sum(ctx);
+    return st;
+}
+
+static moge_status calibrate(moge_context *ctx, int32_t max_rows, const int32_t *history, int32_t n_history, plan_cost *c) {
+    static const int32_t grid[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128};
+    int32_t room = ctx->n_ctx - ctx->n_past;
+    if (room > ctx->n_batch) room = ctx->n_batch;
+    if (max_rows > room) max_rows = room;
+    if (max_rows < 1) return MOGE_ERR_CONTEXT_FULL;
+    c->n_pts = 0;
+    for (size_t i = 0; i < sizeof grid / sizeof grid[0] && grid[i] < max_rows && c->n_pts < CAL_MAX_PTS - 1; i++)
+        c->rows[c->n_pts++] = grid[i];
+    c->rows[c->n_pts++] = max_rows;
+    c->max_rows = max_rows;
+    bool moe = moge_context_n_moe_layers(ctx) > 0;
+    int32_t V = ctx->model->cfg.n_vocab;
+    int32_t *toks = malloc((size_t)max_rows * 3 * sizeof(int32_t));
+    if (!toks) return MOGE_ERR_NOMEM;
+    int32_t *tbuf = toks + max_rows, *pbuf = tbuf + max_rows;
+    uint64_t s = 0x9e3779b97f4a7c15ull;
+    for (int32_t i = 0; i < max_rows; i++) { /* the history's tokens, then pseudo-random ones */
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        toks[i] = i < n_history ? history[n_history - 1 - i] : (int32_t)((s >> 33) % (uint64_t)V);
+    }
+    double t_dist[CAL_MAX_PTS], e_dist[CAL_MAX_PTS];
+    for (int i = 0; i < c->n_pts; i++) c->t_same[i] = t_dist[i] = INFINITY;
+    double secs, e, t0 = now_s();
+    moge_status st = timed_pass(ctx, max_rows, false, toks, tbuf, pbuf, &secs, &e); /* warm-up */
+    for (int rep = 0; rep < 2 && st == MOGE_OK; rep++) {
+        for (int i = 0; i < c->n_pts && st == MOGE_OK; i++) {
+            for (int kind = 0; kind < (moe ? 2 : 1) && st == MOGE_OK; kind++) {
+                bool same = moe && kind == 0;
+                st = timed_pass(ctx, c->rows[i], same, toks, tbuf, pbuf, &secs, &e);
+                double *t = same || !moe ? &c->t_same[i] : &t_dist[i];
+                if (secs < *t) {
+                    *t = secs;
+                    if (same || !moe) c->e_same[i] = e;
+                    else e_dist[i] = e;
+                }
+            }
+        }
+        if (now_s() - t0 > CAL_BUDGET_S) break;
+    }
+    free(toks);
+    if (st != MOGE_OK) return st;
+    c->c_exp = 0;
+    if (moe) { /* least squares through the origin of Δt on ΔE over the row counts */
+        double sxy = 0, sxx = 0;
+        for (int i = 0; i < c->n_pts; i++) {
+            double dx = e_dist[i] - c->e_same[i], dy = t_dist[i] - c->t_same[i];
+            if (c->rows[i] < 2 || dx <= 0) continue;
+            sxy += dx * dy, sxx += dx * dx;
+        }
+        if (sxx > 0 && sxy > 0) c->c_exp = sxy / sxx;
+    }
+    /* more rows never cost less: keep T_same non-decreasing against timing noise */
+    for (int i = 1; i < c->n_pts; i++)
+        if (c->t_same[i] < c->t_same[i - 1]) c->t_same[i] = c->t_same[i - 1];
+    return MOGE_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Planner                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+void planner_free(planner *p) {
+    if (!p) return;
+    free(p->hits);
+    free(p);
+}
+
+static void planner_free_void(void *p) { planner_free(p); }
+
+/* Forgets what the planner learned about a drafter (a new drafter or acceptance rule). */
+static void forget_drafter(planner *p) {
+    memset(p->tries, 0, sizeof p->tries);
+    memset(p->acc, 0, sizeof p->acc);
+    p->t_level = 0;
+    p->rel = 0;
+    p->depth = MOGE_MAX_DEPTH;
+    p->wait = 2;
+    p->skip_left = 0;
+}
+
+moge_status planner_start(moge_context *ctx, int32_t max_rows, const void *drafter, int32_t rule, const int32_t *history,
+                          int32_t n_history, planner **out) {
+    *out = NULL;
+    if (max_rows > PLAN_MAX_ROWS) max_rows = PLAN_MAX_ROWS;
+    if (max_rows > ctx->n_ctx - ctx->n_past) max_rows = ctx->n_ctx - ctx->n_past; /* the calibration's room */
+    if (max_rows > ctx->n_batch) max_rows = ctx->n_batch;
+    if (max_rows < 1) return MOGE_ERR_CONTEXT_FULL;
+    planner *p = ctx->upper_state;
+    if (!p) {
+        if (!(p = calloc(1, sizeof *p))) return MOGE_ERR_NOMEM;
+        p->ctx = ctx;
+        p->n_moe = moge_context_n_moe_layers(ctx);
+        p->n_expert = ctx->model->cfg.n_expert;
+        p->k = ctx->model->cfg.n_expert_used;
+        if (p->n_moe > 0 && !(p->hits = calloc((size_t)p->n_moe * p->n_expert, sizeof(double)))) {
+            free(p);
+            return MOGE_ERR_NOMEM;
+        }
+        p->rho = 0.8;
+        p->tab_age = 1 << 30;
+        forget_drafter(p);
+        ctx->upper_state = p;
+        ctx->upper_free = planner_free_void;
+    }
+    char key[512];
+    cost_key(ctx, key, sizeof key);
+    double fa, fb, fc = 0;
+    const char *fixed = getenv("MOGE_PLAN_COST");
+    bool is_fixed = fixed && sscanf(fixed, "%lf,%lf,%lf", &fa, &fb, &fc) >= 2 && fa > 0 && fb >= 0 && fc >= 0;
+    if (is_fixed) snprintf(key, sizeof key, "fixed %.9g %.9g %.9g", fa, fb, fc);
+    const char *recal = getenv("MOGE_RECALIBRATE");
+    bool force = recal && *recal && strcmp(recal, "0") != 0;
+    plan_cost *c = &p->cost;
+    if (strcmp(c->key, key) != 0 || c->max_rows < max_rows) {
+        if (is_fixed) { /* T(n, E) = a + b n + c E: no calibration, no scale, no draft time */
+            memset(c, 0, sizeof *c);
+            c->n_pts = 2;
+            c->rows[0] = 1, c->rows[1] = PLAN_MAX_ROWS;
+            c->t_same[0] = fa + fb, c->t_same[1] = fa + fb * PLAN_MAX_ROWS;
+            c->c_exp = fc;
+            c->max_rows = PLAN_MAX_ROWS;
+        } else if (force || !cost_load(c, key, max_rows)) {
+            moge_status st = calibrate(ctx, max_rows, history, n_history, c);
+            if (st != MOGE_OK) {
+                c->key[0] = 0;
+                return st;
+            }
+            snprintf(c->key, sizeof c->key, "%s", key);
+            if (c->max_rows >= max_rows) cost_save(c);
+        }
+        snprintf(c->key, sizeof c->key, "%s", key);
+        p->n_scale = 0;
+        p->log_scale = 0;
+    }
+    p->fixed = is_fixed;
+    if (p->drafter != drafter || p->rule != rule) forget_drafter(p);
+    p->drafter = drafter;
+    p->rule = rule;
+    p->max_rows = max_rows < c->max_rows ? max_rows : c->max_rows;
+    p->chosen = p->after_spec = false;
+    p->pred_tok = p->pred_time = p->plain_time = 0;
+    p->steps = 0;
+    *out = p;
+    return MOGE_OK;
+}
+
+/* D(n) = Σ_layers Σ_e 1 − (1 − π_e)^n for n = 1..max_rows, from the routing seen so far. */
+static void refresh_distinct(planner *p) {
+    memset(p->d_tab, 0, sizeof p->d_tab);
+    if (p->n_moe == 0) return;
+    for (int32_t l = 0; l < p->n_moe; l++)
+        for (int32_t e = 0; e < p->n_expert; e++) {
+            double pi = p->rows > 0 ? p->hits[(int64_t)l * p->n_expert + e] / p->rows : (double)p->k / p->n_expert;
+            if (pi > 1) pi = 1;
+            double miss = 1;
+            for (int32_t n = 1; n <= p->max_rows; n++) {
+                miss *= 1 - pi;
+                p->d_tab[n] += 1 - miss;
+            }
+        }
+    p->tab_age = 0;
+}
+
+static double expected_distinct(const planner *p, int32_t n) {
+    if (p->n_moe == 0) return 0;
+    if (n > p->max_rows) n = p->max_rows;
+    double e1 = (double)p->n_moe * p->k;
+    return e1 + p->rho * (p->d_tab[n] - e1);
+}
+
+/* Predicted seconds of verifying n rows at the current scale. */
+static double verify_cost(const planner *p, int32_t n) {
+    double scale = p->n_scale ? exp(p->log_scale) : 1.0;
+    return scale * cost_raw(&p->cost, n, expected_distinct(p, n));
+}
+
+static int qbin(double q) {
+    int b = (int)(q * NQ);
+    return b < 0 ? 0 : b >= NQ ? NQ - 1 : b;
+}
+
+/* The calibrated acceptance rate of a child whose conditional draft probability is q. */
+static double accept_rate(const planner *p, double q, int rank) {
+    int b = qbin(q), r = rank < NR ? rank : NR - 1;
+    double prior = (b + 0.5) / NQ;
+    return (p->acc[b][r] + 2 * prior) / (p->tries[b][r] + 2);
+}
+
+static double child_q(const moge_tree *t, int32_t i) {
+    double q = exp((double)t->logp[i] - (double)t->logp[t->parent[i]]);
+    return q > 1 ? 1 : q;
+}
+
+/* first_child / next_sib links of t's first n nodes; returns each node's rank among its siblings
+ * in `rank` when not NULL. */
+static void link_tree(const moge_tree *t, int32_t n, int32_t *first_child, int32_t *next_sib, int32_t *rank) {
+    int32_t last[PLAN_MAX_ROWS];
+    for (int32_t i = 0; i < n; i++) first_child[i] = next_sib[i] = last[i] = -1;
+    for (int32_t i = 1; i < n; i++) {
+        int32_t par = t->parent[i];
+        if (last[par] < 0) {
+            first_child[par] = i;
+            if (rank) rank[i] = 0;
+        } else {
+            next_sib[last[par]] = i;
+            if (rank) rank[i] = rank[last[par]] + 1;
+        }
+        last[par] = i;
+    }
+}
+
+int32_t planner_depth(planner *p, int32_t draft_max) {
+    p->chosen = false;
+    if (p->skip_left > 0) {
+        p->skip_left--;
+        return 0;
+    }
+    int32_t d = p->depth < draft_max ? p->depth : draft_max;
+    return d < 1 ? 1 : d;
+}
+
+void planner_choose(planner *p, const moge_tree *tree, int32_t levels, double draft_s, moge_tree *out, int32_t *map) {
+    int32_t n = tree->n < p->max_rows ? tree->n : p->max_rows;
+    if (levels < 1) levels = 1;
+    if (p->fixed) draft_s = 0;
+    if (p->t_level <= 0 || p->after_spec) { /* steady steps only: a probe also catches the draft up */
+        double tl = draft_s / levels;
+        p->t_level = p->t_level > 0 ? 0.8 * p->t_level + 0.2 * tl : tl;
+    }
+    if (++p->tab_age > 16) refresh_distinct(p);
+    int32_t rank[PLAN_MAX_ROWS];
+    link_tree(tree, n, p->first_child, p->next_sib, rank);
+    /* greedy by value; a node becomes a candidate once its parent and previous sibling are in */
+    memset(p->sel, 0, (size_t)n);
+    memset(p->cand, 0, (size_t)n);
+    p->val[0] = 1;
+    for (int32_t i = 1; i < n; i++) p->val[i] = p->val[tree->parent[i]] * accept_rate(p, child_q(tree, i), rank[i]);
+    p->sel[0] = 1;
+    if (n > 1 && p->first_child[0] > 0) p->cand[p->first_child[0]] = 1;
+    int32_t m = 0;
+    p->gain[0] = 1;
+    for (;;) {
+        int32_t best = -1;
+        for (int32_t i = 1; i < n; i++)
+            if (p->cand[i] && (best < 0 || p->val[i] > p->val[best])) best = i;
+        if (best < 0) break;
+        p->cand[best] = 0;
+        p->sel[best] = 1;
+        p->order[m++] = best;
+        p->gain[m] = p->gain[m - 1] + p->val[best];
+        if (p->first_child[best] > 0) p->cand[p->first_child[best]] = 1;
+        if (p->next_sib[best] > 0) p->cand[p->next_sib[best]] = 1;
+    }
+    double t_draft = levels * p->t_level, t_plain = verify_cost(p, 1) + p->t_other;
+    int32_t best_m = 0;
+    double best_r = -1, best_t = 0;
+    for (int32_t k = 0; k <= m; k++) {
+        double t = t_draft + verify_cost(p, k + 1) + p->t_other, r = p->gain[k] / t;
+        if (r > best_r) best_r = r, best_m = k, best_t = t;
+    }
+    /* the chosen nodes in tree order */
+    memset(p->sel, 0, (size_t)n);
+    p->sel[0] = 1;
+    int32_t deepest = 0;
+    for (int32_t k = 0; k < best_m; k++) {
+        p->sel[p->order[k]] = 1;
+        if (tree->depth[p->order[k]] > deepest) deepest = tree->depth[p->order[k]];
+    }
+    int32_t new_id[PLAN_MAX_ROWS];
+    moge_tree_reset(out, tree->token[0]);
+    out->sampled = tree->sampled;
+    out->without_replacement = tree->without_replacement;
+    out->q[0] = tree->q ? tree->q[0] : NULL;
+    map[0] = 0;
+    new_id[0] = 0;
+    for (int32_t i = 1; i < n; i++) {
+        if (!p->sel[i]) continue;
+        int32_t id = moge_tree_add(out, new_id[tree->parent[i]], tree->token[i], tree->logp[i]);
+        if (id < 0) break;
+        out->q[id] = tree->q ? tree->q[i] : NULL;
+        new_id[i] = id;
+        map[id] = i;
+    }
+    /* next step: as deep as this one used, plus one; plain steps for a while when speculating
+     * loses against plain decoding even with the best subtree */
+    if (best_m > 0) p->depth = deepest + 1;
+    double rel = best_r * t_plain; /* this step's best against plain decoding, averaged over steps */
+    if (best_m == 0 && rel > 0.9) rel = 0.9; /* nothing worth verifying: the drafting was lost */
+    p->rel = p->rel > 0 ? 0.7 * p->rel + 0.3 * rel : rel;
+    if (p->rel < 1.0) {
+        p->skip_left = p->wait;
+        p->wait = p->wait < 256 ? 2 * p->wait : 256;
+    } else {
+        p->wait = 2;
+    }
+    p->chosen = true;
+    p->pred_tok += p->gain[best_m];
+    p->pred_time += best_t;
+    p->plain_time += t_plain;
+    p->steps++;
+}
+
+void planner_observe(planner *p, const moge_tree *tree, const int32_t *path, int32_t n_path, double verify_s,
+                     double other_s) {
+    moge_context *ctx = p->ctx;
+    double e_obs = distinct_sum(ctx);
+    int32_t n = tree->n;
+    /* the scale of the cost model: measured over predicted, averaged in log space */
+    double raw = cost_raw(&p->cost, n, e_obs);
+    if (p->fixed) verify_s = other_s = 0;
+    if (raw > 0 && verify_s > 0) {
+        double lr = log(verify_s / raw);
+        if (p->n_scale == 0) p->log_scale = lr;
+        else {
+            double d = lr - p->log_scale;
+            if (d > 0.7) d = 0.7; /* one slow pass (a page fault, a busy neighbour) moves it little */
+            if (d < -0.7) d = -0.7;
+            p->log_scale += 0.1 * d;
+        }
+        p->n_scale++;
+    }
+    p->t_other = p->t_other > 0 ? 0.9 * p->t_other + 0.1 * other_s : other_s;
+    if (!p->chosen) { /* a plain step */
+        double t_plain = verify_cost(p, 1) + p->t_other;
+        p->pred_tok += 1, p->pred_time += t_plain, p->plain_time += t_plain;
+        p->steps++;
+    }
+    p->after_spec = p->chosen;
+    /* routing: decayed expert shares; the ratio of excess distinct experts */
+    if (p->n_moe > 0) {
+        if (n > 1 && n <= p->max_rows && p->tab_age < (1 << 30)) {
+            double e1 = (double)p->n_moe * p->k, pred = p->d_tab[n] - e1;
+            if (pred > 0.5) {
+                double r = (e_obs - e1) / pred;
+                if (r < 0) r = 0;
+                if (r > 1.5) r = 1.5;
+                p->rho = 0.9 * p->rho + 0.1 * r;
+            }
+        }
+        for (int32_t l = 0; l < p->n_moe; l++) {
+            moge_moe_stats ms;
+            if (moge_moe_stats_get(ctx, l, false, &ms) != MOGE_OK) continue;
+            double *h = p->hits + (int64_t)l * p->n_expert;
+            for (int32_t e = 0; e < p->n_expert; e++) h[e] = 0.99 * h[e] + (double)ms.expert_hits[e];
+        }
+        p->rows = 0.99 * p->rows + n;
+    }
+    /* acceptance: every child of every accepted node was tried */
+    if (n > 1) {
+        int32_t fc[PLAN_MAX_ROWS], ns[PLAN_MAX_ROWS], rank[PLAN_MAX_ROWS];
+        int32_t nn = n < PLAN_MAX_ROWS ? n : PLAN_MAX_ROWS;
+        link_tree(tree, nn, fc, ns, rank);
+        for (int32_t i = 0; i < n_path; i++) {
+            int32_t u = path[i], next = i + 1 < n_path ? path[i + 1] : -1;
+            if (u >= nn) break;
+            for (int32_t c = fc[u]; c > 0; c = ns[c]) {
+                int b = qbin(child_q(tree, c)), r = rank[c] < NR ? rank[c] : NR - 1;
+                p->tries[b][r] += 1;
+                if (c == next) p->acc[b][r] += 1;
+            }
+        }
+    }
+}
+
+static double tensor_bytes(const tensor *t) {
+    return t->n_dims == 2 ? (double)dtype_row_bytes(t->type, t->shape[1]) * (double)t->shape[0] : 0;
+}
+
+double planner_expert_bytes(const moge_context *ctx) {
+    const moge_model *m = ctx->model;
+    if (m->cfg.n_expert <= 0 || !m->layers || !m->layers[0].exp_gate) return 0;
+    const layer_weights *w = &m->layers[0];
+    double per = tensor_bytes(&w->exp_gate[0]) + tensor_bytes(&w->exp_up[0]) + tensor_bytes(&w->exp_down[0]);
+    return per * distinct_sum(ctx);
+}
+
+double planner_predicted_speedup(const planner *p) {
+    if (!p || p->steps == 0 || p->pred_time <= 0 || p->plain_time <= 0) return 0;
+    return (p->pred_tok / p->pred_time) / ((double)p->steps / p->plain_time);
+}
