@@ -109,10 +109,10 @@ static void test_greedy_exact(void) {
     CHECK(s.expert_bytes_read == 0); /* dense */
     greedy_with_planner("layer-skip 2, chain", ctx, skip, MOGE_SPEC_CHAIN, "1,0.1", 512, &s);
     CHECK(s.n_draft_nodes > 0);
-    /* rows cost two passes each: speculation never pays, the planner decodes plainly */
+    /* each row costs two thirds of a one-row pass: speculation hardly ever pays, the planner decodes plainly */
     greedy_with_planner("layer-skip 2, tree", ctx, skip, MOGE_SPEC_TREE, "1,2", 512, &s);
     CHECKF(s.n_plain_steps > s.n_forward / 2, "%d plain of %d", s.n_plain_steps, s.n_forward);
-    CHECK(s.predicted_speedup > 0.0 && s.predicted_speedup <= 1.0 + 1e-9);
+    CHECKF(s.predicted_speedup > 0.0 && s.predicted_speedup < 1.05, "%.4f", s.predicted_speedup);
     /* the same model drafting for itself: every draft is accepted */
     greedy_with_planner("itself, tree", ctx, dmodel, MOGE_SPEC_TREE, "1,0.02", 512, &s);
     CHECK(s.n_draft_nodes > 0);
