@@ -5,8 +5,11 @@
  *  - Runs the same prompts (--prompts FILE, one per line, blank lines skipped; default: 8
  *    built-in TinyStories-style openings) in each mode of --modes (default none,chain,tree, plus
  *    lookup with --lookup). Every prompt is tokenized with add_special (BOS) and generated from
- *    an empty KV cache (moge_kv_truncate(ctx, 0)); moge_generate resets the drafter. Before a
- *    mode's timed repeats one short untimed generation warms its caches.
+ *    an empty KV cache (moge_kv_truncate(ctx, 0)); moge_generate resets the drafter.
+ *  - The repeats interleave the modes: repeat 1 runs every mode in --modes order (each over all
+ *    prompts), then repeat 2 runs every mode, and so on, so that a burst of load on a shared
+ *    machine is spread over the modes. Each mode's turn in a repeat starts with one short
+ *    untimed generation (16 tokens of the first prompt) that warms its caches.
  *  - tokens/s of a mode is the median over --repeats of (tokens generated over all prompts) /
  *    (generation seconds after the prefill over all prompts), as moge_stats.tokens_per_s counts.
  *    speedup is relative to mode none (or, when none is not run, the first mode listed).
@@ -17,8 +20,9 @@
  *    says yes/NO per mode and the line under it names the first prompt that differed. Sampling:
  *    "-" (null in JSON).
  *  - stdout: the table and one summary line. stderr: the models used, then a progress bar when
- *    stderr is a terminal, else one line per finished mode. --json FILE: the same as JSON,
- *    written to FILE.PID.tmp and renamed.
+ *    stderr is a terminal, else one line per mode and repeat in the order they ran
+ *    ("moge bench: repeat 1/3: none 812.4 tokens/s"). --json FILE: the same as JSON, written to
+ *    FILE.PID.tmp and renamed.
  *  - Default models: models/tinystories-moge with models/tinystories-draft when both exist (under
  *    ./models or next to the binary), else models/stories260K drafting for itself; a flag given
  *    replaces only its own default. The model, sampling and draft flags are run's and chat's
@@ -51,7 +55,8 @@ static void usage(FILE *f, const cli_common_opts *o) {
           f);
     cli_common_usage(f, o,
                      "      --prompts FILE     one prompt per line (default: 8 built-in story openings)\n"
-                     "      --repeats R        timed repeats; tokens/s is their median (default 3)\n"
+                     "      --repeats R        timed repeats, each running every mode in turn; tokens/s is their\n"
+                     "                         median (default 3)\n"
                      "      --modes LIST       comma-separated: none, chain, tree, lookup (default none,chain,tree)\n"
                      "      --json FILE        also write the results as JSON\n");
 }
@@ -369,9 +374,10 @@ static void progress_draw(const progress *pg, const char *mode, int rep, int rep
     fflush(stderr);
 }
 
-static void progress_mode_done(const progress *pg, const mode_result *r, int repeats) {
+/* Without a terminal: one line per mode and repeat, in the order they ran. */
+static void progress_turn_done(const progress *pg, const mode_result *r, int rep, int repeats) {
     if (pg->tty) return;
-    fprintf(stderr, "moge bench: %s: %.1f tokens/s (median of %d)\n", mode_names[r->mode], r->tokens_per_s, repeats);
+    fprintf(stderr, "moge bench: repeat %d/%d: %s %.1f tokens/s\n", rep + 1, repeats, mode_names[r->mode], r->tps[rep]);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -389,34 +395,43 @@ static double median(const double *v, int n) {
     return m;
 }
 
-/* One untimed short generation so the mode's first timed run does not pay for cold caches. */
+/* One untimed short generation so the mode's timed run does not pay for caches another mode left
+ * cold (the drafter's, the allocator's). */
 static int warm_up(bench_env *e, const prompt_set *p, moge_generate_params gp, collector *col) {
     moge_stats st;
     gp.n_predict = gp.n_predict < 16 ? gp.n_predict : 16;
     return generate_one(e, p, 0, &gp, col, &st);
 }
 
-static int run_mode(bench_env *e, const bench_opts *o, const prompt_set *p, mode_result *r, collector *col, progress *pg) {
+/* Repeat `rep` of one mode: a warm-up, then every prompt, timed. */
+static int run_turn(bench_env *e, const bench_opts *o, const prompt_set *p, mode_result *r, int rep, collector *col, progress *pg) {
     moge_generate_params gp = mode_params(o, e, r->mode);
     if (warm_up(e, p, gp, col)) return 1;
-    for (int rep = 0; rep < o->repeats; rep++) {
-        int64_t gen = 0;
-        double secs = 0;
-        for (int i = 0; i < p->n; i++) {
-            progress_draw(pg, mode_names[r->mode], rep, o->repeats);
-            moge_stats st;
-            if (generate_one(e, p, i, &gp, col, &st) || record_ids(r, i, rep, col)) return 1;
-            if (col->moe_reset) add_moe(r, e->m.ctx);
-            add_stats(r, &st);
-            gen += st.n_generated;
-            secs += st.t_decode_s;
-            pg->done++;
-        }
-        r->tps[rep] = secs > 0 ? (double)gen / secs : 0;
+    int64_t gen = 0;
+    double secs = 0;
+    for (int i = 0; i < p->n; i++) {
+        progress_draw(pg, mode_names[r->mode], rep, o->repeats);
+        moge_stats st;
+        if (generate_one(e, p, i, &gp, col, &st) || record_ids(r, i, rep, col)) return 1;
+        if (col->moe_reset) add_moe(r, e->m.ctx);
+        add_stats(r, &st);
+        gen += st.n_generated;
+        secs += st.t_decode_s;
+        pg->done++;
     }
-    r->tokens_per_s = median(r->tps, o->repeats);
-    progress_draw(pg, mode_names[r->mode], o->repeats - 1, o->repeats);
-    progress_mode_done(pg, r, o->repeats);
+    r->tps[rep] = secs > 0 ? (double)gen / secs : 0;
+    progress_draw(pg, mode_names[r->mode], rep, o->repeats);
+    progress_turn_done(pg, r, rep, o->repeats);
+    return 0;
+}
+
+/* The repeats interleave the modes (repeat 1 runs every mode, then repeat 2, ...), so a burst of
+ * load on a shared machine slows every mode a little rather than one mode a lot. */
+static int run_all(bench_env *e, const bench_opts *o, const prompt_set *p, mode_result *r, collector *col, progress *pg) {
+    for (int rep = 0; rep < o->repeats; rep++)
+        for (int k = 0; k < o->n_modes; k++)
+            if (run_turn(e, o, p, &r[k], rep, col, pg)) return 1;
+    for (int k = 0; k < o->n_modes; k++) r[k].tokens_per_s = median(r[k].tps, o->repeats);
     return 0;
 }
 
@@ -669,8 +684,7 @@ int cmd_bench(int argc, char **argv) {
         goto done;
     }
     progress pg = {.tty = isatty(STDERR_FILENO), .total = o.n_modes * o.repeats * p.n};
-    for (int k = 0; k < o.n_modes; k++)
-        if (run_mode(&e, &o, &p, &r[k], &col, &pg)) goto done;
+    if (run_all(&e, &o, &p, r, &col, &pg)) goto done;
     if (pg.tty) fputs("\r\033[K", stderr);
     int base = baseline(r, o.n_modes);
     compare_modes(r, o.n_modes, base, p.n, o.c.gp.sampler.temperature == 0);

@@ -3,6 +3,8 @@
  * repository root, on models/stories260K drafting for itself):
  *  - the table has one row per mode, none's speedup is 1.00, every row says identical "yes"
  *    (greedy), and the line under it says all modes produced identical text;
+ *  - the repeats interleave the modes: stderr (not a terminal) has one line per repeat and mode,
+ *    repeat 1's modes in --modes order, then repeat 2's;
  *  - --json writes the documented fields, and every mode's ids equal mode none's;
  *  - a --prompts file of 2 prompts gives 2 id lists per mode; --lookup adds a lookup row;
  *  - the sampling, backend and tree flags run and chat take work in bench too (sampled: "-");
@@ -126,6 +128,34 @@ static void test_default_modes(void) {
     free(out); free(err);
 }
 
+/* stderr's "moge bench: repeat R/N: MODE" lines must be exactly repeat 1's modes in order, then
+ * repeat 2's, ... */
+static void check_interleaved(const char *err, const char *const *modes, int n_modes, int repeats) {
+    const char *at = err;
+    int seen = 0;
+    for (const char *line = strstr(err, "moge bench: repeat "); line; line = strstr(line + 1, "moge bench: repeat ")) seen++;
+    CHECKF(seen == n_modes * repeats, "%d progress lines, expected %d:\n%s", seen, n_modes * repeats, err);
+    for (int rep = 0; rep < repeats; rep++)
+        for (int k = 0; k < n_modes; k++) {
+            char want[128];
+            snprintf(want, sizeof want, "moge bench: repeat %d/%d: %s ", rep + 1, repeats, modes[k]);
+            const char *next = strstr(at, "moge bench: repeat ");
+            CHECKF(next && !strncmp(next, want, strlen(want)), "expected \"%s\" next, at:\n%s", want, next ? next : "(end)");
+            if (!next) return;
+            at = next + 1;
+        }
+}
+
+static void test_interleaved_repeats(void) {
+    remove(JSON);
+    CHECK(MOGE("bench -m models/stories260K -d models/stories260K -n 40 --repeats 3 --modes tree,none,chain --json " JSON) == 0);
+    char *out = slurp_text(OUT), *err = slurp_text(ERR);
+    static const char *modes[] = {"tree", "none", "chain"};
+    check_table(out, modes, 3);
+    check_interleaved(err, modes, 3, 3);
+    free(out); free(err);
+}
+
 static void test_prompts_file_and_lookup(void) {
     FILE *f = fopen("build/test_bench_prompts.txt", "w");
     CHECK(f != NULL);
@@ -171,5 +201,5 @@ static void test_errors(void) {
 }
 
 int main(void) {
-    RUN_TESTS(T(test_default_modes), T(test_prompts_file_and_lookup), T(test_shared_sampling_flags), T(test_errors));
+    RUN_TESTS(T(test_default_modes), T(test_interleaved_repeats), T(test_prompts_file_and_lookup), T(test_shared_sampling_flags), T(test_errors));
 }
