@@ -5,20 +5,45 @@
  *  - Runs the same prompts (--prompts FILE, one per line, blank lines skipped; default: 8
  *    built-in TinyStories-style openings) in each mode of --modes (default none,chain,tree, plus
  *    lookup with --lookup). Every prompt is tokenized with add_special (BOS) and generated from
- *    an empty KV cache (moge_kv_truncate(ctx, 0)); moge_generate resets the drafter. Before a
- *    mode's timed repeats one short untimed generation warms its caches.
- *  - tokens/s of a mode is the median over --repeats of (tokens generated over all prompts) /
- *    (generation seconds after the prefill over all prompts), as moge_stats.tokens_per_s counts.
- *    speedup is relative to mode none (or, when none is not run, the first mode listed).
- *  - τ, acceptance by depth and the draft share of time are summed over every prompt and repeat.
- *    MoE columns: per MoE layer the mean Imbalance Score and distinct experts over the target's
+ *    an empty KV cache (moge_kv_truncate(ctx, 0)); moge_generate resets the drafter.
+ *  - The repeats interleave the modes: repeat 1 runs every mode in --modes order (each over all
+ *    prompts), then repeat 2 runs every mode, and so on, so that a burst of load on a shared
+ *    machine is spread over the modes. Each mode's turn in a repeat starts with one short
+ *    untimed generation (16 tokens of the first prompt) that warms its caches.
+ *  - A repeat's tokens/s is (tokens generated over all prompts) / (generation seconds after the
+ *    prefill over all prompts), as moge_stats.tokens_per_s counts. The table's "tok/s" is the
+ *    median over --repeats, "min–max" their range (values of 100 and more without decimals).
+ *    The speedup column is headed "x BASE" and is the median tokens/s over the baseline's median:
+ *    the baseline is mode none, or when none is not run the first mode listed; JSON "baseline".
+ *  - Summed over every prompt and repeat (moge_stats): τ (tokens per target pass, the prefill's
+ *    last pass included), acceptance by depth (at most 8 depths shown, all in JSON), "nodes" =
+ *    n_draft_nodes / n_forward (draft nodes the target verified per pass after the prefill; "-"
+ *    for mode none), "plain" = n_plain_steps / n_forward (steps the planner ran without a tree),
+ *    "MB/pass" = expert_bytes_read / n_forward in 10^6 bytes (routed-expert weights read per
+ *    pass). "pred" is the mean over the generations (prompts x repeats) of
+ *    moge_stats.predicted_speedup, the planner's own estimate of the speedup, to read beside the
+ *    measured one. No planner ran (mode none, --no-adaptive, a runtime without the planner:
+ *    predicted_speedup and n_plain_steps 0 in every generation): "plain" and "pred" are "-"
+ *    (null in JSON). MB/pass is "-" (null) for a dense target and when expert_bytes_read is 0
+ *    (not counted). The draft share of time is in the JSON only.
+ *  - MoE columns: per MoE layer the mean Imbalance Score and distinct experts over the target's
  *    verification passes (the prefill excluded), then the mean over layers; "-" for dense.
  *  - Greedy (--temp 0): every mode's ids, in every repeat, must equal the baseline's; the table
- *    says yes/NO per mode and the line under it names the first prompt that differed. Sampling:
- *    "-" (null in JSON).
- *  - stdout: the table and one summary line. stderr: the models used, then a progress bar when
- *    stderr is a terminal, else one line per finished mode. --json FILE: the same as JSON,
- *    written to FILE.PID.tmp and renamed.
+ *    says yes/NO per mode ("same") and the line under it names the first prompt that differed.
+ *    Sampling: "-" (null in JSON).
+ *  - JSON per mode, besides the table's numbers: tokens_per_s (median), tokens_per_s_min,
+ *    tokens_per_s_max, tokens_per_s_repeats (--repeats numbers, in repeat order), speedup,
+ *    predicted_speedup (or null), tau, accept_by_depth, draft_share (drafting's share of the
+ *    generation seconds), mean_tree_nodes (0 for none), nodes_proposed_per_pass (n_draft_proposed
+ *    / n_forward; null when nodes were verified but none counted as proposed, i.e. the runtime
+ *    does not count them), plain_step_share (or null), expert_mb_per_pass (or null),
+ *    moe_imbalance and distinct_experts (null for dense), identical (or null) and ids (repeat
+ *    1's, per prompt).
+ *  - stdout: the table, two lines saying what its columns mean, and one summary line. stderr:
+ *    the models used, then a progress bar when stderr is a terminal, else one line per mode and
+ *    repeat in the order they ran ("moge bench: repeat 1/3: none 812.4 tokens/s"). --json FILE:
+ *    the same as JSON (top level: target, draft, threads, prompts, n_predict, repeats,
+ *    temperature, baseline, modes), written to FILE.PID.tmp and renamed.
  *  - Default models: models/tinystories-moge with models/tinystories-draft when both exist (under
  *    ./models or next to the binary), else models/stories260K drafting for itself; a flag given
  *    replaces only its own default. The model, sampling and draft flags are run's and chat's
@@ -43,15 +68,18 @@
 static void usage(FILE *f, const cli_common_opts *o) {
     fputs("usage: moge bench [options]\n"
           "\n"
-          "Generates the same prompts in each decoding mode and prints one table: tokens/s (median of\n"
-          "repeats), speedup vs none, tau (tokens per target pass), acceptance by depth, the draft's\n"
-          "share of time, MoE load (Imbalance Score, distinct experts per pass) and, when greedy,\n"
-          "whether every mode produced the same text as none.\n"
+          "Generates the same prompts in each decoding mode, the modes taking turns within each repeat,\n"
+          "and prints one table: tokens/s (median and range of the repeats), speedup over none and the\n"
+          "planner's predicted speedup, tau (tokens per target pass), draft nodes verified per pass, the\n"
+          "share of steps run without a tree, acceptance by depth, MoE load (Imbalance Score, distinct\n"
+          "experts and routed-expert MB read per pass) and, when greedy, whether every mode produced\n"
+          "the same text as none.\n"
           "\n",
           f);
     cli_common_usage(f, o,
                      "      --prompts FILE     one prompt per line (default: 8 built-in story openings)\n"
-                     "      --repeats R        timed repeats; tokens/s is their median (default 3)\n"
+                     "      --repeats R        timed repeats, each running every mode in turn; tokens/s is their\n"
+                     "                         median (default 3)\n"
                      "      --modes LIST       comma-separated: none, chain, tree, lookup (default none,chain,tree)\n"
                      "      --json FILE        also write the results as JSON\n");
 }
@@ -271,9 +299,14 @@ static int env_load(bench_env *e, const bench_opts *o) {
 
 typedef struct {
     mode_id mode;
-    double *tps;              /* (repeats) tokens/s of each repeat */
-    double tokens_per_s, speedup;
+    double *tps;              /* (repeats) tokens/s of each repeat, in repeat order */
+    double tokens_per_s, tps_min, tps_max, speedup; /* median, min and max of tps; median over the baseline's */
     int64_t n_generated, n_passes, tries[MOGE_MAX_DEPTH], hits[MOGE_MAX_DEPTH];
+    int64_t n_forward;        /* target passes after the prefills (one per step) */
+    int64_t draft_nodes, draft_proposed, plain_steps; /* moge_stats' sums */
+    double predicted_sum;     /* moge_stats.predicted_speedup summed over the generations that have one */
+    int n_predicted;          /* ... and their count: 0 = no planner ran */
+    double expert_bytes;      /* moge_stats.expert_bytes_read summed */
     double t_draft, t_decode;
     double *moe_is, *moe_distinct, *moe_passes; /* (MoE layers) sums over verification passes */
     int32_t **ids, *n_ids;    /* (prompts) ids of repeat 0 */
@@ -321,6 +354,12 @@ static void add_moe(mode_result *r, const moge_context *ctx) {
 static void add_stats(mode_result *r, const moge_stats *st) {
     r->n_generated += st->n_generated;
     r->n_passes += st->n_forward + 1;
+    r->n_forward += st->n_forward;
+    r->draft_nodes += st->n_draft_nodes;
+    r->draft_proposed += st->n_draft_proposed;
+    r->plain_steps += st->n_plain_steps;
+    if (st->predicted_speedup > 0) r->predicted_sum += st->predicted_speedup, r->n_predicted++;
+    r->expert_bytes += st->expert_bytes_read;
     for (int d = 0; d < MOGE_MAX_DEPTH; d++) r->tries[d] += st->accept_tries[d], r->hits[d] += st->accept_hits[d];
     r->t_draft += st->t_draft_s;
     r->t_decode += st->t_decode_s;
@@ -369,9 +408,10 @@ static void progress_draw(const progress *pg, const char *mode, int rep, int rep
     fflush(stderr);
 }
 
-static void progress_mode_done(const progress *pg, const mode_result *r, int repeats) {
+/* Without a terminal: one line per mode and repeat, in the order they ran. */
+static void progress_turn_done(const progress *pg, const mode_result *r, int rep, int repeats) {
     if (pg->tty) return;
-    fprintf(stderr, "moge bench: %s: %.1f tokens/s (median of %d)\n", mode_names[r->mode], r->tokens_per_s, repeats);
+    fprintf(stderr, "moge bench: repeat %d/%d: %s %.1f tokens/s\n", rep + 1, repeats, mode_names[r->mode], r->tps[rep]);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -389,34 +429,50 @@ static double median(const double *v, int n) {
     return m;
 }
 
-/* One untimed short generation so the mode's first timed run does not pay for cold caches. */
+/* One untimed short generation so the mode's timed run does not pay for caches another mode left
+ * cold (the drafter's, the allocator's). */
 static int warm_up(bench_env *e, const prompt_set *p, moge_generate_params gp, collector *col) {
     moge_stats st;
     gp.n_predict = gp.n_predict < 16 ? gp.n_predict : 16;
     return generate_one(e, p, 0, &gp, col, &st);
 }
 
-static int run_mode(bench_env *e, const bench_opts *o, const prompt_set *p, mode_result *r, collector *col, progress *pg) {
+/* Repeat `rep` of one mode: a warm-up, then every prompt, timed. */
+static int run_turn(bench_env *e, const bench_opts *o, const prompt_set *p, mode_result *r, int rep, collector *col, progress *pg) {
     moge_generate_params gp = mode_params(o, e, r->mode);
     if (warm_up(e, p, gp, col)) return 1;
-    for (int rep = 0; rep < o->repeats; rep++) {
-        int64_t gen = 0;
-        double secs = 0;
-        for (int i = 0; i < p->n; i++) {
-            progress_draw(pg, mode_names[r->mode], rep, o->repeats);
-            moge_stats st;
-            if (generate_one(e, p, i, &gp, col, &st) || record_ids(r, i, rep, col)) return 1;
-            if (col->moe_reset) add_moe(r, e->m.ctx);
-            add_stats(r, &st);
-            gen += st.n_generated;
-            secs += st.t_decode_s;
-            pg->done++;
-        }
-        r->tps[rep] = secs > 0 ? (double)gen / secs : 0;
+    int64_t gen = 0;
+    double secs = 0;
+    for (int i = 0; i < p->n; i++) {
+        progress_draw(pg, mode_names[r->mode], rep, o->repeats);
+        moge_stats st;
+        if (generate_one(e, p, i, &gp, col, &st) || record_ids(r, i, rep, col)) return 1;
+        if (col->moe_reset) add_moe(r, e->m.ctx);
+        add_stats(r, &st);
+        gen += st.n_generated;
+        secs += st.t_decode_s;
+        pg->done++;
     }
-    r->tokens_per_s = median(r->tps, o->repeats);
-    progress_draw(pg, mode_names[r->mode], o->repeats - 1, o->repeats);
-    progress_mode_done(pg, r, o->repeats);
+    r->tps[rep] = secs > 0 ? (double)gen / secs : 0;
+    progress_draw(pg, mode_names[r->mode], rep, o->repeats);
+    progress_turn_done(pg, r, rep, o->repeats);
+    return 0;
+}
+
+/* The repeats interleave the modes (repeat 1 runs every mode, then repeat 2, ...), so a burst of
+ * load on a shared machine slows every mode a little rather than one mode a lot. */
+static int run_all(bench_env *e, const bench_opts *o, const prompt_set *p, mode_result *r, collector *col, progress *pg) {
+    for (int rep = 0; rep < o->repeats; rep++)
+        for (int k = 0; k < o->n_modes; k++)
+            if (run_turn(e, o, p, &r[k], rep, col, pg)) return 1;
+    for (int k = 0; k < o->n_modes; k++) {
+        r[k].tokens_per_s = median(r[k].tps, o->repeats);
+        r[k].tps_min = r[k].tps_max = r[k].tps[0];
+        for (int rep = 1; rep < o->repeats; rep++) {
+            if (r[k].tps[rep] < r[k].tps_min) r[k].tps_min = r[k].tps[rep];
+            if (r[k].tps[rep] > r[k].tps_max) r[k].tps_max = r[k].tps[rep];
+        }
+    }
     return 0;
 }
 
@@ -488,6 +544,33 @@ static void compare_modes(mode_result *r, int n_modes, int base, int n_prompts, 
 
 static bool speculative(const mode_result *r) { return r->mode != MODE_NONE; }
 
+/* Draft nodes the target verified per pass after the prefill (0 for mode none). */
+static double mean_tree_nodes(const mode_result *r) { return r->n_forward ? (double)r->draft_nodes / r->n_forward : 0; }
+
+/* Draft nodes proposed per pass; < 0 when the runtime did not count them (none proposed but some
+ * verified: a runtime without the planner leaves n_draft_proposed 0). */
+static double nodes_proposed_per_pass(const mode_result *r) {
+    if (r->draft_proposed == 0 && r->draft_nodes > 0) return -1;
+    return r->n_forward ? (double)r->draft_proposed / r->n_forward : 0;
+}
+
+/* The share of steps the planner ran without a tree; < 0 when no planner ran (mode none,
+ * --no-adaptive, a runtime without the planner). */
+static double plain_step_share(const mode_result *r) {
+    if ((r->n_predicted == 0 && r->plain_steps == 0) || r->n_forward == 0) return -1;
+    return (double)r->plain_steps / r->n_forward;
+}
+
+/* The mean of the generations' predicted speedups; < 0 when no planner ran. */
+static double predicted_speedup(const mode_result *r) { return r->n_predicted ? r->predicted_sum / r->n_predicted : -1; }
+
+/* Routed-expert MB (10^6 bytes) read per target pass after the prefill; < 0 for a dense target
+ * or a runtime that does not count them. */
+static double expert_mb_per_pass(const mode_result *r, int n_moe) {
+    if (n_moe == 0 || r->expert_bytes <= 0 || r->n_forward == 0) return -1;
+    return r->expert_bytes / 1e6 / r->n_forward;
+}
+
 static void fmt_accept(const mode_result *r, char *s, size_t cap) {
     size_t len = 0;
     s[0] = 0;
@@ -510,19 +593,37 @@ static int width(const char *s) {
     return w;
 }
 
-enum { COL_MODE, COL_TPS, COL_SPEEDUP, COL_TAU, COL_ACCEPT, COL_DRAFT, COL_IS, COL_EXPERTS, COL_IDENTICAL, N_COLS };
+enum {
+    COL_MODE, COL_TPS, COL_RANGE, COL_SPEEDUP, COL_PREDICTED, COL_TAU, COL_NODES, COL_PLAIN, COL_ACCEPT, COL_IS, COL_EXPERTS,
+    COL_MB, COL_IDENTICAL, N_COLS
+};
+
+/* tokens/s with one decimal below 100, none above (the repeats differ by more than that). */
+static void fmt_rate(char *s, size_t cap, double v) { snprintf(s, cap, v < 100 ? "%.1f" : "%.0f", v); }
+
+/* v with fmt, or "-" when v < 0 (not measured). */
+static void fmt_opt(char *s, size_t cap, const char *fmt, double v) {
+    if (v < 0) snprintf(s, cap, "-");
+    else snprintf(s, cap, fmt, v);
+}
 
 static void fill_row(const mode_result *r, int n_moe, char cell[N_COLS][128]) {
     double is = moe_mean(r->moe_is, r->moe_passes, n_moe), ex = moe_mean(r->moe_distinct, r->moe_passes, n_moe);
+    char lo[32], hi[32];
     snprintf(cell[COL_MODE], 128, "%s", mode_names[r->mode]);
-    snprintf(cell[COL_TPS], 128, "%.1f", r->tokens_per_s);
+    fmt_rate(cell[COL_TPS], 128, r->tokens_per_s);
+    fmt_rate(lo, sizeof lo, r->tps_min);
+    fmt_rate(hi, sizeof hi, r->tps_max);
+    snprintf(cell[COL_RANGE], 128, "%s–%s", lo, hi);
     snprintf(cell[COL_SPEEDUP], 128, "%.2f", r->speedup);
+    fmt_opt(cell[COL_PREDICTED], 128, "%.2f", predicted_speedup(r));
     snprintf(cell[COL_TAU], 128, "%.2f", r->n_passes ? (double)r->n_generated / r->n_passes : 0);
+    fmt_opt(cell[COL_NODES], 128, "%.1f", speculative(r) ? mean_tree_nodes(r) : -1);
+    fmt_opt(cell[COL_PLAIN], 128, "%.0f%%", plain_step_share(r) < 0 ? -1 : 100 * plain_step_share(r));
     fmt_accept(r, cell[COL_ACCEPT], 128);
-    if (speculative(r) && r->t_decode > 0) snprintf(cell[COL_DRAFT], 128, "%.1f%%", 100 * r->t_draft / r->t_decode);
-    else snprintf(cell[COL_DRAFT], 128, "-");
-    if (is >= 0) snprintf(cell[COL_IS], 128, "%.3f", is); else snprintf(cell[COL_IS], 128, "-");
-    if (ex >= 0) snprintf(cell[COL_EXPERTS], 128, "%.1f", ex); else snprintf(cell[COL_EXPERTS], 128, "-");
+    fmt_opt(cell[COL_IS], 128, "%.3f", is);
+    fmt_opt(cell[COL_EXPERTS], 128, "%.1f", ex);
+    fmt_opt(cell[COL_MB], 128, "%.2f", expert_mb_per_pass(r, n_moe));
     snprintf(cell[COL_IDENTICAL], 128, "%s", r->identical < 0 ? "-" : r->identical ? "yes" : "NO");
 }
 
@@ -534,9 +635,13 @@ static void print_cell(const char *s, int w, bool left, bool last) {
     if (!last) fputs("  ", stdout);
 }
 
-static void print_table(const mode_result *r, int n_modes, int n_moe) {
-    static const char *head[N_COLS] = {"mode", "tokens/s", "speedup", "τ", "accept by depth", "draft %", "MoE IS", "experts/pass", "identical"};
-    static const bool left[N_COLS] = {true, false, false, false, true, false, false, false, true};
+/* The table, then what its less obvious columns mean. */
+static void print_table(const mode_result *r, int n_modes, int base, int n_moe, int repeats) {
+    char speedup_head[32];
+    snprintf(speedup_head, sizeof speedup_head, "x %s", mode_names[r[base].mode]);
+    const char *head[N_COLS] = {"mode", "tok/s", "min–max", speedup_head, "pred", "τ", "nodes", "plain",
+                                "accept by depth", "MoE IS", "experts", "MB/pass", "same"};
+    static const bool left[N_COLS] = {true, false, false, false, false, false, false, false, true, false, false, false, true};
     char cells[MAX_MODES][N_COLS][128];
     int w[N_COLS];
     for (int c = 0; c < N_COLS; c++) w[c] = width(head[c]);
@@ -550,6 +655,10 @@ static void print_table(const mode_result *r, int n_modes, int n_moe) {
         for (int c = 0; c < N_COLS; c++) print_cell(cells[k][c], w[c], left[c], c == N_COLS - 1);
         fputc('\n', stdout);
     }
+    const char *b = mode_names[r[base].mode];
+    printf("tok/s: median of %d interleaved repeat%s (min–max: their range); x %s: tok/s over mode %s; pred: the planner's x %s\n"
+           "nodes: draft nodes verified per target pass; plain: steps without a tree; MB/pass: routed-expert weights read per pass\n",
+           repeats, repeats == 1 ? "" : "s", b, b, b);
 }
 
 static int n_threads(const bench_opts *o) {
@@ -596,16 +705,30 @@ static cJSON *ids_json(const mode_result *r, int n_prompts) {
     return a;
 }
 
-static cJSON *mode_json(const mode_result *r, int n_moe, int n_prompts) {
+/* v, or null when v < 0 (not measured). */
+static void add_opt(cJSON *o, const char *key, double v) {
+    if (v < 0) cJSON_AddNullToObject(o, key);
+    else cJSON_AddNumberToObject(o, key, v);
+}
+
+static cJSON *mode_json(const mode_result *r, int n_moe, int n_prompts, int repeats) {
     cJSON *m = cJSON_CreateObject();
     double is = moe_mean(r->moe_is, r->moe_passes, n_moe), ex = moe_mean(r->moe_distinct, r->moe_passes, n_moe);
     cJSON_AddStringToObject(m, "mode", mode_names[r->mode]);
     cJSON_AddNumberToObject(m, "tokens_per_s", r->tokens_per_s);
+    cJSON_AddNumberToObject(m, "tokens_per_s_min", r->tps_min);
+    cJSON_AddNumberToObject(m, "tokens_per_s_max", r->tps_max);
+    cJSON_AddItemToObject(m, "tokens_per_s_repeats", cJSON_CreateDoubleArray(r->tps, repeats));
     cJSON_AddNumberToObject(m, "speedup", r->speedup);
+    add_opt(m, "predicted_speedup", predicted_speedup(r));
     cJSON_AddNumberToObject(m, "tau", r->n_passes ? (double)r->n_generated / r->n_passes : 0);
     cJSON *acc = cJSON_AddArrayToObject(m, "accept_by_depth");
     for (int d = 1; d < MOGE_MAX_DEPTH && r->tries[d] > 0; d++) cJSON_AddItemToArray(acc, cJSON_CreateNumber((double)r->hits[d] / r->tries[d]));
     cJSON_AddNumberToObject(m, "draft_share", speculative(r) && r->t_decode > 0 ? r->t_draft / r->t_decode : 0);
+    cJSON_AddNumberToObject(m, "mean_tree_nodes", mean_tree_nodes(r));
+    add_opt(m, "nodes_proposed_per_pass", nodes_proposed_per_pass(r));
+    add_opt(m, "plain_step_share", plain_step_share(r));
+    add_opt(m, "expert_mb_per_pass", expert_mb_per_pass(r, n_moe));
     if (is >= 0) cJSON_AddNumberToObject(m, "moe_imbalance", is); else cJSON_AddNullToObject(m, "moe_imbalance");
     if (ex >= 0) cJSON_AddNumberToObject(m, "distinct_experts", ex); else cJSON_AddNullToObject(m, "distinct_experts");
     if (r->identical < 0) cJSON_AddNullToObject(m, "identical"); else cJSON_AddBoolToObject(m, "identical", r->identical);
@@ -626,7 +749,7 @@ static int write_json(const bench_opts *o, const mode_result *r, int n_modes, in
     cJSON_AddNumberToObject(root, "temperature", o->c.gp.sampler.temperature);
     cJSON_AddStringToObject(root, "baseline", mode_names[r[base].mode]);
     cJSON *modes = cJSON_AddArrayToObject(root, "modes");
-    for (int k = 0; k < n_modes; k++) cJSON_AddItemToArray(modes, mode_json(&r[k], n_moe, n_prompts));
+    for (int k = 0; k < n_modes; k++) cJSON_AddItemToArray(modes, mode_json(&r[k], n_moe, n_prompts, o->repeats));
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     int rc = text && cli_write_text(CMD, "--json", o->json, text) ? 0 : 1;
@@ -669,12 +792,11 @@ int cmd_bench(int argc, char **argv) {
         goto done;
     }
     progress pg = {.tty = isatty(STDERR_FILENO), .total = o.n_modes * o.repeats * p.n};
-    for (int k = 0; k < o.n_modes; k++)
-        if (run_mode(&e, &o, &p, &r[k], &col, &pg)) goto done;
+    if (run_all(&e, &o, &p, r, &col, &pg)) goto done;
     if (pg.tty) fputs("\r\033[K", stderr);
     int base = baseline(r, o.n_modes);
     compare_modes(r, o.n_modes, base, p.n, o.c.gp.sampler.temperature == 0);
-    print_table(r, o.n_modes, n_moe);
+    print_table(r, o.n_modes, base, n_moe, o.repeats);
     print_summary(&o, r, o.n_modes, base, p.n);
     fflush(stdout);
     rc = o.json ? write_json(&o, r, o.n_modes, base, p.n, n_moe) : 0;

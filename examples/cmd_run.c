@@ -124,6 +124,12 @@ static int write_stats_json(const char *path, const moge_model_info *info, const
     cJSON_AddNumberToObject(root, "target_passes", st->n_forward + 1);
     cJSON_AddNumberToObject(root, "mean_accepted", st->mean_accepted);
     cJSON_AddNumberToObject(root, "draft_nodes", (double)st->n_draft_nodes);
+    cJSON_AddNumberToObject(root, "draft_nodes_verified", (double)st->n_draft_nodes);
+    cJSON_AddNumberToObject(root, "draft_nodes_proposed", (double)st->n_draft_proposed);
+    cJSON_AddNumberToObject(root, "plain_steps", st->n_plain_steps);
+    if (st->predicted_speedup > 0) cJSON_AddNumberToObject(root, "predicted_speedup", st->predicted_speedup);
+    else cJSON_AddNullToObject(root, "predicted_speedup"); /* no planner ran */
+    cJSON_AddNumberToObject(root, "expert_bytes_read", st->expert_bytes_read);
     cJSON *acc = cJSON_AddArrayToObject(root, "accept_by_depth");
     for (int d = 1; d < MOGE_MAX_DEPTH && st->accept_tries[d] > 0; d++) {
         cJSON *o = cJSON_CreateObject();

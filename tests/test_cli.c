@@ -3,12 +3,14 @@
  *  - `moge run -m models/stories260K -n 200 --temp 0` prints exactly llama2.c's published text
  *    (one trailing newline allowed), statistics on stderr, exit 0;
  *  - every speculative mode prints the same text;
- *  - --stats-json holds the documented fields;
+ *  - --stats-json holds the documented fields, the planner's statistics with their types (null
+ *    predicted_speedup and no plain steps where no planner runs: plain decoding, --no-adaptive);
  *  - bad input: a clear message naming the flag or path and a non-zero exit;
  *  - the flags run, chat and bench share (examples/cmd_common.c) give the same errors, the same
  *    drafter errors (a draft with another tokenizer) and the same help through all three.
  */
 #include <cJSON.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/wait.h>
 
@@ -71,12 +73,53 @@ static void test_quant_speculative_same_text(void) {
     free(spec);
 }
 
+/* The planner's statistics in --stats-json: draft_nodes_verified (= draft_nodes),
+ * draft_nodes_proposed (0 when not counted, else at least the verified), plain_steps (at most
+ * the passes after the prefill), predicted_speedup (null without a planner, else > 0) and
+ * expert_bytes_read (0 for a dense target). `planner`: a planner may have run. */
+static void check_planner_stats(const char *text, const char *what, bool planner, bool moe) {
+    cJSON *root = cJSON_Parse(text);
+    CHECKF(root != NULL, "%s: the stats JSON does not parse", what);
+    if (!root) return;
+    const cJSON *verified = cJSON_GetObjectItem(root, "draft_nodes_verified"), *proposed = cJSON_GetObjectItem(root, "draft_nodes_proposed");
+    const cJSON *plain = cJSON_GetObjectItem(root, "plain_steps"), *pred = cJSON_GetObjectItem(root, "predicted_speedup");
+    const cJSON *bytes = cJSON_GetObjectItem(root, "expert_bytes_read"), *passes = cJSON_GetObjectItem(root, "target_passes");
+    CHECKF(cJSON_IsNumber(verified) && cJSON_IsNumber(proposed) && cJSON_IsNumber(plain) && cJSON_IsNumber(bytes) && cJSON_IsNumber(passes) &&
+               (cJSON_IsNumber(pred) || cJSON_IsNull(pred)),
+           "%s: planner statistics missing or of the wrong type: %s", what, text);
+    if (cJSON_IsNumber(verified) && cJSON_IsNumber(proposed) && cJSON_IsNumber(plain) && cJSON_IsNumber(bytes) && cJSON_IsNumber(passes)) {
+        CHECKF(verified->valuedouble == cJSON_GetObjectItem(root, "draft_nodes")->valuedouble, "%s: draft_nodes_verified != draft_nodes", what);
+        CHECKF(proposed->valuedouble == 0 || proposed->valuedouble >= verified->valuedouble, "%s: %g nodes proposed, %g verified", what,
+               proposed->valuedouble, verified->valuedouble);
+        CHECKF(plain->valuedouble >= 0 && plain->valuedouble <= passes->valuedouble - 1, "%s: %g plain steps of %g passes", what,
+               plain->valuedouble, passes->valuedouble);
+        CHECKF(moe ? bytes->valuedouble >= 0 : bytes->valuedouble == 0, "%s: expert_bytes_read %g", what, bytes->valuedouble);
+        if (!planner) CHECKF(cJSON_IsNull(pred) && plain->valuedouble == 0, "%s: no planner, yet predicted_speedup or plain_steps", what);
+        CHECKF(!cJSON_IsNumber(pred) || pred->valuedouble > 0, "%s: predicted_speedup %g", what, pred->valuedouble);
+    }
+    cJSON_Delete(root);
+}
+
 static void test_stats_json(void) {
     CHECK(MOGE("run -m models/stories260K -n 50 --temp 0 --draft-layers 3 --stats-json build/test_cli.json") == 0);
     char *j = slurp_text("build/test_cli.json");
     static const char *keys[] = {"\"ids\"", "\"tokens\"", "\"prefill_seconds\"", "\"seconds\"", "\"tokens_per_s\"", "\"target_passes\"",
                                  "\"mean_accepted\"", "\"accept_by_depth\"", "\"time_split\"", "\"draft\"", "\"verify\"", "\"sample\"", "\"rollback\""};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) CHECKF(strstr(j, keys[i]) != NULL, "stats JSON lacks %s", keys[i]);
+    check_planner_stats(j, "--draft-layers 3", true, false);
+    free(j);
+    /* no planner: plain decoding, and a fixed tree (--no-adaptive) */
+    CHECK(MOGE("run -m models/stories260K -n 30 --temp 0 --stats-json build/test_cli.json") == 0);
+    j = slurp_text("build/test_cli.json");
+    check_planner_stats(j, "plain decoding", false, false);
+    free(j);
+    CHECK(MOGE("run -m models/stories260K -n 30 --temp 0 --draft-layers 3 --no-adaptive --stats-json build/test_cli.json") == 0);
+    j = slurp_text("build/test_cli.json");
+    check_planner_stats(j, "--no-adaptive", false, false);
+    free(j);
+    CHECK(MOGE("run -m models/tinystories-moge -d models/tinystories-draft -n 30 --temp 0 --stats-json build/test_cli.json") == 0);
+    j = slurp_text("build/test_cli.json");
+    check_planner_stats(j, "MoGE demo pair", true, true);
     free(j);
     CHECK(MOGE("run -m tests/fixtures/moe/pangu_16e4g -n 20 --temp 0 -p x --stats-json build/test_cli.json") != 0); /* no tokenizer */
     char *err = slurp_text(ERR);
