@@ -193,7 +193,7 @@ moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_pr
         stats->n_forward++;
         stats->n_draft_proposed += tree.n - 1;
         stats->n_draft_nodes += vt->n - 1;
-        if (gp.spec != MOGE_SPEC_NONE && vt->n == 1) stats->n_plain_steps++;
+        if (pl && vt->n == 1) stats->n_plain_steps++;
         for (int32_t i = 0; i < vr.n_path && vt->n > 1; i++) {
             /* a try at depth d+1: the walk stood at a node of depth d that has a child */
             int32_t node = path[i], d = vt->depth[node] + 1;
