@@ -191,7 +191,7 @@ static const row rows[] = {
     {ALL, NULL, "--branch", "N", K_I32, 1, 16, AT(gp.draft.branch), .help = "children per expanded node, dynamic trees", .show_default = true},
     {ALL, NULL, "--tree-shape", "LIST", K_SHAPE, .help = "static tree: children per depth, e.g. 4,2,2,1,1"},
     {ALL, NULL, "--sampled-draft", NULL, K_TRUE, AT(gp.draft.sampled), .help = "draw draft children from the draft's distribution (rejection sampling)"},
-    {ALL, NULL, "--no-adaptive", NULL, K_FALSE, AT(gp.adaptive), .help = "keep the tree budget fixed"},
+    {ALL, NULL, "--no-adaptive", NULL, K_FALSE, AT(gp.adaptive), .help = "verify every drafted node (no planner)"},
 };
 #define N_ROWS (sizeof rows / sizeof rows[0])
 

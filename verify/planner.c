@@ -67,9 +67,13 @@ struct planner {
     double d_tab[PLAN_MAX_ROWS + 1]; /* D(n) summed over layers */
     int tab_age;
     double tries[NQ][NR], acc[NQ][NR];
-    double log_scale; int n_scale;
+    double log_scale; int n_scale; /* measured over predicted verification time, log, all passes */
+    double pt_log[CAL_MAX_PTS];    /* the same per calibration point (passes of about its rows) */
+    int pt_n[CAL_MAX_PTS];
+    int32_t explored;              /* drafting steps since the acceptance counts started */
     double t_level, t_other;
-    double rel; /* moving average of the chosen subtrees' predicted rate over plain decoding's */
+    double tok_avg, time_avg, rel; /* drafting steps: moving averages of expected tokens and seconds;
+                                       their ratio over plain decoding's rate */
     bool chosen, after_spec;
     bool fixed; /* MOGE_PLAN_COST: a given cost model, nothing measured */
     int32_t depth, skip_left, wait;
@@ -306,10 +310,11 @@ static void forget_drafter(planner *p) {
     memset(p->tries, 0, sizeof p->tries);
     memset(p->acc, 0, sizeof p->acc);
     p->t_level = 0;
-    p->rel = 0;
+    p->rel = p->tok_avg = p->time_avg = 0;
     p->depth = MOGE_MAX_DEPTH;
     p->wait = 2;
     p->skip_left = 0;
+    p->explored = 0;
 }
 
 moge_status planner_start(moge_context *ctx, int32_t max_rows, const void *drafter, int32_t rule, const int32_t *history,
@@ -365,6 +370,7 @@ moge_status planner_start(moge_context *ctx, int32_t max_rows, const void *draft
         snprintf(c->key, sizeof c->key, "%s", key);
         p->n_scale = 0;
         p->log_scale = 0;
+        memset(p->pt_n, 0, sizeof p->pt_n);
     }
     p->fixed = is_fixed;
     if (p->drafter != drafter || p->rule != rule) forget_drafter(p);
@@ -402,10 +408,24 @@ static double expected_distinct(const planner *p, int32_t n) {
     return e1 + p->rho * (p->d_tab[n] - e1);
 }
 
-/* Predicted seconds of verifying n rows at the current scale. */
+/* The log correction of the calibration at calibration point i: its own passes' once it has some,
+ * else that of all passes. */
+static double point_log(const planner *p, int i) { return p->pt_n[i] ? p->pt_log[i] : p->n_scale ? p->log_scale : 0; }
+
+/* Predicted seconds of verifying n rows: the calibration times the measured correction, which
+ * follows the machine's load overall and the calibration's error at each row count. */
 static double verify_cost(const planner *p, int32_t n) {
-    double scale = p->n_scale ? exp(p->log_scale) : 1.0;
-    return scale * cost_raw(&p->cost, n, expected_distinct(p, n));
+    const plan_cost *c = &p->cost;
+    int i = 1;
+    while (i < c->n_pts - 1 && n > c->rows[i]) i++;
+    double lg;
+    if (c->n_pts == 1 || n <= c->rows[0]) lg = point_log(p, 0);
+    else if (n >= c->rows[c->n_pts - 1]) lg = point_log(p, c->n_pts - 1);
+    else {
+        double w = (double)(n - c->rows[i - 1]) / (c->rows[i] - c->rows[i - 1]);
+        lg = (1 - w) * point_log(p, i - 1) + w * point_log(p, i);
+    }
+    return exp(lg) * cost_raw(c, n, expected_distinct(p, n));
 }
 
 static int qbin(double q) {
@@ -518,10 +538,12 @@ void planner_choose(planner *p, const moge_tree *tree, int32_t levels, double dr
     /* next step: as deep as this one used, plus one; plain steps for a while when speculating
      * loses against plain decoding even with the best subtree */
     if (best_m > 0) p->depth = deepest + 1;
-    double rel = best_r * t_plain; /* this step's best against plain decoding, averaged over steps */
-    if (best_m == 0 && rel > 0.9) rel = 0.9; /* nothing worth verifying: the drafting was lost */
-    p->rel = p->rel > 0 ? 0.7 * p->rel + 0.3 * rel : rel;
-    if (p->rel < 1.0) {
+    /* expected tokens over expected seconds of the recent drafting steps (a step that found
+     * nothing worth verifying counts its drafting), against plain decoding */
+    p->tok_avg = p->time_avg > 0 ? 0.85 * p->tok_avg + 0.15 * p->gain[best_m] : p->gain[best_m];
+    p->time_avg = p->time_avg > 0 ? 0.85 * p->time_avg + 0.15 * best_t : best_t;
+    p->rel = p->tok_avg / p->time_avg * t_plain;
+    if (++p->explored > 16 && p->rel < 1.0) { /* after a few steps that teach the acceptance rates */
         p->skip_left = p->wait;
         p->wait = p->wait < 256 ? 2 * p->wait : 256;
     } else {
@@ -552,6 +574,16 @@ void planner_observe(planner *p, const moge_tree *tree, const int32_t *path, int
             p->log_scale += 0.1 * d;
         }
         p->n_scale++;
+        const plan_cost *c = &p->cost;
+        int j = 0; /* the nearest calibration point */
+        for (int i = 1; i < c->n_pts; i++)
+            if (abs(c->rows[i] - n) < abs(c->rows[j] - n)) j = i;
+        if (!p->pt_n[j]) p->pt_log[j] = p->log_scale;
+        double d = lr - p->pt_log[j];
+        if (d > 0.7) d = 0.7;
+        if (d < -0.7) d = -0.7;
+        p->pt_log[j] += 0.15 * d;
+        p->pt_n[j]++;
     }
     p->t_other = p->t_other > 0 ? 0.9 * p->t_other + 0.1 * other_s : other_s;
     if (!p->chosen) { /* a plain step */
