@@ -4,8 +4,10 @@
  * Contract:
  *  - Runs the same prompts (--prompts FILE, one per line, blank lines skipped; default: 8
  *    built-in TinyStories-style openings) in each mode of --modes (default none,chain,tree, plus
- *    lookup with --lookup). Every prompt is tokenized with add_special (BOS) and generated from
- *    an empty KV cache (moge_kv_truncate(ctx, 0)); moge_generate resets the drafter.
+ *    lookup with --lookup; chain:N and tree:N are a fixed chain of N / dynamic tree of N nodes
+ *    without the planner, so one run can sweep sizes). Every prompt is tokenized with add_special
+ *    (BOS) and generated from an empty KV cache (moge_kv_truncate(ctx, 0)); moge_generate resets
+ *    the drafter. The planner's state lives in the context, so it learns across the prompts.
  *  - The repeats interleave the modes: repeat 1 runs every mode in --modes order (each over all
  *    prompts), then repeat 2 runs every mode, and so on, so that a burst of load on a shared
  *    machine is spread over the modes. Each mode's turn in a repeat starts with one short
@@ -62,7 +64,7 @@
 #include "moge.h"
 
 #define CMD "bench"
-#define MAX_MODES 4
+#define MAX_MODES 16
 #define MAX_SHOWN_DEPTHS 8
 
 static void usage(FILE *f, const cli_common_opts *o) {
@@ -80,7 +82,8 @@ static void usage(FILE *f, const cli_common_opts *o) {
                      "      --prompts FILE     one prompt per line (default: 8 built-in story openings)\n"
                      "      --repeats R        timed repeats, each running every mode in turn; tokens/s is their\n"
                      "                         median (default 3)\n"
-                     "      --modes LIST       comma-separated: none, chain, tree, lookup (default none,chain,tree)\n"
+                     "      --modes LIST       comma-separated: none, chain, tree, lookup (default none,chain,tree);\n"
+                     "                         chain:N / tree:N: a fixed chain of N / tree of N nodes, no planner\n"
                      "      --json FILE        also write the results as JSON\n");
 }
 
@@ -102,33 +105,59 @@ static const char *const builtin_prompts[] = {
 typedef enum { MODE_NONE, MODE_CHAIN, MODE_TREE, MODE_LOOKUP } mode_id;
 static const char *const mode_names[] = {"none", "chain", "tree", "lookup"};
 
+/* A mode of the table: its kind and, for "chain:N" / "tree:N", a fixed size (no planner). */
+typedef struct {
+    mode_id kind;
+    int size;      /* 0: as the flags say */
+    char name[24]; /* as listed: "tree", "chain:4" */
+} bench_mode;
+
 typedef struct {
     cli_common_opts c; /* the flags run, chat and bench share; c.gp's spec and drafter are set per mode */
     const char *prompts_file, *json;
     int repeats;
-    mode_id modes[MAX_MODES];
+    bench_mode modes[MAX_MODES];
     int n_modes;
     bool modes_given;
 } bench_opts;
 
-/* "none,chain" -> modes; false after printing an error naming --modes. */
+/* "none,chain,tree:8" -> modes; false after printing an error naming --modes. */
 static bool parse_modes(const char *v, bench_opts *o) {
     o->n_modes = 0;
     for (const char *q = v;;) {
-        size_t len = strcspn(q, ",");
+        size_t len = strcspn(q, ","), base = strcspn(q, ",:");
         int m = -1;
-        for (int k = 0; k < MAX_MODES; k++)
-            if (strlen(mode_names[k]) == len && !strncmp(q, mode_names[k], len)) m = k;
-        if (m < 0) {
-            fprintf(stderr, "moge bench: --modes: unknown mode \"%.*s\" (expected none, chain, tree or lookup, comma-separated)\n", (int)len, q);
-            return false;
-        }
-        for (int k = 0; k < o->n_modes; k++)
-            if (o->modes[k] == (mode_id)m) {
-                fprintf(stderr, "moge bench: --modes: \"%s\" is listed twice\n", mode_names[m]);
+        long size = 0;
+        for (int k = 0; k < 4; k++)
+            if (strlen(mode_names[k]) == base && !strncmp(q, mode_names[k], base)) m = k;
+        if (m >= 0 && base < len) { /* ":N": a fixed chain of N or tree of N nodes */
+            char num[16], *end;
+            size_t nl = len - base - 1;
+            snprintf(num, sizeof num, "%.*s", (int)(nl < 15 ? nl : 15), q + base + 1);
+            size = strtol(num, &end, 10);
+            if ((m != MODE_CHAIN && m != MODE_TREE) || nl == 0 || nl > 4 || *end || size < 1 || size > (m == MODE_CHAIN ? MOGE_MAX_DEPTH - 1 : 63)) {
+                fprintf(stderr, "moge bench: --modes: \"%.*s\": a size is chain:N (N 1..%d) or tree:N (N 1..63)\n", (int)len, q,
+                        MOGE_MAX_DEPTH - 1);
                 return false;
             }
-        o->modes[o->n_modes++] = (mode_id)m;
+        }
+        if (m < 0 || len >= sizeof o->modes[0].name) {
+            fprintf(stderr, "moge bench: --modes: unknown mode \"%.*s\" (expected none, chain, tree, lookup, chain:N or tree:N, comma-separated)\n",
+                    (int)len, q);
+            return false;
+        }
+        if (o->n_modes == MAX_MODES) {
+            fprintf(stderr, "moge bench: --modes: at most %d modes\n", MAX_MODES);
+            return false;
+        }
+        bench_mode bm = {.kind = (mode_id)m, .size = (int)size};
+        snprintf(bm.name, sizeof bm.name, "%.*s", (int)len, q);
+        for (int k = 0; k < o->n_modes; k++)
+            if (!strcmp(o->modes[k].name, bm.name)) {
+                fprintf(stderr, "moge bench: --modes: \"%s\" is listed twice\n", bm.name);
+                return false;
+            }
+        o->modes[o->n_modes++] = bm;
         if (!q[len]) return true;
         q += len + 1;
     }
@@ -136,8 +165,14 @@ static bool parse_modes(const char *v, bench_opts *o) {
 
 static bool mode_listed(const bench_opts *o, mode_id m) {
     for (int k = 0; k < o->n_modes; k++)
-        if (o->modes[k] == m) return true;
+        if (o->modes[k].kind == m) return true;
     return false;
+}
+
+static bench_mode plain_mode(mode_id m) {
+    bench_mode bm = {.kind = m};
+    snprintf(bm.name, sizeof bm.name, "%s", mode_names[m]);
+    return bm;
 }
 
 /* Fills the defaults that depend on other flags and checks the combination. Returns 0 or 2. */
@@ -145,9 +180,9 @@ static int finish_opts(bench_opts *o) {
     cli_common_opts *c = &o->c;
     if (!o->modes_given) {
         o->n_modes = 3;
-        o->modes[0] = MODE_NONE, o->modes[1] = MODE_CHAIN, o->modes[2] = MODE_TREE;
+        o->modes[0] = plain_mode(MODE_NONE), o->modes[1] = plain_mode(MODE_CHAIN), o->modes[2] = plain_mode(MODE_TREE);
     }
-    if (c->lookup && !mode_listed(o, MODE_LOOKUP)) o->modes[o->n_modes++] = MODE_LOOKUP;
+    if (c->lookup && !mode_listed(o, MODE_LOOKUP) && o->n_modes < MAX_MODES) o->modes[o->n_modes++] = plain_mode(MODE_LOOKUP);
     bool needs_model_drafter = mode_listed(o, MODE_CHAIN) || mode_listed(o, MODE_TREE);
     if (!cli_check_drafters(c) || !cli_default_models(c, needs_model_drafter, true)) return 2;
     if (needs_model_drafter && cli_draft_choice(c) == CLI_DRAFT_NONE) {
@@ -298,7 +333,7 @@ static int env_load(bench_env *e, const bench_opts *o) {
 /* ------------------------------------------------------------------------------------------ */
 
 typedef struct {
-    mode_id mode;
+    bench_mode mode;
     double *tps;              /* (repeats) tokens/s of each repeat, in repeat order */
     double tokens_per_s, tps_min, tps_max, speedup; /* median, min and max of tps; median over the baseline's */
     int64_t n_generated, n_passes, tries[MOGE_MAX_DEPTH], hits[MOGE_MAX_DEPTH];
@@ -333,10 +368,16 @@ static bool collect(int32_t tok, void *user) {
     return true;
 }
 
-static moge_generate_params mode_params(const bench_opts *o, const bench_env *e, mode_id m) {
+static moge_generate_params mode_params(const bench_opts *o, const bench_env *e, bench_mode bm) {
     moge_generate_params gp = o->c.gp;
+    mode_id m = bm.kind;
     gp.spec = m == MODE_NONE ? MOGE_SPEC_NONE : m == MODE_TREE ? MOGE_SPEC_TREE : MOGE_SPEC_CHAIN;
     gp.drafter = m == MODE_NONE ? NULL : m == MODE_LOOKUP ? e->lookup : e->drafter;
+    if (bm.size > 0) { /* chain:N, tree:N: that tree every step */
+        gp.adaptive = false;
+        if (m == MODE_CHAIN) gp.draft.draft_max = bm.size;
+        else gp.draft.tree_nodes = bm.size;
+    }
     return gp;
 }
 
@@ -411,7 +452,7 @@ static void progress_draw(const progress *pg, const char *mode, int rep, int rep
 /* Without a terminal: one line per mode and repeat, in the order they ran. */
 static void progress_turn_done(const progress *pg, const mode_result *r, int rep, int repeats) {
     if (pg->tty) return;
-    fprintf(stderr, "moge bench: repeat %d/%d: %s %.1f tokens/s\n", rep + 1, repeats, mode_names[r->mode], r->tps[rep]);
+    fprintf(stderr, "moge bench: repeat %d/%d: %s %.1f tokens/s\n", rep + 1, repeats, r->mode.name, r->tps[rep]);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -444,7 +485,7 @@ static int run_turn(bench_env *e, const bench_opts *o, const prompt_set *p, mode
     int64_t gen = 0;
     double secs = 0;
     for (int i = 0; i < p->n; i++) {
-        progress_draw(pg, mode_names[r->mode], rep, o->repeats);
+        progress_draw(pg, r->mode.name, rep, o->repeats);
         moge_stats st;
         if (generate_one(e, p, i, &gp, col, &st) || record_ids(r, i, rep, col)) return 1;
         if (col->moe_reset) add_moe(r, e->m.ctx);
@@ -454,7 +495,7 @@ static int run_turn(bench_env *e, const bench_opts *o, const prompt_set *p, mode
         pg->done++;
     }
     r->tps[rep] = secs > 0 ? (double)gen / secs : 0;
-    progress_draw(pg, mode_names[r->mode], rep, o->repeats);
+    progress_draw(pg, r->mode.name, rep, o->repeats);
     progress_turn_done(pg, r, rep, o->repeats);
     return 0;
 }
@@ -520,7 +561,7 @@ static double moe_mean(const double *sums, const double *passes, int n_moe) {
 /* The index of the baseline: mode none, else the first mode. */
 static int baseline(const mode_result *r, int n_modes) {
     for (int k = 0; k < n_modes; k++)
-        if (r[k].mode == MODE_NONE) return k;
+        if (r[k].mode.kind == MODE_NONE) return k;
     return 0;
 }
 
@@ -542,7 +583,7 @@ static void compare_modes(mode_result *r, int n_modes, int base, int n_prompts, 
     }
 }
 
-static bool speculative(const mode_result *r) { return r->mode != MODE_NONE; }
+static bool speculative(const mode_result *r) { return r->mode.kind != MODE_NONE; }
 
 /* Draft nodes the target verified per pass after the prefill (0 for mode none). */
 static double mean_tree_nodes(const mode_result *r) { return r->n_forward ? (double)r->draft_nodes / r->n_forward : 0; }
@@ -610,7 +651,7 @@ static void fmt_opt(char *s, size_t cap, const char *fmt, double v) {
 static void fill_row(const mode_result *r, int n_moe, char cell[N_COLS][128]) {
     double is = moe_mean(r->moe_is, r->moe_passes, n_moe), ex = moe_mean(r->moe_distinct, r->moe_passes, n_moe);
     char lo[32], hi[32];
-    snprintf(cell[COL_MODE], 128, "%s", mode_names[r->mode]);
+    snprintf(cell[COL_MODE], 128, "%s", r->mode.name);
     fmt_rate(cell[COL_TPS], 128, r->tokens_per_s);
     fmt_rate(lo, sizeof lo, r->tps_min);
     fmt_rate(hi, sizeof hi, r->tps_max);
@@ -638,7 +679,7 @@ static void print_cell(const char *s, int w, bool left, bool last) {
 /* The table, then what its less obvious columns mean. */
 static void print_table(const mode_result *r, int n_modes, int base, int n_moe, int repeats) {
     char speedup_head[32];
-    snprintf(speedup_head, sizeof speedup_head, "x %s", mode_names[r[base].mode]);
+    snprintf(speedup_head, sizeof speedup_head, "x %s", r[base].mode.name);
     const char *head[N_COLS] = {"mode", "tok/s", "min–max", speedup_head, "pred", "τ", "nodes", "plain",
                                 "accept by depth", "MoE IS", "experts", "MB/pass", "same"};
     static const bool left[N_COLS] = {true, false, false, false, false, false, false, false, true, false, false, false, true};
@@ -655,7 +696,7 @@ static void print_table(const mode_result *r, int n_modes, int base, int n_moe, 
         for (int c = 0; c < N_COLS; c++) print_cell(cells[k][c], w[c], left[c], c == N_COLS - 1);
         fputc('\n', stdout);
     }
-    const char *b = mode_names[r[base].mode];
+    const char *b = r[base].mode.name;
     printf("tok/s: median of %d interleaved repeat%s (min–max: their range); x %s: tok/s over mode %s; pred: the planner's x %s\n"
            "nodes: draft nodes verified per target pass; plain: steps without a tree; MB/pass: routed-expert weights read per pass\n",
            repeats, repeats == 1 ? "" : "s", b, b, b);
@@ -686,10 +727,10 @@ static void print_summary(const bench_opts *o, const mode_result *r, int n_modes
     for (int k = 0; k < n_modes; k++) {
         if (r[k].identical) continue;
         if (r[k].diff_prompt >= 0)
-            printf("%s%s differs from %s on prompt %d (token %d)", all ? "" : "; ", mode_names[r[k].mode], mode_names[r[base].mode],
+            printf("%s%s differs from %s on prompt %d (token %d)", all ? "" : "; ", r[k].mode.name, r[base].mode.name,
                    r[k].diff_prompt + 1, r[k].diff_at + 1);
         else
-            printf("%s%s gave different text in different repeats", all ? "" : "; ", mode_names[r[k].mode]);
+            printf("%s%s gave different text in different repeats", all ? "" : "; ", r[k].mode.name);
         all = false;
     }
     printf("%s\n", all ? "all modes produced identical text" : "");
@@ -714,7 +755,7 @@ static void add_opt(cJSON *o, const char *key, double v) {
 static cJSON *mode_json(const mode_result *r, int n_moe, int n_prompts, int repeats) {
     cJSON *m = cJSON_CreateObject();
     double is = moe_mean(r->moe_is, r->moe_passes, n_moe), ex = moe_mean(r->moe_distinct, r->moe_passes, n_moe);
-    cJSON_AddStringToObject(m, "mode", mode_names[r->mode]);
+    cJSON_AddStringToObject(m, "mode", r->mode.name);
     cJSON_AddNumberToObject(m, "tokens_per_s", r->tokens_per_s);
     cJSON_AddNumberToObject(m, "tokens_per_s_min", r->tps_min);
     cJSON_AddNumberToObject(m, "tokens_per_s_max", r->tps_max);
@@ -747,7 +788,7 @@ static int write_json(const bench_opts *o, const mode_result *r, int n_modes, in
     cJSON_AddNumberToObject(root, "n_predict", o->c.gp.n_predict);
     cJSON_AddNumberToObject(root, "repeats", o->repeats);
     cJSON_AddNumberToObject(root, "temperature", o->c.gp.sampler.temperature);
-    cJSON_AddStringToObject(root, "baseline", mode_names[r[base].mode]);
+    cJSON_AddStringToObject(root, "baseline", r[base].mode.name);
     cJSON *modes = cJSON_AddArrayToObject(root, "modes");
     for (int k = 0; k < n_modes; k++) cJSON_AddItemToArray(modes, mode_json(&r[k], n_moe, n_prompts, o->repeats));
     char *text = cJSON_Print(root);

@@ -385,10 +385,33 @@ static void test_shared_sampling_flags(void) {
     free(copy); free(out); free(err);
 }
 
+/* chain:N and tree:N: fixed sizes in one interleaved run (a sweep), no planner, named as listed. */
+static void test_fixed_sizes(void) {
+    static const char *const modes[] = {"none", "chain:2", "tree:5"};
+    bench_run b = {.modes = modes, .n_modes = 3, .n_prompts = 8, .repeats = 1, .base = "none", .dense = true, .no_adaptive = true, .tree_max = 5};
+    cJSON *root = bench("bench -m models/stories260K -d models/stories260K -n 16 --repeats 1 --modes none,chain:2,tree:5", &b, 16, NULL, NULL);
+    const cJSON *ms = root ? cJSON_GetObjectItem(root, "modes") : NULL;
+    CHECK(cJSON_GetArraySize(ms) == 3);
+    for (int k = 1; k < 3 && ms; k++) {
+        const cJSON *m = cJSON_GetArrayItem(ms, k);
+        const cJSON *name = cJSON_GetObjectItem(m, "mode"), *nodes = cJSON_GetObjectItem(m, "mean_tree_nodes");
+        CHECK(cJSON_IsString(name) && !strcmp(name->valuestring, modes[k]));
+        CHECKF(cJSON_IsNumber(nodes) && nodes->valuedouble > (k == 1 ? 1.0 : 2.0) && nodes->valuedouble <= (k == 1 ? 2 : 5),
+               "%s: %g nodes per pass", modes[k], cJSON_IsNumber(nodes) ? nodes->valuedouble : -1);
+    }
+    cJSON_Delete(root);
+}
+
 static void test_errors(void) {
     static const struct { const char *args; int rc; const char *needle; } cases[] = {
         {BENCH " --modes bogus", 2, "--modes"},
         {BENCH " --modes none,none", 2, "--modes"},
+        {BENCH " --modes none,tree:0", 2, "tree:N"},
+        {BENCH " --modes none:3", 2, "chain:N"},
+        {BENCH " --modes chain:x", 2, "chain:N"},
+        {BENCH " --modes tree:64", 2, "tree:N"},
+        {BENCH " --modes chain:4,chain:4", 2, "listed twice"},
+        {BENCH " --modes none,chain:1,chain:2,chain:3,chain:4,chain:5,chain:6,chain:7,chain:8,tree:1,tree:2,tree:3,tree:4,tree:5,tree:6,tree:7,tree:8", 2, "at most 16"},
         {BENCH " --prompts build/no_such_prompts.txt", 1, "build/no_such_prompts.txt"},
         {BENCH " --repeats 0", 2, "--repeats"},
         {"bench -m models/stories260K", 2, "drafter"},
@@ -403,5 +426,5 @@ static void test_errors(void) {
 
 int main(void) {
     RUN_TESTS(T(test_default_modes), T(test_interleaved_repeats), T(test_baseline_and_fixed_trees), T(test_moe_columns),
-              T(test_prompts_file_and_lookup), T(test_shared_sampling_flags), T(test_errors));
+              T(test_prompts_file_and_lookup), T(test_shared_sampling_flags), T(test_fixed_sizes), T(test_errors));
 }
