@@ -22,7 +22,7 @@
  *     and biases of added heads, gate/up rows of added units, router and lm_head columns of
  *     padding dims, norm weights of padding dims, and every other weight of an inserted layer.
  *     Inserted layers are spread evenly between the real ones (real layer i at position
- *     round(i (L' - 1) / (L - 1)); the first and the last layer are real).
+ *     round(i (L' - 1) / (L - 1)); with L > 1 the first and the last layer are real).
  *   - RMSNorm: rms_norm_eps becomes eps' = eps d / D in config.json and the real dims' weights of
  *     every residual norm (attention, MLP, final) are multiplied by sqrt(d / D). Qwen3's per-head
  *     q/k norms keep their weights (head_dim is kept) but see eps' too: their real heads' q and k
