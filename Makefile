@@ -1,5 +1,5 @@
 # moge — build. Sources by wildcard per module folder; objects and binaries under build/.
-# Targets: all (libmoge.a + moge), test, bench, demo, deps, asan, clean.
+# Targets: all (libmoge.a + moge), test, bench, demo, standins, deps, asan, clean.
 
 CC      ?= cc
 PKGS    := libpcre2-8 libcjson libcurl libutf8proc libcrypto libedit
@@ -24,7 +24,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN:= $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out examples/moge%.c examples/cmd_%.c,$(wildcard examples/*.c)))
 
-.PHONY: all test bench demo deps asan clean
+.PHONY: all test bench demo standins deps asan clean
 all: $(BUILD)/libmoge.a $(BUILD)/moge $(EXAMPLES)
 
 $(BUILD)/%.o: %.c
@@ -55,22 +55,60 @@ test: deps
 	$(MAKE) --no-print-directory all $(TEST_BIN)
 	@BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN)
 
-bench: deps
+bench: deps standins
 	$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do $$b || exit 1; done
 
+# Memory-bound stand-ins of the committed models (moge pad; runtime/pad.c): the same text as their
+# source at the memory cost of a ~1.6 GB f32 model, for speculative decoding where decoding is
+# memory-bound. Written on first use (skipped when config.json exists), after checking that the
+# file system has room for all that are missing.
+STANDINS          := $(BUILD)/standins
+STANDIN_MOGE      := $(STANDINS)/tinystories-moge-1.6g
+STANDIN_MOGE_PAD  := -m models/tinystories-moge --hidden 1024 --layers 18 --heads 32 --ff-expert 128 --ff-shared 2048
+STANDIN_MOGE_MB   := 1560
+STANDIN_DENSE     := $(STANDINS)/stories260K-1.7g
+STANDIN_DENSE_PAD := -m models/stories260K --hidden 1536 --layers 16 --heads 192 --ff 4096
+STANDIN_DENSE_MB  := 1630
+# $(call standins_sh,STANDIN_MOGE STANDIN_DENSE): the shell that writes the missing ones (MB: MiB on disk).
+define standins_sh
+need=0; $(foreach s,$(1),[ -f $($(s))/config.json ] || need=$$((need + $($(s)_MB)));) \
+if [ $$need -gt 0 ]; then \
+  mkdir -p $(STANDINS) && free=$$(df -Pm $(STANDINS) | awk 'NR == 2 {print $$4}') || exit 1; \
+  if [ "$$free" -lt $$need ]; then echo "make: the stand-ins to write need $$need MB; $(STANDINS) has $$free MB free" >&2; exit 1; fi; \
+fi; \
+$(foreach s,$(1),if [ ! -f $($(s))/config.json ]; then \
+  echo "$(BUILD)/moge pad $($(s)_PAD) -o $($(s))"; $(BUILD)/moge pad $($(s)_PAD) -o $($(s)) || exit 1; fi;) true
+endef
+
+standins: deps
+	$(MAKE) --no-print-directory all
+	@$(call standins_sh,STANDIN_MOGE STANDIN_DENSE)
+
 # The demo pair (trained MoGE target + distilled draft, tools/train/) with tree speculation and a
-# plain-decoding comparison in the same run; stories260K alone until the pair is committed.
+# plain-decoding comparison in the same run; then the same with the target's memory-bound stand-in
+# (written on first use), and both speedups side by side. stories260K alone without the pair.
 DEMO_PROMPT ?= Once upon a time, there was a little robot who
+DEMO_PAIR   := [ -f models/tinystories-moge/config.json ] && [ -f models/tinystories-draft/config.json ]
+DEMO_SPEC   := -d models/tinystories-draft --spec tree --temp 0
+DEMO_SPEEDUP = sed -n 's/.*: \([0-9.]*\)x in this run.*/\1/p' $(1) | tail -n 1
 demo: deps
 	$(MAKE) --no-print-directory all
-	@if [ -f models/tinystories-moge/config.json ] && [ -f models/tinystories-draft/config.json ]; then \
-	  echo "$(BUILD)/moge run -m models/tinystories-moge -d models/tinystories-draft --spec tree --temp 0 -n 200 --compare -p \"$(DEMO_PROMPT)\""; \
-	  $(BUILD)/moge run -m models/tinystories-moge -d models/tinystories-draft --spec tree --temp 0 -n 200 --compare -p "$(DEMO_PROMPT)"; \
+	@if $(DEMO_PAIR); then \
+	  echo "$(BUILD)/moge run -m models/tinystories-moge $(DEMO_SPEC) -n 200 --compare -p \"$(DEMO_PROMPT)\""; \
+	  $(BUILD)/moge run -m models/tinystories-moge $(DEMO_SPEC) -n 200 --compare -p "$(DEMO_PROMPT)" 2>$(BUILD)/demo.err; \
+	  rc=$$?; cat $(BUILD)/demo.err >&2; exit $$rc; \
 	else \
 	  echo "$(BUILD)/moge run -m models/stories260K -n 200 --temp 0"; \
 	  $(BUILD)/moge run -m models/stories260K -n 200 --temp 0; \
 	fi
+	@$(DEMO_PAIR) || exit 0; $(call standins_sh,STANDIN_MOGE)
+	@$(DEMO_PAIR) || exit 0; \
+	echo "$(BUILD)/moge run -m $(STANDIN_MOGE) $(DEMO_SPEC) -n 128 --compare -p \"$(DEMO_PROMPT)\""; \
+	$(BUILD)/moge run -m $(STANDIN_MOGE) $(DEMO_SPEC) -n 128 --compare -p "$(DEMO_PROMPT)" 2>$(BUILD)/demo-standin.err; \
+	rc=$$?; cat $(BUILD)/demo-standin.err >&2; [ $$rc = 0 ] || exit $$rc; \
+	echo "tree speculation vs plain decoding, same run: tinystories-moge $$($(call DEMO_SPEEDUP,$(BUILD)/demo.err))x," \
+	  "its memory-bound stand-in ($(notdir $(STANDIN_MOGE))) $$($(call DEMO_SPEEDUP,$(BUILD)/demo-standin.err))x"
 
 # AddressSanitizer + UBSan build of everything, then the full test suite under it (the sampling
 # distribution test runs 300 seeds instead of 2000 there).

@@ -18,6 +18,7 @@ static void usage(FILE *f) {
           "  bench      compare tokens/s of no speculation, chain and tree drafting on the same prompts\n"
           "  quantize   write a pre-quantized (q8/q4) copy of a model that loads with no quantization pass\n"
           "  eval       validation loss / perplexity on a text file, and MoE expert load\n"
+          "  pad        write a wider, deeper stand-in of a model that computes the same function\n"
           "\n"
           "`moge COMMAND --help` shows a command's options.\n",
           f);
@@ -41,6 +42,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "pad")) return cmd_pad(argc - 1, argv + 1);
     fprintf(stderr, "moge: unknown command \"%s\"\n\n", cmd);
     usage(stderr);
     return 2;

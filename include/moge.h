@@ -279,6 +279,35 @@ moge_quantize_params moge_quantize_default_params(void);
 moge_status moge_quantize_model(const char *in_dir, const char *out_dir, const moge_quantize_params *p,
                                 moge_quantize_stats *stats, char *err, size_t err_size);
 
+/* Memory-bound stand-ins (runtime/pad.c documents the construction). moge_pad_model() reads a
+ * trained model (F32/F16/BF16; Llama, Mistral, Qwen2, Qwen3, Pangu MoGE, Mixtral, Qwen2-MoE,
+ * Qwen3-MoE) and writes a wider and deeper one that computes the same function (the same logits
+ * up to float rounding) at the memory cost of its own size: the added hidden dimensions, heads,
+ * intermediate units and layers come after the real ones, hold random weights wherever they
+ * cannot reach the real outputs and zeros wherever they would. out_dir gets one F32
+ * model.safetensors, config.json (the sizes, rms_norm_eps scaled by old/new hidden size), the
+ * tokenizer and licence files and a README.md naming the source. Written like
+ * moge_quantize_model: through a temporary directory, nothing left behind on failure, an
+ * existing out_dir replaced only with overwrite. A size of 0 keeps the source's; a smaller one
+ * than the source's is MOGE_ERR_ARG, as is a width the model does not have. */
+typedef struct {
+    int32_t hidden;      /* hidden_size */
+    int32_t layers;      /* num_hidden_layers: the real layers spread evenly, inserted ones between */
+    int32_t heads;       /* num_attention_heads; key/value heads keep the source's ratio, head_dim is kept */
+    int32_t ff;          /* intermediate_size of a dense model's MLP */
+    int32_t ff_expert;   /* intermediate size of each routed expert (MoE) */
+    int32_t ff_shared;   /* intermediate size of the shared expert (a model that has one) */
+    uint64_t seed;       /* of the random weights; default 0 */
+    bool overwrite;      /* replace a non-empty out_dir; default false */
+    void (*progress)(double done, void *user); /* fraction of the bytes written, increasing, the
+                                                  last call with 1.0; about 100 calls; may be NULL */
+    void *user;          /* passed to progress */
+} moge_pad_params;
+
+moge_pad_params moge_pad_default_params(void);
+/* p may be NULL for the defaults (a copy of the source in F32). */
+moge_status moge_pad_model(const char *in_dir, const char *out_dir, const moge_pad_params *p, char *err, size_t err_size);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Contexts: KV cache, batched forward, commit                                                */
 /* ------------------------------------------------------------------------------------------ */
