@@ -410,7 +410,13 @@ static double expected_distinct(const planner *p, int32_t n) {
 
 /* The log correction of the calibration at calibration point i: its own passes' once it has some,
  * else that of all passes. */
-static double point_log(const planner *p, int i) { return p->pt_n[i] ? p->pt_log[i] : p->n_scale ? p->log_scale : 0; }
+static double point_log(const planner *p, int i) {
+    if (p->pt_n[i]) return p->pt_log[i];
+    int best = -1; /* else the nearest point (in rows) that has passes: the error varies slowly with n */
+    for (int j = 0; j < p->cost.n_pts; j++)
+        if (p->pt_n[j] && (best < 0 || abs(p->cost.rows[j] - p->cost.rows[i]) < abs(p->cost.rows[best] - p->cost.rows[i]))) best = j;
+    return best >= 0 ? p->pt_log[best] : p->n_scale ? p->log_scale : 0;
+}
 
 /* Predicted seconds of verifying n rows: the calibration times the measured correction, which
  * follows the machine's load overall and the calibration's error at each row count. */
@@ -512,11 +518,16 @@ void planner_choose(planner *p, const moge_tree *tree, int32_t levels, double dr
         double t = t_draft + verify_cost(p, k + 1) + p->t_other, r = p->gain[k] / t;
         if (r > best_r) best_r = r, best_m = k, best_t = t;
     }
+    /* every 8th drafting step verifies one node more than the model says: that measures the cost
+     * of a larger pass and the acceptance of less likely nodes, which the model cannot learn from
+     * passes it never runs (the predictions below stay those of the model's choice) */
+    int32_t take = best_m;
+    if (!p->fixed && best_m < m && p->explored % 8 == 7) take = best_m + 1;
     /* the chosen nodes in tree order */
     memset(p->sel, 0, (size_t)n);
     p->sel[0] = 1;
     int32_t deepest = 0;
-    for (int32_t k = 0; k < best_m; k++) {
+    for (int32_t k = 0; k < take; k++) {
         p->sel[p->order[k]] = 1;
         if (tree->depth[p->order[k]] > deepest) deepest = tree->depth[p->order[k]];
     }
@@ -537,7 +548,7 @@ void planner_choose(planner *p, const moge_tree *tree, int32_t levels, double dr
     }
     /* next step: as deep as this one used, plus one; plain steps for a while when speculating
      * loses against plain decoding even with the best subtree */
-    if (best_m > 0) p->depth = deepest + 1;
+    if (take > 0) p->depth = deepest + 1;
     /* expected tokens over expected seconds of the recent drafting steps (a step that found
      * nothing worth verifying counts its drafting), against plain decoding */
     p->tok_avg = p->time_avg > 0 ? 0.85 * p->tok_avg + 0.15 * p->gain[best_m] : p->gain[best_m];
