@@ -7,19 +7,21 @@
  * where T_same(n), E_same(n) are measured on n rows whose routing repeats (a root and n−1
  * identical siblings: every sibling routes like the first), and c, the seconds one more distinct
  * expert costs, from chains of n distinct tokens (many more experts) at the same n. Dense models
- * have T(n) = T_same(n). The calibration takes a few forwards per row count (the minimum of two
- * interleaved repeats), is kept in the context and cached on disk per model shape, format,
- * backend, threads and processor; an online scale (the measured verification time over the
- * predicted, averaged in log space) follows the machine's load.
+ * have T(n) = T_same(n). The calibration takes a few forwards per row count (the minimum of up
+ * to three interleaved repeats), is kept in the context and cached on disk per model shape,
+ * format, backend, threads and processor; measured verification times correct it online, per row
+ * count (the log of measured over predicted, averaged), so it follows the machine's load and its
+ * own errors.
  *
  * Distinct experts of n rows: per MoE layer, with π_e the share of the target's recent rows that
  * chose expert e, independent rows would touch D(n) = Σ_e 1 − (1 − π_e)^n experts; rows of one
  * tree share their context and route alike, so E(n) = E(1) + ρ (D(n) − E(1)) with ρ the observed
  * ratio of excess experts.
  *
- * Value. A child's acceptance rate, given its parent was accepted, is estimated by bins of the
- * draft's conditional probability of the child × its rank among its siblings, from every child the
- * target's walk reached in this generation (prior: the draft's own probability). A node's value is
+ * Value. A child's acceptance rate, given its parent was accepted, is a logistic calibration of
+ * the draft's conditional probability of the child (per rank among its siblings, and per depth:
+ * a deep node's accepted parents mark an easier context), fitted online to every child the
+ * target's walk reached in this context, starting from the draft's own probability. A node's value is
  * the product along its path, and the expected accepted tokens of a subtree are 1 (the bonus
  * token) plus the sum of its nodes' values (siblings accept exclusively).
  *
@@ -40,11 +42,11 @@
 #include "runtime/context.h"
 #include "verify/planner.h"
 
-#define CAL_VERSION 1
+#define CAL_VERSION 2
 #define CAL_MAX_PTS 16
-#define CAL_BUDGET_S 3.0 /* stop calibrating after the repeat that passes this */
-#define NQ 10            /* bins of the draft's conditional probability */
+#define CAL_BUDGET_S 2.5 /* no new repeat of the calibration once it has taken this long */
 #define NR 3             /* sibling ranks: first, second, later */
+#define ND 3             /* depths: 1, 2, deeper (a deep node's parent path was accepted: an easier context) */
 
 typedef struct {
     int n_pts;
@@ -55,28 +57,40 @@ typedef struct {
     char key[512];
 } plan_cost;
 
+/* What the planner learns about one drafter under one acceptance rule. */
+typedef struct {
+    const void *drafter;
+    int32_t rule;
+    int64_t used;                  /* when it was last used (least recently used is replaced) */
+    /* acceptance model: logit(a) = alpha[rank][depth] + beta[rank] logit(q) */
+    double alpha[NR][ND], beta[NR];
+    int64_t n_obs;
+    int32_t explored;              /* drafting steps so far */
+    double t_level;                /* draft seconds per level */
+    double tok_avg, time_avg, rel; /* drafting steps: moving averages of expected tokens and seconds;
+                                      their ratio over plain decoding's rate */
+    int32_t depth, skip_left, wait;
+} drafter_state;
+
+#define DRAFTER_SLOTS 4
+
 struct planner {
     moge_context *ctx;
     plan_cost cost;            /* calibrated once per context (or read from the cache) */
-    const void *drafter;       /* what the acceptance counts below are of */
-    int32_t rule;
     int32_t max_rows, n_moe, n_expert, k;
     double *hits; /* (n_moe, n_expert) decayed rows that chose each expert */
     double rows;  /* decayed rows counted */
     double rho;
     double d_tab[PLAN_MAX_ROWS + 1]; /* D(n) summed over layers */
     int tab_age;
-    double tries[NQ][NR], acc[NQ][NR];
     double log_scale; int n_scale; /* measured over predicted verification time, log, all passes */
     double pt_log[CAL_MAX_PTS];    /* the same per calibration point (passes of about its rows) */
     int pt_n[CAL_MAX_PTS];
-    int32_t explored;              /* drafting steps since the acceptance counts started */
-    double t_level, t_other;
-    double tok_avg, time_avg, rel; /* drafting steps: moving averages of expected tokens and seconds;
-                                       their ratio over plain decoding's rate */
+    double t_other;
     bool chosen, after_spec;
     bool fixed; /* MOGE_PLAN_COST: a given cost model, nothing measured */
-    int32_t depth, skip_left, wait;
+    drafter_state ds[DRAFTER_SLOTS], *d; /* what it learned per drafter and rule; d: this generation's */
+    int64_t uses;
     double pred_tok, pred_time, plain_time;
     int64_t steps;
     /* scratch of planner_choose */
@@ -260,7 +274,7 @@ static moge_status calibrate(moge_context *ctx, int32_t max_rows, const int32_t 
     for (int i = 0; i < c->n_pts; i++) c->t_same[i] = t_dist[i] = INFINITY;
     double secs, e, t0 = now_s();
     moge_status st = timed_pass(ctx, max_rows, false, toks, tbuf, pbuf, &secs, &e); /* warm-up */
-    for (int rep = 0; rep < 2 && st == MOGE_OK; rep++) {
+    for (int rep = 0; rep < 3 && st == MOGE_OK; rep++) {
         for (int i = 0; i < c->n_pts && st == MOGE_OK; i++) {
             for (int kind = 0; kind < (moe ? 2 : 1) && st == MOGE_OK; kind++) {
                 bool same = moe && kind == 0;
@@ -287,9 +301,10 @@ static moge_status calibrate(moge_context *ctx, int32_t max_rows, const int32_t 
         }
         if (sxx > 0 && sxy > 0) c->c_exp = sxy / sxx;
     }
-    /* more rows never cost less: keep T_same non-decreasing against timing noise */
-    for (int i = 1; i < c->n_pts; i++)
-        if (c->t_same[i] < c->t_same[i - 1]) c->t_same[i] = c->t_same[i - 1];
+    /* more rows never cost less: where a point costs more than a larger one, a burst of other work
+     * slowed it (noise only ever adds time), so it takes the larger one's time */
+    for (int i = c->n_pts - 2; i >= 0; i--)
+        if (c->t_same[i] > c->t_same[i + 1]) c->t_same[i] = c->t_same[i + 1];
     return MOGE_OK;
 }
 
@@ -305,16 +320,16 @@ void planner_free(planner *p) {
 
 static void planner_free_void(void *p) { planner_free(p); }
 
-/* Forgets what the planner learned about a drafter (a new drafter or acceptance rule). */
-static void forget_drafter(planner *p) {
-    memset(p->tries, 0, sizeof p->tries);
-    memset(p->acc, 0, sizeof p->acc);
-    p->t_level = 0;
-    p->rel = p->tok_avg = p->time_avg = 0;
-    p->depth = MOGE_MAX_DEPTH;
-    p->wait = 2;
-    p->skip_left = 0;
-    p->explored = 0;
+static void refresh_distinct(planner *p);
+
+/* A fresh state for a drafter (or acceptance rule) the planner has not seen. */
+static void new_drafter_state(drafter_state *d, const void *drafter, int32_t rule) {
+    memset(d, 0, sizeof *d);
+    d->drafter = drafter;
+    d->rule = rule;
+    for (int r = 0; r < NR; r++) d->beta[r] = 1; /* a = q to begin with */
+    d->depth = MOGE_MAX_DEPTH;
+    d->wait = 2;
 }
 
 moge_status planner_start(moge_context *ctx, int32_t max_rows, const void *drafter, int32_t rule, const int32_t *history,
@@ -337,7 +352,6 @@ moge_status planner_start(moge_context *ctx, int32_t max_rows, const void *draft
         }
         p->rho = 0.8;
         p->tab_age = 1 << 30;
-        forget_drafter(p);
         ctx->upper_state = p;
         ctx->upper_free = planner_free_void;
     }
@@ -373,13 +387,21 @@ moge_status planner_start(moge_context *ctx, int32_t max_rows, const void *draft
         memset(p->pt_n, 0, sizeof p->pt_n);
     }
     p->fixed = is_fixed;
-    if (p->drafter != drafter || p->rule != rule) forget_drafter(p);
-    p->drafter = drafter;
-    p->rule = rule;
+    p->d = NULL;
+    for (int i = 0; i < DRAFTER_SLOTS && !p->d; i++)
+        if (p->ds[i].used && p->ds[i].drafter == drafter && p->ds[i].rule == rule) p->d = &p->ds[i];
+    if (!p->d) {
+        p->d = &p->ds[0];
+        for (int i = 1; i < DRAFTER_SLOTS; i++)
+            if (p->ds[i].used < p->d->used) p->d = &p->ds[i];
+        new_drafter_state(p->d, drafter, rule);
+    }
+    p->d->used = ++p->uses;
     p->max_rows = max_rows < c->max_rows ? max_rows : c->max_rows;
     p->chosen = p->after_spec = false;
     p->pred_tok = p->pred_time = p->plain_time = 0;
     p->steps = 0;
+    if (p->tab_age > 16) refresh_distinct(p);
     *out = p;
     return MOGE_OK;
 }
@@ -434,16 +456,34 @@ static double verify_cost(const planner *p, int32_t n) {
     return exp(lg) * cost_raw(c, n, expected_distinct(p, n));
 }
 
-static int qbin(double q) {
-    int b = (int)(q * NQ);
-    return b < 0 ? 0 : b >= NQ ? NQ - 1 : b;
+static double logit_q(double q) {
+    if (q < 0.005) q = 0.005;
+    if (q > 0.995) q = 0.995;
+    return log(q / (1 - q));
 }
 
-/* The calibrated acceptance rate of a child whose conditional draft probability is q. */
-static double accept_rate(const planner *p, double q, int rank) {
-    int b = qbin(q), r = rank < NR ? rank : NR - 1;
-    double prior = (b + 0.5) / NQ;
-    return (p->acc[b][r] + 2 * prior) / (p->tries[b][r] + 2);
+static int rank_class(int rank) { return rank < NR ? rank : NR - 1; }
+static int depth_class(int depth) { return depth <= 1 ? 0 : depth > ND ? ND - 1 : depth - 1; }
+
+/* The acceptance rate of a child whose conditional draft probability is q, at its rank among its
+ * siblings and its depth: a logistic calibration of q, fitted online to every child the walk
+ * reached (one model shares what few observations a generation has across all q). */
+static double accept_rate(const planner *p, double q, int rank, int depth) {
+    int r = rank_class(rank), d = depth_class(depth);
+    double z = p->d->alpha[r][d] + p->d->beta[r] * logit_q(q);
+    return 1 / (1 + exp(-z));
+}
+
+/* One stochastic-gradient step of the log loss on an observation (accepted or not). */
+static void learn_accept(planner *p, double q, int rank, int depth, bool accepted) {
+    int r = rank_class(rank), d = depth_class(depth);
+    double x = logit_q(q), a = accept_rate(p, q, rank, depth), g = (accepted ? 1.0 : 0.0) - a;
+    double lr = 0.3 / (1 + p->d->n_obs / 200.0) + 0.03; /* quick at first, then steadier */
+    p->d->alpha[r][d] += lr * g;
+    p->d->beta[r] += 0.2 * lr * g * x;
+    if (p->d->beta[r] < 0.2) p->d->beta[r] = 0.2; /* a more probable draft token stays more acceptable */
+    if (p->d->beta[r] > 3) p->d->beta[r] = 3;
+    p->d->n_obs++;
 }
 
 static double child_q(const moge_tree *t, int32_t i) {
@@ -471,11 +511,18 @@ static void link_tree(const moge_tree *t, int32_t n, int32_t *first_child, int32
 
 int32_t planner_depth(planner *p, int32_t draft_max) {
     p->chosen = false;
-    if (p->skip_left > 0) {
-        p->skip_left--;
+    if (p->d->skip_left > 0) {
+        p->d->skip_left--;
         return 0;
     }
-    int32_t d = p->depth < draft_max ? p->depth : draft_max;
+    int32_t d = p->d->depth;
+    /* levels that cost under 5 % of a one-row pass are drafted anyway (a memory-bound target with
+     * a small draft): only the verification needs choosing there */
+    if (p->d->t_level > 0) {
+        double cheap = 0.05 * verify_cost(p, 1) / p->d->t_level;
+        if (cheap > d) d = cheap > MOGE_MAX_DEPTH ? MOGE_MAX_DEPTH : (int32_t)cheap;
+    }
+    if (d > draft_max) d = draft_max;
     return d < 1 ? 1 : d;
 }
 
@@ -483,9 +530,9 @@ void planner_choose(planner *p, const moge_tree *tree, int32_t levels, double dr
     int32_t n = tree->n < p->max_rows ? tree->n : p->max_rows;
     if (levels < 1) levels = 1;
     if (p->fixed) draft_s = 0;
-    if (p->t_level <= 0 || p->after_spec) { /* steady steps only: a probe also catches the draft up */
+    if (p->d->t_level <= 0 || p->after_spec) { /* steady steps only: a probe also catches the draft up */
         double tl = draft_s / levels;
-        p->t_level = p->t_level > 0 ? 0.8 * p->t_level + 0.2 * tl : tl;
+        p->d->t_level = p->d->t_level > 0 ? 0.8 * p->d->t_level + 0.2 * tl : tl;
     }
     if (++p->tab_age > 16) refresh_distinct(p);
     int32_t rank[PLAN_MAX_ROWS];
@@ -494,7 +541,7 @@ void planner_choose(planner *p, const moge_tree *tree, int32_t levels, double dr
     memset(p->sel, 0, (size_t)n);
     memset(p->cand, 0, (size_t)n);
     p->val[0] = 1;
-    for (int32_t i = 1; i < n; i++) p->val[i] = p->val[tree->parent[i]] * accept_rate(p, child_q(tree, i), rank[i]);
+    for (int32_t i = 1; i < n; i++) p->val[i] = p->val[tree->parent[i]] * accept_rate(p, child_q(tree, i), rank[i], tree->depth[i]);
     p->sel[0] = 1;
     if (n > 1 && p->first_child[0] > 0) p->cand[p->first_child[0]] = 1;
     int32_t m = 0;
@@ -511,7 +558,7 @@ void planner_choose(planner *p, const moge_tree *tree, int32_t levels, double dr
         if (p->first_child[best] > 0) p->cand[p->first_child[best]] = 1;
         if (p->next_sib[best] > 0) p->cand[p->next_sib[best]] = 1;
     }
-    double t_draft = levels * p->t_level, t_plain = verify_cost(p, 1) + p->t_other;
+    double t_draft = levels * p->d->t_level, t_plain = verify_cost(p, 1) + p->t_other;
     int32_t best_m = 0;
     double best_r = -1, best_t = 0;
     for (int32_t k = 0; k <= m; k++) {
@@ -522,7 +569,7 @@ void planner_choose(planner *p, const moge_tree *tree, int32_t levels, double dr
      * of a larger pass and the acceptance of less likely nodes, which the model cannot learn from
      * passes it never runs (the predictions below stay those of the model's choice) */
     int32_t take = best_m;
-    if (!p->fixed && best_m < m && p->explored % 8 == 7) take = best_m + 1;
+    if (!p->fixed && best_m < m && p->d->explored % 8 == 7) take = best_m + 1;
     /* the chosen nodes in tree order */
     memset(p->sel, 0, (size_t)n);
     p->sel[0] = 1;
@@ -548,17 +595,17 @@ void planner_choose(planner *p, const moge_tree *tree, int32_t levels, double dr
     }
     /* next step: as deep as this one used, plus one; plain steps for a while when speculating
      * loses against plain decoding even with the best subtree */
-    if (take > 0) p->depth = deepest + 1;
+    if (take > 0) p->d->depth = deepest + 1;
     /* expected tokens over expected seconds of the recent drafting steps (a step that found
      * nothing worth verifying counts its drafting), against plain decoding */
-    p->tok_avg = p->time_avg > 0 ? 0.85 * p->tok_avg + 0.15 * p->gain[best_m] : p->gain[best_m];
-    p->time_avg = p->time_avg > 0 ? 0.85 * p->time_avg + 0.15 * best_t : best_t;
-    p->rel = p->tok_avg / p->time_avg * t_plain;
-    if (++p->explored > 16 && p->rel < 1.0) { /* after a few steps that teach the acceptance rates */
-        p->skip_left = p->wait;
-        p->wait = p->wait < 256 ? 2 * p->wait : 256;
+    p->d->tok_avg = p->d->time_avg > 0 ? 0.85 * p->d->tok_avg + 0.15 * p->gain[best_m] : p->gain[best_m];
+    p->d->time_avg = p->d->time_avg > 0 ? 0.85 * p->d->time_avg + 0.15 * best_t : best_t;
+    p->d->rel = p->d->tok_avg / p->d->time_avg * t_plain;
+    if (++p->d->explored > 16 && p->d->rel < 1.0) { /* after a few steps that teach the acceptance rates */
+        p->d->skip_left = p->d->wait;
+        p->d->wait = p->d->wait < 256 ? 2 * p->d->wait : 256;
     } else {
-        p->wait = 2;
+        p->d->wait = 2;
     }
     p->chosen = true;
     p->pred_tok += p->gain[best_m];
@@ -631,9 +678,7 @@ void planner_observe(planner *p, const moge_tree *tree, const int32_t *path, int
             int32_t u = path[i], next = i + 1 < n_path ? path[i + 1] : -1;
             if (u >= nn) break;
             for (int32_t c = fc[u]; c > 0; c = ns[c]) {
-                int b = qbin(child_q(tree, c)), r = rank[c] < NR ? rank[c] : NR - 1;
-                p->tries[b][r] += 1;
-                if (c == next) p->acc[b][r] += 1;
+                learn_accept(p, child_q(tree, c), rank[c], tree->depth[c], c == next);
             }
         }
     }
