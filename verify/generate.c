@@ -152,7 +152,9 @@ moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_pr
         moge_draft_params dp = gp.draft;
         int32_t levels = 0;
         if (gp.spec != MOGE_SPEC_NONE) {
-            levels = pl ? planner_depth(pl, dp.draft_max) : dp.draft_max;
+            int32_t width = dp.branch;
+            levels = pl ? planner_depth(pl, dp.draft_max, &width) : dp.draft_max;
+            if (!dp.shape && width < dp.branch) dp.branch = width < 1 ? 1 : width;
             dp.draft_max = levels;
             int32_t room = ctx->n_ctx - ctx->n_past - 1;
             if (dp.tree_nodes > tree_cap - 1) dp.tree_nodes = tree_cap - 1;

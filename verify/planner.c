@@ -69,7 +69,7 @@ typedef struct {
     double t_level;                /* draft seconds per level */
     double tok_avg, time_avg, rel; /* drafting steps: moving averages of expected tokens and seconds;
                                       their ratio over plain decoding's rate */
-    int32_t depth, skip_left, wait;
+    int32_t depth, width, skip_left, wait; /* levels and children per node to draft next */
 } drafter_state;
 
 #define DRAFTER_SLOTS 4
@@ -87,6 +87,7 @@ struct planner {
     double pt_log[CAL_MAX_PTS];    /* the same per calibration point (passes of about its rows) */
     int pt_n[CAL_MAX_PTS];
     double t_other;
+    int32_t since_plain;           /* passes since the last one-row pass */
     bool chosen, after_spec;
     bool fixed; /* MOGE_PLAN_COST: a given cost model, nothing measured */
     drafter_state ds[DRAFTER_SLOTS], *d; /* what it learned per drafter and rule; d: this generation's */
@@ -329,6 +330,7 @@ static void new_drafter_state(drafter_state *d, const void *drafter, int32_t rul
     d->rule = rule;
     for (int r = 0; r < NR; r++) d->beta[r] = 1; /* a = q to begin with */
     d->depth = MOGE_MAX_DEPTH;
+    d->width = 1 << 20;
     d->wait = 2;
 }
 
@@ -509,8 +511,12 @@ static void link_tree(const moge_tree *t, int32_t n, int32_t *first_child, int32
     }
 }
 
-int32_t planner_depth(planner *p, int32_t draft_max) {
+int32_t planner_depth(planner *p, int32_t draft_max, int32_t *width) {
     p->chosen = false;
+    *width = p->d->width;
+    /* every so often a plain step, so that the one-row pass, the reference of every decision, is
+     * measured too (the calibration's other points do not tell its error) */
+    if (p->since_plain >= 40 && !p->fixed) return 0;
     if (p->d->skip_left > 0) {
         p->d->skip_left--;
         return 0;
@@ -573,10 +579,11 @@ void planner_choose(planner *p, const moge_tree *tree, int32_t levels, double dr
     /* the chosen nodes in tree order */
     memset(p->sel, 0, (size_t)n);
     p->sel[0] = 1;
-    int32_t deepest = 0;
+    int32_t deepest = 0, widest = 0;
     for (int32_t k = 0; k < take; k++) {
         p->sel[p->order[k]] = 1;
         if (tree->depth[p->order[k]] > deepest) deepest = tree->depth[p->order[k]];
+        if (rank[p->order[k]] + 1 > widest) widest = rank[p->order[k]] + 1;
     }
     int32_t new_id[PLAN_MAX_ROWS];
     moge_tree_reset(out, tree->token[0]);
@@ -595,11 +602,15 @@ void planner_choose(planner *p, const moge_tree *tree, int32_t levels, double dr
     }
     /* next step: as deep as this one used, plus one; plain steps for a while when speculating
      * loses against plain decoding even with the best subtree */
-    if (take > 0) p->d->depth = deepest + 1;
+    if (take > 0) p->d->depth = deepest + 1, p->d->width = widest + 1;
     /* expected tokens over expected seconds of the recent drafting steps (a step that found
      * nothing worth verifying counts its drafting), against plain decoding */
     p->d->tok_avg = p->d->time_avg > 0 ? 0.85 * p->d->tok_avg + 0.15 * p->gain[best_m] : p->gain[best_m];
-    p->d->time_avg = p->d->time_avg > 0 ? 0.85 * p->d->time_avg + 0.15 * best_t : best_t;
+    /* a step after plain ones also paid for the drafter catching up: the price of switching,
+     * which counts against speculating (else the planner flips between the two near break-even) */
+    double step_t = best_t;
+    if (!p->after_spec && draft_s > t_draft) step_t += draft_s - t_draft;
+    p->d->time_avg = p->d->time_avg > 0 ? 0.85 * p->d->time_avg + 0.15 * step_t : step_t;
     p->d->rel = p->d->tok_avg / p->d->time_avg * t_plain;
     if (++p->d->explored > 16 && p->d->rel < 1.0) { /* after a few steps that teach the acceptance rates */
         p->d->skip_left = p->d->wait;
@@ -650,6 +661,7 @@ void planner_observe(planner *p, const moge_tree *tree, const int32_t *path, int
         p->steps++;
     }
     p->after_spec = p->chosen;
+    p->since_plain = n == 1 ? 0 : p->since_plain + 1;
     /* routing: decayed expert shares; the ratio of excess distinct experts */
     if (p->n_moe > 0) {
         if (n > 1 && n <= p->max_rows && p->tab_age < (1 << 30)) {

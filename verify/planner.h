@@ -42,8 +42,9 @@ moge_status planner_start(moge_context *ctx, int32_t max_rows, const void *draft
                           int32_t n_history, planner **out);
 void planner_free(planner *p);
 
-/* Before drafting: the tree depth to draft this step (0 = a plain step, no drafting). */
-int32_t planner_depth(planner *p, int32_t draft_max);
+/* Before drafting: the tree depth to draft this step (0 = a plain step, no drafting), and in *width
+ * the most children per node worth drafting (one more than the widest sibling rank chosen last). */
+int32_t planner_depth(planner *p, int32_t draft_max, int32_t *width);
 
 /* After drafting (draft_s seconds for `levels` levels): chooses the nodes of `tree` to verify and
  * writes them into `out` (the root and the chosen nodes, in tree order; out->cap >= tree->n);
