@@ -143,6 +143,17 @@ moge_status md_out_install(md_out *o, char *err, size_t n) {
     return MOGE_OK;
 }
 
+moge_status md_out_finish(md_out *o, moge_status st, const moge_model_params *mp, char *err, size_t n) {
+    if (st == MOGE_OK) { /* what was written loads */
+        moge_model *check = NULL;
+        st = moge_model_load(o->tmp, mp, &check, err, n);
+        moge_model_free(check);
+    }
+    if (st == MOGE_OK) st = md_out_install(o, err, n);
+    if (st != MOGE_OK) md_out_discard(o);
+    return st;
+}
+
 void md_out_discard(md_out *o) {
     if (o->made) remove_flat_dir(o->tmp);
     o->made = false;

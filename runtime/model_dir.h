@@ -41,6 +41,10 @@ moge_status md_out_path(const md_out *o, const char *file, char *buf, char *err,
 moge_status md_out_install(md_out *o, char *err, size_t n);
 /* Removes the temporary directory, if made (after a failure). */
 void md_out_discard(md_out *o);
+/* Ends a write whose status so far is st: when it succeeded, the written directory must load
+ * with mp (else its error is returned) and is installed; on any failure the temporary directory
+ * is discarded. Returns the final status. */
+moge_status md_out_finish(md_out *o, moge_status st, const moge_model_params *mp, char *err, size_t n);
 
 moge_status md_write_bytes(FILE *f, const void *data, size_t len, const char *path, char *err, size_t n);
 /* Flushes, syncs and closes f; a failure of any names path. */

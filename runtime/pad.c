@@ -575,12 +575,5 @@ moge_status moge_pad_model(const char *in_dir, const char *out_dir, const moge_p
     free(w);
     free(buf);
     md_st_header_free(&h);
-    if (st == MOGE_OK) { /* what was written loads */
-        moge_model *check = NULL;
-        st = moge_model_load(o.tmp, &mp, &check, err, n);
-        moge_model_free(check);
-    }
-    if (st == MOGE_OK) st = md_out_install(&o, err, n);
-    if (st != MOGE_OK) md_out_discard(&o);
-    return st;
+    return md_out_finish(&o, st, &mp, err, n);
 }

@@ -264,12 +264,5 @@ moge_status moge_quantize_model(const char *in_dir, const char *out_dir, const m
     }
     moge_model_free(m);
     plan_free(&p);
-    if (st == MOGE_OK) { /* what was written loads */
-        moge_model *check = NULL;
-        st = moge_model_load(o.tmp, &mp, &check, err, n);
-        moge_model_free(check);
-    }
-    if (st == MOGE_OK) st = md_out_install(&o, err, n);
-    if (st != MOGE_OK) md_out_discard(&o);
-    return st;
+    return md_out_finish(&o, st, &mp, err, n);
 }

@@ -24,6 +24,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "test_util.h"
+
 #define MOGE "build/moge"
 #define OUT_DIR "build/bench-speculation"
 #define SWEEP "none,chain:2,chain:3,chain:4,chain:6,tree:8,tree:16,tree:24,chain,tree"
@@ -66,19 +68,9 @@ static bool wanted(const char *name, int argc, char **argv) {
 }
 
 static cJSON *read_json(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    cJSON *j = NULL;
-    if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
-        buf[n] = 0;
-        j = cJSON_Parse(buf);
-    }
-    free(buf);
-    fclose(f);
+    char *text = slurp_text(path);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
     return j;
 }
 

@@ -34,4 +34,21 @@ static inline moge_context *test_new_ctx(moge_model *m, int n_ctx) {
     return c;
 }
 
+/* The ids a generation emitted (up to 512). */
+typedef struct { int32_t ids[512]; int n; } test_ids;
+
+static inline bool test_collect(int32_t tok, void *user) {
+    test_ids *c = user;
+    if (c->n < 512) c->ids[c->n++] = tok;
+    return true;
+}
+
+/* Generates from an empty cache of ctx into out (stats may be NULL). */
+static inline moge_status test_generate(moge_context *ctx, const int32_t *prompt, int n_prompt, const moge_generate_params *gp,
+                                        test_ids *out, moge_stats *st) {
+    moge_kv_truncate(ctx, 0);
+    out->n = 0;
+    return moge_generate(ctx, prompt, n_prompt, gp, test_collect, out, st);
+}
+
 #endif

@@ -22,21 +22,6 @@
 #define STORIES "models/stories260K"
 #define PANGU "tests/fixtures/moe/pangu_64e8g_bf16"
 
-typedef struct { int32_t ids[512]; int n; } collected;
-
-static bool collect(int32_t tok, void *user) {
-    collected *c = user;
-    if (c->n < 512) c->ids[c->n++] = tok;
-    return true;
-}
-
-static moge_status run(moge_context *ctx, const int32_t *prompt, int n_prompt, const moge_generate_params *gp, collected *out,
-                       moge_stats *st) {
-    moge_kv_truncate(ctx, 0);
-    out->n = 0;
-    return moge_generate(ctx, prompt, n_prompt, gp, collect, out, st);
-}
-
 static void make_prompt(int i, int32_t *p, int *n) {
     static const int32_t seeds[][4] = {
         {403, 407, 261, 378}, {317, 269, 274, 287}, {346, 306, 414}, {359, 329, 421, 417}, {291, 410, 456, 425},
@@ -67,10 +52,10 @@ static void greedy_with_planner(const char *what, moge_context *ctx, moge_drafte
         int np;
         make_prompt(i, prompt, &np);
         for (int k = 0; k < np; k++) prompt[k] %= n_vocab;
-        collected a, b;
+        test_ids a, b;
         moge_stats sa, sb;
-        CHECK(run(ctx, prompt, np, &base, &a, &sa) == MOGE_OK);
-        CHECKF(run(ctx, prompt, np, &spec, &b, &sb) == MOGE_OK, "%s", moge_context_error(ctx));
+        CHECK(test_generate(ctx, prompt, np, &base, &a, &sa) == MOGE_OK);
+        CHECKF(test_generate(ctx, prompt, np, &spec, &b, &sb) == MOGE_OK, "%s", moge_context_error(ctx));
         bool ok = a.n == b.n && memcmp(a.ids, b.ids, (size_t)a.n * sizeof(int32_t)) == 0;
         if (!ok) printf("  %s (cost %s) prompt %d: output differs from target-only decoding\n", what, cost ? cost : "calibrated", i);
         same += ok;

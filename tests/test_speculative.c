@@ -29,21 +29,6 @@ static moge_model *load_threads(const char *dir, int n_threads) { return test_lo
 static moge_model *load(const char *dir) { return load_threads(dir, 2); }
 static moge_context *new_ctx(moge_model *m, int n_ctx) { return test_new_ctx(m, n_ctx); }
 
-typedef struct { int32_t ids[512]; int n; } collected;
-static bool collect(int32_t tok, void *user) {
-    collected *c = user;
-    if (c->n < 512) c->ids[c->n++] = tok;
-    return true;
-}
-
-/* Generates from a fresh start of ctx; returns the emitted ids in out. */
-static moge_status run(moge_context *ctx, const int32_t *prompt, int n_prompt, const moge_generate_params *gp, collected *out,
-                       moge_stats *st) {
-    moge_kv_truncate(ctx, 0);
-    out->n = 0;
-    return moge_generate(ctx, prompt, n_prompt, gp, collect, out, st);
-}
-
 /* 20 prompts of real TinyStories-like ids (BOS first), and random ones for the random model. */
 static void make_prompt(int i, int n_vocab, int32_t *p, int *n) {
     static const int32_t seeds[][6] = {
@@ -73,10 +58,10 @@ static void check_greedy(const char *what, moge_context *ctx, moge_drafter *d, m
         int32_t prompt[8];
         int np;
         make_prompt(i, n_vocab, prompt, &np);
-        collected a, b;
+        test_ids a, b;
         moge_stats sa, sb;
-        CHECK(run(ctx, prompt, np, &base, &a, &sa) == MOGE_OK);
-        CHECK(run(ctx, prompt, np, &spec, &b, &sb) == MOGE_OK);
+        CHECK(test_generate(ctx, prompt, np, &base, &a, &sa) == MOGE_OK);
+        CHECK(test_generate(ctx, prompt, np, &spec, &b, &sb) == MOGE_OK);
         int same = a.n == b.n && memcmp(a.ids, b.ids, (size_t)a.n * sizeof(int32_t)) == 0;
         if (!same) {
             int at = 0;
@@ -158,9 +143,9 @@ static void test_rollback_and_stats(void) {
     gp.drafter = d;
     gp.adaptive = false;
     int32_t prompt[3] = {1, 403, 407};
-    collected out;
+    test_ids out;
     moge_stats st;
-    CHECK(run(ctx, prompt, 3, &gp, &out, &st) == MOGE_OK);
+    CHECK(test_generate(ctx, prompt, 3, &gp, &out, &st) == MOGE_OK);
     CHECKF(st.n_forward > 50, "only %d verification passes", st.n_forward);
     /* the cache holds prompt + emitted but the last: compare with a fresh prefill, bit for bit */
     int32_t seq[512];
@@ -215,7 +200,7 @@ static void test_second_turn(void) {
     moge_drafter *d = NULL;
     CHECKF(moge_drafter_new_layer_skip(m, 3, 512, &d, err, sizeof err) == MOGE_OK, "%s", err);
     int32_t turn1[3] = {1, 403, 407}, turn2[2] = {291, 410};
-    collected outs[2][2];
+    test_ids outs[2][2];
     for (int spec = 0; spec < 2; spec++) {
         moge_generate_params gp = moge_generate_default_params();
         gp.sampler.temperature = 0;
@@ -223,7 +208,7 @@ static void test_second_turn(void) {
         gp.spec = spec ? MOGE_SPEC_TREE : MOGE_SPEC_NONE;
         gp.drafter = spec ? d : NULL;
         gp.adaptive = false;
-        CHECK(run(ctx, turn1, 3, &gp, &outs[spec][0], NULL) == MOGE_OK);
+        CHECK(test_generate(ctx, turn1, 3, &gp, &outs[spec][0], NULL) == MOGE_OK);
         int32_t hist[64];
         int n = 0;
         for (int i = 0; i < 3; i++) hist[n++] = turn1[i];
@@ -233,7 +218,7 @@ static void test_second_turn(void) {
         gp.context_tokens = hist;
         gp.n_context_tokens = n;
         outs[spec][1].n = 0;
-        CHECK(moge_generate(ctx, prompt, 3, &gp, collect, &outs[spec][1], NULL) == MOGE_OK);
+        CHECK(moge_generate(ctx, prompt, 3, &gp, test_collect, &outs[spec][1], NULL) == MOGE_OK);
         gp.n_context_tokens = n - 1; /* must be exactly what the context holds */
         CHECK(moge_generate(ctx, prompt, 1, &gp, NULL, NULL, NULL) == MOGE_ERR_ARG);
     }
@@ -364,8 +349,8 @@ static void sample_many(moge_context *ctx, const moge_generate_params *gp, moge_
             wrong_run(ctx, wrong_d, &g.sampler, prompt, 3, s->tok[seed]);
             continue;
         }
-        collected out;
-        run(ctx, prompt, 3, &g, &out, NULL);
+        test_ids out;
+        test_generate(ctx, prompt, 3, &g, &out, NULL);
         for (int k = 0; k < N_POS; k++) s->tok[seed][k] = k + 1 < out.n ? out.ids[k + 1] : 0;
     }
 }
