@@ -100,4 +100,18 @@ bool cli_load_drafter(const cli_common_opts *o, cli_draft_kind kind, cli_models 
                       size_t desc_cap);
 void cli_models_free(cli_models *m);
 
+/* moge_detok_stream_push / _flush into *buf (cap bytes), grown first to what the call may write:
+ * a run of byte tokens (ByteFallback) is held until it ends, so that bound grows with the run.
+ * *n: the bytes written. MOGE_ERR_NOMEM when the buffer cannot grow. */
+moge_status cli_detok_push(moge_detok_stream *s, int32_t id, char **buf, size_t *cap, size_t *n);
+moge_status cli_detok_flush(moge_detok_stream *s, char **buf, size_t *cap, size_t *n);
+/* Feeds the prompt's ids (special tokens skipped) through s, so that what generation adds decodes
+ * in context, and returns in *skip the bytes of prompt text the stream still holds (a run of byte
+ * tokens at its end is released with the next piece): cli_detok_drop removes them from later
+ * output. */
+moge_status cli_detok_prime(moge_detok_stream *s, const moge_tokenizer *tok, const int32_t *ids, size_t n_ids, char **buf,
+                            size_t *cap, size_t *skip);
+/* Drops up to *skip bytes from the front of buf[0..n) (counting *skip down); returns the new n. */
+size_t cli_detok_drop(char *buf, size_t n, size_t *skip);
+
 #endif

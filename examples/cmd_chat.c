@@ -287,6 +287,7 @@ typedef struct {
     moge_detok_stream *stream;
     char *buf;
     size_t cap;
+    size_t skip;              /* bytes of prompt text the stream still holds: not shown */
     int32_t *ids;             /* every id passed to the callback */
     int32_t n_ids, cap_ids;
     char *text;               /* everything the stream produced (leading spaces included) */
@@ -339,7 +340,7 @@ static bool on_token(int32_t id, void *user) {
         return false;
     }
     size_t n = 0;
-    if (moge_detok_stream_push(a->stream, id, a->buf, a->cap, &n) != MOGE_OK || !show(a, a->buf, n)) {
+    if (cli_detok_push(a->stream, id, &a->buf, &a->cap, &n) != MOGE_OK || !show(a, a->buf, cli_detok_drop(a->buf, n, &a->skip))) {
         a->failed = true;
         return false;
     }
@@ -445,14 +446,7 @@ static moge_status answer_init(answer *a, chat *c, const int32_t *prompt, int32_
     a->c = c;
     moge_status st = moge_detok_stream_new(c->m.tok, &a->stream);
     if (st != MOGE_OK) return st;
-    a->cap = moge_detok_stream_max_bytes(a->stream) + 1;
-    a->buf = malloc(a->cap);
-    if (!a->buf) return MOGE_ERR_NOMEM;
-    for (int32_t i = 0; i < n_prompt; i++) {
-        size_t n = 0;
-        if (!moge_tokenizer_is_special(c->m.tok, prompt[i])) moge_detok_stream_push(a->stream, prompt[i], a->buf, a->cap, &n);
-    }
-    return MOGE_OK;
+    return cli_detok_prime(a->stream, c->m.tok, prompt, (size_t)n_prompt, &a->buf, &a->cap, &a->skip);
 }
 
 static void answer_free(answer *a) {
@@ -506,7 +500,7 @@ static void user_turn(chat *c, const char *line) {
     c->gp.context_tokens = NULL;
     c->gp.n_context_tokens = 0;
     size_t n = 0;
-    if (a.stream && moge_detok_stream_flush(a.stream, a.buf, a.cap, &n) == MOGE_OK) show(&a, a.buf, n);
+    if (a.stream && cli_detok_flush(a.stream, &a.buf, &a.cap, &n) == MOGE_OK) show(&a, a.buf, cli_detok_drop(a.buf, n, &a.skip));
     if (a.shown_any) fputc('\n', stdout);
     fflush(stdout);
     if (st != MOGE_OK) {

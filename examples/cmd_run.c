@@ -32,6 +32,7 @@ typedef struct {
     const moge_tokenizer *tok;
     char *buf;
     size_t cap;
+    size_t skip;      /* bytes of prompt text the stream still holds: not printed */
     int failed;
     int32_t *ids;     /* every emitted id, for --stats-json */
     int32_t n_ids, cap_ids;
@@ -48,10 +49,11 @@ static bool print_token(int32_t tok, void *user) {
     }
     p->ids[p->n_ids++] = tok;
     if (moge_tokenizer_is_special(p->tok, tok)) return true;
-    if (moge_detok_stream_push(p->stream, tok, p->buf, p->cap, &n) != MOGE_OK) {
+    if (cli_detok_push(p->stream, tok, &p->buf, &p->cap, &n) != MOGE_OK) {
         p->failed = 1;
         return false;
     }
+    n = cli_detok_drop(p->buf, n, &p->skip);
     fwrite(p->buf, 1, n, stdout);
     fflush(stdout);
     return true;
@@ -247,17 +249,16 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
     if ((st = moge_detok_stream_new(m.tok, &stream)) != MOGE_OK) goto done;
-    size_t cap = moge_detok_stream_max_bytes(stream) + 1;
-    buf = malloc(cap);
-    if (!buf) goto done;
+    size_t cap = 0;
     /* Feed the prompt through the stream so the first generated piece decodes in context
      * (e.g. the leading-space rule), but print only what generation adds. Special tokens (BOS)
      * are not text. */
-    for (size_t i = 0; i < n_ids; i++) {
-        size_t n = 0;
-        if (!moge_tokenizer_is_special(m.tok, ids[i])) moge_detok_stream_push(stream, ids[i], buf, cap, &n);
+    size_t skip = 0;
+    if ((st = cli_detok_prime(stream, m.tok, ids, n_ids, &buf, &cap, &skip)) != MOGE_OK) {
+        fprintf(stderr, "moge run: decoding the prompt: %s\n", moge_status_str(st));
+        goto done;
     }
-    printer pr = {.stream = stream, .buf = buf, .cap = cap, .tok = m.tok};
+    printer pr = {.stream = stream, .buf = buf, .cap = cap, .tok = m.tok, .skip = skip};
     moge_stats stats;
     if (compare) { /* untimed: the first of the two timed runs must not pay for reading the weights in */
         moge_generate_params warm = gp;
@@ -269,13 +270,16 @@ int cmd_run(int argc, char **argv) {
     }
     st = moge_generate(m.ctx, ids, (int32_t)n_ids, &gp, print_token, &pr, &stats);
     size_t n = 0;
-    if (moge_detok_stream_flush(stream, buf, cap, &n) == MOGE_OK) fwrite(buf, 1, n, stdout);
+    if (cli_detok_flush(stream, &pr.buf, &pr.cap, &n) == MOGE_OK) fwrite(pr.buf, 1, cli_detok_drop(pr.buf, n, &pr.skip), stdout);
+    buf = pr.buf; /* grown by the printer */
     fputc('\n', stdout);
     fflush(stdout);
     if (st != MOGE_OK) {
         fprintf(stderr, "moge run: %s\n", moge_context_error(m.ctx)[0] ? moge_context_error(m.ctx) : moge_status_str(st));
+        free(pr.ids);
         goto done;
     }
+    if (pr.failed) fprintf(stderr, "moge run: out of memory while printing the text\n");
     fprintf(stderr, "moge run: %s, %s backend: prompt %d tokens (%.3f s), generated %d tokens in %.3f s (%.1f tokens/s), stop: %s\n",
             m.info.architecture, m.info.backend, stats.n_prompt, stats.t_prefill_s, stats.n_generated, stats.t_decode_s,
             stats.tokens_per_s, stop_text(stats.stop));

@@ -85,11 +85,12 @@ moge_status moge_detok_stream_new(const moge_tokenizer *tok, moge_detok_stream *
 void moge_detok_stream_free(moge_detok_stream *s);
 /* Pushes one id; writes the newly complete text (maybe empty) to out (at most cap bytes plus a
  * NUL) and its length to *n_out. MOGE_ERR_BUFFER when cap is too small; a buffer of
- * moge_detok_stream_max_bytes() + 1 bytes always suffices. */
+ * moge_detok_stream_max_bytes() + 1 bytes, asked right before the call, always suffices (the
+ * bound grows while a run of byte tokens is held, e.g. CJK text in a byte-fallback vocabulary). */
 moge_status moge_detok_stream_push(moge_detok_stream *s, int32_t id, char *out, size_t cap, size_t *n_out);
 /* Emits what is still pending (an incomplete UTF-8 sequence becomes U+FFFD as the reference does). */
 moge_status moge_detok_stream_flush(moge_detok_stream *s, char *out, size_t cap, size_t *n_out);
-/* An upper bound on the bytes one push or flush can produce. */
+/* An upper bound on the bytes the next push or flush can produce (it grows with held text). */
 size_t moge_detok_stream_max_bytes(const moge_detok_stream *s);
 
 /* ------------------------------------------------------------------------------------------ */

@@ -154,6 +154,35 @@ static void test_prompt_not_echoed(void) {
     free(out);
 }
 
+/* Issue 18, defect 2: a prompt whose text is a long run of byte tokens (stories260K has no CJK
+ * pieces: 3 byte tokens a character, 120+ bytes held by ByteFallback) streams, is not echoed, and
+ * the run and a chat turn exit 0 with text (they stopped silently with exit 1 before). */
+static void test_byte_token_runs(void) {
+    static const char *cjk = "東京は日本の首都です。ひらがなとカタカナ、漢字。東京は日本の首都です。ひらがなとカタカナ、漢字。";
+    char args[1024];
+    snprintf(args, sizeof args, "run -m models/stories260K -p \"%s\" -n 12 --temp 0 --stats-json build/test_cli_cjk.json", cjk);
+    int rc = MOGE(args);
+    char *out = slurp_text(OUT), *err = slurp_text(ERR);
+    CHECKF(rc == 0, "exit %d: %s", rc, err ? err : "");
+    CHECKF(out && !strstr(out, "東京") && strlen(out) > 2, "stdout: %s", out ? out : "(none)");
+    char *js = slurp_text("build/test_cli_cjk.json");
+    CHECKF(js && strstr(js, "\"tokens\":\t12"), "12 tokens generated: %s", js ? js : "(none)");
+    free(js);
+    free(out);
+    free(err);
+    /* the same through chat (a non-interactive session reads the line from stdin) */
+    char cmd[2048];
+    const char *bin = getenv("MOGE_BIN") ? getenv("MOGE_BIN") : "build/moge";
+    snprintf(cmd, sizeof cmd, "printf '%%s\\n' \"%s\" | %s chat -m models/stories260K -n 12 --temp 0 >%s 2>%s", cjk, bin, OUT, ERR);
+    rc = shell(cmd);
+    out = slurp_text(OUT);
+    err = slurp_text(ERR);
+    CHECKF(rc == 0, "chat exit %d: %s", rc, err ? err : "");
+    CHECKF(out && !strstr(out, "東京"), "chat stdout: %s", out ? out : "(none)");
+    free(out);
+    free(err);
+}
+
 static void test_errors(void) {
     static const struct { const char *args; int rc; const char *needle; } cases[] = {
         {"run", 2, "-m DIR is required"},
@@ -296,6 +325,6 @@ static void test_shared_help(void) {
 }
 
 int main(void) {
-    RUN_TESTS(T(test_shared_flag_errors), T(test_shared_drafter_errors), T(test_shared_help), T(test_run_greedy_matches_llama2c), T(test_speculative_modes_same_text), T(test_stats_json), T(test_compare), T(test_prompt_not_echoed),
+    RUN_TESTS(T(test_shared_flag_errors), T(test_shared_drafter_errors), T(test_shared_help), T(test_run_greedy_matches_llama2c), T(test_speculative_modes_same_text), T(test_stats_json), T(test_compare), T(test_prompt_not_echoed), T(test_byte_token_runs),
               T(test_errors), T(test_info), T(test_library_example), T(test_quant_speculative_same_text));
 }
