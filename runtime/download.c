@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "runtime/download.h"
+#include "runtime/fileio.h"
 #include "runtime/errors.h"
 
 #define DEFAULT_ENDPOINT "https://huggingface.co"
@@ -119,40 +120,6 @@ __attribute__((format(printf, 3, 4))) static bool path_fmt(char *buf, size_t cap
     int k = vsnprintf(buf, cap, fmt, ap);
     va_end(ap);
     return k >= 0 && (size_t)k < cap;
-}
-
-/* mkdir -p. */
-static moge_status make_dirs(const char *path, char *err, size_t n) {
-    char buf[PATH_CAP];
-    if (!path_fmt(buf, sizeof buf, "%s", path)) return set_err(err, n, MOGE_ERR_ARG, "%s: path too long", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p != '/' && *p) continue;
-        char c = *p;
-        *p = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return set_err(err, n, MOGE_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
-        *p = c;
-        if (!c) break;
-    }
-    struct stat st;
-    if (stat(buf, &st) != 0) return set_err(err, n, MOGE_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
-    if (!S_ISDIR(st.st_mode)) return set_err(err, n, MOGE_ERR_IO, "cannot create directory %s: a file is in the way", buf);
-    return MOGE_OK;
-}
-
-/* The cache root: `given`, else $MOGE_CACHE, else $HOME/.cache/moge. */
-static moge_status cache_root(const char *given, char *out, size_t cap, char *err, size_t n) {
-    const char *env = getenv("MOGE_CACHE");
-    const char *home = getenv("HOME");
-    bool ok;
-    if (given && *given) ok = path_fmt(out, cap, "%s", given);
-    else if (env && *env) ok = path_fmt(out, cap, "%s", env);
-    else if (home && *home) ok = path_fmt(out, cap, "%s/.cache/moge", home);
-    else return set_err(err, n, MOGE_ERR_ARG, "HOME is not set: set MOGE_CACHE to a cache directory");
-    if (!ok) return set_err(err, n, MOGE_ERR_ARG, "cache directory path too long");
-    size_t len = strlen(out);
-    while (len > 1 && out[len - 1] == '/') out[--len] = 0;
-    return MOGE_OK;
 }
 
 /* A revision as a file name under refs/: '/' becomes "%2F" (revisions never contain '%'). */
@@ -739,7 +706,7 @@ static moge_status write_ref(pull_state *ps, const char *rev) {
         !path_fmt(path, sizeof path, "%s/%s", dir, fname) ||
         !path_fmt(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()))
         return set_err(e, n, MOGE_ERR_ARG, "%s: path too long", ps->cache);
-    moge_status st = make_dirs(dir, e, n);
+    moge_status st = file_make_dirs(dir, e, n);
     if (st != MOGE_OK) return st;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return set_err(e, n, MOGE_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
@@ -781,7 +748,7 @@ static moge_status pull_setup(pull_state *ps, const moge_pull_params *p) {
     if (token && strpbrk(token, "\r\n"))
         return set_err(e, n, MOGE_ERR_ARG, "%s contains a line break", p->token ? "the token" : "HF_TOKEN");
 
-    moge_status st = cache_root(p->cache_dir, ps->cache, sizeof ps->cache, e, n);
+    moge_status st = file_cache_root(p->cache_dir, ps->cache, sizeof ps->cache, e, n);
     if (st != MOGE_OK) return st;
 
     pthread_once(&curl_once, curl_init);
@@ -853,7 +820,7 @@ static moge_status pull_run(pull_state *ps) {
     /* 3. the small files (the index among them), then the weights */
     if (!path_fmt(ps->snap, sizeof ps->snap, "%s/models/%s/%s", ps->cache, ps->repo_id, ps->commit))
         return set_err(e, n, MOGE_ERR_ARG, "%s: path too long", ps->cache);
-    st = make_dirs(ps->snap, e, n);
+    st = file_make_dirs(ps->snap, e, n);
     for (size_t i = 0; st == MOGE_OK && i < ps->n_files; i++)
         if (ps->files[i].wanted) st = download_file(ps, &ps->files[i]);
     if (st != MOGE_OK) return st;
@@ -915,7 +882,7 @@ moge_status moge_resolve_model(const char *name, char *dir_out, size_t dir_cap, 
         return set_err(err, err_size, MOGE_ERR_IO, "%s: not a directory, and not a repository name "
                        "OWNER/NAME[@REVISION] to look up in the cache", name);
     char cache[PATH_CAP], ref[PATH_CAP], fname[800], snap[PATH_CAP], config[PATH_CAP + 16];
-    moge_status st = cache_root(NULL, cache, sizeof cache, err, err_size);
+    moge_status st = file_cache_root(NULL, cache, sizeof cache, err, err_size);
     if (st != MOGE_OK) return st;
     ref_file_name(r.rev, fname, sizeof fname);
     char commit[160] = "";

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "runtime/errors.h"
 #include "runtime/fileio.h"
@@ -29,5 +30,38 @@ moge_status read_whole_file(const char *path, char **out, size_t *len, char *err
     buf[used] = 0;
     *out = buf;
     *len = used;
+    return MOGE_OK;
+}
+
+moge_status file_make_dirs(const char *path, char *err, size_t n) {
+    char buf[4096];
+    int k = snprintf(buf, sizeof buf, "%s", path);
+    if (k < 0 || (size_t)k >= sizeof buf) return set_err(err, n, MOGE_ERR_ARG, "%s: path too long", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p) continue;
+        char c = *p;
+        *p = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return set_err(err, n, MOGE_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
+        *p = c;
+        if (!c) break;
+    }
+    struct stat st;
+    if (stat(buf, &st) != 0) return set_err(err, n, MOGE_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return set_err(err, n, MOGE_ERR_IO, "cannot create directory %s: a file is in the way", buf);
+    return MOGE_OK;
+}
+
+moge_status file_cache_root(const char *given, char *out, size_t cap, char *err, size_t n) {
+    const char *env = getenv("MOGE_CACHE");
+    const char *home = getenv("HOME");
+    int k;
+    if (given && *given) k = snprintf(out, cap, "%s", given);
+    else if (env && *env) k = snprintf(out, cap, "%s", env);
+    else if (home && *home) k = snprintf(out, cap, "%s/.cache/moge", home);
+    else return set_err(err, n, MOGE_ERR_ARG, "HOME is not set: set MOGE_CACHE to a cache directory");
+    if (k < 0 || (size_t)k >= cap) return set_err(err, n, MOGE_ERR_ARG, "cache directory path too long");
+    size_t len = strlen(out);
+    while (len > 1 && out[len - 1] == '/') out[--len] = 0;
     return MOGE_OK;
 }

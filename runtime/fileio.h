@@ -9,4 +9,13 @@
  * Errors name the path. */
 moge_status read_whole_file(const char *path, char **out, size_t *len, char *err, size_t err_size);
 
+/* mkdir -p: path and every missing parent (mode 0755). Errors name the directory that could not
+ * be made (a file in the way included). */
+moge_status file_make_dirs(const char *path, char *err, size_t err_size);
+
+/* The cache root: `given` when not NULL or empty, else $MOGE_CACHE, else $HOME/.cache/moge
+ * (trailing slashes dropped) into out (cap bytes). MOGE_ERR_ARG when HOME is unset too or the
+ * path does not fit. */
+moge_status file_cache_root(const char *given, char *out, size_t cap, char *err, size_t err_size);
+
 #endif

@@ -37,11 +37,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "runtime/context.h"
+#include "runtime/fileio.h"
 #include "verify/planner.h"
 
 #define CAL_VERSION 2
@@ -172,22 +172,13 @@ static uint64_t fnv1a(const char *s) {
     return h;
 }
 
-/* The cache file's path (false when no cache directory is known). mkdirs: create its folders. */
+/* The cache file's path (false when no cache directory is known). mkdirs: create its folders
+ * (false when that fails: the planner then works without the cache). */
 static bool cache_path(const char *key, char *buf, size_t n, bool mkdirs) {
-    const char *root = getenv("MOGE_CACHE"), *home = getenv("HOME");
-    char dir[4096];
-    if (root && *root) snprintf(dir, sizeof dir, "%s", root);
-    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/moge", home);
-    else return false;
-    if (mkdirs) {
-        char tmp[4096];
-        snprintf(tmp, sizeof tmp, "%s", dir);
-        for (char *s = tmp + 1; *s; s++)
-            if (*s == '/') { *s = 0; mkdir(tmp, 0755); *s = '/'; }
-        mkdir(tmp, 0755);
-    }
+    char dir[4096], err[8];
+    if (file_cache_root(NULL, dir, sizeof dir, err, sizeof err) != MOGE_OK) return false;
     int w = snprintf(buf, n, "%s/calib", dir);
-    if (mkdirs) mkdir(buf, 0755);
+    if (w < 0 || (size_t)w >= n || (mkdirs && file_make_dirs(buf, err, sizeof err) != MOGE_OK)) return false;
     w = snprintf(buf, n, "%s/calib/%016llx.txt", dir, (unsigned long long)fnv1a(key));
     return w > 0 && (size_t)w < n;
 }
