@@ -79,6 +79,7 @@ typedef struct {
 struct planner {
     moge_context *ctx;
     plan_cost cost;            /* calibrated once per context (or read from the cache) */
+    char machine_key[512];     /* the model, format, backend, threads and processor the cost is of */
     int32_t max_rows, n_moe, n_expert, k;
     double *hits; /* (n_moe, n_expert) decayed rows that chose each expert */
     double rows;  /* decayed rows counted */
@@ -347,15 +348,16 @@ moge_status planner_start(moge_context *ctx, int32_t max_rows, const void *draft
         }
         p->rho = 0.8;
         p->tab_age = 1 << 30;
+        cost_key(ctx, p->machine_key, sizeof p->machine_key); /* once: it reads /proc/cpuinfo */
         ctx->upper_state = p;
         ctx->upper_free = planner_free_void;
     }
-    char key[512];
-    cost_key(ctx, key, sizeof key);
+    char fixed_key[96];
     double fa, fb, fc = 0;
     const char *fixed = getenv("MOGE_PLAN_COST");
     bool is_fixed = fixed && sscanf(fixed, "%lf,%lf,%lf", &fa, &fb, &fc) >= 2 && fa > 0 && fb >= 0 && fc >= 0;
-    if (is_fixed) snprintf(key, sizeof key, "fixed %.9g %.9g %.9g", fa, fb, fc);
+    if (is_fixed) snprintf(fixed_key, sizeof fixed_key, "fixed %.9g %.9g %.9g", fa, fb, fc);
+    const char *key = is_fixed ? fixed_key : p->machine_key;
     const char *recal = getenv("MOGE_RECALIBRATE");
     bool force = recal && *recal && strcmp(recal, "0") != 0;
     plan_cost *c = &p->cost;
@@ -376,7 +378,7 @@ moge_status planner_start(moge_context *ctx, int32_t max_rows, const void *draft
             snprintf(c->key, sizeof c->key, "%s", key);
             if (c->max_rows >= max_rows) cost_save(c);
         }
-        snprintf(c->key, sizeof c->key, "%s", key);
+        snprintf(c->key, sizeof c->key, "%s", key); /* the fixed cost's (the others have it already) */
         p->n_scale = 0;
         p->log_scale = 0;
         memset(p->pt_n, 0, sizeof p->pt_n);
@@ -426,7 +428,7 @@ static double expected_distinct(const planner *p, int32_t n) {
 }
 
 /* The log correction of the calibration at calibration point i: its own passes' once it has some,
- * else that of all passes. */
+ * else the nearest point's that has some, else that of all passes (none yet: 0). */
 static double point_log(const planner *p, int i) {
     if (p->pt_n[i]) return p->pt_log[i];
     int best = -1; /* else the nearest point (in rows) that has passes: the error varies slowly with n */
