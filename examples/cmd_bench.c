@@ -128,7 +128,7 @@ static bool parse_modes(const char *v, bench_opts *o) {
         size_t len = strcspn(q, ","), base = strcspn(q, ",:");
         int m = -1;
         long size = 0;
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < (int)(sizeof mode_names / sizeof mode_names[0]); k++)
             if (strlen(mode_names[k]) == base && !strncmp(q, mode_names[k], base)) m = k;
         if (m >= 0 && base < len) { /* ":N": a fixed chain of N or tree of N nodes */
             char num[16], *end;
