@@ -314,11 +314,16 @@ moge_status moge_pad_model(const char *in_dir, const char *out_dir, const moge_p
 /* ------------------------------------------------------------------------------------------ */
 
 typedef struct {
-    int32_t n_ctx;     /* KV cache slots (tokens); default 0 = the model's max_position */
-    int32_t n_batch;   /* most rows one moge_forward() may take; default 512 (clamped to n_ctx) */
+    int32_t n_ctx;     /* KV cache slots (tokens) per sequence; default 0 = the model's max_position */
+    int32_t n_batch;   /* most rows one moge_forward() may take, all sequences together; default 512
+                          (clamped to n_seq * n_ctx) */
+    int32_t n_seq;     /* sequences the context holds, each with its own n_ctx slots (the cache takes
+                          n_seq * n_ctx * kv_bytes_per_token); default 1 */
     int32_t n_devices; /* MoE: workers that each own whole expert groups; default 0 = the largest
                           divisor of the group count that does not exceed the model's threads */
 } moge_context_params;
+
+#define MOGE_MAX_SEQ 4096 /* the most sequences one context holds */
 
 moge_context_params moge_context_default_params(void);
 
@@ -331,35 +336,47 @@ void moge_context_free(moge_context *ctx);
 /* The message of the last failed call on this context ("" when none). Owned by the context. */
 const char *moge_context_error(const moge_context *ctx);
 
-/* Tokens whose K/V are committed in the cache (the next free slot). */
+/* Tokens whose K/V are committed in the cache (the next free slot) of sequence 0. */
 int32_t moge_context_n_past(const moge_context *ctx);
 int32_t moge_context_n_ctx(const moge_context *ctx);
 int32_t moge_context_n_batch(const moge_context *ctx);
+int32_t moge_context_n_seq(const moge_context *ctx);
+/* Committed tokens of sequence seq (-1 when seq is not 0..n_seq-1). */
+int32_t moge_seq_n_past(const moge_context *ctx, int32_t seq);
 
-/* One batched forward. Row i is token tokens[i] at RoPE position pos[i]; it sees every committed
- * slot 0..n_past-1 and, within the batch, the rows its visibility rule allows:
- *   parent == NULL: causal, row i sees rows 0..i;
+/* One batched forward. Row i is token tokens[i] of sequence seq[i] at RoPE position pos[i]; it
+ * sees every committed slot 0..n_past-1 of its sequence and, within the batch, the rows of its
+ * sequence its visibility rule allows:
+ *   parent == NULL: causal, row i sees its sequence's rows up to itself;
  *   parent != NULL: a tree, parent[i] < i (or -1 for a root); row i sees its ancestors and itself.
- * pos == NULL means n_past + i (causal) or n_past + depth(i) (tree). */
+ * Rows are numbered per sequence: a sequence's uncommitted rows kept with `extend` first, then its
+ * rows of this batch in order; parent[i] is such a number (for one sequence: the row index).
+ * The rows of one sequence form one contiguous run of the batch. Rows never see another
+ * sequence's slots: each sequence's logits are those it would get alone.
+ * pos == NULL means n_past + i (causal) or n_past + depth(i) (tree), per sequence. */
 typedef struct {
     int32_t n;
     const int32_t *tokens; /* (n) */
     const int32_t *pos;    /* (n) or NULL */
     const int32_t *parent; /* (n) or NULL */
-    bool logits_last_only; /* compute logits for row n-1 only (prefill); default false = all rows */
-    bool extend;           /* keep the uncommitted rows of the previous forward(s) and append to
-                              them (e.g. one draft tree level per call): rows are then numbered
-                              after those, parent[i] may point at them, and commit counts them */
+    const int32_t *seq;    /* (n) sequence of each row, 0..n_seq-1; NULL = every row in sequence 0 */
+    bool logits_last_only; /* compute logits for the last row of each sequence's run only (prefill):
+                              one row of logits per run, in batch order; default false = all rows */
+    bool extend;           /* every sequence of the batch keeps the uncommitted rows of its previous
+                              forward(s) and appends to them (e.g. one draft tree level per call):
+                              rows are then numbered after those, parent[i] may point at them, and
+                              commit counts them. Without extend a sequence's earlier uncommitted
+                              rows are dropped when it appears in a batch; other sequences' stay. */
 } moge_batch;
 
-/* Runs the model on `batch`, writing the rows' K/V into slots n_past .. n_past+n-1 (after the kept
- * uncommitted rows with `extend`; n_past itself does not move: commit what you keep with
- * moge_kv_commit). The cpu backend computes rows batch-invariantly — a row's logits do not depend,
+/* Runs the model on `batch`, writing each sequence's rows' K/V into its slots n_past .. n_past+n-1
+ * (after the kept uncommitted rows with `extend`; n_past itself does not move: commit what you keep
+ * with moge_kv_commit / moge_seq_kv_commit). The cpu backend computes rows batch-invariantly — a row's logits do not depend,
  * bit for bit, on the other rows — at any batch size (a tied lm_head in row layout: up to 64
  * rows). On success *logits points to
  * (n, n_vocab) floats (or (1, n_vocab) with logits_last_only), owned by the context and valid until
  * the next forward. Errors: MOGE_ERR_ARG (bad token id, parent or size),
- * MOGE_ERR_CONTEXT_FULL (n_past + n > n_ctx). On error the cache is unchanged. */
+ * MOGE_ERR_CONTEXT_FULL (a sequence's n_past + its rows > n_ctx). On error the cache is unchanged. */
 moge_status moge_forward(moge_context *ctx, const moge_batch *batch, const float **logits);
 
 /* Keeps uncommitted rows (those of the last forward, plus earlier ones it extended):
@@ -370,6 +387,10 @@ moge_status moge_kv_commit(moge_context *ctx, const int32_t *rows, int32_t n_row
 
 /* Forgets every committed token from slot n_past on (0 <= n_past <= current n_past). */
 moge_status moge_kv_truncate(moge_context *ctx, int32_t n_past);
+
+/* The same for sequence seq (moge_kv_commit and moge_kv_truncate act on sequence 0). */
+moge_status moge_seq_kv_commit(moge_context *ctx, int32_t seq, const int32_t *rows, int32_t n_rows);
+moge_status moge_seq_kv_truncate(moge_context *ctx, int32_t seq, int32_t n_past);
 
 /* Expert load of one MoE layer. For the last forward: the batch's figures; for the totals:
  * sums over every forward since the context was created or moge_moe_stats_reset(). */
@@ -455,6 +476,25 @@ typedef struct {
 moge_status moge_verify_tree(moge_context *ctx, const moge_tree *tree, const moge_sampler_params *sp,
                              const int32_t *history, int32_t n_history, uint64_t *rng,
                              int32_t *path, moge_verify_result *res);
+
+/* One sequence's tree in moge_verify_trees(). */
+typedef struct {
+    int32_t seq;                     /* the sequence of the context it extends */
+    const moge_tree *tree;
+    const moge_sampler_params *sp;
+    const int32_t *history;          /* the sequence's tokens before the root */
+    int32_t n_history;
+    uint64_t *rng;                   /* the sequence's RNG state (advanced) */
+    int32_t *path;                   /* (tree->n) out: accepted node ids, root first */
+    moge_verify_result res;          /* out */
+    moge_status status;              /* out: this item's walk and commit */
+} moge_verify_item;
+
+/* moge_verify_tree for several sequences (each at most once) in one forward: their trees' rows
+ * together must fit the context's n_batch. Each item is walked and committed in its own sequence
+ * as if verified alone (the same logits, the same result); an item whose walk fails reports it in
+ * its status and leaves its sequence's committed tokens unchanged, the others are unaffected. */
+moge_status moge_verify_trees(moge_context *ctx, moge_verify_item *items, int32_t n_items);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Drafters (draft/)                                                                          */
@@ -577,6 +617,66 @@ typedef bool (*moge_token_cb)(int32_t token, void *user);
 moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_prompt,
                           const moge_generate_params *params, moge_token_cb cb, void *user,
                           moge_stats *stats);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Many sequences at once (verify/decoder.c)                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+/* A decoder generates up to moge_context_n_seq(ctx) sequences together in one context: every
+ * step, the prompts of newly added sequences are prefilled (several per forward, up to n_batch
+ * rows), then one target pass verifies every running sequence's next token or draft tree
+ * together (continuous batching: sequences join with moge_decoder_add and leave when they stop,
+ * and a removed sequence's slot is reused). Each sequence's tokens are exactly those
+ * moge_generate() gives it alone with the same parameters (the kernels are batch-invariant;
+ * greedy, or sampled with the same seed and mode).
+ *
+ * Ownership and threads: the decoder uses (does not own) the context, which must outlive it and
+ * must not be used otherwise while the decoder runs sequences in it; one thread at a time. Each
+ * sequence's drafter (generate params) is not owned and belongs to that sequence alone while it
+ * runs (a drafter keeps per-sequence state): a drafter already running another sequence of the
+ * decoder is refused. Callbacks run on the calling thread during moge_decoder_step(). */
+typedef struct moge_decoder moge_decoder;
+
+typedef struct {
+    int64_t n_steps;          /* moge_decoder_step calls that ran a target pass */
+    int64_t n_passes;         /* target verification passes (one per step with running sequences) */
+    int64_t n_prefill_passes; /* target forwards of prompt prefills */
+    int64_t n_rows;           /* rows of the verification passes (roots and verified draft nodes) */
+    int64_t n_generated;      /* tokens emitted, all sequences */
+    double t_prefill_s, t_decode_s; /* wall time in prefill forwards / in the rest of the steps */
+    double expert_bytes_read; /* routed-expert weight bytes the verification passes read */
+} moge_decoder_stats;
+
+/* On error *out is NULL and the context's error message (moge_context_error) says why. */
+moge_status moge_decoder_new(moge_context *ctx, moge_decoder **out);
+/* Ends every running sequence (as moge_decoder_remove) and frees the decoder. */
+void moge_decoder_free(moge_decoder *d);
+
+/* Adds a sequence: its prompt (copied) is prefilled at the next step, then it generates under
+ * params (NULL = defaults; context_tokens must be empty: a sequence starts in an empty slot) and
+ * calls cb(token, user) with each token. Writes its id (the slot, 0..n_seq-1) to *id.
+ * Errors (nothing added; moge_context_error says which limit): MOGE_ERR_CONTEXT_FULL when every
+ * slot holds a sequence or the prompt does not fit in n_ctx; MOGE_ERR_ARG for a bad prompt, a
+ * speculative mode without drafter or a drafter another sequence of the decoder runs with. */
+moge_status moge_decoder_add(moge_decoder *d, const int32_t *prompt, int32_t n_prompt, const moge_generate_params *params,
+                             moge_token_cb cb, void *user, int32_t *id);
+
+/* One step for every sequence (see above). *n_running (may be NULL) receives the sequences still
+ * generating afterwards. A sequence that fails (its drafter, a walk) stops with its own status
+ * (moge_decoder_seq_stats) and the others go on; an error of the shared pass itself stops every
+ * sequence in it and is returned. */
+moge_status moge_decoder_step(moge_decoder *d, int32_t *n_running);
+
+/* The statistics of sequence id so far (final once it stopped), whether it stopped, and the
+ * status that stopped it (MOGE_OK unless an error did); any out pointer may be NULL. */
+moge_status moge_decoder_seq_stats(const moge_decoder *d, int32_t id, moge_stats *stats, bool *stopped,
+                                   moge_status *status);
+
+/* Removes sequence id (stopping it if it still runs) and frees its slot for a new sequence. */
+moge_status moge_decoder_remove(moge_decoder *d, int32_t id);
+
+/* Totals of the decoder's passes since moge_decoder_new. */
+void moge_decoder_get_stats(const moge_decoder *d, moge_decoder_stats *out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Model download (runtime/download.c)                                                        */

@@ -95,8 +95,10 @@ typedef struct backend_ops {
     /* Rotate-half RoPE in place on x (n, n_heads * head_dim) at positions pos (n);
      * inv_freq (head_dim/2). Angle = (float)pos * inv_freq[j]. */
     void (*rope)(float *x, const int32_t *pos, int n, int n_heads, int head_dim, const float *inv_freq);
-    /* Scaled dot-product attention over the committed slots plus the visible uncommitted rows. */
-    void (*attention)(const backend_env *env, const attn_args *a);
+    /* Scaled dot-product attention over the committed slots plus the visible uncommitted rows, for
+     * n_args independent row sets (e.g. one per sequence of the batch, each with its own cache
+     * region and n_ctx equal in all) in one call; a row's result depends on its own set only. */
+    void (*attention)(const backend_env *env, const attn_args *a, int n_args);
     /* g = silu(g) * u over n elements. */
     void (*swiglu)(float *g, const float *u, int64_t n);
     /* Routed experts: ref runs each (row, expert) pair on its own; cpu sorts the pairs by expert,

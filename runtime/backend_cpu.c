@@ -1012,6 +1012,7 @@ static float dot_f32(const float *a, const float *b, int n) {
 
 typedef struct {
     const attn_args *a;
+    int n_args;
     float *ws;
     int n_tasks;
 } attn_job;
@@ -1100,107 +1101,121 @@ ALWAYS_INLINE void v_accum(int NC, int CH, const float *p, int nv, const float *
     }
 }
 #endif
-/* Task t handles the (row, head) items t, t + n_tasks, ...; its scores live in ws + t *
- * backend_attn_ws_stride(n_ctx) (n_ctx + 8 floats, then n_ctx ints of slot numbers). */
-static void attn_task(void *arg, int t) {
-    const attn_job *job = arg;
-    const attn_args *a = job->a;
+/* Row i, head h of a; the scores live in p (backend_attn_ws_stride(n_ctx): n_ctx + 8 floats,
+ * then n_ctx ints of slot numbers). */
+static void attn_item(const attn_args *a, int i, int h, float *p) {
     int group = a->n_head / a->n_head_kv, D = a->head_dim, n_unc = a->n_prev + a->n;
     float scale = 1.0f / sqrtf((float)D);
-    float *p = job->ws + (int64_t)t * backend_attn_ws_stride(a->n_ctx);
-    for (int item = t; item < a->n * a->n_head; item += job->n_tasks) {
-        int i = item / a->n_head, h = item % a->n_head;
-        const float *q = a->q + ((int64_t)i * a->n_head + h) * D;
-        const float *kc = a->k_cache + (int64_t)(h / group) * a->n_ctx * D;
-        const float *vc = a->v_cache + (int64_t)(h / group) * a->n_ctx * D;
-        float *out = a->out + ((int64_t)i * a->n_head + h) * D;
-        int last = a->visible ? n_unc : a->n_prev + i + 1; /* uncommitted rows to look at */
-        int n_slots = a->n_past + last;
-        const uint8_t *vis = a->visible ? a->visible + (int64_t)i * a->ld : NULL;
-        float maxs = -INFINITY;
+    const float *q = a->q + ((int64_t)i * a->n_head + h) * D;
+    const float *kc = a->k_cache + (int64_t)(h / group) * a->n_ctx * D;
+    const float *vc = a->v_cache + (int64_t)(h / group) * a->n_ctx * D;
+    float *out = a->out + ((int64_t)i * a->n_head + h) * D;
+    int last = a->visible ? n_unc : a->n_prev + i + 1; /* uncommitted rows to look at */
+    int n_slots = a->n_past + last;
+    const uint8_t *vis = a->visible ? a->visible + (int64_t)i * a->ld : NULL;
+    float maxs = -INFINITY;
 #ifdef MOGE_AVX2
-        for (int s0 = 0; s0 < n_slots; s0 += 8) scores8(q, kc, s0, n_slots, D, p);
-        /* committed slots: scaled and their max taken 8 at a time (max is exact in any order) */
-        __m256 vs = _mm256_set1_ps(scale), vmax = _mm256_set1_ps(-INFINITY);
-        int s = 0;
-        for (; s + 8 <= a->n_past; s += 8) {
-            __m256 v = _mm256_mul_ps(_mm256_loadu_ps(p + s), vs);
-            _mm256_storeu_ps(p + s, v);
-            vmax = _mm256_max_ps(vmax, v);
+    for (int s0 = 0; s0 < n_slots; s0 += 8) scores8(q, kc, s0, n_slots, D, p);
+    /* committed slots: scaled and their max taken 8 at a time (max is exact in any order) */
+    __m256 vs = _mm256_set1_ps(scale), vmax = _mm256_set1_ps(-INFINITY);
+    int s = 0;
+    for (; s + 8 <= a->n_past; s += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(p + s), vs);
+        _mm256_storeu_ps(p + s, v);
+        vmax = _mm256_max_ps(vmax, v);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, vmax);
+    for (int l = 0; l < 8; l++) maxs = lanes[l] > maxs ? lanes[l] : maxs;
+    for (; s < a->n_past; s++) {
+        p[s] *= scale;
+        maxs = p[s] > maxs ? p[s] : maxs;
+    }
+    /* visible uncommitted slots: compacted after the committed ones, in slot order */
+    int *slot = (int *)(p + a->n_ctx + 8), nv = a->n_past;
+    for (int j = 0; j < last; j++) {
+        if (vis && !vis[j]) continue;
+        float v = p[a->n_past + j] * scale;
+        p[nv] = v;
+        slot[nv - a->n_past] = a->n_past + j;
+        nv++;
+        maxs = v > maxs ? v : maxs;
+    }
+    exp_shifted(p, nv, maxs);
+    /* sum: lane k % 8 takes ordinal k, lanes added by hsum's fixed order */
+    __m256 vsum = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= nv; k += 8) vsum = _mm256_add_ps(vsum, _mm256_loadu_ps(p + k));
+    _mm256_storeu_ps(lanes, vsum);
+    for (; k < nv; k++) lanes[k % 8] += p[k];
+    float sum = hsum(_mm256_loadu_ps(lanes));
+    int d = 0;
+    while (d + 8 <= D) { /* up to 64 elements per pass over the slots; chains fixed by D */
+        int nc = (D - d) / 8 < 8 ? (D - d) / 8 : 8;
+        switch (nc) {
+        case 8: v_accum(8, 1, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
+        case 7: v_accum(7, 1, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
+        case 6: v_accum(6, 1, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
+        case 5: v_accum(5, 1, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
+        case 4: v_accum(4, 2, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
+        case 3: v_accum(3, 2, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
+        case 2: v_accum(2, 4, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
+        default: v_accum(1, 4, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
         }
-        float lanes[8];
-        _mm256_storeu_ps(lanes, vmax);
-        for (int l = 0; l < 8; l++) maxs = lanes[l] > maxs ? lanes[l] : maxs;
-        for (; s < a->n_past; s++) {
-            p[s] *= scale;
-            maxs = p[s] > maxs ? p[s] : maxs;
-        }
-        /* visible uncommitted slots: compacted after the committed ones, in slot order */
-        int *slot = (int *)(p + a->n_ctx + 8), nv = a->n_past;
-        for (int j = 0; j < last; j++) {
-            if (vis && !vis[j]) continue;
-            float v = p[a->n_past + j] * scale;
-            p[nv] = v;
-            slot[nv - a->n_past] = a->n_past + j;
-            nv++;
-            maxs = v > maxs ? v : maxs;
-        }
-        exp_shifted(p, nv, maxs);
-        /* sum: lane k % 8 takes ordinal k, lanes added by hsum's fixed order */
-        __m256 vsum = _mm256_setzero_ps();
-        int k = 0;
-        for (; k + 8 <= nv; k += 8) vsum = _mm256_add_ps(vsum, _mm256_loadu_ps(p + k));
-        _mm256_storeu_ps(lanes, vsum);
-        for (; k < nv; k++) lanes[k % 8] += p[k];
-        float sum = hsum(_mm256_loadu_ps(lanes));
-        int d = 0;
-        while (d + 8 <= D) { /* up to 64 elements per pass over the slots; chains fixed by D */
-            int nc = (D - d) / 8 < 8 ? (D - d) / 8 : 8;
-            switch (nc) {
-            case 8: v_accum(8, 1, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
-            case 7: v_accum(7, 1, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
-            case 6: v_accum(6, 1, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
-            case 5: v_accum(5, 1, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
-            case 4: v_accum(4, 2, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
-            case 3: v_accum(3, 2, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
-            case 2: v_accum(2, 4, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
-            default: v_accum(1, 4, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
-            }
-            d += nc * 8;
-        }
-        for (; d < D; d++) {
-            float acc = 0.0f;
-            for (k = 0; k < nv; k++) acc = fmaf(p[k], vc[(int64_t)vslot(k, a->n_past, slot) * D + d], acc);
-            out[d] = acc / sum;
-        }
+        d += nc * 8;
+    }
+    for (; d < D; d++) {
+        float acc = 0.0f;
+        for (k = 0; k < nv; k++) acc = fmaf(p[k], vc[(int64_t)vslot(k, a->n_past, slot) * D + d], acc);
+        out[d] = acc / sum;
+    }
 #else
+    for (int s = 0; s < n_slots; s++) {
+        int j = s - a->n_past;
+        if (j >= 0 && vis && !vis[j]) { p[s] = -INFINITY; continue; }
+        p[s] = dot_f32(q, kc + (int64_t)s * D, D) * scale;
+        maxs = p[s] > maxs ? p[s] : maxs;
+    }
+    exp_shifted(p, n_slots, maxs);
+    /* visible slots in slot order: the same sums as the path alone */
+    float sum = 0.0f;
+    for (int s = 0; s < n_slots; s++)
+        if (s < a->n_past || !vis || vis[s - a->n_past]) sum += p[s];
+    for (int d = 0; d < D; d++) {
+        float acc = 0.0f;
         for (int s = 0; s < n_slots; s++) {
-            int j = s - a->n_past;
-            if (j >= 0 && vis && !vis[j]) { p[s] = -INFINITY; continue; }
-            p[s] = dot_f32(q, kc + (int64_t)s * D, D) * scale;
-            maxs = p[s] > maxs ? p[s] : maxs;
+            if (s >= a->n_past && vis && !vis[s - a->n_past]) continue;
+            acc = fmaf(p[s], vc[(int64_t)s * D + d], acc);
         }
-        exp_shifted(p, n_slots, maxs);
-        /* visible slots in slot order: the same sums as the path alone */
-        float sum = 0.0f;
-        for (int s = 0; s < n_slots; s++)
-            if (s < a->n_past || !vis || vis[s - a->n_past]) sum += p[s];
-        for (int d = 0; d < D; d++) {
-            float acc = 0.0f;
-            for (int s = 0; s < n_slots; s++) {
-                if (s >= a->n_past && vis && !vis[s - a->n_past]) continue;
-                acc = fmaf(p[s], vc[(int64_t)s * D + d], acc);
-            }
-            out[d] = acc / sum;
-        }
+        out[d] = acc / sum;
+    }
 #endif
+}
+
+/* Task t handles the (set, row, head) items t, t + n_tasks, ... numbered over every set in order;
+ * its scores live in ws + t * backend_attn_ws_stride(n_ctx). */
+static void attn_task(void *arg, int t) {
+    const attn_job *job = arg;
+    float *p = job->ws + (int64_t)t * backend_attn_ws_stride(job->a[0].n_ctx);
+    int64_t base = 0;
+    for (int j = 0; j < job->n_args; j++) {
+        const attn_args *a = &job->a[j];
+        int64_t items = (int64_t)a->n * a->n_head, first = (t - base % job->n_tasks + job->n_tasks) % job->n_tasks;
+        for (int64_t item = first; item < items; item += job->n_tasks) attn_item(a, (int)(item / a->n_head), (int)(item % a->n_head), p);
+        base += items;
     }
 }
 
-static void cpu_attention(const backend_env *env, const attn_args *a) {
-    attn_job job = {.a = a, .ws = env->attn_ws, .n_tasks = threadpool_size(env->pool)};
-    if (job.n_tasks > a->n * a->n_head) job.n_tasks = a->n * a->n_head;
-    if ((int64_t)a->n * a->n_head * (a->n_past + a->n_prev + a->n) * a->head_dim < (1 << 16)) job.n_tasks = 1;
+static void cpu_attention(const backend_env *env, const attn_args *a, int n_args) {
+    attn_job job = {.a = a, .n_args = n_args, .ws = env->attn_ws, .n_tasks = threadpool_size(env->pool)};
+    int64_t items = 0, work = 0;
+    for (int j = 0; j < n_args; j++) {
+        items += (int64_t)a[j].n * a[j].n_head;
+        work += (int64_t)a[j].n * a[j].n_head * (a[j].n_past + a[j].n_prev + a[j].n) * a[j].head_dim;
+    }
+    if (n_args < 1 || items < 1) return;
+    if (job.n_tasks > items) job.n_tasks = (int)items;
+    if (work < (1 << 16)) job.n_tasks = 1;
     threadpool_run(env->pool, job.n_tasks, attn_task, &job);
 }
 

@@ -59,7 +59,7 @@ static void ref_rope(float *x, const int32_t *pos, int n, int n_heads, int head_
         }
 }
 
-static void ref_attention(const backend_env *env, const attn_args *a) {
+static void ref_attention_one(const backend_env *env, const attn_args *a) {
     int group = a->n_head / a->n_head_kv, D = a->head_dim, n_unc = a->n_prev + a->n;
     double scale = 1.0 / sqrt((double)D);
     float *scores = env->attn_ws;
@@ -90,6 +90,10 @@ static void ref_attention(const backend_env *env, const attn_args *a) {
                 out[d] = (float)acc;
             }
         }
+}
+
+static void ref_attention(const backend_env *env, const attn_args *a, int n_args) {
+    for (int j = 0; j < n_args; j++) ref_attention_one(env, &a[j]);
 }
 
 static void ref_swiglu(float *g, const float *u, int64_t n) {

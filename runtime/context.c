@@ -10,7 +10,7 @@
 #include "runtime/moe.h"
 
 moge_context_params moge_context_default_params(void) {
-    moge_context_params p = {.n_ctx = 0, .n_batch = 512};
+    moge_context_params p = {.n_ctx = 0, .n_batch = 512, .n_seq = 1};
     return p;
 }
 
@@ -29,27 +29,49 @@ moge_status moge_context_new(moge_model *m, const moge_context_params *params, m
     if (!m || !out) return set_err(err, n, MOGE_ERR_ARG, "moge_context_new: model and out must not be NULL");
     moge_context_params p = params ? *params : moge_context_default_params();
     const model_config *c = &m->cfg;
-    if (p.n_ctx < 0 || p.n_batch < 0)
-        return set_err(err, n, MOGE_ERR_ARG, "moge_context_new: n_ctx and n_batch must not be negative");
+    if (p.n_ctx < 0 || p.n_batch < 0 || p.n_seq < 0)
+        return set_err(err, n, MOGE_ERR_ARG, "moge_context_new: n_ctx, n_batch and n_seq must not be negative");
     if (p.n_ctx == 0) p.n_ctx = c->max_position;
     if (p.n_ctx > c->max_position)
         return set_err(err, n, MOGE_ERR_ARG, "n_ctx %d exceeds the model's max_position_embeddings (%d)", p.n_ctx, c->max_position);
+    if (p.n_seq == 0) p.n_seq = 1;
+    if (p.n_seq > MOGE_MAX_SEQ)
+        return set_err(err, n, MOGE_ERR_ARG, "n_seq %d exceeds the most sequences a context holds (%d)", p.n_seq, MOGE_MAX_SEQ);
     if (p.n_batch == 0) p.n_batch = 512;
-    if (p.n_batch > p.n_ctx) p.n_batch = p.n_ctx;
+    if ((int64_t)p.n_batch > (int64_t)p.n_seq * p.n_ctx) p.n_batch = p.n_seq * p.n_ctx;
+    if ((int64_t)p.n_seq * p.n_ctx > INT32_MAX / 2)
+        return set_err(err, n, MOGE_ERR_ARG, "n_seq %d x n_ctx %d slots is too large", p.n_seq, p.n_ctx);
 
     moge_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return set_err(err, n, MOGE_ERR_NOMEM, "out of memory");
     ctx->model = m;
     ctx->n_ctx = p.n_ctx;
     ctx->n_batch = p.n_batch;
+    ctx->n_seq = p.n_seq;
+    /* a sequence's uncommitted rows: at most a batch, and at most its slots */
+    ctx->seq_rows = p.n_batch < p.n_ctx ? p.n_batch : p.n_ctx;
     int64_t B = p.n_batch, Q = (int64_t)c->n_head * c->head_dim, KV = (int64_t)c->n_head_kv * c->head_dim;
     int64_t max_in = c->n_embd;
     if (c->n_ff > max_in) max_in = c->n_ff;
     if (c->n_ff_shared > max_in) max_in = c->n_ff_shared;
     if (Q > max_in) max_in = Q;
     int failed = 0;
-    ctx->k_cache = alloc_floats((int64_t)c->n_layer * KV * p.n_ctx, &failed);
-    ctx->v_cache = alloc_floats((int64_t)c->n_layer * KV * p.n_ctx, &failed);
+    ctx->k_cache = alloc_floats((int64_t)p.n_seq * c->n_layer * KV * p.n_ctx, &failed);
+    ctx->v_cache = alloc_floats((int64_t)p.n_seq * c->n_layer * KV * p.n_ctx, &failed);
+    ctx->seq = calloc((size_t)p.n_seq, sizeof *ctx->seq);
+    if (!ctx->seq) failed = 1;
+    for (int s = 0; ctx->seq && s < p.n_seq; s++) {
+        int64_t R = ctx->seq_rows;
+        ctx->seq[s].depth = calloc((size_t)R, sizeof(int32_t));
+        ctx->seq[s].visible = calloc((size_t)(R * R), 1);
+        if (!ctx->seq[s].depth || !ctx->seq[s].visible) failed = 1;
+    }
+    ctx->row_seq = calloc((size_t)B, sizeof(int32_t));
+    ctx->row_unc = calloc((size_t)B, sizeof(int32_t));
+    ctx->runs = calloc((size_t)B, sizeof *ctx->runs);
+    ctx->attn = calloc((size_t)B, sizeof *ctx->attn);
+    ctx->seq_seen = calloc((size_t)p.n_seq, 1);
+    if (!ctx->row_seq || !ctx->row_unc || !ctx->runs || !ctx->attn || !ctx->seq_seen) failed = 1;
     ctx->x = alloc_floats(B * c->n_embd, &failed);
     ctx->xb = alloc_floats(B * c->n_embd, &failed);
     ctx->q = alloc_floats(B * Q, &failed);
@@ -67,13 +89,11 @@ moge_status moge_context_new(moge_model *m, const moge_context_params *params, m
     ctx->samp_probs = alloc_floats(c->n_vocab, &failed);
     ctx->samp_q = alloc_floats(c->n_vocab, &failed);
     ctx->samp_idx = calloc((size_t)c->n_vocab, sizeof(int32_t));
-    ctx->samp_recent = calloc((size_t)(p.n_ctx + B), sizeof(int32_t));
+    ctx->samp_recent = calloc((size_t)(p.n_ctx + ctx->seq_rows), sizeof(int32_t));
     ctx->samp_children = calloc((size_t)B, sizeof(int32_t));
     ctx->samp_child_tok = calloc((size_t)B, sizeof(int32_t));
     if (!ctx->samp_idx || !ctx->samp_recent || !ctx->samp_children || !ctx->samp_child_tok) failed = 1;
     ctx->pos = calloc((size_t)B, sizeof(int32_t));
-    ctx->depth = calloc((size_t)B, sizeof(int32_t));
-    ctx->visible = calloc((size_t)(B * B), 1);
     if (c->n_expert > 0) {
         int N = c->n_expert, K = c->n_expert_used, L = c->n_layer;
         int D = p.n_devices > 0 ? p.n_devices : moe_default_devices(c, m->n_threads);
@@ -109,9 +129,10 @@ moge_status moge_context_new(moge_model *m, const moge_context_params *params, m
             !ctx->last_imbalance || !ctx->last_distinct || !ctx->tot_imbalance || !ctx->tot_imbalance_max || !ctx->tot_distinct)
             failed = 1;
     }
-    if (failed || !ctx->pos || !ctx->depth || !ctx->visible) {
+    if (failed || !ctx->pos) {
         moge_context_free(ctx);
-        return set_err(err, n, MOGE_ERR_NOMEM, "out of memory allocating a context of %d slots", p.n_ctx);
+        return set_err(err, n, MOGE_ERR_NOMEM, "out of memory allocating a context of %d sequence%s of %d slots", p.n_seq,
+                       p.n_seq == 1 ? "" : "s", p.n_ctx);
     }
     *out = ctx;
     return MOGE_OK;
@@ -122,7 +143,12 @@ void moge_context_free(moge_context *ctx) {
     free(ctx->k_cache); free(ctx->v_cache);
     free(ctx->x); free(ctx->xb); free(ctx->q); free(ctx->k); free(ctx->v); free(ctx->att);
     free(ctx->gate); free(ctx->up); free(ctx->logits); free(ctx->env.ws); free(ctx->env.attn_ws);
-    free(ctx->pos); free(ctx->depth); free(ctx->visible);
+    free(ctx->pos);
+    for (int s = 0; ctx->seq && s < ctx->n_seq; s++) {
+        free(ctx->seq[s].depth);
+        free(ctx->seq[s].visible);
+    }
+    free(ctx->seq); free(ctx->row_seq); free(ctx->row_unc); free(ctx->runs); free(ctx->attn); free(ctx->seq_seen);
     threadpool_free(ctx->env.pool);
     free(ctx->samp_probs); free(ctx->samp_q); free(ctx->samp_idx); free(ctx->samp_recent);
     free(ctx->samp_children); free(ctx->samp_child_tok);
@@ -137,44 +163,70 @@ void moge_context_free(moge_context *ctx) {
 }
 
 const char *moge_context_error(const moge_context *ctx) { return ctx ? ctx->err : "no context"; }
-int32_t moge_context_n_past(const moge_context *ctx) { return ctx->n_past; }
+int32_t moge_context_n_past(const moge_context *ctx) { return ctx->seq[0].n_past; }
 int32_t moge_context_n_ctx(const moge_context *ctx) { return ctx->n_ctx; }
 int32_t moge_context_n_batch(const moge_context *ctx) { return ctx->n_batch; }
+int32_t moge_context_n_seq(const moge_context *ctx) { return ctx->n_seq; }
+int32_t moge_seq_n_past(const moge_context *ctx, int32_t seq) {
+    return ctx && seq >= 0 && seq < ctx->n_seq ? ctx->seq[seq].n_past : -1;
+}
 
-moge_status moge_kv_commit(moge_context *ctx, const int32_t *rows, int32_t n_rows) {
-    if (n_rows < 0 || n_rows > ctx->n_last)
+static moge_status check_seq(moge_context *ctx, const char *fn, int32_t seq) {
+    if (seq < 0 || seq >= ctx->n_seq)
+        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "%s: sequence %d is outside 0..%d (the context holds %d)", fn, seq,
+                       ctx->n_seq - 1, ctx->n_seq);
+    return MOGE_OK;
+}
+
+moge_status moge_seq_kv_commit(moge_context *ctx, int32_t seq, const int32_t *rows, int32_t n_rows) {
+    if (!ctx) return MOGE_ERR_ARG;
+    moge_status st = check_seq(ctx, "moge_kv_commit", seq);
+    if (st != MOGE_OK) return st;
+    kv_seq *sq = &ctx->seq[seq];
+    if (n_rows < 0 || n_rows > sq->n_last)
         return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG,
-                       "moge_kv_commit: %d rows asked, the last forward left %d uncommitted", n_rows, ctx->n_last);
+                       "moge_kv_commit: %d rows asked, the last forward left %d uncommitted", n_rows, sq->n_last);
     if (rows) {
         for (int k = 0; k < n_rows; k++)
-            if (rows[k] < 0 || rows[k] >= ctx->n_last || (k > 0 && rows[k] <= rows[k - 1]))
+            if (rows[k] < 0 || rows[k] >= sq->n_last || (k > 0 && rows[k] <= rows[k - 1]))
                 return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG,
-                               "moge_kv_commit: rows[%d] = %d must be increasing and below %d", k, rows[k], ctx->n_last);
+                               "moge_kv_commit: rows[%d] = %d must be increasing and below %d", k, rows[k], sq->n_last);
         const model_config *c = &ctx->model->cfg;
         int D = c->head_dim;
+        int64_t LH = (int64_t)c->n_layer * c->n_head_kv;
         /* rows[k] >= k, so copying in increasing k never overwrites a row still to be moved. */
-        for (int64_t lh = 0; lh < (int64_t)c->n_layer * c->n_head_kv; lh++) {
+        for (int64_t lh = seq * LH; lh < (seq + 1) * LH; lh++) {
             float *kc = ctx->k_cache + lh * ctx->n_ctx * D, *vc = ctx->v_cache + lh * ctx->n_ctx * D;
             for (int k = 0; k < n_rows; k++) {
                 if (rows[k] == k) continue;
-                memcpy(kc + (int64_t)(ctx->n_past + k) * D, kc + (int64_t)(ctx->n_past + rows[k]) * D, (size_t)D * sizeof(float));
-                memcpy(vc + (int64_t)(ctx->n_past + k) * D, vc + (int64_t)(ctx->n_past + rows[k]) * D, (size_t)D * sizeof(float));
+                memcpy(kc + (int64_t)(sq->n_past + k) * D, kc + (int64_t)(sq->n_past + rows[k]) * D, (size_t)D * sizeof(float));
+                memcpy(vc + (int64_t)(sq->n_past + k) * D, vc + (int64_t)(sq->n_past + rows[k]) * D, (size_t)D * sizeof(float));
             }
         }
     }
-    ctx->n_past += n_rows;
-    ctx->n_last = 0;
+    sq->n_past += n_rows;
+    sq->n_last = 0;
     ctx->err[0] = 0;
     return MOGE_OK;
 }
 
-moge_status moge_kv_truncate(moge_context *ctx, int32_t n_past) {
-    if (n_past < 0 || n_past > ctx->n_past)
-        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_kv_truncate: %d is outside 0..%d", n_past, ctx->n_past);
-    ctx->n_past = n_past;
-    ctx->n_last = 0;
+moge_status moge_seq_kv_truncate(moge_context *ctx, int32_t seq, int32_t n_past) {
+    if (!ctx) return MOGE_ERR_ARG;
+    moge_status st = check_seq(ctx, "moge_kv_truncate", seq);
+    if (st != MOGE_OK) return st;
+    kv_seq *sq = &ctx->seq[seq];
+    if (n_past < 0 || n_past > sq->n_past)
+        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_kv_truncate: %d is outside 0..%d", n_past, sq->n_past);
+    sq->n_past = n_past;
+    sq->n_last = 0;
     return MOGE_OK;
 }
+
+moge_status moge_kv_commit(moge_context *ctx, const int32_t *rows, int32_t n_rows) {
+    return moge_seq_kv_commit(ctx, 0, rows, n_rows);
+}
+
+moge_status moge_kv_truncate(moge_context *ctx, int32_t n_past) { return moge_seq_kv_truncate(ctx, 0, n_past); }
 
 /* ------------------------------------------------------------------------------------------ */
 /* MoE load statistics                                                                        */

@@ -1,6 +1,11 @@
 /*
  * context.h — a model's run state: the KV cache and every buffer a forward needs, allocated once
- * in moge_context_new() from n_ctx and n_batch.
+ * in moge_context_new() from n_ctx, n_batch and n_seq.
+ *
+ * Sequences: the cache holds n_seq independent regions of n_ctx slots each. A forward's rows are
+ * grouped in runs, one per sequence; a row sees only its own sequence's committed slots and the
+ * uncommitted rows of that sequence its visibility rule allows, so a sequence's logits do not
+ * depend on the others in the batch (the kernels are batch-invariant).
  */
 #ifndef MOGE_CONTEXT_H
 #define MOGE_CONTEXT_H
@@ -9,12 +14,20 @@
 #include "runtime/model.h"
 #include "runtime/threadpool.h"
 
-struct moge_context {
-    moge_model *model;
-    int n_ctx, n_batch;
+/* One sequence's part of the cache. */
+typedef struct {
     int n_past;       /* committed slots */
     int n_last;       /* uncommitted rows (slots n_past..n_past+n_last-1), 0 after commit */
-    float *k_cache;   /* (n_layer, n_head_kv, n_ctx, head_dim) */
+    int32_t *depth;   /* (seq_rows) tree depth of each uncommitted row */
+    uint8_t *visible; /* (seq_rows, seq_rows): row g marks the uncommitted rows node g sees */
+} kv_seq;
+
+struct moge_context {
+    moge_model *model;
+    int n_ctx, n_batch, n_seq; /* n_ctx: slots per sequence */
+    int seq_rows;     /* the most uncommitted rows of one sequence: min(n_batch, n_ctx) */
+    kv_seq *seq;      /* (n_seq) */
+    float *k_cache;   /* (n_seq, n_layer, n_head_kv, n_ctx, head_dim) */
     float *v_cache;   /* same */
     /* activations, sized for n_batch rows */
     float *x;         /* (n_batch, n_embd) residual stream */
@@ -26,8 +39,11 @@ struct moge_context {
     float *logits;    /* (n_batch, n_vocab) */
     backend_env env;  /* thread pool and op scratch */
     int32_t *pos;     /* (n_batch) positions of the batch's rows */
-    int32_t *depth;   /* (n_batch) tree depth of each uncommitted row */
-    uint8_t *visible; /* (n_batch, n_batch): row g marks the uncommitted rows node g sees */
+    int32_t *row_seq, *row_unc; /* (n_batch) each row's sequence and uncommitted-row number in it */
+    struct run_info { int seq, first, n, n_prev; } *runs; /* (n_batch) the batch's runs of one sequence */
+    int n_runs;
+    uint8_t *seq_seen; /* (n_seq) scratch of the batch check */
+    attn_args *attn;   /* (n_batch) the runs' attention arguments */
     /* MoE (model with experts) */
     int n_devices;
     int32_t *device_begin; /* (n_devices + 1) expert ranges of the devices */

@@ -12,36 +12,71 @@
 #include "runtime/errors.h"
 #include "runtime/moe.h"
 
-/* Validates the batch and fills ctx->pos, ctx->depth and ctx->visible for its rows. Uncommitted
- * rows are numbered globally: rows of earlier forwards kept with `extend` first (0..n_prev-1),
- * then this batch's. ctx->visible row g marks the uncommitted rows node g sees. */
-static moge_status prepare_batch(moge_context *ctx, const moge_batch *b, int n_prev) {
+/* Validates the batch (nothing changes on error), then splits it into runs of one sequence
+ * (ctx->runs) and fills ctx->pos, ctx->row_seq, ctx->row_unc and each sequence's depth and
+ * visible rows. Uncommitted rows are numbered per sequence: rows of earlier forwards kept with
+ * `extend` first (0..n_prev-1), then this batch's. A sequence's visible row g marks the
+ * uncommitted rows node g sees. */
+static moge_status prepare_batch(moge_context *ctx, const moge_batch *b) {
     const model_config *c = &ctx->model->cfg;
-    int n = b->n, B = ctx->n_batch;
-    if (n < 1 || n_prev + n > B || !b->tokens)
-        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: batch of %d rows%s (at most %d uncommitted rows)", n,
-                       n_prev ? " after earlier uncommitted rows" : "", B);
-    if (ctx->n_past + n_prev + n > ctx->n_ctx)
-        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_CONTEXT_FULL,
-                       "context full: %d cached + %d new tokens exceed n_ctx %d", ctx->n_past + n_prev, n, ctx->n_ctx);
-    for (int i = 0; i < n; i++) {
-        int g = n_prev + i;
-        if (b->tokens[i] < 0 || b->tokens[i] >= c->n_vocab)
-            return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: token %d at row %d is outside the vocabulary (0..%d)",
-                           b->tokens[i], i, c->n_vocab - 1);
-        int p = b->parent ? b->parent[i] : g - 1;
-        if (p < -1 || p >= g)
-            return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: parent[%d] = %d (must be -1 or below %d)", i, p, g);
-        ctx->depth[g] = p < 0 ? 0 : ctx->depth[p] + 1;
-        /* node g sees what its parent sees, and itself (kept even for causal batches, which a
-         * later `extend` batch may hang from) */
-        uint8_t *vis = ctx->visible + (int64_t)g * B;
-        if (p >= 0) memcpy(vis, ctx->visible + (int64_t)p * B, (size_t)g);
-        else memset(vis, 0, (size_t)g);
-        vis[g] = 1;
-        ctx->pos[i] = b->pos ? b->pos[i] : ctx->n_past + ctx->depth[g];
-        if (ctx->pos[i] < 0)
-            return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: pos[%d] = %d is negative", i, ctx->pos[i]);
+    int n = b->n, R = ctx->seq_rows;
+    if (n < 1 || n > ctx->n_batch || !b->tokens)
+        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: batch of %d rows (at most %d)", n, ctx->n_batch);
+    memset(ctx->seq_seen, 0, (size_t)ctx->n_seq);
+    ctx->n_runs = 0;
+    for (int i = 0; i < n; i++) { /* the runs, checked */
+        int s = b->seq ? b->seq[i] : 0;
+        if (s < 0 || s >= ctx->n_seq)
+            return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: seq[%d] = %d is outside 0..%d (the context holds %d sequence%s)",
+                           i, s, ctx->n_seq - 1, ctx->n_seq, ctx->n_seq == 1 ? "" : "s");
+        if (i > 0 && s == ctx->runs[ctx->n_runs - 1].seq) {
+            ctx->runs[ctx->n_runs - 1].n++;
+            continue;
+        }
+        if (ctx->seq_seen[s])
+            return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: the rows of sequence %d are not contiguous (row %d)", s, i);
+        ctx->seq_seen[s] = 1;
+        const kv_seq *sq = &ctx->seq[s];
+        ctx->runs[ctx->n_runs++] = (struct run_info){.seq = s, .first = i, .n = 1, .n_prev = b->extend ? sq->n_last : 0};
+    }
+    for (int r = 0; r < ctx->n_runs; r++) {
+        const struct run_info *ru = &ctx->runs[r];
+        const kv_seq *sq = &ctx->seq[ru->seq];
+        if (ru->n_prev + ru->n > R)
+            return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: %d rows of sequence %d%s (at most %d uncommitted rows)", ru->n,
+                           ru->seq, ru->n_prev ? " after earlier uncommitted rows" : "", R);
+        if (sq->n_past + ru->n_prev + ru->n > ctx->n_ctx)
+            return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_CONTEXT_FULL, "context full: %d cached + %d new tokens exceed n_ctx %d%s",
+                           sq->n_past + ru->n_prev, ru->n, ctx->n_ctx, ctx->n_seq > 1 ? " (slots per sequence)" : "");
+        for (int j = 0; j < ru->n; j++) {
+            int i = ru->first + j, g = ru->n_prev + j;
+            if (b->tokens[i] < 0 || b->tokens[i] >= c->n_vocab)
+                return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: token %d at row %d is outside the vocabulary (0..%d)",
+                               b->tokens[i], i, c->n_vocab - 1);
+            int p = b->parent ? b->parent[i] : g - 1;
+            if (p < -1 || p >= g)
+                return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: parent[%d] = %d (must be -1 or below %d)", i, p, g);
+            if (b->pos && b->pos[i] < 0)
+                return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: pos[%d] = %d is negative", i, b->pos[i]);
+        }
+    }
+    for (int r = 0; r < ctx->n_runs; r++) {
+        const struct run_info *ru = &ctx->runs[r];
+        kv_seq *sq = &ctx->seq[ru->seq];
+        for (int j = 0; j < ru->n; j++) {
+            int i = ru->first + j, g = ru->n_prev + j;
+            int p = b->parent ? b->parent[i] : g - 1;
+            sq->depth[g] = p < 0 ? 0 : sq->depth[p] + 1;
+            /* node g sees what its parent sees, and itself (kept even for causal batches, which a
+             * later `extend` batch may hang from) */
+            uint8_t *vis = sq->visible + (int64_t)g * R;
+            if (p >= 0) memcpy(vis, sq->visible + (int64_t)p * R, (size_t)g);
+            else memset(vis, 0, (size_t)g);
+            vis[g] = 1;
+            ctx->pos[i] = b->pos ? b->pos[i] : sq->n_past + sq->depth[g];
+            ctx->row_seq[i] = ru->seq;
+            ctx->row_unc[i] = g;
+        }
     }
     return MOGE_OK;
 }
@@ -89,8 +124,7 @@ static void moe_layer(moge_context *ctx, int l, int n) {
 moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **logits) {
     if (!ctx || !b || !logits) return MOGE_ERR_ARG;
     *logits = NULL;
-    int n_prev = b->extend ? ctx->n_last : 0;
-    moge_status st = prepare_batch(ctx, b, n_prev);
+    moge_status st = prepare_batch(ctx, b);
     if (st != MOGE_OK) return st;
     const backend_env *env = &ctx->env;
     const moge_model *m = ctx->model;
@@ -114,20 +148,24 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
         }
         ops->rope(ctx->q, ctx->pos, n, H, D, m->rope_inv_freq);
         ops->rope(ctx->k, ctx->pos, n, HKV, D, m->rope_inv_freq);
-        float *kc = ctx->k_cache + (int64_t)l * HKV * ctx->n_ctx * D;
-        float *vc = ctx->v_cache + (int64_t)l * HKV * ctx->n_ctx * D;
-        for (int i = 0; i < n; i++)
-            for (int h = 0; h < HKV; h++) {
-                int64_t slot = (int64_t)h * ctx->n_ctx + ctx->n_past + n_prev + i;
-                memcpy(kc + slot * D, ctx->k + (int64_t)i * KV + (int64_t)h * D, (size_t)D * sizeof(float));
-                memcpy(vc + slot * D, ctx->v + (int64_t)i * KV + (int64_t)h * D, (size_t)D * sizeof(float));
-            }
-        attn_args a = {
-            .out = ctx->att, .q = ctx->q, .k_cache = kc, .v_cache = vc,
-            .n_past = ctx->n_past, .n_prev = n_prev, .n = n, .n_ctx = ctx->n_ctx, .n_head = H, .n_head_kv = HKV, .head_dim = D,
-            .visible = b->parent || n_prev ? ctx->visible + (int64_t)n_prev * ctx->n_batch : NULL, .ld = ctx->n_batch,
-        };
-        ops->attention(env, &a);
+        for (int r = 0; r < ctx->n_runs; r++) {
+            const struct run_info *ru = &ctx->runs[r];
+            const kv_seq *sq = &ctx->seq[ru->seq];
+            int64_t layer = ((int64_t)ru->seq * c->n_layer + l) * HKV * ctx->n_ctx * D;
+            float *kc = ctx->k_cache + layer, *vc = ctx->v_cache + layer;
+            for (int j = 0; j < ru->n; j++)
+                for (int h = 0; h < HKV; h++) {
+                    int64_t slot = (int64_t)h * ctx->n_ctx + sq->n_past + ru->n_prev + j, i = ru->first + j;
+                    memcpy(kc + slot * D, ctx->k + i * KV + (int64_t)h * D, (size_t)D * sizeof(float));
+                    memcpy(vc + slot * D, ctx->v + i * KV + (int64_t)h * D, (size_t)D * sizeof(float));
+                }
+            ctx->attn[r] = (attn_args){
+                .out = ctx->att + (int64_t)ru->first * H * D, .q = ctx->q + (int64_t)ru->first * H * D, .k_cache = kc, .v_cache = vc,
+                .n_past = sq->n_past, .n_prev = ru->n_prev, .n = ru->n, .n_ctx = ctx->n_ctx, .n_head = H, .n_head_kv = HKV, .head_dim = D,
+                .visible = b->parent || ru->n_prev ? sq->visible + (int64_t)ru->n_prev * ctx->seq_rows : NULL, .ld = ctx->seq_rows,
+            };
+        }
+        ops->attention(env, ctx->attn, ctx->n_runs);
         ops->matmul(env, ctx->xb, ctx->att, n, &w->wo, w->bo);
         for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->xb[i];
         /* MLP or MoE */
@@ -142,10 +180,15 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
         ops->matmul(env, ctx->xb, ctx->gate, n, &w->w_down, NULL);
         for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->xb[i];
     }
-    int first = b->logits_last_only ? n - 1 : 0;
-    ops->rmsnorm(ctx->xb, ctx->x + (int64_t)first * E, m->out_norm, n - first, E, c->norm_eps);
-    ops->matmul(env, ctx->logits, ctx->xb, n - first, &m->lm_head, NULL);
-    ctx->n_last = n_prev + n;
+    int n_out = n;
+    if (b->logits_last_only) { /* the last row of each run */
+        n_out = ctx->n_runs;
+        for (int r = 0; r < ctx->n_runs; r++)
+            memmove(ctx->x + (int64_t)r * E, ctx->x + (int64_t)(ctx->runs[r].first + ctx->runs[r].n - 1) * E, (size_t)E * sizeof(float));
+    }
+    ops->rmsnorm(ctx->xb, ctx->x, m->out_norm, n_out, E, c->norm_eps);
+    ops->matmul(env, ctx->logits, ctx->xb, n_out, &m->lm_head, NULL);
+    for (int r = 0; r < ctx->n_runs; r++) ctx->seq[ctx->runs[r].seq].n_last = ctx->runs[r].n_prev + ctx->runs[r].n;
     ctx->err[0] = 0;
     *logits = ctx->logits;
     return MOGE_OK;

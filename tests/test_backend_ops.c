@@ -247,9 +247,9 @@ static void check_attention(int n_past, int n_prev, int n, int heads, int kv_hea
         }
     attn_args a = {.out = o1, .q = q, .k_cache = kc, .v_cache = vc, .n_past = n_past, .n_prev = n_prev, .n = n, .n_ctx = n_ctx,
                    .n_head = heads, .n_head_kv = kv_heads, .head_dim = hd, .visible = parent ? vis + n_prev * n_unc : NULL, .ld = n_unc};
-    backend_ref.attention(&env, &a);
+    backend_ref.attention(&env, &a, 1);
     a.out = o2;
-    backend_cpu.attention(&env, &a);
+    backend_cpu.attention(&env, &a, 1);
     double e = nerr(o2, o1, (int64_t)n * heads * hd);
     CHECKF(e < TOL, "attention n_past=%d n_prev=%d n=%d heads=%d/%d tree=%d: normalised error %.3g", n_past, n_prev, n, heads, kv_heads, parent != NULL, e);
     /* threads: the same bits */
@@ -258,7 +258,7 @@ static void check_attention(int n_past, int n_prev, int n, int heads, int kv_hea
     env2.pool = pool;
     float *o3 = malloc((size_t)n * heads * hd * sizeof(float));
     a.out = o3;
-    backend_cpu.attention(&env2, &a);
+    backend_cpu.attention(&env2, &a, 1);
     CHECK(memcmp(o2, o3, (size_t)n * heads * hd * sizeof(float)) == 0);
     threadpool_free(pool);
     free(kc); free(vc); free(q); free(o1); free(o2); free(o3); free(vis);

@@ -246,7 +246,7 @@ static moge_status timed_pass(moge_context *ctx, int32_t n, bool same, const int
 
 static moge_status calibrate(moge_context *ctx, int32_t max_rows, const int32_t *history, int32_t n_history, plan_cost *c) {
     static const int32_t grid[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128};
-    int32_t room = ctx->n_ctx - ctx->n_past;
+    int32_t room = ctx->n_ctx - ctx->seq[0].n_past;
     if (room > ctx->n_batch) room = ctx->n_batch;
     if (max_rows > room) max_rows = room;
     if (max_rows < 1) return MOGE_ERR_CONTEXT_FULL;
@@ -332,7 +332,7 @@ moge_status planner_start(moge_context *ctx, int32_t max_rows, const void *draft
                           int32_t n_history, planner **out) {
     *out = NULL;
     if (max_rows > PLAN_MAX_ROWS) max_rows = PLAN_MAX_ROWS;
-    if (max_rows > ctx->n_ctx - ctx->n_past) max_rows = ctx->n_ctx - ctx->n_past; /* the calibration's room */
+    if (max_rows > ctx->n_ctx - ctx->seq[0].n_past) max_rows = ctx->n_ctx - ctx->seq[0].n_past; /* the calibration's room */
     if (max_rows > ctx->n_batch) max_rows = ctx->n_batch;
     if (max_rows < 1) return MOGE_ERR_CONTEXT_FULL;
     planner *p = ctx->upper_state;

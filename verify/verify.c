@@ -1,29 +1,28 @@
 /*
  * verify.c — one speculative step on the target: forward the whole tree in one batch (positions
  * n_past + depth, tree mask), walk it from the root with the acceptance rule, commit the accepted
- * path into the KV cache (design.md §1, §4).
+ * path into the KV cache (design.md §1, §4). Several sequences' trees go through one forward
+ * (moge_verify_trees): each is walked and committed in its own sequence.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/context.h"
 #include "runtime/errors.h"
 #include "sampling/sampling.h"
 
-moge_status moge_verify_tree(moge_context *ctx, const moge_tree *tree, const moge_sampler_params *sp, const int32_t *history,
-                             int32_t n_history, uint64_t *rng, int32_t *path, moge_verify_result *res) {
-    if (!ctx || !tree || !sp || !rng || !path || !res || tree->n < 1 || (n_history > 0 && !history))
-        return MOGE_ERR_ARG;
+/* Walks tree (its rows' logits at `logits`) from the root and commits the accepted path into
+ * sequence `seq`. */
+static moge_status walk_tree(moge_context *ctx, moge_verify_item *it, const float *logits) {
+    const moge_tree *tree = it->tree;
+    const moge_sampler_params *sp = it->sp;
     const int32_t V = ctx->model->cfg.n_vocab;
-    const float *logits = NULL;
-    moge_batch b = {.n = tree->n, .tokens = tree->token, .parent = tree->parent};
-    moge_status st = moge_forward(ctx, &b, &logits);
-    if (st != MOGE_OK) return st;
-
+    int32_t *path = it->path;
     /* recent tokens for the repetition penalty: the end of the history, then the path */
     int32_t window = sp->repeat_penalty != 1.0f ? sp->repeat_last_n : 0;
-    if (window > n_history) window = n_history;
+    if (window > it->n_history) window = it->n_history;
     int32_t n_recent = window;
-    if (window > 0) memcpy(ctx->samp_recent, history + n_history - window, (size_t)window * sizeof(int32_t));
+    if (window > 0) memcpy(ctx->samp_recent, it->history + it->n_history - window, (size_t)window * sizeof(int32_t));
 
     int32_t cur = 0, n_path = 1, bonus = -1;
     path[0] = 0;
@@ -38,7 +37,7 @@ moge_status moge_verify_tree(moge_context *ctx, const moge_tree *tree, const mog
         ctx->samp_recent[n_recent++] = tree->token[cur];
         int32_t c;
         if (sp->temperature <= 0.0f) {
-            int32_t best = sampling_choose(lg, V, sp, ctx->samp_recent, n_recent, ctx->samp_probs, ctx->samp_idx, rng);
+            int32_t best = sampling_choose(lg, V, sp, ctx->samp_recent, n_recent, ctx->samp_probs, ctx->samp_idx, it->rng);
             c = accept_greedy(best, ctx->samp_child_tok, nc, &bonus);
         } else {
             sampling_probs(lg, V, sp, ctx->samp_recent, n_recent, ctx->samp_probs, ctx->samp_idx);
@@ -46,18 +45,76 @@ moge_status moge_verify_tree(moge_context *ctx, const moge_tree *tree, const mog
                 if (!tree->q || !tree->q[cur])
                     return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_verify_tree: sampled tree without q at node %d", cur);
                 c = accept_rejection(ctx->samp_probs, tree->q[cur], ctx->samp_q, V, ctx->samp_child_tok, nc,
-                                     tree->without_replacement, rng, &bonus);
+                                     tree->without_replacement, it->rng, &bonus);
             } else {
-                c = accept_match(ctx->samp_probs, V, ctx->samp_child_tok, nc, rng_uniform(rng), &bonus);
+                c = accept_match(ctx->samp_probs, V, ctx->samp_child_tok, nc, rng_uniform(it->rng), &bonus);
             }
         }
         if (c < 0) break;
         cur = ctx->samp_children[c];
         path[n_path++] = cur;
     }
-    st = moge_kv_commit(ctx, path, n_path);
+    moge_status st = moge_seq_kv_commit(ctx, it->seq, path, n_path);
     if (st != MOGE_OK) return st;
-    res->n_path = n_path;
-    res->bonus = bonus;
+    it->res.n_path = n_path;
+    it->res.bonus = bonus;
     return MOGE_OK;
+}
+
+moge_status moge_verify_trees(moge_context *ctx, moge_verify_item *items, int32_t n_items) {
+    if (!ctx || !items || n_items < 1) return MOGE_ERR_ARG;
+    int32_t rows = 0;
+    for (int32_t k = 0; k < n_items; k++) {
+        const moge_verify_item *it = &items[k];
+        if (!it->tree || !it->sp || !it->rng || !it->path || it->tree->n < 1 || (it->n_history > 0 && !it->history))
+            return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_verify_trees: item %d lacks its tree, sampler, RNG, path or history", k);
+        if (rows > ctx->n_batch - it->tree->n)
+            return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_verify_trees: the trees have more than the context's %d batch rows",
+                           ctx->n_batch);
+        rows += it->tree->n;
+    }
+    const float *logits = NULL;
+    moge_status st;
+    if (n_items == 1) {
+        moge_batch b = {.n = rows, .tokens = items[0].tree->token, .parent = items[0].tree->parent, .seq = &items[0].seq};
+        int32_t *seq = NULL;
+        if (items[0].seq != 0) { /* one sequence other than 0: every row names it */
+            if (!(seq = malloc((size_t)rows * sizeof(int32_t)))) return MOGE_ERR_NOMEM;
+            for (int32_t i = 0; i < rows; i++) seq[i] = items[0].seq;
+        }
+        b.seq = seq;
+        st = moge_forward(ctx, &b, &logits);
+        free(seq);
+    } else {
+        int32_t *buf = malloc((size_t)rows * 3 * sizeof(int32_t));
+        if (!buf) return MOGE_ERR_NOMEM;
+        int32_t *tok = buf, *par = buf + rows, *seq = buf + 2 * rows, r = 0;
+        for (int32_t k = 0; k < n_items; k++) {
+            const moge_tree *t = items[k].tree;
+            memcpy(tok + r, t->token, (size_t)t->n * sizeof(int32_t));
+            memcpy(par + r, t->parent, (size_t)t->n * sizeof(int32_t));
+            for (int32_t i = 0; i < t->n; i++) seq[r + i] = items[k].seq;
+            r += t->n;
+        }
+        moge_batch b = {.n = rows, .tokens = tok, .parent = par, .seq = seq};
+        st = moge_forward(ctx, &b, &logits);
+        free(buf);
+    }
+    if (st != MOGE_OK) return st;
+    const int32_t V = ctx->model->cfg.n_vocab;
+    for (int32_t k = 0, r = 0; k < n_items; r += items[k].tree->n, k++) {
+        items[k].status = walk_tree(ctx, &items[k], logits + (int64_t)r * V);
+        if (items[k].status != MOGE_OK) st = items[k].status;
+    }
+    return st;
+}
+
+moge_status moge_verify_tree(moge_context *ctx, const moge_tree *tree, const moge_sampler_params *sp, const int32_t *history,
+                             int32_t n_history, uint64_t *rng, int32_t *path, moge_verify_result *res) {
+    if (!ctx || !tree || !sp || !rng || !path || !res || tree->n < 1 || (n_history > 0 && !history))
+        return MOGE_ERR_ARG;
+    moge_verify_item it = {.seq = 0, .tree = tree, .sp = sp, .history = history, .n_history = n_history, .rng = rng, .path = path};
+    moge_status st = moge_verify_trees(ctx, &it, 1);
+    if (st == MOGE_OK) *res = it.res;
+    return st;
 }

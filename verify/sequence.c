@@ -1,0 +1,266 @@
+/*
+ * sequence.c — one sequence's generation (design.md §1), step by step (sequence.h): prefill the
+ * prompt, sample the first token, then repeat: the drafter grows a tree rooted at the last
+ * emitted token, the target verifies it (with other sequences' trees when a decoder batches
+ * them), the accepted tokens and the bonus token are emitted, and the drafter keeps the accepted
+ * path. Without speculation the tree is the root alone, so the target-only path and the
+ * speculative path share every line that decides a token.
+ *
+ * With the planner (verify/planner.c) each step's tree is chosen — how deep to draft, which of the
+ * drafted nodes the target verifies (none: a plain step) — by expected accepted tokens per
+ * expected second; without it every step verifies the tree the drafter made.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "draft/drafter.h"
+#include "runtime/context.h"
+#include "runtime/errors.h"
+#include "sampling/sampling.h"
+#include "verify/sequence.h"
+
+#define DRAFT_WINDOW 32
+
+double seq_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void seq_free(seq_gen *g) {
+    free(g->hist);
+    free(g->path);
+    moge_tree_free(&g->tree);
+    moge_tree_free(&g->vtree);
+    g->hist = g->path = NULL;
+}
+
+moge_status seq_begin(seq_gen *g, moge_context *ctx, int32_t seq, const int32_t *prompt, int32_t n_prompt,
+                      const moge_generate_params *params, moge_token_cb cb, void *user, bool use_planner) {
+    memset(g, 0, sizeof *g);
+    g->ended = true; /* until it is ready */
+    if (!prompt || n_prompt < 1)
+        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_generate: the prompt needs at least one token");
+    if (seq < 0 || seq >= ctx->n_seq) return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_generate: no sequence %d", seq);
+    moge_generate_params gp = params ? *params : moge_generate_default_params();
+    if (gp.spec != MOGE_SPEC_NONE && !gp.drafter)
+        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_generate: speculative mode without a drafter");
+    if (gp.spec == MOGE_SPEC_CHAIN) {
+        gp.draft.branch = 1;
+        gp.draft.shape = NULL;
+        gp.draft.tree_nodes = gp.draft.draft_max;
+    }
+    if (gp.draft.draft_max > MOGE_MAX_DEPTH - 1) gp.draft.draft_max = MOGE_MAX_DEPTH - 1;
+    const model_config *c = &ctx->model->cfg;
+    int32_t n_past = ctx->seq[seq].n_past;
+    if (n_past + n_prompt > ctx->n_ctx)
+        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_CONTEXT_FULL,
+                       "the prompt (%d tokens) does not fit in the context (%d of %d slots used)", n_prompt, n_past, ctx->n_ctx);
+    if (gp.n_context_tokens != 0 && (!gp.context_tokens || gp.n_context_tokens != n_past))
+        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG,
+                       "moge_generate: context_tokens lists %d tokens but the context holds %d", gp.n_context_tokens, n_past);
+    for (int32_t i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= c->n_vocab)
+            return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_generate: prompt token %d at %d is outside the vocabulary (0..%d)",
+                           prompt[i], i, c->n_vocab - 1);
+    int32_t n_hist_max = gp.n_context_tokens + n_prompt + (gp.n_predict > 0 ? gp.n_predict : 0) + 1;
+    int32_t tree_cap = gp.spec == MOGE_SPEC_NONE ? 1 : gp.draft.tree_nodes + 1;
+    if (tree_cap > ctx->seq_rows) tree_cap = ctx->seq_rows;
+    if (tree_cap < 1) tree_cap = 1;
+    *g = (seq_gen){.ctx = ctx, .seq = seq, .gp = gp, .cb = cb, .user = user, .eos = c->eos_id, .tree_cap = tree_cap,
+                   .n_prompt = n_prompt, .base = n_past, .rng = gp.sampler.seed, .ended = true};
+    g->hist = malloc((size_t)n_hist_max * sizeof(int32_t));
+    g->path = malloc((size_t)tree_cap * 3 * sizeof(int32_t));
+    moge_status st = moge_tree_init(&g->tree, tree_cap), st2 = moge_tree_init(&g->vtree, tree_cap);
+    if (!g->hist || !g->path || st != MOGE_OK || st2 != MOGE_OK) {
+        seq_free(g);
+        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_NOMEM, "out of memory");
+    }
+    g->opath = g->path + tree_cap;
+    g->map = g->path + 2 * tree_cap;
+    if (gp.n_context_tokens > 0) memcpy(g->hist, gp.context_tokens, (size_t)gp.n_context_tokens * sizeof(int32_t));
+    memcpy(g->hist + gp.n_context_tokens, prompt, (size_t)n_prompt * sizeof(int32_t));
+    g->n_hist = gp.n_context_tokens + n_prompt;
+    /* the planner (calibrating the target on its first use: before the prefill, leaving the cache
+     * as it is); a context too full to calibrate in runs the configured tree */
+    if (use_planner && gp.adaptive && gp.spec != MOGE_SPEC_NONE && tree_cap > 1) {
+        int32_t rule = (gp.spec == MOGE_SPEC_CHAIN) | (gp.sampler.temperature > 0) << 1 | gp.draft.sampled << 2;
+        st = planner_start(ctx, tree_cap, gp.drafter, rule, g->hist, g->n_hist, &g->pl);
+        if (st == MOGE_ERR_CONTEXT_FULL) st = MOGE_OK;
+        if (st != MOGE_OK) {
+            seq_free(g);
+            return set_err(ctx->err, sizeof ctx->err, st, "calibrating the speculation planner: %s", moge_status_str(st));
+        }
+    }
+    if (gp.drafter && gp.drafter->iface.reset) gp.drafter->iface.reset(gp.drafter->self);
+    g->stats.n_prompt = n_prompt;
+    g->stats.stop = MOGE_STOP_LENGTH;
+    g->go = true;
+    g->ended = false;
+    g->t0 = seq_now();
+    return MOGE_OK;
+}
+
+int32_t seq_prefill_left(const seq_gen *g, const int32_t **tokens) {
+    if (!g->go || g->prefilled >= g->n_prompt) return 0;
+    if (tokens) *tokens = g->hist + g->gp.n_context_tokens + g->prefilled;
+    return g->n_prompt - g->prefilled;
+}
+
+/* Emits one token; returns false when generation must stop (EOS, length, callback). */
+static bool emit(seq_gen *g, int32_t tok) {
+    if (tok == g->eos) {
+        g->stats.stop = MOGE_STOP_EOS;
+        return false;
+    }
+    g->hist[g->n_hist++] = tok;
+    g->stats.n_generated++;
+    if (g->cb && !g->cb(tok, g->user)) {
+        g->stats.stop = MOGE_STOP_CALLBACK;
+        return false;
+    }
+    if (g->stats.n_generated >= g->gp.n_predict) {
+        g->stats.stop = MOGE_STOP_LENGTH;
+        return false;
+    }
+    return true;
+}
+
+void seq_fail(seq_gen *g, moge_status st) {
+    g->st = st;
+    g->go = false;
+}
+
+void seq_prefilled(seq_gen *g, int32_t n, const float *last_logits) {
+    moge_context *ctx = g->ctx;
+    moge_status st = moge_seq_kv_commit(ctx, g->seq, NULL, n);
+    g->stats.n_prefill_forward++;
+    if (st != MOGE_OK) return seq_fail(g, st);
+    g->prefilled += n;
+    if (g->prefilled < g->n_prompt) return;
+    g->t1 = seq_now();
+    g->stats.t_prefill_s = g->t1 - g->t0;
+    /* The first token is sampled from the prefill's logits, before any drafting. */
+    g->go = g->gp.n_predict > 0;
+    if (g->go)
+        g->go = emit(g, sampling_choose(last_logits, ctx->model->cfg.n_vocab, &g->gp.sampler, g->hist, g->n_hist, ctx->samp_probs,
+                                        ctx->samp_idx, &g->rng));
+    g->draft_from = 0;
+    g->drafted_to = g->n_hist - 1; /* the drafter's window of the history */
+}
+
+bool seq_plan(seq_gen *g, int32_t max_rows) {
+    moge_context *ctx = g->ctx;
+    if (!g->go || g->prefilled < g->n_prompt) return false;
+    const kv_seq *sq = &ctx->seq[g->seq];
+    if (sq->n_past + 1 > ctx->n_ctx) {
+        g->stats.stop = MOGE_STOP_CONTEXT_FULL;
+        g->go = false;
+        return false;
+    }
+    g->ts = seq_now();
+    moge_tree_reset(&g->tree, g->hist[g->n_hist - 1]);
+    moge_draft_params dp = g->gp.draft;
+    g->levels = 0;
+    if (g->gp.spec != MOGE_SPEC_NONE) {
+        int32_t width = dp.branch;
+        g->levels = g->pl ? planner_depth(g->pl, dp.draft_max, &width) : dp.draft_max;
+        if (!dp.shape && width < dp.branch) dp.branch = width < 1 ? 1 : width;
+        dp.draft_max = g->levels;
+        int32_t room = ctx->n_ctx - sq->n_past - 1;
+        if (dp.tree_nodes > g->tree_cap - 1) dp.tree_nodes = g->tree_cap - 1;
+        if (dp.tree_nodes > max_rows - 1) dp.tree_nodes = max_rows - 1;
+        if (dp.tree_nodes > room) dp.tree_nodes = room;
+        if (g->levels > 0 && dp.tree_nodes > 0) {
+            /* after many plain steps the drafter would first have to read every token it
+             * missed: a probe of the planner's gives it the last DRAFT_WINDOW tokens only,
+             * and the drafter sees the history from there on while it keeps speculating */
+            if (g->pl && g->n_hist - 1 - g->drafted_to > DRAFT_WINDOW) g->draft_from = g->n_hist - 1 - DRAFT_WINDOW;
+            g->drafted_to = g->n_hist - 1;
+            moge_drafter *d = g->gp.drafter;
+            moge_status st = d->iface.propose(d->self, g->hist + g->draft_from, g->n_hist - 1 - g->draft_from, &dp, &g->gp.sampler, &g->tree);
+            if (st != MOGE_OK) {
+                set_err(ctx->err, sizeof ctx->err, st, "sequence %d: the drafter failed: %s", g->seq, moge_status_str(st));
+                seq_fail(g, st);
+                return false;
+            }
+            if (g->tree.n > dp.tree_nodes + 1) g->tree.n = dp.tree_nodes + 1; /* a custom drafter went over */
+        }
+    }
+    g->td = seq_now();
+    /* the planner picks the nodes worth verifying (vtree; map: its nodes' ids in tree) */
+    g->vt = &g->tree;
+    if (g->pl && g->levels > 0) {
+        int32_t drafted = 1;
+        for (int32_t i = 1; i < g->tree.n; i++) if (g->tree.depth[i] > drafted) drafted = g->tree.depth[i];
+        planner_choose(g->pl, &g->tree, drafted, g->td - g->ts, &g->vtree, g->map);
+        g->vt = &g->vtree;
+    }
+    g->tc = seq_now();
+    return true;
+}
+
+void seq_after(seq_gen *g, const moge_verify_item *it, double verify_s) {
+    moge_context *ctx = g->ctx;
+    moge_stats *stats = &g->stats;
+    if (it->status != MOGE_OK) return seq_fail(g, it->status);
+    const moge_tree *vt = g->vt;
+    const int32_t *path = it->path;
+    const moge_verify_result vr = it->res;
+    double tv = seq_now();
+    stats->expert_bytes_read += planner_expert_bytes(ctx);
+    for (int32_t i = 0; i < vr.n_path; i++) g->opath[i] = vt == &g->tree ? path[i] : g->map[path[i]];
+    if (g->tree.n > 1) {
+        moge_drafter *d = g->gp.drafter;
+        moge_status st = d->iface.accept(d->self, &g->tree, g->opath, vr.n_path);
+        if (st != MOGE_OK) {
+            set_err(ctx->err, sizeof ctx->err, st, "sequence %d: the drafter failed: %s", g->seq, moge_status_str(st));
+            return seq_fail(g, st);
+        }
+    }
+    double ta = seq_now();
+    stats->n_forward++;
+    stats->n_draft_proposed += g->tree.n - 1;
+    stats->n_draft_nodes += vt->n - 1;
+    if (g->pl && vt->n == 1) stats->n_plain_steps++;
+    for (int32_t i = 0; i < vr.n_path && vt->n > 1; i++) {
+        /* a try at depth d+1: the walk stood at a node of depth d that has a child */
+        int32_t node = path[i], d = vt->depth[node] + 1;
+        bool has_child = false;
+        for (int32_t j = node + 1; j < vt->n && !has_child; j++) has_child = vt->parent[j] == node;
+        if (!has_child || d >= MOGE_MAX_DEPTH) continue;
+        stats->accept_tries[d]++;
+        if (i + 1 < vr.n_path) stats->accept_hits[d]++;
+    }
+    bool go = true;
+    for (int32_t i = 1; i < vr.n_path && go; i++) go = emit(g, vt->token[path[i]]);
+    if (go) go = emit(g, vr.bonus);
+    g->go = go;
+    double te = seq_now();
+    stats->t_draft_s += g->tc - g->ts;
+    stats->t_verify_s += verify_s;
+    stats->t_rollback_s += ta - tv;
+    stats->t_sample_s += te - ta;
+    if (g->pl) planner_observe(g->pl, vt, path, vr.n_path, verify_s, te - tv);
+}
+
+void seq_end(seq_gen *g) {
+    if (g->ended) return;
+    g->ended = true;
+    g->go = false;
+    moge_context *ctx = g->ctx;
+    moge_stats *stats = &g->stats;
+    /* Keep in the cache exactly the prompt and the emitted tokens but the last (a path accepted
+     * past n_predict or an EOS is dropped), so a conversation can go on in this context. */
+    int32_t keep = g->base + g->prefilled + (stats->n_generated > 0 ? stats->n_generated - 1 : 0);
+    if (ctx->seq[g->seq].n_past > keep) moge_seq_kv_truncate(ctx, g->seq, keep);
+    ctx->seq[g->seq].n_last = 0;
+    double t1 = g->t1 > 0 ? g->t1 : seq_now();
+    stats->t_decode_s = seq_now() - t1;
+    stats->tokens_per_s = stats->t_decode_s > 0 ? stats->n_generated / stats->t_decode_s : 0;
+    /* τ: emitted tokens per target pass; the first token came from the prefill's last pass */
+    stats->mean_accepted = (double)stats->n_generated / (stats->n_forward + 1);
+    stats->predicted_speedup = planner_predicted_speedup(g->pl);
+    seq_free(g);
+}

@@ -1,0 +1,65 @@
+/*
+ * sequence.h — one sequence's generation, step by step (verify/sequence.c). moge_generate()
+ * (verify/generate.c) drives one of them; the decoder (verify/decoder.c) drives many in one
+ * context and verifies their trees in one target pass. Every line that decides a token is here,
+ * shared by both.
+ *
+ * Life of a sequence: seq_begin (checks, buffers, planner) -> prefill chunks (seq_prefill_next,
+ * then seq_prefilled with the chunk's last logits) -> steps (seq_plan grows and chooses the tree
+ * to verify, the caller verifies it with the others, seq_after emits the accepted tokens) ->
+ * seq_end (the cache keeps the prompt and the emitted tokens but the last; stats final).
+ */
+#ifndef MOGE_SEQUENCE_H
+#define MOGE_SEQUENCE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "moge.h"
+#include "verify/planner.h"
+
+typedef struct {
+    moge_context *ctx;
+    int32_t seq;                /* the context's sequence it runs in */
+    moge_generate_params gp;
+    moge_token_cb cb;
+    void *user;
+    moge_stats stats;
+    int32_t *hist, n_hist;      /* context tokens, prompt, emitted tokens */
+    int32_t n_prompt, prefilled, base;
+    int32_t eos, tree_cap;
+    moge_tree tree, vtree;
+    int32_t *path, *opath, *map;
+    planner *pl;
+    uint64_t rng;
+    int32_t draft_from, drafted_to, levels;
+    const moge_tree *vt;        /* the tree of this step's verification (after seq_plan) */
+    double t0, t1, ts, td, tc;
+    bool go;                    /* still generating (prefill included) */
+    bool ended;                 /* seq_end ran */
+    moge_status st;             /* the error that ended it, or MOGE_OK */
+} seq_gen;
+
+/* Checks and prepares a generation of `prompt` in sequence `seq` of ctx (appended to what the
+ * sequence holds). use_planner: let params->adaptive start the planner (the one-sequence case).
+ * On error nothing is left to free and ctx's error message says why. */
+moge_status seq_begin(seq_gen *g, moge_context *ctx, int32_t seq, const int32_t *prompt, int32_t n_prompt,
+                      const moge_generate_params *params, moge_token_cb cb, void *user, bool use_planner);
+/* Prompt tokens still to prefill (0 once the prefill is done), and where they start. */
+int32_t seq_prefill_left(const seq_gen *g, const int32_t **tokens);
+/* After a forward of the next `n` prompt tokens: commits them; with the prompt complete, samples
+ * the first token from `last_logits` (the logits of the chunk's last row). */
+void seq_prefilled(seq_gen *g, int32_t n, const float *last_logits);
+/* Before a verification pass: grows and chooses this step's tree (g->vt) in at most max_rows rows
+ * (>= 1). False when the sequence has nothing to verify (it stopped: g->go is false). */
+bool seq_plan(seq_gen *g, int32_t max_rows);
+/* After the pass: the verification of g->vt (its walk's status and result), the pass's seconds. */
+void seq_after(seq_gen *g, const moge_verify_item *it, double verify_s);
+/* Stops the generation with an error (its status). */
+void seq_fail(seq_gen *g, moge_status st);
+/* A monotonic clock in seconds. */
+double seq_now(void);
+/* Ends the generation (once; also after an error): trims the cache, finishes the stats, frees. */
+void seq_end(seq_gen *g);
+
+#endif
