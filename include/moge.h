@@ -512,6 +512,17 @@ typedef struct {
 
 typedef struct moge_drafter moge_drafter;
 
+/* One sequence's proposal in a drafter serving several sequences (propose_seqs below). */
+typedef struct {
+    int32_t seq;                    /* the sequence (0..n_seq-1 of the drafter; a decoder passes its slot) */
+    const int32_t *history;         /* as propose's */
+    int32_t n_history;
+    const moge_draft_params *dp;
+    const moge_sampler_params *sp;
+    moge_tree *tree;                /* already reset to the root */
+    moge_status status;             /* out */
+} moge_draft_job;
+
 /* What a drafter does; library users can implement their own (moge_drafter_new_custom). */
 typedef struct {
     /* Grows `tree` (already reset to the root) under dp. history: every token before the root
@@ -523,6 +534,15 @@ typedef struct {
     /* Forget everything (a new generation starts). */
     void (*reset)(void *self);
     void (*free)(void *self);
+    /* Optional (NULL for a drafter of one sequence): a drafter serving several sequences, each with
+     * state of its own, for moge_decoder: n_seq(self) sequences; propose_seqs grows every job's
+     * tree (each as propose would for that sequence alone, but e.g. with one draft forward per
+     * level for all of them), accept_seq and reset_seq are accept and reset for one sequence.
+     * propose, accept and reset act on sequence 0. */
+    int32_t (*n_seq)(void *self);
+    moge_status (*propose_seqs)(void *self, moge_draft_job *jobs, int32_t n_jobs);
+    moge_status (*accept_seq)(void *self, int32_t seq, const moge_tree *tree, const int32_t *path, int32_t n_path);
+    void (*reset_seq)(void *self, int32_t seq);
 } moge_drafter_iface;
 
 moge_status moge_drafter_new_custom(const moge_drafter_iface *iface, void *self, moge_drafter **out);
@@ -536,6 +556,15 @@ moge_status moge_drafter_new_model(moge_model *draft, const moge_tokenizer *targ
 /* Self-draft: the target's first n_layers layers, then its final norm and lm_head. */
 moge_status moge_drafter_new_layer_skip(moge_model *target, int32_t n_layers, int32_t n_ctx,
                                         moge_drafter **out, char *err, size_t err_size);
+/* The same drafters for a moge_decoder of n_seq sequences (MOGE_MAX_SEQ at most): one drafter
+ * serves every sequence of the decoder (sequence i of the decoder is the drafter's sequence i),
+ * each with its own draft cache in one draft context of n_seq sequences, and drafts all of them
+ * together: one draft forward for the roots, then one per tree level. Each sequence's tree is
+ * the one a one-sequence drafter proposes for it. */
+moge_status moge_drafter_new_model_seqs(moge_model *draft, const moge_tokenizer *target_tok, const moge_tokenizer *draft_tok,
+                                        int32_t n_ctx, int32_t n_seq, moge_drafter **out, char *err, size_t err_size);
+moge_status moge_drafter_new_layer_skip_seqs(moge_model *target, int32_t n_layers, int32_t n_ctx, int32_t n_seq,
+                                             moge_drafter **out, char *err, size_t err_size);
 /* Prompt lookup: find the longest recent n-gram (up to ngram_max tokens, default 3) that occurred
  * earlier in the context and propose what followed it; no model. */
 moge_status moge_drafter_new_lookup(int32_t ngram_max, moge_drafter **out, char *err, size_t err_size);

@@ -138,12 +138,12 @@ static void free_models(models *ms) {
     moge_tokenizer_free(ms->tok);
 }
 
-enum { D_NONE, D_MODEL, D_LOOKUP };
+enum { D_NONE, D_MODEL, D_LOOKUP, D_SHARED }; /* D_SHARED: one model drafter for every sequence of the batch */
 
 static moge_drafter *new_drafter(models *ms, int kind) {
     char err[512];
     moge_drafter *d = NULL;
-    if (kind == D_MODEL) CHECKF(moge_drafter_new_model(ms->draft, ms->tok, ms->tok, 512, &d, err, sizeof err) == MOGE_OK, "%s", err);
+    if (kind == D_MODEL || kind == D_SHARED) CHECKF(moge_drafter_new_model(ms->draft, ms->tok, ms->tok, 512, &d, err, sizeof err) == MOGE_OK, "%s", err);
     if (kind == D_LOOKUP) CHECKF(moge_drafter_new_lookup(3, &d, err, sizeof err) == MOGE_OK, "%s", err);
     return d;
 }
@@ -163,7 +163,8 @@ static moge_generate_params params_for(int kind, moge_spec_mode mode, moge_draft
 
 /* Runs the cases through one decoder (n_seq slots, n_batch rows) and alone; counts sequences
  * whose tokens differ. */
-static int run_cases(models *ms, const seq_case *cases, int n, int n_seq, int n_batch, int kind, moge_spec_mode mode, float temp) {
+static int run_cases_ex(models *ms, const seq_case *cases, int n, int n_seq, int n_batch, int kind, moge_spec_mode mode, float temp,
+                        bool adaptive) {
     moge_context *ctx = ctx_seqs(ms->target, 256, n_seq, n_batch), *alone = ctx_seqs(ms->target, 256, 1, 64);
     moge_decoder *dec = NULL;
     if (!ctx || !alone || moge_decoder_new(ctx, &dec) != MOGE_OK) {
@@ -178,12 +179,18 @@ static int run_cases(models *ms, const seq_case *cases, int n, int n_seq, int n_
     int32_t prompt[64];
     int added = 0, step = 0, diff = 0;
     for (int i = 0; i < n; i++) id[i] = -1;
+    moge_drafter *shared = NULL;
+    if (kind == D_SHARED) {
+        char err[512];
+        CHECKF(moge_drafter_new_model_seqs(ms->draft, ms->tok, ms->tok, 512, n_seq, &shared, err, sizeof err) == MOGE_OK, "%s", err);
+    }
     while (step < 5000) {
         for (int i = 0; i < n; i++) {
             if (id[i] != -1 || cases[i].join_at > step) continue;
             if (!dr[i]) dr[i] = new_drafter(ms, kind);
             make_prompt(i, cases[i].len, prompt);
-            moge_generate_params gp = params_for(kind, mode, dr[i], temp, 100 + (uint64_t)i, cases[i].n_predict);
+            moge_generate_params gp = params_for(kind, mode, shared ? shared : dr[i], temp, 100 + (uint64_t)i, cases[i].n_predict);
+            gp.adaptive = adaptive;
             moge_status st = moge_decoder_add(dec, prompt, cases[i].len, &gp, test_collect, &got[i], &id[i]);
             if (st == MOGE_ERR_CONTEXT_FULL) { /* every slot taken: free the stopped ones */
                 for (int j = 0; j < n; j++) {
@@ -208,6 +215,7 @@ static int run_cases(models *ms, const seq_case *cases, int n, int n_seq, int n_
     for (int i = 0; i < n; i++) {
         make_prompt(i, cases[i].len, prompt);
         moge_generate_params gp = params_for(kind, mode, dr[i], temp, 100 + (uint64_t)i, cases[i].n_predict);
+        gp.adaptive = adaptive;
         CHECK(test_generate(alone, prompt, cases[i].len, &gp, &want, NULL) == MOGE_OK);
         if (want.n != got[i].n || memcmp(want.ids, got[i].ids, (size_t)want.n * sizeof(int32_t)) != 0) {
             int at = 0;
@@ -218,10 +226,15 @@ static int run_cases(models *ms, const seq_case *cases, int n, int n_seq, int n_
         moge_drafter_free(dr[i]);
     }
     moge_decoder_free(dec);
+    moge_drafter_free(shared);
     moge_context_free(ctx);
     moge_context_free(alone);
     free(got); free(dr); free(id);
     return diff;
+}
+
+static int run_cases(models *ms, const seq_case *cases, int n, int n_seq, int n_batch, int kind, moge_spec_mode mode, float temp) {
+    return run_cases_ex(ms, cases, n, n_seq, n_batch, kind, mode, temp, false);
 }
 
 static const seq_case CASES8[8] = {
@@ -232,10 +245,11 @@ static void test_greedy_equals_alone(void) {
     models ms;
     if (!load_models(&ms)) { free_models(&ms); return; }
     static const seq_case one[1] = {{12, 40, 0}}, three[3] = {{3, 30, 0}, {20, 45, 0}, {8, 15, 2}};
-    static const struct { int kind; moge_spec_mode mode; const char *name; } modes[4] = {
+    static const struct { int kind; moge_spec_mode mode; const char *name; } modes[6] = {
         {D_NONE, MOGE_SPEC_NONE, "target only"}, {D_MODEL, MOGE_SPEC_CHAIN, "draft chain"},
-        {D_MODEL, MOGE_SPEC_TREE, "draft tree"}, {D_LOOKUP, MOGE_SPEC_TREE, "lookup"}};
-    for (int k = 0; k < 4; k++) {
+        {D_MODEL, MOGE_SPEC_TREE, "draft tree"}, {D_LOOKUP, MOGE_SPEC_TREE, "lookup"},
+        {D_SHARED, MOGE_SPEC_CHAIN, "shared draft chain"}, {D_SHARED, MOGE_SPEC_TREE, "shared draft tree"}};
+    for (int k = 0; k < 6; k++) {
         int d1 = run_cases(&ms, one, 1, 1, 64, modes[k].kind, modes[k].mode, 0);
         int d3 = run_cases(&ms, three, 3, 3, 128, modes[k].kind, modes[k].mode, 0);
         int d8 = run_cases(&ms, CASES8, 8, 8, 256, modes[k].kind, modes[k].mode, 0);
@@ -248,6 +262,15 @@ static void test_greedy_equals_alone(void) {
     int small = run_cases(&ms, CASES8, 8, 8, 20, D_MODEL, MOGE_SPEC_TREE, 0);
     printf("  draft tree, 8 sequences in 20-row passes: %d differing\n", small);
     CHECK(small == 0);
+    /* the planner sharing one pass among the sequences (the cost model fixed: its choices then
+     * depend on the acceptance counts only), per-sequence and shared drafters */
+    setenv("MOGE_PLAN_COST", "0.001,0.0002,0", 1);
+    int pa = run_cases_ex(&ms, CASES8, 8, 8, 256, D_MODEL, MOGE_SPEC_TREE, 0, true);
+    int pb = run_cases_ex(&ms, CASES8, 8, 3, 64, D_SHARED, MOGE_SPEC_TREE, 0, true);
+    unsetenv("MOGE_PLAN_COST");
+    int pc = run_cases_ex(&ms, CASES8, 8, 8, 128, D_SHARED, MOGE_SPEC_CHAIN, 0, true); /* calibrated */
+    printf("  planner: %d, %d (3 slots), %d (calibrated) differing\n", pa, pb, pc);
+    CHECK(pa == 0 && pb == 0 && pc == 0);
     free_models(&ms);
 }
 
@@ -257,8 +280,9 @@ static void test_sampled_same_seed(void) {
     int a = run_cases(&ms, CASES8, 8, 8, 256, D_NONE, MOGE_SPEC_NONE, 0.8f);
     int b = run_cases(&ms, CASES8, 8, 8, 256, D_MODEL, MOGE_SPEC_TREE, 0.8f);
     int c = run_cases(&ms, CASES8, 8, 8, 256, D_MODEL, MOGE_SPEC_CHAIN, 1.0f);
-    printf("  sampled, same seed, sequences differing from alone: target only %d, tree %d, chain %d\n", a, b, c);
-    CHECK(a == 0 && b == 0 && c == 0);
+    int e = run_cases(&ms, CASES8, 8, 8, 256, D_SHARED, MOGE_SPEC_TREE, 0.8f);
+    printf("  sampled, same seed, sequences differing from alone: target only %d, tree %d, chain %d, shared drafter %d\n", a, b, c, e);
+    CHECK(a == 0 && b == 0 && c == 0 && e == 0);
     free_models(&ms);
 }
 

@@ -166,7 +166,7 @@ static void test_choose_subtrees(void) {
     setenv("MOGE_PLAN_COST", "1,0.05", 1);
     planner *p = NULL;
     int32_t hist[4] = {1, 403, 407, 261};
-    CHECK(planner_start(ctx, 64, NULL, 0, hist, 4, &p) == MOGE_OK);
+    CHECK(planner_start(ctx, 0, 64, NULL, 0, hist, 4, &p) == MOGE_OK);
     unsetenv("MOGE_PLAN_COST");
     if (!p) return;
     moge_tree t, out;
@@ -237,7 +237,7 @@ static void test_calibration_cache(void) {
     /* first use: calibrates and writes one file */
     moge_context *ctx = test_new_ctx(m, 128);
     planner *p = NULL;
-    CHECK(planner_start(ctx, 25, NULL, 0, hist, 4, &p) == MOGE_OK);
+    CHECK(planner_start(ctx, 0, 25, NULL, 0, hist, 4, &p) == MOGE_OK);
     moge_context_free(ctx);
     char file[512];
     CHECK(count_calib_files(dir, file, sizeof file) == 1);
@@ -247,7 +247,7 @@ static void test_calibration_cache(void) {
     struct stat st0, st1;
     CHECK(stat(file, &st0) == 0);
     ctx = test_new_ctx(m, 128);
-    CHECK(planner_start(ctx, 25, NULL, 0, hist, 4, &p) == MOGE_OK);
+    CHECK(planner_start(ctx, 0, 25, NULL, 0, hist, 4, &p) == MOGE_OK);
     moge_context_free(ctx);
     CHECK(stat(file, &st1) == 0);
     CHECK(st0.st_mtim.tv_sec == st1.st_mtim.tv_sec && st0.st_mtim.tv_nsec == st1.st_mtim.tv_nsec);
@@ -258,7 +258,7 @@ static void test_calibration_cache(void) {
     FILE *f = fopen(file, "w");
     if (f) { fputs("moge-calibration\nkey garbage\nc_exp nan\n1 -1 x\n", f); fclose(f); }
     ctx = test_new_ctx(m, 128);
-    CHECK(planner_start(ctx, 25, NULL, 0, hist, 4, &p) == MOGE_OK);
+    CHECK(planner_start(ctx, 0, 25, NULL, 0, hist, 4, &p) == MOGE_OK);
     moge_context_free(ctx);
     again = slurp_text(file);
     CHECK(again && strstr(again, "backend=cpu") && strstr(again, "\n1 "));
@@ -271,7 +271,7 @@ static void test_calibration_cache(void) {
     if (f) fclose(f);
     setenv("MOGE_CACHE", bad, 1);
     ctx = test_new_ctx(m, 128);
-    CHECK(planner_start(ctx, 25, NULL, 0, hist, 4, &p) == MOGE_OK && p);
+    CHECK(planner_start(ctx, 0, 25, NULL, 0, hist, 4, &p) == MOGE_OK && p);
     moge_context_free(ctx);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -47,6 +47,7 @@
 #define CAL_VERSION 2
 #define CAL_MAX_PTS 16
 #define CAL_BUDGET_S 2.5 /* no new repeat of the calibration once it has taken this long */
+#define D_TAB_MAX (4 * PLAN_MAX_ROWS) /* rows of a batch of sequences the expected distinct experts cover */
 #define NR 3             /* sibling ranks: first, second, later */
 #define ND 3             /* depths: 1, 2, deeper (a deep node's parent path was accepted: an easier context) */
 
@@ -68,6 +69,7 @@ typedef struct {
     double alpha[NR][ND], beta[NR];
     int64_t n_obs;
     int32_t explored;              /* drafting steps so far */
+    int64_t observed;              /* ... times the sequences drafted in each (a batch teaches more per step) */
     double t_level;                /* draft seconds per level */
     double tok_avg, time_avg, rel; /* drafting steps: moving averages of expected tokens and seconds;
                                       their ratio over plain decoding's rate */
@@ -84,7 +86,7 @@ struct planner {
     double *hits; /* (n_moe, n_expert) decayed rows that chose each expert */
     double rows;  /* decayed rows counted */
     double rho;
-    double d_tab[PLAN_MAX_ROWS + 1]; /* D(n) summed over layers */
+    double d_tab[D_TAB_MAX + 1]; /* D(n) summed over layers */
     int tab_age;
     double log_scale; int n_scale; /* measured over predicted verification time, log, all passes */
     double pt_log[CAL_MAX_PTS];    /* the same per calibration point (passes of about its rows) */
@@ -97,10 +99,6 @@ struct planner {
     int64_t uses;
     double pred_tok, pred_time, plain_time;
     int64_t steps;
-    /* scratch of planner_choose */
-    double val[PLAN_MAX_ROWS], gain[PLAN_MAX_ROWS + 1];
-    int32_t order[PLAN_MAX_ROWS], first_child[PLAN_MAX_ROWS], next_sib[PLAN_MAX_ROWS];
-    uint8_t sel[PLAN_MAX_ROWS], cand[PLAN_MAX_ROWS];
 };
 
 static double now_s(void) {
@@ -229,13 +227,15 @@ static void cost_save(const plan_cost *c) {
 
 /* One timed forward of n rows: "same" = a root and n-1 identical children, else a causal chain of
  * distinct tokens. Writes the seconds and the distinct experts; the cache is left as it was. */
-static moge_status timed_pass(moge_context *ctx, int32_t n, bool same, const int32_t *toks, int32_t *tbuf, int32_t *pbuf,
-                              double *secs, double *e) {
+static moge_status timed_pass(moge_context *ctx, int32_t seq, int32_t n, bool same, const int32_t *toks, int32_t *tbuf,
+                              int32_t *pbuf, double *secs, double *e) {
+    int32_t *sbuf = pbuf + n;
     for (int32_t i = 0; i < n; i++) {
         tbuf[i] = same ? (i == 0 ? toks[0] : toks[1]) : toks[i];
         pbuf[i] = i == 0 ? -1 : same ? 0 : i - 1;
+        sbuf[i] = seq;
     }
-    moge_batch b = {.n = n, .tokens = tbuf, .parent = pbuf};
+    moge_batch b = {.n = n, .tokens = tbuf, .parent = pbuf, .seq = sbuf};
     const float *lg;
     double t0 = now_s();
     moge_status st = moge_forward(ctx, &b, &lg);
@@ -244,9 +244,11 @@ static moge_status timed_pass(moge_context *ctx, int32_t n, bool same, const int
     return st;
 }
 
-static moge_status calibrate(moge_context *ctx, int32_t max_rows, const int32_t *history, int32_t n_history, plan_cost *c) {
+static moge_status calibrate(moge_context *ctx, int32_t seq, int32_t max_rows, const int32_t *history, int32_t n_history,
+                             plan_cost *c) {
     static const int32_t grid[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128};
-    int32_t room = ctx->n_ctx - ctx->seq[0].n_past;
+    int32_t room = ctx->n_ctx - ctx->seq[seq].n_past;
+    if (room > ctx->seq_rows) room = ctx->seq_rows;
     if (room > ctx->n_batch) room = ctx->n_batch;
     if (max_rows > room) max_rows = room;
     if (max_rows < 1) return MOGE_ERR_CONTEXT_FULL;
@@ -257,7 +259,7 @@ static moge_status calibrate(moge_context *ctx, int32_t max_rows, const int32_t 
     c->max_rows = max_rows;
     bool moe = moge_context_n_moe_layers(ctx) > 0;
     int32_t V = ctx->model->cfg.n_vocab;
-    int32_t *toks = malloc((size_t)max_rows * 3 * sizeof(int32_t));
+    int32_t *toks = malloc((size_t)max_rows * 4 * sizeof(int32_t));
     if (!toks) return MOGE_ERR_NOMEM;
     int32_t *tbuf = toks + max_rows, *pbuf = tbuf + max_rows;
     uint64_t s = 0x9e3779b97f4a7c15ull;
@@ -268,12 +270,12 @@ static moge_status calibrate(moge_context *ctx, int32_t max_rows, const int32_t 
     double t_dist[CAL_MAX_PTS], e_dist[CAL_MAX_PTS];
     for (int i = 0; i < c->n_pts; i++) c->t_same[i] = t_dist[i] = INFINITY;
     double secs, e, t0 = now_s();
-    moge_status st = timed_pass(ctx, max_rows, false, toks, tbuf, pbuf, &secs, &e); /* warm-up */
+    moge_status st = timed_pass(ctx, seq, max_rows, false, toks, tbuf, pbuf, &secs, &e); /* warm-up */
     for (int rep = 0; rep < 3 && st == MOGE_OK; rep++) {
         for (int i = 0; i < c->n_pts && st == MOGE_OK; i++) {
             for (int kind = 0; kind < (moe ? 2 : 1) && st == MOGE_OK; kind++) {
                 bool same = moe && kind == 0;
-                st = timed_pass(ctx, c->rows[i], same, toks, tbuf, pbuf, &secs, &e);
+                st = timed_pass(ctx, seq, c->rows[i], same, toks, tbuf, pbuf, &secs, &e);
                 double *t = same || !moe ? &c->t_same[i] : &t_dist[i];
                 if (secs < *t) {
                     *t = secs;
@@ -328,12 +330,12 @@ static void new_drafter_state(drafter_state *d, const void *drafter, int32_t rul
     d->wait = 2;
 }
 
-moge_status planner_start(moge_context *ctx, int32_t max_rows, const void *drafter, int32_t rule, const int32_t *history,
-                          int32_t n_history, planner **out) {
+moge_status planner_start(moge_context *ctx, int32_t seq, int32_t max_rows, const void *drafter, int32_t rule,
+                          const int32_t *history, int32_t n_history, planner **out) {
     *out = NULL;
     if (max_rows > PLAN_MAX_ROWS) max_rows = PLAN_MAX_ROWS;
-    if (max_rows > ctx->n_ctx - ctx->seq[0].n_past) max_rows = ctx->n_ctx - ctx->seq[0].n_past; /* the calibration's room */
-    if (max_rows > ctx->n_batch) max_rows = ctx->n_batch;
+    if (max_rows > ctx->n_ctx - ctx->seq[seq].n_past) max_rows = ctx->n_ctx - ctx->seq[seq].n_past; /* the calibration's room */
+    if (max_rows > ctx->seq_rows) max_rows = ctx->seq_rows;
     if (max_rows < 1) return MOGE_ERR_CONTEXT_FULL;
     planner *p = ctx->upper_state;
     if (!p) {
@@ -370,7 +372,7 @@ moge_status planner_start(moge_context *ctx, int32_t max_rows, const void *draft
             c->c_exp = fc;
             c->max_rows = PLAN_MAX_ROWS;
         } else if (force || !cost_load(c, key, max_rows)) {
-            moge_status st = calibrate(ctx, max_rows, history, n_history, c);
+            moge_status st = calibrate(ctx, seq, max_rows, history, n_history, c);
             if (st != MOGE_OK) {
                 c->key[0] = 0;
                 return st;
@@ -403,7 +405,7 @@ moge_status planner_start(moge_context *ctx, int32_t max_rows, const void *draft
     return MOGE_OK;
 }
 
-/* D(n) = Σ_layers Σ_e 1 − (1 − π_e)^n for n = 1..max_rows, from the routing seen so far. */
+/* D(n) = Σ_layers Σ_e 1 − (1 − π_e)^n for n = 1..D_TAB_MAX, from the routing seen so far. */
 static void refresh_distinct(planner *p) {
     memset(p->d_tab, 0, sizeof p->d_tab);
     if (p->n_moe == 0) return;
@@ -412,7 +414,7 @@ static void refresh_distinct(planner *p) {
             double pi = p->rows > 0 ? p->hits[(int64_t)l * p->n_expert + e] / p->rows : (double)p->k / p->n_expert;
             if (pi > 1) pi = 1;
             double miss = 1;
-            for (int32_t n = 1; n <= p->max_rows; n++) {
+            for (int32_t n = 1; n <= D_TAB_MAX; n++) {
                 miss *= 1 - pi;
                 p->d_tab[n] += 1 - miss;
             }
@@ -427,6 +429,18 @@ static double expected_distinct(const planner *p, int32_t n) {
     return e1 + p->rho * (p->d_tab[n] - e1);
 }
 
+static double d_tab_at(const planner *p, int32_t n) { return p->d_tab[n < D_TAB_MAX ? n : D_TAB_MAX]; }
+
+/* Distinct experts of a pass of s sequences' roots and k draft rows among them: the roots are
+ * independent rows (other texts), the draft rows route like their roots (ratio ρ). One sequence:
+ * expected_distinct. */
+static double expected_distinct_batch(const planner *p, int32_t s, int32_t k) {
+    if (s <= 1) return expected_distinct(p, 1 + k);
+    if (p->n_moe == 0) return 0;
+    double roots = d_tab_at(p, s);
+    return roots + p->rho * (d_tab_at(p, s + k) - roots);
+}
+
 /* The log correction of the calibration at calibration point i: its own passes' once it has some,
  * else the nearest point's that has some, else that of all passes (none yet: 0). */
 static double point_log(const planner *p, int i) {
@@ -437,9 +451,11 @@ static double point_log(const planner *p, int i) {
     return best >= 0 ? p->pt_log[best] : p->n_scale ? p->log_scale : 0;
 }
 
-/* Predicted seconds of verifying n rows: the calibration times the measured correction, which
- * follows the machine's load overall and the calibration's error at each row count. */
-static double verify_cost(const planner *p, int32_t n) {
+/* Predicted seconds of verifying n rows touching e distinct experts: the calibration times the
+ * measured correction, which follows the machine's load overall and the calibration's error at
+ * each row count (beyond the calibrated rows, the last point's, and the calibration extrapolated
+ * linearly). */
+static double verify_cost_e(const planner *p, int32_t n, double e) {
     const plan_cost *c = &p->cost;
     int i = 1;
     while (i < c->n_pts - 1 && n > c->rows[i]) i++;
@@ -450,7 +466,14 @@ static double verify_cost(const planner *p, int32_t n) {
         double w = (double)(n - c->rows[i - 1]) / (c->rows[i] - c->rows[i - 1]);
         lg = (1 - w) * point_log(p, i - 1) + w * point_log(p, i);
     }
-    return exp(lg) * cost_raw(c, n, expected_distinct(p, n));
+    return exp(lg) * cost_raw(c, n, e);
+}
+
+static double verify_cost(const planner *p, int32_t n) { return verify_cost_e(p, n, expected_distinct(p, n)); }
+
+/* A pass of s sequences' roots and k draft rows. */
+static double verify_cost_batch(const planner *p, int32_t s, int32_t k) {
+    return s <= 1 ? verify_cost(p, 1 + k) : verify_cost_e(p, s + k, expected_distinct_batch(p, s, k));
 }
 
 static double logit_q(double q) {
@@ -527,8 +550,47 @@ int32_t planner_depth(planner *p, int32_t draft_max, int32_t *width) {
     return d < 1 ? 1 : d;
 }
 
-void planner_choose(planner *p, const moge_tree *tree, int32_t levels, double draft_s, moge_tree *out, int32_t *map) {
-    int32_t n = tree->n < p->max_rows ? tree->n : p->max_rows;
+/* Scratch of a choice over a forest of nt trees (a batch of sequences, or one), nodes numbered
+ * globally: tree t's node i is base[t] + i. */
+typedef struct {
+    int32_t n_all, *base, *n, *rank, *first_child, *next_sib, *order, *new_id;
+    double *val, *gain;
+    uint8_t *sel, *cand;
+    void *mem;
+} forest;
+
+static bool forest_init(forest *f, int32_t nt, const moge_tree *const *trees, int32_t cap) {
+    f->n_all = 0;
+    int64_t all = 0;
+    for (int32_t t = 0; t < nt; t++) all += trees[t]->n < cap ? trees[t]->n : cap;
+    size_t ints = (size_t)(2 * nt + 6 * all), doubles = (size_t)(2 * all + 1);
+    f->mem = malloc(ints * sizeof(int32_t) + doubles * sizeof(double) + (size_t)(2 * all));
+    if (!f->mem) return false;
+    f->val = f->mem;
+    f->gain = f->val + all;
+    f->base = (int32_t *)(f->gain + all + 1);
+    f->n = f->base + nt;
+    f->rank = f->n + nt;
+    f->first_child = f->rank + all;
+    f->next_sib = f->first_child + all;
+    f->order = f->next_sib + all;
+    f->new_id = f->order + all;
+    f->sel = (uint8_t *)(f->new_id + all);
+    f->cand = f->sel + all;
+    for (int32_t t = 0; t < nt; t++) {
+        f->n[t] = trees[t]->n < cap ? trees[t]->n : cap;
+        f->base[t] = f->n_all;
+        f->n_all += f->n[t];
+    }
+    return true;
+}
+
+/* Chooses the nodes of nt drafted trees verified together in one pass of at most row_cap rows
+ * (the roots always) and writes them to outs[t] / maps[t]; see the file comment. One tree: the
+ * one-sequence planner (the same arithmetic as always); more: the gains are the sequences' summed
+ * and the cost that of the whole pass. */
+static void choose_forest(planner *p, int32_t nt, const moge_tree *const *trees, int32_t levels, double draft_s,
+                          moge_tree *const *outs, int32_t *const *maps, int32_t row_cap) {
     if (levels < 1) levels = 1;
     if (p->fixed) draft_s = 0;
     if (p->d->t_level <= 0 || p->after_spec) { /* steady steps only: a probe also catches the draft up */
@@ -536,34 +598,46 @@ void planner_choose(planner *p, const moge_tree *tree, int32_t levels, double dr
         p->d->t_level = p->d->t_level > 0 ? 0.8 * p->d->t_level + 0.2 * tl : tl;
     }
     if (++p->tab_age > 16) refresh_distinct(p);
-    int32_t rank[PLAN_MAX_ROWS];
-    link_tree(tree, n, p->first_child, p->next_sib, rank);
-    /* greedy by value; a node becomes a candidate once its parent and previous sibling are in */
-    memset(p->sel, 0, (size_t)n);
-    memset(p->cand, 0, (size_t)n);
-    p->val[0] = 1;
-    for (int32_t i = 1; i < n; i++) p->val[i] = p->val[tree->parent[i]] * accept_rate(p, child_q(tree, i), rank[i], tree->depth[i]);
-    p->sel[0] = 1;
-    if (n > 1 && p->first_child[0] > 0) p->cand[p->first_child[0]] = 1;
+    forest f;
+    int32_t cap = nt == 1 ? p->max_rows : PLAN_MAX_ROWS;
+    bool ok = forest_init(&f, nt, trees, cap);
     int32_t m = 0;
-    p->gain[0] = 1;
-    for (;;) {
-        int32_t best = -1;
-        for (int32_t i = 1; i < n; i++)
-            if (p->cand[i] && (best < 0 || p->val[i] > p->val[best])) best = i;
-        if (best < 0) break;
-        p->cand[best] = 0;
-        p->sel[best] = 1;
-        p->order[m++] = best;
-        p->gain[m] = p->gain[m - 1] + p->val[best];
-        if (p->first_child[best] > 0) p->cand[p->first_child[best]] = 1;
-        if (p->next_sib[best] > 0) p->cand[p->next_sib[best]] = 1;
+    if (ok) {
+        memset(f.sel, 0, (size_t)f.n_all);
+        memset(f.cand, 0, (size_t)f.n_all);
+        for (int32_t t = 0; t < nt; t++) {
+            const moge_tree *tree = trees[t];
+            int32_t b0 = f.base[t], n = f.n[t];
+            int32_t *fc = f.first_child + b0, *ns = f.next_sib + b0, *rank = f.rank + b0;
+            link_tree(tree, n, fc, ns, rank);
+            f.val[b0] = 1;
+            for (int32_t i = 1; i < n; i++) f.val[b0 + i] = f.val[b0 + tree->parent[i]] * accept_rate(p, child_q(tree, i), rank[i], tree->depth[i]);
+            f.sel[b0] = 1;
+            if (n > 1 && fc[0] > 0) f.cand[b0 + fc[0]] = 1;
+        }
+        /* greedy by value; a node becomes a candidate once its parent and previous sibling are in */
+        f.gain[0] = nt;
+        int32_t most = row_cap - nt;
+        while (m < most) {
+            int32_t best = -1;
+            for (int32_t i = 0; i < f.n_all; i++)
+                if (f.cand[i] && (best < 0 || f.val[i] > f.val[best])) best = i;
+            if (best < 0) break;
+            int32_t t = 0;
+            while (t + 1 < nt && f.base[t + 1] <= best) t++;
+            f.cand[best] = 0;
+            f.sel[best] = 1;
+            f.order[m++] = best;
+            f.gain[m] = f.gain[m - 1] + f.val[best];
+            if (f.first_child[best] > 0) f.cand[f.base[t] + f.first_child[best]] = 1;
+            if (f.next_sib[best] > 0) f.cand[f.base[t] + f.next_sib[best]] = 1;
+        }
     }
-    double t_draft = levels * p->d->t_level, t_plain = verify_cost(p, 1) + p->t_other;
+    double t_draft = levels * p->d->t_level, t_plain = verify_cost_batch(p, nt, 0) + p->t_other;
     int32_t best_m = 0;
-    double best_r = -1, best_t = 0;
-    for (int32_t k = 0; k <= m; k++) {
-        double t = t_draft + verify_cost(p, k + 1) + p->t_other, r = p->gain[k] / t;
+    double best_r = -1, best_t = t_draft + t_plain;
+    for (int32_t k = 0; ok && k <= m; k++) {
+        double t = t_draft + verify_cost_batch(p, nt, k) + p->t_other, r = f.gain[k] / t;
         if (r > best_r) best_r = r, best_m = k, best_t = t;
     }
     /* every 8th drafting step verifies one node more than the model says: that measures the cost
@@ -572,61 +646,84 @@ void planner_choose(planner *p, const moge_tree *tree, int32_t levels, double dr
     int32_t take = best_m;
     if (!p->fixed && best_m < m && p->d->explored % 8 == 7) take = best_m + 1;
     /* the chosen nodes in tree order */
-    memset(p->sel, 0, (size_t)n);
-    p->sel[0] = 1;
     int32_t deepest = 0, widest = 0;
-    for (int32_t k = 0; k < take; k++) {
-        p->sel[p->order[k]] = 1;
-        if (tree->depth[p->order[k]] > deepest) deepest = tree->depth[p->order[k]];
-        if (rank[p->order[k]] + 1 > widest) widest = rank[p->order[k]] + 1;
+    if (ok) {
+        memset(f.sel, 0, (size_t)f.n_all);
+        for (int32_t t = 0; t < nt; t++) f.sel[f.base[t]] = 1;
+        for (int32_t k = 0; k < take; k++) {
+            int32_t g = f.order[k], t = 0;
+            while (t + 1 < nt && f.base[t + 1] <= g) t++;
+            f.sel[g] = 1;
+            if (trees[t]->depth[g - f.base[t]] > deepest) deepest = trees[t]->depth[g - f.base[t]];
+            if (f.rank[g] + 1 > widest) widest = f.rank[g] + 1;
+        }
     }
-    int32_t new_id[PLAN_MAX_ROWS];
-    moge_tree_reset(out, tree->token[0]);
-    out->sampled = tree->sampled;
-    out->without_replacement = tree->without_replacement;
-    out->q[0] = tree->q ? tree->q[0] : NULL;
-    map[0] = 0;
-    new_id[0] = 0;
-    for (int32_t i = 1; i < n; i++) {
-        if (!p->sel[i]) continue;
-        int32_t id = moge_tree_add(out, new_id[tree->parent[i]], tree->token[i], tree->logp[i]);
-        if (id < 0) break;
-        out->q[id] = tree->q ? tree->q[i] : NULL;
-        new_id[i] = id;
-        map[id] = i;
+    for (int32_t t = 0; t < nt; t++) {
+        const moge_tree *tree = trees[t];
+        moge_tree *out = outs[t];
+        int32_t *map = maps[t], *new_id = ok ? f.new_id + f.base[t] : NULL;
+        moge_tree_reset(out, tree->token[0]);
+        out->sampled = tree->sampled;
+        out->without_replacement = tree->without_replacement;
+        out->q[0] = tree->q ? tree->q[0] : NULL;
+        map[0] = 0;
+        if (!ok) continue; /* out of memory: a plain step */
+        new_id[0] = 0;
+        for (int32_t i = 1; i < f.n[t]; i++) {
+            if (!f.sel[f.base[t] + i]) continue;
+            int32_t id = moge_tree_add(out, new_id[tree->parent[i]], tree->token[i], tree->logp[i]);
+            if (id < 0) break;
+            out->q[id] = tree->q ? tree->q[i] : NULL;
+            new_id[i] = id;
+            map[id] = i;
+        }
     }
+    double gain = ok ? f.gain[best_m] : nt;
+    free(ok ? f.mem : NULL);
     /* next step: as deep as this one used, plus one; plain steps for a while when speculating
      * loses against plain decoding even with the best subtree */
     if (take > 0) p->d->depth = deepest + 1, p->d->width = widest + 1;
-    /* expected tokens over expected seconds of the recent drafting steps (a step that found
-     * nothing worth verifying counts its drafting), against plain decoding */
-    p->d->tok_avg = p->d->time_avg > 0 ? 0.85 * p->d->tok_avg + 0.15 * p->gain[best_m] : p->gain[best_m];
+    /* expected tokens (per sequence) over expected seconds of the recent drafting steps (a step
+     * that found nothing worth verifying counts its drafting), against plain decoding */
+    p->d->tok_avg = p->d->time_avg > 0 ? 0.85 * p->d->tok_avg + 0.15 * gain / nt : gain / nt;
     /* a step after plain ones also paid for the drafter catching up: the price of switching,
      * which counts against speculating (else the planner flips between the two near break-even) */
     double step_t = best_t;
     if (!p->after_spec && draft_s > t_draft) step_t += draft_s - t_draft;
     p->d->time_avg = p->d->time_avg > 0 ? 0.85 * p->d->time_avg + 0.15 * step_t : step_t;
     p->d->rel = p->d->tok_avg / p->d->time_avg * t_plain;
-    /* after a few steps that teach the acceptance rates; speculation must promise 5 % over plain
-     * decoding, the size of the model's errors near break-even (measured on the demo pair) */
-    if (++p->d->explored > 16 && p->d->rel < 1.05) {
+    /* after a few steps that teach the acceptance rates (a step of a batch teaches as many as it
+     * has sequences); speculation must promise 5 % over plain decoding, the size of the model's
+     * errors near break-even (measured on the demo pair) */
+    p->d->explored++;
+    p->d->observed += nt;
+    if (p->d->observed > 16 && p->d->rel < 1.05) {
         p->d->skip_left = p->d->wait;
         p->d->wait = p->d->wait < 256 ? 2 * p->d->wait : 256;
     } else {
         p->d->wait = 2;
     }
     p->chosen = true;
-    p->pred_tok += p->gain[best_m];
+    p->pred_tok += gain / nt;
     p->pred_time += best_t;
     p->plain_time += t_plain;
     p->steps++;
 }
 
-void planner_observe(planner *p, const moge_tree *tree, const int32_t *path, int32_t n_path, double verify_s,
-                     double other_s) {
+void planner_choose(planner *p, const moge_tree *tree, int32_t levels, double draft_s, moge_tree *out, int32_t *map) {
+    choose_forest(p, 1, &tree, levels, draft_s, &out, &map, PLAN_MAX_ROWS + 1);
+}
+
+void planner_choose_batch(planner *p, int32_t n, const moge_tree *const *trees, int32_t levels, double draft_s,
+                          moge_tree *const *outs, int32_t *const *maps, int32_t max_rows) {
+    choose_forest(p, n, trees, levels, draft_s, outs, maps, max_rows);
+}
+
+/* What a pass teaches besides acceptance: the cost model's scale (n rows of s sequences), the
+ * draft/other time, the routing's expert shares and the ratio of excess experts. */
+static void observe_pass(planner *p, int32_t s, int32_t n, double verify_s, double other_s) {
     moge_context *ctx = p->ctx;
     double e_obs = distinct_sum(ctx);
-    int32_t n = tree->n;
     /* the scale of the cost model: measured over predicted, averaged in log space */
     double raw = cost_raw(&p->cost, n, e_obs);
     if (p->fixed) verify_s = other_s = 0;
@@ -653,18 +750,19 @@ void planner_observe(planner *p, const moge_tree *tree, const int32_t *path, int
     }
     p->t_other = p->t_other > 0 ? 0.9 * p->t_other + 0.1 * other_s : other_s;
     if (!p->chosen) { /* a plain step */
-        double t_plain = verify_cost(p, 1) + p->t_other;
+        double t_plain = verify_cost_batch(p, s, 0) + p->t_other;
         p->pred_tok += 1, p->pred_time += t_plain, p->plain_time += t_plain;
         p->steps++;
     }
     p->after_spec = p->chosen;
-    p->since_plain = n == 1 ? 0 : p->since_plain + 1;
+    p->since_plain = n == s ? 0 : p->since_plain + 1;
     /* routing: decayed expert shares; the ratio of excess distinct experts */
     if (p->n_moe > 0) {
-        if (n > 1 && n <= p->max_rows && p->tab_age < (1 << 30)) {
-            double e1 = (double)p->n_moe * p->k, pred = p->d_tab[n] - e1;
+        int32_t k = n - s;
+        if (k > 0 && (s > 1 || n <= p->max_rows) && s + k <= D_TAB_MAX && p->tab_age < (1 << 30)) {
+            double base = s > 1 ? d_tab_at(p, s) : (double)p->n_moe * p->k, pred = d_tab_at(p, n) - base;
             if (pred > 0.5) {
-                double r = (e_obs - e1) / pred;
+                double r = (e_obs - base) / pred;
                 if (r < 0) r = 0;
                 if (r > 1.5) r = 1.5;
                 p->rho = 0.9 * p->rho + 0.1 * r;
@@ -678,19 +776,34 @@ void planner_observe(planner *p, const moge_tree *tree, const int32_t *path, int
         }
         p->rows = 0.99 * p->rows + n;
     }
-    /* acceptance: every child of every accepted node was tried */
-    if (n > 1) {
-        int32_t fc[PLAN_MAX_ROWS], ns[PLAN_MAX_ROWS], rank[PLAN_MAX_ROWS];
-        int32_t nn = n < PLAN_MAX_ROWS ? n : PLAN_MAX_ROWS;
-        link_tree(tree, nn, fc, ns, rank);
-        for (int32_t i = 0; i < n_path; i++) {
-            int32_t u = path[i], next = i + 1 < n_path ? path[i + 1] : -1;
-            if (u >= nn) break;
-            for (int32_t c = fc[u]; c > 0; c = ns[c]) {
-                learn_accept(p, child_q(tree, c), rank[c], tree->depth[c], c == next);
-            }
-        }
+}
+
+/* Acceptance: every child of every accepted node was tried. */
+static void observe_accept(planner *p, const moge_tree *tree, const int32_t *path, int32_t n_path) {
+    int32_t n = tree->n;
+    if (n <= 1) return;
+    int32_t fc[PLAN_MAX_ROWS], ns[PLAN_MAX_ROWS], rank[PLAN_MAX_ROWS];
+    int32_t nn = n < PLAN_MAX_ROWS ? n : PLAN_MAX_ROWS;
+    link_tree(tree, nn, fc, ns, rank);
+    for (int32_t i = 0; i < n_path; i++) {
+        int32_t u = path[i], next = i + 1 < n_path ? path[i + 1] : -1;
+        if (u >= nn) break;
+        for (int32_t c = fc[u]; c > 0; c = ns[c]) learn_accept(p, child_q(tree, c), rank[c], tree->depth[c], c == next);
     }
+}
+
+void planner_observe(planner *p, const moge_tree *tree, const int32_t *path, int32_t n_path, double verify_s,
+                     double other_s) {
+    observe_pass(p, 1, tree->n, verify_s, other_s);
+    observe_accept(p, tree, path, n_path);
+}
+
+void planner_observe_batch(planner *p, int32_t n, const moge_tree *const *trees, const int32_t *const *paths,
+                           const int32_t *n_paths, double verify_s, double other_s) {
+    int32_t rows = 0;
+    for (int32_t t = 0; t < n; t++) rows += trees[t]->n;
+    observe_pass(p, n, rows, verify_s, other_s);
+    for (int32_t t = 0; t < n; t++) observe_accept(p, trees[t], paths[t], n_paths[t]);
 }
 
 static double tensor_bytes(const tensor *t) {

@@ -34,12 +34,12 @@ typedef struct planner planner;
 /* The context's planner for a generation (made on first use and kept by the context, which frees
  * it: what it learned carries over to the next generation in the context). The first use
  * calibrates the target (a few seconds at most; then cached per model and machine under
- * $MOGE_CACHE or ~/.cache/moge, calib/); its forwards leave the cache as it was. max_rows: the
- * largest tree + root; drafter, rule: what the acceptance counts are of (another drafter or
+ * $MOGE_CACHE or ~/.cache/moge, calib/) in sequence seq of the context; its forwards leave the
+ * cache as it was. max_rows: the largest tree + root; drafter, rule: what the acceptance counts are of (another drafter or
  * acceptance rule starts them anew); history: tokens for the calibration's rows.
  * MOGE_RECALIBRATE=1 calibrates anew. MOGE_ERR_CONTEXT_FULL: no room left to calibrate in. */
-moge_status planner_start(moge_context *ctx, int32_t max_rows, const void *drafter, int32_t rule, const int32_t *history,
-                          int32_t n_history, planner **out);
+moge_status planner_start(moge_context *ctx, int32_t seq, int32_t max_rows, const void *drafter, int32_t rule,
+                          const int32_t *history, int32_t n_history, planner **out);
 void planner_free(planner *p);
 
 /* Before drafting: the tree depth to draft this step (0 = a plain step, no drafting), and in *width
@@ -55,6 +55,16 @@ void planner_choose(planner *p, const moge_tree *tree, int32_t levels, double dr
  * its accepted path, the pass's seconds; reads the pass's routing from the context. */
 void planner_observe(planner *p, const moge_tree *tree, const int32_t *path, int32_t n_path, double verify_s,
                      double other_s);
+
+/* A batch of n sequences verified in one pass (verify/decoder.c): the same decisions over the
+ * sequences' drafted trees together — the nodes are taken by value across all trees and the pass
+ * of at most max_rows rows (every root included) with the best expected tokens (summed over the
+ * sequences) per expected second of the whole pass is verified, so more sequences leave smaller
+ * trees where the extra rows cost more than they bring. */
+void planner_choose_batch(planner *p, int32_t n, const moge_tree *const *trees, int32_t levels, double draft_s,
+                          moge_tree *const *outs, int32_t *const *maps, int32_t max_rows);
+void planner_observe_batch(planner *p, int32_t n, const moge_tree *const *trees, const int32_t *const *paths,
+                           const int32_t *n_paths, double verify_s, double other_s);
 
 /* Bytes of routed-expert weights the context's last forward read (0 for a dense model). */
 double planner_expert_bytes(const moge_context *ctx);

@@ -86,14 +86,18 @@ moge_status seq_begin(seq_gen *g, moge_context *ctx, int32_t seq, const int32_t 
      * as it is); a context too full to calibrate in runs the configured tree */
     if (use_planner && gp.adaptive && gp.spec != MOGE_SPEC_NONE && tree_cap > 1) {
         int32_t rule = (gp.spec == MOGE_SPEC_CHAIN) | (gp.sampler.temperature > 0) << 1 | gp.draft.sampled << 2;
-        st = planner_start(ctx, tree_cap, gp.drafter, rule, g->hist, g->n_hist, &g->pl);
+        st = planner_start(ctx, seq, tree_cap, gp.drafter, rule, g->hist, g->n_hist, &g->pl);
         if (st == MOGE_ERR_CONTEXT_FULL) st = MOGE_OK;
         if (st != MOGE_OK) {
             seq_free(g);
             return set_err(ctx->err, sizeof ctx->err, st, "calibrating the speculation planner: %s", moge_status_str(st));
         }
     }
-    if (gp.drafter && gp.drafter->iface.reset) gp.drafter->iface.reset(gp.drafter->self);
+    if (gp.drafter) {
+        int32_t ds = seq_drafter_seq(g);
+        if (ds >= 0) gp.drafter->iface.reset_seq(gp.drafter->self, ds);
+        else if (gp.drafter->iface.reset) gp.drafter->iface.reset(gp.drafter->self);
+    }
     g->stats.n_prompt = n_prompt;
     g->stats.stop = MOGE_STOP_LENGTH;
     g->go = true;
@@ -150,8 +154,15 @@ void seq_prefilled(seq_gen *g, int32_t n, const float *last_logits) {
     g->drafted_to = g->n_hist - 1; /* the drafter's window of the history */
 }
 
-bool seq_plan(seq_gen *g, int32_t max_rows) {
+int32_t seq_drafter_seq(const seq_gen *g) {
+    const moge_drafter *d = g->gp.drafter;
+    if (!d || !d->iface.n_seq || !d->iface.propose_seqs || !d->iface.accept_seq || !d->iface.reset_seq) return -1;
+    return g->seq < d->iface.n_seq(d->self) ? g->seq : -1;
+}
+
+bool seq_plan_begin(seq_gen *g, int32_t max_rows, moge_draft_job *job) {
     moge_context *ctx = g->ctx;
+    job->tree = NULL;
     if (!g->go || g->prefilled < g->n_prompt) return false;
     const kv_seq *sq = &ctx->seq[g->seq];
     if (sq->n_past + 1 > ctx->n_ctx) {
@@ -161,44 +172,72 @@ bool seq_plan(seq_gen *g, int32_t max_rows) {
     }
     g->ts = seq_now();
     moge_tree_reset(&g->tree, g->hist[g->n_hist - 1]);
-    moge_draft_params dp = g->gp.draft;
+    moge_draft_params *dp = &g->dp;
+    *dp = g->gp.draft;
     g->levels = 0;
     if (g->gp.spec != MOGE_SPEC_NONE) {
-        int32_t width = dp.branch;
-        g->levels = g->pl ? planner_depth(g->pl, dp.draft_max, &width) : dp.draft_max;
-        if (!dp.shape && width < dp.branch) dp.branch = width < 1 ? 1 : width;
-        dp.draft_max = g->levels;
+        int32_t width = dp->branch;
+        if (g->batch_planned) {
+            g->levels = g->plan_levels < dp->draft_max ? g->plan_levels : dp->draft_max;
+            width = g->plan_width;
+        } else {
+            g->levels = g->pl ? planner_depth(g->pl, dp->draft_max, &width) : dp->draft_max;
+        }
+        if (!dp->shape && width < dp->branch) dp->branch = width < 1 ? 1 : width;
+        dp->draft_max = g->levels;
         int32_t room = ctx->n_ctx - sq->n_past - 1;
-        if (dp.tree_nodes > g->tree_cap - 1) dp.tree_nodes = g->tree_cap - 1;
-        if (dp.tree_nodes > max_rows - 1) dp.tree_nodes = max_rows - 1;
-        if (dp.tree_nodes > room) dp.tree_nodes = room;
-        if (g->levels > 0 && dp.tree_nodes > 0) {
+        if (dp->tree_nodes > g->tree_cap - 1) dp->tree_nodes = g->tree_cap - 1;
+        if (dp->tree_nodes > max_rows - 1) dp->tree_nodes = max_rows - 1;
+        if (dp->tree_nodes > room) dp->tree_nodes = room;
+        if (g->levels > 0 && dp->tree_nodes > 0) {
             /* after many plain steps the drafter would first have to read every token it
              * missed: a probe of the planner's gives it the last DRAFT_WINDOW tokens only,
              * and the drafter sees the history from there on while it keeps speculating */
-            if (g->pl && g->n_hist - 1 - g->drafted_to > DRAFT_WINDOW) g->draft_from = g->n_hist - 1 - DRAFT_WINDOW;
+            if ((g->pl || g->batch_planned) && g->n_hist - 1 - g->drafted_to > DRAFT_WINDOW) g->draft_from = g->n_hist - 1 - DRAFT_WINDOW;
             g->drafted_to = g->n_hist - 1;
-            moge_drafter *d = g->gp.drafter;
-            moge_status st = d->iface.propose(d->self, g->hist + g->draft_from, g->n_hist - 1 - g->draft_from, &dp, &g->gp.sampler, &g->tree);
-            if (st != MOGE_OK) {
-                set_err(ctx->err, sizeof ctx->err, st, "sequence %d: the drafter failed: %s", g->seq, moge_status_str(st));
-                seq_fail(g, st);
-                return false;
-            }
-            if (g->tree.n > dp.tree_nodes + 1) g->tree.n = dp.tree_nodes + 1; /* a custom drafter went over */
+            *job = (moge_draft_job){.seq = seq_drafter_seq(g), .history = g->hist + g->draft_from, .n_history = g->n_hist - 1 - g->draft_from,
+                                    .dp = dp, .sp = &g->gp.sampler, .tree = &g->tree};
         }
     }
-    g->td = seq_now();
+    return true;
+}
+
+bool seq_plan_end(seq_gen *g, moge_status draft_st, double draft_s) {
+    moge_context *ctx = g->ctx;
+    if (draft_st != MOGE_OK) {
+        set_err(ctx->err, sizeof ctx->err, draft_st, "sequence %d: the drafter failed: %s", g->seq, moge_status_str(draft_st));
+        seq_fail(g, draft_st);
+        return false;
+    }
+    if (g->tree.n > g->dp.tree_nodes + 1) g->tree.n = g->dp.tree_nodes + 1; /* a custom drafter went over */
+    g->draft_s = draft_s;
     /* the planner picks the nodes worth verifying (vtree; map: its nodes' ids in tree) */
+    double t0 = seq_now();
     g->vt = &g->tree;
     if (g->pl && g->levels > 0) {
         int32_t drafted = 1;
         for (int32_t i = 1; i < g->tree.n; i++) if (g->tree.depth[i] > drafted) drafted = g->tree.depth[i];
-        planner_choose(g->pl, &g->tree, drafted, g->td - g->ts, &g->vtree, g->map);
+        planner_choose(g->pl, &g->tree, drafted, draft_s, &g->vtree, g->map);
         g->vt = &g->vtree;
     }
-    g->tc = seq_now();
+    g->choose_s = seq_now() - t0;
     return true;
+}
+
+moge_status seq_propose(seq_gen *g, moge_draft_job *job) {
+    moge_drafter *d = g->gp.drafter;
+    if (job->seq >= 0) {
+        moge_status st = d->iface.propose_seqs(d->self, job, 1);
+        return st != MOGE_OK ? st : job->status;
+    }
+    return d->iface.propose(d->self, job->history, job->n_history, job->dp, job->sp, job->tree);
+}
+
+bool seq_plan(seq_gen *g, int32_t max_rows) {
+    moge_draft_job job;
+    if (!seq_plan_begin(g, max_rows, &job)) return false;
+    moge_status st = job.tree ? seq_propose(g, &job) : MOGE_OK;
+    return seq_plan_end(g, st, seq_now() - g->ts);
 }
 
 void seq_after(seq_gen *g, const moge_verify_item *it, double verify_s) {
@@ -213,7 +252,9 @@ void seq_after(seq_gen *g, const moge_verify_item *it, double verify_s) {
     for (int32_t i = 0; i < vr.n_path; i++) g->opath[i] = vt == &g->tree ? path[i] : g->map[path[i]];
     if (g->tree.n > 1) {
         moge_drafter *d = g->gp.drafter;
-        moge_status st = d->iface.accept(d->self, &g->tree, g->opath, vr.n_path);
+        int32_t ds = seq_drafter_seq(g);
+        moge_status st = ds >= 0 ? d->iface.accept_seq(d->self, ds, &g->tree, g->opath, vr.n_path)
+                                 : d->iface.accept(d->self, &g->tree, g->opath, vr.n_path);
         if (st != MOGE_OK) {
             set_err(ctx->err, sizeof ctx->err, st, "sequence %d: the drafter failed: %s", g->seq, moge_status_str(st));
             return seq_fail(g, st);
@@ -223,7 +264,7 @@ void seq_after(seq_gen *g, const moge_verify_item *it, double verify_s) {
     stats->n_forward++;
     stats->n_draft_proposed += g->tree.n - 1;
     stats->n_draft_nodes += vt->n - 1;
-    if (g->pl && vt->n == 1) stats->n_plain_steps++;
+    if ((g->pl || g->batch_planned) && vt->n == 1) stats->n_plain_steps++;
     for (int32_t i = 0; i < vr.n_path && vt->n > 1; i++) {
         /* a try at depth d+1: the walk stood at a node of depth d that has a child */
         int32_t node = path[i], d = vt->depth[node] + 1;
@@ -238,7 +279,7 @@ void seq_after(seq_gen *g, const moge_verify_item *it, double verify_s) {
     if (go) go = emit(g, vr.bonus);
     g->go = go;
     double te = seq_now();
-    stats->t_draft_s += g->tc - g->ts;
+    stats->t_draft_s += g->draft_s + g->choose_s;
     stats->t_verify_s += verify_s;
     stats->t_rollback_s += ta - tv;
     stats->t_sample_s += te - ta;
@@ -261,6 +302,6 @@ void seq_end(seq_gen *g) {
     stats->tokens_per_s = stats->t_decode_s > 0 ? stats->n_generated / stats->t_decode_s : 0;
     /* τ: emitted tokens per target pass; the first token came from the prefill's last pass */
     stats->mean_accepted = (double)stats->n_generated / (stats->n_forward + 1);
-    stats->predicted_speedup = planner_predicted_speedup(g->pl);
+    stats->predicted_speedup = planner_predicted_speedup(g->pl ? g->pl : g->shared_pl);
     seq_free(g);
 }
