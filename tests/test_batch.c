@@ -17,6 +17,7 @@
 
 #include "harness.h"
 #include "test_model.h"
+#include "test_stats.h"
 #include "moge.h"
 
 #define TARGET "models/tinystories-moge"
@@ -286,6 +287,231 @@ static void test_sampled_same_seed(void) {
     free_models(&ms);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* sampled speculation in batches: the distribution of target-only sampling                    */
+
+#define N_POS 4 /* tokens 2..5 */
+
+/* n_seeds generations of N_POS + 1 tokens of one prompt, seed k = 1000003 k + 17: alone with
+ * moge_generate (gp->drafter NULL: target only), or in decoders of 8 sequences with one drafter
+ * serving them all. */
+static void sample_batched(moge_model *m, moge_drafter *shared, const moge_generate_params *gp, int n_seeds, int32_t (*out)[N_POS],
+                           moge_stats *sum) {
+    int32_t prompt[3] = {1, 359, 329};
+    moge_context *ctx = ctx_seqs(m, 64, 8, 256);
+    if (!ctx) return;
+    test_ids ids[8];
+    for (int first = 0; first < n_seeds; first += 8) {
+        moge_decoder *dec = NULL;
+        CHECK(moge_decoder_new(ctx, &dec) == MOGE_OK);
+        int n = n_seeds - first < 8 ? n_seeds - first : 8;
+        for (int k = 0; k < n; k++) {
+            moge_generate_params g = *gp;
+            g.sampler.seed = 1000003ull * (uint64_t)(first + k) + 17;
+            if (shared) {
+                g.spec = MOGE_SPEC_TREE;
+                g.drafter = shared;
+            }
+            ids[k].n = 0;
+            int32_t id;
+            if (shared) CHECK(moge_decoder_add(dec, prompt, 3, &g, test_collect, &ids[k], &id) == MOGE_OK);
+            else {
+                moge_seq_kv_truncate(ctx, 0, 0);
+                CHECK(moge_generate(ctx, prompt, 3, &g, test_collect, &ids[k], NULL) == MOGE_OK);
+            }
+        }
+        for (int32_t running = 1; shared && running > 0;) CHECK(moge_decoder_step(dec, &running) == MOGE_OK);
+        for (int k = 0; k < n && shared && sum; k++) {
+            moge_stats st;
+            CHECK(moge_decoder_seq_stats(dec, k, &st, NULL, NULL) == MOGE_OK);
+            sum->n_draft_nodes += st.n_draft_nodes;
+            sum->n_draft_proposed += st.n_draft_proposed;
+            sum->n_plain_steps += st.n_plain_steps;
+            sum->n_forward += st.n_forward;
+        }
+        moge_decoder_free(dec);
+        for (int k = 0; k < n; k++)
+            for (int p = 0; p < N_POS; p++) out[first + k][p] = p + 1 < ids[k].n ? ids[k].ids[p + 1] : 0;
+    }
+    moge_context_free(ctx);
+}
+
+static void test_sampled_distribution(void) {
+    int n_seeds = 2000;
+    const char *env = getenv("MOGE_TEST_SEEDS"); /* make asan: fewer */
+    if (env && atoi(env) > 0 && atoi(env) < n_seeds) n_seeds = atoi(env);
+    moge_model *m = test_load(STORIES, MOGE_BACKEND_CPU, 1);
+    if (!m) return;
+    char err[512];
+    moge_drafter *d = NULL;
+    CHECKF(moge_drafter_new_layer_skip_seqs(m, 4, 64, 8, &d, err, sizeof err) == MOGE_OK, "%s", err);
+    int32_t (*base)[N_POS] = calloc((size_t)n_seeds, sizeof *base), (*spec)[N_POS] = calloc((size_t)n_seeds, sizeof *spec);
+    int32_t *x = malloc((size_t)n_seeds * sizeof(int32_t)), *y = malloc((size_t)n_seeds * sizeof(int32_t));
+    static const int32_t shape[3] = {3, 2, 1};
+    moge_generate_params gp = moge_generate_default_params();
+    gp.n_predict = N_POS + 1;
+    gp.sampler.temperature = 0.7f;
+    gp.sampler.top_k = 0;
+    gp.sampler.top_p = 0.9f;
+    sample_batched(m, NULL, &gp, n_seeds, base, NULL);
+    for (int planner = 0; planner < 2 && d; planner++) {
+        moge_generate_params sg = gp;
+        sg.draft.draft_max = 4;
+        sg.draft.sampled = true; /* children drawn from the draft: rejection sampling */
+        sg.draft.shape = shape;
+        sg.draft.n_shape = 3;
+        sg.adaptive = planner == 1;
+        if (planner) setenv("MOGE_PLAN_COST", "1,0.01", 1); /* rows cheap enough that a batch of 8 speculates */
+        moge_stats sum = {0};
+        sample_batched(m, d, &sg, n_seeds, spec, &sum);
+        unsetenv("MOGE_PLAN_COST");
+        printf("  %lld of %lld drafted nodes verified, %d plain steps of %d\n", (long long)sum.n_draft_nodes, (long long)sum.n_draft_proposed,
+               sum.n_plain_steps, sum.n_forward);
+        CHECK(sum.n_draft_nodes > 0); /* speculation ran, */
+        if (planner) CHECK(sum.n_draft_nodes < sum.n_draft_proposed); /* and the planner cut trees */
+        double worst = 0;
+        int fails = 0;
+        for (int k = 0; k <= N_POS; k++) { /* 4 marginals, then the joint of tokens 2 and 3 */
+            for (int s = 0; s < n_seeds; s++) {
+                x[s] = k < N_POS ? base[s][k] : base[s][0] * 512 + base[s][1];
+                y[s] = k < N_POS ? spec[s][k] : spec[s][0] * 512 + spec[s][1];
+            }
+            int dof;
+            double chi = chi2_two_sample(x, y, n_seeds, k < N_POS ? 512 : 512 * 512, &dof), crit = chi2_critical(dof);
+            if (chi / crit > worst) worst = chi / crit;
+            fails += chi > crit;
+        }
+        printf("  batches of 8, T=0.7 top-p 0.9, sampled tree {3,2,1}%s: worst chi2 / critical %.2f over %d seeds\n",
+               planner ? " + planner" : "", worst, n_seeds);
+        CHECK(fails == 0);
+    }
+    free(base); free(spec); free(x); free(y);
+    moge_drafter_free(d);
+    moge_model_free(m);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* bad input, and one sequence's failure                                                       */
+
+/* A drafter that proposes one child of the root and fails on its third proposal. */
+typedef struct { int calls; } failing;
+
+static moge_status fail_propose(void *self, const int32_t *h, int32_t nh, const moge_draft_params *dp, const moge_sampler_params *sp,
+                                moge_tree *tree) {
+    (void)h; (void)nh; (void)dp; (void)sp;
+    failing *f = self;
+    if (++f->calls == 3) return MOGE_ERR_FORMAT;
+    moge_tree_add(tree, 0, 5, -1.0f);
+    return MOGE_OK;
+}
+static moge_status fail_accept(void *self, const moge_tree *t, const int32_t *p, int32_t n) {
+    (void)self; (void)t; (void)p; (void)n;
+    return MOGE_OK;
+}
+
+static void test_bad_input(void) {
+    models ms;
+    if (!load_models(&ms)) { free_models(&ms); return; }
+    char err[512];
+    moge_context *ctx = ctx_seqs(ms.target, 64, 3, 64);
+    moge_decoder *dec = NULL;
+    if (!ctx || moge_decoder_new(ctx, &dec) != MOGE_OK) { CHECK(0); goto out; }
+    int32_t prompt[80], id = -1;
+    make_prompt(1, 80, prompt);
+    moge_generate_params gp = params_for(D_NONE, MOGE_SPEC_NONE, NULL, 0, 1, 20);
+    /* a prompt longer than a sequence's slots */
+    CHECK(moge_decoder_add(dec, prompt, 70, &gp, NULL, NULL, &id) == MOGE_ERR_CONTEXT_FULL && id == -1);
+    CHECKF(strstr(moge_context_error(ctx), "64 slots") != NULL, "%s", moge_context_error(ctx));
+    /* bad ids */
+    int32_t bad[3] = {1, 5000, 3};
+    CHECK(moge_decoder_add(dec, bad, 3, &gp, NULL, NULL, &id) == MOGE_ERR_ARG);
+    CHECKF(strstr(moge_context_error(ctx), "5000") != NULL, "%s", moge_context_error(ctx));
+    CHECK(moge_decoder_add(dec, prompt, 0, &gp, NULL, NULL, &id) == MOGE_ERR_ARG);
+    /* a one-sequence drafter for two sequences */
+    moge_drafter *one = new_drafter(&ms, D_MODEL), *many = NULL;
+    moge_generate_params sp = params_for(D_MODEL, MOGE_SPEC_TREE, one, 0, 1, 20);
+    int32_t a = -1, b = -1, c = -1;
+    CHECK(moge_decoder_add(dec, prompt, 5, &sp, NULL, NULL, &a) == MOGE_OK);
+    CHECK(moge_decoder_add(dec, prompt, 5, &sp, NULL, NULL, &b) == MOGE_ERR_ARG && b == -1);
+    CHECKF(strstr(moge_context_error(ctx), "drafter") != NULL, "%s", moge_context_error(ctx));
+    /* a drafter serving fewer sequences than the context's slot */
+    CHECK(moge_drafter_new_model_seqs(ms.draft, ms.tok, ms.tok, 64, 2, &many, err, sizeof err) == MOGE_OK);
+    sp.drafter = many;
+    CHECK(moge_decoder_add(dec, prompt, 5, &sp, NULL, NULL, &b) == MOGE_OK && b == 1);
+    CHECK(moge_decoder_add(dec, prompt, 5, &sp, NULL, NULL, &c) == MOGE_ERR_ARG);
+    CHECKF(strstr(moge_context_error(ctx), "serves 2 sequences") != NULL, "%s", moge_context_error(ctx));
+    CHECK(moge_decoder_add(dec, prompt, 5, &gp, NULL, NULL, &c) == MOGE_OK && c == 2);
+    /* more sequences than slots */
+    int32_t d4 = -1;
+    CHECK(moge_decoder_add(dec, prompt, 5, &gp, NULL, NULL, &d4) == MOGE_ERR_CONTEXT_FULL && d4 == -1);
+    CHECKF(strstr(moge_context_error(ctx), "n_seq 3") != NULL, "%s", moge_context_error(ctx));
+    CHECK(moge_decoder_remove(dec, 7) == MOGE_ERR_ARG && moge_decoder_seq_stats(dec, 7, NULL, NULL, NULL) == MOGE_ERR_ARG);
+    moge_decoder_free(dec); /* running sequences are ended */
+    dec = NULL;
+    moge_drafter_free(one);
+    moge_drafter_free(many);
+    /* moge_forward: rows of a sequence apart, a sequence out of range, a parent of another sequence */
+    int32_t tok[4] = {5, 6, 7, 8}, seq_split[4] = {0, 1, 0, 1}, seq_far[4] = {0, 0, 3, 3}, par[4] = {-1, 0, -1, 1};
+    int32_t seq_ok[4] = {0, 0, 1, 1};
+    const float *lg;
+    moge_batch bs = {.n = 4, .tokens = tok, .seq = seq_split};
+    CHECK(moge_forward(ctx, &bs, &lg) == MOGE_ERR_ARG && strstr(moge_context_error(ctx), "not contiguous"));
+    bs.seq = seq_far;
+    CHECK(moge_forward(ctx, &bs, &lg) == MOGE_ERR_ARG && strstr(moge_context_error(ctx), "seq[2] = 3"));
+    bs.seq = seq_ok;
+    bs.parent = par; /* row 3's parent 1 is sequence 1's row 1: itself */
+    CHECK(moge_forward(ctx, &bs, &lg) == MOGE_ERR_ARG && strstr(moge_context_error(ctx), "parent[3] = 1"));
+    CHECK(moge_seq_kv_commit(ctx, 5, NULL, 0) == MOGE_ERR_ARG && moge_seq_kv_truncate(ctx, -1, 0) == MOGE_ERR_ARG);
+    /* n_seq limits */
+    moge_context_params cp = moge_context_default_params();
+    moge_context *big = NULL;
+    cp.n_seq = MOGE_MAX_SEQ + 1;
+    CHECK(moge_context_new(ms.target, &cp, &big, err, sizeof err) == MOGE_ERR_ARG && !big);
+    CHECKF(strstr(err, "n_seq") != NULL, "%s", err);
+    cp.n_seq = -1;
+    CHECK(moge_context_new(ms.target, &cp, &big, err, sizeof err) == MOGE_ERR_ARG && !big);
+    /* one sequence's drafter fails: it stops with that status, the others are unchanged */
+    {
+        moge_context *c8 = ctx_seqs(ms.target, 128, 3, 64), *alone = ctx_seqs(ms.target, 128, 1, 64);
+        failing f = {0};
+        static const moge_drafter_iface fiface = {.propose = fail_propose, .accept = fail_accept};
+        moge_drafter *fd = NULL, *d0 = new_drafter(&ms, D_MODEL), *d2 = new_drafter(&ms, D_MODEL);
+        CHECK(moge_drafter_new_custom(&fiface, &f, &fd) == MOGE_OK);
+        moge_decoder *dx = NULL;
+        CHECK(c8 && alone && moge_decoder_new(c8, &dx) == MOGE_OK);
+        test_ids got[3], want;
+        moge_drafter *drs[3] = {d0, fd, d2};
+        int32_t ids3[3];
+        for (int i = 0; i < 3 && dx; i++) {
+            make_prompt(i, 6 + i, prompt);
+            moge_generate_params g = params_for(D_MODEL, MOGE_SPEC_TREE, drs[i], 0, 1, 30);
+            got[i].n = 0;
+            CHECK(moge_decoder_add(dx, prompt, 6 + i, &g, test_collect, &got[i], &ids3[i]) == MOGE_OK);
+        }
+        for (int32_t running = 1, steps = 0; dx && running > 0 && steps < 500; steps++)
+            CHECK(moge_decoder_step(dx, &running) == MOGE_OK);
+        moge_status st1 = MOGE_OK;
+        bool stopped = false;
+        CHECK(dx && moge_decoder_seq_stats(dx, ids3[1], NULL, &stopped, &st1) == MOGE_OK && stopped && st1 == MOGE_ERR_FORMAT);
+        for (int i = 0; i < 3; i += 2) {
+            make_prompt(i, 6 + i, prompt);
+            moge_generate_params g = params_for(D_MODEL, MOGE_SPEC_TREE, drs[i], 0, 1, 30);
+            CHECK(test_generate(alone, prompt, 6 + i, &g, &want, NULL) == MOGE_OK);
+            CHECKF(want.n == got[i].n && memcmp(want.ids, got[i].ids, (size_t)want.n * sizeof(int32_t)) == 0,
+                   "sequence %d changed when sequence 1 failed", i);
+        }
+        moge_decoder_free(dx);
+        moge_drafter_free(fd); moge_drafter_free(d0); moge_drafter_free(d2);
+        moge_context_free(c8);
+        moge_context_free(alone);
+    }
+out:
+    moge_decoder_free(dec);
+    moge_context_free(ctx);
+    free_models(&ms);
+}
+
 int main(void) {
-    RUN_TESTS(T(test_logits_bit_identical), T(test_greedy_equals_alone), T(test_sampled_same_seed));
+    RUN_TESTS(T(test_logits_bit_identical), T(test_greedy_equals_alone), T(test_sampled_same_seed), T(test_sampled_distribution),
+              T(test_bad_input));
 }
