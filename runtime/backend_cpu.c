@@ -1192,16 +1192,22 @@ static void attn_item(const attn_args *a, int i, int h, float *p) {
 #endif
 }
 
-/* Task t handles the (set, row, head) items t, t + n_tasks, ... numbered over every set in order;
- * its scores live in ws + t * backend_attn_ws_stride(n_ctx). */
+/* Task t handles the (set, row, key/value head) items t, t + n_tasks, ... numbered over every set
+ * in order, each item the query heads that share the key/value head one after the other (so the
+ * keys and values are read from memory once and then from the core's cache); its scores live in
+ * ws + t * backend_attn_ws_stride(n_ctx). */
 static void attn_task(void *arg, int t) {
     const attn_job *job = arg;
     float *p = job->ws + (int64_t)t * backend_attn_ws_stride(job->a[0].n_ctx);
     int64_t base = 0;
     for (int j = 0; j < job->n_args; j++) {
         const attn_args *a = &job->a[j];
-        int64_t items = (int64_t)a->n * a->n_head, first = (t - base % job->n_tasks + job->n_tasks) % job->n_tasks;
-        for (int64_t item = first; item < items; item += job->n_tasks) attn_item(a, (int)(item / a->n_head), (int)(item % a->n_head), p);
+        int group = a->n_head / a->n_head_kv;
+        int64_t items = (int64_t)a->n * a->n_head_kv, first = (t - base % job->n_tasks + job->n_tasks) % job->n_tasks;
+        for (int64_t item = first; item < items; item += job->n_tasks) {
+            int i = (int)(item / a->n_head_kv), kh = (int)(item % a->n_head_kv);
+            for (int h = kh * group; h < (kh + 1) * group; h++) attn_item(a, i, h, p);
+        }
         base += items;
     }
 }
@@ -1210,7 +1216,7 @@ static void cpu_attention(const backend_env *env, const attn_args *a, int n_args
     attn_job job = {.a = a, .n_args = n_args, .ws = env->attn_ws, .n_tasks = threadpool_size(env->pool)};
     int64_t items = 0, work = 0;
     for (int j = 0; j < n_args; j++) {
-        items += (int64_t)a[j].n * a[j].n_head;
+        items += (int64_t)a[j].n * a[j].n_head_kv;
         work += (int64_t)a[j].n * a[j].n_head * (a[j].n_past + a[j].n_prev + a[j].n) * a[j].head_dim;
     }
     if (n_args < 1 || items < 1) return;
