@@ -671,7 +671,7 @@ typedef struct {
     int64_t n_passes;         /* target verification passes (one per step with running sequences) */
     int64_t n_prefill_passes; /* target forwards of prompt prefills */
     int64_t n_rows;           /* rows of the verification passes (roots and verified draft nodes) */
-    int64_t n_generated;      /* tokens emitted, all sequences */
+    int64_t n_generated;      /* tokens emitted, all sequences (each one's first, from its prefill, included) */
     double t_prefill_s, t_decode_s; /* wall time in prefill forwards / in the rest of the steps */
     double expert_bytes_read; /* routed-expert weight bytes the verification passes read */
 } moge_decoder_stats;

@@ -511,7 +511,48 @@ out:
     free_models(&ms);
 }
 
+/* examples/batch.c, the library's decoder example, next to the binary: $(BUILD)/examples/batch.
+ * Its four texts equal moge_generate's for the same prompts alone (the demo pair, greedy). */
+static void test_library_example(void) {
+    const char *bin = getenv("MOGE_BIN") ? getenv("MOGE_BIN") : "build/moge";
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "\"$(dirname %s)/examples/batch\" >build/test_batch_example.out 2>&1 </dev/null", bin);
+    int rc = system(cmd);
+    FILE *f = fopen("build/test_batch_example.out", "rb");
+    char out[16384] = {0};
+    size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
+    if (f) fclose(f);
+    out[n] = 0;
+    CHECKF(rc == 0, "examples/batch failed: %s", out);
+    models ms;
+    if (!load_models(&ms)) { free_models(&ms); return; }
+    static const char *const prompts[4] = {"Once upon a time", "The little dog", "Lily and Ben", "One day, the sun"};
+    moge_context *alone = ctx_seqs(ms.target, 256, 1, 64);
+    for (int i = 0; i < 4 && alone; i++) {
+        int32_t ids[64];
+        size_t n_ids = 0;
+        CHECK(moge_tokenize(ms.tok, prompts[i], strlen(prompts[i]), true, ids, 64, &n_ids) == MOGE_OK);
+        moge_generate_params gp = moge_generate_default_params();
+        gp.n_predict = 48;
+        gp.sampler.temperature = 0;
+        test_ids want;
+        CHECK(test_generate(alone, ids, (int)n_ids, &gp, &want, NULL) == MOGE_OK);
+        int32_t all[128];
+        memcpy(all, ids, n_ids * sizeof(int32_t));
+        memcpy(all + n_ids, want.ids, (size_t)want.n * sizeof(int32_t));
+        char text[4096], line[4200];
+        size_t len = 0;
+        size_t skip = moge_tokenizer_is_special(ms.tok, all[0]); /* the BOS */
+        CHECK(moge_detokenize(ms.tok, all + skip, n_ids + (size_t)want.n - skip, text, sizeof text, &len) == MOGE_OK);
+        snprintf(line, sizeof line, "[%d] %s\n", i, text[0] == ' ' ? text + 1 : text);
+        CHECKF(strstr(out, line) != NULL, "examples/batch: sequence %d is not \"%s\":\n%s", i, line, out);
+    }
+    CHECKF(strstr(out, "tokens in") && strstr(out, "target passes"), "%s", out);
+    moge_context_free(alone);
+    free_models(&ms);
+}
+
 int main(void) {
     RUN_TESTS(T(test_logits_bit_identical), T(test_greedy_equals_alone), T(test_sampled_same_seed), T(test_sampled_distribution),
-              T(test_bad_input));
+              T(test_bad_input), T(test_library_example));
 }

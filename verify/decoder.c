@@ -172,8 +172,10 @@ static moge_status prefill(moge_decoder *d) {
         d->stats.n_prefill_passes++;
         for (int32_t r = 0; r < runs; r++) {
             seq_gen *g = &d->g[d->pf_slot[r]];
+            int32_t before = g->stats.n_generated;
             if (st != MOGE_OK) seq_fail(g, st);
             else seq_prefilled(g, d->pf_n[r], logits + (int64_t)r * ctx->model->cfg.n_vocab);
+            d->stats.n_generated += g->stats.n_generated - before; /* the first token */
             if (!g->go) seq_end(g);
         }
         d->stats.t_prefill_s += seq_now() - t;
