@@ -23,6 +23,11 @@ const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 /* Writes text and a newline to path through path.PID.tmp and a rename ("-": stdout). False after
  * printing "moge CMD: FLAG: cannot write PATH". */
 bool cli_write_text(const char *cmd, const char *flag, const char *path, const char *text);
+/* --prompts FILE: its lines without their line ends, blank ones (nothing but spaces and tabs)
+ * skipped, into *lines (malloc'd strings in a malloc'd array; the caller frees them, also on
+ * failure) and their count *n. False after printing "moge CMD: --prompts FILE: ..." (it cannot be
+ * opened, it has no prompt, out of memory). */
+bool cli_read_prompts(const char *cmd, const char *path, char ***lines, int *n);
 /* Tokenizes text with the tokenizer's special tokens (BOS) into *ids (malloc'd, also on failure:
  * the caller frees it) and *n. */
 moge_status cli_tokenize(const moge_tokenizer *tok, const char *text, int32_t **ids, size_t *n);

@@ -59,7 +59,8 @@
  *    drafter k of its own (every drafter of a draft model shares the one model loaded). The
  *    warm-up is the whole batch at 16 tokens. The decoder runs no planner: "pred" and "plain"
  *    are "-". Changed meanings: a repeat's tokens/s is every sequence's tokens over the decoder's
- *    t_decode_s (its steps' time outside prompt prefills); column "tok/s/seq" (JSON
+ *    t_decode_s (its steps' time outside prompt prefills; the tokens are the sequences' n_generated,
+ *    whose first comes from the prefill, as moge_stats.tokens_per_s counts it); column "tok/s/seq" (JSON
  *    tokens_per_s_per_seq) is that over N; τ is the sequences' tokens over their passes (sums of
  *    n_generated / sums of n_forward + 1: tokens per pass per sequence); "nodes" is draft nodes
  *    verified per sequence per pass; MoE IS and experts are means over the batched verification
@@ -257,7 +258,7 @@ typedef struct {
     char **text;
     int32_t **ids;
     int32_t *n_ids;
-    int n, cap;
+    int n;
 } prompt_set;
 
 static void prompts_free(prompt_set *p) {
@@ -271,47 +272,14 @@ static void prompts_free(prompt_set *p) {
     memset(p, 0, sizeof *p);
 }
 
-static bool prompts_add(prompt_set *p, const char *s, size_t len) {
-    if (p->n == p->cap) {
-        int cap = p->cap ? 2 * p->cap : 16;
-        char **t = realloc(p->text, (size_t)cap * sizeof *t);
-        if (!t) return false;
-        p->text = t;
-        p->cap = cap;
-    }
-    if (!(p->text[p->n] = strndup(s, len))) return false;
-    p->n++;
-    return true;
-}
-
 /* The prompts of `path` (one a line, blank lines skipped) or the built-in ones. Returns 0 or 1. */
 static int prompts_load(const char *path, prompt_set *p) {
-    if (!path) {
-        for (size_t i = 0; i < sizeof builtin_prompts / sizeof builtin_prompts[0]; i++)
-            if (!prompts_add(p, builtin_prompts[i], strlen(builtin_prompts[i]))) return 1;
-        return 0;
-    }
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "moge bench: --prompts %s: cannot open it\n", path);
-        return 1;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int rc = 0;
-    while ((len = getline(&line, &cap, f)) >= 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
-        if (strspn(line, " \t") >= (size_t)len) continue;
-        if (!prompts_add(p, line, (size_t)len)) { rc = 1; break; }
-    }
-    free(line);
-    fclose(f);
-    if (rc == 0 && p->n == 0) {
-        fprintf(stderr, "moge bench: --prompts %s: the file has no prompt (one per line)\n", path);
-        rc = 1;
-    }
-    return rc;
+    if (path) return cli_read_prompts(CMD, path, &p->text, &p->n) ? 0 : 1;
+    int n = (int)(sizeof builtin_prompts / sizeof builtin_prompts[0]);
+    if (!(p->text = calloc((size_t)n, sizeof *p->text))) return 1;
+    for (; p->n < n; p->n++)
+        if (!(p->text[p->n] = strdup(builtin_prompts[p->n]))) return 1;
+    return 0;
 }
 
 /* Tokenizes every prompt with BOS; checks each fits the context. Returns 0 or 1. */
@@ -485,10 +453,11 @@ static int generate_one(bench_env *e, const prompt_set *p, int i, const moge_gen
 
 /* --batch: sequence k (prompt k mod prompts, drafter k) of the batch for every k, n_predict tokens
  * each, through one decoder over e's context, into cols[k]. With r, adds every sequence's
- * statistics and every pass's MoE figures to r. *ds: the decoder's totals. Returns 0, or 1 after
- * printing an error. */
+ * statistics and every pass's MoE figures to r. *ds: the decoder's totals; *gen: the tokens every
+ * sequence generated (moge_stats.n_generated: the first, which the prefill gives, included).
+ * Returns 0, or 1 after printing an error. */
 static int generate_batch(bench_env *e, const bench_opts *o, const prompt_set *p, bench_mode bm, int32_t n_predict, collector *cols,
-                          mode_result *r, moge_decoder_stats *ds) {
+                          mode_result *r, moge_decoder_stats *ds, int64_t *gen) {
     moge_context *ctx = e->m.ctx;
     moge_decoder *dec = NULL;
     moge_status st = moge_decoder_new(ctx, &dec);
@@ -499,6 +468,7 @@ static int generate_batch(bench_env *e, const bench_opts *o, const prompt_set *p
         st = moge_decoder_add(dec, p->ids[k % p->n], p->n_ids[k % p->n], &gp, collect, &cols[k], &cols[k].id);
     }
     int64_t passes = 0;
+    *gen = 0;
     for (int32_t running = 1; st == MOGE_OK && running > 0;) {
         st = moge_decoder_step(dec, &running);
         moge_decoder_get_stats(dec, ds);
@@ -515,6 +485,7 @@ static int generate_batch(bench_env *e, const bench_opts *o, const prompt_set *p
             return 1;
         }
         if (st == MOGE_OK && r) add_stats(r, &s);
+        if (st == MOGE_OK) *gen += s.n_generated;
     }
     moge_decoder_free(dec);
     if (st != MOGE_OK) {
@@ -583,7 +554,8 @@ static int warm_up(bench_env *e, const bench_opts *o, const prompt_set *p, bench
     gp.n_predict = gp.n_predict < 16 ? gp.n_predict : 16;
     moge_stats st;
     moge_decoder_stats ds;
-    return o->batch ? generate_batch(e, o, p, bm, gp.n_predict, cols, NULL, &ds) : generate_one(e, p, 0, &gp, cols, &st);
+    int64_t gen;
+    return o->batch ? generate_batch(e, o, p, bm, gp.n_predict, cols, NULL, &ds, &gen) : generate_one(e, p, 0, &gp, cols, &st);
 }
 
 /* Repeat `rep` of one mode: a warm-up, then every prompt (--batch: the batch), timed. */
@@ -595,10 +567,9 @@ static int run_turn(bench_env *e, const bench_opts *o, const prompt_set *p, mode
     if (o->batch) {
         progress_draw(pg, r->mode.name, rep, o->repeats);
         moge_decoder_stats ds;
-        if (generate_batch(e, o, p, r->mode, gp.n_predict, cols, r, &ds)) return 1;
+        if (generate_batch(e, o, p, r->mode, gp.n_predict, cols, r, &ds, &gen)) return 1;
         for (int k = 0; k < o->batch; k++)
             if (record_ids(r, k, rep, &cols[k])) return 1;
-        gen = ds.n_generated;
         secs = ds.t_decode_s;
         r->expert_bytes += ds.expert_bytes_read;
         r->expert_passes += ds.n_passes;

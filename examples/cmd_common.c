@@ -109,6 +109,37 @@ moge_status cli_tokenize(const moge_tokenizer *tok, const char *text, int32_t **
     return st;
 }
 
+bool cli_read_prompts(const char *cmd, const char *path, char ***lines, int *n) {
+    *lines = NULL;
+    *n = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "moge %s: --prompts %s: cannot open it\n", cmd, path);
+        return false;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int n_cap = 0;
+    bool ok = true;
+    while (ok && (len = getline(&line, &cap, f)) >= 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+        if (strspn(line, " \t") >= (size_t)len) continue;
+        if (*n == n_cap) {
+            n_cap = n_cap ? 2 * n_cap : 16;
+            char **more = realloc(*lines, (size_t)n_cap * sizeof *more);
+            if (!(ok = more != NULL)) break;
+            *lines = more;
+        }
+        if ((ok = ((*lines)[*n] = strndup(line, (size_t)len)) != NULL)) ++*n;
+    }
+    free(line);
+    fclose(f);
+    if (!ok) fprintf(stderr, "moge %s: --prompts %s: out of memory\n", cmd, path);
+    else if (*n == 0) fprintf(stderr, "moge %s: --prompts %s: the file has no prompt (one per line)\n", cmd, path);
+    return ok && *n > 0;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* The shared flag table                                                                      */
 /* ------------------------------------------------------------------------------------------ */
