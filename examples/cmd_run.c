@@ -3,7 +3,7 @@
  * to stdout and the statistics to stderr.
  *
  * --prompts FILE (one prompt per line, blank lines skipped, as moge bench --prompts) decodes many
- * prompts through one moge_decoder, --batch N at a time (default: 8, or fewer prompts), with
+ * prompts through one moge_decoder, --batch N at a time (default 8; at most the number of prompts), with
  * continuous batching: when a sequence stops it is removed and the next prompt takes its slot.
  * Each sequence has a drafter of its own (drafters of a draft model share the one model loaded);
  * the context has N sequences of just the slots the longest prompt, -n and the tree need
@@ -40,7 +40,7 @@ static void usage(FILE *f, const cli_common_opts *o) {
                      "                         per prompt a line \"--- prompt K\" (K = 1, 2, ...), then what -p\n"
                      "                         would print for it\n"
                      "      --batch N          with --prompts: sequences decoded at once, a finished one making room\n"
-                     "                         for the next prompt (default: 8, or the number of prompts if fewer)\n"
+                     "                         for the next prompt (default 8; at most the number of prompts)\n"
                      "      --stats-json FILE  write the run's statistics as JSON (- for stdout; with --prompts:\n"
                      "                         {\"sequences\": [one per prompt], \"totals\": {...}})\n"
                      "      --compare          with speculation: generate again without it (same prompt and\n"
@@ -65,6 +65,7 @@ typedef struct {
 
 /* Text for stdout: printed now, or kept while p->held. */
 static void printer_write(printer *p, const char *s, size_t n) {
+    if (n == 0) return;
     if (!p->held) {
         fwrite(s, 1, n, stdout);
         fflush(stdout);
@@ -458,7 +459,8 @@ static int run_prompts(cli_common_opts *o, const char *path, int batch, const ch
     int rc = 1, n_lines = 0;
     bool ok = cli_read_prompts("run", path, &lines, &n_lines) && cli_load_model(o, -1, &b.m);
     b.n = n_lines;
-    b.batch = batch > 0 ? batch : n_lines < 8 ? n_lines : 8;
+    b.batch = batch > 0 ? batch : 8;
+    b.batch = b.batch < n_lines ? b.batch : n_lines; /* no slots for prompts there are not */
     if (ok && (!(b.it = calloc((size_t)b.n, sizeof *b.it)) || !(b.dr = calloc((size_t)b.batch, sizeof *b.dr)) ||
                !(b.dr_busy = calloc((size_t)b.batch, sizeof *b.dr_busy)))) {
         fprintf(stderr, "moge run: out of memory\n");
