@@ -23,6 +23,11 @@ const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 /* Writes text and a newline to path through path.PID.tmp and a rename ("-": stdout). False after
  * printing "moge CMD: FLAG: cannot write PATH". */
 bool cli_write_text(const char *cmd, const char *flag, const char *path, const char *text);
+/* --prompts FILE: its lines without their line ends, blank ones (nothing but spaces and tabs)
+ * skipped, into *lines (malloc'd strings in a malloc'd array; the caller frees them, also on
+ * failure) and their count *n. False after printing "moge CMD: --prompts FILE: ..." (it cannot be
+ * opened, it has no prompt, out of memory). */
+bool cli_read_prompts(const char *cmd, const char *path, char ***lines, int *n);
 /* Tokenizes text with the tokenizer's special tokens (BOS) into *ids (malloc'd, also on failure:
  * the caller frees it) and *n. */
 moge_status cli_tokenize(const moge_tokenizer *tok, const char *text, int32_t **ids, size_t *n);
@@ -89,13 +94,30 @@ typedef struct {
 
 /* -m: resolves o->model, loads it and its tokenizer (o->tokenizer when set), makes a context
  * (o->cp; without -c the model's maximum, at most max_ctx when max_ctx > 0; for a MoE model
- * without --devices and with o->devices_per_group, n_group devices). False after printing an
- * error. */
+ * without --devices and with o->devices_per_group, n_group devices). max_ctx < 0: no context
+ * (m->ctx NULL), the caller makes one with cli_batch_context. False after printing an error. */
 bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m);
-/* A drafter for m's target: kind MODEL loads -d with the target's model parameters (its tokenizer
- * must equal the target's), LAYERS the target's first --draft-layers layers, else prompt lookup.
- * desc (may be NULL) gets a description such as "draft model DIR". False after printing an error
- * that names the flag. The draft model and tokenizer stay in m (one per m); the caller frees *out. */
+/* The most prompt tokens a sequence can take: m->ctx's n_ctx, or without a context -c, else the
+ * model's maximum. */
+int32_t cli_prompt_limit(const cli_common_opts *o, const cli_models *m);
+/* Draft nodes below the root one step of gp can verify: 0 (no speculation), draft_max (chain)
+ * or tree_nodes (tree). */
+int32_t cli_tree_nodes(const moge_generate_params *gp);
+#define CLI_BATCH_ROWS_CAP 2048 /* cli_batch_context's n_batch, unless n_seq is larger */
+/* m->ctx (NULL before: cli_load_model with max_ctx < 0) for n_seq sequences decoded together
+ * (moge_decoder): n_ctx per sequence -c when given, else just what the longest prompt,
+ * o->gp.n_predict tokens and a tree of largest_tree nodes need (the model's maximum at most), so
+ * that the KV cache (n_seq x n_ctx slots) holds no slot the run cannot use; n_batch
+ * n_seq x (largest_tree + 1) rows, so one pass verifies every sequence's root and tree (at least
+ * 64, at most CLI_BATCH_ROWS_CAP or n_seq; past it the decoder gives trees fewer nodes).
+ * Devices as cli_load_model. False after printing an error. */
+bool cli_batch_context(const cli_common_opts *o, cli_models *m, int32_t n_seq, int32_t longest_prompt, int32_t largest_tree);
+/* A drafter for m's target (with m->ctx's n_ctx): kind MODEL loads -d with the target's model
+ * parameters (its tokenizer must equal the target's) on the first call and shares that draft model
+ * and tokenizer with the drafters of later calls (one drafter per sequence of a batch), LAYERS the
+ * target's first --draft-layers layers, else prompt lookup. desc (may be NULL) gets a description
+ * such as "draft model DIR". False after printing an error that names the flag. The draft model
+ * and tokenizer stay in m (one per m); the caller frees *out, before cli_models_free. */
 bool cli_load_drafter(const cli_common_opts *o, cli_draft_kind kind, cli_models *m, moge_drafter **out, char *desc,
                       size_t desc_cap);
 void cli_models_free(cli_models *m);

@@ -50,6 +50,27 @@
  *    ./models or next to the binary), else models/stories260K drafting for itself; a flag given
  *    replaces only its own default. The model, sampling and draft flags are run's and chat's
  *    (cli.h); --lookup adds a mode instead of choosing the drafter, --modes replaces --spec.
+ *  - --batch N (1..MOGE_MAX_SEQ; anything else is a usage error naming --batch): each mode's turn
+ *    decodes N sequences together through one moge_decoder over a context of N sequences, made
+ *    for the batch once the prompts are tokenized (cli_batch_context: n_ctx -c, else the longest
+ *    prompt used + n_predict + the largest tree of any mode + 1, at most the model's maximum;
+ *    n_batch N x (largest tree + 1), at least 64, at most max(N, CLI_BATCH_ROWS_CAP)). Sequence
+ *    k (0-based) generates prompt k mod (number of prompts), so the prompt list cycles, with
+ *    drafter k of its own (every drafter of a draft model shares the one model loaded). The
+ *    warm-up is the whole batch at 16 tokens. The decoder runs no planner: "pred" and "plain"
+ *    are "-". Changed meanings: a repeat's tokens/s is every sequence's tokens over the decoder's
+ *    t_decode_s (its steps' time outside prompt prefills; the tokens are the sequences' n_generated,
+ *    whose first comes from the prefill, as moge_stats.tokens_per_s counts it); column "tok/s/seq" (JSON
+ *    tokens_per_s_per_seq) is that over N; τ is the sequences' tokens over their passes (sums of
+ *    n_generated / sums of n_forward + 1: tokens per pass per sequence); "nodes" is draft nodes
+ *    verified per sequence per pass; MoE IS and experts are means over the batched verification
+ *    passes (each pass's figures, moge_moe_stats of the last forward, after every step);
+ *    MB/pass is the decoder's expert_bytes_read / n_passes (per batched pass); draft_share is the
+ *    sequences' drafting seconds over the decoder's t_decode_s. "same" compares each sequence's
+ *    ids with the baseline's ids of the same sequence, and JSON ids has one list per sequence
+ *    (N). JSON adds "batch": N at the top level ("prompts" stays the number of prompts). Three
+ *    legend lines (instead of two) under the table say what changed; the summary line says "batch N (sequence k:
+ *    prompt k mod P)" instead of "P prompts". Without --batch nothing of this applies.
  *  - Exit 0; 2 for usage errors (the message names the flag); 1 for failures (the message names
  *    the path or prompt).
  */
@@ -66,6 +87,8 @@
 #define CMD "bench"
 #define MAX_MODES 16
 #define MAX_SHOWN_DEPTHS 8
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static void usage(FILE *f, const cli_common_opts *o) {
     fputs("usage: moge bench [options]\n"
@@ -84,6 +107,8 @@ static void usage(FILE *f, const cli_common_opts *o) {
                      "                         median (default 3)\n"
                      "      --modes LIST       comma-separated: none, chain, tree, lookup (default none,chain,tree);\n"
                      "                         chain:N / tree:N: a fixed chain of N / tree of N nodes, no planner\n"
+                     "      --batch N          decode N prompts together (one context of N sequences, the prompt\n"
+                     "                         list cycling); tok/s counts every sequence's tokens (1.." STR(MOGE_MAX_SEQ) ")\n"
                      "      --json FILE        also write the results as JSON\n");
 }
 
@@ -116,6 +141,7 @@ typedef struct {
     cli_common_opts c; /* the flags run, chat and bench share; c.gp's spec and drafter are set per mode */
     const char *prompts_file, *json;
     int repeats;
+    int batch;         /* --batch N: sequences decoded together; 0 = one prompt at a time (moge_generate) */
     bench_mode modes[MAX_MODES];
     int n_modes;
     bool modes_given;
@@ -213,6 +239,9 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         } else if (!strcmp(a, "--repeats")) {
             if (!(v = cli_value(CMD, argc, argv, &i)) || !cli_int(CMD, a, v, 1, 1000, &l)) return 2;
             o->repeats = (int)l;
+        } else if (!strcmp(a, "--batch")) {
+            if (!(v = cli_value(CMD, argc, argv, &i)) || !cli_int(CMD, a, v, 1, MOGE_MAX_SEQ, &l)) return 2;
+            o->batch = (int)l;
         } else {
             return cli_unknown_option(&o->c, a);
         }
@@ -229,7 +258,7 @@ typedef struct {
     char **text;
     int32_t **ids;
     int32_t *n_ids;
-    int n, cap;
+    int n;
 } prompt_set;
 
 static void prompts_free(prompt_set *p) {
@@ -243,47 +272,14 @@ static void prompts_free(prompt_set *p) {
     memset(p, 0, sizeof *p);
 }
 
-static bool prompts_add(prompt_set *p, const char *s, size_t len) {
-    if (p->n == p->cap) {
-        int cap = p->cap ? 2 * p->cap : 16;
-        char **t = realloc(p->text, (size_t)cap * sizeof *t);
-        if (!t) return false;
-        p->text = t;
-        p->cap = cap;
-    }
-    if (!(p->text[p->n] = strndup(s, len))) return false;
-    p->n++;
-    return true;
-}
-
 /* The prompts of `path` (one a line, blank lines skipped) or the built-in ones. Returns 0 or 1. */
 static int prompts_load(const char *path, prompt_set *p) {
-    if (!path) {
-        for (size_t i = 0; i < sizeof builtin_prompts / sizeof builtin_prompts[0]; i++)
-            if (!prompts_add(p, builtin_prompts[i], strlen(builtin_prompts[i]))) return 1;
-        return 0;
-    }
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "moge bench: --prompts %s: cannot open it\n", path);
-        return 1;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int rc = 0;
-    while ((len = getline(&line, &cap, f)) >= 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
-        if (strspn(line, " \t") >= (size_t)len) continue;
-        if (!prompts_add(p, line, (size_t)len)) { rc = 1; break; }
-    }
-    free(line);
-    fclose(f);
-    if (rc == 0 && p->n == 0) {
-        fprintf(stderr, "moge bench: --prompts %s: the file has no prompt (one per line)\n", path);
-        rc = 1;
-    }
-    return rc;
+    if (path) return cli_read_prompts(CMD, path, &p->text, &p->n) ? 0 : 1;
+    int n = (int)(sizeof builtin_prompts / sizeof builtin_prompts[0]);
+    if (!(p->text = calloc((size_t)n, sizeof *p->text))) return 1;
+    for (; p->n < n; p->n++)
+        if (!(p->text[p->n] = strdup(builtin_prompts[p->n]))) return 1;
+    return 0;
 }
 
 /* Tokenizes every prompt with BOS; checks each fits the context. Returns 0 or 1. */
@@ -310,22 +306,52 @@ static int prompts_tokenize(prompt_set *p, const moge_tokenizer *tok, int32_t n_
 
 typedef struct {
     cli_models m;
-    moge_drafter *drafter; /* -d or --draft-layers; NULL when not given */
-    moge_drafter *lookup;  /* NULL unless mode lookup runs */
+    int n_drafters;          /* --batch N: N (one per sequence), else 1 */
+    moge_drafter **drafter;  /* (n_drafters) -d or --draft-layers; NULL when not given */
+    moge_drafter **lookup;   /* (n_drafters) NULL unless mode lookup runs */
 } bench_env;
 
 static void env_free(bench_env *e) {
-    moge_drafter_free(e->lookup);
-    moge_drafter_free(e->drafter);
+    for (int k = 0; k < e->n_drafters; k++) {
+        if (e->lookup) moge_drafter_free(e->lookup[k]);
+        if (e->drafter) moge_drafter_free(e->drafter[k]);
+    }
+    free(e->lookup);
+    free(e->drafter);
     cli_models_free(&e->m);
 }
 
-static int env_load(bench_env *e, const bench_opts *o) {
+static moge_generate_params mode_params(const bench_opts *o, const bench_env *e, bench_mode bm, int seq);
+static int prompts_tokenize(prompt_set *p, const moge_tokenizer *tok, int32_t n_ctx);
+
+/* --batch: the batch's context, just large enough for the prompts used, n_predict and the largest
+ * tree of any mode (cli_batch_context). */
+static bool batch_context(bench_env *e, const bench_opts *o, const prompt_set *p) {
+    int32_t longest = 0, tree = 0;
+    for (int i = 0; i < p->n && i < o->batch; i++) longest = p->n_ids[i] > longest ? p->n_ids[i] : longest;
+    for (int k = 0; k < o->n_modes; k++) {
+        moge_generate_params gp = mode_params(o, e, o->modes[k], 0);
+        tree = cli_tree_nodes(&gp) > tree ? cli_tree_nodes(&gp) : tree;
+    }
+    return cli_batch_context(&o->c, &e->m, o->batch, longest, tree);
+}
+
+/* The model, the prompts' ids and the drafters (with --batch one of each kind per sequence, over
+ * a context made for the batch once the prompts' lengths are known). Returns 0 or 1. */
+static int env_load(bench_env *e, const bench_opts *o, prompt_set *p) {
     cli_draft_kind kind = cli_draft_choice(&o->c);
-    if (!cli_load_model(&o->c, 0, &e->m) || (kind != CLI_DRAFT_NONE && !cli_load_drafter(&o->c, kind, &e->m, &e->drafter, NULL, 0)) ||
-        (mode_listed(o, MODE_LOOKUP) && !cli_load_drafter(&o->c, CLI_DRAFT_LOOKUP, &e->m, &e->lookup, NULL, 0)))
+    e->n_drafters = o->batch ? o->batch : 1;
+    if (!(e->drafter = calloc((size_t)e->n_drafters, sizeof *e->drafter)) || !(e->lookup = calloc((size_t)e->n_drafters, sizeof *e->lookup))) {
+        fprintf(stderr, "moge bench: out of memory\n");
         return 1;
-    return 0;
+    }
+    if (!cli_load_model(&o->c, o->batch ? -1 : 0, &e->m)) return 1;
+    if (o->batch && (prompts_tokenize(p, e->m.tok, cli_prompt_limit(&o->c, &e->m)) || !batch_context(e, o, p))) return 1;
+    for (int k = 0; k < e->n_drafters; k++)
+        if ((kind != CLI_DRAFT_NONE && !cli_load_drafter(&o->c, kind, &e->m, &e->drafter[k], NULL, 0)) ||
+            (mode_listed(o, MODE_LOOKUP) && !cli_load_drafter(&o->c, CLI_DRAFT_LOOKUP, &e->m, &e->lookup[k], NULL, 0)))
+            return 1;
+    return o->batch ? 0 : prompts_tokenize(p, e->m.tok, cli_prompt_limit(&o->c, &e->m));
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -337,30 +363,32 @@ typedef struct {
     double *tps;              /* (repeats) tokens/s of each repeat, in repeat order */
     double tokens_per_s, tps_min, tps_max, speedup; /* median, min and max of tps; median over the baseline's */
     int64_t n_generated, n_passes, tries[MOGE_MAX_DEPTH], hits[MOGE_MAX_DEPTH];
-    int64_t n_forward;        /* target passes after the prefills (one per step) */
+    int64_t n_forward;        /* target passes after the prefills (one per step; per sequence with --batch) */
     int64_t draft_nodes, draft_proposed, plain_steps; /* moge_stats' sums */
     double predicted_sum;     /* moge_stats.predicted_speedup summed over the generations that have one */
     int n_predicted;          /* ... and their count: 0 = no planner ran */
-    double expert_bytes;      /* moge_stats.expert_bytes_read summed */
+    double expert_bytes;      /* routed-expert bytes the verification passes read ... */
+    int64_t expert_passes;    /* ... and those passes (--batch: the decoder's batched passes) */
     double t_draft, t_decode;
     double *moe_is, *moe_distinct, *moe_passes; /* (MoE layers) sums over verification passes */
-    int32_t **ids, *n_ids;    /* (prompts) ids of repeat 0 */
+    int32_t **ids, *n_ids;    /* (prompts; --batch: sequences) ids of repeat 0 */
     bool repeat_differs;      /* a later repeat gave other ids than repeat 0 */
     int identical;            /* greedy: 1 when every repeat equals the baseline's repeat 0, else 0; -1 sampling */
-    int diff_prompt, diff_at; /* the first prompt and token that differ from the baseline */
+    int diff_prompt, diff_at; /* the first prompt (--batch: sequence) and token that differ from the baseline */
 } mode_result;
 
-/* What moge_generate's callback collects. */
+/* What a generation's callback collects (one collector per sequence with --batch). */
 typedef struct {
-    moge_context *ctx;
+    moge_context *ctx; /* NULL: leave the MoE totals alone (--batch reads each pass's figures) */
     int32_t *ids;
     int32_t n, cap;
-    bool moe_reset; /* MoE totals were reset after the prefill */
+    int32_t id;        /* --batch: the sequence's id in the decoder */
+    bool moe_reset;    /* MoE totals were reset after the prefill */
 } collector;
 
 static bool collect(int32_t tok, void *user) {
     collector *c = user;
-    if (!c->moe_reset) { /* the first token comes from the prefill: count verification passes only */
+    if (!c->moe_reset && c->ctx) { /* the first token comes from the prefill: count verification passes only */
         moge_moe_stats_reset(c->ctx);
         c->moe_reset = true;
     }
@@ -368,11 +396,12 @@ static bool collect(int32_t tok, void *user) {
     return true;
 }
 
-static moge_generate_params mode_params(const bench_opts *o, const bench_env *e, bench_mode bm) {
+/* The generation parameters of a mode for sequence seq of a batch (0 without --batch). */
+static moge_generate_params mode_params(const bench_opts *o, const bench_env *e, bench_mode bm, int seq) {
     moge_generate_params gp = o->c.gp;
     mode_id m = bm.kind;
     gp.spec = m == MODE_NONE ? MOGE_SPEC_NONE : m == MODE_TREE ? MOGE_SPEC_TREE : MOGE_SPEC_CHAIN;
-    gp.drafter = m == MODE_NONE ? NULL : m == MODE_LOOKUP ? e->lookup : e->drafter;
+    gp.drafter = m == MODE_NONE ? NULL : m == MODE_LOOKUP ? e->lookup[seq] : e->drafter[seq];
     if (bm.size > 0) { /* chain:N, tree:N: that tree every step */
         gp.adaptive = false;
         if (m == MODE_CHAIN) gp.draft.draft_max = bm.size;
@@ -381,17 +410,20 @@ static moge_generate_params mode_params(const bench_opts *o, const bench_env *e,
     return gp;
 }
 
-/* Adds this generation's MoE totals (verification passes) to the mode's sums. */
-static void add_moe(mode_result *r, const moge_context *ctx) {
+/* Adds MoE figures to the mode's sums: this generation's totals (verification passes), or with
+ * totals false the last forward's (--batch: the step's pass). */
+static void add_moe(mode_result *r, const moge_context *ctx, bool totals) {
     for (int l = 0; l < moge_context_n_moe_layers(ctx); l++) {
         moge_moe_stats ms;
-        if (moge_moe_stats_get(ctx, l, true, &ms) != MOGE_OK || ms.n_forwards == 0) continue;
+        if (moge_moe_stats_get(ctx, l, totals, &ms) != MOGE_OK || ms.n_forwards == 0) continue;
         r->moe_is[l] += ms.imbalance * (double)ms.n_forwards;
         r->moe_distinct[l] += ms.distinct_experts * (double)ms.n_forwards;
         r->moe_passes[l] += (double)ms.n_forwards;
     }
 }
 
+/* Adds one sequence's statistics; the time and the expert bytes per pass are the caller's (a
+ * batch's are the decoder's). */
 static void add_stats(mode_result *r, const moge_stats *st) {
     r->n_generated += st->n_generated;
     r->n_passes += st->n_forward + 1;
@@ -400,10 +432,8 @@ static void add_stats(mode_result *r, const moge_stats *st) {
     r->draft_proposed += st->n_draft_proposed;
     r->plain_steps += st->n_plain_steps;
     if (st->predicted_speedup > 0) r->predicted_sum += st->predicted_speedup, r->n_predicted++;
-    r->expert_bytes += st->expert_bytes_read;
     for (int d = 0; d < MOGE_MAX_DEPTH; d++) r->tries[d] += st->accept_tries[d], r->hits[d] += st->accept_hits[d];
     r->t_draft += st->t_draft_s;
-    r->t_decode += st->t_decode_s;
 }
 
 /* Generates prompt i from an empty cache into col; returns 0 or 1 after printing an error. */
@@ -421,7 +451,52 @@ static int generate_one(bench_env *e, const prompt_set *p, int i, const moge_gen
     return 0;
 }
 
-/* Keeps repeat 0's ids of prompt i; later repeats are compared with them. */
+/* --batch: sequence k (prompt k mod prompts, drafter k) of the batch for every k, n_predict tokens
+ * each, through one decoder over e's context, into cols[k]. With r, adds every sequence's
+ * statistics and every pass's MoE figures to r. *ds: the decoder's totals; *gen: the tokens every
+ * sequence generated (moge_stats.n_generated: the first, which the prefill gives, included).
+ * Returns 0, or 1 after printing an error. */
+static int generate_batch(bench_env *e, const bench_opts *o, const prompt_set *p, bench_mode bm, int32_t n_predict, collector *cols,
+                          mode_result *r, moge_decoder_stats *ds, int64_t *gen) {
+    moge_context *ctx = e->m.ctx;
+    moge_decoder *dec = NULL;
+    moge_status st = moge_decoder_new(ctx, &dec);
+    for (int k = 0; k < o->batch && st == MOGE_OK; k++) {
+        moge_generate_params gp = mode_params(o, e, bm, k);
+        gp.n_predict = n_predict;
+        cols[k].n = 0;
+        st = moge_decoder_add(dec, p->ids[k % p->n], p->n_ids[k % p->n], &gp, collect, &cols[k], &cols[k].id);
+    }
+    int64_t passes = 0;
+    *gen = 0;
+    for (int32_t running = 1; st == MOGE_OK && running > 0;) {
+        st = moge_decoder_step(dec, &running);
+        moge_decoder_get_stats(dec, ds);
+        if (r && ds->n_passes > passes) add_moe(r, ctx, false);
+        passes = ds->n_passes;
+    }
+    for (int k = 0; k < o->batch && st == MOGE_OK; k++) {
+        moge_stats s;
+        moge_status seq_st = MOGE_OK;
+        st = moge_decoder_seq_stats(dec, cols[k].id, &s, NULL, &seq_st);
+        if (st == MOGE_OK && seq_st != MOGE_OK) {
+            fprintf(stderr, "moge bench: --batch, mode %s, sequence %d (prompt %d): %s\n", bm.name, k + 1, k % p->n + 1, moge_status_str(seq_st));
+            moge_decoder_free(dec);
+            return 1;
+        }
+        if (st == MOGE_OK && r) add_stats(r, &s);
+        if (st == MOGE_OK) *gen += s.n_generated;
+    }
+    moge_decoder_free(dec);
+    if (st != MOGE_OK) {
+        const char *msg = moge_context_error(ctx);
+        fprintf(stderr, "moge bench: --batch %d, mode %s: %s\n", o->batch, bm.name, msg[0] ? msg : moge_status_str(st));
+        return 1;
+    }
+    return 0;
+}
+
+/* Keeps repeat 0's ids of prompt (--batch: sequence) i; later repeats are compared with them. */
 static int record_ids(mode_result *r, int i, int rep, const collector *col) {
     if (rep > 0) {
         if (col->n != r->n_ids[i] || memcmp(col->ids, r->ids[i], (size_t)col->n * sizeof(int32_t)))
@@ -434,7 +509,8 @@ static int record_ids(mode_result *r, int i, int rep, const collector *col) {
     return 0;
 }
 
-/* Progress on stderr: a bar redrawn after each generation when stderr is a terminal. */
+/* Progress on stderr: a bar redrawn after each generation (--batch: each batch) when stderr is a
+ * terminal. */
 typedef struct {
     bool tty;
     int done, total;
@@ -471,29 +547,47 @@ static double median(const double *v, int n) {
 }
 
 /* One untimed short generation so the mode's timed run does not pay for caches another mode left
- * cold (the drafter's, the allocator's). */
-static int warm_up(bench_env *e, const prompt_set *p, moge_generate_params gp, collector *col) {
-    moge_stats st;
+ * cold (the drafter's, the allocator's): 16 tokens of the first prompt, or with --batch of the
+ * whole batch. */
+static int warm_up(bench_env *e, const bench_opts *o, const prompt_set *p, bench_mode bm, collector *cols) {
+    moge_generate_params gp = mode_params(o, e, bm, 0);
     gp.n_predict = gp.n_predict < 16 ? gp.n_predict : 16;
-    return generate_one(e, p, 0, &gp, col, &st);
+    moge_stats st;
+    moge_decoder_stats ds;
+    int64_t gen;
+    return o->batch ? generate_batch(e, o, p, bm, gp.n_predict, cols, NULL, &ds, &gen) : generate_one(e, p, 0, &gp, cols, &st);
 }
 
-/* Repeat `rep` of one mode: a warm-up, then every prompt, timed. */
-static int run_turn(bench_env *e, const bench_opts *o, const prompt_set *p, mode_result *r, int rep, collector *col, progress *pg) {
-    moge_generate_params gp = mode_params(o, e, r->mode);
-    if (warm_up(e, p, gp, col)) return 1;
+/* Repeat `rep` of one mode: a warm-up, then every prompt (--batch: the batch), timed. */
+static int run_turn(bench_env *e, const bench_opts *o, const prompt_set *p, mode_result *r, int rep, collector *cols, progress *pg) {
+    moge_generate_params gp = mode_params(o, e, r->mode, 0);
+    if (warm_up(e, o, p, r->mode, cols)) return 1;
     int64_t gen = 0;
     double secs = 0;
-    for (int i = 0; i < p->n; i++) {
+    if (o->batch) {
+        progress_draw(pg, r->mode.name, rep, o->repeats);
+        moge_decoder_stats ds;
+        if (generate_batch(e, o, p, r->mode, gp.n_predict, cols, r, &ds, &gen)) return 1;
+        for (int k = 0; k < o->batch; k++)
+            if (record_ids(r, k, rep, &cols[k])) return 1;
+        secs = ds.t_decode_s;
+        r->expert_bytes += ds.expert_bytes_read;
+        r->expert_passes += ds.n_passes;
+        pg->done += o->batch;
+    }
+    for (int i = 0; i < p->n && !o->batch; i++) {
         progress_draw(pg, r->mode.name, rep, o->repeats);
         moge_stats st;
-        if (generate_one(e, p, i, &gp, col, &st) || record_ids(r, i, rep, col)) return 1;
-        if (col->moe_reset) add_moe(r, e->m.ctx);
+        if (generate_one(e, p, i, &gp, cols, &st) || record_ids(r, i, rep, cols)) return 1;
+        if (cols->moe_reset) add_moe(r, e->m.ctx, true);
         add_stats(r, &st);
+        r->expert_bytes += st.expert_bytes_read;
+        r->expert_passes += st.n_forward;
         gen += st.n_generated;
         secs += st.t_decode_s;
         pg->done++;
     }
+    r->t_decode += secs;
     r->tps[rep] = secs > 0 ? (double)gen / secs : 0;
     progress_draw(pg, r->mode.name, rep, o->repeats);
     progress_turn_done(pg, r, rep, o->repeats);
@@ -502,10 +596,10 @@ static int run_turn(bench_env *e, const bench_opts *o, const prompt_set *p, mode
 
 /* The repeats interleave the modes (repeat 1 runs every mode, then repeat 2, ...), so a burst of
  * load on a shared machine slows every mode a little rather than one mode a lot. */
-static int run_all(bench_env *e, const bench_opts *o, const prompt_set *p, mode_result *r, collector *col, progress *pg) {
+static int run_all(bench_env *e, const bench_opts *o, const prompt_set *p, mode_result *r, collector *cols, progress *pg) {
     for (int rep = 0; rep < o->repeats; rep++)
         for (int k = 0; k < o->n_modes; k++)
-            if (run_turn(e, o, p, &r[k], rep, col, pg)) return 1;
+            if (run_turn(e, o, p, &r[k], rep, cols, pg)) return 1;
     for (int k = 0; k < o->n_modes; k++) {
         r[k].tokens_per_s = median(r[k].tps, o->repeats);
         r[k].tps_min = r[k].tps_max = r[k].tps[0];
@@ -608,8 +702,8 @@ static double predicted_speedup(const mode_result *r) { return r->n_predicted ? 
 /* Routed-expert MB (10^6 bytes) read per target pass after the prefill; < 0 for a dense target
  * or a runtime that does not count them. */
 static double expert_mb_per_pass(const mode_result *r, int n_moe) {
-    if (n_moe == 0 || r->expert_bytes <= 0 || r->n_forward == 0) return -1;
-    return r->expert_bytes / 1e6 / r->n_forward;
+    if (n_moe == 0 || r->expert_bytes <= 0 || r->expert_passes == 0) return -1;
+    return r->expert_bytes / 1e6 / r->expert_passes;
 }
 
 static void fmt_accept(const mode_result *r, char *s, size_t cap) {
@@ -635,7 +729,7 @@ static int width(const char *s) {
 }
 
 enum {
-    COL_MODE, COL_TPS, COL_RANGE, COL_SPEEDUP, COL_PREDICTED, COL_TAU, COL_NODES, COL_PLAIN, COL_ACCEPT, COL_IS, COL_EXPERTS,
+    COL_MODE, COL_TPS, COL_RANGE, COL_TPS_SEQ, COL_SPEEDUP, COL_PREDICTED, COL_TAU, COL_NODES, COL_PLAIN, COL_ACCEPT, COL_IS, COL_EXPERTS,
     COL_MB, COL_IDENTICAL, N_COLS
 };
 
@@ -648,7 +742,10 @@ static void fmt_opt(char *s, size_t cap, const char *fmt, double v) {
     else snprintf(s, cap, fmt, v);
 }
 
-static void fill_row(const mode_result *r, int n_moe, char cell[N_COLS][128]) {
+/* --batch N: tokens/s per sequence, the aggregate's share of one sequence. */
+static double tps_per_seq(const mode_result *r, int batch) { return r->tokens_per_s / batch; }
+
+static void fill_row(const mode_result *r, int n_moe, int batch, char cell[N_COLS][128]) {
     double is = moe_mean(r->moe_is, r->moe_passes, n_moe), ex = moe_mean(r->moe_distinct, r->moe_passes, n_moe);
     char lo[32], hi[32];
     snprintf(cell[COL_MODE], 128, "%s", r->mode.name);
@@ -656,6 +753,8 @@ static void fill_row(const mode_result *r, int n_moe, char cell[N_COLS][128]) {
     fmt_rate(lo, sizeof lo, r->tps_min);
     fmt_rate(hi, sizeof hi, r->tps_max);
     snprintf(cell[COL_RANGE], 128, "%s–%s", lo, hi);
+    if (batch) fmt_rate(cell[COL_TPS_SEQ], 128, tps_per_seq(r, batch));
+    else cell[COL_TPS_SEQ][0] = 0; /* not shown */
     snprintf(cell[COL_SPEEDUP], 128, "%.2f", r->speedup);
     fmt_opt(cell[COL_PREDICTED], 128, "%.2f", predicted_speedup(r));
     snprintf(cell[COL_TAU], 128, "%.2f", r->n_passes ? (double)r->n_generated / r->n_passes : 0);
@@ -676,30 +775,36 @@ static void print_cell(const char *s, int w, bool left, bool last) {
     if (!last) fputs("  ", stdout);
 }
 
-/* The table, then what its less obvious columns mean. */
-static void print_table(const mode_result *r, int n_modes, int base, int n_moe, int repeats) {
+/* The table, then what its less obvious columns mean. Column tok/s/seq with --batch only. */
+static void print_table(const mode_result *r, int n_modes, int base, int n_moe, const bench_opts *o) {
     char speedup_head[32];
     snprintf(speedup_head, sizeof speedup_head, "x %s", r[base].mode.name);
-    const char *head[N_COLS] = {"mode", "tok/s", "min–max", speedup_head, "pred", "τ", "nodes", "plain",
+    const char *head[N_COLS] = {"mode", "tok/s", "min–max", "tok/s/seq", speedup_head, "pred", "τ", "nodes", "plain",
                                 "accept by depth", "MoE IS", "experts", "MB/pass", "same"};
-    static const bool left[N_COLS] = {true, false, false, false, false, false, false, false, true, false, false, false, true};
+    static const bool left[N_COLS] = {true, false, false, false, false, false, false, false, false, true, false, false, false, true};
     char cells[MAX_MODES][N_COLS][128];
     int w[N_COLS];
     for (int c = 0; c < N_COLS; c++) w[c] = width(head[c]);
     for (int k = 0; k < n_modes; k++) {
-        fill_row(&r[k], n_moe, cells[k]);
+        fill_row(&r[k], n_moe, o->batch, cells[k]);
         for (int c = 0; c < N_COLS; c++) w[c] = width(cells[k][c]) > w[c] ? width(cells[k][c]) : w[c];
     }
-    for (int c = 0; c < N_COLS; c++) print_cell(head[c], w[c], left[c], c == N_COLS - 1);
-    fputc('\n', stdout);
-    for (int k = 0; k < n_modes; k++) {
-        for (int c = 0; c < N_COLS; c++) print_cell(cells[k][c], w[c], left[c], c == N_COLS - 1);
+    for (int row = -1; row < n_modes; row++) {
+        for (int c = 0; c < N_COLS; c++)
+            if (c != COL_TPS_SEQ || o->batch) print_cell(row < 0 ? head[c] : cells[row][c], w[c], left[c], c == N_COLS - 1);
         fputc('\n', stdout);
     }
     const char *b = r[base].mode.name;
-    printf("tok/s: median of %d interleaved repeat%s (min–max: their range); x %s: tok/s over mode %s; pred: the planner's x %s\n"
-           "nodes: draft nodes verified per target pass; plain: steps without a tree; MB/pass: routed-expert weights read per pass\n",
-           repeats, repeats == 1 ? "" : "s", b, b, b);
+    int n = o->repeats;
+    if (o->batch)
+        printf("tok/s: all %d sequences' tokens per second of the batched decode, median of %d interleaved repeat%s (min–max: their range)\n"
+               "tok/s/seq: tok/s / %d; x %s: tok/s over mode %s; pred: the planner's x %s; τ: tokens per pass per sequence\n"
+               "nodes: draft nodes verified per sequence per pass; plain: steps without a tree; MB/pass: routed-expert weights read per pass (all sequences)\n",
+               o->batch, n, n == 1 ? "" : "s", o->batch, b, b, b);
+    else
+        printf("tok/s: median of %d interleaved repeat%s (min–max: their range); x %s: tok/s over mode %s; pred: the planner's x %s\n"
+               "nodes: draft nodes verified per target pass; plain: steps without a tree; MB/pass: routed-expert weights read per pass\n",
+               n, n == 1 ? "" : "s", b, b, b);
 }
 
 static int n_threads(const bench_opts *o) {
@@ -717,8 +822,10 @@ static void print_summary(const bench_opts *o, const mode_result *r, int n_modes
     char draft[256];
     draft_text(o, draft, sizeof draft);
     int t = n_threads(o);
-    printf("target %s, draft %s, %d thread%s, %d prompt%s, %d tokens each, %d repeat%s; ", o->c.model, draft, t, t == 1 ? "" : "s",
-           n_prompts, n_prompts == 1 ? "" : "s", o->c.gp.n_predict, o->repeats, o->repeats == 1 ? "" : "s");
+    printf("target %s, draft %s, %d thread%s, ", o->c.model, draft, t, t == 1 ? "" : "s");
+    if (o->batch) printf("batch %d (sequence k: prompt k mod %d), ", o->batch, n_prompts);
+    else printf("%d prompt%s, ", n_prompts, n_prompts == 1 ? "" : "s");
+    printf("%d tokens each, %d repeat%s; ", o->c.gp.n_predict, o->repeats, o->repeats == 1 ? "" : "s");
     if (o->c.gp.sampler.temperature > 0) {
         printf("temperature %g: outputs are sampled, not compared\n", o->c.gp.sampler.temperature);
         return;
@@ -726,7 +833,10 @@ static void print_summary(const bench_opts *o, const mode_result *r, int n_modes
     bool all = true;
     for (int k = 0; k < n_modes; k++) {
         if (r[k].identical) continue;
-        if (r[k].diff_prompt >= 0)
+        if (r[k].diff_prompt >= 0 && o->batch)
+            printf("%s%s differs from %s on sequence %d (prompt %d, token %d)", all ? "" : "; ", r[k].mode.name, r[base].mode.name,
+                   r[k].diff_prompt + 1, r[k].diff_prompt % n_prompts + 1, r[k].diff_at + 1);
+        else if (r[k].diff_prompt >= 0)
             printf("%s%s differs from %s on prompt %d (token %d)", all ? "" : "; ", r[k].mode.name, r[base].mode.name,
                    r[k].diff_prompt + 1, r[k].diff_at + 1);
         else
@@ -752,7 +862,8 @@ static void add_opt(cJSON *o, const char *key, double v) {
     else cJSON_AddNumberToObject(o, key, v);
 }
 
-static cJSON *mode_json(const mode_result *r, int n_moe, int n_prompts, int repeats) {
+/* n_items: id lists (prompts; --batch: sequences). */
+static cJSON *mode_json(const mode_result *r, int n_moe, int n_items, int repeats, int batch) {
     cJSON *m = cJSON_CreateObject();
     double is = moe_mean(r->moe_is, r->moe_passes, n_moe), ex = moe_mean(r->moe_distinct, r->moe_passes, n_moe);
     cJSON_AddStringToObject(m, "mode", r->mode.name);
@@ -760,6 +871,7 @@ static cJSON *mode_json(const mode_result *r, int n_moe, int n_prompts, int repe
     cJSON_AddNumberToObject(m, "tokens_per_s_min", r->tps_min);
     cJSON_AddNumberToObject(m, "tokens_per_s_max", r->tps_max);
     cJSON_AddItemToObject(m, "tokens_per_s_repeats", cJSON_CreateDoubleArray(r->tps, repeats));
+    if (batch) cJSON_AddNumberToObject(m, "tokens_per_s_per_seq", tps_per_seq(r, batch));
     cJSON_AddNumberToObject(m, "speedup", r->speedup);
     add_opt(m, "predicted_speedup", predicted_speedup(r));
     cJSON_AddNumberToObject(m, "tau", r->n_passes ? (double)r->n_generated / r->n_passes : 0);
@@ -773,7 +885,7 @@ static cJSON *mode_json(const mode_result *r, int n_moe, int n_prompts, int repe
     if (is >= 0) cJSON_AddNumberToObject(m, "moe_imbalance", is); else cJSON_AddNullToObject(m, "moe_imbalance");
     if (ex >= 0) cJSON_AddNumberToObject(m, "distinct_experts", ex); else cJSON_AddNullToObject(m, "distinct_experts");
     if (r->identical < 0) cJSON_AddNullToObject(m, "identical"); else cJSON_AddBoolToObject(m, "identical", r->identical);
-    cJSON_AddItemToObject(m, "ids", ids_json(r, n_prompts));
+    cJSON_AddItemToObject(m, "ids", ids_json(r, n_items));
     return m;
 }
 
@@ -785,12 +897,13 @@ static int write_json(const bench_opts *o, const mode_result *r, int n_modes, in
     cJSON_AddStringToObject(root, "draft", draft);
     cJSON_AddNumberToObject(root, "threads", n_threads(o));
     cJSON_AddNumberToObject(root, "prompts", n_prompts);
+    if (o->batch) cJSON_AddNumberToObject(root, "batch", o->batch);
     cJSON_AddNumberToObject(root, "n_predict", o->c.gp.n_predict);
     cJSON_AddNumberToObject(root, "repeats", o->repeats);
     cJSON_AddNumberToObject(root, "temperature", o->c.gp.sampler.temperature);
     cJSON_AddStringToObject(root, "baseline", r[base].mode.name);
     cJSON *modes = cJSON_AddArrayToObject(root, "modes");
-    for (int k = 0; k < n_modes; k++) cJSON_AddItemToArray(modes, mode_json(&r[k], n_moe, n_prompts, o->repeats));
+    for (int k = 0; k < n_modes; k++) cJSON_AddItemToArray(modes, mode_json(&r[k], n_moe, o->batch ? o->batch : n_prompts, o->repeats, o->batch));
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     int rc = text && cli_write_text(CMD, "--json", o->json, text) ? 0 : 1;
@@ -822,28 +935,33 @@ int cmd_bench(int argc, char **argv) {
     bench_env e = {0};
     mode_result r[MAX_MODES];
     memset(r, 0, sizeof r);
-    collector col = {0};
+    int n_cols = o.batch ? o.batch : 1, n_items = o.batch ? o.batch : p.n; /* collectors; id lists per mode */
+    collector *cols = calloc((size_t)n_cols, sizeof *cols);
     rc = 1;
-    if (env_load(&e, &o) || prompts_tokenize(&p, e.m.tok, moge_context_n_ctx(e.m.ctx))) goto done;
+    if (!cols || env_load(&e, &o, &p)) goto done;
     int n_moe = moge_context_n_moe_layers(e.m.ctx);
-    col.ctx = e.m.ctx;
-    col.cap = o.c.gp.n_predict;
-    if (!(col.ids = malloc((size_t)o.c.gp.n_predict * sizeof *col.ids)) || results_alloc(r, o.n_modes, &o, p.n, n_moe)) {
-        fprintf(stderr, "moge bench: out of memory\n");
-        goto done;
+    for (int k = 0; k < n_cols; k++) {
+        cols[k].ctx = o.batch ? NULL : e.m.ctx;
+        cols[k].cap = o.c.gp.n_predict;
+        if (!(cols[k].ids = malloc((size_t)o.c.gp.n_predict * sizeof *cols[k].ids))) goto oom;
     }
-    progress pg = {.tty = isatty(STDERR_FILENO), .total = o.n_modes * o.repeats * p.n};
-    if (run_all(&e, &o, &p, r, &col, &pg)) goto done;
+    if (results_alloc(r, o.n_modes, &o, n_items, n_moe)) goto oom;
+    progress pg = {.tty = isatty(STDERR_FILENO), .total = o.n_modes * o.repeats * n_items};
+    if (run_all(&e, &o, &p, r, cols, &pg)) goto done;
     if (pg.tty) fputs("\r\033[K", stderr);
     int base = baseline(r, o.n_modes);
-    compare_modes(r, o.n_modes, base, p.n, o.c.gp.sampler.temperature == 0);
-    print_table(r, o.n_modes, base, n_moe, o.repeats);
+    compare_modes(r, o.n_modes, base, n_items, o.c.gp.sampler.temperature == 0);
+    print_table(r, o.n_modes, base, n_moe, &o);
     print_summary(&o, r, o.n_modes, base, p.n);
     fflush(stdout);
     rc = o.json ? write_json(&o, r, o.n_modes, base, p.n, n_moe) : 0;
+    goto done;
+oom:
+    fprintf(stderr, "moge bench: out of memory\n");
 done:
-    free(col.ids);
-    results_free(r, o.n_modes, p.n);
+    for (int k = 0; cols && k < n_cols; k++) free(cols[k].ids);
+    free(cols);
+    results_free(r, o.n_modes, n_items);
     env_free(&e);
     prompts_free(&p);
     return rc;

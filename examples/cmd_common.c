@@ -109,6 +109,37 @@ moge_status cli_tokenize(const moge_tokenizer *tok, const char *text, int32_t **
     return st;
 }
 
+bool cli_read_prompts(const char *cmd, const char *path, char ***lines, int *n) {
+    *lines = NULL;
+    *n = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "moge %s: --prompts %s: cannot open it\n", cmd, path);
+        return false;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int n_cap = 0;
+    bool ok = true;
+    while (ok && (len = getline(&line, &cap, f)) >= 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+        if (strspn(line, " \t") >= (size_t)len) continue;
+        if (*n == n_cap) {
+            n_cap = n_cap ? 2 * n_cap : 16;
+            char **more = realloc(*lines, (size_t)n_cap * sizeof *more);
+            if (!(ok = more != NULL)) break;
+            *lines = more;
+        }
+        if ((ok = ((*lines)[*n] = strndup(line, (size_t)len)) != NULL)) ++*n;
+    }
+    free(line);
+    fclose(f);
+    if (!ok) fprintf(stderr, "moge %s: --prompts %s: out of memory\n", cmd, path);
+    else if (*n == 0) fprintf(stderr, "moge %s: --prompts %s: the file has no prompt (one per line)\n", cmd, path);
+    return ok && *n > 0;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* The shared flag table                                                                      */
 /* ------------------------------------------------------------------------------------------ */
@@ -368,6 +399,17 @@ static moge_status load_with_progress(const cli_common_opts *o, const char *dir,
     return st;
 }
 
+/* m->ctx from cp (o->devices_per_group applied); false after printing the error. */
+static bool new_context(const cli_common_opts *o, cli_models *m, moge_context_params cp) {
+    char err[1024];
+    if (cp.n_devices == 0 && o->devices_per_group && m->info.n_expert > 0) cp.n_devices = m->info.n_group;
+    if (moge_context_new(m->model, &cp, &m->ctx, err, sizeof err) != MOGE_OK) { /* names n_ctx, n_seq or n_devices */
+        fprintf(stderr, "moge %s: %s\n", o->cmd, err);
+        return false;
+    }
+    return true;
+}
+
 bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m) {
     char err[1024], dir[CLI_PATH_CAP];
     if (moge_resolve_model(o->model, dir, sizeof dir, err, sizeof err) != MOGE_OK ||
@@ -381,26 +423,48 @@ bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m) {
         return false;
     }
     moge_model_get_info(m->model, &m->info);
+    if (max_ctx < 0) return true; /* the caller makes its context (cli_batch_context) */
     moge_context_params cp = o->cp;
     if (cp.n_ctx == 0 && max_ctx > 0) cp.n_ctx = m->info.max_position < max_ctx ? m->info.max_position : max_ctx;
-    if (cp.n_devices == 0 && o->devices_per_group && m->info.n_expert > 0) cp.n_devices = m->info.n_group;
-    if (moge_context_new(m->model, &cp, &m->ctx, err, sizeof err) != MOGE_OK) { /* names n_ctx or n_devices */
-        fprintf(stderr, "moge %s: %s\n", o->cmd, err);
-        return false;
+    return new_context(o, m, cp);
+}
+
+int32_t cli_prompt_limit(const cli_common_opts *o, const cli_models *m) {
+    if (m->ctx) return moge_context_n_ctx(m->ctx);
+    return o->cp.n_ctx > 0 ? o->cp.n_ctx : m->info.max_position;
+}
+
+int32_t cli_tree_nodes(const moge_generate_params *gp) {
+    if (gp->spec == MOGE_SPEC_NONE) return 0;
+    return gp->spec == MOGE_SPEC_CHAIN ? gp->draft.draft_max : gp->draft.tree_nodes;
+}
+
+bool cli_batch_context(const cli_common_opts *o, cli_models *m, int32_t n_seq, int32_t longest_prompt, int32_t largest_tree) {
+    moge_context_params cp = o->cp;
+    cp.n_seq = n_seq;
+    if (cp.n_ctx == 0) { /* just enough: the last pass verifies a tree after every token but the last */
+        int64_t need = (int64_t)longest_prompt + o->gp.n_predict + largest_tree + 1;
+        cp.n_ctx = need < m->info.max_position ? (int32_t)need : m->info.max_position;
     }
-    return true;
+    /* one pass takes every sequence's root and tree (logits and activations scale with it) */
+    int64_t rows = (int64_t)n_seq * (largest_tree + 1), cap = n_seq > CLI_BATCH_ROWS_CAP ? n_seq : CLI_BATCH_ROWS_CAP;
+    if (rows < 64) rows = 64;
+    cp.n_batch = (int32_t)(rows < cap ? rows : cap);
+    return new_context(o, m, cp);
 }
 
 bool cli_load_drafter(const cli_common_opts *o, cli_draft_kind kind, cli_models *m, moge_drafter **out, char *desc,
                       size_t desc_cap) {
     char err[1024], dir[CLI_PATH_CAP];
     int32_t n_ctx = moge_context_n_ctx(m->ctx);
-    moge_status st;
+    moge_status st = MOGE_OK;
     if (kind == CLI_DRAFT_MODEL) {
-        if ((st = moge_resolve_model(o->draft, dir, sizeof dir, err, sizeof err)) == MOGE_OK &&
-            (st = load_with_progress(o, dir, &m->draft_model, err, sizeof err)) == MOGE_OK &&
-            (st = moge_tokenizer_load(dir, &m->draft_tok, err, sizeof err)) == MOGE_OK)
-            st = moge_drafter_new_model(m->draft_model, m->tok, m->draft_tok, n_ctx, out, err, sizeof err);
+        if (!m->draft_model) { /* a later drafter shares the draft model and tokenizer loaded first */
+            if ((st = moge_resolve_model(o->draft, dir, sizeof dir, err, sizeof err)) == MOGE_OK &&
+                (st = load_with_progress(o, dir, &m->draft_model, err, sizeof err)) == MOGE_OK)
+                st = moge_tokenizer_load(dir, &m->draft_tok, err, sizeof err);
+        }
+        if (st == MOGE_OK) st = moge_drafter_new_model(m->draft_model, m->tok, m->draft_tok, n_ctx, out, err, sizeof err);
         if (st != MOGE_OK) fprintf(stderr, "moge %s: -d %s (draft model): %s\n", o->cmd, o->draft, err);
         else if (desc) snprintf(desc, desc_cap, "draft model %s", o->draft);
     } else if (kind == CLI_DRAFT_LAYERS) {

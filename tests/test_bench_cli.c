@@ -16,7 +16,13 @@
  *  - without mode none the first mode listed is the baseline ("x chain", JSON "baseline");
  *  - a --prompts file of 2 prompts gives 2 id lists per mode; --lookup adds a lookup row;
  *  - the sampling, backend and tree flags run and chat take work in bench too (sampled: "-");
- *  - bad input: --modes bogus names --modes (exit 2); a missing --prompts file is named (exit 1).
+ *  - --batch 3 (the demo pair, every mode, a 2-prompt file): the table gains "tok/s/seq" (the JSON's
+ *    tokens_per_s_per_seq, tokens_per_s / 3) and its legend, the JSON "batch": 3 and one id list
+ *    per sequence, every mode identical to none, sequence 3 (prompt 1 again: the list cycles) the
+ *    same ids as sequence 1 and every sequence the ids the same prompt gets without --batch, no
+ *    planner ("pred" and "plain" "-"); --batch 1 runs too;
+ *  - bad input: --modes bogus names --modes (exit 2); a missing --prompts file is named (exit 1);
+ *    --batch 0, 4097 (above MOGE_MAX_SEQ) or x names --batch (exit 2).
  */
 #include <cJSON.h>
 #include <stdbool.h>
@@ -42,6 +48,7 @@ typedef struct {
     bool dense;        /* the target has no MoE layer */
     bool no_adaptive;  /* --no-adaptive: no planner in any mode */
     int tree_max;      /* most draft nodes a pass may verify in any mode */
+    int batch;         /* --batch N (0: not given): column tok/s/seq after min–max, N id lists */
 } bench_run;
 
 /* The table's columns: from the left up to acceptance by depth (which spans fields), then from
@@ -86,9 +93,9 @@ static bool range(const char *s, double *lo, double *hi) {
 /* Checks the header, each mode's row and the lines under the table. */
 static void check_table(const char *out, const bench_run *b) {
     char *copy = strdup(out), *f[32], want[64];
-    int n = line_fields(copy, "mode", f);
+    int sh = b->batch > 0, n = line_fields(copy, "mode", f); /* sh: tok/s/seq comes before the speedup */
     snprintf(want, sizeof want, "x %s", b->base);
-    CHECKF(n > F_PLAIN && !strcmp(f[F_SPEEDUP], "x") && !strcmp(f[F_SPEEDUP + 1], b->base), "header does not say \"%s\":\n%s", want, out);
+    CHECKF(n > F_PLAIN + sh && !strcmp(f[F_SPEEDUP + sh], "x") && !strcmp(f[F_SPEEDUP + sh + 1], b->base), "header does not say \"%s\":\n%s", want, out);
     static const char *const heads[] = {"tok/s", "min–max", "pred", "τ", "nodes", "plain", "accept", "MoE", "experts", "MB/pass", "same"};
     free(copy);
     for (size_t i = 0; i < sizeof heads / sizeof heads[0]; i++) CHECKF(strstr(out, heads[i]) != NULL, "no column \"%s\" in:\n%s", heads[i], out);
@@ -96,22 +103,22 @@ static void check_table(const char *out, const bench_run *b) {
         const char *mode = b->modes[k];
         copy = strdup(out);
         n = row_fields(copy, mode, f);
-        CHECKF(n >= N_FIELDS_MIN, "no row for mode %s in:\n%s", mode, out);
-        if (n >= N_FIELDS_MIN) {
+        CHECKF(n >= N_FIELDS_MIN + sh, "no row for mode %s in:\n%s", mode, out);
+        if (n >= N_FIELDS_MIN + sh) {
             double tps, lo, hi, v;
             bool none = !strcmp(mode, "none");
             CHECKF(number(f[F_TPS], &tps) && tps > 0, "mode %s: tok/s \"%s\"", mode, f[F_TPS]);
             CHECKF(range(f[F_RANGE], &lo, &hi) && lo > 0 && lo <= tps && tps <= hi, "mode %s: min–max \"%s\" around %s", mode, f[F_RANGE], f[F_TPS]);
-            if (!strcmp(mode, b->base)) CHECKF(!strcmp(f[F_SPEEDUP], "1.00"), "speedup of the baseline %s is \"%s\"", mode, f[F_SPEEDUP]);
-            CHECKF(number(f[F_SPEEDUP], &v) && v > 0, "mode %s: speedup \"%s\"", mode, f[F_SPEEDUP]);
-            if (none || b->no_adaptive) CHECKF(!strcmp(f[F_PRED], "-") && !strcmp(f[F_PLAIN], "-"), "mode %s without a planner: pred \"%s\", plain \"%s\"", mode, f[F_PRED], f[F_PLAIN]);
-            CHECKF(!strcmp(f[F_PRED], "-") || (number(f[F_PRED], &v) && v > 0), "mode %s: pred \"%s\"", mode, f[F_PRED]);
-            CHECKF(number(f[F_TAU], &v) && v >= 1, "mode %s: τ \"%s\"", mode, f[F_TAU]);
-            if (none) CHECKF(!strcmp(f[F_NODES], "-"), "mode none: nodes \"%s\"", f[F_NODES]);
-            else CHECKF(number(f[F_NODES], &v) && v >= 0 && v <= b->tree_max, "mode %s: nodes \"%s\"", mode, f[F_NODES]);
-            size_t pl = strlen(f[F_PLAIN]);
-            CHECKF(!strcmp(f[F_PLAIN], "-") || (pl > 1 && f[F_PLAIN][pl - 1] == '%' && (v = strtod(f[F_PLAIN], NULL)) >= 0 && v <= 100),
-                   "mode %s: plain \"%s\"", mode, f[F_PLAIN]);
+            if (!strcmp(mode, b->base)) CHECKF(!strcmp(f[F_SPEEDUP + sh], "1.00"), "speedup of the baseline %s is \"%s\"", mode, f[F_SPEEDUP + sh]);
+            CHECKF(number(f[F_SPEEDUP + sh], &v) && v > 0, "mode %s: speedup \"%s\"", mode, f[F_SPEEDUP + sh]);
+            if (none || b->no_adaptive) CHECKF(!strcmp(f[F_PRED + sh], "-") && !strcmp(f[F_PLAIN + sh], "-"), "mode %s without a planner: pred \"%s\", plain \"%s\"", mode, f[F_PRED + sh], f[F_PLAIN + sh]);
+            CHECKF(!strcmp(f[F_PRED + sh], "-") || (number(f[F_PRED + sh], &v) && v > 0), "mode %s: pred \"%s\"", mode, f[F_PRED + sh]);
+            CHECKF(number(f[F_TAU + sh], &v) && v >= 1, "mode %s: τ \"%s\"", mode, f[F_TAU + sh]);
+            if (none) CHECKF(!strcmp(f[F_NODES + sh], "-"), "mode none: nodes \"%s\"", f[F_NODES + sh]);
+            else CHECKF(number(f[F_NODES + sh], &v) && v >= 0 && v <= b->tree_max, "mode %s: nodes \"%s\"", mode, f[F_NODES + sh]);
+            size_t pl = strlen(f[F_PLAIN + sh]);
+            CHECKF(!strcmp(f[F_PLAIN + sh], "-") || (pl > 1 && f[F_PLAIN + sh][pl - 1] == '%' && (v = strtod(f[F_PLAIN + sh], NULL)) >= 0 && v <= 100),
+                   "mode %s: plain \"%s\"", mode, f[F_PLAIN + sh]);
             if (b->dense) {
                 CHECKF(!strcmp(f[n - R_MB], "-") && !strcmp(f[n - R_IS], "-") && !strcmp(f[n - R_EXPERTS], "-"),
                        "dense target, mode %s: MoE IS \"%s\", experts \"%s\", MB/pass \"%s\"", mode, f[n - R_IS], f[n - R_EXPERTS], f[n - R_MB]);
@@ -209,20 +216,26 @@ static void check_mode_keys(const cJSON *m, const char *mode, const bench_run *b
 }
 
 /* The table shows the JSON's numbers: tok/s (no decimals from 100 up), nodes, pred, MB/pass. */
-static void check_table_matches_json(const char *out, const cJSON *m, const char *mode) {
+static void check_table_matches_json(const char *out, const cJSON *m, const char *mode, const bench_run *b) {
     char *copy = strdup(out), *f[32], want[64];
-    int n = row_fields(copy, mode, f);
-    if (n >= N_FIELDS_MIN) {
+    int sh = b->batch > 0, n = row_fields(copy, mode, f);
+    if (n >= N_FIELDS_MIN + sh) {
         double tps = num(m, "tokens_per_s");
         snprintf(want, sizeof want, tps < 100 ? "%.1f" : "%.0f", tps);
         CHECKF(!strcmp(f[F_TPS], want), "mode %s: table tok/s \"%s\", JSON %g", mode, f[F_TPS], tps);
+        if (b->batch) {
+            double per_seq = num(m, "tokens_per_s_per_seq");
+            CHECKF(close_to(per_seq, tps / b->batch), "mode %s: tokens_per_s_per_seq %g is not %g / %d", mode, per_seq, tps, b->batch);
+            snprintf(want, sizeof want, per_seq < 100 ? "%.1f" : "%.0f", per_seq);
+            CHECKF(!strcmp(f[F_RANGE + 1], want), "mode %s: table tok/s/seq \"%s\", JSON %g", mode, f[F_RANGE + 1], per_seq);
+        }
         if (strcmp(mode, "none")) {
             snprintf(want, sizeof want, "%.1f", num(m, "mean_tree_nodes"));
-            CHECKF(!strcmp(f[F_NODES], want), "mode %s: table nodes \"%s\", JSON %s", mode, f[F_NODES], want);
+            CHECKF(!strcmp(f[F_NODES + sh], want), "mode %s: table nodes \"%s\", JSON %s", mode, f[F_NODES + sh], want);
         }
         const cJSON *pred = cJSON_GetObjectItem(m, "predicted_speedup"), *mb = cJSON_GetObjectItem(m, "expert_mb_per_pass");
         if (cJSON_IsNumber(pred)) snprintf(want, sizeof want, "%.2f", pred->valuedouble); else snprintf(want, sizeof want, "-");
-        CHECKF(!strcmp(f[F_PRED], want), "mode %s: table pred \"%s\", JSON \"%s\"", mode, f[F_PRED], want);
+        CHECKF(!strcmp(f[F_PRED + sh], want), "mode %s: table pred \"%s\", JSON \"%s\"", mode, f[F_PRED + sh], want);
         if (cJSON_IsNumber(mb)) snprintf(want, sizeof want, "%.2f", mb->valuedouble); else snprintf(want, sizeof want, "-");
         CHECKF(!strcmp(f[n - R_MB], want), "mode %s: table MB/pass \"%s\", JSON \"%s\"", mode, f[n - R_MB], want);
     }
@@ -242,6 +255,10 @@ static cJSON *check_json(const char *out, const bench_run *b, int n_predict) {
         CHECKF(cJSON_GetObjectItem(root, top[i]) != NULL, "JSON lacks \"%s\"", top[i]);
     const cJSON *jm = cJSON_GetObjectItem(root, "modes"), *base_ids = NULL, *base = cJSON_GetObjectItem(root, "baseline");
     CHECK(cJSON_GetObjectItem(root, "prompts") && cJSON_GetObjectItem(root, "prompts")->valueint == b->n_prompts);
+    const cJSON *batch = cJSON_GetObjectItem(root, "batch");
+    if (b->batch) CHECKF(cJSON_IsNumber(batch) && batch->valueint == b->batch, "JSON \"batch\" is not %d", b->batch);
+    else CHECKF(batch == NULL, "JSON has \"batch\" without --batch");
+    int lists = b->batch ? b->batch : b->n_prompts; /* id lists per mode: one per prompt, or per sequence */
     CHECK(cJSON_GetObjectItem(root, "n_predict") && cJSON_GetObjectItem(root, "n_predict")->valueint == n_predict);
     CHECK(cJSON_GetObjectItem(root, "repeats") && cJSON_GetObjectItem(root, "repeats")->valueint == b->repeats);
     CHECKF(cJSON_IsString(base) && !strcmp(base->valuestring, b->base), "JSON baseline is not \"%s\"", b->base);
@@ -262,11 +279,13 @@ static cJSON *check_json(const char *out, const bench_run *b, int n_predict) {
         const cJSON *name = cJSON_GetObjectItem(m, "mode");
         CHECKF(cJSON_IsString(name) && !strcmp(name->valuestring, mode), "mode %d is not %s", k, mode);
         check_mode_keys(m, mode, b);
-        check_table_matches_json(out, m, mode);
+        check_table_matches_json(out, m, mode, b);
         CHECKF(base_tps > 0 && close_to(num(m, "speedup"), num(m, "tokens_per_s") / base_tps), "mode %s: speedup %g is not %g / %g", mode,
                num(m, "speedup"), num(m, "tokens_per_s"), base_tps);
         CHECKF(cJSON_IsTrue(cJSON_GetObjectItem(m, "identical")), "mode %s: identical is not true", mode);
-        CHECKF(cJSON_GetArraySize(ids) == b->n_prompts, "mode %s: %d id lists, expected %d", mode, cJSON_GetArraySize(ids), b->n_prompts);
+        CHECKF(cJSON_GetArraySize(ids) == lists, "mode %s: %d id lists, expected %d", mode, cJSON_GetArraySize(ids), lists);
+        CHECKF((cJSON_GetObjectItem(m, "tokens_per_s_per_seq") != NULL) == (b->batch > 0), "mode %s: tokens_per_s_per_seq %s", mode,
+               b->batch ? "missing with --batch" : "without --batch");
         for (int i = 0; i < cJSON_GetArraySize(ids); i++)
             CHECKF(cJSON_GetArraySize(cJSON_GetArrayItem(ids, i)) > 0, "mode %s: prompt %d has no ids", mode, i);
         CHECKF(!base_ids || cJSON_GetArraySize(ids) == cJSON_GetArraySize(base_ids), "mode %s: id list count differs from %s", mode, b->base);
@@ -402,6 +421,41 @@ static void test_fixed_sizes(void) {
     cJSON_Delete(root);
 }
 
+/* --batch 3 over a 2-prompt file on the demo pair: sequence k runs prompt k mod 2, each with the ids
+ * the same prompt gets alone; --batch 1 runs a decoder of one sequence. */
+static void test_batch(void) {
+    FILE *f = fopen("build/test_bench_batch.txt", "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    fputs("Lily and Tom went to the park.\nThe little dog was happy\n", f);
+    fclose(f);
+    static const char *modes[] = {"none", "chain", "tree", "lookup"};
+    bench_run b = {.modes = modes, .n_modes = 4, .n_prompts = 2, .repeats = 2, .base = "none", .no_adaptive = true, .tree_max = 24, .batch = 3};
+    char *out, *err;
+    cJSON *root = bench("bench -m models/tinystories-moge -d models/tinystories-draft -n 16 --repeats 2 --lookup --batch 3 "
+                        "--prompts build/test_bench_batch.txt", &b, 16, &out, &err);
+    check_interleaved(err, modes, 4, 2);
+    CHECKF(strstr(out, "tok/s/seq") && strstr(out, "tok/s/seq: tok/s / 3") && strstr(out, "batch 3 (sequence k: prompt k mod 2)"),
+           "no tok/s/seq column, legend or batch in the summary:\n%s", out);
+    free(out); free(err);
+    /* the same prompts one at a time */
+    bench_run alone = {.modes = modes, .n_modes = 1, .n_prompts = 2, .repeats = 1, .base = "none", .tree_max = 24};
+    cJSON *single = bench("bench -m models/tinystories-moge -d models/tinystories-draft -n 16 --repeats 1 --modes none "
+                          "--prompts build/test_bench_batch.txt", &alone, 16, NULL, NULL);
+    const cJSON *want = single ? cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(single, "modes"), 0), "ids") : NULL;
+    const cJSON *ms = root ? cJSON_GetObjectItem(root, "modes") : NULL;
+    for (int k = 0; want && k < cJSON_GetArraySize(ms); k++) {
+        const cJSON *ids = cJSON_GetObjectItem(cJSON_GetArrayItem(ms, k), "ids");
+        for (int q = 0; q < 3; q++)
+            CHECKF(ids_equal(cJSON_GetArrayItem(ids, q), cJSON_GetArrayItem(want, q % 2)), "mode %s, sequence %d: not the ids of prompt %d alone",
+                   modes[k], q + 1, q % 2 + 1);
+    }
+    cJSON_Delete(single);
+    cJSON_Delete(root);
+    bench_run one = {.modes = modes, .n_modes = 3, .n_prompts = 8, .repeats = 1, .base = "none", .no_adaptive = true, .tree_max = 24, .batch = 1};
+    cJSON_Delete(bench("bench -m models/tinystories-moge -d models/tinystories-draft -n 8 --repeats 1 --modes none,chain,tree --batch 1", &one, 8, NULL, NULL));
+}
+
 static void test_errors(void) {
     static const struct { const char *args; int rc; const char *needle; } cases[] = {
         {BENCH " --modes bogus", 2, "--modes"},
@@ -418,6 +472,10 @@ static void test_errors(void) {
         {"bench -m no/such/model -d models/stories260K", 1, "no/such/model"},
         {BENCH " --threads 0", 2, "--threads"},
         {BENCH " --draft-max", 2, "--draft-max needs a value"},
+        {BENCH " --batch 0", 2, "--batch"},
+        {BENCH " --batch 4097", 2, "--batch"},
+        {BENCH " --batch x", 2, "--batch"},
+        {BENCH " --batch", 2, "--batch needs a value"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         expect_moge_error(cases[i].args, cases[i].rc, cases[i].needle, OUT, ERR);
@@ -426,5 +484,5 @@ static void test_errors(void) {
 
 int main(void) {
     RUN_TESTS(T(test_default_modes), T(test_interleaved_repeats), T(test_baseline_and_fixed_trees), T(test_moe_columns),
-              T(test_prompts_file_and_lookup), T(test_shared_sampling_flags), T(test_fixed_sizes), T(test_errors));
+              T(test_prompts_file_and_lookup), T(test_shared_sampling_flags), T(test_fixed_sizes), T(test_batch), T(test_errors));
 }

@@ -5,6 +5,10 @@
  *  - every speculative mode prints the same text;
  *  - --stats-json holds the documented fields, the planner's statistics with their types (null
  *    predicted_speedup and no plain steps where no planner runs: plain decoding, --no-adaptive);
+ *  - run --prompts FILE --batch 3 (4 prompts and blank lines; target alone and with the draft
+ *    model, greedy): per prompt a "--- prompt K" line and exactly what run -p prints for it alone
+ *    with the same flags; --stats-json has one object per prompt and the totals; --batch without
+ *    --prompts, --prompts with -p, --batch 0 or above MOGE_MAX_SEQ: exit 2 naming the flag;
  *  - bad input: a clear message naming the flag or path and a non-zero exit;
  *  - the flags run, chat and bench share (examples/cmd_common.c) give the same errors, the same
  *    drafter errors (a draft with another tokenizer) and the same help through all three.
@@ -183,6 +187,70 @@ static void test_byte_token_runs(void) {
     free(err);
 }
 
+#define PROMPTS "build/test_cli_prompts.txt"
+
+/* moge run --prompts PROMPTS --batch 3 with `flags`: stdout must be, per prompt, "--- prompt K"
+ * and then what moge run -p prints for that prompt alone with the same flags. */
+static void check_prompts_batch(const char *const *prompts, int n, const char *flags) {
+    char args[1024];
+    size_t cap = 1, len = 0;
+    char *want = calloc(1, 1);
+    for (int i = 0; i < n; i++) {
+        snprintf(args, sizeof args, "run %s -p \"%s\"", flags, prompts[i]);
+        CHECKF(MOGE(args) == 0, "moge %s failed", args);
+        char *out = slurp_text(OUT), head[32];
+        snprintf(head, sizeof head, "--- prompt %d\n", i + 1);
+        want = realloc(want, cap += strlen(head) + strlen(out));
+        len += (size_t)sprintf(want + len, "%s%s", head, out);
+        CHECKF(strlen(out) > 20, "moge %s printed only \"%s\"", args, out);
+        free(out);
+    }
+    snprintf(args, sizeof args, "run %s --prompts " PROMPTS " --batch 3 --stats-json build/test_cli_batch.json", flags);
+    int rc = MOGE(args);
+    char *out = slurp_text(OUT), *err = slurp_text(ERR), *j = slurp_text("build/test_cli_batch.json");
+    CHECKF(rc == 0, "moge %s: exit %d: %s", args, rc, err);
+    CHECKF(!strcmp(out, want), "moge %s printed:\n%s\nthe single runs:\n%s", args, out, want);
+    cJSON *root = cJSON_Parse(j);
+    const cJSON *seqs = cJSON_GetObjectItem(root, "sequences"), *totals = cJSON_GetObjectItem(root, "totals");
+    CHECKF(cJSON_IsArray(seqs) && cJSON_GetArraySize(seqs) == n && cJSON_IsObject(totals), "stats JSON: %s", j);
+    double tokens = 0;
+    for (int i = 0; i < cJSON_GetArraySize(seqs); i++) {
+        const cJSON *q = cJSON_GetArrayItem(seqs, i), *k = cJSON_GetObjectItem(q, "prompt"), *t = cJSON_GetObjectItem(q, "tokens");
+        CHECKF(cJSON_IsNumber(k) && k->valueint == i + 1 && cJSON_IsNumber(t) && cJSON_GetArraySize(cJSON_GetObjectItem(q, "ids")) == t->valueint,
+               "stats JSON sequence %d", i);
+        tokens += cJSON_IsNumber(t) ? t->valuedouble : 0;
+    }
+    const cJSON *tt = cJSON_GetObjectItem(totals, "tokens");
+    CHECKF(cJSON_IsNumber(tt) && tt->valuedouble == tokens && tokens > 0, "totals: %g tokens, the sequences %g", cJSON_IsNumber(tt) ? tt->valuedouble : -1, tokens);
+    CHECKF(cJSON_IsNumber(cJSON_GetObjectItem(root, "batch")) && cJSON_GetObjectItem(root, "batch")->valueint == 3, "stats JSON batch");
+    cJSON_Delete(root);
+    free(out); free(err); free(j); free(want);
+}
+
+static void test_run_prompts_batch(void) {
+    static const char *const prompts[] = {"Once upon a time, there was a little robot", "Tom had a red ball. One day,", "The sun was shining",
+                                          "Mia wanted to bake a cake for her friend."};
+    FILE *f = fopen(PROMPTS, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    fprintf(f, "%s\n\n%s\n  \t\n%s\n%s\n", prompts[0], prompts[1], prompts[2], prompts[3]); /* blank lines are skipped */
+    fclose(f);
+    check_prompts_batch(prompts, 4, "-m models/tinystories-moge -n 24 --temp 0");
+    check_prompts_batch(prompts, 4, "-m models/tinystories-moge -d models/tinystories-draft -n 24 --temp 0");
+    static const struct { const char *args; int rc; const char *needle; } cases[] = {
+        {"run -m models/stories260K --batch 3", 2, "--prompts"},
+        {"run -m models/stories260K --prompts " PROMPTS " -p hi", 2, "-p"},
+        {"run -m models/stories260K --prompts " PROMPTS " --batch 0", 2, "--batch"},
+        {"run -m models/stories260K --prompts " PROMPTS " --batch 4097", 2, "--batch"},
+        {"run -m models/stories260K --prompts build/no_such_prompts.txt", 1, "build/no_such_prompts.txt"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) expect_moge_error(cases[i].args, cases[i].rc, cases[i].needle, OUT, ERR);
+    CHECK(MOGE("run --help") == 0);
+    char *out = slurp_text(OUT);
+    CHECKF(strstr(out, "--prompts FILE") && strstr(out, "--- prompt K") && strstr(out, "--batch N"), "run --help: %s", out);
+    free(out);
+}
+
 static void test_errors(void) {
     static const struct { const char *args; int rc; const char *needle; } cases[] = {
         {"run", 2, "-m DIR is required"},
@@ -325,6 +393,6 @@ static void test_shared_help(void) {
 }
 
 int main(void) {
-    RUN_TESTS(T(test_shared_flag_errors), T(test_shared_drafter_errors), T(test_shared_help), T(test_run_greedy_matches_llama2c), T(test_speculative_modes_same_text), T(test_stats_json), T(test_compare), T(test_prompt_not_echoed), T(test_byte_token_runs),
+    RUN_TESTS(T(test_shared_flag_errors), T(test_shared_drafter_errors), T(test_shared_help), T(test_run_greedy_matches_llama2c), T(test_speculative_modes_same_text), T(test_stats_json), T(test_compare), T(test_prompt_not_echoed), T(test_byte_token_runs), T(test_run_prompts_batch),
               T(test_errors), T(test_info), T(test_library_example), T(test_quant_speculative_same_text));
 }
