@@ -55,10 +55,12 @@
  *    for the batch once the prompts are tokenized (cli_batch_context: n_ctx -c, else the longest
  *    prompt used + n_predict + the largest tree of any mode + 1, at most the model's maximum;
  *    n_batch N x (largest tree + 1), at least 64, at most max(N, CLI_BATCH_ROWS_CAP)). Sequence
- *    k (0-based) generates prompt k mod (number of prompts), so the prompt list cycles, with
- *    drafter k of its own (every drafter of a draft model shares the one model loaded). The
- *    warm-up is the whole batch at 16 tokens. The decoder runs no planner: "pred" and "plain"
- *    are "-". Changed meanings: a repeat's tokens/s is every sequence's tokens over the decoder's
+ *    k (0-based) generates prompt k mod (number of prompts), so the prompt list cycles; one
+ *    drafter of -d or --draft-layers serves every sequence (one draft forward per tree level for
+ *    all of them), mode lookup has a drafter per sequence. The warm-up is the whole batch at 16
+ *    tokens. The decoder's planner shares each pass among the sequences (planner_choose_batch;
+ *    --no-adaptive and chain:N / tree:N turn it off); "pred" is its prediction, "plain" the
+ *    sequences' plain steps over their passes. Changed meanings: a repeat's tokens/s is every sequence's tokens over the decoder's
  *    t_decode_s (its steps' time outside prompt prefills; the tokens are the sequences' n_generated,
  *    whose first comes from the prefill, as moge_stats.tokens_per_s counts it); column "tok/s/seq" (JSON
  *    tokens_per_s_per_seq) is that over N; τ is the sequences' tokens over their passes (sums of
@@ -307,14 +309,15 @@ static int prompts_tokenize(prompt_set *p, const moge_tokenizer *tok, int32_t n_
 typedef struct {
     cli_models m;
     int n_drafters;          /* --batch N: N (one per sequence), else 1 */
-    moge_drafter **drafter;  /* (n_drafters) -d or --draft-layers; NULL when not given */
+    moge_drafter **drafter;  /* (n_drafters) -d or --draft-layers (one drafter serving the batch: every
+                                entry is the first); NULL when not given */
     moge_drafter **lookup;   /* (n_drafters) NULL unless mode lookup runs */
 } bench_env;
 
 static void env_free(bench_env *e) {
     for (int k = 0; k < e->n_drafters; k++) {
         if (e->lookup) moge_drafter_free(e->lookup[k]);
-        if (e->drafter) moge_drafter_free(e->drafter[k]);
+        if (e->drafter && (k == 0 || e->drafter[k] != e->drafter[0])) moge_drafter_free(e->drafter[k]);
     }
     free(e->lookup);
     free(e->drafter);
@@ -347,10 +350,15 @@ static int env_load(bench_env *e, const bench_opts *o, prompt_set *p) {
     }
     if (!cli_load_model(&o->c, o->batch ? -1 : 0, &e->m)) return 1;
     if (o->batch && (prompts_tokenize(p, e->m.tok, cli_prompt_limit(&o->c, &e->m)) || !batch_context(e, o, p))) return 1;
-    for (int k = 0; k < e->n_drafters; k++)
-        if ((kind != CLI_DRAFT_NONE && !cli_load_drafter(&o->c, kind, &e->m, &e->drafter[k], NULL, 0)) ||
-            (mode_listed(o, MODE_LOOKUP) && !cli_load_drafter(&o->c, CLI_DRAFT_LOOKUP, &e->m, &e->lookup[k], NULL, 0)))
-            return 1;
+    /* a draft model or layer-skip drafter serves the whole batch (drafter[k] is drafter[0]); prompt
+     * lookup is one drafter per sequence */
+    for (int k = 0; k < e->n_drafters; k++) {
+        if (kind != CLI_DRAFT_NONE) {
+            if (k > 0 && cli_drafter_serves_batch(kind)) e->drafter[k] = e->drafter[0];
+            else if (!cli_load_drafter(&o->c, kind, &e->m, e->n_drafters, &e->drafter[k], NULL, 0)) return 1;
+        }
+        if (mode_listed(o, MODE_LOOKUP) && !cli_load_drafter(&o->c, CLI_DRAFT_LOOKUP, &e->m, 1, &e->lookup[k], NULL, 0)) return 1;
+    }
     return o->batch ? 0 : prompts_tokenize(p, e->m.tok, cli_prompt_limit(&o->c, &e->m));
 }
 

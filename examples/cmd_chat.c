@@ -618,7 +618,7 @@ static void set_spec(chat *c, const char *arg) {
         return;
     }
     if (spec != MOGE_SPEC_NONE && !c->drafter) {
-        if (!cli_load_drafter(c->opts, CLI_DRAFT_LOOKUP, &c->m, &c->drafter, c->drafter_desc, sizeof c->drafter_desc)) {
+        if (!cli_load_drafter(c->opts, CLI_DRAFT_LOOKUP, &c->m, 1, &c->drafter, c->drafter_desc, sizeof c->drafter_desc)) {
             puts("speculation: cannot make a drafter (see the message above)");
             return;
         }
@@ -788,7 +788,7 @@ static bool load(chat *c, chat_opts *o) {
     if (o->c.spec < 0) o->c.spec = kind != CLI_DRAFT_NONE ? MOGE_SPEC_TREE : MOGE_SPEC_NONE;
     /* a drafter given with --spec none is made too, for /spec; chain or tree without one: lookup */
     if ((kind != CLI_DRAFT_NONE || o->c.spec != MOGE_SPEC_NONE) &&
-        !cli_load_drafter(&o->c, kind, &c->m, &c->drafter, c->drafter_desc, sizeof c->drafter_desc))
+        !cli_load_drafter(&o->c, kind, &c->m, 1, &c->drafter, c->drafter_desc, sizeof c->drafter_desc))
         return false;
     c->gp = o->c.gp;
     c->gp.spec = (moge_spec_mode)o->c.spec;

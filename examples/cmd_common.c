@@ -453,7 +453,7 @@ bool cli_batch_context(const cli_common_opts *o, cli_models *m, int32_t n_seq, i
     return new_context(o, m, cp);
 }
 
-bool cli_load_drafter(const cli_common_opts *o, cli_draft_kind kind, cli_models *m, moge_drafter **out, char *desc,
+bool cli_load_drafter(const cli_common_opts *o, cli_draft_kind kind, cli_models *m, int32_t n_seq, moge_drafter **out, char *desc,
                       size_t desc_cap) {
     char err[1024], dir[CLI_PATH_CAP];
     int32_t n_ctx = moge_context_n_ctx(m->ctx);
@@ -464,11 +464,11 @@ bool cli_load_drafter(const cli_common_opts *o, cli_draft_kind kind, cli_models 
                 (st = load_with_progress(o, dir, &m->draft_model, err, sizeof err)) == MOGE_OK)
                 st = moge_tokenizer_load(dir, &m->draft_tok, err, sizeof err);
         }
-        if (st == MOGE_OK) st = moge_drafter_new_model(m->draft_model, m->tok, m->draft_tok, n_ctx, out, err, sizeof err);
+        if (st == MOGE_OK) st = moge_drafter_new_model_seqs(m->draft_model, m->tok, m->draft_tok, n_ctx, n_seq, out, err, sizeof err);
         if (st != MOGE_OK) fprintf(stderr, "moge %s: -d %s (draft model): %s\n", o->cmd, o->draft, err);
         else if (desc) snprintf(desc, desc_cap, "draft model %s", o->draft);
     } else if (kind == CLI_DRAFT_LAYERS) {
-        st = moge_drafter_new_layer_skip(m->model, o->draft_layers, n_ctx, out, err, sizeof err);
+        st = moge_drafter_new_layer_skip_seqs(m->model, o->draft_layers, n_ctx, n_seq, out, err, sizeof err);
         if (st != MOGE_OK) fprintf(stderr, "moge %s: --draft-layers %d: %s\n", o->cmd, (int)o->draft_layers, err);
         else if (desc) snprintf(desc, desc_cap, "the target's first %d layers", (int)o->draft_layers);
     } else {

@@ -5,7 +5,8 @@
  * --prompts FILE (one prompt per line, blank lines skipped, as moge bench --prompts) decodes many
  * prompts through one moge_decoder, --batch N at a time (default 8; at most the number of prompts), with
  * continuous batching: when a sequence stops it is removed and the next prompt takes its slot.
- * Each sequence has a drafter of its own (drafters of a draft model share the one model loaded);
+ * A draft model or layer-skip drafter serves every sequence at once (one draft forward per tree
+ * level for all of them); prompt lookup has a drafter per sequence;
  * the context has N sequences of just the slots the longest prompt, -n and the tree need
  * (cli_batch_context). stdout: for each prompt in file order a line "--- prompt K" (K from 1,
  * counting prompts, not blank lines) and then exactly what `moge run -p PROMPT` with the same
@@ -474,7 +475,11 @@ static int run_prompts(cli_common_opts *o, const char *path, int batch, const ch
         longest = ok && (int32_t)b.it[i].n_ids > longest ? (int32_t)b.it[i].n_ids : longest;
     }
     ok = ok && cli_batch_context(o, &b.m, b.batch, longest, cli_tree_nodes(&gp));
-    for (int k = 0; ok && gp.spec != MOGE_SPEC_NONE && k < b.batch; k++) ok = cli_load_drafter(o, kind, &b.m, &b.dr[k], NULL, 0);
+    /* a draft model or layer-skip drafter serves every sequence (one draft forward per tree level
+     * for all of them); prompt lookup is one drafter per sequence */
+    for (int k = 0; ok && gp.spec != MOGE_SPEC_NONE && k < b.batch; k++)
+        if (k == 0 || !cli_drafter_serves_batch(kind)) ok = cli_load_drafter(o, kind, &b.m, b.batch, &b.dr[k], NULL, 0);
+        else b.dr[k] = b.dr[0];
     moge_status st = MOGE_OK;
     if (ok && (st = moge_decoder_new(b.m.ctx, &b.dec)) != MOGE_OK) {
         fprintf(stderr, "moge run: %s\n", moge_context_error(b.m.ctx));
@@ -506,7 +511,8 @@ static int run_prompts(cli_common_opts *o, const char *path, int batch, const ch
         free(b.it[i].ids);
         printer_free(&b.it[i].pr);
     }
-    for (int k = 0; b.dr && k < b.batch; k++) moge_drafter_free(b.dr[k]);
+    for (int k = 0; b.dr && k < b.batch; k++)
+        if (k == 0 || b.dr[k] != b.dr[0]) moge_drafter_free(b.dr[k]);
     for (int i = 0; i < n_lines; i++) free(lines[i]);
     free(lines);
     free(b.it);
@@ -569,7 +575,7 @@ int cmd_run(int argc, char **argv) {
     int32_t *ids = NULL;
     size_t n_ids = 0;
     printer pr = {0};
-    if (!cli_load_model(&o, 0, &m) || (gp.spec != MOGE_SPEC_NONE && !cli_load_drafter(&o, kind, &m, &drafter, NULL, 0))) goto done;
+    if (!cli_load_model(&o, 0, &m) || (gp.spec != MOGE_SPEC_NONE && !cli_load_drafter(&o, kind, &m, 1, &drafter, NULL, 0))) goto done;
     gp.drafter = drafter;
     if (!prompt_ids(&o, &m, prompt, "the prompt", &ids, &n_ids) || !printer_start(&pr, m.tok, ids, n_ids, false)) goto done;
     moge_stats stats;

@@ -318,12 +318,14 @@ typedef struct {
     int32_t n_batch;   /* most rows one moge_forward() may take, all sequences together; default 512
                           (clamped to n_seq * n_ctx) */
     int32_t n_seq;     /* sequences the context holds, each with its own n_ctx slots (the cache takes
-                          n_seq * n_ctx * kv_bytes_per_token); default 1 */
+                          n_seq * n_ctx * kv_bytes_per_token); default 1. With more than one, a
+                          sequence's rows in one forward are at most MOGE_SEQ_ROWS */
     int32_t n_devices; /* MoE: workers that each own whole expert groups; default 0 = the largest
                           divisor of the group count that does not exceed the model's threads */
 } moge_context_params;
 
 #define MOGE_MAX_SEQ 4096 /* the most sequences one context holds */
+#define MOGE_SEQ_ROWS 512 /* with n_seq > 1: the most rows of one sequence in a forward (and uncommitted) */
 
 moge_context_params moge_context_default_params(void);
 

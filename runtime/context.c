@@ -48,8 +48,10 @@ moge_status moge_context_new(moge_model *m, const moge_context_params *params, m
     ctx->n_ctx = p.n_ctx;
     ctx->n_batch = p.n_batch;
     ctx->n_seq = p.n_seq;
-    /* a sequence's uncommitted rows: at most a batch, and at most its slots */
+    /* a sequence's uncommitted rows: at most a batch, and at most its slots; with several
+     * sequences at most MOGE_SEQ_ROWS (each keeps a visibility matrix of seq_rows² bytes) */
     ctx->seq_rows = p.n_batch < p.n_ctx ? p.n_batch : p.n_ctx;
+    if (p.n_seq > 1 && ctx->seq_rows > MOGE_SEQ_ROWS) ctx->seq_rows = MOGE_SEQ_ROWS;
     int64_t B = p.n_batch, Q = (int64_t)c->n_head * c->head_dim, KV = (int64_t)c->n_head_kv * c->head_dim;
     int64_t max_in = c->n_embd;
     if (c->n_ff > max_in) max_in = c->n_ff;

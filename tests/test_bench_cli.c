@@ -19,8 +19,8 @@
  *  - --batch 3 (the demo pair, every mode, a 2-prompt file): the table gains "tok/s/seq" (the JSON's
  *    tokens_per_s_per_seq, tokens_per_s / 3) and its legend, the JSON "batch": 3 and one id list
  *    per sequence, every mode identical to none, sequence 3 (prompt 1 again: the list cycles) the
- *    same ids as sequence 1 and every sequence the ids the same prompt gets without --batch, no
- *    planner ("pred" and "plain" "-"); --batch 1 runs too;
+ *    same ids as sequence 1 and every sequence the ids the same prompt gets without --batch (the
+ *    batch's planner choosing its trees); --batch 1 runs too;
  *  - bad input: --modes bogus names --modes (exit 2); a missing --prompts file is named (exit 1);
  *    --batch 0, 4097 (above MOGE_MAX_SEQ) or x names --batch (exit 2).
  */
@@ -430,7 +430,7 @@ static void test_batch(void) {
     fputs("Lily and Tom went to the park.\nThe little dog was happy\n", f);
     fclose(f);
     static const char *modes[] = {"none", "chain", "tree", "lookup"};
-    bench_run b = {.modes = modes, .n_modes = 4, .n_prompts = 2, .repeats = 2, .base = "none", .no_adaptive = true, .tree_max = 24, .batch = 3};
+    bench_run b = {.modes = modes, .n_modes = 4, .n_prompts = 2, .repeats = 2, .base = "none", .tree_max = 24, .batch = 3};
     char *out, *err;
     cJSON *root = bench("bench -m models/tinystories-moge -d models/tinystories-draft -n 16 --repeats 2 --lookup --batch 3 "
                         "--prompts build/test_bench_batch.txt", &b, 16, &out, &err);
@@ -452,7 +452,7 @@ static void test_batch(void) {
     }
     cJSON_Delete(single);
     cJSON_Delete(root);
-    bench_run one = {.modes = modes, .n_modes = 3, .n_prompts = 8, .repeats = 1, .base = "none", .no_adaptive = true, .tree_max = 24, .batch = 1};
+    bench_run one = {.modes = modes, .n_modes = 3, .n_prompts = 8, .repeats = 1, .base = "none", .tree_max = 24, .batch = 1};
     cJSON_Delete(bench("bench -m models/tinystories-moge -d models/tinystories-draft -n 8 --repeats 1 --modes none,chain,tree --batch 1", &one, 8, NULL, NULL));
 }
 

@@ -158,6 +158,7 @@ static moge_status prefill(moge_decoder *d) {
             int32_t left = d->used[s] ? seq_prefill_left(&d->g[s], &toks) : 0;
             if (left == 0) continue;
             int32_t n = left < ctx->n_batch - rows ? left : ctx->n_batch - rows;
+            if (n > ctx->seq_rows) n = ctx->seq_rows;
             memcpy(d->tok + rows, toks, (size_t)n * sizeof(int32_t));
             for (int32_t i = 0; i < n; i++) d->seq[rows + i] = s;
             d->pf_slot[runs] = s;

@@ -23,7 +23,7 @@ moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_pr
     moge_moe_stats_reset(ctx);
     const int32_t *toks;
     for (int32_t left; (left = seq_prefill_left(&g, &toks)) > 0;) {
-        moge_batch b = {.n = left < ctx->n_batch ? left : ctx->n_batch, .tokens = toks, .logits_last_only = true};
+        moge_batch b = {.n = left < ctx->seq_rows ? left : ctx->seq_rows, .tokens = toks, .logits_last_only = true};
         const float *logits = NULL;
         if ((st = moge_forward(ctx, &b, &logits)) != MOGE_OK) {
             seq_fail(&g, st);
