@@ -13,6 +13,13 @@
  * count (the log of measured over predicted, averaged), so it follows the machine's load and its
  * own errors.
  *
+ * Batches (verify/decoder.c: s sequences' roots and k draft rows in one pass): the distinct
+ * experts are those of s independent rows plus ρ × the draft rows' excess; once a plain pass of s
+ * sequences was measured, a pass costs that measured time plus the calibration's extra seconds of
+ * the k draft rows (scaled by what the batch's tree passes measured): additive, since what a
+ * one-sequence calibration misses in a batch — every sequence's own KV cache — does not grow
+ * with the draft rows.
+ *
  * Distinct experts of n rows: per MoE layer, with π_e the share of the target's recent rows that
  * chose expert e, independent rows would touch D(n) = Σ_e 1 − (1 − π_e)^n experts; rows of one
  * tree share their context and route alike, so E(n) = E(1) + ρ (D(n) − E(1)) with ρ the observed
@@ -89,6 +96,12 @@ struct planner {
     double d_tab[D_TAB_MAX + 1]; /* D(n) summed over layers */
     int tab_age;
     double log_scale; int n_scale; /* measured over predicted verification time, log, all passes */
+    /* batches (s > 1 sequences): the measured seconds of a plain pass of s sequences (it includes
+     * reading every sequence's KV cache, which the calibration on one sequence's rows does not
+     * see), and the log scale of the draft rows' measured over calibrated extra seconds */
+    double base_t[D_TAB_MAX + 1];
+    int32_t base_n[D_TAB_MAX + 1];
+    double marg_log;
     double pt_log[CAL_MAX_PTS];    /* the same per calibration point (passes of about its rows) */
     int pt_n[CAL_MAX_PTS];
     double t_other;
@@ -384,6 +397,8 @@ moge_status planner_start(moge_context *ctx, int32_t seq, int32_t max_rows, cons
         p->n_scale = 0;
         p->log_scale = 0;
         memset(p->pt_n, 0, sizeof p->pt_n);
+        memset(p->base_n, 0, sizeof p->base_n);
+        p->marg_log = 0;
     }
     p->fixed = is_fixed;
     p->d = NULL;
@@ -471,9 +486,51 @@ static double verify_cost_e(const planner *p, int32_t n, double e) {
 
 static double verify_cost(const planner *p, int32_t n) { return verify_cost_e(p, n, expected_distinct(p, n)); }
 
-/* A pass of s sequences' roots and k draft rows. */
+/* The measured plain pass of s > 1 sequences: its own average, else the nearest measured one's
+ * scaled by the calibration's ratio; -1 when no plain batch pass was measured. */
+static double batch_base(const planner *p, int32_t s) {
+    if (s > D_TAB_MAX) return -1;
+    if (p->base_n[s]) return p->base_t[s];
+    int32_t best = -1;
+    for (int32_t t = 2; t <= D_TAB_MAX; t++)
+        if (p->base_n[t] && (best < 0 || abs(t - s) < abs(best - s))) best = t;
+    if (best < 0) return -1;
+    double rs = cost_raw(&p->cost, s, expected_distinct_batch(p, s, 0)), rb = cost_raw(&p->cost, best, expected_distinct_batch(p, best, 0));
+    return rb > 0 ? p->base_t[best] * rs / rb : -1;
+}
+
+/* A pass of s sequences' roots and k draft rows. One sequence: verify_cost. More, once a plain pass
+ * of the batch was measured: that pass's seconds plus the draft rows' extra seconds of the
+ * calibration (their measured scale) — additive, since what the calibration misses in a batch
+ * (every sequence's own KV cache) does not grow with the draft rows; before: the calibration with
+ * its measured corrections. */
 static double verify_cost_batch(const planner *p, int32_t s, int32_t k) {
-    return s <= 1 ? verify_cost(p, 1 + k) : verify_cost_e(p, s + k, expected_distinct_batch(p, s, k));
+    if (s <= 1) return verify_cost(p, 1 + k);
+    double e0 = expected_distinct_batch(p, s, 0), base = batch_base(p, s);
+    if (base < 0) return verify_cost_e(p, s + k, expected_distinct_batch(p, s, k));
+    if (k == 0) return base;
+    double extra = cost_raw(&p->cost, s + k, expected_distinct_batch(p, s, k)) - cost_raw(&p->cost, s, e0);
+    return base + exp(p->marg_log) * (extra > 0 ? extra : 0);
+}
+
+/* Learns a batch pass of s sequences and n rows (verify_cost_batch's base and draft-row scale). */
+static void observe_batch_cost(planner *p, int32_t s, int32_t n, double e_obs, double verify_s) {
+    if (s <= 1 || s > D_TAB_MAX || verify_s <= 0) return;
+    if (n == s) { /* a plain pass: its sequences' base, averaged */
+        double *b = &p->base_t[s];
+        *b = p->base_n[s] ? 0.8 * *b + 0.2 * verify_s : verify_s;
+        if (p->base_n[s] < (1 << 30)) p->base_n[s]++;
+        return;
+    }
+    double base = batch_base(p, s);
+    double extra = cost_raw(&p->cost, n, e_obs) - cost_raw(&p->cost, s, expected_distinct_batch(p, s, 0));
+    if (base <= 0 || extra <= 0) return;
+    double obs = verify_s - base;
+    if (obs < 0.05 * extra) obs = 0.05 * extra; /* noise: a tree pass measured at or below the plain one */
+    double d = log(obs / extra) - p->marg_log;
+    if (d > 0.7) d = 0.7;
+    if (d < -0.7) d = -0.7;
+    p->marg_log += 0.15 * d;
 }
 
 static double logit_q(double q) {
@@ -724,6 +781,7 @@ void planner_choose_batch(planner *p, int32_t n, const moge_tree *const *trees, 
 static void observe_pass(planner *p, int32_t s, int32_t n, double verify_s, double other_s) {
     moge_context *ctx = p->ctx;
     double e_obs = distinct_sum(ctx);
+    if (!p->fixed) observe_batch_cost(p, s, n, e_obs, verify_s);
     /* the scale of the cost model: measured over predicted, averaged in log space */
     double raw = cost_raw(&p->cost, n, e_obs);
     if (p->fixed) verify_s = other_s = 0;
