@@ -703,6 +703,10 @@ moge_status moge_decoder_step(moge_decoder *d, int32_t *n_running);
 moge_status moge_decoder_seq_stats(const moge_decoder *d, int32_t id, moge_stats *stats, bool *stopped,
                                    moge_status *status);
 
+/* The ids of the sequences that stopped and are not removed yet, in id order: writes at most cap
+ * of them to ids (may be NULL with cap 0) and returns how many there are. */
+int32_t moge_decoder_stopped(const moge_decoder *d, int32_t *ids, int32_t cap);
+
 /* Removes sequence id (stopping it if it still runs) and frees its slot for a new sequence. */
 moge_status moge_decoder_remove(moge_decoder *d, int32_t id);
 

@@ -194,13 +194,19 @@ static int run_cases_ex(models *ms, const seq_case *cases, int n, int n_seq, int
             gp.adaptive = adaptive;
             moge_status st = moge_decoder_add(dec, prompt, cases[i].len, &gp, test_collect, &got[i], &id[i]);
             if (st == MOGE_ERR_CONTEXT_FULL) { /* every slot taken: free the stopped ones */
+                int32_t stopped_ids[64], n_stopped = moge_decoder_stopped(dec, stopped_ids, 64), n_found = 0;
                 for (int j = 0; j < n; j++) {
                     bool stopped = false;
                     if (id[j] >= 0 && moge_decoder_seq_stats(dec, id[j], NULL, &stopped, NULL) == MOGE_OK && stopped) {
+                        bool listed = false;
+                        for (int k = 0; k < n_stopped; k++) listed = listed || stopped_ids[k] == id[j];
+                        CHECK(listed);
+                        n_found++;
                         CHECK(moge_decoder_remove(dec, id[j]) == MOGE_OK);
                         id[j] = -2; /* done */
                     }
                 }
+                CHECK(n_found == n_stopped && moge_decoder_stopped(dec, NULL, 0) == 0);
                 st = moge_decoder_add(dec, prompt, cases[i].len, &gp, test_collect, &got[i], &id[i]);
                 if (st == MOGE_ERR_CONTEXT_FULL) { id[i] = -1; continue; } /* next step */
             }

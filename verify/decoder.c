@@ -379,6 +379,16 @@ moge_status moge_decoder_seq_stats(const moge_decoder *d, int32_t id, moge_stats
     return MOGE_OK;
 }
 
+int32_t moge_decoder_stopped(const moge_decoder *d, int32_t *ids, int32_t cap) {
+    int32_t n = 0;
+    for (int32_t s = 0; d && s < d->n_slots; s++)
+        if (d->used[s] && !d->g[s].go) {
+            if (ids && n < cap) ids[n] = s;
+            n++;
+        }
+    return n;
+}
+
 moge_status moge_decoder_remove(moge_decoder *d, int32_t id) {
     if (!d || id < 0 || id >= d->n_slots || !d->used[id]) return MOGE_ERR_ARG;
     seq_end(&d->g[id]);
