@@ -112,17 +112,15 @@ int32_t cli_tree_nodes(const moge_generate_params *gp);
  * 64, at most CLI_BATCH_ROWS_CAP or n_seq; past it the decoder gives trees fewer nodes).
  * Devices as cli_load_model. False after printing an error. */
 bool cli_batch_context(const cli_common_opts *o, cli_models *m, int32_t n_seq, int32_t longest_prompt, int32_t largest_tree);
-/* A drafter for m's target (with m->ctx's n_ctx): kind MODEL loads -d with the target's model
- * parameters (its tokenizer must equal the target's) on the first call and shares that draft model
- * and tokenizer with the drafters of later calls, LAYERS the target's first --draft-layers layers
- * (both serving n_seq sequences: one drafter for a whole batch, cli_drafter_serves_batch), else
- * prompt lookup (one sequence whatever n_seq). desc (may be NULL) gets a description such as
+/* A drafter for m's target (with m->ctx's n_ctx) serving n_seq sequences (one drafter for a whole
+ * batch): kind MODEL loads -d with the target's model parameters (its tokenizer must equal the
+ * target's) on the first call and shares that draft model and tokenizer with the drafters of later
+ * calls, LAYERS the target's first --draft-layers layers, else prompt lookup (any number). desc (may be NULL) gets a description such as
  * "draft model DIR". False after printing an error that names the flag. The draft model and
  * tokenizer stay in m (one per m); the caller frees *out, before cli_models_free. */
 bool cli_load_drafter(const cli_common_opts *o, cli_draft_kind kind, cli_models *m, int32_t n_seq, moge_drafter **out, char *desc,
                       size_t desc_cap);
-/* Whether kind's drafter serves every sequence of a batch (else each sequence needs its own). */
-static inline bool cli_drafter_serves_batch(cli_draft_kind kind) { return kind == CLI_DRAFT_MODEL || kind == CLI_DRAFT_LAYERS; }
+
 void cli_models_free(cli_models *m);
 
 /* moge_detok_stream_push / _flush into *buf (cap bytes), grown first to what the call may write:

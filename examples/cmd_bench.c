@@ -56,8 +56,8 @@
  *    prompt used + n_predict + the largest tree of any mode + 1, at most the model's maximum;
  *    n_batch N x (largest tree + 1), at least 64, at most max(N, CLI_BATCH_ROWS_CAP)). Sequence
  *    k (0-based) generates prompt k mod (number of prompts), so the prompt list cycles; one
- *    drafter of -d or --draft-layers serves every sequence (one draft forward per tree level for
- *    all of them), mode lookup has a drafter per sequence. The warm-up is the whole batch at 16
+ *    drafter serves every sequence (-d or --draft-layers: one draft forward per tree level for
+ *    all of them; lookup keeps no state). The warm-up is the whole batch at 16
  *    tokens. The decoder's planner shares each pass among the sequences (planner_choose_batch;
  *    --no-adaptive and chain:N / tree:N turn it off); "pred" is its prediction, "plain" the
  *    sequences' plain steps over their passes. Changed meanings: a repeat's tokens/s is every sequence's tokens over the decoder's
@@ -308,23 +308,17 @@ static int prompts_tokenize(prompt_set *p, const moge_tokenizer *tok, int32_t n_
 
 typedef struct {
     cli_models m;
-    int n_drafters;          /* --batch N: N (one per sequence), else 1 */
-    moge_drafter **drafter;  /* (n_drafters) -d or --draft-layers (one drafter serving the batch: every
-                                entry is the first); NULL when not given */
-    moge_drafter **lookup;   /* (n_drafters) NULL unless mode lookup runs */
+    moge_drafter *drafter; /* -d or --draft-layers (with --batch serving every sequence); NULL when not given */
+    moge_drafter *lookup;  /* NULL unless mode lookup runs */
 } bench_env;
 
 static void env_free(bench_env *e) {
-    for (int k = 0; k < e->n_drafters; k++) {
-        if (e->lookup) moge_drafter_free(e->lookup[k]);
-        if (e->drafter && (k == 0 || e->drafter[k] != e->drafter[0])) moge_drafter_free(e->drafter[k]);
-    }
-    free(e->lookup);
-    free(e->drafter);
+    moge_drafter_free(e->lookup);
+    moge_drafter_free(e->drafter);
     cli_models_free(&e->m);
 }
 
-static moge_generate_params mode_params(const bench_opts *o, const bench_env *e, bench_mode bm, int seq);
+static moge_generate_params mode_params(const bench_opts *o, const bench_env *e, bench_mode bm);
 static int prompts_tokenize(prompt_set *p, const moge_tokenizer *tok, int32_t n_ctx);
 
 /* --batch: the batch's context, just large enough for the prompts used, n_predict and the largest
@@ -333,32 +327,22 @@ static bool batch_context(bench_env *e, const bench_opts *o, const prompt_set *p
     int32_t longest = 0, tree = 0;
     for (int i = 0; i < p->n && i < o->batch; i++) longest = p->n_ids[i] > longest ? p->n_ids[i] : longest;
     for (int k = 0; k < o->n_modes; k++) {
-        moge_generate_params gp = mode_params(o, e, o->modes[k], 0);
+        moge_generate_params gp = mode_params(o, e, o->modes[k]);
         tree = cli_tree_nodes(&gp) > tree ? cli_tree_nodes(&gp) : tree;
     }
     return cli_batch_context(&o->c, &e->m, o->batch, longest, tree);
 }
 
-/* The model, the prompts' ids and the drafters (with --batch one of each kind per sequence, over
+/* The model, the prompts' ids and the drafters (with --batch drafters serving every sequence, over
  * a context made for the batch once the prompts' lengths are known). Returns 0 or 1. */
 static int env_load(bench_env *e, const bench_opts *o, prompt_set *p) {
     cli_draft_kind kind = cli_draft_choice(&o->c);
-    e->n_drafters = o->batch ? o->batch : 1;
-    if (!(e->drafter = calloc((size_t)e->n_drafters, sizeof *e->drafter)) || !(e->lookup = calloc((size_t)e->n_drafters, sizeof *e->lookup))) {
-        fprintf(stderr, "moge bench: out of memory\n");
-        return 1;
-    }
+    int32_t n_seq = o->batch ? o->batch : 1;
     if (!cli_load_model(&o->c, o->batch ? -1 : 0, &e->m)) return 1;
     if (o->batch && (prompts_tokenize(p, e->m.tok, cli_prompt_limit(&o->c, &e->m)) || !batch_context(e, o, p))) return 1;
-    /* a draft model or layer-skip drafter serves the whole batch (drafter[k] is drafter[0]); prompt
-     * lookup is one drafter per sequence */
-    for (int k = 0; k < e->n_drafters; k++) {
-        if (kind != CLI_DRAFT_NONE) {
-            if (k > 0 && cli_drafter_serves_batch(kind)) e->drafter[k] = e->drafter[0];
-            else if (!cli_load_drafter(&o->c, kind, &e->m, e->n_drafters, &e->drafter[k], NULL, 0)) return 1;
-        }
-        if (mode_listed(o, MODE_LOOKUP) && !cli_load_drafter(&o->c, CLI_DRAFT_LOOKUP, &e->m, 1, &e->lookup[k], NULL, 0)) return 1;
-    }
+    if ((kind != CLI_DRAFT_NONE && !cli_load_drafter(&o->c, kind, &e->m, n_seq, &e->drafter, NULL, 0)) ||
+        (mode_listed(o, MODE_LOOKUP) && !cli_load_drafter(&o->c, CLI_DRAFT_LOOKUP, &e->m, n_seq, &e->lookup, NULL, 0)))
+        return 1;
     return o->batch ? 0 : prompts_tokenize(p, e->m.tok, cli_prompt_limit(&o->c, &e->m));
 }
 
@@ -404,12 +388,12 @@ static bool collect(int32_t tok, void *user) {
     return true;
 }
 
-/* The generation parameters of a mode for sequence seq of a batch (0 without --batch). */
-static moge_generate_params mode_params(const bench_opts *o, const bench_env *e, bench_mode bm, int seq) {
+/* The generation parameters of a mode (with --batch: of every sequence). */
+static moge_generate_params mode_params(const bench_opts *o, const bench_env *e, bench_mode bm) {
     moge_generate_params gp = o->c.gp;
     mode_id m = bm.kind;
     gp.spec = m == MODE_NONE ? MOGE_SPEC_NONE : m == MODE_TREE ? MOGE_SPEC_TREE : MOGE_SPEC_CHAIN;
-    gp.drafter = m == MODE_NONE ? NULL : m == MODE_LOOKUP ? e->lookup[seq] : e->drafter[seq];
+    gp.drafter = m == MODE_NONE ? NULL : m == MODE_LOOKUP ? e->lookup : e->drafter;
     if (bm.size > 0) { /* chain:N, tree:N: that tree every step */
         gp.adaptive = false;
         if (m == MODE_CHAIN) gp.draft.draft_max = bm.size;
@@ -470,7 +454,7 @@ static int generate_batch(bench_env *e, const bench_opts *o, const prompt_set *p
     moge_decoder *dec = NULL;
     moge_status st = moge_decoder_new(ctx, &dec);
     for (int k = 0; k < o->batch && st == MOGE_OK; k++) {
-        moge_generate_params gp = mode_params(o, e, bm, k);
+        moge_generate_params gp = mode_params(o, e, bm);
         gp.n_predict = n_predict;
         cols[k].n = 0;
         st = moge_decoder_add(dec, p->ids[k % p->n], p->n_ids[k % p->n], &gp, collect, &cols[k], &cols[k].id);
@@ -558,7 +542,7 @@ static double median(const double *v, int n) {
  * cold (the drafter's, the allocator's): 16 tokens of the first prompt, or with --batch of the
  * whole batch. */
 static int warm_up(bench_env *e, const bench_opts *o, const prompt_set *p, bench_mode bm, collector *cols) {
-    moge_generate_params gp = mode_params(o, e, bm, 0);
+    moge_generate_params gp = mode_params(o, e, bm);
     gp.n_predict = gp.n_predict < 16 ? gp.n_predict : 16;
     moge_stats st;
     moge_decoder_stats ds;
@@ -568,7 +552,7 @@ static int warm_up(bench_env *e, const bench_opts *o, const prompt_set *p, bench
 
 /* Repeat `rep` of one mode: a warm-up, then every prompt (--batch: the batch), timed. */
 static int run_turn(bench_env *e, const bench_opts *o, const prompt_set *p, mode_result *r, int rep, collector *cols, progress *pg) {
-    moge_generate_params gp = mode_params(o, e, r->mode, 0);
+    moge_generate_params gp = mode_params(o, e, r->mode);
     if (warm_up(e, o, p, r->mode, cols)) return 1;
     int64_t gen = 0;
     double secs = 0;

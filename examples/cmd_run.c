@@ -5,8 +5,8 @@
  * --prompts FILE (one prompt per line, blank lines skipped, as moge bench --prompts) decodes many
  * prompts through one moge_decoder, --batch N at a time (default 8; at most the number of prompts), with
  * continuous batching: when a sequence stops it is removed and the next prompt takes its slot.
- * A draft model or layer-skip drafter serves every sequence at once (one draft forward per tree
- * level for all of them); prompt lookup has a drafter per sequence;
+ * One drafter serves every sequence at once (a draft model or layer-skip: one draft forward per
+ * tree level for all of them);
  * the context has N sequences of just the slots the longest prompt, -n and the tree need
  * (cli_batch_context). stdout: for each prompt in file order a line "--- prompt K" (K from 1,
  * counting prompts, not blank lines) and then exactly what `moge run -p PROMPT` with the same
@@ -323,7 +323,6 @@ typedef struct {
     moge_stats st;       /* final once done */
     moge_status status;  /* what stopped it (MOGE_OK unless an error) */
     int32_t seq;         /* its id in the decoder while it runs */
-    int drafter;         /* the drafter it runs with (-1: none) */
     bool started, done;
     bool shown;          /* its header and held text are printed: it prints as it goes */
 } run_item;
@@ -335,8 +334,7 @@ typedef struct {
     moge_decoder *dec;
     run_item *it;
     int n, batch, cur;   /* prompts, sequences at once, the first prompt not printed whole */
-    moge_drafter **dr;   /* (batch) */
-    bool *dr_busy;
+    moge_drafter *dr;    /* serves every sequence; NULL without speculation */
     bool failed;         /* a sequence stopped with an error, or its text could not be kept */
 } run_batch;
 
@@ -359,10 +357,7 @@ static void batch_show(run_batch *b) {
 static bool batch_add(run_batch *b, int i) {
     run_item *x = &b->it[i];
     moge_generate_params gp = b->gp;
-    x->drafter = -1;
-    for (int k = 0; gp.spec != MOGE_SPEC_NONE && x->drafter < 0 && k < b->batch; k++)
-        if (!b->dr_busy[k]) x->drafter = k;
-    if (x->drafter >= 0) gp.drafter = b->dr[x->drafter], b->dr_busy[x->drafter] = true;
+    gp.drafter = b->dr;
     if (!printer_start(&x->pr, b->m.tok, x->ids, x->n_ids, !x->shown)) return false;
     moge_status st = moge_decoder_add(b->dec, x->ids, (int32_t)x->n_ids, &gp, print_token, &x->pr, &x->seq);
     if (st != MOGE_OK) {
@@ -382,7 +377,6 @@ static int batch_reap(run_batch *b) {
         if (!x->started || x->done || moge_decoder_seq_stats(b->dec, x->seq, &x->st, &stopped, &x->status) != MOGE_OK || !stopped) continue;
         printer_finish(&x->pr);
         moge_decoder_remove(b->dec, x->seq);
-        if (x->drafter >= 0) b->dr_busy[x->drafter] = false;
         moge_detok_stream_free(x->pr.stream);
         x->pr.stream = NULL;
         x->done = true;
@@ -462,8 +456,7 @@ static int run_prompts(cli_common_opts *o, const char *path, int batch, const ch
     b.n = n_lines;
     b.batch = batch > 0 ? batch : 8;
     b.batch = b.batch < n_lines ? b.batch : n_lines; /* no slots for prompts there are not */
-    if (ok && (!(b.it = calloc((size_t)b.n, sizeof *b.it)) || !(b.dr = calloc((size_t)b.batch, sizeof *b.dr)) ||
-               !(b.dr_busy = calloc((size_t)b.batch, sizeof *b.dr_busy)))) {
+    if (ok && !(b.it = calloc((size_t)b.n, sizeof *b.it))) {
         fprintf(stderr, "moge run: out of memory\n");
         ok = false;
     }
@@ -475,11 +468,8 @@ static int run_prompts(cli_common_opts *o, const char *path, int batch, const ch
         longest = ok && (int32_t)b.it[i].n_ids > longest ? (int32_t)b.it[i].n_ids : longest;
     }
     ok = ok && cli_batch_context(o, &b.m, b.batch, longest, cli_tree_nodes(&gp));
-    /* a draft model or layer-skip drafter serves every sequence (one draft forward per tree level
-     * for all of them); prompt lookup is one drafter per sequence */
-    for (int k = 0; ok && gp.spec != MOGE_SPEC_NONE && k < b.batch; k++)
-        if (k == 0 || !cli_drafter_serves_batch(kind)) ok = cli_load_drafter(o, kind, &b.m, b.batch, &b.dr[k], NULL, 0);
-        else b.dr[k] = b.dr[0];
+    /* one drafter serves every sequence (a draft model: one draft forward per tree level for all) */
+    if (ok && gp.spec != MOGE_SPEC_NONE) ok = cli_load_drafter(o, kind, &b.m, b.batch, &b.dr, NULL, 0);
     moge_status st = MOGE_OK;
     if (ok && (st = moge_decoder_new(b.m.ctx, &b.dec)) != MOGE_OK) {
         fprintf(stderr, "moge run: %s\n", moge_context_error(b.m.ctx));
@@ -511,13 +501,10 @@ static int run_prompts(cli_common_opts *o, const char *path, int batch, const ch
         free(b.it[i].ids);
         printer_free(&b.it[i].pr);
     }
-    for (int k = 0; b.dr && k < b.batch; k++)
-        if (k == 0 || b.dr[k] != b.dr[0]) moge_drafter_free(b.dr[k]);
+    moge_drafter_free(b.dr);
     for (int i = 0; i < n_lines; i++) free(lines[i]);
     free(lines);
     free(b.it);
-    free(b.dr);
-    free(b.dr_busy);
     cli_models_free(&b.m);
     return rc;
 }

@@ -568,7 +568,8 @@ moge_status moge_drafter_new_model_seqs(moge_model *draft, const moge_tokenizer 
 moge_status moge_drafter_new_layer_skip_seqs(moge_model *target, int32_t n_layers, int32_t n_ctx, int32_t n_seq,
                                              moge_drafter **out, char *err, size_t err_size);
 /* Prompt lookup: find the longest recent n-gram (up to ngram_max tokens, default 3) that occurred
- * earlier in the context and propose what followed it; no model. */
+ * earlier in the context and propose what followed it; no model. It keeps no state, so one lookup
+ * drafter serves every sequence of a decoder. */
 moge_status moge_drafter_new_lookup(int32_t ngram_max, moge_drafter **out, char *err, size_t err_size);
 void moge_drafter_free(moge_drafter *d);
 
