@@ -1,18 +1,36 @@
-/* threadpool.c — persistent fork-join pool over pthreads (see threadpool.h). */
+/*
+ * threadpool.c — persistent fork-join pool over pthreads (see threadpool.h).
+ *
+ * A forward runs hundreds of short parallel ops (a matmul of a small model takes microseconds),
+ * so handing work over must cost less than a sleep and a wake-up per op: workers spin on the run
+ * counter for a while after their last task (SPIN_ROUNDS pauses, tens of microseconds) before they
+ * sleep on the condition variable, and the caller spins the same way for the workers to finish.
+ * A pool left idle (between generations, while another pool runs) costs nothing after that.
+ */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
 
 #include "runtime/threadpool.h"
+
+#define SPIN_ROUNDS 4096
 
 struct threadpool {
     int n_threads;
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
-    unsigned long generation; /* bumped by each run */
-    int n_busy;               /* workers still inside the current run */
-    int stop;
+    atomic_ulong generation; /* bumped by each run (under mu) */
+    atomic_int n_busy;       /* workers still inside the current run */
+    atomic_int stop;
+    int n_sleeping;          /* workers waiting on `wake` (under mu) */
+    int caller_sleeping;     /* the caller waits on `done` (under mu) */
     threadpool_fn fn;
     void *arg;
     int n_tasks;
@@ -26,17 +44,24 @@ static void work(threadpool *p) {
 static void *worker(void *arg) {
     threadpool *p = arg;
     unsigned long seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (p->generation == seen && !p->stop) pthread_cond_wait(&p->wake, &p->mu);
-        if (p->stop) break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->mu);
+        for (int i = 0; i < SPIN_ROUNDS && atomic_load(&p->generation) == seen && !atomic_load(&p->stop); i++) cpu_relax();
+        if (atomic_load(&p->generation) == seen && !atomic_load(&p->stop)) {
+            pthread_mutex_lock(&p->mu);
+            p->n_sleeping++;
+            while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->wake, &p->mu);
+            p->n_sleeping--;
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->stop)) break;
+        seen = atomic_load(&p->generation);
         work(p);
-        pthread_mutex_lock(&p->mu);
-        if (--p->n_busy == 0) pthread_cond_signal(&p->done);
+        if (atomic_fetch_sub(&p->n_busy, 1) == 1) { /* the last one out: wake the caller if it sleeps */
+            pthread_mutex_lock(&p->mu);
+            if (p->caller_sleeping) pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -61,7 +86,7 @@ threadpool *threadpool_new(int n_threads) {
 void threadpool_free(threadpool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->stop = 1;
+    atomic_store(&p->stop, 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; p->threads && i < p->n_threads; i++) pthread_join(p->threads[i], NULL);
@@ -79,17 +104,22 @@ void threadpool_run(threadpool *p, int n_tasks, threadpool_fn fn, void *arg) {
         for (int t = 0; t < n_tasks; t++) fn(arg, t);
         return;
     }
-    pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->arg = arg;
     p->n_tasks = n_tasks;
     atomic_store(&p->next, 0);
-    p->n_busy = p->n_threads - 1;
-    p->generation++;
-    pthread_cond_broadcast(&p->wake);
+    atomic_store(&p->n_busy, p->n_threads - 1);
+    pthread_mutex_lock(&p->mu); /* a worker going to sleep checks the counter under mu: no lost wake-up */
+    atomic_fetch_add(&p->generation, 1);
+    if (p->n_sleeping > 0) pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     work(p);
-    pthread_mutex_lock(&p->mu);
-    while (p->n_busy > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < SPIN_ROUNDS && atomic_load(&p->n_busy) > 0; i++) cpu_relax();
+    if (atomic_load(&p->n_busy) > 0) {
+        pthread_mutex_lock(&p->mu);
+        p->caller_sleeping = 1;
+        while (atomic_load(&p->n_busy) > 0) pthread_cond_wait(&p->done, &p->mu);
+        p->caller_sleeping = 0;
+        pthread_mutex_unlock(&p->mu);
+    }
 }
