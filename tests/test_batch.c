@@ -274,10 +274,13 @@ static void test_greedy_equals_alone(void) {
     setenv("MOGE_PLAN_COST", "0.001,0.0002,0", 1);
     int pa = run_cases_ex(&ms, CASES8, 8, 8, 256, D_MODEL, MOGE_SPEC_TREE, 0, true);
     int pb = run_cases_ex(&ms, CASES8, 8, 3, 64, D_SHARED, MOGE_SPEC_TREE, 0, true);
+    /* rows too dear to pay: plain steps, and probes in which only some sequences draft */
+    setenv("MOGE_PLAN_COST", "0.001,0.01", 1);
+    int pd = run_cases_ex(&ms, CASES8, 8, 8, 256, D_SHARED, MOGE_SPEC_TREE, 0, true);
     unsetenv("MOGE_PLAN_COST");
     int pc = run_cases_ex(&ms, CASES8, 8, 8, 128, D_SHARED, MOGE_SPEC_CHAIN, 0, true); /* calibrated */
-    printf("  planner: %d, %d (3 slots), %d (calibrated) differing\n", pa, pb, pc);
-    CHECK(pa == 0 && pb == 0 && pc == 0);
+    printf("  planner: %d, %d (3 slots), %d (probing), %d (calibrated) differing\n", pa, pb, pd, pc);
+    CHECK(pa == 0 && pb == 0 && pd == 0 && pc == 0);
     free_models(&ms);
 }
 

@@ -23,6 +23,8 @@
 #include "verify/planner.h"
 #include "verify/sequence.h"
 
+#define PROBE_SEQS 4 /* planned sequences that draft in a probe (see plan_pass) */
+
 struct moge_decoder {
     moge_context *ctx;
     int32_t n_slots;
@@ -44,6 +46,7 @@ struct moge_decoder {
     double *job_s;         /* (n_slots) drafting seconds charged to each */
     uint8_t *job_done;     /* (n_slots) */
     int32_t *max_rows;     /* (n_slots) rows each unplanned sequence's tree may take */
+    uint64_t probes;       /* the planner's probes so far (which sequences draft in the next) */
     moge_decoder_stats stats;
 };
 
@@ -186,13 +189,11 @@ static moge_status prefill(moge_decoder *d) {
 
 /* Drafts every sequence of the pass: the jobs of a drafter that serves several sequences in one
  * call (one draft forward per level for all), the others one by one. Planned sequences draft
- * `levels` deep and `width` wide; the others their own trees, in at most max_rows[i] rows.
- * Returns the seconds the planned sequences' drafting took. */
-static double draft_all(moge_decoder *d, int32_t n, int32_t levels, int32_t width, const int32_t *max_rows) {
+ * their plan_levels deep and plan_width wide; the others their own trees, in at most max_rows[i]
+ * rows. Returns the seconds the planned sequences' drafting took. */
+static double draft_all(moge_decoder *d, int32_t n, const int32_t *max_rows) {
     for (int32_t i = 0; i < n; i++) {
         seq_gen *g = &d->g[d->pass[i]];
-        g->plan_levels = levels;
-        g->plan_width = width;
         d->job_done[i] = 0;
         d->job_st[i] = MOGE_OK;
         d->job_s[i] = 0;
@@ -255,10 +256,23 @@ static int32_t plan_pass(moge_decoder *d, int32_t *n_forest) {
             if (d->g[s].gp.draft.draft_max > draft_max) draft_max = d->g[s].gp.draft.draft_max;
         }
     }
-    /* one drafting depth for every planned sequence */
+    /* one drafting depth for every planned sequence; while the planner only probes whether
+     * speculation pays again (it found it did not), PROBE_SEQS of them draft, in turn, the others
+     * take a plain step: the probe asks whether speculating pays at the margin, which a few
+     * sequences answer at a fraction of the batch's drafting */
     int32_t levels = 0, width = 1 << 20;
     bool planned = d->pl && n_planned > 0;
     if (planned) levels = planner_depth(d->pl, draft_max, &width);
+    int32_t probe_first = -1;
+    if (levels > 0 && n_planned > PROBE_SEQS && planner_probing(d->pl)) probe_first = (int32_t)(d->probes++ % (uint64_t)n_planned);
+    for (int32_t i = 0, k = 0; i < n; i++) {
+        seq_gen *g = &d->g[d->pass[i]];
+        if (!g->batch_planned) continue;
+        int32_t rel = probe_first < 0 ? 0 : (k - probe_first + n_planned) % n_planned;
+        g->plan_levels = rel < PROBE_SEQS ? levels : 0;
+        g->plan_width = width;
+        k++;
+    }
     /* the others' trees as asked when they all fit, else the rows left after the roots shared out */
     int64_t want = n_planned;
     int32_t n_trees_fixed = 0;
@@ -273,7 +287,7 @@ static int32_t plan_pass(moge_decoder *d, int32_t *n_forest) {
         const seq_gen *g = &d->g[d->pass[i]];
         d->max_rows[i] = want <= ctx->n_batch || g->tree_cap <= 1 ? g->tree_cap : 1 + share;
     }
-    double draft_s = draft_all(d, n, levels, width, d->max_rows);
+    double draft_s = draft_all(d, n, d->max_rows);
     /* the fixed trees' rows are verified as drafted; the planner has the rest */
     int32_t fixed_rows = 0, n_trees = 0, drafted = 1;
     for (int32_t i = 0; i < n; i++) {

@@ -876,6 +876,8 @@ double planner_expert_bytes(const moge_context *ctx) {
     return per * distinct_sum(ctx);
 }
 
+bool planner_probing(const planner *p) { return p && p->d && p->d->wait > 2; }
+
 double planner_predicted_speedup(const planner *p) {
     if (!p || p->steps == 0 || p->pred_time <= 0 || p->plain_time <= 0) return 0;
     return (p->pred_tok / p->pred_time) / ((double)p->steps / p->plain_time);

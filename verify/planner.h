@@ -66,6 +66,10 @@ void planner_choose_batch(planner *p, int32_t n, const moge_tree *const *trees, 
 void planner_observe_batch(planner *p, int32_t n, const moge_tree *const *trees, const int32_t *const *paths,
                            const int32_t *n_paths, double verify_s, double other_s);
 
+/* Whether the planner decodes plainly and only probes now and then whether speculating pays again
+ * (its last drafting steps promised less than the margin over plain decoding). */
+bool planner_probing(const planner *p);
+
 /* Bytes of routed-expert weights the context's last forward read (0 for a dense model). */
 double planner_expert_bytes(const moge_context *ctx);
 
