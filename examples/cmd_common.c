@@ -410,6 +410,21 @@ static bool new_context(const cli_common_opts *o, cli_models *m, moge_context_pa
     return true;
 }
 
+/* A tokenizer whose ids reach past the model's vocab_size would feed the model ids it has no
+ * embedding for (and the model's ids would not cover the tokenizer): refused, naming both files
+ * and sizes. A smaller tokenizer is usual (padded embedding tables). False after printing. */
+static bool cli_tokenizer_fits(const cli_common_opts *o, const char *tok_path, const moge_tokenizer *tok, const char *model_dir,
+                               const moge_model_info *info) {
+    int32_t n = moge_tokenizer_n_vocab(tok);
+    if (n <= info->n_vocab) return true;
+    size_t l = strlen(tok_path);
+    bool is_dir = l < 5 || strcmp(tok_path + l - 5, ".json") != 0;
+    fprintf(stderr, "moge %s: %s%s%s has %d token ids but %s%sconfig.json has vocab_size %d: this tokenizer does not belong to this model\n",
+            o->cmd, tok_path, is_dir && tok_path[l ? l - 1 : 0] != '/' ? "/" : "", is_dir ? "tokenizer.json" : "", (int)n, model_dir,
+            model_dir[0] && model_dir[strlen(model_dir) - 1] != '/' ? "/" : "", (int)info->n_vocab);
+    return false;
+}
+
 bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m) {
     char err[1024], dir[CLI_PATH_CAP];
     if (moge_resolve_model(o->model, dir, sizeof dir, err, sizeof err) != MOGE_OK ||
@@ -423,6 +438,7 @@ bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m) {
         return false;
     }
     moge_model_get_info(m->model, &m->info);
+    if (!cli_tokenizer_fits(o, o->tokenizer ? o->tokenizer : dir, m->tok, dir, &m->info)) return false;
     if (max_ctx < 0) return true; /* the caller makes its context (cli_batch_context) */
     moge_context_params cp = o->cp;
     if (cp.n_ctx == 0 && max_ctx > 0) cp.n_ctx = m->info.max_position < max_ctx ? m->info.max_position : max_ctx;
@@ -463,6 +479,11 @@ bool cli_load_drafter(const cli_common_opts *o, cli_draft_kind kind, cli_models 
             if ((st = moge_resolve_model(o->draft, dir, sizeof dir, err, sizeof err)) == MOGE_OK &&
                 (st = load_with_progress(o, dir, &m->draft_model, err, sizeof err)) == MOGE_OK)
                 st = moge_tokenizer_load(dir, &m->draft_tok, err, sizeof err);
+            if (st == MOGE_OK) {
+                moge_model_info di;
+                moge_model_get_info(m->draft_model, &di);
+                if (!cli_tokenizer_fits(o, dir, m->draft_tok, dir, &di)) return false;
+            }
         }
         if (st == MOGE_OK) st = moge_drafter_new_model_seqs(m->draft_model, m->tok, m->draft_tok, n_ctx, n_seq, out, err, sizeof err);
         if (st != MOGE_OK) fprintf(stderr, "moge %s: -d %s (draft model): %s\n", o->cmd, o->draft, err);

@@ -10,6 +10,7 @@
 
 #include "runtime/errors.h"
 #include "runtime/fileio.h"
+#include "runtime/json_num.h"
 #include "runtime/model.h"
 #include "runtime/quant.h"
 
@@ -31,9 +32,10 @@ static moge_status get_int(const cJSON *root, const char *path, const char *key,
         *out = def;
         return MOGE_OK;
     }
-    if (!cJSON_IsNumber(j) || j->valuedouble != floor(j->valuedouble) || j->valuedouble < 1 || j->valuedouble > 1e9)
+    int32_t v;
+    if (!json_int32(j, 1, 1000000000, &v))
         return set_err(err, n, MOGE_ERR_FORMAT, "%s: \"%s\" must be a positive integer (found %s)", path, key, json_type_name(j));
-    *out = (int)j->valuedouble;
+    *out = v;
     return MOGE_OK;
 }
 
@@ -60,9 +62,11 @@ static moge_status get_token_id(const cJSON *root, const char *path, const char 
     *out = -1;
     if (cJSON_IsArray(j)) j = cJSON_GetArrayItem(j, 0);
     if (!j || cJSON_IsNull(j)) return MOGE_OK;
-    if (!cJSON_IsNumber(j) || j->valuedouble < 0 || j->valuedouble != floor(j->valuedouble))
-        return set_err(err, n, MOGE_ERR_FORMAT, "%s: \"%s\" must be a token id (found %s)", path, key, json_type_name(j));
-    *out = (int)j->valuedouble;
+    int32_t v;
+    if (!json_int32(j, 0, INT32_MAX - 1, &v))
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: \"%s\" must be a token id, an integer from 0 (found %s)", path, key,
+                       cJSON_IsNumber(j) ? "a number out of range" : json_type_name(j));
+    *out = v;
     return MOGE_OK;
 }
 
@@ -239,8 +243,13 @@ static moge_status parse(model_config *c, const cJSON *root, const char *path, c
     }
     const cJSON *usw = cJSON_GetObjectItemCaseSensitive(root, "use_sliding_window");
     const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
-    if (cJSON_IsNumber(sw) && !cJSON_IsFalse(usw) && sw->valuedouble < c->max_position)
-        c->max_position = (int)sw->valuedouble; /* sliding-window attention is not implemented: never exceed the window */
+    if (sw && !cJSON_IsNull(sw) && !cJSON_IsFalse(usw)) {
+        int32_t w;
+        if (!json_int32(sw, 1, 1000000000, &w))
+            return set_err(err, n, MOGE_ERR_FORMAT, "%s: \"sliding_window\" must be a positive integer (found %s)", path,
+                           cJSON_IsNumber(sw) ? "a number out of range" : json_type_name(sw));
+        if (w < c->max_position) c->max_position = w; /* sliding-window attention is not implemented: never exceed the window */
+    }
 
     TRY(parse_quantization(c, root, path, err, n));
 

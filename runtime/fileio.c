@@ -1,16 +1,53 @@
 /* fileio.c — small file helpers shared by the loaders. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "runtime/errors.h"
 #include "runtime/fileio.h"
 
+moge_status file_open_regular(const char *path, int *fd_out, struct stat *sb, char *err, size_t n) {
+    *fd_out = -1;
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return set_err(err, n, MOGE_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return set_err(err, n, MOGE_ERR_IO, "%s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        const char *what = S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" :
+                           S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : S_ISSOCK(st.st_mode) ? "a socket" : "special";
+        return set_err(err, n, MOGE_ERR_IO, "%s: not a regular file (it is %s)", path, what);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        int e = errno;
+        close(fd);
+        return set_err(err, n, MOGE_ERR_IO, "%s: %s", path, strerror(e));
+    }
+    if (sb) *sb = st;
+    *fd_out = fd;
+    return MOGE_OK;
+}
+
 moge_status read_whole_file(const char *path, char **out, size_t *len, char *err, size_t n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return set_err(err, n, MOGE_ERR_IO, "%s: %s", path, strerror(errno));
+    int fd;
+    moge_status st = file_open_regular(path, &fd, NULL, err, n);
+    if (st != MOGE_OK) return st;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        return set_err(err, n, MOGE_ERR_IO, "%s: %s", path, strerror(e));
+    }
     char *buf = NULL;
     size_t cap = 0, used = 0;
     for (;;) {

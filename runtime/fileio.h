@@ -5,7 +5,14 @@
 #include <stddef.h>
 #include "moge.h"
 
-/* Reads a whole file into a NUL-terminated malloc'd buffer (*out, length *len without the NUL).
+struct stat;
+
+/* Opens path read-only (close-on-exec) into *fd, refusing anything but a regular file: a FIFO,
+ * device, socket or directory is an error naming the path (opened non-blocking first, so a FIFO
+ * without a writer cannot hang the open). *sb (when not NULL) gets its fstat. */
+moge_status file_open_regular(const char *path, int *fd, struct stat *sb, char *err, size_t err_size);
+
+/* Reads a whole regular file (file_open_regular) into a NUL-terminated malloc'd buffer (*out, length *len without the NUL).
  * Errors name the path. */
 moge_status read_whole_file(const char *path, char **out, size_t *len, char *err, size_t err_size);
 

@@ -17,6 +17,7 @@
 
 #include "runtime/errors.h"
 #include "runtime/fileio.h"
+#include "runtime/json_num.h"
 #include "runtime/quant.h"
 #include "runtime/safetensors.h"
 
@@ -34,13 +35,10 @@ static size_t st_dtype_bytes(const char *s) {
 
 /* Maps one file and appends its entries to the table. */
 static moge_status st_add_file(st_table *t, const char *path, char *err, size_t n) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return set_err(err, n, MOGE_ERR_IO, "%s: %s", path, strerror(errno));
+    int fd;
     struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        close(fd);
-        return set_err(err, n, MOGE_ERR_IO, "%s: %s", path, strerror(errno));
-    }
+    moge_status ost = file_open_regular(path, &fd, &sb, err, n);
+    if (ost != MOGE_OK) return ost;
     size_t size = (size_t)sb.st_size;
     if (size < 8) {
         close(fd);
@@ -128,15 +126,14 @@ static moge_status st_add_file(st_table *t, const char *path, char *err, size_t 
         uint64_t numel = 1;
         int d = 0, bad = 0;
         for (cJSON *dim = js->child; dim; dim = dim->next, d++) {
-            if (!cJSON_IsNumber(dim) || dim->valuedouble < 0 || dim->valuedouble > 9.0e15 ||
-                dim->valuedouble != (double)(int64_t)dim->valuedouble) { bad = 1; break; }
-            e.shape[d] = (int64_t)dim->valuedouble;
+            if (!json_integer(dim, 0, 9.0e15, &e.shape[d])) { bad = 1; break; }
             if (e.shape[d] != 0 && numel > UINT64_MAX / 16 / (uint64_t)e.shape[d]) { bad = 1; break; }
             numel *= (uint64_t)e.shape[d];
         }
-        double b = cJSON_GetArrayItem(jo, 0)->valuedouble, en = cJSON_GetArrayItem(jo, 1)->valuedouble;
-        if (bad || !cJSON_IsNumber(cJSON_GetArrayItem(jo, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(jo, 1)) ||
-            b < 0 || en < b || b != (double)(uint64_t)b || en != (double)(uint64_t)en) {
+        /* offsets up to 2^53 (9e15 bytes): every such double is an exact integer */
+        int64_t b = 0, en = 0;
+        if (bad || !json_integer(cJSON_GetArrayItem(jo, 0), 0, 9.0e15, &b) || !json_integer(cJSON_GetArrayItem(jo, 1), 0, 9.0e15, &en) ||
+            en < b) {
             st = set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s: invalid shape or data_offsets", path, name);
             break;
         }

@@ -251,7 +251,17 @@ static void test_run_prompts_batch(void) {
     free(out);
 }
 
+#define MISMATCH "build/test_cli_vocab_mismatch"
+#define FIFO_MODEL "build/test_cli_fifo_model"
+
 static void test_errors(void) {
+    /* stories260K's config and weights (vocab_size 512) with Qwen3's tokenizer (151669 ids); a
+     * directory whose model.safetensors is a FIFO */
+    CHECK(system("rm -rf " MISMATCH " " FIFO_MODEL " && mkdir -p " MISMATCH " " FIFO_MODEL " && "
+                 "ln -s \"$PWD/models/stories260K/config.json\" \"$PWD/models/stories260K/model.safetensors\" " MISMATCH "/ && "
+                 "ln -s \"$PWD/tests/fixtures/tokenizers/qwen3/tokenizer.json\" " MISMATCH "/ && "
+                 "cp models/stories260K/config.json models/stories260K/tokenizer.json " FIFO_MODEL "/ && "
+                 "mkfifo " FIFO_MODEL "/model.safetensors") == 0);
     static const struct { const char *args; int rc; const char *needle; } cases[] = {
         {"run", 2, "-m DIR is required"},
         {"run -m", 2, "-m needs a value"},
@@ -267,6 +277,13 @@ static void test_errors(void) {
         {"run -m models/stories260K --quant q3", 2, "--quant"},
         {"run -m models/stories260K --threads 0", 2, "--threads"},
         {"run -m models/stories260K --draft-max", 2, "--draft-max needs a value"},
+        /* issue 18, defect 4: a tokenizer larger than the model's vocabulary (made below) */
+        {"run -m " MISMATCH " -p hi -n 1", 1, MISMATCH "/tokenizer.json has 151669 token ids but " MISMATCH "/config.json has vocab_size 512"},
+        {"chat -m " MISMATCH " -n 1", 1, "has vocab_size 512"},
+        {"bench -m " MISMATCH " --modes none -n 1", 1, "has 151669 token ids"},
+        {"run -m models/stories260K -d " MISMATCH " --spec chain -p hi -n 1", 1, "has vocab_size 512"},
+        /* defect 5: a FIFO as the weights */
+        {"info -m " FIFO_MODEL, 1, FIFO_MODEL "/model.safetensors: not a regular file"},
         {"frob", 2, "unknown command"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

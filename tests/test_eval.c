@@ -196,7 +196,9 @@ static void test_moe_load(void) {
 
 static void test_errors(void) {
     CHECK(shell("mkdir -p build && printf 'Hi there.\\n<|endoftext|>\\nBye.\\n' >build/test_eval_short.txt && "
-                "printf 'caf\\351\\n' >build/test_eval_latin1.txt && rm -f build/test_eval_none.json") == 0);
+                "printf 'caf\\351\\n' >build/test_eval_latin1.txt && rm -f build/test_eval_none.json && "
+                "mkdir -p build/test_eval_nobos && "
+                "printf '{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}' >build/test_eval_nobos/tokenizer.json") == 0);
     static const struct { const char *args; int rc; const char *needle; } cases[] = {
         {"eval -f tests/fixtures/eval/tinystories-6.txt", 2, "-m DIR is required"},
         {"eval -m models/stories260K", 2, "-f FILE is required"},
@@ -213,10 +215,11 @@ static void test_errors(void) {
         {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --frob", 2, "unknown option \"--frob\""},
         {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --temp 0", 2, "unknown option \"--temp\""},
         {"eval -m tests/fixtures/moe/pangu_16e4g -f tests/fixtures/eval/tinystories-6.txt", 1, "tokenizer.json"},
-        {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --tokenizer tests/fixtures/tokenizers/qwen3", 1,
+        {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --tokenizer build/test_eval_nobos", 1,
          "has no BOS token: give --no-bos"},
+        /* a tokenizer larger than the model's vocabulary is refused at load (issue 18, defect 4) */
         {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --tokenizer tests/fixtures/tokenizers/qwen3 --no-bos", 1,
-         "outside the model's vocabulary of 512"},
+         "tests/fixtures/tokenizers/qwen3/tokenizer.json has 151669 token ids but models/stories260K/config.json has vocab_size 512"},
         {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --tokenizer no/such/tok", 1, "--tokenizer no/such/tok"},
         {"eval -m no/such/model -f tests/fixtures/eval/tinystories-6.txt", 1, "no/such/model"},
     };

@@ -6,6 +6,8 @@
  */
 #include "harness.h"
 #include "moge.h"
+#include <sys/stat.h>
+#include <unistd.h>
 
 static moge_status status_from_name(const char *s) {
     static const struct { const char *name; moge_status st; } t[] = {
@@ -117,6 +119,41 @@ static void test_load_progress(void) {
     }
 }
 
+/* Issue 18, defect 5: a FIFO (or any non-regular file) as config.json, model.safetensors or a
+ * shard is refused, naming it, instead of blocking in open() for a writer that never comes. */
+static void test_fifo_refused(void) {
+    static const char *const names[] = {"model.safetensors", "config.json", "model-00001-of-00002.safetensors"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char dir[] = "/tmp/moge_fifo_XXXXXX", path[128], cmd[256], err[512] = "";
+        CHECK(mkdtemp(dir) != NULL);
+        snprintf(cmd, sizeof cmd, "cp tests/fixtures/broken/valid/* %s/", dir);
+        CHECK(system(cmd) == 0);
+        if (i == 2) { /* a sharded model whose first shard is a FIFO */
+            snprintf(path, sizeof path, "%s/model.safetensors", dir);
+            remove(path);
+            snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+            FILE *f = fopen(path, "w");
+            CHECK(f != NULL);
+            if (f) {
+                fputs("{\"metadata\": {}, \"weight_map\": {\"lm_head.weight\": \"model-00001-of-00002.safetensors\"}}\n", f);
+                fclose(f);
+            }
+        }
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        remove(path);
+        CHECK(mkfifo(path, 0600) == 0);
+        moge_model *m = NULL;
+        alarm(30); /* a regression blocks in open(): die rather than hang the suite */
+        moge_status st = moge_model_load(dir, NULL, &m, err, sizeof err);
+        alarm(0);
+        CHECKF(st == MOGE_ERR_IO && m == NULL && strstr(err, path) && strstr(err, "not a regular file"), "%s as a FIFO: %s (%s)",
+               names[i], moge_status_str(st), err);
+        moge_model_free(m);
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        CHECK(system(cmd) == 0);
+    }
+}
+
 static void test_bad_arguments(void) {
     char err[256];
     moge_model *m = NULL;
@@ -132,5 +169,5 @@ static void test_bad_arguments(void) {
 }
 
 int main(void) {
-    RUN_TESTS(T(test_broken_fixtures), T(test_valid_fixture), T(test_real_configs), T(test_load_progress), T(test_bad_arguments));
+    RUN_TESTS(T(test_broken_fixtures), T(test_valid_fixture), T(test_real_configs), T(test_load_progress), T(test_fifo_refused), T(test_bad_arguments));
 }

@@ -719,6 +719,93 @@ static void test_malformed_files(void) {
     CHECK(strstr(err, "tokenizers/tokenizer.json") != NULL);
 }
 
+/* ---- hostile files (issue 18) -------------------------------------------------------------- */
+
+#define HOSTILE_MODEL "\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": []}"
+#define TEMPLATE_IDS(ids) HOSTILE_MODEL ", \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": " \
+    "[{\"SpecialToken\": {\"id\": \"<s>\"}}, {\"Sequence\": {\"id\": \"A\"}}], \"special_tokens\": {\"<s>\": {\"ids\": " ids "}}}"
+
+static void test_hostile_files(void) {
+    /* Defect 1: a raw 0xF0 byte in a Replace normalizer's content, then a Split on ".": the match
+     * ran past the normalized text. Invalid UTF-8 in any string is refused at load, naming it. */
+    expect_load_error("{" HOSTILE_MODEL ", \"normalizer\": {\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}, "
+                      "\"content\": \"\xf0\"}, \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"String\": \".\"}, "
+                      "\"behavior\": \"Isolated\"}}",
+                      MOGE_ERR_FORMAT, "normalizer.content: invalid UTF-8");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"\xf0\": 1}, \"merges\": []}}", MOGE_ERR_FORMAT,
+                      "model.vocab: invalid UTF-8 in a key");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"\xc3\xa9\": 1}, \"merges\": [\"a \xe4\xb8\"]}}",
+                      MOGE_ERR_FORMAT, "model.merges[0]: invalid UTF-8");
+    expect_load_error("{" HOSTILE_MODEL ", \"added_tokens\": [{\"id\": 3, \"content\": \"x\xff\"}]}", MOGE_ERR_FORMAT,
+                      "added_tokens[0].content: invalid UTF-8");
+    /* and no regex match may end past its subject, whatever bytes it is given */
+    char msg[128];
+    tk_regex *re = tk_regex_new(".", 1, true, msg, sizeof msg);
+    CHECK(re != NULL);
+    if (re) {
+        char *buf = malloc(8);
+        memcpy(buf, "\xf0.\xf0.....", 8);
+        tk_matcher *m = NULL;
+        for (size_t n = 1; n <= 8; n++) {
+            size_t a = 0, b = 0;
+            int rc = tk_regex_next(re, &m, buf, n, 0, &a, &b);
+            CHECKF(rc != 1 || (a <= b && b <= n), "match [%zu, %zu) past a subject of %zu bytes", a, b, n);
+        }
+        tk_matcher_free(m);
+        free(buf);
+        tk_regex_free(re);
+    }
+    /* Defect 3: numbers out of range are refused before any cast (UBSan: float-cast-overflow). */
+    expect_load_error("{" HOSTILE_MODEL ", \"added_tokens\": [{\"id\": 1e10, \"content\": \"<x>\"}]}", MOGE_ERR_FORMAT,
+                      "added_tokens[0].id");
+    expect_load_error("{" TEMPLATE_IDS("[1e10]") "}", MOGE_ERR_FORMAT, "special_tokens[\"<s>\"].ids: id 10000000000");
+    expect_load_error("{" HOSTILE_MODEL ", \"decoder\": {\"type\": \"Strip\", \"content\": \" \", \"start\": 1e300, "
+                      "\"stop\": 0}}", MOGE_ERR_FORMAT, "start and stop");
+    expect_load_error("{" HOSTILE_MODEL ", \"post_processor\": {\"type\": \"BertProcessing\", \"cls\": [\"[CLS]\", 1e10], "
+                      "\"sep\": [\"[SEP]\", 1]}}", MOGE_ERR_FORMAT, "post_processor.cls: id 10000000000");
+    /* Defect 4: special ids that are negative or outside the vocabulary are refused at load. */
+    expect_load_error("{" TEMPLATE_IDS("[-1]") "}", MOGE_ERR_FORMAT, "special_tokens[\"<s>\"].ids: id -1");
+    expect_load_error("{" TEMPLATE_IDS("[3]") "}", MOGE_ERR_FORMAT, "special token id 3 is outside the vocabulary (3 ids");
+    expect_load_error("{" HOSTILE_MODEL ", \"post_processor\": {\"type\": \"BertProcessing\", \"cls\": [\"[CLS]\", 0], "
+                      "\"sep\": [\"[SEP]\", -2]}}", MOGE_ERR_FORMAT, "post_processor.sep: id -2");
+    expect_load_error("{" HOSTILE_MODEL ", \"post_processor\": {\"type\": \"BertProcessing\", \"cls\": [\"[CLS]\", 0], "
+                      "\"sep\": [\"[SEP]\", 70000]}}", MOGE_ERR_FORMAT, "special token id 70000 is outside the vocabulary");
+    moge_tokenizer *t = tiny("{" TEMPLATE_IDS("[2]") "}");
+    if (t) {
+        CHECK(enc_is(t, "ab", IDS(0, 1)));
+        moge_tokenizer_free(t);
+    }
+    /* Defect 3: a word that encodes to no id (no unk token) must not add an offset to a NULL id
+     * list (UBSan: pointer-overflow), through the word cache and the streaming plan alike. */
+    t = tiny("{" HOSTILE_MODEL "}");
+    if (t) {
+        CHECK(enc_is(t, "xyz", NO_IDS));
+        CHECK(enc_is(t, "xyz xyz", NO_IDS));
+        moge_tokenizer_free(t);
+    }
+    t = tiny("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"\xc4\xa0\": 1}, \"merges\": []}, \"pre_tokenizer\": "
+             "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": true}}");
+    if (t) {
+        CHECK(enc_is(t, "xyz", NO_IDS));
+        CHECK(enc_is(t, "xyz xyz a", IDS(1, 1, 0)));
+        moge_tokenizer_free(t);
+    }
+    /* Defect 5: a FIFO named tokenizer.json is refused without blocking. */
+    char dir[] = "/tmp/moge_fifo_XXXXXX", path[64], err[256] = "";
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    CHECK(mkfifo(path, 0600) == 0);
+    t = NULL;
+    alarm(30); /* a regression blocks in open(): die rather than hang the suite */
+    moge_status st = moge_tokenizer_load(dir, &t, err, sizeof err);
+    alarm(0);
+    CHECKF(st == MOGE_ERR_IO && t == NULL && strstr(err, path) && strstr(err, "not a regular file"), "FIFO: %s (%s)",
+           moge_status_str(st), err);
+    moge_tokenizer_free(t);
+    remove(path);
+    rmdir(dir);
+}
+
 /* ---- pipeline components on tiny tokenizers ----------------------------------------------- */
 
 static void test_merges_string_and_pair_forms(void) {
@@ -1304,5 +1391,5 @@ int main(void) {
               T(test_digits_bytelevel_metaspace), T(test_normalizers), T(test_decoders), T(test_chat_templates),
               T(test_fast_regex_matches_pcre2), T(test_unicode_forms_by_runs),
               T(test_streaming_pretokenizer_matches_steps), T(test_vocab_scanner_matches_cjson),
-              T(test_word_cache_keeps_ignore_merges));
+              T(test_word_cache_keeps_ignore_merges), T(test_hostile_files));
 }

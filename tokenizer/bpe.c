@@ -17,6 +17,7 @@
  * the common characters) and its pieces go through the cache one by one.
  */
 #include "tokenizer/tokenizer.h"
+#include "runtime/json_num.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -178,8 +179,8 @@ static moge_status parse_vocab(const cJSON *vocab, const char *file, tk_bpe *bpe
         if (!cJSON_IsObject(vocab))
             return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: model.vocab: missing or not an object", file);
         for (const cJSON *e = vocab->child; e; e = e->next) {
-            double d = e->valuedouble;
-            if (!cJSON_IsNumber(e) || d < 0 || d > 2147483646.0 || d != floor(d))
+            int32_t id;
+            if (!json_int32(e, 0, INT32_MAX - 1, &id))
                 return tk_fail(err, err_size, MOGE_ERR_FORMAT,
                                "%s: model.vocab[\"%.60s\"]: expected a non-negative integer id", file, e->string);
             n++;
@@ -194,7 +195,8 @@ static moge_status parse_vocab(const cJSON *vocab, const char *file, tk_bpe *bpe
                 free(ents);
                 return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
             }
-            ents[i] = (tk_vocab_ent){str, (uint32_t)len, (int32_t)e->valuedouble};
+            ents[i] = (tk_vocab_ent){str, (uint32_t)len, 0};
+            json_int32(e, 0, INT32_MAX - 1, &ents[i].id); /* checked above */
         }
     }
     int64_t max_id = -1;
@@ -568,7 +570,8 @@ static int encode_cached(const tk_bpe *bpe, const char *w, size_t n, tk_ids *out
     if (v) return tk_ids_append(out, v, k);
     size_t before = out->n;
     if (encode_word(bpe, w, n, out)) return -1;
-    return tk_wcache_put(cache, w, n, h, out->v + before, out->n - before);
+    /* a word without ids (no unk token) is not cached: out->v may still be NULL */
+    return out->n > before ? tk_wcache_put(cache, w, n, h, out->v + before, out->n - before) : 0;
 }
 
 int tk_bpe_encode(const tk_bpe *bpe, const char *w, size_t n, tk_ids *out, tk_wcache *cache) {

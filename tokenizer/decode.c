@@ -13,6 +13,7 @@
  * one-shot result, and every emitted piece is whole UTF-8 characters.
  */
 #include "tokenizer/tokenizer.h"
+#include "runtime/json_num.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -135,10 +136,11 @@ static moge_status parse_into(tk_decoder *d, const cJSON *j, const char *where, 
         if (st) return st;
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "start");
         const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "stop");
-        if (!cJSON_IsNumber(a) || a->valuedouble < 0 || !cJSON_IsNumber(b) || b->valuedouble < 0)
+        int64_t start, stop;
+        if (!json_integer(a, 0, 1e9, &start) || !json_integer(b, 0, 1e9, &stop))
             return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: start and stop must be non-negative integers", where);
-        s->start = (size_t)a->valuedouble;
-        s->stop = (size_t)b->valuedouble;
+        s->start = (size_t)start;
+        s->stop = (size_t)stop;
         return MOGE_OK;
     }
     case D_METASPACE: {

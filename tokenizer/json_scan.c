@@ -298,3 +298,12 @@ void tk_model_text_free(tk_model_text *m) {
     tk_arena_free(&m->strings);
     memset(m, 0, sizeof *m);
 }
+
+bool tk_model_text_utf8_ok(const tk_model_text *m) {
+    for (size_t i = 0; i < m->n_vocab; i++)
+        if (!tk_utf8_valid(m->vocab[i].s, m->vocab[i].len)) return false;
+    for (size_t i = 0; i < m->n_merges; i++)
+        if (!tk_utf8_valid(m->merges[i].a, m->merges[i].alen) || (m->merges[i].b && !tk_utf8_valid(m->merges[i].b, m->merges[i].blen)))
+            return false;
+    return true;
+}

@@ -285,6 +285,7 @@ int tk_regex_next(const tk_regex *re, tk_matcher **mp, const char *s, size_t n, 
         if (rc == PCRE2_ERROR_NOMATCH) return 0;
         if (rc < 0) return -2; /* rc == 0: the ovector has fewer pairs than the groups; [0] is set */
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(m->md);
+        if (ov[0] > n || ov[1] > n) return -2; /* never a match past the subject (invalid UTF-8 would do it) */
         if (ov[1] > ov[0]) {
             *a = ov[0];
             *b = ov[1];

@@ -14,6 +14,8 @@
  * A loaded tokenizer is read-only; encoding allocates only per call, so threads may share one.
  */
 #include "tokenizer/tokenizer.h"
+#include "runtime/fileio.h"
+#include "runtime/json_num.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -25,30 +27,30 @@
 
 /* ---- files -------------------------------------------------------------------------------- */
 
-static moge_status read_file(const char *path, char **data, size_t *len, char *err, size_t err_size) {
-    *data = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return tk_fail(err, err_size, MOGE_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    tk_buf b = {0};
-    char chunk[1 << 16];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (tk_buf_put(&b, chunk, n)) {
-            fclose(f);
-            tk_buf_free(&b);
-            return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", path);
+/* Every key and string in the tree must be valid UTF-8 (cJSON passes raw bytes through, and
+ * invalid text in a normalizer or pattern would reach the regex engine, which is run without
+ * its own UTF check). False with the path of the first bad one in path (cap bytes). */
+static bool json_utf8_ok(const cJSON *j, char *path, size_t len, size_t cap, bool *in_key) {
+    for (const cJSON *c = j->child; c; c = c->next) {
+        size_t k = len;
+        if (c->string) {
+            if (!tk_utf8_valid(c->string, strlen(c->string))) {
+                *in_key = true;
+                return false;
+            }
+            int w = snprintf(path + len, cap - len, "%s%.60s", len ? "." : "", c->string);
+            k = w < 0 || (size_t)w >= cap - len ? cap - 1 : len + (size_t)w;
+        } else if (cJSON_IsArray(j)) {
+            size_t i = 0;
+            for (const cJSON *x = j->child; x != c; x = x->next) i++;
+            int w = snprintf(path + len, cap - len, "[%zu]", i);
+            k = w < 0 || (size_t)w >= cap - len ? cap - 1 : len + (size_t)w;
         }
+        if (cJSON_IsString(c) && !tk_utf8_valid(c->valuestring, strlen(c->valuestring))) return false;
+        if (c->child && !json_utf8_ok(c, path, k, cap, in_key)) return false;
+        path[len] = 0;
     }
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        tk_buf_free(&b);
-        return tk_fail(err, err_size, MOGE_ERR_IO, "%s: read error", path);
-    }
-    if (!b.p && tk_buf_put(&b, "", 0)) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", path);
-    *data = b.p;
-    *len = b.len;
-    return MOGE_OK;
+    return true;
 }
 
 /* Parses a JSON file whose top level is an object. With pre (tokenizer.json), model.vocab and
@@ -60,7 +62,7 @@ static moge_status parse_json_file(const char *path, cJSON **out, tk_model_text 
     size_t len;
     *out = NULL;
     if (scanned) *scanned = false;
-    moge_status st = read_file(path, &data, &len, err, err_size);
+    moge_status st = read_whole_file(path, &data, &len, err, err_size);
     if (st) return st;
     const char *end = NULL;
     cJSON *j = NULL;
@@ -68,7 +70,10 @@ static moge_status parse_json_file(const char *path, cJSON **out, tk_model_text 
         tk_buf doc = {0};
         if (tk_model_scan(data, len, pre, &doc)) {
             j = cJSON_ParseWithLengthOpts(doc.p, doc.len, &end, false);
-            if (j && cJSON_IsObject(j)) {
+            char where[8];
+            bool in_key = false;
+            /* invalid UTF-8 anywhere: the whole file is parsed below, for the error's path */
+            if (j && cJSON_IsObject(j) && tk_model_text_utf8_ok(pre) && json_utf8_ok(j, where, 0, sizeof where, &in_key)) {
                 *scanned = true;
                 *keep = data;
                 tk_buf_free(&doc);
@@ -92,6 +97,13 @@ static moge_status parse_json_file(const char *path, cJSON **out, tk_model_text 
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: expected a JSON object at the top level", path);
+    }
+    char where[256] = "";
+    bool in_key = false;
+    if (!json_utf8_ok(j, where, 0, sizeof where, &in_key)) {
+        cJSON_Delete(j);
+        return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: %s: invalid UTF-8 in a %s", path, where[0] ? where : "(top level)",
+                       in_key ? "key" : "string");
     }
     *out = j;
     return MOGE_OK;
@@ -121,15 +133,15 @@ static moge_status parse_added(moge_tokenizer *t, const cJSON *arr, const char *
     for (const cJSON *e = arr->child; e; e = e->next, i++) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(e, "content");
-        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 2147483646.0 ||
-            id->valuedouble != (double)(int32_t)id->valuedouble)
+        int32_t idv;
+        if (!json_int32(id, 0, INT32_MAX - 1, &idv))
             return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: added_tokens[%zu].id: expected a non-negative integer",
                            file, i);
         if (!cJSON_IsString(content) || !content->valuestring[0])
             return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: added_tokens[%zu].content: expected a non-empty string",
                            file, i);
         tk_added *a = &t->added[t->n_added++];
-        a->id = (int32_t)id->valuedouble;
+        a->id = idv;
         a->len = strlen(content->valuestring);
         a->content = tk_arena_strdup(&t->arena, content->valuestring, a->len);
         if (!a->content) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
@@ -294,8 +306,12 @@ static moge_status parse_post(moge_tokenizer *t, const cJSON *j, const char *whe
         if (!cJSON_IsArray(cls) || cJSON_GetArraySize(cls) != 2 || !cJSON_IsNumber(cls->child->next) ||
             !cJSON_IsArray(sep) || cJSON_GetArraySize(sep) != 2 || !cJSON_IsNumber(sep->child->next))
             return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: cls and sep must be [token, id] pairs", where);
-        pre[npre++] = (int32_t)cls->child->next->valuedouble;
-        post[npost++] = (int32_t)sep->child->next->valuedouble;
+        const cJSON *ids[2] = {cls->child->next, sep->child->next};
+        int32_t *dst[2] = {&pre[npre++], &post[npost++]};
+        for (int k = 0; k < 2; k++)
+            if (!json_int32(ids[k], 0, INT32_MAX - 1, dst[k]))
+                return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.%s: id %.17g is not a token id (an integer from 0)", where,
+                               k ? "sep" : "cls", ids[k]->valuedouble);
     } else if (!strcmp(ty, "TemplateProcessing")) {
         const cJSON *single = cJSON_GetObjectItemCaseSensitive(j, "single");
         const cJSON *specials = cJSON_GetObjectItemCaseSensitive(j, "special_tokens");
@@ -320,13 +336,18 @@ static moge_status parse_post(moge_tokenizer *t, const cJSON *j, const char *whe
                 return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.single[%zu]: special token \"%.40s\" has no ids in %s.special_tokens",
                                where, i, name->valuestring, where);
             for (const cJSON *x = ids->child; x; x = x->next) {
-                if (!cJSON_IsNumber(x) || x->valuedouble < 0)
+                int32_t v;
+                if (!cJSON_IsNumber(x))
                     return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.special_tokens[\"%.40s\"].ids: expected integers",
                                    where, name->valuestring);
+                if (!json_int32(x, 0, INT32_MAX - 1, &v))
+                    return tk_fail(err, err_size, MOGE_ERR_FORMAT,
+                                   "%s.special_tokens[\"%.40s\"].ids: id %.17g is not a token id (an integer from 0)", where,
+                                   name->valuestring, x->valuedouble);
                 if ((seen_seq ? npost : npre) >= 64)
                     return tk_fail(err, err_size, MOGE_ERR_UNSUPPORTED, "%s.single: too many special tokens", where);
-                if (seen_seq) post[npost++] = (int32_t)x->valuedouble;
-                else pre[npre++] = (int32_t)x->valuedouble;
+                if (seen_seq) post[npost++] = v;
+                else pre[npre++] = v;
             }
         }
     } else {
@@ -463,9 +484,10 @@ static moge_status build(moge_tokenizer *t, const cJSON *root, const char *file,
         if (t->piece[i].len > t->max_piece_len) t->max_piece_len = t->piece[i].len;
     for (size_t i = 0; i < t->n_post_pre + t->n_post_post; i++) {
         int32_t id = i < t->n_post_pre ? t->post_pre[i] : t->post_post[i - t->n_post_pre];
-        if (id >= n)
-            return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: post_processor: token id %d is outside the vocabulary",
-                           file, id);
+        if (id >= n || !t->piece[id].s)
+            return tk_fail(err, err_size, MOGE_ERR_FORMAT,
+                           "%s: post_processor: special token id %d is outside the vocabulary (%d ids%s)", file, id, n,
+                           id < n ? ", and none has that id" : "");
     }
     return MOGE_OK;
 }
@@ -614,7 +636,8 @@ static int plan_word(const moge_tokenizer *t, enc_ctx *c, const char *w, size_t 
     if (pl->space_per_word && w[0] != ' ') k = tk_byte_level_map(" ", 1, c->word.p);
     k += tk_byte_level_map(w, n, c->word.p + k);
     if (tk_bpe_encode(&t->bpe, c->word.p, k, ids, NULL)) return -1;
-    return cached ? tk_wcache_put(&c->cache, w, n, h, ids->v + before, ids->n - before) : 0;
+    /* a word without ids (no unk token) is not cached: ids->v may still be NULL */
+    return cached && ids->n > before ? tk_wcache_put(&c->cache, w, n, h, ids->v + before, ids->n - before) : 0;
 }
 
 /* Pre-tokenizes and encodes one piece s[0..n) (n > 0) along t->plan. */

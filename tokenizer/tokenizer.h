@@ -289,6 +289,8 @@ typedef struct {
  * not have the plain shape json_scan.c handles; the caller then parses the file with cJSON. */
 bool tk_model_scan(const char *text, size_t len, tk_model_text *m, tk_buf *doc);
 void tk_model_text_free(tk_model_text *m);
+/* Every vocab key and merge string of a scanned model is valid UTF-8. */
+bool tk_model_text_utf8_ok(const tk_model_text *m);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Internal: the BPE model (bpe.c)                                                            */
