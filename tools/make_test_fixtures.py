@@ -350,6 +350,25 @@ def make_broken(root):
         if drop_shard:
             os.remove(os.path.join(d, drop_shard))
 
+    # hostile numbers (issue 18): JSON numbers outside the integer type they become, checked as
+    # doubles before any cast; the last tensor's data_offsets of 1e300 and of 2^64
+    def offsets_case(name, begin, end):
+        text = good_header.decode()
+        key = '"%s"' % last
+        at = text.index(key)
+        lo = text.index('"data_offsets":[', at) + len('"data_offsets":[')
+        hi = text.index("]", lo)
+        text = text[:lo] + f"{begin}, {end}" + text[hi:]
+        header = text.rstrip().encode()
+        header += b" " * (-len(header) % 8)
+        d = new_case(name, "MOGE_ERR_FORMAT", last, "data_offsets", entries=None)
+        raw_safetensors(os.path.join(d, "model.safetensors"), base_entries, header=header)
+
+    offsets_case("offsets_1e300", json.loads(good_header)[last]["data_offsets"][0], "1e300")
+    offsets_case("offsets_2pow64", str(2**64), str(2**64 + 1))
+    new_case("bos_1e10", "MOGE_ERR_FORMAT", "bos_token_id", config=cfg_with(bos_token_id=1e10))
+    new_case("sliding_window_neg", "MOGE_ERR_FORMAT", "sliding_window", config=cfg_with(sliding_window=-1e30))
+
     sharded_case("missing_shard", "MOGE_ERR_IO", shard_names(2)[1], drop_shard=shard_names(2)[1])
     sharded_case("bad_index", "MOGE_ERR_FORMAT", "weight_map",
                  index_change=lambda index: index.pop("weight_map"))
