@@ -31,7 +31,8 @@
  * invalid text in a normalizer or pattern would reach the regex engine, which is run without
  * its own UTF check). False with the path of the first bad one in path (cap bytes). */
 static bool json_utf8_ok(const cJSON *j, char *path, size_t len, size_t cap, bool *in_key) {
-    for (const cJSON *c = j->child; c; c = c->next) {
+    size_t i = 0; /* c's index in an array (counted, not searched for: merges have 10^5 entries) */
+    for (const cJSON *c = j->child; c; c = c->next, i++) {
         size_t k = len;
         if (c->string) {
             if (!tk_utf8_valid(c->string, strlen(c->string))) {
@@ -41,8 +42,6 @@ static bool json_utf8_ok(const cJSON *j, char *path, size_t len, size_t cap, boo
             int w = snprintf(path + len, cap - len, "%s%.60s", len ? "." : "", c->string);
             k = w < 0 || (size_t)w >= cap - len ? cap - 1 : len + (size_t)w;
         } else if (cJSON_IsArray(j)) {
-            size_t i = 0;
-            for (const cJSON *x = j->child; x != c; x = x->next) i++;
             int w = snprintf(path + len, cap - len, "[%zu]", i);
             k = w < 0 || (size_t)w >= cap - len ? cap - 1 : len + (size_t)w;
         }
