@@ -670,7 +670,6 @@ moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_pr
 typedef struct moge_decoder moge_decoder;
 
 typedef struct {
-    int64_t n_steps;          /* moge_decoder_step calls that ran a target pass */
     int64_t n_passes;         /* target verification passes (one per step with running sequences) */
     int64_t n_prefill_passes; /* target forwards of prompt prefills */
     int64_t n_rows;           /* rows of the verification passes (roots and verified draft nodes) */

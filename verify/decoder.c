@@ -30,8 +30,7 @@ struct moge_decoder {
     int32_t n_slots;
     seq_gen *g;            /* (n_slots) */
     uint8_t *used;         /* (n_slots) the slot holds a sequence (running or stopped) */
-    moge_verify_item *items;
-    int32_t *item_slot;    /* (n_slots) */
+    moge_verify_item *items; /* (n_slots) this step's verification, items[i].seq its slot */
     int32_t *tok, *seq;    /* (n_batch) prefill batch */
     int32_t *pf_slot, *pf_n; /* (n_batch) the prefill batch's runs */
     int32_t next;          /* the slot the next pass starts with (fair when slots > n_batch) */
@@ -62,7 +61,6 @@ moge_status moge_decoder_new(moge_context *ctx, moge_decoder **out) {
         d->g = calloc((size_t)S, sizeof *d->g);
         d->used = calloc((size_t)S, 1);
         d->items = calloc((size_t)S, sizeof *d->items);
-        d->item_slot = calloc((size_t)S, sizeof(int32_t));
         d->tok = calloc((size_t)B, sizeof(int32_t));
         d->seq = calloc((size_t)B, sizeof(int32_t));
         d->pf_slot = calloc((size_t)B, sizeof(int32_t));
@@ -81,7 +79,7 @@ moge_status moge_decoder_new(moge_context *ctx, moge_decoder **out) {
         d->job_done = calloc((size_t)S, 1);
         d->max_rows = calloc((size_t)S, sizeof(int32_t));
     }
-    if (!d || !d->g || !d->used || !d->items || !d->item_slot || !d->tok || !d->seq || !d->pf_slot || !d->pf_n || !d->trees ||
+    if (!d || !d->g || !d->used || !d->items || !d->tok || !d->seq || !d->pf_slot || !d->pf_n || !d->trees ||
         !d->outs || !d->maps || !d->paths || !d->n_paths || !d->pass || !d->jobs || !d->group || !d->group_of || !d->job_st ||
         !d->job_s || !d->job_done || !d->max_rows) {
         moge_decoder_free(d);
@@ -96,7 +94,7 @@ void moge_decoder_free(moge_decoder *d) {
     if (!d) return;
     for (int32_t s = 0; d->g && d->used && s < d->n_slots; s++)
         if (d->used[s]) seq_end(&d->g[s]);
-    free(d->g); free(d->used); free(d->items); free(d->item_slot);
+    free(d->g); free(d->used); free(d->items);
     free(d->tok); free(d->seq); free(d->pf_slot); free(d->pf_n);
     free(d->trees); free(d->outs); free(d->maps); free(d->paths); free(d->n_paths); free(d->pass);
     free(d->jobs); free(d->group); free(d->group_of); free(d->job_st); free(d->job_s); free(d->job_done); free(d->max_rows);
@@ -118,12 +116,12 @@ moge_status moge_decoder_add(moge_decoder *d, const int32_t *prompt, int32_t n_p
                        "moge_decoder_add: all %d sequence slots of the context are in use (n_seq %d); remove a stopped sequence first",
                        d->n_slots, d->n_slots);
     const moge_drafter *dr = params && params->spec != MOGE_SPEC_NONE ? params->drafter : NULL;
-    bool multi = dr && dr->iface.n_seq && dr->iface.propose_seqs && dr->iface.accept_seq && dr->iface.reset_seq &&
-                 dr->iface.n_seq(dr->self) > 1; /* else a drafter of one sequence */
-    if (multi && slot >= dr->iface.n_seq(dr->self))
+    int32_t dr_seqs = dr ? drafter_n_seq(dr) : 1;
+    bool multi = dr_seqs > 1; /* else a drafter of one sequence */
+    if (multi && slot >= dr_seqs)
         return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG,
-                       "moge_decoder_add: the drafter serves %d sequences, the context %d (make it with n_seq %d)", dr->iface.n_seq(dr->self),
-                       d->n_slots, d->n_slots);
+                       "moge_decoder_add: the drafter serves %d sequences, the context %d (make it with n_seq %d)", dr_seqs, d->n_slots,
+                       d->n_slots);
     if (dr && !multi)
         for (int32_t s = 0; s < d->n_slots; s++)
             if (d->used[s] && !d->g[s].ended && d->g[s].gp.spec != MOGE_SPEC_NONE && d->g[s].gp.drafter == dr)
@@ -136,8 +134,8 @@ moge_status moge_decoder_add(moge_decoder *d, const int32_t *prompt, int32_t n_p
     seq_gen *g = &d->g[slot];
     if (g->gp.adaptive && g->gp.spec != MOGE_SPEC_NONE && g->tree_cap > 1) {
         if (!d->pl) { /* the first: calibrates (or reads the cache) in its slot, still empty */
-            int32_t rule = (g->gp.spec == MOGE_SPEC_CHAIN) | (g->gp.sampler.temperature > 0) << 1 | g->gp.draft.sampled << 2;
-            st = planner_start(ctx, slot, PLAN_MAX_ROWS, (const void *)g->gp.drafter->iface.propose, rule, g->hist, g->n_hist, &d->pl);
+            st = planner_start(ctx, slot, PLAN_MAX_ROWS, (const void *)g->gp.drafter->iface.propose, planner_rule(&g->gp), g->hist,
+                               g->n_hist, &d->pl);
             if (st != MOGE_OK && st != MOGE_ERR_CONTEXT_FULL) {
                 seq_end(g);
                 return set_err(ctx->err, sizeof ctx->err, st, "calibrating the speculation planner: %s", moge_status_str(st));
@@ -336,14 +334,12 @@ moge_status moge_decoder_step(moge_decoder *d, int32_t *n_running) {
         seq_gen *g = &d->g[s];
         d->items[i] = (moge_verify_item){.seq = s, .tree = g->vt, .sp = &g->gp.sampler, .history = g->hist,
                                          .n_history = g->n_hist - 1, .rng = &g->rng, .path = g->path};
-        d->item_slot[i] = s;
         rows += g->vt->n;
     }
     if (n_items > 0) {
         double tp = seq_now();
         moge_status pst = moge_verify_trees(ctx, d->items, n_items);
         double pass_s = seq_now() - tp;
-        d->stats.n_steps++;
         d->stats.n_passes++;
         d->stats.n_rows += rows;
         d->stats.expert_bytes_read += planner_expert_bytes(ctx);
@@ -351,7 +347,7 @@ moge_status moge_decoder_step(moge_decoder *d, int32_t *n_running) {
         for (int32_t i = 0; i < n_items; i++) shared_failed = shared_failed && d->items[i].status == MOGE_OK;
         int32_t n_obs = 0;
         for (int32_t i = 0; i < n_items; i++) {
-            seq_gen *g = &d->g[d->item_slot[i]];
+            seq_gen *g = &d->g[d->items[i].seq];
             if (shared_failed) d->items[i].status = pst; /* the forward itself failed: every item */
             if (n_forest > 0 && (g->batch_planned || g->vt->n == 1) && d->items[i].status == MOGE_OK) {
                 d->trees[n_obs] = g->vt; /* the planner's forest, as verified */
@@ -365,9 +361,9 @@ moge_status moge_decoder_step(moge_decoder *d, int32_t *n_running) {
         if (n_obs > 0) planner_observe_batch(d->pl, n_obs, d->trees, (const int32_t *const *)d->paths, d->n_paths, pass_s,
                                              seq_now() - tp - pass_s);
         for (int32_t i = 0; i < n_items; i++)
-            if (!d->g[d->item_slot[i]].go) seq_end(&d->g[d->item_slot[i]]);
+            if (!d->g[d->items[i].seq].go) seq_end(&d->g[d->items[i].seq]);
         if (shared_failed && st == MOGE_OK) st = pst;
-        d->next = (d->item_slot[n_items - 1] + 1) % d->n_slots;
+        d->next = (d->items[n_items - 1].seq + 1) % d->n_slots;
     }
     d->stats.t_decode_s += seq_now() - t;
     int32_t running = 0;
@@ -379,15 +375,7 @@ moge_status moge_decoder_step(moge_decoder *d, int32_t *n_running) {
 moge_status moge_decoder_seq_stats(const moge_decoder *d, int32_t id, moge_stats *stats, bool *stopped, moge_status *status) {
     if (!d || id < 0 || id >= d->n_slots || !d->used[id]) return MOGE_ERR_ARG;
     const seq_gen *g = &d->g[id];
-    if (stats) {
-        *stats = g->stats;
-        if (!g->ended) { /* running: the figures so far */
-            double t1 = g->t1 > 0 ? g->t1 : seq_now();
-            stats->t_decode_s = seq_now() - t1;
-            stats->tokens_per_s = stats->t_decode_s > 0 ? stats->n_generated / stats->t_decode_s : 0;
-            stats->mean_accepted = (double)stats->n_generated / (stats->n_forward + 1);
-        }
-    }
+    if (stats) seq_stats(g, stats); /* running: the figures so far */
     if (stopped) *stopped = !g->go;
     if (status) *status = g->st;
     return MOGE_OK;

@@ -31,6 +31,12 @@
 
 typedef struct planner planner;
 
+/* The acceptance rule a generation's counts are of: chain or tree, greedy or sampled, children
+ * drawn or taken (what planner_start's `rule` is). */
+static inline int32_t planner_rule(const moge_generate_params *gp) {
+    return (gp->spec == MOGE_SPEC_CHAIN) | (gp->sampler.temperature > 0) << 1 | gp->draft.sampled << 2;
+}
+
 /* The context's planner for a generation (made on first use and kept by the context, which frees
  * it: what it learned carries over to the next generation in the context). The first use
  * calibrates the target (a few seconds at most; then cached per model and machine under

@@ -85,8 +85,7 @@ moge_status seq_begin(seq_gen *g, moge_context *ctx, int32_t seq, const int32_t 
     /* the planner (calibrating the target on its first use: before the prefill, leaving the cache
      * as it is); a context too full to calibrate in runs the configured tree */
     if (use_planner && gp.adaptive && gp.spec != MOGE_SPEC_NONE && tree_cap > 1) {
-        int32_t rule = (gp.spec == MOGE_SPEC_CHAIN) | (gp.sampler.temperature > 0) << 1 | gp.draft.sampled << 2;
-        st = planner_start(ctx, seq, tree_cap, gp.drafter, rule, g->hist, g->n_hist, &g->pl);
+        st = planner_start(ctx, seq, tree_cap, gp.drafter, planner_rule(&gp), g->hist, g->n_hist, &g->pl);
         if (st == MOGE_ERR_CONTEXT_FULL) st = MOGE_OK;
         if (st != MOGE_OK) {
             seq_free(g);
@@ -156,8 +155,8 @@ void seq_prefilled(seq_gen *g, int32_t n, const float *last_logits) {
 
 int32_t seq_drafter_seq(const seq_gen *g) {
     const moge_drafter *d = g->gp.drafter;
-    if (!d || !d->iface.n_seq || !d->iface.propose_seqs || !d->iface.accept_seq || !d->iface.reset_seq) return -1;
-    return g->seq < d->iface.n_seq(d->self) ? g->seq : -1;
+    int32_t n = d ? drafter_n_seq(d) : 1;
+    return n > 1 && g->seq < n ? g->seq : -1;
 }
 
 bool seq_plan_begin(seq_gen *g, int32_t max_rows, moge_draft_job *job) {
@@ -288,7 +287,6 @@ void seq_after(seq_gen *g, const moge_verify_item *it, double verify_s) {
 
 void seq_end(seq_gen *g) {
     if (g->ended) return;
-    g->ended = true;
     g->go = false;
     moge_context *ctx = g->ctx;
     moge_stats *stats = &g->stats;
@@ -297,11 +295,18 @@ void seq_end(seq_gen *g) {
     int32_t keep = g->base + g->prefilled + (stats->n_generated > 0 ? stats->n_generated - 1 : 0);
     if (ctx->seq[g->seq].n_past > keep) moge_seq_kv_truncate(ctx, g->seq, keep);
     ctx->seq[g->seq].n_last = 0;
-    double t1 = g->t1 > 0 ? g->t1 : seq_now();
-    stats->t_decode_s = seq_now() - t1;
-    stats->tokens_per_s = stats->t_decode_s > 0 ? stats->n_generated / stats->t_decode_s : 0;
-    /* τ: emitted tokens per target pass; the first token came from the prefill's last pass */
-    stats->mean_accepted = (double)stats->n_generated / (stats->n_forward + 1);
-    stats->predicted_speedup = planner_predicted_speedup(g->pl ? g->pl : g->shared_pl);
+    seq_stats(g, stats); /* the figures become final */
+    g->ended = true;
     seq_free(g);
+}
+
+void seq_stats(const seq_gen *g, moge_stats *out) {
+    *out = g->stats;
+    if (g->ended) return; /* final already */
+    double now = seq_now(), t1 = g->t1 > 0 ? g->t1 : now;
+    out->t_decode_s = now - t1;
+    out->tokens_per_s = out->t_decode_s > 0 ? out->n_generated / out->t_decode_s : 0;
+    /* τ: emitted tokens per target pass; the first token came from the prefill's last pass */
+    out->mean_accepted = (double)out->n_generated / (out->n_forward + 1);
+    out->predicted_speedup = planner_predicted_speedup(g->pl ? g->pl : g->shared_pl);
 }

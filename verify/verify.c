@@ -75,16 +75,9 @@ moge_status moge_verify_trees(moge_context *ctx, moge_verify_item *items, int32_
     }
     const float *logits = NULL;
     moge_status st;
-    if (n_items == 1) {
-        moge_batch b = {.n = rows, .tokens = items[0].tree->token, .parent = items[0].tree->parent, .seq = &items[0].seq};
-        int32_t *seq = NULL;
-        if (items[0].seq != 0) { /* one sequence other than 0: every row names it */
-            if (!(seq = malloc((size_t)rows * sizeof(int32_t)))) return MOGE_ERR_NOMEM;
-            for (int32_t i = 0; i < rows; i++) seq[i] = items[0].seq;
-        }
-        b.seq = seq;
+    if (n_items == 1 && items[0].seq == 0) { /* one tree in sequence 0 (moge_generate): its arrays as they are */
+        moge_batch b = {.n = rows, .tokens = items[0].tree->token, .parent = items[0].tree->parent};
         st = moge_forward(ctx, &b, &logits);
-        free(seq);
     } else {
         int32_t *buf = malloc((size_t)rows * 3 * sizeof(int32_t));
         if (!buf) return MOGE_ERR_NOMEM;
