@@ -2,23 +2,40 @@
 # Targets: all (libmoge.a + moge), test, bench, demo, standins, deps, asan, clean.
 
 CC      ?= cc
+MAKEFLAGS += --no-builtin-rules
 PKGS    := libpcre2-8 libcjson libcurl libutf8proc libcrypto libedit
 # Debian packages that provide $(PKGS) and the build tools; `make deps` installs the missing ones.
 DEB_PKGS := build-essential pkg-config libpcre2-dev libcjson-dev \
             libcurl4-openssl-dev libssl-dev libutf8proc-dev libedit-dev
 
 BUILD   ?= build
-OPT     ?= -O2 -march=native
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -g -MMD -MP -Iinclude -I. \
+OPT     ?= -O2
+# One binary for every processor of its architecture: everything is built for the baseline
+# (x86-64-v2: SSE4.2 and POPCNT, every x86-64 of the last 15 years), and the cpu backend's
+# kernels (runtime/backend_cpu.c) once more per instruction set (CPU_VARIANTS, with the flags
+# VFLAGS_<variant>); runtime/cpu_dispatch.c picks the widest this processor runs at load.
+MACHINE := $(shell $(CC) -dumpmachine)
+ifneq (,$(filter x86_64-% i686-% i386-%,$(MACHINE)))
+BASE_ARCH    ?= -march=x86-64-v2 -mtune=generic
+CPU_VARIANTS := scalar avx2 avxvnni avx512 avx512vnni
+else
+BASE_ARCH    ?=
+CPU_VARIANTS := generic
+endif
+VFLAGS_avx2       := -march=x86-64-v3
+VFLAGS_avxvnni    := -march=x86-64-v3 -mavxvnni
+VFLAGS_avx512     := -march=x86-64-v4
+VFLAGS_avx512vnni := -march=x86-64-v4 -mavx512vnni
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) $(BASE_ARCH) -g -MMD -MP -Iinclude -I. \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
-LIB_SRC  := $(wildcard runtime/*.c tokenizer/*.c sampling/*.c draft/*.c verify/*.c)
+LIB_SRC  := $(filter-out runtime/backend_cpu.c,$(wildcard runtime/*.c tokenizer/*.c sampling/*.c draft/*.c verify/*.c))
 CLI_SRC  := $(wildcard examples/moge.c examples/cmd_*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC:= $(wildcard tests/bench_*.c)
 
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CPU_VARIANTS:%=$(BUILD)/runtime/backend_cpu-%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN:= $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -31,6 +48,11 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/runtime/backend_cpu-%.o: runtime/backend_cpu.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $< ($*)"
+	@$(CC) $(CFLAGS) $(VFLAGS_$*) -DCPU_VARIANT=$* -c $< -o $@
 
 $(BUILD)/libmoge.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -113,7 +135,7 @@ demo: deps
 # AddressSanitizer + UBSan build of everything, then the full test suite under it (the sampling
 # distribution test runs 300 seeds instead of 2000 there).
 asan:
-	MOGE_TEST_SEEDS=300 $(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -march=native -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+	MOGE_TEST_SEEDS=300 $(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
 # Installs the Debian packages that are missing (apt-get, through sudo when not root).
 deps:

@@ -17,7 +17,15 @@ bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
 /* --tree-shape LIST: up to 16 numbers 1..16 separated by commas, e.g. "4,2,2,1,1" (children per
  * node at each depth) into shape[16]; *n their count. False after printing an error. */
 bool cli_tree_shape(const char *cmd, const char *s, int32_t *shape, int32_t *n);
-/* --quant VALUE: none, q8 or q4. */
+/* Where a model runs, for reports: "cpu backend, avx512vnni kernels on PROCESSOR" ("ref backend
+ * on PROCESSOR"). */
+void cli_backend_desc(const moge_model_info *in, char *buf, size_t cap);
+/* The same into a JSON object: "backend", "kernels" (null for ref) and "processor". */
+struct cJSON;
+void cli_json_backend(struct cJSON *root, const moge_model_info *in);
+/* --kernels NAME: a cpu kernel variant this processor runs; false after printing an error naming
+ * the ones it does. */
+bool cli_kernels(const char *cmd, const char *flag, const char *name);
 /* The value of flag argv[*i] (advancing *i), or NULL after printing an error when it is missing. */
 const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 /* Writes text and a newline to path through path.PID.tmp and a rename ("-": stdout). False after

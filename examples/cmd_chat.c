@@ -809,8 +809,10 @@ static void choose_template(chat *c) {
 }
 
 static void banner(const chat *c, const char *model_arg) {
-    note("moge chat: model %s (%s, %.1fM parameters, %s backend), context %d tokens", model_arg, c->m.info.architecture,
-         c->m.info.n_params / 1e6, c->m.info.backend, moge_context_n_ctx(c->m.ctx));
+    char where[256];
+    cli_backend_desc(&c->m.info, where, sizeof where);
+    note("moge chat: model %s (%s, %.1fM parameters, %s), context %d tokens", model_arg, c->m.info.architecture,
+         c->m.info.n_params / 1e6, where, moge_context_n_ctx(c->m.ctx));
     if (c->gp.spec != MOGE_SPEC_NONE) note("speculation: %s, drafter: %s", spec_name(c->gp.spec), c->drafter_desc);
     else note("speculation: none (/spec tree drafts%s)", c->drafter ? "" : " by prompt lookup");
     moge_chat_family f = moge_tokenizer_chat_family(c->m.tok);

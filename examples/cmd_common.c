@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cJSON.h>
+
 #include "moge.h"
 
 #include "examples/cli.h"
@@ -146,8 +148,9 @@ bool cli_read_prompts(const char *cmd, const char *path, char ***lines, int *n) 
 
 /* How a row stores its value in the field of cli_common_opts at `off`: K_INT int, K_I32 int32_t,
  * K_F32 float, K_U64 uint64_t, K_STR the string, K_TRUE/K_FALSE a bool, K_ENUM vals[k] for the
- * k-th of names into an enum (int-sized, see below), K_SHAPE --tree-shape. */
-typedef enum { K_STR, K_INT, K_I32, K_F32, K_U64, K_TRUE, K_FALSE, K_ENUM, K_SHAPE } kind;
+ * k-th of names into an enum (int-sized, see below), K_SHAPE --tree-shape, K_KERNELS the string
+ * of a kernel variant this processor runs. */
+typedef enum { K_STR, K_INT, K_I32, K_F32, K_U64, K_TRUE, K_FALSE, K_ENUM, K_SHAPE, K_KERNELS } kind;
 
 typedef struct {
     unsigned who;                  /* CLI_RUN | CLI_CHAT | CLI_BENCH */
@@ -198,6 +201,9 @@ static const row rows[] = {
     {MODEL_FLAGS, NULL, "--quant", "FORMAT", K_ENUM, AT(mp.quant), NAMES("none", "q8", "q4", "w8a8", "w4a8"),
      VALS(MOGE_QUANT_NONE, MOGE_QUANT_Q8, MOGE_QUANT_Q4, MOGE_QUANT_W8A8, MOGE_QUANT_W4A8),
      "quantize the weights at load, blocks of 32: q8 (int8), q4 (4-bit), w8a8 / w4a8 (the same weights times int8 activations)"},
+    {MODEL_FLAGS, NULL, "--kernels", "NAME", K_KERNELS, AT(mp.kernels),
+     .help = "cpu kernel variant (instruction set): scalar, avx2, avxvnni, avx512, avx512vnni" INDENT
+             "(default: $MOGE_KERNELS, else the widest this processor runs; moge info lists them)"},
     {MODEL_FLAGS, NULL, "--routing", "RULE", K_ENUM, AT(mp.routing), NAMES("moge", "topk", "group_limited"),
      VALS(MOGE_ROUTING_MOGE, MOGE_ROUTING_TOPK, MOGE_ROUTING_GROUP_LIMITED), "MoE models: override the routing rule: moge, topk or group_limited"},
     {MODEL_FLAGS, NULL, "--n-group", "N", K_I32, 1, 1024, AT(mp.n_group), .help = "MoE: expert groups for the override (default: the checkpoint's)"},
@@ -238,6 +244,36 @@ void cli_common_init(cli_common_opts *o, const char *cmd, unsigned who) {
     if (who == CLI_BENCH) o->gp.sampler.temperature = 0; /* greedy: the modes' texts are compared */
 }
 
+void cli_backend_desc(const moge_model_info *in, char *buf, size_t cap) {
+    char cpu[128];
+    moge_cpu_name(cpu, sizeof cpu);
+    if (in->kernels) snprintf(buf, cap, "%s backend, %s kernels on %s", in->backend, in->kernels, cpu);
+    else snprintf(buf, cap, "%s backend on %s", in->backend, cpu);
+}
+
+void cli_json_backend(struct cJSON *root, const moge_model_info *in) {
+    char cpu[128];
+    moge_cpu_name(cpu, sizeof cpu);
+    cJSON_AddStringToObject(root, "backend", in->backend);
+    if (in->kernels) cJSON_AddStringToObject(root, "kernels", in->kernels);
+    else cJSON_AddNullToObject(root, "kernels");
+    cJSON_AddStringToObject(root, "processor", cpu);
+}
+
+bool cli_kernels(const char *cmd, const char *flag, const char *v) {
+    if (moge_cpu_kernels_runs(v)) return true;
+    char runs[256] = "", cpu[128];
+    for (int i = 0; i < moge_cpu_kernels_count(); i++)
+        if (moge_cpu_kernels_runs(moge_cpu_kernels_name(i)))
+            snprintf(runs + strlen(runs), sizeof runs - strlen(runs), "%s%s", runs[0] ? ", " : "", moge_cpu_kernels_name(i));
+    moge_cpu_name(cpu, sizeof cpu);
+    bool built = false;
+    for (int i = 0; i < moge_cpu_kernels_count(); i++) built |= !strcmp(v, moge_cpu_kernels_name(i));
+    if (built) fprintf(stderr, "moge %s: %s %s: this processor (%s) cannot run them; it runs: %s\n", cmd, flag, v, cpu, runs);
+    else fprintf(stderr, "moge %s: %s \"%s\": no such kernel variant; this processor (%s) runs: %s\n", cmd, flag, v, cpu, runs);
+    return false;
+}
+
 int cli_parse_common(int argc, char **argv, int *i, cli_common_opts *o) {
     const char *a = argv[*i], *v = NULL;
     const row *r = NULL;
@@ -274,6 +310,10 @@ int cli_parse_common(int argc, char **argv, int *i, cli_common_opts *o) {
     case K_SHAPE:
         if (!cli_tree_shape(o->cmd, v, o->shape, &o->gp.draft.n_shape)) return -1;
         o->gp.draft.shape = o->shape;
+        break;
+    case K_KERNELS:
+        if (!cli_kernels(o->cmd, a, v)) return -1;
+        *(const char **)field = v;
         break;
     }
     return 1;

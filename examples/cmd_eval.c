@@ -357,8 +357,10 @@ static void print_result(const eval_opts *o, const cli_models *m, const stream *
     printf("  loss        %.6f nats/token%s\n", loss, o->skip_boundaries ? " (predictions of <s> and </s> left out)" : "");
     printf("  perplexity  %.4f\n", exp(loss));
     printf("  predictions %lld\n", (long long)r->predictions);
-    printf("  time        %.2f s (%.0f tokens/s; %s, %s backend, %s weights)\n", r->seconds,
-           r->seconds > 0 ? (double)r->done * o->window / r->seconds : 0.0, m->info.architecture, m->info.backend, strcmp(m->info.quant, "none") ? m->info.quant : m->info.dtype);
+    char where[256];
+    cli_backend_desc(&m->info, where, sizeof where);
+    printf("  time        %.2f s (%.0f tokens/s; %s, %s, %s weights)\n", r->seconds,
+           r->seconds > 0 ? (double)r->done * o->window / r->seconds : 0.0, m->info.architecture, where, strcmp(m->info.quant, "none") ? m->info.quant : m->info.dtype);
     int32_t L = moge_context_n_moe_layers(m->ctx);
     for (int32_t l = 0; l < L; l++) {
         moge_moe_stats ms;
@@ -392,7 +394,7 @@ static bool write_json(const eval_opts *o, const cli_models *m, const stream *s,
     cJSON_AddStringToObject(root, "model", o->c.model);
     cJSON_AddStringToObject(root, "file", o->file);
     cJSON_AddStringToObject(root, "architecture", m->info.architecture);
-    cJSON_AddStringToObject(root, "backend", m->info.backend);
+    cli_json_backend(root, &m->info);
     cJSON_AddStringToObject(root, "quant", m->info.quant);
     cJSON_AddBoolToObject(root, "partial", r->done < r->n_picks);
     cJSON_AddBoolToObject(root, "bos", !o->no_bos);

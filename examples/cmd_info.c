@@ -60,6 +60,12 @@ int cmd_info(int argc, char **argv) {
     printf("memory        %.2f MB weights + %.1f KB KV cache per token = %.2f MB at the full context\n", in.resident_bytes / 1e6,
            in.kv_bytes_per_token / 1e3, (in.resident_bytes + (double)in.kv_bytes_per_token * in.max_position) / 1e6);
     printf("embeddings    %s\n", in.tie_embeddings ? "tied" : "untied");
+    char cpu[128];
+    moge_cpu_name(cpu, sizeof cpu);
+    printf("kernels       %s on %s (built:", in.kernels ? in.kernels : in.backend, cpu);
+    for (int i = 0; i < moge_cpu_kernels_count(); i++)
+        printf(" %s%s", moge_cpu_kernels_name(i), moge_cpu_kernels_runs(moge_cpu_kernels_name(i)) ? "" : " (not on this processor)");
+    printf("; --kernels NAME or MOGE_KERNELS picks one)\n");
     moge_tokenizer *tok = NULL;
     if (moge_tokenizer_load(path, &tok, err, sizeof err) == MOGE_OK) {
         moge_chat_family fam = moge_tokenizer_chat_family(tok);

@@ -243,7 +243,7 @@ static int write_stats_json(const char *path, const moge_model_info *info, const
                             const int32_t *ids, int32_t n_ids, const compare_result *cmp) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "architecture", info->architecture);
-    cJSON_AddStringToObject(root, "backend", info->backend);
+    cli_json_backend(root, info);
     add_stats_json(root, st, ids, n_ids);
     if (cmp) {
         cJSON *c = cJSON_AddObjectToObject(root, "compare");
@@ -406,8 +406,10 @@ static void batch_report(const run_batch *b, const moge_decoder_stats *ds) {
         for (int d = 0; d < MOGE_MAX_DEPTH; d++) sum.accept_tries[d] += st->accept_tries[d], sum.accept_hits[d] += st->accept_hits[d];
         full = full || st->stop == MOGE_STOP_CONTEXT_FULL;
     }
-    fprintf(stderr, "moge run: %s, %s backend: %d prompts, batch %d: prefill %.3f s, generated %d tokens in %.3f s (%.1f tokens/s, all sequences), %lld passes\n",
-            b->m.info.architecture, b->m.info.backend, b->n, b->batch, ds->t_prefill_s, sum.n_generated, ds->t_decode_s,
+    char where[256];
+    cli_backend_desc(&b->m.info, where, sizeof where);
+    fprintf(stderr, "moge run: %s, %s: %d prompts, batch %d: prefill %.3f s, generated %d tokens in %.3f s (%.1f tokens/s, all sequences), %lld passes\n",
+            b->m.info.architecture, where, b->n, b->batch, ds->t_prefill_s, sum.n_generated, ds->t_decode_s,
             ds->t_decode_s > 0 ? sum.n_generated / ds->t_decode_s : 0.0, (long long)ds->n_passes);
     if (b->gp.spec != MOGE_SPEC_NONE) {
         fprintf(stderr, "moge run: speculative %s: tau %.2f tokens per pass per sequence, acceptance by depth:", b->gp.spec == MOGE_SPEC_CHAIN ? "chain" : "tree",
@@ -424,7 +426,7 @@ static int batch_stats_json(const run_batch *b, const moge_decoder_stats *ds, co
     for (int i = 0; i < b->n; i++) tokens += b->it[i].st.n_generated;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "architecture", b->m.info.architecture);
-    cJSON_AddStringToObject(root, "backend", b->m.info.backend);
+    cli_json_backend(root, &b->m.info);
     cJSON_AddNumberToObject(root, "batch", b->batch);
     cJSON *seqs = cJSON_AddArrayToObject(root, "sequences");
     for (int i = 0; i < b->n; i++) {
@@ -581,8 +583,10 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
     if (pr.failed) fprintf(stderr, "moge run: out of memory while printing the text\n");
-    fprintf(stderr, "moge run: %s, %s backend: prompt %d tokens (%.3f s), generated %d tokens in %.3f s (%.1f tokens/s), stop: %s\n",
-            m.info.architecture, m.info.backend, stats.n_prompt, stats.t_prefill_s, stats.n_generated, stats.t_decode_s,
+    char where[256];
+    cli_backend_desc(&m.info, where, sizeof where);
+    fprintf(stderr, "moge run: %s, %s: prompt %d tokens (%.3f s), generated %d tokens in %.3f s (%.1f tokens/s), stop: %s\n",
+            m.info.architecture, where, stats.n_prompt, stats.t_prefill_s, stats.n_generated, stats.t_decode_s,
             stats.tokens_per_s, stop_text(stats.stop));
     if (gp.spec != MOGE_SPEC_NONE) {
         fprintf(stderr, "moge run: speculative %s: %d target passes, tau %.2f tokens/pass, acceptance by depth:", gp.spec == MOGE_SPEC_CHAIN ? "chain" : "tree",

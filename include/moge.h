@@ -191,9 +191,25 @@ typedef struct {
      * most about 100 calls. NULL: none (default). */
     void (*progress)(double done, void *user);
     void *progress_user;
+    /* cpu backend: the kernel variant to run (moge_cpu_kernels_name(), e.g. "avx2"); NULL or ""
+     * = the MOGE_KERNELS environment variable when set, else moge_cpu_kernels_best(). A name
+     * that is not built, or that this processor cannot run, is MOGE_ERR_ARG. */
+    const char *kernels;
 } moge_model_params;
 
 moge_model_params moge_model_default_params(void);
+
+/* CPU kernel variants. The cpu backend is compiled once per instruction set into the same
+ * library (on x86-64: "scalar", "avx2", "avxvnni", "avx512", "avx512vnni"; elsewhere "generic")
+ * and a model picks one at load (moge_model_params.kernels), so one binary runs at full speed on
+ * any processor. Each variant is batch-invariant (exact speculation) on its own; two variants may
+ * differ in the last bits of a logit. */
+int moge_cpu_kernels_count(void);
+const char *moge_cpu_kernels_name(int i);     /* i in [0, count), the baseline first; NULL outside */
+bool moge_cpu_kernels_runs(const char *name); /* built and runnable on this processor (and OS) */
+const char *moge_cpu_kernels_best(void);      /* the widest variant this processor runs */
+/* The processor's name (CPUID brand string, or /proc/cpuinfo), at most size - 1 bytes and a NUL. */
+void moge_cpu_name(char *out, size_t size);
 
 /* Loads a Hugging Face model directory: config.json and model.safetensors, or the shards named by
  * model.safetensors.index.json. Architectures LlamaForCausalLM, MistralForCausalLM and
@@ -210,6 +226,7 @@ void moge_model_free(moge_model *model);
 typedef struct {
     const char *architecture; /* e.g. "LlamaForCausalLM"; owned by the model */
     const char *backend;      /* "cpu" or "ref" */
+    const char *kernels;      /* cpu: the kernel variant it runs (moge_cpu_kernels_name); ref: NULL */
     int32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff;
     int32_t max_position;     /* max_position_embeddings (or the sliding window, when smaller) */
     float rope_theta, norm_eps;

@@ -87,7 +87,8 @@ static inline int64_t backend_ws_floats(int64_t max_in, int n_threads) {
 }
 
 typedef struct backend_ops {
-    const char *name;
+    const char *name;    /* "cpu" or "ref" */
+    const char *variant; /* cpu: the kernel variant (instruction set) it was compiled for; ref: NULL */
     /* y (n, out) = x (n, in) · Wᵀ (+ bias (out) when not NULL), W a tensor of shape (out, in). */
     void (*matmul)(const backend_env *env, float *y, const float *x, int n, const tensor *w, const float *bias);
     /* y (n, dim) = x / sqrt(mean(x²) + eps) * w, row by row; y may equal x. */
@@ -108,6 +109,17 @@ typedef struct backend_ops {
 } backend_ops;
 
 extern const backend_ops backend_ref;
-extern const backend_ops backend_cpu;
+
+/* The cpu backend is compiled once per kernel variant (backend_cpu.c with each variant's
+ * instruction-set flags; runtime/cpu_dispatch.c): on x86-64 "scalar" (the baseline build, no
+ * vector kernels: the obviously-correct twin), "avx2" (x86-64-v3: AVX2, FMA, F16C), "avxvnni"
+ * (that plus AVX-VNNI), "avx512" (x86-64-v4: AVX-512 F/BW/DQ/VL) and "avx512vnni" (that plus
+ * AVX-512 VNNI); elsewhere "generic". Every variant is batch-invariant on its own; different
+ * variants may differ in the last bits (a model keeps one variant for all its work). */
+int backend_cpu_variant_count(void);
+const backend_ops *backend_cpu_variant(int i);         /* i < backend_cpu_variant_count(), baseline first */
+bool backend_cpu_runs(const backend_ops *variant);     /* this processor (and OS) can run it */
+const backend_ops *backend_cpu_find(const char *name); /* by name; NULL when no such variant is built */
+const backend_ops *backend_cpu_best(void);             /* the widest variant this processor runs */
 
 #endif

@@ -27,6 +27,7 @@
 #endif
 
 #include "runtime/backend.h"
+#include "runtime/quant_act.h"
 #include "runtime/threadpool.h"
 
 
@@ -65,8 +66,8 @@ typedef struct {
  * (quant_act_floats(n, in) floats). */
 static acts prepare_acts(const tensor *w, const float *x, int n, float *scratch) {
     acts a = {.x = x};
-    if (dtype_act8(w->type)) quant_act8_rows(x, n, w->shape[1], scratch, &a.a8);
-    else if (dtype_is_quant(w->type) && !w->panel) quant_act_rows(x, n, w->shape[1], scratch, &a.q, &a.d);
+    if (dtype_act8(w->type)) qa_act8_rows(x, n, w->shape[1], scratch, &a.a8);
+    else if (dtype_is_quant(w->type) && !w->panel) qa_act_rows(x, n, w->shape[1], scratch, &a.q, &a.d);
     return a;
 }
 
@@ -1279,8 +1280,19 @@ static void cpu_moe_experts(const backend_env *env, const moe_args *a) {
     }
 }
 
-const backend_ops backend_cpu = {
+/* This file is compiled once per kernel variant (Makefile CPU_VARIANTS: its instruction-set flags
+ * and -DCPU_VARIANT=name); each copy exports its table as backend_cpu_<name>, and
+ * cpu_dispatch.c picks the one this processor runs. */
+#ifndef CPU_VARIANT
+#error "backend_cpu.c is built once per kernel variant with -DCPU_VARIANT=name (see the Makefile)"
+#endif
+#define CPU_STR_(v) #v
+#define CPU_STR(v) CPU_STR_(v)
+#define CPU_OPS_(v) backend_cpu_##v
+#define CPU_OPS(v) CPU_OPS_(v)
+const backend_ops CPU_OPS(CPU_VARIANT) = {
     .name = "cpu",
+    .variant = CPU_STR(CPU_VARIANT),
     .matmul = cpu_matmul,
     .rmsnorm = cpu_rmsnorm,
     .rope = cpu_rope,

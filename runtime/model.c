@@ -456,6 +456,31 @@ static void check_matrix(moge_model *m, tensor *t, matrix_kind kind, void *arg) 
         m->qbuf_bytes += held_bytes(t);
 }
 
+/* The cpu kernel variant a load asks for (moge_model_params.kernels, else MOGE_KERNELS, else the
+ * best this processor runs), checked: a name not built or not runnable here is an error naming
+ * the ones that are. */
+static moge_status cpu_kernels(const char *name, const backend_ops **out, char *err, size_t n) {
+    const char *from = "moge_model_params.kernels";
+    if (!name || !*name) name = getenv("MOGE_KERNELS"), from = "MOGE_KERNELS";
+    if (!name || !*name) {
+        *out = backend_cpu_best();
+        return MOGE_OK;
+    }
+    const backend_ops *v = backend_cpu_find(name);
+    if (v && backend_cpu_runs(v)) {
+        *out = v;
+        return MOGE_OK;
+    }
+    char list[256] = "";
+    for (int i = 0; i < backend_cpu_variant_count(); i++)
+        if (backend_cpu_runs(backend_cpu_variant(i)))
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? ", " : "", backend_cpu_variant(i)->variant);
+    char cpu[128];
+    moge_cpu_name(cpu, sizeof cpu);
+    if (!v) return set_err(err, n, MOGE_ERR_ARG, "%s: no kernel variant \"%s\" (this processor runs: %s)", from, name, list);
+    return set_err(err, n, MOGE_ERR_ARG, "%s: this processor (%s) cannot run the \"%s\" kernels (it runs: %s)", from, cpu, name, list);
+}
+
 moge_status moge_model_load(const char *dir, const moge_model_params *params, moge_model **out, char *err, size_t n) {
     if (out) *out = NULL;
     if (!dir || !out) return set_err(err, n, MOGE_ERR_ARG, "moge_model_load: dir and out must not be NULL");
@@ -465,6 +490,11 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
     if (p.quant != MOGE_QUANT_NONE && p.quant != MOGE_QUANT_Q8 && p.quant != MOGE_QUANT_Q4 && p.quant != MOGE_QUANT_W8A8 &&
         p.quant != MOGE_QUANT_W4A8)
         return set_err(err, n, MOGE_ERR_ARG, "moge_model_load: unknown quantization %d", (int)p.quant);
+    const backend_ops *ops = &backend_ref;
+    if (p.backend == MOGE_BACKEND_CPU) {
+        moge_status ks = cpu_kernels(p.kernels, &ops, err, n);
+        if (ks != MOGE_OK) return ks;
+    }
     moge_model *m = calloc(1, sizeof *m);
     if (!m) return set_err(err, n, MOGE_ERR_NOMEM, "out of memory");
 
@@ -511,7 +541,7 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
         moge_model_free(m);
         return st;
     }
-    m->ops = p.backend == MOGE_BACKEND_REF ? &backend_ref : &backend_cpu;
+    m->ops = ops;
     m->n_threads = p.n_threads > 0 ? p.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (m->n_threads < 1) m->n_threads = 1;
     *out = m;
@@ -563,6 +593,7 @@ void moge_model_get_info(const moge_model *m, moge_model_info *info) {
     memset(info, 0, sizeof *info);
     info->architecture = c->architecture;
     info->backend = m->ops->name;
+    info->kernels = m->ops->variant;
     info->n_vocab = c->n_vocab; info->n_embd = c->n_embd; info->n_layer = c->n_layer;
     info->n_head = c->n_head; info->n_head_kv = c->n_head_kv; info->head_dim = c->head_dim;
     info->n_ff = c->n_ff; info->max_position = c->max_position;

@@ -35,18 +35,20 @@ static int harness_case_failed;
 typedef void (*harness_fn)(void);
 typedef struct { const char *name; harness_fn fn; } harness_case;
 
-/* Runs the cases in order; returns the process exit status. */
-static inline int harness_run(const harness_case *cases, int n) {
+/* Runs the cases in order, each line "PASS name" (or "PASS name [tag]" when tag is not NULL);
+ * returns the process exit status. */
+static inline int harness_run_tagged(const harness_case *cases, int n, const char *tag) {
     int n_failed = 0;
     for (int i = 0; i < n; i++) {
         harness_case_failed = 0;
         cases[i].fn();
-        printf("%s %s\n", harness_case_failed ? "FAIL" : "PASS", cases[i].name);
+        printf("%s %s%s%s%s\n", harness_case_failed ? "FAIL" : "PASS", cases[i].name, tag ? " [" : "", tag ? tag : "", tag ? "]" : "");
         fflush(stdout);
         n_failed += harness_case_failed;
     }
     return n_failed ? 1 : 0;
 }
+static inline int harness_run(const harness_case *cases, int n) { return harness_run_tagged(cases, n, NULL); }
 
 #define RUN_TESTS(...)                                                               \
     do {                                                                             \

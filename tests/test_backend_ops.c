@@ -1,11 +1,13 @@
 /*
  * test_backend_ops.c — every op of the cpu backend against the ref backend on random inputs,
- * compared by normalised error ||cpu - ref|| / ||ref||.
+ * compared by normalised error ||cpu - ref|| / ||ref||, once per cpu kernel variant this
+ * processor runs (test_kernels.h).
  */
 #include <stdint.h>
 
 #include "harness.h"
 #include "test_util.h"
+#include "test_kernels.h"
 #include "runtime/backend.h"
 #include "runtime/quant.h"
 #include "runtime/threadpool.h"
@@ -47,7 +49,7 @@ static void check_matmul(dtype type, int n, int out, int in, int with_bias, int 
         tensor_pack_panels(&w, packed, &w);
     }
     backend_ref.matmul(&env, y1, x, n, &w, with_bias ? bias : NULL);
-    backend_cpu.matmul(&env, y2, x, n, &w, with_bias ? bias : NULL);
+    cpu->matmul(&env, y2, x, n, &w, with_bias ? bias : NULL);
     double e = nerr(y2, y1, (int64_t)n * out);
     CHECKF(e < TOL, "matmul %s%s n=%d out=%d in=%d bias=%d: normalised error %.3g", dtype_name(type), panel ? " panels" : "", n,
            out, in, with_bias, e);
@@ -103,7 +105,7 @@ static void test_quant_panels(void) {
         fill(x, (int64_t)100 * in, 1.0f);
         for (int ri = 0; ri < 5; ri++) {
             int n = rows[ri];
-            backend_cpu.matmul(&env, y, x, n, &pw, NULL);
+            cpu->matmul(&env, y, x, n, &pw, NULL);
             backend_ref.matmul(&env, yr, x, n, &rm, NULL);
             CHECKF(nerr(y, yr, (int64_t)n * out) < TOL, "%s panels n=%d: cpu vs ref %.3g", dtype_name(type), n, nerr(y, yr, (int64_t)n * out));
             int exact = 1;
@@ -115,7 +117,7 @@ static void test_quant_panels(void) {
                 }
             CHECKF(exact, "%s panels n=%d: not the element-order fmaf chain", dtype_name(type), n);
             for (int r = 0; r < n; r++) {
-                backend_cpu.matmul(&env, y1, x + (int64_t)r * in, 1, &pw, NULL);
+                cpu->matmul(&env, y1, x + (int64_t)r * in, 1, &pw, NULL);
                 if (memcmp(y1, y + (int64_t)r * out, (size_t)out * sizeof(float))) { CHECKF(0, "%s panels n=%d: row %d differs alone", dtype_name(type), n, r); break; }
             }
         }
@@ -169,7 +171,7 @@ static void check_act8(dtype type) {
             for (int v = 0; v < 4; v++) { /* panels / row-major, pool or not, bias or not */
                 const tensor *w = v % 2 ? &rm : &pw;
                 const float *b = v >= 2 ? bias : NULL;
-                backend_cpu.matmul(v >= 2 ? &env2 : &env, y, x, n, w, b);
+                cpu->matmul(v >= 2 ? &env2 : &env, y, x, n, w, b);
                 int exact = 1;
                 for (int r = 0; r < n && exact; r++)
                     for (int o = 0; o < out && exact; o++) {
@@ -182,8 +184,8 @@ static void check_act8(dtype type) {
                 CHECKF(e < TOL, "%s n=%d out=%d in=%d: cpu vs ref %.3g", dtype_name(type), n, out, in, e);
             }
             for (int r = 0; r < n; r += 7) {
-                backend_cpu.matmul(&env, y1, x + (int64_t)r * in, 1, &pw, bias);
-                backend_cpu.matmul(&env2, y, x, n, &pw, bias);
+                cpu->matmul(&env, y1, x + (int64_t)r * in, 1, &pw, bias);
+                cpu->matmul(&env2, y, x, n, &pw, bias);
                 if (memcmp(y1, y + (int64_t)r * out, (size_t)out * sizeof(float))) { CHECKF(0, "%s n=%d: row %d differs alone", dtype_name(type), n, r); break; }
             }
         }
@@ -203,7 +205,7 @@ static void test_rmsnorm(void) {
     fill(x, n * dim, 3.0f);
     fill(w, dim, 1.0f);
     backend_ref.rmsnorm(y1, x, w, n, dim, 1e-5f);
-    backend_cpu.rmsnorm(y2, x, w, n, dim, 1e-5f);
+    cpu->rmsnorm(y2, x, w, n, dim, 1e-5f);
     double e = nerr(y2, y1, n * dim);
     CHECKF(e < TOL, "rmsnorm: normalised error %.3g", e);
 }
@@ -216,7 +218,7 @@ static void test_rope(void) {
     fill(x1, n * heads * hd, 1.0f);
     memcpy(x2, x1, sizeof x1);
     backend_ref.rope(x1, pos, n, heads, hd, inv);
-    backend_cpu.rope(x2, pos, n, heads, hd, inv);
+    cpu->rope(x2, pos, n, heads, hd, inv);
     double e = nerr(x2, x1, n * heads * hd);
     CHECKF(e < TOL, "rope: normalised error %.3g", e);
     /* Position 0 is the identity. */
@@ -224,7 +226,7 @@ static void test_rope(void) {
     fill(x3, 16, 1.0f);
     memcpy(x4, x3, sizeof x3);
     int32_t p0 = 0;
-    backend_cpu.rope(x4, &p0, 1, 1, 16, inv);
+    cpu->rope(x4, &p0, 1, 1, 16, inv);
     CHECK(nerr(x4, x3, 16) < 1e-7);
 }
 
@@ -249,7 +251,7 @@ static void check_attention(int n_past, int n_prev, int n, int heads, int kv_hea
                    .n_head = heads, .n_head_kv = kv_heads, .head_dim = hd, .visible = parent ? vis + n_prev * n_unc : NULL, .ld = n_unc};
     backend_ref.attention(&env, &a, 1);
     a.out = o2;
-    backend_cpu.attention(&env, &a, 1);
+    cpu->attention(&env, &a, 1);
     double e = nerr(o2, o1, (int64_t)n * heads * hd);
     CHECKF(e < TOL, "attention n_past=%d n_prev=%d n=%d heads=%d/%d tree=%d: normalised error %.3g", n_past, n_prev, n, heads, kv_heads, parent != NULL, e);
     /* threads: the same bits */
@@ -258,7 +260,7 @@ static void check_attention(int n_past, int n_prev, int n, int heads, int kv_hea
     env2.pool = pool;
     float *o3 = malloc((size_t)n * heads * hd * sizeof(float));
     a.out = o3;
-    backend_cpu.attention(&env2, &a, 1);
+    cpu->attention(&env2, &a, 1);
     CHECK(memcmp(o2, o3, (size_t)n * heads * hd * sizeof(float)) == 0);
     threadpool_free(pool);
     free(kc); free(vc); free(q); free(o1); free(o2); free(o3); free(vis);
@@ -295,9 +297,9 @@ static void check_batch_invariance(int panel, int n) {
     threadpool *pool = threadpool_new(2);
     backend_env env2 = env;
     env2.pool = pool;
-    backend_cpu.matmul(&env2, y, x, n, &t, NULL);
+    cpu->matmul(&env2, y, x, n, &t, NULL);
     for (int r = 0; r < n; r++) {
-        backend_cpu.matmul(&env, y1, x + (int64_t)r * in, 1, &t, NULL);
+        cpu->matmul(&env, y1, x + (int64_t)r * in, 1, &t, NULL);
         CHECKF(memcmp(y1, y + (int64_t)r * out, (size_t)out * sizeof(float)) == 0, "%s, %d rows: row %d differs alone",
                panel ? "panels" : "rows", n, r);
     }
@@ -318,7 +320,7 @@ static void test_swiglu(void) {
     fill(u, 300, 2.0f);
     memcpy(g2, g1, sizeof g1);
     backend_ref.swiglu(g1, u, 300);
-    backend_cpu.swiglu(g2, u, 300);
+    cpu->swiglu(g2, u, 300);
     double e = nerr(g2, g1, 300);
     CHECKF(e < TOL, "swiglu: normalised error %.3g", e);
 }
@@ -333,6 +335,6 @@ static void test_negative_control(void) {
 }
 
 int main(void) {
-    RUN_TESTS(T(test_matmul), T(test_matmul_batch_invariance), T(test_quant_panels), T(test_act8), T(test_rmsnorm), T(test_rope), T(test_attention), T(test_swiglu),
+    RUN_TESTS_PER_KERNELS(T(test_matmul), T(test_matmul_batch_invariance), T(test_quant_panels), T(test_act8), T(test_rmsnorm), T(test_rope), T(test_attention), T(test_swiglu),
               T(test_negative_control));
 }

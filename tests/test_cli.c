@@ -20,6 +20,7 @@
 
 #include "harness.h"
 #include "test_util.h"
+#include "moge.h"
 
 
 #define OUT "build/test_cli.out"
@@ -300,6 +301,49 @@ static void test_info(void) {
     CHECK(MOGE("--help") == 0);
 }
 
+/* --kernels: every variant this processor runs gives the llama2.c text and says which it ran (text
+ * and JSON); a name that is not built, or one this processor cannot run, is exit 2 naming the ones
+ * it runs; MOGE_KERNELS likewise (exit 1: the load refuses it). */
+static void test_kernels(void) {
+    char *e = expected();
+    for (int i = 0; i < moge_cpu_kernels_count(); i++) {
+        const char *k = moge_cpu_kernels_name(i);
+        char args[256], want[128];
+        snprintf(args, sizeof args, "run -m models/stories260K -n 200 --temp 0 --kernels %s --stats-json build/test_cli.json", k);
+        if (!moge_cpu_kernels_runs(k)) {
+            CHECK(MOGE(args) == 2);
+            char *err = slurp_text(ERR);
+            CHECKF(strstr(err, "cannot run them") && strstr(err, moge_cpu_kernels_best()), "%s: %s", args, err);
+            free(err);
+            continue;
+        }
+        CHECK(MOGE(args) == 0);
+        char *out = slurp_text(OUT), *err = slurp_text(ERR), *j = slurp_text("build/test_cli.json");
+        snprintf(want, sizeof want, "cpu backend, %s kernels on ", k);
+        CHECKF(same_text(out, e), "--kernels %s: stdout differs from the expected text:\n%s", k, out);
+        CHECKF(strstr(err, want), "--kernels %s: stderr: %s", k, err);
+        snprintf(want, sizeof want, "\"kernels\":\t\"%s\"", k);
+        CHECKF(strstr(j, want) && strstr(j, "\"processor\":"), "--kernels %s: JSON: %s", k, j);
+        free(out); free(err); free(j);
+    }
+    CHECK(MOGE("run -m models/stories260K -n 4 --kernels avx9") == 2);
+    char *err = slurp_text(ERR);
+    CHECKF(strstr(err, "moge run: --kernels \"avx9\": no such kernel variant;") && strstr(err, moge_cpu_kernels_name(0)), "%s", err);
+    free(err);
+    CHECK(MOGE("info -m models/stories260K") == 0);
+    char *out = slurp_text(OUT), want[128];
+    snprintf(want, sizeof want, "kernels       %s on ", moge_cpu_kernels_best());
+    CHECKF(strstr(out, want), "moge info: %s", out);
+    free(out);
+    CHECK(setenv("MOGE_KERNELS", "none", 1) == 0);
+    CHECK(MOGE("run -m models/stories260K -n 4") == 1);
+    unsetenv("MOGE_KERNELS");
+    err = slurp_text(ERR);
+    CHECKF(strstr(err, "MOGE_KERNELS: no kernel variant \"none\""), "%s", err);
+    free(err);
+    free(e);
+}
+
 /* examples/simple.c, the library example, next to the binary: $(BUILD)/examples/simple */
 static void test_library_example(void) {
     const char *bin = getenv("MOGE_BIN") ? getenv("MOGE_BIN") : "build/moge";
@@ -410,6 +454,6 @@ static void test_shared_help(void) {
 }
 
 int main(void) {
-    RUN_TESTS(T(test_shared_flag_errors), T(test_shared_drafter_errors), T(test_shared_help), T(test_run_greedy_matches_llama2c), T(test_speculative_modes_same_text), T(test_stats_json), T(test_compare), T(test_prompt_not_echoed), T(test_byte_token_runs), T(test_run_prompts_batch),
+    RUN_TESTS(T(test_kernels), T(test_shared_flag_errors), T(test_shared_drafter_errors), T(test_shared_help), T(test_run_greedy_matches_llama2c), T(test_speculative_modes_same_text), T(test_stats_json), T(test_compare), T(test_prompt_not_echoed), T(test_byte_token_runs), T(test_run_prompts_batch),
               T(test_errors), T(test_info), T(test_library_example), T(test_quant_speculative_same_text));
 }

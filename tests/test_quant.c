@@ -19,6 +19,7 @@
 
 #include "harness.h"
 #include "test_util.h"
+#include "test_kernels.h"
 #include "test_model.h"
 #include "moge.h"
 #include "runtime/backend.h"
@@ -159,7 +160,7 @@ static void check_matmul(dtype type, int n, int out, int in, int with_bias) {
     fill(bias, out, 1.0f);
     tensor w = quantize(wf, out, in, type);
     backend_ref.matmul(&env, y1, x, n, &w, with_bias ? bias : NULL);
-    backend_cpu.matmul(&env, y2, x, n, &w, with_bias ? bias : NULL);
+    cpu->matmul(&env, y2, x, n, &w, with_bias ? bias : NULL);
     double e = nerr(y2, y1, (int64_t)n * out);
     if (n > BACKEND_INVARIANT_ROWS) { /* the panel kernel on the dequantized weights, f32 activations */
         CHECKF(e < 1e-5, "matmul %s n=%d out=%d in=%d bias=%d: normalised error %.3g", dtype_name(type), n, out, in, with_bias, e);
@@ -225,17 +226,17 @@ static void check_invariance(dtype type, int out, int in) {
     threadpool *pool = threadpool_new(2);
     backend_env env2 = env;
     env2.pool = pool;
-    backend_cpu.matmul(&env2, y, x, n, &w, NULL);
+    cpu->matmul(&env2, y, x, n, &w, NULL);
     int bad = 0;
     for (int r = 0; r < n; r++) {
-        backend_cpu.matmul(&env, y1, x + (int64_t)r * in, 1, &w, NULL);
-        backend_cpu.matmul(&env2, y2, x + (int64_t)r * in, 1, &w, NULL);
+        cpu->matmul(&env, y1, x + (int64_t)r * in, 1, &w, NULL);
+        cpu->matmul(&env2, y2, x + (int64_t)r * in, 1, &w, NULL);
         bad += memcmp(y1, y + (int64_t)r * out, (size_t)out * sizeof(float)) != 0;
         bad += memcmp(y2, y1, (size_t)out * sizeof(float)) != 0;
     }
     /* rows 3..7 as a batch of 5 (another tile split) */
     float *y5 = malloc((size_t)5 * out * sizeof(float));
-    backend_cpu.matmul(&env, y5, x + 3 * (int64_t)in, 5, &w, NULL);
+    cpu->matmul(&env, y5, x + 3 * (int64_t)in, 5, &w, NULL);
     bad += memcmp(y5, y + 3 * (int64_t)out, (size_t)5 * out * sizeof(float)) != 0;
     CHECKF(bad == 0, "%s out=%d in=%d: %d rows differ between batch and alone", dtype_name(type), out, in, bad);
     threadpool_free(pool);
@@ -584,6 +585,9 @@ static void test_bad_quant(void) {
 }
 
 int main(void) {
-    RUN_TESTS(T(test_roundtrip), T(test_matmul_vs_ref), T(test_batch_invariance), T(test_accuracy), T(test_cpu_equals_ref),
-              T(test_long_moe_prefill), T(test_speculative_lossless), T(test_memory), T(test_bad_quant));
+    static const harness_case per_kernels[] = {T(test_matmul_vs_ref), T(test_batch_invariance)};
+    static const harness_case once[] = {T(test_roundtrip), T(test_accuracy), T(test_cpu_equals_ref), T(test_long_moe_prefill),
+                                        T(test_speculative_lossless), T(test_memory), T(test_bad_quant)};
+    int rc = harness_run_per_kernels(per_kernels, 2);
+    return harness_run(once, (int)(sizeof once / sizeof once[0])) | rc;
 }

@@ -147,35 +147,18 @@ static double distinct_sum(const moge_context *ctx) {
     return e;
 }
 
-static void cpu_name(char *buf, size_t n) {
-    snprintf(buf, n, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[256];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) != 0) continue;
-        const char *v = strchr(line, ':');
-        if (!v) break;
-        v++;
-        while (*v == ' ' || *v == '\t') v++;
-        snprintf(buf, n, "%s", v);
-        buf[strcspn(buf, "\n")] = 0;
-        break;
-    }
-    fclose(f);
-}
-
 static void cost_key(const moge_context *ctx, char *buf, size_t n) {
     const moge_model *m = ctx->model;
     const model_config *c = &m->cfg;
     moge_model_info in;
     moge_model_get_info(m, &in);
     char cpu[128];
-    cpu_name(cpu, sizeof cpu);
-    snprintf(buf, n, "v%d %s L%d D%d H%d/%d hd%d ff%d E%d/%d G%d ffe%d ffs%d V%d dtype=%s quant=%s bytes=%lld backend=%s threads=%d devices=%d cpu=%s",
+    moge_cpu_name(cpu, sizeof cpu);
+    snprintf(buf, n, "v%d %s L%d D%d H%d/%d hd%d ff%d E%d/%d G%d ffe%d ffs%d V%d dtype=%s quant=%s bytes=%lld backend=%s kernels=%s threads=%d devices=%d cpu=%s",
              CAL_VERSION, c->architecture, c->n_layer, c->n_embd, c->n_head, c->n_head_kv, c->head_dim, c->n_ff, c->n_expert,
              c->n_expert_used, c->n_group, c->n_ff_expert, c->n_ff_shared, c->n_vocab, in.dtype ? in.dtype : "?",
-             in.quant ? in.quant : "?", (long long)in.weight_bytes, m->ops ? m->ops->name : "?", m->n_threads, ctx->n_devices, cpu);
+             in.quant ? in.quant : "?", (long long)in.weight_bytes, m->ops ? m->ops->name : "?",
+             m->ops && m->ops->variant ? m->ops->variant : "-", m->n_threads, ctx->n_devices, cpu);
 }
 
 static uint64_t fnv1a(const char *s) {
@@ -363,7 +346,7 @@ moge_status planner_start(moge_context *ctx, int32_t seq, int32_t max_rows, cons
         }
         p->rho = 0.8;
         p->tab_age = 1 << 30;
-        cost_key(ctx, p->machine_key, sizeof p->machine_key); /* once: it reads /proc/cpuinfo */
+        cost_key(ctx, p->machine_key, sizeof p->machine_key); /* once: it asks CPUID */
         ctx->upper_state = p;
         ctx->upper_free = planner_free_void;
     }
