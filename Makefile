@@ -44,12 +44,22 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out examples/mo
 .PHONY: all test bench demo standins deps asan clean
 all: $(BUILD)/libmoge.a $(BUILD)/moge $(EXAMPLES)
 
-$(BUILD)/%.o: %.c
+# Objects depend on the compiler and flags they were built with: a change (e.g. BASE_ARCH) rebuilds
+# them instead of linking objects made for another instruction set.
+FLAGS_STAMP := $(BUILD)/flags.stamp
+FLAGS_TEXT  := $(CC) $(CFLAGS) | $(BASE_ARCH) | $(foreach v,$(CPU_VARIANTS),$(v): $(VFLAGS_$(v)))
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(FLAGS_TEXT)' | cmp -s - $@ || echo '$(FLAGS_TEXT)' > $@
+.PHONY: FORCE
+FORCE:
+
+$(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/runtime/backend_cpu-%.o: runtime/backend_cpu.c
+$(BUILD)/runtime/backend_cpu-%.o: runtime/backend_cpu.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "  CC    $< ($*)"
 	@$(CC) $(CFLAGS) $(VFLAGS_$*) -DCPU_VARIANT=$* -c $< -o $@

@@ -3,7 +3,7 @@
  * runtime/cpu_dispatch.c).
  *
  *  - detection: the variants this processor runs are the ones /proc/cpuinfo's flags allow, the
- *    best one runs, the baseline always runs;
+ *    best one runs, the baseline always runs; no object outside the variants holds AVX code;
  *  - per variant this processor runs (a model loaded with moge_model_params.kernels = it): the
  *    logits of the demo models and two MoE fixtures within 1e-4 of the references made outside
  *    the runtime, tree speculation token for token equal to plain greedy decoding (f32 and
@@ -73,6 +73,28 @@ static void test_detection(void) {
         CHECK(moge_cpu_kernels_runs("avx512vnni") == (v4 && has_flag(f, "avx512_vnni")));
     }
     free(f);
+#endif
+}
+
+/* Outside the kernel variants the library and the command are baseline code: no object but
+ * backend_cpu-<variant>.o holds a 256- or 512-bit vector instruction (objdump, from binutils, which
+ * build-essential brings), so the binary starts and runs on any x86-64-v2 processor; and the
+ * check can fail: the avx512 objects hold zmm instructions. */
+static void test_baseline_objects(void) {
+#if defined(__x86_64__)
+    const char *build = getenv("BUILD") && getenv("BUILD")[0] ? getenv("BUILD") : "build";
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "for f in $(find %s/runtime %s/tokenizer %s/sampling %s/draft %s/verify %s/examples -name '*.o' ! -name 'backend_cpu-*'); do "
+             "n=$(objdump -d --no-show-raw-insn \"$f\" | grep -c '%%[yz]mm'); [ \"$n\" = 0 ] || echo \"$f: $n\"; done >build/test_kernels.out 2>&1; "
+             "objdump -d --no-show-raw-insn %s/runtime/backend_cpu-avx512.o | grep -c '%%zmm' >build/test_kernels.zmm",
+             build, build, build, build, build, build, build);
+    CHECK(system(cmd) == 0);
+    char *bad = slurp_text("build/test_kernels.out"), *zmm = slurp_text("build/test_kernels.zmm");
+    CHECKF(bad[0] == 0, "vector instructions outside the kernel variants:\n%s", bad);
+    CHECKF(atoi(zmm) > 100, "backend_cpu-avx512.o: %s zmm instructions", zmm);
+    free(bad);
+    free(zmm);
 #endif
 }
 
@@ -199,8 +221,8 @@ static void test_bad_names(void) {
 }
 
 int main(void) {
-    static const harness_case once[] = {T(test_detection), T(test_bad_names)};
+    static const harness_case once[] = {T(test_detection), T(test_baseline_objects), T(test_bad_names)};
     static const harness_case per_kernels[] = {T(test_refs), T(test_speculation_lossless), T(test_same_text)};
-    int rc = harness_run(once, 2);
+    int rc = harness_run(once, 3);
     return harness_run_per_kernels(per_kernels, 3) | rc;
 }
