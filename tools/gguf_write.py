@@ -40,8 +40,8 @@
 # "<s>", "</s>", the byte pieces "<0x00>".."<0xFF>" when they fit, then "t3", "t4", ... — enough
 # for llama.cpp to load the model and time it; its text is then meaningless.
 #
-# Memory: the safetensors files are memory-mapped and each tensor is converted and written in
-# slices of rows (about 64 MB of float32 at a time), so a 2 GB model is never held twice.
+# Memory: each tensor is read, converted and written in slices of rows (about 16 MB of float32 at
+# a time), so the model is never held in memory, let alone twice.
 # The file is written to OUT.gguf.tmp and renamed when complete.
 
 import argparse
@@ -57,7 +57,7 @@ import safetensors_np  # noqa: E402
 
 ALIGN = 32
 QK = 32  # Q8_0 block
-SLICE_BYTES = 64 << 20  # float32 bytes converted at a time
+SLICE_BYTES = 16 << 20  # float32 bytes converted at a time
 
 # GGUF metadata value types
 U8, I8, U16, I16, U32, I32, F32V, BOOL, STR, ARR, U64, I64, F64 = range(13)
@@ -80,9 +80,22 @@ def fail(msg):
 # Reading the model directory                                                                #
 # ------------------------------------------------------------------------------------------ #
 
+class Source:
+    """Where a tensor's data lies in a safetensors file; rows are read on demand."""
+
+    def __init__(self, path, offset, dtype, shape):
+        self.path, self.offset, self.dtype = path, offset, safetensors_np.ST_DTYPES[dtype]
+        self.cols = shape[-1] if shape else 1
+
+    def rows(self, r0, n):
+        """Rows r0 .. r0+n-1 (a 1-D tensor is one row), in the storage dtype."""
+        return np.fromfile(self.path, dtype=self.dtype, count=n * self.cols,
+                           offset=self.offset + r0 * self.cols * self.dtype.itemsize).reshape(n, self.cols)
+
+
 def open_safetensors(model_dir):
-    """{name: (dtype, shape, memmap array in storage dtype)} for every tensor of the directory
-    (one file or the shards of model.safetensors.index.json), nothing read yet."""
+    """{name: (dtype, shape, Source)} for every tensor of the directory (one file or the shards
+    of model.safetensors.index.json), nothing read yet."""
     index_path = os.path.join(model_dir, "model.safetensors.index.json")
     if os.path.exists(index_path):
         with open(index_path) as f:
@@ -112,8 +125,7 @@ def open_safetensors(model_dir):
             count = int(np.prod(shape, dtype=np.int64))
             if end - begin != count * st.itemsize or base + end > size:
                 fail(f"{path}: bad data_offsets for {name}")
-            arr = np.memmap(path, dtype=st, mode="r", offset=base + begin, shape=tuple(shape) if shape else (1,))
-            out[name] = (dtype, shape, arr)
+            out[name] = (dtype, shape, Source(path, base + begin, dtype, shape))
     if weight_map is not None:
         missing = [n for n in weight_map if n not in out]
         if missing:
@@ -436,17 +448,16 @@ def encode_slice(t, x):
 
 def write_tensor(f, t):
     """Converts and writes t's data in slices of whole heads / rows."""
-    raw = t.raw.reshape(t.rows, t.cols)
     step = max(1, SLICE_BYTES // (4 * t.cols))
     if t.heads:
         if len(t.shape) == 1:  # a bias: one "row" per element
-            x = to_f32(t.src_dtype, raw).reshape(-1, 1)
+            x = to_f32(t.src_dtype, t.raw.rows(0, 1)).reshape(-1, 1)
             f.write(encode_slice(t, permute_rows(x, t.heads, t.head_dim, 0).reshape(1, -1)))
             return
         step = max(t.head_dim, step // t.head_dim * t.head_dim)
     written = 0
     for r0 in range(0, t.rows, step):
-        x = to_f32(t.src_dtype, raw[r0:r0 + step])
+        x = to_f32(t.src_dtype, t.raw.rows(r0, min(step, t.rows - r0)))
         if t.heads:
             x = permute_rows(x, t.heads, t.head_dim, r0)
         data = encode_slice(t, x)
