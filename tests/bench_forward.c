@@ -21,7 +21,7 @@
  *     moge_model_info.resident_bytes) and its KV cache.
  * Times are medians of 5 runs after a warm-up (11 for n = 1). Quote ratios measured in one run.
  * `bench_forward MODEL_DIR...` benchmarks only those directories; MOGE_BENCH_WEIGHTS=none (or
- * q8, w8a8, q4, w4a8, a comma list) only those weight formats. Options, before the directories:
+ * q8, w8a8, q4, w4a8, a comma list) only those weight formats. Options:
  *   -t N           threads (default: every online core)
  *   --write-models writes the benchmark models named (a directory of BENCH_MODELS; none named: all
  *                  of them) that do not exist yet, and exits
