@@ -41,7 +41,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN:= $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out examples/moge%.c examples/cmd_%.c,$(wildcard examples/*.c)))
 
-.PHONY: all test bench demo standins deps asan clean
+.PHONY: all test bench bench-peer demo standins deps asan clean
 all: $(BUILD)/libmoge.a $(BUILD)/moge $(EXAMPLES)
 
 # Objects depend on the compiler and flags they were built with: a change (e.g. BASE_ARCH) rebuilds
@@ -164,3 +164,8 @@ clean:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d) $(EXAMPLES:=.d)
 .SECONDARY:
+
+# moge and a llama.cpp built outside the repository (LLAMA_CPP=its build/bin) decoding the same weights side by side (tools/bench_peer.sh; fetches nothing).
+bench-peer: deps
+	$(MAKE) --no-print-directory all $(BUILD)/tests/bench_forward
+	@BUILD=$(BUILD) bash tools/bench_peer.sh "$(LLAMA_CPP)"

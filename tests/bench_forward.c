@@ -9,6 +9,9 @@
  *     vocabulary 8192), a dense Llama of the same active size (feed-forward 1536), and a dense
  *     ~1 GB Llama (hidden 2048, 6 layers, 32/8 heads, feed-forward 4096, vocabulary 8192).
  *     Each is run with its weights as stored (f32) and quantized at load to Q8, W8A8, Q4 and W4A8.
+ *     A fourth, dense-272m (271.6 M parameters: hidden 1024, 24 layers, 16/4 heads, feed-forward
+ *     2816, vocabulary 512, untied lm_head), is not in the default run: it is written when named
+ *     (tools/bench_peer.sh compares it with llama.cpp).
  *  3. For n = 1, 2, 4, ..., 64 rows (a chain after a 32-token prefix): median time of a forward,
  *     relative to n = 1, distinct experts touched and bytes of weights read per pass (quantized
  *     bytes for Q8/W8A8 and Q4/W4A8: 36 / 20 bytes per 32 weights; the MoE routers stay f32).
@@ -18,7 +21,14 @@
  *     moge_model_info.resident_bytes) and its KV cache.
  * Times are medians of 5 runs after a warm-up (11 for n = 1). Quote ratios measured in one run.
  * `bench_forward MODEL_DIR...` benchmarks only those directories; MOGE_BENCH_WEIGHTS=none (or
- * q8, w8a8, q4, w4a8, a comma list) only those weight formats.
+ * q8, w8a8, q4, w4a8, a comma list) only those weight formats. Options:
+ *   -t N           threads (default: every online core)
+ *   --write-models writes the benchmark models named (a directory of BENCH_MODELS; none named: all
+ *                  of them) that do not exist yet, and exits
+ *   --decode N     instead of the above: per directory and weight format, decodes N tokens one at a
+ *                  time from an empty KV cache (each forward committed) after one untimed token,
+ *                  as llama-bench's generation test (-p 0 -n N) does, and prints one line
+ *                  "decode N tokens: X tokens/s (DIR, weights W, T threads)"
  */
 #include <cJSON.h>
 #include <math.h>
@@ -197,13 +207,15 @@ typedef struct {
     const char *dir;
     int moe, hid, layers, heads, kvh, ff, vocab; /* ff: dense feed-forward width */
     uint64_t seed;
+    bool on_request; /* not in the default run: only when named */
 } bench_spec;
 
 enum { HD = 64, NEXP = 64, KEXP = 8, FEXP = 128, FSH = 512 };
 static const bench_spec BENCH_MODELS[] = {
-    {"build/bench-models/pangu-bench", 1, 1024, 8, 16, 4, 0, 8192, 11},
-    {"build/bench-models/dense-bench", 0, 1024, 8, 16, 4, 1536, 8192, 12},
-    {"build/bench-models/dense-1g", 0, 2048, 6, 32, 8, 4096, 8192, 13},
+    {"build/bench-models/pangu-bench", 1, 1024, 8, 16, 4, 0, 8192, 11, false},
+    {"build/bench-models/dense-bench", 0, 1024, 8, 16, 4, 1536, 8192, 12, false},
+    {"build/bench-models/dense-1g", 0, 2048, 6, 32, 8, 4096, 8192, 13, false},
+    {"build/bench-models/dense-272m", 0, 1024, 24, 16, 4, 2816, 512, 14, true},
 };
 
 static int ensure_model(const bench_spec *b) {
@@ -419,16 +431,61 @@ static void bench_model(const char *dir, double bw, int n_threads, moge_quant qu
     moge_model_free(m);
 }
 
+/* --decode N: n_tok one-token forwards from an empty cache, each committed, after one untimed
+ * token (tokens (37 i + 11) mod vocabulary); prints the rate. 0, or 1 when the model fails. */
+static int bench_decode(const char *dir, int n_threads, moge_quant quant, int n_tok) {
+    char err[512];
+    moge_model_params mp = moge_model_default_params();
+    mp.n_threads = n_threads;
+    mp.quant = quant;
+    moge_model *m = NULL;
+    if (moge_model_load(dir, &mp, &m, err, sizeof err) != MOGE_OK) { fprintf(stderr, "%s: %s\n", dir, err); return 1; }
+    moge_model_info in;
+    moge_model_get_info(m, &in);
+    moge_context_params cp = moge_context_default_params();
+    cp.n_ctx = n_tok + 1;
+    cp.n_batch = 1;
+    moge_context *ctx = NULL;
+    if (moge_context_new(m, &cp, &ctx, err, sizeof err) != MOGE_OK) { fprintf(stderr, "%s: %s\n", dir, err); moge_model_free(m); return 1; }
+    const float *lg;
+    int32_t tok = 11 % in.n_vocab;
+    moge_batch b = {.n = 1, .tokens = &tok};
+    int rc = moge_forward(ctx, &b, &lg) != MOGE_OK; /* warm-up, not committed */
+    double t0 = now_s();
+    for (int i = 0; i < n_tok && !rc; i++) {
+        tok = (int32_t)((37 * i + 11) % in.n_vocab);
+        rc = moge_forward(ctx, &b, &lg) != MOGE_OK || moge_kv_commit(ctx, NULL, 1) != MOGE_OK;
+    }
+    double t = now_s() - t0;
+    if (rc) fprintf(stderr, "%s: %s\n", dir, moge_context_error(ctx));
+    else printf("decode %d tokens: %.2f tokens/s (%s, weights %s, %d threads, %s kernels)\n", n_tok, n_tok / t, dir, in.quant, n_threads,
+                in.kernels);
+    moge_context_free(ctx);
+    moge_model_free(m);
+    return rc;
+}
+
 int main(int argc, char **argv) {
-    int n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN), n_decode = 0;
+    bool write_only = false;
     const char *dirs[16];
     int n_dirs = 0;
-    if (argc > 1) {
-        for (int i = 1; i < argc && n_dirs < 16; i++) dirs[n_dirs++] = argv[i];
-    } else {
-        dirs[n_dirs++] = "models/stories260K";
-        dirs[n_dirs++] = "models/tinystories-moge"; /* the demo target */
-        for (size_t i = 0; i < sizeof BENCH_MODELS / sizeof BENCH_MODELS[0]; i++) dirs[n_dirs++] = BENCH_MODELS[i].dir;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-t") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0) n_threads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--decode") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0) n_decode = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--write-models") == 0) write_only = true;
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "usage: bench_forward [-t THREADS] [--write-models | --decode N] [MODEL_DIR...]\n");
+            return 2;
+        } else if (n_dirs < 16) dirs[n_dirs++] = argv[i];
+    }
+    if (n_dirs == 0) {
+        if (!write_only) {
+            dirs[n_dirs++] = "models/stories260K";
+            dirs[n_dirs++] = "models/tinystories-moge"; /* the demo target */
+        }
+        for (size_t i = 0; i < sizeof BENCH_MODELS / sizeof BENCH_MODELS[0]; i++)
+            if (write_only || !BENCH_MODELS[i].on_request) dirs[n_dirs++] = BENCH_MODELS[i].dir;
     }
     for (size_t i = 0; i < sizeof BENCH_MODELS / sizeof BENCH_MODELS[0]; i++)
         for (int d = 0; d < n_dirs; d++)
@@ -436,18 +493,25 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "bench: cannot write the benchmark model %s\n", BENCH_MODELS[i].dir);
                 return 1;
             }
+    if (write_only) return 0;
+    moge_quant quants[] = {MOGE_QUANT_NONE, MOGE_QUANT_Q8, MOGE_QUANT_W8A8, MOGE_QUANT_Q4, MOGE_QUANT_W4A8};
+    const char *names[] = {"none", "q8", "w8a8", "q4", "w4a8"};
+    const char *only = getenv("MOGE_BENCH_WEIGHTS"); /* e.g. "none" or "q8,q4" (a comma-separated list) */
+    if (n_decode) {
+        int rc = 0;
+        for (int d = 0; d < n_dirs; d++)
+            for (int q = 0; q < 5; q++)
+                if (!only || list_has(only, names[q])) rc |= bench_decode(dirs[d], n_threads, quants[q], n_decode);
+        return rc;
+    }
     double sum_bw = 0, gemv_bw = 0, bw = measure_bandwidth(n_threads, 512.0 * (1 << 20), &sum_bw, &gemv_bw);
     char cpu[128];
     moge_cpu_name(cpu, sizeof cpu);
     printf("moge bench: %s, %s kernels, %d threads, read bandwidth %.1f GB/s (512 MiB, best of 5: summing loop %.1f, "
            "the kernels' f32 GEMV %.1f)\n", cpu, moge_cpu_kernels_best(), n_threads, bw / 1e9, sum_bw / 1e9, gemv_bw / 1e9);
-    moge_quant quants[] = {MOGE_QUANT_NONE, MOGE_QUANT_Q8, MOGE_QUANT_W8A8, MOGE_QUANT_Q4, MOGE_QUANT_W4A8};
-    const char *names[] = {"none", "q8", "w8a8", "q4", "w4a8"};
     for (int d = 0; d < n_dirs; d++)
-        for (int q = 0; q < 5; q++) {
-            const char *only = getenv("MOGE_BENCH_WEIGHTS"); /* e.g. "none" or "q8,q4" (a comma-separated list) */
+        for (int q = 0; q < 5; q++)
             if (!only || list_has(only, names[q])) bench_model(dirs[d], bw, n_threads, quants[q]);
-        }
     printf("\nSummary (%s, %s kernels, %d threads, read bandwidth %.1f GB/s over 512 MiB; each roofline measured over its model's "
            "bytes per token):\n", cpu, moge_cpu_kernels_best(), n_threads, bw / 1e9);
     printf("| model | weights | MB / token | decode tokens/s | roofline | %% of roofline | 16 rows / 1 | 64 rows / 1 | load s | "
