@@ -64,11 +64,12 @@ static int cmp_double(const void *a, const void *b) {
  * and the larger one kept: a summing loop over disjoint halves per thread (8 independent vector
  * accumulators, so the adds keep up with memory), and the cpu backend's own f32 kernel reading the
  * buffer as a weight matrix in panel layout times one row (a GEMV over the thread pool: the
- * kernels' loads, prefetch and thread split). The headline figure reads 512 MiB; each model's
- * roofline is measured again over as many bytes as its decode reads per token, because a large
- * last-level cache (260 MiB on some hosts) keeps a share of any stream that does not fit (adaptive
- * replacement), and that share depends on the stream's size: so measured, a decode reads its
- * weights the way the GEMV does and can reach its roofline but not pass it. */
+ * kernels' loads, prefetch and thread split). The headline figure reads 512 MiB. Each model's
+ * roofline is measured again, by the GEMV alone, over as many bytes as its decode reads per token
+ * and between its timed one-row forwards: a large last-level cache (260 MiB on some hosts) keeps a
+ * share of any stream that does not fit, and that share depends on the stream's size; and on a
+ * shared host a bandwidth measured apart from the decode can catch a busier moment (one run put a
+ * w4a8 decode at 141 % of a roofline measured a second later). */
 typedef struct { const float *p; size_t n; double sum; } sum_job;
 static void *sum_worker(void *arg) {
     sum_job *j = arg;
@@ -100,40 +101,58 @@ static double bandwidth_sum(const float *buf, size_t n, int n_threads) {
     return best;
 }
 
-static double bandwidth_gemv(float *buf, size_t n, int n_threads, const backend_ops *ops) {
-    enum { IN = 4096 };
-    int64_t out = (int64_t)(n / IN) / TENSOR_PANEL * TENSOR_PANEL;
-    tensor w = {.type = DTYPE_F32, .n_dims = 2, .shape = {out, IN}, .data = buf, .panel = TENSOR_PANEL};
-    static float x[IN];
-    for (int i = 0; i < IN; i++) x[i] = 1.0f / (float)(i + 1);
-    float *y = malloc((size_t)out * sizeof(float));
-    float *ws = malloc((size_t)backend_ws_floats(IN, n_threads) * sizeof(float));
-    threadpool *pool = threadpool_new(n_threads);
-    double best = 0;
-    if (y && ws && pool) {
-        backend_env env = {.pool = pool, .ws = ws};
-        for (int rep = 0; rep < 6; rep++) {
-            double t0 = now_s();
-            ops->matmul(&env, y, x, 1, &w, NULL);
-            double bw = (double)out * IN * sizeof(float) / (now_s() - t0);
-            if (rep > 0 && bw > best && y[0] == y[0]) best = bw; /* the first run warms the pool */
-        }
-    }
-    threadpool_free(pool);
-    free(ws);
-    free(y);
-    return best;
+/* The kernels' own reading of `bytes` (rounded down to whole panels of 4096 columns): one f32
+ * GEMV over a buffer written beforehand, on a thread pool of its own. */
+typedef struct {
+    float *buf, *y, *ws;
+    tensor w;
+    threadpool *pool;
+    backend_env env;
+} gemv_probe;
+enum { PROBE_IN = 4096 };
+
+static bool probe_init(gemv_probe *p, double bytes, int n_threads) {
+    memset(p, 0, sizeof *p);
+    int64_t out = (int64_t)(bytes / sizeof(float)) / PROBE_IN / TENSOR_PANEL * TENSOR_PANEL;
+    if (out < TENSOR_PANEL) out = TENSOR_PANEL;
+    p->buf = malloc((size_t)out * PROBE_IN * sizeof(float));
+    p->y = malloc((size_t)out * sizeof(float));
+    p->ws = malloc((size_t)backend_ws_floats(PROBE_IN, n_threads) * sizeof(float));
+    p->pool = threadpool_new(n_threads);
+    if (!p->buf || !p->y || !p->ws || !p->pool) return false;
+    for (int64_t i = 0; i < out * PROBE_IN; i++) p->buf[i] = (float)(i & 7);
+    p->w = (tensor){.type = DTYPE_F32, .n_dims = 2, .shape = {out, PROBE_IN}, .data = p->buf, .panel = TENSOR_PANEL};
+    p->env = (backend_env){.pool = p->pool, .ws = p->ws};
+    return true;
+}
+
+/* One pass; its read rate in bytes per second. */
+static double probe_run(gemv_probe *p) {
+    static float x[PROBE_IN];
+    for (int i = 0; i < PROBE_IN; i++) x[i] = 1.0f / (float)(i + 1);
+    double t0 = now_s();
+    backend_cpu_best()->matmul(&p->env, p->y, x, 1, &p->w, NULL);
+    return (double)p->w.shape[0] * PROBE_IN * sizeof(float) / (now_s() - t0);
+}
+
+static void probe_free(gemv_probe *p) {
+    threadpool_free(p->pool);
+    free(p->ws);
+    free(p->y);
+    free(p->buf);
 }
 
 static double measure_bandwidth(int n_threads, double bytes, double *sum_bw, double *gemv_bw) {
-    size_t n = (size_t)(bytes / sizeof(float)) / (4096 * TENSOR_PANEL) * (4096 * TENSOR_PANEL);
-    if (n < 4096 * TENSOR_PANEL) n = 4096 * TENSOR_PANEL;
-    float *buf = malloc(n * sizeof(float));
-    if (!buf) return 0;
-    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 7);
-    *sum_bw = bandwidth_sum(buf, n, n_threads);
-    *gemv_bw = bandwidth_gemv(buf, n, n_threads, backend_cpu_best());
-    free(buf);
+    gemv_probe p;
+    *sum_bw = *gemv_bw = 0;
+    if (probe_init(&p, bytes, n_threads)) {
+        *sum_bw = bandwidth_sum(p.buf, (size_t)p.w.shape[0] * PROBE_IN, n_threads);
+        for (int rep = 0; rep < 6; rep++) { /* the first pass warms the pool */
+            double bw = probe_run(&p);
+            if (rep > 0 && bw > *gemv_bw) *gemv_bw = bw;
+        }
+    }
+    probe_free(&p);
     return *sum_bw > *gemv_bw ? *sum_bw : *gemv_bw;
 }
 
@@ -382,17 +401,26 @@ static void bench_model(const char *dir, double bw, int n_threads, moge_quant qu
     sr->load_s = t_load;
     sr->weight_mb = in.weight_bytes / 1e6;
     sr->resident_mb = in.resident_bytes / 1e6;
-    double t1 = 0;
+    double t1 = 0, bw_model = 0;
     for (int n = 1; n <= 64; n *= 2) {
         double times[11];
         int reps = n == 1 ? 11 : 5;
         moge_batch b = {.n = n, .tokens = tok};
         moge_forward(ctx, &b, &lg); /* warm-up */
+        /* one row: the roofline's bandwidth is measured between the timed forwards, over as many
+         * bytes as a forward reads, by the kernels' GEMV (the best pass counts), so the machine's
+         * load at the time weighs on both alike */
+        gemv_probe probe;
+        bool probing = n == 1 && probe_init(&probe, pass_bytes(&in, ctx), n_threads);
+        if (probing) probe_run(&probe);
         for (int r = 0; r < reps; r++) {
             double t0 = now_s();
             moge_forward(ctx, &b, &lg);
             times[r] = now_s() - t0;
+            double bwr = probing ? probe_run(&probe) : 0;
+            if (bwr > bw_model) bw_model = bwr;
         }
+        if (n == 1) probe_free(&probe);
         qsort(times, (size_t)reps, sizeof times[0], cmp_double);
         double t = times[reps / 2];
         if (n == 1) t1 = t;
@@ -407,7 +435,6 @@ static void bench_model(const char *dir, double bw, int n_threads, moge_quant qu
         if (in.n_expert) snprintf(dist, sizeof dist, "%.1f of %d", distinct, in.n_expert);
         printf("| %4d | %12.3f | %9.2f | %24s | %14.1f | %4.1f |\n", n, t * 1e3, t / t1, dist, bytes / 1e6, bytes / t / 1e9);
         if (n == 1) {
-            double sb, gb, bw_model = measure_bandwidth(n_threads, bytes, &sb, &gb);
             if (bw_model <= 0) bw_model = bw; /* no room for a second buffer: the 512 MiB figure */
             double roof = bw_model / bytes;
             printf("decode at n=1: %.1f tokens/s; roofline %.1f tokens/s (%.1f MB/token at %.1f GB/s, read over %.0f MB) = %.0f %% of the limit\n",
