@@ -8,6 +8,7 @@
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,61 @@ static size_t st_dtype_bytes(const char *s) {
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (strcmp(s, table[i].name) == 0) return table[i].size;
     return 0;
+}
+
+/* ---- the names' hash: open addressing, linear probing; slots hold entry index + 1 ---- */
+
+static uint64_t name_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* The slot holding `name`, or the empty slot where it would go. Needs n_slots > 0. */
+static size_t st_slot(const st_table *t, const char *name) {
+    size_t mask = t->n_slots - 1, i = (size_t)name_hash(name) & mask;
+    while (t->slots[i] && strcmp(t->entries[t->slots[i] - 1].name, name) != 0) i = (i + 1) & mask;
+    return i;
+}
+
+/* Makes room in the hash for `need` entries (at most half full). False when out of memory. */
+static bool st_reserve(st_table *t, size_t need) {
+    if (need * 2 <= t->n_slots) return true;
+    size_t cap = t->n_slots ? t->n_slots : 64;
+    while (cap < need * 2) cap *= 2;
+    int *old = t->slots;
+    size_t old_n = t->n_slots;
+    t->slots = calloc(cap, sizeof *t->slots);
+    if (!t->slots) { t->slots = old; return false; }
+    t->n_slots = cap;
+    for (size_t i = 0; i < old_n; i++)
+        if (old[i]) t->slots[st_slot(t, t->entries[old[i] - 1].name)] = old[i];
+    free(old);
+    return true;
+}
+
+/* A tensor's data range in its file, for the overlap check. */
+typedef struct { uint64_t begin, end; int entry; } st_range;
+
+static int cmp_range(const void *a, const void *b) {
+    const st_range *x = a, *y = b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    return (x->entry > y->entry) - (x->entry < y->entry);
+}
+
+/* Two tensors of one file whose data ranges [begin, end) overlap (zero-length ones never do):
+ * sorted by begin, each range must start at or after the furthest end before it. */
+static moge_status st_check_overlap(const st_table *t, st_range *r, int count, const char *path, char *err, size_t n) {
+    qsort(r, (size_t)count, sizeof *r, cmp_range);
+    int far = -1;
+    for (int i = 0; i < count; i++) {
+        if (far >= 0 && r[i].begin < r[far].end)
+            return set_err(err, n, MOGE_ERR_FORMAT, "%s: tensors %s (data_offsets [%llu, %llu]) and %s ([%llu, %llu]) overlap",
+                           path, t->entries[r[far].entry].name, (unsigned long long)r[far].begin, (unsigned long long)r[far].end,
+                           t->entries[r[i].entry].name, (unsigned long long)r[i].begin, (unsigned long long)r[i].end);
+        if (far < 0 || r[i].end > r[far].end) far = i;
+    }
+    return MOGE_OK;
 }
 
 /* Maps one file and appends its entries to the table. */
@@ -96,12 +152,28 @@ static moge_status st_add_file(st_table *t, const char *path, char *err, size_t 
     }
     int count = cJSON_GetArraySize(root);
     st_entry *entries = realloc(t->entries, (size_t)(t->n_entries + count) * sizeof *entries);
-    if (!entries) { cJSON_Delete(root); return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path); }
-    t->entries = entries;
+    if (entries) t->entries = entries;
+    st_range *ranges = malloc((size_t)(count ? count : 1) * sizeof *ranges);
+    if (!entries || !ranges || !st_reserve(t, (size_t)t->n_entries + (size_t)count)) {
+        free(ranges);
+        cJSON_Delete(root);
+        return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path);
+    }
+    int n_ranges = 0;
 
+    /* cJSON keeps every member of an object, a repeated name too: each is checked here */
     for (cJSON *it = root->child; it; it = it->next) {
         const char *name = it->string;
         if (strcmp(name, "__metadata__") == 0) continue;
+        size_t slot = st_slot(t, name);
+        if (t->slots[slot]) {
+            const st_entry *first = &t->entries[t->slots[slot] - 1];
+            if (first->file == file_index)
+                st = set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s appears twice in the header", path, name);
+            else
+                st = set_err(err, n, MOGE_ERR_FORMAT, "tensor %s is in two shards: %s and %s", name, t->files[first->file].path, path);
+            break;
+        }
         cJSON *jd = cJSON_GetObjectItemCaseSensitive(it, "dtype");
         cJSON *js = cJSON_GetObjectItemCaseSensitive(it, "shape");
         cJSON *jo = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
@@ -166,16 +238,20 @@ static moge_status st_add_file(st_table *t, const char *path, char *err, size_t 
         e.file = file_index;
         e.name = strdup(name);
         if (!e.name) { free(e.copy); st = set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path); break; }
+        if (end > begin) ranges[n_ranges++] = (st_range){begin, end, t->n_entries};
         t->entries[t->n_entries++] = e;
+        t->slots[slot] = t->n_entries;
     }
     cJSON_Delete(root);
+    if (st == MOGE_OK) st = st_check_overlap(t, ranges, n_ranges, path, err, n);
+    free(ranges);
     return st;
 }
 
 const st_entry *st_find(const st_table *t, const char *name) {
-    for (int i = 0; i < t->n_entries; i++)
-        if (strcmp(t->entries[i].name, name) == 0) return &t->entries[i];
-    return NULL;
+    if (!t->n_slots) return NULL;
+    int k = t->slots[st_slot(t, name)];
+    return k ? &t->entries[k - 1] : NULL;
 }
 
 void st_release(const st_entry *e) {
@@ -208,12 +284,10 @@ static moge_status st_open_index(st_table *t, const char *dir, const char *index
             st = set_err(err, n, MOGE_ERR_FORMAT, "%s: weight_map[\"%s\"]: expected a shard file name", index_path, it->string);
             break;
         }
-        int seen = 0;
-        for (cJSON *prev = map->child; prev != it; prev = prev->next)
-            if (strcmp(prev->valuestring, it->valuestring) == 0) { seen = 1; break; }
-        if (seen) continue;
         snprintf(path, sizeof path, "%s/%s", dir, it->valuestring);
-        st = st_add_file(t, path, err, n);
+        int seen = 0; /* among the shards opened: the last one first (entries come grouped) */
+        for (int k = t->n_files - 1; k >= 0 && !seen; k--) seen = strcmp(t->files[k].path, path) == 0;
+        if (!seen) st = st_add_file(t, path, err, n);
     }
     for (cJSON *it = map->child; it && st == MOGE_OK; it = it->next) {
         const st_entry *e = st_find(t, it->string);
@@ -251,5 +325,6 @@ void st_close(st_table *t) {
     }
     free(t->entries);
     free(t->files);
+    free(t->slots);
     memset(t, 0, sizeof *t);
 }

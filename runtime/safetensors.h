@@ -43,14 +43,17 @@ typedef struct {
     int n_files;
     st_entry *entries;
     int n_entries;
+    int *slots;          /* open-addressing hash of the names: entry index + 1, 0 when empty */
+    size_t n_slots;      /* a power of two, at least twice n_entries (or 0) */
 } st_table;
 
-/* Opens the weights of model directory `dir`. On failure returns a status with a message naming
+/* Opens the weights of model directory `dir`. A tensor name twice (in one header, or in two
+ * shards) and two tensors of one file whose data overlap are refused. On failure returns a status with a message naming
  * the file (and tensor) at fault; *t is then empty and needs no st_close (calling it is fine). */
 moge_status st_open_dir(st_table *t, const char *dir, char *err, size_t err_size);
 void st_close(st_table *t);
 
-/* The entry called `name`, or NULL. */
+/* The entry called `name`, or NULL (a hash lookup). */
 const st_entry *st_find(const st_table *t, const char *name);
 
 /* Drops the pages of e's data from this process (whole pages inside it; the kernel reads them
