@@ -375,6 +375,62 @@ def make_broken(root):
     lost = "model.layers.0.self_attn.v_proj.weight"
     sharded_case("shard_missing_tensor", "MOGE_ERR_FORMAT", lost, drop_tensor=lost)
 
+    # silently accepted weights (issue 18, defect 7): a name twice, overlapping data
+    def listed_header(rows):
+        """Header bytes from (name, dtype, shape, begin, end) rows kept as listed: a name may
+        repeat (a dict could not hold it; cJSON keeps both members)."""
+        members = ['"__metadata__":{"format":"pt"}'] + [
+            json.dumps(name) + ":" + json.dumps({"dtype": dt, "shape": shape, "data_offsets": [b, e]},
+                                                separators=(",", ":"))
+            for name, dt, shape, b, e in rows]
+        text = ("{" + ",".join(members) + "}").encode()
+        return text + b" " * (-len(text) % 8)
+
+    def contiguous_rows(entries):
+        rows, pos = [], 0
+        for name, dt, shape, data in entries:
+            rows.append((name, dt, shape, pos, pos + len(data)))
+            pos += len(data)
+        return rows
+
+    # model.norm.weight twice, the second copy after all the data (so nothing overlaps)
+    norm = "model.norm.weight"
+    twice = base_entries + [e for e in base_entries if e[0] == norm]
+    d = new_case("duplicate_name", "MOGE_ERR_FORMAT", "model.safetensors", norm, "twice", entries=None)
+    raw_safetensors(os.path.join(d, "model.safetensors"), twice, header=listed_header(contiguous_rows(twice)))
+    # one tensor starts 4 bytes into the one before it (its size stays right; 4 bytes after it
+    # are left unused)
+    rows = contiguous_rows(base_entries)
+    k = [r[0] for r in rows].index(short)
+    rows[k] = rows[k][:3] + (rows[k][3] - 4, rows[k][4] - 4)
+    d = new_case("offsets_overlap", "MOGE_ERR_FORMAT", "model.safetensors", rows[k - 1][0], short, "overlap",
+                 entries=None)
+    raw_safetensors(os.path.join(d, "model.safetensors"), base_entries, header=listed_header(rows))
+    # every tensor at offset 0 (the data as long as the largest): the first two collide first
+    rows = [(n, dt, shape, 0, len(data)) for n, dt, shape, data in base_entries]
+    d = new_case("offsets_all_zero", "MOGE_ERR_FORMAT", "model.safetensors", rows[0][0], rows[1][0], "overlap",
+                 entries=None)
+    raw_safetensors(os.path.join(d, "model.safetensors"), base_entries, header=listed_header(rows))
+    # a tensor in both shards; the index names the shard opened first (the one of the index's
+    # first entry), whose copy a loader keeping the first would use without a word
+    both = "model.layers.0.self_attn.v_proj.weight"
+    d = new_case("shard_duplicate", "MOGE_ERR_FORMAT", both, "two shards", shard_names(2)[0], shard_names(2)[1],
+                 entries=None)
+    half = len(base) // 2
+    parts = [base[:half], base[half:] + [t for t in base[:half] if t[0] == both]]
+    assert any(t[0] == both for t in base[:half])
+    for fname, part in zip(shard_names(2), parts):
+        safetensors_np.write(os.path.join(d, fname), part)
+    weight_map = {}
+    for fname, part in zip(shard_names(2), parts):
+        for name, _, _ in part:
+            weight_map.setdefault(name, fname)
+    first = min(weight_map)
+    assert first != both
+    weight_map[both] = weight_map[first]
+    write_json(os.path.join(d, "model.safetensors.index.json"),
+               {"metadata": {}, "weight_map": dict(sorted(weight_map.items()))})
+
     with open(os.path.join(bdir, "cases.tsv"), "w") as f:
         for case in cases:
             f.write("\t".join(case) + "\n")
