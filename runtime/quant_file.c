@@ -131,7 +131,6 @@ static moge_status make_plan(moge_model *m, dtype qtype, bool panels, plan *p, c
     }
     for (int i = 0; i < st->n_entries; i++) {
         const st_entry *e = &st->entries[i];
-        if (st_find(st, e->name) != e) continue; /* a name a later shard repeats: the loader uses the first */
         if (tied && strcmp(e->name, "lm_head.weight") == 0) continue; /* replaced by the quantized embedding */
         out_tensor *o = &p->t[p->n];
         *o = (out_tensor){.src = e, .from = e};
