@@ -106,6 +106,11 @@ typedef struct backend_ops {
      * runs one small GEMM per active expert (its weights read once per batch) on the device that
      * owns it, and sums each row's pairs in ascending expert order. */
     void (*moe_experts)(const backend_env *env, const moe_args *a);
+    /* The activation quantizers (quant.h quant_act_row / quant_act8_row, the same contract and
+     * values) in the form this backend's integer kernels run: the vector form of a cpu variant,
+     * so the tests check each against the definition. */
+    void (*quant_act_row)(const float *x, int64_t n, int16_t *q, float *d);
+    void (*quant_act8_row)(const float *x, int64_t n, int8_t *q, float *d, int32_t *s);
 } backend_ops;
 
 extern const backend_ops backend_ref;

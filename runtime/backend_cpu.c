@@ -1299,4 +1299,6 @@ const backend_ops CPU_OPS(CPU_VARIANT) = {
     .attention = cpu_attention,
     .swiglu = cpu_swiglu,
     .moe_experts = cpu_moe_experts,
+    .quant_act_row = qa_act_row,
+    .quant_act8_row = qa_act8_row,
 };

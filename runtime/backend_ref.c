@@ -129,4 +129,6 @@ const backend_ops backend_ref = {
     .attention = ref_attention,
     .swiglu = ref_swiglu,
     .moe_experts = ref_moe_experts,
+    .quant_act_row = quant_act_row,
+    .quant_act8_row = quant_act8_row,
 };

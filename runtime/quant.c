@@ -31,11 +31,7 @@ const char *quant_dtype_format(dtype t) {
 }
 
 /* max |x| over the block's n (<= QBLOCK) values, and the scale d = max / levels. */
-static float block_scale(const float *x, int n, float levels) {
-    float amax = 0.0f;
-    for (int j = 0; j < n; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
-    return amax / levels;
-}
+static float block_scale(const float *x, int n, float levels) { return qa_amax(x, n) / levels; }
 
 /* round(x / d) clamped to [-lim, lim]; 0 when d == 0. */
 static int quant_value(float x, float d, int lim) {

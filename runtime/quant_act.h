@@ -15,14 +15,19 @@
 
 #include "runtime/quant.h"
 
+/* max |x| over the n (<= QBLOCK) values of x. */
+static inline float qa_amax(const float *x, int n) {
+    float amax = 0.0f;
+    for (int j = 0; j < n; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+    return amax;
+}
+
 /* One block of activations (the first min(left, QBLOCK) values of xb, the rest zero) as codes
  * lrintf(x * (lim / max|x|)) clamped to ±lim; returns the scale max|x| / lim. The scalar form of
  * quant_act_row and quant_act8_row (their vector loops give the same values). */
 static inline float act_block(const float *xb, int64_t left, int lim, int codes[QBLOCK]) {
     int m = left < QBLOCK ? (int)left : QBLOCK;
-    float amax = 0.0f;
-    for (int j = 0; j < m; j++) amax = fabsf(xb[j]) > amax ? fabsf(xb[j]) : amax;
-    float inv = amax > 0.0f ? (float)lim / amax : 0.0f;
+    float amax = qa_amax(xb, m), inv = amax > 0.0f ? (float)lim / amax : 0.0f;
     for (int j = 0; j < QBLOCK; j++) {
         int v = j < m ? (int)lrintf(xb[j] * inv) : 0;
         codes[j] = v > lim ? lim : v < -lim ? -lim : v;

@@ -94,10 +94,11 @@ static void check_roundtrip(dtype type, int64_t rows, int64_t cols) {
     free((void *)q.data); free(w); free(back);
 }
 
-/* quant_act_row (int16, lim 32767) and quant_act8_row (int8, lim 127; with code sums), vectorised
- * for whole blocks, give exactly the documented values: d = max|x| / lim,
+/* quant_act_row (int16, lim 32767) and quant_act8_row (int8, lim 127; with code sums), in the form
+ * the kernel variant under test runs (vectorised for whole blocks; cpu->quant_act_row), and the
+ * exported scalar-built one, give exactly the documented values: d = max|x| / lim,
  * q = lrintf(x * (lim / max|x|)), every value within about d / 2. */
-static void check_act_row(int64_t n, float scale, int lim) {
+static void check_act_row(const backend_ops *ops, int64_t n, float scale, int lim) {
     int64_t nb = (n + QBLOCK - 1) / QBLOCK;
     float *x = malloc((size_t)n * sizeof(float)), *d = malloc((size_t)nb * sizeof(float));
     int *q = malloc((size_t)(nb * QBLOCK) * sizeof(int));
@@ -107,8 +108,8 @@ static void check_act_row(int64_t n, float scale, int lim) {
     fill(x, n, scale);
     if (n > 40) x[40] = 0.0f, x[37] = -scale, x[33] = scale * 0.99999f; /* an exact maximum, a near one */
     if (n > 64) for (int i = 64; i < 96 && i < n; i++) x[i] = 0.0f; /* an all-zero block */
-    if (lim == QACT_MAX) quant_act_row(x, n, q16, d);
-    else quant_act8_row(x, n, q8, d, sum);
+    if (lim == QACT_MAX) ops->quant_act_row(x, n, q16, d);
+    else ops->quant_act8_row(x, n, q8, d, sum);
     for (int64_t i = 0; i < nb * QBLOCK; i++) q[i] = lim == QACT_MAX ? q16[i] : q8[i];
     int bad = 0;
     for (int64_t b = 0; b < nb; b++) {
@@ -126,19 +127,26 @@ static void check_act_row(int64_t n, float scale, int lim) {
         }
         if (lim != QACT_MAX) bad += sum[b] != s;
     }
-    CHECKF(bad == 0, "%s n=%lld: %d values differ from the definition", lim == QACT_MAX ? "quant_act_row" : "quant_act8_row", (long long)n,
-           bad);
+    CHECKF(bad == 0, "%s %s n=%lld: %d values differ from the definition", ops->variant ? ops->variant : ops->name,
+           lim == QACT_MAX ? "quant_act_row" : "quant_act8_row", (long long)n, bad);
     free(x); free(d); free(q); free(q16); free(q8); free(sum);
 }
 
+/* The activation quantizers of the kernel variant under test, and the exported ones (the ref
+ * backend's). */
+static void test_act_rows(void) {
+    const backend_ops *ops[2] = {cpu, &backend_ref};
+    for (int o = 0; o < 2; o++)
+        for (int lim = 0; lim < 2; lim++) {
+            int l = lim ? QACT8_MAX : QACT_MAX;
+            check_act_row(ops[o], 32, 1.0f, l);
+            check_act_row(ops[o], 1024, 3.0f, l);
+            check_act_row(ops[o], 172, 1e-3f, l);
+            check_act_row(ops[o], 7, 100.0f, l);
+        }
+}
+
 static void test_roundtrip(void) {
-    for (int lim = 0; lim < 2; lim++) {
-        int l = lim ? QACT8_MAX : QACT_MAX;
-        check_act_row(32, 1.0f, l);
-        check_act_row(1024, 3.0f, l);
-        check_act_row(172, 1e-3f, l);
-        check_act_row(7, 100.0f, l);
-    }
     int64_t shapes[][2] = {{3, 32}, {5, 100}, {4, 172}, {2, 7}, {8, 1024}, {1, 33}};
     for (int s = 0; s < 6; s++) {
         check_roundtrip(DTYPE_Q8, shapes[s][0], shapes[s][1]);
@@ -585,9 +593,9 @@ static void test_bad_quant(void) {
 }
 
 int main(void) {
-    static const harness_case per_kernels[] = {T(test_matmul_vs_ref), T(test_batch_invariance)};
+    static const harness_case per_kernels[] = {T(test_act_rows), T(test_matmul_vs_ref), T(test_batch_invariance)};
     static const harness_case once[] = {T(test_roundtrip), T(test_accuracy), T(test_cpu_equals_ref), T(test_long_moe_prefill),
                                         T(test_speculative_lossless), T(test_memory), T(test_bad_quant)};
-    int rc = harness_run_per_kernels(per_kernels, 2);
+    int rc = harness_run_per_kernels(per_kernels, 3);
     return harness_run(once, (int)(sizeof once / sizeof once[0])) | rc;
 }
