@@ -262,10 +262,8 @@ void cli_json_backend(struct cJSON *root, const moge_model_info *in) {
 
 bool cli_kernels(const char *cmd, const char *flag, const char *v) {
     if (moge_cpu_kernels_runs(v)) return true;
-    char runs[256] = "", cpu[128];
-    for (int i = 0; i < moge_cpu_kernels_count(); i++)
-        if (moge_cpu_kernels_runs(moge_cpu_kernels_name(i)))
-            snprintf(runs + strlen(runs), sizeof runs - strlen(runs), "%s%s", runs[0] ? ", " : "", moge_cpu_kernels_name(i));
+    char runs[256], cpu[128];
+    moge_cpu_kernels_list(runs, sizeof runs);
     moge_cpu_name(cpu, sizeof cpu);
     bool built = false;
     for (int i = 0; i < moge_cpu_kernels_count(); i++) built |= !strcmp(v, moge_cpu_kernels_name(i));

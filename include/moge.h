@@ -208,6 +208,8 @@ int moge_cpu_kernels_count(void);
 const char *moge_cpu_kernels_name(int i);     /* i in [0, count), the baseline first; NULL outside */
 bool moge_cpu_kernels_runs(const char *name); /* built and runnable on this processor (and OS) */
 const char *moge_cpu_kernels_best(void);      /* the widest variant this processor runs */
+/* The variants this processor runs, baseline first, as "scalar, avx2, ..." (for messages). */
+void moge_cpu_kernels_list(char *out, size_t size);
 /* The processor's name (CPUID brand string, or /proc/cpuinfo), at most size - 1 bytes and a NUL. */
 void moge_cpu_name(char *out, size_t size);
 

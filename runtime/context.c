@@ -84,8 +84,9 @@ moge_status moge_context_new(moge_model *m, const moge_context_params *params, m
     ctx->gate = alloc_floats(B * ff, &failed);
     ctx->up = alloc_floats(B * ff, &failed);
     ctx->logits = alloc_floats(B * c->n_vocab, &failed);
-    ctx->env.pool = m->ops != &backend_ref ? threadpool_new(m->n_threads) : NULL;
-    if (m->ops != &backend_ref && !ctx->env.pool) failed = 1;
+    bool pooled = m->ops != &backend_ref; /* every cpu kernel variant runs on the pool */
+    ctx->env.pool = pooled ? threadpool_new(m->n_threads) : NULL;
+    if (pooled && !ctx->env.pool) failed = 1;
     ctx->env.ws = alloc_floats(backend_ws_floats(max_in, threadpool_size(ctx->env.pool)), &failed);
     ctx->env.attn_ws = alloc_floats((int64_t)threadpool_size(ctx->env.pool) * backend_attn_ws_stride(p.n_ctx), &failed);
     ctx->samp_probs = alloc_floats(c->n_vocab, &failed);

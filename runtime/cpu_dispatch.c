@@ -118,6 +118,15 @@ bool moge_cpu_kernels_runs(const char *name) {
 
 const char *moge_cpu_kernels_best(void) { return backend_cpu_best()->variant; }
 
+void moge_cpu_kernels_list(char *out, size_t size) {
+    if (!out || !size) return;
+    out[0] = 0;
+    for (int i = 0; i < N_VARIANTS; i++) {
+        size_t len = strlen(out);
+        if (backend_cpu_runs(VARIANTS[i])) snprintf(out + len, size - len, "%s%s", len ? ", " : "", VARIANTS[i]->variant);
+    }
+}
+
 static void trim_copy(char *out, size_t size, const char *s, size_t len) {
     while (len && (*s == ' ' || *s == '\t')) s++, len--;
     while (len && (s[len - 1] == ' ' || s[len - 1] == '\n' || s[len - 1] == '\0' || s[len - 1] == '\t')) len--;

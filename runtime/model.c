@@ -471,11 +471,8 @@ static moge_status cpu_kernels(const char *name, const backend_ops **out, char *
         *out = v;
         return MOGE_OK;
     }
-    char list[256] = "";
-    for (int i = 0; i < backend_cpu_variant_count(); i++)
-        if (backend_cpu_runs(backend_cpu_variant(i)))
-            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? ", " : "", backend_cpu_variant(i)->variant);
-    char cpu[128];
+    char list[256], cpu[128];
+    moge_cpu_kernels_list(list, sizeof list);
     moge_cpu_name(cpu, sizeof cpu);
     if (!v) return set_err(err, n, MOGE_ERR_ARG, "%s: no kernel variant \"%s\" (this processor runs: %s)", from, name, list);
     return set_err(err, n, MOGE_ERR_ARG, "%s: this processor (%s) cannot run the \"%s\" kernels (it runs: %s)", from, cpu, name, list);

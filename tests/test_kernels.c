@@ -52,9 +52,14 @@ static void test_detection(void) {
     CHECK(moge_cpu_kernels_runs(moge_cpu_kernels_name(0))); /* the baseline */
     CHECK(moge_cpu_kernels_name(n) == NULL && moge_cpu_kernels_name(-1) == NULL);
     CHECK(!moge_cpu_kernels_runs("no-such-kernels") && !moge_cpu_kernels_runs(NULL));
-    char name[128];
+    char name[128], list[256], want[256] = "";
     moge_cpu_name(name, sizeof name);
     CHECK(name[0] != 0);
+    moge_cpu_kernels_list(list, sizeof list);
+    for (int i = 0; i < n; i++)
+        if (moge_cpu_kernels_runs(moge_cpu_kernels_name(i)))
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s", want[0] ? ", " : "", moge_cpu_kernels_name(i));
+    CHECKF(!strcmp(list, want), "moge_cpu_kernels_list: \"%s\", expected \"%s\"", list, want);
     printf("  processor: %s; kernel variants:", name);
     for (int i = 0; i < n; i++) printf(" %s%s", moge_cpu_kernels_name(i), moge_cpu_kernels_runs(moge_cpu_kernels_name(i)) ? "" : " (not here)");
     printf("; best: %s\n", best);
