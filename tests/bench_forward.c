@@ -102,17 +102,19 @@ static double bandwidth_sum(const float *buf, size_t n, int n_threads) {
 }
 
 /* The kernels' own reading of `bytes` (rounded down to whole panels of 4096 columns): one f32
- * GEMV over a buffer written beforehand, on a thread pool of its own. */
+ * GEMV of kernel variant `ops` over a buffer written beforehand, on a thread pool of its own. */
 typedef struct {
     float *buf, *y, *ws;
     tensor w;
     threadpool *pool;
     backend_env env;
+    const backend_ops *ops;
 } gemv_probe;
 enum { PROBE_IN = 4096 };
 
-static bool probe_init(gemv_probe *p, double bytes, int n_threads) {
+static bool probe_init(gemv_probe *p, double bytes, int n_threads, const backend_ops *ops) {
     memset(p, 0, sizeof *p);
+    p->ops = ops;
     int64_t out = (int64_t)(bytes / sizeof(float)) / PROBE_IN / TENSOR_PANEL * TENSOR_PANEL;
     if (out < TENSOR_PANEL) out = TENSOR_PANEL;
     p->buf = malloc((size_t)out * PROBE_IN * sizeof(float));
@@ -131,7 +133,7 @@ static double probe_run(gemv_probe *p) {
     static float x[PROBE_IN];
     for (int i = 0; i < PROBE_IN; i++) x[i] = 1.0f / (float)(i + 1);
     double t0 = now_s();
-    backend_cpu_best()->matmul(&p->env, p->y, x, 1, &p->w, NULL);
+    p->ops->matmul(&p->env, p->y, x, 1, &p->w, NULL);
     return (double)p->w.shape[0] * PROBE_IN * sizeof(float) / (now_s() - t0);
 }
 
@@ -145,7 +147,7 @@ static void probe_free(gemv_probe *p) {
 static double measure_bandwidth(int n_threads, double bytes, double *sum_bw, double *gemv_bw) {
     gemv_probe p;
     *sum_bw = *gemv_bw = 0;
-    if (probe_init(&p, bytes, n_threads)) {
+    if (probe_init(&p, bytes, n_threads, backend_cpu_best())) {
         *sum_bw = bandwidth_sum(p.buf, (size_t)p.w.shape[0] * PROBE_IN, n_threads);
         for (int rep = 0; rep < 6; rep++) { /* the first pass warms the pool */
             double bw = probe_run(&p);
@@ -364,6 +366,7 @@ typedef struct {
 } summary_row;
 static summary_row summary[32];
 static int n_summary;
+static const char *run_kernels = "?"; /* the kernel variant the models ran (MOGE_KERNELS or the best) */
 
 static void bench_model(const char *dir, double bw, int n_threads, moge_quant quant) {
     char err[512];
@@ -398,6 +401,7 @@ static void bench_model(const char *dir, double bw, int n_threads, moge_quant qu
     const char *base = strrchr(dir, '/');
     snprintf(sr->model, sizeof sr->model, "%s", base ? base + 1 : dir);
     sr->quant = in.quant;
+    run_kernels = in.kernels;
     sr->load_s = t_load;
     sr->weight_mb = in.weight_bytes / 1e6;
     sr->resident_mb = in.resident_bytes / 1e6;
@@ -411,7 +415,7 @@ static void bench_model(const char *dir, double bw, int n_threads, moge_quant qu
          * bytes as a forward reads, by the kernels' GEMV (the best pass counts), so the machine's
          * load at the time weighs on both alike */
         gemv_probe probe;
-        bool probing = n == 1 && probe_init(&probe, pass_bytes(&in, ctx), n_threads);
+        bool probing = n == 1 && probe_init(&probe, pass_bytes(&in, ctx), n_threads, backend_cpu_find(in.kernels));
         if (probing) probe_run(&probe);
         for (int r = 0; r < reps; r++) {
             double t0 = now_s();
@@ -534,13 +538,13 @@ int main(int argc, char **argv) {
     double sum_bw = 0, gemv_bw = 0, bw = measure_bandwidth(n_threads, 512.0 * (1 << 20), &sum_bw, &gemv_bw);
     char cpu[128];
     moge_cpu_name(cpu, sizeof cpu);
-    printf("moge bench: %s, %s kernels, %d threads, read bandwidth %.1f GB/s (512 MiB, best of 5: summing loop %.1f, "
-           "the kernels' f32 GEMV %.1f)\n", cpu, moge_cpu_kernels_best(), n_threads, bw / 1e9, sum_bw / 1e9, gemv_bw / 1e9);
+    printf("moge bench: %s, %d threads, read bandwidth %.1f GB/s (512 MiB, best of 5: summing loop %.1f, the %s kernels' f32 "
+           "GEMV %.1f)\n", cpu, n_threads, bw / 1e9, sum_bw / 1e9, moge_cpu_kernels_best(), gemv_bw / 1e9);
     for (int d = 0; d < n_dirs; d++)
         for (int q = 0; q < 5; q++)
             if (!only || list_has(only, names[q])) bench_model(dirs[d], bw, n_threads, quants[q]);
     printf("\nSummary (%s, %s kernels, %d threads, read bandwidth %.1f GB/s over 512 MiB; each roofline measured over its model's "
-           "bytes per token):\n", cpu, moge_cpu_kernels_best(), n_threads, bw / 1e9);
+           "bytes per token):\n", cpu, run_kernels, n_threads, bw / 1e9);
     printf("| model | weights | MB / token | decode tokens/s | roofline | %% of roofline | 16 rows / 1 | 64 rows / 1 | load s | "
            "held MB | RSS MB | peak RSS MB while loading |\n");
     printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
