@@ -147,8 +147,7 @@ typedef struct {
     bench_mode modes[MAX_MODES];
     int n_modes;
     bool modes_given;
-    char where[256];   /* the target's backend, kernel variant and processor (after loading) */
-    moge_model_info info;
+    moge_model_info info; /* the target's, once loaded (its backend and kernel variant) */
 } bench_opts;
 
 /* "none,chain,tree:8" -> modes; false after printing an error naming --modes. */
@@ -816,7 +815,9 @@ static void print_summary(const bench_opts *o, const mode_result *r, int n_modes
     char draft[256];
     draft_text(o, draft, sizeof draft);
     int t = n_threads(o);
-    printf("target %s, draft %s, %s, %d thread%s, ", o->c.model, draft, o->where, t, t == 1 ? "" : "s");
+    char where[256];
+    cli_backend_desc(&o->info, where, sizeof where);
+    printf("target %s, draft %s, %s, %d thread%s, ", o->c.model, draft, where, t, t == 1 ? "" : "s");
     if (o->batch) printf("batch %d (sequence k: prompt k mod %d), ", o->batch, n_prompts);
     else printf("%d prompt%s, ", n_prompts, n_prompts == 1 ? "" : "s");
     printf("%d tokens each, %d repeat%s; ", o->c.gp.n_predict, o->repeats, o->repeats == 1 ? "" : "s");
@@ -935,7 +936,6 @@ int cmd_bench(int argc, char **argv) {
     rc = 1;
     if (!cols || env_load(&e, &o, &p)) goto done;
     o.info = e.m.info;
-    cli_backend_desc(&o.info, o.where, sizeof o.where);
     int n_moe = moge_context_n_moe_layers(e.m.ctx);
     for (int k = 0; k < n_cols; k++) {
         cols[k].ctx = o.batch ? NULL : e.m.ctx;
