@@ -47,7 +47,7 @@ all: $(BUILD)/libmoge.a $(BUILD)/moge $(EXAMPLES)
 # Objects depend on the compiler and flags they were built with: a change (e.g. BASE_ARCH) rebuilds
 # them instead of linking objects made for another instruction set.
 FLAGS_STAMP := $(BUILD)/flags.stamp
-FLAGS_TEXT  := $(CC) $(CFLAGS) | $(BASE_ARCH) | $(foreach v,$(CPU_VARIANTS),$(v): $(VFLAGS_$(v)))
+FLAGS_TEXT  := $(CC) $(CFLAGS) | $(foreach v,$(CPU_VARIANTS),$(v): $(VFLAGS_$(v)))
 $(FLAGS_STAMP): FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(FLAGS_TEXT)' | cmp -s - $@ || echo '$(FLAGS_TEXT)' > $@
