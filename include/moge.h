@@ -766,6 +766,95 @@ moge_status moge_pull(const char *repo, const moge_pull_params *p, char *dir_out
  * "NAME: not a directory and not in the cache (CACHE); run moge pull OWNER/NAME". */
 moge_status moge_resolve_model(const char *name, char *dir_out, size_t dir_cap, char *err, size_t err_size);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Device performance model (sim/): a model, not a backend                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/* moge_simulate() predicts one decode step of a model on Ascend NPUs from public hardware figures
+ * (sim/devices.c cites each one): every matmul, grouped expert matmul, attention and collective of
+ * the step on the slowest device, each max(bytes / achievable bandwidth, ops / achievable compute),
+ * collectives latency-free bytes / measured algorithm bandwidth, plus a fixed cost per layer
+ * (launches, synchronisation). Two constants are fitted to two of the paper's numbers (sim/sim.h
+ * says which); nothing runs on an NPU. Expert traffic comes from the expected number of distinct
+ * experts a batch touches, from measured routing frequencies (moge eval --json) or uniform ones.
+ * The result is a pure function of the model's config.json, the parameters and the stats file. */
+typedef struct {
+    const char *device;        /* "800I-A2" (Atlas 800I A2, 910B4 NPUs; default) or "300I-Duo" (Atlas
+                                  300I Duo, two 310P3 chips per card) */
+    int32_t cards;             /* cards of one server; default 4 (the paper's decode) */
+    int32_t batch;             /* sequences decoded together; default 1 */
+    int32_t context;           /* KV positions each sequence attends to at the step; default 2048 */
+    int32_t attn_tp;           /* attention tensor-parallel degree, dividing the chips; the rest is
+                                  data parallel; 0 = half the chips (the paper's DP2 x TP), default */
+    int32_t weight_bits;       /* 8: W8A8, int8 weights and activations (default); 16: fp16 */
+    int32_t kv_bits;           /* 8: int8 KV cache (default); 16: fp16 */
+    moge_routing routing;      /* MoE rule to model: DEFAULT = the config's, MOGE or TOPK */
+    const char *routing_stats; /* a `moge eval --json` file whose expert hits give the routing
+                                  frequencies; NULL = uniform (default) */
+    int32_t spec_rows;         /* rows verified per sequence per step (root and draft nodes); 1 = no
+                                  speculation (default) */
+    double tau;                /* accepted tokens per sequence per step (1 <= tau <= spec_rows); with
+                                  spec_rows > 1, 0 = not given (no accepted rate reported) */
+    int32_t draft_layers;      /* layers of the target's shape the drafter runs per draft level
+                                  (a multi-token-prediction head: 1, default); 0 = free drafter */
+} moge_simulate_params;
+
+moge_simulate_params moge_simulate_default_params(void);
+
+#define MOGE_SIM_MAX_OPS 16
+
+typedef struct {
+    const char *name;  /* static: "attn_proj", "attention", "attn_comm", "router", "experts", ... */
+    double seconds;    /* on the slowest device, summed over layers */
+    const char *bound; /* static: "memory", "compute", "communication" or "overhead" */
+} moge_simulate_op;
+
+typedef struct {
+    int32_t chips;                      /* NPUs (cards x chips per card) */
+    int32_t attn_tp, attn_dp;           /* the attention layout */
+    double step_s;                      /* one step: draft, verification pass, overhead */
+    double tokens_per_s_per_card;       /* batch x tau / step_s / cards: plain decoding tau = 1;
+                                           speculation without tau: 1 (the floor: the bonus token) */
+    double t_weights_s, t_kv_s, t_compute_s, t_comm_s, t_overhead_s; /* split of step_s */
+    double t_draft_s;                   /* of step_s: the drafter's levels */
+    int32_t n_ops;
+    moge_simulate_op ops[MOGE_SIM_MAX_OPS];
+    /* MoE (0 for a dense model), expected values per layer, means over the layers: */
+    double distinct_experts;            /* experts the step's rows touch, all chips */
+    double distinct_experts_chip;       /* experts the busiest chip reads (of its whole groups) */
+    double expert_pairs_max;            /* token-expert pairs of the busiest chip */
+    double expert_pairs_mean;           /* ... and of the average chip */
+    double imbalance;                   /* Imbalance Score (max - min pairs) / rows: 0 under MoGE */
+    int32_t expert_owners;              /* chips (or chip groups) holding whole expert groups */
+    const char *routing;                /* static: "moge", "topk" or "dense" */
+    bool routing_measured;              /* frequencies from routing_stats, not uniform */
+    double weight_bytes_per_chip;       /* resident weights of one chip */
+    double kv_bytes_per_chip;           /* KV cache of one chip at this batch and context */
+    double capacity_per_chip;           /* its memory */
+} moge_simulate_result;
+
+/* Models `model` (a model directory holding config.json, or the path of a config.json) under p
+ * (NULL = defaults) into *out. Errors: MOGE_ERR_ARG naming the parameter (unknown device, cards,
+ * batch, context, a layout whose chips do not divide the heads or the expert groups, tau outside
+ * [1, spec_rows], ...), the config parser's errors naming the file and key, MOGE_ERR_FORMAT for a
+ * routing_stats file that is not `moge eval --json` output of a model with the same experts and
+ * groups. */
+moge_status moge_simulate(const char *model, const moge_simulate_params *p, moge_simulate_result *out, char *err,
+                          size_t err_size);
+
+/* The paper's decode figures (Pangu Pro MoE, arXiv 2505.21411; W8A8, input 2048) for the
+ * paper-vs-model table: row i (0-based) into *out; false past the last row. model is the name of
+ * a committed config under models/ (e.g. "configs/pangu-pro-moe-72b"). */
+typedef struct {
+    const char *label, *model, *device;
+    int32_t cards, batch, spec_rows;  /* spec_rows > 1: a speculation row (its tau is solved for) */
+    double step_ms;                   /* the paper's TPOT */
+    double tokens_per_s_per_card;     /* the paper's figure; 0 when it gives none (batch 1) */
+    bool calibrated;                  /* one of the two numbers the model's constants are fitted to */
+} moge_simulate_paper_row;
+
+bool moge_simulate_paper(int32_t i, moge_simulate_paper_row *out);
+
 #ifdef __cplusplus
 }
 #endif
