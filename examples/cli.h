@@ -92,6 +92,9 @@ bool cli_check_drafters(const cli_common_opts *o);
  * drafter was given, -d becomes tinystories-draft with that pair, else (self_draft) the target
  * itself. False after printing an error when no demo model exists. */
 bool cli_default_models(cli_common_opts *o, bool want_draft, bool self_draft);
+/* A committed model directory models/NAME (e.g. "stories260K", "configs/qwen2.5-32b") under the
+ * working directory, else next to the binary, into out; false when neither has a config.json. */
+bool cli_committed_model(const char *name, char *out, size_t cap);
 
 typedef struct {
     moge_model *model, *draft_model;

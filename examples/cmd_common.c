@@ -387,6 +387,8 @@ static bool find_demo_model(const char *name, char *out, size_t cap) {
     return stat(probe, &sb) == 0;
 }
 
+bool cli_committed_model(const char *name, char *out, size_t cap) { return find_demo_model(name, out, cap); }
+
 bool cli_default_models(cli_common_opts *o, bool want_draft, bool self_draft) {
     if (o->model) return true;
     bool pair = find_demo_model("tinystories-moge", o->model_buf, sizeof o->model_buf) &&

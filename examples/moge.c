@@ -19,6 +19,7 @@ static void usage(FILE *f) {
           "  quantize   write a pre-quantized (q8/q4) copy of a model that loads with no quantization pass\n"
           "  eval       validation loss / perplexity on a text file, and MoE expert load\n"
           "  pad        write a wider, deeper stand-in of a model that computes the same function\n"
+          "  simulate   model decode speed on Ascend NPUs (800I A2, 300I Duo): a model, not a measurement\n"
           "\n"
           "`moge COMMAND --help` shows a command's options.\n",
           f);
@@ -43,6 +44,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "pad")) return cmd_pad(argc - 1, argv + 1);
+    if (!strcmp(cmd, "simulate")) return cmd_simulate(argc - 1, argv + 1);
     fprintf(stderr, "moge: unknown command \"%s\"\n\n", cmd);
     usage(stderr);
     return 2;

@@ -810,6 +810,8 @@ typedef struct {
 } moge_simulate_op;
 
 typedef struct {
+    char architecture[64];              /* the config's, e.g. "PanguProMoEForCausalLM" */
+    int32_t n_layer, n_expert, n_group, n_expert_used, n_ff_shared; /* its shape (n_expert 0: dense) */
     int32_t chips;                      /* NPUs (cards x chips per card) */
     int32_t attn_tp, attn_dp;           /* the attention layout */
     double step_s;                      /* one step: draft, verification pass, overhead */
@@ -831,6 +833,9 @@ typedef struct {
     double weight_bytes_per_chip;       /* resident weights of one chip */
     double kv_bytes_per_chip;           /* KV cache of one chip at this batch and context */
     double capacity_per_chip;           /* its memory */
+    /* The constants the step was modelled with: shares of peak achieved by memory streams, matmuls
+     * and the attention's KV-cache stream, and the fixed cost of one layer (the last two fitted). */
+    double eta_mem, eta_compute, eta_kv, layer_overhead_s;
 } moge_simulate_result;
 
 /* Models `model` (a model directory holding config.json, or the path of a config.json) under p

@@ -225,6 +225,9 @@ moge_status sim_step(const model_config *c, const moge_simulate_params *p, const
         run_pass(&m, 1, &plain);
         draft = levels * (p->draft_layers * plain.layers_s / c->n_layer + plain.op_s[OP_LM_HEAD]);
     }
+    snprintf(out->architecture, sizeof out->architecture, "%s", c->architecture);
+    out->n_layer = c->n_layer, out->n_expert = c->n_expert, out->n_group = c->n_group, out->n_expert_used = c->n_expert_used;
+    out->n_ff_shared = c->n_ff_shared;
     out->chips = m.chips, out->attn_tp = m.tp, out->attn_dp = m.dp;
     out->step_s = v.total_s + draft;
     double tau = p->tau > 0 ? p->tau : 1;
@@ -257,6 +260,7 @@ moge_status sim_step(const model_config *c, const moge_simulate_params *p, const
         out->expert_owners = m.owners;
     }
     memory(&m, out);
+    out->eta_mem = k->eta_mem, out->eta_compute = k->eta_compute, out->eta_kv = k->eta_kv, out->layer_overhead_s = k->layer_overhead_s;
     return MOGE_OK;
 }
 
