@@ -85,6 +85,14 @@ static int parse(int argc, char **argv, sim_opts *o) {
             o->paper = true;
             continue;
         }
+        static const char *const VALUED[] = {"-m", "--model", "--device", "--json", "--routing-stats", "--spec-from", "--cards", "--batch",
+                                             "--context", "--attn-tp", "--spec-rows", "--draft-layers", "--tau", "--quant", "--kv", "--routing"};
+        bool known = false;
+        for (size_t f = 0; f < sizeof VALUED / sizeof VALUED[0]; f++) known = known || !strcmp(a, VALUED[f]);
+        if (!known) {
+            fprintf(stderr, "moge simulate: unknown option \"%s\" (see moge simulate --help)\n", a);
+            return 2;
+        }
         if (!(v = cli_value(CMD, argc, argv, &i))) return 2;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
         else if (!strcmp(a, "--device")) o->p.device = v;
@@ -127,9 +135,6 @@ static int parse(int argc, char **argv, sim_opts *o) {
                 fprintf(stderr, "moge simulate: --routing: \"%s\" is not moge or topk\n", v);
                 return 2;
             }
-        } else {
-            fprintf(stderr, "moge simulate: unknown option \"%s\" (see moge simulate --help)\n", a);
-            return 2;
         }
     }
     if (o->paper) {

@@ -153,5 +153,16 @@ void sim_moe_layer_load(const double *p, int n_expert, int n_group, int k, bool 
         double cap = rows * (k < per ? k : per);
         out->pairs_max = pmax + spread > cap ? cap : pmax + spread;
         out->imbalance = rows > 0 ? (out->pairs_max - (pmin - spread > 0 ? pmin - spread : 0)) / rows : 0;
+        /* The busiest device also reads more experts: its distinct count as if its pairs came from
+         * (mean + spread) / mean times the rows. */
+        out->distinct_max = 0;
+        for (int o = 0; o < owners; o++) {
+            double mass = 0;
+            for (int e = o * per; e < (o + 1) * per; e++) mass += p[e];
+            if (mass <= 0) continue;
+            double mu = rows * mass, scale = (mu + spread > cap ? cap : mu + spread) / mu;
+            double d = sim_distinct_expected(p + o * per, per, rows * scale);
+            if (d > out->distinct_max) out->distinct_max = d;
+        }
     }
 }
