@@ -214,7 +214,9 @@ static const char *bits_name(int bits, bool kv) { return bits == 8 ? (kv ? "int8
 
 static double ms(double s) { return s * 1e3; }
 
-static void print_result(const sim_opts *o, const char *model, const moge_simulate_result *r, const char *spec_src) {
+/* alt: the same step under the other MoE rule (NULL for a dense model). */
+static void print_result(const sim_opts *o, const char *model, const moge_simulate_result *r, const moge_simulate_result *alt,
+                         const char *spec_src) {
     const moge_simulate_params *p = &o->p;
     printf("modelled  %s on %d x %s: a model of the step from public hardware figures, not a measurement\n", model, p->cards, p->device);
     printf("modelled  layout       %d chips: attention DP%d x TP%d", r->chips, r->attn_dp, r->attn_tp);
@@ -253,6 +255,11 @@ static void print_result(const sim_opts *o, const char *model, const moge_simula
                r->distinct_experts, r->n_expert, r->distinct_experts_chip);
         printf("modelled  experts      token-expert pairs on the busiest chip %.1f (mean %.1f), Imbalance Score %.3f\n", r->expert_pairs_max,
                r->expert_pairs_mean, r->imbalance);
+        if (alt)
+            printf("modelled  other rule   %s routing of the same experts: step %.2f ms (%+.1f %%), the busiest chip %.1f experts and %.1f pairs, "
+                   "Imbalance Score %.3f\n",
+                   alt->routing, ms(alt->step_s), 100 * (alt->step_s / r->step_s - 1), alt->distinct_experts_chip, alt->expert_pairs_max,
+                   alt->imbalance);
     }
     double need = r->weight_bytes_per_chip + r->kv_bytes_per_chip;
     printf("modelled  memory       per chip %.1f GB weights + %.1f GB KV = %.1f GB of %.0f GB: %s\n", r->weight_bytes_per_chip / 1e9,
@@ -261,7 +268,8 @@ static void print_result(const sim_opts *o, const char *model, const moge_simula
            r->eta_compute, r->eta_kv, r->layer_overhead_s * 1e6);
 }
 
-static cJSON *result_json(const sim_opts *o, const char *model, const moge_simulate_result *r, const char *spec_src) {
+static cJSON *result_json(const sim_opts *o, const char *model, const moge_simulate_result *r, const moge_simulate_result *alt,
+                          const char *spec_src) {
     const moge_simulate_params *p = &o->p;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddBoolToObject(j, "modelled", true);
@@ -312,6 +320,15 @@ static cJSON *result_json(const sim_opts *o, const char *model, const moge_simul
         cJSON_AddNumberToObject(x, "pairs_busiest_chip", r->expert_pairs_max);
         cJSON_AddNumberToObject(x, "pairs_mean_chip", r->expert_pairs_mean);
         cJSON_AddNumberToObject(x, "imbalance", r->imbalance);
+        if (alt) {
+            cJSON *y = cJSON_AddObjectToObject(x, "other_rule");
+            cJSON_AddStringToObject(y, "routing", alt->routing);
+            cJSON_AddNumberToObject(y, "step_ms", ms(alt->step_s));
+            cJSON_AddNumberToObject(y, "tokens_per_s_per_card", alt->tokens_per_s_per_card);
+            cJSON_AddNumberToObject(y, "distinct_experts_busiest_chip", alt->distinct_experts_chip);
+            cJSON_AddNumberToObject(y, "pairs_busiest_chip", alt->expert_pairs_max);
+            cJSON_AddNumberToObject(y, "imbalance", alt->imbalance);
+        }
     }
     cJSON *m = cJSON_AddObjectToObject(j, "memory_per_chip");
     cJSON_AddNumberToObject(m, "weights_bytes", r->weight_bytes_per_chip);
@@ -427,9 +444,17 @@ int cmd_simulate(int argc, char **argv) {
         fprintf(stderr, "moge simulate: %s\n", err);
         return st == MOGE_ERR_ARG ? 2 : 1;
     }
-    print_result(&o, o.model, &r, spec_src);
+    /* the same experts under the other rule: what MoGE's balanced groups change */
+    moge_simulate_result alt;
+    bool have_alt = false;
+    if (r.n_expert > 0) {
+        moge_simulate_params q = o.p;
+        q.routing = !strcmp(r.routing, "moge") ? MOGE_ROUTING_TOPK : MOGE_ROUTING_MOGE;
+        have_alt = moge_simulate(model, &q, &alt, err, sizeof err) == MOGE_OK; /* MoGE may not fit K and the groups */
+    }
+    print_result(&o, o.model, &r, have_alt ? &alt : NULL, spec_src);
     if (o.json) {
-        cJSON *j = result_json(&o, o.model, &r, spec_src);
+        cJSON *j = result_json(&o, o.model, &r, have_alt ? &alt : NULL, spec_src);
         bool ok = j && write_json(o.json, j);
         cJSON_Delete(j);
         if (!ok) return 1;
