@@ -70,6 +70,22 @@ typedef struct {
     moge_simulate_params p;
 } sim_opts;
 
+typedef struct {
+    const char *name;
+    int value;
+} choice;
+
+/* The value of flag's word v among the two choices c; false after printing an error naming both. */
+static bool pick(const char *flag, const char *v, const choice c[2], int *out) {
+    for (int i = 0; i < 2; i++)
+        if (!strcmp(v, c[i].name)) {
+            *out = c[i].value;
+            return true;
+        }
+    fprintf(stderr, "moge simulate: %s: \"%s\" is not %s or %s\n", flag, v, c[0].name, c[1].name);
+    return false;
+}
+
 /* Parses argv into o; returns -1 when parsed, else the exit status (0 after --help). */
 static int parse(int argc, char **argv, sim_opts *o) {
     o->p = moge_simulate_default_params();
@@ -114,27 +130,15 @@ static int parse(int argc, char **argv, sim_opts *o) {
             if (!cli_float(CMD, a, v, 1, 1024, &x)) return 2;
             o->p.tau = x;
             o->tau_given = true;
-        } else if (!strcmp(a, "--quant")) {
-            if (!strcmp(v, "w8a8")) o->p.weight_bits = 8;
-            else if (!strcmp(v, "fp16")) o->p.weight_bits = 16;
-            else {
-                fprintf(stderr, "moge simulate: --quant: \"%s\" is not w8a8 or fp16\n", v);
-                return 2;
-            }
-        } else if (!strcmp(a, "--kv")) {
-            if (!strcmp(v, "int8")) o->p.kv_bits = 8;
-            else if (!strcmp(v, "fp16")) o->p.kv_bits = 16;
-            else {
-                fprintf(stderr, "moge simulate: --kv: \"%s\" is not int8 or fp16\n", v);
-                return 2;
-            }
-        } else if (!strcmp(a, "--routing")) {
-            if (!strcmp(v, "moge")) o->p.routing = MOGE_ROUTING_MOGE;
-            else if (!strcmp(v, "topk")) o->p.routing = MOGE_ROUTING_TOPK;
-            else {
-                fprintf(stderr, "moge simulate: --routing: \"%s\" is not moge or topk\n", v);
-                return 2;
-            }
+        } else if (!strcmp(a, "--quant") || !strcmp(a, "--kv") || !strcmp(a, "--routing")) {
+            static const choice QUANT[] = {{"w8a8", 8}, {"fp16", 16}}, KV[] = {{"int8", 8}, {"fp16", 16}},
+                                ROUTING[] = {{"moge", MOGE_ROUTING_MOGE}, {"topk", MOGE_ROUTING_TOPK}};
+            const choice *set = !strcmp(a, "--quant") ? QUANT : !strcmp(a, "--kv") ? KV : ROUTING;
+            int c;
+            if (!pick(a, v, set, &c)) return 2;
+            if (set == QUANT) o->p.weight_bits = c;
+            else if (set == KV) o->p.kv_bits = c;
+            else o->p.routing = (moge_routing)c;
         }
     }
     if (o->paper) {

@@ -265,13 +265,9 @@ void st_release(const st_entry *e) {
 /* Opens the shards named by an index file and checks that each mapped tensor is where the
  * index says. */
 static moge_status st_open_index(st_table *t, const char *dir, const char *index_path, char *err, size_t n) {
-    char *text = NULL;
-    size_t len = 0;
-    moge_status st = read_whole_file(index_path, &text, &len, err, n);
+    cJSON *root;
+    moge_status st = json_read_file(index_path, &root, err, n);
     if (st != MOGE_OK) return st;
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!root) return set_err(err, n, MOGE_ERR_FORMAT, "%s: malformed JSON", index_path);
     cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(map)) {
         cJSON_Delete(root);

@@ -16,7 +16,6 @@
 #include <string.h>
 
 #include "runtime/errors.h"
-#include "runtime/fileio.h"
 #include "runtime/json_num.h"
 #include "sim/sim.h"
 
@@ -40,13 +39,9 @@ moge_status sim_routing_uniform(sim_routing *r, int n_expert, int n_group, int k
 
 moge_status sim_routing_load(sim_routing *r, const char *path, int n_expert, int n_group, int k, char *err, size_t n) {
     memset(r, 0, sizeof *r);
-    char *buf = NULL;
-    size_t len = 0;
-    moge_status st = read_whole_file(path, &buf, &len, err, n);
+    cJSON *root;
+    moge_status st = json_read_file(path, &root, err, n);
     if (st != MOGE_OK) return st;
-    cJSON *root = cJSON_ParseWithLength(buf, len);
-    free(buf);
-    if (!root) return set_err(err, n, MOGE_ERR_FORMAT, "%s: malformed JSON (expected the output of moge eval --json)", path);
     const cJSON *moe = cJSON_GetObjectItemCaseSensitive(root, "moe");
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(moe, "layers");
     int32_t fe = 0, fg = 0, fk = 0;

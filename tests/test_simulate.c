@@ -479,27 +479,40 @@ static void cli_output_and_json(void) {
 
 static void cli_bad_input(void) {
     const char *O = TMP "/bad.out", *E = TMP "/bad.err";
-    expect_moge_error("simulate", 2, "-m DIR|config.json is required", O, E);
-    expect_moge_error("simulate -m " PANGU " --device 910C", 2, "device \"910C\" is not modelled", O, E);
-    expect_moge_error("simulate -m " PANGU " --cards abc", 2, "--cards", O, E);
-    expect_moge_error("simulate -m " PANGU " --cards 0", 2, "--cards", O, E);
-    expect_moge_error("simulate -m " PANGU " --cards 3", 2, "expert groups", O, E);
-    expect_moge_error("simulate -m " PANGU " --cards 16", 2, "cards: 16", O, E);
-    expect_moge_error("simulate -m " PANGU " --batch 0", 2, "--batch", O, E);
-    expect_moge_error("simulate -m " PANGU " --batch -5", 2, "--batch", O, E);
-    expect_moge_error("simulate -m " PANGU " --quant q4", 2, "--quant", O, E);
-    expect_moge_error("simulate -m " PANGU " --kv fp8", 2, "--kv", O, E);
-    expect_moge_error("simulate -m " PANGU " --routing random", 2, "--routing", O, E);
-    expect_moge_error("simulate -m " PANGU " --tau 1.5", 2, "--tau needs --spec-rows", O, E);
-    expect_moge_error("simulate -m " PANGU " --spec-rows 2 --tau 3", 2, "tau: 3", O, E);
-    expect_moge_error("simulate -m " PANGU " --spec-rows 2 --spec-from x.json", 2, "--spec-from", O, E);
-    expect_moge_error("simulate -m " PANGU " --spec-from " TMP "/nope.json", 1, "nope.json", O, E);
-    expect_moge_error("simulate -m " PANGU " --spec-from tests/fixtures/eval/expected.json", 1, "no speculative mode", O, E);
-    expect_moge_error("simulate -m " PANGU " --routing-stats " TMP "/nope.json", 1, "nope.json", O, E);
-    expect_moge_error("simulate -m models/no-such-model", 1, "no-such-model", O, E);
-    expect_moge_error("simulate -m " PANGU " --frobnicate", 2, "unknown option", O, E);
-    expect_moge_error("simulate -m " PANGU " --batch", 2, "--batch", O, E);
-    expect_moge_error("simulate --paper -m " PANGU, 2, "--paper takes no model", O, E);
+    static const struct {
+        const char *args; /* after "simulate"; "@" stands for -m PANGU */
+        int rc;
+        const char *needle;
+    } cases[] = {
+        {"", 2, "-m DIR|config.json is required"},
+        {"@ --device 910C", 2, "device \"910C\" is not modelled"},
+        {"@ --cards abc", 2, "--cards"},
+        {"@ --cards 0", 2, "--cards"},
+        {"@ --cards 3", 2, "expert groups"},
+        {"@ --cards 16", 2, "cards: 16"},
+        {"@ --batch 0", 2, "--batch"},
+        {"@ --batch -5", 2, "--batch"},
+        {"@ --quant q4", 2, "--quant: \"q4\" is not w8a8 or fp16"},
+        {"@ --kv fp8", 2, "--kv"},
+        {"@ --routing random", 2, "--routing"},
+        {"@ --tau 1.5", 2, "--tau needs --spec-rows"},
+        {"@ --spec-rows 2 --tau 3", 2, "tau: 3"},
+        {"@ --spec-rows 2 --spec-from x.json", 2, "--spec-from"},
+        {"@ --spec-from " TMP "/nope.json", 1, "nope.json"},
+        {"@ --spec-from tests/fixtures/eval/expected.json", 1, "no speculative mode"},
+        {"@ --routing-stats " TMP "/nope.json", 1, "nope.json"},
+        {"-m models/no-such-model", 1, "no-such-model"},
+        {"@ --frobnicate", 2, "unknown option"},
+        {"@ --batch", 2, "--batch"},
+        {"--paper @", 2, "--paper takes no model"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[512] = "simulate";
+        const char *at = strchr(cases[i].args, '@');
+        if (at) snprintf(args, sizeof args, "simulate %.*s-m " PANGU "%s", (int)(at - cases[i].args), cases[i].args, at + 1);
+        else if (cases[i].args[0]) snprintf(args, sizeof args, "simulate %s", cases[i].args);
+        expect_moge_error(args, cases[i].rc, cases[i].needle, O, E);
+    }
     /* an unwritable --json leaves no file and fails */
     expect_moge_error("simulate -m " PANGU " --json " TMP "/no-dir/out.json", 1, "--json", O, E);
     CHECK(access(TMP "/no-dir/out.json", F_OK) != 0);
