@@ -223,7 +223,7 @@ static void print_result(const sim_opts *o, const char *model, const moge_simula
                          const char *spec_src) {
     const moge_simulate_params *p = &o->p;
     printf("modelled  %s on %d x %s: a model of the step from public hardware figures, not a measurement\n", model, p->cards, p->device);
-    printf("modelled  layout       %d chips: attention DP%d x TP%d", r->chips, r->attn_dp, r->attn_tp);
+    printf("modelled  layout       %d chip%s: attention DP%d x TP%d", r->chips, r->chips == 1 ? "" : "s", r->attn_dp, r->attn_tp);
     if (r->n_expert > 0) {
         if (r->expert_owners == r->chips) printf(", %d whole expert group%s per chip", r->n_group / r->chips, r->n_group / r->chips == 1 ? "" : "s");
         else printf(", each expert group split over %d chips", r->chips / r->expert_owners);

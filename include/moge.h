@@ -793,8 +793,8 @@ typedef struct {
                                   frequencies; NULL = uniform (default) */
     int32_t spec_rows;         /* rows verified per sequence per step (root and draft nodes); 1 = no
                                   speculation (default) */
-    double tau;                /* accepted tokens per sequence per step (1 <= tau <= spec_rows); with
-                                  spec_rows > 1, 0 = not given (no accepted rate reported) */
+    double tau;                /* accepted tokens per sequence per step (1 <= tau <= spec_rows); 0 = not
+                                  given (tokens/s then counts one token per step) */
     int32_t draft_layers;      /* layers of the target's shape the drafter runs per draft level
                                   (a multi-token-prediction head: 1, default); 0 = free drafter */
 } moge_simulate_params;
@@ -804,7 +804,8 @@ moge_simulate_params moge_simulate_default_params(void);
 #define MOGE_SIM_MAX_OPS 16
 
 typedef struct {
-    const char *name;  /* static: "attn_proj", "attention", "attn_comm", "router", "experts", ... */
+    const char *name;  /* static: "attn_proj", "attention", "tp_comm", "router", "moe_comm", "experts",
+                          "shared", "mlp", "lm_head", "overhead", "draft" (sim/step.c says what each holds) */
     double seconds;    /* on the slowest device, summed over layers */
     const char *bound; /* static: "memory", "compute", "communication" or "overhead" */
 } moge_simulate_op;
