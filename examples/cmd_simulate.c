@@ -33,7 +33,7 @@
 #define PAPER_TAU 1.85 /* stated: DeepSeek-V3's MTP head accepts its one draft token 85-90 % of the time */
 
 static void usage(FILE *f) {
-    fputs("usage: moge simulate -m DIR|config.json [--device 800I-A2|300I-Duo] [--cards N] [--batch B]\n"
+    fputs("usage: moge simulate -m DIR|config.json [--device 800I-A2|300I-Duo] [--cards N] [--batch B | --latency MS]\n"
           "                     [--context L] [--quant w8a8|fp16] [--kv int8|fp16] [--attn-tp N]\n"
           "                     [--routing moge|topk] [--routing-stats EVAL.json]\n"
           "                     [--spec-rows K --tau T | --spec-from BENCH.json] [--draft-layers N] [--json FILE]\n"
@@ -49,6 +49,8 @@ static void usage(FILE *f) {
           "      --device D        800I-A2 (910B4 NPUs; default) or 300I-Duo (two 310P3 chips per card)\n"
           "      --cards N         cards of one server (default 4)\n"
           "      --batch B         sequences decoded together (default 1)\n"
+          "      --latency MS      instead of --batch: the largest batch whose time per token of a sequence\n"
+          "                        (step / tau) is at most MS and whose weights and KV fit in memory\n"
           "      --context L       KV positions each sequence attends to (default 2048)\n"
           "      --quant Q         w8a8 (int8 weights and activations; default) or fp16\n"
           "      --kv F            KV cache int8 (default) or fp16\n"
@@ -66,7 +68,8 @@ static void usage(FILE *f) {
 
 typedef struct {
     const char *model, *json, *spec_from;
-    bool paper, tau_given;
+    bool paper, tau_given, batch_given;
+    double latency_ms; /* --latency: the largest batch whose time per token is at most this; 0 = off */
     moge_simulate_params p;
 } sim_opts;
 
@@ -101,7 +104,7 @@ static int parse(int argc, char **argv, sim_opts *o) {
             o->paper = true;
             continue;
         }
-        static const char *const VALUED[] = {"-m", "--model", "--device", "--json", "--routing-stats", "--spec-from", "--cards", "--batch",
+        static const char *const VALUED[] = {"-m", "--model", "--device", "--json", "--routing-stats", "--spec-from", "--cards", "--batch", "--latency",
                                              "--context", "--attn-tp", "--spec-rows", "--draft-layers", "--tau", "--quant", "--kv", "--routing"};
         bool known = false;
         for (size_t f = 0; f < sizeof VALUED / sizeof VALUED[0]; f++) known = known || !strcmp(a, VALUED[f]);
@@ -126,6 +129,9 @@ static int parse(int argc, char **argv, sim_opts *o) {
                            : !strcmp(a, "--spec-rows") ? &o->p.spec_rows
                                                        : &o->p.draft_layers;
             *dst = (int32_t)n;
+            o->batch_given = o->batch_given || dst == &o->p.batch;
+        } else if (!strcmp(a, "--latency")) {
+            if (!cli_float(CMD, a, v, 0.001, 1e7, &o->latency_ms)) return 2;
         } else if (!strcmp(a, "--tau")) {
             if (!cli_float(CMD, a, v, 1, 1024, &x)) return 2;
             o->p.tau = x;
@@ -154,6 +160,10 @@ static int parse(int argc, char **argv, sim_opts *o) {
     }
     if (o->spec_from && (o->tau_given || o->p.spec_rows != 1)) {
         fprintf(stderr, "moge simulate: --spec-from FILE replaces --spec-rows and --tau: give one or the other\n");
+        return 2;
+    }
+    if (o->latency_ms > 0 && o->batch_given) {
+        fprintf(stderr, "moge simulate: --latency MS chooses the batch: give it or --batch, not both\n");
         return 2;
     }
     if (o->tau_given && o->p.spec_rows == 1) {
@@ -422,6 +432,45 @@ static int run_paper(const sim_opts *o) {
     return ok ? 0 : 1;
 }
 
+/* Time per token of one sequence (step / tau) of o's parameters at `batch`, and whether the weights
+ * and KV fit; false after printing the library's error. */
+static bool per_token_at(const sim_opts *o, const char *model, int32_t batch, double *ms_per_token, bool *fits) {
+    moge_simulate_params p = o->p;
+    p.batch = batch;
+    moge_simulate_result r;
+    char err[2048];
+    if (moge_simulate(model, &p, &r, err, sizeof err) != MOGE_OK) {
+        fprintf(stderr, "moge simulate: %s\n", err);
+        return false;
+    }
+    *ms_per_token = ms(r.step_s) / (p.tau > 0 ? p.tau : 1);
+    *fits = r.weight_bytes_per_chip + r.kv_bytes_per_chip <= r.capacity_per_chip;
+    return true;
+}
+
+/* --latency: sets o->p.batch to the largest batch (1..1000000) whose time per token is within the
+ * target and that fits (the time grows with the batch: bisection). False after printing why not. */
+static bool largest_batch(sim_opts *o, const char *model) {
+    double t;
+    bool fits;
+    if (!per_token_at(o, model, 1, &t, &fits)) return false;
+    if (t > o->latency_ms || !fits) {
+        fprintf(stderr, "moge simulate: --latency %g: even batch 1 takes %.2f ms per token (modelled)%s\n", o->latency_ms, t,
+                fits ? "" : " and does not fit in memory");
+        return false;
+    }
+    int32_t lo = 1, hi = 1000000; /* lo meets the target; find the largest that does */
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo + 1) / 2;
+        if (!per_token_at(o, model, mid, &t, &fits)) return false;
+        if (t <= o->latency_ms && fits) lo = mid;
+        else hi = mid - 1;
+    }
+    o->p.batch = lo;
+    printf("modelled  batch        %d: the largest whose time per token is within %g ms and that fits in memory\n", lo, o->latency_ms);
+    return true;
+}
+
 int cmd_simulate(int argc, char **argv) {
     sim_opts o = {0};
     int rc = parse(argc, argv, &o);
@@ -442,6 +491,7 @@ int cmd_simulate(int argc, char **argv) {
         if (!spec_from_bench(o.spec_from, &o.p, mode, sizeof mode)) return 1;
         snprintf(spec_src, sizeof spec_src, "measured by moge bench, mode %.40s", mode);
     }
+    if (o.latency_ms > 0 && !largest_batch(&o, model)) return 1;
     moge_simulate_result r;
     moge_status st = moge_simulate(model, &o.p, &r, err, sizeof err);
     if (st != MOGE_OK) {

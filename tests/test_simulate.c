@@ -470,6 +470,12 @@ static void cli_output_and_json(void) {
     CHECK(cJSON_IsNumber(cJSON_GetObjectItem(sp, "tau")) && cJSON_GetObjectItem(sp, "tau")->valuedouble >= 1);
     CHECK(cJSON_IsNumber(cJSON_GetObjectItem(sp, "rows_per_sequence")) && cJSON_GetObjectItem(sp, "rows_per_sequence")->valuedouble >= 2);
     cJSON_Delete(j);
+    /* --latency: the paper's 99.31 ms per token is the fitted batch 456 (batch 457 takes longer) */
+    rc = moge_cmd("simulate -m " PANGU " --latency 99.31", TMP "/l.out", TMP "/l.err");
+    t = slurp_text(TMP "/l.out");
+    CHECKF(rc == 0 && strstr(t, "batch        456: the largest") && strstr(t, "inputs       batch 456,"), "%s", t);
+    free(t);
+    CHECK(every_line_modelled(TMP "/l.out"));
     /* measured routing through the command */
     rc = moge_cmd("simulate -m models/tinystories-moge --batch 4 --routing-stats " TMP "/eval.json", TMP "/r.out", TMP "/r.err");
     t = slurp_text(TMP "/r.out");
@@ -505,6 +511,9 @@ static void cli_bad_input(void) {
         {"@ --frobnicate", 2, "unknown option"},
         {"@ --batch", 2, "--batch"},
         {"--paper @", 2, "--paper takes no model"},
+        {"@ --latency 90 --batch 4", 2, "give it or --batch, not both"},
+        {"@ --latency 5", 1, "even batch 1 takes 18.44 ms"},
+        {"@ --latency 0", 2, "--latency"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char args[512] = "simulate";
