@@ -74,7 +74,7 @@ $(BUILD)/runtime/backend_cpu-%.o: runtime/backend_cpu.c $(FLAGS_STAMP)
 # (ld -r) whose hidden symbols are made local, so a program that links it sees only moge_* names
 # and its own set_err or tk_hash cannot clash. libmoge.so: the shared library, exporting the same.
 SOVERSION := 0
-VERSION   := 0.2.0
+VERSION   := $(shell sed -n 's/^\#define MOGE_VERSION "\(.*\)"/\1/p' include/moge.h)
 $(BUILD)/libmoge-internal.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  AR    $@"

@@ -250,6 +250,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         }
     }
     int rc = finish_opts(o);
+    if (!rc && o->json && !cli_check_output(CMD, "--json", o->json)) rc = 2;
     return rc ? rc : -1;
 }
 

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <termios.h>
 #include <unistd.h>
 #include <wchar.h>
 
@@ -63,7 +64,7 @@ static void usage(FILE *f, const cli_common_opts *o) {
           "\n",
           f);
     cli_common_usage(f, o,
-                     "      --system TEXT      system message at the start of the conversation\n"
+                     "  -sys, --system TEXT    system message at the start of the conversation (also --system-prompt)\n"
                      "      --token-delay MS   pause MS milliseconds after each streamed token (demos, tests)\n");
 }
 
@@ -109,7 +110,7 @@ static int parse_args(int argc, char **argv, chat_opts *o) {
         if (r < 0) return 2;
         if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout, c); return 0; }
-        if (!strcmp(a, "--system")) { if (!(o->system = cli_value(c->cmd, argc, argv, &i))) return 2; }
+        if (!strcmp(a, "--system") || !strcmp(a, "-sys") || !strcmp(a, "--system-prompt")) { if (!(o->system = cli_value(c->cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--token-delay")) {
             if (!(v = cli_value(c->cmd, argc, argv, &i)) || !cli_int(c->cmd, a, v, 0, 10000, &l)) return 2;
             o->token_delay_ms = (int)l;
@@ -183,6 +184,14 @@ static void push_msg(chat *c, const char *role, const char *content) {
     }
     c->msgs[c->n_msgs].role = xstrdup(role);
     c->msgs[c->n_msgs++].content = xstrdup(content);
+}
+
+/* Removes message i (later ones move up). */
+static void drop_msg(chat *c, size_t i) {
+    free(c->msgs[i].role);
+    free(c->msgs[i].content);
+    memmove(c->msgs + i, c->msgs + i + 1, (c->n_msgs - i - 1) * sizeof *c->msgs);
+    c->n_msgs--;
 }
 
 static void pop_msg(chat *c) {
@@ -437,7 +446,7 @@ static void report_answer(chat *c, const moge_stats *st, const answer *a, int32_
     const char *why = !strcmp(s->stop, "stopped") ? ", stopped" : !strcmp(s->stop, "length limit") ? ", length limit" : "";
     dim_line(c, "[%d tokens, %.1f tokens/s, τ %.2f%s]", st->n_generated, st->tokens_per_s, st->mean_accepted, why);
     if (st->stop == MOGE_STOP_CONTEXT_FULL && !a->end_of_turn)
-        note("context full (%d tokens): /reset to start over", moge_context_n_ctx(c->m.ctx));
+        note("context full (%d tokens): your next line drops the oldest turns to make room (/reset starts over)", moge_context_n_ctx(c->m.ctx));
 }
 
 /* Prepares the stream so the first answer token decodes in context (e.g. its leading space). */
@@ -461,11 +470,25 @@ static void answer_free(answer *a) {
  * is that prefix's length, and at least one token is left to feed. */
 static int32_t *prepare_turn(chat *c, size_t *n_ids, size_t *common) {
     int32_t *ids;
-    if (!conversation_tokens(c, true, &ids, n_ids)) return NULL;
     int32_t n_ctx = moge_context_n_ctx(c->m.ctx);
+    /* room for an answer: -n tokens, at most a quarter of the context */
+    int64_t room = c->gp.n_predict < n_ctx / 4 ? c->gp.n_predict : n_ctx / 4;
+    int n_dropped = 0;
+    for (;;) {
+        if (!conversation_tokens(c, true, &ids, n_ids)) return NULL;
+        if ((int64_t)*n_ids + room <= n_ctx) break;
+        /* the context fills: the oldest turn goes (user line and answer), the system message stays */
+        size_t first = c->n_msgs > 0 && !strcmp(c->msgs[0].role, "system") ? 1 : 0;
+        if (c->n_msgs - first < 2) break; /* only this line is left */
+        free(ids);
+        drop_msg(c, first);
+        if (first < c->n_msgs - 1 && !strcmp(c->msgs[first].role, "assistant")) drop_msg(c, first);
+        n_dropped++;
+    }
+    if (n_dropped) note("context full (%d tokens): the oldest %d turn%s left the conversation to make room", n_ctx, n_dropped, n_dropped > 1 ? "s" : "");
     if ((int64_t)*n_ids > n_ctx) {
-        note("context full (%d tokens): this turn does not fit (the conversation would need %zu tokens); /reset to start over",
-             n_ctx, *n_ids);
+        note("this line does not fit the context: with the conversation it takes %zu tokens of %d%s", *n_ids, n_ctx,
+             c->n_msgs > 1 ? "" : " (a shorter line, or a larger -c)");
         free(ids);
         return NULL;
     }
@@ -476,6 +499,19 @@ static int32_t *prepare_turn(chat *c, size_t *n_ids, size_t *common) {
         c->n_kv = (int32_t)*common;
     }
     return ids;
+}
+
+/* While an answer streams on a terminal, keys are not echoed: a Ctrl-C's "^C" (or a key typed
+ * ahead) would land inside the answer's text. Returns whether it changed the mode (restore then). */
+static bool tty_quiet(bool quiet, struct termios *saved) {
+    if (quiet) {
+        if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, saved) != 0) return false;
+        struct termios t = *saved;
+        t.c_lflag &= ~(tcflag_t)(ECHO | ECHOCTL);
+        return tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;
+    }
+    tcsetattr(STDIN_FILENO, TCSANOW, saved);
+    return false;
 }
 
 /* One user turn: render, feed the new tokens, stream the answer, remember it. */
@@ -496,7 +532,10 @@ static void user_turn(chat *c, const char *line) {
     moge_status st = answer_init(&a, c, prompt, n_new);
     c->gp.context_tokens = ids; /* the drafter and the penalty see the whole conversation */
     c->gp.n_context_tokens = (int32_t)common;
+    struct termios saved;
+    bool restore = c->interactive && tty_quiet(true, &saved);
     if (st == MOGE_OK) st = moge_generate(c->m.ctx, prompt, n_new, &c->gp, on_token, &a, &stats);
+    if (restore) tty_quiet(false, &saved);
     c->gp.context_tokens = NULL;
     c->gp.n_context_tokens = 0;
     size_t n = 0;
@@ -613,6 +652,11 @@ static void check_tokens(chat *c) {
 /* /spec MODE: speculation needs a drafter; without one, prompt lookup is made on demand. */
 static void set_spec(chat *c, const char *arg) {
     int spec;
+    if (!arg[0]) { /* no argument: the current setting */
+        if (c->gp.spec == MOGE_SPEC_NONE) puts("speculation: none (target only); /spec none|chain|tree changes it");
+        else printf("speculation: %s, drafter: %s; /spec none|chain|tree changes it\n", spec_name(c->gp.spec), c->drafter_desc);
+        return;
+    }
     if (!parse_spec(arg, &spec)) {
         puts("usage: /spec none|chain|tree");
         return;
@@ -631,6 +675,11 @@ static void set_spec(chat *c, const char *arg) {
 
 static void set_tree(chat *c, const char *arg) {
     long n;
+    if (!arg[0]) {
+        printf("tree: up to %d draft nodes per step%s; /tree N changes it\n", (int)c->gp.draft.tree_nodes,
+               c->gp.spec == MOGE_SPEC_TREE ? "" : " (used with /spec tree)");
+        return;
+    }
     if (!cli_int("chat", "/tree", arg, 1, 63, &n)) return;
     c->gp.draft.tree_nodes = (int32_t)n;
     c->gp.draft.shape = NULL; /* a node budget means a dynamic tree */
@@ -640,6 +689,10 @@ static void set_tree(chat *c, const char *arg) {
 
 static void set_temp(chat *c, const char *arg) {
     double t;
+    if (!arg[0]) {
+        printf("temperature %g%s; /temp T changes it\n", (double)c->gp.sampler.temperature, c->gp.sampler.temperature == 0 ? " (greedy)" : "");
+        return;
+    }
     if (!cli_float("chat", "/temp", arg, 0, 100, &t)) return;
     c->gp.sampler.temperature = (float)t;
     printf("temperature %g%s\n", t, t == 0 ? " (greedy)" : "");
@@ -817,10 +870,9 @@ static void banner(const chat *c, const char *model_arg) {
     else note("speculation: none (/spec tree drafts%s)", c->drafter ? "" : " by prompt lookup");
     moge_chat_family f = moge_tokenizer_chat_family(c->m.tok);
     if (f == MOGE_CHAT_NONE)
-        note("no chat template recognised: using plain 'user:/assistant:' turns; this model has none, so each answer continues "
-             "your line (a story start works best)");
+        note("this model has no chat template (a base model): each answer continues your line (a story start works best)");
     else if (f == MOGE_CHAT_UNKNOWN)
-        note("no chat template recognised: using plain 'user:/assistant:' turns");
+        note("the model's chat template is not one moge knows: using plain 'user:/assistant:' turns");
     else
         note("chat template: %s", moge_chat_family_name(f));
     if (c->interactive) note("/help lists the commands; Ctrl-C stops an answer, Ctrl-D quits.");

@@ -1,11 +1,13 @@
 /* cmd_common.c — what the subcommands share (see cli.h): flag value parsing; the flag table of
  * run, chat and bench, its parser and its help; loading the model and the drafter. */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -98,6 +100,25 @@ bool cli_write_text(const char *cmd, const char *flag, const char *path, const c
     return false;
 }
 
+bool cli_check_output(const char *cmd, const char *flag, const char *path) {
+    if (!strcmp(path, "-")) return true;
+    char tmp[CLI_PATH_CAP + 32];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    struct stat st;
+    const char *why = NULL;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) why = "it is a directory";
+    else {
+        FILE *f = fopen(tmp, "w");
+        if (!f) why = strerror(errno);
+        else {
+            fclose(f);
+            remove(tmp);
+        }
+    }
+    if (why) fprintf(stderr, "moge %s: %s %s: cannot write there (%s)\n", cmd, flag, path, why);
+    return !why;
+}
+
 moge_status cli_tokenize(const moge_tokenizer *tok, const char *text, int32_t **ids, size_t *n) {
     size_t len = strlen(text), cap = len + 8;
     if (!(*ids = malloc(cap * sizeof **ids))) return MOGE_ERR_NOMEM;
@@ -142,6 +163,66 @@ bool cli_read_prompts(const char *cmd, const char *path, char ***lines, int *n) 
     return ok && *n > 0;
 }
 
+char *cli_unescape(char *s) {
+    char *w = s;
+    for (const char *r = s; *r; r++) {
+        if (*r != '\\' || !r[1]) { *w++ = *r; continue; }
+        char c = r[1];
+        const char *hex = "0123456789abcdef";
+        if (c == 'x' && r[2] && r[3] && strchr(hex, tolower((unsigned char)r[2])) && strchr(hex, tolower((unsigned char)r[3]))) {
+            *w++ = (char)((strchr(hex, tolower((unsigned char)r[2])) - hex) * 16 + (strchr(hex, tolower((unsigned char)r[3])) - hex));
+            r += 3;
+            continue;
+        }
+        char e = c == 'n' ? '\n' : c == 'r' ? '\r' : c == 't' ? '\t' : c == '\\' || c == '\'' || c == '"' ? c : 0;
+        if (!e) { *w++ = *r; continue; } /* not an escape: the backslash stays */
+        *w++ = e;
+        r++;
+    }
+    *w = 0;
+    return s;
+}
+
+bool cli_stdin_is_pipe(void) {
+    struct stat st;
+    return fstat(0, &st) == 0 && S_ISFIFO(st.st_mode);
+}
+
+char *cli_read_text(const char *cmd, const char *what, const char *path) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) {
+        fprintf(stderr, "moge %s: %s %s: %s\n", cmd, what, path, strerror(errno));
+        return NULL;
+    }
+    size_t n = 0, cap = 4096;
+    char *s = malloc(cap);
+    for (size_t got; s; n += got) {
+        if (cap - n < 2) {
+            char *bigger = realloc(s, cap * 2);
+            if (!bigger) { free(s); s = NULL; break; }
+            s = bigger;
+            cap *= 2;
+        }
+        if ((got = fread(s + n, 1, cap - n - 1, f)) == 0) break;
+    }
+    bool bad = ferror(f);
+    if (f != stdin) fclose(f);
+    if (!s || bad) {
+        fprintf(stderr, "moge %s: %s %s: %s\n", cmd, what, path, s ? "read error" : "out of memory");
+        free(s);
+        return NULL;
+    }
+    s[n] = 0;
+    if (strlen(s) != n) {
+        fprintf(stderr, "moge %s: %s %s: the text holds a NUL byte\n", cmd, what, path);
+        free(s);
+        return NULL;
+    }
+    if (n && s[n - 1] == '\n') s[--n] = 0;
+    if (n && s[n - 1] == '\r') s[--n] = 0;
+    return s;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* The shared flag table                                                                      */
 /* ------------------------------------------------------------------------------------------ */
@@ -162,6 +243,8 @@ typedef struct {
     const int *vals;
     const char *help;
     bool show_default;             /* append " (default X)" with the command's default */
+    const char *alias;             /* other names, space-separated: llama.cpp's (-md --model-draft) */
+    const char *ignored;           /* a flag accepted for copied scripts and ignored: why (one line) */
 } row;
 
 _Static_assert(sizeof(moge_backend) == sizeof(int) && sizeof(moge_routing) == sizeof(int) && sizeof(moge_quant) == sizeof(int),
@@ -182,7 +265,8 @@ static const row rows[] = {
     {CLI_CHAT | CLI_BENCH, "-m", "--model", "DIR", K_STR, AT(model),
      .help = "model directory or OWNER/NAME[@REV] (default: models/tinystories-moge when it" INDENT
              "and models/tinystories-draft exist, else models/stories260K)"},
-    {CLI_RUN, "-n", "--n-predict", "N", K_I32, 0, 1L << 30, AT(gp.n_predict), .help = "tokens to generate", .show_default = true},
+    {CLI_RUN, "-n", "--n-predict", "N", K_I32, -1, 1L << 30, AT(gp.n_predict), .help = "tokens to generate, -1 = until the end of text or context",
+     .show_default = true},
     {CLI_CHAT, "-n", "--n-predict", "N", K_I32, 1, 1L << 30, AT(gp.n_predict), .help = "most tokens per answer", .show_default = true},
     {CLI_BENCH, "-n", "--n-predict", "N", K_I32, 1, 1L << 24, AT(gp.n_predict), .help = "tokens per prompt", .show_default = true},
     {ALL, NULL, "--temp", "F", K_F32, 0, 100, AT(gp.sampler.temperature), .help = "temperature, 0 = greedy", .show_default = true},
@@ -190,12 +274,15 @@ static const row rows[] = {
     {ALL, NULL, "--top-p", "F", K_F32, 1e-6, 1, AT(gp.sampler.top_p), .help = "1 = off", .show_default = true},
     {ALL, NULL, "--min-p", "F", K_F32, 0, 1, AT(gp.sampler.min_p), .help = "0 = off", .show_default = true},
     {ALL, NULL, "--repeat-penalty", "F", K_F32, 1e-3, 100, AT(gp.sampler.repeat_penalty), .help = "1 = off", .show_default = true},
-    {CLI_RUN | CLI_BENCH, NULL, "--seed", "N", K_U64, AT(gp.sampler.seed), .help = "RNG seed", .show_default = true},
-    {CLI_CHAT, NULL, "--seed", "N", K_U64, AT(gp.sampler.seed), .help = "RNG seed of the first answer; answer k uses N+k", .show_default = true},
-    {CLI_RUN | CLI_BENCH, "-c", "--ctx", "N", K_I32, 1, 1L << 24, AT(cp.n_ctx), .help = "context length in tokens (default: the model's maximum)"},
+    {CLI_RUN, "-s", "--seed", "N", K_U64, AT(gp.sampler.seed), .help = "RNG seed (default: a random one, printed)"},
+    {CLI_BENCH, "-s", "--seed", "N", K_U64, AT(gp.sampler.seed), .help = "RNG seed", .show_default = true},
+    {CLI_CHAT, "-s", "--seed", "N", K_U64, AT(gp.sampler.seed), .help = "RNG seed of the first answer; answer k uses N+k (default: random, printed)"},
+    {CLI_RUN | CLI_BENCH, "-c", "--ctx", "N", K_I32, 1, 1L << 24, AT(cp.n_ctx), .help = "context length in tokens (default: the model's maximum)",
+     .alias = "--ctx-size"},
     {CLI_CHAT, "-c", "--ctx", "N", K_I32, 1, 1L << 24, AT(cp.n_ctx),
-     .help = "context length in tokens (default: the model's maximum, at most 8192)"},
+     .help = "context length in tokens (default: the model's maximum, at most 8192)", .alias = "--ctx-size"},
     {MODEL_FLAGS, "-t", "--threads", "N", K_INT, 1, 1024, AT(mp.n_threads), .help = "threads (default: all cores)"},
+    {MODEL_FLAGS, "-ngl", "--n-gpu-layers", "N", K_INT, 0, 1L << 30, .ignored = "there is no GPU backend: every layer runs on the cpu"},
     {MODEL_FLAGS, NULL, "--backend", "NAME", K_ENUM, AT(mp.backend), NAMES("cpu", "ref"), VALS(MOGE_BACKEND_CPU, MOGE_BACKEND_REF),
      "cpu (default) or ref (slow reference loops)"},
     {MODEL_FLAGS, NULL, "--quant", "FORMAT", K_ENUM, AT(mp.quant), NAMES("none", "q8", "q4", "w8a8", "w4a8"),
@@ -210,12 +297,13 @@ static const row rows[] = {
     {MODEL_FLAGS, NULL, "--topk-group", "N", K_I32, 1, 1024, AT(mp.topk_group), .help = "MoE group_limited: groups kept (default: half)"},
     {ALL, NULL, "--devices", "N", K_I32, 1, 1024, AT(cp.n_devices), .help = "MoE: workers owning whole expert groups (default: automatic)"},
     {CLI_EVAL, NULL, "--devices", "N", K_I32, 1, 1024, AT(cp.n_devices), .help = "MoE: workers owning whole expert groups (default: one group each)"},
-    {CLI_RUN, "-d", "--draft", "DIR", K_STR, AT(draft), .help = "a draft model with the target's tokenizer"},
+    {CLI_RUN, "-d", "--draft", "DIR", K_STR, AT(draft), .help = "a draft model with the target's tokenizer", .alias = "-md --model-draft"},
     {CLI_CHAT, "-d", "--draft", "DIR", K_STR, AT(draft),
-     .help = "a draft model with the target's tokenizer (default with the demo model:" INDENT "models/tinystories-draft)"},
+     .help = "a draft model with the target's tokenizer (default with the demo model:" INDENT "models/tinystories-draft)",
+     .alias = "-md --model-draft"},
     {CLI_BENCH, "-d", "--draft", "DIR", K_STR, AT(draft),
      .help = "a draft model with the target's tokenizer (default with the demo model:" INDENT
-             "models/tinystories-draft, or stories260K drafting for itself)"},
+             "models/tinystories-draft, or stories260K drafting for itself)", .alias = "-md --model-draft"},
     {ALL, NULL, "--draft-layers", "L", K_I32, 1, 1024, AT(draft_layers), .help = "self-draft with the target's first L layers"},
     {CLI_RUN | CLI_CHAT, NULL, "--lookup", NULL, K_TRUE, AT(lookup), .help = "prompt-lookup drafting (no model)"},
     {CLI_BENCH, NULL, "--lookup", NULL, K_TRUE, AT(lookup), .help = "add prompt-lookup drafting to the modes"},
@@ -226,6 +314,9 @@ static const row rows[] = {
      .show_default = true},
     {ALL, NULL, "--tree-nodes", "N", K_I32, 1, 63, AT(gp.draft.tree_nodes), .help = "draft nodes per step", .show_default = true},
     {ALL, NULL, "--branch", "N", K_I32, 1, 16, AT(gp.draft.branch), .help = "children per expanded node, dynamic trees", .show_default = true},
+    {ALL, NULL, "--min-path-prob", "P", K_F32, 0, 1, AT(gp.draft.min_path_prob), .help = "stop growing draft paths less likely than P",
+     .show_default = true, .alias = "--draft-p-min"},
+    {ALL, NULL, "--draft-min", "N", K_INT, 0, 1L << 30, .ignored = "the planner sizes each step's tree (--no-adaptive verifies every drafted node)"},
     {ALL, NULL, "--tree-shape", "LIST", K_SHAPE, .help = "static tree: children per depth, e.g. 4,2,2,1,1"},
     {ALL, NULL, "--sampled-draft", NULL, K_TRUE, AT(gp.draft.sampled), .help = "draw draft children from the draft's distribution (rejection sampling)"},
     {ALL, NULL, "--no-adaptive", NULL, K_FALSE, AT(gp.adaptive), .help = "verify every drafted node (no planner)"},
@@ -241,6 +332,16 @@ void cli_common_init(cli_common_opts *o, const char *cmd, unsigned who) {
     o->cp = moge_context_default_params();
     o->gp = moge_generate_default_params();
     if (who == CLI_CHAT) o->gp.n_predict = 256;          /* most tokens per answer */
+    if (who & (CLI_RUN | CLI_CHAT)) {                     /* llama.cpp's default: a random seed, printed */
+        uint64_t seed = 0;
+        if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
+            struct timespec t;
+            clock_gettime(CLOCK_REALTIME, &t);
+            seed = (uint64_t)t.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)t.tv_sec ^ (uint64_t)getpid() << 32;
+        }
+        o->gp.sampler.seed = seed >> 1; /* < 2^63: every shell and JSON reader takes it back */
+        o->seed_random = true;
+    }
     if (who == CLI_BENCH) o->gp.sampler.temperature = 0; /* greedy: the modes' texts are compared */
 }
 
@@ -272,23 +373,42 @@ bool cli_kernels(const char *cmd, const char *flag, const char *v) {
     return false;
 }
 
+/* Whether a is one of the row's names (its short and long one, or an alias). */
+static bool row_named(const row *r, const char *a) {
+    if (!strcmp(a, r->name) || (r->shrt && !strcmp(a, r->shrt))) return true;
+    size_t len = strlen(a);
+    for (const char *p = r->alias; p && *p; p += strspn(p, " ")) {
+        size_t n = strcspn(p, " ");
+        if (n == len && !strncmp(p, a, n)) return true;
+        p += n;
+    }
+    return false;
+}
+
 int cli_parse_common(int argc, char **argv, int *i, cli_common_opts *o) {
     const char *a = argv[*i], *v = NULL;
     const row *r = NULL;
     for (size_t k = 0; k < N_ROWS && !r; k++)
-        if ((rows[k].who & o->who) && (!strcmp(a, rows[k].name) || (rows[k].shrt && !strcmp(a, rows[k].shrt))))
-            r = &rows[k];
+        if ((rows[k].who & o->who) && row_named(&rows[k], a)) r = &rows[k];
     if (!r) return 0;
     if (r->arg && !(v = cli_value(o->cmd, argc, argv, i))) return -1;
-    char *field = (char *)o + r->off;
     long l;
     double d;
     int idx;
+    if (r->ignored) { /* checked like any value, then dropped with a note */
+        if (r->k == K_INT && !cli_int(o->cmd, a, v, (long)r->min, (long)r->max, &l)) return -1;
+        fprintf(stderr, "moge %s: note: %s is ignored: %s\n", o->cmd, a, r->ignored);
+        return 1;
+    }
+    char *field = (char *)o + r->off;
     switch (r->k) {
     case K_STR: *(const char **)field = v; break;
     case K_INT:
     case K_I32:
         if (!cli_int(o->cmd, a, v, (long)r->min, (long)r->max, &l)) return -1;
+        if (r->off == offsetof(cli_common_opts, cp.n_ctx)) o->ctx_flag = a;
+        if (r->off == offsetof(cli_common_opts, cp.n_devices)) o->devices_flag = a;
+        if (l == -1 && r->min == -1) l = (long)r->max; /* -n -1: no limit */
         if (r->k == K_INT) *(int *)field = (int)l;
         else *(int32_t *)field = (int32_t)l;
         break;
@@ -298,6 +418,7 @@ int cli_parse_common(int argc, char **argv, int *i, cli_common_opts *o) {
         break;
     case K_U64:
         if (!cli_u64(o->cmd, a, v, (uint64_t *)field)) return -1;
+        if (r->off == offsetof(cli_common_opts, gp.sampler.seed)) o->seed_random = false;
         break;
     case K_TRUE: *(bool *)field = true; break;
     case K_FALSE: *(bool *)field = false; break;
@@ -334,6 +455,10 @@ void cli_common_usage(FILE *f, const cli_common_opts *given, const char *own) {
         char flag[64];
         snprintf(flag, sizeof flag, "%s%s%s%s%s", r->shrt ? r->shrt : "", r->shrt ? ", " : "    ", r->name, r->arg ? " " : "",
                  r->arg ? r->arg : "");
+        if (r->ignored) {
+            fprintf(f, "  %-22s accepted and ignored: %s\n", flag, r->ignored);
+            continue;
+        }
         fprintf(f, "  %-22s %s", flag, r->help);
         const char *field = (const char *)o + r->off;
         if (r->show_default) {
@@ -342,6 +467,7 @@ void cli_common_usage(FILE *f, const cli_common_opts *given, const char *own) {
             else if (r->k == K_F32) fprintf(f, " (default %g)", (double)*(const float *)field);
             else if (r->k == K_U64) fprintf(f, " (default %llu)", (unsigned long long)*(const uint64_t *)field);
         }
+        if (r->alias) fprintf(f, " (also %s)", r->alias);
         fputc('\n', f);
         if (own && !strcmp(r->name, "--model")) fputs(own, f);
     }
@@ -442,7 +568,10 @@ static bool new_context(const cli_common_opts *o, cli_models *m, moge_context_pa
     char err[1024];
     if (cp.n_devices == 0 && o->devices_per_group && m->info.n_expert > 0) cp.n_devices = m->info.n_group;
     if (moge_context_new(m->model, &cp, &m->ctx, err, sizeof err) != MOGE_OK) { /* names n_ctx, n_seq or n_devices */
-        fprintf(stderr, "moge %s: %s\n", o->cmd, err);
+        /* the flag as typed, when the message is about its value */
+        if (o->devices_flag && strstr(err, "n_devices")) fprintf(stderr, "moge %s: %s %d: %s\n", o->cmd, o->devices_flag, o->cp.n_devices, err);
+        else if (o->ctx_flag && strstr(err, "n_ctx")) fprintf(stderr, "moge %s: %s %d: %s\n", o->cmd, o->ctx_flag, o->cp.n_ctx, err);
+        else fprintf(stderr, "moge %s: %s\n", o->cmd, err);
         return false;
     }
     return true;
@@ -477,6 +606,9 @@ bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m) {
     }
     moge_model_get_info(m->model, &m->info);
     if (!cli_tokenizer_fits(o, o->tokenizer ? o->tokenizer : dir, m->tok, dir, &m->info)) return false;
+    if (o->seed_random && !o->quiet && (o->gp.sampler.temperature > 0 || o->who == CLI_CHAT))
+        fprintf(stderr, "moge %s: seed %llu (--seed %llu repeats this run)\n", o->cmd, (unsigned long long)o->gp.sampler.seed,
+                (unsigned long long)o->gp.sampler.seed);
     if (max_ctx < 0) return true; /* the caller makes its context (cli_batch_context) */
     moge_context_params cp = o->cp;
     if (cp.n_ctx == 0 && max_ctx > 0) cp.n_ctx = m->info.max_position < max_ctx ? m->info.max_position : max_ctx;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "examples/commands.h"
+#include "moge.h"
 
 static void usage(FILE *f) {
     fputs("usage: moge COMMAND [options]\n"
@@ -20,7 +21,7 @@ static void usage(FILE *f) {
           "  eval       validation loss / perplexity on a text file, and MoE expert load\n"
           "  pad        write a wider, deeper stand-in of a model that computes the same function\n"
           "\n"
-          "`moge COMMAND --help` shows a command's options.\n",
+          "`moge COMMAND --help` shows a command's options; `moge --version` the version.\n",
           f);
 }
 
@@ -32,6 +33,13 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
         usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        char cpu[128], runs[256];
+        moge_cpu_name(cpu, sizeof cpu);
+        moge_cpu_kernels_list(runs, sizeof runs);
+        printf("moge %s\ncpu kernels: %s (this processor runs: %s; %s)\n", moge_version(), moge_cpu_kernels_best(), runs, cpu);
         return 0;
     }
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);

@@ -51,6 +51,10 @@ typedef enum {
 /* Returns a static, human-readable name for a status code ("ok", "I/O error", ...). */
 MOGE_API const char *moge_status_str(moge_status st);
 
+/* The library's version, "MAJOR.MINOR.PATCH" (MOGE_VERSION of the header it was built with). */
+#define MOGE_VERSION "0.2.0"
+MOGE_API const char *moge_version(void);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Tokenizer (tokenizer/)                                                                     */
 /* ------------------------------------------------------------------------------------------ */

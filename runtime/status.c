@@ -1,4 +1,4 @@
-/* status.c — status codes to text. */
+/* status.c — status codes to text, and the version. */
 #include "moge.h"
 
 const char *moge_status_str(moge_status st) {
@@ -15,3 +15,5 @@ const char *moge_status_str(moge_status st) {
     }
     return "unknown status";
 }
+
+const char *moge_version(void) { return MOGE_VERSION; }
