@@ -91,13 +91,6 @@ typedef struct {
     int token_delay_ms;
 } chat_opts;
 
-static bool parse_spec(const char *v, int *spec) {
-    if (!strcmp(v, "none")) *spec = MOGE_SPEC_NONE;
-    else if (!strcmp(v, "chain")) *spec = MOGE_SPEC_CHAIN;
-    else if (!strcmp(v, "tree")) *spec = MOGE_SPEC_TREE;
-    else return false;
-    return true;
-}
 
 /* Returns -1 when parsing succeeded, else the exit status (0 after --help). */
 static int parse_args(int argc, char **argv, chat_opts *o) {
@@ -283,9 +276,6 @@ static void note(const char *fmt, ...) {
     va_end(ap);
 }
 
-static const char *spec_name(moge_spec_mode m) {
-    return m == MOGE_SPEC_CHAIN ? "chain" : m == MOGE_SPEC_TREE ? "tree" : "none";
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* One answer                                                                                 */
@@ -359,12 +349,7 @@ static bool on_token(int32_t id, void *user) {
 
 static const char *stop_name(const moge_stats *st, const answer *a) {
     if (a->end_of_turn || st->stop == MOGE_STOP_EOS) return "end of turn";
-    switch (st->stop) {
-    case MOGE_STOP_LENGTH: return "length limit";
-    case MOGE_STOP_CALLBACK: return "stopped";
-    case MOGE_STOP_CONTEXT_FULL: return "context full";
-    default: return "end of turn";
-    }
+    return moge_stop_name(st->stop);
 }
 
 /* Copies the MoE load of the last answer (totals since moge_generate reset them). */
@@ -443,7 +428,7 @@ static void report_answer(chat *c, const moge_stats *st, const answer *a, int32_
     s->n_kv = c->n_kv;
     s->stop = stop_name(st, a);
     snapshot_moe(c);
-    const char *why = !strcmp(s->stop, "stopped") ? ", stopped" : !strcmp(s->stop, "length limit") ? ", length limit" : "";
+    const char *why = !strcmp(s->stop, "stopped") ? ", stopped" : !strcmp(s->stop, "length") ? ", length limit" : "";
     dim_line(c, "[%d tokens, %.1f tokens/s, τ %.2f%s]", st->n_generated, st->tokens_per_s, st->mean_accepted, why);
     if (st->stop == MOGE_STOP_CONTEXT_FULL && !a->end_of_turn)
         note("context full (%d tokens): your next line drops the oldest turns to make room (/reset starts over)", moge_context_n_ctx(c->m.ctx));
@@ -571,7 +556,7 @@ static void print_stats(const chat *c) {
     printf("last answer: %d tokens in %.3f s, %.1f tokens/s, stop: %s\n", st->n_generated, st->t_decode_s, st->tokens_per_s, s->stop);
     printf("prompt: %d new tokens prefilled in %.3f s, %d reused from the KV cache; context %d of %d tokens\n", st->n_prompt,
            st->t_prefill_s, s->n_reused, s->n_kv, moge_context_n_ctx(c->m.ctx));
-    printf("speculation %s: %d target passes, τ %.2f tokens per pass, %lld draft nodes (%.1f per step)\n", spec_name(s->spec),
+    printf("speculation %s: %d target passes, τ %.2f tokens per pass, %lld draft nodes (%.1f per step)\n", moge_spec_name(s->spec),
            st->n_forward + 1, st->mean_accepted, (long long)st->n_draft_nodes,
            st->n_forward > 0 ? (double)st->n_draft_nodes / st->n_forward : 0.0);
     fputs("acceptance by depth:", stdout);
@@ -651,13 +636,13 @@ static void check_tokens(chat *c) {
 
 /* /spec MODE: speculation needs a drafter; without one, prompt lookup is made on demand. */
 static void set_spec(chat *c, const char *arg) {
-    int spec;
+    moge_spec_mode spec;
     if (!arg[0]) { /* no argument: the current setting */
         if (c->gp.spec == MOGE_SPEC_NONE) puts("speculation: none (target only); /spec none|chain|tree changes it");
-        else printf("speculation: %s, drafter: %s; /spec none|chain|tree changes it\n", spec_name(c->gp.spec), c->drafter_desc);
+        else printf("speculation: %s, drafter: %s; /spec none|chain|tree changes it\n", moge_spec_name(c->gp.spec), c->drafter_desc);
         return;
     }
-    if (!parse_spec(arg, &spec)) {
+    if (moge_spec_parse(arg, &spec) != MOGE_OK) {
         puts("usage: /spec none|chain|tree");
         return;
     }
@@ -670,7 +655,7 @@ static void set_spec(chat *c, const char *arg) {
     }
     c->gp.spec = (moge_spec_mode)spec;
     if (spec == MOGE_SPEC_NONE) puts("speculation: none (target only)");
-    else printf("speculation: %s, drafter: %s\n", spec_name(c->gp.spec), c->drafter_desc);
+    else printf("speculation: %s, drafter: %s\n", moge_spec_name(c->gp.spec), c->drafter_desc);
 }
 
 static void set_tree(chat *c, const char *arg) {
@@ -866,7 +851,7 @@ static void banner(const chat *c, const char *model_arg) {
     cli_backend_desc(&c->m.info, where, sizeof where);
     note("moge chat: model %s (%s, %.1fM parameters, %s), context %d tokens", model_arg, c->m.info.architecture,
          c->m.info.n_params / 1e6, where, moge_context_n_ctx(c->m.ctx));
-    if (c->gp.spec != MOGE_SPEC_NONE) note("speculation: %s, drafter: %s", spec_name(c->gp.spec), c->drafter_desc);
+    if (c->gp.spec != MOGE_SPEC_NONE) note("speculation: %s, drafter: %s", moge_spec_name(c->gp.spec), c->drafter_desc);
     else note("speculation: none (/spec tree drafts%s)", c->drafter ? "" : " by prompt lookup");
     moge_chat_family f = moge_tokenizer_chat_family(c->m.tok);
     if (f == MOGE_CHAT_NONE)

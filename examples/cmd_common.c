@@ -63,12 +63,13 @@ bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out) {
 }
 
 /* The index of s in names (NULL-terminated), or -1 after printing "expected a, b or c". */
-static int choice(const char *cmd, const char *flag, const char *s, const char *const *names) {
-    int n = 0;
-    for (; names[n]; n++)
-        if (!strcmp(s, names[n])) return n;
+/* The value v >= first whose name_of(v) is s; -1 after printing the names offered. */
+static int choice(const char *cmd, const char *flag, const char *s, const char *(*name_of)(int), int first) {
+    int end = first;
+    for (; name_of(end); end++)
+        if (!strcmp(s, name_of(end))) return end;
     fprintf(stderr, "moge %s: %s: expected ", cmd, flag);
-    for (int k = 0; k < n; k++) fprintf(stderr, "%s%s", k == 0 ? "" : k == n - 1 ? " or " : ", ", names[k]);
+    for (int k = first; k < end; k++) fprintf(stderr, "%s%s", k == first ? "" : k == end - 1 ? " or " : ", ", name_of(k));
     fprintf(stderr, ", got \"%s\"\n", s);
     return -1;
 }
@@ -239,8 +240,8 @@ typedef struct {
     kind k;
     double min, max;               /* K_INT, K_I32, K_F32 */
     size_t off;
-    const char *const *names;      /* K_ENUM: the values' names (NULL-terminated) and values */
-    const int *vals;
+    const char *(*name_of)(int);   /* K_ENUM: the library's name of a value (NULL past the last) */
+    int first;                     /* K_ENUM: the first value the flag offers */
     const char *help;
     bool show_default;             /* append " (default X)" with the command's default */
     const char *alias;             /* other names, space-separated: llama.cpp's (-md --model-draft) */
@@ -250,13 +251,16 @@ typedef struct {
 _Static_assert(sizeof(moge_backend) == sizeof(int) && sizeof(moge_routing) == sizeof(int) && sizeof(moge_quant) == sizeof(int),
                "K_ENUM stores enums as int");
 
-#define NAMES(...) ((const char *const[]){__VA_ARGS__, NULL})
-#define VALS(...) ((const int[]){__VA_ARGS__})
+/* The library's name tables (moge_*_name) as K_ENUM rows read them. */
+static const char *backend_name(int v) { return moge_backend_name((moge_backend)v); }
+static const char *quant_name(int v) { return moge_quant_name((moge_quant)v); }
+static const char *routing_name(int v) { return moge_routing_name((moge_routing)v); }
+static const char *spec_name(int v) { return moge_spec_name((moge_spec_mode)v); }
+#define ENUM(fn, from) .name_of = fn, .first = from
 #define ALL (CLI_RUN | CLI_CHAT | CLI_BENCH)
 #define MODEL_FLAGS (ALL | CLI_EVAL) /* the flags of the model alone */
 #define AT(field) .off = offsetof(cli_common_opts, field)
 #define INDENT "\n                         " /* a help text's next line, under the first */
-#define SPECS NAMES("none", "chain", "tree"), VALS(MOGE_SPEC_NONE, MOGE_SPEC_CHAIN, MOGE_SPEC_TREE)
 
 /* In help order; the command's own lines follow -m, the speculation heading precedes -d. A flag
  * may have a row per command. */
@@ -283,16 +287,15 @@ static const row rows[] = {
      .help = "context length in tokens (default: the model's maximum, at most 8192)", .alias = "--ctx-size"},
     {MODEL_FLAGS, "-t", "--threads", "N", K_INT, 1, 1024, AT(mp.n_threads), .help = "threads (default: all cores)"},
     {MODEL_FLAGS, "-ngl", "--n-gpu-layers", "N", K_INT, 0, 1L << 30, .ignored = "there is no GPU backend: every layer runs on the cpu"},
-    {MODEL_FLAGS, NULL, "--backend", "NAME", K_ENUM, AT(mp.backend), NAMES("cpu", "ref"), VALS(MOGE_BACKEND_CPU, MOGE_BACKEND_REF),
-     "cpu (default) or ref (slow reference loops)"},
-    {MODEL_FLAGS, NULL, "--quant", "FORMAT", K_ENUM, AT(mp.quant), NAMES("none", "q8", "q4", "w8a8", "w4a8"),
-     VALS(MOGE_QUANT_NONE, MOGE_QUANT_Q8, MOGE_QUANT_Q4, MOGE_QUANT_W8A8, MOGE_QUANT_W4A8),
-     "quantize the weights at load, blocks of 32: q8 (int8), q4 (4-bit), w8a8 / w4a8 (the same weights times int8 activations)"},
+    {MODEL_FLAGS, NULL, "--backend", "NAME", K_ENUM, AT(mp.backend), ENUM(backend_name, MOGE_BACKEND_CPU),
+     .help = "cpu (default) or ref (slow reference loops)"},
+    {MODEL_FLAGS, NULL, "--quant", "FORMAT", K_ENUM, AT(mp.quant), ENUM(quant_name, MOGE_QUANT_NONE),
+     .help = "quantize the weights at load, blocks of 32: q8 (int8), q4 (4-bit), w8a8 / w4a8 (the same weights times int8 activations)"},
     {MODEL_FLAGS, NULL, "--kernels", "NAME", K_KERNELS, AT(mp.kernels),
      .help = "cpu kernel variant (instruction set): scalar, avx2, avxvnni, avx512, avx512vnni" INDENT
              "(default: $MOGE_KERNELS, else the widest this processor runs; moge info lists them)"},
-    {MODEL_FLAGS, NULL, "--routing", "RULE", K_ENUM, AT(mp.routing), NAMES("moge", "topk", "group_limited"),
-     VALS(MOGE_ROUTING_MOGE, MOGE_ROUTING_TOPK, MOGE_ROUTING_GROUP_LIMITED), "MoE models: override the routing rule: moge, topk or group_limited"},
+    {MODEL_FLAGS, NULL, "--routing", "RULE", K_ENUM, AT(mp.routing), ENUM(routing_name, MOGE_ROUTING_MOGE),
+     .help = "MoE models: override the routing rule: moge, topk or group_limited"},
     {MODEL_FLAGS, NULL, "--n-group", "N", K_I32, 1, 1024, AT(mp.n_group), .help = "MoE: expert groups for the override (default: the checkpoint's)"},
     {MODEL_FLAGS, NULL, "--topk-group", "N", K_I32, 1, 1024, AT(mp.topk_group), .help = "MoE group_limited: groups kept (default: half)"},
     {ALL, NULL, "--devices", "N", K_I32, 1, 1024, AT(cp.n_devices), .help = "MoE: workers owning whole expert groups (default: automatic)"},
@@ -307,9 +310,9 @@ static const row rows[] = {
     {ALL, NULL, "--draft-layers", "L", K_I32, 1, 1024, AT(draft_layers), .help = "self-draft with the target's first L layers"},
     {CLI_RUN | CLI_CHAT, NULL, "--lookup", NULL, K_TRUE, AT(lookup), .help = "prompt-lookup drafting (no model)"},
     {CLI_BENCH, NULL, "--lookup", NULL, K_TRUE, AT(lookup), .help = "add prompt-lookup drafting to the modes"},
-    {CLI_RUN, NULL, "--spec", "MODE", K_ENUM, AT(spec), SPECS, "none, chain or tree (default: tree with a drafter, else none)"},
-    {CLI_CHAT, NULL, "--spec", "MODE", K_ENUM, AT(spec), SPECS,
-     "none, chain or tree (default: tree with a drafter, else none;" INDENT "chain or tree without a drafter use prompt lookup)"},
+    {CLI_RUN, NULL, "--spec", "MODE", K_ENUM, AT(spec), ENUM(spec_name, MOGE_SPEC_NONE), .help = "none, chain or tree (default: tree with a drafter, else none)"},
+    {CLI_CHAT, NULL, "--spec", "MODE", K_ENUM, AT(spec), ENUM(spec_name, MOGE_SPEC_NONE),
+     .help = "none, chain or tree (default: tree with a drafter, else none;" INDENT "chain or tree without a drafter use prompt lookup)"},
     {ALL, NULL, "--draft-max", "N", K_I32, 1, MOGE_MAX_DEPTH - 1, AT(gp.draft.draft_max), .help = "deepest draft level / chain length",
      .show_default = true},
     {ALL, NULL, "--tree-nodes", "N", K_I32, 1, 63, AT(gp.draft.tree_nodes), .help = "draft nodes per step", .show_default = true},
@@ -423,8 +426,8 @@ int cli_parse_common(int argc, char **argv, int *i, cli_common_opts *o) {
     case K_TRUE: *(bool *)field = true; break;
     case K_FALSE: *(bool *)field = false; break;
     case K_ENUM:
-        if ((idx = choice(o->cmd, a, v, r->names)) < 0) return -1;
-        *(int *)field = r->vals[idx];
+        if ((idx = choice(o->cmd, a, v, r->name_of, r->first)) < 0) return -1;
+        *(int *)field = idx;
         break;
     case K_SHAPE:
         if (!cli_tree_shape(o->cmd, v, o->shape, &o->gp.draft.n_shape)) return -1;

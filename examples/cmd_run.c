@@ -121,15 +121,6 @@ static bool print_token(int32_t tok, void *user) {
     return true;
 }
 
-static const char *stop_text(moge_stop_reason r) {
-    switch (r) {
-    case MOGE_STOP_LENGTH: return "length";
-    case MOGE_STOP_EOS: return "end of sequence";
-    case MOGE_STOP_CALLBACK: return "stopped";
-    case MOGE_STOP_CONTEXT_FULL: return "context full";
-    }
-    return "?";
-}
 
 /* The run's statistics (design.md §5) as JSON; path "-" is stdout. Returns 0 on success. */
 typedef struct {
@@ -169,7 +160,7 @@ static int run_compare(cli_models *m, const int32_t *ids, int32_t n_ids, const m
     out->speedup = st.tokens_per_s > 0 ? spec->tokens_per_s / st.tokens_per_s : 0.0;
     out->identical = chk.same && chk.n_seen == chk.n_ids;
     fprintf(stderr, "moge run: %s speculation %.1f tokens/s, tau %.2f; no speculation %.1f tokens/s: %.2fx in this run; text %s\n",
-            gp->spec == MOGE_SPEC_CHAIN ? "chain" : "tree", spec->tokens_per_s, spec->mean_accepted, st.tokens_per_s, out->speedup,
+            moge_spec_name(gp->spec), spec->tokens_per_s, spec->mean_accepted, st.tokens_per_s, out->speedup,
             out->identical ? "identical" : gp->sampler.temperature > 0 ? "differs (sampling)" : "DIFFERS");
     return out->identical || gp->sampler.temperature > 0 ? 0 : 1;
 }
@@ -206,7 +197,7 @@ static void add_stats_json(cJSON *root, const moge_stats *st, const int32_t *ids
     cJSON_AddNumberToObject(ts, "verify", st->t_verify_s);
     cJSON_AddNumberToObject(ts, "sample", st->t_sample_s);
     cJSON_AddNumberToObject(ts, "rollback", st->t_rollback_s);
-    cJSON_AddStringToObject(root, "stop", stop_text(st->stop));
+    cJSON_AddStringToObject(root, "stop", moge_stop_name(st->stop));
 }
 
 /* The context's MoE load totals per layer (nothing for a dense model). */
@@ -424,7 +415,7 @@ static void batch_report(const run_batch *b, const moge_decoder_stats *ds) {
     for (int i = 0; i < b->n; i++) {
         const moge_stats *st = &b->it[i].st;
         fprintf(stderr, "moge run: prompt %d: prompt %d tokens, generated %d tokens, tau %.2f, stop: %s\n", i + 1, st->n_prompt,
-                st->n_generated, st->n_forward + 1 > 0 ? (double)st->n_generated / (st->n_forward + 1) : 0.0, stop_text(st->stop));
+                st->n_generated, st->n_forward + 1 > 0 ? (double)st->n_generated / (st->n_forward + 1) : 0.0, moge_stop_name(st->stop));
         sum.n_generated += st->n_generated;
         sum.n_forward += st->n_forward + 1;
         for (int d = 0; d < MOGE_MAX_DEPTH; d++) sum.accept_tries[d] += st->accept_tries[d], sum.accept_hits[d] += st->accept_hits[d];
@@ -436,7 +427,7 @@ static void batch_report(const run_batch *b, const moge_decoder_stats *ds) {
             b->m.info.architecture, where, b->n, b->batch, ds->t_prefill_s, sum.n_generated, ds->t_decode_s,
             ds->t_decode_s > 0 ? sum.n_generated / ds->t_decode_s : 0.0, (long long)ds->n_passes);
     if (b->gp.spec != MOGE_SPEC_NONE) {
-        fprintf(stderr, "moge run: speculative %s: tau %.2f tokens per pass per sequence, acceptance by depth:", b->gp.spec == MOGE_SPEC_CHAIN ? "chain" : "tree",
+        fprintf(stderr, "moge run: speculative %s: tau %.2f tokens per pass per sequence, acceptance by depth:", moge_spec_name(b->gp.spec),
                 sum.n_forward ? (double)sum.n_generated / sum.n_forward : 0.0);
         for (int d = 1; d < MOGE_MAX_DEPTH && sum.accept_tries[d] > 0; d++) fprintf(stderr, " %.2f", (double)sum.accept_hits[d] / sum.accept_tries[d]);
         fputc('\n', stderr);
@@ -584,7 +575,7 @@ int cmd_run(int argc, char **argv) {
     cli_draft_kind kind = cli_draft_choice(&o);
     if (o.spec < 0) o.spec = kind != CLI_DRAFT_NONE ? MOGE_SPEC_TREE : MOGE_SPEC_NONE;
     if (o.spec != MOGE_SPEC_NONE && kind == CLI_DRAFT_NONE) {
-        fprintf(stderr, "moge run: --spec %s needs a drafter: -d DIR, --draft-layers L or --lookup\n", o.spec == MOGE_SPEC_CHAIN ? "chain" : "tree");
+        fprintf(stderr, "moge run: --spec %s needs a drafter: -d DIR, --draft-layers L or --lookup\n", moge_spec_name((moge_spec_mode)o.spec));
         return 2;
     }
     moge_generate_params gp = o.gp;
@@ -628,9 +619,9 @@ int cmd_run(int argc, char **argv) {
     cli_backend_desc(&m.info, where, sizeof where);
     if (verbosity != QUIET) fprintf(stderr, "moge run: %s, %s: prompt %d tokens (%.3f s), generated %d tokens in %.3f s (%.1f tokens/s), stop: %s\n",
             m.info.architecture, where, stats.n_prompt, stats.t_prefill_s, stats.n_generated, stats.t_decode_s,
-            stats.tokens_per_s, stop_text(stats.stop));
+            stats.tokens_per_s, moge_stop_name(stats.stop));
     if (gp.spec != MOGE_SPEC_NONE && verbosity != QUIET) {
-        fprintf(stderr, "moge run: speculative %s: %d target passes, tau %.2f tokens/pass, acceptance by depth:", gp.spec == MOGE_SPEC_CHAIN ? "chain" : "tree",
+        fprintf(stderr, "moge run: speculative %s: %d target passes, tau %.2f tokens/pass, acceptance by depth:", moge_spec_name(gp.spec),
                 stats.n_forward + 1, stats.mean_accepted);
         for (int d = 1; d < MOGE_MAX_DEPTH && stats.accept_tries[d] > 0; d++)
             fprintf(stderr, " %.2f", (double)stats.accept_hits[d] / stats.accept_tries[d]);

@@ -55,6 +55,12 @@ MOGE_API const char *moge_status_str(moge_status st);
 #define MOGE_VERSION "0.2.0"
 MOGE_API const char *moge_version(void);
 
+/* The names of the enums' values (below), one table each, as the command line and JSON write
+ * them: moge_X_name(v) is NULL for a value outside the enum; moge_X_parse(name, &v) is MOGE_OK for
+ * exactly those names, else MOGE_ERR_ARG (v untouched). Defined for spec ("none", "chain",
+ * "tree"), quant ("none", "q8", "q4", "w8a8", "w4a8"), routing ("default", "moge", "topk",
+ * "group_limited") and backend ("cpu", "ref"); stop reasons have a name only. */
+
 /* ------------------------------------------------------------------------------------------ */
 /* Tokenizer (tokenizer/)                                                                     */
 /* ------------------------------------------------------------------------------------------ */
@@ -191,6 +197,13 @@ typedef enum {
                             32 (integer dot products; a second rounding, of the activations) */
     MOGE_QUANT_W4A8,     /* Q4 weights times int8 activations, likewise */
 } moge_quant;
+
+MOGE_API const char *moge_backend_name(moge_backend backend);
+MOGE_API moge_status moge_backend_parse(const char *name, moge_backend *out);
+MOGE_API const char *moge_routing_name(moge_routing routing);
+MOGE_API moge_status moge_routing_parse(const char *name, moge_routing *out);
+MOGE_API const char *moge_quant_name(moge_quant quant);
+MOGE_API moge_status moge_quant_parse(const char *name, moge_quant *out);
 
 typedef struct {
     moge_backend backend;  /* default MOGE_BACKEND_CPU */
@@ -622,6 +635,10 @@ typedef enum {
     MOGE_SPEC_CHAIN,       /* one draft path of up to draft_max tokens */
     MOGE_SPEC_TREE,        /* a draft tree (static shape or dynamic) */
 } moge_spec_mode;
+
+MOGE_API const char *moge_spec_name(moge_spec_mode mode);
+MOGE_API moge_status moge_spec_parse(const char *name, moge_spec_mode *out);
+MOGE_API const char *moge_stop_name(moge_stop_reason reason); /* "length", "end of sequence", "stopped", "context full" */
 
 typedef struct {
     int32_t n_predict;             /* most tokens to generate; default 128 */
