@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "moge.h"
 #include "tests/harness.h"
 #include "tests/test_util.h"
 
@@ -196,6 +197,30 @@ static void test_install(void) {
     CHECKF(shell("$P/bin/moge info -m models/stories260K >$P/info.out 2>&1") == 0, "%s/bin/moge info failed", prefix);
 }
 
+/* One name table per enum: every value's name parses back to it, the next value has no name, and
+ * anything else is MOGE_ERR_ARG leaving the output alone. */
+static void test_enum_names(void) {
+#define ROUND_TRIP(kind, type, last, want_last)                                                          \
+    do {                                                                                                 \
+        for (int v = 0; v <= (int)(last); v++) {                                                         \
+            const char *name = moge_##kind##_name((type)v);                                              \
+            type back = (type)3;                                                                         \
+            CHECKF(name && moge_##kind##_parse(name, &back) == MOGE_OK && (int)back == v, #kind " %d", v); \
+        }                                                                                                \
+        CHECK(!strcmp(moge_##kind##_name(last), want_last));                                             \
+        CHECK(moge_##kind##_name((type)((int)(last) + 1)) == NULL);                                      \
+        type keep = (type)1;                                                                             \
+        CHECK(moge_##kind##_parse("no-such", &keep) == MOGE_ERR_ARG && (int)keep == 1);                 \
+        CHECK(moge_##kind##_parse(NULL, &keep) == MOGE_ERR_ARG);                                        \
+    } while (0)
+    ROUND_TRIP(spec, moge_spec_mode, MOGE_SPEC_TREE, "tree");
+    ROUND_TRIP(quant, moge_quant, MOGE_QUANT_W4A8, "w4a8");
+    ROUND_TRIP(routing, moge_routing, MOGE_ROUTING_GROUP_LIMITED, "group_limited");
+    ROUND_TRIP(backend, moge_backend, MOGE_BACKEND_REF, "ref");
+    CHECK(!strcmp(moge_stop_name(MOGE_STOP_CONTEXT_FULL), "context full") && !strcmp(moge_stop_name(MOGE_STOP_LENGTH), "length"));
+    CHECK(moge_stop_name((moge_stop_reason)4) == NULL);
+}
+
 int main(void) {
-    RUN_TESTS(T(test_static_exports), T(test_shared_exports), T(test_user_names_do_not_clash), T(test_install));
+    RUN_TESTS(T(test_enum_names), T(test_static_exports), T(test_shared_exports), T(test_user_names_do_not_clash), T(test_install));
 }
