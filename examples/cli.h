@@ -34,6 +34,8 @@ bool cli_write_text(const char *cmd, const char *flag, const char *path, const c
 /* Before the work starts: whether cli_write_text will be able to write path (its folder takes a
  * new file; it is not a directory). False after printing "moge CMD: FLAG PATH: cannot write there (why)". */
 bool cli_check_output(const char *cmd, const char *flag, const char *path);
+/* "512 B", "14.8 kB", "1.0 MB", "3.21 GB" into buf; returns buf. */
+const char *cli_human_bytes(int64_t n, char *buf, size_t cap);
 /* --prompts FILE: its lines without their line ends, blank ones (nothing but spaces and tabs)
  * skipped, into *lines (malloc'd strings in a malloc'd array; the caller frees them, also on
  * failure) and their count *n. False after printing "moge CMD: --prompts FILE: ..." (it cannot be

@@ -101,6 +101,14 @@ bool cli_write_text(const char *cmd, const char *flag, const char *path, const c
     return false;
 }
 
+const char *cli_human_bytes(int64_t n, char *buf, size_t cap) {
+    if (n < 1000) snprintf(buf, cap, "%lld B", (long long)n);
+    else if (n < 1000000) snprintf(buf, cap, "%.1f kB", n / 1e3);
+    else if (n < 1000000000) snprintf(buf, cap, "%.1f MB", n / 1e6);
+    else snprintf(buf, cap, "%.2f GB", n / 1e9);
+    return buf;
+}
+
 bool cli_check_output(const char *cmd, const char *flag, const char *path) {
     if (!strcmp(path, "-")) return true;
     char tmp[CLI_PATH_CAP + 32];

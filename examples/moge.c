@@ -16,6 +16,8 @@ static void usage(FILE *f) {
           "  tokenize   print the token ids of a text, or decode ids\n"
           "  info       print a model's architecture and sizes\n"
           "  pull       download a model from a Hugging Face hub into the cache\n"
+          "  list       the models in the download cache (size, revisions)\n"
+          "  rm         remove a model from the download cache\n"
           "  bench      compare tokens/s of no speculation, chain and tree drafting on the same prompts\n"
           "  quantize   write a pre-quantized (q8/q4) copy of a model that loads with no quantization pass\n"
           "  eval       validation loss / perplexity on a text file, and MoE expert load\n"
@@ -51,6 +53,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "pad")) return cmd_pad(argc - 1, argv + 1);
+    if (!strcmp(cmd, "list") || !strcmp(cmd, "ls")) return cmd_list(argc - 1, argv + 1);
+    if (!strcmp(cmd, "rm")) return cmd_rm(argc - 1, argv + 1);
     fprintf(stderr, "moge: unknown command \"%s\"\n\n", cmd);
     usage(stderr);
     return 2;

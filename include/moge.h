@@ -797,6 +797,23 @@ MOGE_API moge_status moge_pull(const char *repo, const moge_pull_params *p, char
  * "NAME: not a directory and not in the cache (CACHE); run moge pull OWNER/NAME". */
 MOGE_API moge_status moge_resolve_model(const char *name, char *dir_out, size_t dir_cap, char *err, size_t err_size);
 
+/* The download cache (runtime/cache.c): one entry per repository moge_pull stored there. */
+typedef struct {
+    char repo[256];          /* OWNER/NAME */
+    char revisions[512];     /* "main@0123456789ab, v1@..." (a revision and the start of its commit) */
+    char path[4096];         /* the repository's folder in the cache */
+    int64_t bytes;           /* on disk, every snapshot and partial download */
+    int32_t partial_files;   /* downloads that did not finish (a later pull resumes them) */
+} moge_cache_entry;
+typedef void (*moge_cache_list_fn)(const moge_cache_entry *entry, void *user);
+
+/* Calls fn for each repository in the cache ($MOGE_CACHE, else ~/.cache/moge), in directory
+ * order; an empty or absent cache is MOGE_OK with no call. */
+MOGE_API moge_status moge_cache_list(moge_cache_list_fn fn, void *user, char *err, size_t err_size);
+/* Deletes OWNER/NAME (every revision) from the cache; *bytes_freed (may be NULL) what it took.
+ * MOGE_ERR_ARG for a malformed name, MOGE_ERR_IO when it is not in the cache. */
+MOGE_API moge_status moge_cache_remove(const char *repo, int64_t *bytes_freed, char *err, size_t err_size);
+
 #ifdef __cplusplus
 }
 #endif
