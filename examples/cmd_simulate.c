@@ -136,15 +136,19 @@ static int parse(int argc, char **argv, sim_opts *o) {
             if (!cli_float(CMD, a, v, 1, 1024, &x)) return 2;
             o->p.tau = x;
             o->tau_given = true;
-        } else if (!strcmp(a, "--quant") || !strcmp(a, "--kv") || !strcmp(a, "--routing")) {
-            static const choice QUANT[] = {{"w8a8", 8}, {"fp16", 16}}, KV[] = {{"int8", 8}, {"fp16", 16}},
-                                ROUTING[] = {{"moge", MOGE_ROUTING_MOGE}, {"topk", MOGE_ROUTING_TOPK}};
-            const choice *set = !strcmp(a, "--quant") ? QUANT : !strcmp(a, "--kv") ? KV : ROUTING;
+        } else if (!strcmp(a, "--routing")) {
+            if (moge_routing_parse(v, &o->p.routing) != MOGE_OK ||
+                (o->p.routing != MOGE_ROUTING_MOGE && o->p.routing != MOGE_ROUTING_TOPK)) {
+                fprintf(stderr, "moge simulate: --routing: \"%s\" is not %s or %s\n", v, moge_routing_name(MOGE_ROUTING_MOGE),
+                        moge_routing_name(MOGE_ROUTING_TOPK));
+                return 2;
+            }
+        } else if (!strcmp(a, "--quant") || !strcmp(a, "--kv")) {
+            static const choice QUANT[] = {{"w8a8", 8}, {"fp16", 16}}, KV[] = {{"int8", 8}, {"fp16", 16}};
             int c;
-            if (!pick(a, v, set, &c)) return 2;
-            if (set == QUANT) o->p.weight_bits = c;
-            else if (set == KV) o->p.kv_bits = c;
-            else o->p.routing = (moge_routing)c;
+            if (!pick(a, v, !strcmp(a, "--quant") ? QUANT : KV, &c)) return 2;
+            if (!strcmp(a, "--quant")) o->p.weight_bits = c;
+            else o->p.kv_bits = c;
         }
     }
     if (o->paper) {
@@ -503,7 +507,7 @@ int cmd_simulate(int argc, char **argv) {
     bool have_alt = false;
     if (r.n_expert > 0) {
         moge_simulate_params q = o.p;
-        q.routing = !strcmp(r.routing, "moge") ? MOGE_ROUTING_TOPK : MOGE_ROUTING_MOGE;
+        q.routing = !strcmp(r.routing, moge_routing_name(MOGE_ROUTING_MOGE)) ? MOGE_ROUTING_TOPK : MOGE_ROUTING_MOGE;
         have_alt = moge_simulate(model, &q, &alt, err, sizeof err) == MOGE_OK; /* MoGE may not fit K and the groups */
     }
     print_result(&o, o.model, &r, have_alt ? &alt : NULL, spec_src);

@@ -178,7 +178,7 @@ static moge_status setup(model_ctx *m, const model_config *c, const moge_simulat
     }
     moge_routing rule = p->routing != MOGE_ROUTING_DEFAULT ? p->routing : c->routing;
     if (rule != MOGE_ROUTING_MOGE && rule != MOGE_ROUTING_TOPK)
-        return set_err(err, n, MOGE_ERR_ARG, "routing: %s is not modelled (moge or topk)", routing_name(rule));
+        return set_err(err, n, MOGE_ERR_ARG, "routing: %s is not modelled (moge or topk)", moge_routing_name(rule));
     m->moge = rule == MOGE_ROUTING_MOGE;
     int M = c->n_group;
     if (m->moge && c->n_expert_used % M)
@@ -249,7 +249,7 @@ moge_status sim_step(const model_config *c, const moge_simulate_params *p, const
         o->seconds = draft;
         o->bound = plain.cat_s[CAT_COMPUTE] > plain.cat_s[CAT_WEIGHTS] + plain.cat_s[CAT_KV] ? "compute" : "memory";
     }
-    out->routing = !m.moe ? "dense" : m.moge ? "moge" : "topk";
+    out->routing = !m.moe ? "dense" : moge_routing_name(m.moge ? MOGE_ROUTING_MOGE : MOGE_ROUTING_TOPK);
     if (m.moe) {
         out->routing_measured = r->measured;
         out->distinct_experts = v.distinct / c->n_layer;
