@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "runtime/errors.h"
+#include "runtime/gguf.h"
 #include "runtime/model.h"
 #include "runtime/moe.h"
 #include "runtime/quant.h"
@@ -456,6 +457,27 @@ static void check_matrix(moge_model *m, tensor *t, matrix_kind kind, void *arg) 
         m->qbuf_bytes += held_bytes(t);
 }
 
+/* Matrices a GGUF file holds as blocks (Q8_0, Q4_0: moge's Q8 / Q4) are counted as quantized
+ * weights; a quantization at load cannot take them (it reads float matrices), so one is refused. */
+typedef struct { int64_t bytes; const char *first; } gguf_blocks;
+static void count_gguf_blocks(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
+    gguf_blocks *g = arg;
+    if (!dtype_is_quant(t->type)) return;
+    if (!(kind == MAT_OTHER && t == &m->lm_head && t->data == m->tok_embd.data)) g->bytes += held_bytes(t);
+    if (!g->first) g->first = t->name;
+}
+
+static moge_status check_gguf_blocks(moge_model *m, const char *path, moge_quant want, char *err, size_t n) {
+    gguf_blocks g = {0};
+    model_for_each_matrix(m, count_gguf_blocks, &g);
+    if (g.first && want != MOGE_QUANT_NONE)
+        return set_err(err, n, MOGE_ERR_ARG,
+                       "%s: tensor %s is stored quantized (Q8_0 or Q4_0, used as moge's q8 / q4 blocks); a quantization at load (%s) takes "
+                       "float weights only: load this file without one", path, g.first, quant_format_name(want));
+    m->qbuf_bytes += g.bytes;
+    return MOGE_OK;
+}
+
 /* The cpu kernel variant a load asks for (moge_model_params.kernels, else MOGE_KERNELS, else the
  * best this processor runs), checked: a name not built or not runnable here is an error naming
  * the ones that are. */
@@ -496,18 +518,20 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
     if (!m) return set_err(err, n, MOGE_ERR_NOMEM, "out of memory");
 
     char path[4096];
+    bool gguf = gguf_is_file(dir); /* a .gguf file: its metadata and tensors stand for the directory's */
     snprintf(path, sizeof path, "%s/config.json", dir);
-    moge_status st = config_load(&m->cfg, path, err, n);
+    moge_status st = gguf ? gguf_model_open(&m->cfg, &m->st, dir, err, n) : config_load(&m->cfg, path, err, n);
     if (st == MOGE_OK) st = config_set_routing(&m->cfg, &p, err, n);
-    if (st == MOGE_OK) st = st_open_dir(&m->st, dir, err, n);
+    if (st == MOGE_OK && !gguf) st = st_open_dir(&m->st, dir, err, n);
     if (st == MOGE_OK) {
         char single[4096];
         snprintf(single, sizeof single, "%s/model.safetensors", dir);
         snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
         int sharded = !(m->st.n_files == 1 && strcmp(m->st.files[0].path, single) == 0);
-        binder b = {.m = m, .source = sharded ? path : single, .err = err, .n = n};
+        binder b = {.m = m, .source = gguf ? dir : sharded ? path : single, .err = err, .n = n};
         st = check_prequantized(m, dir, p.quant, err, n);
         if (st == MOGE_OK) st = bind_all(&b);
+        if (st == MOGE_OK && gguf) st = check_gguf_blocks(m, dir, p.quant, err, n);
         if (st == MOGE_OK && m->prequantized) {
             prequant_check pc = {.type = quant_format_dtype(m->quant), .format = quant_format_name(m->quant), .path = b.source, .err = err, .n = n};
             model_for_each_matrix(m, check_matrix, &pc);

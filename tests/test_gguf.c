@@ -1,0 +1,388 @@
+/*
+ * test_gguf.c — GGUF files (runtime/gguf.c, runtime/model_gguf.c) against the Hugging Face
+ * directories of the same weights. Fixtures: tests/fixtures/gguf, written by
+ * tools/make_gguf_fixtures.py with tools/gguf_write.py.
+ *   - files of the fixtures' own dtype (F32, F16, BF16; llama, Mistral, Mixtral, qwen2, qwen3moe,
+ *     attention biases, stories260K): logits equal to the directory's (within 1e-5), both backends;
+ *   - quantized files (Q8_0, Q4_0, Q4_K, Q6_K; llama with tied embeddings, qwen2moe with merged
+ *     experts and a shared expert): logits within 1e-4 (normalised) of tools/reference_forward.py's
+ *     from the file's weights dequantized (.gguf.ref), both backends;
+ *   - the reader's own twin: every Q4_K / Q6_K / Q4_0 / Q8_0 matrix dequantized by a slow
+ *     per-element decoder here equals the loaded model's values;
+ *   - hostile headers built in memory, each a clear error naming the key or tensor.
+ */
+#include <stdint.h>
+
+#include "harness.h"
+#include "moge.h"
+#include "runtime/gguf.h"
+#include "runtime/model.h"
+#include "test_util.h"
+
+#define DIR "tests/fixtures/gguf/"
+
+/* Logits of n tokens from an empty cache (malloc'd, n * V), or NULL after a failed check. */
+static float *logits_of(const char *path, moge_backend backend, const int32_t *tok, int n, int *V) {
+    char err[1024];
+    moge_model_params mp = moge_model_default_params();
+    mp.backend = backend;
+    mp.n_threads = 2;
+    moge_model *m = NULL;
+    moge_context *c = NULL;
+    moge_status st = moge_model_load(path, &mp, &m, err, sizeof err);
+    CHECKF(st == MOGE_OK, "%s: %s", path, err);
+    if (st == MOGE_OK) st = moge_context_new(m, NULL, &c, err, sizeof err);
+    float *out = NULL;
+    const float *lg = NULL;
+    moge_batch b = {.n = n, .tokens = tok};
+    if (st == MOGE_OK && moge_forward(c, &b, &lg) == MOGE_OK) {
+        moge_model_info info;
+        moge_model_get_info(m, &info);
+        *V = info.n_vocab;
+        out = malloc((size_t)n * (size_t)*V * sizeof *out);
+        memcpy(out, lg, (size_t)n * (size_t)*V * sizeof *out);
+    } else if (st == MOGE_OK) {
+        CHECKF(0, "%s: forward failed: %s", path, moge_context_error(c));
+    }
+    moge_context_free(c);
+    moge_model_free(m);
+    return out;
+}
+
+/* Worst row's normalised error of a against b (n rows of V). */
+static double worst_row(const float *a, const float *b, int n, int V) {
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        double e = nerr(a + (int64_t)i * V, b + (int64_t)i * V, V);
+        if (e > worst) worst = e;
+    }
+    return worst;
+}
+
+static const struct { const char *gguf, *dir; } SAME[] = {
+    {"llama_f32", "tests/fixtures/models/llama_f32"},
+    {"mistral_f16", "tests/fixtures/models/mistral_f16_sharded"},
+    {"qwen2_bf16", "tests/fixtures/models/qwen2_bf16"},
+    {"llama_bias_bf16", "tests/fixtures/models/llama_bias_bf16"},
+    {"mixtral_f16", "tests/fixtures/moe/mixtral_8e"},
+    {"qwen3moe_f32", "tests/fixtures/moe/qwen3_moe"},
+    {"stories260K_f32", "models/stories260K"},
+};
+
+static void check_same(moge_backend backend) {
+    for (size_t i = 0; i < sizeof SAME / sizeof SAME[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, DIR "%s.gguf", SAME[i].gguf);
+        int32_t tok[12];
+        for (int k = 0; k < 12; k++) tok[k] = (int32_t)((k * 7 + 3) % 29);
+        int V1 = 0, V2 = 0;
+        float *a = logits_of(path, backend, tok, 12, &V1), *b = logits_of(SAME[i].dir, backend, tok, 12, &V2);
+        CHECKF(a && b && V1 == V2, "%s: vocab %d vs %d", path, V1, V2);
+        if (a && b && V1 == V2) {
+            double e = worst_row(a, b, 12, V1);
+            CHECKF(e <= 1e-5, "%s (%s): worst row error %.3g against %s", path, backend == MOGE_BACKEND_REF ? "ref" : "cpu", e, SAME[i].dir);
+        }
+        free(a);
+        free(b);
+    }
+}
+static void test_same_weights_cpu(void) { check_same(MOGE_BACKEND_CPU); }
+static void test_same_weights_ref(void) { check_same(MOGE_BACKEND_REF); }
+
+static const char *QUANT[] = {"llama256_q8_0", "llama256_q4_0", "llama256_q4_k", "llama256_q6_k", "qwen2moe64_q8_0", "qwen2moe64_q4_0"};
+
+static void check_quant(moge_backend backend) {
+    for (size_t i = 0; i < sizeof QUANT / sizeof QUANT[0]; i++) {
+        char path[256], ref[300];
+        snprintf(path, sizeof path, DIR "%s.gguf", QUANT[i]);
+        snprintf(ref, sizeof ref, "%s.ref", path);
+        FILE *f = fopen(ref, "rb");
+        CHECKF(f != NULL, "cannot open %s", ref);
+        if (!f) continue;
+        char magic[8];
+        int32_t n = 0, V = 0;
+        bool ok = fread(magic, 1, 8, f) == 8 && !memcmp(magic, "MOGEREF1", 8) && fread(&n, 4, 1, f) == 1 && fread(&V, 4, 1, f) == 1 && n > 0 &&
+                  n < 1024 && V > 0 && V < 100000;
+        int32_t *tok = ok ? malloc((size_t)n * 4) : NULL;
+        float *want = ok ? malloc((size_t)n * (size_t)V * 4) : NULL;
+        ok = ok && fread(tok, 4, (size_t)n, f) == (size_t)n && fread(want, 4, (size_t)n * V, f) == (size_t)n * V;
+        fclose(f);
+        CHECKF(ok, "%s: bad or truncated", ref);
+        int V2 = 0;
+        float *got = ok ? logits_of(path, backend, tok, n, &V2) : NULL;
+        if (got) {
+            CHECK(V2 == V);
+            double e = V2 == V ? worst_row(got, want, n, V) : 1;
+            CHECKF(e <= 1e-4, "%s (%s): worst row error %.3g against the dequantized weights' reference logits", path,
+                   backend == MOGE_BACKEND_REF ? "ref" : "cpu", e);
+        }
+        free(got);
+        free(tok);
+        free(want);
+    }
+}
+static void test_quantized_cpu(void) { check_quant(MOGE_BACKEND_CPU); }
+static void test_quantized_ref(void) { check_quant(MOGE_BACKEND_REF); }
+
+/* ---- the slow twin: one element of a ggml block row, decoded from the format's description ---- */
+
+static float h2f(const uint8_t *p) { return f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+
+static float slow_value(uint32_t type, const uint8_t *row, int64_t c) {
+    if (type == GGML_Q8_0) {
+        const uint8_t *b = row + (c / 32) * 34;
+        return h2f(b) * (float)(int8_t)b[2 + c % 32];
+    }
+    if (type == GGML_Q4_0) {
+        const uint8_t *b = row + (c / 32) * 18;
+        int j = (int)(c % 32), q = j < 16 ? b[2 + j] & 15 : b[2 + j - 16] >> 4;
+        return h2f(b) * (float)(q - 8);
+    }
+    if (type == GGML_Q4_K) {
+        const uint8_t *b = row + (c / 256) * 144, *s = b + 4;
+        int j = (int)(c % 256), sub = j / 32, sc, mn;
+        if (sub < 4) sc = s[sub] & 63, mn = s[sub + 4] & 63;
+        else sc = (s[sub + 4] & 15) | (s[sub - 4] >> 6) << 4, mn = (s[sub + 4] >> 4) | (s[sub] >> 6) << 4;
+        uint8_t byte = b[16 + (sub / 2) * 32 + j % 32];
+        int q = sub % 2 ? byte >> 4 : byte & 15;
+        return h2f(b) * (float)sc * (float)q - h2f(b + 2) * (float)mn;
+    }
+    /* Q6_K: value j of a half h: position l = j % 32 of quarter k = j / 32 */
+    const uint8_t *b = row + (c / 256) * 210;
+    int j = (int)(c % 256), h = j / 128, k = (j % 128) / 32, l = j % 32;
+    const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
+    int lo = k % 2 ? ql[l + 32] : ql[l];
+    lo = k < 2 ? lo & 15 : lo >> 4;
+    int q = (lo | ((qh[l] >> (2 * k)) & 3) << 4) - 32;
+    return h2f(b + 208) * (float)(int8_t)b[192 + 8 * h + 2 * k + l / 16] * (float)q;
+}
+
+static void test_dequant_twin(void) {
+    const char *files[] = {"llama256_q8_0", "llama256_q4_0", "llama256_q4_k", "llama256_q6_k"};
+    for (size_t f = 0; f < 4; f++) {
+        char path[256], err[512];
+        snprintf(path, sizeof path, DIR "%s.gguf", files[f]);
+        gguf_file g;
+        moge_status st = gguf_open(&g, path, err, sizeof err);
+        CHECKF(st == MOGE_OK, "%s", err);
+        moge_model_params mp = moge_model_default_params();
+        mp.backend = MOGE_BACKEND_REF;
+        moge_model *m = NULL;
+        if (st == MOGE_OK) st = moge_model_load(path, &mp, &m, err, sizeof err);
+        CHECKF(st == MOGE_OK, "%s", err);
+        if (st != MOGE_OK) { gguf_close(&g); continue; }
+        const gguf_tensor *gt = gguf_find_tensor(&g, "blk.0.ffn_up.weight");
+        const gguf_tensor *ge = gguf_find_tensor(&g, "token_embd.weight");
+        CHECK(gt && ge);
+        const tensor *mats[2] = {&m->layers[0].w_up, &m->tok_embd};
+        const gguf_tensor *gts[2] = {gt, ge};
+        int64_t bad = 0;
+        for (int k = 0; k < 2 && gt && ge; k++) {
+            int64_t rows = gts[k]->ne[1], cols = gts[k]->ne[0];
+            size_t rb = (size_t)(gts[k]->nbytes / (uint64_t)rows);
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t c = 0; c < cols; c++) {
+                    float want = gts[k]->type == GGML_F32 ? ((const float *)gts[k]->data)[r * cols + c]
+                                                          : slow_value(gts[k]->type, (const uint8_t *)gts[k]->data + r * rb, c);
+                    bad += tensor_get(mats[k], r * cols + c) != want;
+                }
+        }
+        CHECKF(bad == 0, "%s: %lld values differ from the slow decoder", path, (long long)bad);
+        CHECKF(gt && gt->type == (uint32_t)(f == 0 ? GGML_Q8_0 : f == 1 ? GGML_Q4_0 : f == 2 ? GGML_Q4_K : GGML_Q6_K), "%s: type %u", path,
+               gt ? gt->type : 0);
+        /* what each type becomes */
+        dtype want = f == 0 ? DTYPE_Q8 : f == 1 ? DTYPE_Q4 : DTYPE_F32;
+        CHECKF(m->layers[0].w_up.type == want, "%s: ffn_up loaded as %s", path, dtype_name(m->layers[0].w_up.type));
+        moge_model_free(m);
+        gguf_close(&g);
+    }
+}
+
+/* ---- hostile headers, built in memory ---- */
+
+typedef struct { uint8_t *p; size_t n, cap; } wbuf;
+static void put(wbuf *b, const void *d, size_t n) {
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2 + 64;
+        b->p = realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->n, d, n);
+    b->n += n;
+}
+static void put32(wbuf *b, uint32_t v) { put(b, &v, 4); }
+static void put64(wbuf *b, uint64_t v) { put(b, &v, 8); }
+static void putstr(wbuf *b, const char *s) { put64(b, strlen(s)); put(b, s, strlen(s)); }
+static void pad_to(wbuf *b, size_t a) { while (b->n % a) put(b, "", 1); }
+
+/* A valid file: 2 keys, 2 F32 tensors (a [4] vector and a [4 x 2] matrix) with `variant` broken. */
+static wbuf hostile(int variant) {
+    wbuf b = {0};
+    put(&b, "GGUF", 4);
+    put32(&b, variant == 1 ? 1 : variant == 2 ? 0x03000000u : 3);
+    put64(&b, variant == 3 ? (uint64_t)1 << 60 : 2);       /* tensors */
+    put64(&b, variant == 4 ? (uint64_t)1 << 62 : 2);       /* keys */
+    putstr(&b, "general.architecture");
+    put32(&b, variant == 5 ? 99 : GGUF_STR);
+    if (variant == 6) put64(&b, (uint64_t)1 << 40), put(&b, "llama", 5);
+    else putstr(&b, "llama");
+    putstr(&b, variant == 7 ? "general.architecture" : "general.alignment");
+    put32(&b, GGUF_U32);
+    put32(&b, variant == 8 ? 24 : 32);
+    /* tensor a */
+    putstr(&b, "a");
+    put32(&b, variant == 9 ? 5 : 1);
+    put64(&b, variant == 10 ? 0 : 4);
+    put32(&b, variant == 11 ? 77 : GGML_F32);
+    put64(&b, variant == 12 ? 8 : 0);
+    /* tensor b */
+    putstr(&b, variant == 13 ? "a" : "b");
+    put32(&b, 2);
+    put64(&b, variant == 14 ? (uint64_t)1 << 62 : 4);
+    put64(&b, variant == 14 ? 16 : 2);
+    put32(&b, variant == 18 ? GGML_Q8_0 : GGML_F32);
+    put64(&b, variant == 15 ? 0 : variant == 16 ? 4096 : 32);
+    pad_to(&b, 32);
+    for (int i = 0; i < (variant == 17 ? 8 : 24); i++) put32(&b, 0x3f800000u);
+    return b;
+}
+
+static void test_hostile_headers(void) {
+    static const struct { int variant; const char *needle; } cases[] = {
+        {1, "GGUF version 1 is not supported"},
+        {2, "big-endian"},
+        {3, "tensors; the"},
+        {4, "metadata pairs; the"},
+        {5, "key \"general.architecture\": unknown value type 99"},
+        {6, "reaches past the end of the file"},
+        {7, "metadata key \"general.architecture\" appears twice"},
+        {8, "general.alignment must be a u32 power of two"},
+        {9, "tensor a has 5 dimensions"},
+        {10, "tensor a: dimension 0 is 0"},
+        {11, "tensor a has unknown ggml type 77"},
+        {12, "tensor a: offset 8 is not a multiple of the alignment 32"},
+        {13, "tensor a appears twice"},
+        {14, "tensor b: its dimensions' product overflows"},
+        {15, "tensors a and b overlap"},
+        {16, "tensor b: its 32 bytes at offset 4096"},
+        {17, "tensor b: its 32 bytes at offset 32"},
+        {18, "tensor b: rows of 4 values are not whole Q8_0 blocks"},
+    };
+    wbuf ok = hostile(0);
+    gguf_file g;
+    char err[512];
+    moge_status st = gguf_parse(&g, ok.p, ok.n, "good", err, sizeof err);
+    CHECKF(st == MOGE_OK, "the unbroken file: %s", err);
+    if (st == MOGE_OK) {
+        CHECK(g.n_tensors == 2 && g.n_kv == 2 && g.alignment == 32);
+        const gguf_tensor *t = gguf_find_tensor(&g, "b");
+        CHECK(t && t->ne[0] == 4 && t->ne[1] == 2 && t->nbytes == 32 && ((const float *)t->data)[7] == 1.0f);
+        gguf_str s;
+        CHECK(gguf_kv_string(gguf_find(&g, "general.architecture"), &s) && s.len == 5 && !memcmp(s.s, "llama", 5));
+    }
+    gguf_close(&g);
+    /* every prefix of it is truncated: an error, never a crash */
+    for (size_t k = 0; k < ok.n; k++) {
+        if (k >= 176 && k < ok.n - 32) continue; /* inside the data: not every cut is noticed before the end */
+        st = gguf_parse(&g, ok.p, k, "cut", err, sizeof err);
+        CHECKF(st != MOGE_OK || k >= ok.n - 32, "a file cut at %zu bytes parsed", k);
+        if (st != MOGE_OK) CHECKF(strstr(err, "cut:") != NULL, "%zu: %s", k, err);
+        gguf_close(&g);
+    }
+    free(ok.p);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        wbuf b = hostile(cases[i].variant);
+        err[0] = 0;
+        st = gguf_parse(&g, b.p, b.n, "hostile.gguf", err, sizeof err);
+        CHECKF(st != MOGE_OK && strstr(err, cases[i].needle) && strstr(err, "hostile.gguf"), "variant %d: expected \"%s\", got \"%s\"",
+               cases[i].variant, cases[i].needle, st == MOGE_OK ? "(parsed)" : err);
+        gguf_close(&g);
+        free(b.p);
+    }
+}
+
+/* Nested arrays of every type parse, and the typed reads answer. */
+static void test_metadata_types(void) {
+    wbuf b = {0};
+    put(&b, "GGUF", 4);
+    put32(&b, 2);
+    put64(&b, 0);
+    put64(&b, 4);
+    putstr(&b, "x.nested");
+    put32(&b, GGUF_ARR);
+    put32(&b, GGUF_ARR);
+    put64(&b, 2);
+    put32(&b, GGUF_STR), put64(&b, 2), putstr(&b, "ab"), putstr(&b, "");
+    put32(&b, GGUF_F64), put64(&b, 1), put64(&b, 0x3ff0000000000000ull);
+    putstr(&b, "x.i8");
+    put32(&b, GGUF_I8);
+    put(&b, "\xfe", 1);
+    putstr(&b, "x.arr");
+    put32(&b, GGUF_ARR);
+    put32(&b, GGUF_U16), put64(&b, 3);
+    uint16_t v[3] = {1, 2, 65535};
+    put(&b, v, 6);
+    putstr(&b, "x.bool");
+    put32(&b, GGUF_BOOL);
+    put(&b, "\x01", 1);
+    gguf_file g;
+    char err[256];
+    moge_status st = gguf_parse(&g, b.p, b.n, "types", err, sizeof err);
+    CHECKF(st == MOGE_OK, "%s", err);
+    int64_t i = 0;
+    double d = 0;
+    bool bo = false;
+    CHECK(st == MOGE_OK && gguf_kv_int(gguf_find(&g, "x.i8"), &i) && i == -2);
+    CHECK(st == MOGE_OK && gguf_arr_num(gguf_find(&g, "x.arr"), 2, &d) && d == 65535);
+    CHECK(st == MOGE_OK && gguf_kv_bool(gguf_find(&g, "x.bool"), &bo) && bo);
+    CHECK(st == MOGE_OK && gguf_find(&g, "x.nested")->arr_n == 2 && !gguf_kv_int(gguf_find(&g, "x.nested"), &i));
+    gguf_close(&g);
+    /* arrays nested deeper than the limit */
+    wbuf deep = {0};
+    put(&deep, "GGUF", 4);
+    put32(&deep, 3), put64(&deep, 0), put64(&deep, 1);
+    putstr(&deep, "deep");
+    put32(&deep, GGUF_ARR);
+    for (int k = 0; k < 20; k++) put32(&deep, GGUF_ARR), put64(&deep, 1);
+    put32(&deep, GGUF_U8), put64(&deep, 0);
+    st = gguf_parse(&g, deep.p, deep.n, "deep", err, sizeof err);
+    CHECKF(st != MOGE_OK && strstr(err, "key \"deep\": arrays nested more than"), "%s", err);
+    gguf_close(&g);
+    free(deep.p);
+    free(b.p);
+}
+
+/* Loading errors name the file and the tensor or key. */
+static void test_load_errors(void) {
+    char err[1024];
+    moge_model *m = NULL;
+    /* a quantization at load over blocks already quantized */
+    moge_model_params mp = moge_model_default_params();
+    mp.quant = MOGE_QUANT_Q4;
+    moge_status st = moge_model_load(DIR "llama256_q8_0.gguf", &mp, &m, err, sizeof err);
+    CHECKF(st == MOGE_ERR_ARG && strstr(err, "llama256_q8_0.gguf: tensor") && strstr(err, "load this file without one"), "%s", err);
+    moge_model_free(m);
+    /* float files take one */
+    st = moge_model_load(DIR "llama_f32.gguf", &mp, &m, err, sizeof err);
+    CHECKF(st == MOGE_OK, "%s", err);
+    moge_model_free(m);
+    m = NULL;
+    /* a file cut short */
+    FILE *in = fopen(DIR "llama_f32.gguf", "rb"), *out = fopen("build/test_gguf_cut.gguf", "wb");
+    CHECK(in && out);
+    if (in && out) { /* all but its last 100 bytes */
+        char *buf = malloc(1 << 20);
+        size_t got = fread(buf, 1, 1 << 20, in);
+        fwrite(buf, 1, got > 100 ? got - 100 : 0, out);
+        free(buf);
+    }
+    if (in) fclose(in);
+    if (out) fclose(out);
+    st = moge_model_load("build/test_gguf_cut.gguf", NULL, &m, err, sizeof err);
+    CHECKF(st == MOGE_ERR_FORMAT && strstr(err, "build/test_gguf_cut.gguf: tensor") && strstr(err, "past the end of the file"), "%s", err);
+    moge_model_free(m);
+}
+
+int main(void) {
+    RUN_TESTS(T(test_same_weights_cpu), T(test_same_weights_ref), T(test_quantized_cpu), T(test_quantized_ref), T(test_dequant_twin),
+              T(test_hostile_headers), T(test_metadata_types), T(test_load_errors));
+}
