@@ -11,6 +11,7 @@
  *     per-element decoder here equals the loaded model's values;
  *   - hostile headers built in memory, each a clear error naming the key or tensor.
  */
+#include <cjson/cJSON.h>
 #include <stdint.h>
 
 #include "harness.h"
@@ -382,7 +383,229 @@ static void test_load_errors(void) {
     moge_model_free(m);
 }
 
+/* ---- tokenizers: a tokenizer.json converted to GGUF metadata as llama.cpp's converter does ---- */
+
+static void put_kv_str(wbuf *b, const char *key, const char *v) { putstr(b, key); put32(b, GGUF_STR); putstr(b, v); }
+static void put_kv_u32(wbuf *b, const char *key, uint32_t v) { putstr(b, key); put32(b, GGUF_U32); put32(b, v); }
+static void put_kv_bool(wbuf *b, const char *key, bool v) { putstr(b, key); put32(b, GGUF_BOOL); put(b, v ? "\1" : "\0", 1); }
+
+static bool byte_piece(const char *s) {
+    return strlen(s) == 6 && !strncmp(s, "<0x", 3) && s[5] == '>';
+}
+
+/* Writes the tokenizer of tokenizer.json (and tokenizer_config.json next to it) in dir as a GGUF
+ * file with no tensors at out. spm: model "llama" with scores from the merge ranks (and the merges
+ * themselves when with_merges); else "gpt2" with pre-tokenizer `pre`. False when it cannot. */
+static bool write_tok_gguf(const char *dir, const char *out, bool spm, bool with_merges, const char *pre) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    char *text = slurp_text(path);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    char *ctext = slurp_text(path);
+    cJSON *root = text ? cJSON_Parse(text) : NULL, *cfg = ctext ? cJSON_Parse(ctext) : NULL;
+    free(text);
+    free(ctext);
+    if (!root) return false;
+    cJSON *model = cJSON_GetObjectItem(root, "model"), *vocab = cJSON_GetObjectItem(model, "vocab"), *merges = cJSON_GetObjectItem(model, "merges");
+    cJSON *added = cJSON_GetObjectItem(root, "added_tokens");
+    int n = 0;
+    for (cJSON *e = vocab->child; e; e = e->next) n = e->valueint + 1 > n ? e->valueint + 1 : n;
+    for (cJSON *e = added ? added->child : NULL; e; e = e->next) {
+        int id = cJSON_GetObjectItem(e, "id")->valueint;
+        n = id + 1 > n ? id + 1 : n;
+    }
+    const char **tok = calloc((size_t)n, sizeof *tok);
+    int32_t *type = calloc((size_t)n, sizeof *type);
+    float *score = calloc((size_t)n, sizeof *score);
+    for (cJSON *e = vocab->child; e; e = e->next) tok[e->valueint] = e->string, type[e->valueint] = 1;
+    const char *unk = cJSON_GetStringValue(cJSON_GetObjectItem(model, "unk_token"));
+    for (cJSON *e = added ? added->child : NULL; e; e = e->next) {
+        int id = cJSON_GetObjectItem(e, "id")->valueint;
+        tok[id] = cJSON_GetStringValue(cJSON_GetObjectItem(e, "content"));
+        type[id] = cJSON_IsTrue(cJSON_GetObjectItem(e, "special")) ? (unk && !strcmp(unk, tok[id]) ? 2 : 3) : 4;
+    }
+    /* merge strings "a b"; the rank of the first merge making each piece */
+    int n_merges = cJSON_GetArraySize(merges);
+    char **ms = calloc((size_t)n_merges + 1, sizeof *ms);
+    int k = 0;
+    for (cJSON *e = merges->child; e; e = e->next, k++) {
+        const char *a = cJSON_IsArray(e) ? cJSON_GetArrayItem(e, 0)->valuestring : e->valuestring;
+        const char *b2 = cJSON_IsArray(e) ? cJSON_GetArrayItem(e, 1)->valuestring : NULL;
+        size_t la = strlen(a), lb = b2 ? strlen(b2) : 0;
+        ms[k] = malloc(la + lb + 2);
+        if (b2) snprintf(ms[k], la + lb + 2, "%s %s", a, b2);
+        else memcpy(ms[k], a, la + 1);
+    }
+    if (spm) {
+        for (int i = 0; i < n; i++) score[i] = type[i] == 1 && tok[i] && !byte_piece(tok[i]) ? -1e6f - (float)i : 0.0f;
+        for (int r = n_merges - 1; r >= 0; r--) { /* lowest rank last: it wins */
+            char joined[1024];
+            const char *sp = strchr(ms[r], ' ');
+            snprintf(joined, sizeof joined, "%.*s%s", (int)(sp - ms[r]), ms[r], sp + 1);
+            cJSON *id = cJSON_GetObjectItem(vocab, joined);
+            if (id) score[id->valueint] = -(float)r;
+        }
+        for (int i = 0; i < n; i++)
+            if (tok[i] && type[i] == 1 && byte_piece(tok[i])) type[i] = 6;
+    }
+    wbuf b = {0};
+    put(&b, "GGUF", 4);
+    put32(&b, 3);
+    put64(&b, 0);
+    int n_kv = 6 + 1 + (spm ? (with_merges ? 1 : 0) : 1) + 1; /* ... scores or pre, merges, unk */
+    const char *bos = cfg ? cJSON_GetStringValue(cJSON_GetObjectItem(cfg, "bos_token")) : NULL;
+    const char *eos = cfg ? cJSON_GetStringValue(cJSON_GetObjectItem(cfg, "eos_token")) : NULL;
+    const char *tmpl = cfg ? cJSON_GetStringValue(cJSON_GetObjectItem(cfg, "chat_template")) : NULL;
+    int bos_id = -1, eos_id = -1;
+    for (int i = 0; i < n; i++) {
+        if (tok[i] && bos && !strcmp(tok[i], bos) && bos_id < 0) bos_id = i;
+        if (tok[i] && eos && !strcmp(tok[i], eos) && eos_id < 0) eos_id = i;
+    }
+    n_kv += (bos_id >= 0) + (eos_id >= 0) + (tmpl != NULL);
+    put64(&b, (uint64_t)n_kv);
+    put_kv_str(&b, "general.architecture", "llama");
+    put_kv_str(&b, "tokenizer.ggml.model", spm ? "llama" : "gpt2");
+    putstr(&b, "tokenizer.ggml.tokens");
+    put32(&b, GGUF_ARR), put32(&b, GGUF_STR), put64(&b, (uint64_t)n);
+    for (int i = 0; i < n; i++) {
+        char pad[32];
+        snprintf(pad, sizeof pad, "[PAD%d]", i);
+        putstr(&b, tok[i] ? tok[i] : pad);
+    }
+    putstr(&b, "tokenizer.ggml.token_type");
+    put32(&b, GGUF_ARR), put32(&b, GGUF_I32), put64(&b, (uint64_t)n);
+    for (int i = 0; i < n; i++) put32(&b, (uint32_t)(tok[i] ? type[i] : 5));
+    put_kv_bool(&b, "tokenizer.ggml.add_bos_token", cfg ? cJSON_IsTrue(cJSON_GetObjectItem(cfg, "add_bos_token")) : spm);
+    put_kv_bool(&b, "tokenizer.ggml.add_eos_token", false);
+    if (spm) {
+        putstr(&b, "tokenizer.ggml.scores");
+        put32(&b, GGUF_ARR), put32(&b, GGUF_F32), put64(&b, (uint64_t)n);
+        put(&b, score, (size_t)n * 4);
+    } else {
+        put_kv_str(&b, "tokenizer.ggml.pre", pre);
+    }
+    if (!spm || with_merges) {
+        putstr(&b, "tokenizer.ggml.merges");
+        put32(&b, GGUF_ARR), put32(&b, GGUF_STR), put64(&b, (uint64_t)n_merges);
+        for (int r = 0; r < n_merges; r++) putstr(&b, ms[r]);
+    }
+    if (unk) {
+        for (int i = 0; i < n; i++)
+            if (tok[i] && !strcmp(tok[i], unk)) { put_kv_u32(&b, "tokenizer.ggml.unknown_token_id", (uint32_t)i); break; }
+    } else {
+        put_kv_u32(&b, "general.quantization_version", 2); /* keeps the count */
+    }
+    if (bos_id >= 0) put_kv_u32(&b, "tokenizer.ggml.bos_token_id", (uint32_t)bos_id);
+    if (eos_id >= 0) put_kv_u32(&b, "tokenizer.ggml.eos_token_id", (uint32_t)eos_id);
+    if (tmpl) put_kv_str(&b, "tokenizer.chat_template", tmpl);
+    FILE *f = fopen(out, "wb");
+    bool ok = f && fwrite(b.p, 1, b.n, f) == b.n;
+    if (f) fclose(f);
+    for (int r = 0; r < n_merges; r++) free(ms[r]);
+    free(ms);
+    free(b.p);
+    free(tok);
+    free(type);
+    free(score);
+    cJSON_Delete(root);
+    cJSON_Delete(cfg);
+    return ok;
+}
+
+/* Every case text of the jsonl files encodes (with the case's add_special) to the same ids with a
+ * and b, and decodes to the same text; *cases counts them. */
+static void same_ids(const moge_tokenizer *a, const moge_tokenizer *b, const char *jsonl, const char *name, int *cases) {
+    char *data = slurp_text(jsonl);
+    CHECKF(data != NULL, "cannot read %s", jsonl);
+    int bad = 0;
+    for (char *line = data; line && *line;) {
+        char *end = strchr(line, '\n');
+        if (end) *end = 0;
+        cJSON *c = strstr(line, "\\u0000") ? NULL : cJSON_Parse(line); /* cJSON strings end at a NUL */
+        const char *text = cJSON_GetStringValue(cJSON_GetObjectItem(c, "text"));
+        if (text) {
+            bool sp = cJSON_IsTrue(cJSON_GetObjectItem(c, "add_special"));
+            size_t len = strlen(text), na = 0, nb = 0, cap = len * 2 + 16;
+            int32_t *ia = malloc(cap * 4), *ib = malloc(cap * 4);
+            moge_status sa = moge_tokenize(a, text, len, sp, ia, cap, &na), sb = moge_tokenize(b, text, len, sp, ib, cap, &nb);
+            bool same = sa == MOGE_OK && sb == MOGE_OK && na == nb && !memcmp(ia, ib, na * 4);
+            cJSON *want = cJSON_GetObjectItem(c, "ids");
+            if (same && want && cJSON_GetArraySize(want) == (int)nb) {
+                int i = 0;
+                for (cJSON *w = want->child; w; w = w->next, i++) same &= w->valueint == ib[i];
+            } else if (want) {
+                same = false;
+            }
+            if (!same && bad++ < 3) printf("  %s: ids differ on %.60s\n", name, text);
+            (*cases)++;
+            free(ia);
+            free(ib);
+        }
+        cJSON_Delete(c);
+        line = end ? end + 1 : NULL;
+    }
+    CHECKF(bad == 0, "%s: %d cases of %s differ", name, bad, jsonl);
+    free(data);
+}
+
+static void test_tokenizers(void) {
+    static const struct { const char *name, *dir, *jsonl, *pre; bool spm, with_merges; } T_[] = {
+        {"stories260K", "models/stories260K", "tests/fixtures/tokenizers/hard-cases/stories260K.jsonl", NULL, true, false},
+        {"mistral", "tests/fixtures/tokenizers/mistral", "tests/fixtures/tokenizers/hard-cases/mistral.jsonl", NULL, true, true},
+        {"qwen3", "tests/fixtures/tokenizers/qwen3", "tests/fixtures/tokenizers/hard-cases/qwen3.jsonl", "qwen2", false, true},
+    };
+    for (size_t i = 0; i < sizeof T_ / sizeof T_[0]; i++) {
+        char out[256], err[512], dev[256];
+        snprintf(out, sizeof out, "build/test_gguf_tok_%s.gguf", T_[i].name);
+        bool wrote = write_tok_gguf(T_[i].dir, out, T_[i].spm, T_[i].with_merges, T_[i].pre);
+        CHECKF(wrote, "%s: cannot write %s", T_[i].name, out);
+        moge_tokenizer *a = NULL, *b = NULL;
+        moge_status st = moge_tokenizer_load(T_[i].dir, &a, err, sizeof err);
+        CHECKF(st == MOGE_OK, "%s", err);
+        if (st == MOGE_OK) st = moge_tokenizer_load(out, &b, err, sizeof err);
+        CHECKF(st == MOGE_OK, "%s: %s", out, err);
+        if (st == MOGE_OK) {
+            int cases = 0;
+            same_ids(a, b, T_[i].jsonl, T_[i].name, &cases);
+            snprintf(dev, sizeof dev, "%s/cases-dev.jsonl", T_[i].dir);
+            if (strcmp(T_[i].name, "stories260K") != 0) same_ids(a, b, dev, T_[i].name, &cases);
+            CHECKF(cases >= 120, "%s: %d cases", T_[i].name, cases);
+            CHECK(moge_tokenizer_bos(a) == moge_tokenizer_bos(b) && moge_tokenizer_eos(a) == moge_tokenizer_eos(b));
+            CHECK(moge_tokenizer_n_vocab(a) == moge_tokenizer_n_vocab(b));
+            CHECK(moge_tokenizer_chat_family(a) == moge_tokenizer_chat_family(b));
+            const char *ta = moge_tokenizer_chat_template(a), *tb = moge_tokenizer_chat_template(b);
+            CHECK((!ta && !tb) || (ta && tb && !strcmp(ta, tb)));
+            if (i == 0) { /* a whole text */
+                char *text = slurp_text("tests/fixtures/tokenizers/tinystories-valid.txt");
+                size_t len = text ? strlen(text) : 0, na = 0, nb = 0, cap = len + 16;
+                int32_t *ia = malloc(cap * 4), *ib = malloc(cap * 4);
+                CHECK(text && moge_tokenize(a, text, len, true, ia, cap, &na) == MOGE_OK && moge_tokenize(b, text, len, true, ib, cap, &nb) == MOGE_OK &&
+                      na == nb && na > 1000 && !memcmp(ia, ib, na * 4));
+                free(ia);
+                free(ib);
+                free(text);
+            }
+        }
+        moge_tokenizer_free(a);
+        moge_tokenizer_free(b);
+    }
+    /* the committed stories260K file's own metadata (written by tools/gguf_write.py) */
+    moge_tokenizer *a = NULL, *b = NULL;
+    char err[512];
+    CHECK(moge_tokenizer_load("models/stories260K", &a, err, sizeof err) == MOGE_OK);
+    moge_status st = moge_tokenizer_load(DIR "stories260K_f32.gguf", &b, err, sizeof err);
+    CHECKF(st == MOGE_OK, "%s", err);
+    int cases = 0;
+    if (st == MOGE_OK) same_ids(a, b, "tests/fixtures/tokenizers/hard-cases/stories260K.jsonl", "stories260K_f32.gguf", &cases);
+    moge_tokenizer_free(a);
+    moge_tokenizer_free(b);
+    /* a model file without a tokenizer: a clear error */
+    st = moge_tokenizer_load(DIR "llama256_q8_0.gguf", &b, err, sizeof err);
+    CHECKF(st == MOGE_OK || strstr(err, "llama256_q8_0.gguf"), "%s", err);
+    moge_tokenizer_free(b);
+}
+
 int main(void) {
     RUN_TESTS(T(test_same_weights_cpu), T(test_same_weights_ref), T(test_quantized_cpu), T(test_quantized_ref), T(test_dequant_twin),
-              T(test_hostile_headers), T(test_metadata_types), T(test_load_errors));
+              T(test_hostile_headers), T(test_metadata_types), T(test_load_errors), T(test_tokenizers));
 }
