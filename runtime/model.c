@@ -458,24 +458,9 @@ static void check_matrix(moge_model *m, tensor *t, matrix_kind kind, void *arg) 
 }
 
 /* Matrices a GGUF file holds as blocks (Q8_0, Q4_0: moge's Q8 / Q4) are counted as quantized
- * weights; a quantization at load cannot take them (it reads float matrices), so one is refused. */
-typedef struct { int64_t bytes; const char *first; } gguf_blocks;
+ * weights (a quantization at load had them dequantized instead: model_gguf.c). */
 static void count_gguf_blocks(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
-    gguf_blocks *g = arg;
-    if (!dtype_is_quant(t->type)) return;
-    if (!(kind == MAT_OTHER && t == &m->lm_head && t->data == m->tok_embd.data)) g->bytes += held_bytes(t);
-    if (!g->first) g->first = t->name;
-}
-
-static moge_status check_gguf_blocks(moge_model *m, const char *path, moge_quant want, char *err, size_t n) {
-    gguf_blocks g = {0};
-    model_for_each_matrix(m, count_gguf_blocks, &g);
-    if (g.first && want != MOGE_QUANT_NONE)
-        return set_err(err, n, MOGE_ERR_ARG,
-                       "%s: tensor %s is stored quantized (Q8_0 or Q4_0, used as moge's q8 / q4 blocks); a quantization at load (%s) takes "
-                       "float weights only: load this file without one", path, g.first, quant_format_name(want));
-    m->qbuf_bytes += g.bytes;
-    return MOGE_OK;
+    if (dtype_is_quant(t->type) && !(kind == MAT_OTHER && t == &m->lm_head && t->data == m->tok_embd.data)) *(int64_t *)arg += held_bytes(t);
 }
 
 /* The cpu kernel variant a load asks for (moge_model_params.kernels, else MOGE_KERNELS, else the
@@ -520,7 +505,7 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
     char path[4096];
     bool gguf = gguf_is_file(dir); /* a .gguf file: its metadata and tensors stand for the directory's */
     snprintf(path, sizeof path, "%s/config.json", dir);
-    moge_status st = gguf ? gguf_model_open(&m->cfg, &m->st, dir, err, n) : config_load(&m->cfg, path, err, n);
+    moge_status st = gguf ? gguf_model_open(&m->cfg, &m->st, dir, p.quant != MOGE_QUANT_NONE, err, n) : config_load(&m->cfg, path, err, n);
     if (st == MOGE_OK) st = config_set_routing(&m->cfg, &p, err, n);
     if (st == MOGE_OK && !gguf) st = st_open_dir(&m->st, dir, err, n);
     if (st == MOGE_OK) {
@@ -531,7 +516,7 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
         binder b = {.m = m, .source = gguf ? dir : sharded ? path : single, .err = err, .n = n};
         st = check_prequantized(m, dir, p.quant, err, n);
         if (st == MOGE_OK) st = bind_all(&b);
-        if (st == MOGE_OK && gguf) st = check_gguf_blocks(m, dir, p.quant, err, n);
+        if (st == MOGE_OK && gguf) model_for_each_matrix(m, count_gguf_blocks, &m->qbuf_bytes);
         if (st == MOGE_OK && m->prequantized) {
             prequant_check pc = {.type = quant_format_dtype(m->quant), .format = quant_format_name(m->quant), .path = b.source, .err = err, .n = n};
             model_for_each_matrix(m, check_matrix, &pc);

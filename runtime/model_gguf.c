@@ -152,6 +152,7 @@ typedef struct {
     st_table *t;
     const model_config *c;
     bool permute;   /* llama family: undo the Q/K interleave */
+    bool all_float; /* a quantization at load follows: every block type to F32 */
     bool mixtral;
     char *err;
     size_t n;
@@ -176,7 +177,7 @@ static moge_status add_entry(builder *b, const gguf_tensor *gt, const char *hf, 
     bool in_place = (ty == GGML_F32 || ty == GGML_F16 || ty == GGML_BF16) && heads == 0;
     dtype out;
     if (ty == GGML_F32 || ty == GGML_F16 || ty == GGML_BF16) out = ty == GGML_F32 ? DTYPE_F32 : ty == GGML_F16 ? DTYPE_F16 : DTYPE_BF16;
-    else if (out_float || rows <= 1 || (ty != GGML_Q8_0 && ty != GGML_Q4_0)) out = DTYPE_F32;
+    else if (out_float || b->all_float || rows <= 1 || (ty != GGML_Q8_0 && ty != GGML_Q4_0)) out = DTYPE_F32;
     else out = ty == GGML_Q8_0 ? DTYPE_Q8 : DTYPE_Q4;
     e.type = out;
     snprintf(e.dtype_str, sizeof e.dtype_str, "%s", gguf_type_name(ty));
@@ -453,7 +454,7 @@ done:
     return st;
 }
 
-moge_status gguf_model_open(model_config *c, st_table *t, const char *path, char *err, size_t n) {
+moge_status gguf_model_open(model_config *c, st_table *t, const char *path, bool all_float, char *err, size_t n) {
     memset(t, 0, sizeof *t);
     gguf_file g;
     moge_status st = gguf_open(&g, path, err, n);
@@ -463,7 +464,7 @@ moge_status gguf_model_open(model_config *c, st_table *t, const char *path, char
     if (st == MOGE_OK) st = st_table_add_file(t, path, g.map, g.size, err, n);
     if (st == MOGE_OK) {
         g.map = NULL; /* the table owns the mapping now */
-        builder b = {.g = &g, .t = t, .c = c, .permute = permute, .mixtral = c->arch == ARCH_MIXTRAL, .err = err, .n = n};
+        builder b = {.g = &g, .t = t, .c = c, .permute = permute, .all_float = all_float, .mixtral = c->arch == ARCH_MIXTRAL, .err = err, .n = n};
         for (uint64_t i = 0; st == MOGE_OK && i < g.n_tensors; i++) st = map_tensor(&b, &g.tensors[i]);
     }
     gguf_close(&g);

@@ -345,6 +345,11 @@ def spm_tokenizer(model_dir, cfg, n_vocab):
             fail(f"{path}: added token id {i} is past vocab_size {n_vocab}")
         id2tok.setdefault(i, a["content"])
     unk = model.get("unk_token")
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+    first_merge = {}  # piece -> rank of the first merge making it: its score (SentencePiece's priority)
+    for r, m in enumerate(merges):
+        a, b = m.split(" ", 1)
+        first_merge.setdefault(a + b, r)
     tokens, scores, types = [], [], []
     for i in range(n_vocab):
         t = id2tok.get(i)
@@ -364,7 +369,7 @@ def spm_tokenizer(model_dir, cfg, n_vocab):
             scores.append(0.0)
             types.append(TT_BYTE)
         else:
-            scores.append(-float(i))
+            scores.append(-float(first_merge.get(t, 1e6 + i)))
             types.append(TT_NORMAL)
 
     tcfg = {}
@@ -395,26 +400,87 @@ def spm_tokenizer(model_dir, cfg, n_vocab):
     kv = [("tokenizer.ggml.model", STR, "llama"),
           ("tokenizer.ggml.tokens", (ARR, STR), tokens),
           ("tokenizer.ggml.scores", (ARR, F32V), scores),
-          ("tokenizer.ggml.token_type", (ARR, I32), types)]
+          ("tokenizer.ggml.token_type", (ARR, I32), types),
+          # llama.cpp makes the merges of this model from the scores; moge reads them when present
+          ("tokenizer.ggml.merges", (ARR, STR), merges)]
     for key, cfg_key, tcfg_key, default in (("bos", "bos_token_id", "bos_token", "<s>"),
                                             ("eos", "eos_token_id", "eos_token", "</s>"),
                                             ("unk", None, "unk_token", unk or "<unk>")):
         v = special_id(cfg_key, tcfg_key, default) if cfg_key else vocab.get(default)
         if v is not None:
-            kv.append((f"tokenizer.ggml.{key}_token_id", U32, int(v)))
+            kv.append((f"tokenizer.ggml.{'unknown' if key == 'unk' else key}_token_id", U32, int(v)))
     kv.append(("tokenizer.ggml.add_bos_token", BOOL, bool(tcfg.get("add_bos_token", True))))
     kv.append(("tokenizer.ggml.add_eos_token", BOOL, bool(tcfg.get("add_eos_token", False))))
     kv.append(("tokenizer.ggml.add_space_prefix", BOOL,
                bool(prepends(tok.get("normalizer")) or prepends(tok.get("pre_tokenizer")))))
-    return kv
+    return kv + chat_template_kv(tcfg)
+
+
+def chat_template_kv(tcfg):
+    t = tcfg.get("chat_template")
+    if isinstance(t, list):  # named templates: the default one
+        t = next((x.get("template") for x in t if x.get("name") == "default"), None)
+    return [("tokenizer.chat_template", STR, t)] if isinstance(t, str) else []
 
 
 def tokenizer_kv(model_dir, cfg, n_vocab):
     return spm_tokenizer(model_dir, cfg, n_vocab) or bpe_tokenizer(model_dir, cfg, n_vocab) or synthetic_tokenizer(n_vocab)
 
 
+# llama.cpp's pre-tokenizer names by the regular expression of a byte-level tokenizer.json
+PRE_REGEX = {
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "qwen2",
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "llama-bpe",
+}
+
+
 def bpe_tokenizer(model_dir, cfg, n_vocab):
-    return None
+    """Metadata of a byte-level BPE tokenizer.json (model gpt2, its pre-tokenizer by name), or None."""
+    path = os.path.join(model_dir, "tokenizer.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        tok = json.load(f)
+    model, pre = tok.get("model") or {}, tok.get("pre_tokenizer") or {}
+    if model.get("type") != "BPE" or model.get("byte_fallback"):
+        return None
+    parts = pre.get("pretokenizers", [pre])
+    regex = next((p.get("pattern", {}).get("Regex") for p in parts if p.get("type") == "Split"), None)
+    if regex is not None:
+        name = PRE_REGEX.get(regex)
+    elif any(p.get("type") == "ByteLevel" and p.get("use_regex", True) for p in parts):
+        name = "gpt-2"
+    else:
+        name = None
+    if name is None:
+        print(f"gguf_write: note: {path}: a pre-tokenizer llama.cpp has no name for here: writing a synthetic vocabulary", file=sys.stderr)
+        return None
+    id2tok = {i: t for t, i in model["vocab"].items()}
+    added = {a["id"]: a for a in tok.get("added_tokens", [])}
+    for i, a in added.items():
+        id2tok[i] = a["content"]
+    if max(id2tok) >= n_vocab:
+        fail(f"{path}: token ids reach past config.json's vocab_size {n_vocab}")
+    tokens, types = [], []
+    for i in range(n_vocab):
+        t = id2tok.get(i)
+        tokens.append(t if t is not None else f"[PAD{i}]")
+        types.append(TT_UNUSED if t is None else (TT_CONTROL if added[i].get("special") else TT_USER_DEFINED) if i in added else TT_NORMAL)
+    tcfg = {}
+    tcfg_path = os.path.join(model_dir, "tokenizer_config.json")
+    if os.path.exists(tcfg_path):
+        with open(tcfg_path, encoding="utf-8") as f:
+            tcfg = json.load(f)
+    kv = [("tokenizer.ggml.model", STR, "gpt2"), ("tokenizer.ggml.pre", STR, name),
+          ("tokenizer.ggml.tokens", (ARR, STR), tokens), ("tokenizer.ggml.token_type", (ARR, I32), types),
+          ("tokenizer.ggml.merges", (ARR, STR), [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])])]
+    for key in ("bos", "eos"):
+        s = tcfg.get(f"{key}_token")
+        s = s.get("content") if isinstance(s, dict) else s
+        if isinstance(s, str) and s in tokens:
+            kv.append((f"tokenizer.ggml.{key}_token_id", U32, tokens.index(s)))
+    kv.append(("tokenizer.ggml.add_bos_token", BOOL, bool(tcfg.get("add_bos_token", False))))
+    return kv + chat_template_kv(tcfg)
 
 
 def synthetic_tokenizer(n_vocab):
@@ -434,7 +500,7 @@ def synthetic_tokenizer(n_vocab):
           ("tokenizer.ggml.tokens", (ARR, STR), tokens),
           ("tokenizer.ggml.scores", (ARR, F32V), scores),
           ("tokenizer.ggml.token_type", (ARR, I32), types),
-          ("tokenizer.ggml.unk_token_id", U32, 0)]
+          ("tokenizer.ggml.unknown_token_id", U32, 0)]
     if n_vocab >= 3:
         kv += [("tokenizer.ggml.bos_token_id", U32, 1), ("tokenizer.ggml.eos_token_id", U32, 2)]
     kv += [("tokenizer.ggml.add_bos_token", BOOL, True), ("tokenizer.ggml.add_eos_token", BOOL, False)]
