@@ -619,7 +619,7 @@ void moge_model_get_info(const moge_model *m, moge_model_info *info) {
     for (int i = 0; i < st->n_entries; i++) {
         const st_entry *e = &st->entries[i];
         if (e->n_dims != 2 || !e->supported) continue;
-        const char *d = dtype_name(e->type);
+        const char *d = st->files[e->file].gguf ? e->dtype_str : dtype_name(e->type); /* GGUF: the file's type (Q4_K, ...) */
         if (!info->dtype) info->dtype = d;
         else if (strcmp(info->dtype, d) != 0) { info->dtype = "mixed"; break; }
     }
@@ -628,10 +628,12 @@ void moge_model_get_info(const moge_model *m, moge_model_info *info) {
         const st_entry *e = &m->st.entries[i];
         int64_t numel = 1;
         for (int d = 0; d < e->n_dims; d++) numel *= e->shape[d];
-        info->weight_bytes += (int64_t)e->nbytes;
+        if (!m->st.files[e->file].gguf) info->weight_bytes += (int64_t)e->nbytes; /* GGUF: the file's size, below */
         /* blocks of a pre-quantized file: counted below by their logical shape */
         if (!(m->st.files[e->file].quant != MOGE_QUANT_NONE && strcmp(e->dtype_str, "U8") == 0)) info->n_params += numel;
     }
+    for (int i = 0; i < m->st.n_files; i++)
+        if (m->st.files[i].gguf) info->weight_bytes += (int64_t)m->st.files[i].size;
     if (m->prequantized) model_for_each_matrix((moge_model *)m, count_block_params, &info->n_params);
     info->quant = quant_format_name(m->quant);
     info->prequantized = m->prequantized;

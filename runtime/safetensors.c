@@ -113,6 +113,7 @@ static moge_status st_add_file(st_table *t, const char *path, char *err, size_t 
     f->size = size;
     f->quant = MOGE_QUANT_NONE;
     f->panel = 0;
+    f->gguf = false;
     if (!f->path) { munmap(map, size); return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path); }
     int file_index = t->n_files++;
 
@@ -330,6 +331,7 @@ moge_status st_table_add_file(st_table *t, const char *path, void *map, size_t s
     if (!f->path) return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path);
     f->map = map;
     f->size = size;
+    f->gguf = true;
     t->n_files++;
     return MOGE_OK;
 }

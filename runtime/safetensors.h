@@ -38,6 +38,7 @@ typedef struct {
     moge_quant quant;    /* __metadata__ "moge.quant" ("q8"/"q4": a pre-quantized file), else NONE */
     int panel;           /* __metadata__ "moge.layout": TENSOR_PANEL for "panel16" (blocks in panel
                             layout), 0 when absent (row-major blocks) */
+    bool gguf;           /* a GGUF file (st_table_add_file): entries are its tensors converted, dtype_str its type */
 } st_file;
 
 typedef struct {

@@ -612,7 +612,54 @@ static void test_tokenizers(void) {
     moge_tokenizer_free(b);
 }
 
+/* ---- the command line: a .gguf wherever a model directory goes ---- */
+
+#define OUT "build/test_gguf.out"
+#define ERR "build/test_gguf.err"
+
+/* stdout of `moge args` (exit status in *rc); malloc'd */
+static char *run_out(const char *args, int *rc) {
+    *rc = moge_cmd(args, OUT, ERR);
+    return slurp_text(OUT);
+}
+
+static void test_cli(void) {
+    int rc_dir, rc;
+    char *want = run_out("run -m models/stories260K -p \"Once upon a time\" -n 60 --temp 0", &rc_dir);
+    CHECK(rc_dir == 0 && strlen(want) > 100);
+    static const char *const variants[] = {
+        "run -m " DIR "stories260K_f32.gguf -p \"Once upon a time\" -n 60 --temp 0",
+        "run -m " DIR "stories260K_f32.gguf -p \"Once upon a time\" -n 60 --temp 0 --backend ref",
+        /* draft and target of different formats */
+        "run -m models/stories260K -d " DIR "stories260K_f32.gguf -p \"Once upon a time\" -n 60 --temp 0",
+        "run -m " DIR "stories260K_f32.gguf -d models/stories260K -p \"Once upon a time\" -n 60 --temp 0",
+        "run -m " DIR "stories260K_f32.gguf --draft-layers 3 -p \"Once upon a time\" -n 60 --temp 0",
+    };
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        char *got = run_out(variants[i], &rc);
+        char *err = slurp_text(ERR);
+        CHECKF(rc == 0 && !strcmp(got, want), "moge %s: exit %d, text differs from the directory's: %s", variants[i], rc, err);
+        free(err);
+        free(got);
+    }
+    free(want);
+    char *info = run_out("info -m " DIR "mistral_f16.gguf", &rc);
+    CHECKF(rc == 0 && strstr(info, "MistralForCausalLM") == NULL && strstr(info, "LlamaForCausalLM") && strstr(info, "F16"), "%s", info);
+    free(info);
+    info = run_out("info -m " DIR "qwen3moe_f32.gguf", &rc);
+    CHECKF(rc == 0 && strstr(info, "Qwen3MoeForCausalLM") && strstr(info, "8 routed"), "%s", info);
+    free(info);
+    /* a broken file: a clear error naming it, no crash */
+    FILE *f = fopen("build/test_gguf_bad.gguf", "wb");
+    if (f) {
+        fwrite("GGUF\3\0\0\0\1\0\0\0\0\0\0\0\xff\xff\xff\xff\xff\xff\0\0", 1, 24, f);
+        fclose(f);
+    }
+    expect_moge_error("run -m build/test_gguf_bad.gguf -p hi -n 4", 1, "build/test_gguf_bad.gguf: the header says", OUT, ERR);
+    expect_moge_error("run -m models/stories260K -d build/test_gguf_bad.gguf -p hi -n 4", 1, "build/test_gguf_bad.gguf", OUT, ERR);
+}
+
 int main(void) {
     RUN_TESTS(T(test_same_weights_cpu), T(test_same_weights_ref), T(test_quantized_cpu), T(test_quantized_ref), T(test_dequant_twin),
-              T(test_hostile_headers), T(test_metadata_types), T(test_load_errors), T(test_tokenizers));
+              T(test_hostile_headers), T(test_metadata_types), T(test_load_errors), T(test_tokenizers), T(test_cli));
 }

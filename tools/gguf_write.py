@@ -424,7 +424,7 @@ def chat_template_kv(tcfg):
 
 
 def tokenizer_kv(model_dir, cfg, n_vocab):
-    return spm_tokenizer(model_dir, cfg, n_vocab) or bpe_tokenizer(model_dir, cfg, n_vocab) or synthetic_tokenizer(n_vocab)
+    return spm_tokenizer(model_dir, cfg, n_vocab) or bpe_tokenizer(model_dir, cfg, n_vocab) or synthetic_tokenizer(n_vocab, cfg)
 
 
 # llama.cpp's pre-tokenizer names by the regular expression of a byte-level tokenizer.json
@@ -483,7 +483,7 @@ def bpe_tokenizer(model_dir, cfg, n_vocab):
     return kv + chat_template_kv(tcfg)
 
 
-def synthetic_tokenizer(n_vocab):
+def synthetic_tokenizer(n_vocab, cfg=None):
     tokens, types = [], []
     for i, t in enumerate(["<unk>", "<s>", "</s>"][:n_vocab]):
         tokens.append(t)
@@ -501,8 +501,12 @@ def synthetic_tokenizer(n_vocab):
           ("tokenizer.ggml.scores", (ARR, F32V), scores),
           ("tokenizer.ggml.token_type", (ARR, I32), types),
           ("tokenizer.ggml.unknown_token_id", U32, 0)]
-    if n_vocab >= 3:
-        kv += [("tokenizer.ggml.bos_token_id", U32, 1), ("tokenizer.ggml.eos_token_id", U32, 2)]
+    if n_vocab >= 3:  # config.json's ids when it has them
+        cfg = cfg or {}
+        bos, eos = cfg.get("bos_token_id"), cfg.get("eos_token_id")
+        eos = eos[0] if isinstance(eos, list) and eos else eos
+        kv += [("tokenizer.ggml.bos_token_id", U32, bos if isinstance(bos, int) and 0 <= bos < n_vocab else 1),
+               ("tokenizer.ggml.eos_token_id", U32, eos if isinstance(eos, int) and 0 <= eos < n_vocab else 2)]
     kv += [("tokenizer.ggml.add_bos_token", BOOL, True), ("tokenizer.ggml.add_eos_token", BOOL, False)]
     return kv
 
