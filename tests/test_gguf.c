@@ -612,6 +612,77 @@ static void test_tokenizers(void) {
     moge_tokenizer_free(b);
 }
 
+/* A one-byte change of a real file's header (to 0, 0xff, or the value + 1) either parses or
+ * is an error naming the file; every 37th one is also loaded as a model and its tokenizer (the
+ * loader's checks after the parse), never a crash (run under ASan by the lead's make asan). */
+static void test_header_mutations(void) {
+    const char *src = DIR "stories260K_f32.gguf", *tmp = "build/test_gguf_mut.gguf";
+    FILE *f = fopen(src, "rb");
+    CHECK(f != NULL);
+    if (!f) return;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc((size_t)size);
+    bool ok = fread(buf, 1, (size_t)size, f) == (size_t)size;
+    fclose(f);
+    CHECK(ok);
+    gguf_file g;
+    char err[1024];
+    moge_status st = gguf_parse(&g, buf, (size_t)size, "mut", err, sizeof err);
+    CHECK(st == MOGE_OK);
+    size_t header = (size_t)g.data_offset;
+    gguf_close(&g);
+    int parsed = 0, refused = 0, loads = 0;
+    /* every byte of the first KiB (the header, the small keys), then every 7th (the token arrays, the tensor table) */
+    for (size_t at = 0; ok && at < header; at += at < 1024 ? 1 : 7) {
+        uint8_t keep = buf[at], vals[3] = {0, 0xff, (uint8_t)(keep + 1)};
+        for (int k = 0; k < 3; k++) {
+            if (vals[k] == keep) continue;
+            buf[at] = vals[k];
+            err[0] = 0;
+            st = gguf_parse(&g, buf, (size_t)size, "mut", err, sizeof err);
+            if (st == MOGE_OK) parsed++;
+            else refused++;
+            if (st != MOGE_OK && strncmp(err, "mut: ", 5) != 0) {
+                CHECKF(0, "byte %zu = %u: the error does not name the file: %s", at, vals[k], err);
+                ok = false;
+            }
+            gguf_close(&g);
+            if (st == MOGE_OK && (at * 3 + (size_t)k) % 37 == 0) { /* the loaders' checks on top */
+                FILE *o = fopen(tmp, "wb");
+                if (o) {
+                    fwrite(buf, 1, (size_t)size, o);
+                    fclose(o);
+                }
+                moge_model_params mp = moge_model_default_params();
+                mp.backend = MOGE_BACKEND_REF;
+                moge_model *m = NULL;
+                moge_tokenizer *t = NULL;
+                if (moge_model_load(tmp, &mp, &m, err, sizeof err) == MOGE_OK) {
+                    moge_context *c = NULL;
+                    int32_t tok[3] = {1, 2, 3};
+                    moge_batch b = {.n = 3, .tokens = tok};
+                    const float *lg;
+                    if (moge_context_new(m, NULL, &c, err, sizeof err) == MOGE_OK) (void)moge_forward(c, &b, &lg);
+                    moge_context_free(c);
+                }
+                if (moge_tokenizer_load(tmp, &t, err, sizeof err) == MOGE_OK) {
+                    int32_t ids[64];
+                    size_t n_ids;
+                    (void)moge_tokenize(t, "Once upon a time", 16, true, ids, 64, &n_ids);
+                }
+                moge_model_free(m);
+                moge_tokenizer_free(t);
+                loads++;
+            }
+        }
+        buf[at] = keep;
+    }
+    CHECKF(refused > 500 && parsed > 500 && loads > 50, "%d parsed, %d refused, %d loaded", parsed, refused, loads);
+    free(buf);
+}
+
 /* ---- the command line: a .gguf wherever a model directory goes ---- */
 
 #define OUT "build/test_gguf.out"
@@ -661,5 +732,5 @@ static void test_cli(void) {
 
 int main(void) {
     RUN_TESTS(T(test_same_weights_cpu), T(test_same_weights_ref), T(test_quantized_cpu), T(test_quantized_ref), T(test_dequant_twin),
-              T(test_hostile_headers), T(test_metadata_types), T(test_load_errors), T(test_tokenizers), T(test_cli));
+              T(test_hostile_headers), T(test_metadata_types), T(test_load_errors), T(test_tokenizers), T(test_header_mutations), T(test_cli));
 }
