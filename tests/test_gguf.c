@@ -18,31 +18,25 @@
 #include "moge.h"
 #include "runtime/gguf.h"
 #include "runtime/model.h"
+#include "test_model.h"
 #include "test_util.h"
 
 #define DIR "tests/fixtures/gguf/"
 
 /* Logits of n tokens from an empty cache (malloc'd, n * V), or NULL after a failed check. */
 static float *logits_of(const char *path, moge_backend backend, const int32_t *tok, int n, int *V) {
-    char err[1024];
-    moge_model_params mp = moge_model_default_params();
-    mp.backend = backend;
-    mp.n_threads = 2;
-    moge_model *m = NULL;
-    moge_context *c = NULL;
-    moge_status st = moge_model_load(path, &mp, &m, err, sizeof err);
-    CHECKF(st == MOGE_OK, "%s: %s", path, err);
-    if (st == MOGE_OK) st = moge_context_new(m, NULL, &c, err, sizeof err);
+    moge_model *m = test_load(path, backend, 2);
+    moge_context *c = m ? test_new_ctx(m, 64) : NULL;
     float *out = NULL;
     const float *lg = NULL;
     moge_batch b = {.n = n, .tokens = tok};
-    if (st == MOGE_OK && moge_forward(c, &b, &lg) == MOGE_OK) {
+    if (c && moge_forward(c, &b, &lg) == MOGE_OK) {
         moge_model_info info;
         moge_model_get_info(m, &info);
         *V = info.n_vocab;
         out = malloc((size_t)n * (size_t)*V * sizeof *out);
         memcpy(out, lg, (size_t)n * (size_t)*V * sizeof *out);
-    } else if (st == MOGE_OK) {
+    } else if (c) {
         CHECKF(0, "%s: forward failed: %s", path, moge_context_error(c));
     }
     moge_context_free(c);
@@ -97,17 +91,9 @@ static void check_quant(moge_backend backend) {
         char path[256], ref[300];
         snprintf(path, sizeof path, DIR "%s.gguf", QUANT[i]);
         snprintf(ref, sizeof ref, "%s.ref", path);
-        FILE *f = fopen(ref, "rb");
-        CHECKF(f != NULL, "cannot open %s", ref);
-        if (!f) continue;
-        char magic[8];
-        int32_t n = 0, V = 0;
-        bool ok = fread(magic, 1, 8, f) == 8 && !memcmp(magic, "MOGEREF1", 8) && fread(&n, 4, 1, f) == 1 && fread(&V, 4, 1, f) == 1 && n > 0 &&
-                  n < 1024 && V > 0 && V < 100000;
-        int32_t *tok = ok ? malloc((size_t)n * 4) : NULL;
-        float *want = ok ? malloc((size_t)n * (size_t)V * 4) : NULL;
-        ok = ok && fread(tok, 4, (size_t)n, f) == (size_t)n && fread(want, 4, (size_t)n * V, f) == (size_t)n * V;
-        fclose(f);
+        int32_t n = 0, V = 0, *tok = NULL;
+        float *want = NULL;
+        bool ok = test_read_ref(ref, &n, &V, &tok, &want);
         CHECKF(ok, "%s: bad or truncated", ref);
         int V2 = 0;
         float *got = ok ? logits_of(path, backend, tok, n, &V2) : NULL;
