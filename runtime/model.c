@@ -458,9 +458,23 @@ static void check_matrix(moge_model *m, tensor *t, matrix_kind kind, void *arg) 
 }
 
 /* Matrices a GGUF file holds as blocks (Q8_0, Q4_0: moge's Q8 / Q4) are counted as quantized
- * weights (a quantization at load had them dequantized instead: model_gguf.c). */
+ * weights (a quantization at load had them dequantized instead: model_gguf.c); when every one is
+ * of one format, the model's format is that one (moge info: "q8 at load"). */
+typedef struct { int64_t bytes; int q8, q4; } gguf_blocks;
 static void count_gguf_blocks(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
-    if (dtype_is_quant(t->type) && !(kind == MAT_OTHER && t == &m->lm_head && t->data == m->tok_embd.data)) *(int64_t *)arg += held_bytes(t);
+    gguf_blocks *g = arg;
+    if (!dtype_is_quant(t->type) || (kind == MAT_OTHER && t == &m->lm_head && t->data == m->tok_embd.data)) return;
+    g->bytes += held_bytes(t);
+    g->q8 += t->type == DTYPE_Q8;
+    g->q4 += t->type == DTYPE_Q4;
+}
+
+static void gguf_blocks_count(moge_model *m) {
+    gguf_blocks g = {0};
+    model_for_each_matrix(m, count_gguf_blocks, &g);
+    m->qbuf_bytes += g.bytes;
+    if (g.q8 && !g.q4) m->quant = MOGE_QUANT_Q8;
+    if (g.q4 && !g.q8) m->quant = MOGE_QUANT_Q4;
 }
 
 /* The cpu kernel variant a load asks for (moge_model_params.kernels, else MOGE_KERNELS, else the
@@ -516,7 +530,7 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
         binder b = {.m = m, .source = gguf ? dir : sharded ? path : single, .err = err, .n = n};
         st = check_prequantized(m, dir, p.quant, err, n);
         if (st == MOGE_OK) st = bind_all(&b);
-        if (st == MOGE_OK && gguf) model_for_each_matrix(m, count_gguf_blocks, &m->qbuf_bytes);
+        if (st == MOGE_OK && gguf) gguf_blocks_count(m);
         if (st == MOGE_OK && m->prequantized) {
             prequant_check pc = {.type = quant_format_dtype(m->quant), .format = quant_format_name(m->quant), .path = b.source, .err = err, .n = n};
             model_for_each_matrix(m, check_matrix, &pc);

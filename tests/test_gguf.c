@@ -714,6 +714,9 @@ static void test_cli(void) {
     }
     expect_moge_error("run -m build/test_gguf_bad.gguf -p hi -n 4", 1, "build/test_gguf_bad.gguf: the header says", OUT, ERR);
     expect_moge_error("run -m models/stories260K -d build/test_gguf_bad.gguf -p hi -n 4", 1, "build/test_gguf_bad.gguf", OUT, ERR);
+    /* moge quantize / pad write directories from directories */
+    expect_moge_error("quantize -m " DIR "llama_f32.gguf -o build/test_gguf_q8 --quant q8", 1, "llama_f32.gguf: a GGUF file; this writes", OUT, ERR);
+    expect_moge_error("pad -m " DIR "llama_f32.gguf -o build/test_gguf_pad --hidden 64", 1, "llama_f32.gguf: a GGUF file; this writes", OUT, ERR);
 }
 
 int main(void) {
