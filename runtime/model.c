@@ -271,7 +271,7 @@ static int64_t align_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
 static void quant_size(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     (void)m;
     quant_pass *q = arg;
-    if (kind != MAT_OTHER) return;
+    if (kind != MAT_OTHER || dtype_is_quant(t->type)) return; /* a GGUF's blocks come converted (model_gguf.c) */
     q->bytes += align_up(quant_bytes(q, t), QBUF_ALIGN);
     if (t->shape[1] > q->max_cols) q->max_cols = t->shape[1];
 }
@@ -279,7 +279,7 @@ static void quant_size(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
 /* Quantizes one matrix into qbuf, then releases the pages of its source in the mapping. */
 static void quant_one(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     quant_pass *q = arg;
-    if (kind != MAT_OTHER) return;
+    if (kind != MAT_OTHER || dtype_is_quant(t->type)) return;
     tensor src = *t;
     if (q->panels) quant_tensor_panels(&src, q->type, q->dst, q->row, q->slab, t);
     else quant_tensor(&src, q->type, q->dst, q->row, t);
@@ -458,7 +458,7 @@ static void check_matrix(moge_model *m, tensor *t, matrix_kind kind, void *arg) 
 }
 
 /* Matrices a GGUF file holds as blocks (Q8_0, Q4_0: moge's Q8 / Q4) are counted as quantized
- * weights (a quantization at load had them dequantized instead: model_gguf.c); when every one is
+ * weights (with a quantization at load, already in its format: model_gguf.c); when every one is
  * of one format, the model's format is that one (moge info: "q8 at load"). */
 typedef struct { int64_t bytes; int q8, q4; } gguf_blocks;
 static void count_gguf_blocks(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
@@ -519,7 +519,7 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
     char path[4096];
     bool gguf = gguf_is_file(dir); /* a .gguf file: its metadata and tensors stand for the directory's */
     snprintf(path, sizeof path, "%s/config.json", dir);
-    moge_status st = gguf ? gguf_model_open(&m->cfg, &m->st, dir, p.quant != MOGE_QUANT_NONE, err, n) : config_load(&m->cfg, path, err, n);
+    moge_status st = gguf ? gguf_model_open(&m->cfg, &m->st, dir, p.quant, err, n) : config_load(&m->cfg, path, err, n);
     if (st == MOGE_OK) st = config_set_routing(&m->cfg, &p, err, n);
     if (st == MOGE_OK && !gguf) st = st_open_dir(&m->st, dir, err, n);
     if (st == MOGE_OK) {

@@ -6,7 +6,10 @@
  *
  * Tensors: F32, F16 and BF16 are used in place from the mapping; Q8_0 becomes moge's Q8 and Q4_0
  * moge's Q4 (the same codes; the f16 scale widened to f32: the very same values); Q4_K and Q6_K
- * are dequantized to F32 (exact: the values llama.cpp computes). The embedding table, the MoE
+ * are dequantized to F32 (exact: the values llama.cpp computes). With a quantization at load
+ * every block-type matrix goes straight to that format here, one at a time (Q8_0 to q8 / w8a8 and
+ * Q4_0 to q4 / w4a8 by their codes, the rest dequantized row by row and quantized as at load), so
+ * a K-quant file never needs its f32 size; float matrices are quantized by the usual pass. The embedding table, the MoE
  * routers and 1-D tensors are always float (dequantized when the file quantized them). Merged
  * expert tensors (ffn_*_exps, [experts, rows, cols]) are split into one entry per expert. The Q and
  * K rows of llama-family files (llama.cpp's converter interleaves the two halves of each head for
@@ -20,6 +23,7 @@
 #include "runtime/errors.h"
 #include "runtime/gguf.h"
 #include "runtime/model.h"
+#include "runtime/quant.h"
 #include "runtime/safetensors.h"
 
 /* ---- dequantization of one row (ne values) of the ggml block types ---- */
@@ -152,7 +156,7 @@ typedef struct {
     st_table *t;
     const model_config *c;
     bool permute;   /* llama family: undo the Q/K interleave */
-    bool all_float; /* a quantization at load follows: every block type to F32 */
+    moge_quant quant; /* a quantization at load: block-type matrices go straight to its format */
     bool mixtral;
     char *err;
     size_t n;
@@ -177,8 +181,11 @@ static moge_status add_entry(builder *b, const gguf_tensor *gt, const char *hf, 
     bool in_place = (ty == GGML_F32 || ty == GGML_F16 || ty == GGML_BF16) && heads == 0;
     dtype out;
     if (ty == GGML_F32 || ty == GGML_F16 || ty == GGML_BF16) out = ty == GGML_F32 ? DTYPE_F32 : ty == GGML_F16 ? DTYPE_F16 : DTYPE_BF16;
-    else if (out_float || b->all_float || rows <= 1 || (ty != GGML_Q8_0 && ty != GGML_Q4_0)) out = DTYPE_F32;
-    else out = ty == GGML_Q8_0 ? DTYPE_Q8 : DTYPE_Q4;
+    else if (out_float || rows <= 1) out = DTYPE_F32;
+    else if (b->quant != MOGE_QUANT_NONE) out = quant_format_dtype(b->quant);
+    else if (ty == GGML_Q8_0 || ty == GGML_Q4_0) out = ty == GGML_Q8_0 ? DTYPE_Q8 : DTYPE_Q4;
+    else out = DTYPE_F32;
+    dtype base = dtype_base(out);
     e.type = out;
     snprintf(e.dtype_str, sizeof e.dtype_str, "%s", gguf_type_name(ty));
     size_t src_row = (size_t)(gt->nbytes / (uint64_t)(gt->numel / cols)); /* bytes of one row of cols values */
@@ -188,10 +195,17 @@ static moge_status add_entry(builder *b, const gguf_tensor *gt, const char *hf, 
         e.data = src;
     } else {
         e.copy = malloc(e.nbytes ? e.nbytes : 1);
+        float *row = dtype_is_quant(out) ? malloc((size_t)cols * sizeof *row) : NULL; /* a requantized row */
+        if (!e.copy || (dtype_is_quant(out) && !row)) {
+            free(e.copy);
+            free(row);
+            e.copy = NULL;
+        }
         if (!e.copy) return set_err(b->err, b->n, MOGE_ERR_NOMEM, "%s: out of memory converting tensor %s (%zu bytes)", b->g->what, gt->name, e.nbytes);
         int64_t span = rows ? nrows : cols, hd = heads ? span / heads : 0, half = hd / 2;
         if (heads && (span % heads || hd % 2)) {
             free(e.copy);
+            free(row);
             return set_err(b->err, b->n, MOGE_ERR_SHAPE, "%s: tensor %s: %lld rows are not %d heads of an even size", b->g->what, gt->name,
                            (long long)span, heads);
         }
@@ -205,13 +219,13 @@ static moge_status add_entry(builder *b, const gguf_tensor *gt, const char *hf, 
             }
             const uint8_t *s = src + (size_t)from * src_row;
             char *d = (char *)e.copy + (size_t)r * dst_row;
-            if (ty == GGML_Q8_0 && out == DTYPE_Q8) {
+            if (ty == GGML_Q8_0 && base == DTYPE_Q8) {
                 block_q8 *o = (block_q8 *)d;
                 for (int64_t k = 0; k < cols / 32; k++, s += 34) {
                     o[k].d = f16_to_f32(rd16(s));
                     memcpy(o[k].q, s + 2, 32);
                 }
-            } else if (ty == GGML_Q4_0 && out == DTYPE_Q4) {
+            } else if (ty == GGML_Q4_0 && base == DTYPE_Q4) {
                 block_q4 *o = (block_q4 *)d;
                 for (int64_t k = 0; k < cols / 32; k++, s += 18) {
                     o[k].d = f16_to_f32(rd16(s));
@@ -219,10 +233,15 @@ static moge_status add_entry(builder *b, const gguf_tensor *gt, const char *hf, 
                 }
             } else if (out == DTYPE_F32) {
                 dequant_row(ty, s, cols, (float *)d);
+            } else if (dtype_is_quant(out)) { /* another block type: its values quantized as at load */
+                dequant_row(ty, s, cols, row);
+                if (base == DTYPE_Q8) quant_row_q8(row, cols, (block_q8 *)d);
+                else quant_row_q4(row, cols, (block_q4 *)d);
             } else {
                 memcpy(d, s, dst_row); /* F16 / BF16 rows */
             }
         }
+        free(row);
         if (heads && !unit) { /* the bias: permute the values */
             size_t es = out == DTYPE_F32 ? 4 : 2;
             char *tmpv = malloc((size_t)cols * es);
@@ -454,7 +473,7 @@ done:
     return st;
 }
 
-moge_status gguf_model_open(model_config *c, st_table *t, const char *path, bool all_float, char *err, size_t n) {
+moge_status gguf_model_open(model_config *c, st_table *t, const char *path, moge_quant quant, char *err, size_t n) {
     memset(t, 0, sizeof *t);
     gguf_file g;
     moge_status st = gguf_open(&g, path, err, n);
@@ -464,7 +483,7 @@ moge_status gguf_model_open(model_config *c, st_table *t, const char *path, bool
     if (st == MOGE_OK) st = st_table_add_file(t, path, g.map, g.size, err, n);
     if (st == MOGE_OK) {
         g.map = NULL; /* the table owns the mapping now */
-        builder b = {.g = &g, .t = t, .c = c, .permute = permute, .all_float = all_float, .mixtral = c->arch == ARCH_MIXTRAL, .err = err, .n = n};
+        builder b = {.g = &g, .t = t, .c = c, .permute = permute, .quant = quant, .mixtral = c->arch == ARCH_MIXTRAL, .err = err, .n = n};
         for (uint64_t i = 0; st == MOGE_OK && i < g.n_tensors; i++) st = map_tensor(&b, &g.tensors[i]);
     }
     gguf_close(&g);

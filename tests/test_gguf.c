@@ -18,6 +18,7 @@
 #include "moge.h"
 #include "runtime/gguf.h"
 #include "runtime/model.h"
+#include "runtime/quant.h"
 #include "test_model.h"
 #include "test_util.h"
 
@@ -183,6 +184,85 @@ static void test_dequant_twin(void) {
         moge_model_free(m);
         gguf_close(&g);
     }
+}
+
+/* With a quantization at load, a GGUF's block matrices are converted straight to its format:
+ * Q8_0 to q8 / w8a8 and Q4_0 to q4 by their codes, the others dequantized (slow decoder) and quantized as at load
+ * (quant_row_q8 / quant_row_q4); the attention's q rows (un-interleaved) too. The logits stay near
+ * the file's own (.gguf.ref). */
+static void test_quant_at_load(void) {
+    const char *files[] = {"llama256_q8_0", "llama256_q4_0", "llama256_q4_k", "llama256_q6_k"};
+    const moge_quant quants[] = {MOGE_QUANT_Q8, MOGE_QUANT_Q4, MOGE_QUANT_W8A8};
+    for (size_t f = 0; f < 4; f++)
+        for (size_t qi = 0; qi < 3; qi++) {
+            char path[256], err[512];
+            snprintf(path, sizeof path, DIR "%s.gguf", files[f]);
+            gguf_file g;
+            moge_status st = gguf_open(&g, path, err, sizeof err);
+            moge_model_params mp = moge_model_default_params();
+            mp.backend = MOGE_BACKEND_REF;
+            mp.quant = quants[qi];
+            moge_model *m = NULL;
+            if (st == MOGE_OK) st = moge_model_load(path, &mp, &m, err, sizeof err);
+            CHECKF(st == MOGE_OK, "%s: %s", path, err);
+            if (st != MOGE_OK) { gguf_close(&g); continue; }
+            const char *names[] = {"blk.0.ffn_up.weight", "blk.0.attn_q.weight"};
+            const tensor *mats[] = {&m->layers[0].w_up, &m->layers[0].wq};
+            dtype want_type = quant_format_dtype(quants[qi]);
+            int64_t bad = 0;
+            for (int k = 0; k < 2; k++) {
+                const gguf_tensor *gt = gguf_find_tensor(&g, names[k]);
+                CHECK(gt != NULL && mats[k]->type == want_type);
+                if (!gt) continue;
+                int64_t rows = gt->ne[1], cols = gt->ne[0], hd = 32;
+                size_t rb = (size_t)(gt->nbytes / (uint64_t)rows);
+                float *row = malloc((size_t)cols * sizeof *row);
+                block_q8 *q8 = malloc((size_t)(cols / 32) * sizeof *q8);
+                block_q4 *q4 = malloc((size_t)(cols / 32) * sizeof *q4);
+                for (int64_t r = 0; r < rows; r++) {
+                    int64_t from = r;
+                    if (k == 1) { /* Hugging Face row r of head h: the file's interleaved row */
+                        int64_t h = r / hd, i = r % hd;
+                        from = h * hd + (i < hd / 2 ? 2 * i : 2 * (i - hd / 2) + 1);
+                    }
+                    for (int64_t c = 0; c < cols; c++) row[c] = slow_value(gt->type, (const uint8_t *)gt->data + from * rb, c);
+                    if (dtype_base(want_type) == DTYPE_Q8) quant_row_q8(row, cols, q8);
+                    else quant_row_q4(row, cols, q4);
+                    for (int64_t c = 0; c < cols; c++) {
+                        float want = dtype_base(want_type) == DTYPE_Q8 ? q8_value(&q8[c / 32], (int)(c % 32)) : q4_value(&q4[c / 32], (int)(c % 32));
+                        if ((gt->type == GGML_Q8_0 && dtype_base(want_type) == DTYPE_Q8) || (gt->type == GGML_Q4_0 && dtype_base(want_type) == DTYPE_Q4))
+                            want = row[c]; /* the codes themselves */
+                        bad += tensor_get(mats[k], r * cols + c) != want;
+                    }
+                }
+                free(row);
+                free(q8);
+                free(q4);
+            }
+            CHECKF(bad == 0, "%s as %s: %lld values differ", path, quant_format_name(quants[qi]), (long long)bad);
+            moge_model_free(m);
+            gguf_close(&g);
+            if (quants[qi] != MOGE_QUANT_Q8) continue;
+            /* the logits against the file's own values' */
+            char ref[300];
+            snprintf(ref, sizeof ref, "%s.ref", path);
+            int32_t n = 0, V = 0, *tok = NULL;
+            float *want = NULL;
+            CHECK(test_read_ref(ref, &n, &V, &tok, &want));
+            mp.backend = MOGE_BACKEND_CPU;
+            m = test_load_params(path, &mp);
+            moge_context *c = m ? test_new_ctx(m, 64) : NULL;
+            const float *lg;
+            moge_batch b = {.n = n, .tokens = tok};
+            if (c && tok && moge_forward(c, &b, &lg) == MOGE_OK) {
+                double e = worst_row(lg, want, n, V);
+                CHECKF(e < 0.02, "%s as q8: worst row error %.3g against the file's values", path, e);
+            }
+            moge_context_free(c);
+            moge_model_free(m);
+            free(tok);
+            free(want);
+        }
 }
 
 /* ---- hostile headers, built in memory ---- */
@@ -720,6 +800,6 @@ static void test_cli(void) {
 }
 
 int main(void) {
-    RUN_TESTS(T(test_same_weights_cpu), T(test_same_weights_ref), T(test_quantized_cpu), T(test_quantized_ref), T(test_dequant_twin),
+    RUN_TESTS(T(test_same_weights_cpu), T(test_same_weights_ref), T(test_quantized_cpu), T(test_quantized_ref), T(test_dequant_twin), T(test_quant_at_load),
               T(test_hostile_headers), T(test_metadata_types), T(test_load_errors), T(test_tokenizers), T(test_header_mutations), T(test_cli));
 }
