@@ -245,7 +245,9 @@ MOGE_API void moge_cpu_name(char *out, size_t size);
  * Qwen2ForCausalLM; weights F32, F16 or BF16 (mmapped, not copied; with params->quant the
  * matrices are quantized once into an owned buffer instead), or a pre-quantized directory
  * written by moge_quantize_model() (its blocks mmapped and used in place). params may be NULL
- * for the defaults.
+ * for the defaults. `dir` may also be a GGUF file (llama.cpp's format, v2/v3: architectures llama
+ * (Mistral, Mixtral), qwen2, qwen3, qwen2moe, qwen3moe; tensors F32, F16, BF16, Q8_0, Q4_0, Q4_K,
+ * Q6_K; README "GGUF files" says what each becomes).
  * On success *out owns the model: free it with moge_model_free() after every context made from
  * it. */
 MOGE_API moge_status moge_model_load(const char *dir, const moge_model_params *params, moge_model **out,
@@ -791,7 +793,7 @@ MOGE_API moge_pull_params moge_pull_default_params(void);
 MOGE_API moge_status moge_pull(const char *repo, const moge_pull_params *p, char *dir_out, size_t dir_cap,
                       char *err, size_t err_size);
 
-/* Finds a model: when `name` is an existing directory, writes it unchanged to dir_out; else when
+/* Finds a model: when `name` is an existing directory (or GGUF file), writes it unchanged to dir_out; else when
  * it is OWNER/NAME[@REVISION] pulled completely into the cache ($MOGE_CACHE or ~/.cache/moge),
  * writes its snapshot directory. Never touches the network. Otherwise MOGE_ERR_IO with
  * "NAME: not a directory and not in the cache (CACHE); run moge pull OWNER/NAME". */

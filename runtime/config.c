@@ -271,6 +271,11 @@ moge_status config_set_routing(model_config *c, const moge_model_params *p, char
     return check_routing(c, "routing override", err, n);
 }
 
+moge_status config_from_json(model_config *c, const struct cJSON *root, const char *what, char *err, size_t n) {
+    memset(c, 0, sizeof *c);
+    return parse(c, root, what, err, n);
+}
+
 moge_status config_load(model_config *c, const char *path, char *err, size_t n) {
     memset(c, 0, sizeof *c);
     char *buf = NULL;
