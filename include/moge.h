@@ -36,6 +36,8 @@ typedef enum {
     MOGE_ERR_ARG,          /* an invalid argument (NULL handle, token id out of range, ...) */
     MOGE_ERR_CONTEXT_FULL, /* the batch would not fit in the context's KV cache */
     MOGE_ERR_BUFFER,       /* an output buffer is too small; the needed size is reported */
+    MOGE_ERR_TOO_COMPLEX,  /* a tokenizer regex hit PCRE2's match limit: the pattern is too complex for the input */
+    MOGE_ERR_NUMERIC,      /* a forward produced NaN or Inf logits (the message names the weight at fault) */
 } moge_status;
 
 /* Returns a static, human-readable name for a status code ("ok", "I/O error", ...). */
@@ -68,12 +70,15 @@ const char *moge_tokenizer_piece(const moge_tokenizer *tok, int32_t id);
  * applied (e.g. BOS first); otherwise no special token is added. Writes at most max_ids ids to
  * `ids` and always sets *n_ids to the number of ids the full encoding has: when that exceeds
  * max_ids the result is MOGE_ERR_BUFFER (call again with a larger buffer; nothing is silently
- * truncated). */
+ * truncated). MOGE_ERR_TOO_COMPLEX when a normalizer or pre-tokenizer regex hit PCRE2's match
+ * limit on this text (a pattern that backtracks catastrophically). */
 moge_status moge_tokenize(const moge_tokenizer *tok, const char *text, size_t len, bool add_special,
                           int32_t *ids, size_t max_ids, size_t *n_ids);
 
-/* Decodes ids to text with the tokenizer's decoder pipeline. Writes at most `cap` bytes plus a
- * NUL; *n_out is set to the full length (without NUL). MOGE_ERR_BUFFER when cap is too small. */
+/* Decodes ids to text with the tokenizer's decoder pipeline. `cap` is the size of `out`, the NUL
+ * included: the text and its NUL are written when the text is shorter than cap (at most cap - 1
+ * bytes plus the NUL); *n_out is set to the full length (without NUL). MOGE_ERR_BUFFER when
+ * cap <= that length (out then holds "" when cap > 0): call again with *n_out + 1 bytes. */
 moge_status moge_detokenize(const moge_tokenizer *tok, const int32_t *ids, size_t n_ids,
                             char *out, size_t cap, size_t *n_out);
 
@@ -83,8 +88,8 @@ moge_status moge_detokenize(const moge_tokenizer *tok, const int32_t *ids, size_
 typedef struct moge_detok_stream moge_detok_stream;
 moge_status moge_detok_stream_new(const moge_tokenizer *tok, moge_detok_stream **out);
 void moge_detok_stream_free(moge_detok_stream *s);
-/* Pushes one id; writes the newly complete text (maybe empty) to out (at most cap bytes plus a
- * NUL) and its length to *n_out. MOGE_ERR_BUFFER when cap is too small; a buffer of
+/* Pushes one id; writes the newly complete text (maybe empty) and a NUL to out (cap: its size, the
+ * NUL included) and its length to *n_out. MOGE_ERR_BUFFER when cap is too small; a buffer of
  * moge_detok_stream_max_bytes() + 1 bytes, asked right before the call, always suffices (the
  * bound grows while a run of byte tokens is held, e.g. CJK text in a byte-fallback vocabulary). */
 moge_status moge_detok_stream_push(moge_detok_stream *s, int32_t id, char *out, size_t cap, size_t *n_out);

@@ -546,14 +546,11 @@ static moge_status select_weights(pull_state *ps) {
         char path[PATH_CAP];
         if (!path_fmt(path, sizeof path, "%s/%s", ps->snap, index->name))
             return set_err(e, n, MOGE_ERR_ARG, "%s: path too long", ps->snap);
-        FILE *f = fopen(path, "rb");
-        if (!f) return set_err(e, n, MOGE_ERR_IO, "%s: %s", path, strerror(errno));
-        char *buf = malloc(API_ANSWER_MAX + 1);
-        size_t len = buf ? fread(buf, 1, API_ANSWER_MAX, f) : 0;
-        fclose(f);
-        if (!buf) return set_err(e, n, MOGE_ERR_NOMEM, "out of memory");
-        buf[len] = 0;
-        cJSON *root = cJSON_Parse(buf);
+        char *buf = NULL;
+        size_t len = 0;
+        moge_status rst = read_whole_file(path, &buf, &len, e, n);
+        if (rst != MOGE_OK) return rst;
+        cJSON *root = cJSON_ParseWithLength(buf, len);
         free(buf);
         const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
         moge_status st = MOGE_OK;
@@ -887,10 +884,11 @@ moge_status moge_resolve_model(const char *name, char *dir_out, size_t dir_cap, 
     ref_file_name(r.rev, fname, sizeof fname);
     char commit[160] = "";
     if (path_fmt(ref, sizeof ref, "%s/models/%s/%s/refs/%s", cache, r.owner, r.name, fname)) {
-        FILE *f = fopen(ref, "r");
-        if (f) {
-            if (!fgets(commit, sizeof commit, f)) commit[0] = 0;
-            fclose(f);
+        int fd; /* a regular file only: a FIFO in its place would block the open */
+        if (file_open_regular(ref, &fd, NULL, NULL, 0) == MOGE_OK) {
+            ssize_t k = read(fd, commit, sizeof commit - 1);
+            close(fd);
+            commit[k > 0 ? k : 0] = 0;
             commit[strcspn(commit, "\r\n")] = 0;
         }
     }
