@@ -338,11 +338,13 @@ moge_status moge_pad_model(const char *in_dir, const char *out_dir, const moge_p
 /* ------------------------------------------------------------------------------------------ */
 
 typedef struct {
-    int32_t n_ctx;     /* KV cache slots (tokens) per sequence; default 0 = the model's max_position */
+    int32_t n_ctx;     /* KV cache slots (tokens) per sequence; default 0 = the model's max_position.
+                          The cache is allocated as it fills (256 slots first, doubling), so a
+                          large n_ctx costs memory only for the tokens a sequence holds */
     int32_t n_batch;   /* most rows one moge_forward() may take, all sequences together; default 512
                           (clamped to n_seq * n_ctx) */
     int32_t n_seq;     /* sequences the context holds, each with its own n_ctx slots (the cache takes
-                          n_seq * n_ctx * kv_bytes_per_token); default 1. With more than one, a
+                          at most n_seq * n_ctx * kv_bytes_per_token); default 1. With more than one, a
                           sequence's rows in one forward are at most MOGE_SEQ_ROWS */
     int32_t n_devices; /* MoE: workers that each own whole expert groups; default 0 = the largest
                           divisor of the group count that does not exceed the model's threads */
@@ -353,7 +355,8 @@ typedef struct {
 
 moge_context_params moge_context_default_params(void);
 
-/* Creates a context: allocates the KV cache and all run state once (forward never allocates).
+/* Creates a context: allocates all run state once, and the KV cache for its first slots; a
+ * forward that needs more slots grows the cache (up to n_ctx; MOGE_ERR_NOMEM when it cannot).
  * params may be NULL. The model must outlive the context. */
 moge_status moge_context_new(moge_model *model, const moge_context_params *params, moge_context **out,
                              char *err, size_t err_size);
@@ -402,7 +405,10 @@ typedef struct {
  * rows). On success *logits points to
  * (n, n_vocab) floats (or (1, n_vocab) with logits_last_only), owned by the context and valid until
  * the next forward. Errors: MOGE_ERR_ARG (bad token id, parent or size),
- * MOGE_ERR_CONTEXT_FULL (a sequence's n_past + its rows > n_ctx). On error the cache is unchanged. */
+ * MOGE_ERR_CONTEXT_FULL (a sequence's n_past + its rows > n_ctx), MOGE_ERR_NOMEM (the KV cache
+ * could not grow); on these the cache is unchanged. MOGE_ERR_NUMERIC: the logits hold NaN or Inf
+ * (every returned row is checked); moge_context_error names the first weight holding one (a scan
+ * made only then), or says the weights are finite. */
 moge_status moge_forward(moge_context *ctx, const moge_batch *batch, const float **logits);
 
 /* Keeps uncommitted rows (those of the last forward, plus earlier ones it extended):

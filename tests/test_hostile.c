@@ -23,7 +23,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cJSON.h>
+
 #include "harness.h"
+#include "test_util.h"
 #include "moge.h"
 #include "runtime/context.h"
 #include "runtime/fileio.h"
@@ -198,6 +201,158 @@ static void test_detokenize_cap(void) {
     moge_tokenizer_free(t);
 }
 
+/* ---- defect 7: NaN / Inf weights -------------------------------------------------------- */
+
+/* Writes v over element k of tensor `name` (F32) in dir/model.safetensors. */
+static bool poke_f32(const char *dir, const char *name, int64_t k, float v) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    FILE *f = fopen(path, "r+b");
+    if (!f) return false;
+    uint64_t hlen = 0;
+    bool ok = fread(&hlen, 8, 1, f) == 1 && hlen < (1u << 20);
+    char *h = ok ? calloc(hlen + 1, 1) : NULL;
+    ok = h && fread(h, 1, hlen, f) == hlen;
+    cJSON *j = ok ? cJSON_Parse(h) : NULL;
+    const cJSON *off = cJSON_GetObjectItem(cJSON_GetObjectItem(j, name), "data_offsets");
+    ok = cJSON_IsArray(off) && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, name), "dtype")), "F32") == 0;
+    if (ok) {
+        long at = (long)(8 + hlen + (uint64_t)cJSON_GetArrayItem(off, 0)->valuedouble + 4 * (uint64_t)k);
+        ok = fseek(f, at, SEEK_SET) == 0 && fwrite(&v, 4, 1, f) == 1;
+    }
+    cJSON_Delete(j);
+    free(h);
+    return fclose(f) == 0 && ok;
+}
+
+/* A copy of stories260K in dir (config.json edited by `sed` when not NULL). */
+static bool copy_stories(char *dir, size_t cap, const char *sed) {
+    char cmd[512];
+    if (!new_dir(dir, cap)) return false;
+    snprintf(cmd, sizeof cmd, "cp %s/config.json %s/model.safetensors %s/tokenizer.json %s/tokenizer_config.json %s/", STORIES, STORIES,
+             STORIES, STORIES, dir);
+    if (system(cmd) != 0) return false;
+    if (!sed) return true;
+    snprintf(cmd, sizeof cmd, "sed -i '%s' %s/config.json", sed, dir);
+    return system(cmd) == 0;
+}
+
+static void test_nonfinite_weights(void) {
+    static const struct { const char *tensor; int64_t k; float v; const char *what; } cases[] = {
+        {"model.layers.2.input_layernorm.weight", 3, NAN, "NaN"},
+        {"model.norm.weight", 0, INFINITY, "Inf"},
+        {"model.embed_tokens.weight", 64 * 1 + 5, NAN, "NaN"}, /* the BOS row (id 1): every prompt reads it */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char dir[64], err[512] = "", want[160];
+        if (!copy_stories(dir, sizeof dir, NULL) || !poke_f32(dir, cases[i].tensor, cases[i].k, cases[i].v)) { CHECK(0); continue; }
+        moge_model *m = NULL;
+        moge_context *ctx = NULL;
+        CHECKF(moge_model_load(dir, NULL, &m, err, sizeof err) == MOGE_OK && moge_context_new(m, NULL, &ctx, err, sizeof err) == MOGE_OK,
+               "%s", err);
+        if (ctx) {
+            int32_t toks[3] = {1, 403, 407};
+            const float *lg = NULL;
+            moge_batch b = {.n = 3, .tokens = toks};
+            moge_status st = moge_forward(ctx, &b, &lg);
+            snprintf(want, sizeof want, "tensor %s holds %s at element %lld", cases[i].tensor, cases[i].what, (long long)cases[i].k);
+            CHECKF(st == MOGE_ERR_NUMERIC && lg == NULL && strstr(moge_context_error(ctx), want), "%s: %s: %s", cases[i].tensor,
+                   moge_status_str(st), moge_context_error(ctx));
+        }
+        /* the command line: an error naming the tensor, a non-zero exit, no blank text with exit 0 */
+        if (i == 0) {
+            char args[256];
+            snprintf(args, sizeof args, "run -m %s -p \"Once upon a time\" -n 8 --temp 0", dir);
+            expect_moge_error(args, 1, cases[i].tensor, "build/test_hostile.out", "build/test_hostile.err");
+        }
+        moge_context_free(ctx);
+        moge_model_free(m);
+        rm_dir(dir);
+    }
+    /* the scan names no weight when all are finite: a finite model runs */
+    moge_model *m = NULL;
+    moge_context *ctx = NULL;
+    char err[256] = "";
+    CHECK(moge_model_load(STORIES, NULL, &m, err, sizeof err) == MOGE_OK && moge_context_new(m, NULL, &ctx, err, sizeof err) == MOGE_OK);
+    if (ctx) {
+        int32_t toks[2] = {1, 403};
+        const float *lg = NULL;
+        moge_batch b = {.n = 2, .tokens = toks};
+        CHECK(moge_forward(ctx, &b, &lg) == MOGE_OK && lg);
+    }
+    moge_context_free(ctx);
+    moge_model_free(m);
+}
+
+/* ---- defect 6: a context of max_position_embeddings 10^7 ----------------------------------- */
+
+typedef struct { int32_t ids[1024]; int n; } token_log;
+
+static bool on_token(int32_t tok, void *user) {
+    token_log *l = user;
+    if (l->n < 1024) l->ids[l->n++] = tok;
+    return true;
+}
+
+static void test_kv_cache_grows(void) {
+    char dir[64], err[512] = "";
+    if (!copy_stories(dir, sizeof dir, "s/\"max_position_embeddings\": 512/\"max_position_embeddings\": 10000000/")) { CHECK(0); return; }
+    moge_model *m = NULL;
+    moge_context *big = NULL, *ref = NULL;
+    long rss0 = max_rss_kb();
+    moge_context_params rp = moge_context_default_params();
+    rp.n_ctx = 1024;
+    CHECKF(moge_model_load(dir, NULL, &m, err, sizeof err) == MOGE_OK && moge_context_new(m, NULL, &big, err, sizeof err) == MOGE_OK &&
+               moge_context_new(m, &rp, &ref, err, sizeof err) == MOGE_OK,
+           "%s", err);
+    if (!ref) goto done;
+    /* the default context is the model's 10^7 tokens (a 12.8 GB cache if made whole) */
+    CHECK(moge_context_n_ctx(big) == 10000000 && big->kv_cap == 256);
+    long grown = max_rss_kb() - rss0;
+    CHECKF(grown < 256 * 1024, "making the context grew the peak RSS by %ld KiB", grown);
+    CHECK(context_kv_reserve(ref, 1024) == MOGE_OK && ref->kv_cap == 1024); /* the reference: sized up front */
+    /* the same 700 tokens through both (prefill in chunks of 100, across the growth 256 -> 512 -> 1024):
+     * identical logits, bit for bit */
+    int32_t toks[700];
+    for (int i = 0; i < 700; i++) toks[i] = (int32_t)((i * 37 + 11) % 500) + 3;
+    int diffs = 0;
+    for (int done = 0; done < 700; done += 100) {
+        const float *a = NULL, *b = NULL;
+        moge_batch bt = {.n = 100, .tokens = toks + done};
+        CHECK(moge_forward(big, &bt, &a) == MOGE_OK && moge_kv_commit(big, NULL, 100) == MOGE_OK);
+        CHECK(moge_forward(ref, &bt, &b) == MOGE_OK && moge_kv_commit(ref, NULL, 100) == MOGE_OK);
+        if (a && b) diffs += memcmp(a, b, (size_t)100 * 512 * sizeof(float)) != 0;
+    }
+    CHECKF(diffs == 0, "%d chunks' logits differ", diffs);
+    CHECKF(big->kv_cap == 1024, "kv_cap %d after 700 tokens", big->kv_cap);
+    /* speculation stays exact across growth: greedy chain speculation from a short prompt (the
+     * cache grows during generation) gives what the target alone gives */
+    moge_context_free(big);
+    big = NULL;
+    CHECK(moge_context_new(m, NULL, &big, err, sizeof err) == MOGE_OK && moge_kv_truncate(ref, 0) == MOGE_OK);
+    moge_drafter *d = NULL;
+    CHECKF(moge_drafter_new_layer_skip(m, 2, 0, &d, err, sizeof err) == MOGE_OK, "%s", err);
+    if (!big || !d) goto done;
+    token_log plain = {0}, spec = {0};
+    moge_generate_params gp = moge_generate_default_params();
+    gp.n_predict = 400;
+    gp.sampler.temperature = 0.0f;
+    CHECK(moge_generate(ref, toks, 20, &gp, on_token, &plain, NULL) == MOGE_OK);
+    gp.spec = MOGE_SPEC_CHAIN;
+    gp.drafter = d;
+    CHECK(moge_generate(big, toks, 20, &gp, on_token, &spec, NULL) == MOGE_OK);
+    CHECKF(plain.n == spec.n && plain.n > 300 && memcmp(plain.ids, spec.ids, (size_t)plain.n * sizeof(int32_t)) == 0,
+           "plain %d tokens, speculative %d, or they differ", plain.n, spec.n);
+    CHECKF(big->kv_cap == 512, "kv_cap %d after %d tokens", big->kv_cap, 20 + spec.n);
+    moge_drafter_free(d);
+done:
+    moge_context_free(big);
+    moge_context_free(ref);
+    moge_model_free(m);
+    rm_dir(dir);
+}
+
 int main(void) {
-    RUN_TESTS(T(test_tokenizer_huge_ids), T(test_json_files_bounded), T(test_regex_too_complex), T(test_detokenize_cap));
+    RUN_TESTS(T(test_tokenizer_huge_ids), T(test_json_files_bounded), T(test_regex_too_complex), T(test_detokenize_cap),
+              T(test_nonfinite_weights), T(test_kv_cache_grows));
 }
