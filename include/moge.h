@@ -754,13 +754,20 @@ void moge_decoder_get_stats(const moge_decoder *d, moge_decoder_stats *out);
  * thread that called moge_pull. */
 typedef void (*moge_pull_progress_fn)(const char *file, int64_t done, int64_t total, void *user);
 
+/* A file that could not be verified: the hub gave no hash of it (neither in its listing nor in
+ * the X-Linked-Etag / ETag headers of the file), so only its size was checked (size_checked), or,
+ * without a size either (no listing size, X-Linked-Size or Content-Length), nothing was: it is
+ * fetched whole on every pull. Called once per such file, after it is in place. */
+typedef void (*moge_pull_unverified_fn)(const char *file, bool size_checked, void *user);
+
 typedef struct {
     const char *endpoint;           /* hub URL; NULL = $MOGE_HF_ENDPOINT, else https://huggingface.co */
     const char *token;              /* bearer token; NULL = $HF_TOKEN; "" = none */
     const char *cache_dir;          /* NULL = $MOGE_CACHE, else $HOME/.cache/moge */
     moge_pull_progress_fn progress; /* may be NULL */
-    void *user;                     /* passed to progress */
+    void *user;                     /* passed to progress and unverified */
     int max_retries;                /* extra attempts per request after a network failure; default 3 */
+    moge_pull_unverified_fn unverified; /* may be NULL */
 } moge_pull_params;
 
 moge_pull_params moge_pull_default_params(void);
