@@ -107,18 +107,20 @@ static cJSON *server_log(void) {
     return j;
 }
 
-/* Requests whose path ends with `suffix` (and, when range_prefix is set, whose Range starts with
- * it; "" = requests without a Range). When range_value is not NULL, the last match's Range is
- * copied there. */
-static int count_requests(const char *suffix, const char *range_prefix, char *range_value, size_t cap) {
+/* Requests of `method` (NULL: any) whose path ends with `suffix` (and, when range_prefix is set,
+ * whose Range starts with it; "" = requests without a Range). When range_value is not NULL, the
+ * last match's Range is copied there. */
+static int count_requests_of(const char *method, const char *suffix, const char *range_prefix, char *range_value, size_t cap) {
     cJSON *log = server_log();
     int count = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, log) {
         const char *path = cJSON_GetStringValue(cJSON_GetObjectItem(it, "path"));
         const char *range = cJSON_GetStringValue(cJSON_GetObjectItem(it, "range"));
+        const char *m = cJSON_GetStringValue(cJSON_GetObjectItem(it, "method"));
         size_t a = path ? strlen(path) : 0, b = strlen(suffix);
         if (a < b || strcmp(path + a - b, suffix) != 0) continue;
+        if (method && (!m || strcmp(m, method) != 0)) continue;
         if (range_prefix && !*range_prefix && range) continue;
         if (range_prefix && *range_prefix && (!range || strncmp(range, range_prefix, strlen(range_prefix)) != 0)) continue;
         count++;
@@ -128,20 +130,11 @@ static int count_requests(const char *suffix, const char *range_prefix, char *ra
     return count;
 }
 
-/* Requests of `method` whose path ends with `suffix`. */
-static int count_method(const char *method, const char *suffix) {
-    cJSON *log = server_log();
-    int count = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, log) {
-        const char *path = cJSON_GetStringValue(cJSON_GetObjectItem(it, "path"));
-        const char *m = cJSON_GetStringValue(cJSON_GetObjectItem(it, "method"));
-        size_t a = path ? strlen(path) : 0, b = strlen(suffix);
-        count += m && !strcmp(m, method) && a >= b && !strcmp(path + a - b, suffix);
-    }
-    cJSON_Delete(log);
-    return count;
+static int count_requests(const char *suffix, const char *range_prefix, char *range_value, size_t cap) {
+    return count_requests_of(NULL, suffix, range_prefix, range_value, cap);
 }
+
+static int count_method(const char *method, const char *suffix) { return count_requests_of(method, suffix, NULL, NULL, 0); }
 
 /* Requests for paths containing `repo`, with the test token and without it. */
 static void count_auth(const char *repo, int *with, int *without) {
