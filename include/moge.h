@@ -18,6 +18,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* MOGE_API marks what the library exports: it is built with hidden visibility, so only the
+ * functions of this header are visible to a program that links libmoge.a or libmoge.so. */
+#if defined(_WIN32)
+#define MOGE_API
+#elif defined(__GNUC__)
+#define MOGE_API __attribute__((visibility("default")))
+#else
+#define MOGE_API
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -41,7 +51,17 @@ typedef enum {
 } moge_status;
 
 /* Returns a static, human-readable name for a status code ("ok", "I/O error", ...). */
-const char *moge_status_str(moge_status st);
+MOGE_API const char *moge_status_str(moge_status st);
+
+/* The library's version, "MAJOR.MINOR.PATCH" (MOGE_VERSION of the header it was built with). */
+#define MOGE_VERSION "0.2.0"
+MOGE_API const char *moge_version(void);
+
+/* The names of the enums' values (below), one table each, as the command line and JSON write
+ * them: moge_X_name(v) is NULL for a value outside the enum; moge_X_parse(name, &v) is MOGE_OK for
+ * exactly those names, else MOGE_ERR_ARG (v untouched). Defined for spec ("none", "chain",
+ * "tree"), quant ("none", "q8", "q4", "w8a8", "w4a8"), routing ("default", "moge", "topk",
+ * "group_limited") and backend ("cpu", "ref"); stop reasons have a name only. */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Tokenizer (tokenizer/)                                                                     */
@@ -52,19 +72,19 @@ typedef struct moge_tokenizer moge_tokenizer;
 /* Loads a Hugging Face tokenizer. `path` is a model directory (reads tokenizer.json and, when
  * present, tokenizer_config.json) or the path of a tokenizer.json file.
  * On success *out owns the tokenizer; free it with moge_tokenizer_free(). */
-moge_status moge_tokenizer_load(const char *path, moge_tokenizer **out, char *err, size_t err_size);
-void moge_tokenizer_free(moge_tokenizer *tok);
+MOGE_API moge_status moge_tokenizer_load(const char *path, moge_tokenizer **out, char *err, size_t err_size);
+MOGE_API void moge_tokenizer_free(moge_tokenizer *tok);
 
 /* Vocabulary size (largest id + 1, added tokens included). */
-int32_t moge_tokenizer_n_vocab(const moge_tokenizer *tok);
+MOGE_API int32_t moge_tokenizer_n_vocab(const moge_tokenizer *tok);
 /* A static description of the tokenizer's model, e.g. "BPE, byte-level". */
-const char *moge_tokenizer_kind(const moge_tokenizer *tok);
+MOGE_API const char *moge_tokenizer_kind(const moge_tokenizer *tok);
 /* BOS / EOS ids, or -1 when the tokenizer has none. */
-int32_t moge_tokenizer_bos(const moge_tokenizer *tok);
-int32_t moge_tokenizer_eos(const moge_tokenizer *tok);
+MOGE_API int32_t moge_tokenizer_bos(const moge_tokenizer *tok);
+MOGE_API int32_t moge_tokenizer_eos(const moge_tokenizer *tok);
 /* The raw vocabulary string of a token (NUL-terminated, owned by the tokenizer), or NULL when
  * id is out of range. */
-const char *moge_tokenizer_piece(const moge_tokenizer *tok, int32_t id);
+MOGE_API const char *moge_tokenizer_piece(const moge_tokenizer *tok, int32_t id);
 
 /* Encodes `len` bytes of `text`. With add_special the tokenizer's post-processor template is
  * applied (e.g. BOS first); otherwise no special token is added. Writes at most max_ids ids to
@@ -72,40 +92,40 @@ const char *moge_tokenizer_piece(const moge_tokenizer *tok, int32_t id);
  * max_ids the result is MOGE_ERR_BUFFER (call again with a larger buffer; nothing is silently
  * truncated). MOGE_ERR_TOO_COMPLEX when a normalizer or pre-tokenizer regex hit PCRE2's match
  * limit on this text (a pattern that backtracks catastrophically). */
-moge_status moge_tokenize(const moge_tokenizer *tok, const char *text, size_t len, bool add_special,
+MOGE_API moge_status moge_tokenize(const moge_tokenizer *tok, const char *text, size_t len, bool add_special,
                           int32_t *ids, size_t max_ids, size_t *n_ids);
 
 /* Decodes ids to text with the tokenizer's decoder pipeline. `cap` is the size of `out`, the NUL
  * included: the text and its NUL are written when the text is shorter than cap (at most cap - 1
  * bytes plus the NUL); *n_out is set to the full length (without NUL). MOGE_ERR_BUFFER when
  * cap <= that length (out then holds "" when cap > 0): call again with *n_out + 1 bytes. */
-moge_status moge_detokenize(const moge_tokenizer *tok, const int32_t *ids, size_t n_ids,
+MOGE_API moge_status moge_detokenize(const moge_tokenizer *tok, const int32_t *ids, size_t n_ids,
                             char *out, size_t cap, size_t *n_out);
 
 /* Streaming detokenizer: push ids one at a time and receive the text that became complete.
  * Never emits part of a UTF-8 character; the concatenation of everything pushed plus
  * moge_detok_stream_flush() equals moge_detokenize() of all ids. */
 typedef struct moge_detok_stream moge_detok_stream;
-moge_status moge_detok_stream_new(const moge_tokenizer *tok, moge_detok_stream **out);
-void moge_detok_stream_free(moge_detok_stream *s);
+MOGE_API moge_status moge_detok_stream_new(const moge_tokenizer *tok, moge_detok_stream **out);
+MOGE_API void moge_detok_stream_free(moge_detok_stream *s);
 /* Pushes one id; writes the newly complete text (maybe empty) and a NUL to out (cap: its size, the
  * NUL included) and its length to *n_out. MOGE_ERR_BUFFER when cap is too small; a buffer of
  * moge_detok_stream_max_bytes() + 1 bytes, asked right before the call, always suffices (the
  * bound grows while a run of byte tokens is held, e.g. CJK text in a byte-fallback vocabulary). */
-moge_status moge_detok_stream_push(moge_detok_stream *s, int32_t id, char *out, size_t cap, size_t *n_out);
+MOGE_API moge_status moge_detok_stream_push(moge_detok_stream *s, int32_t id, char *out, size_t cap, size_t *n_out);
 /* Emits what is still pending (an incomplete UTF-8 sequence becomes U+FFFD as the reference does). */
-moge_status moge_detok_stream_flush(moge_detok_stream *s, char *out, size_t cap, size_t *n_out);
+MOGE_API moge_status moge_detok_stream_flush(moge_detok_stream *s, char *out, size_t cap, size_t *n_out);
 /* An upper bound on the bytes the next push or flush can produce (it grows with held text). */
-size_t moge_detok_stream_max_bytes(const moge_detok_stream *s);
+MOGE_API size_t moge_detok_stream_max_bytes(const moge_detok_stream *s);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Tokenizer: token lookup and chat templates                                                 */
 /* ------------------------------------------------------------------------------------------ */
 
 /* The id of a token string (added tokens first, then the model vocabulary), or -1. */
-int32_t moge_tokenizer_token_id(const moge_tokenizer *tok, const char *piece, size_t len);
+MOGE_API int32_t moge_tokenizer_token_id(const moge_tokenizer *tok, const char *piece, size_t len);
 /* True when id is an added token marked "special" (e.g. <s>, <|im_end|>). */
-bool moge_tokenizer_is_special(const moge_tokenizer *tok, int32_t id);
+MOGE_API bool moge_tokenizer_is_special(const moge_tokenizer *tok, int32_t id);
 
 /* Chat templates (chat_template.c). The families moge can render; a template that is none of
  * them is MOGE_CHAT_UNKNOWN (renderable only through the plain fallback, and callers should say
@@ -126,13 +146,13 @@ typedef struct {
 } moge_chat_message;
 
 /* Classifies a Jinja chat template by the markers it uses (NULL or "" -> MOGE_CHAT_NONE). */
-moge_chat_family moge_chat_detect(const char *chat_template);
+MOGE_API moge_chat_family moge_chat_detect(const char *chat_template);
 /* A static name: "none", "unknown", "chatml", "llama3", "mistral", "pangu", "plain". */
-const char *moge_chat_family_name(moge_chat_family family);
+MOGE_API const char *moge_chat_family_name(moge_chat_family family);
 /* The chat_template string of tokenizer_config.json (the "default" one when it is a list), or
  * NULL; and its family. */
-const char *moge_tokenizer_chat_template(const moge_tokenizer *tok);
-moge_chat_family moge_tokenizer_chat_family(const moge_tokenizer *tok);
+MOGE_API const char *moge_tokenizer_chat_template(const moge_tokenizer *tok);
+MOGE_API moge_chat_family moge_tokenizer_chat_family(const moge_tokenizer *tok);
 /* Renders messages as the family's template does. bos_text (e.g. "<s>", "<|begin_of_text|>")
  * is written first where the family's template writes the BOS token, and eos_text (e.g. "</s>")
  * after assistant turns where it writes the EOS token; pass NULL for none (e.g. when the BOS id
@@ -142,7 +162,7 @@ moge_chat_family moge_tokenizer_chat_family(const moge_tokenizer *tok);
  * MOGE_CHAT_PLAIN explicitly, and tell the user the template was not recognised),
  * MOGE_ERR_ARG for a conversation the family cannot express (e.g. Mistral's user/assistant
  * alternation broken, or an unknown role). */
-moge_status moge_chat_render(moge_chat_family family, const moge_chat_message *msgs, size_t n_msgs,
+MOGE_API moge_status moge_chat_render(moge_chat_family family, const moge_chat_message *msgs, size_t n_msgs,
                              bool add_generation_prompt, const char *bos_text, const char *eos_text,
                              char **out, char *err, size_t err_size);
 
@@ -183,6 +203,13 @@ typedef enum {
     MOGE_QUANT_W4A8,     /* Q4 weights times int8 activations, likewise */
 } moge_quant;
 
+MOGE_API const char *moge_backend_name(moge_backend backend);
+MOGE_API moge_status moge_backend_parse(const char *name, moge_backend *out);
+MOGE_API const char *moge_routing_name(moge_routing routing);
+MOGE_API moge_status moge_routing_parse(const char *name, moge_routing *out);
+MOGE_API const char *moge_quant_name(moge_quant quant);
+MOGE_API moge_status moge_quant_parse(const char *name, moge_quant *out);
+
 typedef struct {
     moge_backend backend;  /* default MOGE_BACKEND_CPU */
     int n_threads;         /* threads for the cpu backend; default 0 = every online core */
@@ -202,21 +229,21 @@ typedef struct {
     const char *kernels;
 } moge_model_params;
 
-moge_model_params moge_model_default_params(void);
+MOGE_API moge_model_params moge_model_default_params(void);
 
 /* CPU kernel variants. The cpu backend is compiled once per instruction set into the same
  * library (on x86-64: "scalar", "avx2", "avxvnni", "avx512", "avx512vnni"; elsewhere "generic")
  * and a model picks one at load (moge_model_params.kernels), so one binary runs at full speed on
  * any processor. Each variant is batch-invariant (exact speculation) on its own; two variants may
  * differ in the last bits of a logit. */
-int moge_cpu_kernels_count(void);
-const char *moge_cpu_kernels_name(int i);     /* i in [0, count), the baseline first; NULL outside */
-bool moge_cpu_kernels_runs(const char *name); /* built and runnable on this processor (and OS) */
-const char *moge_cpu_kernels_best(void);      /* the widest variant this processor runs */
+MOGE_API int moge_cpu_kernels_count(void);
+MOGE_API const char *moge_cpu_kernels_name(int i);     /* i in [0, count), the baseline first; NULL outside */
+MOGE_API bool moge_cpu_kernels_runs(const char *name); /* built and runnable on this processor (and OS) */
+MOGE_API const char *moge_cpu_kernels_best(void);      /* the widest variant this processor runs */
 /* The variants this processor runs, baseline first, as "scalar, avx2, ..." (for messages). */
-void moge_cpu_kernels_list(char *out, size_t size);
+MOGE_API void moge_cpu_kernels_list(char *out, size_t size);
 /* The processor's name (CPUID brand string, or /proc/cpuinfo), at most size - 1 bytes and a NUL. */
-void moge_cpu_name(char *out, size_t size);
+MOGE_API void moge_cpu_name(char *out, size_t size);
 
 /* Loads a Hugging Face model directory: config.json and model.safetensors, or the shards named by
  * model.safetensors.index.json. Architectures LlamaForCausalLM, MistralForCausalLM and
@@ -226,9 +253,9 @@ void moge_cpu_name(char *out, size_t size);
  * for the defaults.
  * On success *out owns the model: free it with moge_model_free() after every context made from
  * it. */
-moge_status moge_model_load(const char *dir, const moge_model_params *params, moge_model **out,
+MOGE_API moge_status moge_model_load(const char *dir, const moge_model_params *params, moge_model **out,
                             char *err, size_t err_size);
-void moge_model_free(moge_model *model);
+MOGE_API void moge_model_free(moge_model *model);
 
 typedef struct {
     const char *architecture; /* e.g. "LlamaForCausalLM"; owned by the model */
@@ -265,7 +292,7 @@ typedef struct {
 } moge_model_info;
 
 /* Fills *info (never fails for a loaded model). */
-void moge_model_get_info(const moge_model *model, moge_model_info *info);
+MOGE_API void moge_model_get_info(const moge_model *model, moge_model_info *info);
 
 /* Pre-quantized model files (runtime/quant_file.c documents the format). moge_quantize_model()
  * reads the model directory in_dir (F32/F16/BF16 weights, one file or shards) and writes
@@ -299,9 +326,9 @@ typedef struct {
     int32_t n_files;      /* other files copied (tokenizer, LICENSE, ...) */
 } moge_quantize_stats;
 
-moge_quantize_params moge_quantize_default_params(void);
+MOGE_API moge_quantize_params moge_quantize_default_params(void);
 /* p may be NULL for the defaults; stats may be NULL. */
-moge_status moge_quantize_model(const char *in_dir, const char *out_dir, const moge_quantize_params *p,
+MOGE_API moge_status moge_quantize_model(const char *in_dir, const char *out_dir, const moge_quantize_params *p,
                                 moge_quantize_stats *stats, char *err, size_t err_size);
 
 /* Memory-bound stand-ins (runtime/pad.c documents the construction). moge_pad_model() reads a
@@ -329,9 +356,9 @@ typedef struct {
     void *user;          /* passed to progress */
 } moge_pad_params;
 
-moge_pad_params moge_pad_default_params(void);
+MOGE_API moge_pad_params moge_pad_default_params(void);
 /* p may be NULL for the defaults (a copy of the source in F32). */
-moge_status moge_pad_model(const char *in_dir, const char *out_dir, const moge_pad_params *p, char *err, size_t err_size);
+MOGE_API moge_status moge_pad_model(const char *in_dir, const char *out_dir, const moge_pad_params *p, char *err, size_t err_size);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Contexts: KV cache, batched forward, commit                                                */
@@ -353,25 +380,25 @@ typedef struct {
 #define MOGE_MAX_SEQ 4096 /* the most sequences one context holds */
 #define MOGE_SEQ_ROWS 512 /* with n_seq > 1: the most rows of one sequence in a forward (and uncommitted) */
 
-moge_context_params moge_context_default_params(void);
+MOGE_API moge_context_params moge_context_default_params(void);
 
 /* Creates a context: allocates all run state once, and the KV cache for its first slots; a
  * forward that needs more slots grows the cache (up to n_ctx; MOGE_ERR_NOMEM when it cannot).
  * params may be NULL. The model must outlive the context. */
-moge_status moge_context_new(moge_model *model, const moge_context_params *params, moge_context **out,
+MOGE_API moge_status moge_context_new(moge_model *model, const moge_context_params *params, moge_context **out,
                              char *err, size_t err_size);
-void moge_context_free(moge_context *ctx);
+MOGE_API void moge_context_free(moge_context *ctx);
 
 /* The message of the last failed call on this context ("" when none). Owned by the context. */
-const char *moge_context_error(const moge_context *ctx);
+MOGE_API const char *moge_context_error(const moge_context *ctx);
 
 /* Tokens whose K/V are committed in the cache (the next free slot) of sequence 0. */
-int32_t moge_context_n_past(const moge_context *ctx);
-int32_t moge_context_n_ctx(const moge_context *ctx);
-int32_t moge_context_n_batch(const moge_context *ctx);
-int32_t moge_context_n_seq(const moge_context *ctx);
+MOGE_API int32_t moge_context_n_past(const moge_context *ctx);
+MOGE_API int32_t moge_context_n_ctx(const moge_context *ctx);
+MOGE_API int32_t moge_context_n_batch(const moge_context *ctx);
+MOGE_API int32_t moge_context_n_seq(const moge_context *ctx);
 /* Committed tokens of sequence seq (-1 when seq is not 0..n_seq-1). */
-int32_t moge_seq_n_past(const moge_context *ctx, int32_t seq);
+MOGE_API int32_t moge_seq_n_past(const moge_context *ctx, int32_t seq);
 
 /* One batched forward. Row i is token tokens[i] of sequence seq[i] at RoPE position pos[i]; it
  * sees every committed slot 0..n_past-1 of its sequence and, within the batch, the rows of its
@@ -409,20 +436,20 @@ typedef struct {
  * could not grow); on these the cache is unchanged. MOGE_ERR_NUMERIC: the logits hold NaN or Inf
  * (every returned row is checked); moge_context_error names the first weight holding one (a scan
  * made only then), or says the weights are finite. */
-moge_status moge_forward(moge_context *ctx, const moge_batch *batch, const float **logits);
+MOGE_API moge_status moge_forward(moge_context *ctx, const moge_batch *batch, const float **logits);
 
 /* Keeps uncommitted rows (those of the last forward, plus earlier ones it extended):
  * rows[k] (strictly increasing row numbers) is moved to slot n_past + k, then n_past += n_rows and
  * every other uncommitted row is dropped. rows == NULL keeps rows 0..n_rows-1 as they are (a
  * causal batch). */
-moge_status moge_kv_commit(moge_context *ctx, const int32_t *rows, int32_t n_rows);
+MOGE_API moge_status moge_kv_commit(moge_context *ctx, const int32_t *rows, int32_t n_rows);
 
 /* Forgets every committed token from slot n_past on (0 <= n_past <= current n_past). */
-moge_status moge_kv_truncate(moge_context *ctx, int32_t n_past);
+MOGE_API moge_status moge_kv_truncate(moge_context *ctx, int32_t n_past);
 
 /* The same for sequence seq (moge_kv_commit and moge_kv_truncate act on sequence 0). */
-moge_status moge_seq_kv_commit(moge_context *ctx, int32_t seq, const int32_t *rows, int32_t n_rows);
-moge_status moge_seq_kv_truncate(moge_context *ctx, int32_t seq, int32_t n_past);
+MOGE_API moge_status moge_seq_kv_commit(moge_context *ctx, int32_t seq, const int32_t *rows, int32_t n_rows);
+MOGE_API moge_status moge_seq_kv_truncate(moge_context *ctx, int32_t seq, int32_t n_past);
 
 /* Expert load of one MoE layer. For the last forward: the batch's figures; for the totals:
  * sums over every forward since the context was created or moge_moe_stats_reset(). */
@@ -439,16 +466,16 @@ typedef struct {
 } moge_moe_stats;
 
 /* Number of MoE layers of the model (0 for a dense model). */
-int32_t moge_context_n_moe_layers(const moge_context *ctx);
+MOGE_API int32_t moge_context_n_moe_layers(const moge_context *ctx);
 /* Fills *out for MoE layer `layer` (0-based among MoE layers). totals = false: the last forward;
  * true: the running totals. Pointers inside stay valid until the next forward or reset. */
-moge_status moge_moe_stats_get(const moge_context *ctx, int32_t layer, bool totals, moge_moe_stats *out);
-void moge_moe_stats_reset(moge_context *ctx);
+MOGE_API moge_status moge_moe_stats_get(const moge_context *ctx, int32_t layer, bool totals, moge_moe_stats *out);
+MOGE_API void moge_moe_stats_reset(moge_context *ctx);
 
 /* The routing of the last forward at MoE layer `layer`: (n, k) expert ids (ascending per row) and
  * their weights, n = the last batch's rows, k = experts per token. Owned by the context, valid
  * until the next forward. Either pointer may be NULL. */
-moge_status moge_moe_routing(const moge_context *ctx, int32_t layer, const int32_t **experts, const float **weights);
+MOGE_API moge_status moge_moe_routing(const moge_context *ctx, int32_t layer, const int32_t **experts, const float **weights);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Sampling (sampling/) and generation (verify/)                                              */
@@ -464,7 +491,7 @@ typedef struct {
     uint64_t seed;          /* RNG seed; the same seed gives the same output; default 42 */
 } moge_sampler_params;
 
-moge_sampler_params moge_sampler_default_params(void);
+MOGE_API moge_sampler_params moge_sampler_default_params(void);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Token trees (draft/) and tree verification (verify/)                                       */
@@ -487,12 +514,12 @@ typedef struct {
 } moge_tree;
 
 /* Allocates a tree of `cap` nodes (cap >= 1); free with moge_tree_free. */
-moge_status moge_tree_init(moge_tree *t, int32_t cap);
-void moge_tree_free(moge_tree *t);
+MOGE_API moge_status moge_tree_init(moge_tree *t, int32_t cap);
+MOGE_API void moge_tree_free(moge_tree *t);
 /* Empties the tree and sets the root token. */
-void moge_tree_reset(moge_tree *t, int32_t root_token);
+MOGE_API void moge_tree_reset(moge_tree *t, int32_t root_token);
 /* Adds a child; returns its node id, or -1 when the tree is full or parent is invalid. */
-int32_t moge_tree_add(moge_tree *t, int32_t parent, int32_t token, float logp);
+MOGE_API int32_t moge_tree_add(moge_tree *t, int32_t parent, int32_t token, float logp);
 
 typedef struct {
     int32_t n_path;   /* accepted nodes, root included: path[0] = 0 */
@@ -505,7 +532,7 @@ typedef struct {
  * on the target's distribution processed by `sp` with the history `history` (the tokens before
  * the root), commits the accepted path into the context's KV cache, and writes the accepted
  * node ids to path (tree->n entries). rng: the caller's RNG state (advanced). */
-moge_status moge_verify_tree(moge_context *ctx, const moge_tree *tree, const moge_sampler_params *sp,
+MOGE_API moge_status moge_verify_tree(moge_context *ctx, const moge_tree *tree, const moge_sampler_params *sp,
                              const int32_t *history, int32_t n_history, uint64_t *rng,
                              int32_t *path, moge_verify_result *res);
 
@@ -526,7 +553,7 @@ typedef struct {
  * together must fit the context's n_batch. Each item is walked and committed in its own sequence
  * as if verified alone (the same logits, the same result); an item whose walk fails reports it in
  * its status and leaves its sequence's committed tokens unchanged, the others are unaffected. */
-moge_status moge_verify_trees(moge_context *ctx, moge_verify_item *items, int32_t n_items);
+MOGE_API moge_status moge_verify_trees(moge_context *ctx, moge_verify_item *items, int32_t n_items);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Drafters (draft/)                                                                          */
@@ -577,31 +604,31 @@ typedef struct {
     void (*reset_seq)(void *self, int32_t seq);
 } moge_drafter_iface;
 
-moge_status moge_drafter_new_custom(const moge_drafter_iface *iface, void *self, moge_drafter **out);
+MOGE_API moge_status moge_drafter_new_custom(const moge_drafter_iface *iface, void *self, moge_drafter **out);
 
 /* A separate draft model sharing the target's vocabulary: refused with MOGE_ERR_ARG (naming the
  * first differing token) when the two tokenizers differ. The drafter keeps its own context of
  * n_ctx slots (0 = the draft's maximum). The model must outlive the drafter. */
-moge_status moge_drafter_new_model(moge_model *draft, const moge_tokenizer *target_tok,
+MOGE_API moge_status moge_drafter_new_model(moge_model *draft, const moge_tokenizer *target_tok,
                                    const moge_tokenizer *draft_tok, int32_t n_ctx, moge_drafter **out,
                                    char *err, size_t err_size);
 /* Self-draft: the target's first n_layers layers, then its final norm and lm_head. */
-moge_status moge_drafter_new_layer_skip(moge_model *target, int32_t n_layers, int32_t n_ctx,
+MOGE_API moge_status moge_drafter_new_layer_skip(moge_model *target, int32_t n_layers, int32_t n_ctx,
                                         moge_drafter **out, char *err, size_t err_size);
 /* The same drafters for a moge_decoder of n_seq sequences (MOGE_MAX_SEQ at most): one drafter
  * serves every sequence of the decoder (sequence i of the decoder is the drafter's sequence i),
  * each with its own draft cache in one draft context of n_seq sequences, and drafts all of them
  * together: one draft forward for the roots, then one per tree level. Each sequence's tree is
  * the one a one-sequence drafter proposes for it. */
-moge_status moge_drafter_new_model_seqs(moge_model *draft, const moge_tokenizer *target_tok, const moge_tokenizer *draft_tok,
+MOGE_API moge_status moge_drafter_new_model_seqs(moge_model *draft, const moge_tokenizer *target_tok, const moge_tokenizer *draft_tok,
                                         int32_t n_ctx, int32_t n_seq, moge_drafter **out, char *err, size_t err_size);
-moge_status moge_drafter_new_layer_skip_seqs(moge_model *target, int32_t n_layers, int32_t n_ctx, int32_t n_seq,
+MOGE_API moge_status moge_drafter_new_layer_skip_seqs(moge_model *target, int32_t n_layers, int32_t n_ctx, int32_t n_seq,
                                              moge_drafter **out, char *err, size_t err_size);
 /* Prompt lookup: find the longest recent n-gram (up to ngram_max tokens, default 3) that occurred
  * earlier in the context and propose what followed it; no model. It keeps no state, so one lookup
  * drafter serves every sequence of a decoder. */
-moge_status moge_drafter_new_lookup(int32_t ngram_max, moge_drafter **out, char *err, size_t err_size);
-void moge_drafter_free(moge_drafter *d);
+MOGE_API moge_status moge_drafter_new_lookup(int32_t ngram_max, moge_drafter **out, char *err, size_t err_size);
+MOGE_API void moge_drafter_free(moge_drafter *d);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Generation (verify/)                                                                       */
@@ -620,6 +647,10 @@ typedef enum {
     MOGE_SPEC_TREE,        /* a draft tree (static shape or dynamic) */
 } moge_spec_mode;
 
+MOGE_API const char *moge_spec_name(moge_spec_mode mode);
+MOGE_API moge_status moge_spec_parse(const char *name, moge_spec_mode *out);
+MOGE_API const char *moge_stop_name(moge_stop_reason reason); /* "length", "end of sequence", "stopped", "context full" */
+
 typedef struct {
     int32_t n_predict;             /* most tokens to generate; default 128 */
     moge_sampler_params sampler;
@@ -636,8 +667,8 @@ typedef struct {
     int32_t n_context_tokens;
 } moge_generate_params;
 
-moge_generate_params moge_generate_default_params(void);
-moge_draft_params moge_draft_default_params(void);
+MOGE_API moge_generate_params moge_generate_default_params(void);
+MOGE_API moge_draft_params moge_draft_default_params(void);
 
 #define MOGE_MAX_DEPTH 32
 
@@ -676,7 +707,7 @@ typedef bool (*moge_token_cb)(int32_t token, void *user);
  * stats->stop, not as an error). Afterwards the context holds the prompt and every emitted token
  * but the last (which is not evaluated yet), so a conversation can continue in it. Errors: MOGE_ERR_CONTEXT_FULL when the prompt itself does not
  * fit, MOGE_ERR_ARG for bad tokens or a speculative mode without drafter. stats may be NULL. */
-moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_prompt,
+MOGE_API moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_prompt,
                           const moge_generate_params *params, moge_token_cb cb, void *user,
                           moge_stats *stats);
 
@@ -709,9 +740,9 @@ typedef struct {
 } moge_decoder_stats;
 
 /* On error *out is NULL and the context's error message (moge_context_error) says why. */
-moge_status moge_decoder_new(moge_context *ctx, moge_decoder **out);
+MOGE_API moge_status moge_decoder_new(moge_context *ctx, moge_decoder **out);
 /* Ends every running sequence (as moge_decoder_remove) and frees the decoder. */
-void moge_decoder_free(moge_decoder *d);
+MOGE_API void moge_decoder_free(moge_decoder *d);
 
 /* Adds a sequence: its prompt (copied) is prefilled at the next step, then it generates under
  * params (NULL = defaults; context_tokens must be empty: a sequence starts in an empty slot) and
@@ -719,29 +750,29 @@ void moge_decoder_free(moge_decoder *d);
  * Errors (nothing added; moge_context_error says which limit): MOGE_ERR_CONTEXT_FULL when every
  * slot holds a sequence or the prompt does not fit in n_ctx; MOGE_ERR_ARG for a bad prompt, a
  * speculative mode without drafter or a drafter another sequence of the decoder runs with. */
-moge_status moge_decoder_add(moge_decoder *d, const int32_t *prompt, int32_t n_prompt, const moge_generate_params *params,
+MOGE_API moge_status moge_decoder_add(moge_decoder *d, const int32_t *prompt, int32_t n_prompt, const moge_generate_params *params,
                              moge_token_cb cb, void *user, int32_t *id);
 
 /* One step for every sequence (see above). *n_running (may be NULL) receives the sequences still
  * generating afterwards. A sequence that fails (its drafter, a walk) stops with its own status
  * (moge_decoder_seq_stats) and the others go on; an error of the shared pass itself stops every
  * sequence in it and is returned. */
-moge_status moge_decoder_step(moge_decoder *d, int32_t *n_running);
+MOGE_API moge_status moge_decoder_step(moge_decoder *d, int32_t *n_running);
 
 /* The statistics of sequence id so far (final once it stopped), whether it stopped, and the
  * status that stopped it (MOGE_OK unless an error did); any out pointer may be NULL. */
-moge_status moge_decoder_seq_stats(const moge_decoder *d, int32_t id, moge_stats *stats, bool *stopped,
+MOGE_API moge_status moge_decoder_seq_stats(const moge_decoder *d, int32_t id, moge_stats *stats, bool *stopped,
                                    moge_status *status);
 
 /* The ids of the sequences that stopped and are not removed yet, in id order: writes at most cap
  * of them to ids (may be NULL with cap 0) and returns how many there are. */
-int32_t moge_decoder_stopped(const moge_decoder *d, int32_t *ids, int32_t cap);
+MOGE_API int32_t moge_decoder_stopped(const moge_decoder *d, int32_t *ids, int32_t cap);
 
 /* Removes sequence id (stopping it if it still runs) and frees its slot for a new sequence. */
-moge_status moge_decoder_remove(moge_decoder *d, int32_t id);
+MOGE_API moge_status moge_decoder_remove(moge_decoder *d, int32_t id);
 
 /* Totals of the decoder's passes since moge_decoder_new. */
-void moge_decoder_get_stats(const moge_decoder *d, moge_decoder_stats *out);
+MOGE_API void moge_decoder_get_stats(const moge_decoder *d, moge_decoder_stats *out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Model download (runtime/download.c)                                                        */
@@ -770,19 +801,36 @@ typedef struct {
     moge_pull_unverified_fn unverified; /* may be NULL */
 } moge_pull_params;
 
-moge_pull_params moge_pull_default_params(void);
+MOGE_API moge_pull_params moge_pull_default_params(void);
 
 /* Downloads repository `repo` ("OWNER/NAME" or "OWNER/NAME@REVISION"; default revision "main")
  * into the cache and writes the snapshot directory (CACHE/models/OWNER/NAME/COMMIT) to dir_out
  * (dir_cap bytes, NUL-terminated). p may be NULL for the defaults. */
-moge_status moge_pull(const char *repo, const moge_pull_params *p, char *dir_out, size_t dir_cap,
+MOGE_API moge_status moge_pull(const char *repo, const moge_pull_params *p, char *dir_out, size_t dir_cap,
                       char *err, size_t err_size);
 
 /* Finds a model: when `name` is an existing directory, writes it unchanged to dir_out; else when
  * it is OWNER/NAME[@REVISION] pulled completely into the cache ($MOGE_CACHE or ~/.cache/moge),
  * writes its snapshot directory. Never touches the network. Otherwise MOGE_ERR_IO with
  * "NAME: not a directory and not in the cache (CACHE); run moge pull OWNER/NAME". */
-moge_status moge_resolve_model(const char *name, char *dir_out, size_t dir_cap, char *err, size_t err_size);
+MOGE_API moge_status moge_resolve_model(const char *name, char *dir_out, size_t dir_cap, char *err, size_t err_size);
+
+/* The download cache (runtime/cache.c): one entry per repository moge_pull stored there. */
+typedef struct {
+    char repo[256];          /* OWNER/NAME */
+    char revisions[512];     /* "main@0123456789ab, v1@..." (a revision and the start of its commit) */
+    char path[4096];         /* the repository's folder in the cache */
+    int64_t bytes;           /* on disk, every snapshot and partial download */
+    int32_t partial_files;   /* downloads that did not finish (a later pull resumes them) */
+} moge_cache_entry;
+typedef void (*moge_cache_list_fn)(const moge_cache_entry *entry, void *user);
+
+/* Calls fn for each repository in the cache ($MOGE_CACHE, else ~/.cache/moge), in directory
+ * order; an empty or absent cache is MOGE_OK with no call. */
+MOGE_API moge_status moge_cache_list(moge_cache_list_fn fn, void *user, char *err, size_t err_size);
+/* Deletes OWNER/NAME (every revision) from the cache; *bytes_freed (may be NULL) what it took.
+ * MOGE_ERR_ARG for a malformed name, MOGE_ERR_IO when it is not in the cache. */
+MOGE_API moge_status moge_cache_remove(const char *repo, int64_t *bytes_freed, char *err, size_t err_size);
 
 #ifdef __cplusplus
 }

@@ -100,13 +100,8 @@ static const struct {
 #define N_ARCHS (sizeof ARCHS / sizeof ARCHS[0])
 
 const char *routing_name(moge_routing r) {
-    switch (r) {
-    case MOGE_ROUTING_MOGE: return "moge";
-    case MOGE_ROUTING_TOPK: return "topk";
-    case MOGE_ROUTING_GROUP_LIMITED: return "group_limited";
-    case MOGE_ROUTING_DEFAULT: break;
-    }
-    return "default";
+    const char *s = moge_routing_name(r);
+    return s ? s : "default";
 }
 
 #define TRY(x) do { if ((st = (x)) != MOGE_OK) return st; } while (0)
