@@ -969,15 +969,7 @@ moge_status moge_resolve_model(const char *name, char *dir_out, size_t dir_cap, 
     if (st != MOGE_OK) return st;
     ref_file_name(r.rev, fname, sizeof fname);
     char commit[160] = "";
-    if (path_fmt(ref, sizeof ref, "%s/models/%s/%s/refs/%s", cache, r.owner, r.name, fname)) {
-        int fd; /* a regular file only: a FIFO in its place would block the open */
-        if (file_open_regular(ref, &fd, NULL, NULL, 0) == MOGE_OK) {
-            ssize_t k = read(fd, commit, sizeof commit - 1);
-            close(fd);
-            commit[k > 0 ? k : 0] = 0;
-            commit[strcspn(commit, "\r\n")] = 0;
-        }
-    }
+    if (path_fmt(ref, sizeof ref, "%s/models/%s/%s/refs/%s", cache, r.owner, r.name, fname)) file_read_line(ref, commit, sizeof commit);
     if (valid_commit(commit) && path_fmt(snap, sizeof snap, "%s/models/%s/%s/%s", cache, r.owner, r.name, commit) &&
         path_fmt(config, sizeof config, "%s/config.json", snap) && stat(config, &sb) == 0)
         return copy_out(snap, dir_out, dir_cap, err, err_size);

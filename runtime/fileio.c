@@ -82,6 +82,16 @@ moge_status read_whole_file(const char *path, char **out, size_t *len, char *err
     return MOGE_OK;
 }
 
+void file_read_line(const char *path, char *out, size_t cap) {
+    int fd;
+    out[0] = 0;
+    if (cap == 0 || file_open_regular(path, &fd, NULL, NULL, 0) != MOGE_OK) return;
+    ssize_t k = read(fd, out, cap - 1);
+    close(fd);
+    out[k > 0 ? k : 0] = 0;
+    out[strcspn(out, "\r\n")] = 0;
+}
+
 moge_status file_make_dirs(const char *path, char *err, size_t n) {
     char buf[4096];
     int k = snprintf(buf, sizeof buf, "%s", path);

@@ -21,6 +21,10 @@ moge_status file_open_regular(const char *path, int *fd, struct stat *sb, char *
  * the path and the limit). Errors name the path. */
 moge_status read_whole_file(const char *path, char **out, size_t *len, char *err, size_t err_size);
 
+/* The first line of a small regular file (file_open_regular: a FIFO in its place cannot block)
+ * into out (cap bytes, at most cap - 1 read, the line end dropped); "" when it cannot be read. */
+void file_read_line(const char *path, char *out, size_t cap);
+
 /* mkdir -p: path and every missing parent (mode 0755). Errors name the directory that could not
  * be made (a file in the way included). */
 moge_status file_make_dirs(const char *path, char *err, size_t err_size);

@@ -4,7 +4,8 @@
  * here in a temporary directory.
  *   - tokenizer.json ids far beyond its entries (a 77-byte file asking for 1.57 GB of tables)
  *   - /dev/zero or a file larger than the JSON limit as tokenizer.json, config.json or the
- *     shard index: refused at once, naming the file (and the limit)
+ *     shard index: refused at once, naming the file (and the limit); a FIFO as a revision's
+ *     commit in the download cache does not block moge_resolve_model or moge_cache_list
  *   - a normalizer or pre-tokenizer regex that backtracks past PCRE2's match limit:
  *     MOGE_ERR_TOO_COMPLEX, "pattern too complex for input"
  *   - moge_detokenize's cap is the buffer's size, the NUL included
@@ -352,7 +353,33 @@ done:
     rm_dir(dir);
 }
 
+/* ---- defect 9: a FIFO where the download cache keeps a revision's commit -------------------- */
+
+static void on_entry(const moge_cache_entry *e, void *user) {
+    (void)e;
+    ++*(int *)user;
+}
+
+static void test_fifo_in_cache(void) {
+    char cache[64], path[256], err[512] = "", dir[512];
+    if (!new_dir(cache, sizeof cache)) { CHECK(0); return; }
+    snprintf(path, sizeof path, "mkdir -p %s/models/a/b/refs %s/models/a/b/0123abcd", cache, cache);
+    CHECK(system(path) == 0);
+    snprintf(path, sizeof path, "%s/models/a/b/refs/main", cache);
+    CHECK(mkfifo(path, 0600) == 0);
+    setenv("MOGE_CACHE", cache, 1);
+    alarm(30); /* a regression blocks in open() for a writer that never comes */
+    moge_status st = moge_resolve_model("a/b", dir, sizeof dir, err, sizeof err);
+    CHECKF(st == MOGE_ERR_IO && strstr(err, "not in the cache"), "%s: %s", moge_status_str(st), err);
+    int n = 0;
+    st = moge_cache_list(on_entry, &n, err, sizeof err);
+    CHECKF(st == MOGE_OK && n == 1, "%s, %d entries: %s", moge_status_str(st), n, err);
+    alarm(0);
+    unsetenv("MOGE_CACHE");
+    rm_dir(cache);
+}
+
 int main(void) {
     RUN_TESTS(T(test_tokenizer_huge_ids), T(test_json_files_bounded), T(test_regex_too_complex), T(test_detokenize_cap),
-              T(test_nonfinite_weights), T(test_kv_cache_grows));
+              T(test_nonfinite_weights), T(test_kv_cache_grows), T(test_fifo_in_cache));
 }
