@@ -96,6 +96,13 @@ static void on_progress(const char *file, int64_t done, int64_t total, void *use
     fflush(stderr);
 }
 
+/* The file's line was printed by on_progress (called first, with done == total). */
+static void on_unverified(const char *file, bool size_checked, void *user) {
+    (void)user;
+    fprintf(stderr, "moge pull: warning: %s not verified: the hub gave no SHA-256 or git hash for it%s\n", file,
+            size_checked ? " (its size was checked)" : ", nor its size");
+}
+
 int cmd_pull(int argc, char **argv) {
     static const char *C = "pull";
     const char *repo = NULL, *v;
@@ -125,6 +132,7 @@ int cmd_pull(int argc, char **argv) {
     }
     progress_state ps = {.tty = isatty(2) == 1};
     p.progress = on_progress;
+    p.unverified = on_unverified;
     p.user = &ps;
     char dir[4096], err[2048];
     moge_status st = moge_pull(repo, &p, dir, sizeof dir, err, sizeof err);

@@ -46,6 +46,8 @@ typedef enum {
     MOGE_ERR_ARG,          /* an invalid argument (NULL handle, token id out of range, ...) */
     MOGE_ERR_CONTEXT_FULL, /* the batch would not fit in the context's KV cache */
     MOGE_ERR_BUFFER,       /* an output buffer is too small; the needed size is reported */
+    MOGE_ERR_TOO_COMPLEX,  /* a tokenizer regex hit PCRE2's match limit: the pattern is too complex for the input */
+    MOGE_ERR_NUMERIC,      /* a forward produced NaN or Inf logits (the message names the weight at fault) */
 } moge_status;
 
 /* Returns a static, human-readable name for a status code ("ok", "I/O error", ...). */
@@ -88,12 +90,15 @@ MOGE_API const char *moge_tokenizer_piece(const moge_tokenizer *tok, int32_t id)
  * applied (e.g. BOS first); otherwise no special token is added. Writes at most max_ids ids to
  * `ids` and always sets *n_ids to the number of ids the full encoding has: when that exceeds
  * max_ids the result is MOGE_ERR_BUFFER (call again with a larger buffer; nothing is silently
- * truncated). */
+ * truncated). MOGE_ERR_TOO_COMPLEX when a normalizer or pre-tokenizer regex hit PCRE2's match
+ * limit on this text (a pattern that backtracks catastrophically). */
 MOGE_API moge_status moge_tokenize(const moge_tokenizer *tok, const char *text, size_t len, bool add_special,
                           int32_t *ids, size_t max_ids, size_t *n_ids);
 
-/* Decodes ids to text with the tokenizer's decoder pipeline. Writes at most `cap` bytes plus a
- * NUL; *n_out is set to the full length (without NUL). MOGE_ERR_BUFFER when cap is too small. */
+/* Decodes ids to text with the tokenizer's decoder pipeline. `cap` is the size of `out`, the NUL
+ * included: the text and its NUL are written when the text is shorter than cap (at most cap - 1
+ * bytes plus the NUL); *n_out is set to the full length (without NUL). MOGE_ERR_BUFFER when
+ * cap <= that length (out then holds "" when cap > 0): call again with *n_out + 1 bytes. */
 MOGE_API moge_status moge_detokenize(const moge_tokenizer *tok, const int32_t *ids, size_t n_ids,
                             char *out, size_t cap, size_t *n_out);
 
@@ -103,8 +108,8 @@ MOGE_API moge_status moge_detokenize(const moge_tokenizer *tok, const int32_t *i
 typedef struct moge_detok_stream moge_detok_stream;
 MOGE_API moge_status moge_detok_stream_new(const moge_tokenizer *tok, moge_detok_stream **out);
 MOGE_API void moge_detok_stream_free(moge_detok_stream *s);
-/* Pushes one id; writes the newly complete text (maybe empty) to out (at most cap bytes plus a
- * NUL) and its length to *n_out. MOGE_ERR_BUFFER when cap is too small; a buffer of
+/* Pushes one id; writes the newly complete text (maybe empty) and a NUL to out (cap: its size, the
+ * NUL included) and its length to *n_out. MOGE_ERR_BUFFER when cap is too small; a buffer of
  * moge_detok_stream_max_bytes() + 1 bytes, asked right before the call, always suffices (the
  * bound grows while a run of byte tokens is held, e.g. CJK text in a byte-fallback vocabulary). */
 MOGE_API moge_status moge_detok_stream_push(moge_detok_stream *s, int32_t id, char *out, size_t cap, size_t *n_out);
@@ -362,11 +367,13 @@ MOGE_API moge_status moge_pad_model(const char *in_dir, const char *out_dir, con
 /* ------------------------------------------------------------------------------------------ */
 
 typedef struct {
-    int32_t n_ctx;     /* KV cache slots (tokens) per sequence; default 0 = the model's max_position */
+    int32_t n_ctx;     /* KV cache slots (tokens) per sequence; default 0 = the model's max_position.
+                          The cache is allocated as it fills (256 slots first, doubling), so a
+                          large n_ctx costs memory only for the tokens a sequence holds */
     int32_t n_batch;   /* most rows one moge_forward() may take, all sequences together; default 512
                           (clamped to n_seq * n_ctx) */
     int32_t n_seq;     /* sequences the context holds, each with its own n_ctx slots (the cache takes
-                          n_seq * n_ctx * kv_bytes_per_token); default 1. With more than one, a
+                          at most n_seq * n_ctx * kv_bytes_per_token); default 1. With more than one, a
                           sequence's rows in one forward are at most MOGE_SEQ_ROWS */
     int32_t n_devices; /* MoE: workers that each own whole expert groups; default 0 = the largest
                           divisor of the group count that does not exceed the model's threads */
@@ -377,7 +384,8 @@ typedef struct {
 
 MOGE_API moge_context_params moge_context_default_params(void);
 
-/* Creates a context: allocates the KV cache and all run state once (forward never allocates).
+/* Creates a context: allocates all run state once, and the KV cache for its first slots; a
+ * forward that needs more slots grows the cache (up to n_ctx; MOGE_ERR_NOMEM when it cannot).
  * params may be NULL. The model must outlive the context. */
 MOGE_API moge_status moge_context_new(moge_model *model, const moge_context_params *params, moge_context **out,
                              char *err, size_t err_size);
@@ -426,7 +434,10 @@ typedef struct {
  * rows). On success *logits points to
  * (n, n_vocab) floats (or (1, n_vocab) with logits_last_only), owned by the context and valid until
  * the next forward. Errors: MOGE_ERR_ARG (bad token id, parent or size),
- * MOGE_ERR_CONTEXT_FULL (a sequence's n_past + its rows > n_ctx). On error the cache is unchanged. */
+ * MOGE_ERR_CONTEXT_FULL (a sequence's n_past + its rows > n_ctx), MOGE_ERR_NOMEM (the KV cache
+ * could not grow); on these the cache is unchanged. MOGE_ERR_NUMERIC: the logits hold NaN or Inf
+ * (every returned row is checked); moge_context_error names the first weight holding one (a scan
+ * made only then), or says the weights are finite. */
 MOGE_API moge_status moge_forward(moge_context *ctx, const moge_batch *batch, const float **logits);
 
 /* Keeps uncommitted rows (those of the last forward, plus earlier ones it extended):
@@ -776,13 +787,20 @@ MOGE_API void moge_decoder_get_stats(const moge_decoder *d, moge_decoder_stats *
  * thread that called moge_pull. */
 typedef void (*moge_pull_progress_fn)(const char *file, int64_t done, int64_t total, void *user);
 
+/* A file that could not be verified: the hub gave no hash of it (neither in its listing nor in
+ * the X-Linked-Etag / ETag headers of the file), so only its size was checked (size_checked), or,
+ * without a size either (no listing size, X-Linked-Size or Content-Length), nothing was: it is
+ * fetched whole on every pull. Called once per such file, after it is in place. */
+typedef void (*moge_pull_unverified_fn)(const char *file, bool size_checked, void *user);
+
 typedef struct {
     const char *endpoint;           /* hub URL; NULL = $MOGE_HF_ENDPOINT, else https://huggingface.co */
     const char *token;              /* bearer token; NULL = $HF_TOKEN; "" = none */
     const char *cache_dir;          /* NULL = $MOGE_CACHE, else $HOME/.cache/moge */
     moge_pull_progress_fn progress; /* may be NULL */
-    void *user;                     /* passed to progress */
+    void *user;                     /* passed to progress and unverified */
     int max_retries;                /* extra attempts per request after a network failure; default 3 */
+    moge_pull_unverified_fn unverified; /* may be NULL */
 } moge_pull_params;
 
 MOGE_API moge_pull_params moge_pull_default_params(void);

@@ -41,7 +41,7 @@ typedef struct {
 typedef struct {
     float *out;             /* (n, n_head * head_dim) */
     const float *q;         /* (n, n_head * head_dim), RoPE applied */
-    const float *k_cache;   /* (n_head_kv, n_ctx, head_dim) of this layer */
+    const float *k_cache;   /* (n_head_kv, n_ctx, head_dim) of this layer (n_ctx: the slots allocated per head) */
     const float *v_cache;   /* same layout as k_cache */
     int n_past;             /* committed slots 0..n_past-1, visible to every row */
     int n_prev;             /* rows of earlier uncommitted forwards, at slots n_past..n_past+n_prev-1 */

@@ -66,12 +66,7 @@ static void read_refs(const char *repo_dir, char *out, size_t cap) {
         if (e->d_name[0] == '.') continue;
         char path[CACHE_PATH_CAP + 256], commit[128] = "";
         snprintf(path, sizeof path, "%s/%s", refs, e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f) {
-            if (!fgets(commit, sizeof commit, f)) commit[0] = 0;
-            fclose(f);
-        }
-        commit[strcspn(commit, "\r\n")] = 0;
+        file_read_line(path, commit, sizeof commit);
         int w = snprintf(out + k, cap - k, "%s%s@%.12s", k ? ", " : "", e->d_name, commit);
         if (w < 0 || (size_t)w >= cap - k) break;
         k += (size_t)w;

@@ -24,6 +24,13 @@ static const char *json_type_name(const cJSON *j) {
     return "invalid";
 }
 
+/* What a key holds, for a message: its type, or for a number its value. */
+static const char *json_found(const cJSON *j, char *buf, size_t cap) {
+    if (!cJSON_IsNumber(j)) return json_type_name(j);
+    snprintf(buf, cap, "%.10g", j->valuedouble);
+    return buf;
+}
+
 /* Reads a positive integer key; when absent uses `def` unless def < 0 (then it is required). */
 static moge_status get_int(const cJSON *root, const char *path, const char *key, int def, int *out, char *err, size_t n) {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
@@ -33,17 +40,23 @@ static moge_status get_int(const cJSON *root, const char *path, const char *key,
         return MOGE_OK;
     }
     int32_t v;
+    char buf[32];
     if (!json_int32(j, 1, 1000000000, &v))
-        return set_err(err, n, MOGE_ERR_FORMAT, "%s: \"%s\" must be a positive integer (found %s)", path, key, json_type_name(j));
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: \"%s\" must be a positive integer up to 10^9 (found %s)", path, key,
+                       json_found(j, buf, sizeof buf));
     *out = v;
     return MOGE_OK;
 }
 
-static moge_status get_float(const cJSON *root, const char *path, const char *key, float def, float *out, char *err, size_t n) {
+/* Reads a number in (0, max]; when absent uses `def`. */
+static moge_status get_float(const cJSON *root, const char *path, const char *key, float def, double max, float *out, char *err,
+                             size_t n) {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!j || cJSON_IsNull(j)) { *out = def; return MOGE_OK; }
-    if (!cJSON_IsNumber(j) || !(j->valuedouble > 0))
-        return set_err(err, n, MOGE_ERR_FORMAT, "%s: \"%s\" must be a positive number (found %s)", path, key, json_type_name(j));
+    char buf[32];
+    if (!cJSON_IsNumber(j) || !(j->valuedouble > 0) || !(j->valuedouble <= max))
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: \"%s\" must be a positive number up to %g (found %s)", path, key, max,
+                       json_found(j, buf, sizeof buf));
     *out = (float)j->valuedouble;
     return MOGE_OK;
 }
@@ -208,10 +221,16 @@ static moge_status parse(model_config *c, const cJSON *root, const char *path, c
     TRY(get_int(root, path, "intermediate_size", needs_ff ? -1 : 0, &c->n_ff, err, n));
     if (!needs_ff) c->n_ff = 0;
     TRY(get_int(root, path, "num_key_value_heads", c->n_head, &c->n_head_kv, err, n));
+    const cJSON *hd = cJSON_GetObjectItemCaseSensitive(root, "head_dim");
+    if ((!hd || cJSON_IsNull(hd)) && c->n_embd % c->n_head != 0) /* the default head_dim would not cover hidden_size */
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: num_attention_heads (%d) %s hidden_size (%d) and no \"head_dim\" is given",
+                       path, c->n_head, c->n_head > c->n_embd ? "exceeds" : "does not divide", c->n_embd);
     TRY(get_int(root, path, "head_dim", c->n_embd / c->n_head, &c->head_dim, err, n));
     TRY(get_int(root, path, "max_position_embeddings", 2048, &c->max_position, err, n));
-    TRY(get_float(root, path, "rms_norm_eps", 1e-6f, &c->norm_eps, err, n));
-    TRY(get_float(root, path, "rope_theta", 10000.0f, &c->rope_theta, err, n));
+    /* an epsilon is a small guard against division by zero (1e-5, 1e-6): far above 1 the norms
+     * scale every activation to zero (1e300 becomes Inf as a float) and the model says nothing */
+    TRY(get_float(root, path, "rms_norm_eps", 1e-6f, 1.0, &c->norm_eps, err, n));
+    TRY(get_float(root, path, "rope_theta", 10000.0f, 1e30, &c->rope_theta, err, n));
     TRY(get_bool(root, path, "tie_word_embeddings", false, &c->tie_embeddings, err, n));
     bool attention_bias = false, mlp_bias = false;
     TRY(get_bool(root, path, "attention_bias", false, &attention_bias, err, n));
@@ -240,9 +259,10 @@ static moge_status parse(model_config *c, const cJSON *root, const char *path, c
     const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
     if (sw && !cJSON_IsNull(sw) && !cJSON_IsFalse(usw)) {
         int32_t w;
+        char buf[32];
         if (!json_int32(sw, 1, 1000000000, &w))
-            return set_err(err, n, MOGE_ERR_FORMAT, "%s: \"sliding_window\" must be a positive integer (found %s)", path,
-                           cJSON_IsNumber(sw) ? "a number out of range" : json_type_name(sw));
+            return set_err(err, n, MOGE_ERR_FORMAT, "%s: \"sliding_window\" must be a positive integer up to 10^9, or null (found %s)",
+                           path, json_found(sw, buf, sizeof buf));
         if (w < c->max_position) c->max_position = w; /* sliding-window attention is not implemented: never exceed the window */
     }
 

@@ -9,6 +9,10 @@
 #include "runtime/errors.h"
 #include "runtime/moe.h"
 
+/* The KV cache's first size in slots per sequence (or n_ctx when smaller): a short prompt and
+ * answer never grow it. */
+#define KV_FIRST_SLOTS 256
+
 moge_context_params moge_context_default_params(void) {
     moge_context_params p = {.n_ctx = 0, .n_batch = 512, .n_seq = 1};
     return p;
@@ -58,8 +62,9 @@ moge_status moge_context_new(moge_model *m, const moge_context_params *params, m
     if (c->n_ff_shared > max_in) max_in = c->n_ff_shared;
     if (Q > max_in) max_in = Q;
     int failed = 0;
-    ctx->k_cache = alloc_floats((int64_t)p.n_seq * c->n_layer * KV * p.n_ctx, &failed);
-    ctx->v_cache = alloc_floats((int64_t)p.n_seq * c->n_layer * KV * p.n_ctx, &failed);
+    ctx->kv_cap = p.n_ctx < KV_FIRST_SLOTS ? p.n_ctx : KV_FIRST_SLOTS; /* grown by forwards that need more */
+    ctx->k_cache = alloc_floats((int64_t)p.n_seq * c->n_layer * KV * ctx->kv_cap, &failed);
+    ctx->v_cache = alloc_floats((int64_t)p.n_seq * c->n_layer * KV * ctx->kv_cap, &failed);
     ctx->seq = calloc((size_t)p.n_seq, sizeof *ctx->seq);
     if (!ctx->seq) failed = 1;
     for (int s = 0; ctx->seq && s < p.n_seq; s++) {
@@ -88,11 +93,12 @@ moge_status moge_context_new(moge_model *m, const moge_context_params *params, m
     ctx->env.pool = pooled ? threadpool_new(m->n_threads) : NULL;
     if (pooled && !ctx->env.pool) failed = 1;
     ctx->env.ws = alloc_floats(backend_ws_floats(max_in, threadpool_size(ctx->env.pool)), &failed);
-    ctx->env.attn_ws = alloc_floats((int64_t)threadpool_size(ctx->env.pool) * backend_attn_ws_stride(p.n_ctx), &failed);
+    ctx->env.attn_ws = alloc_floats((int64_t)threadpool_size(ctx->env.pool) * backend_attn_ws_stride(ctx->kv_cap), &failed);
     ctx->samp_probs = alloc_floats(c->n_vocab, &failed);
     ctx->samp_q = alloc_floats(c->n_vocab, &failed);
     ctx->samp_idx = calloc((size_t)c->n_vocab, sizeof(int32_t));
-    ctx->samp_recent = calloc((size_t)(p.n_ctx + ctx->seq_rows), sizeof(int32_t));
+    ctx->samp_recent_cap = ctx->kv_cap + ctx->seq_rows; /* grown by verify.c when a longer history is penalized */
+    ctx->samp_recent = calloc((size_t)ctx->samp_recent_cap, sizeof(int32_t));
     ctx->samp_children = calloc((size_t)B, sizeof(int32_t));
     ctx->samp_child_tok = calloc((size_t)B, sizeof(int32_t));
     if (!ctx->samp_idx || !ctx->samp_recent || !ctx->samp_children || !ctx->samp_child_tok) failed = 1;
@@ -138,6 +144,37 @@ moge_status moge_context_new(moge_model *m, const moge_context_params *params, m
                        p.n_seq == 1 ? "" : "s", p.n_ctx);
     }
     *out = ctx;
+    return MOGE_OK;
+}
+
+moge_status context_kv_reserve(moge_context *ctx, int slots) {
+    if (slots <= ctx->kv_cap) return MOGE_OK;
+    const model_config *c = &ctx->model->cfg;
+    int64_t cap = 2 * (int64_t)ctx->kv_cap;
+    if (cap < slots) cap = slots;
+    if (cap > ctx->n_ctx) cap = ctx->n_ctx;
+    int64_t D = c->head_dim, LH = (int64_t)c->n_layer * c->n_head_kv, old = ctx->kv_cap;
+    int failed = 0;
+    float *kc = alloc_floats(ctx->n_seq * LH * cap * D, &failed), *vc = alloc_floats(ctx->n_seq * LH * cap * D, &failed);
+    float *ws = alloc_floats((int64_t)threadpool_size(ctx->env.pool) * backend_attn_ws_stride((int)cap), &failed);
+    if (failed) {
+        free(kc); free(vc); free(ws);
+        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_NOMEM, "out of memory growing the KV cache from %lld to %lld slots per sequence",
+                       (long long)old, (long long)cap);
+    }
+    for (int s = 0; s < ctx->n_seq; s++) { /* the rows in use: committed, then uncommitted */
+        int64_t rows = ctx->seq[s].n_past + ctx->seq[s].n_last;
+        if (rows > old) rows = old;
+        for (int64_t b = s * LH; b < (s + 1) * LH; b++) {
+            memcpy(kc + b * cap * D, ctx->k_cache + b * old * D, (size_t)(rows * D) * sizeof(float));
+            memcpy(vc + b * cap * D, ctx->v_cache + b * old * D, (size_t)(rows * D) * sizeof(float));
+        }
+    }
+    free(ctx->k_cache); free(ctx->v_cache); free(ctx->env.attn_ws);
+    ctx->k_cache = kc;
+    ctx->v_cache = vc;
+    ctx->env.attn_ws = ws;
+    ctx->kv_cap = (int)cap;
     return MOGE_OK;
 }
 
@@ -199,7 +236,7 @@ moge_status moge_seq_kv_commit(moge_context *ctx, int32_t seq, const int32_t *ro
         int64_t LH = (int64_t)c->n_layer * c->n_head_kv;
         /* rows[k] >= k, so copying in increasing k never overwrites a row still to be moved. */
         for (int64_t lh = seq * LH; lh < (seq + 1) * LH; lh++) {
-            float *kc = ctx->k_cache + lh * ctx->n_ctx * D, *vc = ctx->v_cache + lh * ctx->n_ctx * D;
+            float *kc = ctx->k_cache + lh * ctx->kv_cap * D, *vc = ctx->v_cache + lh * ctx->kv_cap * D;
             for (int k = 0; k < n_rows; k++) {
                 if (rows[k] == k) continue;
                 memcpy(kc + (int64_t)(sq->n_past + k) * D, kc + (int64_t)(sq->n_past + rows[k]) * D, (size_t)D * sizeof(float));

@@ -1,6 +1,8 @@
 /*
- * context.h — a model's run state: the KV cache and every buffer a forward needs, allocated once
- * in moge_context_new() from n_ctx, n_batch and n_seq.
+ * context.h — a model's run state: the KV cache and every buffer a forward needs, allocated in
+ * moge_context_new() from n_ctx, n_batch and n_seq. The KV cache alone starts small (kv_cap
+ * slots per sequence) and grows as the sequences fill it, up to n_ctx: a model that claims a
+ * context of 10^7 tokens costs memory for the tokens it holds, not for the claim.
  *
  * Sequences: the cache holds n_seq independent regions of n_ctx slots each. A forward's rows are
  * grouped in runs, one per sequence; a row sees only its own sequence's committed slots and the
@@ -27,7 +29,8 @@ struct moge_context {
     int n_ctx, n_batch, n_seq; /* n_ctx: slots per sequence */
     int seq_rows;     /* the most uncommitted rows of one sequence: min(n_batch, n_ctx) */
     kv_seq *seq;      /* (n_seq) */
-    float *k_cache;   /* (n_seq, n_layer, n_head_kv, n_ctx, head_dim) */
+    int kv_cap;       /* slots allocated per sequence, layer and KV head (<= n_ctx; context_kv_reserve grows it) */
+    float *k_cache;   /* (n_seq, n_layer, n_head_kv, kv_cap, head_dim) */
     float *v_cache;   /* same */
     /* activations, sized for n_batch rows */
     float *x;         /* (n_batch, n_embd) residual stream */
@@ -66,7 +69,8 @@ struct moge_context {
     /* scratch of tree verification (verify/verify.c) */
     float *samp_probs, *samp_q;    /* (n_vocab) */
     int32_t *samp_idx;             /* (n_vocab) */
-    int32_t *samp_recent;          /* (n_ctx + n_batch) */
+    int32_t *samp_recent;          /* (samp_recent_cap) recent tokens of the repetition penalty */
+    int32_t samp_recent_cap;
     int32_t *samp_children, *samp_child_tok; /* (n_batch) */
     /* state a module above the runtime keeps per context (verify/planner.c: the cost model's
      * calibration), freed with the context; the runtime never looks inside */
@@ -74,6 +78,11 @@ struct moge_context {
     void (*upper_free)(void *);
     char err[512];
 };
+
+/* Makes the KV cache hold at least `slots` (<= n_ctx) slots per sequence: the cache grows to twice
+ * its size at least (at most n_ctx), the committed and uncommitted rows of every sequence copied,
+ * and the attention scratch with it. MOGE_ERR_NOMEM (message in ctx->err) leaves it as it was. */
+moge_status context_kv_reserve(moge_context *ctx, int slots);
 
 /* Records the load of MoE layer l for the batch routed into ctx->experts (n rows). */
 void moe_stats_record(moge_context *ctx, int l, int n);

@@ -149,6 +149,7 @@ typedef struct {
     char *name;         /* file name at the repository root */
     int64_t size;       /* bytes; -1 = the hub did not say */
     char sha256[65];    /* lowercase hex; "" = the hub did not say */
+    char git_sha1[41];  /* the git blob id of a file stored in git itself (not LFS), lowercase hex; "" = unknown */
     bool wanted;
 } hub_file;
 
@@ -161,6 +162,7 @@ typedef struct {
     char snap[PATH_CAP];          /* CACHE/models/OWNER/NAME/COMMIT */
     int max_retries;
     moge_pull_progress_fn progress;
+    moge_pull_unverified_fn unverified;
     void *user;
     CURL *curl;
     struct curl_slist *headers;   /* Authorization, when there is a token */
@@ -204,6 +206,13 @@ typedef struct {
     int write_errno;     /* set when a write failed */
     bool bad_range;      /* a 206 whose Content-Range does not start at offset */
     bool body_started;
+    bool head;           /* a HEAD request (probe): no body */
+    /* what the hub says of the file (kept across redirects: it says it on its own 302) */
+    int64_t linked_size; /* X-Linked-Size, -1 = none */
+    char linked_etag[80]; /* X-Linked-Etag (an LFS file's SHA-256), unquoted */
+    char etag[80];       /* ETag of the last response, unquoted */
+    int64_t content_length; /* of the last response, -1 = none */
+    bool redirected;     /* a 3xx came before the last response */
     /* the last response's head (redirects reset it) */
     long status;
     int64_t range_start; /* Content-Range start, -1 = none */
@@ -225,14 +234,35 @@ static bool header_value(const char *line, size_t len, const char *name, char *o
     return true;
 }
 
+/* A byte count in a header: digits only, below 2^53; -1 otherwise. */
+static int64_t header_size(const char *v) {
+    if (!*v || strlen(v) > 15) return -1;
+    for (const char *p = v; *p; p++)
+        if (*p < '0' || *p > '9') return -1;
+    return (int64_t)strtoll(v, NULL, 10);
+}
+
+/* An entity tag without its weak prefix and quotes, lowercased. */
+static void unquote_etag(const char *v, char *out, size_t cap) {
+    if (!strncmp(v, "W/", 2)) v += 2;
+    size_t len = strlen(v);
+    if (len >= 2 && v[0] == '"' && v[len - 1] == '"') v++, len -= 2;
+    size_t k = len < cap - 1 ? len : cap - 1;
+    for (size_t i = 0; i < k; i++) out[i] = (char)tolower((unsigned char)v[i]);
+    out[k] = 0;
+}
+
 static size_t on_header(char *buf, size_t size, size_t nmemb, void *user) {
     xfer *x = user;
     size_t len = size * nmemb;
     char val[128];
     if (len > 5 && !strncmp(buf, "HTTP/", 5)) { /* a new response (after a redirect or 100) */
+        if (x->status >= 300 && x->status < 400) x->redirected = true;
         x->status = 0;
         x->range_start = -1;
         x->error_code[0] = 0;
+        x->etag[0] = 0;
+        x->content_length = -1;
         const char *sp = memchr(buf, ' ', len);
         if (sp) x->status = strtol(sp + 1, NULL, 10);
     } else if (header_value(buf, len, "x-error-code", val, sizeof val)) {
@@ -240,6 +270,14 @@ static size_t on_header(char *buf, size_t size, size_t nmemb, void *user) {
     } else if (header_value(buf, len, "content-range", val, sizeof val)) {
         long long start;
         if (sscanf(val, "bytes %lld-", &start) == 1) x->range_start = start;
+    } else if (header_value(buf, len, "x-linked-size", val, sizeof val)) {
+        x->linked_size = header_size(val);
+    } else if (header_value(buf, len, "content-length", val, sizeof val)) {
+        x->content_length = header_size(val);
+    } else if (header_value(buf, len, "x-linked-etag", val, sizeof val)) {
+        unquote_etag(val, x->linked_etag, sizeof x->linked_etag);
+    } else if (header_value(buf, len, "etag", val, sizeof val)) {
+        unquote_etag(val, x->etag, sizeof x->etag);
     }
     return len;
 }
@@ -395,10 +433,15 @@ static moge_status fetch(pull_state *ps, const char *url, xfer *x, const char *f
         x->error_code[0] = 0;
         x->errbody_len = 0;
         x->errbody[0] = 0;
+        x->linked_size = x->content_length = -1;
+        x->linked_etag[0] = x->etag[0] = 0;
+        x->redirected = false;
         ps->curl_err[0] = 0;
         if (x->fd >= 0 && ps->progress) ps->progress(file, x->offset, x->total, ps->user);
 
+        if (x->head) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
         CURLcode rc = curl_easy_perform(c);
+        if (x->head) curl_easy_setopt(c, CURLOPT_HTTPGET, 1L); /* back to GET for the next request */
 
         if (rc == CURLE_WRITE_ERROR && x->write_errno)
             return set_err(e, n, MOGE_ERR_IO, "%s: write failed: %s", x->path, strerror(x->write_errno));
@@ -438,9 +481,9 @@ static moge_status fetch(pull_state *ps, const char *url, xfer *x, const char *f
 /* The repository listing                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
-static bool is_hex64(const char *s) {
-    if (strlen(s) != 64) return false;
-    for (int i = 0; i < 64; i++)
+static bool is_hex(const char *s, size_t n) {
+    if (strlen(s) != n) return false;
+    for (size_t i = 0; i < n; i++)
         if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') || (s[i] >= 'A' && s[i] <= 'F'))) return false;
     return true;
 }
@@ -517,11 +560,14 @@ static moge_status parse_listing(pull_state *ps, const char *json, const char *u
         hub_file *f = &ps->files[ps->n_files];
         f->size = json_size(cJSON_GetObjectItemCaseSensitive(it, "size"));
         const cJSON *lfs = cJSON_GetObjectItemCaseSensitive(it, "lfs");
+        const cJSON *blob = cJSON_GetObjectItemCaseSensitive(it, "blobId");
+        if (!lfs && cJSON_IsString(blob) && is_hex(blob->valuestring, 40)) /* the git hash of the file itself */
+            for (int i = 0; i < 41; i++) f->git_sha1[i] = (char)tolower((unsigned char)blob->valuestring[i]);
         if (cJSON_IsObject(lfs)) {
             const cJSON *h = cJSON_GetObjectItemCaseSensitive(lfs, "sha256");
             int64_t sz = json_size(cJSON_GetObjectItemCaseSensitive(lfs, "size"));
             if (sz >= 0) f->size = sz;
-            if (h && !(cJSON_IsString(h) && is_hex64(h->valuestring))) {
+            if (h && !(cJSON_IsString(h) && is_hex(h->valuestring, 64))) {
                 st = set_err(e, n, MOGE_ERR_FORMAT, "%s: %s: \"lfs\".\"sha256\" is not 64 hex digits", url,
                              name->valuestring);
                 goto done;
@@ -547,14 +593,11 @@ static moge_status select_weights(pull_state *ps) {
         char path[PATH_CAP];
         if (!path_fmt(path, sizeof path, "%s/%s", ps->snap, index->name))
             return set_err(e, n, MOGE_ERR_ARG, "%s: path too long", ps->snap);
-        FILE *f = fopen(path, "rb");
-        if (!f) return set_err(e, n, MOGE_ERR_IO, "%s: %s", path, strerror(errno));
-        char *buf = malloc(API_ANSWER_MAX + 1);
-        size_t len = buf ? fread(buf, 1, API_ANSWER_MAX, f) : 0;
-        fclose(f);
-        if (!buf) return set_err(e, n, MOGE_ERR_NOMEM, "out of memory");
-        buf[len] = 0;
-        cJSON *root = cJSON_Parse(buf);
+        char *buf = NULL;
+        size_t len = 0;
+        moge_status rst = read_whole_file(path, &buf, &len, e, n);
+        if (rst != MOGE_OK) return rst;
+        cJSON *root = cJSON_ParseWithLength(buf, len);
         free(buf);
         const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
         moge_status st = MOGE_OK;
@@ -587,15 +630,21 @@ static moge_status select_weights(pull_state *ps) {
 /* One file: download, verify, rename                                                         */
 /* ------------------------------------------------------------------------------------------ */
 
-/* SHA-256 of the whole file fd as lowercase hex. */
-static moge_status file_sha256(int fd, const char *path, char hex[65], char *err, size_t n) {
+/* The SHA-256 of the whole file fd as lowercase hex, or with git (size: the file's) its git blob
+ * id: the SHA-1 of "blob SIZE\0" and the content. */
+static moge_status file_digest(int fd, const char *path, bool git, int64_t size, char *hex, char *err, size_t n) {
     enum { CHUNK = 1 << 20 };
     unsigned char *buf = malloc(CHUNK);
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     moge_status st = MOGE_OK;
-    if (!buf || !md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-        st = set_err(err, n, MOGE_ERR_NOMEM, "%s: cannot set up SHA-256", path);
+    if (!buf || !md || EVP_DigestInit_ex(md, git ? EVP_sha1() : EVP_sha256(), NULL) != 1) {
+        st = set_err(err, n, MOGE_ERR_NOMEM, "%s: cannot set up %s", path, git ? "SHA-1" : "SHA-256");
         goto done;
+    }
+    if (git) {
+        char head[40];
+        int k = snprintf(head, sizeof head, "blob %lld", (long long)size);
+        EVP_DigestUpdate(md, head, (size_t)k + 1); /* the NUL included */
     }
     for (off_t off = 0;;) {
         ssize_t k = pread(fd, buf, CHUNK, off);
@@ -605,28 +654,48 @@ static moge_status file_sha256(int fd, const char *path, char hex[65], char *err
         EVP_DigestUpdate(md, buf, (size_t)k);
         off += k;
     }
-    unsigned char d[32];
+    unsigned char d[EVP_MAX_MD_SIZE];
     unsigned int dl = 0;
     EVP_DigestFinal_ex(md, d, &dl);
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    for (unsigned i = 0; i < dl; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
 done:
     EVP_MD_CTX_free(md);
     free(buf);
     return st;
 }
 
-static moge_status download_file(pull_state *ps, const hub_file *f) {
+/* What the hub says of a file the listing left without a size or a hash: a HEAD request, whose
+ * X-Linked-Size / X-Linked-Etag (the size and SHA-256 of an LFS file, on the hub's redirect), or
+ * else Content-Length and, unredirected, ETag (a git file's blob id), complete f. A failed probe
+ * only leaves f as it was (the download reports the error). */
+static void probe_file(pull_state *ps, const char *url, hub_file *f) {
+    xfer x = {.ps = ps, .fd = -1, .total = -1, .head = true};
+    char *saved = ps->err, none[8];
+    size_t saved_size = ps->err_size;
+    ps->err = none; /* the GET that follows reports failures */
+    ps->err_size = sizeof none;
+    moge_status st = fetch(ps, url, &x, f->name);
+    ps->err = saved;
+    ps->err_size = saved_size;
+    free(x.mem);
+    if (st != MOGE_OK) return;
+    if (f->size < 0) f->size = x.linked_size >= 0 ? x.linked_size : x.content_length;
+    if (!f->sha256[0] && is_hex(x.linked_etag, 64)) memcpy(f->sha256, x.linked_etag, 65);
+    if (!f->sha256[0] && !f->git_sha1[0] && !x.linked_etag[0] && !x.redirected && is_hex(x.etag, 40)) memcpy(f->git_sha1, x.etag, 41);
+}
+
+/* Tells the caller that f could not be checked against a hash (and maybe not even a size). */
+static void report_unverified(pull_state *ps, const hub_file *f) {
+    if (!f->sha256[0] && !f->git_sha1[0] && ps->unverified) ps->unverified(f->name, f->size >= 0, ps->user);
+}
+
+static moge_status download_file(pull_state *ps, const hub_file *listed) {
     char *e = ps->err;
     size_t n = ps->err_size;
     char final[PATH_CAP], part[PATH_CAP + 8];
+    hub_file info = *listed, *f = &info;
     if (!path_fmt(final, sizeof final, "%s/%s", ps->snap, f->name) || !path_fmt(part, sizeof part, "%s.part", final))
         return set_err(e, n, MOGE_ERR_ARG, "%s: path too long", ps->snap);
-
-    struct stat sb;
-    if (stat(final, &sb) == 0 && S_ISREG(sb.st_mode) && (f->size < 0 || sb.st_size == f->size)) {
-        if (ps->progress) ps->progress(f->name, sb.st_size, sb.st_size, ps->user);
-        return MOGE_OK; /* verified when it was renamed into place */
-    }
 
     char *esc = curl_easy_escape(ps->curl, f->name, 0);
     if (!esc) return set_err(e, n, MOGE_ERR_NOMEM, "out of memory");
@@ -634,6 +703,16 @@ static moge_status download_file(pull_state *ps, const hub_file *f) {
     bool fits = path_fmt(url, sizeof url, "%s/%s/resolve/%s/%s", ps->endpoint, ps->repo_id, ps->commit, esc);
     curl_free(esc);
     if (!fits) return set_err(e, n, MOGE_ERR_ARG, "%s: URL too long", f->name);
+    if (f->size < 0 || (!f->sha256[0] && !f->git_sha1[0])) probe_file(ps, url, f);
+
+    /* a file in place with the size the hub gives was verified when it was renamed; without a
+     * size from the hub, nothing says it is whole (a truncated copy must not pass): fetched again */
+    struct stat sb;
+    if (f->size >= 0 && stat(final, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size == f->size) {
+        if (ps->progress) ps->progress(f->name, sb.st_size, sb.st_size, ps->user);
+        report_unverified(ps, f);
+        return MOGE_OK;
+    }
 
     int fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return set_err(e, n, MOGE_ERR_IO, "cannot write %s: %s", part, strerror(errno));
@@ -669,14 +748,16 @@ static moge_status download_file(pull_state *ps, const hub_file *f) {
                      "was deleted)", f->name, (long long)f->size, (long long)got, url);
         goto fail;
     }
-    if (f->sha256[0]) {
+    if (f->sha256[0] || f->git_sha1[0]) {
+        bool git = !f->sha256[0];
+        const char *want = git ? f->git_sha1 : f->sha256;
         char hex[65];
-        st = file_sha256(fd, part, hex, e, n);
+        st = file_digest(fd, part, git, (int64_t)got, hex, e, n);
         if (st != MOGE_OK) goto fail;
-        if (strcmp(hex, f->sha256) != 0) {
+        if (strcmp(hex, want) != 0) {
             unlink(part);
-            st = set_err(e, n, MOGE_ERR_FORMAT, "%s: SHA-256 mismatch: expected %s, got %s (from %s; the download "
-                         "was deleted)", f->name, f->sha256, hex, url);
+            st = set_err(e, n, MOGE_ERR_FORMAT, "%s: %s mismatch: expected %s, got %s (from %s; the download was deleted)", f->name,
+                         git ? "git blob id (SHA-1)" : "SHA-256", want, hex, url);
             goto fail;
         }
     }
@@ -690,6 +771,7 @@ static moge_status download_file(pull_state *ps, const hub_file *f) {
     }
     close(fd);
     if (ps->progress) ps->progress(f->name, (int64_t)got, (int64_t)got, ps->user);
+    report_unverified(ps, f);
     return MOGE_OK;
 fail:
     if (fstat(fd, &sb) == 0 && sb.st_size == 0) unlink(part); /* nothing worth resuming */
@@ -853,6 +935,7 @@ moge_status moge_pull(const char *repo, const moge_pull_params *p, char *dir_out
     ps->err_size = err_size;
     ps->max_retries = p->max_retries;
     ps->progress = p->progress;
+    ps->unverified = p->unverified;
     ps->user = p->user;
     moge_status st = parse_repo(repo, &ps->repo, err, err_size);
     if (st == MOGE_OK) {
@@ -888,14 +971,7 @@ moge_status moge_resolve_model(const char *name, char *dir_out, size_t dir_cap, 
     if (st != MOGE_OK) return st;
     ref_file_name(r.rev, fname, sizeof fname);
     char commit[160] = "";
-    if (path_fmt(ref, sizeof ref, "%s/models/%s/%s/refs/%s", cache, r.owner, r.name, fname)) {
-        FILE *f = fopen(ref, "r");
-        if (f) {
-            if (!fgets(commit, sizeof commit, f)) commit[0] = 0;
-            fclose(f);
-            commit[strcspn(commit, "\r\n")] = 0;
-        }
-    }
+    if (path_fmt(ref, sizeof ref, "%s/models/%s/%s/refs/%s", cache, r.owner, r.name, fname)) file_read_line(ref, commit, sizeof commit);
     if (valid_commit(commit) && path_fmt(snap, sizeof snap, "%s/models/%s/%s/%s", cache, r.owner, r.name, commit) &&
         path_fmt(config, sizeof config, "%s/config.json", snap) && stat(config, &sb) == 0)
         return copy_out(snap, dir_out, dir_cap, err, err_size);

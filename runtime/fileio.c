@@ -40,8 +40,14 @@ moge_status file_open_regular(const char *path, int *fd_out, struct stat *sb, ch
 
 moge_status read_whole_file(const char *path, char **out, size_t *len, char *err, size_t n) {
     int fd;
-    moge_status st = file_open_regular(path, &fd, NULL, err, n);
+    struct stat sb;
+    moge_status st = file_open_regular(path, &fd, &sb, err, n);
     if (st != MOGE_OK) return st;
+    if (sb.st_size > FILE_READ_MAX) {
+        close(fd);
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: %lld bytes, larger than the %d MiB a JSON file of a model may have", path,
+                       (long long)sb.st_size, (int)(FILE_READ_MAX >> 20));
+    }
     FILE *f = fdopen(fd, "rb");
     if (!f) {
         int e = errno;
@@ -51,8 +57,14 @@ moge_status read_whole_file(const char *path, char **out, size_t *len, char *err
     char *buf = NULL;
     size_t cap = 0, used = 0;
     for (;;) {
+        if (used > FILE_READ_MAX) { /* it grew while being read */
+            free(buf);
+            fclose(f);
+            return set_err(err, n, MOGE_ERR_FORMAT, "%s: larger than the %d MiB a JSON file of a model may have", path,
+                           (int)(FILE_READ_MAX >> 20));
+        }
         if (used + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 65536;
+            cap = cap ? cap * 2 : (size_t)sb.st_size + 4096 + 1; /* one read for a file that keeps its size */
             char *nb = realloc(buf, cap);
             if (!nb) { free(buf); fclose(f); return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path); }
             buf = nb;
@@ -68,6 +80,16 @@ moge_status read_whole_file(const char *path, char **out, size_t *len, char *err
     *out = buf;
     *len = used;
     return MOGE_OK;
+}
+
+void file_read_line(const char *path, char *out, size_t cap) {
+    int fd;
+    out[0] = 0;
+    if (cap == 0 || file_open_regular(path, &fd, NULL, NULL, 0) != MOGE_OK) return;
+    ssize_t k = read(fd, out, cap - 1);
+    close(fd);
+    out[k > 0 ? k : 0] = 0;
+    out[strcspn(out, "\r\n")] = 0;
 }
 
 moge_status file_make_dirs(const char *path, char *err, size_t n) {

@@ -10,6 +10,7 @@
 
 #include "runtime/context.h"
 #include "runtime/errors.h"
+#include "runtime/finite.h"
 #include "runtime/moe.h"
 
 /* Validates the batch (nothing changes on error), then splits it into runs of one sequence
@@ -60,6 +61,14 @@ static moge_status prepare_batch(moge_context *ctx, const moge_batch *b) {
                 return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_forward: pos[%d] = %d is negative", i, b->pos[i]);
         }
     }
+    int slots = 0; /* the cache's slots per sequence this batch reaches */
+    for (int r = 0; r < ctx->n_runs; r++) {
+        const struct run_info *ru = &ctx->runs[r];
+        int need = ctx->seq[ru->seq].n_past + ru->n_prev + ru->n;
+        slots = need > slots ? need : slots;
+    }
+    moge_status st = context_kv_reserve(ctx, slots);
+    if (st != MOGE_OK) return st;
     for (int r = 0; r < ctx->n_runs; r++) {
         const struct run_info *ru = &ctx->runs[r];
         kv_seq *sq = &ctx->seq[ru->seq];
@@ -151,17 +160,17 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
         for (int r = 0; r < ctx->n_runs; r++) {
             const struct run_info *ru = &ctx->runs[r];
             const kv_seq *sq = &ctx->seq[ru->seq];
-            int64_t layer = ((int64_t)ru->seq * c->n_layer + l) * HKV * ctx->n_ctx * D;
+            int64_t layer = ((int64_t)ru->seq * c->n_layer + l) * HKV * ctx->kv_cap * D;
             float *kc = ctx->k_cache + layer, *vc = ctx->v_cache + layer;
             for (int j = 0; j < ru->n; j++)
                 for (int h = 0; h < HKV; h++) {
-                    int64_t slot = (int64_t)h * ctx->n_ctx + sq->n_past + ru->n_prev + j, i = ru->first + j;
+                    int64_t slot = (int64_t)h * ctx->kv_cap + sq->n_past + ru->n_prev + j, i = ru->first + j;
                     memcpy(kc + slot * D, ctx->k + i * KV + (int64_t)h * D, (size_t)D * sizeof(float));
                     memcpy(vc + slot * D, ctx->v + i * KV + (int64_t)h * D, (size_t)D * sizeof(float));
                 }
             ctx->attn[r] = (attn_args){
                 .out = ctx->att + (int64_t)ru->first * H * D, .q = ctx->q + (int64_t)ru->first * H * D, .k_cache = kc, .v_cache = vc,
-                .n_past = sq->n_past, .n_prev = ru->n_prev, .n = ru->n, .n_ctx = ctx->n_ctx, .n_head = H, .n_head_kv = HKV, .head_dim = D,
+                .n_past = sq->n_past, .n_prev = ru->n_prev, .n = ru->n, .n_ctx = ctx->kv_cap, .n_head = H, .n_head_kv = HKV, .head_dim = D,
                 .visible = b->parent || ru->n_prev ? sq->visible + (int64_t)ru->n_prev * ctx->seq_rows : NULL, .ld = ctx->seq_rows,
             };
         }
@@ -188,6 +197,11 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
     }
     ops->rmsnorm(ctx->xb, ctx->x, m->out_norm, n_out, E, c->norm_eps);
     ops->matmul(env, ctx->logits, ctx->xb, n_out, &m->lm_head, NULL);
+    if (!logits_finite(ctx->logits, (int64_t)n_out * c->n_vocab)) { /* broken weights: name them, do not sample from NaN */
+        char why[256];
+        model_find_nonfinite(m, why, sizeof why);
+        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_NUMERIC, "the forward's logits hold NaN or Inf: %s", why);
+    }
     for (int r = 0; r < ctx->n_runs; r++) ctx->seq[ctx->runs[r].seq].n_last = ctx->runs[r].n_prev + ctx->runs[r].n;
     ctx->err[0] = 0;
     *logits = ctx->logits;

@@ -144,6 +144,14 @@ static moge_status bind_all(binder *b) {
     /* A pre-quantized file stores the quantized copy of a tied embedding as lm_head.weight. */
     if (c->tie_embeddings && !m->prequantized) m->lm_head = m->tok_embd;
     else TRY(bind_matrix(b, "lm_head.weight", c->n_vocab, E, &m->lm_head));
+    if (c->n_layer > m->st.n_entries) { /* each layer holds tensors: name the first missing one rather than allocate for the claim */
+        int l = 0;
+        while (snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l), l < c->n_layer && st_find(&m->st, name)) l++;
+        float *v = NULL;
+        st = bind_vector(b, name, E, &v); /* fails, naming it */
+        free(v);
+        if (st != MOGE_OK) return st;
+    }
     m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
     if (!m->layers) return set_err(b->err, b->n, MOGE_ERR_NOMEM, "out of memory");
     for (int l = 0; l < c->n_layer; l++) {

@@ -15,6 +15,8 @@ const char *moge_status_str(moge_status st) {
     case MOGE_ERR_ARG: return "invalid argument";
     case MOGE_ERR_CONTEXT_FULL: return "context full";
     case MOGE_ERR_BUFFER: return "buffer too small";
+    case MOGE_ERR_TOO_COMPLEX: return "pattern too complex for input";
+    case MOGE_ERR_NUMERIC: return "non-finite values (NaN or Inf) in the logits";
     }
     return "unknown status";
 }

@@ -9,8 +9,10 @@
  *         {"id", "sha", "siblings": [{"rfilename", and with blobs: "size", "lfs": {"sha256", "size"}}]}
  *         404 + X-Error-Code RepoNotFound / RevisionNotFound; 401 for test/private without the token
  *   GET /OWNER/NAME/resolve/REV/FILE
- *         small files directly, *.safetensors / *.bin through a 302 to /_cdn/OWNER/NAME/COMMIT/FILE
- *         (as the hub sends LFS files to its CDN); "Range: bytes=N-" gives 206 (416 past the end)
+ *         small files directly (ETag: their git blob id), *.safetensors / *.bin through a 302 to
+ *         /_cdn/OWNER/NAME/COMMIT/FILE (as the hub sends LFS files to its CDN) carrying
+ *         X-Linked-Size and X-Linked-Etag (the SHA-256); "Range: bytes=N-" gives 206 (416 past the end)
+ *   HEAD of any of these: the same status and headers, no body
  *   GET /_log   the requests seen so far: [{"method", "path", "range", "auth"}], oldest first
  *
  * Repositories (all but test/sharded and test/noweights serve models/stories260K's files):
@@ -25,6 +27,12 @@
  *   test/broken      model.safetensors always answers 500
  *   test/sharded     model.safetensors.index.json naming two shards, and a consolidated.safetensors it does not name
  *   test/noweights   config.json only
+ *   test/nosizes     a listing without sizes, hashes or blob ids (blobs=true or not), the first
+ *                    transfer of model.safetensors cut off halfway: size and hash come from the headers
+ *   test/nosizes-badsum  the same, X-Linked-Etag of model.safetensors wrong
+ *   test/badgit      advertises a wrong git blob id for config.json
+ *   test/bare        no sizes or hashes anywhere: no listing info, no X-Linked-* or ETag, no
+ *                    Content-Length (bodies end when the connection closes)
  * Anything else is 404 RepoNotFound.
  */
 #ifndef MOGE_HUB_SERVER_H
@@ -45,7 +53,7 @@
 
 #define HUB_TOKEN "test-token-123"
 #define HUB_MAX_FILES 16
-#define HUB_MAX_REPOS 12
+#define HUB_MAX_REPOS 16
 
 typedef struct { char name[64]; unsigned char *data; size_t len; } hub_file;
 typedef struct {
@@ -54,7 +62,12 @@ typedef struct {
     int n_files;
     char main_sha[41], v1_sha[41]; /* v1: test/tiny only */
     bool cut_once, cut_done, ignore_range, wrong_sha, wrong_size, bad_range, token, fail_500;
+    bool no_listing_info, no_linked, no_length; /* test/nosizes, test/bare */
+    bool wrong_git;                             /* test/badgit */
 } hub_repo;
+
+static bool hub_head_only;   /* the request being answered is a HEAD: headers only */
+static bool hub_omit_length; /* answer without Content-Length (test/bare) */
 
 static hub_repo hub_repos[HUB_MAX_REPOS];
 static int hub_n_repos;
@@ -160,6 +173,29 @@ static void hub_make_repos(const char *model_dir) {
     hub_add_filled(r, "consolidated.safetensors", 2, 5000);
     r = hub_new_repo("test/noweights");
     hub_add_file(r, "config.json", tiny->files[0].data, tiny->files[0].len);
+    r = hub_new_repo("test/badgit");
+    hub_add_model(r, model_dir);
+    r->wrong_git = true;
+    static const char *bare[] = {"test/nosizes", "test/nosizes-badsum", "test/bare"};
+    for (size_t i = 0; i < sizeof bare / sizeof bare[0]; i++) {
+        r = hub_new_repo(bare[i]);
+        hub_add_model(r, model_dir);
+        r->no_listing_info = true;
+        r->cut_once = i == 0;
+        r->wrong_sha = i == 1;
+        r->no_linked = r->no_length = i == 2;
+    }
+}
+
+/* The git blob id of a file: SHA-1 of "blob LEN\0" and the content. */
+static void hub_git_id(const hub_file *f, char *out) {
+    char head[32];
+    int k = snprintf(head, sizeof head, "blob %zu", f->len);
+    unsigned char *b = malloc((size_t)k + 1 + f->len);
+    memcpy(b, head, (size_t)k + 1);
+    memcpy(b + k + 1, f->data, f->len);
+    hub_digest("sha1", b, (size_t)k + 1 + f->len, out);
+    free(b);
 }
 
 static bool hub_is_lfs(const char *name) {
@@ -181,11 +217,11 @@ static void hub_write_all(int fd, const void *p, size_t n) {
 static void hub_send(int fd, int code, const char *ctype, const char *extra, const void *body, size_t len) {
     const char *reason = code == 200 ? "OK" : code == 206 ? "Partial Content" : code == 302 ? "Found" : code == 400 ? "Bad Request"
                        : code == 401 ? "Unauthorized" : code == 404 ? "Not Found" : code == 416 ? "Range Not Satisfiable" : "Internal Server Error";
-    char head[1024];
-    int k = snprintf(head, sizeof head, "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n", code, reason, ctype, len,
-                     extra ? extra : "");
+    char head[1024], length[64] = "";
+    if (!hub_omit_length) snprintf(length, sizeof length, "Content-Length: %zu\r\n", len);
+    int k = snprintf(head, sizeof head, "HTTP/1.0 %d %s\r\nContent-Type: %s\r\n%s%s\r\n", code, reason, ctype, length, extra ? extra : "");
     hub_write_all(fd, head, (size_t)k);
-    if (len) hub_write_all(fd, body, len);
+    if (len && !hub_head_only) hub_write_all(fd, body, len);
 }
 
 static void hub_error(int fd, int code, const char *message, const char *error_code) {
@@ -245,7 +281,12 @@ static void hub_api(int fd, char **parts, int n, bool blobs, const char *auth) {
         const hub_file *f = &r->files[i];
         cJSON *s = cJSON_CreateObject();
         cJSON_AddStringToObject(s, "rfilename", f->name);
-        if (blobs) {
+        if (blobs && !r->no_listing_info) {
+            char git[41];
+            if (hub_is_lfs(f->name)) hub_digest("sha1", f->name, strlen(f->name), git); /* the pointer file's id */
+            else if (r->wrong_git && strcmp(f->name, "config.json") == 0) hub_digest("sha1", "not the file", 12, git);
+            else hub_git_id(f, git);
+            cJSON_AddStringToObject(s, "blobId", git);
             cJSON_AddNumberToObject(s, "size", (double)f->len - (r->wrong_size && strcmp(f->name, "config.json") == 0 ? 10 : 0));
             if (hub_is_lfs(f->name)) {
                 char digest[65];
@@ -266,7 +307,9 @@ static void hub_api(int fd, char **parts, int n, bool blobs, const char *auth) {
     free(body);
 }
 
-static void hub_blob(int fd, const char *repo_id, const char *name, const char *range) {
+/* A file's bytes; direct: answered at /resolve (a file kept in git: ETag is its blob id), else
+ * from the CDN. */
+static void hub_blob(int fd, const char *repo_id, const char *name, const char *range, bool direct) {
     hub_repo *r = NULL;
     for (int i = 0; i < hub_n_repos; i++)
         if (strcmp(hub_repos[i].id, repo_id) == 0) r = &hub_repos[i];
@@ -276,7 +319,7 @@ static void hub_blob(int fd, const char *repo_id, const char *name, const char *
     if (!f) { hub_error(fd, 404, "Entry not found", "EntryNotFound"); return; }
     bool weights = strcmp(name, "model.safetensors") == 0, cut = false;
     if (weights && r->fail_500) { hub_error(fd, 500, "Internal Error", NULL); return; }
-    if (weights && r->cut_once) {
+    if (weights && r->cut_once && !hub_head_only) {
         cut = !r->cut_done;
         r->cut_done = true;
     }
@@ -302,8 +345,10 @@ static void hub_blob(int fd, const char *repo_id, const char *name, const char *
         hub_send(fd, 206, "application/octet-stream", extra, f->data, f->len);
         return;
     }
-    hub_digest("sha256", f->data, f->len, digest);
-    int k = snprintf(extra, sizeof extra, "Accept-Ranges: bytes\r\nETag: \"%s\"\r\n", digest);
+    if (direct) hub_git_id(f, digest);
+    else hub_digest("sha256", f->data, f->len, digest);
+    int k = snprintf(extra, sizeof extra, "Accept-Ranges: bytes\r\n");
+    if (!r->no_linked) k += snprintf(extra + k, sizeof extra - (size_t)k, "ETag: \"%s\"\r\n", digest);
     if (start) snprintf(extra + k, sizeof extra - (size_t)k, "Content-Range: bytes %zu-%zu/%zu\r\n", start, f->len - 1, f->len);
     size_t len = f->len - start;
     if (cut) { /* the headers announce the whole body; half of it comes, then the connection drops */
@@ -364,6 +409,10 @@ static void hub_handle(int fd) {
     req[len] = 0;
     char method[16] = "", target[2048] = "", range_buf[256], auth_buf[256];
     if (sscanf(req, "%15s %2047s", method, target) != 2) return;
+    hub_head_only = strcmp(method, "HEAD") == 0;
+    hub_omit_length = false;
+    for (int i = 0; i < hub_n_repos; i++) /* test/bare answers everything without Content-Length */
+        if (hub_repos[i].no_length && strstr(target, hub_repos[i].id)) hub_omit_length = true;
     const char *range = hub_header(req, "Range", range_buf, sizeof range_buf);
     const char *auth = hub_header(req, "Authorization", auth_buf, sizeof auth_buf);
     char *query = strchr(target, '?');
@@ -404,17 +453,25 @@ static void hub_handle(int fd) {
         for (int i = 0; i < r->n_files; i++) found |= strcmp(r->files[i].name, name) == 0;
         if (!found) { hub_error(fd, 404, "Entry not found", "EntryNotFound"); return; }
         if (hub_is_lfs(name)) {
-            char extra[1400];
-            snprintf(extra, sizeof extra, "Location: /_cdn/%s/%s/%s\r\n", id, sha, name);
+            char extra[1400], digest[65];
+            int k = snprintf(extra, sizeof extra, "Location: /_cdn/%s/%s/%s\r\n", id, sha, name);
+            const hub_file *f = NULL;
+            for (int i = 0; i < r->n_files; i++)
+                if (strcmp(r->files[i].name, name) == 0) f = &r->files[i];
+            if (!r->no_linked) { /* what the hub says of an LFS file on its redirect */
+                if (r->wrong_sha && strcmp(name, "model.safetensors") == 0) hub_digest("sha256", "not the file", 12, digest);
+                else hub_digest("sha256", f->data, f->len, digest);
+                snprintf(extra + k, sizeof extra - (size_t)k, "X-Linked-Size: %zu\r\nX-Linked-Etag: \"%s\"\r\n", f->len, digest);
+            }
             hub_send(fd, 302, "application/json", extra, NULL, 0);
         } else {
-            hub_blob(fd, id, name, range);
+            hub_blob(fd, id, name, range, true);
         }
     } else if (n >= 5 && strcmp(parts[0], "_cdn") == 0) {
         char id[128];
         snprintf(id, sizeof id, "%s/%s", parts[1], parts[2]);
         for (int i = 4; i < n; i++) snprintf(name + strlen(name), sizeof name - strlen(name), "%s%s", i > 4 ? "/" : "", parts[i]);
-        hub_blob(fd, id, name, range);
+        hub_blob(fd, id, name, range, false);
     } else {
         hub_error(fd, 404, "no such endpoint", NULL);
     }

@@ -6,7 +6,10 @@
  * Paths checked: success (files identical to models/stories260K, skipped files absent, cache
  * reuse, resolution offline), resume after a cut-off transfer (next pull and within one pull,
  * also against a server that ignores Range), SHA-256 mismatch, 401, 404, 500, a repository
- * without weights, disk errors, a locked partial file, bad arguments.
+ * without weights, disk errors, a locked partial file, bad arguments; a hub that lists no sizes or
+ * hashes (they come from the HEAD headers X-Linked-Size / X-Linked-Etag / ETag; a truncated file in
+ * the cache is fetched again), wrong hashes there and in "blobId", and one that says nothing at all
+ * (every file reported unverified, by the library and on moge pull's stderr).
  */
 #include <cJSON.h>
 #include <curl/curl.h>
@@ -104,18 +107,20 @@ static cJSON *server_log(void) {
     return j;
 }
 
-/* Requests whose path ends with `suffix` (and, when range_prefix is set, whose Range starts with
- * it; "" = requests without a Range). When range_value is not NULL, the last match's Range is
- * copied there. */
-static int count_requests(const char *suffix, const char *range_prefix, char *range_value, size_t cap) {
+/* Requests of `method` (NULL: any) whose path ends with `suffix` (and, when range_prefix is set,
+ * whose Range starts with it; "" = requests without a Range). When range_value is not NULL, the
+ * last match's Range is copied there. */
+static int count_requests_of(const char *method, const char *suffix, const char *range_prefix, char *range_value, size_t cap) {
     cJSON *log = server_log();
     int count = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, log) {
         const char *path = cJSON_GetStringValue(cJSON_GetObjectItem(it, "path"));
         const char *range = cJSON_GetStringValue(cJSON_GetObjectItem(it, "range"));
+        const char *m = cJSON_GetStringValue(cJSON_GetObjectItem(it, "method"));
         size_t a = path ? strlen(path) : 0, b = strlen(suffix);
         if (a < b || strcmp(path + a - b, suffix) != 0) continue;
+        if (method && (!m || strcmp(m, method) != 0)) continue;
         if (range_prefix && !*range_prefix && range) continue;
         if (range_prefix && *range_prefix && (!range || strncmp(range, range_prefix, strlen(range_prefix)) != 0)) continue;
         count++;
@@ -124,6 +129,12 @@ static int count_requests(const char *suffix, const char *range_prefix, char *ra
     cJSON_Delete(log);
     return count;
 }
+
+static int count_requests(const char *suffix, const char *range_prefix, char *range_value, size_t cap) {
+    return count_requests_of(NULL, suffix, range_prefix, range_value, cap);
+}
+
+static int count_method(const char *method, const char *suffix) { return count_requests_of(method, suffix, NULL, NULL, 0); }
 
 /* Requests for paths containing `repo`, with the test token and without it. */
 static void count_auth(const char *repo, int *with, int *without) {
@@ -645,6 +656,105 @@ static void test_disk_error(void) {
     rm_rf(cache);
 }
 
+/* Files reported unverified by moge_pull, and whether their size was checked. */
+typedef struct {
+    int n, n_sized;
+    char names[512];
+} unverified_log;
+
+static void on_unverified(const char *file, bool size_checked, void *user) {
+    unverified_log *u = user;
+    u->n++;
+    u->n_sized += size_checked;
+    snprintf(u->names + strlen(u->names), sizeof u->names - strlen(u->names), "%s ", file);
+}
+
+static moge_status pull_logged(const char *repo, const char *cache, int retries, char *dir, char *err, size_t err_size,
+                               unverified_log *u) {
+    moge_pull_params p = params(cache, retries);
+    p.unverified = on_unverified;
+    p.user = u;
+    return moge_pull(repo, &p, dir, DIR_CAP, err, err_size);
+}
+
+/* Halves dir/name in place (a truncated copy in the cache). */
+static bool truncate_half(const char *dir, const char *name) {
+    char path[DIR_CAP + 64];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    struct stat sb;
+    return stat(path, &sb) == 0 && truncate(path, sb.st_size / 2) == 0;
+}
+
+/* Issue 18, defect 10: a listing without sizes or hashes (test/nosizes): the HEAD headers give
+ * them (X-Linked-Size / X-Linked-Etag for the LFS weights, Content-Length and the git blob id as
+ * ETag for the rest), so a cut-off transfer resumes, every file is verified, and a truncated file
+ * left in the cache is fetched again instead of being taken as complete. */
+static void test_sizes_from_headers(void) {
+    char cache[64], dir[DIR_CAP], err[512] = "";
+    if (!new_cache(cache)) return;
+    unverified_log u = {0};
+    moge_status st = pull_logged("test/nosizes", cache, 2, dir, err, sizeof err, &u);
+    CHECKF(st == MOGE_OK, "%s", err);
+    CHECK(same_as_model(dir, "model.safetensors") && same_as_model(dir, "config.json") && same_as_model(dir, "tokenizer.json"));
+    CHECKF(u.n == 0, "unverified: %s", u.names);
+    char commit[41], cdn[128];
+    commit_of("test/nosizes", commit);
+    snprintf(cdn, sizeof cdn, "/_cdn/test/nosizes/%s/model.safetensors", commit);
+    CHECK(count_method("HEAD", "/resolve/main/config.json") + count_method("HEAD", "/config.json") >= 1);
+    CHECK(count_method("HEAD", "/model.safetensors") >= 1);
+    CHECKF(count_requests(cdn, "bytes=", NULL, 0) == 1, "the cut-off transfer did not resume with a Range request");
+    CHECK(n_part_files(cache) == 0);
+    /* a truncated file in the snapshot: the next pull fetches it again */
+    CHECK(truncate_half(dir, "model.safetensors"));
+    int before = count_method("GET", cdn);
+    st = pull_logged("test/nosizes", cache, 0, dir, err, sizeof err, &u);
+    CHECKF(st == MOGE_OK, "%s", err);
+    CHECK(same_as_model(dir, "model.safetensors"));
+    CHECK(count_method("GET", cdn) == before + 1);
+    /* a wrong X-Linked-Etag is a SHA-256 mismatch, the download deleted */
+    st = pull_logged("test/nosizes-badsum", cache, 0, dir, err, sizeof err, &u);
+    CHECKF(st == MOGE_ERR_FORMAT, "%s: %s", moge_status_str(st), err);
+    CHECK_ERR_HAS(err, "model.safetensors: SHA-256 mismatch");
+    CHECK(n_part_files(cache) == 0);
+    /* a file kept in git is checked against its blob id ("blobId" of the listing) */
+    st = pull_logged("test/badgit", cache, 0, dir, err, sizeof err, &u);
+    CHECKF(st == MOGE_ERR_FORMAT, "%s: %s", moge_status_str(st), err);
+    CHECK_ERR_HAS(err, "config.json: git blob id (SHA-1) mismatch");
+    rm_rf(cache);
+}
+
+/* test/bare says nothing of its files (no listing info, no X-Linked-* or ETag, no Content-Length):
+ * the pull works, reports every file as unverified (not even a size checked), and never keeps a
+ * file of the cache on trust: a truncated one is fetched whole again. */
+static void test_unverified_reported(void) {
+    char cache[64], dir[DIR_CAP], err[512] = "";
+    if (!new_cache(cache)) return;
+    unverified_log u = {0};
+    moge_status st = pull_logged("test/bare", cache, 0, dir, err, sizeof err, &u);
+    CHECKF(st == MOGE_OK, "%s", err);
+    CHECK(same_as_model(dir, "model.safetensors") && same_as_model(dir, "config.json"));
+    CHECKF(u.n == 4 && u.n_sized == 0 && strstr(u.names, "model.safetensors") && strstr(u.names, "config.json"), "%d unverified (%d sized): %s",
+           u.n, u.n_sized, u.names);
+    CHECK(truncate_half(dir, "model.safetensors"));
+    memset(&u, 0, sizeof u);
+    st = pull_logged("test/bare", cache, 0, dir, err, sizeof err, &u);
+    CHECKF(st == MOGE_OK, "%s", err);
+    CHECK(same_as_model(dir, "model.safetensors"));
+    CHECK(u.n == 4);
+    /* the command says so on stderr */
+    char cmd[1024];
+    const char *bin = getenv("MOGE_BIN") ? getenv("MOGE_BIN") : "build/moge";
+    snprintf(cmd, sizeof cmd, "MOGE_HF_ENDPOINT=%s MOGE_CACHE=%s %s pull test/bare >/dev/null 2>%s/stderr.txt", server(), cache, bin, cache);
+    CHECK(system(cmd) == 0);
+    char path[128];
+    snprintf(path, sizeof path, "%s/stderr.txt", cache);
+    size_t len = 0;
+    char *text = slurp(path, &len);
+    CHECKF(text && strstr(text, "model.safetensors") && strstr(text, "not verified"), "stderr: %s", text ? text : "(none)");
+    free(text);
+    rm_rf(cache);
+}
+
 int main(void) {
     /* nothing from the caller's environment may redirect these tests */
     static const char *vars[] = {"HF_TOKEN", "MOGE_HF_ENDPOINT", "MOGE_CACHE", "http_proxy", "HTTP_PROXY",
@@ -656,5 +766,5 @@ int main(void) {
     RUN_TESTS(T(test_bad_arguments), T(test_pull_success), T(test_resolve_offline), T(test_resume_next_pull),
               T(test_resume_within_pull), T(test_checksum_mismatch),
               T(test_size_and_range_mismatch), T(test_unauthorized), T(test_not_found),
-              T(test_server_error), T(test_sharded), T(test_disk_error));
+              T(test_server_error), T(test_sharded), T(test_disk_error), T(test_sizes_from_headers), T(test_unverified_reported));
 }

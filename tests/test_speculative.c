@@ -165,8 +165,8 @@ static void test_rollback_and_stats(void) {
     int64_t diffs = 0;
     for (int64_t lh = 0; lh < (int64_t)c->n_layer * c->n_head_kv; lh++) {
         size_t bytes = (size_t)n * c->head_dim * sizeof(float);
-        diffs += memcmp(ctx->k_cache + lh * ctx->n_ctx * c->head_dim, fresh->k_cache + lh * fresh->n_ctx * c->head_dim, bytes) != 0;
-        diffs += memcmp(ctx->v_cache + lh * ctx->n_ctx * c->head_dim, fresh->v_cache + lh * fresh->n_ctx * c->head_dim, bytes) != 0;
+        diffs += memcmp(ctx->k_cache + lh * ctx->kv_cap * c->head_dim, fresh->k_cache + lh * fresh->kv_cap * c->head_dim, bytes) != 0;
+        diffs += memcmp(ctx->v_cache + lh * ctx->kv_cap * c->head_dim, fresh->v_cache + lh * fresh->kv_cap * c->head_dim, bytes) != 0;
     }
     CHECKF(diffs == 0, "%lld layer/head blocks of the KV cache differ from a fresh prefill", (long long)diffs);
     /* τ and per-depth acceptance */

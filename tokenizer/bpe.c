@@ -203,6 +203,12 @@ static moge_status parse_vocab(const cJSON *vocab, const char *file, tk_bpe *bpe
     for (size_t i = 0; i < n; i++)
         if (ents[i].id > max_id) max_id = ents[i].id;
     moge_status st = MOGE_OK;
+    if (max_id >= tk_id_limit(n)) {
+        st = tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: model.vocab: id %lld is far beyond its %zu entries (ids below %lld "
+                     "are accepted: tables are indexed by id)", file, (long long)max_id, n, (long long)tk_id_limit(n));
+        if (!pre) free(ents);
+        return st;
+    }
     bpe->n_vocab = (int32_t)(max_id + 1);
     bpe->vocab = calloc((size_t)bpe->n_vocab + 1, sizeof *bpe->vocab);
     if (!bpe->vocab || tk_strmap_init(&bpe->map, bpe->vocab, n)) {

@@ -338,10 +338,11 @@ int tk_normalize(const tk_normalizer *nz, const char *in, size_t n, tk_buf *out)
         }
         for (size_t i = 0; i < nz->n_items; i++) {
             /* The first step reads the input itself. */
-            if (i == 0 ? tk_normalize(nz->items[0], in, n, &b) : tk_normalize(nz->items[i], a.p, a.len, &b)) {
+            int rc = i == 0 ? tk_normalize(nz->items[0], in, n, &b) : tk_normalize(nz->items[i], a.p, a.len, &b);
+            if (rc) { /* -1 out of memory, -2 a regex too complex for the input */
                 tk_buf_free(&a);
                 tk_buf_free(&b);
-                return -1;
+                return rc;
             }
             tk_buf t = a;
             a = b;

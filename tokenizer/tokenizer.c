@@ -440,8 +440,15 @@ static moge_status build(moge_tokenizer *t, const cJSON *root, const char *file,
 
     /* The id -> string table: the model's vocabulary, overridden by added tokens. */
     int32_t n = t->bpe.n_vocab;
-    for (size_t i = 0; i < t->n_added; i++)
+    size_t entries = t->n_added;
+    for (int32_t i = 0; i < t->bpe.n_vocab; i++) entries += t->bpe.vocab[i].s != NULL;
+    for (size_t i = 0; i < t->n_added; i++) {
+        if (t->added[i].id >= tk_id_limit(entries))
+            return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: added_tokens[%zu].id: %d is far beyond the tokenizer's %zu "
+                           "entries (ids below %lld are accepted: tables are indexed by id)", file, i, (int)t->added[i].id, entries,
+                           (long long)tk_id_limit(entries));
         if (t->added[i].id >= n) n = t->added[i].id + 1;
+    }
     t->n_vocab = n;
     t->piece = calloc((size_t)n + 1, sizeof *t->piece);
     t->special = calloc((size_t)n + 1, 1);
@@ -455,9 +462,12 @@ static moge_status build(moge_tokenizer *t, const cJSON *root, const char *file,
         t->special[a->id] = a->special;
         if (a->normalized) {
             nb.len = 0;
-            if (t->normalizer ? tk_normalize(t->normalizer, a->content, a->len, &nb) : tk_buf_put(&nb, a->content, a->len)) {
+            int rc = t->normalizer ? tk_normalize(t->normalizer, a->content, a->len, &nb) : tk_buf_put(&nb, a->content, a->len);
+            if (rc) {
                 tk_buf_free(&nb);
-                return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+                return rc == -2 ? tk_fail(err, err_size, MOGE_ERR_TOO_COMPLEX, "%s: normalizer: pattern too complex for input "
+                                          "(added_tokens[%zu] \"%.60s\")", file, i, a->content)
+                                : tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
             }
             a->norm = tk_arena_strdup(&t->arena, nb.p ? nb.p : "", nb.len);
             a->norm_len = nb.len;
@@ -689,7 +699,7 @@ static int encode_segment(const moge_tokenizer *t, enc_ctx *c, const char *s, si
     const char *ns = s;
     size_t nn = n;
     if (t->normalizer && !(t->norm_ascii_identity && tk_ascii_prefix(s, n) == n)) {
-        if (tk_normalize(t->normalizer, s, n, &c->norm)) return -1;
+        if ((rc = tk_normalize(t->normalizer, s, n, &c->norm))) return rc;
         ns = c->norm.p ? c->norm.p : "";
         nn = c->norm.len;
     }
@@ -740,7 +750,7 @@ moge_status moge_tokenize(const moge_tokenizer *t, const char *text, size_t len,
         for (size_t i = 0; i < t->n_post_post && !rc; i++) rc = tk_ids_push(&acc, t->post_post[i]);
     moge_status st = MOGE_OK;
     if (rc == -1) st = MOGE_ERR_NOMEM;
-    else if (rc) st = MOGE_ERR_UNSUPPORTED; /* the pre-tokenizer regex hit a PCRE2 resource limit */
+    else if (rc) st = MOGE_ERR_TOO_COMPLEX; /* a normalizer or pre-tokenizer regex hit a PCRE2 resource limit */
     else {
         *n_ids = acc.n;
         if (acc.n > max_ids) st = MOGE_ERR_BUFFER;

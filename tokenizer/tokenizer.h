@@ -146,6 +146,11 @@ void tk_arena_free(tk_arena *a);
 /* Moves every string of src into dst (src is left empty). */
 void tk_arena_adopt(tk_arena *dst, tk_arena *src);
 
+/* The most ids a tokenizer of `entries` tokens (vocabulary and added tokens) may span: its tables
+ * are indexed by id, so one id far beyond the entries (a 77-byte file naming id 100000000) would
+ * make them huge. Real vocabularies are dense; their holes stay far below this. */
+static inline int64_t tk_id_limit(size_t entries) { return 2 * (int64_t)entries + 65536; }
+
 /* Writes a formatted message to err (when err && err_size) and returns st. */
 moge_status tk_fail(char *err, size_t err_size, moge_status st, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -199,7 +204,8 @@ typedef struct tk_normalizer tk_normalizer;
 moge_status tk_normalizer_parse(const void *json, const char *where, tk_normalizer **out, char *err,
                                 size_t err_size);
 void tk_normalizer_free(tk_normalizer *n);
-/* Normalizes in[0..n) (valid UTF-8) into out (replacing its contents). */
+/* Normalizes in[0..n) (valid UTF-8) into out (replacing its contents). Returns 0, -1 on
+ * out-of-memory, -2 when a Replace regex hit a PCRE2 resource limit (too complex for the input). */
 int tk_normalize(const tk_normalizer *nz, const char *in, size_t n, tk_buf *out);
 /* True when nz leaves every ASCII-only text unchanged (the Unicode forms, StripAccents and
  * Sequences of them), so encoding may skip it for such text. */

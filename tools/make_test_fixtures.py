@@ -368,6 +368,17 @@ def make_broken(root):
     offsets_case("offsets_2pow64", str(2**64), str(2**64 + 1))
     new_case("bos_1e10", "MOGE_ERR_FORMAT", "bos_token_id", config=cfg_with(bos_token_id=1e10))
     new_case("sliding_window_neg", "MOGE_ERR_FORMAT", "sliding_window", config=cfg_with(sliding_window=-1e30))
+    # misleading errors (issue 18, defect 8): each names the field at fault
+    new_case("sliding_window_minus5", "MOGE_ERR_FORMAT", "sliding_window", "found -5",
+             config=cfg_with(sliding_window=-5))
+    new_case("sliding_window_0", "MOGE_ERR_FORMAT", "sliding_window", "found 0", config=cfg_with(sliding_window=0))
+    new_case("layers_1e7", "MOGE_ERR_FORMAT", "model.layers.2.input_layernorm.weight",
+             config=cfg_with(num_hidden_layers=10**7))
+    new_case("layers_1e9", "MOGE_ERR_FORMAT", "model.layers.2.input_layernorm.weight",
+             config=cfg_with(num_hidden_layers=10**9))
+    new_case("heads_exceed_hidden", "MOGE_ERR_FORMAT", "num_attention_heads (32)", "hidden_size (16)", "head_dim",
+             config=cfg_with(num_attention_heads=32, num_key_value_heads=32))
+    new_case("eps_1e300", "MOGE_ERR_FORMAT", "rms_norm_eps", "1e+300", config=cfg_with(rms_norm_eps=1e300))
 
     sharded_case("missing_shard", "MOGE_ERR_IO", shard_names(2)[1], drop_shard=shard_names(2)[1])
     sharded_case("bad_index", "MOGE_ERR_FORMAT", "weight_map",

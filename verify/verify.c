@@ -22,6 +22,13 @@ static moge_status walk_tree(moge_context *ctx, moge_verify_item *it, const floa
     int32_t window = sp->repeat_penalty != 1.0f ? sp->repeat_last_n : 0;
     if (window > it->n_history) window = it->n_history;
     int32_t n_recent = window;
+    if ((int64_t)window + tree->n > ctx->samp_recent_cap) { /* a history longer than the cache's first size */
+        int32_t cap = window + tree->n;
+        int32_t *r = realloc(ctx->samp_recent, (size_t)cap * sizeof(int32_t));
+        if (!r) return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_NOMEM, "out of memory for the repetition penalty's %d tokens", cap);
+        ctx->samp_recent = r;
+        ctx->samp_recent_cap = cap;
+    }
     if (window > 0) memcpy(ctx->samp_recent, it->history + it->n_history - window, (size_t)window * sizeof(int32_t));
 
     int32_t cur = 0, n_path = 1, bonus = -1;
