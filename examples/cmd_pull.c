@@ -44,15 +44,6 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* "512 B", "14.8 kB", "1.0 MB", "3.21 GB" */
-static const char *human(int64_t n, char *buf, size_t cap) {
-    if (n < 1000) snprintf(buf, cap, "%lld B", (long long)n);
-    else if (n < 1000000) snprintf(buf, cap, "%.1f kB", n / 1e3);
-    else if (n < 1000000000) snprintf(buf, cap, "%.1f MB", n / 1e6);
-    else snprintf(buf, cap, "%.2f GB", n / 1e9);
-    return buf;
-}
-
 static void on_progress(const char *file, int64_t done, int64_t total, void *user) {
     progress_state *ps = user;
     double t = now_s();
@@ -62,19 +53,22 @@ static void on_progress(const char *file, int64_t done, int64_t total, void *use
     }
     bool first = ps->first_call;
     ps->first_call = false;
+    bool finished = done == total;
+    char a[32], b[32];
     if (first || done < ps->start_done) { /* a new file, or a retry that started over */
         ps->start_done = done;
         ps->t_start = t;
         ps->t_draw = 0;
+        if (first && done > 0 && !finished) /* a partial download from before */
+            fprintf(stderr, "  %-40s resuming at %s of %s\n", file, cli_human_bytes(done, a, sizeof a),
+                    total >= 0 ? cli_human_bytes(total, b, sizeof b) : "?");
     }
-    bool finished = done == total;
     double dt = t - ps->t_start;
     double mbps = dt > 0 ? (done - ps->start_done) / 1e6 / dt : 0;
-    char a[32], b[32];
     if (finished) {
         if (ps->tty) fprintf(stderr, "\r%*s\r", ps->width, "");
-        if (first) fprintf(stderr, "  %-40s %10s  already downloaded\n", file, human(done, a, sizeof a));
-        else fprintf(stderr, "  %-40s %10s  %7.1f MB/s\n", file, human(done, a, sizeof a), mbps);
+        if (first) fprintf(stderr, "  %-40s %10s  already downloaded\n", file, cli_human_bytes(done, a, sizeof a));
+        else fprintf(stderr, "  %-40s %10s  %7.1f MB/s\n", file, cli_human_bytes(done, a, sizeof a), mbps);
         ps->width = 0;
         return;
     }
@@ -88,9 +82,9 @@ static void on_progress(const char *file, int64_t done, int64_t total, void *use
         for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
         bar[30] = 0;
         ps->width = snprintf(line, sizeof line, "  %-40s [%s] %3d%% %10s of %-10s %7.1f MB/s", file, bar, pct,
-                             human(done, a, sizeof a), human(total, b, sizeof b), mbps);
+                             cli_human_bytes(done, a, sizeof a), cli_human_bytes(total, b, sizeof b), mbps);
     } else {
-        ps->width = snprintf(line, sizeof line, "  %-40s %10s %7.1f MB/s", file, human(done, a, sizeof a), mbps);
+        ps->width = snprintf(line, sizeof line, "  %-40s %10s %7.1f MB/s", file, cli_human_bytes(done, a, sizeof a), mbps);
     }
     fprintf(stderr, "\r%s", line);
     fflush(stderr);

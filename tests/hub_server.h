@@ -497,4 +497,27 @@ static void hub_serve(int listener, const char *model_dir, double lifetime_s) {
     }
 }
 
+/* Serves model_dir's files (the repositories above) from a child process on a fresh loopback
+ * port; its URL goes to endpoint ("http://127.0.0.1:PORT"). Returns the child's pid, or -1 after
+ * printing why. */
+static pid_t hub_start(const char *model_dir, char *endpoint, size_t cap) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 64) != 0 || getsockname(fd, (struct sockaddr *)&a, &alen) != 0) {
+        printf("  hub server: cannot listen on 127.0.0.1: %s\n", strerror(errno));
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        hub_serve(fd, model_dir, 60.0);
+        _exit(0);
+    }
+    close(fd);
+    snprintf(endpoint, cap, "http://127.0.0.1:%d", (int)ntohs(a.sin_port));
+    return pid;
+}
+
 #endif

@@ -24,26 +24,12 @@
 
 static pid_t server_pid = -1;
 
-/* The imitation hub in a child process; its endpoint goes to $MOGE_HF_ENDPOINT. */
+/* The imitation hub (tests/hub_server.h); its endpoint goes to $MOGE_HF_ENDPOINT. */
 static bool server_start(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t alen = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 64) != 0 || getsockname(fd, (struct sockaddr *)&a, &alen) != 0) {
-        printf("  hub server: cannot listen on 127.0.0.1: %s\n", strerror(errno));
-        if (fd >= 0) close(fd);
-        return false;
-    }
-    fflush(stdout);
-    if ((server_pid = fork()) == 0) {
-        hub_serve(fd, "models/stories260K", 60.0);
-        _exit(0);
-    }
-    close(fd);
     char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", (int)ntohs(a.sin_port));
+    if ((server_pid = hub_start("models/stories260K", endpoint, sizeof endpoint)) <= 0) return false;
     setenv("MOGE_HF_ENDPOINT", endpoint, 1);
-    return server_pid > 0;
+    return true;
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
@@ -101,6 +87,17 @@ static void test_list_run_rm(void) {
     expect_moge_error("list --all", 2, "unknown option \"--all\"", OUT, ERR);
     CHECK(moge_cache_remove(NULL, NULL, msg, sizeof msg) == MOGE_ERR_ARG);
     CHECK(moge_cache_remove("a/b/c", NULL, msg, sizeof msg) == MOGE_ERR_ARG);
+
+    /* a download cut off (no retries) shows up as partial; the next pull says it resumes it */
+    CHECK(MOGE("pull test/flaky --retries 0") == 1);
+    CHECK(MOGE("list") == 0);
+    out = slurp_text(OUT);
+    CHECKF(strstr(out, "test/flaky") && strstr(out, "partial: moge pull resumes it"), "list after a cut-off pull: %s", out);
+    free(out);
+    CHECK(MOGE("pull test/flaky") == 0);
+    err = slurp_text(ERR);
+    CHECKF(strstr(err, "model.safetensors") && strstr(err, "resuming at "), "the second pull does not say it resumes: %s", err);
+    free(err);
     nftw(cache, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     unsetenv("MOGE_CACHE");
 }

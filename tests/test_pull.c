@@ -52,29 +52,8 @@ static void server_stop(void) {
 /* Starts the imitation hub (tests/hub_server.h) in a child process when it is not running;
  * returns its endpoint or NULL. */
 static const char *server(void) {
-    if (server_pid > 0) return endpoint;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t alen = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 64) != 0 || getsockname(fd, (struct sockaddr *)&a, &alen) != 0) {
-        printf("  hub server: cannot listen on 127.0.0.1: %s\n", strerror(errno));
-        if (fd >= 0) close(fd);
-        return NULL;
-    }
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fd);
-        return NULL;
-    }
-    if (pid == 0) {
-        hub_serve(fd, MODEL, 60.0);
-        _exit(0);
-    }
-    close(fd);
-    server_pid = pid;
-    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", (int)ntohs(a.sin_port));
-    return endpoint;
+    if (server_pid <= 0) server_pid = hub_start(MODEL, endpoint, sizeof endpoint);
+    return server_pid > 0 ? endpoint : NULL;
 }
 
 typedef struct { char *buf; size_t len; } membuf;
