@@ -54,6 +54,34 @@ char *cli_read_text(const char *cmd, const char *what, const char *path);
 moge_status cli_tokenize(const moge_tokenizer *tok, const char *text, int32_t **ids, size_t *n);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Every other command's flags: a table per command, one parser                                */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef enum {
+    CLI_ARG_STR,    /* const char **dest = the value */
+    CLI_ARG_I32,    /* int32_t *dest, in [min, max] */
+    CLI_ARG_INT,    /* int *dest, in [min, max] */
+    CLI_ARG_U64,    /* uint64_t *dest */
+    CLI_ARG_SWITCH, /* bool *dest = true (no value) */
+} cli_arg_kind;
+
+typedef struct {
+    const char *shrt, *name; /* "-m" (may be NULL), "--model" */
+    cli_arg_kind kind;
+    void *dest;
+    long min, max;           /* CLI_ARG_I32, CLI_ARG_INT */
+} cli_flag;
+
+/* Parses argv[1..argc) by the table: "-h"/"--help" calls usage(stdout) and returns 0; a word that
+ * is not a flag (or "-" alone) goes to pos[*n_pos] (at most max_pos of them; more is an error); an
+ * unknown flag, a missing or bad value print one message naming it. Returns -1 when parsing
+ * succeeded, else the exit status (2). */
+int cli_parse_flags(const char *cmd, const cli_flag *flags, int n_flags, int argc, char **argv, const char **pos, int max_pos,
+                    int *n_pos, void (*usage)(FILE *));
+/* "moge CMD: unknown option "ARG" (see moge CMD --help)"; returns the exit status 2. */
+int cli_unknown(const char *cmd, const char *arg);
+
+/* ------------------------------------------------------------------------------------------ */
 /* The flags run, chat and bench share                                                         */
 /* ------------------------------------------------------------------------------------------ */
 

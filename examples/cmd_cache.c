@@ -19,16 +19,19 @@ static void on_entry(const moge_cache_entry *e, void *user) {
            e->path, e->partial_files ? "  (partial: moge pull resumes it)" : "");
 }
 
+static void list_usage(FILE *f) {
+    fputs("usage: moge list\n\nLists the models `moge pull` downloaded into the cache ($MOGE_CACHE, else ~/.cache/moge):\n"
+          "name, size on disk, revisions (with the start of their commit) and folder. `moge rm OWNER/NAME` removes one.\n", f);
+}
+
+static void rm_usage(FILE *f) {
+    fputs("usage: moge rm OWNER/NAME...\n\nRemoves models (every revision) from the download cache; moge list shows them.\n", f);
+}
+
 int cmd_list(int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            puts("usage: moge list\n\nLists the models `moge pull` downloaded into the cache ($MOGE_CACHE, else ~/.cache/moge):\n"
-                 "name, size on disk, revisions (with the start of their commit) and folder. `moge rm OWNER/NAME` removes one.");
-            return 0;
-        }
-        fprintf(stderr, "moge list: unknown option \"%s\" (see moge list --help)\n", argv[i]);
-        return 2;
-    }
+    const char *pos[1];
+    int n_pos, rc = cli_parse_flags("list", NULL, 0, argc, argv, pos, 0, &n_pos, list_usage);
+    if (rc >= 0) return rc;
     char err[1024];
     int n = 0;
     if (moge_cache_list(on_entry, &n, err, sizeof err) != MOGE_OK) {
@@ -43,33 +46,24 @@ int cmd_list(int argc, char **argv) {
 }
 
 int cmd_rm(int argc, char **argv) {
-    int n_names = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            puts("usage: moge rm OWNER/NAME...\n\nRemoves models (every revision) from the download cache; moge list shows them.");
-            return 0;
-        }
-        if (argv[i][0] == '-') {
-            fprintf(stderr, "moge rm: unknown option \"%s\" (see moge rm --help)\n", argv[i]);
-            return 2;
-        }
-        n_names++;
-    }
+    const char *names[64];
+    int n_names, rc = cli_parse_flags("rm", NULL, 0, argc, argv, names, 64, &n_names, rm_usage);
+    if (rc >= 0) return rc;
     if (n_names == 0) {
         fprintf(stderr, "moge rm: give the model to remove: moge rm OWNER/NAME (moge list shows them)\n");
         return 2;
     }
-    int rc = 0;
-    for (int i = 1; i < argc; i++) {
+    rc = 0;
+    for (int i = 0; i < n_names; i++) {
         char err[1024], size[32];
         int64_t freed = 0;
-        moge_status st = moge_cache_remove(argv[i], &freed, err, sizeof err);
+        moge_status st = moge_cache_remove(names[i], &freed, err, sizeof err);
         if (st != MOGE_OK) {
             fprintf(stderr, "moge rm: %s\n", err);
             rc = st == MOGE_ERR_ARG ? 2 : 1;
             continue;
         }
-        printf("removed %s (%s)\n", argv[i], cli_human_bytes(freed, size, sizeof size));
+        printf("removed %s (%s)\n", names[i], cli_human_bytes(freed, size, sizeof size));
     }
     return rc;
 }

@@ -449,9 +449,56 @@ int cli_parse_common(int argc, char **argv, int *i, cli_common_opts *o) {
     return 1;
 }
 
-int cli_unknown_option(const cli_common_opts *o, const char *arg) {
-    fprintf(stderr, "moge %s: unknown option \"%s\" (see moge %s --help)\n", o->cmd, arg, o->cmd);
+int cli_unknown(const char *cmd, const char *arg) {
+    fprintf(stderr, "moge %s: unknown option \"%s\" (see moge %s --help)\n", cmd, arg, cmd);
     return 2;
+}
+
+int cli_unknown_option(const cli_common_opts *o, const char *arg) { return cli_unknown(o->cmd, arg); }
+
+int cli_parse_flags(const char *cmd, const cli_flag *flags, int n_flags, int argc, char **argv, const char **pos, int max_pos,
+                    int *n_pos, void (*usage)(FILE *)) {
+    *n_pos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (a[0] != '-' || !a[1]) {
+            if (*n_pos == max_pos) {
+                if (max_pos == 0) fprintf(stderr, "moge %s: unexpected argument \"%s\" (see moge %s --help)\n", cmd, a, cmd);
+                else fprintf(stderr, "moge %s: too many arguments at \"%s\" (at most %d; see moge %s --help)\n", cmd, a, max_pos, cmd);
+                return 2;
+            }
+            pos[(*n_pos)++] = a;
+            continue;
+        }
+        const cli_flag *f = NULL;
+        for (int k = 0; k < n_flags && !f; k++)
+            if (!strcmp(a, flags[k].name) || (flags[k].shrt && !strcmp(a, flags[k].shrt))) f = &flags[k];
+        if (!f) return cli_unknown(cmd, a);
+        if (f->kind == CLI_ARG_SWITCH) {
+            *(bool *)f->dest = true;
+            continue;
+        }
+        if (!(v = cli_value(cmd, argc, argv, &i))) return 2;
+        long l;
+        switch (f->kind) {
+        case CLI_ARG_STR: *(const char **)f->dest = v; break;
+        case CLI_ARG_I32:
+        case CLI_ARG_INT:
+            if (!cli_int(cmd, a, v, f->min, f->max, &l)) return 2;
+            if (f->kind == CLI_ARG_I32) *(int32_t *)f->dest = (int32_t)l;
+            else *(int *)f->dest = (int)l;
+            break;
+        case CLI_ARG_U64:
+            if (!cli_u64(cmd, a, v, (uint64_t *)f->dest)) return 2;
+            break;
+        case CLI_ARG_SWITCH: break;
+        }
+    }
+    return -1;
 }
 
 void cli_common_usage(FILE *f, const cli_common_opts *given, const char *own) {

@@ -6,20 +6,16 @@
 #include "examples/commands.h"
 #include "moge.h"
 
+static void usage(FILE *f) {
+    fputs("usage: moge info -m DIR\n\nPrints the architecture, layer sizes and weight bytes of a model (a directory, a .gguf\n"
+          "file or OWNER/NAME from the download cache).\n", f);
+}
+
 int cmd_info(int argc, char **argv) {
-    const char *dir = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            puts("usage: moge info -m DIR\n\nPrints the architecture, layer sizes and weight bytes of a model directory.");
-            return 0;
-        }
-        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) {
-            if (!(dir = cli_value("info", argc, argv, &i))) return 2;
-        } else {
-            fprintf(stderr, "moge info: unknown option \"%s\"\n", argv[i]);
-            return 2;
-        }
-    }
+    const char *dir = NULL, *pos[1];
+    const cli_flag flags[] = {{"-m", "--model", CLI_ARG_STR, &dir, 0, 0}};
+    int n_pos, rc = cli_parse_flags("info", flags, 1, argc, argv, pos, 0, &n_pos, usage);
+    if (rc >= 0) return rc;
     if (!dir) {
         fprintf(stderr, "moge info: -m DIR is required\n");
         return 2;

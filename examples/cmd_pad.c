@@ -112,33 +112,21 @@ int cmd_pad(int argc, char **argv) {
     static const char *C = "pad";
     const char *in = NULL, *out = NULL;
     moge_pad_params p = moge_pad_default_params();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        long v;
-        int32_t *size = NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { if (!(in = cli_value(C, argc, argv, &i))) return 2; }
-        else if (!strcmp(a, "-o") || !strcmp(a, "--out")) { if (!(out = cli_value(C, argc, argv, &i))) return 2; }
-        else if (!strcmp(a, "--hidden")) size = &p.hidden;
-        else if (!strcmp(a, "--layers")) size = &p.layers;
-        else if (!strcmp(a, "--heads")) size = &p.heads;
-        else if (!strcmp(a, "--ff")) size = &p.ff;
-        else if (!strcmp(a, "--ff-expert")) size = &p.ff_expert;
-        else if (!strcmp(a, "--ff-shared")) size = &p.ff_shared;
-        else if (!strcmp(a, "--seed")) {
-            const char *s = cli_value(C, argc, argv, &i);
-            if (!s || !cli_u64(C, a, s, &p.seed)) return 2;
-        } else if (!strcmp(a, "--force")) p.overwrite = true;
-        else {
-            fprintf(stderr, "moge pad: unknown option \"%s\" (see moge pad --help)\n", a);
-            return 2;
-        }
-        if (size) {
-            const char *s = cli_value(C, argc, argv, &i);
-            if (!s || !cli_int(C, a, s, 1, 1 << 20, &v)) return 2;
-            *size = (int32_t)v;
-        }
-    }
+    const cli_flag flags[] = {
+        {"-m", "--model", CLI_ARG_STR, &in, 0, 0},
+        {"-o", "--out", CLI_ARG_STR, &out, 0, 0},
+        {NULL, "--hidden", CLI_ARG_I32, &p.hidden, 1, 1 << 20},
+        {NULL, "--layers", CLI_ARG_I32, &p.layers, 1, 1 << 20},
+        {NULL, "--heads", CLI_ARG_I32, &p.heads, 1, 1 << 20},
+        {NULL, "--ff", CLI_ARG_I32, &p.ff, 1, 1 << 20},
+        {NULL, "--ff-expert", CLI_ARG_I32, &p.ff_expert, 1, 1 << 20},
+        {NULL, "--ff-shared", CLI_ARG_I32, &p.ff_shared, 1, 1 << 20},
+        {NULL, "--seed", CLI_ARG_U64, &p.seed, 0, 0},
+        {NULL, "--force", CLI_ARG_SWITCH, &p.overwrite, 0, 0},
+    };
+    const char *pos[1];
+    int n_pos, rc = cli_parse_flags(C, flags, (int)(sizeof flags / sizeof flags[0]), argc, argv, pos, 0, &n_pos, usage);
+    if (rc >= 0) return rc;
     if (!in || !out) {
         fprintf(stderr, "moge pad: %s is required (moge pad -m SRC -o OUT [--hidden N] [--layers N] ...)\n", !in ? "-m SRC" : "-o OUT");
         return 2;

@@ -99,27 +99,13 @@ static void on_unverified(const char *file, bool size_checked, void *user) {
 
 int cmd_pull(int argc, char **argv) {
     static const char *C = "pull";
-    const char *repo = NULL, *v;
+    const char *repo = NULL;
     moge_pull_params p = moge_pull_default_params();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        long l;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "--endpoint")) { if (!(v = cli_value(C, argc, argv, &i))) return 2; p.endpoint = v; }
-        else if (!strcmp(a, "--cache")) { if (!(v = cli_value(C, argc, argv, &i))) return 2; p.cache_dir = v; }
-        else if (!strcmp(a, "--retries")) {
-            if (!(v = cli_value(C, argc, argv, &i)) || !cli_int(C, a, v, 0, 100, &l)) return 2;
-            p.max_retries = (int)l;
-        } else if (a[0] == '-') {
-            fprintf(stderr, "moge pull: unknown option \"%s\" (see moge pull --help)\n", a);
-            return 2;
-        } else if (repo) {
-            fprintf(stderr, "moge pull: one repository at a time (got \"%s\" and \"%s\")\n", repo, a);
-            return 2;
-        } else {
-            repo = a;
-        }
-    }
+    const cli_flag flags[] = {{NULL, "--endpoint", CLI_ARG_STR, &p.endpoint, 0, 0},
+                              {NULL, "--cache", CLI_ARG_STR, &p.cache_dir, 0, 0},
+                              {NULL, "--retries", CLI_ARG_INT, &p.max_retries, 0, 100}};
+    int n_pos, rc = cli_parse_flags(C, flags, (int)(sizeof flags / sizeof flags[0]), argc, argv, &repo, 1, &n_pos, usage);
+    if (rc >= 0) return rc;
     if (!repo) {
         fprintf(stderr, "moge pull: OWNER/NAME is required (e.g. moge pull Qwen/Qwen2.5-0.5B-Instruct)\n");
         return 2;

@@ -69,19 +69,12 @@ int cmd_quantize(int argc, char **argv) {
     static const char *C = "quantize";
     const char *in = NULL, *out = NULL, *q = NULL;
     moge_quantize_params p = moge_quantize_default_params();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { if (!(in = cli_value(C, argc, argv, &i))) return 2; }
-        else if (!strcmp(a, "-o") || !strcmp(a, "--out")) { if (!(out = cli_value(C, argc, argv, &i))) return 2; }
-        else if (!strcmp(a, "--quant")) { if (!(q = cli_value(C, argc, argv, &i))) return 2; }
-        else if (!strcmp(a, "--force")) p.overwrite = true;
-        else if (!strcmp(a, "--row-major")) p.row_major = true;
-        else {
-            fprintf(stderr, "moge quantize: unknown option \"%s\" (see moge quantize --help)\n", a);
-            return 2;
-        }
-    }
+    const cli_flag flags[] = {{"-m", "--model", CLI_ARG_STR, &in, 0, 0},      {"-o", "--out", CLI_ARG_STR, &out, 0, 0},
+                              {NULL, "--quant", CLI_ARG_STR, &q, 0, 0},        {NULL, "--force", CLI_ARG_SWITCH, &p.overwrite, 0, 0},
+                              {NULL, "--row-major", CLI_ARG_SWITCH, &p.row_major, 0, 0}};
+    const char *pos[1];
+    int n_pos, rc = cli_parse_flags(C, flags, (int)(sizeof flags / sizeof flags[0]), argc, argv, pos, 0, &n_pos, usage);
+    if (rc >= 0) return rc;
     if (!in || !out || !q) {
         fprintf(stderr, "moge quantize: %s is required (moge quantize -m IN_DIR -o OUT_DIR --quant q8|q4|w8a8|w4a8)\n",
                 !in ? "-m IN_DIR" : !out ? "-o OUT_DIR" : "--quant q8|q4|w8a8|w4a8");

@@ -13,6 +13,7 @@
  * Ids are printed on one line separated by spaces. Errors go to stderr and name the flag, file or
  * input line at fault; the exit status is 0 on success, 1 on a runtime error, 2 on a usage error.
  */
+#include "examples/cli.h"
 #include "examples/commands.h"
 #include "tokenizer/tokenizer.h"
 #include "moge.h"
@@ -325,31 +326,12 @@ static int run_jsonl(const moge_tokenizer *t, bool special, bool dec) {
 int cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL;
     bool jsonl = false, special = false, dec = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "-p") || !strcmp(a, "--prompt")) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "moge tokenize: %s needs a value\n", a);
-                usage(stderr);
-                return 2;
-            }
-            if (a[1] == 'm' || a[2] == 'm') model = argv[++i];
-            else prompt = argv[++i];
-        } else if (!strcmp(a, "--jsonl")) {
-            jsonl = true;
-        } else if (!strcmp(a, "--add-special")) {
-            special = true;
-        } else if (!strcmp(a, "--decode")) {
-            dec = true;
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "moge tokenize: unknown option '%s'\n", a);
-            usage(stderr);
-            return 2;
-        }
-    }
+    const cli_flag flags[] = {{"-m", "--model", CLI_ARG_STR, &model, 0, 0},   {"-p", "--prompt", CLI_ARG_STR, &prompt, 0, 0},
+                              {NULL, "--jsonl", CLI_ARG_SWITCH, &jsonl, 0, 0},  {NULL, "--add-special", CLI_ARG_SWITCH, &special, 0, 0},
+                              {NULL, "--decode", CLI_ARG_SWITCH, &dec, 0, 0}};
+    const char *pos[1];
+    int n_pos, rc = cli_parse_flags("tokenize", flags, (int)(sizeof flags / sizeof flags[0]), argc, argv, pos, 0, &n_pos, usage);
+    if (rc >= 0) return rc;
     if (!model) {
         fprintf(stderr, "moge tokenize: -m PATH is required (a model directory or a tokenizer.json)\n");
         usage(stderr);
@@ -370,7 +352,7 @@ int cmd_tokenize(int argc, char **argv) {
         fprintf(stderr, "moge tokenize: -m: %s\n", err[0] ? err : moge_status_str(st));
         return 1;
     }
-    int rc = 0;
+    rc = 0;
     if (jsonl) {
         rc = run_jsonl(t, special, dec);
     } else {

@@ -7,6 +7,7 @@
 #include "harness.h"
 
 #include "../examples/cmd_tokenize.c"
+#include "../examples/cmd_common.c" /* cli_parse_flags, which cmd_tokenize uses */
 
 #include <fcntl.h>
 #include <sys/wait.h>
