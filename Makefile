@@ -1,5 +1,5 @@
 # moge — build. Sources by wildcard per module folder; objects and binaries under build/.
-# Targets: all (libmoge.a + moge), test, bench, demo, standins, deps, asan, clean.
+# Targets: all (libmoge.a + moge), test, bench, demo, standins, deps, asan, fuzz, clean.
 
 CC      ?= cc
 MAKEFLAGS += --no-builtin-rules
@@ -41,7 +41,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN:= $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out examples/moge%.c examples/cmd_%.c,$(wildcard examples/*.c)))
 
-.PHONY: all test bench bench-peer demo standins deps asan clean
+.PHONY: all test bench bench-peer demo standins deps asan fuzz fuzz-deps fuzz-merge clean
 all: $(BUILD)/libmoge.a $(BUILD)/moge $(EXAMPLES)
 
 # Objects depend on the compiler and flags they were built with: a change (e.g. BASE_ARCH) rebuilds
@@ -159,8 +159,54 @@ deps:
 	  { echo "make deps: apt-get install$$missing failed" >&2; exit 1; }; \
 	fi
 
+# Fuzzing (tests/fuzz/): libFuzzer targets built with clang, -fsanitize=fuzzer,address,undefined,
+# over the library built in its own folder ($(FUZZ_BUILD)) with -fsanitize=fuzzer-no-link,...; each
+# runs FUZZ_SECONDS from its committed corpus (tests/fuzz/corpus/<t> and regressions/<t>; new
+# inputs go to $(FUZZ_BUILD)/corpus/<t>, crashes to $(FUZZ_BUILD)/artifacts/<t>/) with the
+# dictionary tests/fuzz/<t>.dict when there is one, else tests/fuzz/moge.dict. make test replays
+# the committed inputs (tests/test_fuzz_replay.c). make fuzz-merge adds the inputs of the working
+# corpus that reach new coverage to tests/fuzz/corpus/<t>.
+# gguf: the GGUF reader's target (tests/fuzz/fuzz_gguf.c) joins FUZZ_TARGETS when runtime/gguf.c lands.
+FUZZ_TARGETS ?= safetensors st_index config tokenizer_load encode detok chat quant_file
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_CC      ?= clang
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_OPTS    ?= -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/fuzz_%)
+
+fuzz-deps:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(DEB_PKGS) clang"
+
+$(FUZZ_BUILD)/libmoge.a: FORCE
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT="-O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN)" $@
+
+$(FUZZ_BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libmoge.a tests/fuzz/*.h
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ  $@"
+	@$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g -Iinclude -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
+	  -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< $(FUZZ_BUILD)/libmoge.a $(LDLIBS)
+
+fuzz: fuzz-deps
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/artifacts/$$t; \
+	  for d in tests/fuzz/corpus/$$t tests/fuzz/regressions/$$t; do [ -d $$d ] && cp -n $$d/* $(FUZZ_BUILD)/corpus/$$t/ 2>/dev/null; done; \
+	  dict=tests/fuzz/$$t.dict; [ -f $$dict ] || dict=tests/fuzz/moge.dict; \
+	  echo "fuzz_$$t: $(FUZZ_SECONDS) s, dictionary $$dict"; \
+	  $(FUZZ_BUILD)/fuzz/fuzz_$$t $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) -dict=$$dict \
+	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ $(FUZZ_BUILD)/corpus/$$t > $(FUZZ_BUILD)/fuzz_$$t.log 2>&1; \
+	  rc=$$?; grep -E '^#[0-9]+.*(DONE|pulse|NEW)' $(FUZZ_BUILD)/fuzz_$$t.log | tail -n 1; \
+	  if [ $$rc -ne 0 ]; then tail -n 40 $(FUZZ_BUILD)/fuzz_$$t.log; echo "fuzz_$$t: FAILED (see $(FUZZ_BUILD)/fuzz_$$t.log, input in $(FUZZ_BUILD)/artifacts/$$t/)"; exit 1; fi; \
+	done
+
+fuzz-merge:
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+	@for t in $(FUZZ_TARGETS); do mkdir -p tests/fuzz/corpus/$$t; \
+	  $(FUZZ_BUILD)/fuzz/fuzz_$$t -merge=1 $(FUZZ_OPTS) tests/fuzz/corpus/$$t $(FUZZ_BUILD)/corpus/$$t 2>&1 | grep -E 'MERGE-OUTER: [0-9]+ new files'; done
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan $(FUZZ_BUILD)
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d) $(EXAMPLES:=.d)
 .SECONDARY:
