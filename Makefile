@@ -178,10 +178,11 @@ FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/fuzz_%)
 fuzz-deps:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(DEB_PKGS) clang"
 
-$(FUZZ_BUILD)/libmoge.a: FORCE
-	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT="-O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN)" $@
+.PHONY: fuzz-lib
+fuzz-lib:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT="-O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN)" $(FUZZ_BUILD)/libmoge.a
 
-$(FUZZ_BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libmoge.a tests/fuzz/*.h
+$(FUZZ_BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c fuzz-lib tests/fuzz/*.h
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ  $@"
 	@$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g -Iinclude -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
