@@ -44,10 +44,13 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out examples/mo
 .PHONY: all test bench bench-peer demo standins deps asan fuzz fuzz-deps fuzz-merge clean
 all: $(BUILD)/libmoge.a $(BUILD)/moge $(EXAMPLES)
 
+# NONKERNEL_FLAGS: flags for every object but the kernel variants (the fuzz build's UBSan, which
+# takes clang minutes per kernel variant).
+NONKERNEL_FLAGS ?=
 # Objects depend on the compiler and flags they were built with: a change (e.g. BASE_ARCH) rebuilds
 # them instead of linking objects made for another instruction set.
 FLAGS_STAMP := $(BUILD)/flags.stamp
-FLAGS_TEXT  := $(CC) $(CFLAGS) | $(foreach v,$(CPU_VARIANTS),$(v): $(VFLAGS_$(v)))
+FLAGS_TEXT  := $(CC) $(CFLAGS)$(if $(NONKERNEL_FLAGS), $(NONKERNEL_FLAGS)) | $(foreach v,$(CPU_VARIANTS),$(v): $(VFLAGS_$(v)))
 $(FLAGS_STAMP): FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(FLAGS_TEXT)' | cmp -s - $@ || echo '$(FLAGS_TEXT)' > $@
@@ -57,7 +60,7 @@ FORCE:
 $(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
-	@$(CC) $(CFLAGS) -c $< -o $@
+	@$(CC) $(CFLAGS) $(NONKERNEL_FLAGS) -c $< -o $@
 
 $(BUILD)/runtime/backend_cpu-%.o: runtime/backend_cpu.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
@@ -160,7 +163,8 @@ deps:
 	fi
 
 # Fuzzing (tests/fuzz/): libFuzzer targets built with clang, -fsanitize=fuzzer,address,undefined,
-# over the library built in its own folder ($(FUZZ_BUILD)) with -fsanitize=fuzzer-no-link,...; each
+# over the library built in its own folder ($(FUZZ_BUILD)) with -fsanitize=fuzzer-no-link,address and
+# UBSan everywhere but in the kernel variants of backend_cpu.c (clang takes minutes per variant); each
 # runs FUZZ_SECONDS from its committed corpus (tests/fuzz/corpus/<t> and regressions/<t>; new
 # inputs go to $(FUZZ_BUILD)/corpus/<t>, crashes to $(FUZZ_BUILD)/artifacts/<t>/) with the
 # dictionary tests/fuzz/<t>.dict when there is one, else tests/fuzz/moge.dict. make test replays
@@ -180,7 +184,8 @@ fuzz-deps:
 
 .PHONY: fuzz-lib
 fuzz-lib:
-	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT="-O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN)" $(FUZZ_BUILD)/libmoge.a
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT="-O1 -fsanitize=fuzzer-no-link,address -fno-omit-frame-pointer" \
+	  NONKERNEL_FLAGS="-fsanitize=undefined -fno-sanitize-recover=undefined" $(FUZZ_BUILD)/libmoge.a
 
 $(FUZZ_BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c fuzz-lib tests/fuzz/*.h
 	@mkdir -p $(dir $@)

@@ -16,12 +16,12 @@ static const char *const fuzz_tok_paths[FUZZ_N_TOK] = {"models/stories260K", "te
                                                        "tests/fixtures/tokenizers/qwen3"};
 static moge_tokenizer *fuzz_toks[FUZZ_N_TOK];
 
-static void fuzz_toks_free(void) {
+static inline void fuzz_toks_free(void) {
     for (int i = 0; i < FUZZ_N_TOK; i++) moge_tokenizer_free(fuzz_toks[i]), fuzz_toks[i] = NULL;
 }
 
 /* The committed tokenizer i (mod FUZZ_N_TOK); aborts when one does not load. */
-static const moge_tokenizer *fuzz_committed(unsigned i) {
+static inline const moge_tokenizer *fuzz_committed(unsigned i) {
     i %= FUZZ_N_TOK;
     if (!fuzz_toks[i]) {
         char err[512];

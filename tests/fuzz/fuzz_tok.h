@@ -11,7 +11,7 @@
 #include "moge.h"
 
 /* Decodes ids at once and through the stream; both must succeed alike and give the same text. */
-static void fuzz_tok_decode(const moge_tokenizer *tok, const int32_t *ids, size_t n) {
+static inline void fuzz_tok_decode(const moge_tokenizer *tok, const int32_t *ids, size_t n) {
     size_t need = 0;
     moge_status st = moge_detokenize(tok, ids, n, NULL, 0, &need);
     char *once = NULL;
@@ -52,7 +52,7 @@ static void fuzz_tok_decode(const moge_tokenizer *tok, const int32_t *ids, size_
 }
 
 /* Encodes text, checks the ids, and decodes them. */
-static void fuzz_tok_roundtrip(const moge_tokenizer *tok, const uint8_t *text, size_t len, bool add_special) {
+static inline void fuzz_tok_roundtrip(const moge_tokenizer *tok, const uint8_t *text, size_t len, bool add_special) {
     size_t n = 0;
     int32_t one;
     moge_status st = moge_tokenize(tok, (const char *)text, len, add_special, &one, 1, &n);

@@ -30,18 +30,18 @@
 
 static char fuzz_dir_path[256];
 
-static int fuzz_rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+static inline int fuzz_rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb, (void)flag, (void)ftw;
     remove(p);
     return 0;
 }
-static void fuzz_dir_remove(void) {
+static inline void fuzz_dir_remove(void) {
     if (fuzz_dir_path[0]) nftw(fuzz_dir_path, fuzz_rm_one, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 /* The directory fuzz_dir()/sub of one target (made on first use; the private temporary
  * directory of this process is made on the first call and removed at exit). */
-static const char *fuzz_dir(const char *sub, char *path) {
+static inline const char *fuzz_dir(const char *sub, char *path) {
     if (!fuzz_dir_path[0]) {
         const char *tmp = getenv("TMPDIR");
         snprintf(fuzz_dir_path, sizeof fuzz_dir_path, "%s/moge-fuzz-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -61,7 +61,7 @@ static const char *fuzz_dir(const char *sub, char *path) {
 
 /* Writes data to the file `name` of target directory `sub` (replacing it); its path goes to
  * path (600 bytes). */
-static void fuzz_write(const char *sub, const char *name, const uint8_t *data, size_t n, char *path) {
+static inline void fuzz_write(const char *sub, const char *name, const uint8_t *data, size_t n, char *path) {
     char dir[600];
     snprintf(path, 600, "%s/%s", fuzz_dir(sub, dir), name);
     FILE *f = fopen(path, "wb");
@@ -72,7 +72,7 @@ static void fuzz_write(const char *sub, const char *name, const uint8_t *data, s
 }
 
 /* Removes the file `name` of target directory `sub` when present. */
-static void fuzz_unlink(const char *sub, const char *name) {
+static inline void fuzz_unlink(const char *sub, const char *name) {
     char dir[600], p[700];
     snprintf(p, sizeof p, "%s/%s", fuzz_dir(sub, dir), name);
     unlink(p);
@@ -80,7 +80,7 @@ static void fuzz_unlink(const char *sub, const char *name) {
 
 /* Splits data at FUZZ_SEP into at most FUZZ_MAX_PARTS parts (the last keeps any further
  * separators); returns the count (>= 1). */
-static int fuzz_split(const uint8_t *data, size_t n, const uint8_t **part, size_t *len) {
+static inline int fuzz_split(const uint8_t *data, size_t n, const uint8_t **part, size_t *len) {
     const size_t sl = sizeof FUZZ_SEP - 1;
     int k = 0;
     size_t start = 0;
@@ -95,7 +95,7 @@ static int fuzz_split(const uint8_t *data, size_t n, const uint8_t **part, size_
 }
 
 /* A NUL-terminated copy of data (malloc'd; the caller frees). */
-static char *fuzz_strdup(const uint8_t *data, size_t n) {
+static inline char *fuzz_strdup(const uint8_t *data, size_t n) {
     char *s = malloc(n + 1);
     if (!s) abort();
     if (n) memcpy(s, data, n);
