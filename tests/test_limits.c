@@ -75,6 +75,7 @@ static long long dir_bytes(void) {
     return n;
 }
 
+#ifndef LIMIT_ASAN
 /* Virtual memory of this process now, from /proc/self/statm (pages), in bytes; 0 when unknown. */
 static long long vm_bytes(void) {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -85,6 +86,7 @@ static long long vm_bytes(void) {
     }
     return pages * sysconf(_SC_PAGESIZE);
 }
+#endif
 
 typedef enum { LOAD_ST, LOAD_MODEL, LOAD_TOKENIZER } load_kind /* (LOAD_TOKENIZER: see the note at main) */;
 
@@ -200,7 +202,7 @@ static void test_safetensors_claims(void) {
     /* a header that claims 10^6 tensors in a file that holds 2 */
     h = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"b\":{\"dtype\":\"F32\",\"shape\":[1000000],\"data_offsets\":[4,4000004]}}";
     write_st(strlen(h), h, 8);
-    expect_bounded("st: tensor of 10^6 floats past the end", LOAD_ST, MOGE_ERR_FORMAT);
+    expect_bounded("st: 10^6 floats past the end", LOAD_ST, MOGE_ERR_FORMAT);
 }
 
 static void test_index_claims(void) {

@@ -44,14 +44,15 @@ static inline void fuzz_dir_remove(void) {
 static inline const char *fuzz_dir(const char *sub, char *path) {
     if (!fuzz_dir_path[0]) {
         const char *tmp = getenv("TMPDIR");
-        snprintf(fuzz_dir_path, sizeof fuzz_dir_path, "%s/moge-fuzz-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-        if (!mkdtemp(fuzz_dir_path)) {
+        if ((size_t)snprintf(fuzz_dir_path, sizeof fuzz_dir_path, "%s/moge-fuzz-XXXXXX", tmp && *tmp ? tmp : "/tmp") >=
+                sizeof fuzz_dir_path ||
+            !mkdtemp(fuzz_dir_path)) {
             perror("fuzz: mkdtemp");
             abort();
         }
         atexit(fuzz_dir_remove);
     }
-    snprintf(path, 600, "%s/%s", fuzz_dir_path, sub);
+    if (snprintf(path, 600, "%s/%s", fuzz_dir_path, sub) >= 600) abort();
     if (mkdir(path, 0700) != 0 && errno != EEXIST) {
         perror(path);
         abort();
@@ -63,7 +64,7 @@ static inline const char *fuzz_dir(const char *sub, char *path) {
  * path (600 bytes). */
 static inline void fuzz_write(const char *sub, const char *name, const uint8_t *data, size_t n, char *path) {
     char dir[600];
-    snprintf(path, 600, "%s/%s", fuzz_dir(sub, dir), name);
+    if (snprintf(path, 600, "%s/%s", fuzz_dir(sub, dir), name) >= 600) abort();
     FILE *f = fopen(path, "wb");
     if (!f || (n && fwrite(data, 1, n, f) != n) || fclose(f) != 0) {
         perror(path);
@@ -74,7 +75,7 @@ static inline void fuzz_write(const char *sub, const char *name, const uint8_t *
 /* Removes the file `name` of target directory `sub` when present. */
 static inline void fuzz_unlink(const char *sub, const char *name) {
     char dir[600], p[700];
-    snprintf(p, sizeof p, "%s/%s", fuzz_dir(sub, dir), name);
+    if (snprintf(p, sizeof p, "%s/%s", fuzz_dir(sub, dir), name) >= (int)sizeof p) abort();
     unlink(p);
 }
 
