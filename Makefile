@@ -169,7 +169,7 @@ deps:
 # inputs go to $(FUZZ_BUILD)/corpus/<t>, crashes to $(FUZZ_BUILD)/artifacts/<t>/) with the
 # dictionary tests/fuzz/<t>.dict when there is one, else tests/fuzz/moge.dict. make test replays
 # the committed inputs (tests/test_fuzz_replay.c). make fuzz-merge adds the inputs of the working
-# corpus that reach new coverage to tests/fuzz/corpus/<t>.
+# corpus that reach new edges (-use_counters=0 keeps it small) to tests/fuzz/corpus/<t>.
 # gguf: the GGUF reader's target (tests/fuzz/fuzz_gguf.c) joins FUZZ_TARGETS when runtime/gguf.c lands.
 FUZZ_TARGETS ?= safetensors st_index config tokenizer_load encode detok chat quant_file
 FUZZ_SECONDS ?= 60
@@ -209,7 +209,7 @@ fuzz: fuzz-deps
 fuzz-merge:
 	@$(MAKE) --no-print-directory $(FUZZ_BIN)
 	@for t in $(FUZZ_TARGETS); do mkdir -p tests/fuzz/corpus/$$t; \
-	  $(FUZZ_BUILD)/fuzz/fuzz_$$t -merge=1 $(FUZZ_OPTS) tests/fuzz/corpus/$$t $(FUZZ_BUILD)/corpus/$$t 2>&1 | grep -E 'MERGE-OUTER: [0-9]+ new files'; done
+	  $(FUZZ_BUILD)/fuzz/fuzz_$$t -merge=1 -use_counters=0 $(FUZZ_OPTS) tests/fuzz/corpus/$$t $(FUZZ_BUILD)/corpus/$$t 2>&1 | grep -E 'MERGE-OUTER: [0-9]+ new files'; done
 
 clean:
 	rm -rf build build-asan $(FUZZ_BUILD)
