@@ -170,7 +170,8 @@ deps:
 # dictionary tests/fuzz/<t>.dict when there is one, else tests/fuzz/moge.dict. make test replays
 # the committed inputs (tests/test_fuzz_replay.c). make fuzz-merge adds the inputs of the working
 # corpus that reach new edges (-use_counters=0 keeps it small) to tests/fuzz/corpus/<t>.
-# gguf: the GGUF reader's target (tests/fuzz/fuzz_gguf.c) joins FUZZ_TARGETS when runtime/gguf.c lands.
+# gguf: tests/fuzz/fuzz_gguf.c (written against runtime/gguf.h of branch gguf) joins FUZZ_TARGETS
+# and tests/test_fuzz_replay.c once this branch meets runtime/gguf.c.
 FUZZ_TARGETS ?= safetensors st_index config tokenizer_load encode detok chat quant_file
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD   ?= build-fuzz
