@@ -1,5 +1,5 @@
 # moge — build. Sources by wildcard per module folder; objects and binaries under build/.
-# Targets: all (libmoge.a, libmoge.so + moge), install, test, bench, demo, standins, deps, asan, clean.
+# Targets: all (libmoge.a, libmoge.so + moge), install, test, bench, demo, standins, deps, asan, fuzz, clean.
 
 CC      ?= cc
 MAKEFLAGS += --no-builtin-rules
@@ -46,13 +46,16 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN:= $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out examples/moge%.c examples/cmd_%.c,$(wildcard examples/*.c)))
 
-.PHONY: all install test bench bench-peer demo standins deps asan clean
+.PHONY: all install test bench bench-peer demo standins deps asan fuzz fuzz-deps fuzz-merge clean
 all: $(BUILD)/libmoge.a $(BUILD)/libmoge.so $(BUILD)/moge $(EXAMPLES)
 
+# NONKERNEL_FLAGS: flags for every object but the kernel variants (the fuzz build's UBSan, which
+# takes clang minutes per kernel variant).
+NONKERNEL_FLAGS ?=
 # Objects depend on the compiler and flags they were built with: a change (e.g. BASE_ARCH) rebuilds
 # them instead of linking objects made for another instruction set.
 FLAGS_STAMP := $(BUILD)/flags.stamp
-FLAGS_TEXT  := $(CC) $(CFLAGS) | $(foreach v,$(CPU_VARIANTS),$(v): $(VFLAGS_$(v)))
+FLAGS_TEXT  := $(CC) $(CFLAGS)$(if $(NONKERNEL_FLAGS), $(NONKERNEL_FLAGS)) | $(foreach v,$(CPU_VARIANTS),$(v): $(VFLAGS_$(v)))
 $(FLAGS_STAMP): FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(FLAGS_TEXT)' | cmp -s - $@ || echo '$(FLAGS_TEXT)' > $@
@@ -62,7 +65,7 @@ FORCE:
 $(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
-	@$(CC) $(CFLAGS) -c $< -o $@
+	@$(CC) $(CFLAGS) $(NONKERNEL_FLAGS) -c $< -o $@
 
 $(BUILD)/runtime/backend_cpu-%.o: runtime/backend_cpu.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
@@ -197,8 +200,56 @@ deps:
 	  { echo "make deps: apt-get install$$missing failed" >&2; exit 1; }; \
 	fi
 
+# Fuzzing (tests/fuzz/): libFuzzer targets built with clang, -fsanitize=fuzzer,address,undefined,
+# over the library built in its own folder ($(FUZZ_BUILD)) with -fsanitize=fuzzer-no-link,address and
+# UBSan everywhere but in the kernel variants of backend_cpu.c (clang takes minutes per variant); each
+# runs FUZZ_SECONDS from its committed corpus (tests/fuzz/corpus/<t> and regressions/<t>; new
+# inputs go to $(FUZZ_BUILD)/corpus/<t>, crashes to $(FUZZ_BUILD)/artifacts/<t>/) with the
+# dictionary tests/fuzz/<t>.dict when there is one, else tests/fuzz/moge.dict. make test replays
+# the committed inputs (tests/test_fuzz_replay.c). make fuzz-merge adds the inputs of the working
+# corpus that reach new edges (-use_counters=0 keeps it small) to tests/fuzz/corpus/<t>.
+FUZZ_TARGETS ?= safetensors st_index config tokenizer_load encode detok chat quant_file gguf
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_CC      ?= clang
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_OPTS    ?= -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/fuzz_%)
+
+fuzz-deps:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(DEB_PKGS) clang"
+
+.PHONY: fuzz-lib
+fuzz-lib:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT="-O1 -fsanitize=fuzzer-no-link,address -fno-omit-frame-pointer" \
+	  NONKERNEL_FLAGS="-fsanitize=undefined -fno-sanitize-recover=undefined" $(FUZZ_BUILD)/libmoge-internal.a
+
+$(FUZZ_BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c fuzz-lib tests/fuzz/*.h
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ  $@"
+	@$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g -Iinclude -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
+	  -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< $(FUZZ_BUILD)/libmoge-internal.a $(LDLIBS)
+
+fuzz: fuzz-deps
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/artifacts/$$t; \
+	  for d in tests/fuzz/corpus/$$t tests/fuzz/regressions/$$t; do [ -d $$d ] && cp -n $$d/* $(FUZZ_BUILD)/corpus/$$t/ 2>/dev/null; done; \
+	  dict=tests/fuzz/$$t.dict; [ -f $$dict ] || dict=tests/fuzz/moge.dict; \
+	  echo "fuzz_$$t: $(FUZZ_SECONDS) s, dictionary $$dict"; \
+	  $(FUZZ_BUILD)/fuzz/fuzz_$$t $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) -dict=$$dict \
+	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ $(FUZZ_BUILD)/corpus/$$t > $(FUZZ_BUILD)/fuzz_$$t.log 2>&1; \
+	  rc=$$?; grep -E '^#[0-9]+.*(DONE|pulse|NEW)' $(FUZZ_BUILD)/fuzz_$$t.log | tail -n 1; \
+	  if [ $$rc -ne 0 ]; then tail -n 40 $(FUZZ_BUILD)/fuzz_$$t.log; echo "fuzz_$$t: FAILED (see $(FUZZ_BUILD)/fuzz_$$t.log, input in $(FUZZ_BUILD)/artifacts/$$t/)"; exit 1; fi; \
+	done
+
+fuzz-merge:
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+	@for t in $(FUZZ_TARGETS); do mkdir -p tests/fuzz/corpus/$$t; \
+	  $(FUZZ_BUILD)/fuzz/fuzz_$$t -merge=1 -use_counters=0 $(FUZZ_OPTS) tests/fuzz/corpus/$$t $(FUZZ_BUILD)/corpus/$$t 2>&1 | grep -E 'MERGE-OUTER: [0-9]+ new files'; done
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan $(FUZZ_BUILD)
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d) $(EXAMPLES:=.d)
 .SECONDARY:

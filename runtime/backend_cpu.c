@@ -106,8 +106,8 @@ static inline float hsum(__m256 v) {
 #define UNROLL _Pragma("GCC unroll 4")
 #define UNROLL8 _Pragma("GCC unroll 8")
 
-/* 8 weights of a float-typed row starting at element k, as f32. */
-ALWAYS_INLINE __m256 load8(dtype T, const char *row, int k) {
+/* 8 weights of a float-typed row starting at element k, as f32 (unused where AVX-512 has loadv). */
+__attribute__((unused)) ALWAYS_INLINE __m256 load8(dtype T, const char *row, int k) {
     switch (T) {
     case DTYPE_BF16:
         return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + k))), 16));

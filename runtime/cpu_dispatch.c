@@ -49,7 +49,7 @@ static unsigned cpu_features(void) {
         __cpuid_count(7, 1, a71, b71, c71, d71);
     }
     unsigned c81 = 0;
-    if (__get_cpuid_max(0x80000000u, NULL) >= 0x80000001u) __get_cpuid(0x80000001u, &a, &b, &c81, &d);
+    if ((unsigned)__get_cpuid_max(0x80000000u, NULL) >= 0x80000001u) __get_cpuid(0x80000001u, &a, &b, &c81, &d);
     bool fma = c1 & (1u << 12), movbe = c1 & (1u << 22), popcnt = c1 & (1u << 23), avx = c1 & (1u << 28),
          f16c = c1 & (1u << 29), avx2 = b7 & (1u << 5), bmi1 = b7 & (1u << 3), bmi2 = b7 & (1u << 8),
          lzcnt = c81 & (1u << 5);
@@ -140,7 +140,7 @@ void moge_cpu_name(char *out, size_t size) {
     out[0] = 0;
 #ifdef CPU_X86
     unsigned r[12];
-    if (__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
+    if ((unsigned)__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
         for (unsigned i = 0; i < 3; i++) __get_cpuid(0x80000002u + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]);
         char brand[49];
         memcpy(brand, r, 48);
