@@ -35,7 +35,7 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) $(BASE_ARCH) -g -
 LIB_LDLIBS := $(shell pkg-config --libs $(LIB_PKGS) 2>/dev/null) -lpthread -lm
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
-LIB_SRC  := $(filter-out runtime/backend_cpu.c,$(wildcard runtime/*.c tokenizer/*.c sampling/*.c draft/*.c verify/*.c sim/*.c))
+LIB_SRC  := $(filter-out runtime/backend_cpu.c,$(wildcard base/*.c runtime/*.c tokenizer/*.c sampling/*.c draft/*.c verify/*.c sim/*.c))
 CLI_SRC  := $(wildcard examples/moge.c examples/cmd_*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC:= $(wildcard tests/bench_*.c)

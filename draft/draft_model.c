@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "draft/drafter.h"
-#include "runtime/errors.h"
+#include "base/errors.h"
 #include "runtime/model.h"
 #include "sampling/sampling.h"
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "draft/drafter.h"
-#include "runtime/errors.h"
+#include "base/errors.h"
 
 typedef struct {
     int32_t ngram_max;

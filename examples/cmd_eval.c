@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "examples/cli.h"
 #include "examples/commands.h"
 #include "moge.h"
@@ -280,12 +281,6 @@ static moge_status build_stream(const moge_tokenizer *tok, const eval_opts *o, c
 /* Scoring                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* -log softmax(logits)[target] in double. */
 static double row_nll(const float *logits, int32_t n_vocab, int32_t target) {
     double mx = logits[0], sum = 0;
@@ -303,7 +298,7 @@ typedef struct {
 } score;
 
 static void progress(const score *r, int32_t window, double t0, bool tty, bool last) {
-    double dt = now_s() - t0;
+    double dt = clock_now() - t0;
     fprintf(stderr, "%smoge eval: window %lld/%lld, %.0f tokens/s, loss so far %.4f%s", tty ? "\r\033[K" : "", (long long)r->done,
             (long long)r->n_picks, dt > 0 ? (double)r->done * window / dt : 0.0, r->predictions ? r->nll / r->predictions : 0.0,
             tty && !last ? "" : "\n");
@@ -312,7 +307,7 @@ static void progress(const score *r, int32_t window, double t0, bool tty, bool l
 /* Scores the chosen windows; stops early at Ctrl-C. False after printing an error. */
 static bool run_windows(moge_context *ctx, const eval_opts *o, const stream *s, int32_t n_vocab, int32_t bos, int32_t eos, score *r) {
     bool tty = isatty(STDERR_FILENO);
-    double t0 = now_s(), shown = t0;
+    double t0 = clock_now(), shown = t0;
     moge_moe_stats_reset(ctx);
     for (; r->done < r->n_picks && !g_stop; r->done++) {
         const int32_t *w = s->ids + r->picks[r->done] * o->window;
@@ -329,13 +324,13 @@ static bool run_windows(moge_context *ctx, const eval_opts *o, const stream *s, 
             r->nll += row_nll(logits + (int64_t)i * n_vocab, n_vocab, t);
             r->predictions++;
         }
-        double t = now_s();
+        double t = clock_now();
         if (t - shown >= (tty ? 0.2 : 5.0)) {
             progress(r, o->window, t0, tty, false);
             shown = t;
         }
     }
-    r->seconds = now_s() - t0;
+    r->seconds = clock_now() - t0;
     if (r->done > 0) progress(r, o->window, t0, tty, true);
     return true;
 }

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "examples/cli.h"
 #include "examples/commands.h"
 #include "moge.h"
@@ -54,16 +55,10 @@ typedef struct {
     const char *out;
 } progress_state;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void on_progress(double done, void *user) {
     progress_state *ps = user;
     int pct = (int)(100.0 * done);
-    double t = now_s();
+    double t = clock_now();
     if (t - ps->t0 < 0.5) return; /* a small model: no progress */
     if (ps->tty) {
         if (done < 1.0 && t - ps->t_draw < 0.1) return;
@@ -139,14 +134,14 @@ int cmd_pad(int argc, char **argv) {
     progress_state ps = {.tty = isatty(2) == 1, .out = out};
     p.progress = on_progress;
     p.user = &ps;
-    double t0 = ps.t0 = now_s();
+    double t0 = ps.t0 = clock_now();
     moge_status st = moge_pad_model(dir, out, &p, err, sizeof err);
     if (ps.tty && ps.width) fprintf(stderr, "\r%*s\r", ps.width, "");
     if (st != MOGE_OK) {
         fprintf(stderr, "moge pad: %s\n", err[0] ? err : moge_status_str(st));
         return st == MOGE_ERR_ARG ? 2 : 1;
     }
-    double secs = now_s() - t0;
+    double secs = clock_now() - t0;
     moge_model_info si, oi;
     char sarch[64], oarch[64];
     if (!model_info(dir, &si, sarch, sizeof sarch, err, sizeof err) || !model_info(out, &oi, oarch, sizeof oarch, err, sizeof err)) {

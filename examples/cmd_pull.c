@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "examples/cli.h"
 #include "examples/commands.h"
 #include "moge.h"
@@ -38,15 +39,9 @@ typedef struct {
     int width;            /* length of the last drawn line, to blank it */
 } progress_state;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void on_progress(const char *file, int64_t done, int64_t total, void *user) {
     progress_state *ps = user;
-    double t = now_s();
+    double t = clock_now();
     if (strcmp(file, ps->file) != 0) {
         snprintf(ps->file, sizeof ps->file, "%s", file);
         ps->first_call = true;

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "examples/cli.h"
 #include "examples/commands.h"
 #include "moge.h"
@@ -41,17 +42,11 @@ typedef struct {
     double t_draw;
 } progress_state;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void on_progress(const char *tensor, int32_t index, int32_t count, int64_t done, int64_t total, void *user) {
     progress_state *ps = user;
     int pct = total > 0 ? (int)(100.0 * done / total) : 100;
     if (ps->tty) {
-        double t = now_s();
+        double t = clock_now();
         if (index < count && t - ps->t_draw < 0.1) return;
         ps->t_draw = t;
         fprintf(stderr, "\r%*s\r", ps->width, "");
@@ -93,14 +88,14 @@ int cmd_quantize(int argc, char **argv) {
     p.progress = on_progress;
     p.user = &ps;
     moge_quantize_stats s;
-    double t0 = now_s();
+    double t0 = clock_now();
     moge_status st = moge_quantize_model(dir, out, &p, &s, err, sizeof err);
     if (ps.tty && ps.width) fprintf(stderr, "\r%*s\r", ps.width, "");
     if (st != MOGE_OK) {
         fprintf(stderr, "moge quantize: %s\n", err[0] ? err : moge_status_str(st));
         return st == MOGE_ERR_ARG ? 2 : 1;
     }
-    printf("wrote %s (%s) in %.2f s\n", out, q, now_s() - t0);
+    printf("wrote %s (%s) in %.2f s\n", out, q, clock_now() - t0);
     printf("  weights  %.2f MB -> %.2f MB model.safetensors (%.3f of the input)\n", s.in_bytes / 1e6, s.out_bytes / 1e6,
            s.in_bytes ? (double)s.out_bytes / s.in_bytes : 0.0);
     printf("  tensors  %d quantized, %d copied unchanged; %d other files copied\n", s.n_quantized, s.n_copied, s.n_files);

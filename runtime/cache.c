@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "moge.h"
-#include "runtime/errors.h"
-#include "runtime/fileio.h"
+#include "base/errors.h"
+#include "base/fileio.h"
 
 #define CACHE_PATH_CAP 4096
 

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/errors.h"
-#include "runtime/fileio.h"
+#include "base/errors.h"
+#include "base/fileio.h"
 #include "runtime/json_num.h"
 #include "runtime/model.h"
 #include "runtime/quant.h"
@@ -104,7 +104,6 @@ const char *routing_name(moge_routing r) {
     return s ? s : "default";
 }
 
-#define TRY(x) do { if ((st = (x)) != MOGE_OK) return st; } while (0)
 
 /* Checks the group structure of the routing rule. */
 static moge_status check_routing(const model_config *c, const char *what, char *err, size_t n) {

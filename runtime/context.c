@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "runtime/context.h"
-#include "runtime/errors.h"
+#include "base/errors.h"
 #include "runtime/moe.h"
 
 /* The KV cache's first size in slots per sequence (or n_ctx when smaller): a short prompt and

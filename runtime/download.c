@@ -28,8 +28,8 @@
 #include <unistd.h>
 
 #include "runtime/download.h"
-#include "runtime/fileio.h"
-#include "runtime/errors.h"
+#include "base/fileio.h"
+#include "base/errors.h"
 #include "runtime/gguf.h"
 
 #define DEFAULT_ENDPOINT "https://huggingface.co"

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "runtime/context.h"
-#include "runtime/errors.h"
+#include "base/errors.h"
 #include "runtime/finite.h"
 #include "runtime/moe.h"
 

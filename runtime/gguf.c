@@ -11,8 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/errors.h"
-#include "runtime/fileio.h"
+#include "base/errors.h"
+#include "base/fileio.h"
 #include "runtime/gguf.h"
 
 /* ---- ggml types: elements per block, bytes per block ---- */
@@ -175,7 +175,7 @@ static int cmp_span(const void *a, const void *b) {
 
 /* ---- the parse ---- */
 
-#define TRY(x) do { if ((st = (x)) != MOGE_OK) goto fail; } while (0)
+#define TRY_GOTO(x) do { if ((st = (x)) != MOGE_OK) goto fail; } while (0)
 
 static moge_status parse_kvs(gguf_file *g, cursor *c) {
     moge_status st = MOGE_OK;
@@ -274,7 +274,7 @@ moge_status gguf_parse(gguf_file *g, const void *buf, size_t size, const char *w
         goto fail;
     }
     c.p += 4;
-    TRY(get_u32(&c, &g->version, "the header"));
+    TRY_GOTO(get_u32(&c, &g->version, "the header"));
     if (g->version != 2 && g->version != 3) {
         if (g->version == 1) st = set_err(err, n, MOGE_ERR_UNSUPPORTED, "%s: GGUF version 1 is not supported (2 and 3 are)", g->what);
         else if (rd_u32((const uint8_t *)buf + 4) >= (1u << 16))
@@ -282,8 +282,8 @@ moge_status gguf_parse(gguf_file *g, const void *buf, size_t size, const char *w
         else st = set_err(err, n, MOGE_ERR_UNSUPPORTED, "%s: GGUF version %u is not supported (2 and 3 are)", g->what, g->version);
         goto fail;
     }
-    TRY(get_u64(&c, &g->n_tensors, "the header"));
-    TRY(get_u64(&c, &g->n_kv, "the header"));
+    TRY_GOTO(get_u64(&c, &g->n_tensors, "the header"));
+    TRY_GOTO(get_u64(&c, &g->n_kv, "the header"));
     /* a pair takes 13 bytes at least (key length, type, a one-byte value), a tensor entry 33 */
     if (g->n_kv > left(&c) / 13) {
         st = set_err(err, n, MOGE_ERR_FORMAT, "%s: the header says %llu metadata pairs; the %zu bytes left cannot hold them", g->what,
@@ -305,7 +305,7 @@ moge_status gguf_parse(gguf_file *g, const void *buf, size_t size, const char *w
                      (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors);
         goto fail;
     }
-    TRY(parse_kvs(g, &c));
+    TRY_GOTO(parse_kvs(g, &c));
     for (uint64_t i = 0; i < g->n_kv; i++) refs[i] = (name_ref){g->kv[i].key.s, g->kv[i].key.len, i};
     int64_t dup = find_duplicate(refs, g->n_kv);
     if (dup >= 0) {
@@ -323,7 +323,7 @@ moge_status gguf_parse(gguf_file *g, const void *buf, size_t size, const char *w
         }
         g->alignment = rd_u32(al->val);
     }
-    for (uint64_t i = 0; i < g->n_tensors; i++) TRY(parse_tensor(g, &c, i));
+    for (uint64_t i = 0; i < g->n_tensors; i++) TRY_GOTO(parse_tensor(g, &c, i));
     for (uint64_t i = 0; i < g->n_tensors; i++) refs[i] = (name_ref){g->tensors[i].name, strlen(g->tensors[i].name), i};
     dup = find_duplicate(refs, g->n_tensors);
     if (dup >= 0) {

@@ -3,8 +3,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "runtime/errors.h"
-#include "runtime/fileio.h"
+#include "base/errors.h"
+#include "base/fileio.h"
 #include "runtime/json_num.h"
 
 bool json_integer(const cJSON *j, double lo, double hi, int64_t *out) {

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "runtime/errors.h"
+#include "base/errors.h"
 #include "runtime/gguf.h"
 #include "runtime/model.h"
 #include "runtime/moe.h"
@@ -138,7 +138,6 @@ static moge_status bind_all(binder *b) {
     int64_t E = c->n_embd, Q = (int64_t)c->n_head * c->head_dim, KV = (int64_t)c->n_head_kv * c->head_dim, F = c->n_ff;
     moge_status st;
     char name[256];
-#define TRY(x) do { if ((st = (x)) != MOGE_OK) return st; } while (0)
     TRY(bind_matrix(b, "model.embed_tokens.weight", c->n_vocab, E, &m->tok_embd));
     TRY(bind_vector(b, "model.norm.weight", E, &m->out_norm));
     /* A pre-quantized file stores the quantized copy of a tied embedding as lm_head.weight. */

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/errors.h"
+#include "base/errors.h"
 #include "runtime/gguf.h"
 #include "runtime/model.h"
 #include "runtime/quant.h"
@@ -382,7 +382,7 @@ static moge_status meta_token(meta *m, const char *key, const char *to) {
     return MOGE_OK;
 }
 
-#define TRY(x) do { if ((st = (x)) != MOGE_OK) goto done; } while (0)
+#define TRY_GOTO(x) do { if ((st = (x)) != MOGE_OK) goto done; } while (0)
 
 static moge_status build_config(const gguf_file *g, model_config *c, bool *permute, char *err, size_t n) {
     gguf_str as;
@@ -422,23 +422,23 @@ static moge_status build_config(const gguf_file *g, model_config *c, bool *permu
         goto done;
     }
     cJSON_AddNumberToObject(root, "vocab_size", (double)emb->ne[1]);
-    TRY(meta_int(&m, "embedding_length", "hidden_size", true));
-    TRY(meta_int(&m, "block_count", "num_hidden_layers", true));
-    TRY(meta_int(&m, "attention.head_count", "num_attention_heads", true));
-    TRY(meta_int(&m, "attention.head_count_kv", "num_key_value_heads", false));
-    TRY(meta_int(&m, "attention.key_length", "head_dim", false));
-    TRY(meta_int(&m, "context_length", "max_position_embeddings", false));
-    TRY(meta_int(&m, "feed_forward_length", "intermediate_size", !strcmp(hf, "LlamaForCausalLM") || !strcmp(hf, "Qwen2ForCausalLM") ||
+    TRY_GOTO(meta_int(&m, "embedding_length", "hidden_size", true));
+    TRY_GOTO(meta_int(&m, "block_count", "num_hidden_layers", true));
+    TRY_GOTO(meta_int(&m, "attention.head_count", "num_attention_heads", true));
+    TRY_GOTO(meta_int(&m, "attention.head_count_kv", "num_key_value_heads", false));
+    TRY_GOTO(meta_int(&m, "attention.key_length", "head_dim", false));
+    TRY_GOTO(meta_int(&m, "context_length", "max_position_embeddings", false));
+    TRY_GOTO(meta_int(&m, "feed_forward_length", "intermediate_size", !strcmp(hf, "LlamaForCausalLM") || !strcmp(hf, "Qwen2ForCausalLM") ||
                                                                          !strcmp(hf, "Qwen3ForCausalLM") || !strcmp(hf, "MixtralForCausalLM")));
-    TRY(meta_float(&m, "attention.layer_norm_rms_epsilon", "rms_norm_eps"));
-    TRY(meta_float(&m, "rope.freq_base", "rope_theta"));
-    TRY(meta_token(&m, "tokenizer.ggml.bos_token_id", "bos_token_id"));
-    TRY(meta_token(&m, "tokenizer.ggml.eos_token_id", "eos_token_id"));
+    TRY_GOTO(meta_float(&m, "attention.layer_norm_rms_epsilon", "rms_norm_eps"));
+    TRY_GOTO(meta_float(&m, "rope.freq_base", "rope_theta"));
+    TRY_GOTO(meta_token(&m, "tokenizer.ggml.bos_token_id", "bos_token_id"));
+    TRY_GOTO(meta_token(&m, "tokenizer.ggml.eos_token_id", "eos_token_id"));
     if (experts > 0) {
-        TRY(meta_int(&m, "expert_count", !strcmp(hf, "MixtralForCausalLM") ? "num_local_experts" : "num_experts", true));
-        TRY(meta_int(&m, "expert_used_count", "num_experts_per_tok", true));
-        if (strcmp(hf, "MixtralForCausalLM") != 0) TRY(meta_int(&m, "expert_feed_forward_length", "moe_intermediate_size", true));
-        TRY(meta_int(&m, "expert_shared_feed_forward_length", "shared_expert_intermediate_size", false));
+        TRY_GOTO(meta_int(&m, "expert_count", !strcmp(hf, "MixtralForCausalLM") ? "num_local_experts" : "num_experts", true));
+        TRY_GOTO(meta_int(&m, "expert_used_count", "num_experts_per_tok", true));
+        if (strcmp(hf, "MixtralForCausalLM") != 0) TRY_GOTO(meta_int(&m, "expert_feed_forward_length", "moe_intermediate_size", true));
+        TRY_GOTO(meta_int(&m, "expert_shared_feed_forward_length", "shared_expert_intermediate_size", false));
         /* llama.cpp's rule: Qwen3-MoE and Mixtral renormalise the chosen experts' weights, Qwen2-MoE does not */
         cJSON_AddBoolToObject(root, "norm_topk_prob", strcmp(hf, "Qwen2MoeForCausalLM") != 0);
     }

@@ -71,8 +71,8 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
-#include "runtime/errors.h"
-#include "runtime/fileio.h"
+#include "base/errors.h"
+#include "base/fileio.h"
 #include "runtime/model.h"
 #include "runtime/model_dir.h"
 

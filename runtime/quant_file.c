@@ -40,7 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/errors.h"
+#include "base/errors.h"
 #include "runtime/model.h"
 #include "runtime/model_dir.h"
 #include "runtime/quant.h"

@@ -16,8 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/errors.h"
-#include "runtime/fileio.h"
+#include "base/errors.h"
+#include "base/fileio.h"
 #include "runtime/json_num.h"
 #include "runtime/quant.h"
 #include "runtime/safetensors.h"

@@ -5,7 +5,7 @@
  */
 #include <math.h>
 
-#include "runtime/errors.h"
+#include "base/errors.h"
 #include "sim/sim.h"
 
 static const moge_simulate_paper_row ROWS[] = {

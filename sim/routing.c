@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/errors.h"
+#include "base/errors.h"
 #include "runtime/json_num.h"
 #include "sim/sim.h"
 

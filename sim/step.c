@@ -29,7 +29,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "runtime/errors.h"
+#include "base/errors.h"
 #include "sim/sim.h"
 
 enum { OP_ATTN_PROJ, OP_ATTENTION, OP_TP_COMM, OP_ROUTER, OP_MOE_COMM, OP_EXPERTS, OP_SHARED, OP_MLP, OP_LM_HEAD, OP_OVERHEAD, N_OPS };

@@ -42,15 +42,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "moge.h"
 #include "runtime/backend.h"
 #include "runtime/threadpool.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -87,7 +82,7 @@ static double bandwidth_sum(const float *buf, size_t n, int n_threads) {
     for (int rep = 0; rep < 5; rep++) {
         pthread_t th[64];
         sum_job jobs[64];
-        double t0 = now_s();
+        double t0 = clock_now();
         for (int t = 0; t < n_threads; t++) {
             jobs[t].p = buf + n / n_threads * t;
             jobs[t].n = n / n_threads;
@@ -95,7 +90,7 @@ static double bandwidth_sum(const float *buf, size_t n, int n_threads) {
         }
         double s = 0;
         for (int t = 0; t < n_threads; t++) { pthread_join(th[t], NULL); s += jobs[t].sum; }
-        double bw = n * sizeof(float) / (now_s() - t0);
+        double bw = n * sizeof(float) / (clock_now() - t0);
         if (bw > best && s > 0) best = bw;
     }
     return best;
@@ -132,9 +127,9 @@ static bool probe_init(gemv_probe *p, double bytes, int n_threads, const backend
 static double probe_run(gemv_probe *p) {
     static float x[PROBE_IN];
     for (int i = 0; i < PROBE_IN; i++) x[i] = 1.0f / (float)(i + 1);
-    double t0 = now_s();
+    double t0 = clock_now();
     p->ops->matmul(&p->env, p->y, x, 1, &p->w, NULL);
-    return (double)p->w.shape[0] * PROBE_IN * sizeof(float) / (now_s() - t0);
+    return (double)p->w.shape[0] * PROBE_IN * sizeof(float) / (clock_now() - t0);
 }
 
 static void probe_free(gemv_probe *p) {
@@ -375,9 +370,9 @@ static void bench_model(const char *dir, double bw, int n_threads, moge_quant qu
     mp.quant = quant;
     moge_model *m = NULL;
     bool peak_ok = reset_peak();
-    double rss0 = rss_bytes(), t_load = now_s();
+    double rss0 = rss_bytes(), t_load = clock_now();
     if (moge_model_load(dir, &mp, &m, err, sizeof err) != MOGE_OK) { printf("%s: %s\n", dir, err); return; }
-    t_load = now_s() - t_load;
+    t_load = clock_now() - t_load;
     double rss_load = rss_bytes() - rss0, peak_load = status_bytes("VmHWM:") - rss0;
     moge_model_info in;
     moge_model_get_info(m, &in);
@@ -418,9 +413,9 @@ static void bench_model(const char *dir, double bw, int n_threads, moge_quant qu
         bool probing = n == 1 && probe_init(&probe, pass_bytes(&in, ctx), n_threads, backend_cpu_find(in.kernels));
         if (probing) probe_run(&probe);
         for (int r = 0; r < reps; r++) {
-            double t0 = now_s();
+            double t0 = clock_now();
             moge_forward(ctx, &b, &lg);
-            times[r] = now_s() - t0;
+            times[r] = clock_now() - t0;
             double bwr = probing ? probe_run(&probe) : 0;
             if (bwr > bw_model) bw_model = bwr;
         }
@@ -482,12 +477,12 @@ static int bench_decode(const char *dir, int n_threads, moge_quant quant, int n_
     int32_t tok = 11 % in.n_vocab;
     moge_batch b = {.n = 1, .tokens = &tok};
     int rc = moge_forward(ctx, &b, &lg) != MOGE_OK; /* warm-up, not committed */
-    double t0 = now_s();
+    double t0 = clock_now();
     for (int i = 0; i < n_tok && !rc; i++) {
         tok = (int32_t)((37 * i + 11) % in.n_vocab);
         rc = moge_forward(ctx, &b, &lg) != MOGE_OK || moge_kv_commit(ctx, NULL, 1) != MOGE_OK;
     }
-    double t = now_s() - t0;
+    double t = clock_now() - t0;
     if (rc) fprintf(stderr, "%s: %s\n", dir, moge_context_error(ctx));
     else printf("decode %d tokens: %.2f tokens/s (%s, weights %s, %d threads, %s kernels)\n", n_tok, n_tok / t, dir, in.quant, n_threads,
                 in.kernels);

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "moge.h"
 
 #define QWEN3 "tests/fixtures/tokenizers/qwen3/tokenizer.json"
@@ -33,12 +34,6 @@
 #define VALID_TXT "tests/fixtures/tokenizers/tinystories-valid.txt"
 #define JS_SCRIPT "tools/tok_bench.mjs"
 #define RUNS 3
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -121,9 +116,9 @@ typedef struct {
 static bool bench_moge(row *r, const char *text, size_t len) {
     char err[512] = "";
     moge_tokenizer *t = NULL;
-    double t0 = now_s();
+    double t0 = clock_now();
     moge_status st = moge_tokenizer_load(r->path, &t, err, sizeof err);
-    r->load_s = now_s() - t0;
+    r->load_s = clock_now() - t0;
     if (st != MOGE_OK) {
         fprintf(stderr, "bench_tokenizer: loading %s: %s (%s)\n", r->path, moge_status_str(st), err);
         return false;
@@ -132,9 +127,9 @@ static bool bench_moge(row *r, const char *text, size_t len) {
     r->ids = malloc(cap * sizeof *r->ids);
     double times[RUNS];
     for (int k = 0; k < RUNS && r->ids; k++) {
-        t0 = now_s();
+        t0 = clock_now();
         st = moge_tokenize(t, text, len, false, r->ids, cap, &r->n_ids);
-        times[k] = now_s() - t0;
+        times[k] = clock_now() - t0;
         if (st != MOGE_OK) {
             fprintf(stderr, "bench_tokenizer: %s: moge_tokenize: %s\n", r->name, moge_status_str(st));
             moge_tokenizer_free(t);
@@ -221,9 +216,9 @@ int main(void) {
     for (int k = 0; k < RUNS; k++) {
         char err[512] = "";
         moge_tokenizer *t = NULL;
-        double t0 = now_s();
+        double t0 = clock_now();
         moge_status st = moge_tokenizer_load(QWEN3, &t, err, sizeof err);
-        loads[k] = now_s() - t0;
+        loads[k] = clock_now() - t0;
         if (st != MOGE_OK) {
             fprintf(stderr, "bench_tokenizer: loading %s: %s (%s)\n", QWEN3, moge_status_str(st), err);
             free(text);

@@ -30,7 +30,7 @@
 #include "test_util.h"
 #include "moge.h"
 #include "runtime/context.h"
-#include "runtime/fileio.h"
+#include "base/fileio.h"
 
 #define VALID "tests/fixtures/broken/valid"
 #define STORIES "models/stories260K"

@@ -89,7 +89,7 @@ static long long vm_bytes(void) {
 }
 #endif
 
-typedef enum { LOAD_ST, LOAD_MODEL, LOAD_TOKENIZER } load_kind /* (LOAD_TOKENIZER: see the note at main) */;
+typedef enum { LOAD_ST, LOAD_MODEL, LOAD_TOKENIZER } load_kind;
 
 /* What one child reports: the load's status and its peak growth in KiB. */
 typedef struct {
@@ -244,16 +244,28 @@ static void test_quant_claims(void) {
     expect_bounded("quant: U8 blocks of 2^30 x 2^30", LOAD_MODEL, MOGE_ERR_FORMAT);
 }
 
-/* A tokenizer.json with one vocabulary id of 10^8 still sizes two tables by the largest id
- * (issue 18, defect 6, fixed on another branch): once that lands, a case loading
- * {"model":{"type":"BPE","vocab":{"a":0,"b":100000000},"merges":[]}} with LOAD_TOKENIZER
- * belongs here (it fails today: the address-space cap turns the table into "out of memory"). */
+/* A tokenizer.json whose one vocabulary id claims 10^8 (or 2^31 - 2) entries (issue 18, defect 6:
+ * two tables were sized by the largest id, 1.57 GB from 77 bytes): refused, memory bounded. */
+static void test_tokenizer_claims(void) {
+    static const char *const toks[] = {
+        "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":100000000},\"merges\":[]}}",
+        "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":2147483646},\"merges\":[]}}",
+    };
+    static const char *const names[] = {"tokenizer: vocab id 10^8", "tokenizer: vocab id 2^31 - 2"};
+    for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) {
+        clear_dir();
+        write_file("tokenizer.json", toks[i], strlen(toks[i]));
+        expect_bounded(names[i], LOAD_TOKENIZER, MOGE_ERR_FORMAT);
+    }
+}
+
 int main(void) {
     if (!(dir = mkdtemp(dir_tmpl))) {
         printf("FAIL limits: mkdtemp: %s\n", strerror(errno));
         return 1;
     }
-    harness_case cases[] = {T(test_safetensors_claims), T(test_index_claims), T(test_config_claims), T(test_quant_claims)};
+    harness_case cases[] = {T(test_safetensors_claims), T(test_index_claims), T(test_config_claims), T(test_quant_claims),
+                           T(test_tokenizer_claims)};
     int rc = harness_run(cases, (int)(sizeof cases / sizeof cases[0]));
     clear_dir();
     rmdir(dir);

@@ -160,10 +160,10 @@ static moge_status opt_string(const cJSON *obj, const char *key, const char *fil
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!v || cJSON_IsNull(v)) return MOGE_OK;
     if (!cJSON_IsString(v))
-        return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: model.%s: expected a string or null", file, key);
+        return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: model.%s: expected a string or null", file, key);
     if (v->valuestring[0] == '\0') return MOGE_OK;
     *out = tk_arena_strdup(arena, v->valuestring, strlen(v->valuestring));
-    if (!*out) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+    if (!*out) return set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
     return MOGE_OK;
 }
 
@@ -177,23 +177,23 @@ static moge_status parse_vocab(const cJSON *vocab, const char *file, tk_bpe *bpe
         tk_arena_adopt(arena, &pre->keys);
     } else {
         if (!cJSON_IsObject(vocab))
-            return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: model.vocab: missing or not an object", file);
+            return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: model.vocab: missing or not an object", file);
         for (const cJSON *e = vocab->child; e; e = e->next) {
             int32_t id;
             if (!json_int32(e, 0, INT32_MAX - 1, &id))
-                return tk_fail(err, err_size, MOGE_ERR_FORMAT,
+                return set_err(err, err_size, MOGE_ERR_FORMAT,
                                "%s: model.vocab[\"%.60s\"]: expected a non-negative integer id", file, e->string);
             n++;
         }
         ents = malloc((n ? n : 1) * sizeof *ents);
-        if (!ents) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+        if (!ents) return set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
         size_t i = 0;
         for (const cJSON *e = vocab->child; e; e = e->next, i++) {
             size_t len = strlen(e->string);
             char *str = tk_arena_strdup(arena, e->string, len);
             if (!str) {
                 free(ents);
-                return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+                return set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
             }
             ents[i] = (tk_vocab_ent){str, (uint32_t)len, 0};
             json_int32(e, 0, INT32_MAX - 1, &ents[i].id); /* checked above */
@@ -204,7 +204,7 @@ static moge_status parse_vocab(const cJSON *vocab, const char *file, tk_bpe *bpe
         if (ents[i].id > max_id) max_id = ents[i].id;
     moge_status st = MOGE_OK;
     if (max_id >= tk_id_limit(n)) {
-        st = tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: model.vocab: id %lld is far beyond its %zu entries (ids below %lld "
+        st = set_err(err, err_size, MOGE_ERR_FORMAT, "%s: model.vocab: id %lld is far beyond its %zu entries (ids below %lld "
                      "are accepted: tables are indexed by id)", file, (long long)max_id, n, (long long)tk_id_limit(n));
         if (!pre) free(ents);
         return st;
@@ -212,7 +212,7 @@ static moge_status parse_vocab(const cJSON *vocab, const char *file, tk_bpe *bpe
     bpe->n_vocab = (int32_t)(max_id + 1);
     bpe->vocab = calloc((size_t)bpe->n_vocab + 1, sizeof *bpe->vocab);
     if (!bpe->vocab || tk_strmap_init(&bpe->map, bpe->vocab, n)) {
-        st = tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+        st = set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
     } else {
         for (size_t i = 0; i < n; i++) {
             bpe->vocab[ents[i].id].s = ents[i].s;
@@ -234,10 +234,10 @@ static moge_status parse_merges(const cJSON *merges, const char *file, tk_bpe *b
     } else {
         if (!merges || cJSON_IsNull(merges)) merges = NULL;
         else if (!cJSON_IsArray(merges))
-            return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: model.merges: expected an array", file);
+            return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: model.merges: expected an array", file);
         n = merges ? (size_t)cJSON_GetArraySize(merges) : 0;
         ents = calloc(n ? n : 1, sizeof *ents);
-        if (!ents) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+        if (!ents) return set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
         size_t i = 0;
         for (const cJSON *m = merges ? merges->child : NULL; m; m = m->next, i++) {
             if (cJSON_IsString(m)) {
@@ -253,14 +253,14 @@ static moge_status parse_merges(const cJSON *merges, const char *file, tk_bpe *b
         }
     }
     moge_status st = MOGE_OK;
-    if (mergemap_init(&bpe->merges, n)) st = tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+    if (mergemap_init(&bpe->merges, n)) st = set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
     size_t plen = bpe->subword_prefix ? strlen(bpe->subword_prefix) : 0;
     tk_buf joined = {0};
     if (!st && bpe->bmp_id) {
         size_t cap = 1024; /* at most one junction per merge: the set stays at most half full */
         while (cap < 2 * n) cap *= 2;
         bpe->bigrams = malloc(cap * sizeof *bpe->bigrams);
-        if (!bpe->bigrams) st = tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+        if (!bpe->bigrams) st = set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
         for (size_t k = 0; bpe->bigrams && k < cap; k++) bpe->bigrams[k] = UINT64_MAX;
         bpe->bigram_mask = cap - 1;
     }
@@ -280,14 +280,14 @@ static moge_status parse_merges(const cJSON *merges, const char *file, tk_bpe *b
         const char *a = e->a, *b = e->b;
         size_t alen = e->alen, blen = e->blen;
         if (!a) {
-            st = tk_fail(err, err_size, MOGE_ERR_FORMAT,
+            st = set_err(err, err_size, MOGE_ERR_FORMAT,
                          "%s: model.merges[%u]: expected a string \"a b\" or a pair of strings", file, rank);
             break;
         }
         if (!b) {
             const char *sp = memchr(a, ' ', alen);
             if (!sp || memchr(sp + 1, ' ', alen - (size_t)(sp + 1 - a))) {
-                st = tk_fail(err, err_size, MOGE_ERR_FORMAT,
+                st = set_err(err, err_size, MOGE_ERR_FORMAT,
                              "%s: model.merges[%u]: \"%.*s\" is not two tokens separated by one space", file,
                              rank, (int)(alen > 60 ? 60 : alen), a);
                 break;
@@ -298,19 +298,19 @@ static moge_status parse_merges(const cJSON *merges, const char *file, tk_bpe *b
         }
         int32_t ia = tk_strmap_get(&bpe->map, a, alen), ib = tk_strmap_get(&bpe->map, b, blen);
         if (ia < 0 || ib < 0) {
-            st = tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: model.merges[%u]: token \"%.*s\" is not in model.vocab",
+            st = set_err(err, err_size, MOGE_ERR_FORMAT, "%s: model.merges[%u]: token \"%.*s\" is not in model.vocab",
                          file, rank, (int)(ia < 0 ? alen : blen), ia < 0 ? a : b);
             break;
         }
         size_t cut = blen >= plen ? plen : blen;
         joined.len = 0;
         if (tk_buf_put(&joined, a, alen) || tk_buf_put(&joined, b + cut, blen - cut)) {
-            st = tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+            st = set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
             break;
         }
         int32_t inew = tk_strmap_get(&bpe->map, joined.p, joined.len);
         if (inew < 0) {
-            st = tk_fail(err, err_size, MOGE_ERR_FORMAT,
+            st = set_err(err, err_size, MOGE_ERR_FORMAT,
                          "%s: model.merges[%u]: merged token \"%.*s\" is not in model.vocab", file, rank,
                          (int)(joined.len > 60 ? 60 : joined.len), joined.p);
             break;
@@ -330,19 +330,19 @@ moge_status tk_bpe_parse(const void *json, const char *file, tk_bpe *bpe, tk_are
     bpe->unk_id = -1;
     for (int i = 0; i < 256; i++) bpe->byte_id[i] = -1;
     if (!cJSON_IsObject(model))
-        return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: model: missing or not an object", file);
+        return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: model: missing or not an object", file);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
     if (type && !cJSON_IsString(type))
-        return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: model.type: expected a string", file);
+        return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: model.type: expected a string", file);
     if (type && strcmp(type->valuestring, "BPE") != 0)
-        return tk_fail(err, err_size, MOGE_ERR_UNSUPPORTED,
+        return set_err(err, err_size, MOGE_ERR_UNSUPPORTED,
                        "%s: model.type \"%.40s\" is not supported (only BPE)", file, type->valuestring);
     if (!type && !cJSON_GetObjectItemCaseSensitive(model, "merges"))
-        return tk_fail(err, err_size, MOGE_ERR_UNSUPPORTED,
+        return set_err(err, err_size, MOGE_ERR_UNSUPPORTED,
                        "%s: model: no \"type\" and no \"merges\"; only BPE models are supported", file);
     const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(model, "dropout");
     if (dropout && !cJSON_IsNull(dropout) && !(cJSON_IsNumber(dropout) && dropout->valuedouble == 0.0))
-        return tk_fail(err, err_size, MOGE_ERR_UNSUPPORTED, "%s: model.dropout: BPE dropout is not supported", file);
+        return set_err(err, err_size, MOGE_ERR_UNSUPPORTED, "%s: model.dropout: BPE dropout is not supported", file);
 
     bpe->fuse_unk = json_bool(model, "fuse_unk", false);
     bpe->byte_fallback = json_bool(model, "byte_fallback", false);
@@ -364,7 +364,7 @@ moge_status tk_bpe_parse(const void *json, const char *file, tk_bpe *bpe, tk_are
     if (!bpe->subword_prefix && !bpe->word_suffix) {
         /* Direct lookup of single characters, the first step of every word. */
         bpe->bmp_id = malloc(0x10000 * sizeof *bpe->bmp_id);
-        if (!bpe->bmp_id) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+        if (!bpe->bmp_id) return set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
         for (uint32_t cp = 0; cp < 0x10000; cp++) bpe->bmp_id[cp] = -1;
         /* Each distinct string has one slot in the map, holding the id a lookup would return. */
         for (size_t i = 0; i <= bpe->map.mask; i++) {
@@ -377,7 +377,7 @@ moge_status tk_bpe_parse(const void *json, const char *file, tk_bpe *bpe, tk_are
     }
     if ((st = parse_merges(cJSON_GetObjectItemCaseSensitive(model, "merges"), file, bpe, pre, err, err_size)))
         return st;
-    if (bpe->bigrams && build_pair_bits(bpe)) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+    if (bpe->bigrams && build_pair_bits(bpe)) return set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
     return MOGE_OK;
 }
 

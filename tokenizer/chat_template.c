@@ -61,16 +61,16 @@ static moge_status render_mistral(tk_buf *b, const moge_chat_message *m, size_t 
     for (size_t i = 0; i < n && !rc; i++) {
         if (!strcmp(m[i].role, "system")) {
             if (i != 0)
-                return tk_fail(err, err_size, MOGE_ERR_ARG, "chat: messages[%zu]: a system message must come first", i);
+                return set_err(err, err_size, MOGE_ERR_ARG, "chat: messages[%zu]: a system message must come first", i);
             system = m[i].content;
             continue;
         }
         bool user = !strcmp(m[i].role, "user");
         if (!user && strcmp(m[i].role, "assistant") != 0)
-            return tk_fail(err, err_size, MOGE_ERR_ARG, "chat: messages[%zu]: role \"%s\" is not supported by [INST] templates",
+            return set_err(err, err_size, MOGE_ERR_ARG, "chat: messages[%zu]: role \"%s\" is not supported by [INST] templates",
                            i, m[i].role);
         if (user != (turn % 2 == 0))
-            return tk_fail(err, err_size, MOGE_ERR_ARG,
+            return set_err(err, err_size, MOGE_ERR_ARG,
                            "chat: messages[%zu]: conversation roles must alternate user/assistant/user/...", i);
         turn++;
         if (user) {
@@ -81,22 +81,22 @@ static moge_status render_mistral(tk_buf *b, const moge_chat_message *m, size_t 
             rc = puts_(b, m[i].content) || puts_(b, eos);
         }
     }
-    return rc ? tk_fail(err, err_size, MOGE_ERR_NOMEM, "chat: out of memory") : MOGE_OK;
+    return rc ? set_err(err, err_size, MOGE_ERR_NOMEM, "chat: out of memory") : MOGE_OK;
 }
 
 moge_status moge_chat_render(moge_chat_family family, const moge_chat_message *msgs, size_t n, bool add_gen,
                              const char *bos, const char *eos, char **out, char *err, size_t err_size) {
     if (err && err_size) err[0] = '\0';
-    if (!out) return tk_fail(err, err_size, MOGE_ERR_ARG, "chat: out is NULL");
+    if (!out) return set_err(err, err_size, MOGE_ERR_ARG, "chat: out is NULL");
     *out = NULL;
-    if (n && !msgs) return tk_fail(err, err_size, MOGE_ERR_ARG, "chat: messages is NULL");
+    if (n && !msgs) return set_err(err, err_size, MOGE_ERR_ARG, "chat: messages is NULL");
     for (size_t i = 0; i < n; i++)
         if (!msgs[i].role || !msgs[i].content)
-            return tk_fail(err, err_size, MOGE_ERR_ARG, "chat: messages[%zu]: role and content are required", i);
+            return set_err(err, err_size, MOGE_ERR_ARG, "chat: messages[%zu]: role and content are required", i);
     if (family == MOGE_CHAT_NONE)
-        return tk_fail(err, err_size, MOGE_ERR_UNSUPPORTED, "chat: the tokenizer has no chat_template");
+        return set_err(err, err_size, MOGE_ERR_UNSUPPORTED, "chat: the tokenizer has no chat_template");
     if (family == MOGE_CHAT_UNKNOWN)
-        return tk_fail(err, err_size, MOGE_ERR_UNSUPPORTED,
+        return set_err(err, err_size, MOGE_ERR_UNSUPPORTED,
                        "chat: the chat_template is not one moge recognises (ChatML, Llama-3, [INST], Pangu)");
     tk_buf b = {0};
     int rc = tk_buf_put(&b, "", 0);
@@ -124,7 +124,7 @@ moge_status moge_chat_render(moge_chat_family family, const moge_chat_message *m
         for (size_t i = 0; i < n && !rc; i++) {
             const char *label = pangu_label(msgs[i].role);
             if (!label) {
-                st = tk_fail(err, err_size, MOGE_ERR_ARG, "chat: messages[%zu]: role \"%s\" is not supported by Pangu",
+                st = set_err(err, err_size, MOGE_ERR_ARG, "chat: messages[%zu]: role \"%s\" is not supported by Pangu",
                              i, msgs[i].role);
                 break;
             }
@@ -139,9 +139,9 @@ moge_status moge_chat_render(moge_chat_family family, const moge_chat_message *m
         if (add_gen && !rc) rc = puts_(&b, "assistant:");
         break;
     default:
-        st = tk_fail(err, err_size, MOGE_ERR_ARG, "chat: unknown family %d", (int)family);
+        st = set_err(err, err_size, MOGE_ERR_ARG, "chat: unknown family %d", (int)family);
     }
-    if (!st && rc) st = tk_fail(err, err_size, MOGE_ERR_NOMEM, "chat: out of memory");
+    if (!st && rc) st = set_err(err, err_size, MOGE_ERR_NOMEM, "chat: out of memory");
     if (st) {
         tk_buf_free(&b);
         return st;

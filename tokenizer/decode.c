@@ -68,22 +68,22 @@ static moge_status one_char(const cJSON *j, const char *key, const char *where, 
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
     size_t l = cJSON_IsString(v) ? strlen(v->valuestring) : 0;
     if (!l || tk_utf8_char(v->valuestring, l, NULL) != l)
-        return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.%s: expected a one-character string", where, key);
+        return set_err(err, err_size, MOGE_ERR_FORMAT, "%s.%s: expected a one-character string", where, key);
     memcpy(s->ch, v->valuestring, l);
     s->ch_len = l;
     return MOGE_OK;
 }
 
 static moge_status parse_into(tk_decoder *d, const cJSON *j, const char *where, char *err, size_t err_size) {
-    if (!cJSON_IsObject(j)) return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: expected an object", where);
+    if (!cJSON_IsObject(j)) return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: expected an object", where);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
     if (!cJSON_IsString(type))
-        return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.type: missing or not a string", where);
+        return set_err(err, err_size, MOGE_ERR_FORMAT, "%s.type: missing or not a string", where);
     const char *t = type->valuestring;
     if (!strcmp(t, "Sequence")) {
         const cJSON *items = cJSON_GetObjectItemCaseSensitive(j, "decoders");
         if (!cJSON_IsArray(items))
-            return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.decoders: missing or not an array", where);
+            return set_err(err, err_size, MOGE_ERR_FORMAT, "%s.decoders: missing or not an array", where);
         size_t i = 0;
         for (const cJSON *it = items->child; it; it = it->next, i++) {
             char sub[256];
@@ -103,28 +103,28 @@ static moge_status parse_into(tk_decoder *d, const cJSON *j, const char *where, 
     else if (!strcmp(t, "Strip")) s = add_stage(d, D_STRIP);
     else if (!strcmp(t, "ByteLevel")) s = add_stage(d, D_BYTELEVEL);
     else if (!strcmp(t, "Metaspace")) s = add_stage(d, D_METASPACE);
-    else return tk_fail(err, err_size, MOGE_ERR_UNSUPPORTED, "%s.type: decoder \"%.40s\" is not supported", where, t);
-    if (!s) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
+    else return set_err(err, err_size, MOGE_ERR_UNSUPPORTED, "%s.type: decoder \"%.40s\" is not supported", where, t);
+    if (!s) return set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
     s->fused = fused;
     if ((s->type == D_BYTE_FALLBACK) && fused)
-        return tk_fail(err, err_size, MOGE_ERR_UNSUPPORTED, "%s: %s after Fuse/ByteLevel is not supported", where, t);
+        return set_err(err, err_size, MOGE_ERR_UNSUPPORTED, "%s: %s after Fuse/ByteLevel is not supported", where, t);
     switch (s->type) {
     case D_REPLACE: {
         const cJSON *pat = cJSON_GetObjectItemCaseSensitive(j, "pattern");
         const cJSON *ps = cJSON_GetObjectItemCaseSensitive(pat, "String");
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "content");
         if (cJSON_GetObjectItemCaseSensitive(pat, "Regex"))
-            return tk_fail(err, err_size, MOGE_ERR_UNSUPPORTED, "%s.pattern: a Regex pattern in a decoder is not supported",
+            return set_err(err, err_size, MOGE_ERR_UNSUPPORTED, "%s.pattern: a Regex pattern in a decoder is not supported",
                            where);
         if (!cJSON_IsString(ps) || !ps->valuestring[0])
-            return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.pattern: expected {\"String\": non-empty string}", where);
+            return set_err(err, err_size, MOGE_ERR_FORMAT, "%s.pattern: expected {\"String\": non-empty string}", where);
         if (!cJSON_IsString(c))
-            return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.content: missing or not a string", where);
+            return set_err(err, err_size, MOGE_ERR_FORMAT, "%s.content: missing or not a string", where);
         s->pat_len = strlen(ps->valuestring);
         s->content_len = strlen(c->valuestring);
         s->pat = malloc(s->pat_len + 1);
         s->content = malloc(s->content_len + 1);
-        if (!s->pat || !s->content) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
+        if (!s->pat || !s->content) return set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
         memcpy(s->pat, ps->valuestring, s->pat_len + 1);
         memcpy(s->content, c->valuestring, s->content_len + 1);
         size_t f = (s->content_len + s->pat_len - 1) / s->pat_len;
@@ -138,7 +138,7 @@ static moge_status parse_into(tk_decoder *d, const cJSON *j, const char *where, 
         const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "stop");
         int64_t start, stop;
         if (!json_integer(a, 0, 1e9, &start) || !json_integer(b, 0, 1e9, &stop))
-            return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: start and stop must be non-negative integers", where);
+            return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: start and stop must be non-negative integers", where);
         s->start = (size_t)start;
         s->stop = (size_t)stop;
         return MOGE_OK;
@@ -161,11 +161,11 @@ static moge_status parse_into(tk_decoder *d, const cJSON *j, const char *where, 
 moge_status tk_decoder_parse(const void *json, const char *where, tk_decoder **out, char *err, size_t err_size) {
     *out = NULL;
     tk_decoder *d = calloc(1, sizeof *d);
-    if (!d) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
+    if (!d) return set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
     d->expand = 1;
     moge_status st = MOGE_OK;
     if (!json || cJSON_IsNull((const cJSON *)json)) {
-        if (!add_stage(d, D_JOIN)) st = tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
+        if (!add_stage(d, D_JOIN)) st = set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
     } else {
         st = parse_into(d, json, where, err, err_size);
     }

@@ -36,7 +36,7 @@ typedef struct {
 } gv;
 
 static moge_status fail_key(gv *v, const char *key, const char *what) {
-    return tk_fail(v->err, v->n, MOGE_ERR_FORMAT, "%s: metadata key %s: %s", v->g->what, key, what);
+    return set_err(v->err, v->n, MOGE_ERR_FORMAT, "%s: metadata key %s: %s", v->g->what, key, what);
 }
 
 /* An optional numeric array of n_tok values into out (as int32 or float). */
@@ -107,7 +107,7 @@ static size_t utf8_chars(const char *s, size_t n) {
 static moge_status spm_merges(gv *v, const tk_strmap *map, cJSON *out) {
     size_t cap = 1024, cnt = 0;
     spm_merge *m = malloc(cap * sizeof *m);
-    if (!m) return tk_fail(v->err, v->n, MOGE_ERR_NOMEM, "%s: out of memory", v->g->what);
+    if (!m) return set_err(v->err, v->n, MOGE_ERR_NOMEM, "%s: out of memory", v->g->what);
     for (uint64_t p = 0; p < v->n_tok; p++) {
         const tk_str *s = &v->tok[p];
         size_t first = cnt;
@@ -119,7 +119,7 @@ static moge_status spm_merges(gv *v, const tk_strmap *map, cJSON *out) {
                 spm_merge *w = realloc(m, (cap *= 2) * sizeof *m);
                 if (!w) {
                     free(m);
-                    return tk_fail(v->err, v->n, MOGE_ERR_NOMEM, "%s: out of memory", v->g->what);
+                    return set_err(v->err, v->n, MOGE_ERR_NOMEM, "%s: out of memory", v->g->what);
                 }
                 m = w;
             }
@@ -140,7 +140,7 @@ static moge_status spm_merges(gv *v, const tk_strmap *map, cJSON *out) {
         if (jb) { free(jb->valuestring); jb->valuestring = strndup(b->s, b->len); }
         if (!pair || !ja || !jb || !ja->valuestring || !jb->valuestring) {
             cJSON_Delete(pair); cJSON_Delete(ja); cJSON_Delete(jb);
-            st = tk_fail(v->err, v->n, MOGE_ERR_NOMEM, "%s: out of memory", v->g->what);
+            st = set_err(v->err, v->n, MOGE_ERR_NOMEM, "%s: out of memory", v->g->what);
             break;
         }
         cJSON_AddItemToArray(pair, ja);
@@ -185,8 +185,8 @@ static const char *gpt2_pre(const char *name, const char **normalizer) {
     return NULL;
 }
 
-#define TRY(x) do { if ((st = (x)) != MOGE_OK) goto done; } while (0)
-#define NEED(p) do { if (!(p)) { st = tk_fail(err, n, MOGE_ERR_NOMEM, "%s: out of memory", g->what); goto done; } } while (0)
+#define TRY_GOTO(x) do { if ((st = (x)) != MOGE_OK) goto done; } while (0)
+#define NEED(p) do { if (!(p)) { st = set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", g->what); goto done; } } while (0)
 
 static moge_status build_docs(const gguf_file *g, cJSON **tok_out, cJSON **cfg_out, char *err, size_t n) {
     gv v = {.g = g, .err = err, .n = n};
@@ -195,14 +195,14 @@ static moge_status build_docs(const gguf_file *g, cJSON **tok_out, cJSON **cfg_o
     tk_strmap map = {0};
     gguf_str model_s;
     if (!gguf_kv_string(gguf_find(g, "tokenizer.ggml.model"), &model_s))
-        return tk_fail(err, n, MOGE_ERR_FORMAT, "%s: no tokenizer: missing string metadata key tokenizer.ggml.model", g->what);
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: no tokenizer: missing string metadata key tokenizer.ggml.model", g->what);
     bool spm = model_s.len == 5 && !memcmp(model_s.s, "llama", 5), bpe = model_s.len == 4 && !memcmp(model_s.s, "gpt2", 4);
     if (!spm && !bpe)
-        return tk_fail(err, n, MOGE_ERR_UNSUPPORTED, "%s: tokenizer.ggml.model \"%.*s\" is not supported (llama, gpt2)", g->what,
+        return set_err(err, n, MOGE_ERR_UNSUPPORTED, "%s: tokenizer.ggml.model \"%.*s\" is not supported (llama, gpt2)", g->what,
                        (int)(model_s.len < 40 ? model_s.len : 40), model_s.s);
     const gguf_kv *tk = gguf_find(g, "tokenizer.ggml.tokens");
     if (!tk || tk->type != GGUF_ARR || tk->arr_type != GGUF_STR || tk->arr_n == 0 || tk->arr_n > INT32_MAX - 1)
-        return tk_fail(err, n, MOGE_ERR_FORMAT, "%s: metadata key tokenizer.ggml.tokens must be a non-empty array of strings", g->what);
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: metadata key tokenizer.ggml.tokens must be a non-empty array of strings", g->what);
     v.n_tok = tk->arr_n;
     v.tok = calloc((size_t)v.n_tok, sizeof *v.tok);
     v.type = malloc((size_t)v.n_tok * sizeof *v.type);
@@ -213,18 +213,18 @@ static moge_status build_docs(const gguf_file *g, cJSON **tok_out, cJSON **cfg_o
     gguf_str s;
     for (uint64_t i = 0; gguf_iter_str(&it, &s); i++) {
         if (s.len > UINT32_MAX / 2 || !tk_utf8_valid(s.s, (size_t)s.len)) {
-            st = tk_fail(err, n, MOGE_ERR_FORMAT, "%s: tokenizer.ggml.tokens[%llu] is not valid UTF-8", g->what, (unsigned long long)i);
+            st = set_err(err, n, MOGE_ERR_FORMAT, "%s: tokenizer.ggml.tokens[%llu] is not valid UTF-8", g->what, (unsigned long long)i);
             goto done;
         }
         v.tok[i] = (tk_str){s.s, (uint32_t)s.len};
         v.type[i] = TT_NORMAL;
     }
-    TRY(read_numbers(&v, "tokenizer.ggml.token_type", v.type, NULL));
-    if (spm) TRY(read_numbers(&v, "tokenizer.ggml.scores", NULL, v.score));
+    TRY_GOTO(read_numbers(&v, "tokenizer.ggml.token_type", v.type, NULL));
+    if (spm) TRY_GOTO(read_numbers(&v, "tokenizer.ggml.scores", NULL, v.score));
     int64_t bos, eos, unk;
-    TRY(read_id(&v, "tokenizer.ggml.bos_token_id", &bos));
-    TRY(read_id(&v, "tokenizer.ggml.eos_token_id", &eos));
-    TRY(read_id(&v, "tokenizer.ggml.unknown_token_id", &unk));
+    TRY_GOTO(read_id(&v, "tokenizer.ggml.bos_token_id", &bos));
+    TRY_GOTO(read_id(&v, "tokenizer.ggml.eos_token_id", &eos));
+    TRY_GOTO(read_id(&v, "tokenizer.ggml.unknown_token_id", &unk));
 
     if (tk_strmap_init(&map, v.tok, (size_t)v.n_tok)) NEED(0);
     root = cJSON_CreateObject();
@@ -260,13 +260,13 @@ static moge_status build_docs(const gguf_file *g, cJSON **tok_out, cJSON **cfg_o
     const gguf_kv *mk = gguf_find(g, "tokenizer.ggml.merges");
     if (mk) {
         if (mk->type != GGUF_ARR || mk->arr_type != GGUF_STR) {
-            st = tk_fail(err, n, MOGE_ERR_FORMAT, "%s: metadata key tokenizer.ggml.merges must be an array of strings", g->what);
+            st = set_err(err, n, MOGE_ERR_FORMAT, "%s: metadata key tokenizer.ggml.merges must be an array of strings", g->what);
             goto done;
         }
         gguf_iter_init(&it, mk);
         for (uint64_t i = 0; gguf_iter_str(&it, &s); i++) {
             if (!tk_utf8_valid(s.s, (size_t)s.len)) {
-                st = tk_fail(err, n, MOGE_ERR_FORMAT, "%s: tokenizer.ggml.merges[%llu] is not valid UTF-8", g->what, (unsigned long long)i);
+                st = set_err(err, n, MOGE_ERR_FORMAT, "%s: tokenizer.ggml.merges[%llu] is not valid UTF-8", g->what, (unsigned long long)i);
                 goto done;
             }
             cJSON *j = str_n(s.s, (size_t)s.len);
@@ -274,9 +274,9 @@ static moge_status build_docs(const gguf_file *g, cJSON **tok_out, cJSON **cfg_o
             cJSON_AddItemToArray(merges, j);
         }
     } else if (spm) {
-        TRY(spm_merges(&v, &map, merges));
+        TRY_GOTO(spm_merges(&v, &map, merges));
     } else {
-        st = tk_fail(err, n, MOGE_ERR_FORMAT, "%s: a gpt2 tokenizer without tokenizer.ggml.merges", g->what);
+        st = set_err(err, n, MOGE_ERR_FORMAT, "%s: a gpt2 tokenizer without tokenizer.ggml.merges", g->what);
         goto done;
     }
     bool add_bos = read_bool(g, "tokenizer.ggml.add_bos_token", spm), add_eos = read_bool(g, "tokenizer.ggml.add_eos_token", false);
@@ -299,14 +299,14 @@ static moge_status build_docs(const gguf_file *g, cJSON **tok_out, cJSON **cfg_o
         gguf_str pre = {"default", 7};
         const gguf_kv *pk = gguf_find(g, "tokenizer.ggml.pre");
         if (pk && !gguf_kv_string(pk, &pre)) {
-            st = tk_fail(err, n, MOGE_ERR_FORMAT, "%s: metadata key tokenizer.ggml.pre must be a string", g->what);
+            st = set_err(err, n, MOGE_ERR_FORMAT, "%s: metadata key tokenizer.ggml.pre must be a string", g->what);
             goto done;
         }
         char name[64];
         snprintf(name, sizeof name, "%.*s", (int)(pre.len < 63 ? pre.len : 63), pre.s);
         const char *normalizer, *pj = gpt2_pre(name, &normalizer);
         if (!pj) {
-            st = tk_fail(err, n, MOGE_ERR_UNSUPPORTED, "%s: tokenizer.ggml.pre \"%s\" is not supported (qwen2, llama-bpe, gpt-2, default)", g->what, name);
+            st = set_err(err, n, MOGE_ERR_UNSUPPORTED, "%s: tokenizer.ggml.pre \"%s\" is not supported (qwen2, llama-bpe, gpt-2, default)", g->what, name);
             goto done;
         }
         cJSON *pt = parse_const(pj), *dec = parse_const("{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":true}");
@@ -357,7 +357,7 @@ static moge_status build_docs(const gguf_file *g, cJSON **tok_out, cJSON **cfg_o
     const gguf_kv *ck = gguf_find(g, "tokenizer.chat_template");
     if (ck) {
         if (!gguf_kv_string(ck, &tmpl) || !tk_utf8_valid(tmpl.s, (size_t)tmpl.len)) {
-            st = tk_fail(err, n, MOGE_ERR_FORMAT, "%s: metadata key tokenizer.chat_template must be a UTF-8 string", g->what);
+            st = set_err(err, n, MOGE_ERR_FORMAT, "%s: metadata key tokenizer.chat_template must be a UTF-8 string", g->what);
             goto done;
         }
         cJSON *j = str_n(tmpl.s, (size_t)tmpl.len);

@@ -61,22 +61,22 @@ static moge_status need_string(const cJSON *obj, const char *key, const char *wh
                                char *err, size_t err_size) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!cJSON_IsString(v))
-        return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.%s: missing or not a string", where, key);
+        return set_err(err, err_size, MOGE_ERR_FORMAT, "%s.%s: missing or not a string", where, key);
     *out = dup_str(v->valuestring, len);
-    return *out ? MOGE_OK : tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
+    return *out ? MOGE_OK : set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
 }
 
 moge_status tk_normalizer_parse(const void *json, const char *where, tk_normalizer **out, char *err,
                                 size_t err_size) {
     const cJSON *j = json;
     *out = NULL;
-    if (!cJSON_IsObject(j)) return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: expected an object", where);
+    if (!cJSON_IsObject(j)) return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: expected an object", where);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
     if (!cJSON_IsString(type))
-        return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.type: missing or not a string", where);
+        return set_err(err, err_size, MOGE_ERR_FORMAT, "%s.type: missing or not a string", where);
     const char *t = type->valuestring;
     tk_normalizer *n = calloc(1, sizeof *n);
-    if (!n) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
+    if (!n) return set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
     moge_status st = MOGE_OK;
     if (!strcmp(t, "NFC")) n->type = N_NFC;
     else if (!strcmp(t, "NFD")) n->type = N_NFD;
@@ -103,26 +103,26 @@ moge_status tk_normalizer_parse(const void *json, const char *where, tk_normaliz
         if (st) {
         } else if (cJSON_IsString(ps)) {
             n->pattern = dup_str(ps->valuestring, &n->pattern_len);
-            if (!n->pattern) st = tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
+            if (!n->pattern) st = set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
             else if (n->pattern_len == 0)
-                st = tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.pattern.String: empty pattern", where);
+                st = set_err(err, err_size, MOGE_ERR_FORMAT, "%s.pattern.String: empty pattern", where);
         } else if (cJSON_IsString(pr)) {
             char msg[200];
             n->re = tk_regex_new(pr->valuestring, strlen(pr->valuestring), false, msg, sizeof msg);
-            if (!n->re) st = tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.pattern.Regex: %s", where, msg);
+            if (!n->re) st = set_err(err, err_size, MOGE_ERR_FORMAT, "%s.pattern.Regex: %s", where, msg);
         } else {
-            st = tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.pattern: expected {\"String\": ...} or {\"Regex\": ...}",
+            st = set_err(err, err_size, MOGE_ERR_FORMAT, "%s.pattern: expected {\"String\": ...} or {\"Regex\": ...}",
                          where);
         }
     } else if (!strcmp(t, "Sequence")) {
         n->type = N_SEQUENCE;
         const cJSON *items = cJSON_GetObjectItemCaseSensitive(j, "normalizers");
         if (!cJSON_IsArray(items)) {
-            st = tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.normalizers: missing or not an array", where);
+            st = set_err(err, err_size, MOGE_ERR_FORMAT, "%s.normalizers: missing or not an array", where);
         } else {
             size_t cnt = (size_t)cJSON_GetArraySize(items);
             n->items = calloc(cnt ? cnt : 1, sizeof *n->items);
-            if (!n->items) st = tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
+            if (!n->items) st = set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
             size_t i = 0;
             for (const cJSON *it = items->child; it && !st; it = it->next, i++) {
                 char sub[256];
@@ -132,7 +132,7 @@ moge_status tk_normalizer_parse(const void *json, const char *where, tk_normaliz
             }
         }
     } else {
-        st = tk_fail(err, err_size, MOGE_ERR_UNSUPPORTED, "%s.type: normalizer \"%.40s\" is not supported", where, t);
+        st = set_err(err, err_size, MOGE_ERR_UNSUPPORTED, "%s.type: normalizer \"%.40s\" is not supported", where, t);
     }
     if (st) {
         tk_normalizer_free(n);

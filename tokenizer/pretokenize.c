@@ -143,7 +143,7 @@ static moge_status parse_behavior(const cJSON *j, const char *where, behavior df
                 *out = (behavior)i;
                 return MOGE_OK;
             }
-    return tk_fail(err, err_size, MOGE_ERR_FORMAT,
+    return set_err(err, err_size, MOGE_ERR_FORMAT,
                    "%s.behavior: expected one of Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous",
                    where);
 }
@@ -151,13 +151,13 @@ static moge_status parse_behavior(const cJSON *j, const char *where, behavior df
 moge_status tk_pretok_parse(const void *json, const char *where, tk_pretok **out, char *err, size_t err_size) {
     const cJSON *j = json;
     *out = NULL;
-    if (!cJSON_IsObject(j)) return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: expected an object", where);
+    if (!cJSON_IsObject(j)) return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: expected an object", where);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
     if (!cJSON_IsString(type))
-        return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.type: missing or not a string", where);
+        return set_err(err, err_size, MOGE_ERR_FORMAT, "%s.type: missing or not a string", where);
     const char *t = type->valuestring;
     tk_pretok *p = calloc(1, sizeof *p);
-    if (!p) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
+    if (!p) return set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
     moge_status st = MOGE_OK;
     char msg[200];
     if (!strcmp(t, "Split")) {
@@ -169,10 +169,10 @@ moge_status tk_pretok_parse(const void *json, const char *where, tk_pretok **out
             const char *s = cJSON_IsString(ps) ? ps->valuestring : pr->valuestring;
             p->re = tk_regex_new(s, strlen(s), cJSON_IsString(ps), msg, sizeof msg);
             if (!p->re)
-                st = tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.pattern.%s: %s", where,
+                st = set_err(err, err_size, MOGE_ERR_FORMAT, "%s.pattern.%s: %s", where,
                              cJSON_IsString(ps) ? "String" : "Regex", msg);
         } else {
-            st = tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.pattern: expected {\"String\": ...} or {\"Regex\": ...}",
+            st = set_err(err, err_size, MOGE_ERR_FORMAT, "%s.pattern: expected {\"String\": ...} or {\"Regex\": ...}",
                          where);
         }
         if (!st) st = parse_behavior(j, where, B_ISOLATED, &p->beh, err, err_size);
@@ -182,7 +182,7 @@ moge_status tk_pretok_parse(const void *json, const char *where, tk_pretok **out
         p->add_prefix_space = get_bool(j, "add_prefix_space", true);
         if (get_bool(j, "use_regex", true)) {
             p->re = tk_regex_new(GPT2_PATTERN, strlen(GPT2_PATTERN), false, msg, sizeof msg);
-            if (!p->re) st = tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: %s", where, msg);
+            if (!p->re) st = set_err(err, err_size, MOGE_ERR_NOMEM, "%s: %s", where, msg);
         }
     } else if (!strcmp(t, "Metaspace")) {
         p->type = P_METASPACE;
@@ -190,7 +190,7 @@ moge_status tk_pretok_parse(const void *json, const char *where, tk_pretok **out
         uint32_t cp;
         size_t rl = cJSON_IsString(r) ? strlen(r->valuestring) : 0;
         if (!cJSON_IsString(r) || rl == 0 || tk_utf8_char(r->valuestring, rl, &cp) != rl) {
-            st = tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.replacement: expected a one-character string", where);
+            st = set_err(err, err_size, MOGE_ERR_FORMAT, "%s.replacement: expected a one-character string", where);
         } else {
             memcpy(p->repl, r->valuestring, rl);
             p->repl_len = rl;
@@ -202,7 +202,7 @@ moge_status tk_pretok_parse(const void *json, const char *where, tk_pretok **out
             else if (!strcmp(ps->valuestring, "first")) p->scheme = PREPEND_FIRST;
             else if (!strcmp(ps->valuestring, "never")) p->scheme = PREPEND_NEVER;
             else if (!st)
-                st = tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.prepend_scheme: expected always, first or never",
+                st = set_err(err, err_size, MOGE_ERR_FORMAT, "%s.prepend_scheme: expected always, first or never",
                              where);
         } else {
             p->scheme = get_bool(j, "add_prefix_space", true) ? PREPEND_ALWAYS : PREPEND_NEVER;
@@ -214,7 +214,7 @@ moge_status tk_pretok_parse(const void *json, const char *where, tk_pretok **out
         p->type = P_WHITESPACE;
         static const char ws[] = "\\w+|[^\\w\\s]+";
         p->re = tk_regex_new(ws, strlen(ws), false, msg, sizeof msg);
-        if (!p->re) st = tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: %s", where, msg);
+        if (!p->re) st = set_err(err, err_size, MOGE_ERR_NOMEM, "%s: %s", where, msg);
     } else if (!strcmp(t, "WhitespaceSplit")) {
         p->type = P_WSSPLIT;
     } else if (!strcmp(t, "Punctuation")) {
@@ -224,11 +224,11 @@ moge_status tk_pretok_parse(const void *json, const char *where, tk_pretok **out
         p->type = P_SEQUENCE;
         const cJSON *items = cJSON_GetObjectItemCaseSensitive(j, "pretokenizers");
         if (!cJSON_IsArray(items)) {
-            st = tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.pretokenizers: missing or not an array", where);
+            st = set_err(err, err_size, MOGE_ERR_FORMAT, "%s.pretokenizers: missing or not an array", where);
         } else {
             size_t cnt = (size_t)cJSON_GetArraySize(items);
             p->items = calloc(cnt ? cnt : 1, sizeof *p->items);
-            if (!p->items) st = tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
+            if (!p->items) st = set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
             size_t i = 0;
             for (const cJSON *it = items->child; it && !st; it = it->next, i++) {
                 char sub[256];
@@ -238,7 +238,7 @@ moge_status tk_pretok_parse(const void *json, const char *where, tk_pretok **out
             }
         }
     } else {
-        st = tk_fail(err, err_size, MOGE_ERR_UNSUPPORTED, "%s.type: pre-tokenizer \"%.40s\" is not supported", where,
+        st = set_err(err, err_size, MOGE_ERR_UNSUPPORTED, "%s.type: pre-tokenizer \"%.40s\" is not supported", where,
                      t);
     }
     if (st) {

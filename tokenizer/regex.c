@@ -182,7 +182,7 @@ tk_regex *tk_regex_new(const char *pattern, size_t len, bool literal, char *msg,
     size_t src_len = len;
     if (!literal) {
         if (translate(pattern, len, &pat)) {
-            tk_fail(msg, msg_size, MOGE_ERR_NOMEM, "out of memory");
+            set_err(msg, msg_size, MOGE_ERR_NOMEM, "out of memory");
             tk_buf_free(&pat);
             return NULL;
         }
@@ -197,14 +197,14 @@ tk_regex *tk_regex_new(const char *pattern, size_t len, bool literal, char *msg,
     if (!code) {
         PCRE2_UCHAR buf[160];
         pcre2_get_error_message(ec, buf, sizeof buf);
-        tk_fail(msg, msg_size, MOGE_ERR_FORMAT, "%s at offset %zu", (const char *)buf, (size_t)eo);
+        set_err(msg, msg_size, MOGE_ERR_FORMAT, "%s at offset %zu", (const char *)buf, (size_t)eo);
         return NULL;
     }
     bool jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0; /* else the interpreter */
     tk_regex *re = malloc(sizeof *re);
     if (!re) {
         pcre2_code_free(code);
-        tk_fail(msg, msg_size, MOGE_ERR_NOMEM, "out of memory");
+        set_err(msg, msg_size, MOGE_ERR_NOMEM, "out of memory");
         return NULL;
     }
     re->code = code;

@@ -397,12 +397,3 @@ void tk_arena_free(tk_arena *a) {
     a->head = NULL;
 }
 
-moge_status tk_fail(char *err, size_t err_size, moge_status st, const char *fmt, ...) {
-    if (err && err_size) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_size, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}

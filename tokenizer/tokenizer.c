@@ -14,7 +14,7 @@
  * A loaded tokenizer is read-only; encoding allocates only per call, so threads may share one.
  */
 #include "tokenizer/tokenizer.h"
-#include "runtime/fileio.h"
+#include "base/fileio.h"
 #include "runtime/gguf.h"
 #include "runtime/json_num.h"
 
@@ -91,18 +91,18 @@ static moge_status parse_json_file(const char *path, cJSON **out, tk_model_text 
         size_t line = 1;
         for (size_t i = 0; i < at; i++) line += data[i] == '\n';
         free(data);
-        return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: invalid JSON at byte %zu (line %zu)", path, at, line);
+        return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: invalid JSON at byte %zu (line %zu)", path, at, line);
     }
     free(data);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
-        return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: expected a JSON object at the top level", path);
+        return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: expected a JSON object at the top level", path);
     }
     char where[256] = "";
     bool in_key = false;
     if (!json_utf8_ok(j, where, 0, sizeof where, &in_key)) {
         cJSON_Delete(j);
-        return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: %s: invalid UTF-8 in a %s", path, where[0] ? where : "(top level)",
+        return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: %s: invalid UTF-8 in a %s", path, where[0] ? where : "(top level)",
                        in_key ? "key" : "string");
     }
     *out = j;
@@ -125,26 +125,26 @@ static char *join_path(const char *dir, const char *name) {
 static moge_status parse_added(moge_tokenizer *t, const cJSON *arr, const char *file, char *err, size_t err_size) {
     if (!arr || cJSON_IsNull(arr)) return MOGE_OK;
     if (!cJSON_IsArray(arr))
-        return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: added_tokens: expected an array", file);
+        return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: added_tokens: expected an array", file);
     size_t n = (size_t)cJSON_GetArraySize(arr);
     t->added = calloc(n ? n : 1, sizeof *t->added);
-    if (!t->added) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+    if (!t->added) return set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
     size_t i = 0;
     for (const cJSON *e = arr->child; e; e = e->next, i++) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(e, "content");
         int32_t idv;
         if (!json_int32(id, 0, INT32_MAX - 1, &idv))
-            return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: added_tokens[%zu].id: expected a non-negative integer",
+            return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: added_tokens[%zu].id: expected a non-negative integer",
                            file, i);
         if (!cJSON_IsString(content) || !content->valuestring[0])
-            return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: added_tokens[%zu].content: expected a non-empty string",
+            return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: added_tokens[%zu].content: expected a non-empty string",
                            file, i);
         tk_added *a = &t->added[t->n_added++];
         a->id = idv;
         a->len = strlen(content->valuestring);
         a->content = tk_arena_strdup(&t->arena, content->valuestring, a->len);
-        if (!a->content) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+        if (!a->content) return set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
         const cJSON *f;
         a->special = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special"));
         a->single_word = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "single_word"));
@@ -282,13 +282,13 @@ static moge_status parse_post(moge_tokenizer *t, const cJSON *j, const char *whe
     if (!j || cJSON_IsNull(j)) return MOGE_OK;
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
     if (!cJSON_IsString(type))
-        return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.type: missing or not a string", where);
+        return set_err(err, err_size, MOGE_ERR_FORMAT, "%s.type: missing or not a string", where);
     const char *ty = type->valuestring;
     if (!strcmp(ty, "ByteLevel")) return MOGE_OK; /* only trims offsets */
     if (!strcmp(ty, "Sequence")) {
         const cJSON *items = cJSON_GetObjectItemCaseSensitive(j, "processors");
         if (!cJSON_IsArray(items))
-            return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.processors: missing or not an array", where);
+            return set_err(err, err_size, MOGE_ERR_FORMAT, "%s.processors: missing or not an array", where);
         size_t i = 0;
         for (const cJSON *it = items->child; it; it = it->next, i++) {
             char sub[256];
@@ -305,18 +305,18 @@ static moge_status parse_post(moge_tokenizer *t, const cJSON *j, const char *whe
         const cJSON *sep = cJSON_GetObjectItemCaseSensitive(j, "sep");
         if (!cJSON_IsArray(cls) || cJSON_GetArraySize(cls) != 2 || !cJSON_IsNumber(cls->child->next) ||
             !cJSON_IsArray(sep) || cJSON_GetArraySize(sep) != 2 || !cJSON_IsNumber(sep->child->next))
-            return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: cls and sep must be [token, id] pairs", where);
+            return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: cls and sep must be [token, id] pairs", where);
         const cJSON *ids[2] = {cls->child->next, sep->child->next};
         int32_t *dst[2] = {&pre[npre++], &post[npost++]};
         for (int k = 0; k < 2; k++)
             if (!json_int32(ids[k], 0, INT32_MAX - 1, dst[k]))
-                return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.%s: id %.17g is not a token id (an integer from 0)", where,
+                return set_err(err, err_size, MOGE_ERR_FORMAT, "%s.%s: id %.17g is not a token id (an integer from 0)", where,
                                k ? "sep" : "cls", ids[k]->valuedouble);
     } else if (!strcmp(ty, "TemplateProcessing")) {
         const cJSON *single = cJSON_GetObjectItemCaseSensitive(j, "single");
         const cJSON *specials = cJSON_GetObjectItemCaseSensitive(j, "special_tokens");
         if (!cJSON_IsArray(single))
-            return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.single: missing or not an array", where);
+            return set_err(err, err_size, MOGE_ERR_FORMAT, "%s.single: missing or not an array", where);
         bool seen_seq = false;
         size_t i = 0;
         for (const cJSON *it = single->child; it; it = it->next, i++) {
@@ -328,34 +328,34 @@ static moge_status parse_post(moge_tokenizer *t, const cJSON *j, const char *whe
             }
             const cJSON *name = cJSON_GetObjectItemCaseSensitive(sp, "id");
             if (!cJSON_IsString(name))
-                return tk_fail(err, err_size, MOGE_ERR_FORMAT,
+                return set_err(err, err_size, MOGE_ERR_FORMAT,
                                "%s.single[%zu]: expected {\"SpecialToken\": {\"id\": ...}} or {\"Sequence\": ...}", where, i);
             const cJSON *def = cJSON_GetObjectItemCaseSensitive(specials, name->valuestring);
             const cJSON *ids = cJSON_GetObjectItemCaseSensitive(def, "ids");
             if (!cJSON_IsArray(ids))
-                return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.single[%zu]: special token \"%.40s\" has no ids in %s.special_tokens",
+                return set_err(err, err_size, MOGE_ERR_FORMAT, "%s.single[%zu]: special token \"%.40s\" has no ids in %s.special_tokens",
                                where, i, name->valuestring, where);
             for (const cJSON *x = ids->child; x; x = x->next) {
                 int32_t v;
                 if (!cJSON_IsNumber(x))
-                    return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s.special_tokens[\"%.40s\"].ids: expected integers",
+                    return set_err(err, err_size, MOGE_ERR_FORMAT, "%s.special_tokens[\"%.40s\"].ids: expected integers",
                                    where, name->valuestring);
                 if (!json_int32(x, 0, INT32_MAX - 1, &v))
-                    return tk_fail(err, err_size, MOGE_ERR_FORMAT,
+                    return set_err(err, err_size, MOGE_ERR_FORMAT,
                                    "%s.special_tokens[\"%.40s\"].ids: id %.17g is not a token id (an integer from 0)", where,
                                    name->valuestring, x->valuedouble);
                 if ((seen_seq ? npost : npre) >= 64)
-                    return tk_fail(err, err_size, MOGE_ERR_UNSUPPORTED, "%s.single: too many special tokens", where);
+                    return set_err(err, err_size, MOGE_ERR_UNSUPPORTED, "%s.single: too many special tokens", where);
                 if (seen_seq) post[npost++] = v;
                 else pre[npre++] = v;
             }
         }
     } else {
-        return tk_fail(err, err_size, MOGE_ERR_UNSUPPORTED, "%s.type: post-processor \"%.40s\" is not supported", where, ty);
+        return set_err(err, err_size, MOGE_ERR_UNSUPPORTED, "%s.type: post-processor \"%.40s\" is not supported", where, ty);
     }
     if (ids_append(&t->post_pre, &t->n_post_pre, pre, npre, true) ||
         ids_append(&t->post_post, &t->n_post_post, post, npost, false))
-        return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
+        return set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", where);
     return MOGE_OK;
 }
 
@@ -384,11 +384,11 @@ static moge_status apply_config(moge_tokenizer *t, const cJSON *cfg, const char 
             if (!tmpl || (cJSON_IsString(name) && !strcmp(name->valuestring, "default"))) tmpl = tx->valuestring;
         }
     } else if (ct && !cJSON_IsNull(ct)) {
-        return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: chat_template: expected a string or a list", file);
+        return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: chat_template: expected a string or a list", file);
     }
     if (tmpl) {
         t->chat_template = tk_arena_strdup(&t->arena, tmpl, strlen(tmpl));
-        if (!t->chat_template) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+        if (!t->chat_template) return set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
     }
     t->chat_family = moge_chat_detect(t->chat_template);
     return MOGE_OK;
@@ -416,7 +416,7 @@ static moge_status build(moge_tokenizer *t, const cJSON *root, const char *file,
                          size_t err_size) {
     moge_status st;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-    if (!model) return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: missing \"model\"", file);
+    if (!model) return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: missing \"model\"", file);
     if ((st = tk_bpe_parse(model, file, &t->bpe, &t->arena, pre, err, err_size))) return st;
     if ((st = parse_added(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), file, err, err_size))) return st;
 
@@ -444,7 +444,7 @@ static moge_status build(moge_tokenizer *t, const cJSON *root, const char *file,
     for (int32_t i = 0; i < t->bpe.n_vocab; i++) entries += t->bpe.vocab[i].s != NULL;
     for (size_t i = 0; i < t->n_added; i++) {
         if (t->added[i].id >= tk_id_limit(entries))
-            return tk_fail(err, err_size, MOGE_ERR_FORMAT, "%s: added_tokens[%zu].id: %d is far beyond the tokenizer's %zu "
+            return set_err(err, err_size, MOGE_ERR_FORMAT, "%s: added_tokens[%zu].id: %d is far beyond the tokenizer's %zu "
                            "entries (ids below %lld are accepted: tables are indexed by id)", file, i, (int)t->added[i].id, entries,
                            (long long)tk_id_limit(entries));
         if (t->added[i].id >= n) n = t->added[i].id + 1;
@@ -452,7 +452,7 @@ static moge_status build(moge_tokenizer *t, const cJSON *root, const char *file,
     t->n_vocab = n;
     t->piece = calloc((size_t)n + 1, sizeof *t->piece);
     t->special = calloc((size_t)n + 1, 1);
-    if (!t->piece || !t->special) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+    if (!t->piece || !t->special) return set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
     for (int32_t i = 0; i < t->bpe.n_vocab; i++) t->piece[i] = t->bpe.vocab[i];
     tk_buf nb = {0};
     for (size_t i = 0; i < t->n_added; i++) {
@@ -465,15 +465,15 @@ static moge_status build(moge_tokenizer *t, const cJSON *root, const char *file,
             int rc = t->normalizer ? tk_normalize(t->normalizer, a->content, a->len, &nb) : tk_buf_put(&nb, a->content, a->len);
             if (rc) {
                 tk_buf_free(&nb);
-                return rc == -2 ? tk_fail(err, err_size, MOGE_ERR_TOO_COMPLEX, "%s: normalizer: pattern too complex for input "
+                return rc == -2 ? set_err(err, err_size, MOGE_ERR_TOO_COMPLEX, "%s: normalizer: pattern too complex for input "
                                           "(added_tokens[%zu] \"%.60s\")", file, i, a->content)
-                                : tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+                                : set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
             }
             a->norm = tk_arena_strdup(&t->arena, nb.p ? nb.p : "", nb.len);
             a->norm_len = nb.len;
             if (!a->norm) {
                 tk_buf_free(&nb);
-                return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
+                return set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", file);
             }
             if (a->norm_len == 0) a->normalized = false; /* an empty pattern never matches */
         }
@@ -495,7 +495,7 @@ static moge_status build(moge_tokenizer *t, const cJSON *root, const char *file,
     for (size_t i = 0; i < t->n_post_pre + t->n_post_post; i++) {
         int32_t id = i < t->n_post_pre ? t->post_pre[i] : t->post_post[i - t->n_post_pre];
         if (id >= n || !t->piece[id].s)
-            return tk_fail(err, err_size, MOGE_ERR_FORMAT,
+            return set_err(err, err_size, MOGE_ERR_FORMAT,
                            "%s: post_processor: special token id %d is outside the vocabulary (%d ids%s)", file, id, n,
                            id < n ? ", and none has that id" : "");
     }
@@ -506,7 +506,7 @@ static moge_status build(moge_tokenizer *t, const cJSON *root, const char *file,
 static moge_status load_gguf(const char *path, moge_tokenizer **out, char *err, size_t err_size) {
     cJSON *root = NULL, *cfg = NULL;
     moge_tokenizer *t = calloc(1, sizeof *t);
-    if (!t) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", path);
+    if (!t) return set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", path);
     t->bos = t->eos = -1;
     moge_status st = tk_gguf_docs(path, &root, &cfg, err, err_size);
     if (st == MOGE_OK) st = build(t, root, path, NULL, err, err_size);
@@ -523,14 +523,14 @@ static moge_status load_gguf(const char *path, moge_tokenizer **out, char *err, 
 
 moge_status moge_tokenizer_load(const char *path, moge_tokenizer **out, char *err, size_t err_size) {
     if (err && err_size) err[0] = '\0';
-    if (!out) return tk_fail(err, err_size, MOGE_ERR_ARG, "moge_tokenizer_load: out is NULL");
+    if (!out) return set_err(err, err_size, MOGE_ERR_ARG, "moge_tokenizer_load: out is NULL");
     *out = NULL;
-    if (!path) return tk_fail(err, err_size, MOGE_ERR_ARG, "moge_tokenizer_load: path is NULL");
+    if (!path) return set_err(err, err_size, MOGE_ERR_ARG, "moge_tokenizer_load: path is NULL");
     (void)tk_byte_to_unicode(0); /* build the shared byte alphabet before any thread uses it */
 
     if (gguf_is_file(path)) return load_gguf(path, out, err, err_size);
     struct stat sb;
-    if (stat(path, &sb) != 0) return tk_fail(err, err_size, MOGE_ERR_IO, "%s: %s", path, strerror(errno));
+    if (stat(path, &sb) != 0) return set_err(err, err_size, MOGE_ERR_IO, "%s: %s", path, strerror(errno));
     char *file, *cfg_file;
     if (S_ISDIR(sb.st_mode)) {
         file = join_path(path, "tokenizer.json");
@@ -549,7 +549,7 @@ moge_status moge_tokenizer_load(const char *path, moge_tokenizer **out, char *er
     char *text = NULL;
     moge_status st = MOGE_OK;
     if (!file || !cfg_file || !t) {
-        st = tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", path);
+        st = set_err(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
     t->bos = t->eos = -1;

@@ -17,6 +17,7 @@
 #define MOGE_TOKENIZER_INTERNAL_H
 
 #include "moge.h"
+#include "base/errors.h" /* set_err */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -150,10 +151,6 @@ void tk_arena_adopt(tk_arena *dst, tk_arena *src);
  * are indexed by id, so one id far beyond the entries (a 77-byte file naming id 100000000) would
  * make them huge. Real vocabularies are dense; their holes stay far below this. */
 static inline int64_t tk_id_limit(size_t entries) { return 2 * (int64_t)entries + 65536; }
-
-/* Writes a formatted message to err (when err && err_size) and returns st. */
-moge_status tk_fail(char *err, size_t err_size, moge_status st, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
 /* ------------------------------------------------------------------------------------------ */
 /* Internal: regular expressions (regex.c) — PCRE2 in UTF + UCP mode, JIT-compiled             */

@@ -17,9 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "draft/drafter.h"
 #include "runtime/context.h"
-#include "runtime/errors.h"
+#include "base/errors.h"
 #include "verify/planner.h"
 #include "verify/sequence.h"
 
@@ -167,7 +168,7 @@ static moge_status prefill(moge_decoder *d) {
             rows += n;
         }
         if (runs == 0) return MOGE_OK;
-        double t = seq_now();
+        double t = clock_now();
         moge_batch b = {.n = rows, .tokens = d->tok, .seq = d->seq, .logits_last_only = true};
         const float *logits = NULL;
         moge_status st = moge_forward(ctx, &b, &logits);
@@ -180,7 +181,7 @@ static moge_status prefill(moge_decoder *d) {
             d->stats.n_generated += g->stats.n_generated - before; /* the first token */
             if (!g->go) seq_end(g);
         }
-        d->stats.t_prefill_s += seq_now() - t;
+        d->stats.t_prefill_s += clock_now() - t;
         if (st != MOGE_OK) return st;
     }
 }
@@ -201,7 +202,7 @@ static double draft_all(moge_decoder *d, int32_t n, const int32_t *max_rows) {
     for (int32_t i = 0; i < n; i++) {
         seq_gen *g = &d->g[d->pass[i]];
         if (!g->go || !d->jobs[i].tree || d->job_done[i]) continue;
-        double t = seq_now();
+        double t = clock_now();
         int32_t m = 0, n_planned = 0;
         if (d->jobs[i].seq >= 0) { /* every job of this drafter, in one call */
             moge_drafter *dr = g->gp.drafter;
@@ -221,7 +222,7 @@ static double draft_all(moge_decoder *d, int32_t n, const int32_t *max_rows) {
             d->job_st[i] = seq_propose(g, &d->jobs[i]);
             d->group_of[m++] = i;
         }
-        double secs = seq_now() - t;
+        double secs = clock_now() - t;
         for (int32_t k = 0; k < m; k++) {
             int32_t j = d->group_of[k];
             d->job_done[j] = 1;
@@ -326,7 +327,7 @@ moge_status moge_decoder_step(moge_decoder *d, int32_t *n_running) {
     if (!d) return MOGE_ERR_ARG;
     moge_context *ctx = d->ctx;
     moge_status st = prefill(d);
-    double t = seq_now();
+    double t = clock_now();
     int32_t n_forest = 0;
     int32_t n_items = plan_pass(d, &n_forest), rows = 0;
     for (int32_t i = 0; i < n_items; i++) {
@@ -337,9 +338,9 @@ moge_status moge_decoder_step(moge_decoder *d, int32_t *n_running) {
         rows += g->vt->n;
     }
     if (n_items > 0) {
-        double tp = seq_now();
+        double tp = clock_now();
         moge_status pst = moge_verify_trees(ctx, d->items, n_items);
-        double pass_s = seq_now() - tp;
+        double pass_s = clock_now() - tp;
         d->stats.n_passes++;
         d->stats.n_rows += rows;
         d->stats.expert_bytes_read += planner_expert_bytes(ctx);
@@ -359,13 +360,13 @@ moge_status moge_decoder_step(moge_decoder *d, int32_t *n_running) {
             d->stats.n_generated += g->stats.n_generated - before;
         }
         if (n_obs > 0) planner_observe_batch(d->pl, n_obs, d->trees, (const int32_t *const *)d->paths, d->n_paths, pass_s,
-                                             seq_now() - tp - pass_s);
+                                             clock_now() - tp - pass_s);
         for (int32_t i = 0; i < n_items; i++)
             if (!d->g[d->items[i].seq].go) seq_end(&d->g[d->items[i].seq]);
         if (shared_failed && st == MOGE_OK) st = pst;
         d->next = (d->items[n_items - 1].seq + 1) % d->n_slots;
     }
-    d->stats.t_decode_s += seq_now() - t;
+    d->stats.t_decode_s += clock_now() - t;
     int32_t running = 0;
     for (int32_t s = 0; s < d->n_slots; s++) running += d->used[s] && d->g[s].go;
     if (n_running) *n_running = running;

@@ -4,6 +4,7 @@
  */
 #include <string.h>
 
+#include "base/clock.h"
 #include "runtime/context.h"
 #include "verify/sequence.h"
 
@@ -34,10 +35,10 @@ moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_pr
     while (seq_plan(&g, ctx->n_batch)) {
         moge_verify_item it = {.seq = 0, .tree = g.vt, .sp = &g.gp.sampler, .history = g.hist, .n_history = g.n_hist - 1,
                                .rng = &g.rng, .path = g.path};
-        double t = seq_now();
+        double t = clock_now();
         st = moge_verify_trees(ctx, &it, 1);
         if (st != MOGE_OK && it.status == MOGE_OK) it.status = st; /* the forward itself failed */
-        seq_after(&g, &it, seq_now() - t);
+        seq_after(&g, &it, clock_now() - t);
     }
     st = g.st;
     seq_end(&g);

@@ -47,8 +47,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "runtime/context.h"
-#include "runtime/fileio.h"
+#include "base/fileio.h"
 #include "verify/planner.h"
 
 #define CAL_VERSION 2
@@ -113,12 +114,6 @@ struct planner {
     double pred_tok, pred_time, plain_time;
     int64_t steps;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Cost model: calibration, cache                                                             */
@@ -233,9 +228,9 @@ static moge_status timed_pass(moge_context *ctx, int32_t seq, int32_t n, bool sa
     }
     moge_batch b = {.n = n, .tokens = tbuf, .parent = pbuf, .seq = sbuf};
     const float *lg;
-    double t0 = now_s();
+    double t0 = clock_now();
     moge_status st = moge_forward(ctx, &b, &lg);
-    *secs = now_s() - t0;
+    *secs = clock_now() - t0;
     *e = distinct_sum(ctx);
     return st;
 }
@@ -265,7 +260,7 @@ static moge_status calibrate(moge_context *ctx, int32_t seq, int32_t max_rows, c
     }
     double t_dist[CAL_MAX_PTS], e_dist[CAL_MAX_PTS];
     for (int i = 0; i < c->n_pts; i++) c->t_same[i] = t_dist[i] = INFINITY;
-    double secs, e, t0 = now_s();
+    double secs, e, t0 = clock_now();
     moge_status st = timed_pass(ctx, seq, max_rows, false, toks, tbuf, pbuf, &secs, &e); /* warm-up */
     for (int rep = 0; rep < 3 && st == MOGE_OK; rep++) {
         for (int i = 0; i < c->n_pts && st == MOGE_OK; i++) {
@@ -280,7 +275,7 @@ static moge_status calibrate(moge_context *ctx, int32_t seq, int32_t max_rows, c
                 }
             }
         }
-        if (now_s() - t0 > CAL_BUDGET_S) break;
+        if (clock_now() - t0 > CAL_BUDGET_S) break;
     }
     free(toks);
     if (st != MOGE_OK) return st;

@@ -14,19 +14,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "draft/drafter.h"
 #include "runtime/context.h"
-#include "runtime/errors.h"
+#include "base/errors.h"
 #include "sampling/sampling.h"
 #include "verify/sequence.h"
 
 #define DRAFT_WINDOW 32
-
-double seq_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void seq_free(seq_gen *g) {
     free(g->hist);
@@ -101,7 +96,7 @@ moge_status seq_begin(seq_gen *g, moge_context *ctx, int32_t seq, const int32_t 
     g->stats.stop = MOGE_STOP_LENGTH;
     g->go = true;
     g->ended = false;
-    g->t0 = seq_now();
+    g->t0 = clock_now();
     return MOGE_OK;
 }
 
@@ -142,7 +137,7 @@ void seq_prefilled(seq_gen *g, int32_t n, const float *last_logits) {
     if (st != MOGE_OK) return seq_fail(g, st);
     g->prefilled += n;
     if (g->prefilled < g->n_prompt) return;
-    g->t1 = seq_now();
+    g->t1 = clock_now();
     g->stats.t_prefill_s = g->t1 - g->t0;
     /* The first token is sampled from the prefill's logits, before any drafting. */
     g->go = g->gp.n_predict > 0;
@@ -169,7 +164,7 @@ bool seq_plan_begin(seq_gen *g, int32_t max_rows, moge_draft_job *job) {
         g->go = false;
         return false;
     }
-    g->ts = seq_now();
+    g->ts = clock_now();
     moge_tree_reset(&g->tree, g->hist[g->n_hist - 1]);
     moge_draft_params *dp = &g->dp;
     *dp = g->gp.draft;
@@ -211,7 +206,7 @@ bool seq_plan_end(seq_gen *g, moge_status draft_st, double draft_s) {
     if (g->tree.n > g->dp.tree_nodes + 1) g->tree.n = g->dp.tree_nodes + 1; /* a custom drafter went over */
     g->draft_s = draft_s;
     /* the planner picks the nodes worth verifying (vtree; map: its nodes' ids in tree) */
-    double t0 = seq_now();
+    double t0 = clock_now();
     g->vt = &g->tree;
     if (g->pl && g->levels > 0) {
         int32_t drafted = 1;
@@ -219,7 +214,7 @@ bool seq_plan_end(seq_gen *g, moge_status draft_st, double draft_s) {
         planner_choose(g->pl, &g->tree, drafted, draft_s, &g->vtree, g->map);
         g->vt = &g->vtree;
     }
-    g->choose_s = seq_now() - t0;
+    g->choose_s = clock_now() - t0;
     return true;
 }
 
@@ -236,7 +231,7 @@ bool seq_plan(seq_gen *g, int32_t max_rows) {
     moge_draft_job job;
     if (!seq_plan_begin(g, max_rows, &job)) return false;
     moge_status st = job.tree ? seq_propose(g, &job) : MOGE_OK;
-    return seq_plan_end(g, st, seq_now() - g->ts);
+    return seq_plan_end(g, st, clock_now() - g->ts);
 }
 
 void seq_after(seq_gen *g, const moge_verify_item *it, double verify_s) {
@@ -246,7 +241,7 @@ void seq_after(seq_gen *g, const moge_verify_item *it, double verify_s) {
     const moge_tree *vt = g->vt;
     const int32_t *path = it->path;
     const moge_verify_result vr = it->res;
-    double tv = seq_now();
+    double tv = clock_now();
     stats->expert_bytes_read += planner_expert_bytes(ctx);
     for (int32_t i = 0; i < vr.n_path; i++) g->opath[i] = vt == &g->tree ? path[i] : g->map[path[i]];
     if (g->tree.n > 1) {
@@ -259,7 +254,7 @@ void seq_after(seq_gen *g, const moge_verify_item *it, double verify_s) {
             return seq_fail(g, st);
         }
     }
-    double ta = seq_now();
+    double ta = clock_now();
     stats->n_forward++;
     stats->n_draft_proposed += g->tree.n - 1;
     stats->n_draft_nodes += vt->n - 1;
@@ -277,7 +272,7 @@ void seq_after(seq_gen *g, const moge_verify_item *it, double verify_s) {
     for (int32_t i = 1; i < vr.n_path && go; i++) go = emit(g, vt->token[path[i]]);
     if (go) go = emit(g, vr.bonus);
     g->go = go;
-    double te = seq_now();
+    double te = clock_now();
     stats->t_draft_s += g->draft_s + g->choose_s;
     stats->t_verify_s += verify_s;
     stats->t_rollback_s += ta - tv;
@@ -303,7 +298,7 @@ void seq_end(seq_gen *g) {
 void seq_stats(const seq_gen *g, moge_stats *out) {
     *out = g->stats;
     if (g->ended) return; /* final already */
-    double now = seq_now(), t1 = g->t1 > 0 ? g->t1 : now;
+    double now = clock_now(), t1 = g->t1 > 0 ? g->t1 : now;
     out->t_decode_s = now - t1;
     out->tokens_per_s = out->t_decode_s > 0 ? out->n_generated / out->t_decode_s : 0;
     /* τ: emitted tokens per target pass; the first token came from the prefill's last pass */

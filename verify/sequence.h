@@ -75,7 +75,6 @@ void seq_after(seq_gen *g, const moge_verify_item *it, double verify_s);
 /* Stops the generation with an error (its status). */
 void seq_fail(seq_gen *g, moge_status st);
 /* A monotonic clock in seconds. */
-double seq_now(void);
 /* g's statistics now (with the time-derived figures as of now), or final once it ended. */
 void seq_stats(const seq_gen *g, moge_stats *out);
 /* Ends the generation (once; also after an error): trims the cache, finishes the stats, frees. */

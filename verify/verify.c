@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "runtime/context.h"
-#include "runtime/errors.h"
+#include "base/errors.h"
 #include "sampling/sampling.h"
 
 /* Walks tree (its rows' logits at `logits`) from the root and commits the accepted path into

@@ -10,4 +10,7 @@
 moge_status set_err(char *err, size_t err_size, moge_status st, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Returns from the enclosing function (whose status variable is `st`) when x fails. */
+#define TRY(x) do { if ((st = (x)) != MOGE_OK) return st; } while (0)
+
 #endif

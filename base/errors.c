@@ -1,7 +1,7 @@
 /* errors.c — error message formatting. */
 #include <stdarg.h>
 #include <stdio.h>
-#include "runtime/errors.h"
+#include "base/errors.h"
 
 moge_status set_err(char *err, size_t err_size, moge_status st, const char *fmt, ...) {
     if (err && err_size > 0) {

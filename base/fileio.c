@@ -7,8 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/errors.h"
-#include "runtime/fileio.h"
+#include "base/errors.h"
+#include "base/fileio.h"
 
 moge_status file_open_regular(const char *path, int *fd_out, struct stat *sb, char *err, size_t n) {
     *fd_out = -1;
