@@ -1,11 +1,13 @@
 # moge — build. Sources by wildcard per module folder; objects and binaries under build/.
-# Targets: all (libmoge.a, libmoge.so + moge), install, test, bench, demo, standins, deps, asan, fuzz, clean.
+# Targets: all (libmoge and libmoge-hub, .a and .so, + moge), install, test, bench, demo, standins, deps, asan, fuzz, clean.
 
 CC      ?= cc
 MAKEFLAGS += --no-builtin-rules
-# The library's pkg-config packages, and the command's (line editing for `moge chat`).
-LIB_PKGS := libpcre2-8 libcjson libcurl libutf8proc libcrypto
-PKGS    := $(LIB_PKGS) libedit
+# The pkg-config packages of the inference library, of the hub library (downloads: hub/), and of
+# the command (line editing for `moge chat`).
+LIB_PKGS := libpcre2-8 libcjson libutf8proc
+HUB_PKGS := libcjson libcurl libcrypto
+PKGS    := libpcre2-8 libcjson libutf8proc libcurl libcrypto libedit
 # Debian packages that provide $(PKGS) and the build tools; `make deps` installs the missing ones.
 DEB_PKGS := build-essential pkg-config libpcre2-dev libcjson-dev \
             libcurl4-openssl-dev libssl-dev libutf8proc-dev libedit-dev
@@ -33,6 +35,7 @@ VFLAGS_avx512vnni := -march=x86-64-v4 -mavx512vnni
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) $(BASE_ARCH) -g -MMD -MP -Iinclude -I. \
            -fPIC -fvisibility=hidden $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIB_LDLIBS := $(shell pkg-config --libs $(LIB_PKGS) 2>/dev/null) -lpthread -lm
+HUB_LDLIBS := $(shell pkg-config --libs $(HUB_PKGS) 2>/dev/null) -lpthread
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
 LIB_SRC  := $(filter-out runtime/backend_cpu.c,$(wildcard base/*.c runtime/*.c tokenizer/*.c sampling/*.c draft/*.c verify/*.c sim/*.c))
@@ -40,14 +43,19 @@ CLI_SRC  := $(wildcard examples/moge.c examples/cmd_*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC:= $(wildcard tests/bench_*.c)
 
+HUB_SRC  := $(wildcard hub/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CPU_VARIANTS:%=$(BUILD)/runtime/backend_cpu-%.o)
+HUB_OBJ  := $(HUB_SRC:%.c=$(BUILD)/%.o)
+# What the hub objects use of the rest (base/, and runtime/gguf.c to tell a .gguf path): a private
+# copy in the hub libraries (their internal names are local there as in libmoge).
+HUB_PRIVATE := $(patsubst %.c,$(BUILD)/%.o,$(wildcard base/*.c)) $(BUILD)/runtime/gguf.o
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN:= $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out examples/moge%.c examples/cmd_%.c,$(wildcard examples/*.c)))
 
 .PHONY: all install test bench bench-peer demo standins deps asan fuzz fuzz-deps fuzz-merge clean
-all: $(BUILD)/libmoge.a $(BUILD)/libmoge.so $(BUILD)/moge $(EXAMPLES)
+all: $(BUILD)/libmoge.a $(BUILD)/libmoge.so $(BUILD)/libmoge-hub.a $(BUILD)/libmoge-hub.so $(BUILD)/moge $(EXAMPLES)
 
 # NONKERNEL_FLAGS: flags for every object but the kernel variants (the fuzz build's UBSan, which
 # takes clang minutes per kernel variant).
@@ -78,22 +86,32 @@ $(BUILD)/runtime/backend_cpu-%.o: runtime/backend_cpu.c $(FLAGS_STAMP)
 # and its own set_err or tk_hash cannot clash. libmoge.so: the shared library, exporting the same.
 SOVERSION := 0
 VERSION   := $(shell sed -n 's/^\#define MOGE_VERSION "\(.*\)"/\1/p' include/moge.h)
-$(BUILD)/libmoge-internal.a: $(LIB_OBJ)
+$(BUILD)/libmoge-internal.a: $(LIB_OBJ) $(HUB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  AR    $@"
 	@rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/libmoge.a: $(LIB_OBJ)
+# $(BUILD)/NAME.a from objects: one ld -r object with its hidden names made local.
+define public_static
 	@mkdir -p $(dir $@)
 	@echo "  AR    $@"
-	@ld -r -o $(BUILD)/moge-lib.o $^ && objcopy --localize-hidden $(BUILD)/moge-lib.o && \
-	  rm -f $@ && ar rcs $@ $(BUILD)/moge-lib.o
-
-$(BUILD)/libmoge.so: $(LIB_OBJ)
+	@ld -r -o $(@:.a=.o) $^ && objcopy --localize-hidden $(@:.a=.o) && rm -f $@ && ar rcs $@ $(@:.a=.o)
+endef
+# $(BUILD)/NAME.so.$(SOVERSION) and the NAME.so link, from objects and $(1) (libraries).
+define public_shared
 	@mkdir -p $(dir $@)
 	@echo "  LINK  $@"
-	@$(CC) $(CFLAGS) -shared -Wl,-soname,libmoge.so.$(SOVERSION) -o $@.$(SOVERSION) $^ $(LIB_LDLIBS) && \
-	  ln -sf libmoge.so.$(SOVERSION) $@
+	@$(CC) $(CFLAGS) -shared -Wl,-soname,$(notdir $@).$(SOVERSION) -o $@.$(SOVERSION) $^ $(1) && ln -sf $(notdir $@).$(SOVERSION) $@
+endef
+
+$(BUILD)/libmoge.a: $(LIB_OBJ)
+	$(public_static)
+$(BUILD)/libmoge.so: $(LIB_OBJ)
+	$(call public_shared,$(LIB_LDLIBS))
+$(BUILD)/libmoge-hub.a: $(HUB_OBJ) $(HUB_PRIVATE)
+	$(public_static)
+$(BUILD)/libmoge-hub.so: $(HUB_OBJ) $(HUB_PRIVATE)
+	$(call public_shared,$(HUB_LDLIBS))
 
 $(BUILD)/moge: $(CLI_OBJ) $(BUILD)/libmoge-internal.a
 	@echo "  LINK  $@"
@@ -114,13 +132,16 @@ PREFIX  ?= /usr/local
 INSTALL_DIR := $(DESTDIR)$(PREFIX)
 install: all
 	install -d $(INSTALL_DIR)/include $(INSTALL_DIR)/lib/pkgconfig $(INSTALL_DIR)/bin
-	install -m 644 include/moge.h $(INSTALL_DIR)/include/moge.h
-	install -m 644 $(BUILD)/libmoge.a $(INSTALL_DIR)/lib/libmoge.a
-	install -m 755 $(BUILD)/libmoge.so.$(SOVERSION) $(INSTALL_DIR)/lib/libmoge.so.$(SOVERSION)
-	ln -sf libmoge.so.$(SOVERSION) $(INSTALL_DIR)/lib/libmoge.so
+	install -m 644 include/moge.h include/moge_hub.h $(INSTALL_DIR)/include/
+	for l in libmoge libmoge-hub; do \
+	  install -m 644 $(BUILD)/$$l.a $(INSTALL_DIR)/lib/$$l.a && \
+	  install -m 755 $(BUILD)/$$l.so.$(SOVERSION) $(INSTALL_DIR)/lib/$$l.so.$(SOVERSION) && \
+	  ln -sf $$l.so.$(SOVERSION) $(INSTALL_DIR)/lib/$$l.so || exit 1; done
 	install -m 755 $(BUILD)/moge $(INSTALL_DIR)/bin/moge
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES@|$(LIB_PKGS)|' \
 	  moge.pc.in > $(INSTALL_DIR)/lib/pkgconfig/moge.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES@|$(HUB_PKGS)|' \
+	  moge-hub.pc.in > $(INSTALL_DIR)/lib/pkgconfig/moge-hub.pc
 
 # The test runner runs every tests/test_* program from the repository root and ends with
 # "N passed, N failed" (counting the PASS/FAIL lines the programs print).

@@ -1,6 +1,6 @@
 /*
  * cmd_cache.c — `moge list` and `moge rm OWNER/NAME`: what `moge pull` left in the download cache
- * (runtime/cache.c). Exit status: 0 done, 1 the cache could not be read or the model is not in
+ * (hub/cache.c). Exit status: 0 done, 1 the cache could not be read or the model is not in
  * it, 2 bad usage.
  */
 #include <stdio.h>
@@ -10,6 +10,7 @@
 #include "examples/cli.h"
 #include "examples/commands.h"
 #include "moge.h"
+#include "moge_hub.h"
 
 static void on_entry(const moge_cache_entry *e, void *user) {
     int *n = user;

@@ -15,6 +15,7 @@
 #include <cJSON.h>
 
 #include "moge.h"
+#include "moge_hub.h"
 
 #include "examples/cli.h"
 

@@ -5,6 +5,7 @@
 #include "examples/cli.h"
 #include "examples/commands.h"
 #include "moge.h"
+#include "moge_hub.h"
 
 static void usage(FILE *f) {
     fputs("usage: moge info -m DIR\n\nPrints the architecture, layer sizes and weight bytes of a model (a directory, a .gguf\n"

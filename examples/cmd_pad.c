@@ -16,6 +16,7 @@
 #include "examples/cli.h"
 #include "examples/commands.h"
 #include "moge.h"
+#include "moge_hub.h"
 
 static void usage(FILE *f) {
     fputs("usage: moge pad -m SRC -o OUT [--hidden N] [--layers N] [--heads N] [--ff N] [--ff-expert N]\n"

@@ -1,6 +1,6 @@
 /*
  * cmd_pull.c — `moge pull OWNER/NAME[@REV]`: download a model repository from a Hugging Face
- * compatible hub into the cache (runtime/download.h), print the local directory on stdout.
+ * compatible hub into the cache (hub/download.h), print the local directory on stdout.
  * Progress goes to stderr: a redrawn bar per file when stderr is a terminal, otherwise one line
  * per finished file. Exit status: 0 done, 1 the pull failed, 2 bad usage.
  */
@@ -13,6 +13,7 @@
 #include "examples/cli.h"
 #include "examples/commands.h"
 #include "moge.h"
+#include "moge_hub.h"
 #include "moge.h"
 
 static void usage(FILE *f) {

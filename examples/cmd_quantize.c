@@ -13,6 +13,7 @@
 #include "examples/cli.h"
 #include "examples/commands.h"
 #include "moge.h"
+#include "moge_hub.h"
 
 static void usage(FILE *f) {
     fputs("usage: moge quantize -m IN_DIR -o OUT_DIR --quant q8|q4|w8a8|w4a8 [--force] [--row-major]\n"

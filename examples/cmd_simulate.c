@@ -28,6 +28,7 @@
 #include "examples/cli.h"
 #include "examples/commands.h"
 #include "moge.h"
+#include "moge_hub.h"
 
 #define CMD "simulate"
 #define PAPER_TAU 1.85 /* stated: DeepSeek-V3's MTP head accepts its one draft token 85-90 % of the time */

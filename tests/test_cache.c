@@ -16,6 +16,7 @@
 #include "harness.h"
 #include "hub_server.h"
 #include "moge.h"
+#include "moge_hub.h"
 #include "test_util.h"
 
 #define OUT "build/test_cache.out"

@@ -29,6 +29,7 @@
 #include "harness.h"
 #include "test_util.h"
 #include "moge.h"
+#include "moge_hub.h"
 #include "runtime/context.h"
 #include "base/fileio.h"
 

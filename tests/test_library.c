@@ -41,8 +41,8 @@ static const char *build_dir(void) { return getenv("BUILD") ? getenv("BUILD") : 
 
 /* The functions include/moge.h declares: lines at column 0 that declare `moge_x(`. Those without
  * MOGE_API go to unmarked. */
-static void header_functions(name_set *api, name_set *unmarked) {
-    char *h = slurp_text("include/moge.h");
+static void header_functions(const char *header, name_set *api, name_set *unmarked) {
+    char *h = slurp_text(header);
     for (char *line = h; line && *line;) {
         char *end = strchr(line, '\n');
         size_t len = end ? (size_t)(end - line) : strlen(line);
@@ -79,14 +79,14 @@ static int library_exports(const char *nm_args, name_set *out) {
     return rc;
 }
 
-static void check_exports(const char *what, const char *nm_args) {
+static void check_exports(const char *what, const char *nm_args, const char *header, int at_least) {
     name_set api = {0}, unmarked = {0}, exported = {0};
-    header_functions(&api, &unmarked);
-    CHECKF(api.n > 50, "include/moge.h: only %d MOGE_API functions found", api.n);
-    for (int i = 0; i < unmarked.n; i++) CHECKF(0, "include/moge.h declares %s without MOGE_API", unmarked.name[i]);
+    header_functions(header, &api, &unmarked);
+    CHECKF(api.n >= at_least, "%s: only %d MOGE_API functions found", header, api.n);
+    for (int i = 0; i < unmarked.n; i++) CHECKF(0, "%s declares %s without MOGE_API", header, unmarked.name[i]);
     CHECKF(library_exports(nm_args, &exported) == 0, "nm %s failed", nm_args);
     for (int i = 0; i < exported.n; i++)
-        CHECKF(names_has(&api, exported.name[i]), "%s exports %s, which include/moge.h does not declare", what, exported.name[i]);
+        CHECKF(names_has(&api, exported.name[i]), "%s exports %s, which %s does not declare", what, exported.name[i], header);
     for (int i = 0; i < api.n; i++)
         CHECKF(names_has(&exported, api.name[i]), "%s does not export %s", what, api.name[i]);
     names_free(&api);
@@ -97,13 +97,23 @@ static void check_exports(const char *what, const char *nm_args) {
 static void test_static_exports(void) {
     char args[256];
     snprintf(args, sizeof args, "-g --defined-only %s/libmoge.a", build_dir());
-    check_exports("libmoge.a", args);
+    check_exports("libmoge.a", args, "include/moge.h", 50);
+    snprintf(args, sizeof args, "-g --defined-only %s/libmoge-hub.a", build_dir());
+    check_exports("libmoge-hub.a", args, "include/moge_hub.h", 5);
 }
 
 static void test_shared_exports(void) {
     char args[256];
     snprintf(args, sizeof args, "-D --defined-only %s/libmoge.so", build_dir());
-    check_exports("libmoge.so", args);
+    check_exports("libmoge.so", args, "include/moge.h", 50);
+    snprintf(args, sizeof args, "-D --defined-only %s/libmoge-hub.so", build_dir());
+    check_exports("libmoge-hub.so", args, "include/moge_hub.h", 5);
+    /* the inference library needs neither libcurl nor OpenSSL (the hub library does) */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "readelf -d %s/libmoge.so | grep NEEDED | grep -Eq 'libcurl|libcrypto|libssl'", build_dir());
+    CHECKF(shell(cmd) != 0, "libmoge.so links libcurl or OpenSSL");
+    snprintf(cmd, sizeof cmd, "readelf -d %s/libmoge-hub.so | grep NEEDED | grep -q libcurl", build_dir());
+    CHECKF(shell(cmd) == 0, "libmoge-hub.so does not link libcurl");
 }
 
 /* The shell variables the commands below use: the compiler and optimisation flags the library
@@ -137,7 +147,7 @@ static void test_user_names_do_not_clash(void) {
     fclose(f);
     set_shell_vars();
     int rc = shell("$TEST_CC -Iinclude -o $B/test_library_clash $B/test_library_clash.c $B/libmoge.a "
-                   "$(pkg-config --libs libpcre2-8 libcjson libcurl libutf8proc libcrypto) -lpthread -lm "
+                   "$(pkg-config --libs libpcre2-8 libcjson libutf8proc) -lpthread -lm "
                    ">$B/test_library_clash.err 2>&1 && $B/test_library_clash >$B/test_library_clash.out 2>>$B/test_library_clash.err");
     snprintf(path, sizeof path, "%s/test_library_clash.err", build_dir());
     char *err = slurp_text(path);
@@ -165,8 +175,9 @@ static void test_install(void) {
     CHECKF(rc == 0, "make install PREFIX=%s failed: %s", prefix, log);
     free(log);
     if (rc) return;
-    static const char *const files[] = {"include/moge.h", "lib/libmoge.a", "lib/libmoge.so", "lib/libmoge.so.0",
-                                        "bin/moge", "lib/pkgconfig/moge.pc"};
+    static const char *const files[] = {"include/moge.h", "include/moge_hub.h", "lib/libmoge.a", "lib/libmoge.so",
+                                        "lib/libmoge.so.0", "lib/libmoge-hub.a", "lib/libmoge-hub.so", "bin/moge",
+                                        "lib/pkgconfig/moge.pc", "lib/pkgconfig/moge-hub.pc"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", prefix, files[i]);
         FILE *f = fopen(path, "rb");
@@ -195,6 +206,24 @@ static void test_install(void) {
     CHECKF(strlen(out) > 40, "examples/simple printed too little: %s", out);
     free(out);
     CHECKF(shell("$P/bin/moge info -m models/stories260K >$P/info.out 2>&1") == 0, "%s/bin/moge info failed", prefix);
+    /* the hub library through its own pkg-config file: an empty cache lists nothing */
+    FILE *f = fopen(strcat(strcpy(path, prefix), "/hub.c"), "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    fputs("#include <stdio.h>\n#include \"moge_hub.h\"\nstatic void on(const moge_cache_entry *e, void *u) { (void)e; ++*(int *)u; }\n"
+          "int main(void) { int n = 0; char err[256];\n  if (moge_cache_list(on, &n, err, sizeof err) != MOGE_OK) { puts(err); return 1; }\n"
+          "  printf(\"%d %s\\n\", n, moge_version());\n  return 0;\n}\n", f);
+    fclose(f);
+    rc = shell("export PKG_CONFIG_PATH=$P/lib/pkgconfig; $TEST_CC -o $P/hub $P/hub.c $(pkg-config --cflags --libs moge-hub) >$P/hub.err 2>&1 && "
+               "mkdir -p $P/empty-cache && MOGE_CACHE=$P/empty-cache LD_LIBRARY_PATH=$P/lib $P/hub >$P/hub.out 2>>$P/hub.err");
+    snprintf(path, sizeof path, "%s/hub.err", prefix);
+    char *herr = slurp_text(path);
+    CHECKF(rc == 0, "a program of the hub library does not build or run with pkg-config moge-hub: %s", herr);
+    free(herr);
+    snprintf(path, sizeof path, "%s/hub.out", prefix);
+    char *hout = slurp_text(path);
+    CHECKF(!strncmp(hout, "0 ", 2), "hub program printed %s", hout);
+    free(hout);
 }
 
 /* One name table per enum: every value's name parses back to it, the next value has no name, and

@@ -27,7 +27,8 @@
 #include "harness.h"
 #include "hub_server.h"
 #include "moge.h"
-#include "runtime/download.h"
+#include "moge_hub.h"
+#include "hub/download.h"
 
 #define MODEL "models/stories260K"
 #define TOKEN "test-token-123"

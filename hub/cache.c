@@ -1,6 +1,6 @@
 /*
  * cache.c — what `moge pull` left in the download cache: list the repositories, remove one.
- * Layout (runtime/download.c): CACHE/models/OWNER/NAME/refs/REV holds a commit id, and
+ * Layout (hub/download.c): CACHE/models/OWNER/NAME/refs/REV holds a commit id, and
  * CACHE/models/OWNER/NAME/COMMIT/ that commit's files (partial ones end in ".part").
  */
 #include <dirent.h>
@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "moge.h"
+#include "moge_hub.h"
 #include "base/errors.h"
 #include "base/fileio.h"
 

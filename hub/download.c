@@ -1,6 +1,6 @@
 /*
  * download.c — `moge pull` and model name resolution (contract, cache layout and errors in
- * runtime/download.h).
+ * hub/download.h).
  *
  * Shape of a pull: parse OWNER/NAME[@REV] -> list the repository through the hub's API (one
  * JSON answer: commit sha and files with sizes and LFS sha256) -> pick the files a model needs
@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runtime/download.h"
+#include "hub/download.h"
 #include "base/fileio.h"
 #include "base/errors.h"
 #include "runtime/gguf.h"

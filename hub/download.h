@@ -1,6 +1,6 @@
 /*
  * download.h — `moge pull`: download a model repository from a Hugging Face compatible hub
- * into a local cache, and find cached models by name (runtime/download.c, libcurl + libcrypto).
+ * into a local cache, and find cached models by name (hub/download.c, libcurl + libcrypto).
  *
  * Hub protocol (what the public hub and its mirrors speak):
  *   GET {endpoint}/api/models/{owner}/{name}[/revision/{rev}]?blobs=true
@@ -54,5 +54,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "moge.h"
+#include "moge_hub.h"
 
 #endif
