@@ -6,7 +6,7 @@ MAKEFLAGS += --no-builtin-rules
 PKGS    := libpcre2-8 libcjson libcurl libutf8proc libcrypto libedit
 # Debian packages that provide $(PKGS) and the build tools; `make deps` installs the missing ones.
 DEB_PKGS := build-essential pkg-config libpcre2-dev libcjson-dev \
-            libcurl4-openssl-dev libssl-dev libutf8proc-dev libedit-dev
+            libcurl4-openssl-dev libssl-dev libutf8proc-dev libedit-dev libopenmpi-dev openmpi-bin
 
 BUILD   ?= build
 OPT     ?= -O2
@@ -29,6 +29,11 @@ VFLAGS_avx512vnni := -march=x86-64-v4 -mavx512vnni
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) $(BASE_ARCH) -g -MMD -MP -Iinclude -I. \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+# Open MPI (expert parallelism across processes): only runtime/comm_mpi.c includes mpi.h, and only
+# the programs that call moge_comm_mpi_init (moge, tests/test_mpi) link libmpi; a library user who
+# does not call it never pulls comm_mpi.o out of libmoge.a.
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
 
 LIB_SRC  := $(filter-out runtime/backend_cpu.c,$(wildcard runtime/*.c tokenizer/*.c sampling/*.c draft/*.c verify/*.c))
 CLI_SRC  := $(wildcard examples/moge.c examples/cmd_*.c)
@@ -59,6 +64,11 @@ $(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS) -c $< -o $@
 
+$(BUILD)/runtime/comm_mpi.o: runtime/comm_mpi.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS) $(MPI_CFLAGS) -c $< -o $@
+
 $(BUILD)/runtime/backend_cpu-%.o: runtime/backend_cpu.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "  CC    $< ($*)"
@@ -71,7 +81,7 @@ $(BUILD)/libmoge.a: $(LIB_OBJ)
 
 $(BUILD)/moge: $(CLI_OBJ) $(BUILD)/libmoge.a
 	@echo "  LINK  $@"
-	@$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libmoge.a $(LDLIBS)
+	@$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libmoge.a $(LDLIBS) $(MPI_LIBS)
 
 $(BUILD)/examples/%: $(BUILD)/examples/%.o $(BUILD)/libmoge.a
 	@echo "  LINK  $@"

@@ -10,6 +10,10 @@
 
 #include "moge.h"
 
+/* The MPI job this process is rank 0 of (examples/moge.c), or NULL: cli_load_model loads the
+ * target across its ranks; draft models stay on rank 0. */
+extern moge_comm *cli_comm;
+
 /* Parse a flag's value; on failure print "moge CMD: FLAG: ..." to stderr and return false. */
 bool cli_int(const char *cmd, const char *flag, const char *s, long min, long max, long *out);
 bool cli_float(const char *cmd, const char *flag, const char *s, double min, double max, double *out);

@@ -423,9 +423,12 @@ static void load_progress(double done, void *user) {
     fflush(stderr);
 }
 
-/* moge_model_load with the progress line (o->mp otherwise). */
-static moge_status load_with_progress(const cli_common_opts *o, const char *dir, moge_model **out, char *err, size_t n) {
+moge_comm *cli_comm;
+
+/* moge_model_load with the progress line (o->mp otherwise; comm: the job to load across, or NULL). */
+static moge_status load_with_progress(const cli_common_opts *o, const char *dir, moge_comm *comm, moge_model **out, char *err, size_t n) {
     moge_model_params mp = o->mp;
+    mp.comm = comm;
     load_note note = {.cmd = o->cmd, .what = dir};
     clock_gettime(CLOCK_MONOTONIC, &note.t0);
     if (isatty(2)) {
@@ -466,7 +469,7 @@ static bool cli_tokenizer_fits(const cli_common_opts *o, const char *tok_path, c
 bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m) {
     char err[1024], dir[CLI_PATH_CAP];
     if (moge_resolve_model(o->model, dir, sizeof dir, err, sizeof err) != MOGE_OK ||
-        load_with_progress(o, dir, &m->model, err, sizeof err) != MOGE_OK ||
+        load_with_progress(o, dir, cli_comm, &m->model, err, sizeof err) != MOGE_OK ||
         (!o->tokenizer && moge_tokenizer_load(dir, &m->tok, err, sizeof err) != MOGE_OK)) {
         fprintf(stderr, "moge %s: -m %s: %s\n", o->cmd, o->model, err);
         return false;
@@ -515,7 +518,7 @@ bool cli_load_drafter(const cli_common_opts *o, cli_draft_kind kind, cli_models 
     if (kind == CLI_DRAFT_MODEL) {
         if (!m->draft_model) { /* a later drafter shares the draft model and tokenizer loaded first */
             if ((st = moge_resolve_model(o->draft, dir, sizeof dir, err, sizeof err)) == MOGE_OK &&
-                (st = load_with_progress(o, dir, &m->draft_model, err, sizeof err)) == MOGE_OK)
+                (st = load_with_progress(o, dir, NULL, &m->draft_model, err, sizeof err)) == MOGE_OK)
                 st = moge_tokenizer_load(dir, &m->draft_tok, err, sizeof err);
             if (st == MOGE_OK) {
                 moge_model_info di;

@@ -72,8 +72,21 @@ struct moge_context {
      * calibration), freed with the context; the runtime never looks inside */
     void *upper_state;
     void (*upper_free)(void *);
+    /* expert parallelism (runtime/comm.h): the job (NULL: one process) and this context's id in
+     * it; this rank runs devices [first_device, first_device + n_local_devices) of device_begin
+     * (every device in one process) */
+    moge_comm *comm;
+    int comm_id, rank, n_ranks;
+    int first_device, n_local_devices;
+    float *xchg;             /* (n_batch * k, n_embd) the ranks' expert outputs, in rank order */
+    int *xchg_bytes, *xchg_displ, *xchg_at; /* (n_ranks) */
+    int32_t *cmd_buf;        /* rank 0: a forward's command (comm_forward_buf_ints) */
+    moge_rank_stats rstat;   /* this rank's running figures */
     char err[512];
 };
+
+/* moge_context_new on this process alone (the ranks of a job each call it: runtime/comm.c). */
+moge_status context_new(moge_model *m, const moge_context_params *params, moge_context **out, char *err, size_t n);
 
 /* Records the load of MoE layer l for the batch routed into ctx->experts (n rows). */
 void moe_stats_record(moge_context *ctx, int l, int n);
