@@ -87,6 +87,11 @@ $(BUILD)/examples/%: $(BUILD)/examples/%.o $(BUILD)/libmoge.a
 	@echo "  LINK  $@"
 	@$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libmoge.a $(LDLIBS)
 
+# the one test that is an MPI program itself (it runs its own ranks under mpirun)
+$(BUILD)/tests/test_mpi: $(BUILD)/tests/test_mpi.o $(BUILD)/libmoge.a
+	@echo "  LINK  $@"
+	@$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libmoge.a $(LDLIBS) $(MPI_LIBS)
+
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libmoge.a
 	@echo "  LINK  $@"
 	@$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libmoge.a $(LDLIBS)

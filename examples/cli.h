@@ -27,6 +27,12 @@ void cli_backend_desc(const moge_model_info *in, char *buf, size_t cap);
 /* The same into a JSON object: "backend", "kernels" (null for ref) and "processor". */
 struct cJSON;
 void cli_json_backend(struct cJSON *root, const moge_model_info *in);
+/* The ranks of an expert-parallel context (moge_context_rank_stats; one for a single process):
+ * "ranks": [{"rank", "expert_bytes", "resident_bytes", "pairs", "compute_seconds", "expert_seconds",
+ * "comm_seconds", "bytes_sent", "forwards"}] and "rank_imbalance" ((max - min pairs) / (rows x MoE
+ * layers), the Imbalance Score of the ranks' real loads) into root; with f, one line per rank
+ * there too ("moge CMD: rank R: ..."). Nothing for a dense model in one process. */
+void cli_report_ranks(struct cJSON *root, FILE *f, const char *cmd, moge_context *ctx);
 /* --kernels NAME: a cpu kernel variant this processor runs; false after printing an error naming
  * the ones it does. */
 bool cli_kernels(const char *cmd, const char *flag, const char *name);

@@ -251,6 +251,46 @@ void cli_backend_desc(const moge_model_info *in, char *buf, size_t cap) {
     else snprintf(buf, cap, "%s backend on %s", in->backend, cpu);
 }
 
+void cli_report_ranks(struct cJSON *root, FILE *f, const char *cmd, moge_context *ctx) {
+    int R = moge_context_n_ranks(ctx), L = moge_context_n_moe_layers(ctx);
+    if (R < 1 || (R == 1 && L == 0)) return;
+    moge_rank_stats *rs = calloc((size_t)R, sizeof *rs);
+    if (!rs || moge_context_rank_stats(ctx, rs) != MOGE_OK) {
+        if (f) fprintf(f, "moge %s: the ranks' statistics: %s\n", cmd, rs ? moge_context_error(ctx) : "out of memory");
+        free(rs);
+        return;
+    }
+    moge_moe_stats ms = {0};
+    if (L > 0) moge_moe_stats_get(ctx, 0, true, &ms);
+    int64_t lo = rs[0].pairs, hi = rs[0].pairs;
+    for (int r = 1; r < R; r++) lo = rs[r].pairs < lo ? rs[r].pairs : lo, hi = rs[r].pairs > hi ? rs[r].pairs : hi;
+    double is = ms.n_rows > 0 ? (double)(hi - lo) / ((double)ms.n_rows * L) : 0.0;
+    cJSON *arr = root ? cJSON_AddArrayToObject(root, "ranks") : NULL;
+    for (int r = 0; r < R; r++) {
+        const moge_rank_stats *s = &rs[r];
+        if (arr) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "rank", s->rank);
+            cJSON_AddNumberToObject(o, "expert_bytes", (double)s->expert_bytes);
+            cJSON_AddNumberToObject(o, "resident_bytes", (double)s->resident_bytes);
+            cJSON_AddNumberToObject(o, "pairs", (double)s->pairs);
+            cJSON_AddNumberToObject(o, "compute_seconds", s->compute_seconds);
+            cJSON_AddNumberToObject(o, "expert_seconds", s->expert_seconds);
+            cJSON_AddNumberToObject(o, "comm_seconds", s->comm_seconds);
+            cJSON_AddNumberToObject(o, "bytes_sent", (double)s->bytes_sent);
+            cJSON_AddNumberToObject(o, "forwards", (double)s->forwards);
+            cJSON_AddItemToArray(arr, o);
+        }
+        if (f && R > 1)
+            fprintf(f, "moge %s: rank %d: experts %.2f MB, resident %.1f MB, %lld pairs, compute %.3f s (experts %.3f s), exchange %.3f s, sent %.2f MB\n",
+                    cmd, s->rank, s->expert_bytes / 1e6, s->resident_bytes / 1e6, (long long)s->pairs, s->compute_seconds, s->expert_seconds,
+                    s->comm_seconds, s->bytes_sent / 1e6);
+    }
+    if (root) cJSON_AddNumberToObject(root, "rank_imbalance", is);
+    if (f && R > 1) fprintf(f, "moge %s: %d ranks, Imbalance Score of their loads %.3f\n", cmd, R, is);
+    free(rs);
+}
+
 void cli_json_backend(struct cJSON *root, const moge_model_info *in) {
     char cpu[128];
     moge_cpu_name(cpu, sizeof cpu);
