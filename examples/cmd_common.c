@@ -251,20 +251,14 @@ void cli_backend_desc(const moge_model_info *in, char *buf, size_t cap) {
     else snprintf(buf, cap, "%s backend on %s", in->backend, cpu);
 }
 
-void cli_report_ranks(struct cJSON *root, FILE *f, const char *cmd, moge_context *ctx) {
-    int R = moge_context_n_ranks(ctx), L = moge_context_n_moe_layers(ctx);
-    if (R < 1 || (R == 1 && L == 0)) return;
-    moge_rank_stats *rs = calloc((size_t)R, sizeof *rs);
-    if (!rs || moge_context_rank_stats(ctx, rs) != MOGE_OK) {
-        if (f) fprintf(f, "moge %s: the ranks' statistics: %s\n", cmd, rs ? moge_context_error(ctx) : "out of memory");
-        free(rs);
-        return;
+void cli_ranks_out(struct cJSON *root, FILE *f, const char *cmd, const char *label, const moge_rank_stats *rs, int R, int k) {
+    int64_t lo = rs[0].pairs, hi = rs[0].pairs, sum = 0;
+    for (int r = 0; r < R; r++) {
+        lo = rs[r].pairs < lo ? rs[r].pairs : lo;
+        hi = rs[r].pairs > hi ? rs[r].pairs : hi;
+        sum += rs[r].pairs;
     }
-    moge_moe_stats ms = {0};
-    if (L > 0) moge_moe_stats_get(ctx, 0, true, &ms);
-    int64_t lo = rs[0].pairs, hi = rs[0].pairs;
-    for (int r = 1; r < R; r++) lo = rs[r].pairs < lo ? rs[r].pairs : lo, hi = rs[r].pairs > hi ? rs[r].pairs : hi;
-    double is = ms.n_rows > 0 ? (double)(hi - lo) / ((double)ms.n_rows * L) : 0.0;
+    double is = sum > 0 && k > 0 ? (double)(hi - lo) / ((double)sum / k) : 0.0;
     cJSON *arr = root ? cJSON_AddArrayToObject(root, "ranks") : NULL;
     for (int r = 0; r < R; r++) {
         const moge_rank_stats *s = &rs[r];
@@ -282,12 +276,24 @@ void cli_report_ranks(struct cJSON *root, FILE *f, const char *cmd, moge_context
             cJSON_AddItemToArray(arr, o);
         }
         if (f && R > 1)
-            fprintf(f, "moge %s: rank %d: experts %.2f MB, resident %.1f MB, %lld pairs, compute %.3f s (experts %.3f s), exchange %.3f s, sent %.2f MB\n",
-                    cmd, s->rank, s->expert_bytes / 1e6, s->resident_bytes / 1e6, (long long)s->pairs, s->compute_seconds, s->expert_seconds,
+            fprintf(f, "moge %s: %srank %d: experts %.2f MB, resident %.1f MB, %lld pairs, compute %.3f s (experts %.3f s), exchange %.3f s, sent %.2f MB\n",
+                    cmd, label, s->rank, s->expert_bytes / 1e6, s->resident_bytes / 1e6, (long long)s->pairs, s->compute_seconds, s->expert_seconds,
                     s->comm_seconds, s->bytes_sent / 1e6);
     }
     if (root) cJSON_AddNumberToObject(root, "rank_imbalance", is);
-    if (f && R > 1) fprintf(f, "moge %s: %d ranks, Imbalance Score of their loads %.3f\n", cmd, R, is);
+    if (f && R > 1) fprintf(f, "moge %s: %s%d ranks, Imbalance Score of their loads %.3f\n", cmd, label, R, is);
+}
+
+void cli_report_ranks(struct cJSON *root, FILE *f, const char *cmd, moge_context *ctx, int k) {
+    int R = moge_context_n_ranks(ctx), L = moge_context_n_moe_layers(ctx);
+    if (R < 1 || (R == 1 && L == 0)) return;
+    moge_rank_stats *rs = calloc((size_t)R, sizeof *rs);
+    if (!rs || moge_context_rank_stats(ctx, rs) != MOGE_OK) {
+        if (f) fprintf(f, "moge %s: the ranks' statistics: %s\n", cmd, rs ? moge_context_error(ctx) : "out of memory");
+        free(rs);
+        return;
+    }
+    cli_ranks_out(root, f, cmd, "", rs, R, k);
     free(rs);
 }
 

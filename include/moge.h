@@ -474,7 +474,7 @@ moge_status moge_comm_serve(moge_comm *comm, int *exit_status, char *err, size_t
  * every rank finalizes MPI and frees comm. Free the models and contexts first. NULL is a no-op. */
 void moge_comm_free(moge_comm *comm, int exit_status);
 
-/* One rank's figures for a context, since it was made or since moge_moe_stats_reset. */
+/* One rank's figures for a context, since it was made (moge_moe_stats_reset leaves them). */
 typedef struct {
     int32_t rank;
     int64_t expert_bytes;     /* bytes of routed-expert weights the rank holds (as laid out) */
@@ -491,7 +491,8 @@ typedef struct {
 /* Ranks a context's forwards run on (1 without a comm). */
 int32_t moge_context_n_ranks(const moge_context *ctx);
 /* Fills out[0..n_ranks-1] (every rank's figures, gathered from the followers: call on rank 0).
- * Imbalance across ranks: (max pairs - min pairs) / (rows x MoE layers). */
+ * Imbalance across ranks: (max pairs - min pairs) / (rows x MoE layers), where rows x MoE layers
+ * = the ranks' pairs / k. */
 moge_status moge_context_rank_stats(moge_context *ctx, moge_rank_stats *out);
 
 /* The routing of the last forward at MoE layer `layer`: (n, k) expert ids (ascending per row) and

@@ -344,7 +344,7 @@ moge_status moge_comm_serve(moge_comm *c, int *exit_status, char *err, size_t n)
         void *o = object(c, h[1]);
         int cmd = (int)h[0];
         bool needs = cmd == COMM_MODEL_FREE || cmd == COMM_CTX_FREE || cmd == COMM_FORWARD || cmd == COMM_COMMIT ||
-                     cmd == COMM_TRUNCATE || cmd == COMM_STATS_RESET || cmd == COMM_RANK_STATS;
+                     cmd == COMM_TRUNCATE || cmd == COMM_RANK_STATS;
         if (needs && !o) {
             st = set_err(err, n, MOGE_ERR_ARG, "rank %d: step %d names object %lld, which this rank does not hold", c->rank, cmd, (long long)h[1]);
             break;
@@ -390,9 +390,6 @@ moge_status moge_comm_serve(moge_comm *c, int *exit_status, char *err, size_t n)
         case COMM_TRUNCATE:
             st = moge_seq_kv_truncate(o, (int32_t)h[2], (int32_t)h[3]);
             if (st != MOGE_OK) st = set_err(err, n, st, "rank %d: truncate: %s", c->rank, moge_context_error(o));
-            break;
-        case COMM_STATS_RESET:
-            moge_moe_stats_reset(o);
             break;
         case COMM_RANK_STATS: {
             moge_context *ctx = o;

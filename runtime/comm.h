@@ -8,8 +8,8 @@
  * moge_comm_mpi_init.
  *
  * Protocol: rank 0 drives. Each call on rank 0 that changes what every rank must hold — a model
- * load or free, a layer view, a context new or free, a forward, a KV commit or truncate, a stats
- * reset or gather — first broadcasts a command (a fixed header, then its payload); the other ranks
+ * load or free, a layer view, a context new or free, a forward, a KV commit or truncate, a statistics
+ * gather — first broadcasts a command (a fixed header, then its payload); the other ranks
  * wait for commands in moge_comm_serve and run the same call. Loads and context creation end with
  * an agreement (every rank's status gathered; the first failure's message broadcast), so a rank
  * that fails makes every rank fail with "rank R: ...". Ranks never broadcast but from rank 0.
@@ -45,7 +45,7 @@ struct moge_comm {
 
 enum {
     COMM_STOP = 1, COMM_MODEL_LOAD, COMM_MODEL_FREE, COMM_VIEW_NEW, COMM_CTX_NEW, COMM_CTX_FREE, COMM_FORWARD,
-    COMM_COMMIT, COMM_TRUNCATE, COMM_STATS_RESET, COMM_RANK_STATS,
+    COMM_COMMIT, COMM_TRUNCATE, COMM_RANK_STATS,
 };
 
 /* True on rank 0 of a job of more than one rank: the caller broadcasts what it does. */

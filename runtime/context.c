@@ -338,10 +338,7 @@ moge_status moge_moe_routing(const moge_context *ctx, int32_t layer, const int32
 }
 
 void moge_moe_stats_reset(moge_context *ctx) {
-    if (!ctx) return;
-    if (comm_leads(ctx->comm)) comm_command(ctx->comm, COMM_STATS_RESET, ctx->comm_id, 0, 0, 0, 0, NULL, 0, ctx->err, sizeof ctx->err);
-    memset(&ctx->rstat, 0, sizeof ctx->rstat);
-    if (ctx->model->cfg.n_expert == 0) return;
+    if (!ctx || ctx->model->cfg.n_expert == 0) return;
     const model_config *c = &ctx->model->cfg;
     int64_t L = c->n_layer;
     memset(ctx->tot_device_pairs, 0, (size_t)(L * ctx->n_devices) * sizeof(int64_t));
