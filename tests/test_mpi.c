@@ -8,7 +8,8 @@
  *    ranks' pairs add up to rows x k x layers. Demo target and the random Pangu fixtures, cpu and
  *    ref backends, N = 2, 4, 8 where N divides the groups;
  *  - CLI: `mpirun -np N build/moge run` with N = 1, 2, 4, 8 prints the single-process text, greedy,
- *    plain and with tree speculation (-d models/tinystories-draft --spec tree), on the demo target
+ *    plain and with tree speculation (-d models/tinystories-draft --spec tree), with the layer-skip
+ *    self-draft and with several prompts decoded together (--prompts --batch), on the demo target
  *    and on pangu_64e8g_bf16 (with the character tokenizer of tests/fixtures/eval); --stats-json
  *    "ranks": expert_bytes = single / N on every rank, and resident memory smaller by at least
  *    40 % of the expert bytes the rank does not hold;
@@ -244,6 +245,15 @@ static void cli_demo_tree(void) {
     cli_same("-m " DEMO " -d " DRAFT " --spec tree -n 40 -p \"" PROMPT "\"", ns, 4);
 }
 
+/* The layer-skip self-draft (a view of the target: its contexts run on every rank too) and many
+ * sequences through one decoder (continuous batching) with a draft model. */
+static void cli_demo_layer_skip_and_batch(void) {
+    int ns[] = {2, 4};
+    cli_same("-m " DEMO " --draft-layers 2 -n 30 -p \"" PROMPT "\"", ns, 2);
+    CHECK(shell("printf 'Once upon a time\\nThe little dog\\nA girl named Lily\\n' >build/test_mpi.batch") == 0);
+    cli_same("-m " DEMO " -d " DRAFT " --prompts build/test_mpi.batch --batch 2 -n 24", ns, 2);
+}
+
 /* Resident memory against a single process under mpirun (the MPI runtime's own memory on both sides). */
 static void cli_demo_memory(void) {
     int ns[] = {2, 4};
@@ -450,6 +460,6 @@ int main(int argc, char **argv) {
     char *slash = strrchr(self_dir, '/');
     if (slash) *slash = 0;
     else snprintf(self_dir, sizeof self_dir, ".");
-    RUN_TESTS(T(library_logits), T(cli_demo_plain), T(cli_demo_tree), T(cli_demo_memory), T(cli_pangu), T(ranks_must_divide_groups),
+    RUN_TESTS(T(library_logits), T(cli_demo_plain), T(cli_demo_tree), T(cli_demo_layer_skip_and_batch), T(cli_demo_memory), T(cli_pangu), T(ranks_must_divide_groups),
               T(rank_fails_to_load), T(rank_killed_mid_generation), T(library_users_do_not_link_mpi));
 }
