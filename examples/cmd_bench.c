@@ -390,6 +390,8 @@ static void rank_add(mode_result *r, const moge_rank_stats *before, const moge_r
         a->comm_seconds += after[i].comm_seconds - before[i].comm_seconds;
         a->bytes_sent += after[i].bytes_sent - before[i].bytes_sent;
         a->forwards += after[i].forwards - before[i].forwards;
+        a->rows += after[i].rows - before[i].rows;
+        a->spread_pairs += after[i].spread_pairs - before[i].spread_pairs;
     }
 }
 
@@ -871,11 +873,11 @@ static void print_summary(const bench_opts *o, const mode_result *r, int n_modes
 }
 
 /* An expert-parallel job (mpirun): per mode, each rank's share of the timed turns (stdout). */
-static void print_ranks(const mode_result *r, int n_modes, const bench_opts *o) {
+static void print_ranks(const mode_result *r, int n_modes) {
     for (int k = 0; k < n_modes && r[k].n_ranks > 1; k++) {
         char label[64];
         snprintf(label, sizeof label, "%s: ", r[k].mode.name);
-        cli_ranks_out(NULL, stdout, CMD, label, r[k].ranks, r[k].n_ranks, o->info.n_expert_used);
+        cli_ranks_out(NULL, stdout, CMD, label, r[k].ranks, r[k].n_ranks);
     }
 }
 
@@ -896,7 +898,7 @@ static void add_opt(cJSON *o, const char *key, double v) {
 }
 
 /* n_items: id lists (prompts; --batch: sequences). */
-static cJSON *mode_json(const mode_result *r, int n_moe, int n_items, int repeats, int batch, int k_experts) {
+static cJSON *mode_json(const mode_result *r, int n_moe, int n_items, int repeats, int batch) {
     cJSON *m = cJSON_CreateObject();
     double is = moe_mean(r->moe_is, r->moe_passes, n_moe), ex = moe_mean(r->moe_distinct, r->moe_passes, n_moe);
     cJSON_AddStringToObject(m, "mode", r->mode.name);
@@ -919,7 +921,7 @@ static cJSON *mode_json(const mode_result *r, int n_moe, int n_items, int repeat
     if (ex >= 0) cJSON_AddNumberToObject(m, "distinct_experts", ex); else cJSON_AddNullToObject(m, "distinct_experts");
     if (r->identical < 0) cJSON_AddNullToObject(m, "identical"); else cJSON_AddBoolToObject(m, "identical", r->identical);
     cJSON_AddItemToObject(m, "ids", ids_json(r, n_items));
-    if (r->n_ranks > 0) cli_ranks_out(m, NULL, CMD, "", r->ranks, r->n_ranks, k_experts);
+    if (r->n_ranks > 0) cli_ranks_out(m, NULL, CMD, "", r->ranks, r->n_ranks);
     return m;
 }
 
@@ -938,7 +940,7 @@ static int write_json(const bench_opts *o, const mode_result *r, int n_modes, in
     cJSON_AddNumberToObject(root, "temperature", o->c.gp.sampler.temperature);
     cJSON_AddStringToObject(root, "baseline", r[base].mode.name);
     cJSON *modes = cJSON_AddArrayToObject(root, "modes");
-    for (int k = 0; k < n_modes; k++) cJSON_AddItemToArray(modes, mode_json(&r[k], n_moe, o->batch ? o->batch : n_prompts, o->repeats, o->batch, o->info.n_expert_used));
+    for (int k = 0; k < n_modes; k++) cJSON_AddItemToArray(modes, mode_json(&r[k], n_moe, o->batch ? o->batch : n_prompts, o->repeats, o->batch));
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     int rc = text && cli_write_text(CMD, "--json", o->json, text) ? 0 : 1;
@@ -989,7 +991,7 @@ int cmd_bench(int argc, char **argv) {
     compare_modes(r, o.n_modes, base, n_items, o.c.gp.sampler.temperature == 0);
     print_table(r, o.n_modes, base, n_moe, &o);
     print_summary(&o, r, o.n_modes, base, p.n);
-    print_ranks(r, o.n_modes, &o);
+    print_ranks(r, o.n_modes);
     fflush(stdout);
     rc = o.json ? write_json(&o, r, o.n_modes, base, p.n, n_moe) : 0;
     goto done;

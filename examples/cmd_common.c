@@ -251,14 +251,8 @@ void cli_backend_desc(const moge_model_info *in, char *buf, size_t cap) {
     else snprintf(buf, cap, "%s backend on %s", in->backend, cpu);
 }
 
-void cli_ranks_out(struct cJSON *root, FILE *f, const char *cmd, const char *label, const moge_rank_stats *rs, int R, int k) {
-    int64_t lo = rs[0].pairs, hi = rs[0].pairs, sum = 0;
-    for (int r = 0; r < R; r++) {
-        lo = rs[r].pairs < lo ? rs[r].pairs : lo;
-        hi = rs[r].pairs > hi ? rs[r].pairs : hi;
-        sum += rs[r].pairs;
-    }
-    double is = sum > 0 && k > 0 ? (double)(hi - lo) / ((double)sum / k) : 0.0;
+void cli_ranks_out(struct cJSON *root, FILE *f, const char *cmd, const char *label, const moge_rank_stats *rs, int R) {
+    double is = rs[0].rows > 0 ? (double)rs[0].spread_pairs / (double)rs[0].rows : 0.0;
     cJSON *arr = root ? cJSON_AddArrayToObject(root, "ranks") : NULL;
     for (int r = 0; r < R; r++) {
         const moge_rank_stats *s = &rs[r];
@@ -273,6 +267,8 @@ void cli_ranks_out(struct cJSON *root, FILE *f, const char *cmd, const char *lab
             cJSON_AddNumberToObject(o, "comm_seconds", s->comm_seconds);
             cJSON_AddNumberToObject(o, "bytes_sent", (double)s->bytes_sent);
             cJSON_AddNumberToObject(o, "forwards", (double)s->forwards);
+            cJSON_AddNumberToObject(o, "rows", (double)s->rows);
+            cJSON_AddNumberToObject(o, "spread_pairs", (double)s->spread_pairs);
             cJSON_AddItemToArray(arr, o);
         }
         if (f && R > 1)
@@ -284,7 +280,7 @@ void cli_ranks_out(struct cJSON *root, FILE *f, const char *cmd, const char *lab
     if (f && R > 1) fprintf(f, "moge %s: %s%d ranks, Imbalance Score of their loads %.3f\n", cmd, label, R, is);
 }
 
-void cli_report_ranks(struct cJSON *root, FILE *f, const char *cmd, moge_context *ctx, int k) {
+void cli_report_ranks(struct cJSON *root, FILE *f, const char *cmd, moge_context *ctx) {
     int R = moge_context_n_ranks(ctx), L = moge_context_n_moe_layers(ctx);
     if (R < 1 || (R == 1 && L == 0)) return;
     moge_rank_stats *rs = calloc((size_t)R, sizeof *rs);
@@ -293,7 +289,7 @@ void cli_report_ranks(struct cJSON *root, FILE *f, const char *cmd, moge_context
         free(rs);
         return;
     }
-    cli_ranks_out(root, f, cmd, "", rs, R, k);
+    cli_ranks_out(root, f, cmd, "", rs, R);
     free(rs);
 }
 

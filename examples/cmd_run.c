@@ -252,7 +252,7 @@ static int write_stats_json(const char *path, const moge_model_info *info, const
         cJSON_AddBoolToObject(c, "identical", cmp->identical);
     }
     add_moe_json(root, info, ctx);
-    cli_report_ranks(root, NULL, "run", ctx, info->n_expert_used);
+    cli_report_ranks(root, NULL, "run", ctx);
     return write_json(root, path);
 }
 
@@ -264,7 +264,7 @@ static void print_moe(const cli_models *m) {
         if (l == 0) fprintf(stderr, "moge run: MoE (%s routing, %d devices): per layer mean Imbalance Score / max / distinct experts per pass:\n", m->info.routing, ms.n_devices);
         fprintf(stderr, "  layer %2d: IS %.3f / %.3f, %.1f of %d experts\n", l, ms.imbalance, ms.imbalance_max, ms.distinct_experts, ms.n_experts);
     }
-    cli_report_ranks(NULL, stderr, "run", m->ctx, m->info.n_expert_used);
+    cli_report_ranks(NULL, stderr, "run", m->ctx);
 }
 
 /* The ids of a prompt (what names it in messages): text with the tokenizer's BOS, or the BOS
@@ -448,7 +448,7 @@ static int batch_stats_json(const run_batch *b, const moge_decoder_stats *ds, co
     cJSON_AddNumberToObject(t, "rows", (double)ds->n_rows);
     cJSON_AddNumberToObject(t, "expert_bytes_read", ds->expert_bytes_read);
     add_moe_json(root, &b->m.info, b->m.ctx);
-    cli_report_ranks(root, NULL, "run", b->m.ctx, b->m.info.n_expert_used);
+    cli_report_ranks(root, NULL, "run", b->m.ctx);
     return write_json(root, path);
 }
 

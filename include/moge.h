@@ -486,13 +486,16 @@ typedef struct {
     int64_t bytes_sent;       /* expert outputs it sent (its pairs x n_embd floats x the other ranks),
                                  plus on rank 0 the broadcast steps */
     int64_t forwards;         /* forwards run */
+    int64_t rows;             /* rows routed, summed over MoE layers and forwards */
+    int64_t spread_pairs;     /* the same sum of (most - fewest pairs a rank computed), from the block
+                                 sizes the ranks exchanged: the same on every rank */
 } moge_rank_stats;
 
 /* Ranks a context's forwards run on (1 without a comm). */
 int32_t moge_context_n_ranks(const moge_context *ctx);
 /* Fills out[0..n_ranks-1] (every rank's figures, gathered from the followers: call on rank 0).
- * Imbalance across ranks: (max pairs - min pairs) / (rows x MoE layers), where rows x MoE layers
- * = the ranks' pairs / k. */
+ * The ranks' Imbalance Score (design.md §3, per layer and batch, weighted by rows):
+ * spread_pairs / rows. */
 moge_status moge_context_rank_stats(moge_context *ctx, moge_rank_stats *out);
 
 /* The routing of the last forward at MoE layer `layer`: (n, k) expert ids (ascending per row) and

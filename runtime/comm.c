@@ -272,6 +272,10 @@ moge_status comm_exchange_pairs(moge_context *ctx, const int32_t *experts, int n
         memcpy(ctx->pair_out + (int64_t)p * E, ctx->xchg + at[r], (size_t)E * sizeof(float));
         at[r] += E;
     }
+    int lo = bytes[0], hi = bytes[0];
+    for (int r = 1; r < R; r++) lo = bytes[r] < lo ? bytes[r] : lo, hi = bytes[r] > hi ? bytes[r] : hi;
+    ctx->rstat.spread_pairs += (hi - lo) / (E * (int64_t)sizeof(float));
+    ctx->rstat.rows += n;
     ctx->rstat.pairs += bytes[me] / (E * (int64_t)sizeof(float));
     ctx->rstat.bytes_sent += (int64_t)bytes[me] * (R - 1);
     ctx->rstat.comm_seconds += comm_now() - t0;

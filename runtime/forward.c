@@ -114,8 +114,10 @@ static moge_status moe_layer(moge_context *ctx, int l, int n) {
         moge_status st = comm_exchange_pairs(ctx, experts, n);
         if (st != MOGE_OK) return st;
         moe_combine(ctx->moe_out, ctx->pair_out, weights, n, K, E);
-    } else
+    } else {
         ctx->rstat.pairs += (int64_t)n * K;
+        ctx->rstat.rows += n;
+    }
     for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->moe_out[i];
     if (c->n_ff_shared > 0) {
         ops->matmul(env, ctx->gate, ctx->xb, n, &w->sh_gate, NULL);

@@ -11,8 +11,9 @@
  *    plain and with tree speculation (-d models/tinystories-draft --spec tree), with the layer-skip
  *    self-draft and with several prompts decoded together (--prompts --batch), on the demo target
  *    and on pangu_64e8g_bf16 (with the character tokenizer of tests/fixtures/eval); --stats-json
- *    "ranks": expert_bytes = single / N on every rank, and resident memory smaller by at least
- *    40 % of the expert bytes the rank does not hold;
+ *    "ranks": expert_bytes = single / N on every rank, and resident memory (N = 2, 4) smaller than
+ *    one rank's under mpirun by at least 40 % of the expert bytes the rank does not hold; the ranks' Imbalance Score 0 for MoGE routing,
+ *    above 0 for the top-K twin;
  *  - failures: N that does not divide the groups (a clear error), a rank that fails to load (a
  *    tensor of its experts missing: every rank exits non-zero, the message names the rank and the
  *    tensor), rank 1 killed (SIGKILL) mid-generation: the job ends non-zero within 10 s (a hang
@@ -259,6 +260,31 @@ static void cli_demo_layer_skip_and_batch(void) {
     cli_same("-m " DEMO " -d " DRAFT " --prompts build/test_mpi.batch --batch 2 -n 24", ns, 2);
 }
 
+static double json_num(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+/* The ranks' Imbalance Score from the blocks they exchanged: 0 for MoGE routing (each rank gets
+ * K / M pairs of every row per group it holds), above 0 for the top-K twin; rows = routed rows x
+ * MoE layers; every rank's pairs add up to rows x k. */
+static void rank_imbalance(void) {
+    static const struct { const char *dir; bool balanced; } runs[] = {{DEMO, true}, {"models/tinystories-topk", false}};
+    for (int i = 0; i < 2; i++) {
+        char args[256];
+        snprintf(args, sizeof args, "-m %s -n 24 -p Once", runs[i].dir);
+        CHECK(run_moge(2, args, OUT, "build/test_mpi.json") == 0);
+        cJSON *j = load_json("build/test_mpi.json");
+        double is = json_num(j, "rank_imbalance");
+        int64_t rows = rank_field(j, 0, "rows"), pairs = rank_field(j, 0, "pairs") + rank_field(j, 1, "pairs");
+        CHECKF(runs[i].balanced ? is == 0 : is > 0, "%s on 2 ranks: rank_imbalance %g", runs[i].dir, is);
+        CHECKF(rows > 0 && rows == rank_field(j, 1, "rows") && pairs == rows * 8, "%s: rows %lld, pairs %lld", runs[i].dir, (long long)rows,
+               (long long)pairs);
+        CHECKF(rank_field(j, 0, "spread_pairs") == rank_field(j, 1, "spread_pairs"), "%s: the ranks see the same spread", runs[i].dir);
+        cJSON_Delete(j);
+    }
+}
+
 /* Resident memory against a single process under mpirun (the MPI runtime's own memory on both sides). */
 static void cli_demo_memory(void) {
     int ns[] = {2, 4};
@@ -465,6 +491,6 @@ int main(int argc, char **argv) {
     char *slash = strrchr(self_dir, '/');
     if (slash) *slash = 0;
     else snprintf(self_dir, sizeof self_dir, ".");
-    RUN_TESTS(T(library_logits), T(cli_demo_plain), T(cli_demo_tree), T(cli_demo_layer_skip_and_batch), T(cli_demo_memory), T(cli_pangu), T(ranks_must_divide_groups),
+    RUN_TESTS(T(library_logits), T(cli_demo_plain), T(cli_demo_tree), T(cli_demo_layer_skip_and_batch), T(cli_demo_memory), T(rank_imbalance), T(cli_pangu), T(ranks_must_divide_groups),
               T(rank_fails_to_load), T(rank_killed_mid_generation), T(library_users_do_not_link_mpi));
 }

@@ -41,6 +41,8 @@ def main():
     ap.add_argument("-n", type=int, default=48)
     ap.add_argument("-t", type=int, default=1)
     ap.add_argument("--standins", default="build/standins")
+    ap.add_argument("--routings", default="MoGE,top-K", help="which stand-ins (MoGE, top-K)")
+    ap.add_argument("--modes", default="plain,tree")
     a = ap.parse_args()
     models = [("MoGE", a.standins + "/tinystories-moge-1.6g", []),
               ("top-K", a.standins + "/tinystories-topk-1.6g", ["--routing", "topk"])]
@@ -48,8 +50,8 @@ def main():
     print("| routing | mode | ranks | tokens/s | ms/token | per rank: compute / exchange s (max) | exchange share | "
           "MB sent/token (all ranks) | expert MB / resident MB per rank | rank IS | text = 1 process |")
     print("|---|---|---:|---:|---:|---|---:|---:|---|---:|---|")
-    for rname, model, rflags in models:
-        for mname, mflags in modes:
+    for rname, model, rflags in [m for m in models if m[0] in a.routings.split(",")]:
+        for mname, mflags in [m for m in modes if m[0] in a.modes.split(",")]:
             alone, _ = run(a.bin, 0, model, rflags + mflags, a.n, a.t, "/tmp/bench_mpi.json")
             for n in [int(x) for x in a.ranks.split(",")]:
                 text, j = run(a.bin, n, model, rflags + mflags, a.n, a.t, "/tmp/bench_mpi.json")
