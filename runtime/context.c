@@ -131,14 +131,7 @@ moge_status context_new(moge_model *m, const moge_context_params *params, moge_c
         ctx->offset = calloc((size_t)N + 1, sizeof(int32_t));
         ctx->pair_out = alloc_floats(B * K * c->n_embd, &failed);
         ctx->dev_scratch = alloc_floats(ctx->n_local_devices * moe_scratch_floats(B, c->n_embd, c->n_ff_expert), &failed);
-        if (R > 1) {
-            ctx->xchg = alloc_floats(B * K * c->n_embd, &failed);
-            ctx->xchg_bytes = calloc((size_t)R * 3, sizeof(int));
-            if (!ctx->xchg_bytes) failed = 1;
-            else ctx->xchg_displ = ctx->xchg_bytes + R, ctx->xchg_at = ctx->xchg_displ + R;
-            ctx->cmd_buf = calloc((size_t)comm_forward_buf_ints((int)B), sizeof(int32_t));
-            if (!ctx->cmd_buf) failed = 1;
-        }
+        if (R > 1) ctx->xchg = alloc_floats(B * K * c->n_embd, &failed);
         ctx->route_p = alloc_floats(N, &failed);
         ctx->route_taken = calloc((size_t)N, 1);
         ctx->moe_out = alloc_floats(B * c->n_embd, &failed);
@@ -156,6 +149,13 @@ moge_status context_new(moge_model *m, const moge_context_params *params, moge_c
             !ctx->last_device_pairs || !ctx->tot_device_pairs || !ctx->last_expert_hits || !ctx->tot_expert_hits ||
             !ctx->last_imbalance || !ctx->last_distinct || !ctx->tot_imbalance || !ctx->tot_imbalance_max || !ctx->tot_distinct)
             failed = 1;
+    }
+    if (R > 1) { /* a job's forward commands and gathers (a dense model's too) */
+        ctx->xchg_bytes = calloc((size_t)R * 3, sizeof(int));
+        if (!ctx->xchg_bytes) failed = 1;
+        else ctx->xchg_displ = ctx->xchg_bytes + R, ctx->xchg_at = ctx->xchg_displ + R;
+        ctx->cmd_buf = calloc((size_t)comm_forward_buf_ints((int)B), sizeof(int32_t));
+        if (!ctx->cmd_buf) failed = 1;
     }
     if (failed || !ctx->pos) {
         moge_context_free(ctx);

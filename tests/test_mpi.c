@@ -260,6 +260,18 @@ static void cli_demo_layer_skip_and_batch(void) {
     cli_same("-m " DEMO " -d " DRAFT " --prompts build/test_mpi.batch --batch 2 -n 24", ns, 2);
 }
 
+/* A dense model has no experts to split: every rank runs the whole model, the text is the same. */
+static void cli_dense(void) {
+    const char *args = "-m models/stories260K -n 30 -p Once";
+    CHECK(run_moge(0, args, "build/test_mpi.1.out", "build/test_mpi.1.json") == 0);
+    int rc = run_moge(2, args, OUT, "build/test_mpi.json");
+    char *one = slurp_text("build/test_mpi.1.out"), *two = slurp_text(OUT), *err = slurp_text(ERR);
+    CHECKF(rc == 0 && strlen(one) > 10 && strcmp(one, two) == 0, "exit %d, text %s (alone: %s) %s", rc, two, one, err);
+    free(one);
+    free(two);
+    free(err);
+}
+
 static double json_num(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsNumber(v) ? v->valuedouble : -1;
@@ -491,6 +503,6 @@ int main(int argc, char **argv) {
     char *slash = strrchr(self_dir, '/');
     if (slash) *slash = 0;
     else snprintf(self_dir, sizeof self_dir, ".");
-    RUN_TESTS(T(library_logits), T(cli_demo_plain), T(cli_demo_tree), T(cli_demo_layer_skip_and_batch), T(cli_demo_memory), T(rank_imbalance), T(cli_pangu), T(ranks_must_divide_groups),
+    RUN_TESTS(T(library_logits), T(cli_demo_plain), T(cli_demo_tree), T(cli_demo_layer_skip_and_batch), T(cli_demo_memory), T(rank_imbalance), T(cli_dense), T(cli_pangu), T(ranks_must_divide_groups),
               T(rank_fails_to_load), T(rank_killed_mid_generation), T(library_users_do_not_link_mpi));
 }
