@@ -1,9 +1,11 @@
 # moge — build. Sources by wildcard per module folder; objects and binaries under build/.
-# Targets: all (libmoge.a + moge), test, bench, demo, standins, deps, asan, clean.
+# Targets: all (libmoge.a, libmoge.so + moge), install, test, bench, demo, standins, deps, asan, clean.
 
 CC      ?= cc
 MAKEFLAGS += --no-builtin-rules
-PKGS    := libpcre2-8 libcjson libcurl libutf8proc libcrypto libedit
+# The library's pkg-config packages, and the command's (line editing for `moge chat`).
+LIB_PKGS := libpcre2-8 libcjson libcurl libutf8proc libcrypto
+PKGS    := $(LIB_PKGS) libedit
 # Debian packages that provide $(PKGS) and the build tools; `make deps` installs the missing ones.
 DEB_PKGS := build-essential pkg-config libpcre2-dev libcjson-dev \
             libcurl4-openssl-dev libssl-dev libutf8proc-dev libedit-dev libopenmpi-dev openmpi-bin
@@ -26,28 +28,34 @@ VFLAGS_avx2       := -march=x86-64-v3
 VFLAGS_avxvnni    := -march=x86-64-v3 -mavxvnni
 VFLAGS_avx512     := -march=x86-64-v4
 VFLAGS_avx512vnni := -march=x86-64-v4 -mavx512vnni
+# Position-independent (the objects make libmoge.so too) with hidden visibility: only what
+# include/moge.h marks MOGE_API leaves the library.
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) $(BASE_ARCH) -g -MMD -MP -Iinclude -I. \
-           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+           -fPIC -fvisibility=hidden $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LIB_LDLIBS := $(shell pkg-config --libs $(LIB_PKGS) 2>/dev/null) -lpthread -lm
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
-# Open MPI (expert parallelism across processes): only runtime/comm_mpi.c includes mpi.h, and only
-# the programs that call moge_comm_mpi_init (moge, tests/test_mpi) link libmpi; a library user who
-# does not call it never pulls comm_mpi.o out of libmoge.a.
+# Open MPI (expert parallelism across processes): only runtime/comm_mpi.c includes mpi.h. Its object
+# is in libmoge-internal.a (an ordinary archive: only the programs that call moge_comm_mpi_init,
+# moge and tests/test_mpi, pull it and link libmpi) and in libmoge-mpi.a (libmoge.a plus MPI, for
+# library users who run jobs: link it with `pkg-config --libs ompi-c`); libmoge.a and libmoge.so
+# leave it out, so their users never need libmpi.
 MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
 MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
 
-LIB_SRC  := $(filter-out runtime/backend_cpu.c,$(wildcard runtime/*.c tokenizer/*.c sampling/*.c draft/*.c verify/*.c))
+LIB_SRC  := $(filter-out runtime/backend_cpu.c runtime/comm_mpi.c,$(wildcard runtime/*.c tokenizer/*.c sampling/*.c draft/*.c verify/*.c sim/*.c))
 CLI_SRC  := $(wildcard examples/moge.c examples/cmd_*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC:= $(wildcard tests/bench_*.c)
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CPU_VARIANTS:%=$(BUILD)/runtime/backend_cpu-%.o)
+MPI_OBJ  := $(BUILD)/runtime/comm_mpi.o
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN:= $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out examples/moge%.c examples/cmd_%.c,$(wildcard examples/*.c)))
 
-.PHONY: all test bench bench-peer demo standins deps asan clean
-all: $(BUILD)/libmoge.a $(BUILD)/moge $(EXAMPLES)
+.PHONY: all install test bench bench-peer demo standins deps asan clean
+all: $(BUILD)/libmoge.a $(BUILD)/libmoge-mpi.a $(BUILD)/libmoge.so $(BUILD)/moge $(EXAMPLES)
 
 # Objects depend on the compiler and flags they were built with: a change (e.g. BASE_ARCH) rebuilds
 # them instead of linking objects made for another instruction set.
@@ -74,33 +82,72 @@ $(BUILD)/runtime/backend_cpu-%.o: runtime/backend_cpu.c $(FLAGS_STAMP)
 	@echo "  CC    $< ($*)"
 	@$(CC) $(CFLAGS) $(VFLAGS_$*) -DCPU_VARIANT=$* -c $< -o $@
 
-$(BUILD)/libmoge.a: $(LIB_OBJ)
+# Three forms of the library. libmoge-internal.a: every object as it is, for the command and the
+# tests (which also reach internal functions). libmoge.a: the same objects linked into one
+# (ld -r) whose hidden symbols are made local, so a program that links it sees only moge_* names
+# and its own set_err or tk_hash cannot clash. libmoge.so: the shared library, exporting the same.
+SOVERSION := 0
+VERSION   := $(shell sed -n 's/^\#define MOGE_VERSION "\(.*\)"/\1/p' include/moge.h)
+$(BUILD)/libmoge-internal.a: $(LIB_OBJ) $(MPI_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  AR    $@"
 	@rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/moge: $(CLI_OBJ) $(BUILD)/libmoge.a
-	@echo "  LINK  $@"
-	@$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libmoge.a $(LDLIBS) $(MPI_LIBS)
+$(BUILD)/libmoge.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  AR    $@"
+	@ld -r -o $(BUILD)/moge-lib.o $^ && objcopy --localize-hidden $(BUILD)/moge-lib.o && \
+	  rm -f $@ && ar rcs $@ $(BUILD)/moge-lib.o
 
+$(BUILD)/libmoge-mpi.a: $(LIB_OBJ) $(MPI_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  AR    $@"
+	@ld -r -o $(BUILD)/moge-mpi-lib.o $^ && objcopy --localize-hidden $(BUILD)/moge-mpi-lib.o && \
+	  rm -f $@ && ar rcs $@ $(BUILD)/moge-mpi-lib.o
+
+$(BUILD)/libmoge.so: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LINK  $@"
+	@$(CC) $(CFLAGS) -shared -Wl,-soname,libmoge.so.$(SOVERSION) -o $@.$(SOVERSION) $^ $(LIB_LDLIBS) && \
+	  ln -sf libmoge.so.$(SOVERSION) $@
+
+$(BUILD)/moge: $(CLI_OBJ) $(BUILD)/libmoge-internal.a
+	@echo "  LINK  $@"
+	@$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libmoge-internal.a $(LDLIBS) $(MPI_LIBS)
+
+# The example programs use only include/moge.h: they link the public library.
 $(BUILD)/examples/%: $(BUILD)/examples/%.o $(BUILD)/libmoge.a
 	@echo "  LINK  $@"
-	@$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libmoge.a $(LDLIBS)
+	@$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libmoge.a $(LIB_LDLIBS)
 
 # the one test that is an MPI program itself (it runs its own ranks under mpirun)
-$(BUILD)/tests/test_mpi: $(BUILD)/tests/test_mpi.o $(BUILD)/libmoge.a
+$(BUILD)/tests/test_mpi: $(BUILD)/tests/test_mpi.o $(BUILD)/libmoge-internal.a
 	@echo "  LINK  $@"
-	@$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libmoge.a $(LDLIBS) $(MPI_LIBS)
+	@$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libmoge-internal.a $(LDLIBS) $(MPI_LIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libmoge.a
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libmoge-internal.a
 	@echo "  LINK  $@"
-	@$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libmoge.a $(LDLIBS)
+	@$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libmoge-internal.a $(LDLIBS)
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the header, both libraries, the command and a
+# pkg-config file, so `cc app.c $$(pkg-config --cflags --libs moge)` builds a program.
+PREFIX  ?= /usr/local
+INSTALL_DIR := $(DESTDIR)$(PREFIX)
+install: all
+	install -d $(INSTALL_DIR)/include $(INSTALL_DIR)/lib/pkgconfig $(INSTALL_DIR)/bin
+	install -m 644 include/moge.h $(INSTALL_DIR)/include/moge.h
+	install -m 644 $(BUILD)/libmoge.a $(INSTALL_DIR)/lib/libmoge.a
+	install -m 755 $(BUILD)/libmoge.so.$(SOVERSION) $(INSTALL_DIR)/lib/libmoge.so.$(SOVERSION)
+	ln -sf libmoge.so.$(SOVERSION) $(INSTALL_DIR)/lib/libmoge.so
+	install -m 755 $(BUILD)/moge $(INSTALL_DIR)/bin/moge
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES@|$(LIB_PKGS)|' \
+	  moge.pc.in > $(INSTALL_DIR)/lib/pkgconfig/moge.pc
 
 # The test runner runs every tests/test_* program from the repository root and ends with
 # "N passed, N failed" (counting the PASS/FAIL lines the programs print).
 test: deps
 	$(MAKE) --no-print-directory all $(TEST_BIN)
-	@BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN)
+	@BUILD=$(BUILD) MOGE_TEST_CC="$(CC)" MOGE_TEST_OPT="$(OPT)" sh tests/run.sh $(TEST_BIN)
 
 bench: deps standins
 	$(MAKE) --no-print-directory all $(BENCH_BIN)
@@ -177,7 +224,7 @@ deps:
 clean:
 	rm -rf build build-asan
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d) $(EXAMPLES:=.d)
+-include $(LIB_OBJ:.o=.d) $(MPI_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d) $(EXAMPLES:=.d)
 .SECONDARY:
 
 # moge and a llama.cpp built outside the repository (LLAMA_CPP=its build/bin) decoding the same weights side by side (tools/bench_peer.sh; fetches nothing).

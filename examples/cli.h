@@ -44,11 +44,24 @@ const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 /* Writes text and a newline to path through path.PID.tmp and a rename ("-": stdout). False after
  * printing "moge CMD: FLAG: cannot write PATH". */
 bool cli_write_text(const char *cmd, const char *flag, const char *path, const char *text);
+/* Before the work starts: whether cli_write_text will be able to write path (its folder takes a
+ * new file; it is not a directory). False after printing "moge CMD: FLAG PATH: cannot write there (why)". */
+bool cli_check_output(const char *cmd, const char *flag, const char *path);
+/* "512 B", "14.8 kB", "1.0 MB", "3.21 GB" into buf; returns buf. */
+const char *cli_human_bytes(int64_t n, char *buf, size_t cap);
 /* --prompts FILE: its lines without their line ends, blank ones (nothing but spaces and tabs)
  * skipped, into *lines (malloc'd strings in a malloc'd array; the caller frees them, also on
  * failure) and their count *n. False after printing "moge CMD: --prompts FILE: ..." (it cannot be
  * opened, it has no prompt, out of memory). */
 bool cli_read_prompts(const char *cmd, const char *path, char ***lines, int *n);
+/* Replaces the escapes of s in place as llama.cpp's -e does: \\n \\r \\t \\' \\" \\\\ and \\xHH (two hex
+ * digits); any other backslash stays. Returns s. */
+char *cli_unescape(char *s);
+/* Whether standard input is a pipe (moge run reads its prompt from one when -p is not given). */
+bool cli_stdin_is_pipe(void);
+/* The whole text of path ("-": standard input) as a malloc'd string without one final line end
+ * ("\n" or "\r\n"); NULL after printing "moge CMD: WHAT: ..." (cannot be read, NUL bytes, out of memory). */
+char *cli_read_text(const char *cmd, const char *what, const char *path);
 /* Tokenizes text with the tokenizer's special tokens (BOS) into *ids (malloc'd, also on failure:
  * the caller frees it) and *n. */
 moge_status cli_tokenize(const moge_tokenizer *tok, const char *text, int32_t **ids, size_t *n);
@@ -76,6 +89,9 @@ typedef struct {
     int32_t draft_layers;             /* --draft-layers L; 0 = off */
     bool lookup;                      /* --lookup */
     int spec;                         /* --spec as a moge_spec_mode; -1 = not given */
+    bool seed_random;
+    bool quiet;                       /* run -q: no statistics on stderr (errors only) */
+    const char *ctx_flag, *devices_flag; /* the spelling the user typed for -c and --devices (errors name it) */                 /* run, chat: no --seed, gp.sampler.seed is a random one (printed at load) */
     int32_t shape[16];                /* --tree-shape (gp.draft.shape points here) */
     moge_model_params mp;             /* -t --backend --quant --routing --n-group --topk-group */
     moge_context_params cp;           /* -c --devices */
@@ -105,6 +121,9 @@ bool cli_check_drafters(const cli_common_opts *o);
  * drafter was given, -d becomes tinystories-draft with that pair, else (self_draft) the target
  * itself. False after printing an error when no demo model exists. */
 bool cli_default_models(cli_common_opts *o, bool want_draft, bool self_draft);
+/* A committed model directory models/NAME (e.g. "stories260K", "configs/qwen2.5-32b") under the
+ * working directory, else next to the binary, into out; false when neither has a config.json. */
+bool cli_committed_model(const char *name, char *out, size_t cap);
 
 typedef struct {
     moge_model *model, *draft_model;

@@ -130,7 +130,9 @@ static const char *const builtin_prompts[] = {
 /* ------------------------------------------------------------------------------------------ */
 
 typedef enum { MODE_NONE, MODE_CHAIN, MODE_TREE, MODE_LOOKUP } mode_id;
-static const char *const mode_names[] = {"none", "chain", "tree", "lookup"};
+/* The speculation modes by the library's names, and prompt lookup (a mode of bench's own). */
+static const char *mode_name(int m) { return m == MODE_LOOKUP ? "lookup" : moge_spec_name((moge_spec_mode)m); }
+_Static_assert((int)MODE_NONE == (int)MOGE_SPEC_NONE && (int)MODE_CHAIN == (int)MOGE_SPEC_CHAIN && (int)MODE_TREE == (int)MOGE_SPEC_TREE, "bench modes are spec modes");
 
 /* A mode of the table: its kind and, for "chain:N" / "tree:N", a fixed size (no planner). */
 typedef struct {
@@ -157,8 +159,8 @@ static bool parse_modes(const char *v, bench_opts *o) {
         size_t len = strcspn(q, ","), base = strcspn(q, ",:");
         int m = -1;
         long size = 0;
-        for (int k = 0; k < (int)(sizeof mode_names / sizeof mode_names[0]); k++)
-            if (strlen(mode_names[k]) == base && !strncmp(q, mode_names[k], base)) m = k;
+        for (int k = MODE_NONE; k <= MODE_LOOKUP; k++)
+            if (strlen(mode_name(k)) == base && !strncmp(q, mode_name(k), base)) m = k;
         if (m >= 0 && base < len) { /* ":N": a fixed chain of N or tree of N nodes */
             char num[16], *end;
             size_t nl = len - base - 1;
@@ -200,7 +202,7 @@ static bool mode_listed(const bench_opts *o, mode_id m) {
 
 static bench_mode plain_mode(mode_id m) {
     bench_mode bm = {.kind = m};
-    snprintf(bm.name, sizeof bm.name, "%s", mode_names[m]);
+    snprintf(bm.name, sizeof bm.name, "%s", mode_name(m));
     return bm;
 }
 
@@ -250,6 +252,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         }
     }
     int rc = finish_opts(o);
+    if (!rc && o->json && !cli_check_output(CMD, "--json", o->json)) rc = 2;
     return rc ? rc : -1;
 }
 

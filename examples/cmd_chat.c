@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <termios.h>
 #include <unistd.h>
 #include <wchar.h>
 
@@ -63,7 +64,7 @@ static void usage(FILE *f, const cli_common_opts *o) {
           "\n",
           f);
     cli_common_usage(f, o,
-                     "      --system TEXT      system message at the start of the conversation\n"
+                     "  -sys, --system TEXT    system message at the start of the conversation (also --system-prompt)\n"
                      "      --token-delay MS   pause MS milliseconds after each streamed token (demos, tests)\n");
 }
 
@@ -90,13 +91,6 @@ typedef struct {
     int token_delay_ms;
 } chat_opts;
 
-static bool parse_spec(const char *v, int *spec) {
-    if (!strcmp(v, "none")) *spec = MOGE_SPEC_NONE;
-    else if (!strcmp(v, "chain")) *spec = MOGE_SPEC_CHAIN;
-    else if (!strcmp(v, "tree")) *spec = MOGE_SPEC_TREE;
-    else return false;
-    return true;
-}
 
 /* Returns -1 when parsing succeeded, else the exit status (0 after --help). */
 static int parse_args(int argc, char **argv, chat_opts *o) {
@@ -109,7 +103,7 @@ static int parse_args(int argc, char **argv, chat_opts *o) {
         if (r < 0) return 2;
         if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout, c); return 0; }
-        if (!strcmp(a, "--system")) { if (!(o->system = cli_value(c->cmd, argc, argv, &i))) return 2; }
+        if (!strcmp(a, "--system") || !strcmp(a, "-sys") || !strcmp(a, "--system-prompt")) { if (!(o->system = cli_value(c->cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--token-delay")) {
             if (!(v = cli_value(c->cmd, argc, argv, &i)) || !cli_int(c->cmd, a, v, 0, 10000, &l)) return 2;
             o->token_delay_ms = (int)l;
@@ -183,6 +177,14 @@ static void push_msg(chat *c, const char *role, const char *content) {
     }
     c->msgs[c->n_msgs].role = xstrdup(role);
     c->msgs[c->n_msgs++].content = xstrdup(content);
+}
+
+/* Removes message i (later ones move up). */
+static void drop_msg(chat *c, size_t i) {
+    free(c->msgs[i].role);
+    free(c->msgs[i].content);
+    memmove(c->msgs + i, c->msgs + i + 1, (c->n_msgs - i - 1) * sizeof *c->msgs);
+    c->n_msgs--;
 }
 
 static void pop_msg(chat *c) {
@@ -274,9 +276,6 @@ static void note(const char *fmt, ...) {
     va_end(ap);
 }
 
-static const char *spec_name(moge_spec_mode m) {
-    return m == MOGE_SPEC_CHAIN ? "chain" : m == MOGE_SPEC_TREE ? "tree" : "none";
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* One answer                                                                                 */
@@ -350,12 +349,7 @@ static bool on_token(int32_t id, void *user) {
 
 static const char *stop_name(const moge_stats *st, const answer *a) {
     if (a->end_of_turn || st->stop == MOGE_STOP_EOS) return "end of turn";
-    switch (st->stop) {
-    case MOGE_STOP_LENGTH: return "length limit";
-    case MOGE_STOP_CALLBACK: return "stopped";
-    case MOGE_STOP_CONTEXT_FULL: return "context full";
-    default: return "end of turn";
-    }
+    return moge_stop_name(st->stop);
 }
 
 /* Copies the MoE load of the last answer (totals since moge_generate reset them). */
@@ -434,10 +428,10 @@ static void report_answer(chat *c, const moge_stats *st, const answer *a, int32_
     s->n_kv = c->n_kv;
     s->stop = stop_name(st, a);
     snapshot_moe(c);
-    const char *why = !strcmp(s->stop, "stopped") ? ", stopped" : !strcmp(s->stop, "length limit") ? ", length limit" : "";
+    const char *why = !strcmp(s->stop, "stopped") ? ", stopped" : !strcmp(s->stop, "length") ? ", length limit" : "";
     dim_line(c, "[%d tokens, %.1f tokens/s, τ %.2f%s]", st->n_generated, st->tokens_per_s, st->mean_accepted, why);
     if (st->stop == MOGE_STOP_CONTEXT_FULL && !a->end_of_turn)
-        note("context full (%d tokens): /reset to start over", moge_context_n_ctx(c->m.ctx));
+        note("context full (%d tokens): your next line drops the oldest turns to make room (/reset starts over)", moge_context_n_ctx(c->m.ctx));
 }
 
 /* Prepares the stream so the first answer token decodes in context (e.g. its leading space). */
@@ -461,11 +455,25 @@ static void answer_free(answer *a) {
  * is that prefix's length, and at least one token is left to feed. */
 static int32_t *prepare_turn(chat *c, size_t *n_ids, size_t *common) {
     int32_t *ids;
-    if (!conversation_tokens(c, true, &ids, n_ids)) return NULL;
     int32_t n_ctx = moge_context_n_ctx(c->m.ctx);
+    /* room for an answer: -n tokens, at most a quarter of the context */
+    int64_t room = c->gp.n_predict < n_ctx / 4 ? c->gp.n_predict : n_ctx / 4;
+    int n_dropped = 0;
+    for (;;) {
+        if (!conversation_tokens(c, true, &ids, n_ids)) return NULL;
+        if ((int64_t)*n_ids + room <= n_ctx) break;
+        /* the context fills: the oldest turn goes (user line and answer), the system message stays */
+        size_t first = c->n_msgs > 0 && !strcmp(c->msgs[0].role, "system") ? 1 : 0;
+        if (c->n_msgs - first < 2) break; /* only this line is left */
+        free(ids);
+        drop_msg(c, first);
+        if (first < c->n_msgs - 1 && !strcmp(c->msgs[first].role, "assistant")) drop_msg(c, first);
+        n_dropped++;
+    }
+    if (n_dropped) note("context full (%d tokens): the oldest %d turn%s left the conversation to make room", n_ctx, n_dropped, n_dropped > 1 ? "s" : "");
     if ((int64_t)*n_ids > n_ctx) {
-        note("context full (%d tokens): this turn does not fit (the conversation would need %zu tokens); /reset to start over",
-             n_ctx, *n_ids);
+        note("this line does not fit the context: with the conversation it takes %zu tokens of %d%s", *n_ids, n_ctx,
+             c->n_msgs > 1 ? "" : " (a shorter line, or a larger -c)");
         free(ids);
         return NULL;
     }
@@ -476,6 +484,19 @@ static int32_t *prepare_turn(chat *c, size_t *n_ids, size_t *common) {
         c->n_kv = (int32_t)*common;
     }
     return ids;
+}
+
+/* While an answer streams on a terminal, keys are not echoed: a Ctrl-C's "^C" (or a key typed
+ * ahead) would land inside the answer's text. Returns whether it changed the mode (restore then). */
+static bool tty_quiet(bool quiet, struct termios *saved) {
+    if (quiet) {
+        if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, saved) != 0) return false;
+        struct termios t = *saved;
+        t.c_lflag &= ~(tcflag_t)(ECHO | ECHOCTL);
+        return tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;
+    }
+    tcsetattr(STDIN_FILENO, TCSANOW, saved);
+    return false;
 }
 
 /* One user turn: render, feed the new tokens, stream the answer, remember it. */
@@ -496,7 +517,10 @@ static void user_turn(chat *c, const char *line) {
     moge_status st = answer_init(&a, c, prompt, n_new);
     c->gp.context_tokens = ids; /* the drafter and the penalty see the whole conversation */
     c->gp.n_context_tokens = (int32_t)common;
+    struct termios saved;
+    bool restore = c->interactive && tty_quiet(true, &saved);
     if (st == MOGE_OK) st = moge_generate(c->m.ctx, prompt, n_new, &c->gp, on_token, &a, &stats);
+    if (restore) tty_quiet(false, &saved);
     c->gp.context_tokens = NULL;
     c->gp.n_context_tokens = 0;
     size_t n = 0;
@@ -532,7 +556,7 @@ static void print_stats(const chat *c) {
     printf("last answer: %d tokens in %.3f s, %.1f tokens/s, stop: %s\n", st->n_generated, st->t_decode_s, st->tokens_per_s, s->stop);
     printf("prompt: %d new tokens prefilled in %.3f s, %d reused from the KV cache; context %d of %d tokens\n", st->n_prompt,
            st->t_prefill_s, s->n_reused, s->n_kv, moge_context_n_ctx(c->m.ctx));
-    printf("speculation %s: %d target passes, τ %.2f tokens per pass, %lld draft nodes (%.1f per step)\n", spec_name(s->spec),
+    printf("speculation %s: %d target passes, τ %.2f tokens per pass, %lld draft nodes (%.1f per step)\n", moge_spec_name(s->spec),
            st->n_forward + 1, st->mean_accepted, (long long)st->n_draft_nodes,
            st->n_forward > 0 ? (double)st->n_draft_nodes / st->n_forward : 0.0);
     fputs("acceptance by depth:", stdout);
@@ -612,8 +636,13 @@ static void check_tokens(chat *c) {
 
 /* /spec MODE: speculation needs a drafter; without one, prompt lookup is made on demand. */
 static void set_spec(chat *c, const char *arg) {
-    int spec;
-    if (!parse_spec(arg, &spec)) {
+    moge_spec_mode spec;
+    if (!arg[0]) { /* no argument: the current setting */
+        if (c->gp.spec == MOGE_SPEC_NONE) puts("speculation: none (target only); /spec none|chain|tree changes it");
+        else printf("speculation: %s, drafter: %s; /spec none|chain|tree changes it\n", moge_spec_name(c->gp.spec), c->drafter_desc);
+        return;
+    }
+    if (moge_spec_parse(arg, &spec) != MOGE_OK) {
         puts("usage: /spec none|chain|tree");
         return;
     }
@@ -626,11 +655,16 @@ static void set_spec(chat *c, const char *arg) {
     }
     c->gp.spec = (moge_spec_mode)spec;
     if (spec == MOGE_SPEC_NONE) puts("speculation: none (target only)");
-    else printf("speculation: %s, drafter: %s\n", spec_name(c->gp.spec), c->drafter_desc);
+    else printf("speculation: %s, drafter: %s\n", moge_spec_name(c->gp.spec), c->drafter_desc);
 }
 
 static void set_tree(chat *c, const char *arg) {
     long n;
+    if (!arg[0]) {
+        printf("tree: up to %d draft nodes per step%s; /tree N changes it\n", (int)c->gp.draft.tree_nodes,
+               c->gp.spec == MOGE_SPEC_TREE ? "" : " (used with /spec tree)");
+        return;
+    }
     if (!cli_int("chat", "/tree", arg, 1, 63, &n)) return;
     c->gp.draft.tree_nodes = (int32_t)n;
     c->gp.draft.shape = NULL; /* a node budget means a dynamic tree */
@@ -640,6 +674,10 @@ static void set_tree(chat *c, const char *arg) {
 
 static void set_temp(chat *c, const char *arg) {
     double t;
+    if (!arg[0]) {
+        printf("temperature %g%s; /temp T changes it\n", (double)c->gp.sampler.temperature, c->gp.sampler.temperature == 0 ? " (greedy)" : "");
+        return;
+    }
     if (!cli_float("chat", "/temp", arg, 0, 100, &t)) return;
     c->gp.sampler.temperature = (float)t;
     printf("temperature %g%s\n", t, t == 0 ? " (greedy)" : "");
@@ -813,14 +851,13 @@ static void banner(const chat *c, const char *model_arg) {
     cli_backend_desc(&c->m.info, where, sizeof where);
     note("moge chat: model %s (%s, %.1fM parameters, %s), context %d tokens", model_arg, c->m.info.architecture,
          c->m.info.n_params / 1e6, where, moge_context_n_ctx(c->m.ctx));
-    if (c->gp.spec != MOGE_SPEC_NONE) note("speculation: %s, drafter: %s", spec_name(c->gp.spec), c->drafter_desc);
+    if (c->gp.spec != MOGE_SPEC_NONE) note("speculation: %s, drafter: %s", moge_spec_name(c->gp.spec), c->drafter_desc);
     else note("speculation: none (/spec tree drafts%s)", c->drafter ? "" : " by prompt lookup");
     moge_chat_family f = moge_tokenizer_chat_family(c->m.tok);
     if (f == MOGE_CHAT_NONE)
-        note("no chat template recognised: using plain 'user:/assistant:' turns; this model has none, so each answer continues "
-             "your line (a story start works best)");
+        note("this model has no chat template (a base model): each answer continues your line (a story start works best)");
     else if (f == MOGE_CHAT_UNKNOWN)
-        note("no chat template recognised: using plain 'user:/assistant:' turns");
+        note("the model's chat template is not one moge knows: using plain 'user:/assistant:' turns");
     else
         note("chat template: %s", moge_chat_family_name(f));
     if (c->interactive) note("/help lists the commands; Ctrl-C stops an answer, Ctrl-D quits.");

@@ -1,11 +1,13 @@
 /* cmd_common.c — what the subcommands share (see cli.h): flag value parsing; the flag table of
  * run, chat and bench, its parser and its help; loading the model and the drafter. */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,12 +63,13 @@ bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out) {
 }
 
 /* The index of s in names (NULL-terminated), or -1 after printing "expected a, b or c". */
-static int choice(const char *cmd, const char *flag, const char *s, const char *const *names) {
-    int n = 0;
-    for (; names[n]; n++)
-        if (!strcmp(s, names[n])) return n;
+/* The value v >= first whose name_of(v) is s; -1 after printing the names offered. */
+static int choice(const char *cmd, const char *flag, const char *s, const char *(*name_of)(int), int first) {
+    int end = first;
+    for (; name_of(end); end++)
+        if (!strcmp(s, name_of(end))) return end;
     fprintf(stderr, "moge %s: %s: expected ", cmd, flag);
-    for (int k = 0; k < n; k++) fprintf(stderr, "%s%s", k == 0 ? "" : k == n - 1 ? " or " : ", ", names[k]);
+    for (int k = first; k < end; k++) fprintf(stderr, "%s%s", k == first ? "" : k == end - 1 ? " or " : ", ", name_of(k));
     fprintf(stderr, ", got \"%s\"\n", s);
     return -1;
 }
@@ -96,6 +99,33 @@ bool cli_write_text(const char *cmd, const char *flag, const char *path, const c
     fprintf(stderr, "moge %s: %s: cannot write %s\n", cmd, flag, path);
     remove(tmp);
     return false;
+}
+
+const char *cli_human_bytes(int64_t n, char *buf, size_t cap) {
+    if (n < 1000) snprintf(buf, cap, "%lld B", (long long)n);
+    else if (n < 1000000) snprintf(buf, cap, "%.1f kB", n / 1e3);
+    else if (n < 1000000000) snprintf(buf, cap, "%.1f MB", n / 1e6);
+    else snprintf(buf, cap, "%.2f GB", n / 1e9);
+    return buf;
+}
+
+bool cli_check_output(const char *cmd, const char *flag, const char *path) {
+    if (!strcmp(path, "-")) return true;
+    char tmp[CLI_PATH_CAP + 32];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    struct stat st;
+    const char *why = NULL;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) why = "it is a directory";
+    else {
+        FILE *f = fopen(tmp, "w");
+        if (!f) why = strerror(errno);
+        else {
+            fclose(f);
+            remove(tmp);
+        }
+    }
+    if (why) fprintf(stderr, "moge %s: %s %s: cannot write there (%s)\n", cmd, flag, path, why);
+    return !why;
 }
 
 moge_status cli_tokenize(const moge_tokenizer *tok, const char *text, int32_t **ids, size_t *n) {
@@ -142,6 +172,66 @@ bool cli_read_prompts(const char *cmd, const char *path, char ***lines, int *n) 
     return ok && *n > 0;
 }
 
+char *cli_unescape(char *s) {
+    char *w = s;
+    for (const char *r = s; *r; r++) {
+        if (*r != '\\' || !r[1]) { *w++ = *r; continue; }
+        char c = r[1];
+        const char *hex = "0123456789abcdef";
+        if (c == 'x' && r[2] && r[3] && strchr(hex, tolower((unsigned char)r[2])) && strchr(hex, tolower((unsigned char)r[3]))) {
+            *w++ = (char)((strchr(hex, tolower((unsigned char)r[2])) - hex) * 16 + (strchr(hex, tolower((unsigned char)r[3])) - hex));
+            r += 3;
+            continue;
+        }
+        char e = c == 'n' ? '\n' : c == 'r' ? '\r' : c == 't' ? '\t' : c == '\\' || c == '\'' || c == '"' ? c : 0;
+        if (!e) { *w++ = *r; continue; } /* not an escape: the backslash stays */
+        *w++ = e;
+        r++;
+    }
+    *w = 0;
+    return s;
+}
+
+bool cli_stdin_is_pipe(void) {
+    struct stat st;
+    return fstat(0, &st) == 0 && S_ISFIFO(st.st_mode);
+}
+
+char *cli_read_text(const char *cmd, const char *what, const char *path) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) {
+        fprintf(stderr, "moge %s: %s %s: %s\n", cmd, what, path, strerror(errno));
+        return NULL;
+    }
+    size_t n = 0, cap = 4096;
+    char *s = malloc(cap);
+    for (size_t got; s; n += got) {
+        if (cap - n < 2) {
+            char *bigger = realloc(s, cap * 2);
+            if (!bigger) { free(s); s = NULL; break; }
+            s = bigger;
+            cap *= 2;
+        }
+        if ((got = fread(s + n, 1, cap - n - 1, f)) == 0) break;
+    }
+    bool bad = ferror(f);
+    if (f != stdin) fclose(f);
+    if (!s || bad) {
+        fprintf(stderr, "moge %s: %s %s: %s\n", cmd, what, path, s ? "read error" : "out of memory");
+        free(s);
+        return NULL;
+    }
+    s[n] = 0;
+    if (strlen(s) != n) {
+        fprintf(stderr, "moge %s: %s %s: the text holds a NUL byte\n", cmd, what, path);
+        free(s);
+        return NULL;
+    }
+    if (n && s[n - 1] == '\n') s[--n] = 0;
+    if (n && s[n - 1] == '\r') s[--n] = 0;
+    return s;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* The shared flag table                                                                      */
 /* ------------------------------------------------------------------------------------------ */
@@ -158,22 +248,27 @@ typedef struct {
     kind k;
     double min, max;               /* K_INT, K_I32, K_F32 */
     size_t off;
-    const char *const *names;      /* K_ENUM: the values' names (NULL-terminated) and values */
-    const int *vals;
+    const char *(*name_of)(int);   /* K_ENUM: the library's name of a value (NULL past the last) */
+    int first;                     /* K_ENUM: the first value the flag offers */
     const char *help;
     bool show_default;             /* append " (default X)" with the command's default */
+    const char *alias;             /* other names, space-separated: llama.cpp's (-md --model-draft) */
+    const char *ignored;           /* a flag accepted for copied scripts and ignored: why (one line) */
 } row;
 
 _Static_assert(sizeof(moge_backend) == sizeof(int) && sizeof(moge_routing) == sizeof(int) && sizeof(moge_quant) == sizeof(int),
                "K_ENUM stores enums as int");
 
-#define NAMES(...) ((const char *const[]){__VA_ARGS__, NULL})
-#define VALS(...) ((const int[]){__VA_ARGS__})
+/* The library's name tables (moge_*_name) as K_ENUM rows read them. */
+static const char *backend_name(int v) { return moge_backend_name((moge_backend)v); }
+static const char *quant_name(int v) { return moge_quant_name((moge_quant)v); }
+static const char *routing_name(int v) { return moge_routing_name((moge_routing)v); }
+static const char *spec_name(int v) { return moge_spec_name((moge_spec_mode)v); }
+#define ENUM(fn, from) .name_of = fn, .first = from
 #define ALL (CLI_RUN | CLI_CHAT | CLI_BENCH)
 #define MODEL_FLAGS (ALL | CLI_EVAL) /* the flags of the model alone */
 #define AT(field) .off = offsetof(cli_common_opts, field)
 #define INDENT "\n                         " /* a help text's next line, under the first */
-#define SPECS NAMES("none", "chain", "tree"), VALS(MOGE_SPEC_NONE, MOGE_SPEC_CHAIN, MOGE_SPEC_TREE)
 
 /* In help order; the command's own lines follow -m, the speculation heading precedes -d. A flag
  * may have a row per command. */
@@ -182,7 +277,8 @@ static const row rows[] = {
     {CLI_CHAT | CLI_BENCH, "-m", "--model", "DIR", K_STR, AT(model),
      .help = "model directory or OWNER/NAME[@REV] (default: models/tinystories-moge when it" INDENT
              "and models/tinystories-draft exist, else models/stories260K)"},
-    {CLI_RUN, "-n", "--n-predict", "N", K_I32, 0, 1L << 30, AT(gp.n_predict), .help = "tokens to generate", .show_default = true},
+    {CLI_RUN, "-n", "--n-predict", "N", K_I32, -1, 1L << 30, AT(gp.n_predict), .help = "tokens to generate, -1 = until the end of text or context",
+     .show_default = true},
     {CLI_CHAT, "-n", "--n-predict", "N", K_I32, 1, 1L << 30, AT(gp.n_predict), .help = "most tokens per answer", .show_default = true},
     {CLI_BENCH, "-n", "--n-predict", "N", K_I32, 1, 1L << 24, AT(gp.n_predict), .help = "tokens per prompt", .show_default = true},
     {ALL, NULL, "--temp", "F", K_F32, 0, 100, AT(gp.sampler.temperature), .help = "temperature, 0 = greedy", .show_default = true},
@@ -190,42 +286,48 @@ static const row rows[] = {
     {ALL, NULL, "--top-p", "F", K_F32, 1e-6, 1, AT(gp.sampler.top_p), .help = "1 = off", .show_default = true},
     {ALL, NULL, "--min-p", "F", K_F32, 0, 1, AT(gp.sampler.min_p), .help = "0 = off", .show_default = true},
     {ALL, NULL, "--repeat-penalty", "F", K_F32, 1e-3, 100, AT(gp.sampler.repeat_penalty), .help = "1 = off", .show_default = true},
-    {CLI_RUN | CLI_BENCH, NULL, "--seed", "N", K_U64, AT(gp.sampler.seed), .help = "RNG seed", .show_default = true},
-    {CLI_CHAT, NULL, "--seed", "N", K_U64, AT(gp.sampler.seed), .help = "RNG seed of the first answer; answer k uses N+k", .show_default = true},
-    {CLI_RUN | CLI_BENCH, "-c", "--ctx", "N", K_I32, 1, 1L << 24, AT(cp.n_ctx), .help = "context length in tokens (default: the model's maximum)"},
+    {CLI_RUN, "-s", "--seed", "N", K_U64, AT(gp.sampler.seed), .help = "RNG seed (default: a random one, printed)"},
+    {CLI_BENCH, "-s", "--seed", "N", K_U64, AT(gp.sampler.seed), .help = "RNG seed", .show_default = true},
+    {CLI_CHAT, "-s", "--seed", "N", K_U64, AT(gp.sampler.seed), .help = "RNG seed of the first answer; answer k uses N+k (default: random, printed)"},
+    {CLI_RUN | CLI_BENCH, "-c", "--ctx", "N", K_I32, 1, 1L << 24, AT(cp.n_ctx), .help = "context length in tokens (default: the model's maximum)",
+     .alias = "--ctx-size"},
     {CLI_CHAT, "-c", "--ctx", "N", K_I32, 1, 1L << 24, AT(cp.n_ctx),
-     .help = "context length in tokens (default: the model's maximum, at most 8192)"},
+     .help = "context length in tokens (default: the model's maximum, at most 8192)", .alias = "--ctx-size"},
     {MODEL_FLAGS, "-t", "--threads", "N", K_INT, 1, 1024, AT(mp.n_threads), .help = "threads (default: all cores)"},
-    {MODEL_FLAGS, NULL, "--backend", "NAME", K_ENUM, AT(mp.backend), NAMES("cpu", "ref"), VALS(MOGE_BACKEND_CPU, MOGE_BACKEND_REF),
-     "cpu (default) or ref (slow reference loops)"},
-    {MODEL_FLAGS, NULL, "--quant", "FORMAT", K_ENUM, AT(mp.quant), NAMES("none", "q8", "q4", "w8a8", "w4a8"),
-     VALS(MOGE_QUANT_NONE, MOGE_QUANT_Q8, MOGE_QUANT_Q4, MOGE_QUANT_W8A8, MOGE_QUANT_W4A8),
-     "quantize the weights at load, blocks of 32: q8 (int8), q4 (4-bit), w8a8 / w4a8 (the same weights times int8 activations)"},
+    {MODEL_FLAGS, "-ngl", "--n-gpu-layers", "N", K_INT, 0, 1L << 30, .ignored = "there is no GPU backend: every layer runs on the cpu"},
+    {MODEL_FLAGS, NULL, "--backend", "NAME", K_ENUM, AT(mp.backend), ENUM(backend_name, MOGE_BACKEND_CPU),
+     .help = "cpu (default) or ref (slow reference loops)"},
+    {MODEL_FLAGS, NULL, "--quant", "FORMAT", K_ENUM, AT(mp.quant), ENUM(quant_name, MOGE_QUANT_NONE),
+     .help = "quantize the weights at load, blocks of 32: q8 (int8), q4 (4-bit), w8a8 / w4a8 (the same weights times int8 activations)"},
     {MODEL_FLAGS, NULL, "--kernels", "NAME", K_KERNELS, AT(mp.kernels),
      .help = "cpu kernel variant (instruction set): scalar, avx2, avxvnni, avx512, avx512vnni" INDENT
              "(default: $MOGE_KERNELS, else the widest this processor runs; moge info lists them)"},
-    {MODEL_FLAGS, NULL, "--routing", "RULE", K_ENUM, AT(mp.routing), NAMES("moge", "topk", "group_limited"),
-     VALS(MOGE_ROUTING_MOGE, MOGE_ROUTING_TOPK, MOGE_ROUTING_GROUP_LIMITED), "MoE models: override the routing rule: moge, topk or group_limited"},
+    {MODEL_FLAGS, NULL, "--routing", "RULE", K_ENUM, AT(mp.routing), ENUM(routing_name, MOGE_ROUTING_MOGE),
+     .help = "MoE models: override the routing rule: moge, topk or group_limited"},
     {MODEL_FLAGS, NULL, "--n-group", "N", K_I32, 1, 1024, AT(mp.n_group), .help = "MoE: expert groups for the override (default: the checkpoint's)"},
     {MODEL_FLAGS, NULL, "--topk-group", "N", K_I32, 1, 1024, AT(mp.topk_group), .help = "MoE group_limited: groups kept (default: half)"},
     {ALL, NULL, "--devices", "N", K_I32, 1, 1024, AT(cp.n_devices), .help = "MoE: workers owning whole expert groups (default: automatic)"},
     {CLI_EVAL, NULL, "--devices", "N", K_I32, 1, 1024, AT(cp.n_devices), .help = "MoE: workers owning whole expert groups (default: one group each)"},
-    {CLI_RUN, "-d", "--draft", "DIR", K_STR, AT(draft), .help = "a draft model with the target's tokenizer"},
+    {CLI_RUN, "-d", "--draft", "DIR", K_STR, AT(draft), .help = "a draft model with the target's tokenizer", .alias = "-md --model-draft"},
     {CLI_CHAT, "-d", "--draft", "DIR", K_STR, AT(draft),
-     .help = "a draft model with the target's tokenizer (default with the demo model:" INDENT "models/tinystories-draft)"},
+     .help = "a draft model with the target's tokenizer (default with the demo model:" INDENT "models/tinystories-draft)",
+     .alias = "-md --model-draft"},
     {CLI_BENCH, "-d", "--draft", "DIR", K_STR, AT(draft),
      .help = "a draft model with the target's tokenizer (default with the demo model:" INDENT
-             "models/tinystories-draft, or stories260K drafting for itself)"},
+             "models/tinystories-draft, or stories260K drafting for itself)", .alias = "-md --model-draft"},
     {ALL, NULL, "--draft-layers", "L", K_I32, 1, 1024, AT(draft_layers), .help = "self-draft with the target's first L layers"},
     {CLI_RUN | CLI_CHAT, NULL, "--lookup", NULL, K_TRUE, AT(lookup), .help = "prompt-lookup drafting (no model)"},
     {CLI_BENCH, NULL, "--lookup", NULL, K_TRUE, AT(lookup), .help = "add prompt-lookup drafting to the modes"},
-    {CLI_RUN, NULL, "--spec", "MODE", K_ENUM, AT(spec), SPECS, "none, chain or tree (default: tree with a drafter, else none)"},
-    {CLI_CHAT, NULL, "--spec", "MODE", K_ENUM, AT(spec), SPECS,
-     "none, chain or tree (default: tree with a drafter, else none;" INDENT "chain or tree without a drafter use prompt lookup)"},
+    {CLI_RUN, NULL, "--spec", "MODE", K_ENUM, AT(spec), ENUM(spec_name, MOGE_SPEC_NONE), .help = "none, chain or tree (default: tree with a drafter, else none)"},
+    {CLI_CHAT, NULL, "--spec", "MODE", K_ENUM, AT(spec), ENUM(spec_name, MOGE_SPEC_NONE),
+     .help = "none, chain or tree (default: tree with a drafter, else none;" INDENT "chain or tree without a drafter use prompt lookup)"},
     {ALL, NULL, "--draft-max", "N", K_I32, 1, MOGE_MAX_DEPTH - 1, AT(gp.draft.draft_max), .help = "deepest draft level / chain length",
      .show_default = true},
     {ALL, NULL, "--tree-nodes", "N", K_I32, 1, 63, AT(gp.draft.tree_nodes), .help = "draft nodes per step", .show_default = true},
     {ALL, NULL, "--branch", "N", K_I32, 1, 16, AT(gp.draft.branch), .help = "children per expanded node, dynamic trees", .show_default = true},
+    {ALL, NULL, "--min-path-prob", "P", K_F32, 0, 1, AT(gp.draft.min_path_prob), .help = "stop growing draft paths less likely than P",
+     .show_default = true, .alias = "--draft-p-min"},
+    {ALL, NULL, "--draft-min", "N", K_INT, 0, 1L << 30, .ignored = "the planner sizes each step's tree (--no-adaptive verifies every drafted node)"},
     {ALL, NULL, "--tree-shape", "LIST", K_SHAPE, .help = "static tree: children per depth, e.g. 4,2,2,1,1"},
     {ALL, NULL, "--sampled-draft", NULL, K_TRUE, AT(gp.draft.sampled), .help = "draw draft children from the draft's distribution (rejection sampling)"},
     {ALL, NULL, "--no-adaptive", NULL, K_FALSE, AT(gp.adaptive), .help = "verify every drafted node (no planner)"},
@@ -241,6 +343,16 @@ void cli_common_init(cli_common_opts *o, const char *cmd, unsigned who) {
     o->cp = moge_context_default_params();
     o->gp = moge_generate_default_params();
     if (who == CLI_CHAT) o->gp.n_predict = 256;          /* most tokens per answer */
+    if (who & (CLI_RUN | CLI_CHAT)) {                     /* llama.cpp's default: a random seed, printed */
+        uint64_t seed = 0;
+        if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
+            struct timespec t;
+            clock_gettime(CLOCK_REALTIME, &t);
+            seed = (uint64_t)t.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)t.tv_sec ^ (uint64_t)getpid() << 32;
+        }
+        o->gp.sampler.seed = seed >> 1; /* < 2^63: every shell and JSON reader takes it back */
+        o->seed_random = true;
+    }
     if (who == CLI_BENCH) o->gp.sampler.temperature = 0; /* greedy: the modes' texts are compared */
 }
 
@@ -314,23 +426,42 @@ bool cli_kernels(const char *cmd, const char *flag, const char *v) {
     return false;
 }
 
+/* Whether a is one of the row's names (its short and long one, or an alias). */
+static bool row_named(const row *r, const char *a) {
+    if (!strcmp(a, r->name) || (r->shrt && !strcmp(a, r->shrt))) return true;
+    size_t len = strlen(a);
+    for (const char *p = r->alias; p && *p; p += strspn(p, " ")) {
+        size_t n = strcspn(p, " ");
+        if (n == len && !strncmp(p, a, n)) return true;
+        p += n;
+    }
+    return false;
+}
+
 int cli_parse_common(int argc, char **argv, int *i, cli_common_opts *o) {
     const char *a = argv[*i], *v = NULL;
     const row *r = NULL;
     for (size_t k = 0; k < N_ROWS && !r; k++)
-        if ((rows[k].who & o->who) && (!strcmp(a, rows[k].name) || (rows[k].shrt && !strcmp(a, rows[k].shrt))))
-            r = &rows[k];
+        if ((rows[k].who & o->who) && row_named(&rows[k], a)) r = &rows[k];
     if (!r) return 0;
     if (r->arg && !(v = cli_value(o->cmd, argc, argv, i))) return -1;
-    char *field = (char *)o + r->off;
     long l;
     double d;
     int idx;
+    if (r->ignored) { /* checked like any value, then dropped with a note */
+        if (r->k == K_INT && !cli_int(o->cmd, a, v, (long)r->min, (long)r->max, &l)) return -1;
+        fprintf(stderr, "moge %s: note: %s is ignored: %s\n", o->cmd, a, r->ignored);
+        return 1;
+    }
+    char *field = (char *)o + r->off;
     switch (r->k) {
     case K_STR: *(const char **)field = v; break;
     case K_INT:
     case K_I32:
         if (!cli_int(o->cmd, a, v, (long)r->min, (long)r->max, &l)) return -1;
+        if (r->off == offsetof(cli_common_opts, cp.n_ctx)) o->ctx_flag = a;
+        if (r->off == offsetof(cli_common_opts, cp.n_devices)) o->devices_flag = a;
+        if (l == -1 && r->min == -1) l = (long)r->max; /* -n -1: no limit */
         if (r->k == K_INT) *(int *)field = (int)l;
         else *(int32_t *)field = (int32_t)l;
         break;
@@ -340,12 +471,13 @@ int cli_parse_common(int argc, char **argv, int *i, cli_common_opts *o) {
         break;
     case K_U64:
         if (!cli_u64(o->cmd, a, v, (uint64_t *)field)) return -1;
+        if (r->off == offsetof(cli_common_opts, gp.sampler.seed)) o->seed_random = false;
         break;
     case K_TRUE: *(bool *)field = true; break;
     case K_FALSE: *(bool *)field = false; break;
     case K_ENUM:
-        if ((idx = choice(o->cmd, a, v, r->names)) < 0) return -1;
-        *(int *)field = r->vals[idx];
+        if ((idx = choice(o->cmd, a, v, r->name_of, r->first)) < 0) return -1;
+        *(int *)field = idx;
         break;
     case K_SHAPE:
         if (!cli_tree_shape(o->cmd, v, o->shape, &o->gp.draft.n_shape)) return -1;
@@ -376,6 +508,10 @@ void cli_common_usage(FILE *f, const cli_common_opts *given, const char *own) {
         char flag[64];
         snprintf(flag, sizeof flag, "%s%s%s%s%s", r->shrt ? r->shrt : "", r->shrt ? ", " : "    ", r->name, r->arg ? " " : "",
                  r->arg ? r->arg : "");
+        if (r->ignored) {
+            fprintf(f, "  %-22s accepted and ignored: %s\n", flag, r->ignored);
+            continue;
+        }
         fprintf(f, "  %-22s %s", flag, r->help);
         const char *field = (const char *)o + r->off;
         if (r->show_default) {
@@ -384,6 +520,7 @@ void cli_common_usage(FILE *f, const cli_common_opts *given, const char *own) {
             else if (r->k == K_F32) fprintf(f, " (default %g)", (double)*(const float *)field);
             else if (r->k == K_U64) fprintf(f, " (default %llu)", (unsigned long long)*(const uint64_t *)field);
         }
+        if (r->alias) fprintf(f, " (also %s)", r->alias);
         fputc('\n', f);
         if (own && !strcmp(r->name, "--model")) fputs(own, f);
     }
@@ -428,6 +565,8 @@ static bool find_demo_model(const char *name, char *out, size_t cap) {
     if (snprintf(probe, sizeof probe, "%s/config.json", out) >= (int)sizeof probe) return false;
     return stat(probe, &sb) == 0;
 }
+
+bool cli_committed_model(const char *name, char *out, size_t cap) { return find_demo_model(name, out, cap); }
 
 bool cli_default_models(cli_common_opts *o, bool want_draft, bool self_draft) {
     if (o->model) return true;
@@ -487,7 +626,10 @@ static bool new_context(const cli_common_opts *o, cli_models *m, moge_context_pa
     char err[1024];
     if (cp.n_devices == 0 && o->devices_per_group && m->info.n_expert > 0) cp.n_devices = m->info.n_group;
     if (moge_context_new(m->model, &cp, &m->ctx, err, sizeof err) != MOGE_OK) { /* names n_ctx, n_seq or n_devices */
-        fprintf(stderr, "moge %s: %s\n", o->cmd, err);
+        /* the flag as typed, when the message is about its value */
+        if (o->devices_flag && strstr(err, "n_devices")) fprintf(stderr, "moge %s: %s %d: %s\n", o->cmd, o->devices_flag, o->cp.n_devices, err);
+        else if (o->ctx_flag && strstr(err, "n_ctx")) fprintf(stderr, "moge %s: %s %d: %s\n", o->cmd, o->ctx_flag, o->cp.n_ctx, err);
+        else fprintf(stderr, "moge %s: %s\n", o->cmd, err);
         return false;
     }
     return true;
@@ -522,6 +664,9 @@ bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m) {
     }
     moge_model_get_info(m->model, &m->info);
     if (!cli_tokenizer_fits(o, o->tokenizer ? o->tokenizer : dir, m->tok, dir, &m->info)) return false;
+    if (o->seed_random && !o->quiet && (o->gp.sampler.temperature > 0 || o->who == CLI_CHAT))
+        fprintf(stderr, "moge %s: seed %llu (--seed %llu repeats this run)\n", o->cmd, (unsigned long long)o->gp.sampler.seed,
+                (unsigned long long)o->gp.sampler.seed);
     if (max_ctx < 0) return true; /* the caller makes its context (cli_batch_context) */
     moge_context_params cp = o->cp;
     if (cp.n_ctx == 0 && max_ctx > 0) cp.n_ctx = m->info.max_position < max_ctx ? m->info.max_position : max_ctx;

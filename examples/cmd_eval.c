@@ -122,6 +122,7 @@ static int parse_args(int argc, char **argv, eval_opts *o) {
         fprintf(stderr, "moge eval: -f FILE is required: the text to score\n");
         return 2;
     }
+    if (o->json && !cli_check_output(CMD, "--json", o->json)) return 2;
     return -1;
 }
 

@@ -87,11 +87,7 @@ int cmd_quantize(int argc, char **argv) {
                 !in ? "-m IN_DIR" : !out ? "-o OUT_DIR" : "--quant q8|q4|w8a8|w4a8");
         return 2;
     }
-    if (!strcmp(q, "q8")) p.quant = MOGE_QUANT_Q8;
-    else if (!strcmp(q, "q4")) p.quant = MOGE_QUANT_Q4;
-    else if (!strcmp(q, "w8a8")) p.quant = MOGE_QUANT_W8A8;
-    else if (!strcmp(q, "w4a8")) p.quant = MOGE_QUANT_W4A8;
-    else {
+    if (moge_quant_parse(q, &p.quant) != MOGE_OK || p.quant == MOGE_QUANT_NONE) {
         fprintf(stderr, "moge quantize: --quant: expected q8, q4, w8a8 or w4a8, got \"%s\"\n", q);
         return 2;
     }

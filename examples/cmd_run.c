@@ -36,7 +36,12 @@ static void usage(FILE *f, const cli_common_opts *o) {
           "\n",
           f);
     cli_common_usage(f, o,
-                     "  -p, --prompt TEXT      prompt (default: none, generation starts from BOS)\n"
+                     "  -p, --prompt TEXT      prompt (default: standard input when it is a pipe, else none:\n"
+                     "                         generation starts from BOS); escapes \\n \\t \\\\ \\xHH ... are processed\n"
+                     "  -f, --file FILE        the prompt is FILE's text (- for standard input; one final line end dropped)\n"
+                     "  -e, --escape           process escapes in -p (the default, as llama.cpp); --no-escape: take it as is\n"
+                     "  -q, --quiet            no statistics on stderr (errors only)\n"
+                     "  -v, --verbose          MoE models: the expert load of every layer\n"
                      "      --prompts FILE     one prompt per line (blank lines skipped), decoded together; stdout:\n"
                      "                         per prompt a line \"--- prompt K\" (K = 1, 2, ...), then what -p\n"
                      "                         would print for it\n"
@@ -116,15 +121,6 @@ static bool print_token(int32_t tok, void *user) {
     return true;
 }
 
-static const char *stop_text(moge_stop_reason r) {
-    switch (r) {
-    case MOGE_STOP_LENGTH: return "length";
-    case MOGE_STOP_EOS: return "end of sequence";
-    case MOGE_STOP_CALLBACK: return "stopped";
-    case MOGE_STOP_CONTEXT_FULL: return "context full";
-    }
-    return "?";
-}
 
 /* The run's statistics (design.md §5) as JSON; path "-" is stdout. Returns 0 on success. */
 typedef struct {
@@ -164,7 +160,7 @@ static int run_compare(cli_models *m, const int32_t *ids, int32_t n_ids, const m
     out->speedup = st.tokens_per_s > 0 ? spec->tokens_per_s / st.tokens_per_s : 0.0;
     out->identical = chk.same && chk.n_seen == chk.n_ids;
     fprintf(stderr, "moge run: %s speculation %.1f tokens/s, tau %.2f; no speculation %.1f tokens/s: %.2fx in this run; text %s\n",
-            gp->spec == MOGE_SPEC_CHAIN ? "chain" : "tree", spec->tokens_per_s, spec->mean_accepted, st.tokens_per_s, out->speedup,
+            moge_spec_name(gp->spec), spec->tokens_per_s, spec->mean_accepted, st.tokens_per_s, out->speedup,
             out->identical ? "identical" : gp->sampler.temperature > 0 ? "differs (sampling)" : "DIFFERS");
     return out->identical || gp->sampler.temperature > 0 ? 0 : 1;
 }
@@ -201,7 +197,7 @@ static void add_stats_json(cJSON *root, const moge_stats *st, const int32_t *ids
     cJSON_AddNumberToObject(ts, "verify", st->t_verify_s);
     cJSON_AddNumberToObject(ts, "sample", st->t_sample_s);
     cJSON_AddNumberToObject(ts, "rollback", st->t_rollback_s);
-    cJSON_AddStringToObject(root, "stop", stop_text(st->stop));
+    cJSON_AddStringToObject(root, "stop", moge_stop_name(st->stop));
 }
 
 /* The context's MoE load totals per layer (nothing for a dense model). */
@@ -257,14 +253,32 @@ static int write_stats_json(const char *path, const moge_model_info *info, const
 }
 
 /* The MoE load totals of the context on stderr (nothing for a dense model). */
+/* How much run says on stderr besides errors: -q none, -v (--verbose) the MoE table per layer. */
+static enum { QUIET, NORMAL, VERBOSE } verbosity = NORMAL;
+
+/* MoE load: one line (means over the layers), or with -v a line per layer. */
 static void print_moe(const cli_models *m) {
-    for (int l = 0; l < moge_context_n_moe_layers(m->ctx); l++) {
+    int n = moge_context_n_moe_layers(m->ctx), n_got = 0;
+    double is = 0, is_max = 0, distinct = 0;
+    int n_experts = 0, n_devices = 0;
+    for (int l = 0; l < n && verbosity != QUIET; l++) {
         moge_moe_stats ms;
         if (moge_moe_stats_get(m->ctx, l, true, &ms) != MOGE_OK) continue;
-        if (l == 0) fprintf(stderr, "moge run: MoE (%s routing, %d devices): per layer mean Imbalance Score / max / distinct experts per pass:\n", m->info.routing, ms.n_devices);
-        fprintf(stderr, "  layer %2d: IS %.3f / %.3f, %.1f of %d experts\n", l, ms.imbalance, ms.imbalance_max, ms.distinct_experts, ms.n_experts);
+        if (verbosity == VERBOSE && n_got == 0)
+            fprintf(stderr, "moge run: MoE (%s routing, %d devices): per layer mean Imbalance Score / max / distinct experts per pass:\n", m->info.routing, ms.n_devices);
+        if (verbosity == VERBOSE)
+            fprintf(stderr, "  layer %2d: IS %.3f / %.3f, %.1f of %d experts\n", l, ms.imbalance, ms.imbalance_max, ms.distinct_experts, ms.n_experts);
+        n_got++;
+        is += ms.imbalance;
+        is_max = ms.imbalance_max > is_max ? ms.imbalance_max : is_max;
+        distinct += ms.distinct_experts;
+        n_experts = ms.n_experts;
+        n_devices = ms.n_devices;
     }
-    cli_report_ranks(NULL, stderr, "run", m->ctx);
+    if (verbosity == NORMAL && n_got > 0)
+        fprintf(stderr, "moge run: MoE (%s routing, %d devices), %d layers: mean Imbalance Score %.3f (max %.3f), %.1f of %d experts per pass (-v: per layer)\n",
+                m->info.routing, n_devices, n_got, is / n_got, is_max, distinct / n_got, n_experts);
+    if (verbosity != QUIET) cli_report_ranks(NULL, stderr, "run", m->ctx);
 }
 
 /* The ids of a prompt (what names it in messages): text with the tokenizer's BOS, or the BOS
@@ -397,12 +411,13 @@ static int batch_reap(run_batch *b) {
 
 /* stderr: a line per prompt, the totals, acceptance over every sequence, the MoE load. */
 static void batch_report(const run_batch *b, const moge_decoder_stats *ds) {
+    if (verbosity == QUIET) return;
     moge_stats sum = {0};
     bool full = false;
     for (int i = 0; i < b->n; i++) {
         const moge_stats *st = &b->it[i].st;
         fprintf(stderr, "moge run: prompt %d: prompt %d tokens, generated %d tokens, tau %.2f, stop: %s\n", i + 1, st->n_prompt,
-                st->n_generated, st->n_forward + 1 > 0 ? (double)st->n_generated / (st->n_forward + 1) : 0.0, stop_text(st->stop));
+                st->n_generated, st->n_forward + 1 > 0 ? (double)st->n_generated / (st->n_forward + 1) : 0.0, moge_stop_name(st->stop));
         sum.n_generated += st->n_generated;
         sum.n_forward += st->n_forward + 1;
         for (int d = 0; d < MOGE_MAX_DEPTH; d++) sum.accept_tries[d] += st->accept_tries[d], sum.accept_hits[d] += st->accept_hits[d];
@@ -414,7 +429,7 @@ static void batch_report(const run_batch *b, const moge_decoder_stats *ds) {
             b->m.info.architecture, where, b->n, b->batch, ds->t_prefill_s, sum.n_generated, ds->t_decode_s,
             ds->t_decode_s > 0 ? sum.n_generated / ds->t_decode_s : 0.0, (long long)ds->n_passes);
     if (b->gp.spec != MOGE_SPEC_NONE) {
-        fprintf(stderr, "moge run: speculative %s: tau %.2f tokens per pass per sequence, acceptance by depth:", b->gp.spec == MOGE_SPEC_CHAIN ? "chain" : "tree",
+        fprintf(stderr, "moge run: speculative %s: tau %.2f tokens per pass per sequence, acceptance by depth:", moge_spec_name(b->gp.spec),
                 sum.n_forward ? (double)sum.n_generated / sum.n_forward : 0.0);
         for (int d = 1; d < MOGE_MAX_DEPTH && sum.accept_tries[d] > 0; d++) fprintf(stderr, " %.2f", (double)sum.accept_hits[d] / sum.accept_tries[d]);
         fputc('\n', stderr);
@@ -515,8 +530,9 @@ static int run_prompts(cli_common_opts *o, const char *path, int batch, const ch
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *prompt = NULL, *stats_json = NULL, *prompts = NULL;
-    bool compare = false;
+    const char *prompt = NULL, *stats_json = NULL, *prompts = NULL, *prompt_file = NULL;
+    char *prompt_text = NULL; /* -f FILE or a pipe's text */
+    bool compare = false, escape = true;
     long batch = 0;
     cli_common_opts o;
     cli_common_init(&o, "run", CLI_RUN);
@@ -527,6 +543,11 @@ int cmd_run(int argc, char **argv) {
         if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout, &o); return 0; }
         if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { if (!(prompt = cli_value(o.cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { if (!(prompt_file = cli_value(o.cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "-e") || !strcmp(a, "--escape")) escape = true;
+        else if (!strcmp(a, "--no-escape")) escape = false;
+        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o.quiet = true, verbosity = QUIET;
+        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbosity = VERBOSE;
         else if (!strcmp(a, "--stats-json")) { if (!(stats_json = cli_value(o.cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--prompts")) { if (!(prompts = cli_value(o.cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--batch")) {
@@ -542,15 +563,22 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "moge run: --batch N decodes the prompts of --prompts FILE together: give --prompts FILE\n");
         return 2;
     }
-    if (prompts && (prompt || compare)) {
-        fprintf(stderr, "moge run: --prompts FILE takes the prompts from FILE: drop %s\n", prompt ? "-p / --prompt" : "--compare");
+    if (prompt && prompt_file) {
+        fprintf(stderr, "moge run: give the prompt with -p TEXT or -f FILE, not both\n");
         return 2;
     }
+    if (prompts && (prompt || prompt_file || compare)) {
+        fprintf(stderr, "moge run: --prompts FILE takes the prompts from FILE: drop %s\n",
+                prompt ? "-p / --prompt" : prompt_file ? "-f / --file" : "--compare");
+        return 2;
+    }
+    if (prompt && escape) prompt = cli_unescape((char *)prompt); /* argv's strings are writable */
+    if (stats_json && !cli_check_output(o.cmd, "--stats-json", stats_json)) return 2;
     if (!cli_check_drafters(&o)) return 2;
     cli_draft_kind kind = cli_draft_choice(&o);
     if (o.spec < 0) o.spec = kind != CLI_DRAFT_NONE ? MOGE_SPEC_TREE : MOGE_SPEC_NONE;
     if (o.spec != MOGE_SPEC_NONE && kind == CLI_DRAFT_NONE) {
-        fprintf(stderr, "moge run: --spec %s needs a drafter: -d DIR, --draft-layers L or --lookup\n", o.spec == MOGE_SPEC_CHAIN ? "chain" : "tree");
+        fprintf(stderr, "moge run: --spec %s needs a drafter: -d DIR, --draft-layers L or --lookup\n", moge_spec_name((moge_spec_mode)o.spec));
         return 2;
     }
     moge_generate_params gp = o.gp;
@@ -560,6 +588,10 @@ int cmd_run(int argc, char **argv) {
         return 2;
     }
     if (prompts) return run_prompts(&o, prompts, (int)batch, stats_json, gp, kind);
+    if (!prompt && (prompt_file || cli_stdin_is_pipe())) {
+        if (!(prompt_text = cli_read_text(o.cmd, prompt_file ? "-f" : "standard input", prompt_file ? prompt_file : "-"))) return 1;
+        prompt = prompt_text;
+    }
 
     int rc = 1;
     cli_models m = {0};
@@ -588,11 +620,11 @@ int cmd_run(int argc, char **argv) {
     if (pr.failed) fprintf(stderr, "moge run: out of memory while printing the text\n");
     char where[256];
     cli_backend_desc(&m.info, where, sizeof where);
-    fprintf(stderr, "moge run: %s, %s: prompt %d tokens (%.3f s), generated %d tokens in %.3f s (%.1f tokens/s), stop: %s\n",
+    if (verbosity != QUIET) fprintf(stderr, "moge run: %s, %s: prompt %d tokens (%.3f s), generated %d tokens in %.3f s (%.1f tokens/s), stop: %s\n",
             m.info.architecture, where, stats.n_prompt, stats.t_prefill_s, stats.n_generated, stats.t_decode_s,
-            stats.tokens_per_s, stop_text(stats.stop));
-    if (gp.spec != MOGE_SPEC_NONE) {
-        fprintf(stderr, "moge run: speculative %s: %d target passes, tau %.2f tokens/pass, acceptance by depth:", gp.spec == MOGE_SPEC_CHAIN ? "chain" : "tree",
+            stats.tokens_per_s, moge_stop_name(stats.stop));
+    if (gp.spec != MOGE_SPEC_NONE && verbosity != QUIET) {
+        fprintf(stderr, "moge run: speculative %s: %d target passes, tau %.2f tokens/pass, acceptance by depth:", moge_spec_name(gp.spec),
                 stats.n_forward + 1, stats.mean_accepted);
         for (int d = 1; d < MOGE_MAX_DEPTH && stats.accept_tries[d] > 0; d++)
             fprintf(stderr, " %.2f", (double)stats.accept_hits[d] / stats.accept_tries[d]);
@@ -608,6 +640,7 @@ int cmd_run(int argc, char **argv) {
 done:
     printer_free(&pr);
     free(ids);
+    free(prompt_text);
     moge_drafter_free(drafter);
     cli_models_free(&m);
     return rc;

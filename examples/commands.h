@@ -11,5 +11,8 @@ int cmd_bench(int argc, char **argv);    /* examples/cmd_bench.c */
 int cmd_quantize(int argc, char **argv); /* examples/cmd_quantize.c */
 int cmd_eval(int argc, char **argv);     /* examples/cmd_eval.c */
 int cmd_pad(int argc, char **argv);      /* examples/cmd_pad.c */
+int cmd_simulate(int argc, char **argv); /* examples/cmd_simulate.c */
+int cmd_list(int argc, char **argv);     /* examples/cmd_cache.c */
+int cmd_rm(int argc, char **argv);       /* examples/cmd_cache.c */
 
 #endif

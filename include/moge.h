@@ -18,6 +18,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* MOGE_API marks what the library exports: it is built with hidden visibility, so only the
+ * functions of this header are visible to a program that links libmoge.a or libmoge.so. */
+#if defined(_WIN32)
+#define MOGE_API
+#elif defined(__GNUC__)
+#define MOGE_API __attribute__((visibility("default")))
+#else
+#define MOGE_API
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -39,7 +49,17 @@ typedef enum {
 } moge_status;
 
 /* Returns a static, human-readable name for a status code ("ok", "I/O error", ...). */
-const char *moge_status_str(moge_status st);
+MOGE_API const char *moge_status_str(moge_status st);
+
+/* The library's version, "MAJOR.MINOR.PATCH" (MOGE_VERSION of the header it was built with). */
+#define MOGE_VERSION "0.2.0"
+MOGE_API const char *moge_version(void);
+
+/* The names of the enums' values (below), one table each, as the command line and JSON write
+ * them: moge_X_name(v) is NULL for a value outside the enum; moge_X_parse(name, &v) is MOGE_OK for
+ * exactly those names, else MOGE_ERR_ARG (v untouched). Defined for spec ("none", "chain",
+ * "tree"), quant ("none", "q8", "q4", "w8a8", "w4a8"), routing ("default", "moge", "topk",
+ * "group_limited") and backend ("cpu", "ref"); stop reasons have a name only. */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Tokenizer (tokenizer/)                                                                     */
@@ -50,57 +70,57 @@ typedef struct moge_tokenizer moge_tokenizer;
 /* Loads a Hugging Face tokenizer. `path` is a model directory (reads tokenizer.json and, when
  * present, tokenizer_config.json) or the path of a tokenizer.json file.
  * On success *out owns the tokenizer; free it with moge_tokenizer_free(). */
-moge_status moge_tokenizer_load(const char *path, moge_tokenizer **out, char *err, size_t err_size);
-void moge_tokenizer_free(moge_tokenizer *tok);
+MOGE_API moge_status moge_tokenizer_load(const char *path, moge_tokenizer **out, char *err, size_t err_size);
+MOGE_API void moge_tokenizer_free(moge_tokenizer *tok);
 
 /* Vocabulary size (largest id + 1, added tokens included). */
-int32_t moge_tokenizer_n_vocab(const moge_tokenizer *tok);
+MOGE_API int32_t moge_tokenizer_n_vocab(const moge_tokenizer *tok);
 /* A static description of the tokenizer's model, e.g. "BPE, byte-level". */
-const char *moge_tokenizer_kind(const moge_tokenizer *tok);
+MOGE_API const char *moge_tokenizer_kind(const moge_tokenizer *tok);
 /* BOS / EOS ids, or -1 when the tokenizer has none. */
-int32_t moge_tokenizer_bos(const moge_tokenizer *tok);
-int32_t moge_tokenizer_eos(const moge_tokenizer *tok);
+MOGE_API int32_t moge_tokenizer_bos(const moge_tokenizer *tok);
+MOGE_API int32_t moge_tokenizer_eos(const moge_tokenizer *tok);
 /* The raw vocabulary string of a token (NUL-terminated, owned by the tokenizer), or NULL when
  * id is out of range. */
-const char *moge_tokenizer_piece(const moge_tokenizer *tok, int32_t id);
+MOGE_API const char *moge_tokenizer_piece(const moge_tokenizer *tok, int32_t id);
 
 /* Encodes `len` bytes of `text`. With add_special the tokenizer's post-processor template is
  * applied (e.g. BOS first); otherwise no special token is added. Writes at most max_ids ids to
  * `ids` and always sets *n_ids to the number of ids the full encoding has: when that exceeds
  * max_ids the result is MOGE_ERR_BUFFER (call again with a larger buffer; nothing is silently
  * truncated). */
-moge_status moge_tokenize(const moge_tokenizer *tok, const char *text, size_t len, bool add_special,
+MOGE_API moge_status moge_tokenize(const moge_tokenizer *tok, const char *text, size_t len, bool add_special,
                           int32_t *ids, size_t max_ids, size_t *n_ids);
 
 /* Decodes ids to text with the tokenizer's decoder pipeline. Writes at most `cap` bytes plus a
  * NUL; *n_out is set to the full length (without NUL). MOGE_ERR_BUFFER when cap is too small. */
-moge_status moge_detokenize(const moge_tokenizer *tok, const int32_t *ids, size_t n_ids,
+MOGE_API moge_status moge_detokenize(const moge_tokenizer *tok, const int32_t *ids, size_t n_ids,
                             char *out, size_t cap, size_t *n_out);
 
 /* Streaming detokenizer: push ids one at a time and receive the text that became complete.
  * Never emits part of a UTF-8 character; the concatenation of everything pushed plus
  * moge_detok_stream_flush() equals moge_detokenize() of all ids. */
 typedef struct moge_detok_stream moge_detok_stream;
-moge_status moge_detok_stream_new(const moge_tokenizer *tok, moge_detok_stream **out);
-void moge_detok_stream_free(moge_detok_stream *s);
+MOGE_API moge_status moge_detok_stream_new(const moge_tokenizer *tok, moge_detok_stream **out);
+MOGE_API void moge_detok_stream_free(moge_detok_stream *s);
 /* Pushes one id; writes the newly complete text (maybe empty) to out (at most cap bytes plus a
  * NUL) and its length to *n_out. MOGE_ERR_BUFFER when cap is too small; a buffer of
  * moge_detok_stream_max_bytes() + 1 bytes, asked right before the call, always suffices (the
  * bound grows while a run of byte tokens is held, e.g. CJK text in a byte-fallback vocabulary). */
-moge_status moge_detok_stream_push(moge_detok_stream *s, int32_t id, char *out, size_t cap, size_t *n_out);
+MOGE_API moge_status moge_detok_stream_push(moge_detok_stream *s, int32_t id, char *out, size_t cap, size_t *n_out);
 /* Emits what is still pending (an incomplete UTF-8 sequence becomes U+FFFD as the reference does). */
-moge_status moge_detok_stream_flush(moge_detok_stream *s, char *out, size_t cap, size_t *n_out);
+MOGE_API moge_status moge_detok_stream_flush(moge_detok_stream *s, char *out, size_t cap, size_t *n_out);
 /* An upper bound on the bytes the next push or flush can produce (it grows with held text). */
-size_t moge_detok_stream_max_bytes(const moge_detok_stream *s);
+MOGE_API size_t moge_detok_stream_max_bytes(const moge_detok_stream *s);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Tokenizer: token lookup and chat templates                                                 */
 /* ------------------------------------------------------------------------------------------ */
 
 /* The id of a token string (added tokens first, then the model vocabulary), or -1. */
-int32_t moge_tokenizer_token_id(const moge_tokenizer *tok, const char *piece, size_t len);
+MOGE_API int32_t moge_tokenizer_token_id(const moge_tokenizer *tok, const char *piece, size_t len);
 /* True when id is an added token marked "special" (e.g. <s>, <|im_end|>). */
-bool moge_tokenizer_is_special(const moge_tokenizer *tok, int32_t id);
+MOGE_API bool moge_tokenizer_is_special(const moge_tokenizer *tok, int32_t id);
 
 /* Chat templates (chat_template.c). The families moge can render; a template that is none of
  * them is MOGE_CHAT_UNKNOWN (renderable only through the plain fallback, and callers should say
@@ -121,13 +141,13 @@ typedef struct {
 } moge_chat_message;
 
 /* Classifies a Jinja chat template by the markers it uses (NULL or "" -> MOGE_CHAT_NONE). */
-moge_chat_family moge_chat_detect(const char *chat_template);
+MOGE_API moge_chat_family moge_chat_detect(const char *chat_template);
 /* A static name: "none", "unknown", "chatml", "llama3", "mistral", "pangu", "plain". */
-const char *moge_chat_family_name(moge_chat_family family);
+MOGE_API const char *moge_chat_family_name(moge_chat_family family);
 /* The chat_template string of tokenizer_config.json (the "default" one when it is a list), or
  * NULL; and its family. */
-const char *moge_tokenizer_chat_template(const moge_tokenizer *tok);
-moge_chat_family moge_tokenizer_chat_family(const moge_tokenizer *tok);
+MOGE_API const char *moge_tokenizer_chat_template(const moge_tokenizer *tok);
+MOGE_API moge_chat_family moge_tokenizer_chat_family(const moge_tokenizer *tok);
 /* Renders messages as the family's template does. bos_text (e.g. "<s>", "<|begin_of_text|>")
  * is written first where the family's template writes the BOS token, and eos_text (e.g. "</s>")
  * after assistant turns where it writes the EOS token; pass NULL for none (e.g. when the BOS id
@@ -137,7 +157,7 @@ moge_chat_family moge_tokenizer_chat_family(const moge_tokenizer *tok);
  * MOGE_CHAT_PLAIN explicitly, and tell the user the template was not recognised),
  * MOGE_ERR_ARG for a conversation the family cannot express (e.g. Mistral's user/assistant
  * alternation broken, or an unknown role). */
-moge_status moge_chat_render(moge_chat_family family, const moge_chat_message *msgs, size_t n_msgs,
+MOGE_API moge_status moge_chat_render(moge_chat_family family, const moge_chat_message *msgs, size_t n_msgs,
                              bool add_generation_prompt, const char *bos_text, const char *eos_text,
                              char **out, char *err, size_t err_size);
 
@@ -179,6 +199,13 @@ typedef enum {
     MOGE_QUANT_W4A8,     /* Q4 weights times int8 activations, likewise */
 } moge_quant;
 
+MOGE_API const char *moge_backend_name(moge_backend backend);
+MOGE_API moge_status moge_backend_parse(const char *name, moge_backend *out);
+MOGE_API const char *moge_routing_name(moge_routing routing);
+MOGE_API moge_status moge_routing_parse(const char *name, moge_routing *out);
+MOGE_API const char *moge_quant_name(moge_quant quant);
+MOGE_API moge_status moge_quant_parse(const char *name, moge_quant *out);
+
 typedef struct {
     moge_backend backend;  /* default MOGE_BACKEND_CPU */
     int n_threads;         /* threads for the cpu backend; default 0 = every online core */
@@ -203,33 +230,35 @@ typedef struct {
     moge_comm *comm;
 } moge_model_params;
 
-moge_model_params moge_model_default_params(void);
+MOGE_API moge_model_params moge_model_default_params(void);
 
 /* CPU kernel variants. The cpu backend is compiled once per instruction set into the same
  * library (on x86-64: "scalar", "avx2", "avxvnni", "avx512", "avx512vnni"; elsewhere "generic")
  * and a model picks one at load (moge_model_params.kernels), so one binary runs at full speed on
  * any processor. Each variant is batch-invariant (exact speculation) on its own; two variants may
  * differ in the last bits of a logit. */
-int moge_cpu_kernels_count(void);
-const char *moge_cpu_kernels_name(int i);     /* i in [0, count), the baseline first; NULL outside */
-bool moge_cpu_kernels_runs(const char *name); /* built and runnable on this processor (and OS) */
-const char *moge_cpu_kernels_best(void);      /* the widest variant this processor runs */
+MOGE_API int moge_cpu_kernels_count(void);
+MOGE_API const char *moge_cpu_kernels_name(int i);     /* i in [0, count), the baseline first; NULL outside */
+MOGE_API bool moge_cpu_kernels_runs(const char *name); /* built and runnable on this processor (and OS) */
+MOGE_API const char *moge_cpu_kernels_best(void);      /* the widest variant this processor runs */
 /* The variants this processor runs, baseline first, as "scalar, avx2, ..." (for messages). */
-void moge_cpu_kernels_list(char *out, size_t size);
+MOGE_API void moge_cpu_kernels_list(char *out, size_t size);
 /* The processor's name (CPUID brand string, or /proc/cpuinfo), at most size - 1 bytes and a NUL. */
-void moge_cpu_name(char *out, size_t size);
+MOGE_API void moge_cpu_name(char *out, size_t size);
 
 /* Loads a Hugging Face model directory: config.json and model.safetensors, or the shards named by
  * model.safetensors.index.json. Architectures LlamaForCausalLM, MistralForCausalLM and
  * Qwen2ForCausalLM; weights F32, F16 or BF16 (mmapped, not copied; with params->quant the
  * matrices are quantized once into an owned buffer instead), or a pre-quantized directory
  * written by moge_quantize_model() (its blocks mmapped and used in place). params may be NULL
- * for the defaults.
+ * for the defaults. `dir` may also be a GGUF file (llama.cpp's format, v2/v3: architectures llama
+ * (Mistral, Mixtral), qwen2, qwen3, qwen2moe, qwen3moe; tensors F32, F16, BF16, Q8_0, Q4_0, Q4_K,
+ * Q6_K; README "GGUF files" says what each becomes).
  * On success *out owns the model: free it with moge_model_free() after every context made from
  * it. */
-moge_status moge_model_load(const char *dir, const moge_model_params *params, moge_model **out,
+MOGE_API moge_status moge_model_load(const char *dir, const moge_model_params *params, moge_model **out,
                             char *err, size_t err_size);
-void moge_model_free(moge_model *model);
+MOGE_API void moge_model_free(moge_model *model);
 
 typedef struct {
     const char *architecture; /* e.g. "LlamaForCausalLM"; owned by the model */
@@ -266,7 +295,7 @@ typedef struct {
 } moge_model_info;
 
 /* Fills *info (never fails for a loaded model). */
-void moge_model_get_info(const moge_model *model, moge_model_info *info);
+MOGE_API void moge_model_get_info(const moge_model *model, moge_model_info *info);
 
 /* Pre-quantized model files (runtime/quant_file.c documents the format). moge_quantize_model()
  * reads the model directory in_dir (F32/F16/BF16 weights, one file or shards) and writes
@@ -300,9 +329,9 @@ typedef struct {
     int32_t n_files;      /* other files copied (tokenizer, LICENSE, ...) */
 } moge_quantize_stats;
 
-moge_quantize_params moge_quantize_default_params(void);
+MOGE_API moge_quantize_params moge_quantize_default_params(void);
 /* p may be NULL for the defaults; stats may be NULL. */
-moge_status moge_quantize_model(const char *in_dir, const char *out_dir, const moge_quantize_params *p,
+MOGE_API moge_status moge_quantize_model(const char *in_dir, const char *out_dir, const moge_quantize_params *p,
                                 moge_quantize_stats *stats, char *err, size_t err_size);
 
 /* Memory-bound stand-ins (runtime/pad.c documents the construction). moge_pad_model() reads a
@@ -330,9 +359,9 @@ typedef struct {
     void *user;          /* passed to progress */
 } moge_pad_params;
 
-moge_pad_params moge_pad_default_params(void);
+MOGE_API moge_pad_params moge_pad_default_params(void);
 /* p may be NULL for the defaults (a copy of the source in F32). */
-moge_status moge_pad_model(const char *in_dir, const char *out_dir, const moge_pad_params *p, char *err, size_t err_size);
+MOGE_API moge_status moge_pad_model(const char *in_dir, const char *out_dir, const moge_pad_params *p, char *err, size_t err_size);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Contexts: KV cache, batched forward, commit                                                */
@@ -352,24 +381,24 @@ typedef struct {
 #define MOGE_MAX_SEQ 4096 /* the most sequences one context holds */
 #define MOGE_SEQ_ROWS 512 /* with n_seq > 1: the most rows of one sequence in a forward (and uncommitted) */
 
-moge_context_params moge_context_default_params(void);
+MOGE_API moge_context_params moge_context_default_params(void);
 
 /* Creates a context: allocates the KV cache and all run state once (forward never allocates).
  * params may be NULL. The model must outlive the context. */
-moge_status moge_context_new(moge_model *model, const moge_context_params *params, moge_context **out,
+MOGE_API moge_status moge_context_new(moge_model *model, const moge_context_params *params, moge_context **out,
                              char *err, size_t err_size);
-void moge_context_free(moge_context *ctx);
+MOGE_API void moge_context_free(moge_context *ctx);
 
 /* The message of the last failed call on this context ("" when none). Owned by the context. */
-const char *moge_context_error(const moge_context *ctx);
+MOGE_API const char *moge_context_error(const moge_context *ctx);
 
 /* Tokens whose K/V are committed in the cache (the next free slot) of sequence 0. */
-int32_t moge_context_n_past(const moge_context *ctx);
-int32_t moge_context_n_ctx(const moge_context *ctx);
-int32_t moge_context_n_batch(const moge_context *ctx);
-int32_t moge_context_n_seq(const moge_context *ctx);
+MOGE_API int32_t moge_context_n_past(const moge_context *ctx);
+MOGE_API int32_t moge_context_n_ctx(const moge_context *ctx);
+MOGE_API int32_t moge_context_n_batch(const moge_context *ctx);
+MOGE_API int32_t moge_context_n_seq(const moge_context *ctx);
 /* Committed tokens of sequence seq (-1 when seq is not 0..n_seq-1). */
-int32_t moge_seq_n_past(const moge_context *ctx, int32_t seq);
+MOGE_API int32_t moge_seq_n_past(const moge_context *ctx, int32_t seq);
 
 /* One batched forward. Row i is token tokens[i] of sequence seq[i] at RoPE position pos[i]; it
  * sees every committed slot 0..n_past-1 of its sequence and, within the batch, the rows of its
@@ -404,20 +433,20 @@ typedef struct {
  * (n, n_vocab) floats (or (1, n_vocab) with logits_last_only), owned by the context and valid until
  * the next forward. Errors: MOGE_ERR_ARG (bad token id, parent or size),
  * MOGE_ERR_CONTEXT_FULL (a sequence's n_past + its rows > n_ctx). On error the cache is unchanged. */
-moge_status moge_forward(moge_context *ctx, const moge_batch *batch, const float **logits);
+MOGE_API moge_status moge_forward(moge_context *ctx, const moge_batch *batch, const float **logits);
 
 /* Keeps uncommitted rows (those of the last forward, plus earlier ones it extended):
  * rows[k] (strictly increasing row numbers) is moved to slot n_past + k, then n_past += n_rows and
  * every other uncommitted row is dropped. rows == NULL keeps rows 0..n_rows-1 as they are (a
  * causal batch). */
-moge_status moge_kv_commit(moge_context *ctx, const int32_t *rows, int32_t n_rows);
+MOGE_API moge_status moge_kv_commit(moge_context *ctx, const int32_t *rows, int32_t n_rows);
 
 /* Forgets every committed token from slot n_past on (0 <= n_past <= current n_past). */
-moge_status moge_kv_truncate(moge_context *ctx, int32_t n_past);
+MOGE_API moge_status moge_kv_truncate(moge_context *ctx, int32_t n_past);
 
 /* The same for sequence seq (moge_kv_commit and moge_kv_truncate act on sequence 0). */
-moge_status moge_seq_kv_commit(moge_context *ctx, int32_t seq, const int32_t *rows, int32_t n_rows);
-moge_status moge_seq_kv_truncate(moge_context *ctx, int32_t seq, int32_t n_past);
+MOGE_API moge_status moge_seq_kv_commit(moge_context *ctx, int32_t seq, const int32_t *rows, int32_t n_rows);
+MOGE_API moge_status moge_seq_kv_truncate(moge_context *ctx, int32_t seq, int32_t n_past);
 
 /* Expert load of one MoE layer. For the last forward: the batch's figures; for the totals:
  * sums over every forward since the context was created or moge_moe_stats_reset(). */
@@ -434,11 +463,11 @@ typedef struct {
 } moge_moe_stats;
 
 /* Number of MoE layers of the model (0 for a dense model). */
-int32_t moge_context_n_moe_layers(const moge_context *ctx);
+MOGE_API int32_t moge_context_n_moe_layers(const moge_context *ctx);
 /* Fills *out for MoE layer `layer` (0-based among MoE layers). totals = false: the last forward;
  * true: the running totals. Pointers inside stay valid until the next forward or reset. */
-moge_status moge_moe_stats_get(const moge_context *ctx, int32_t layer, bool totals, moge_moe_stats *out);
-void moge_moe_stats_reset(moge_context *ctx);
+MOGE_API moge_status moge_moe_stats_get(const moge_context *ctx, int32_t layer, bool totals, moge_moe_stats *out);
+MOGE_API void moge_moe_stats_reset(moge_context *ctx);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Expert parallelism across processes (runtime/comm.c; MPI in runtime/comm_mpi.c)            */
@@ -455,24 +484,25 @@ void moge_moe_stats_reset(moge_context *ctx);
  * A rank that fails (a load error, an MPI error) makes every rank's call fail with a message naming
  * it ("rank 2: ..."); a rank that dies is reported by mpirun, which ends the job.
  *
- * moge_comm_mpi_init lives in its own object of the library (runtime/comm_mpi.c): a program that
- * never calls it does not link libmpi; one that does links `pkg-config --libs ompi-c`. */
+ * moge_comm_mpi_init (runtime/comm_mpi.c) is in libmoge-mpi.a, libmoge.a with MPI: link that one
+ * and `pkg-config --libs ompi-c` to run jobs. libmoge.a and libmoge.so hold no MPI (a program that
+ * links them and calls moge_comm_mpi_init does not link); every other function here is in all. */
 
 /* True when this process was started by an MPI launcher (mpirun / srun: its environment names a
  * rank), so that a program can call moge_comm_mpi_init only then and run alone otherwise. */
-bool moge_comm_launched(void);
+MOGE_API bool moge_comm_launched(void);
 /* MPI_Init (with threads funneled to the caller) and a communicator over MPI_COMM_WORLD whose MPI
  * errors return codes instead of aborting. Call once, before any other MPI use. */
-moge_status moge_comm_mpi_init(int *argc, char ***argv, moge_comm **out, char *err, size_t err_size);
-int32_t moge_comm_rank(const moge_comm *comm); /* 0 for NULL */
-int32_t moge_comm_size(const moge_comm *comm); /* 1 for NULL */
+MOGE_API moge_status moge_comm_mpi_init(int *argc, char ***argv, moge_comm **out, char *err, size_t err_size);
+MOGE_API int32_t moge_comm_rank(const moge_comm *comm); /* 0 for NULL */
+MOGE_API int32_t moge_comm_size(const moge_comm *comm); /* 1 for NULL */
 /* Ranks other than 0: follows rank 0 until it calls moge_comm_free; *exit_status (may be NULL)
  * receives the status rank 0 passed there. An error (a failed forward here, an MPI error, a state
  * that differs from rank 0's) returns with the message in err. */
-moge_status moge_comm_serve(moge_comm *comm, int *exit_status, char *err, size_t err_size);
+MOGE_API moge_status moge_comm_serve(moge_comm *comm, int *exit_status, char *err, size_t err_size);
 /* Rank 0: tells the followers to stop with exit_status (they return from moge_comm_serve), then
  * every rank finalizes MPI and frees comm. Free the models and contexts first. NULL is a no-op. */
-void moge_comm_free(moge_comm *comm, int exit_status);
+MOGE_API void moge_comm_free(moge_comm *comm, int exit_status);
 
 /* One rank's figures for a context, since it was made (moge_moe_stats_reset leaves them). */
 typedef struct {
@@ -492,16 +522,16 @@ typedef struct {
 } moge_rank_stats;
 
 /* Ranks a context's forwards run on (1 without a comm). */
-int32_t moge_context_n_ranks(const moge_context *ctx);
+MOGE_API int32_t moge_context_n_ranks(const moge_context *ctx);
 /* Fills out[0..n_ranks-1] (every rank's figures, gathered from the followers: call on rank 0).
  * The ranks' Imbalance Score (design.md §3, per layer and batch, weighted by rows):
  * spread_pairs / rows. */
-moge_status moge_context_rank_stats(moge_context *ctx, moge_rank_stats *out);
+MOGE_API moge_status moge_context_rank_stats(moge_context *ctx, moge_rank_stats *out);
 
 /* The routing of the last forward at MoE layer `layer`: (n, k) expert ids (ascending per row) and
  * their weights, n = the last batch's rows, k = experts per token. Owned by the context, valid
  * until the next forward. Either pointer may be NULL. */
-moge_status moge_moe_routing(const moge_context *ctx, int32_t layer, const int32_t **experts, const float **weights);
+MOGE_API moge_status moge_moe_routing(const moge_context *ctx, int32_t layer, const int32_t **experts, const float **weights);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Sampling (sampling/) and generation (verify/)                                              */
@@ -517,7 +547,7 @@ typedef struct {
     uint64_t seed;          /* RNG seed; the same seed gives the same output; default 42 */
 } moge_sampler_params;
 
-moge_sampler_params moge_sampler_default_params(void);
+MOGE_API moge_sampler_params moge_sampler_default_params(void);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Token trees (draft/) and tree verification (verify/)                                       */
@@ -540,12 +570,12 @@ typedef struct {
 } moge_tree;
 
 /* Allocates a tree of `cap` nodes (cap >= 1); free with moge_tree_free. */
-moge_status moge_tree_init(moge_tree *t, int32_t cap);
-void moge_tree_free(moge_tree *t);
+MOGE_API moge_status moge_tree_init(moge_tree *t, int32_t cap);
+MOGE_API void moge_tree_free(moge_tree *t);
 /* Empties the tree and sets the root token. */
-void moge_tree_reset(moge_tree *t, int32_t root_token);
+MOGE_API void moge_tree_reset(moge_tree *t, int32_t root_token);
 /* Adds a child; returns its node id, or -1 when the tree is full or parent is invalid. */
-int32_t moge_tree_add(moge_tree *t, int32_t parent, int32_t token, float logp);
+MOGE_API int32_t moge_tree_add(moge_tree *t, int32_t parent, int32_t token, float logp);
 
 typedef struct {
     int32_t n_path;   /* accepted nodes, root included: path[0] = 0 */
@@ -558,7 +588,7 @@ typedef struct {
  * on the target's distribution processed by `sp` with the history `history` (the tokens before
  * the root), commits the accepted path into the context's KV cache, and writes the accepted
  * node ids to path (tree->n entries). rng: the caller's RNG state (advanced). */
-moge_status moge_verify_tree(moge_context *ctx, const moge_tree *tree, const moge_sampler_params *sp,
+MOGE_API moge_status moge_verify_tree(moge_context *ctx, const moge_tree *tree, const moge_sampler_params *sp,
                              const int32_t *history, int32_t n_history, uint64_t *rng,
                              int32_t *path, moge_verify_result *res);
 
@@ -579,7 +609,7 @@ typedef struct {
  * together must fit the context's n_batch. Each item is walked and committed in its own sequence
  * as if verified alone (the same logits, the same result); an item whose walk fails reports it in
  * its status and leaves its sequence's committed tokens unchanged, the others are unaffected. */
-moge_status moge_verify_trees(moge_context *ctx, moge_verify_item *items, int32_t n_items);
+MOGE_API moge_status moge_verify_trees(moge_context *ctx, moge_verify_item *items, int32_t n_items);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Drafters (draft/)                                                                          */
@@ -630,31 +660,31 @@ typedef struct {
     void (*reset_seq)(void *self, int32_t seq);
 } moge_drafter_iface;
 
-moge_status moge_drafter_new_custom(const moge_drafter_iface *iface, void *self, moge_drafter **out);
+MOGE_API moge_status moge_drafter_new_custom(const moge_drafter_iface *iface, void *self, moge_drafter **out);
 
 /* A separate draft model sharing the target's vocabulary: refused with MOGE_ERR_ARG (naming the
  * first differing token) when the two tokenizers differ. The drafter keeps its own context of
  * n_ctx slots (0 = the draft's maximum). The model must outlive the drafter. */
-moge_status moge_drafter_new_model(moge_model *draft, const moge_tokenizer *target_tok,
+MOGE_API moge_status moge_drafter_new_model(moge_model *draft, const moge_tokenizer *target_tok,
                                    const moge_tokenizer *draft_tok, int32_t n_ctx, moge_drafter **out,
                                    char *err, size_t err_size);
 /* Self-draft: the target's first n_layers layers, then its final norm and lm_head. */
-moge_status moge_drafter_new_layer_skip(moge_model *target, int32_t n_layers, int32_t n_ctx,
+MOGE_API moge_status moge_drafter_new_layer_skip(moge_model *target, int32_t n_layers, int32_t n_ctx,
                                         moge_drafter **out, char *err, size_t err_size);
 /* The same drafters for a moge_decoder of n_seq sequences (MOGE_MAX_SEQ at most): one drafter
  * serves every sequence of the decoder (sequence i of the decoder is the drafter's sequence i),
  * each with its own draft cache in one draft context of n_seq sequences, and drafts all of them
  * together: one draft forward for the roots, then one per tree level. Each sequence's tree is
  * the one a one-sequence drafter proposes for it. */
-moge_status moge_drafter_new_model_seqs(moge_model *draft, const moge_tokenizer *target_tok, const moge_tokenizer *draft_tok,
+MOGE_API moge_status moge_drafter_new_model_seqs(moge_model *draft, const moge_tokenizer *target_tok, const moge_tokenizer *draft_tok,
                                         int32_t n_ctx, int32_t n_seq, moge_drafter **out, char *err, size_t err_size);
-moge_status moge_drafter_new_layer_skip_seqs(moge_model *target, int32_t n_layers, int32_t n_ctx, int32_t n_seq,
+MOGE_API moge_status moge_drafter_new_layer_skip_seqs(moge_model *target, int32_t n_layers, int32_t n_ctx, int32_t n_seq,
                                              moge_drafter **out, char *err, size_t err_size);
 /* Prompt lookup: find the longest recent n-gram (up to ngram_max tokens, default 3) that occurred
  * earlier in the context and propose what followed it; no model. It keeps no state, so one lookup
  * drafter serves every sequence of a decoder. */
-moge_status moge_drafter_new_lookup(int32_t ngram_max, moge_drafter **out, char *err, size_t err_size);
-void moge_drafter_free(moge_drafter *d);
+MOGE_API moge_status moge_drafter_new_lookup(int32_t ngram_max, moge_drafter **out, char *err, size_t err_size);
+MOGE_API void moge_drafter_free(moge_drafter *d);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Generation (verify/)                                                                       */
@@ -673,6 +703,10 @@ typedef enum {
     MOGE_SPEC_TREE,        /* a draft tree (static shape or dynamic) */
 } moge_spec_mode;
 
+MOGE_API const char *moge_spec_name(moge_spec_mode mode);
+MOGE_API moge_status moge_spec_parse(const char *name, moge_spec_mode *out);
+MOGE_API const char *moge_stop_name(moge_stop_reason reason); /* "length", "end of sequence", "stopped", "context full" */
+
 typedef struct {
     int32_t n_predict;             /* most tokens to generate; default 128 */
     moge_sampler_params sampler;
@@ -689,8 +723,8 @@ typedef struct {
     int32_t n_context_tokens;
 } moge_generate_params;
 
-moge_generate_params moge_generate_default_params(void);
-moge_draft_params moge_draft_default_params(void);
+MOGE_API moge_generate_params moge_generate_default_params(void);
+MOGE_API moge_draft_params moge_draft_default_params(void);
 
 #define MOGE_MAX_DEPTH 32
 
@@ -729,7 +763,7 @@ typedef bool (*moge_token_cb)(int32_t token, void *user);
  * stats->stop, not as an error). Afterwards the context holds the prompt and every emitted token
  * but the last (which is not evaluated yet), so a conversation can continue in it. Errors: MOGE_ERR_CONTEXT_FULL when the prompt itself does not
  * fit, MOGE_ERR_ARG for bad tokens or a speculative mode without drafter. stats may be NULL. */
-moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_prompt,
+MOGE_API moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_prompt,
                           const moge_generate_params *params, moge_token_cb cb, void *user,
                           moge_stats *stats);
 
@@ -762,9 +796,9 @@ typedef struct {
 } moge_decoder_stats;
 
 /* On error *out is NULL and the context's error message (moge_context_error) says why. */
-moge_status moge_decoder_new(moge_context *ctx, moge_decoder **out);
+MOGE_API moge_status moge_decoder_new(moge_context *ctx, moge_decoder **out);
 /* Ends every running sequence (as moge_decoder_remove) and frees the decoder. */
-void moge_decoder_free(moge_decoder *d);
+MOGE_API void moge_decoder_free(moge_decoder *d);
 
 /* Adds a sequence: its prompt (copied) is prefilled at the next step, then it generates under
  * params (NULL = defaults; context_tokens must be empty: a sequence starts in an empty slot) and
@@ -772,29 +806,29 @@ void moge_decoder_free(moge_decoder *d);
  * Errors (nothing added; moge_context_error says which limit): MOGE_ERR_CONTEXT_FULL when every
  * slot holds a sequence or the prompt does not fit in n_ctx; MOGE_ERR_ARG for a bad prompt, a
  * speculative mode without drafter or a drafter another sequence of the decoder runs with. */
-moge_status moge_decoder_add(moge_decoder *d, const int32_t *prompt, int32_t n_prompt, const moge_generate_params *params,
+MOGE_API moge_status moge_decoder_add(moge_decoder *d, const int32_t *prompt, int32_t n_prompt, const moge_generate_params *params,
                              moge_token_cb cb, void *user, int32_t *id);
 
 /* One step for every sequence (see above). *n_running (may be NULL) receives the sequences still
  * generating afterwards. A sequence that fails (its drafter, a walk) stops with its own status
  * (moge_decoder_seq_stats) and the others go on; an error of the shared pass itself stops every
  * sequence in it and is returned. */
-moge_status moge_decoder_step(moge_decoder *d, int32_t *n_running);
+MOGE_API moge_status moge_decoder_step(moge_decoder *d, int32_t *n_running);
 
 /* The statistics of sequence id so far (final once it stopped), whether it stopped, and the
  * status that stopped it (MOGE_OK unless an error did); any out pointer may be NULL. */
-moge_status moge_decoder_seq_stats(const moge_decoder *d, int32_t id, moge_stats *stats, bool *stopped,
+MOGE_API moge_status moge_decoder_seq_stats(const moge_decoder *d, int32_t id, moge_stats *stats, bool *stopped,
                                    moge_status *status);
 
 /* The ids of the sequences that stopped and are not removed yet, in id order: writes at most cap
  * of them to ids (may be NULL with cap 0) and returns how many there are. */
-int32_t moge_decoder_stopped(const moge_decoder *d, int32_t *ids, int32_t cap);
+MOGE_API int32_t moge_decoder_stopped(const moge_decoder *d, int32_t *ids, int32_t cap);
 
 /* Removes sequence id (stopping it if it still runs) and frees its slot for a new sequence. */
-moge_status moge_decoder_remove(moge_decoder *d, int32_t id);
+MOGE_API moge_status moge_decoder_remove(moge_decoder *d, int32_t id);
 
 /* Totals of the decoder's passes since moge_decoder_new. */
-void moge_decoder_get_stats(const moge_decoder *d, moge_decoder_stats *out);
+MOGE_API void moge_decoder_get_stats(const moge_decoder *d, moge_decoder_stats *out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Model download (runtime/download.c)                                                        */
@@ -816,19 +850,131 @@ typedef struct {
     int max_retries;                /* extra attempts per request after a network failure; default 3 */
 } moge_pull_params;
 
-moge_pull_params moge_pull_default_params(void);
+MOGE_API moge_pull_params moge_pull_default_params(void);
 
 /* Downloads repository `repo` ("OWNER/NAME" or "OWNER/NAME@REVISION"; default revision "main")
  * into the cache and writes the snapshot directory (CACHE/models/OWNER/NAME/COMMIT) to dir_out
  * (dir_cap bytes, NUL-terminated). p may be NULL for the defaults. */
-moge_status moge_pull(const char *repo, const moge_pull_params *p, char *dir_out, size_t dir_cap,
+MOGE_API moge_status moge_pull(const char *repo, const moge_pull_params *p, char *dir_out, size_t dir_cap,
                       char *err, size_t err_size);
 
-/* Finds a model: when `name` is an existing directory, writes it unchanged to dir_out; else when
+/* Finds a model: when `name` is an existing directory (or GGUF file), writes it unchanged to dir_out; else when
  * it is OWNER/NAME[@REVISION] pulled completely into the cache ($MOGE_CACHE or ~/.cache/moge),
  * writes its snapshot directory. Never touches the network. Otherwise MOGE_ERR_IO with
  * "NAME: not a directory and not in the cache (CACHE); run moge pull OWNER/NAME". */
-moge_status moge_resolve_model(const char *name, char *dir_out, size_t dir_cap, char *err, size_t err_size);
+MOGE_API moge_status moge_resolve_model(const char *name, char *dir_out, size_t dir_cap, char *err, size_t err_size);
+
+/* The download cache (runtime/cache.c): one entry per repository moge_pull stored there. */
+typedef struct {
+    char repo[256];          /* OWNER/NAME */
+    char revisions[512];     /* "main@0123456789ab, v1@..." (a revision and the start of its commit) */
+    char path[4096];         /* the repository's folder in the cache */
+    int64_t bytes;           /* on disk, every snapshot and partial download */
+    int32_t partial_files;   /* downloads that did not finish (a later pull resumes them) */
+} moge_cache_entry;
+typedef void (*moge_cache_list_fn)(const moge_cache_entry *entry, void *user);
+
+/* Calls fn for each repository in the cache ($MOGE_CACHE, else ~/.cache/moge), in directory
+ * order; an empty or absent cache is MOGE_OK with no call. */
+MOGE_API moge_status moge_cache_list(moge_cache_list_fn fn, void *user, char *err, size_t err_size);
+/* Deletes OWNER/NAME (every revision) from the cache; *bytes_freed (may be NULL) what it took.
+ * MOGE_ERR_ARG for a malformed name, MOGE_ERR_IO when it is not in the cache. */
+MOGE_API moge_status moge_cache_remove(const char *repo, int64_t *bytes_freed, char *err, size_t err_size);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Device performance model (sim/): a model, not a backend                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/* moge_simulate() predicts one decode step of a model on Ascend NPUs from public hardware figures
+ * (sim/devices.c cites each one): every matmul, grouped expert matmul, attention and collective of
+ * the step on the slowest device, each max(bytes / achievable bandwidth, ops / achievable compute),
+ * collectives latency-free bytes / measured algorithm bandwidth, plus a fixed cost per layer
+ * (launches, synchronisation). Two constants are fitted to two of the paper's numbers (sim/sim.h
+ * says which); nothing runs on an NPU. Expert traffic comes from the expected number of distinct
+ * experts a batch touches, from measured routing frequencies (moge eval --json) or uniform ones.
+ * The result is a pure function of the model's config.json, the parameters and the stats file. */
+typedef struct {
+    const char *device;        /* "800I-A2" (Atlas 800I A2, 910B4 NPUs; default) or "300I-Duo" (Atlas
+                                  300I Duo, two 310P3 chips per card) */
+    int32_t cards;             /* cards of one server; default 4 (the paper's decode) */
+    int32_t batch;             /* sequences decoded together; default 1 */
+    int32_t context;           /* KV positions each sequence attends to at the step; default 2048 */
+    int32_t attn_tp;           /* attention tensor-parallel degree, dividing the chips; the rest is
+                                  data parallel; 0 = half the chips (the paper's DP2 x TP), default */
+    int32_t weight_bits;       /* 8: W8A8, int8 weights and activations (default); 16: fp16 */
+    int32_t kv_bits;           /* 8: int8 KV cache (default); 16: fp16 */
+    moge_routing routing;      /* MoE rule to model: DEFAULT = the config's, MOGE or TOPK */
+    const char *routing_stats; /* a `moge eval --json` file whose expert hits give the routing
+                                  frequencies; NULL = uniform (default) */
+    int32_t spec_rows;         /* rows verified per sequence per step (root and draft nodes); 1 = no
+                                  speculation (default) */
+    double tau;                /* accepted tokens per sequence per step (1 <= tau <= spec_rows); 0 = not
+                                  given (tokens/s then counts one token per step) */
+    int32_t draft_layers;      /* layers of the target's shape the drafter runs per draft level
+                                  (a multi-token-prediction head: 1, default); 0 = free drafter */
+} moge_simulate_params;
+
+MOGE_API moge_simulate_params moge_simulate_default_params(void);
+
+#define MOGE_SIM_MAX_OPS 16
+
+typedef struct {
+    const char *name;  /* static: "attn_proj", "attention", "tp_comm", "router", "moe_comm", "experts",
+                          "shared", "mlp", "lm_head", "overhead", "draft" (sim/step.c says what each holds) */
+    double seconds;    /* on the slowest device, summed over layers */
+    const char *bound; /* static: "memory", "compute", "communication" or "overhead" */
+} moge_simulate_op;
+
+typedef struct {
+    char architecture[64];              /* the config's, e.g. "PanguProMoEForCausalLM" */
+    int32_t n_layer, n_expert, n_group, n_expert_used, n_ff_shared; /* its shape (n_expert 0: dense) */
+    int32_t chips;                      /* NPUs (cards x chips per card) */
+    int32_t attn_tp, attn_dp;           /* the attention layout */
+    double step_s;                      /* one step: draft, verification pass, overhead */
+    double tokens_per_s_per_card;       /* batch x tau / step_s / cards: plain decoding tau = 1;
+                                           speculation without tau: 1 (the floor: the bonus token) */
+    double t_weights_s, t_kv_s, t_compute_s, t_comm_s, t_overhead_s; /* split of step_s */
+    double t_draft_s;                   /* of step_s: the drafter's levels */
+    int32_t n_ops;
+    moge_simulate_op ops[MOGE_SIM_MAX_OPS];
+    /* MoE (0 for a dense model), expected values per layer, means over the layers: */
+    double distinct_experts;            /* experts the step's rows touch, all chips */
+    double distinct_experts_chip;       /* experts the busiest chip reads (of its whole groups) */
+    double expert_pairs_max;            /* token-expert pairs of the busiest chip */
+    double expert_pairs_mean;           /* ... and of the average chip */
+    double imbalance;                   /* Imbalance Score (max - min pairs) / rows: 0 under MoGE */
+    int32_t expert_owners;              /* chips (or chip groups) holding whole expert groups */
+    const char *routing;                /* static: "moge", "topk" or "dense" */
+    bool routing_measured;              /* frequencies from routing_stats, not uniform */
+    double weight_bytes_per_chip;       /* resident weights of one chip */
+    double kv_bytes_per_chip;           /* KV cache of one chip at this batch and context */
+    double capacity_per_chip;           /* its memory */
+    /* The constants the step was modelled with: shares of peak achieved by memory streams, matmuls
+     * and the attention's KV-cache stream, and the fixed cost of one layer (the last two fitted). */
+    double eta_mem, eta_compute, eta_kv, layer_overhead_s;
+} moge_simulate_result;
+
+/* Models `model` (a model directory holding config.json, or the path of a config.json) under p
+ * (NULL = defaults) into *out. Errors: MOGE_ERR_ARG naming the parameter (unknown device, cards,
+ * batch, context, a layout whose chips do not divide the heads or the expert groups, tau outside
+ * [1, spec_rows], ...), the config parser's errors naming the file and key, MOGE_ERR_FORMAT for a
+ * routing_stats file that is not `moge eval --json` output of a model with the same experts and
+ * groups. */
+MOGE_API moge_status moge_simulate(const char *model, const moge_simulate_params *p, moge_simulate_result *out, char *err,
+                          size_t err_size);
+
+/* The paper's decode figures (Pangu Pro MoE, arXiv 2505.21411; W8A8, input 2048) for the
+ * paper-vs-model table: row i (0-based) into *out; false past the last row. model is the name of
+ * a committed config under models/ (e.g. "configs/pangu-pro-moe-72b"). */
+typedef struct {
+    const char *label, *model, *device;
+    int32_t cards, batch, spec_rows;  /* spec_rows > 1: a speculation row (its tau is solved for) */
+    double step_ms;                   /* the paper's TPOT */
+    double tokens_per_s_per_card;     /* the paper's figure; 0 when it gives none (batch 1) */
+    bool calibrated;                  /* one of the two numbers the model's constants are fitted to */
+} moge_simulate_paper_row;
+
+MOGE_API bool moge_simulate_paper(int32_t i, moge_simulate_paper_row *out);
 
 #ifdef __cplusplus
 }

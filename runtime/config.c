@@ -87,13 +87,8 @@ static const struct {
 #define N_ARCHS (sizeof ARCHS / sizeof ARCHS[0])
 
 const char *routing_name(moge_routing r) {
-    switch (r) {
-    case MOGE_ROUTING_MOGE: return "moge";
-    case MOGE_ROUTING_TOPK: return "topk";
-    case MOGE_ROUTING_GROUP_LIMITED: return "group_limited";
-    case MOGE_ROUTING_DEFAULT: break;
-    }
-    return "default";
+    const char *s = moge_routing_name(r);
+    return s ? s : "default";
 }
 
 #define TRY(x) do { if ((st = (x)) != MOGE_OK) return st; } while (0)
@@ -274,6 +269,11 @@ moge_status config_set_routing(model_config *c, const moge_model_params *p, char
         c->n_group = c->n_expert_used; /* Pangu's rule: one group per chosen expert */
     c->topk_group = p->topk_group > 0 ? p->topk_group : (c->n_group > 1 ? c->n_group / 2 : 1);
     return check_routing(c, "routing override", err, n);
+}
+
+moge_status config_from_json(model_config *c, const struct cJSON *root, const char *what, char *err, size_t n) {
+    memset(c, 0, sizeof *c);
+    return parse(c, root, what, err, n);
 }
 
 moge_status config_load(model_config *c, const char *path, char *err, size_t n) {

@@ -30,6 +30,7 @@
 #include "runtime/download.h"
 #include "runtime/fileio.h"
 #include "runtime/errors.h"
+#include "runtime/gguf.h"
 
 #define DEFAULT_ENDPOINT "https://huggingface.co"
 #define SMALL_DOC_MAX (1 << 20)      /* README / LICENSE files larger than this are skipped */
@@ -876,6 +877,7 @@ moge_status moge_resolve_model(const char *name, char *dir_out, size_t dir_cap, 
     dir_out[0] = 0;
     struct stat sb;
     if (stat(name, &sb) == 0 && S_ISDIR(sb.st_mode)) return copy_out(name, dir_out, dir_cap, err, err_size);
+    if (gguf_is_file(name)) return copy_out(name, dir_out, dir_cap, err, err_size); /* a GGUF file stands for a directory */
 
     repo_spec r;
     if (parse_repo(name, &r, NULL, 0) != MOGE_OK)

@@ -6,7 +6,10 @@
 #define MOGE_JSON_NUM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "moge.h"
 
 struct cJSON;
 
@@ -17,5 +20,10 @@ bool json_integer(const struct cJSON *j, double lo, double hi, int64_t *out);
 
 /* The same for the int32 range [lo, hi]. */
 bool json_int32(const struct cJSON *j, int32_t lo, int32_t hi, int32_t *out);
+
+/* Reads and parses the JSON file at path into *out (the caller frees it with cJSON_Delete); on
+ * failure *out is NULL and err names the file (read_whole_file's errors, or "PATH: malformed
+ * JSON"). */
+moge_status json_read_file(const char *path, struct cJSON **out, char *err, size_t err_size);
 
 #endif

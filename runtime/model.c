@@ -11,6 +11,7 @@
 
 #include "runtime/comm.h"
 #include "runtime/errors.h"
+#include "runtime/gguf.h"
 #include "runtime/model.h"
 #include "runtime/moe.h"
 #include "runtime/quant.h"
@@ -279,7 +280,7 @@ static int64_t align_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
 static void quant_size(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     (void)m;
     quant_pass *q = arg;
-    if (kind != MAT_OTHER) return;
+    if (kind != MAT_OTHER || dtype_is_quant(t->type)) return; /* a GGUF's blocks come converted (model_gguf.c) */
     q->bytes += align_up(quant_bytes(q, t), QBUF_ALIGN);
     if (t->shape[1] > q->max_cols) q->max_cols = t->shape[1];
 }
@@ -287,7 +288,7 @@ static void quant_size(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
 /* Quantizes one matrix into qbuf, then releases the pages of its source in the mapping. */
 static void quant_one(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     quant_pass *q = arg;
-    if (kind != MAT_OTHER) return;
+    if (kind != MAT_OTHER || dtype_is_quant(t->type)) return;
     tensor src = *t;
     if (q->panels) quant_tensor_panels(&src, q->type, q->dst, q->row, q->slab, t);
     else quant_tensor(&src, q->type, q->dst, q->row, t);
@@ -465,6 +466,26 @@ static void check_matrix(moge_model *m, tensor *t, matrix_kind kind, void *arg) 
         m->qbuf_bytes += held_bytes(t);
 }
 
+/* Matrices a GGUF file holds as blocks (Q8_0, Q4_0: moge's Q8 / Q4) are counted as quantized
+ * weights (with a quantization at load, already in its format: model_gguf.c); when every one is
+ * of one format, the model's format is that one (moge info: "q8 at load"). */
+typedef struct { int64_t bytes; int q8, q4; } gguf_blocks;
+static void count_gguf_blocks(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
+    gguf_blocks *g = arg;
+    if (!dtype_is_quant(t->type) || (kind == MAT_OTHER && t == &m->lm_head && t->data == m->tok_embd.data)) return;
+    g->bytes += held_bytes(t);
+    g->q8 += t->type == DTYPE_Q8;
+    g->q4 += t->type == DTYPE_Q4;
+}
+
+static void gguf_blocks_count(moge_model *m) {
+    gguf_blocks g = {0};
+    model_for_each_matrix(m, count_gguf_blocks, &g);
+    m->qbuf_bytes += g.bytes;
+    if (g.q8 && !g.q4) m->quant = MOGE_QUANT_Q8;
+    if (g.q4 && !g.q8) m->quant = MOGE_QUANT_Q4;
+}
+
 /* The cpu kernel variant a load asks for (moge_model_params.kernels, else MOGE_KERNELS, else the
  * best this processor runs), checked: a name not built or not runnable here is an error naming
  * the ones that are. */
@@ -506,20 +527,22 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
     if (!m) return set_err(err, n, MOGE_ERR_NOMEM, "out of memory");
 
     char path[4096];
+    bool gguf = gguf_is_file(dir); /* a .gguf file: its metadata and tensors stand for the directory's */
     snprintf(path, sizeof path, "%s/config.json", dir);
-    moge_status st = config_load(&m->cfg, path, err, n);
+    moge_status st = gguf ? gguf_model_open(&m->cfg, &m->st, dir, p.quant, err, n) : config_load(&m->cfg, path, err, n);
     if (st == MOGE_OK) st = config_set_routing(&m->cfg, &p, err, n);
     m->expert_hi = m->cfg.n_expert;
     if (st == MOGE_OK && m->cfg.n_expert > 0) st = comm_expert_range(p.comm, &m->cfg, &m->expert_lo, &m->expert_hi, err, n);
-    if (st == MOGE_OK) st = st_open_dir(&m->st, dir, err, n);
+    if (st == MOGE_OK && !gguf) st = st_open_dir(&m->st, dir, err, n);
     if (st == MOGE_OK) {
         char single[4096];
         snprintf(single, sizeof single, "%s/model.safetensors", dir);
         snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
         int sharded = !(m->st.n_files == 1 && strcmp(m->st.files[0].path, single) == 0);
-        binder b = {.m = m, .source = sharded ? path : single, .err = err, .n = n};
+        binder b = {.m = m, .source = gguf ? dir : sharded ? path : single, .err = err, .n = n};
         st = check_prequantized(m, dir, p.quant, err, n);
         if (st == MOGE_OK) st = bind_all(&b);
+        if (st == MOGE_OK && gguf) gguf_blocks_count(m);
         if (st == MOGE_OK && m->prequantized) {
             prequant_check pc = {.type = quant_format_dtype(m->quant), .format = quant_format_name(m->quant), .path = b.source, .err = err, .n = n};
             model_for_each_matrix(m, check_matrix, &pc);
@@ -632,7 +655,7 @@ void moge_model_get_info(const moge_model *m, moge_model_info *info) {
     for (int i = 0; i < st->n_entries; i++) {
         const st_entry *e = &st->entries[i];
         if (e->n_dims != 2 || !e->supported) continue;
-        const char *d = dtype_name(e->type);
+        const char *d = st->files[e->file].gguf ? e->dtype_str : dtype_name(e->type); /* GGUF: the file's type (Q4_K, ...) */
         if (!info->dtype) info->dtype = d;
         else if (strcmp(info->dtype, d) != 0) { info->dtype = "mixed"; break; }
     }
@@ -641,10 +664,12 @@ void moge_model_get_info(const moge_model *m, moge_model_info *info) {
         const st_entry *e = &m->st.entries[i];
         int64_t numel = 1;
         for (int d = 0; d < e->n_dims; d++) numel *= e->shape[d];
-        info->weight_bytes += (int64_t)e->nbytes;
+        if (!m->st.files[e->file].gguf) info->weight_bytes += (int64_t)e->nbytes; /* GGUF: the file's size, below */
         /* blocks of a pre-quantized file: counted below by their logical shape */
         if (!(m->st.files[e->file].quant != MOGE_QUANT_NONE && strcmp(e->dtype_str, "U8") == 0)) info->n_params += numel;
     }
+    for (int i = 0; i < m->st.n_files; i++)
+        if (m->st.files[i].gguf) info->weight_bytes += (int64_t)m->st.files[i].size;
     if (m->prequantized) model_for_each_matrix((moge_model *)m, count_block_params, &info->n_params);
     info->quant = quant_format_name(m->quant);
     info->prequantized = m->prequantized;

@@ -60,6 +60,15 @@ typedef struct {
 
 /* Parses `path` (a config.json). Errors name the file and key. */
 moge_status config_load(model_config *c, const char *path, char *err, size_t err_size);
+/* The same from a parsed config.json object (another format's metadata made into one: `what`
+ * names it in messages). */
+struct cJSON;
+moge_status config_from_json(model_config *c, const struct cJSON *root, const char *what, char *err, size_t err_size);
+/* A GGUF file (runtime/model_gguf.c) as a config and the tensors of a Hugging Face directory:
+ * metadata checked and converted, tensors under their Hugging Face names (Q8_0 / Q4_0 as moge's
+ * Q8 / Q4 blocks, Q4_K / Q6_K dequantized to F32, the rest in place; with a quantization at load,
+ * quant, every block-type matrix already in its format, row-major). */
+moge_status gguf_model_open(model_config *c, st_table *t, const char *path, moge_quant quant, char *err, size_t err_size);
 /* Applies the routing override of the load parameters (after config_load). */
 moge_status config_set_routing(model_config *c, const moge_model_params *p, char *err, size_t err_size);
 const char *routing_name(moge_routing r);

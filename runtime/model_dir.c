@@ -12,6 +12,7 @@
 
 #include "runtime/errors.h"
 #include "runtime/fileio.h"
+#include "runtime/gguf.h"
 #include "runtime/model_dir.h"
 
 #define DATA_ALIGN 64
@@ -87,6 +88,10 @@ static moge_status inspect_out_dir(const char *dir, int *entries, char *subdir, 
 
 moge_status md_out_check(md_out *o, const char *in_dir, const char *out_dir, bool overwrite, char *err, size_t n) {
     memset(o, 0, sizeof *o);
+    if (gguf_is_file(in_dir))
+        return set_err(err, n, MOGE_ERR_UNSUPPORTED,
+                       "%s: a GGUF file; this writes a model directory from a Hugging Face directory only (run the GGUF itself: its Q8_0 / "
+                       "Q4_0 load as moge's q8 / q4, and --quant requantizes any of its types at load)", in_dir);
     char path[MD_PATH_CAP];
     if (!md_join(o->out, out_dir, "")) return set_err(err, n, MOGE_ERR_ARG, "%s: path too long", out_dir);
     for (size_t len = strlen(o->out); len > 1 && o->out[len - 1] == '/'; len--) o->out[len - 1] = 0; /* "x/" renames as "x" */

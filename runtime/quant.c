@@ -5,7 +5,8 @@
 #include "runtime/quant_act.h"
 
 const char *quant_format_name(moge_quant q) {
-    return q == MOGE_QUANT_Q8 ? "q8" : q == MOGE_QUANT_Q4 ? "q4" : q == MOGE_QUANT_W8A8 ? "w8a8" : q == MOGE_QUANT_W4A8 ? "w4a8" : "none";
+    const char *s = moge_quant_name(q);
+    return s ? s : "none";
 }
 
 static const moge_quant FORMATS[] = {MOGE_QUANT_Q8, MOGE_QUANT_Q4, MOGE_QUANT_W8A8, MOGE_QUANT_W4A8};

@@ -113,6 +113,7 @@ static moge_status st_add_file(st_table *t, const char *path, char *err, size_t 
     f->size = size;
     f->quant = MOGE_QUANT_NONE;
     f->panel = 0;
+    f->gguf = false;
     if (!f->path) { munmap(map, size); return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path); }
     int file_index = t->n_files++;
 
@@ -256,6 +257,13 @@ const st_entry *st_find(const st_table *t, const char *name) {
 
 void st_release(const st_entry *e) {
     long page = sysconf(_SC_PAGESIZE);
+    if (e->copy && e->release_copy) { /* owned by the table: the entry's data is not read again */
+        st_entry *w = (st_entry *)e;
+        free(w->copy);
+        w->copy = NULL;
+        w->data = NULL;
+        return;
+    }
     if (e->copy || page <= 0) return;
     uintptr_t lo = ((uintptr_t)e->data + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
     uintptr_t hi = ((uintptr_t)e->data + e->nbytes) / (uintptr_t)page * (uintptr_t)page;
@@ -265,13 +273,9 @@ void st_release(const st_entry *e) {
 /* Opens the shards named by an index file and checks that each mapped tensor is where the
  * index says. */
 static moge_status st_open_index(st_table *t, const char *dir, const char *index_path, char *err, size_t n) {
-    char *text = NULL;
-    size_t len = 0;
-    moge_status st = read_whole_file(index_path, &text, &len, err, n);
+    cJSON *root;
+    moge_status st = json_read_file(index_path, &root, err, n);
     if (st != MOGE_OK) return st;
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!root) return set_err(err, n, MOGE_ERR_FORMAT, "%s: malformed JSON", index_path);
     cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(map)) {
         cJSON_Delete(root);
@@ -311,6 +315,43 @@ moge_status st_open_dir(st_table *t, const char *dir, char *err, size_t n) {
     else st = set_err(err, n, MOGE_ERR_IO, "%s: no such file (nor model.safetensors.index.json)", single);
     if (st != MOGE_OK) st_close(t);
     return st;
+}
+
+moge_status st_table_add_file(st_table *t, const char *path, void *map, size_t size, char *err, size_t n) {
+    st_file *files = realloc(t->files, (size_t)(t->n_files + 1) * sizeof *files);
+    if (!files) return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path);
+    t->files = files;
+    st_file *f = &t->files[t->n_files];
+    memset(f, 0, sizeof *f);
+    f->path = strdup(path);
+    if (!f->path) return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path);
+    f->map = map;
+    f->size = size;
+    f->gguf = true;
+    t->n_files++;
+    return MOGE_OK;
+}
+
+moge_status st_table_add(st_table *t, st_entry *e, const char *what, char *err, size_t n) {
+    st_entry *entries = NULL;
+    if (t->n_entries < INT32_MAX - 1 && st_reserve(t, (size_t)t->n_entries + 1))
+        entries = realloc(t->entries, (size_t)(t->n_entries + 1) * sizeof *entries);
+    if (!entries) {
+        free(e->name);
+        free(e->copy);
+        return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", what);
+    }
+    t->entries = entries;
+    size_t slot = st_slot(t, e->name);
+    if (t->slots[slot]) {
+        moge_status st = set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s appears twice", what, e->name);
+        free(e->name);
+        free(e->copy);
+        return st;
+    }
+    t->entries[t->n_entries++] = *e;
+    t->slots[slot] = t->n_entries;
+    return MOGE_OK;
 }
 
 void st_close(st_table *t) {

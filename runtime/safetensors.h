@@ -9,6 +9,7 @@
 #ifndef MOGE_SAFETENSORS_H
 #define MOGE_SAFETENSORS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "moge.h"
@@ -27,6 +28,7 @@ typedef struct {
     void *copy;          /* owned aligned copy, or NULL */
     size_t nbytes;
     int file;            /* index into st_table.files */
+    bool release_copy;   /* st_release frees `copy` (a converted form read once into an owned one) */
 } st_entry;
 
 typedef struct {
@@ -36,6 +38,7 @@ typedef struct {
     moge_quant quant;    /* __metadata__ "moge.quant" ("q8"/"q4": a pre-quantized file), else NONE */
     int panel;           /* __metadata__ "moge.layout": TENSOR_PANEL for "panel16" (blocks in panel
                             layout), 0 when absent (row-major blocks) */
+    bool gguf;           /* a GGUF file (st_table_add_file): entries are its tensors converted, dtype_str its type */
 } st_file;
 
 typedef struct {
@@ -59,5 +62,11 @@ const st_entry *st_find(const st_table *t, const char *name);
 /* Drops the pages of e's data from this process (whole pages inside it; the kernel reads them
  * again from the file if they are touched later). For weights read once (quantized, copied). */
 void st_release(const st_entry *e);
+
+/* For other formats' loaders (runtime/model_gguf.c): appends a file whose mapping (map, size)
+ * the table owns from now on (st_close unmaps it), and an entry (the table owns its name and
+ * copy from now on, also on failure); a name already there is an error naming `what`. */
+moge_status st_table_add_file(st_table *t, const char *path, void *map, size_t size, char *err, size_t err_size);
+moge_status st_table_add(st_table *t, st_entry *e, const char *what, char *err, size_t err_size);
 
 #endif

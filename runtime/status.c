@@ -1,4 +1,7 @@
-/* status.c — status codes to text. */
+/* status.c — status codes to text, the one name table of each public enum (what the command
+ * line, JSON and messages call its values), and the version. */
+#include <string.h>
+
 #include "moge.h"
 
 const char *moge_status_str(moge_status st) {
@@ -15,3 +18,45 @@ const char *moge_status_str(moge_status st) {
     }
     return "unknown status";
 }
+
+const char *moge_version(void) { return MOGE_VERSION; }
+
+/* Index = the enum's value; NULL-terminated. */
+static const char *const SPEC_NAMES[] = {"none", "chain", "tree", NULL};
+static const char *const QUANT_NAMES[] = {"none", "q8", "q4", "w8a8", "w4a8", NULL};
+static const char *const ROUTING_NAMES[] = {"default", "moge", "topk", "group_limited", NULL};
+static const char *const BACKEND_NAMES[] = {"cpu", "ref", NULL};
+static const char *const STOP_NAMES[] = {"length", "end of sequence", "stopped", "context full", NULL};
+_Static_assert(MOGE_SPEC_TREE == 2 && MOGE_QUANT_W4A8 == 4 && MOGE_ROUTING_GROUP_LIMITED == 3 && MOGE_BACKEND_REF == 1 &&
+                   MOGE_STOP_CONTEXT_FULL == 3,
+               "the name tables follow the enums' values");
+
+static const char *name_of(const char *const *names, int v) {
+    for (int i = 0; names[i]; i++)
+        if (i == v) return names[i];
+    return NULL;
+}
+
+static moge_status parse(const char *const *names, const char *s, int *out) {
+    for (int i = 0; s && names[i]; i++)
+        if (!strcmp(s, names[i])) {
+            *out = i;
+            return MOGE_OK;
+        }
+    return MOGE_ERR_ARG;
+}
+
+#define NAME_PARSE(kind, type, table)                                                  \
+    const char *moge_##kind##_name(type v) { return name_of(table, (int)v); }          \
+    moge_status moge_##kind##_parse(const char *name, type *out) {                      \
+        int v;                                                                          \
+        moge_status st = parse(table, name, &v);                                        \
+        if (st == MOGE_OK) *out = (type)v;                                              \
+        return st;                                                                      \
+    }
+NAME_PARSE(spec, moge_spec_mode, SPEC_NAMES)
+NAME_PARSE(quant, moge_quant, QUANT_NAMES)
+NAME_PARSE(routing, moge_routing, ROUTING_NAMES)
+NAME_PARSE(backend, moge_backend, BACKEND_NAMES)
+
+const char *moge_stop_name(moge_stop_reason r) { return name_of(STOP_NAMES, (int)r); }

@@ -6,7 +6,7 @@ passed=0; failed=0
 export MOGE_BIN="${BUILD:-build}/moge"  # the binary tests/test_cli.c drives
 mkdir -p build
 for t in "$@"; do
-  out=$("$t" 2>&1); rc=$?
+  out=$("$t" 2>&1 </dev/null); rc=$?  # stdin: nothing (moge run reads a piped prompt)
   printf '%s\n' "$out"
   p=$(printf '%s\n' "$out" | grep -c '^PASS ')
   f=$(printf '%s\n' "$out" | grep -c '^FAIL ')

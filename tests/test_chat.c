@@ -249,7 +249,7 @@ static void test_pty_session(void) {
     term t;
     CHECK(spawn(&t, "chat -m models/stories260K --temp 0 -n 40"));
     CHECK(expect(&t, "moge chat: model models/stories260K", 10000));
-    CHECK(expect(&t, "no chat template recognised: using plain 'user:/assistant:' turns", 2000));
+    CHECK(expect(&t, "this model has no chat template (a base model)", 2000));
 
     say(&t, "Once upon a time there was a cat.\r");
     CHECK(expect(&t, "Once upon a time there was a cat.\n", 2000)); /* the line as typed */
@@ -269,6 +269,12 @@ static void test_pty_session(void) {
     CHECK(expect(&t, "speculation: tree, drafter: prompt lookup", 2000));
     say(&t, "/tree 8\r");
     CHECK(expect(&t, "tree: up to 8 draft nodes per step", 2000));
+    say(&t, "/temp\r"); /* without an argument: the current value */
+    CHECK(expect(&t, "temperature 0.5; /temp T changes it", 2000));
+    say(&t, "/tree\r");
+    CHECK(expect(&t, "tree: up to 8 draft nodes per step; /tree N changes it", 2000));
+    say(&t, "/spec\r");
+    CHECK(expect(&t, "speculation: tree, drafter: prompt lookup; /spec", 2000));
     say(&t, "/temp 0\r");
     CHECK(expect(&t, "temperature 0 (greedy)", 2000));
 
@@ -319,6 +325,7 @@ static void test_pty_ctrl_c_stops_answer(void) {
     int n = status_tokens(&t, 3000, status, sizeof status);
     double waited = now_ms() - t1;
     CHECK_SCREEN(&t, n > 0 && n < 200 && strstr(status, "stopped"), "status line \"%s\" after Ctrl-C", status);
+    CHECK_SCREEN(&t, !strstr(t.screen + at, "^C"), "the terminal echoed ^C into the answer");
     CHECKF(waited < 2000, "Ctrl-C took %.0f ms to stop the answer", waited);
     CHECK(check_tokens_cmd(&t) > 0); /* the cache is consistent after an interrupted answer */
     say(&t, "\004");
@@ -331,13 +338,17 @@ static void test_pty_context_full(void) {
     CHECK(spawn(&t, "chat -m models/stories260K --temp 0 -c 64 -n 1000"));
     CHECK(expect(&t, "context 64 tokens", 10000));
     say(&t, "Once upon a time\r");
-    CHECK(expect(&t, "context full (64 tokens): /reset to start over", 10000));
-    say(&t, "Then a big dog came to the park and barked.\r");
-    CHECK(expect(&t, "this turn does not fit", 5000));
+    CHECK(expect(&t, "context full (64 tokens): your next line drops the oldest turns", 10000));
+    say(&t, "Then a big dog came to the park and barked.\r"); /* the first turn leaves, this one is answered */
+    CHECK(expect(&t, "the oldest 1 turn left the conversation to make room", 5000));
+    char status[256];
+    CHECK(status_tokens(&t, 10000, status, sizeof status) > 0);
     say(&t, "/reset\r");
     CHECK(expect(&t, "conversation cleared", 2000));
+    say(&t, "One two three four five six seven eight nine ten one two three four five six seven eight nine ten one two three "
+            "four five six seven eight nine ten one two three four five six seven eight nine ten one two three four five six.\r");
+    CHECK(expect(&t, "this line does not fit the context", 5000));
     say(&t, "Then a big dog came.\r");
-    char status[256];
     CHECK(status_tokens(&t, 10000, status, sizeof status) > 0);
     say(&t, "/quit\r");
     CHECK(finish(&t, 5000) == 0);
@@ -388,7 +399,7 @@ static void test_piped_turns_equal_fresh_prefill(void) {
     char *out = slurp_text(tmp("out")), *err = slurp_text(tmp("err"));
     CHECKF(rc == 0, "exit status %d; stderr:\n%s", rc, err);
     CHECKF(!strchr(out, '\033') && !strchr(err, '\033'), "escape codes without a terminal:\n%s\n%s", out, err);
-    CHECKF(strstr(err, "no chat template recognised") && strstr(err, "[30 tokens, "), "stderr:\n%s", err);
+    CHECKF(strstr(err, "this model has no chat template") && strstr(err, "[30 tokens, "), "stderr:\n%s", err);
     /* /stats after the second answer: only the new tokens were prefilled. */
     const char *p = strstr(out, "new tokens prefilled in ");
     int n_new = -1, reused = -1;

@@ -394,7 +394,7 @@ static void test_shared_flag_errors(void) {
         }
     /* -n: run may generate nothing (prefill only); an answer and a benchmark need a token */
     static const struct { const char *args, *needle; } n_cases[] = {
-        {"run -m models/stories260K -n -1", "-n: expected an integer in 0..1073741824"},
+        {"run -m models/stories260K -n -2", "-n: expected an integer in -1..1073741824"}, /* -1: no limit */
         {"chat -m models/stories260K -n 0", "-n: expected an integer in 1..1073741824"},
         {"bench -m models/stories260K --lookup --modes none -n 0", "-n: expected an integer in 1..16777216"},
         {"bench -m models/stories260K --spec tree", "unknown option \"--spec\""}, /* bench has --modes */

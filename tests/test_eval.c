@@ -211,7 +211,7 @@ static void test_errors(void) {
         {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --window abc", 2, "--window: expected an integer"},
         {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --window 1000", 1, "--window 1000: the model's context holds 512"},
         {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --windows -1", 2, "--windows: expected an integer"},
-        {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --json /no/such/dir/x.json", 1, "--json /no/such/dir/x.json: cannot write"},
+        {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --json /no/such/dir/x.json", 2, "--json /no/such/dir/x.json: cannot write"}, /* checked before the work */
         {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --frob", 2, "unknown option \"--frob\""},
         {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --temp 0", 2, "unknown option \"--temp\""},
         {"eval -m tests/fixtures/moe/pangu_16e4g -f tests/fixtures/eval/tinystories-6.txt", 1, "tokenizer.json"},

@@ -18,7 +18,8 @@
  *    tensor of its experts missing: every rank exits non-zero, the message names the rank and the
  *    tensor), rank 1 killed (SIGKILL) mid-generation: the job ends non-zero within 10 s (a hang
  *    bound, not a speed figure), mpirun names rank 1, no rank is left;
- *  - a program that does not call moge_comm_mpi_init does not link libmpi (ldd).
+ *  - a program that does not call moge_comm_mpi_init does not link libmpi (ldd); libmoge.a and
+ *    libmoge.so hold no MPI, libmoge-mpi.a exports moge_comm_mpi_init.
  */
 #include <cJSON.h>
 #include <dirent.h>
@@ -490,10 +491,18 @@ static void library_users_do_not_link_mpi(void) {
     CHECK(shell(cmd) != 0);
     snprintf(cmd, sizeof cmd, "ldd %s | grep -q libmpi", self);
     CHECK(shell(cmd) == 0);
-    snprintf(cmd, sizeof cmd, "nm -A %s/../libmoge.a 2>/dev/null | grep ' U MPI_Init_thread' | grep -q comm_mpi.o", self_dir);
+    /* the command's archive: MPI only in comm_mpi.o */
+    snprintf(cmd, sizeof cmd, "nm -A %s/../libmoge-internal.a 2>/dev/null | grep ' U MPI_Init_thread' | grep -q comm_mpi.o", self_dir);
     CHECK(shell(cmd) == 0);
-    snprintf(cmd, sizeof cmd, "nm -A %s/../libmoge.a 2>/dev/null | grep ' U P\\?MPI_' | grep -v comm_mpi.o | grep -q .", self_dir);
+    snprintf(cmd, sizeof cmd, "nm -A %s/../libmoge-internal.a 2>/dev/null | grep ' U P\\?MPI_' | grep -v comm_mpi.o | grep -q .", self_dir);
     CHECK(shell(cmd) != 0);
+    /* the public libraries: none in libmoge.a and libmoge.so, moge_comm_mpi_init in libmoge-mpi.a */
+    snprintf(cmd, sizeof cmd, "nm %s/../libmoge.a 2>/dev/null | grep -q 'MPI_\\|moge_comm_mpi_init'", self_dir);
+    CHECK(shell(cmd) != 0);
+    snprintf(cmd, sizeof cmd, "ldd %s/../libmoge.so | grep -q libmpi", self_dir);
+    CHECK(shell(cmd) != 0);
+    snprintf(cmd, sizeof cmd, "nm %s/../libmoge-mpi.a 2>/dev/null | grep -q ' T moge_comm_mpi_init'", self_dir);
+    CHECK(shell(cmd) == 0);
 }
 
 int main(int argc, char **argv) {

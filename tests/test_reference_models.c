@@ -12,26 +12,18 @@
 
 #include "harness.h"
 #include "moge.h"
+#include "test_util.h"
 
 static const char *NAMES[] = {"llama_f32", "qwen2_bf16", "mistral_f16_sharded", "llama_bias_bf16"};
 
 static void check_model(const char *name, moge_backend backend) {
     char path[512], err[1024];
     snprintf(path, sizeof path, "tests/fixtures/models/%s.ref", name);
-    FILE *f = fopen(path, "rb");
-    CHECKF(f != NULL, "cannot open %s", path);
-    if (!f) return;
-    char magic[8];
-    int32_t n = 0, V = 0;
-    int ok = fread(magic, 1, 8, f) == 8 && !memcmp(magic, "MOGEREF1", 8) && fread(&n, 4, 1, f) == 1 &&
-             fread(&V, 4, 1, f) == 1 && n > 0 && n < 4096 && V > 0 && V < 1000000;
-    CHECKF(ok, "%s: bad header", path);
-    if (!ok) { fclose(f); return; }
-    int32_t *tok = malloc((size_t)n * sizeof *tok);
-    float *want = malloc((size_t)n * V * sizeof *want);
-    ok = fread(tok, 4, (size_t)n, f) == (size_t)n && fread(want, 4, (size_t)n * V, f) == (size_t)n * V;
-    fclose(f);
-    CHECKF(ok, "%s: truncated", path);
+    int32_t n = 0, V = 0, *tok = NULL;
+    float *want = NULL;
+    int ok = test_read_ref(path, &n, &V, &tok, &want);
+    CHECKF(ok, "cannot read %s", path);
+    if (!ok) return;
 
     snprintf(path, sizeof path, "tests/fixtures/models/%s", name);
     moge_model_params mp = moge_model_default_params();

@@ -7,6 +7,7 @@
 #define MOGE_TEST_UTIL_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,28 @@ static inline int moge_cmd(const char *args, const char *out, const char *err) {
     const char *bin = getenv("MOGE_BIN") ? getenv("MOGE_BIN") : "build/moge";
     snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s </dev/null", bin, args, out, err);
     return shell(cmd);
+}
+
+/* Reads a .ref file (tests/test_reference_models.c: "MOGEREF1", int32 n, int32 V, int32
+ * tokens[n], float32 logits[n][V]) into malloc'd *tok and *logits; false (nothing allocated) when
+ * it cannot be read or is malformed. */
+static inline bool test_read_ref(const char *path, int32_t *n, int32_t *V, int32_t **tok, float **logits) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    char magic[8];
+    bool ok = fread(magic, 1, 8, f) == 8 && !memcmp(magic, "MOGEREF1", 8) && fread(n, 4, 1, f) == 1 && fread(V, 4, 1, f) == 1 && *n > 0 &&
+              *n < 4096 && *V > 0 && *V < 1000000;
+    *tok = ok ? malloc((size_t)*n * sizeof **tok) : NULL;
+    *logits = ok ? malloc((size_t)*n * (size_t)*V * sizeof **logits) : NULL;
+    ok = ok && *tok && *logits && fread(*tok, 4, (size_t)*n, f) == (size_t)*n && fread(*logits, 4, (size_t)*n * *V, f) == (size_t)*n * *V;
+    fclose(f);
+    if (!ok) {
+        free(*tok);
+        free(*logits);
+        *tok = NULL;
+        *logits = NULL;
+    }
+    return ok;
 }
 
 #ifdef CHECKF /* with harness.h included first */

@@ -15,6 +15,7 @@
  */
 #include "tokenizer/tokenizer.h"
 #include "runtime/fileio.h"
+#include "runtime/gguf.h"
 #include "runtime/json_num.h"
 
 #include <cjson/cJSON.h>
@@ -491,6 +492,25 @@ static moge_status build(moge_tokenizer *t, const cJSON *root, const char *file,
     return MOGE_OK;
 }
 
+/* A GGUF file's tokenizer: its metadata as the two documents, built as they are. */
+static moge_status load_gguf(const char *path, moge_tokenizer **out, char *err, size_t err_size) {
+    cJSON *root = NULL, *cfg = NULL;
+    moge_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return tk_fail(err, err_size, MOGE_ERR_NOMEM, "%s: out of memory", path);
+    t->bos = t->eos = -1;
+    moge_status st = tk_gguf_docs(path, &root, &cfg, err, err_size);
+    if (st == MOGE_OK) st = build(t, root, path, NULL, err, err_size);
+    if (st == MOGE_OK) st = apply_config(t, cfg, path, err, err_size);
+    cJSON_Delete(root);
+    cJSON_Delete(cfg);
+    if (st) {
+        moge_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return MOGE_OK;
+}
+
 moge_status moge_tokenizer_load(const char *path, moge_tokenizer **out, char *err, size_t err_size) {
     if (err && err_size) err[0] = '\0';
     if (!out) return tk_fail(err, err_size, MOGE_ERR_ARG, "moge_tokenizer_load: out is NULL");
@@ -498,6 +518,7 @@ moge_status moge_tokenizer_load(const char *path, moge_tokenizer **out, char *er
     if (!path) return tk_fail(err, err_size, MOGE_ERR_ARG, "moge_tokenizer_load: path is NULL");
     (void)tk_byte_to_unicode(0); /* build the shared byte alphabet before any thread uses it */
 
+    if (gguf_is_file(path)) return load_gguf(path, out, err, err_size);
     struct stat sb;
     if (stat(path, &sb) != 0) return tk_fail(err, err_size, MOGE_ERR_IO, "%s: %s", path, strerror(errno));
     char *file, *cfg_file;

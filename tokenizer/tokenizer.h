@@ -386,4 +386,13 @@ struct moge_tokenizer {
     moge_chat_family chat_family;
 };
 
+/* ------------------------------------------------------------------------------------------ */
+/* GGUF (gguf_vocab.c)                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The tokenizer.ggml.* metadata of the GGUF file at path as the tokenizer.json (*tok) and
+ * tokenizer_config.json (*cfg) documents of the same model; the caller deletes both. */
+struct cJSON;
+moge_status tk_gguf_docs(const char *path, struct cJSON **tok, struct cJSON **cfg, char *err, size_t err_size);
+
 #endif /* MOGE_TOKENIZER_INTERNAL_H */

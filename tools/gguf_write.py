@@ -61,11 +61,16 @@ SLICE_BYTES = 16 << 20  # float32 bytes converted at a time
 
 # GGUF metadata value types
 U8, I8, U16, I16, U32, I32, F32V, BOOL, STR, ARR, U64, I64, F64 = range(13)
-# ggml tensor types
-GGML_F32, GGML_F16, GGML_Q8_0 = 0, 1, 8
-TYPE_NAMES = {GGML_F32: "F32", GGML_F16: "F16", GGML_Q8_0: "Q8_0"}
-# general.file_type (llama_ftype): all F32, mostly F16, mostly Q8_0
-FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7}
+# ggml tensor types: (elements, bytes) per block
+GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q8_0, GGML_Q4_K, GGML_Q6_K, GGML_BF16 = 0, 1, 2, 8, 12, 14, 30
+TYPE_NAMES = {GGML_F32: "F32", GGML_F16: "F16", GGML_Q4_0: "Q4_0", GGML_Q8_0: "Q8_0", GGML_Q4_K: "Q4_K", GGML_Q6_K: "Q6_K",
+              GGML_BF16: "BF16"}
+BLOCKS = {GGML_F32: (1, 4), GGML_F16: (1, 2), GGML_BF16: (1, 2), GGML_Q4_0: (32, 18), GGML_Q8_0: (32, 34),
+          GGML_Q4_K: (256, 144), GGML_Q6_K: (256, 210)}
+OUT_TYPES = {"f32": GGML_F32, "f16": GGML_F16, "bf16": GGML_BF16, "q8_0": GGML_Q8_0, "q4_0": GGML_Q4_0, "q4_k": GGML_Q4_K,
+             "q6_k": GGML_Q6_K}
+# general.file_type (llama_ftype): all F32, mostly F16, Q8_0, Q4_0, BF16, Q4_K_S, Q6_K
+FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7, "q4_0": 2, "bf16": 32, "q4_k": 14, "q6_k": 18}
 # tokenizer.ggml.token_type
 TT_NORMAL, TT_UNKNOWN, TT_CONTROL, TT_USER_DEFINED, TT_UNUSED, TT_BYTE = 1, 2, 3, 4, 5, 6
 
@@ -143,16 +148,21 @@ def to_f32(dtype, raw):
 # Hyperparameters and tensor plan                                                            #
 # ------------------------------------------------------------------------------------------ #
 
+# Hugging Face architectures and their GGUF names (llama.cpp's converter): Mistral and Mixtral are
+# written as "llama" (Mixtral with expert_count); the llama family's Q/K rows are interleaved.
+ARCHS = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "MixtralForCausalLM": "llama",
+         "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3", "Qwen2MoeForCausalLM": "qwen2moe",
+         "Qwen3MoeForCausalLM": "qwen3moe"}
+
+
 class Hparams:
     def __init__(self, cfg, model_dir):
-        archs = cfg.get("architectures") or []
-        mtype = cfg.get("model_type")
-        if not (set(archs) & {"LlamaForCausalLM", "MistralForCausalLM"} or mtype in ("llama", "mistral")):
-            fail(f"{model_dir}/config.json: architectures {archs} / model_type {mtype!r}: "
-                 "only dense Llama / Mistral models (LlamaForCausalLM, MistralForCausalLM)")
-        for key in ("num_experts", "num_local_experts", "n_routed_experts"):
-            if cfg.get(key):
-                fail(f"{model_dir}/config.json: {key} = {cfg[key]}: mixture-of-experts models are not supported")
+        archs = [a for a in (cfg.get("architectures") or []) if a in ARCHS]
+        if not archs:
+            fail(f"{model_dir}/config.json: architectures {cfg.get('architectures')}: supported are {', '.join(ARCHS)} "
+                 "(Pangu Pro MoE has no GGUF naming in llama.cpp's converter)")
+        self.hf_arch = archs[0]
+        self.arch = ARCHS[self.hf_arch]
         if cfg.get("rope_scaling"):
             fail(f"{model_dir}/config.json: rope_scaling {cfg['rope_scaling']} is not supported (plain RoPE only)")
         if cfg.get("mlp_bias"):
@@ -164,29 +174,45 @@ class Hparams:
             self.n_embd = int(cfg["hidden_size"])
             self.n_layer = int(cfg["num_hidden_layers"])
             self.n_head = int(cfg["num_attention_heads"])
-            self.n_ff = int(cfg["intermediate_size"])
             self.n_vocab = int(cfg["vocab_size"])
         except KeyError as e:
             fail(f"{model_dir}/config.json: no {e.args[0]}")
+        self.n_ff = int(cfg.get("intermediate_size") or 0)
         self.n_head_kv = int(cfg.get("num_key_value_heads") or self.n_head)
         self.head_dim = int(cfg.get("head_dim") or self.n_embd // self.n_head)
         self.n_ctx = int(cfg.get("max_position_embeddings") or 2048)
         self.eps = float(cfg.get("rms_norm_eps", 1e-6))
         self.rope_theta = float(cfg.get("rope_theta", 10000.0))
         self.tied = bool(cfg.get("tie_word_embeddings", False))
+        self.permute = self.arch == "llama"
+        self.n_expert = int(cfg.get("num_local_experts") or cfg.get("num_experts") or 0)
+        self.n_expert_used = int(cfg.get("num_experts_per_tok") or 0)
+        self.mixtral = self.hf_arch == "MixtralForCausalLM"
+        self.n_ff_exp = self.n_ff if self.mixtral else int(cfg.get("moe_intermediate_size") or 0)
+        self.n_ff_shexp = int(cfg.get("shared_expert_intermediate_size") or 0)
+        if self.hf_arch in ("LlamaForCausalLM", "MistralForCausalLM") and self.n_expert:
+            fail(f"{model_dir}/config.json: a dense architecture with experts")
+        if self.n_expert and self.hf_arch in ("Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"):
+            # llama.cpp renormalises the chosen experts' weights for qwen3moe and not for qwen2moe
+            want = self.hf_arch == "Qwen3MoeForCausalLM"
+            if bool(cfg.get("norm_topk_prob", False)) != want:
+                fail(f"{model_dir}/config.json: norm_topk_prob {cfg.get('norm_topk_prob')} differs from llama.cpp's fixed rule for "
+                     f"{self.arch} ({want})")
         if self.head_dim % 2:
             fail(f"{model_dir}/config.json: head_dim {self.head_dim} is odd")
-        if cfg.get("sliding_window"):
+        if cfg.get("sliding_window") and cfg.get("use_sliding_window", True):
             print(f"gguf_write: note: sliding_window {cfg['sliding_window']} is not written (llama.cpp's llama "
                   "architecture attends to the whole context)", file=sys.stderr)
 
 
 class Tensor:
-    """One GGUF tensor: where its data comes from and how it is written."""
+    """One GGUF tensor: where its data comes from and how it is written. srcs: one source per
+    expert of a merged [experts, rows, cols] tensor, else one."""
 
-    def __init__(self, name, src, dtype, shape, raw, heads=0, head_dim=0):
-        self.name, self.src, self.src_dtype, self.shape, self.raw = name, src, dtype, shape, raw
+    def __init__(self, name, hf_names, dtype, shape, srcs, heads=0, head_dim=0, kind="matrix"):
+        self.name, self.hf_names, self.src_dtype, self.shape, self.srcs = name, hf_names, dtype, shape, srcs
         self.heads, self.head_dim = heads, head_dim  # > 0: permute rows within each of `heads` heads
+        self.kind = kind  # "matrix", "vector" (1-D), "router", "embd"
         self.type = GGML_F32
         self.offset = 0
 
@@ -198,13 +224,14 @@ class Tensor:
     def cols(self):
         return self.shape[-1]
 
+    def dims(self):
+        if len(self.srcs) > 1:
+            return [self.cols, self.rows, len(self.srcs)]
+        return [self.cols] if len(self.shape) == 1 else [self.cols, self.rows]
+
     def nbytes(self):
-        n = self.rows * self.cols
-        if self.type == GGML_F32:
-            return n * 4
-        if self.type == GGML_F16:
-            return n * 2
-        return n // QK * (2 + QK)
+        blck, size = BLOCKS[self.type]
+        return len(self.srcs) * self.rows * self.cols // blck * size
 
 
 def plan_tensors(hp, st, model_dir):
@@ -217,6 +244,8 @@ def plan_tensors(hp, st, model_dir):
                 fail(f"{model_dir}: no tensor {hf_name}")
             return None
         dtype, got, raw = st[hf_name]
+        if list(got) == [1] + list(shape) and len(shape) == 1:
+            got = list(shape)  # a [1, n] vector (shared_expert_gate) is written 1-D
         if list(got) != list(shape):
             fail(f"{model_dir}: {hf_name} has shape {got}, expected {shape} from config.json")
         used.add(hf_name)
@@ -224,14 +253,20 @@ def plan_tensors(hp, st, model_dir):
 
     out = []
 
-    def add(name, hf_name, shape, required=True, heads=0):
+    def add(name, hf_name, shape, required=True, heads=0, kind=None):
         t = get(hf_name, shape, required)
         if t is not None:
-            out.append(Tensor(name, hf_name, t[0], t[1], t[2], heads, hp.head_dim))
+            out.append(Tensor(name, [hf_name], t[0], list(shape), [t[2]], heads, hp.head_dim,
+                              kind or ("vector" if len(shape) == 1 else "matrix")))
+
+    def add_experts(name, hf_names, shape):
+        got = [get(n, shape) for n in hf_names]
+        out.append(Tensor(name, hf_names, got[0][0], list(shape), [g[2] for g in got]))
 
     E, V, F, D = hp.n_embd, hp.n_vocab, hp.n_ff, hp.head_dim
     Q, KV = hp.n_head * D, hp.n_head_kv * D
-    add("token_embd.weight", "model.embed_tokens.weight", [V, E])
+    perm = hp.permute
+    add("token_embd.weight", "model.embed_tokens.weight", [V, E], kind="embd")
     add("output_norm.weight", "model.norm.weight", [E])
     if not hp.tied:
         if "lm_head.weight" in st:
@@ -244,21 +279,38 @@ def plan_tensors(hp, st, model_dir):
         p = f"model.layers.{i}."
         b = f"blk.{i}."
         add(b + "attn_norm.weight", p + "input_layernorm.weight", [E])
-        add(b + "attn_q.weight", p + "self_attn.q_proj.weight", [Q, E], heads=hp.n_head)
-        add(b + "attn_k.weight", p + "self_attn.k_proj.weight", [KV, E], heads=hp.n_head_kv)
+        add(b + "attn_q.weight", p + "self_attn.q_proj.weight", [Q, E], heads=hp.n_head if perm else 0)
+        add(b + "attn_k.weight", p + "self_attn.k_proj.weight", [KV, E], heads=hp.n_head_kv if perm else 0)
         add(b + "attn_v.weight", p + "self_attn.v_proj.weight", [KV, E])
         add(b + "attn_output.weight", p + "self_attn.o_proj.weight", [E, Q])
-        add(b + "attn_q.bias", p + "self_attn.q_proj.bias", [Q], False, heads=hp.n_head)
-        add(b + "attn_k.bias", p + "self_attn.k_proj.bias", [KV], False, heads=hp.n_head_kv)
+        add(b + "attn_q.bias", p + "self_attn.q_proj.bias", [Q], False, heads=hp.n_head if perm else 0)
+        add(b + "attn_k.bias", p + "self_attn.k_proj.bias", [KV], False, heads=hp.n_head_kv if perm else 0)
         add(b + "attn_v.bias", p + "self_attn.v_proj.bias", [KV], False)
         add(b + "attn_output.bias", p + "self_attn.o_proj.bias", [E], False)
+        add(b + "attn_q_norm.weight", p + "self_attn.q_norm.weight", [D], False)
+        add(b + "attn_k_norm.weight", p + "self_attn.k_norm.weight", [D], False)
         add(b + "ffn_norm.weight", p + "post_attention_layernorm.weight", [E])
-        add(b + "ffn_gate.weight", p + "mlp.gate_proj.weight", [F, E])
-        add(b + "ffn_up.weight", p + "mlp.up_proj.weight", [F, E])
-        add(b + "ffn_down.weight", p + "mlp.down_proj.weight", [E, F])
+        if not hp.n_expert:
+            add(b + "ffn_gate.weight", p + "mlp.gate_proj.weight", [F, E])
+            add(b + "ffn_up.weight", p + "mlp.up_proj.weight", [F, E])
+            add(b + "ffn_down.weight", p + "mlp.down_proj.weight", [E, F])
+            continue
+        moe = "block_sparse_moe" if hp.mixtral else "mlp"
+        FE, N = hp.n_ff_exp, hp.n_expert
+        add(b + "ffn_gate_inp.weight", f"{p}{moe}.gate.weight", [N, E], kind="router")
+        names = ("w1", "w3", "w2") if hp.mixtral else ("gate_proj", "up_proj", "down_proj")
+        add_experts(b + "ffn_gate_exps.weight", [f"{p}{moe}.experts.{j}.{names[0]}.weight" for j in range(N)], [FE, E])
+        add_experts(b + "ffn_up_exps.weight", [f"{p}{moe}.experts.{j}.{names[1]}.weight" for j in range(N)], [FE, E])
+        add_experts(b + "ffn_down_exps.weight", [f"{p}{moe}.experts.{j}.{names[2]}.weight" for j in range(N)], [E, FE])
+        if hp.n_ff_shexp:
+            FS = hp.n_ff_shexp
+            add(b + "ffn_gate_inp_shexp.weight", p + "mlp.shared_expert_gate.weight", [E], False)
+            add(b + "ffn_gate_shexp.weight", p + "mlp.shared_expert.gate_proj.weight", [FS, E])
+            add(b + "ffn_up_shexp.weight", p + "mlp.shared_expert.up_proj.weight", [FS, E])
+            add(b + "ffn_down_shexp.weight", p + "mlp.shared_expert.down_proj.weight", [E, FS])
     extra = [n for n in st if n not in used and not n.endswith("rotary_emb.inv_freq")]
     if extra:
-        fail(f"{model_dir}: tensors a dense Llama does not have: {extra[:5]}{' ...' if len(extra) > 5 else ''}")
+        fail(f"{model_dir}: tensors {hp.hf_arch} does not have: {extra[:5]}{' ...' if len(extra) > 5 else ''}")
     return out
 
 
@@ -293,6 +345,11 @@ def spm_tokenizer(model_dir, cfg, n_vocab):
             fail(f"{path}: added token id {i} is past vocab_size {n_vocab}")
         id2tok.setdefault(i, a["content"])
     unk = model.get("unk_token")
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+    first_merge = {}  # piece -> rank of the first merge making it: its score (SentencePiece's priority)
+    for r, m in enumerate(merges):
+        a, b = m.split(" ", 1)
+        first_merge.setdefault(a + b, r)
     tokens, scores, types = [], [], []
     for i in range(n_vocab):
         t = id2tok.get(i)
@@ -312,7 +369,7 @@ def spm_tokenizer(model_dir, cfg, n_vocab):
             scores.append(0.0)
             types.append(TT_BYTE)
         else:
-            scores.append(-float(i))
+            scores.append(-float(first_merge.get(t, 1e6 + i)))
             types.append(TT_NORMAL)
 
     tcfg = {}
@@ -343,21 +400,90 @@ def spm_tokenizer(model_dir, cfg, n_vocab):
     kv = [("tokenizer.ggml.model", STR, "llama"),
           ("tokenizer.ggml.tokens", (ARR, STR), tokens),
           ("tokenizer.ggml.scores", (ARR, F32V), scores),
-          ("tokenizer.ggml.token_type", (ARR, I32), types)]
+          ("tokenizer.ggml.token_type", (ARR, I32), types),
+          # llama.cpp makes the merges of this model from the scores; moge reads them when present
+          ("tokenizer.ggml.merges", (ARR, STR), merges)]
     for key, cfg_key, tcfg_key, default in (("bos", "bos_token_id", "bos_token", "<s>"),
                                             ("eos", "eos_token_id", "eos_token", "</s>"),
                                             ("unk", None, "unk_token", unk or "<unk>")):
         v = special_id(cfg_key, tcfg_key, default) if cfg_key else vocab.get(default)
         if v is not None:
-            kv.append((f"tokenizer.ggml.{key}_token_id", U32, int(v)))
+            kv.append((f"tokenizer.ggml.{'unknown' if key == 'unk' else key}_token_id", U32, int(v)))
     kv.append(("tokenizer.ggml.add_bos_token", BOOL, bool(tcfg.get("add_bos_token", True))))
     kv.append(("tokenizer.ggml.add_eos_token", BOOL, bool(tcfg.get("add_eos_token", False))))
     kv.append(("tokenizer.ggml.add_space_prefix", BOOL,
                bool(prepends(tok.get("normalizer")) or prepends(tok.get("pre_tokenizer")))))
-    return kv
+    return kv + chat_template_kv(tcfg)
 
 
-def synthetic_tokenizer(n_vocab):
+def chat_template_kv(tcfg):
+    t = tcfg.get("chat_template")
+    if isinstance(t, list):  # named templates: the default one
+        t = next((x.get("template") for x in t if x.get("name") == "default"), None)
+    return [("tokenizer.chat_template", STR, t)] if isinstance(t, str) else []
+
+
+def tokenizer_kv(model_dir, cfg, n_vocab):
+    return spm_tokenizer(model_dir, cfg, n_vocab) or bpe_tokenizer(model_dir, cfg, n_vocab) or synthetic_tokenizer(n_vocab, cfg)
+
+
+# llama.cpp's pre-tokenizer names by the regular expression of a byte-level tokenizer.json
+PRE_REGEX = {
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "qwen2",
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "llama-bpe",
+}
+
+
+def bpe_tokenizer(model_dir, cfg, n_vocab):
+    """Metadata of a byte-level BPE tokenizer.json (model gpt2, its pre-tokenizer by name), or None."""
+    path = os.path.join(model_dir, "tokenizer.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        tok = json.load(f)
+    model, pre = tok.get("model") or {}, tok.get("pre_tokenizer") or {}
+    if model.get("type") != "BPE" or model.get("byte_fallback"):
+        return None
+    parts = pre.get("pretokenizers", [pre])
+    regex = next((p.get("pattern", {}).get("Regex") for p in parts if p.get("type") == "Split"), None)
+    if regex is not None:
+        name = PRE_REGEX.get(regex)
+    elif any(p.get("type") == "ByteLevel" and p.get("use_regex", True) for p in parts):
+        name = "gpt-2"
+    else:
+        name = None
+    if name is None:
+        print(f"gguf_write: note: {path}: a pre-tokenizer llama.cpp has no name for here: writing a synthetic vocabulary", file=sys.stderr)
+        return None
+    id2tok = {i: t for t, i in model["vocab"].items()}
+    added = {a["id"]: a for a in tok.get("added_tokens", [])}
+    for i, a in added.items():
+        id2tok[i] = a["content"]
+    if max(id2tok) >= n_vocab:
+        fail(f"{path}: token ids reach past config.json's vocab_size {n_vocab}")
+    tokens, types = [], []
+    for i in range(n_vocab):
+        t = id2tok.get(i)
+        tokens.append(t if t is not None else f"[PAD{i}]")
+        types.append(TT_UNUSED if t is None else (TT_CONTROL if added[i].get("special") else TT_USER_DEFINED) if i in added else TT_NORMAL)
+    tcfg = {}
+    tcfg_path = os.path.join(model_dir, "tokenizer_config.json")
+    if os.path.exists(tcfg_path):
+        with open(tcfg_path, encoding="utf-8") as f:
+            tcfg = json.load(f)
+    kv = [("tokenizer.ggml.model", STR, "gpt2"), ("tokenizer.ggml.pre", STR, name),
+          ("tokenizer.ggml.tokens", (ARR, STR), tokens), ("tokenizer.ggml.token_type", (ARR, I32), types),
+          ("tokenizer.ggml.merges", (ARR, STR), [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])])]
+    for key in ("bos", "eos"):
+        s = tcfg.get(f"{key}_token")
+        s = s.get("content") if isinstance(s, dict) else s
+        if isinstance(s, str) and s in tokens:
+            kv.append((f"tokenizer.ggml.{key}_token_id", U32, tokens.index(s)))
+    kv.append(("tokenizer.ggml.add_bos_token", BOOL, bool(tcfg.get("add_bos_token", False))))
+    return kv + chat_template_kv(tcfg)
+
+
+def synthetic_tokenizer(n_vocab, cfg=None):
     tokens, types = [], []
     for i, t in enumerate(["<unk>", "<s>", "</s>"][:n_vocab]):
         tokens.append(t)
@@ -374,9 +500,13 @@ def synthetic_tokenizer(n_vocab):
           ("tokenizer.ggml.tokens", (ARR, STR), tokens),
           ("tokenizer.ggml.scores", (ARR, F32V), scores),
           ("tokenizer.ggml.token_type", (ARR, I32), types),
-          ("tokenizer.ggml.unk_token_id", U32, 0)]
-    if n_vocab >= 3:
-        kv += [("tokenizer.ggml.bos_token_id", U32, 1), ("tokenizer.ggml.eos_token_id", U32, 2)]
+          ("tokenizer.ggml.unknown_token_id", U32, 0)]
+    if n_vocab >= 3:  # config.json's ids when it has them
+        cfg = cfg or {}
+        bos, eos = cfg.get("bos_token_id"), cfg.get("eos_token_id")
+        eos = eos[0] if isinstance(eos, list) and eos else eos
+        kv += [("tokenizer.ggml.bos_token_id", U32, bos if isinstance(bos, int) and 0 <= bos < n_vocab else 1),
+               ("tokenizer.ggml.eos_token_id", U32, eos if isinstance(eos, int) and 0 <= eos < n_vocab else 2)]
     kv += [("tokenizer.ggml.add_bos_token", BOOL, True), ("tokenizer.ggml.add_eos_token", BOOL, False)]
     return kv
 
@@ -438,31 +568,162 @@ def quantize_q8_0(x):
     return out.tobytes()
 
 
+def f16(x):
+    """float32 values rounded to fp16 and back (the scales the file stores)."""
+    return np.asarray(x, dtype=np.float32).astype(np.float16).astype(np.float32)
+
+
+def quantize_q4_0(x):
+    """Q4_0 as llama.cpp's reference quantizer: per 32 values d = m / -8 (m the value of largest
+    magnitude), q = min(15, trunc(x / d + 8.5)); 16 bytes: low nibbles values 0-15, high 16-31."""
+    blocks = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, 32)
+    idx = np.abs(blocks).argmax(axis=1)
+    m = blocks[np.arange(blocks.shape[0]), idx]
+    d = (m / np.float32(-8)).astype(np.float32)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+    q = np.minimum(15, np.trunc(blocks * inv[:, None] + np.float32(8.5))).astype(np.uint8)
+    out = np.empty(blocks.shape[0], dtype=[("d", "<f2"), ("qs", "u1", (16,))])
+    out["d"] = d.astype(np.float16)
+    out["qs"] = q[:, :16] | (q[:, 16:] << 4)
+    return out.tobytes()
+
+
+def quantize_q4_k(x):
+    """Q4_K: super-blocks of 256 = 8 sub-blocks of 32, value = d * sc * q - dmin * mn (q 0..15, sc
+    and mn 6 bits, d and dmin fp16). A plain min/max fit (not llama.cpp's search, so the bytes
+    differ from llama-quantize's; the format is the same)."""
+    sb = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, 8, 32)
+    lo = np.minimum(sb.min(axis=2), 0).astype(np.float32)
+    hi = sb.max(axis=2).astype(np.float32)
+    scale = ((hi - lo) / np.float32(15)).astype(np.float32)
+    mins = (-lo).astype(np.float32)
+    d = f16(scale.max(axis=1) / np.float32(63))
+    dmin = f16(mins.max(axis=1) / np.float32(63))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sc = np.where(d[:, None] > 0, np.clip(np.rint(scale / d[:, None]), 0, 63), 0).astype(np.uint8)
+        mn = np.where(dmin[:, None] > 0, np.clip(np.rint(mins / dmin[:, None]), 0, 63), 0).astype(np.uint8)
+        d1 = (d[:, None] * sc.astype(np.float32)).astype(np.float32)
+        m1 = (dmin[:, None] * mn.astype(np.float32)).astype(np.float32)
+        q = np.where(d1[:, :, None] > 0, np.clip(np.rint((sb + m1[:, :, None]) / d1[:, :, None]), 0, 15), 0).astype(np.uint8)
+    scales = np.zeros((sb.shape[0], 12), dtype=np.uint8)
+    for j in range(4):
+        scales[:, j] = (sc[:, j] & 63) | ((sc[:, j + 4] >> 4) << 6)
+        scales[:, j + 4] = (mn[:, j] & 63) | ((mn[:, j + 4] >> 4) << 6)
+        scales[:, j + 8] = (sc[:, j + 4] & 15) | ((mn[:, j + 4] & 15) << 4)
+    qs = np.concatenate([q[:, 2 * g] | (q[:, 2 * g + 1] << 4) for g in range(4)], axis=1)
+    out = np.empty(sb.shape[0], dtype=[("d", "<f2"), ("dmin", "<f2"), ("scales", "u1", (12,)), ("qs", "u1", (128,))])
+    out["d"], out["dmin"], out["scales"], out["qs"] = d.astype(np.float16), dmin.astype(np.float16), scales, qs
+    return out.tobytes()
+
+
+def quantize_q6_k(x):
+    """Q6_K: super-blocks of 256 = 16 sub-blocks of 16, value = d * sc * (q - 32) (q 6 bits, sc
+    int8, d fp16); ql holds the low 4 bits, qh the high 2 (llama.cpp's layout)."""
+    sb = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, 16, 16)
+    scale = (np.abs(sb).max(axis=2) / np.float32(31)).astype(np.float32)
+    d = f16(scale.max(axis=1) / np.float32(127))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sc = np.where(d[:, None] > 0, np.clip(np.rint(scale / d[:, None]), -128, 127), 0).astype(np.int8)
+        d1 = (d[:, None] * sc.astype(np.float32)).astype(np.float32)
+        q = (np.where(d1[:, :, None] != 0, np.clip(np.rint(sb / d1[:, :, None]), -32, 31), 0) + 32).astype(np.uint8)
+    v = q.reshape(-1, 2, 128)  # two halves of 128 values
+    ql = np.empty((v.shape[0], 2, 64), dtype=np.uint8)
+    qh = np.empty((v.shape[0], 2, 32), dtype=np.uint8)
+    ql[:, :, :32] = (v[:, :, 0:32] & 15) | ((v[:, :, 64:96] & 15) << 4)
+    ql[:, :, 32:] = (v[:, :, 32:64] & 15) | ((v[:, :, 96:128] & 15) << 4)
+    qh[:] = (v[:, :, 0:32] >> 4) | ((v[:, :, 32:64] >> 4) << 2) | ((v[:, :, 64:96] >> 4) << 4) | ((v[:, :, 96:128] >> 4) << 6)
+    out = np.empty(sb.shape[0], dtype=[("ql", "u1", (128,)), ("qh", "u1", (64,)), ("scales", "i1", (16,)), ("d", "<f2")])
+    out["ql"], out["qh"], out["scales"], out["d"] = ql.reshape(-1, 128), qh.reshape(-1, 64), sc, d.astype(np.float16)
+    return out.tobytes()
+
+
+def dequantize(ttype, data, cols):
+    """The float32 values of rows of `cols` values stored as ttype (what a GGUF reader computes)."""
+    if ttype == GGML_F32:
+        return np.frombuffer(data, dtype="<f4").reshape(-1, cols)
+    if ttype == GGML_F16:
+        return np.frombuffer(data, dtype="<f2").astype(np.float32).reshape(-1, cols)
+    if ttype == GGML_BF16:
+        return safetensors_np.bf16_bits_to_f32(np.frombuffer(data, dtype="<u2")).reshape(-1, cols)
+    if ttype == GGML_Q8_0:
+        b = np.frombuffer(data, dtype=[("d", "<f2"), ("qs", "i1", (32,))])
+        return (b["qs"].astype(np.float32) * b["d"].astype(np.float32)[:, None]).reshape(-1, cols)
+    if ttype == GGML_Q4_0:
+        b = np.frombuffer(data, dtype=[("d", "<f2"), ("qs", "u1", (16,))])
+        q = np.concatenate([b["qs"] & 15, b["qs"] >> 4], axis=1).astype(np.int32) - 8
+        return (q.astype(np.float32) * b["d"].astype(np.float32)[:, None]).reshape(-1, cols)
+    if ttype == GGML_Q4_K:
+        b = np.frombuffer(data, dtype=[("d", "<f2"), ("dmin", "<f2"), ("scales", "u1", (12,)), ("qs", "u1", (128,))])
+        s = b["scales"]
+        sc = np.empty((len(b), 8), dtype=np.uint8)
+        mn = np.empty((len(b), 8), dtype=np.uint8)
+        for j in range(4):
+            sc[:, j], mn[:, j] = s[:, j] & 63, s[:, j + 4] & 63
+            sc[:, j + 4] = (s[:, j + 8] & 15) | ((s[:, j] >> 6) << 4)
+            mn[:, j + 4] = (s[:, j + 8] >> 4) | ((s[:, j + 4] >> 6) << 4)
+        d1 = (b["d"].astype(np.float32)[:, None] * sc.astype(np.float32)).astype(np.float32)
+        m1 = (b["dmin"].astype(np.float32)[:, None] * mn.astype(np.float32)).astype(np.float32)
+        qs = b["qs"].reshape(-1, 4, 32)
+        q = np.stack([qs & 15, qs >> 4], axis=2).reshape(-1, 8, 32).astype(np.float32)
+        return (d1[:, :, None] * q - m1[:, :, None]).astype(np.float32).reshape(-1, cols)
+    if ttype == GGML_Q6_K:
+        b = np.frombuffer(data, dtype=[("ql", "u1", (128,)), ("qh", "u1", (64,)), ("scales", "i1", (16,)), ("d", "<f2")])
+        ql, qh = b["ql"].reshape(-1, 2, 64), b["qh"].reshape(-1, 2, 32)
+        v = np.empty((len(b), 2, 128), dtype=np.int32)
+        v[:, :, 0:32] = (ql[:, :, :32] & 15) | ((qh & 3) << 4)
+        v[:, :, 32:64] = (ql[:, :, 32:] & 15) | (((qh >> 2) & 3) << 4)
+        v[:, :, 64:96] = (ql[:, :, :32] >> 4) | (((qh >> 4) & 3) << 4)
+        v[:, :, 96:128] = (ql[:, :, 32:] >> 4) | (((qh >> 6) & 3) << 4)
+        q = (v.reshape(-1, 16, 16) - 32).astype(np.float32)
+        d1 = (b["d"].astype(np.float32)[:, None] * b["scales"].astype(np.float32)).astype(np.float32)
+        return (d1[:, :, None] * q).astype(np.float32).reshape(-1, cols)
+    raise ValueError(f"type {ttype}")
+
+
 def encode_slice(t, x):
     if t.type == GGML_F32:
         return np.ascontiguousarray(x, dtype="<f4").tobytes()
     if t.type == GGML_F16:
         return np.ascontiguousarray(x, dtype="<f2").tobytes()
-    return quantize_q8_0(x)
+    if t.type == GGML_BF16:
+        return safetensors_np.f32_to_bf16_bits(x).astype("<u2").tobytes()
+    return {GGML_Q8_0: quantize_q8_0, GGML_Q4_0: quantize_q4_0, GGML_Q4_K: quantize_q4_k, GGML_Q6_K: quantize_q6_k}[t.type](x)
 
 
-def write_tensor(f, t):
-    """Converts and writes t's data in slices of whole heads / rows."""
-    step = max(1, SLICE_BYTES // (4 * t.cols))
-    if t.heads:
-        if len(t.shape) == 1:  # a bias: one "row" per element
-            x = to_f32(t.src_dtype, t.raw.rows(0, 1)).reshape(-1, 1)
-            f.write(encode_slice(t, permute_rows(x, t.heads, t.head_dim, 0).reshape(1, -1)))
-            return
-        step = max(t.head_dim, step // t.head_dim * t.head_dim)
+def write_tensor(f, t, deq=None):
+    """Converts and writes t's data in slices of whole heads / rows. deq (a dict): gets each
+    source's values as the file stores them, dequantized, in Hugging Face order and name."""
     written = 0
-    for r0 in range(0, t.rows, step):
-        x = to_f32(t.src_dtype, t.raw.rows(r0, min(step, t.rows - r0)))
+    for hf_name, src in zip(t.hf_names, t.srcs):
+        step = max(1, SLICE_BYTES // (4 * t.cols))
         if t.heads:
-            x = permute_rows(x, t.heads, t.head_dim, r0)
-        data = encode_slice(t, x)
-        f.write(data)
-        written += len(data)
+            step = max(t.head_dim, step // t.head_dim * t.head_dim)
+        parts = []
+        if len(t.shape) == 1:  # a vector: one row (a permuted bias: one "row" per element)
+            x = to_f32(t.src_dtype, src.rows(0, 1))
+            if t.heads:
+                x = permute_rows(x.reshape(-1, 1), t.heads, t.head_dim, 0).reshape(1, -1)
+            data = encode_slice(t, x)
+            f.write(data)
+            written += len(data)
+            if deq is not None:
+                y = dequantize(t.type, data, t.cols).reshape(-1)
+                if t.heads:  # back to Hugging Face order
+                    y = y[np.argsort(permute_rows(np.arange(t.cols).reshape(-1, 1), t.heads, t.head_dim, 0).reshape(-1))]
+                deq[hf_name] = y.reshape(1, -1) if hf_name.endswith("shared_expert_gate.weight") else y
+            continue
+        for r0 in range(0, t.rows, step):
+            x = to_f32(t.src_dtype, src.rows(r0, min(step, t.rows - r0)))
+            if deq is not None:  # rows are quantized one by one: the same values in either order
+                parts.append(dequantize(t.type, encode_slice(t, x), t.cols))
+            if t.heads:
+                x = permute_rows(x, t.heads, t.head_dim, r0)
+            data = encode_slice(t, x)
+            f.write(data)
+            written += len(data)
+        if deq is not None:
+            deq[hf_name] = np.concatenate(parts, axis=0)
     assert written == t.nbytes(), (t.name, written, t.nbytes())
 
 
@@ -470,29 +731,35 @@ def pad(n):
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def write_gguf(model_dir, out_path, out_type, name):
+def choose_type(t, out_type):
+    """The type of one tensor: norms, biases and routers stay F32 (as llama.cpp writes them); a
+    matrix whose rows do not fill the type's blocks falls back to Q8_0, else F32 (said on stderr)."""
+    want = OUT_TYPES[out_type]
+    if t.kind in ("vector", "router") or t.rows == 1:
+        return GGML_F32
+    for ty in (want, GGML_Q8_0, GGML_F32) if want in (GGML_Q4_K, GGML_Q6_K, GGML_Q4_0, GGML_Q8_0) else (want,):
+        if t.cols % BLOCKS[ty][0] == 0:
+            return ty
+    return GGML_F32
+
+
+def write_gguf(model_dir, out_path, out_type, name, ref_tokens=None):
     with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
         cfg = json.load(f)
     hp = Hparams(cfg, model_dir)
     st = open_safetensors(model_dir)
     tensors = plan_tensors(hp, st, model_dir)
-    kept = []
+    fallback = {}
     for t in tensors:
-        if len(t.shape) != 2 or out_type == "f32":
-            continue
-        if out_type == "f16":
-            t.type = GGML_F16
-        elif t.cols % QK == 0:
-            t.type = GGML_Q8_0
-        else:
-            kept.append(t)
-    for cols in sorted({t.cols for t in kept}):
-        names = [t.name for t in kept if t.cols == cols]
-        print(f"gguf_write: {len(names)} matrices stay F32, their rows of {cols} values not being a multiple of {QK} "
-              f"(Q8_0 blocks): {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}", file=sys.stderr)
+        t.type = choose_type(t, out_type)
+        if t.type != OUT_TYPES[out_type] and t.kind not in ("vector", "router") and t.rows > 1:
+            fallback.setdefault((t.cols, TYPE_NAMES[t.type]), []).append(t.name)
+    for (cols, ty), names in sorted(fallback.items()):
+        print(f"gguf_write: {len(names)} matrices are {ty}, their rows of {cols} values not filling {out_type.upper()} blocks: "
+              f"{', '.join(names[:3])}{', ...' if len(names) > 3 else ''}", file=sys.stderr)
 
-    tok_kv = spm_tokenizer(model_dir, cfg, hp.n_vocab) or synthetic_tokenizer(hp.n_vocab)
-    arch = "llama"
+    tok_kv = tokenizer_kv(model_dir, cfg, hp.n_vocab)
+    arch = hp.arch
     kv = [("general.architecture", STR, arch),
           ("general.name", STR, name or os.path.basename(os.path.normpath(model_dir))),
           ("general.alignment", U32, ALIGN),
@@ -502,14 +769,22 @@ def write_gguf(model_dir, out_path, out_type, name):
           (f"{arch}.context_length", U32, hp.n_ctx),
           (f"{arch}.embedding_length", U32, hp.n_embd),
           (f"{arch}.block_count", U32, hp.n_layer),
-          (f"{arch}.feed_forward_length", U32, hp.n_ff),
           (f"{arch}.attention.head_count", U32, hp.n_head),
           (f"{arch}.attention.head_count_kv", U32, hp.n_head_kv),
           (f"{arch}.attention.key_length", U32, hp.head_dim),
           (f"{arch}.attention.value_length", U32, hp.head_dim),
           (f"{arch}.attention.layer_norm_rms_epsilon", F32V, hp.eps),
           (f"{arch}.rope.freq_base", F32V, hp.rope_theta),
-          (f"{arch}.rope.dimension_count", U32, hp.head_dim)] + tok_kv
+          (f"{arch}.rope.dimension_count", U32, hp.head_dim)]
+    if hp.n_ff:
+        kv.append((f"{arch}.feed_forward_length", U32, hp.n_ff))
+    if hp.n_expert:
+        kv += [(f"{arch}.expert_count", U32, hp.n_expert), (f"{arch}.expert_used_count", U32, hp.n_expert_used)]
+        if not hp.mixtral:
+            kv.append((f"{arch}.expert_feed_forward_length", U32, hp.n_ff_exp))
+        if hp.n_ff_shexp:
+            kv.append((f"{arch}.expert_shared_feed_forward_length", U32, hp.n_ff_shexp))
+    kv += tok_kv
 
     head = [b"GGUF", struct.pack("<IQQ", 3, len(tensors), len(kv))]
     for key, vtype, value in kv:
@@ -517,28 +792,55 @@ def write_gguf(model_dir, out_path, out_type, name):
     offset = 0
     for t in tensors:
         t.offset = offset
-        dims = [t.cols] if len(t.shape) == 1 else [t.cols, t.rows]
+        dims = t.dims()
         head.append(enc_str(t.name) + struct.pack("<I", len(dims)) + struct.pack(f"<{len(dims)}Q", *dims)
                     + struct.pack("<IQ", t.type, t.offset))
         offset += pad(t.nbytes())
     head = b"".join(head)
 
+    deq = {} if ref_tokens is not None else None
     tmp = out_path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(head + b"\0" * (pad(len(head)) - len(head)))
         data0 = f.tell()
         for t in tensors:
             assert f.tell() == data0 + t.offset
-            write_tensor(f, t)
+            write_tensor(f, t, deq)
             f.write(b"\0" * (pad(t.nbytes()) - t.nbytes()))
     os.replace(tmp, out_path)
     counts = {}
     for t in tensors:
         counts[TYPE_NAMES[t.type]] = counts.get(TYPE_NAMES[t.type], 0) + 1
-    params = sum(t.rows * t.cols for t in tensors)
+    params = sum(t.rows * t.cols * len(t.srcs) for t in tensors)
     print(f"gguf_write: wrote {out_path}: {len(tensors)} tensors ("
-          + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + f"), {params / 1e6:.1f} M parameters, "
-          f"{os.path.getsize(out_path) / 1e6:.1f} MB", file=sys.stderr)
+          + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + f"), {params / 1e6:.2f} M parameters, "
+          f"{os.path.getsize(out_path) / 1e6:.2f} MB", file=sys.stderr)
+    if deq is not None:
+        write_dequant_ref(model_dir, deq, out_path + ".ref", ref_tokens, hp)
+
+
+def write_dequant_ref(model_dir, deq, ref_path, n_tokens, hp):
+    """OUT.gguf.ref: the logits tools/reference_forward.py computes from the values the file
+    holds (its tensors dequantized, in a temporary Hugging Face directory) for n_tokens random
+    ids; the .ref format of tests/test_reference_models.c."""
+    import shutil
+    import tempfile
+    import reference_forward  # noqa: E402
+    tmp = tempfile.mkdtemp(prefix="gguf_ref_")
+    try:
+        shutil.copy(os.path.join(model_dir, "config.json"), os.path.join(tmp, "config.json"))
+        safetensors_np.write(os.path.join(tmp, "model.safetensors"),
+                             [(k, "F32", np.ascontiguousarray(v, dtype=np.float32)) for k, v in sorted(deq.items())])
+        tokens = np.random.default_rng(1234).integers(0, hp.n_vocab, n_tokens)
+        logits = reference_forward.Model(tmp).forward(tokens)
+    finally:
+        shutil.rmtree(tmp)
+    with open(ref_path, "wb") as f:
+        f.write(b"MOGEREF1")
+        f.write(struct.pack("<ii", len(tokens), logits.shape[1]))
+        f.write(np.asarray(tokens, dtype="<i4").tobytes())
+        f.write(np.asarray(logits, dtype="<f4").tobytes())
+    print(f"gguf_write: wrote {ref_path}: logits of {n_tokens} tokens from the dequantized weights", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------------------ #
@@ -585,8 +887,8 @@ def read_gguf(path):
         if r.take(4) != b"GGUF":
             raise ValueError("no GGUF magic")
         version, n_tensors, n_kv = r.unpack("<IQQ")
-        if version != 3:
-            raise ValueError(f"version {version}, not 3")
+        if version not in (2, 3):
+            raise ValueError(f"version {version}, not 2 or 3")
         meta = {}
         for _ in range(n_kv):
             key = r.string()
@@ -606,15 +908,12 @@ def read_gguf(path):
 
 def tensor_bytes(dims, ttype):
     n = int(np.prod(dims, dtype=np.int64))
-    if ttype == GGML_F32:
-        return n * 4
-    if ttype == GGML_F16:
-        return n * 2
-    if ttype == GGML_Q8_0:
-        if dims[0] % QK:
-            raise ValueError(f"Q8_0 rows of {dims[0]} values (not a multiple of {QK})")
-        return n // QK * (2 + QK)
-    raise ValueError(f"tensor type {ttype} (this check knows F32, F16 and Q8_0)")
+    if ttype not in BLOCKS:
+        raise ValueError(f"tensor type {ttype} (this check knows {', '.join(TYPE_NAMES.values())})")
+    blck, size = BLOCKS[ttype]
+    if dims[0] % blck:
+        raise ValueError(f"{TYPE_NAMES[ttype]} rows of {dims[0]} values (not a multiple of {blck})")
+    return n // blck * size
 
 
 def check(path):
@@ -658,6 +957,8 @@ def main():
     ap.add_argument("model_dir", nargs="?")
     ap.add_argument("out", nargs="?")
     ap.add_argument("--type", choices=sorted(FILE_TYPES), default="f32")
+    ap.add_argument("--ref", type=int, metavar="N", help="also write OUT.gguf.ref: reference logits of N random tokens "
+                    "from the weights as the file stores them (dequantized)")
     ap.add_argument("--name")
     ap.add_argument("--check", metavar="FILE")
     a = ap.parse_args()
@@ -669,7 +970,7 @@ def main():
         ap.error("MODEL_DIR and OUT.gguf are required")
     if not os.path.isfile(os.path.join(a.model_dir, "config.json")):
         fail(f"{a.model_dir}: no config.json")
-    write_gguf(a.model_dir, a.out, a.type, a.name)
+    write_gguf(a.model_dir, a.out, a.type, a.name, a.ref)
     return 0
 
 
