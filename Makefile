@@ -38,7 +38,8 @@ LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 # is in libmoge-internal.a (an ordinary archive: only the programs that call moge_comm_mpi_init,
 # moge and tests/test_mpi, pull it and link libmpi) and in libmoge-mpi.a (libmoge.a plus MPI, for
 # library users who run jobs: link it with `pkg-config --libs ompi-c`); libmoge.a and libmoge.so
-# leave it out, so their users never need libmpi.
+# have runtime/comm_nompi.c instead (moge_comm_mpi_init says to link libmoge-mpi.a), so their
+# users never need libmpi.
 MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
 MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
 
@@ -49,6 +50,8 @@ BENCH_SRC:= $(wildcard tests/bench_*.c)
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CPU_VARIANTS:%=$(BUILD)/runtime/backend_cpu-%.o)
 MPI_OBJ  := $(BUILD)/runtime/comm_mpi.o
+# the objects of the libraries with MPI: comm_mpi.o instead of comm_nompi.o (its stub that says so)
+MPI_LIB_OBJ := $(filter-out $(BUILD)/runtime/comm_nompi.o,$(LIB_OBJ)) $(MPI_OBJ)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN:= $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -88,7 +91,7 @@ $(BUILD)/runtime/backend_cpu-%.o: runtime/backend_cpu.c $(FLAGS_STAMP)
 # and its own set_err or tk_hash cannot clash. libmoge.so: the shared library, exporting the same.
 SOVERSION := 0
 VERSION   := $(shell sed -n 's/^\#define MOGE_VERSION "\(.*\)"/\1/p' include/moge.h)
-$(BUILD)/libmoge-internal.a: $(LIB_OBJ) $(MPI_OBJ)
+$(BUILD)/libmoge-internal.a: $(MPI_LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  AR    $@"
 	@rm -f $@ && ar rcs $@ $^
@@ -99,7 +102,7 @@ $(BUILD)/libmoge.a: $(LIB_OBJ)
 	@ld -r -o $(BUILD)/moge-lib.o $^ && objcopy --localize-hidden $(BUILD)/moge-lib.o && \
 	  rm -f $@ && ar rcs $@ $(BUILD)/moge-lib.o
 
-$(BUILD)/libmoge-mpi.a: $(LIB_OBJ) $(MPI_OBJ)
+$(BUILD)/libmoge-mpi.a: $(MPI_LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  AR    $@"
 	@ld -r -o $(BUILD)/moge-mpi-lib.o $^ && objcopy --localize-hidden $(BUILD)/moge-mpi-lib.o && \

@@ -485,8 +485,8 @@ MOGE_API void moge_moe_stats_reset(moge_context *ctx);
  * it ("rank 2: ..."); a rank that dies is reported by mpirun, which ends the job.
  *
  * moge_comm_mpi_init (runtime/comm_mpi.c) is in libmoge-mpi.a, libmoge.a with MPI: link that one
- * and `pkg-config --libs ompi-c` to run jobs. libmoge.a and libmoge.so hold no MPI (a program that
- * links them and calls moge_comm_mpi_init does not link); every other function here is in all. */
+ * and `pkg-config --libs ompi-c` to run jobs. libmoge.a and libmoge.so hold no MPI: there it
+ * returns MOGE_ERR_UNSUPPORTED saying so. */
 
 /* True when this process was started by an MPI launcher (mpirun / srun: its environment names a
  * rank), so that a program can call moge_comm_mpi_init only then and run alone otherwise. */
