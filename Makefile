@@ -10,7 +10,7 @@ HUB_PKGS := libcjson libcurl libcrypto
 PKGS    := libpcre2-8 libcjson libutf8proc libcurl libcrypto libedit
 # Debian packages that provide $(PKGS) and the build tools; `make deps` installs the missing ones.
 DEB_PKGS := build-essential pkg-config libpcre2-dev libcjson-dev \
-            libcurl4-openssl-dev libssl-dev libutf8proc-dev libedit-dev
+            libcurl4-openssl-dev libssl-dev libutf8proc-dev libedit-dev libopenmpi-dev openmpi-bin
 
 BUILD   ?= build
 OPT     ?= -O2
@@ -37,8 +37,16 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) $(BASE_ARCH) -g -
 LIB_LDLIBS := $(shell pkg-config --libs $(LIB_PKGS) 2>/dev/null) -lpthread -lm
 HUB_LDLIBS := $(shell pkg-config --libs $(HUB_PKGS) 2>/dev/null) -lpthread
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+# Open MPI (expert parallelism across processes): only runtime/comm_mpi.c includes mpi.h. Its object
+# is in libmoge-internal.a (an ordinary archive: only the programs that call moge_comm_mpi_init,
+# moge and tests/test_mpi, pull it and link libmpi) and in libmoge-mpi.a (libmoge.a plus MPI, for
+# library users who run jobs: link it with `pkg-config --libs ompi-c`); libmoge.a and libmoge.so
+# have runtime/comm_nompi.c instead (moge_comm_mpi_init says to link libmoge-mpi.a), so their
+# users never need libmpi.
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
 
-LIB_SRC  := $(filter-out runtime/backend_cpu.c,$(wildcard base/*.c runtime/*.c tokenizer/*.c sampling/*.c draft/*.c verify/*.c sim/*.c))
+LIB_SRC  := $(filter-out runtime/backend_cpu.c runtime/comm_mpi.c,$(wildcard base/*.c runtime/*.c tokenizer/*.c sampling/*.c draft/*.c verify/*.c sim/*.c))
 CLI_SRC  := $(wildcard examples/moge.c examples/cmd_*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC:= $(wildcard tests/bench_*.c)
@@ -49,13 +57,16 @@ HUB_OBJ  := $(HUB_SRC:%.c=$(BUILD)/%.o)
 # What the hub objects use of the rest (base/, and runtime/gguf.c to tell a .gguf path): a private
 # copy in the hub libraries (their internal names are local there as in libmoge).
 HUB_PRIVATE := $(patsubst %.c,$(BUILD)/%.o,$(wildcard base/*.c)) $(BUILD)/runtime/gguf.o
+MPI_OBJ  := $(BUILD)/runtime/comm_mpi.o
+# the objects of the libraries with MPI: comm_mpi.o instead of comm_nompi.o (its stub that says so)
+MPI_LIB_OBJ := $(filter-out $(BUILD)/runtime/comm_nompi.o,$(LIB_OBJ)) $(MPI_OBJ)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN:= $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out examples/moge%.c examples/cmd_%.c,$(wildcard examples/*.c)))
 
 .PHONY: all install test bench bench-peer demo standins deps asan fuzz fuzz-deps fuzz-merge clean
-all: $(BUILD)/libmoge.a $(BUILD)/libmoge.so $(BUILD)/libmoge-hub.a $(BUILD)/libmoge-hub.so $(BUILD)/moge $(EXAMPLES)
+all: $(BUILD)/libmoge.a $(BUILD)/libmoge.so $(BUILD)/libmoge-mpi.a $(BUILD)/libmoge-hub.a $(BUILD)/libmoge-hub.so $(BUILD)/moge $(EXAMPLES)
 
 # NONKERNEL_FLAGS: flags for every object but the kernel variants (the fuzz build's UBSan, which
 # takes clang minutes per kernel variant).
@@ -75,6 +86,11 @@ $(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS) $(NONKERNEL_FLAGS) -c $< -o $@
 
+$(BUILD)/runtime/comm_mpi.o: runtime/comm_mpi.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS) $(MPI_CFLAGS) -c $< -o $@
+
 $(BUILD)/runtime/backend_cpu-%.o: runtime/backend_cpu.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "  CC    $< ($*)"
@@ -86,7 +102,7 @@ $(BUILD)/runtime/backend_cpu-%.o: runtime/backend_cpu.c $(FLAGS_STAMP)
 # and its own set_err or tk_hash cannot clash. libmoge.so: the shared library, exporting the same.
 SOVERSION := 0
 VERSION   := $(shell sed -n 's/^\#define MOGE_VERSION "\(.*\)"/\1/p' include/moge.h)
-$(BUILD)/libmoge-internal.a: $(LIB_OBJ) $(HUB_OBJ)
+$(BUILD)/libmoge-internal.a: $(MPI_LIB_OBJ) $(HUB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  AR    $@"
 	@rm -f $@ && ar rcs $@ $^
@@ -106,6 +122,8 @@ endef
 
 $(BUILD)/libmoge.a: $(LIB_OBJ)
 	$(public_static)
+$(BUILD)/libmoge-mpi.a: $(MPI_LIB_OBJ)
+	$(public_static)
 $(BUILD)/libmoge.so: $(LIB_OBJ)
 	$(call public_shared,$(LIB_LDLIBS))
 $(BUILD)/libmoge-hub.a: $(HUB_OBJ) $(HUB_PRIVATE)
@@ -115,12 +133,17 @@ $(BUILD)/libmoge-hub.so: $(HUB_OBJ) $(HUB_PRIVATE)
 
 $(BUILD)/moge: $(CLI_OBJ) $(BUILD)/libmoge-internal.a
 	@echo "  LINK  $@"
-	@$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libmoge-internal.a $(LDLIBS)
+	@$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libmoge-internal.a $(LDLIBS) $(MPI_LIBS)
 
 # The example programs use only include/moge.h: they link the public library.
 $(BUILD)/examples/%: $(BUILD)/examples/%.o $(BUILD)/libmoge.a
 	@echo "  LINK  $@"
 	@$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libmoge.a $(LIB_LDLIBS)
+
+# the one test that is an MPI program itself (it runs its own ranks under mpirun)
+$(BUILD)/tests/test_mpi: $(BUILD)/tests/test_mpi.o $(BUILD)/libmoge-internal.a
+	@echo "  LINK  $@"
+	@$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libmoge-internal.a $(LDLIBS) $(MPI_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libmoge-internal.a
 	@echo "  LINK  $@"
@@ -272,7 +295,7 @@ fuzz-merge:
 clean:
 	rm -rf build build-asan $(FUZZ_BUILD)
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d) $(EXAMPLES:=.d)
+-include $(LIB_OBJ:.o=.d) $(MPI_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d) $(EXAMPLES:=.d)
 .SECONDARY:
 
 # moge and a llama.cpp built outside the repository (LLAMA_CPP=its build/bin) decoding the same weights side by side (tools/bench_peer.sh; fetches nothing).

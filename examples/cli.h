@@ -10,6 +10,10 @@
 
 #include "moge.h"
 
+/* The MPI job this process is rank 0 of (examples/moge.c), or NULL: cli_load_model loads the
+ * target across its ranks; draft models stay on rank 0. */
+extern moge_comm *cli_comm;
+
 /* Parse a flag's value; on failure print "moge CMD: FLAG: ..." to stderr and return false. */
 bool cli_int(const char *cmd, const char *flag, const char *s, long min, long max, long *out);
 bool cli_float(const char *cmd, const char *flag, const char *s, double min, double max, double *out);
@@ -23,6 +27,15 @@ void cli_backend_desc(const moge_model_info *in, char *buf, size_t cap);
 /* The same into a JSON object: "backend", "kernels" (null for ref) and "processor". */
 struct cJSON;
 void cli_json_backend(struct cJSON *root, const moge_model_info *in);
+/* The ranks' figures rs[0..R-1] (moge_context_rank_stats) into root (may be NULL): "ranks":
+ * [{"rank", "expert_bytes", "resident_bytes", "pairs", "compute_seconds", "expert_seconds",
+ * "comm_seconds", "bytes_sent", "forwards", "rows", "spread_pairs"}] and "rank_imbalance"
+ * (spread_pairs / rows: the
+ * Imbalance Score of the ranks' real loads per layer and batch, weighted by rows); with f and
+ * more than one rank, a line per rank there too ("moge CMD: LABELrank R: ..."). */
+void cli_ranks_out(struct cJSON *root, FILE *f, const char *cmd, const char *label, const moge_rank_stats *rs, int R);
+/* The same for ctx's figures since it was made. Nothing for a dense model in one process. */
+void cli_report_ranks(struct cJSON *root, FILE *f, const char *cmd, moge_context *ctx);
 /* --kernels NAME: a cpu kernel variant this processor runs; false after printing an error naming
  * the ones it does. */
 bool cli_kernels(const char *cmd, const char *flag, const char *name);

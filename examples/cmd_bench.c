@@ -371,7 +371,32 @@ typedef struct {
     bool repeat_differs;      /* a later repeat gave other ids than repeat 0 */
     int identical;            /* greedy: 1 when every repeat equals the baseline's repeat 0, else 0; -1 sampling */
     int diff_prompt, diff_at; /* the first prompt (--batch: sequence) and token that differ from the baseline */
+    moge_rank_stats *ranks;   /* (n_ranks) the ranks' figures over the timed turns (a MoE target) */
+    int n_ranks;
 } mode_result;
+
+/* ctx's ranks' figures into snap (n_ranks of them); false when there are none (dense, one process). */
+static bool rank_snapshot(moge_context *ctx, moge_rank_stats *snap) {
+    return moge_context_n_moe_layers(ctx) > 0 && moge_context_rank_stats(ctx, snap) == MOGE_OK;
+}
+
+/* r->ranks += after - before, per rank (expert_bytes and resident_bytes: after's). */
+static void rank_add(mode_result *r, const moge_rank_stats *before, const moge_rank_stats *after) {
+    for (int i = 0; i < r->n_ranks; i++) {
+        moge_rank_stats *a = &r->ranks[i];
+        a->rank = after[i].rank;
+        a->expert_bytes = after[i].expert_bytes;
+        a->resident_bytes = after[i].resident_bytes;
+        a->pairs += after[i].pairs - before[i].pairs;
+        a->compute_seconds += after[i].compute_seconds - before[i].compute_seconds;
+        a->expert_seconds += after[i].expert_seconds - before[i].expert_seconds;
+        a->comm_seconds += after[i].comm_seconds - before[i].comm_seconds;
+        a->bytes_sent += after[i].bytes_sent - before[i].bytes_sent;
+        a->forwards += after[i].forwards - before[i].forwards;
+        a->rows += after[i].rows - before[i].rows;
+        a->spread_pairs += after[i].spread_pairs - before[i].spread_pairs;
+    }
+}
 
 /* What a generation's callback collects (one collector per sequence with --batch). */
 typedef struct {
@@ -558,6 +583,8 @@ static int warm_up(bench_env *e, const bench_opts *o, const prompt_set *p, bench
 static int run_turn(bench_env *e, const bench_opts *o, const prompt_set *p, mode_result *r, int rep, collector *cols, progress *pg) {
     moge_generate_params gp = mode_params(o, e, r->mode);
     if (warm_up(e, o, p, r->mode, cols)) return 1;
+    moge_rank_stats *before = r->ranks + r->n_ranks, *after = before + r->n_ranks; /* scratch after the totals */
+    bool ranks = r->n_ranks > 0 && rank_snapshot(e->m.ctx, before);
     int64_t gen = 0;
     double secs = 0;
     if (o->batch) {
@@ -583,6 +610,7 @@ static int run_turn(bench_env *e, const bench_opts *o, const prompt_set *p, mode
         secs += st.t_decode_s;
         pg->done++;
     }
+    if (ranks && rank_snapshot(e->m.ctx, after)) rank_add(r, before, after);
     r->t_decode += secs;
     r->tps[rep] = secs > 0 ? (double)gen / secs : 0;
     progress_draw(pg, r->mode.name, rep, o->repeats);
@@ -611,9 +639,11 @@ static int run_all(bench_env *e, const bench_opts *o, const prompt_set *p, mode_
 /* Results                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
-static int results_alloc(mode_result *r, int n_modes, const bench_opts *o, int n_prompts, int n_moe) {
+static int results_alloc(mode_result *r, int n_modes, const bench_opts *o, int n_prompts, int n_moe, int n_ranks) {
     for (int k = 0; k < n_modes; k++) {
         r[k].mode = o->modes[k];
+        r[k].n_ranks = n_moe > 0 ? n_ranks : 0;
+        if (r[k].n_ranks && !(r[k].ranks = calloc((size_t)n_ranks * 3, sizeof *r[k].ranks))) return 1; /* totals, before, after */
         r[k].identical = -1;
         r[k].diff_prompt = -1;
         r[k].tps = calloc((size_t)o->repeats, sizeof(double));
@@ -636,6 +666,7 @@ static void results_free(mode_result *r, int n_modes, int n_prompts) {
         free(r[k].moe_is);
         free(r[k].moe_distinct);
         free(r[k].moe_passes);
+        free(r[k].ranks);
     }
 }
 
@@ -844,6 +875,15 @@ static void print_summary(const bench_opts *o, const mode_result *r, int n_modes
     printf("%s\n", all ? "all modes produced identical text" : "");
 }
 
+/* An expert-parallel job (mpirun): per mode, each rank's share of the timed turns (stdout). */
+static void print_ranks(const mode_result *r, int n_modes) {
+    for (int k = 0; k < n_modes && r[k].n_ranks > 1; k++) {
+        char label[64];
+        snprintf(label, sizeof label, "%s: ", r[k].mode.name);
+        cli_ranks_out(NULL, stdout, CMD, label, r[k].ranks, r[k].n_ranks);
+    }
+}
+
 static cJSON *ids_json(const mode_result *r, int n_prompts) {
     cJSON *a = cJSON_CreateArray();
     for (int i = 0; i < n_prompts; i++) {
@@ -884,6 +924,7 @@ static cJSON *mode_json(const mode_result *r, int n_moe, int n_items, int repeat
     if (ex >= 0) cJSON_AddNumberToObject(m, "distinct_experts", ex); else cJSON_AddNullToObject(m, "distinct_experts");
     if (r->identical < 0) cJSON_AddNullToObject(m, "identical"); else cJSON_AddBoolToObject(m, "identical", r->identical);
     cJSON_AddItemToObject(m, "ids", ids_json(r, n_items));
+    if (r->n_ranks > 0) cli_ranks_out(m, NULL, CMD, "", r->ranks, r->n_ranks);
     return m;
 }
 
@@ -945,7 +986,7 @@ int cmd_bench(int argc, char **argv) {
         cols[k].cap = o.c.gp.n_predict;
         if (!(cols[k].ids = malloc((size_t)o.c.gp.n_predict * sizeof *cols[k].ids))) goto oom;
     }
-    if (results_alloc(r, o.n_modes, &o, n_items, n_moe)) goto oom;
+    if (results_alloc(r, o.n_modes, &o, n_items, n_moe, moge_context_n_ranks(e.m.ctx))) goto oom;
     progress pg = {.tty = isatty(STDERR_FILENO), .total = o.n_modes * o.repeats * n_items};
     if (run_all(&e, &o, &p, r, cols, &pg)) goto done;
     if (pg.tty) fputs("\r\033[K", stderr);
@@ -953,6 +994,7 @@ int cmd_bench(int argc, char **argv) {
     compare_modes(r, o.n_modes, base, n_items, o.c.gp.sampler.temperature == 0);
     print_table(r, o.n_modes, base, n_moe, &o);
     print_summary(&o, r, o.n_modes, base, p.n);
+    print_ranks(r, o.n_modes);
     fflush(stdout);
     rc = o.json ? write_json(&o, r, o.n_modes, base, p.n, n_moe) : 0;
     goto done;

@@ -364,6 +364,48 @@ void cli_backend_desc(const moge_model_info *in, char *buf, size_t cap) {
     else snprintf(buf, cap, "%s backend on %s", in->backend, cpu);
 }
 
+void cli_ranks_out(struct cJSON *root, FILE *f, const char *cmd, const char *label, const moge_rank_stats *rs, int R) {
+    double is = rs[0].rows > 0 ? (double)rs[0].spread_pairs / (double)rs[0].rows : 0.0;
+    cJSON *arr = root ? cJSON_AddArrayToObject(root, "ranks") : NULL;
+    for (int r = 0; r < R; r++) {
+        const moge_rank_stats *s = &rs[r];
+        if (arr) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "rank", s->rank);
+            cJSON_AddNumberToObject(o, "expert_bytes", (double)s->expert_bytes);
+            cJSON_AddNumberToObject(o, "resident_bytes", (double)s->resident_bytes);
+            cJSON_AddNumberToObject(o, "pairs", (double)s->pairs);
+            cJSON_AddNumberToObject(o, "compute_seconds", s->compute_seconds);
+            cJSON_AddNumberToObject(o, "expert_seconds", s->expert_seconds);
+            cJSON_AddNumberToObject(o, "comm_seconds", s->comm_seconds);
+            cJSON_AddNumberToObject(o, "bytes_sent", (double)s->bytes_sent);
+            cJSON_AddNumberToObject(o, "forwards", (double)s->forwards);
+            cJSON_AddNumberToObject(o, "rows", (double)s->rows);
+            cJSON_AddNumberToObject(o, "spread_pairs", (double)s->spread_pairs);
+            cJSON_AddItemToArray(arr, o);
+        }
+        if (f && R > 1)
+            fprintf(f, "moge %s: %srank %d: experts %.2f MB, resident %.1f MB, %lld pairs, compute %.3f s (experts %.3f s), exchange %.3f s, sent %.2f MB\n",
+                    cmd, label, s->rank, s->expert_bytes / 1e6, s->resident_bytes / 1e6, (long long)s->pairs, s->compute_seconds, s->expert_seconds,
+                    s->comm_seconds, s->bytes_sent / 1e6);
+    }
+    if (root) cJSON_AddNumberToObject(root, "rank_imbalance", is);
+    if (f && R > 1) fprintf(f, "moge %s: %s%d ranks, Imbalance Score of their loads %.3f\n", cmd, label, R, is);
+}
+
+void cli_report_ranks(struct cJSON *root, FILE *f, const char *cmd, moge_context *ctx) {
+    int R = moge_context_n_ranks(ctx), L = moge_context_n_moe_layers(ctx);
+    if (R < 1 || (R == 1 && L == 0)) return;
+    moge_rank_stats *rs = calloc((size_t)R, sizeof *rs);
+    if (!rs || moge_context_rank_stats(ctx, rs) != MOGE_OK) {
+        if (f) fprintf(f, "moge %s: the ranks' statistics: %s\n", cmd, rs ? moge_context_error(ctx) : "out of memory");
+        free(rs);
+        return;
+    }
+    cli_ranks_out(root, f, cmd, "", rs, R);
+    free(rs);
+}
+
 void cli_json_backend(struct cJSON *root, const moge_model_info *in) {
     char cpu[128];
     moge_cpu_name(cpu, sizeof cpu);
@@ -610,9 +652,12 @@ static void load_progress(double done, void *user) {
     fflush(stderr);
 }
 
-/* moge_model_load with the progress line (o->mp otherwise). */
-static moge_status load_with_progress(const cli_common_opts *o, const char *dir, moge_model **out, char *err, size_t n) {
+moge_comm *cli_comm;
+
+/* moge_model_load with the progress line (o->mp otherwise; comm: the job to load across, or NULL). */
+static moge_status load_with_progress(const cli_common_opts *o, const char *dir, moge_comm *comm, moge_model **out, char *err, size_t n) {
     moge_model_params mp = o->mp;
+    mp.comm = comm;
     load_note note = {.cmd = o->cmd, .what = dir};
     clock_gettime(CLOCK_MONOTONIC, &note.t0);
     if (isatty(2)) {
@@ -656,7 +701,7 @@ static bool cli_tokenizer_fits(const cli_common_opts *o, const char *tok_path, c
 bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m) {
     char err[1024], dir[CLI_PATH_CAP];
     if (moge_resolve_model(o->model, dir, sizeof dir, err, sizeof err) != MOGE_OK ||
-        load_with_progress(o, dir, &m->model, err, sizeof err) != MOGE_OK ||
+        load_with_progress(o, dir, cli_comm, &m->model, err, sizeof err) != MOGE_OK ||
         (!o->tokenizer && moge_tokenizer_load(dir, &m->tok, err, sizeof err) != MOGE_OK)) {
         fprintf(stderr, "moge %s: -m %s: %s\n", o->cmd, o->model, err);
         return false;
@@ -708,7 +753,7 @@ bool cli_load_drafter(const cli_common_opts *o, cli_draft_kind kind, cli_models 
     if (kind == CLI_DRAFT_MODEL) {
         if (!m->draft_model) { /* a later drafter shares the draft model and tokenizer loaded first */
             if ((st = moge_resolve_model(o->draft, dir, sizeof dir, err, sizeof err)) == MOGE_OK &&
-                (st = load_with_progress(o, dir, &m->draft_model, err, sizeof err)) == MOGE_OK)
+                (st = load_with_progress(o, dir, NULL, &m->draft_model, err, sizeof err)) == MOGE_OK)
                 st = moge_tokenizer_load(dir, &m->draft_tok, err, sizeof err);
             if (st == MOGE_OK) {
                 moge_model_info di;

@@ -235,7 +235,7 @@ static int write_json(cJSON *root, const char *path) {
     return ok ? 0 : 1;
 }
 
-static int write_stats_json(const char *path, const moge_model_info *info, const moge_stats *st, const moge_context *ctx,
+static int write_stats_json(const char *path, const moge_model_info *info, const moge_stats *st, moge_context *ctx,
                             const int32_t *ids, int32_t n_ids, const compare_result *cmp) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "architecture", info->architecture);
@@ -248,6 +248,7 @@ static int write_stats_json(const char *path, const moge_model_info *info, const
         cJSON_AddBoolToObject(c, "identical", cmp->identical);
     }
     add_moe_json(root, info, ctx);
+    cli_report_ranks(root, NULL, "run", ctx);
     return write_json(root, path);
 }
 
@@ -277,6 +278,7 @@ static void print_moe(const cli_models *m) {
     if (verbosity == NORMAL && n_got > 0)
         fprintf(stderr, "moge run: MoE (%s routing, %d devices), %d layers: mean Imbalance Score %.3f (max %.3f), %.1f of %d experts per pass (-v: per layer)\n",
                 m->info.routing, n_devices, n_got, is / n_got, is_max, distinct / n_got, n_experts);
+    if (verbosity != QUIET) cli_report_ranks(NULL, stderr, "run", m->ctx);
 }
 
 /* The ids of a prompt (what names it in messages): text with the tokenizer's BOS, or the BOS
@@ -461,6 +463,7 @@ static int batch_stats_json(const run_batch *b, const moge_decoder_stats *ds, co
     cJSON_AddNumberToObject(t, "rows", (double)ds->n_rows);
     cJSON_AddNumberToObject(t, "expert_bytes_read", ds->expert_bytes_read);
     add_moe_json(root, &b->m.info, b->m.ctx);
+    cli_report_ranks(root, NULL, "run", b->m.ctx);
     return write_json(root, path);
 }
 

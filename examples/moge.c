@@ -1,9 +1,12 @@
 /*
  * moge.c — the `moge` command: dispatches to the subcommands in examples/cmd_*.c.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "examples/cli.h"
 #include "examples/commands.h"
 #include "moge.h"
 
@@ -28,7 +31,44 @@ static void usage(FILE *f) {
           f);
 }
 
+/* Under mpirun the job's other ranks end by SIGTERM when one rank fails (mpirun names it): say so. */
+static void on_term(int sig) {
+    (void)sig;
+    static const char msg[] = "moge: stopped by the MPI launcher: another rank of the job failed (mpirun names it)\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+    _exit(143);
+}
+
+static int dispatch(int argc, char **argv);
+
+/* Started by mpirun (an expert-parallel job): rank 0 runs the command with the job as its
+ * models' comm; every other rank follows it (moge_comm_serve) and exits with rank 0's status.
+ * Started alone, nothing of MPI is touched. */
 int main(int argc, char **argv) {
+    if (!moge_comm_launched()) return dispatch(argc, argv);
+    char err[1024];
+    moge_comm *comm = NULL;
+    if (moge_comm_mpi_init(&argc, &argv, &comm, err, sizeof err) != MOGE_OK) {
+        fprintf(stderr, "moge: %s\n", err);
+        return 1;
+    }
+    signal(SIGTERM, on_term);
+    int rank = moge_comm_rank(comm), rc = 1;
+    if (rank == 0) {
+        cli_comm = comm;
+        rc = dispatch(argc, argv);
+        cli_comm = NULL;
+    } else if (moge_comm_serve(comm, &rc, err, sizeof err) != MOGE_OK) {
+        fprintf(stderr, "moge: %s\n", err);
+        fflush(stderr);
+        _exit(1); /* without MPI_Finalize: mpirun ends the job */
+    }
+    moge_comm_free(comm, rc);
+    return rc;
+}
+
+static int dispatch(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -172,6 +172,7 @@ MOGE_API moge_status moge_chat_render(moge_chat_family family, const moge_chat_m
 
 typedef struct moge_model moge_model;
 typedef struct moge_context moge_context;
+typedef struct moge_comm moge_comm; /* the processes of one MPI job (see "Expert parallelism" below) */
 
 typedef enum {
     MOGE_BACKEND_CPU = 0, /* vectorised kernels (AVX2/AVX-512), threaded */
@@ -227,6 +228,11 @@ typedef struct {
      * = the MOGE_KERNELS environment variable when set, else moge_cpu_kernels_best(). A name
      * that is not built, or that this processor cannot run, is MOGE_ERR_ARG. */
     const char *kernels;
+    /* Expert parallelism (moge_comm_mpi_init): NULL (default) = one process. On rank 0 of a job of
+     * N > 1 ranks the model is loaded by every rank, each holding the replicated weights and only
+     * the experts of its n_group / N groups (N must divide n_group); its contexts run every
+     * forward on all ranks. Followers never call this: moge_comm_serve does it for them. */
+    moge_comm *comm;
 } moge_model_params;
 
 MOGE_API moge_model_params moge_model_default_params(void);
@@ -473,6 +479,65 @@ MOGE_API int32_t moge_context_n_moe_layers(const moge_context *ctx);
  * true: the running totals. Pointers inside stay valid until the next forward or reset. */
 MOGE_API moge_status moge_moe_stats_get(const moge_context *ctx, int32_t layer, bool totals, moge_moe_stats *out);
 MOGE_API void moge_moe_stats_reset(moge_context *ctx);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Expert parallelism across processes (runtime/comm.c; MPI in runtime/comm_mpi.c)            */
+/* ------------------------------------------------------------------------------------------ */
+
+/* A job of N processes (ranks) started by mpirun, on one machine or several. Rank 0 runs the
+ * program: it loads the target with moge_model_params.comm set, owns the tokenizer, drafting,
+ * sampling and I/O, and uses the model and its contexts exactly as in one process. Every other
+ * rank calls moge_comm_serve(), which follows rank 0's steps: it loads the same model holding only
+ * its own expert groups, makes the same contexts, runs every forward (attention and routing for all
+ * rows, its own experts for the rows routed to them) and applies every KV commit/truncate. In a
+ * forward the ranks exchange the per-(row, expert) outputs (an all-gather) and each sums a row's
+ * experts in the order one process does: logits are bit-identical to a single-process run.
+ * A rank that fails (a load error, an MPI error) makes every rank's call fail with a message naming
+ * it ("rank 2: ..."); a rank that dies is reported by mpirun, which ends the job.
+ *
+ * moge_comm_mpi_init (runtime/comm_mpi.c) is in libmoge-mpi.a, libmoge.a with MPI: link that one
+ * and `pkg-config --libs ompi-c` to run jobs. libmoge.a and libmoge.so hold no MPI: there it
+ * returns MOGE_ERR_UNSUPPORTED saying so. */
+
+/* True when this process was started by an MPI launcher (mpirun / srun: its environment names a
+ * rank), so that a program can call moge_comm_mpi_init only then and run alone otherwise. */
+MOGE_API bool moge_comm_launched(void);
+/* MPI_Init (with threads funneled to the caller) and a communicator over MPI_COMM_WORLD whose MPI
+ * errors return codes instead of aborting. Call once, before any other MPI use. */
+MOGE_API moge_status moge_comm_mpi_init(int *argc, char ***argv, moge_comm **out, char *err, size_t err_size);
+MOGE_API int32_t moge_comm_rank(const moge_comm *comm); /* 0 for NULL */
+MOGE_API int32_t moge_comm_size(const moge_comm *comm); /* 1 for NULL */
+/* Ranks other than 0: follows rank 0 until it calls moge_comm_free; *exit_status (may be NULL)
+ * receives the status rank 0 passed there. An error (a failed forward here, an MPI error, a state
+ * that differs from rank 0's) returns with the message in err. */
+MOGE_API moge_status moge_comm_serve(moge_comm *comm, int *exit_status, char *err, size_t err_size);
+/* Rank 0: tells the followers to stop with exit_status (they return from moge_comm_serve), then
+ * every rank finalizes MPI and frees comm. Free the models and contexts first. NULL is a no-op. */
+MOGE_API void moge_comm_free(moge_comm *comm, int exit_status);
+
+/* One rank's figures for a context, since it was made (moge_moe_stats_reset leaves them). */
+typedef struct {
+    int32_t rank;
+    int64_t expert_bytes;     /* bytes of routed-expert weights the rank holds (as laid out) */
+    int64_t resident_bytes;   /* the process's resident memory (VmRSS), measured when asked */
+    int64_t pairs;            /* token-expert pairs it computed, summed over layers and forwards */
+    double compute_seconds;   /* in forwards, outside the exchange (attention, routing, its experts, ...) */
+    double expert_seconds;    /* of which in its own routed experts */
+    double comm_seconds;      /* in the exchange of expert outputs, waiting for slower ranks included */
+    int64_t bytes_sent;       /* expert outputs it sent (its pairs x n_embd floats x the other ranks),
+                                 plus on rank 0 the broadcast steps */
+    int64_t forwards;         /* forwards run */
+    int64_t rows;             /* rows routed, summed over MoE layers and forwards */
+    int64_t spread_pairs;     /* the same sum of (most - fewest pairs a rank computed), from the block
+                                 sizes the ranks exchanged: the same on every rank */
+} moge_rank_stats;
+
+/* Ranks a context's forwards run on (1 without a comm). */
+MOGE_API int32_t moge_context_n_ranks(const moge_context *ctx);
+/* Fills out[0..n_ranks-1] (every rank's figures, gathered from the followers: call on rank 0).
+ * The ranks' Imbalance Score (design.md §3, per layer and batch, weighted by rows):
+ * spread_pairs / rows. */
+MOGE_API moge_status moge_context_rank_stats(moge_context *ctx, moge_rank_stats *out);
 
 /* The routing of the last forward at MoE layer `layer`: (n, k) expert ids (ascending per row) and
  * their weights, n = the last batch's rows, k = experts per token. Owned by the context, valid

@@ -55,7 +55,8 @@ typedef struct {
 
 /* The routed experts of one MoE layer over a batch. */
 typedef struct {
-    float *out;                 /* (n, n_embd) = Σ_j weights[r][j] · expert_{experts[r][j]}(x[r]) */
+    float *out;                 /* (n, n_embd) = Σ_j weights[r][j] · expert_{experts[r][j]}(x[r]); NULL: only
+                                   pair_out of the pairs whose expert the devices own (a rank of a job) */
     const float *x;             /* (n, n_embd) the normed input */
     int n, n_embd, n_ff, k, n_expert;
     const int32_t *experts;     /* (n, k) ascending expert ids per row */
@@ -69,6 +70,11 @@ typedef struct {
     float *pair_out;            /* scratch (n * k, n_embd) */
     float *dev_scratch;         /* scratch n_devices * moe_scratch_floats(n, n_embd, n_ff) */
 } moe_args;
+
+/* out (n, E) = Σ_j weights[r][j] · pair_out[r * k + j] for each row r, summed in slot order (the
+ * ascending expert ids) from 0: the one order every backend and every rank of a job sums in
+ * (runtime/moe_routing.c). */
+void moe_combine(float *out, const float *pair_out, const float *weights, int n, int k, int E);
 
 /* Scratch floats one device needs for a batch of up to n rows (gathered inputs, gate, up, output,
  * and the int16 activations of the row-major quantized kernels). */

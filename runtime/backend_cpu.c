@@ -1269,15 +1269,7 @@ static void cpu_moe_experts(const backend_env *env, const moe_args *a) {
     for (int e = a->n_expert; e > 0; e--) a->offset[e] = a->offset[e - 1];
     a->offset[0] = 0;
     threadpool_run(env->pool, a->n_devices, moe_device_task, (void *)a);
-    for (int r = 0; r < a->n; r++) {
-        float *out = a->out + (int64_t)r * E;
-        for (int i = 0; i < E; i++) out[i] = 0.0f;
-        for (int j = 0; j < a->k; j++) {
-            const float *y = a->pair_out + (int64_t)(r * a->k + j) * E;
-            float w = a->weights[r * a->k + j];
-            for (int i = 0; i < E; i++) out[i] += w * y[i];
-        }
-    }
+    if (a->out) moe_combine(a->out, a->pair_out, a->weights, a->n, a->k, E);
 }
 
 /* This file is compiled once per kernel variant (Makefile CPU_VARIANTS: its instruction-set flags

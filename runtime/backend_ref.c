@@ -103,20 +103,24 @@ static void ref_swiglu(float *g, const float *u, int64_t n) {
     }
 }
 
-/* Each (row, expert) pair on its own: the obviously correct MoE. */
+/* Each (row, expert) pair on its own: the obviously correct MoE. Without out (a rank of a job),
+ * only the pairs of the devices' experts, into pair_out. */
 static void ref_moe_experts(const backend_env *env, const moe_args *a) {
     float *g = a->dev_scratch, *u = g + a->n_ff, *y = u + a->n_ff;
+    int lo = a->device_begin[0], hi = a->device_begin[a->n_devices];
     for (int r = 0; r < a->n; r++) {
         const float *x = a->x + (int64_t)r * a->n_embd;
-        float *out = a->out + (int64_t)r * a->n_embd;
-        for (int i = 0; i < a->n_embd; i++) out[i] = 0.0f;
+        float *out = a->out ? a->out + (int64_t)r * a->n_embd : NULL;
+        for (int i = 0; out && i < a->n_embd; i++) out[i] = 0.0f;
         for (int j = 0; j < a->k; j++) {
             int e = a->experts[r * a->k + j];
+            if (e < lo || e >= hi) continue;
+            float *yp = out ? y : a->pair_out + (int64_t)(r * a->k + j) * a->n_embd;
             ref_matmul(env, g, x, 1, &a->gate[e], NULL);
             ref_matmul(env, u, x, 1, &a->up[e], NULL);
             ref_swiglu(g, u, a->n_ff);
-            ref_matmul(env, y, g, 1, &a->down[e], NULL);
-            for (int i = 0; i < a->n_embd; i++) out[i] += a->weights[r * a->k + j] * y[i];
+            ref_matmul(env, yp, g, 1, &a->down[e], NULL);
+            for (int i = 0; out && i < a->n_embd; i++) out[i] += a->weights[r * a->k + j] * y[i];
         }
     }
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/comm.h"
 #include "runtime/context.h"
 #include "base/errors.h"
 #include "runtime/moe.h"
@@ -31,6 +32,13 @@ static void *alloc_floats(int64_t n, int *failed) {
 moge_status moge_context_new(moge_model *m, const moge_context_params *params, moge_context **out, char *err, size_t n) {
     if (out) *out = NULL;
     if (!m || !out) return set_err(err, n, MOGE_ERR_ARG, "moge_context_new: model and out must not be NULL");
+    if (comm_leads(m->comm)) return comm_context_new(m, params, out, err, n); /* on every rank */
+    moge_status st = context_new(m, params, out, err, n);
+    if (st == MOGE_OK) (*out)->comm = m->comm; /* a job of one rank */
+    return st;
+}
+
+moge_status context_new(moge_model *m, const moge_context_params *params, moge_context **out, char *err, size_t n) {
     moge_context_params p = params ? *params : moge_context_default_params();
     const model_config *c = &m->cfg;
     if (p.n_ctx < 0 || p.n_batch < 0 || p.n_seq < 0)
@@ -103,14 +111,23 @@ moge_status moge_context_new(moge_model *m, const moge_context_params *params, m
     ctx->samp_child_tok = calloc((size_t)B, sizeof(int32_t));
     if (!ctx->samp_idx || !ctx->samp_recent || !ctx->samp_children || !ctx->samp_child_tok) failed = 1;
     ctx->pos = calloc((size_t)B, sizeof(int32_t));
+    int R = moge_comm_size(m->comm);
+    ctx->rank = moge_comm_rank(m->comm);
+    ctx->n_ranks = R;
     if (c->n_expert > 0) {
         int N = c->n_expert, K = c->n_expert_used, L = c->n_layer;
-        int D = p.n_devices > 0 ? p.n_devices : moe_default_devices(c, m->n_threads);
-        if (c->n_group % D != 0) {
+        /* devices in the whole job: each rank runs R-th of them, whole groups of its own experts */
+        int D = p.n_devices > 0 ? p.n_devices : R * moe_default_devices(&(model_config){.n_group = c->n_group / R}, m->n_threads);
+        if (c->n_group % D != 0 || D % R != 0) {
             moge_context_free(ctx);
+            if (R > 1)
+                return set_err(err, n, MOGE_ERR_ARG, "n_devices %d must divide the %d expert groups and be a multiple of the %d ranks", D,
+                               c->n_group, R);
             return set_err(err, n, MOGE_ERR_ARG, "n_devices %d must divide the %d expert groups (each device owns whole groups)", D, c->n_group);
         }
         ctx->n_devices = D;
+        ctx->n_local_devices = D / R;
+        ctx->first_device = ctx->rank * (D / R);
         ctx->device_begin = calloc((size_t)D + 1, sizeof(int32_t));
         if (ctx->device_begin) moe_device_ranges(c, D, ctx->device_begin);
         ctx->router_logits = alloc_floats(B * N, &failed);
@@ -119,7 +136,8 @@ moge_status moge_context_new(moge_model *m, const moge_context_params *params, m
         ctx->order = calloc((size_t)(B * K), sizeof(int32_t));
         ctx->offset = calloc((size_t)N + 1, sizeof(int32_t));
         ctx->pair_out = alloc_floats(B * K * c->n_embd, &failed);
-        ctx->dev_scratch = alloc_floats(D * moe_scratch_floats(B, c->n_embd, c->n_ff_expert), &failed);
+        ctx->dev_scratch = alloc_floats(ctx->n_local_devices * moe_scratch_floats(B, c->n_embd, c->n_ff_expert), &failed);
+        if (R > 1) ctx->xchg = alloc_floats(B * K * c->n_embd, &failed);
         ctx->route_p = alloc_floats(N, &failed);
         ctx->route_taken = calloc((size_t)N, 1);
         ctx->moe_out = alloc_floats(B * c->n_embd, &failed);
@@ -137,6 +155,13 @@ moge_status moge_context_new(moge_model *m, const moge_context_params *params, m
             !ctx->last_device_pairs || !ctx->tot_device_pairs || !ctx->last_expert_hits || !ctx->tot_expert_hits ||
             !ctx->last_imbalance || !ctx->last_distinct || !ctx->tot_imbalance || !ctx->tot_imbalance_max || !ctx->tot_distinct)
             failed = 1;
+    }
+    if (R > 1) { /* a job's forward commands and gathers (a dense model's too) */
+        ctx->xchg_bytes = calloc((size_t)R * 3, sizeof(int));
+        if (!ctx->xchg_bytes) failed = 1;
+        else ctx->xchg_displ = ctx->xchg_bytes + R, ctx->xchg_at = ctx->xchg_displ + R;
+        ctx->cmd_buf = calloc((size_t)comm_forward_buf_ints((int)B), sizeof(int32_t));
+        if (!ctx->cmd_buf) failed = 1;
     }
     if (failed || !ctx->pos) {
         moge_context_free(ctx);
@@ -180,6 +205,8 @@ moge_status context_kv_reserve(moge_context *ctx, int slots) {
 
 void moge_context_free(moge_context *ctx) {
     if (!ctx) return;
+    if (comm_leads(ctx->comm)) comm_command(ctx->comm, COMM_CTX_FREE, ctx->comm_id, 0, 0, 0, 0, NULL, 0, NULL, 0);
+    free(ctx->xchg); free(ctx->xchg_bytes); free(ctx->cmd_buf);
     free(ctx->k_cache); free(ctx->v_cache);
     free(ctx->x); free(ctx->xb); free(ctx->q); free(ctx->k); free(ctx->v); free(ctx->att);
     free(ctx->gate); free(ctx->up); free(ctx->logits); free(ctx->env.ws); free(ctx->env.attn_ws);
@@ -247,6 +274,9 @@ moge_status moge_seq_kv_commit(moge_context *ctx, int32_t seq, const int32_t *ro
     sq->n_past += n_rows;
     sq->n_last = 0;
     ctx->err[0] = 0;
+    if (comm_leads(ctx->comm)) /* every rank keeps the same rows */
+        return comm_command(ctx->comm, COMM_COMMIT, ctx->comm_id, seq, n_rows, rows != NULL, 0, rows,
+                            rows ? (int64_t)n_rows * (int64_t)sizeof *rows : 0, ctx->err, sizeof ctx->err);
     return MOGE_OK;
 }
 
@@ -259,6 +289,8 @@ moge_status moge_seq_kv_truncate(moge_context *ctx, int32_t seq, int32_t n_past)
         return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_kv_truncate: %d is outside 0..%d", n_past, sq->n_past);
     sq->n_past = n_past;
     sq->n_last = 0;
+    if (comm_leads(ctx->comm))
+        return comm_command(ctx->comm, COMM_TRUNCATE, ctx->comm_id, seq, n_past, 0, 0, NULL, 0, ctx->err, sizeof ctx->err);
     return MOGE_OK;
 }
 

@@ -76,6 +76,16 @@ struct moge_context {
      * calibration), freed with the context; the runtime never looks inside */
     void *upper_state;
     void (*upper_free)(void *);
+    /* expert parallelism (runtime/comm.h): the job (NULL: one process) and this context's id in
+     * it; this rank runs devices [first_device, first_device + n_local_devices) of device_begin
+     * (every device in one process) */
+    moge_comm *comm;
+    int comm_id, rank, n_ranks;
+    int first_device, n_local_devices;
+    float *xchg;             /* (n_batch * k, n_embd) the ranks' expert outputs, in rank order */
+    int *xchg_bytes, *xchg_displ, *xchg_at; /* (n_ranks) */
+    int32_t *cmd_buf;        /* rank 0: a forward's command (comm_forward_buf_ints) */
+    moge_rank_stats rstat;   /* this rank's running figures */
     char err[512];
 };
 
@@ -83,6 +93,9 @@ struct moge_context {
  * its size at least (at most n_ctx), the committed and uncommitted rows of every sequence copied,
  * and the attention scratch with it. MOGE_ERR_NOMEM (message in ctx->err) leaves it as it was. */
 moge_status context_kv_reserve(moge_context *ctx, int slots);
+
+/* moge_context_new on this process alone (the ranks of a job each call it: runtime/comm.c). */
+moge_status context_new(moge_model *m, const moge_context_params *params, moge_context **out, char *err, size_t n);
 
 /* Records the load of MoE layer l for the batch routed into ctx->experts (n rows). */
 void moe_stats_record(moge_context *ctx, int l, int n);

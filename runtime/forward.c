@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "runtime/comm.h"
 #include "runtime/context.h"
 #include "base/errors.h"
 #include "runtime/finite.h"
@@ -90,8 +91,10 @@ static moge_status prepare_batch(moge_context *ctx, const moge_batch *b) {
     return MOGE_OK;
 }
 
-/* x += Σ routed experts + shared expert, over the normed input ctx->xb (n rows). */
-static void moe_layer(moge_context *ctx, int l, int n) {
+/* x += Σ routed experts + shared expert, over the normed input ctx->xb (n rows). In a job of
+ * several ranks each computes its own experts' pairs, the ranks exchange them, and each sums every
+ * row's pairs in the order one process does (moe_combine). */
+static moge_status moe_layer(moge_context *ctx, int l, int n) {
     const moge_model *m = ctx->model;
     const model_config *c = &m->cfg;
     const layer_weights *w = &m->layers[l];
@@ -108,10 +111,22 @@ static void moe_layer(moge_context *ctx, int l, int n) {
     moe_args a = {
         .out = ctx->moe_out, .x = ctx->xb, .n = n, .n_embd = E, .n_ff = c->n_ff_expert, .k = K, .n_expert = N,
         .experts = experts, .weights = weights, .gate = w->exp_gate, .up = w->exp_up, .down = w->exp_down,
-        .n_devices = ctx->n_devices, .device_begin = ctx->device_begin,
+        .n_devices = ctx->n_local_devices, .device_begin = ctx->device_begin + ctx->first_device,
         .order = ctx->order, .offset = ctx->offset, .pair_out = ctx->pair_out, .dev_scratch = ctx->dev_scratch,
     };
+    bool multi = comm_multi(ctx->comm);
+    if (multi) a.out = NULL; /* this rank's pairs only */
+    double t0 = comm_now();
     ops->moe_experts(env, &a);
+    ctx->rstat.expert_seconds += comm_now() - t0;
+    if (multi) {
+        moge_status st = comm_exchange_pairs(ctx, experts, n);
+        if (st != MOGE_OK) return st;
+        moe_combine(ctx->moe_out, ctx->pair_out, weights, n, K, E);
+    } else {
+        ctx->rstat.pairs += (int64_t)n * K;
+        ctx->rstat.rows += n;
+    }
     for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->moe_out[i];
     if (c->n_ff_shared > 0) {
         ops->matmul(env, ctx->gate, ctx->xb, n, &w->sh_gate, NULL);
@@ -128,6 +143,7 @@ static void moe_layer(moge_context *ctx, int l, int n) {
             for (int i = 0; i < E; i++) ctx->x[(int64_t)r * E + i] += scale * ctx->shared_out[(int64_t)r * E + i];
         }
     }
+    return MOGE_OK;
 }
 
 moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **logits) {
@@ -135,6 +151,8 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
     *logits = NULL;
     moge_status st = prepare_batch(ctx, b);
     if (st != MOGE_OK) return st;
+    double t_start = comm_now(), comm0 = ctx->rstat.comm_seconds;
+    if (comm_leads(ctx->comm) && (st = comm_forward_command(ctx, b)) != MOGE_OK) return st; /* every rank runs it */
     const backend_env *env = &ctx->env;
     const moge_model *m = ctx->model;
     const model_config *c = &m->cfg;
@@ -180,7 +198,7 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
         /* MLP or MoE */
         ops->rmsnorm(ctx->xb, ctx->x, w->ffn_norm, n, E, c->norm_eps);
         if (c->n_expert > 0) {
-            moe_layer(ctx, l, n);
+            if ((st = moe_layer(ctx, l, n)) != MOGE_OK) return st;
             continue;
         }
         ops->matmul(env, ctx->gate, ctx->xb, n, &w->w_gate, NULL);
@@ -188,6 +206,13 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
         ops->swiglu(ctx->gate, ctx->up, (int64_t)n * F);
         ops->matmul(env, ctx->xb, ctx->gate, n, &w->w_down, NULL);
         for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->xb[i];
+    }
+    ctx->rstat.forwards++;
+    if (ctx->rank != 0) { /* a follower: rank 0 alone samples from the logits */
+        for (int r = 0; r < ctx->n_runs; r++) ctx->seq[ctx->runs[r].seq].n_last = ctx->runs[r].n_prev + ctx->runs[r].n;
+        ctx->rstat.compute_seconds += comm_now() - t_start - (ctx->rstat.comm_seconds - comm0);
+        *logits = ctx->logits;
+        return MOGE_OK;
     }
     int n_out = n;
     if (b->logits_last_only) { /* the last row of each run */
@@ -203,6 +228,7 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
         return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_NUMERIC, "the forward's logits hold NaN or Inf: %s", why);
     }
     for (int r = 0; r < ctx->n_runs; r++) ctx->seq[ctx->runs[r].seq].n_last = ctx->runs[r].n_prev + ctx->runs[r].n;
+    ctx->rstat.compute_seconds += comm_now() - t_start - (ctx->rstat.comm_seconds - comm0);
     ctx->err[0] = 0;
     *logits = ctx->logits;
     return MOGE_OK;

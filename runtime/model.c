@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/errors.h"
+#include "runtime/comm.h"
 #include "runtime/gguf.h"
 #include "runtime/model.h"
 #include "runtime/moe.h"
@@ -190,7 +191,7 @@ static moge_status bind_all(binder *b) {
         w->exp_up = calloc((size_t)c->n_expert, sizeof(tensor));
         w->exp_down = calloc((size_t)c->n_expert, sizeof(tensor));
         if (!w->exp_gate || !w->exp_up || !w->exp_down) return set_err(b->err, b->n, MOGE_ERR_NOMEM, "out of memory");
-        for (int j = 0; j < c->n_expert; j++) {
+        for (int j = m->expert_lo; j < m->expert_hi; j++) { /* this rank's experts (all in one process) */
             snprintf(part, sizeof part, "%s.experts.%d.%s.weight", moe, j, mixtral ? "w1" : "gate_proj");
             TRY(bind_matrix(b, NAME(part), FE, E, &w->exp_gate[j]));
             snprintf(part, sizeof part, "%s.experts.%d.%s.weight", moe, j, mixtral ? "w3" : "up_proj");
@@ -224,7 +225,7 @@ void model_for_each_matrix(moge_model *m, void (*fn)(moge_model *, tensor *, mat
             if (mats[i]->data) fn(m, mats[i], MAT_OTHER, arg);
         if (c->n_expert == 0) continue;
         fn(m, &w->router, MAT_ROUTER, arg);
-        for (int e = 0; e < c->n_expert; e++) {
+        for (int e = m->expert_lo; e < m->expert_hi; e++) {
             fn(m, &w->exp_gate[e], MAT_OTHER, arg);
             fn(m, &w->exp_up[e], MAT_OTHER, arg);
             fn(m, &w->exp_down[e], MAT_OTHER, arg);
@@ -236,6 +237,14 @@ static int64_t matrix_bytes(const tensor *t) { return (int64_t)dtype_row_bytes(t
 /* Bytes the data of t takes in its layout (a panel layout rounds the rows up to whole panels). */
 static int64_t held_bytes(const tensor *t) {
     return t->panel ? (int64_t)tensor_panel_bytes(t->type, t->shape[0], t->shape[1]) : matrix_bytes(t);
+}
+
+int64_t model_expert_bytes(const moge_model *m) {
+    int64_t sum = 0;
+    for (int l = 0; m->cfg.n_expert > 0 && l < m->cfg.n_layer; l++)
+        for (int e = m->expert_lo; e < m->expert_hi; e++)
+            sum += held_bytes(&m->layers[l].exp_gate[e]) + held_bytes(&m->layers[l].exp_up[e]) + held_bytes(&m->layers[l].exp_down[e]);
+    return sum;
 }
 
 /* Drops the pages of a matrix's source in the mapping once it was read into an owned form (the
@@ -510,6 +519,7 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
     if (out) *out = NULL;
     if (!dir || !out) return set_err(err, n, MOGE_ERR_ARG, "moge_model_load: dir and out must not be NULL");
     moge_model_params p = params ? *params : moge_model_default_params();
+    if (comm_multi(p.comm) && !p.comm->following) return comm_model_load(dir, &p, out, err, n); /* every rank, then here */
     if (p.backend != MOGE_BACKEND_CPU && p.backend != MOGE_BACKEND_REF)
         return set_err(err, n, MOGE_ERR_ARG, "moge_model_load: unknown backend %d", (int)p.backend);
     if (p.quant != MOGE_QUANT_NONE && p.quant != MOGE_QUANT_Q8 && p.quant != MOGE_QUANT_Q4 && p.quant != MOGE_QUANT_W8A8 &&
@@ -528,6 +538,8 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
     snprintf(path, sizeof path, "%s/config.json", dir);
     moge_status st = gguf ? gguf_model_open(&m->cfg, &m->st, dir, p.quant, err, n) : config_load(&m->cfg, path, err, n);
     if (st == MOGE_OK) st = config_set_routing(&m->cfg, &p, err, n);
+    m->expert_hi = m->cfg.n_expert;
+    if (st == MOGE_OK && m->cfg.n_expert > 0) st = comm_expert_range(p.comm, &m->cfg, &m->expert_lo, &m->expert_hi, err, n);
     if (st == MOGE_OK && !gguf) st = st_open_dir(&m->st, dir, err, n);
     if (st == MOGE_OK) {
         char single[4096];
@@ -569,6 +581,7 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
         return st;
     }
     m->ops = ops;
+    m->comm = p.comm; /* only now: a failed load frees the model without telling the other ranks */
     m->n_threads = p.n_threads > 0 ? p.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (m->n_threads < 1) m->n_threads = 1;
     *out = m;
@@ -587,12 +600,21 @@ moge_status model_new_layer_view(const moge_model *m, int n_layers, moge_model *
     v->cfg.n_layer = n_layers;
     v->view_of = m;
     memset(&v->st, 0, sizeof v->st);
+    if (comm_leads(m->comm)) { /* every rank makes the same view */
+        v->comm_id = comm_new_id(m->comm);
+        moge_status st = comm_command(m->comm, COMM_VIEW_NEW, v->comm_id, m->comm_id, n_layers, 0, 0, NULL, 0, err, n);
+        if (st != MOGE_OK) {
+            free(v);
+            return st;
+        }
+    }
     *out = v;
     return MOGE_OK;
 }
 
 void moge_model_free(moge_model *m) {
     if (!m) return;
+    if (comm_leads(m->comm)) comm_command(m->comm, COMM_MODEL_FREE, m->comm_id, 0, 0, 0, 0, NULL, 0, NULL, 0);
     if (m->view_of) { /* a view owns nothing but itself */
         free(m);
         return;

@@ -124,10 +124,18 @@ struct moge_model {
                                   the cpu backend (owned), or NULL */
     int64_t pbuf_bytes;        /* bytes of it in use */
     int64_t vector_bytes;      /* bytes of the f32 vector copies */
+    /* expert parallelism (runtime/comm.h): the job (NULL: one process), this model's id in it, and
+     * the routed experts this rank holds, [expert_lo, expert_hi) (all of them in one process); the
+     * others' tensors are left empty (data NULL) */
+    moge_comm *comm;
+    int comm_id;
+    int expert_lo, expert_hi;
 };
 
 /* The 2-D weights by role: quantization (at load, or by moge quantize) converts MAT_OTHER only. */
 typedef enum { MAT_EMBD, MAT_ROUTER, MAT_OTHER } matrix_kind;
+/* Bytes of the routed-expert matrices the model holds, as laid out (this rank's share). */
+int64_t model_expert_bytes(const moge_model *m);
 /* Calls fn on every 2-D weight the model holds (lm_head also when it is the tied embedding),
  * in a fixed order. */
 void model_for_each_matrix(moge_model *m, void (*fn)(moge_model *, tensor *, matrix_kind, void *), void *arg);

@@ -95,3 +95,15 @@ int moe_default_devices(const model_config *c, int n_threads) {
         if (c->n_group % d == 0) best = d;
     return best;
 }
+
+void moe_combine(float *out, const float *pair_out, const float *weights, int n, int k, int E) {
+    for (int r = 0; r < n; r++) {
+        float *o = out + (int64_t)r * E;
+        for (int i = 0; i < E; i++) o[i] = 0.0f;
+        for (int j = 0; j < k; j++) {
+            const float *y = pair_out + (int64_t)(r * k + j) * E;
+            float w = weights[r * k + j];
+            for (int i = 0; i < E; i++) o[i] += w * y[i];
+        }
+    }
+}

@@ -11,6 +11,7 @@
  * Fixtures (tests/fixtures/tokenizers/, tests/fixtures/tok512-vectors.tsv) are read relative to
  * the repository root; see tests/fixtures/tokenizers/LICENSE for their licences.
  */
+#include "base/clock.h"
 #include "harness.h"
 #include "moge.h"
 #include "tokenizer/tokenizer.h"
@@ -39,12 +40,6 @@
 #endif
 
 /* ---- helpers ------------------------------------------------------------------------------ */
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static char *slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -493,13 +488,13 @@ static void roundtrip_valid(const char *path, const char *name) {
     char *text = slurp(VALID_TXT, &len);
     CHECK(text != NULL);
     if (!t || !text) goto done;
-    double t0 = now_s();
+    double t0 = clock_now();
     size_t n;
     int32_t *ids = encode(t, text, len, false, &n);
-    double t1 = now_s();
+    double t1 = clock_now();
     size_t dl;
     char *back = decode(t, ids, n, &dl);
-    double t2 = now_s();
+    double t2 = clock_now();
     printf("  %s: %zu bytes -> %zu tokens; encode %.1f MB/s, decode %.1f MB/s\n", name, len, n,
            (double)len / 1e6 / (t1 - t0), (double)len / 1e6 / (t2 - t1));
     CHECK(n > len / 8);
@@ -517,9 +512,9 @@ static void test_roundtrip_tinystories_qwen3(void) { roundtrip_valid(QWEN3, "qwe
 static void test_roundtrip_tinystories_tok512(void) { roundtrip_valid(TOK512, "tok512"); }
 
 static void test_qwen3_load_speed(void) {
-    double t0 = now_s();
+    double t0 = clock_now();
     moge_tokenizer *t = load(QWEN3);
-    double dt = now_s() - t0;
+    double dt = clock_now() - t0;
     printf("  qwen3 tokenizer.json (11 MB) loads in %.3f s\n", dt);
     CHECK(dt < (SLOW_BUILD ? 6.0 : 1.0));
     CHECK(moge_tokenizer_n_vocab(t) == 151669);
