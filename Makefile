@@ -47,7 +47,7 @@ MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
 MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
 
 LIB_SRC  := $(filter-out runtime/backend_cpu.c runtime/comm_mpi.c,$(wildcard base/*.c runtime/*.c tokenizer/*.c sampling/*.c draft/*.c verify/*.c sim/*.c))
-CLI_SRC  := $(wildcard examples/moge.c examples/cmd_*.c)
+CLI_SRC  := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC:= $(wildcard tests/bench_*.c)
 
@@ -63,7 +63,7 @@ MPI_LIB_OBJ := $(filter-out $(BUILD)/runtime/comm_nompi.o,$(LIB_OBJ)) $(MPI_OBJ)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN:= $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
-EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out examples/moge%.c examples/cmd_%.c,$(wildcard examples/*.c)))
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 
 .PHONY: all install test bench bench-peer demo standins deps asan fuzz fuzz-deps fuzz-merge clean
 all: $(BUILD)/libmoge.a $(BUILD)/libmoge.so $(BUILD)/libmoge-mpi.a $(BUILD)/libmoge-hub.a $(BUILD)/libmoge-hub.so $(BUILD)/moge $(EXAMPLES)

@@ -11,6 +11,7 @@
 #include "base/errors.h"
 #include "base/fileio.h"
 #include "runtime/json_num.h"
+#include "runtime/config.h"
 #include "runtime/model.h"
 #include "runtime/quant.h"
 

@@ -391,7 +391,7 @@ static void test_prompts_file_and_lookup(void) {
     cJSON_Delete(bench(BENCH " --prompts build/test_bench_prompts.txt --lookup", &b, 40, NULL, NULL));
 }
 
-/* The flags bench shares with run and chat (examples/cmd_common.c): sampling at --temp > 0 with
+/* The flags bench shares with run and chat (cli/cmd_common.c): sampling at --temp > 0 with
  * top-k/top-p/min-p/penalty, the ref backend, a dynamic tree's --branch, sampled drafts. */
 static void test_shared_sampling_flags(void) {
     CHECK(MOGE("bench -m models/stories260K -d models/stories260K -n 16 --repeats 1 --modes none,tree --temp 0.7 --top-k 5 --top-p 0.9 "

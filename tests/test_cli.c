@@ -10,7 +10,7 @@
  *    with the same flags; --stats-json has one object per prompt and the totals; --batch without
  *    --prompts, --prompts with -p, --batch 0 or above MOGE_MAX_SEQ: exit 2 naming the flag;
  *  - bad input: a clear message naming the flag or path and a non-zero exit;
- *  - the flags run, chat and bench share (examples/cmd_common.c) give the same errors, the same
+ *  - the flags run, chat and bench share (cli/cmd_common.c) give the same errors, the same
  *    drafter errors (a draft with another tokenizer) and the same help through all three.
  */
 #include <cJSON.h>

@@ -1,13 +1,13 @@
 /*
- * test_tokenizer_cli.c — `moge tokenize` (examples/cmd_tokenize.c, compiled into this test): ids
+ * test_tokenizer_cli.c — `moge tokenize` (cli/cmd_tokenize.c, compiled into this test): ids
  * for -p, --add-special, --decode, --jsonl in order (against the reference's ids for all of
  * Mistral's dev cases), and the errors for bad flags, files and ids. Each command runs in a
  * child process with stdin from a file and stdout/stderr captured.
  */
 #include "harness.h"
 
-#include "../examples/cmd_tokenize.c"
-#include "../examples/cmd_common.c" /* cli_parse_flags, which cmd_tokenize uses */
+#include "../cli/cmd_tokenize.c"
+#include "../cli/cmd_common.c" /* cli_parse_flags, which cmd_tokenize uses */
 
 #include <fcntl.h>
 #include <sys/wait.h>

@@ -42,8 +42,8 @@
 #include <unistd.h>
 #include <wchar.h>
 
-#include "examples/cli.h"
-#include "examples/commands.h"
+#include "cli/cli.h"
+#include "cli/commands.h"
 #include "moge.h"
 
 #define DEFAULT_MAX_CTX 8192 /* without -c: the model's maximum, at most this */

@@ -2,8 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "examples/cli.h"
-#include "examples/commands.h"
+#include "cli/cli.h"
+#include "cli/commands.h"
 #include "moge.h"
 #include "moge_hub.h"
 

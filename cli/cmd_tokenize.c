@@ -13,8 +13,8 @@
  * Ids are printed on one line separated by spaces. Errors go to stderr and name the flag, file or
  * input line at fault; the exit status is 0 on success, 1 on a runtime error, 2 on a usage error.
  */
-#include "examples/cli.h"
-#include "examples/commands.h"
+#include "cli/cli.h"
+#include "cli/commands.h"
 #include "tokenizer/tokenizer.h"
 #include "moge.h"
 

@@ -10,7 +10,7 @@
 
 #include "moge.h"
 
-/* The MPI job this process is rank 0 of (examples/moge.c), or NULL: cli_load_model loads the
+/* The MPI job this process is rank 0 of (cli/moge.c), or NULL: cli_load_model loads the
  * target across its ranks; draft models stay on rank 0. */
 extern moge_comm *cli_comm;
 

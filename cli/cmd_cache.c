@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "examples/cli.h"
-#include "examples/commands.h"
+#include "cli/cli.h"
+#include "cli/commands.h"
 #include "moge.h"
 #include "moge_hub.h"
 

@@ -24,8 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "examples/cli.h"
-#include "examples/commands.h"
+#include "cli/cli.h"
+#include "cli/commands.h"
 #include "moge.h"
 
 static void usage(FILE *f, const cli_common_opts *o) {

@@ -17,7 +17,7 @@
 #include "moge.h"
 #include "moge_hub.h"
 
-#include "examples/cli.h"
+#include "cli/cli.h"
 
 const char *cli_value(const char *cmd, int argc, char **argv, int *i) {
     if (*i + 1 >= argc) {

@@ -1,13 +1,13 @@
 /*
- * moge.c — the `moge` command: dispatches to the subcommands in examples/cmd_*.c.
+ * moge.c — the `moge` command: dispatches to the subcommands in cli/cmd_*.c.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "examples/cli.h"
-#include "examples/commands.h"
+#include "cli/cli.h"
+#include "cli/commands.h"
 #include "moge.h"
 
 static void usage(FILE *f) {

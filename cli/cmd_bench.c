@@ -82,8 +82,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "examples/cli.h"
-#include "examples/commands.h"
+#include "cli/cli.h"
+#include "cli/commands.h"
 #include "moge.h"
 
 #define CMD "bench"
