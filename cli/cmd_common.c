@@ -712,6 +712,12 @@ bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m) {
     }
     moge_model_get_info(m->model, &m->info);
     if (!cli_tokenizer_fits(o, o->tokenizer ? o->tokenizer : dir, m->tok, dir, &m->info)) return false;
+    if (!o->quiet && o->mp.quant == MOGE_QUANT_NONE && m->info.resident_bytes > 2 * m->info.weight_bytes) {
+        char held[32], stored[32]; /* weights that grew at load: a GGUF's K-quants, dequantized exactly */
+        fprintf(stderr, "moge %s: note: the weights take %s in memory against %s stored (blocks held as f32); --quant q8 "
+                "(or w4a8) keeps them small and decodes several times faster\n", o->cmd,
+                cli_human_bytes(m->info.resident_bytes, held, sizeof held), cli_human_bytes(m->info.weight_bytes, stored, sizeof stored));
+    }
     if (o->seed_random && !o->quiet && (o->gp.sampler.temperature > 0 || o->who == CLI_CHAT))
         fprintf(stderr, "moge %s: seed %llu (--seed %llu repeats this run)\n", o->cmd, (unsigned long long)o->gp.sampler.seed,
                 (unsigned long long)o->gp.sampler.seed);

@@ -183,6 +183,25 @@ static void test_quiet_verbose(void) {
     free(out); free(plain);
 }
 
+/* A GGUF of K-quants is held as f32 by default: run says so once and points at --quant; not with
+ * --quant, -q, or weights used as stored. */
+static void test_kquant_note(void) {
+    const char *k = "run -m tests/fixtures/gguf/llama256_q4_k.gguf -n 2 --temp 0";
+    char args[256];
+    static const struct { const char *extra; bool note; } cases[] = {{"", true}, {" --quant q8", false}, {" -q", false}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(args, sizeof args, "%s%s", k, cases[i].extra);
+        char *out = run_out(args), *err = slurp_text(ERR);
+        CHECKF((strstr(err, "note: the weights take") && strstr(err, "--quant q8")) == cases[i].note, "moge %s: stderr %s", args, err);
+        free(out);
+        free(err);
+    }
+    char *out = run_out("run -m tests/fixtures/gguf/llama256_q8_0.gguf -n 2 --temp 0"), *err = slurp_text(ERR);
+    CHECKF(!strstr(err, "note: the weights take"), "Q8_0 file: %s", err);
+    free(out);
+    free(err);
+}
+
 /* chat takes -sys for its system message. */
 static void test_chat_sys(void) {
     CHECK(shell("printf 'Hello\\n' | $MOGE_BIN chat " M260 " --temp 0 -n 8 -sys 'You tell stories.' >" OUT " 2>" ERR) == 0);
@@ -194,5 +213,5 @@ static void test_chat_sys(void) {
 int main(void) {
     setenv("MOGE_BIN", getenv("MOGE_BIN") ? getenv("MOGE_BIN") : "build/moge", 1);
     RUN_TESTS(T(test_aliases), T(test_ignored_flags), T(test_n_minus_one), T(test_prompt_sources), T(test_escapes), T(test_random_seed),
-              T(test_version), T(test_errors_name_flags), T(test_quiet_verbose), T(test_chat_sys));
+              T(test_version), T(test_errors_name_flags), T(test_quiet_verbose), T(test_kquant_note), T(test_chat_sys));
 }
