@@ -122,7 +122,7 @@ static bool print_token(int32_t tok, void *user) {
 }
 
 
-/* The run's statistics (design.md §5) as JSON; path "-" is stdout. Returns 0 on success. */
+/* The run's statistics (docs/design.md §5) as JSON; path "-" is stdout. Returns 0 on success. */
 typedef struct {
     double tokens_per_s; /* plain decoding */
     double speedup;      /* speculative tokens/s over plain */
@@ -165,7 +165,7 @@ static int run_compare(cli_models *m, const int32_t *ids, int32_t n_ids, const m
     return out->identical || gp->sampler.temperature > 0 ? 0 : 1;
 }
 
-/* One generation's statistics (design.md §5) into o: its ids, then moge_stats' figures. */
+/* One generation's statistics (docs/design.md §5) into o: its ids, then moge_stats' figures. */
 static void add_stats_json(cJSON *root, const moge_stats *st, const int32_t *ids, int32_t n_ids) {
     cJSON *jids = cJSON_AddArrayToObject(root, "ids");
     for (int32_t i = 0; i < n_ids; i++) cJSON_AddItemToArray(jids, cJSON_CreateNumber(ids[i]));

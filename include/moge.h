@@ -179,7 +179,7 @@ typedef enum {
     MOGE_BACKEND_REF = 1, /* plain loops with double accumulators: slow, the test oracle */
 } moge_backend;
 
-/* How a MoE layer picks experts for a token (design.md §3). Every rule works on the softmax p over
+/* How a MoE layer picks experts for a token (docs/design.md §3). Every rule works on the softmax p over
  * all N experts, picks per token only (never looks at other rows), and breaks ties to the lower
  * expert id. The weight of a chosen expert is p[e] * router_scale[e] (1 when the checkpoint has
  * no router_scale), divided by the sum of the chosen p when norm_topk_prob is set. */
@@ -252,8 +252,9 @@ MOGE_API void moge_cpu_kernels_list(char *out, size_t size);
 MOGE_API void moge_cpu_name(char *out, size_t size);
 
 /* Loads a Hugging Face model directory: config.json and model.safetensors, or the shards named by
- * model.safetensors.index.json. Architectures LlamaForCausalLM, MistralForCausalLM and
- * Qwen2ForCausalLM; weights F32, F16 or BF16 (mmapped, not copied; with params->quant the
+ * model.safetensors.index.json. Architectures LlamaForCausalLM, MistralForCausalLM,
+ * Qwen2ForCausalLM, Qwen3ForCausalLM (dense), PanguProMoEForCausalLM (MoGE), MixtralForCausalLM,
+ * Qwen2MoeForCausalLM and Qwen3MoeForCausalLM (MoE); weights F32, F16 or BF16 (mmapped, not copied; with params->quant the
  * matrices are quantized once into an owned buffer instead), or a pre-quantized directory
  * written by moge_quantize_model() (its blocks mmapped and used in place). params may be NULL
  * for the defaults. `dir` may also be a GGUF file (llama.cpp's format, v2/v3: architectures llama
@@ -288,7 +289,7 @@ typedef struct {
     int64_t n_params;         /* number of weights */
     int64_t n_params_active;  /* weights a single token reads (embedding row excluded) */
     int64_t weight_bytes;     /* bytes of weights as stored */
-    const char *quant;        /* "none", "q8" or "q4" */
+    const char *quant;        /* "none", "q8", "q4", "w8a8" or "w4a8" (moge_quant_name) */
     bool prequantized;        /* the quantized matrices were read from a pre-quantized file
                                  (moge_quantize_model), not made at load */
     int64_t resident_bytes;   /* bytes of weights the loaded model holds and reads: quantized
@@ -535,7 +536,7 @@ typedef struct {
 /* Ranks a context's forwards run on (1 without a comm). */
 MOGE_API int32_t moge_context_n_ranks(const moge_context *ctx);
 /* Fills out[0..n_ranks-1] (every rank's figures, gathered from the followers: call on rank 0).
- * The ranks' Imbalance Score (design.md §3, per layer and batch, weighted by rows):
+ * The ranks' Imbalance Score (docs/design.md §3, per layer and batch, weighted by rows):
  * spread_pairs / rows. */
 MOGE_API moge_status moge_context_rank_stats(moge_context *ctx, moge_rank_stats *out);
 
@@ -595,7 +596,7 @@ typedef struct {
 
 /* Verifies `tree` with the target in one forward (positions n_past + depth, tree mask), walks it
  * from the root with the acceptance rule (greedy at temperature 0; sample-and-match for
- * deterministic children; rejection sampling with residuals for sampled children; design.md §4)
+ * deterministic children; rejection sampling with residuals for sampled children; docs/design.md §4)
  * on the target's distribution processed by `sp` with the history `history` (the tokens before
  * the root), commits the accepted path into the context's KV cache, and writes the accepted
  * node ids to path (tree->n entries). rng: the caller's RNG state (advanced). */

@@ -1,5 +1,5 @@
 /*
- * comm.h — the expert exchange between ranks (design.md §2: `comm`, one process or MPI).
+ * comm.h — the expert exchange between ranks (docs/design.md §2: `comm`, one process or MPI).
  *
  * A moge_comm is a table of transport operations (ops) and the ranks' bookkeeping. The only
  * transport is MPI (runtime/comm_mpi.c, the one file that includes mpi.h); one process has no
