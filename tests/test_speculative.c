@@ -223,6 +223,19 @@ static void test_second_turn(void) {
         gp.n_context_tokens = n - 1; /* must be exactly what the context holds */
         CHECK(moge_generate(ctx, prompt, 1, &gp, NULL, NULL, NULL) == MOGE_ERR_ARG);
     }
+    { /* a failing verification leaves a message like every failing call (one error channel) */
+        moge_tree tree;
+        uint64_t rng = 1;
+        int32_t path[4];
+        moge_verify_result res;
+        CHECK(moge_tree_init(&tree, 4) == MOGE_OK);
+        moge_sampler_params sp = moge_sampler_default_params();
+        CHECK(moge_verify_tree(ctx, &tree, &sp, NULL, 0, &rng, path, NULL) == MOGE_ERR_ARG &&
+              strstr(moge_context_error(ctx), "res is NULL"));
+        CHECK(moge_verify_trees(ctx, NULL, 1) == MOGE_ERR_ARG && strstr(moge_context_error(ctx), "items is NULL"));
+        moge_tree_free(&tree);
+        (void)res;
+    }
     for (int t = 0; t < 2; t++)
         CHECKF(outs[0][t].n == outs[1][t].n && memcmp(outs[0][t].ids, outs[1][t].ids, (size_t)outs[0][t].n * sizeof(int32_t)) == 0,
                "turn %d differs with speculation", t + 1);

@@ -69,7 +69,9 @@ static moge_status walk_tree(moge_context *ctx, moge_verify_item *it, const floa
 }
 
 moge_status moge_verify_trees(moge_context *ctx, moge_verify_item *items, int32_t n_items) {
-    if (!ctx || !items || n_items < 1) return MOGE_ERR_ARG;
+    if (!ctx) return MOGE_ERR_ARG;
+    if (!items || n_items < 1)
+        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_verify_trees: %s", !items ? "items is NULL" : "n_items < 1");
     int32_t rows = 0;
     for (int32_t k = 0; k < n_items; k++) {
         const moge_verify_item *it = &items[k];
@@ -111,8 +113,11 @@ moge_status moge_verify_trees(moge_context *ctx, moge_verify_item *items, int32_
 
 moge_status moge_verify_tree(moge_context *ctx, const moge_tree *tree, const moge_sampler_params *sp, const int32_t *history,
                              int32_t n_history, uint64_t *rng, int32_t *path, moge_verify_result *res) {
-    if (!ctx || !tree || !sp || !rng || !path || !res || tree->n < 1 || (n_history > 0 && !history))
-        return MOGE_ERR_ARG;
+    if (!ctx) return MOGE_ERR_ARG;
+    if (!tree || !sp || !rng || !path || !res || tree->n < 1 || (n_history > 0 && !history))
+        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_verify_tree: %s",
+                       !tree ? "tree is NULL" : !sp ? "sampler params are NULL" : !rng ? "rng is NULL" : !path ? "path is NULL"
+                       : !res ? "res is NULL" : tree->n < 1 ? "the tree has no root" : "n_history > 0 with a NULL history");
     moge_verify_item it = {.seq = 0, .tree = tree, .sp = sp, .history = history, .n_history = n_history, .rng = rng, .path = path};
     moge_status st = moge_verify_trees(ctx, &it, 1);
     if (st == MOGE_OK) *res = it.res;
