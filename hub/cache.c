@@ -16,18 +16,9 @@
 #include "moge_hub.h"
 #include "base/errors.h"
 #include "base/fileio.h"
+#include "hub/download.h"
 
 #define CACHE_PATH_CAP 4096
-
-/* An OWNER or NAME part as the hub spells them: letters, digits, _ - ., not "." or "..". */
-static bool repo_part_ok(const char *s, size_t n) {
-    if (n == 0 || n > 96 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.')) return false;
-    for (size_t i = 0; i < n; i++)
-        if (!(s[i] == '_' || s[i] == '-' || s[i] == '.' || (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') ||
-              (s[i] >= 'A' && s[i] <= 'Z')))
-            return false;
-    return true;
-}
 
 static bool visible_dir(const char *parent, const struct dirent *d) {
     if (d->d_name[0] == '.') return false;
@@ -118,7 +109,7 @@ moge_status moge_cache_remove(const char *repo, int64_t *bytes_freed, char *err,
     if (err && err_size) err[0] = 0;
     if (bytes_freed) *bytes_freed = 0;
     const char *slash = repo ? strchr(repo, '/') : NULL;
-    if (!slash || !repo_part_ok(repo, (size_t)(slash - repo)) || !repo_part_ok(slash + 1, strlen(slash + 1)))
+    if (!slash || !valid_repo_part(repo, (size_t)(slash - repo)) || !valid_repo_part(slash + 1, strlen(slash + 1)))
         return set_err(err, err_size, MOGE_ERR_ARG, "\"%s\": expected OWNER/NAME as moge list shows it (names use A-Z a-z 0-9 _ - .)",
                        repo ? repo : "(null)");
     char cache[CACHE_PATH_CAP], path[CACHE_PATH_CAP + 300];

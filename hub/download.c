@@ -54,9 +54,9 @@ static bool name_char(char c) {
 
 static bool word_char(char c) { return name_char(c) && c != '-' && c != '.'; }
 
-/* A hub owner or repository name (huggingface_hub's rule): 1..96 of [A-Za-z0-9_.-], starting and
+/* (download.h) A hub owner or repository name (huggingface_hub's rule): 1..96 of [A-Za-z0-9_.-], starting and
  * ending with [A-Za-z0-9_], without "--" or "..". Safe as a path component. */
-static bool valid_repo_part(const char *s, size_t len) {
+bool valid_repo_part(const char *s, size_t len) {
     if (len == 0 || len > 96 || !word_char(s[0]) || !word_char(s[len - 1])) return false;
     for (size_t i = 0; i < len; i++) {
         if (!name_char(s[i])) return false;

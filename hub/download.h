@@ -56,4 +56,8 @@
 #include "moge.h"
 #include "moge_hub.h"
 
+/* A hub owner or repository name (huggingface_hub's rule): 1..96 of [A-Za-z0-9_.-], starting and
+ * ending with [A-Za-z0-9_], without "--" or "..". Safe as a path component. */
+bool valid_repo_part(const char *s, size_t len);
+
 #endif
