@@ -214,6 +214,8 @@ static void test_errors(void) {
         {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --json /no/such/dir/x.json", 2, "--json /no/such/dir/x.json: cannot write"}, /* checked before the work */
         {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --frob", 2, "unknown option \"--frob\""},
         {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --temp 0", 2, "unknown option \"--temp\""},
+        {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt stray", 2, "unexpected argument \"stray\""},
+        {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --doc-sep", 2, "--doc-sep needs a value"},
         {"eval -m tests/fixtures/moe/pangu_16e4g -f tests/fixtures/eval/tinystories-6.txt", 1, "tokenizer.json"},
         {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --tokenizer build/test_eval_nobos", 1,
          "has no BOS token: give --no-bos"},
