@@ -10,7 +10,7 @@
 #include "base/fileio.h"
 #include "base/filemap.h"
 
-moge_status file_map_open(file_map *m, const char *path, char *err, size_t n) {
+moge_status file_map_open(file_map *m, const char *path, size_t min_size, const char *what, char *err, size_t n) {
     m->data = NULL;
     m->size = 0;
     int fd;
@@ -22,6 +22,10 @@ moge_status file_map_open(file_map *m, const char *path, char *err, size_t n) {
         return set_err(err, n, MOGE_ERR_IO, "%s: %lld bytes, too large to map", path, (long long)sb.st_size);
     }
     size_t size = (size_t)sb.st_size;
+    if (size < min_size) {
+        close(fd);
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: %zu bytes, too short for %s", path, size, what);
+    }
     if (size == 0) { /* mmap refuses a length of 0 */
         close(fd);
         return MOGE_OK;

@@ -377,12 +377,8 @@ fail:
 moge_status gguf_open(gguf_file *g, const char *path, char *err, size_t n) {
     memset(g, 0, sizeof *g);
     file_map fm;
-    moge_status st = file_map_open(&fm, path, err, n);
+    moge_status st = file_map_open(&fm, path, 4, "a GGUF file", err, n);
     if (st != MOGE_OK) return st;
-    if (fm.size < 4) {
-        file_map_close(&fm);
-        return set_err(err, n, MOGE_ERR_FORMAT, "%s: not a GGUF file (%zu bytes)", path, fm.size);
-    }
     st = gguf_parse(g, fm.data, fm.size, path, err, n);
     if (st != MOGE_OK) {
         file_map_close(&fm);

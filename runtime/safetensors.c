@@ -104,15 +104,11 @@ static moge_status append_file(st_table *t, const char *path, void *map, size_t 
     return MOGE_OK;
 }
 
-/* Maps path and appends it to the table as file *f; checks it can hold the header length. */
+/* Maps path (at least the header length's 8 bytes) and appends it to the table as file *f. */
 static moge_status st_map_file(st_table *t, const char *path, st_file **f, char *err, size_t n) {
     file_map fm;
-    moge_status st = file_map_open(&fm, path, err, n);
+    moge_status st = file_map_open(&fm, path, 8, "a safetensors header", err, n);
     if (st != MOGE_OK) return st;
-    if (fm.size < 8) {
-        file_map_close(&fm);
-        return set_err(err, n, MOGE_ERR_FORMAT, "%s: file is %zu bytes, too short for a safetensors header", path, fm.size);
-    }
     if ((st = append_file(t, path, fm.data, fm.size, f, err, n)) != MOGE_OK) file_map_close(&fm);
     return st;
 }
