@@ -246,7 +246,10 @@ static void test_interrupt(void) {
     char cmd[1024];
     remove(JSON);
     /* SIGINT one second after the "scoring" line (the handler is installed before it), not at a
-     * fixed time after the start: on a loaded machine an ASan build may not have got that far */
+     * fixed time after the start: on a loaded machine an ASan build may not have got that far.
+     * The previous case's stderr goes first: its "scoring" line would otherwise be seen before
+     * this process has opened (and emptied) the file, and the signal came while it tokenized. */
+    remove(ERR);
     snprintf(cmd, sizeof cmd,
              "%s eval -m models/stories260K -f tests/fixtures/tokenizers/tinystories-valid.txt -t 1 --json " JSON " >" OUT " 2>" ERR
              " </dev/null & p=$!; i=0; while ! grep -q scoring " ERR " 2>/dev/null && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; "
