@@ -134,6 +134,10 @@ void cli_common_init(cli_common_opts *o, const char *cmd, unsigned who);
 int cli_parse_common(int argc, char **argv, int *i, cli_common_opts *o);
 /* Prints "unknown option" for arg with a pointer to --help; returns the exit status 2. */
 int cli_unknown_option(const cli_common_opts *o, const char *arg);
+/* cli_parse_flags for a command with shared flags (bench, eval): each word is tried as one of
+ * c's shared flags (cli_parse_common) first, then against the command's own table; no positional
+ * words. Returns -1 when parsing succeeded, else the exit status (0 after --help, 2). */
+int cli_parse_flags_common(cli_common_opts *c, const cli_flag *flags, int n_flags, int argc, char **argv, void (*usage)(FILE *));
 /* The help of o's command's shared flags with its defaults (not the values of flags parsed so
  * far); own (the command's own option lines, may be NULL) follows the -m line. */
 void cli_common_usage(FILE *f, const cli_common_opts *o, const char *own);

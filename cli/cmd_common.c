@@ -499,11 +499,15 @@ int cli_unknown(const char *cmd, const char *arg) {
 
 int cli_unknown_option(const cli_common_opts *o, const char *arg) { return cli_unknown(o->cmd, arg); }
 
-int cli_parse_flags(const char *cmd, const cli_flag *flags, int n_flags, int argc, char **argv, const char **pos, int max_pos,
-                    int *n_pos, void (*usage)(FILE *)) {
+/* cli_parse_flags, with the shared flags of c (when not NULL) tried before the table. */
+static int parse_flags(const char *cmd, cli_common_opts *c, const cli_flag *flags, int n_flags, int argc, char **argv,
+                       const char **pos, int max_pos, int *n_pos, void (*usage)(FILE *)) {
     *n_pos = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
+        int r = c ? cli_parse_common(argc, argv, &i, c) : 0;
+        if (r < 0) return 2;
+        if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -542,6 +546,16 @@ int cli_parse_flags(const char *cmd, const cli_flag *flags, int n_flags, int arg
         }
     }
     return -1;
+}
+
+int cli_parse_flags(const char *cmd, const cli_flag *flags, int n_flags, int argc, char **argv, const char **pos, int max_pos,
+                    int *n_pos, void (*usage)(FILE *)) {
+    return parse_flags(cmd, NULL, flags, n_flags, argc, argv, pos, max_pos, n_pos, usage);
+}
+
+int cli_parse_flags_common(cli_common_opts *c, const cli_flag *flags, int n_flags, int argc, char **argv, void (*usage)(FILE *)) {
+    int n_pos;
+    return parse_flags(c->cmd, c, flags, n_flags, argc, argv, NULL, 0, &n_pos, usage);
 }
 
 void cli_common_usage(FILE *f, const cli_common_opts *given, const char *own) {

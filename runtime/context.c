@@ -102,14 +102,6 @@ moge_status context_new(moge_model *m, const moge_context_params *params, moge_c
     if (pooled && !ctx->env.pool) failed = 1;
     ctx->env.ws = alloc_floats(backend_ws_floats(max_in, threadpool_size(ctx->env.pool)), &failed);
     ctx->env.attn_ws = alloc_floats((int64_t)threadpool_size(ctx->env.pool) * backend_attn_ws_stride(ctx->kv_cap), &failed);
-    ctx->samp_probs = alloc_floats(c->n_vocab, &failed);
-    ctx->samp_q = alloc_floats(c->n_vocab, &failed);
-    ctx->samp_idx = calloc((size_t)c->n_vocab, sizeof(int32_t));
-    ctx->samp_recent_cap = ctx->kv_cap + ctx->seq_rows; /* grown by verify.c when a longer history is penalized */
-    ctx->samp_recent = calloc((size_t)ctx->samp_recent_cap, sizeof(int32_t));
-    ctx->samp_children = calloc((size_t)B, sizeof(int32_t));
-    ctx->samp_child_tok = calloc((size_t)B, sizeof(int32_t));
-    if (!ctx->samp_idx || !ctx->samp_recent || !ctx->samp_children || !ctx->samp_child_tok) failed = 1;
     ctx->pos = calloc((size_t)B, sizeof(int32_t));
     int R = moge_comm_size(m->comm);
     ctx->rank = moge_comm_rank(m->comm);
@@ -217,8 +209,6 @@ void moge_context_free(moge_context *ctx) {
     }
     free(ctx->seq); free(ctx->row_seq); free(ctx->row_unc); free(ctx->runs); free(ctx->attn); free(ctx->seq_seen);
     threadpool_free(ctx->env.pool);
-    free(ctx->samp_probs); free(ctx->samp_q); free(ctx->samp_idx); free(ctx->samp_recent);
-    free(ctx->samp_children); free(ctx->samp_child_tok);
     free(ctx->device_begin); free(ctx->router_logits); free(ctx->experts); free(ctx->weights);
     free(ctx->order); free(ctx->offset); free(ctx->pair_out); free(ctx->dev_scratch);
     free(ctx->route_p); free(ctx->route_taken); free(ctx->moe_out); free(ctx->shared_out);

@@ -66,14 +66,8 @@ struct moge_context {
     int64_t *tot_device_pairs, *tot_expert_hits;
     double *tot_imbalance, *tot_imbalance_max, *tot_distinct;
     int64_t tot_rows, tot_forwards, last_rows;
-    /* scratch of tree verification (verify/verify.c) */
-    float *samp_probs, *samp_q;    /* (n_vocab) */
-    int32_t *samp_idx;             /* (n_vocab) */
-    int32_t *samp_recent;          /* (samp_recent_cap) recent tokens of the repetition penalty */
-    int32_t samp_recent_cap;
-    int32_t *samp_children, *samp_child_tok; /* (n_batch) */
-    /* state a module above the runtime keeps per context (verify/planner.c: the cost model's
-     * calibration), freed with the context; the runtime never looks inside */
+    /* state a module above the runtime keeps per context (verify/verify_state.h), made there on
+     * first use and freed with the context by upper_free; the runtime never looks inside */
     void *upper_state;
     void (*upper_free)(void *);
     /* expert parallelism (runtime/comm.h): the job (NULL: one process) and this context's id in

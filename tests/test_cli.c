@@ -398,6 +398,10 @@ static void test_shared_flag_errors(void) {
         {"chat -m models/stories260K -n 0", "-n: expected an integer in 1..1073741824"},
         {"bench -m models/stories260K --lookup --modes none -n 0", "-n: expected an integer in 1..16777216"},
         {"bench -m models/stories260K --spec tree", "unknown option \"--spec\""}, /* bench has --modes */
+        {"bench -m models/stories260K stray", "unexpected argument \"stray\""},
+        {"bench -m models/stories260K --modes frob", "--modes: unknown mode \"frob\""},
+        {"bench -m models/stories260K --repeats 0", "--repeats: expected an integer in 1..1000"},
+        {"bench -m models/stories260K --batch", "--batch needs a value"},
         {"chat -m models/stories260K --repeats 2", "unknown option \"--repeats\""},
         {"run -m models/stories260K --system hi", "unknown option \"--system\""},
     };
