@@ -196,13 +196,5 @@ void cli_models_free(cli_models *m);
  * *n: the bytes written. MOGE_ERR_NOMEM when the buffer cannot grow. */
 moge_status cli_detok_push(moge_detok_stream *s, int32_t id, char **buf, size_t *cap, size_t *n);
 moge_status cli_detok_flush(moge_detok_stream *s, char **buf, size_t *cap, size_t *n);
-/* Feeds the prompt's ids (special tokens skipped) through s, so that what generation adds decodes
- * in context, and returns in *skip the bytes of prompt text the stream still holds (a run of byte
- * tokens at its end is released with the next piece): cli_detok_drop removes them from later
- * output. */
-moge_status cli_detok_prime(moge_detok_stream *s, const moge_tokenizer *tok, const int32_t *ids, size_t n_ids, char **buf,
-                            size_t *cap, size_t *skip);
-/* Drops up to *skip bytes from the front of buf[0..n) (counting *skip down); returns the new n. */
-size_t cli_detok_drop(char *buf, size_t n, size_t *skip);
 
 #endif

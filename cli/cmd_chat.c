@@ -55,6 +55,12 @@ static void on_sigint(int sig) {
     g_interrupted = 1;
 }
 
+/* The context's abort callback: Ctrl-C also stops a long prefill or verification pass. */
+static bool chat_abort(void *abort_cb_user) {
+    (void)abort_cb_user;
+    return g_interrupted != 0;
+}
+
 static void usage(FILE *f, const cli_common_opts *o) {
     fputs("usage: moge chat [-m DIR] [options]\n"
           "\n"
@@ -286,7 +292,6 @@ typedef struct {
     moge_detok_stream *stream;
     char *buf;
     size_t cap;
-    size_t skip;              /* bytes of prompt text the stream still holds: not shown */
     int32_t *ids;             /* every id passed to the callback */
     int32_t n_ids, cap_ids;
     char *text;               /* everything the stream produced (leading spaces included) */
@@ -339,7 +344,7 @@ static bool on_token(int32_t id, void *user) {
         return false;
     }
     size_t n = 0;
-    if (cli_detok_push(a->stream, id, &a->buf, &a->cap, &n) != MOGE_OK || !show(a, a->buf, cli_detok_drop(a->buf, n, &a->skip))) {
+    if (cli_detok_push(a->stream, id, &a->buf, &a->cap, &n) != MOGE_OK || !show(a, a->buf, n)) {
         a->failed = true;
         return false;
     }
@@ -440,7 +445,7 @@ static moge_status answer_init(answer *a, chat *c, const int32_t *prompt, int32_
     a->c = c;
     moge_status st = moge_detok_stream_new(c->m.tok, &a->stream);
     if (st != MOGE_OK) return st;
-    return cli_detok_prime(a->stream, c->m.tok, prompt, (size_t)n_prompt, &a->buf, &a->cap, &a->skip);
+    return moge_detok_stream_prime(a->stream, prompt, (size_t)n_prompt);
 }
 
 static void answer_free(answer *a) {
@@ -520,14 +525,22 @@ static void user_turn(chat *c, const char *line) {
     struct termios saved;
     bool restore = c->interactive && tty_quiet(true, &saved);
     if (st == MOGE_OK) st = moge_generate(c->m.ctx, prompt, n_new, &c->gp, on_token, &a, &stats);
+    if (st == MOGE_ERR_ABORTED && stats.n_generated > 0) { /* Ctrl-C in a pass: as if the callback had stopped it */
+        st = MOGE_OK;
+        stats.stop = MOGE_STOP_CALLBACK;
+    }
     if (restore) tty_quiet(false, &saved);
     c->gp.context_tokens = NULL;
     c->gp.n_context_tokens = 0;
     size_t n = 0;
-    if (a.stream && cli_detok_flush(a.stream, &a.buf, &a.cap, &n) == MOGE_OK) show(&a, a.buf, cli_detok_drop(a.buf, n, &a.skip));
+    if (a.stream && cli_detok_flush(a.stream, &a.buf, &a.cap, &n) == MOGE_OK) show(&a, a.buf, n);
     if (a.shown_any) fputc('\n', stdout);
     fflush(stdout);
-    if (st != MOGE_OK) {
+    if (st == MOGE_ERR_ABORTED) { /* Ctrl-C before the first token: the turn is dropped */
+        note("moge chat: interrupted before the answer began");
+        moge_kv_truncate(c->m.ctx, c->n_kv);
+        pop_msg(c);
+    } else if (st != MOGE_OK) {
         note("moge chat: %s", moge_context_error(c->m.ctx)[0] ? moge_context_error(c->m.ctx) : moge_status_str(st));
         moge_kv_truncate(c->m.ctx, c->n_kv);
         pop_msg(c);
@@ -565,8 +578,8 @@ static void print_stats(const chat *c) {
         printf(" %d: %.2f (%lld/%lld)", d, (double)st->accept_hits[d] / st->accept_tries[d], (long long)st->accept_hits[d],
                (long long)st->accept_tries[d]);
     puts(shown ? "" : " none (nothing drafted)");
-    printf("time: draft %.3f s, verify %.3f s, sampling %.3f s, rollback %.3f s\n", st->t_draft_s, st->t_verify_s, st->t_sample_s,
-           st->t_rollback_s);
+    printf("time: draft %.3f s, verify %.3f s, draft accept %.3f s, emit %.3f s\n", st->t_draft_s, st->t_verify_s, st->t_draft_accept_s,
+           st->t_emit_s);
     if (s->moe_layers == 0) {
         puts("experts: dense model (no MoE layers)");
     } else {
@@ -819,6 +832,7 @@ static int read_line(chat *c, char **line) {
 /* Loads the model, tokenizer, context and drafter named by the options. Prints the error. */
 static bool load(chat *c, chat_opts *o) {
     c->opts = &o->c;
+    o->c.cp.abort_cb = chat_abort;
     if (!cli_load_model(&o->c, DEFAULT_MAX_CTX, &c->m)) return false;
     c->kv = malloc((size_t)moge_context_n_ctx(c->m.ctx) * sizeof *c->kv);
     if (!c->kv) return false;

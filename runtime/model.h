@@ -56,6 +56,9 @@ typedef struct {
     void *user;
     int64_t done, total;
     int reported; /* in percent */
+    bool (*abort_cb)(void *abort_cb_user); /* moge_model_params.abort_cb */
+    void *abort_cb_user;
+    bool aborted; /* it returned true: the remaining matrices are skipped */
 } load_progress;
 
 struct moge_model {
