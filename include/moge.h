@@ -434,6 +434,9 @@ MOGE_API int32_t moge_context_n_past(const moge_context *ctx);
 MOGE_API int32_t moge_context_n_ctx(const moge_context *ctx);
 MOGE_API int32_t moge_context_n_batch(const moge_context *ctx);
 MOGE_API int32_t moge_context_n_seq(const moge_context *ctx);
+/* Threads of the context's pool (moge_context_params.n_threads, or the model's; 1 on the ref backend's
+ * unthreaded loops). */
+MOGE_API int32_t moge_context_n_threads(const moge_context *ctx);
 /* Committed tokens of sequence seq (-1 when seq is not 0..n_seq-1). */
 MOGE_API int32_t moge_seq_n_past(const moge_context *ctx, int32_t seq);
 

@@ -237,6 +237,7 @@ int32_t moge_context_n_past(const moge_context *ctx) { return ctx->seq[0].n_past
 int32_t moge_context_n_ctx(const moge_context *ctx) { return ctx->n_ctx; }
 int32_t moge_context_n_batch(const moge_context *ctx) { return ctx->n_batch; }
 int32_t moge_context_n_seq(const moge_context *ctx) { return ctx->n_seq; }
+int32_t moge_context_n_threads(const moge_context *ctx) { return threadpool_size(ctx->env.pool); }
 int32_t moge_seq_n_past(const moge_context *ctx, int32_t seq) {
     return ctx && seq >= 0 && seq < ctx->n_seq ? ctx->seq[seq].n_past : -1;
 }
