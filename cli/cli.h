@@ -4,11 +4,19 @@
 #ifndef MOGE_CLI_H
 #define MOGE_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "moge.h"
+
+/* Ctrl-C in the commands that handle it (run, chat): cli_on_sigint sets cli_interrupted (the
+ * command clears it), and cli_abort_cb, a moge_context_params.abort_cb, then stops the forward in
+ * progress. */
+extern volatile sig_atomic_t cli_interrupted;
+void cli_on_sigint(int sig);
+bool cli_abort_cb(void *abort_cb_user);
 
 /* The MPI job this process is rank 0 of (cli/moge.c), or NULL: cli_load_model loads the
  * target across its ranks; draft models stay on rank 0. */

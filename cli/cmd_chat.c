@@ -48,18 +48,6 @@
 
 #define DEFAULT_MAX_CTX 8192 /* without -c: the model's maximum, at most this */
 
-static volatile sig_atomic_t g_interrupted; /* set by SIGINT, cleared before each answer / line */
-
-static void on_sigint(int sig) {
-    (void)sig;
-    g_interrupted = 1;
-}
-
-/* The context's abort callback: Ctrl-C also stops a long prefill or verification pass. */
-static bool chat_abort(void *abort_cb_user) {
-    (void)abort_cb_user;
-    return g_interrupted != 0;
-}
 
 static void usage(FILE *f, const cli_common_opts *o) {
     fputs("usage: moge chat [-m DIR] [options]\n"
@@ -327,7 +315,7 @@ static bool show(answer *a, const char *s, size_t n) {
 
 static void pause_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (!g_interrupted && nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    while (!cli_interrupted && nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
 static bool on_token(int32_t id, void *user) {
@@ -349,7 +337,7 @@ static bool on_token(int32_t id, void *user) {
         return false;
     }
     if (a->c->token_delay_ms > 0) pause_ms(a->c->token_delay_ms);
-    return !g_interrupted;
+    return !cli_interrupted;
 }
 
 static const char *stop_name(const moge_stats *st, const answer *a) {
@@ -518,7 +506,7 @@ static void user_turn(chat *c, const char *line) {
     answer a;
     moge_stats stats;
     c->gp.sampler.seed = c->seed + (uint64_t)c->n_answers;
-    g_interrupted = 0;
+    cli_interrupted = 0;
     moge_status st = answer_init(&a, c, prompt, n_new);
     c->gp.context_tokens = ids; /* the drafter and the penalty see the whole conversation */
     c->gp.n_context_tokens = (int32_t)common;
@@ -550,7 +538,7 @@ static void user_turn(chat *c, const char *line) {
         report_answer(c, &stats, &a, (int32_t)common);
         if (a.failed) note("moge chat: the answer stopped: a token could not be decoded");
     }
-    g_interrupted = 0;
+    cli_interrupted = 0;
     answer_free(&a);
     free(ids);
 }
@@ -737,7 +725,7 @@ static int getc_fn(EditLine *el, wchar_t *wc) {
     char bytes[MB_LEN_MAX];
     size_t n = 0;
     for (;;) {
-        if (g_interrupted) {
+        if (cli_interrupted) {
             errno = EINTR;
             return -1;
         }
@@ -791,7 +779,7 @@ static void editor_close(chat *c) {
  * input, -1 when Ctrl-C cleared the prompt. */
 static int read_line(chat *c, char **line) {
     *line = NULL;
-    g_interrupted = 0;
+    cli_interrupted = 0;
     if (!c->interactive) {
         size_t cap = 0;
         ssize_t n = getline(line, &cap, stdin);
@@ -806,10 +794,10 @@ static int read_line(chat *c, char **line) {
     int count = 0;
     const char *s = el_gets(c->el, &count);
     if (!s) {
-        if (count < 0 && g_interrupted) {
+        if (count < 0 && cli_interrupted) {
             fputc('\n', stdout);
             fflush(stdout);
-            g_interrupted = 0;
+            cli_interrupted = 0;
             return -1;
         }
         fputc('\n', stdout); /* Ctrl-D: leave the shell's prompt on a fresh line */
@@ -832,7 +820,7 @@ static int read_line(chat *c, char **line) {
 /* Loads the model, tokenizer, context and drafter named by the options. Prints the error. */
 static bool load(chat *c, chat_opts *o) {
     c->opts = &o->c;
-    o->c.cp.abort_cb = chat_abort;
+    o->c.cp.abort_cb = cli_abort_cb; /* Ctrl-C also stops a long prefill or verification pass */
     if (!cli_load_model(&o->c, DEFAULT_MAX_CTX, &c->m)) return false;
     c->kv = malloc((size_t)moge_context_n_ctx(c->m.ctx) * sizeof *c->kv);
     if (!c->kv) return false;
@@ -910,7 +898,7 @@ int cmd_chat(int argc, char **argv) {
     banner(&c, o.c.model);
     struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint; /* no SA_RESTART: a blocked read returns */
+    sa.sa_handler = cli_on_sigint; /* no SA_RESTART: a blocked read returns */
     sigemptyset(&sa.sa_mask);
     if (c.interactive) sigaction(SIGINT, &sa, &old);
     for (;;) {

@@ -801,6 +801,18 @@ static bool detok_room(moge_detok_stream *s, char **buf, size_t *cap) {
     return true;
 }
 
+volatile sig_atomic_t cli_interrupted;
+
+void cli_on_sigint(int sig) {
+    (void)sig;
+    cli_interrupted = 1;
+}
+
+bool cli_abort_cb(void *abort_cb_user) {
+    (void)abort_cb_user;
+    return cli_interrupted != 0;
+}
+
 moge_status cli_detok_push(moge_detok_stream *s, int32_t id, char **buf, size_t *cap, size_t *n) {
     *n = 0;
     if (!detok_room(s, buf, cap)) return MOGE_ERR_NOMEM;

@@ -20,7 +20,6 @@
  * passes, ...). --batch without --prompts, --prompts with -p or --compare: usage errors (exit 2).
  */
 #include <cJSON.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,19 +99,6 @@ static void printer_finish(printer *p) {
     size_t n = 0;
     if (cli_detok_flush(p->stream, &p->buf, &p->cap, &n) == MOGE_OK) printer_write(p, p->buf, n);
     printer_write(p, "\n", 1);
-}
-
-static volatile sig_atomic_t g_interrupted; /* Ctrl-C during the generation */
-
-static void on_sigint(int sig) {
-    (void)sig;
-    g_interrupted = 1;
-}
-
-/* The context's abort callback: Ctrl-C stops the pass in progress (a long prompt's prefill too). */
-static bool run_abort(void *abort_cb_user) {
-    (void)abort_cb_user;
-    return g_interrupted != 0;
 }
 
 static bool print_token(int32_t tok, void *user) {
@@ -615,7 +601,7 @@ int cmd_run(int argc, char **argv) {
     int32_t *ids = NULL;
     size_t n_ids = 0;
     printer pr = {0};
-    o.cp.abort_cb = run_abort;
+    o.cp.abort_cb = cli_abort_cb; /* Ctrl-C stops the pass in progress (a long prompt's prefill too) */
     if (!cli_load_model(&o, 0, &m) || (gp.spec != MOGE_SPEC_NONE && !cli_load_drafter(&o, kind, &m, 1, &drafter, NULL, 0))) goto done;
     gp.drafter = drafter;
     if (!prompt_ids(&o, &m, prompt, "the prompt", &ids, &n_ids) || !printer_start(&pr, m.tok, ids, n_ids, false)) goto done;
@@ -628,7 +614,7 @@ int cmd_run(int argc, char **argv) {
         if (warm.spec == MOGE_SPEC_NONE && moge_generate(m.ctx, ids, (int32_t)n_ids, &warm, NULL, NULL, NULL) == MOGE_OK)
             moge_kv_truncate(m.ctx, 0);
     }
-    struct sigaction sa = {.sa_handler = on_sigint}, old_sa;
+    struct sigaction sa = {.sa_handler = cli_on_sigint}, old_sa;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_sa); /* Ctrl-C ends the text cleanly: what was generated, a newline, a note */
     moge_status st = moge_generate(m.ctx, ids, (int32_t)n_ids, &gp, print_token, &pr, &stats);

@@ -404,9 +404,10 @@ typedef struct {
                           moge_model_params.n_threads (every online core unless set). Contexts of
                           one model may use different counts; the logits do not depend on it */
     /* Called by the calling thread at the start of every moge_forward() and between its layers
-     * (in an MPI job: at the start only), so also between the steps of moge_generate() and
-     * moge_decoder_step(): returning true stops the work with MOGE_ERR_ABORTED ("aborted by the
-     * caller" in moge_context_error). An aborted forward leaves the KV cache as it was before it
+     * (in an MPI job: at the start only), so also between the steps of moge_generate():
+     * returning true stops the work with MOGE_ERR_ABORTED ("aborted by the caller" in
+     * moge_context_error; in moge_decoder_step() an error of the shared pass, which stops the
+     * sequences in it). An aborted forward leaves the KV cache as it was before it
      * (committed tokens and kept uncommitted rows); moge_generate() then keeps, as after any
      * error, the prompt tokens it prefilled and the tokens it emitted but the last
      * (moge_context_n_past() says how many). The context stays usable. NULL: none (default). */
