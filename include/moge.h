@@ -407,8 +407,9 @@ typedef struct {
      * (in an MPI job: at the start only), so also between the steps of moge_generate():
      * returning true stops the work with MOGE_ERR_ABORTED ("aborted by the caller" in
      * moge_context_error; in moge_decoder_step() an error of the shared pass, which stops the
-     * sequences in it). An aborted forward leaves the KV cache as it was before it
-     * (committed tokens and kept uncommitted rows); moge_generate() then keeps, as after any
+     * sequences in it). An aborted forward changes no committed token and keeps none of its
+     * rows (with `extend` the rows it extended stay uncommitted; without, the earlier uncommitted
+     * rows may be dropped, as by any forward); moge_generate() then keeps, as after any
      * error, the prompt tokens it prefilled and the tokens it emitted but the last
      * (moge_context_n_past() says how many). The context stays usable. NULL: none (default). */
     bool (*abort_cb)(void *abort_cb_user);
