@@ -139,7 +139,7 @@ moge_status context_new(moge_model *m, const moge_context_params *params, moge_c
         ctx->order = calloc((size_t)(B * K), sizeof(int32_t));
         ctx->offset = calloc((size_t)N + 1, sizeof(int32_t));
         ctx->pair_out = alloc_floats(B * K * c->n_embd, &failed);
-        ctx->dev_scratch = alloc_floats(ctx->n_local_devices * moe_scratch_floats(B, c->n_embd, c->n_ff_expert), &failed);
+        ctx->dev_scratch = alloc_floats(threadpool_size(ctx->env.pool) * moe_scratch_floats(B, c->n_embd, c->n_ff_expert), &failed);
         if (R > 1) ctx->xchg = alloc_floats(B * K * c->n_embd, &failed);
         ctx->route_p = alloc_floats(N, &failed);
         ctx->route_taken = calloc((size_t)N, 1);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/errors.h"
+#include "base/bigalloc.h"
 #include "runtime/comm.h"
 #include "runtime/gguf.h"
 #include "runtime/model.h"
@@ -318,7 +319,7 @@ static moge_status quantize_weights(moge_model *m, moge_quant quant, bool panels
     quant_pass q = {.type = quant_format_dtype(quant), .panels = panels};
     model_for_each_matrix(m, quant_size, &q);
     int64_t cols = q.max_cols > 0 ? q.max_cols : 1;
-    m->qbuf = aligned_alloc(QBUF_ALIGN, (size_t)align_up(q.bytes > 0 ? q.bytes : 1, QBUF_ALIGN));
+    m->qbuf = big_alloc((size_t)align_up(q.bytes > 0 ? q.bytes : 1, QBUF_ALIGN));
     q.row = malloc((size_t)cols * sizeof(float));
     q.slab = panels ? malloc(TENSOR_PANEL * dtype_row_bytes(q.type, cols)) : NULL;
     if (!m->qbuf || !q.row || (panels && !q.slab)) {
@@ -369,7 +370,7 @@ static moge_status pack_weights(moge_model *m, char *err, size_t n) {
     int64_t bytes = 0;
     model_for_each_matrix(m, pack_size, &bytes);
     if (bytes == 0) return MOGE_OK;
-    m->pbuf = aligned_alloc(QBUF_ALIGN, (size_t)bytes);
+    m->pbuf = big_alloc((size_t)bytes);
     if (!m->pbuf) return set_err(err, n, MOGE_ERR_NOMEM, "out of memory laying out the weights (%lld bytes)", (long long)bytes);
     char *dst = m->pbuf;
     model_for_each_matrix(m, pack_one, &dst);
