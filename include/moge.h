@@ -234,8 +234,9 @@ typedef struct {
      * most about 100 calls. NULL: none (default). */
     void (*progress)(double done, void *progress_user);
     void *progress_user;
-    /* Called between the matrices moge_model_load quantizes or lays out, and between its phases
-     * (configuration, weight files, binding, quantizing, layout): returning true stops the load
+    /* Called between the matrices moge_model_load quantizes or lays out, between a GGUF file's
+     * tensors (converted as they are read), and between the load's phases (configuration, weight
+     * files, binding, quantizing, layout): returning true stops the load
      * with MOGE_ERR_ABORTED ("aborted by the caller" in err), nothing left allocated. NULL: none
      * (default). */
     bool (*abort_cb)(void *abort_cb_user);

@@ -256,12 +256,12 @@ static void release_source(moge_model *m, const tensor *src) {
     if (src->data != m->tok_embd.data && e) st_release(e);
 }
 
-/* The caller's abort callback asked to stop (asked once more each call until it does). */
-static bool load_aborted(moge_model *m) {
-    load_progress *p = &m->progress;
+bool load_abort_check(load_progress *p) {
     if (!p->aborted && p->abort_cb && p->abort_cb(p->abort_cb_user)) p->aborted = true;
     return p->aborted;
 }
+
+static bool load_aborted(moge_model *m) { return load_abort_check(&m->progress); }
 
 /* Another `bytes` of source matrices done: tells the caller at each new percent. */
 static void progress_add(moge_model *m, int64_t bytes) {
@@ -550,7 +550,7 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
     char path[4096];
     bool gguf = gguf_is_file(dir); /* a .gguf file: its metadata and tensors stand for the directory's */
     snprintf(path, sizeof path, "%s/config.json", dir);
-    moge_status st = gguf ? gguf_model_open(&m->cfg, &m->st, dir, p.quant, err, n) : config_load(&m->cfg, path, err, n);
+    moge_status st = gguf ? gguf_model_open(&m->cfg, &m->st, dir, p.quant, &m->progress, err, n) : config_load(&m->cfg, path, err, n);
     if (st == MOGE_OK) st = config_set_routing(&m->cfg, &p, err, n);
     m->expert_hi = m->cfg.n_expert;
     if (st == MOGE_OK && m->cfg.n_expert > 0) st = comm_expert_range(p.comm, &m->cfg, &m->expert_lo, &m->expert_hi, err, n);

@@ -271,6 +271,21 @@ static void test_abort_load(void) {
         m = (moge_model *)&err;
         CHECKF(moge_model_load(STORIES, &p, &m, err, sizeof err) == MOGE_ERR_ABORTED && m == NULL, "stop at call %d", at);
     }
+    /* a GGUF file: between its tensors (Q4_K ones are converted to f32 there) */
+    const char *gguf = "tests/fixtures/gguf/llama256_q4_k.gguf";
+    p = moge_model_default_params();
+    p.abort_cb = abort_cb;
+    p.abort_cb_user = &a;
+    a = (abort_state){0};
+    CHECK(moge_model_load(gguf, &p, &m, err, sizeof err) == MOGE_OK && m);
+    total = a.calls;
+    moge_model_free(m);
+    CHECKF(total > 10, "%d calls", total);
+    for (int at = 1; at <= total; at += 3) {
+        a = (abort_state){.stop_at = at};
+        m = (moge_model *)&err;
+        CHECKF(moge_model_load(gguf, &p, &m, err, sizeof err) == MOGE_ERR_ABORTED && m == NULL && strstr(err, gguf), "stop at call %d: %s", at, err);
+    }
     CHECK(!strcmp(moge_status_str(MOGE_ERR_ABORTED), "aborted by the caller"));
 }
 
