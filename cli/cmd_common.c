@@ -815,6 +815,18 @@ static bool detok_room(moge_detok_stream *s, char **buf, size_t *cap) {
     return true;
 }
 
+volatile sig_atomic_t cli_interrupted;
+
+void cli_on_sigint(int sig) {
+    (void)sig;
+    cli_interrupted = 1;
+}
+
+bool cli_abort_cb(void *abort_cb_user) {
+    (void)abort_cb_user;
+    return cli_interrupted != 0;
+}
+
 moge_status cli_detok_push(moge_detok_stream *s, int32_t id, char **buf, size_t *cap, size_t *n) {
     *n = 0;
     if (!detok_room(s, buf, cap)) return MOGE_ERR_NOMEM;
@@ -827,32 +839,3 @@ moge_status cli_detok_flush(moge_detok_stream *s, char **buf, size_t *cap, size_
     return moge_detok_stream_flush(s, *buf, *cap, n);
 }
 
-moge_status cli_detok_prime(moge_detok_stream *s, const moge_tokenizer *tok, const int32_t *ids, size_t n_ids, char **buf,
-                            size_t *cap, size_t *skip) {
-    *skip = 0;
-    int32_t *text_ids = malloc((n_ids ? n_ids : 1) * sizeof *text_ids);
-    if (!text_ids) return MOGE_ERR_NOMEM;
-    size_t n_text = 0, delivered = 0, n = 0, full = 0;
-    moge_status st = MOGE_OK;
-    for (size_t i = 0; i < n_ids && st == MOGE_OK; i++) {
-        if (moge_tokenizer_is_special(tok, ids[i])) continue;
-        text_ids[n_text++] = ids[i];
-        st = cli_detok_push(s, ids[i], buf, cap, &n);
-        delivered += n;
-    }
-    /* the whole prompt's text: its length minus what came out is what the stream holds */
-    if (st == MOGE_OK && n_text) {
-        moge_status d = moge_detokenize(tok, text_ids, n_text, NULL, 0, &full);
-        if (d != MOGE_OK && d != MOGE_ERR_BUFFER) st = d;
-        else if (full > delivered) *skip = full - delivered;
-    }
-    free(text_ids);
-    return st;
-}
-
-size_t cli_detok_drop(char *buf, size_t n, size_t *skip) {
-    size_t k = *skip < n ? *skip : n;
-    if (k) memmove(buf, buf + k, n - k);
-    *skip -= k;
-    return n - k;
-}

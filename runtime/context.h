@@ -27,6 +27,9 @@ typedef struct {
 struct moge_context {
     moge_model *model;
     int n_ctx, n_batch, n_seq; /* n_ctx: slots per sequence */
+    int n_threads;    /* of env.pool (moge_context_params.n_threads, else the model's) */
+    bool (*abort_cb)(void *); /* moge_context_params.abort_cb, checked by moge_forward */
+    void *abort_cb_user;
     int seq_rows;     /* the most uncommitted rows of one sequence: min(n_batch, n_ctx) */
     kv_seq *seq;      /* (n_seq) */
     int kv_cap;       /* slots allocated per sequence, layer and KV head (<= n_ctx; context_kv_reserve grows it) */

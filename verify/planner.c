@@ -154,7 +154,7 @@ static void cost_key(const moge_context *ctx, char *buf, size_t n) {
              CAL_VERSION, c->architecture, c->n_layer, c->n_embd, c->n_head, c->n_head_kv, c->head_dim, c->n_ff, c->n_expert,
              c->n_expert_used, c->n_group, c->n_ff_expert, c->n_ff_shared, c->n_vocab, in.dtype ? in.dtype : "?",
              in.quant ? in.quant : "?", (long long)in.weight_bytes, m->ops ? m->ops->name : "?",
-             m->ops && m->ops->variant ? m->ops->variant : "-", m->n_threads, ctx->n_devices, cpu);
+             m->ops && m->ops->variant ? m->ops->variant : "-", ctx->n_threads, ctx->n_devices, cpu);
 }
 
 static uint64_t fnv1a(const char *s) {

@@ -279,8 +279,8 @@ void seq_after(seq_gen *g, const moge_verify_item *it, double verify_s) {
     double te = clock_now();
     stats->t_draft_s += g->draft_s + g->choose_s;
     stats->t_verify_s += verify_s;
-    stats->t_rollback_s += ta - tv;
-    stats->t_sample_s += te - ta;
+    stats->t_draft_accept_s += ta - tv;
+    stats->t_emit_s += te - ta;
     if (g->pl) planner_observe(g->pl, vt, path, vr.n_path, verify_s, te - tv);
 }
 
