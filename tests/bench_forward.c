@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/bigalloc.h"
 #include "base/clock.h"
 #include "moge.h"
 #include "runtime/backend.h"
@@ -112,7 +113,7 @@ static bool probe_init(gemv_probe *p, double bytes, int n_threads, const backend
     p->ops = ops;
     int64_t out = (int64_t)(bytes / sizeof(float)) / PROBE_IN / TENSOR_PANEL * TENSOR_PANEL;
     if (out < TENSOR_PANEL) out = TENSOR_PANEL;
-    p->buf = malloc((size_t)out * PROBE_IN * sizeof(float));
+    p->buf = big_alloc((size_t)out * PROBE_IN * sizeof(float)); /* the weights' memory: huge pages when the kernel gives them */
     p->y = malloc((size_t)out * sizeof(float));
     p->ws = malloc((size_t)backend_ws_floats(PROBE_IN, n_threads) * sizeof(float));
     p->pool = threadpool_new(n_threads);
