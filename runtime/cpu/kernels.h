@@ -33,6 +33,11 @@
 #include "runtime/quant_act.h"
 #include "runtime/threadpool.h"
 
+/* Every declaration below is of this library only (hidden, as -fvisibility=hidden makes the
+ * definitions): calls and function addresses across the kernel files then need no GOT, the same
+ * code as when they were static in one file. */
+#pragma GCC visibility push(hidden)
+
 #ifndef CPU_VARIANT
 #error "runtime/cpu/ is built once per kernel variant with -DCPU_VARIANT=name (see the Makefile)"
 #endif
@@ -373,4 +378,5 @@ void cpu_swiglu(float *g, const float *u, int64_t n);
 void cpu_attention(const backend_env *env, const attn_args *a, int n_args); /* attention.c */
 void cpu_moe_experts(const backend_env *env, const moe_args *a);           /* moe.c */
 
+#pragma GCC visibility pop
 #endif
