@@ -4,11 +4,19 @@
 #ifndef MOGE_CLI_H
 #define MOGE_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "moge.h"
+
+/* Ctrl-C in the commands that handle it (run, chat): cli_on_sigint sets cli_interrupted (the
+ * command clears it), and cli_abort_cb, a moge_context_params.abort_cb, then stops the forward in
+ * progress. */
+extern volatile sig_atomic_t cli_interrupted;
+void cli_on_sigint(int sig);
+bool cli_abort_cb(void *abort_cb_user);
 
 /* The MPI job this process is rank 0 of (cli/moge.c), or NULL: cli_load_model loads the
  * target across its ranks; draft models stay on rank 0. */
@@ -134,6 +142,10 @@ void cli_common_init(cli_common_opts *o, const char *cmd, unsigned who);
 int cli_parse_common(int argc, char **argv, int *i, cli_common_opts *o);
 /* Prints "unknown option" for arg with a pointer to --help; returns the exit status 2. */
 int cli_unknown_option(const cli_common_opts *o, const char *arg);
+/* cli_parse_flags for a command with shared flags (bench, eval): each word is tried as one of
+ * c's shared flags (cli_parse_common) first, then against the command's own table; no positional
+ * words. Returns -1 when parsing succeeded, else the exit status (0 after --help, 2). */
+int cli_parse_flags_common(cli_common_opts *c, const cli_flag *flags, int n_flags, int argc, char **argv, void (*usage)(FILE *));
 /* The help of o's command's shared flags with its defaults (not the values of flags parsed so
  * far); own (the command's own option lines, may be NULL) follows the -m line. */
 void cli_common_usage(FILE *f, const cli_common_opts *o, const char *own);
@@ -196,13 +208,5 @@ void cli_models_free(cli_models *m);
  * *n: the bytes written. MOGE_ERR_NOMEM when the buffer cannot grow. */
 moge_status cli_detok_push(moge_detok_stream *s, int32_t id, char **buf, size_t *cap, size_t *n);
 moge_status cli_detok_flush(moge_detok_stream *s, char **buf, size_t *cap, size_t *n);
-/* Feeds the prompt's ids (special tokens skipped) through s, so that what generation adds decodes
- * in context, and returns in *skip the bytes of prompt text the stream still holds (a run of byte
- * tokens at its end is released with the next piece): cli_detok_drop removes them from later
- * output. */
-moge_status cli_detok_prime(moge_detok_stream *s, const moge_tokenizer *tok, const int32_t *ids, size_t n_ids, char **buf,
-                            size_t *cap, size_t *skip);
-/* Drops up to *skip bytes from the front of buf[0..n) (counting *skip down); returns the new n. */
-size_t cli_detok_drop(char *buf, size_t n, size_t *skip);
 
 #endif

@@ -92,7 +92,7 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
-static void usage(FILE *f, const cli_common_opts *o) {
+static void usage(FILE *f) {
     fputs("usage: moge bench [options]\n"
           "\n"
           "Generates the same prompts in each decoding mode, the modes taking turns within each repeat,\n"
@@ -103,7 +103,7 @@ static void usage(FILE *f, const cli_common_opts *o) {
           "the same text as none.\n"
           "\n",
           f);
-    cli_common_usage(f, o,
+    cli_common_usage(f, &(cli_common_opts){.cmd = CMD, .who = CLI_BENCH},
                      "      --prompts FILE     one prompt per line (default: 8 built-in story openings)\n"
                      "      --repeats R        timed repeats, each running every mode in turn; tokens/s is their\n"
                      "                         median (default 3)\n"
@@ -229,29 +229,19 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
     memset(o, 0, sizeof *o);
     cli_common_init(&o->c, CMD, CLI_BENCH);
     o->repeats = 3;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        long l;
-        int r = cli_parse_common(argc, argv, &i, &o->c);
-        if (r < 0) return 2;
-        if (r > 0) continue;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout, &o->c); return 0; }
-        if (!strcmp(a, "--prompts")) { if (!(o->prompts_file = cli_value(CMD, argc, argv, &i))) return 2; }
-        else if (!strcmp(a, "--json")) { if (!(o->json = cli_value(CMD, argc, argv, &i))) return 2; }
-        else if (!strcmp(a, "--modes")) {
-            if (!(v = cli_value(CMD, argc, argv, &i)) || !parse_modes(v, o)) return 2;
-            o->modes_given = true;
-        } else if (!strcmp(a, "--repeats")) {
-            if (!(v = cli_value(CMD, argc, argv, &i)) || !cli_int(CMD, a, v, 1, 1000, &l)) return 2;
-            o->repeats = (int)l;
-        } else if (!strcmp(a, "--batch")) {
-            if (!(v = cli_value(CMD, argc, argv, &i)) || !cli_int(CMD, a, v, 1, MOGE_MAX_SEQ, &l)) return 2;
-            o->batch = (int)l;
-        } else {
-            return cli_unknown_option(&o->c, a);
-        }
-    }
-    int rc = finish_opts(o);
+    const char *modes = NULL;
+    const cli_flag flags[] = {
+        {NULL, "--prompts", CLI_ARG_STR, &o->prompts_file, 0, 0},
+        {NULL, "--json", CLI_ARG_STR, &o->json, 0, 0},
+        {NULL, "--modes", CLI_ARG_STR, &modes, 0, 0},
+        {NULL, "--repeats", CLI_ARG_INT, &o->repeats, 1, 1000},
+        {NULL, "--batch", CLI_ARG_INT, &o->batch, 1, MOGE_MAX_SEQ},
+    };
+    int rc = cli_parse_flags_common(&o->c, flags, (int)(sizeof flags / sizeof flags[0]), argc, argv, usage);
+    if (rc >= 0) return rc;
+    if (modes && !parse_modes(modes, o)) return 2;
+    o->modes_given = modes != NULL;
+    rc = finish_opts(o);
     if (!rc && o->json && !cli_check_output(CMD, "--json", o->json)) rc = 2;
     return rc ? rc : -1;
 }

@@ -48,12 +48,6 @@
 
 #define DEFAULT_MAX_CTX 8192 /* without -c: the model's maximum, at most this */
 
-static volatile sig_atomic_t g_interrupted; /* set by SIGINT, cleared before each answer / line */
-
-static void on_sigint(int sig) {
-    (void)sig;
-    g_interrupted = 1;
-}
 
 static void usage(FILE *f, const cli_common_opts *o) {
     fputs("usage: moge chat [-m DIR] [options]\n"
@@ -286,7 +280,6 @@ typedef struct {
     moge_detok_stream *stream;
     char *buf;
     size_t cap;
-    size_t skip;              /* bytes of prompt text the stream still holds: not shown */
     int32_t *ids;             /* every id passed to the callback */
     int32_t n_ids, cap_ids;
     char *text;               /* everything the stream produced (leading spaces included) */
@@ -322,7 +315,7 @@ static bool show(answer *a, const char *s, size_t n) {
 
 static void pause_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (!g_interrupted && nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    while (!cli_interrupted && nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
 static bool on_token(int32_t id, void *user) {
@@ -339,12 +332,12 @@ static bool on_token(int32_t id, void *user) {
         return false;
     }
     size_t n = 0;
-    if (cli_detok_push(a->stream, id, &a->buf, &a->cap, &n) != MOGE_OK || !show(a, a->buf, cli_detok_drop(a->buf, n, &a->skip))) {
+    if (cli_detok_push(a->stream, id, &a->buf, &a->cap, &n) != MOGE_OK || !show(a, a->buf, n)) {
         a->failed = true;
         return false;
     }
     if (a->c->token_delay_ms > 0) pause_ms(a->c->token_delay_ms);
-    return !g_interrupted;
+    return !cli_interrupted;
 }
 
 static const char *stop_name(const moge_stats *st, const answer *a) {
@@ -440,7 +433,7 @@ static moge_status answer_init(answer *a, chat *c, const int32_t *prompt, int32_
     a->c = c;
     moge_status st = moge_detok_stream_new(c->m.tok, &a->stream);
     if (st != MOGE_OK) return st;
-    return cli_detok_prime(a->stream, c->m.tok, prompt, (size_t)n_prompt, &a->buf, &a->cap, &a->skip);
+    return moge_detok_stream_prime(a->stream, prompt, (size_t)n_prompt);
 }
 
 static void answer_free(answer *a) {
@@ -513,21 +506,29 @@ static void user_turn(chat *c, const char *line) {
     answer a;
     moge_stats stats;
     c->gp.sampler.seed = c->seed + (uint64_t)c->n_answers;
-    g_interrupted = 0;
+    cli_interrupted = 0;
     moge_status st = answer_init(&a, c, prompt, n_new);
     c->gp.context_tokens = ids; /* the drafter and the penalty see the whole conversation */
     c->gp.n_context_tokens = (int32_t)common;
     struct termios saved;
     bool restore = c->interactive && tty_quiet(true, &saved);
     if (st == MOGE_OK) st = moge_generate(c->m.ctx, prompt, n_new, &c->gp, on_token, &a, &stats);
+    if (st == MOGE_ERR_ABORTED && stats.n_generated > 0) { /* Ctrl-C in a pass: as if the callback had stopped it */
+        st = MOGE_OK;
+        stats.stop = MOGE_STOP_CALLBACK;
+    }
     if (restore) tty_quiet(false, &saved);
     c->gp.context_tokens = NULL;
     c->gp.n_context_tokens = 0;
     size_t n = 0;
-    if (a.stream && cli_detok_flush(a.stream, &a.buf, &a.cap, &n) == MOGE_OK) show(&a, a.buf, cli_detok_drop(a.buf, n, &a.skip));
+    if (a.stream && cli_detok_flush(a.stream, &a.buf, &a.cap, &n) == MOGE_OK) show(&a, a.buf, n);
     if (a.shown_any) fputc('\n', stdout);
     fflush(stdout);
-    if (st != MOGE_OK) {
+    if (st == MOGE_ERR_ABORTED) { /* Ctrl-C before the first token: the turn is dropped */
+        note("moge chat: interrupted before the answer began");
+        moge_kv_truncate(c->m.ctx, c->n_kv);
+        pop_msg(c);
+    } else if (st != MOGE_OK) {
         note("moge chat: %s", moge_context_error(c->m.ctx)[0] ? moge_context_error(c->m.ctx) : moge_status_str(st));
         moge_kv_truncate(c->m.ctx, c->n_kv);
         pop_msg(c);
@@ -537,7 +538,7 @@ static void user_turn(chat *c, const char *line) {
         report_answer(c, &stats, &a, (int32_t)common);
         if (a.failed) note("moge chat: the answer stopped: a token could not be decoded");
     }
-    g_interrupted = 0;
+    cli_interrupted = 0;
     answer_free(&a);
     free(ids);
 }
@@ -565,8 +566,8 @@ static void print_stats(const chat *c) {
         printf(" %d: %.2f (%lld/%lld)", d, (double)st->accept_hits[d] / st->accept_tries[d], (long long)st->accept_hits[d],
                (long long)st->accept_tries[d]);
     puts(shown ? "" : " none (nothing drafted)");
-    printf("time: draft %.3f s, verify %.3f s, sampling %.3f s, rollback %.3f s\n", st->t_draft_s, st->t_verify_s, st->t_sample_s,
-           st->t_rollback_s);
+    printf("time: draft %.3f s, verify %.3f s, draft accept %.3f s, emit %.3f s\n", st->t_draft_s, st->t_verify_s, st->t_draft_accept_s,
+           st->t_emit_s);
     if (s->moe_layers == 0) {
         puts("experts: dense model (no MoE layers)");
     } else {
@@ -724,7 +725,7 @@ static int getc_fn(EditLine *el, wchar_t *wc) {
     char bytes[MB_LEN_MAX];
     size_t n = 0;
     for (;;) {
-        if (g_interrupted) {
+        if (cli_interrupted) {
             errno = EINTR;
             return -1;
         }
@@ -778,7 +779,7 @@ static void editor_close(chat *c) {
  * input, -1 when Ctrl-C cleared the prompt. */
 static int read_line(chat *c, char **line) {
     *line = NULL;
-    g_interrupted = 0;
+    cli_interrupted = 0;
     if (!c->interactive) {
         size_t cap = 0;
         ssize_t n = getline(line, &cap, stdin);
@@ -793,10 +794,10 @@ static int read_line(chat *c, char **line) {
     int count = 0;
     const char *s = el_gets(c->el, &count);
     if (!s) {
-        if (count < 0 && g_interrupted) {
+        if (count < 0 && cli_interrupted) {
             fputc('\n', stdout);
             fflush(stdout);
-            g_interrupted = 0;
+            cli_interrupted = 0;
             return -1;
         }
         fputc('\n', stdout); /* Ctrl-D: leave the shell's prompt on a fresh line */
@@ -819,6 +820,7 @@ static int read_line(chat *c, char **line) {
 /* Loads the model, tokenizer, context and drafter named by the options. Prints the error. */
 static bool load(chat *c, chat_opts *o) {
     c->opts = &o->c;
+    o->c.cp.abort_cb = cli_abort_cb; /* Ctrl-C also stops a long prefill or verification pass */
     if (!cli_load_model(&o->c, DEFAULT_MAX_CTX, &c->m)) return false;
     c->kv = malloc((size_t)moge_context_n_ctx(c->m.ctx) * sizeof *c->kv);
     if (!c->kv) return false;
@@ -896,7 +898,7 @@ int cmd_chat(int argc, char **argv) {
     banner(&c, o.c.model);
     struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint; /* no SA_RESTART: a blocked read returns */
+    sa.sa_handler = cli_on_sigint; /* no SA_RESTART: a blocked read returns */
     sigemptyset(&sa.sa_mask);
     if (c.interactive) sigaction(SIGINT, &sa, &old);
     for (;;) {

@@ -499,11 +499,15 @@ int cli_unknown(const char *cmd, const char *arg) {
 
 int cli_unknown_option(const cli_common_opts *o, const char *arg) { return cli_unknown(o->cmd, arg); }
 
-int cli_parse_flags(const char *cmd, const cli_flag *flags, int n_flags, int argc, char **argv, const char **pos, int max_pos,
-                    int *n_pos, void (*usage)(FILE *)) {
+/* cli_parse_flags, with the shared flags of c (when not NULL) tried before the table. */
+static int parse_flags(const char *cmd, cli_common_opts *c, const cli_flag *flags, int n_flags, int argc, char **argv,
+                       const char **pos, int max_pos, int *n_pos, void (*usage)(FILE *)) {
     *n_pos = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
+        int r = c ? cli_parse_common(argc, argv, &i, c) : 0;
+        if (r < 0) return 2;
+        if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -542,6 +546,16 @@ int cli_parse_flags(const char *cmd, const cli_flag *flags, int n_flags, int arg
         }
     }
     return -1;
+}
+
+int cli_parse_flags(const char *cmd, const cli_flag *flags, int n_flags, int argc, char **argv, const char **pos, int max_pos,
+                    int *n_pos, void (*usage)(FILE *)) {
+    return parse_flags(cmd, NULL, flags, n_flags, argc, argv, pos, max_pos, n_pos, usage);
+}
+
+int cli_parse_flags_common(cli_common_opts *c, const cli_flag *flags, int n_flags, int argc, char **argv, void (*usage)(FILE *)) {
+    int n_pos;
+    return parse_flags(c->cmd, c, flags, n_flags, argc, argv, NULL, 0, &n_pos, usage);
 }
 
 void cli_common_usage(FILE *f, const cli_common_opts *given, const char *own) {
@@ -801,6 +815,18 @@ static bool detok_room(moge_detok_stream *s, char **buf, size_t *cap) {
     return true;
 }
 
+volatile sig_atomic_t cli_interrupted;
+
+void cli_on_sigint(int sig) {
+    (void)sig;
+    cli_interrupted = 1;
+}
+
+bool cli_abort_cb(void *abort_cb_user) {
+    (void)abort_cb_user;
+    return cli_interrupted != 0;
+}
+
 moge_status cli_detok_push(moge_detok_stream *s, int32_t id, char **buf, size_t *cap, size_t *n) {
     *n = 0;
     if (!detok_room(s, buf, cap)) return MOGE_ERR_NOMEM;
@@ -813,32 +839,3 @@ moge_status cli_detok_flush(moge_detok_stream *s, char **buf, size_t *cap, size_
     return moge_detok_stream_flush(s, *buf, *cap, n);
 }
 
-moge_status cli_detok_prime(moge_detok_stream *s, const moge_tokenizer *tok, const int32_t *ids, size_t n_ids, char **buf,
-                            size_t *cap, size_t *skip) {
-    *skip = 0;
-    int32_t *text_ids = malloc((n_ids ? n_ids : 1) * sizeof *text_ids);
-    if (!text_ids) return MOGE_ERR_NOMEM;
-    size_t n_text = 0, delivered = 0, n = 0, full = 0;
-    moge_status st = MOGE_OK;
-    for (size_t i = 0; i < n_ids && st == MOGE_OK; i++) {
-        if (moge_tokenizer_is_special(tok, ids[i])) continue;
-        text_ids[n_text++] = ids[i];
-        st = cli_detok_push(s, ids[i], buf, cap, &n);
-        delivered += n;
-    }
-    /* the whole prompt's text: its length minus what came out is what the stream holds */
-    if (st == MOGE_OK && n_text) {
-        moge_status d = moge_detokenize(tok, text_ids, n_text, NULL, 0, &full);
-        if (d != MOGE_OK && d != MOGE_ERR_BUFFER) st = d;
-        else if (full > delivered) *skip = full - delivered;
-    }
-    free(text_ids);
-    return st;
-}
-
-size_t cli_detok_drop(char *buf, size_t n, size_t *skip) {
-    size_t k = *skip < n ? *skip : n;
-    if (k) memmove(buf, buf + k, n - k);
-    *skip -= k;
-    return n - k;
-}

@@ -56,7 +56,7 @@ typedef struct {
     bool no_eos, no_bos, skip_boundaries;
 } eval_opts;
 
-static void usage(FILE *f, const cli_common_opts *o) {
+static void usage(FILE *f) {
     fputs("usage: moge eval -m DIR -f FILE [options]\n"
           "\n"
           "Scores the model on FILE the way tools/train/train.py validates: documents separated by\n"
@@ -66,7 +66,7 @@ static void usage(FILE *f, const cli_common_opts *o) {
           "(Imbalance Score, pairs per device, hits per expert). Ctrl-C prints a partial result.\n"
           "\n",
           f);
-    cli_common_usage(f, o,
+    cli_common_usage(f, &(cli_common_opts){.cmd = CMD, .who = CLI_EVAL},
                      "  -f, --file FILE        the text to score (required)\n"
                      "      --doc-sep STR      the line that separates documents (default <|endoftext|>)\n"
                      "      --window N         predictions per window; windows are N + 1 tokens at stride N\n"
@@ -85,35 +85,22 @@ static int parse_args(int argc, char **argv, eval_opts *o) {
     o->c.devices_per_group = true;
     o->doc_sep = "<|endoftext|>";
     o->window = 256;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        long l;
-        int r = cli_parse_common(argc, argv, &i, &o->c);
-        if (r < 0) return 2;
-        if (r > 0) continue;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout, &o->c); return 0; }
-        if (!strcmp(a, "--no-eos")) o->no_eos = true;
-        else if (!strcmp(a, "--no-bos")) o->no_bos = true;
-        else if (!strcmp(a, "--skip-boundaries")) o->skip_boundaries = true;
-        else if (!strcmp(a, "-f") || !strcmp(a, "--file") || !strcmp(a, "--doc-sep") || !strcmp(a, "--json") ||
-                 !strcmp(a, "--tokenizer") || !strcmp(a, "--window") || !strcmp(a, "--windows")) {
-            if (!(v = cli_value(CMD, argc, argv, &i))) return 2;
-            if (!strcmp(a, "--window")) {
-                if (!cli_int(CMD, a, v, 1, 1L << 20, &l)) return 2;
-                o->window = (int32_t)l;
-            } else if (!strcmp(a, "--windows")) {
-                if (!cli_int(CMD, a, v, 0, 1L << 30, &l)) return 2;
-                o->n_windows = (int32_t)l;
-            } else if (!strcmp(a, "--doc-sep")) {
-                if (strchr(v, '\n') || strchr(v, '\r')) {
-                    fprintf(stderr, "moge eval: --doc-sep: a line cannot hold a line break\n");
-                    return 2;
-                }
-                o->doc_sep = v;
-            } else if (!strcmp(a, "--json")) o->json = v;
-            else if (!strcmp(a, "--tokenizer")) o->c.tokenizer = v;
-            else o->file = v;
-        } else return cli_unknown_option(&o->c, a);
+    const cli_flag flags[] = {
+        {"-f", "--file", CLI_ARG_STR, &o->file, 0, 0},
+        {NULL, "--doc-sep", CLI_ARG_STR, &o->doc_sep, 0, 0},
+        {NULL, "--json", CLI_ARG_STR, &o->json, 0, 0},
+        {NULL, "--tokenizer", CLI_ARG_STR, &o->c.tokenizer, 0, 0},
+        {NULL, "--window", CLI_ARG_I32, &o->window, 1, 1L << 20},
+        {NULL, "--windows", CLI_ARG_I32, &o->n_windows, 0, 1L << 30},
+        {NULL, "--no-eos", CLI_ARG_SWITCH, &o->no_eos, 0, 0},
+        {NULL, "--no-bos", CLI_ARG_SWITCH, &o->no_bos, 0, 0},
+        {NULL, "--skip-boundaries", CLI_ARG_SWITCH, &o->skip_boundaries, 0, 0},
+    };
+    int rc = cli_parse_flags_common(&o->c, flags, (int)(sizeof flags / sizeof flags[0]), argc, argv, usage);
+    if (rc >= 0) return rc;
+    if (strchr(o->doc_sep, '\n') || strchr(o->doc_sep, '\r')) {
+        fprintf(stderr, "moge eval: --doc-sep: a line cannot hold a line break\n");
+        return 2;
     }
     if (!o->c.model) {
         fprintf(stderr, "moge eval: -m DIR is required (e.g. moge eval -m models/stories260K -f valid.txt)\n");

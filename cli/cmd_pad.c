@@ -134,7 +134,7 @@ int cmd_pad(int argc, char **argv) {
     }
     progress_state ps = {.tty = isatty(2) == 1, .out = out};
     p.progress = on_progress;
-    p.user = &ps;
+    p.progress_user = &ps;
     double t0 = ps.t0 = clock_now();
     moge_status st = moge_pad_model(dir, out, &p, err, sizeof err);
     if (ps.tty && ps.width) fprintf(stderr, "\r%*s\r", ps.width, "");

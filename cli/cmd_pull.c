@@ -109,7 +109,8 @@ int cmd_pull(int argc, char **argv) {
     progress_state ps = {.tty = isatty(2) == 1};
     p.progress = on_progress;
     p.unverified = on_unverified;
-    p.user = &ps;
+    p.progress_user = &ps;
+    p.unverified_user = &ps;
     char dir[4096], err[2048];
     moge_status st = moge_pull(repo, &p, dir, sizeof dir, err, sizeof err);
     if (ps.tty && ps.width) fprintf(stderr, "\r%*s\r", ps.width, "");

@@ -87,7 +87,7 @@ int cmd_quantize(int argc, char **argv) {
     }
     progress_state ps = {.tty = isatty(2) == 1, .tenth = 0};
     p.progress = on_progress;
-    p.user = &ps;
+    p.progress_user = &ps;
     moge_quantize_stats s;
     double t0 = clock_now();
     moge_status st = moge_quantize_model(dir, out, &p, &s, err, sizeof err);

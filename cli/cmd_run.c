@@ -60,7 +60,6 @@ typedef struct {
     const moge_tokenizer *tok;
     char *buf;
     size_t cap;
-    size_t skip;      /* bytes of prompt text the stream still holds: not printed */
     int failed;
     int32_t *ids;     /* every emitted id, for --stats-json */
     int32_t n_ids, cap_ids;
@@ -98,7 +97,7 @@ static void printer_release(printer *p) {
 /* The end of the text: what the stream still holds, and the newline. */
 static void printer_finish(printer *p) {
     size_t n = 0;
-    if (cli_detok_flush(p->stream, &p->buf, &p->cap, &n) == MOGE_OK) printer_write(p, p->buf, cli_detok_drop(p->buf, n, &p->skip));
+    if (cli_detok_flush(p->stream, &p->buf, &p->cap, &n) == MOGE_OK) printer_write(p, p->buf, n);
     printer_write(p, "\n", 1);
 }
 
@@ -117,7 +116,7 @@ static bool print_token(int32_t tok, void *user) {
         p->failed = 1;
         return false;
     }
-    printer_write(p, p->buf, cli_detok_drop(p->buf, n, &p->skip));
+    printer_write(p, p->buf, n);
     return true;
 }
 
@@ -195,8 +194,11 @@ static void add_stats_json(cJSON *root, const moge_stats *st, const int32_t *ids
     cJSON *ts = cJSON_AddObjectToObject(root, "time_split");
     cJSON_AddNumberToObject(ts, "draft", st->t_draft_s);
     cJSON_AddNumberToObject(ts, "verify", st->t_verify_s);
-    cJSON_AddNumberToObject(ts, "sample", st->t_sample_s);
-    cJSON_AddNumberToObject(ts, "rollback", st->t_rollback_s);
+    cJSON_AddNumberToObject(ts, "draft_accept", st->t_draft_accept_s);
+    cJSON_AddNumberToObject(ts, "emit", st->t_emit_s);
+    /* the same two under their first names, which scripts may read */
+    cJSON_AddNumberToObject(ts, "sample", st->t_emit_s);
+    cJSON_AddNumberToObject(ts, "rollback", st->t_draft_accept_s);
     cJSON_AddStringToObject(root, "stop", moge_stop_name(st->stop));
 }
 
@@ -315,7 +317,7 @@ static bool prompt_ids(const cli_common_opts *o, const cli_models *m, const char
 static bool printer_start(printer *p, const moge_tokenizer *tok, const int32_t *ids, size_t n_ids, bool held) {
     moge_status st;
     *p = (printer){.tok = tok, .held = held};
-    if ((st = moge_detok_stream_new(tok, &p->stream)) == MOGE_OK) st = cli_detok_prime(p->stream, tok, ids, n_ids, &p->buf, &p->cap, &p->skip);
+    if ((st = moge_detok_stream_new(tok, &p->stream)) == MOGE_OK) st = moge_detok_stream_prime(p->stream, ids, n_ids);
     if (st != MOGE_OK) fprintf(stderr, "moge run: decoding the prompt: %s\n", moge_status_str(st));
     return st == MOGE_OK;
 }
@@ -599,6 +601,7 @@ int cmd_run(int argc, char **argv) {
     int32_t *ids = NULL;
     size_t n_ids = 0;
     printer pr = {0};
+    o.cp.abort_cb = cli_abort_cb; /* Ctrl-C stops the pass in progress (a long prompt's prefill too) */
     if (!cli_load_model(&o, 0, &m) || (gp.spec != MOGE_SPEC_NONE && !cli_load_drafter(&o, kind, &m, 1, &drafter, NULL, 0))) goto done;
     gp.drafter = drafter;
     if (!prompt_ids(&o, &m, prompt, "the prompt", &ids, &n_ids) || !printer_start(&pr, m.tok, ids, n_ids, false)) goto done;
@@ -611,8 +614,17 @@ int cmd_run(int argc, char **argv) {
         if (warm.spec == MOGE_SPEC_NONE && moge_generate(m.ctx, ids, (int32_t)n_ids, &warm, NULL, NULL, NULL) == MOGE_OK)
             moge_kv_truncate(m.ctx, 0);
     }
+    struct sigaction sa = {.sa_handler = cli_on_sigint}, old_sa;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_sa); /* Ctrl-C ends the text cleanly: what was generated, a newline, a note */
     moge_status st = moge_generate(m.ctx, ids, (int32_t)n_ids, &gp, print_token, &pr, &stats);
+    sigaction(SIGINT, &old_sa, NULL);
     printer_finish(&pr);
+    if (st == MOGE_ERR_ABORTED) {
+        fprintf(stderr, "moge run: interrupted after %d tokens\n", stats.n_generated);
+        rc = 130;
+        goto done;
+    }
     if (st != MOGE_OK) {
         fprintf(stderr, "moge run: %s\n", moge_context_error(m.ctx)[0] ? moge_context_error(m.ctx) : moge_status_str(st));
         goto done;

@@ -90,68 +90,66 @@ static bool pick(const char *flag, const char *v, const choice c[2], int *out) {
     return false;
 }
 
+/* The values of the flags the table takes as words (numbers with a fraction, names): *o's
+ * fields; false after printing an error naming the flag. */
+static bool convert_words(sim_opts *o, const char *latency, const char *tau, const char *routing, const char *quant, const char *kv) {
+    static const choice QUANT[] = {{"w8a8", 8}, {"fp16", 16}}, KV[] = {{"int8", 8}, {"fp16", 16}};
+    double x;
+    if (latency && !cli_float(CMD, "--latency", latency, 0.001, 1e7, &o->latency_ms)) return false;
+    if (tau) {
+        if (!cli_float(CMD, "--tau", tau, 1, 1024, &x)) return false;
+        o->p.tau = x;
+        o->tau_given = true;
+    }
+    if (routing && (moge_routing_parse(routing, &o->p.routing) != MOGE_OK ||
+                    (o->p.routing != MOGE_ROUTING_MOGE && o->p.routing != MOGE_ROUTING_TOPK))) {
+        fprintf(stderr, "moge simulate: --routing: \"%s\" is not %s or %s\n", routing, moge_routing_name(MOGE_ROUTING_MOGE),
+                moge_routing_name(MOGE_ROUTING_TOPK));
+        return false;
+    }
+    int c;
+    if (quant) {
+        if (!pick("--quant", quant, QUANT, &c)) return false;
+        o->p.weight_bits = c;
+    }
+    if (kv) {
+        if (!pick("--kv", kv, KV, &c)) return false;
+        o->p.kv_bits = c;
+    }
+    return true;
+}
+
 /* Parses argv into o; returns -1 when parsed, else the exit status (0 after --help). */
 static int parse(int argc, char **argv, sim_opts *o) {
     o->p = moge_simulate_default_params();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        long n;
-        double x;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--paper")) {
-            o->paper = true;
-            continue;
-        }
-        static const char *const VALUED[] = {"-m", "--model", "--device", "--json", "--routing-stats", "--spec-from", "--cards", "--batch", "--latency",
-                                             "--context", "--attn-tp", "--spec-rows", "--draft-layers", "--tau", "--quant", "--kv", "--routing"};
-        bool known = false;
-        for (size_t f = 0; f < sizeof VALUED / sizeof VALUED[0]; f++) known = known || !strcmp(a, VALUED[f]);
-        if (!known) {
-            fprintf(stderr, "moge simulate: unknown option \"%s\" (see moge simulate --help)\n", a);
-            return 2;
-        }
-        if (!(v = cli_value(CMD, argc, argv, &i))) return 2;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
-        else if (!strcmp(a, "--device")) o->p.device = v;
-        else if (!strcmp(a, "--json")) o->json = v;
-        else if (!strcmp(a, "--routing-stats")) o->p.routing_stats = v;
-        else if (!strcmp(a, "--spec-from")) o->spec_from = v;
-        else if (!strcmp(a, "--cards") || !strcmp(a, "--batch") || !strcmp(a, "--context") || !strcmp(a, "--attn-tp") ||
-                 !strcmp(a, "--spec-rows") || !strcmp(a, "--draft-layers")) {
-            bool zero = !strcmp(a, "--draft-layers");
-            if (!cli_int(CMD, a, v, zero ? 0 : 1, 100000000, &n)) return 2;
-            int32_t *dst = !strcmp(a, "--cards")       ? &o->p.cards
-                           : !strcmp(a, "--batch")     ? &o->p.batch
-                           : !strcmp(a, "--context")   ? &o->p.context
-                           : !strcmp(a, "--attn-tp")   ? &o->p.attn_tp
-                           : !strcmp(a, "--spec-rows") ? &o->p.spec_rows
-                                                       : &o->p.draft_layers;
-            *dst = (int32_t)n;
-            o->batch_given = o->batch_given || dst == &o->p.batch;
-        } else if (!strcmp(a, "--latency")) {
-            if (!cli_float(CMD, a, v, 0.001, 1e7, &o->latency_ms)) return 2;
-        } else if (!strcmp(a, "--tau")) {
-            if (!cli_float(CMD, a, v, 1, 1024, &x)) return 2;
-            o->p.tau = x;
-            o->tau_given = true;
-        } else if (!strcmp(a, "--routing")) {
-            if (moge_routing_parse(v, &o->p.routing) != MOGE_OK ||
-                (o->p.routing != MOGE_ROUTING_MOGE && o->p.routing != MOGE_ROUTING_TOPK)) {
-                fprintf(stderr, "moge simulate: --routing: \"%s\" is not %s or %s\n", v, moge_routing_name(MOGE_ROUTING_MOGE),
-                        moge_routing_name(MOGE_ROUTING_TOPK));
-                return 2;
-            }
-        } else if (!strcmp(a, "--quant") || !strcmp(a, "--kv")) {
-            static const choice QUANT[] = {{"w8a8", 8}, {"fp16", 16}}, KV[] = {{"int8", 8}, {"fp16", 16}};
-            int c;
-            if (!pick(a, v, !strcmp(a, "--quant") ? QUANT : KV, &c)) return 2;
-            if (!strcmp(a, "--quant")) o->p.weight_bits = c;
-            else o->p.kv_bits = c;
-        }
-    }
+    const int32_t default_batch = o->p.batch;
+    o->p.batch = 0; /* 0 after parsing: --batch not given */
+    const char *latency = NULL, *tau = NULL, *routing = NULL, *quant = NULL, *kv = NULL, *pos[1];
+    const long most = 100000000;
+    const cli_flag flags[] = {
+        {"-m", "--model", CLI_ARG_STR, &o->model, 0, 0},
+        {NULL, "--device", CLI_ARG_STR, &o->p.device, 0, 0},
+        {NULL, "--json", CLI_ARG_STR, &o->json, 0, 0},
+        {NULL, "--routing-stats", CLI_ARG_STR, &o->p.routing_stats, 0, 0},
+        {NULL, "--spec-from", CLI_ARG_STR, &o->spec_from, 0, 0},
+        {NULL, "--cards", CLI_ARG_I32, &o->p.cards, 1, most},
+        {NULL, "--batch", CLI_ARG_I32, &o->p.batch, 1, most},
+        {NULL, "--context", CLI_ARG_I32, &o->p.context, 1, most},
+        {NULL, "--attn-tp", CLI_ARG_I32, &o->p.attn_tp, 1, most},
+        {NULL, "--spec-rows", CLI_ARG_I32, &o->p.spec_rows, 1, most},
+        {NULL, "--draft-layers", CLI_ARG_I32, &o->p.draft_layers, 0, most},
+        {NULL, "--latency", CLI_ARG_STR, &latency, 0, 0},
+        {NULL, "--tau", CLI_ARG_STR, &tau, 0, 0},
+        {NULL, "--routing", CLI_ARG_STR, &routing, 0, 0},
+        {NULL, "--quant", CLI_ARG_STR, &quant, 0, 0},
+        {NULL, "--kv", CLI_ARG_STR, &kv, 0, 0},
+        {NULL, "--paper", CLI_ARG_SWITCH, &o->paper, 0, 0},
+    };
+    int n_pos, rc = cli_parse_flags(CMD, flags, (int)(sizeof flags / sizeof flags[0]), argc, argv, pos, 0, &n_pos, usage);
+    if (rc >= 0) return rc;
+    o->batch_given = o->p.batch != 0;
+    if (!o->batch_given) o->p.batch = default_batch;
+    if (!convert_words(o, latency, tau, routing, quant, kv)) return 2;
     if (o->paper) {
         if (o->model || o->spec_from) {
             fprintf(stderr, "moge simulate: --paper takes no model or speculation flags (only --tau and --json)\n");

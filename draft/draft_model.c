@@ -137,17 +137,14 @@ typedef struct {
     moge_sampler_params qp;
 } md_work;
 
-/* Syncs sequence w->seq's cache with the history (keeps the common prefix, catches up on the rest
- * in chunks of its own forwards, leaving pending rows) and sets up the proposal. False: no
- * proposal (the draft's context is full); *st an error. */
-static bool md_begin(model_drafter *d, md_work *w, moge_status *st) {
-    moge_draft_job *job = w->job;
+/* Syncs sequence w->seq's cache with the history: keeps the common prefix and catches up on the
+ * rest in chunks of its own forwards, leaving q->n_pending rows. False: the draft's context is
+ * full; *st an error. */
+static bool md_sync(model_drafter *d, md_work *w, moge_status *st) {
     md_seq *q = w->q;
-    const int32_t *history = job->history;
-    int32_t n_history = job->n_history, common = 0;
+    const int32_t *history = w->job->history;
+    int32_t n_history = w->job->n_history, common = 0;
     const float *lg;
-    *st = MOGE_OK;
-    q->row_of[0] = -1;
     while (common < q->n_cached && common < n_history && q->cached[common] == history[common]) common++;
     if (common < q->n_cached) {
         moge_seq_kv_truncate(d->ctx, w->seq, common);
@@ -166,9 +163,20 @@ static bool md_begin(model_drafter *d, md_work *w, moge_status *st) {
         q->n_cached += chunk;
     }
     q->n_pending = n_history - q->n_cached;
+    return true;
+}
+
+/* Syncs sequence w->seq's cache with the history (md_sync) and sets up the proposal. False: no
+ * proposal (the draft's context is full); *st an error. */
+static bool md_begin(model_drafter *d, md_work *w, moge_status *st) {
+    moge_draft_job *job = w->job;
+    md_seq *q = w->q;
+    *st = MOGE_OK;
+    q->row_of[0] = -1;
+    if (!md_sync(d, w, st)) return false;
     int32_t room = d->n_ctx - q->n_cached - q->n_pending - 1; /* slots left for tree nodes */
     if (room < 0) return false;
-    memcpy(q->pending, history + q->n_cached, (size_t)q->n_pending * sizeof(int32_t));
+    memcpy(q->pending, job->history + q->n_cached, (size_t)q->n_pending * sizeof(int32_t));
     moge_tree *tree = job->tree;
     const moge_draft_params *dp = job->dp;
     for (int i = 0; i < tree->cap && i <= DRAFT_BATCH; i++) q->row_of[i] = -1;
@@ -194,18 +202,12 @@ static bool md_begin(model_drafter *d, md_work *w, moge_status *st) {
     return true;
 }
 
-/* Grows one level from the frontier (whose logits are in q->logits); w->n_new nodes to forward
- * (0: the proposal is complete). */
-static void md_level(model_drafter *d, md_work *w) {
+/* The candidate children of the frontier's nodes (whose logits are in q->logits): per node its k
+ * most probable tokens, or k drawn without replacement when sampled (its q recorded in the
+ * tree); their count in cands. */
+static int md_candidates(model_drafter *d, md_work *w, int k, cand *cands) {
     moge_tree *tree = w->job->tree;
-    const moge_draft_params *dp = w->job->dp;
     md_seq *q = w->q;
-    w->n_new = 0;
-    if (w->depth >= dp->draft_max || w->budget <= 0 || w->n_front <= 0) return;
-    int k = dp->shape ? (w->depth < dp->n_shape ? dp->shape[w->depth] : 0) : dp->branch;
-    if (k > MAX_BRANCH) k = MAX_BRANCH;
-    if (k < 1) return;
-    cand cands[DRAFT_BATCH * MAX_BRANCH];
     int nc = 0;
     for (int f = 0; f < w->n_front; f++) {
         int32_t node = w->frontier[f], toks[MAX_BRANCH];
@@ -222,6 +224,21 @@ static void md_level(model_drafter *d, md_work *w) {
         }
         for (int j = 0; j < got; j++) cands[nc++] = (cand){node, toks[j], tree->logp[node] + lps[j]};
     }
+    return nc;
+}
+
+/* Grows one level from the frontier (whose logits are in q->logits); w->n_new nodes to forward
+ * (0: the proposal is complete). */
+static void md_level(model_drafter *d, md_work *w) {
+    moge_tree *tree = w->job->tree;
+    const moge_draft_params *dp = w->job->dp;
+    w->n_new = 0;
+    if (w->depth >= dp->draft_max || w->budget <= 0 || w->n_front <= 0) return;
+    int k = dp->shape ? (w->depth < dp->n_shape ? dp->shape[w->depth] : 0) : dp->branch;
+    if (k > MAX_BRANCH) k = MAX_BRANCH;
+    if (k < 1) return;
+    cand cands[DRAFT_BATCH * MAX_BRANCH];
+    int nc = md_candidates(d, w, k, cands);
     /* Static shapes and sampled children keep every candidate (parents' draws in order);
      * dynamic trees keep the `branch` most probable paths of this level. */
     int keep = nc;

@@ -60,9 +60,7 @@ int main(int argc, char **argv) {
         if (moge_detok_stream_new(tok, &out[i].stream) != MOGE_OK ||
             moge_tokenize(tok, prompts[i], strlen(prompts[i]), true, ids, 64, &n_ids) != MOGE_OK)
             goto fail;
-        char text[256];
-        for (size_t k = 0, n = 0; k < n_ids; k++) /* the prompt sets the detokenizer's context (a space before the next word) */
-            if (!moge_tokenizer_is_special(tok, ids[k])) moge_detok_stream_push(out[i].stream, ids[k], text, sizeof text, &n);
+        moge_detok_stream_prime(out[i].stream, ids, n_ids); /* the prompt sets the detokenizer's context (a space before the next word) */
         if (moge_decoder_add(dec, ids, (int32_t)n_ids, &gp, on_token, &out[i], &id) != MOGE_OK) goto fail;
     }
     for (int32_t running = N_SEQ; running > 0;)

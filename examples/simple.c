@@ -46,9 +46,7 @@ int main(int argc, char **argv) {
     gp.drafter = drafter;
     moge_stats st;
     printf("%s", prompt);
-    char text[256];
-    for (size_t i = 0, n = 0; i < n_ids; i++) /* the prompt sets the detokenizer's context; it is printed already */
-        if (!moge_tokenizer_is_special(tok, ids[i])) moge_detok_stream_push(stream, ids[i], text, sizeof text, &n);
+    moge_detok_stream_prime(stream, ids, n_ids); /* the prompt sets the detokenizer's context; it is printed already */
     if (moge_generate(ctx, ids, (int32_t)n_ids, &gp, on_token, stream, &st) != MOGE_OK) {
         fprintf(stderr, "simple: %s\n", moge_context_error(ctx));
         goto out;

@@ -66,9 +66,9 @@ static void read_refs(const char *repo_dir, char *out, size_t cap) {
     closedir(d);
 }
 
-moge_status moge_cache_list(moge_cache_list_fn fn, void *user, char *err, size_t err_size) {
+moge_status moge_cache_list(moge_cache_list_fn cb, void *cb_user, char *err, size_t err_size) {
     if (err && err_size) err[0] = 0;
-    if (!fn) return set_err(err, err_size, MOGE_ERR_ARG, "moge_cache_list: fn is NULL");
+    if (!cb) return set_err(err, err_size, MOGE_ERR_ARG, "moge_cache_list: cb is NULL");
     char cache[CACHE_PATH_CAP], models[CACHE_PATH_CAP + 16];
     moge_status st = file_cache_root(NULL, cache, sizeof cache, err, err_size);
     if (st != MOGE_OK) return st;
@@ -92,7 +92,7 @@ moge_status moge_cache_list(moge_cache_list_fn fn, void *user, char *err, size_t
             if (snprintf(e.path, sizeof e.path, "%s/%s", owner_dir, nm->d_name) >= (int)sizeof e.path) continue;
             read_refs(e.path, e.revisions, sizeof e.revisions);
             dir_usage(e.path, &e.bytes, &e.partial_files, 0);
-            fn(&e, user);
+            cb(&e, cb_user);
         }
         closedir(names);
     }

@@ -163,7 +163,7 @@ typedef struct {
     int max_retries;
     moge_pull_progress_fn progress;
     moge_pull_unverified_fn unverified;
-    void *user;
+    void *progress_user, *unverified_user;
     CURL *curl;
     struct curl_slist *headers;   /* Authorization, when there is a token */
     char curl_err[CURL_ERROR_SIZE];
@@ -326,7 +326,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *user) {
     x->received += (int64_t)len;
     int64_t done = x->offset + x->received;
     if (x->ps->progress && done != x->total) /* done == total is reported once, after the checks */
-        x->ps->progress(x->file, done, x->total, x->ps->user);
+        x->ps->progress(x->file, done, x->total, x->ps->progress_user);
     return len;
 }
 
@@ -437,7 +437,7 @@ static moge_status fetch(pull_state *ps, const char *url, xfer *x, const char *f
         x->linked_etag[0] = x->etag[0] = 0;
         x->redirected = false;
         ps->curl_err[0] = 0;
-        if (x->fd >= 0 && ps->progress) ps->progress(file, x->offset, x->total, ps->user);
+        if (x->fd >= 0 && ps->progress) ps->progress(file, x->offset, x->total, ps->progress_user);
 
         if (x->head) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
         CURLcode rc = curl_easy_perform(c);
@@ -686,7 +686,7 @@ static void probe_file(pull_state *ps, const char *url, hub_file *f) {
 
 /* Tells the caller that f could not be checked against a hash (and maybe not even a size). */
 static void report_unverified(pull_state *ps, const hub_file *f) {
-    if (!f->sha256[0] && !f->git_sha1[0] && ps->unverified) ps->unverified(f->name, f->size >= 0, ps->user);
+    if (!f->sha256[0] && !f->git_sha1[0] && ps->unverified) ps->unverified(f->name, f->size >= 0, ps->unverified_user);
 }
 
 static moge_status download_file(pull_state *ps, const hub_file *listed) {
@@ -709,7 +709,7 @@ static moge_status download_file(pull_state *ps, const hub_file *listed) {
      * size from the hub, nothing says it is whole (a truncated copy must not pass): fetched again */
     struct stat sb;
     if (f->size >= 0 && stat(final, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size == f->size) {
-        if (ps->progress) ps->progress(f->name, sb.st_size, sb.st_size, ps->user);
+        if (ps->progress) ps->progress(f->name, sb.st_size, sb.st_size, ps->progress_user);
         report_unverified(ps, f);
         return MOGE_OK;
     }
@@ -770,7 +770,7 @@ static moge_status download_file(pull_state *ps, const hub_file *listed) {
         goto fail;
     }
     close(fd);
-    if (ps->progress) ps->progress(f->name, (int64_t)got, (int64_t)got, ps->user);
+    if (ps->progress) ps->progress(f->name, (int64_t)got, (int64_t)got, ps->progress_user);
     report_unverified(ps, f);
     return MOGE_OK;
 fail:
@@ -936,7 +936,8 @@ moge_status moge_pull(const char *repo, const moge_pull_params *p, char *dir_out
     ps->max_retries = p->max_retries;
     ps->progress = p->progress;
     ps->unverified = p->unverified;
-    ps->user = p->user;
+    ps->progress_user = p->progress_user;
+    ps->unverified_user = p->unverified_user;
     moge_status st = parse_repo(repo, &ps->repo, err, err_size);
     if (st == MOGE_OK) {
         snprintf(ps->repo_id, sizeof ps->repo_id, "%s/%s", ps->repo.owner, ps->repo.name);

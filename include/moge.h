@@ -48,6 +48,7 @@ typedef enum {
     MOGE_ERR_BUFFER,       /* an output buffer is too small; the needed size is reported */
     MOGE_ERR_TOO_COMPLEX,  /* a tokenizer regex hit PCRE2's match limit: the pattern is too complex for the input */
     MOGE_ERR_NUMERIC,      /* a forward produced NaN or Inf logits (the message names the weight at fault) */
+    MOGE_ERR_ABORTED,      /* the caller's abort callback returned true (moge_model_params, moge_context_params) */
 } moge_status;
 
 /* Returns a static, human-readable name for a status code ("ok", "I/O error", ...). */
@@ -117,6 +118,14 @@ MOGE_API moge_status moge_detok_stream_push(moge_detok_stream *s, int32_t id, ch
 MOGE_API moge_status moge_detok_stream_flush(moge_detok_stream *s, char *out, size_t cap, size_t *n_out);
 /* An upper bound on the bytes the next push or flush can produce (it grows with held text). */
 MOGE_API size_t moge_detok_stream_max_bytes(const moge_detok_stream *s);
+/* Primes a new stream with the prompt's ids (n_ids; special tokens such as BOS are skipped, as
+ * they are when text is shown), so that the generated tokens pushed next decode as they do after
+ * that text: the first one's leading space (Metaspace "▁word"), a byte-fallback sequence begun in
+ * the prompt. The prompt's own text is not delivered: pushes and flush then give exactly
+ * the text the generated tokens add (moge_detokenize(prompt + generated) minus
+ * moge_detokenize(prompt), when the prompt's text ends on a whole character). Call it on a
+ * fresh stream (or once all its text was delivered). */
+MOGE_API moge_status moge_detok_stream_prime(moge_detok_stream *s, const int32_t *ids, size_t n_ids);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Tokenizer: token lookup and chat templates                                                 */
@@ -213,7 +222,8 @@ MOGE_API moge_status moge_quant_parse(const char *name, moge_quant *out);
 
 typedef struct {
     moge_backend backend;  /* default MOGE_BACKEND_CPU */
-    int n_threads;         /* threads for the cpu backend; default 0 = every online core */
+    int n_threads;         /* threads for the cpu backend: the default of the model's contexts
+                              (moge_context_params.n_threads); default 0 = every online core */
     moge_routing routing;  /* override the checkpoint's routing rule; default MOGE_ROUTING_DEFAULT */
     int32_t n_group;       /* groups for MOGE/GROUP_LIMITED overrides; 0 = the checkpoint's (Pangu: K) */
     int32_t topk_group;    /* groups kept by GROUP_LIMITED; 0 = half of n_group */
@@ -222,8 +232,15 @@ typedef struct {
     /* Called while the weights are quantized and laid out for the backend (a second or more on a
      * large model) with the fraction of that work done, increasing, the last call with 1.0; at
      * most about 100 calls. NULL: none (default). */
-    void (*progress)(double done, void *user);
+    void (*progress)(double done, void *progress_user);
     void *progress_user;
+    /* Called between the matrices moge_model_load quantizes or lays out, between a GGUF file's
+     * tensors (converted as they are read), and between the load's phases (configuration, weight
+     * files, binding, quantizing, layout): returning true stops the load
+     * with MOGE_ERR_ABORTED ("aborted by the caller" in err), nothing left allocated. NULL: none
+     * (default). */
+    bool (*abort_cb)(void *abort_cb_user);
+    void *abort_cb_user;
     /* cpu backend: the kernel variant to run (moge_cpu_kernels_name(), e.g. "avx2"); NULL or ""
      * = the MOGE_KERNELS environment variable when set, else moge_cpu_kernels_best(). A name
      * that is not built, or that this processor cannot run, is MOGE_ERR_ARG. */
@@ -314,7 +331,7 @@ MOGE_API void moge_model_get_info(const moge_model *model, moge_model_info *info
  * on failure nothing is left behind. An existing out_dir must be empty unless p->overwrite
  * (then it may hold files but no directories; it is replaced); it must not be in_dir. */
 typedef void (*moge_quantize_progress_fn)(const char *tensor, int32_t index, int32_t count, int64_t bytes_done,
-                                          int64_t bytes_total, void *user);
+                                          int64_t bytes_total, void *progress_user);
 
 typedef struct {
     moge_quant quant;                   /* MOGE_QUANT_Q8 (default) or MOGE_QUANT_Q4 */
@@ -324,7 +341,7 @@ typedef struct {
                                            the cpu backend copies its blocks into panels at load. Default
                                            false: the panel layout, used in place by both backends */
     moge_quantize_progress_fn progress; /* called after each tensor is written (index 1..count); may be NULL */
-    void *user;                         /* passed to progress */
+    void *progress_user;                /* passed to progress */
 } moge_quantize_params;
 
 typedef struct {
@@ -360,9 +377,9 @@ typedef struct {
     int32_t ff_shared;   /* intermediate size of the shared expert (a model that has one) */
     uint64_t seed;       /* of the random weights; default 0 */
     bool overwrite;      /* replace a non-empty out_dir; default false */
-    void (*progress)(double done, void *user); /* fraction of the bytes written, increasing, the
+    void (*progress)(double done, void *progress_user); /* fraction of the bytes written, increasing, the
                                                   last call with 1.0; about 100 calls; may be NULL */
-    void *user;          /* passed to progress */
+    void *progress_user; /* passed to progress */
 } moge_pad_params;
 
 MOGE_API moge_pad_params moge_pad_default_params(void);
@@ -383,7 +400,21 @@ typedef struct {
                           at most n_seq * n_ctx * kv_bytes_per_token); default 1. With more than one, a
                           sequence's rows in one forward are at most MOGE_SEQ_ROWS */
     int32_t n_devices; /* MoE: workers that each own whole expert groups; default 0 = the largest
-                          divisor of the group count that does not exceed the model's threads */
+                          divisor of the group count that does not exceed the context's threads */
+    int32_t n_threads; /* threads of the context's own pool (cpu backend); default 0 = the model's
+                          moge_model_params.n_threads (every online core unless set). Contexts of
+                          one model may use different counts; the logits do not depend on it */
+    /* Called by the calling thread at the start of every moge_forward() and between its layers
+     * (in an MPI job: at the start only), so also between the steps of moge_generate():
+     * returning true stops the work with MOGE_ERR_ABORTED ("aborted by the caller" in
+     * moge_context_error; in moge_decoder_step() an error of the shared pass, which stops the
+     * sequences in it). An aborted forward changes no committed token and keeps none of its
+     * rows (with `extend` the rows it extended stay uncommitted; without, the earlier uncommitted
+     * rows may be dropped, as by any forward); moge_generate() then keeps, as after any
+     * error, the prompt tokens it prefilled and the tokens it emitted but the last
+     * (moge_context_n_past() says how many). The context stays usable. NULL: none (default). */
+    bool (*abort_cb)(void *abort_cb_user);
+    void *abort_cb_user;
 } moge_context_params;
 
 #define MOGE_MAX_SEQ 4096 /* the most sequences one context holds */
@@ -406,6 +437,9 @@ MOGE_API int32_t moge_context_n_past(const moge_context *ctx);
 MOGE_API int32_t moge_context_n_ctx(const moge_context *ctx);
 MOGE_API int32_t moge_context_n_batch(const moge_context *ctx);
 MOGE_API int32_t moge_context_n_seq(const moge_context *ctx);
+/* Threads of the context's pool (moge_context_params.n_threads, or the model's; 1 on the ref backend's
+ * unthreaded loops). */
+MOGE_API int32_t moge_context_n_threads(const moge_context *ctx);
 /* Committed tokens of sequence seq (-1 when seq is not 0..n_seq-1). */
 MOGE_API int32_t moge_seq_n_past(const moge_context *ctx, int32_t seq);
 
@@ -560,6 +594,25 @@ typedef struct {
 } moge_sampler_params;
 
 MOGE_API moge_sampler_params moge_sampler_default_params(void);
+
+/* The sampler's random state (splitmix64), owned by the caller: the engine's generation of one
+ * sequence starts from moge_rng_seed(sampler.seed) and draws one number per emitted token, so a
+ * caller that feeds moge_sample the same logits and tokens gets moge_generate's tokens. */
+typedef struct {
+    uint64_t state;
+} moge_rng;
+
+MOGE_API moge_rng moge_rng_seed(uint64_t seed);
+
+/* Chooses a token from one row of logits (n_vocab floats) as moge_generate's target-only decoding
+ * does (the same code): the repetition penalty over the last repeat_last_n of `recent` (the
+ * tokens so far, prompt and generated, oldest first; NULL/0 = none), then temperature 0: argmax
+ * (ties to the lower id), no random number used; else temperature, top-k, top-p and min-p, and
+ * one uniform number drawn from *rng (advanced). Writes the token to *out. MOGE_ERR_ARG for a NULL
+ * pointer, n_vocab < 1, n_recent < 0 or non-finite sampler parameters; MOGE_ERR_NOMEM when the
+ * scratch (2 x n_vocab x 4 bytes, temperature > 0 or a penalty) cannot be allocated. */
+MOGE_API moge_status moge_sample(const float *logits, int32_t n_vocab, const moge_sampler_params *sp, const int32_t *recent,
+                                 int32_t n_recent, moge_rng *rng, int32_t *out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Token trees (draft/) and tree verification (verify/)                                       */
@@ -760,12 +813,17 @@ typedef struct {
                                 one expert (0 for a dense target) */
     int64_t accept_tries[MOGE_MAX_DEPTH];  /* steps whose walk reached depth d-1 with a child at depth d (index d) */
     int64_t accept_hits[MOGE_MAX_DEPTH];   /* ... and accepted a node at depth d */
-    double t_draft_s, t_verify_s, t_sample_s, t_rollback_s; /* time split of the generation */
+    /* Time split of the generation after the prefill: */
+    double t_draft_s;        /* the drafter proposing trees, and the planner choosing what to verify */
+    double t_verify_s;       /* verification passes: the target's forward, the walk with the acceptance
+                                rule (sampling included) and the KV commit of the accepted path */
+    double t_draft_accept_s; /* the drafter taking the accepted path (its cache rolled back to it) */
+    double t_emit_s;         /* emitting the accepted tokens: mostly the token callback (was t_sample_s) */
     moge_stop_reason stop;
 } moge_stats;
 
 /* Called with every generated token; return false to stop. */
-typedef bool (*moge_token_cb)(int32_t token, void *user);
+typedef bool (*moge_token_cb)(int32_t token, void *cb_user);
 
 /* Appends `prompt` (n_prompt >= 1 tokens) to the context's committed tokens, then generates up to
  * params->n_predict tokens, calling cb (may be NULL) with each. With params->spec != NONE the
@@ -776,7 +834,7 @@ typedef bool (*moge_token_cb)(int32_t token, void *user);
  * but the last (which is not evaluated yet), so a conversation can continue in it. Errors: MOGE_ERR_CONTEXT_FULL when the prompt itself does not
  * fit, MOGE_ERR_ARG for bad tokens or a speculative mode without drafter. stats may be NULL. */
 MOGE_API moge_status moge_generate(moge_context *ctx, const int32_t *prompt, int32_t n_prompt,
-                          const moge_generate_params *params, moge_token_cb cb, void *user,
+                          const moge_generate_params *params, moge_token_cb cb, void *cb_user,
                           moge_stats *stats);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -814,12 +872,12 @@ MOGE_API void moge_decoder_free(moge_decoder *d);
 
 /* Adds a sequence: its prompt (copied) is prefilled at the next step, then it generates under
  * params (NULL = defaults; context_tokens must be empty: a sequence starts in an empty slot) and
- * calls cb(token, user) with each token. Writes its id (the slot, 0..n_seq-1) to *id.
+ * calls cb(token, cb_user) with each token. Writes its id (the slot, 0..n_seq-1) to *id.
  * Errors (nothing added; moge_context_error says which limit): MOGE_ERR_CONTEXT_FULL when every
  * slot holds a sequence or the prompt does not fit in n_ctx; MOGE_ERR_ARG for a bad prompt, a
  * speculative mode without drafter or a drafter another sequence of the decoder runs with. */
 MOGE_API moge_status moge_decoder_add(moge_decoder *d, const int32_t *prompt, int32_t n_prompt, const moge_generate_params *params,
-                             moge_token_cb cb, void *user, int32_t *id);
+                             moge_token_cb cb, void *cb_user, int32_t *id);
 
 /* One step for every sequence (see above). *n_running (may be NULL) receives the sequences still
  * generating afterwards. A sequence that fails (its drafter, a walk) stops with its own status

@@ -63,12 +63,12 @@ typedef struct {
     const float *weights;       /* (n, k) */
     const tensor *gate, *up;    /* [n_expert] of (n_ff, n_embd) */
     const tensor *down;         /* [n_expert] of (n_embd, n_ff) */
-    int n_devices;              /* workers; device d owns experts [device_begin[d], device_begin[d+1]) */
+    int n_devices;              /* this process's devices: device d owns experts [device_begin[d], device_begin[d+1]) */
     const int32_t *device_begin;/* (n_devices + 1) */
     int32_t *order;             /* scratch (n * k) */
     int32_t *offset;            /* scratch (n_expert + 1) */
     float *pair_out;            /* scratch (n * k, n_embd) */
-    float *dev_scratch;         /* scratch n_devices * moe_scratch_floats(n, n_embd, n_ff) */
+    float *dev_scratch;         /* scratch of the pool's threads: threadpool_size * moe_scratch_floats(n, n_embd, n_ff) */
 } moe_args;
 
 /* out (n, E) = Σ_j weights[r][j] · pair_out[r * k + j] for each row r, summed in slot order (the

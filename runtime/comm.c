@@ -192,7 +192,10 @@ moge_status comm_context_new(moge_model *m, const moge_context_params *p, moge_c
 static moge_status serve_context(moge_comm *c, int id, int64_t model_id, const moge_context_params *q, char *err, size_t n) {
     moge_model *m = object(c, model_id);
     moge_context *ctx = NULL;
-    moge_status st = m ? context_new(m, q, &ctx, err, n) : set_err(err, n, MOGE_ERR_ARG, "no model %lld here", (long long)model_id);
+    moge_context_params p = *q;
+    p.abort_cb = NULL; /* rank 0's callback (an address there); a follower's forwards follow rank 0's */
+    p.abort_cb_user = NULL;
+    moge_status st = m ? context_new(m, &p, &ctx, err, n) : set_err(err, n, MOGE_ERR_ARG, "no model %lld here", (long long)model_id);
     if (comm_agree(c, st, err, err, n) != MOGE_OK) {
         moge_context_free(ctx);
         return MOGE_OK; /* rank 0 reports it */

@@ -41,8 +41,8 @@ moge_status moge_context_new(moge_model *m, const moge_context_params *params, m
 moge_status context_new(moge_model *m, const moge_context_params *params, moge_context **out, char *err, size_t n) {
     moge_context_params p = params ? *params : moge_context_default_params();
     const model_config *c = &m->cfg;
-    if (p.n_ctx < 0 || p.n_batch < 0 || p.n_seq < 0)
-        return set_err(err, n, MOGE_ERR_ARG, "moge_context_new: n_ctx, n_batch and n_seq must not be negative");
+    if (p.n_ctx < 0 || p.n_batch < 0 || p.n_seq < 0 || p.n_threads < 0)
+        return set_err(err, n, MOGE_ERR_ARG, "moge_context_new: n_ctx, n_batch, n_seq and n_threads must not be negative");
     if (p.n_ctx == 0) p.n_ctx = c->max_position;
     if (p.n_ctx > c->max_position)
         return set_err(err, n, MOGE_ERR_ARG, "n_ctx %d exceeds the model's max_position_embeddings (%d)", p.n_ctx, c->max_position);
@@ -60,6 +60,9 @@ moge_status context_new(moge_model *m, const moge_context_params *params, moge_c
     ctx->n_ctx = p.n_ctx;
     ctx->n_batch = p.n_batch;
     ctx->n_seq = p.n_seq;
+    ctx->n_threads = p.n_threads > 0 ? p.n_threads : m->n_threads;
+    ctx->abort_cb = p.abort_cb;
+    ctx->abort_cb_user = p.abort_cb_user;
     /* a sequence's uncommitted rows: at most a batch, and at most its slots; with several
      * sequences at most MOGE_SEQ_ROWS (each keeps a visibility matrix of seq_rows² bytes) */
     ctx->seq_rows = p.n_batch < p.n_ctx ? p.n_batch : p.n_ctx;
@@ -98,18 +101,10 @@ moge_status context_new(moge_model *m, const moge_context_params *params, moge_c
     ctx->up = alloc_floats(B * ff, &failed);
     ctx->logits = alloc_floats(B * c->n_vocab, &failed);
     bool pooled = m->ops != &backend_ref; /* every cpu kernel variant runs on the pool */
-    ctx->env.pool = pooled ? threadpool_new(m->n_threads) : NULL;
+    ctx->env.pool = pooled ? threadpool_new(ctx->n_threads) : NULL;
     if (pooled && !ctx->env.pool) failed = 1;
     ctx->env.ws = alloc_floats(backend_ws_floats(max_in, threadpool_size(ctx->env.pool)), &failed);
     ctx->env.attn_ws = alloc_floats((int64_t)threadpool_size(ctx->env.pool) * backend_attn_ws_stride(ctx->kv_cap), &failed);
-    ctx->samp_probs = alloc_floats(c->n_vocab, &failed);
-    ctx->samp_q = alloc_floats(c->n_vocab, &failed);
-    ctx->samp_idx = calloc((size_t)c->n_vocab, sizeof(int32_t));
-    ctx->samp_recent_cap = ctx->kv_cap + ctx->seq_rows; /* grown by verify.c when a longer history is penalized */
-    ctx->samp_recent = calloc((size_t)ctx->samp_recent_cap, sizeof(int32_t));
-    ctx->samp_children = calloc((size_t)B, sizeof(int32_t));
-    ctx->samp_child_tok = calloc((size_t)B, sizeof(int32_t));
-    if (!ctx->samp_idx || !ctx->samp_recent || !ctx->samp_children || !ctx->samp_child_tok) failed = 1;
     ctx->pos = calloc((size_t)B, sizeof(int32_t));
     int R = moge_comm_size(m->comm);
     ctx->rank = moge_comm_rank(m->comm);
@@ -117,7 +112,7 @@ moge_status context_new(moge_model *m, const moge_context_params *params, moge_c
     if (c->n_expert > 0) {
         int N = c->n_expert, K = c->n_expert_used, L = c->n_layer;
         /* devices in the whole job: each rank runs R-th of them, whole groups of its own experts */
-        int D = p.n_devices > 0 ? p.n_devices : R * moe_default_devices(&(model_config){.n_group = c->n_group / R}, m->n_threads);
+        int D = p.n_devices > 0 ? p.n_devices : R * moe_default_devices(&(model_config){.n_group = c->n_group / R}, ctx->n_threads);
         if (c->n_group % D != 0 || D % R != 0) {
             moge_context_free(ctx);
             if (R > 1)
@@ -136,7 +131,7 @@ moge_status context_new(moge_model *m, const moge_context_params *params, moge_c
         ctx->order = calloc((size_t)(B * K), sizeof(int32_t));
         ctx->offset = calloc((size_t)N + 1, sizeof(int32_t));
         ctx->pair_out = alloc_floats(B * K * c->n_embd, &failed);
-        ctx->dev_scratch = alloc_floats(ctx->n_local_devices * moe_scratch_floats(B, c->n_embd, c->n_ff_expert), &failed);
+        ctx->dev_scratch = alloc_floats(threadpool_size(ctx->env.pool) * moe_scratch_floats(B, c->n_embd, c->n_ff_expert), &failed);
         if (R > 1) ctx->xchg = alloc_floats(B * K * c->n_embd, &failed);
         ctx->route_p = alloc_floats(N, &failed);
         ctx->route_taken = calloc((size_t)N, 1);
@@ -217,8 +212,6 @@ void moge_context_free(moge_context *ctx) {
     }
     free(ctx->seq); free(ctx->row_seq); free(ctx->row_unc); free(ctx->runs); free(ctx->attn); free(ctx->seq_seen);
     threadpool_free(ctx->env.pool);
-    free(ctx->samp_probs); free(ctx->samp_q); free(ctx->samp_idx); free(ctx->samp_recent);
-    free(ctx->samp_children); free(ctx->samp_child_tok);
     free(ctx->device_begin); free(ctx->router_logits); free(ctx->experts); free(ctx->weights);
     free(ctx->order); free(ctx->offset); free(ctx->pair_out); free(ctx->dev_scratch);
     free(ctx->route_p); free(ctx->route_taken); free(ctx->moe_out); free(ctx->shared_out);
@@ -234,6 +227,7 @@ int32_t moge_context_n_past(const moge_context *ctx) { return ctx->seq[0].n_past
 int32_t moge_context_n_ctx(const moge_context *ctx) { return ctx->n_ctx; }
 int32_t moge_context_n_batch(const moge_context *ctx) { return ctx->n_batch; }
 int32_t moge_context_n_seq(const moge_context *ctx) { return ctx->n_seq; }
+int32_t moge_context_n_threads(const moge_context *ctx) { return threadpool_size(ctx->env.pool); }
 int32_t moge_seq_n_past(const moge_context *ctx, int32_t seq) {
     return ctx && seq >= 0 && seq < ctx->n_seq ? ctx->seq[seq].n_past : -1;
 }

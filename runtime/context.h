@@ -27,6 +27,9 @@ typedef struct {
 struct moge_context {
     moge_model *model;
     int n_ctx, n_batch, n_seq; /* n_ctx: slots per sequence */
+    int n_threads;    /* of env.pool (moge_context_params.n_threads, else the model's) */
+    bool (*abort_cb)(void *); /* moge_context_params.abort_cb, checked by moge_forward */
+    void *abort_cb_user;
     int seq_rows;     /* the most uncommitted rows of one sequence: min(n_batch, n_ctx) */
     kv_seq *seq;      /* (n_seq) */
     int kv_cap;       /* slots allocated per sequence, layer and KV head (<= n_ctx; context_kv_reserve grows it) */
@@ -55,7 +58,7 @@ struct moge_context {
     float *weights;        /* (n_layer, n_batch, k) */
     int32_t *order, *offset;
     float *pair_out;       /* (n_batch * k, n_embd) */
-    float *dev_scratch;    /* n_devices * moe_scratch_floats */
+    float *dev_scratch;    /* one moe_scratch_floats per thread of env.pool */
     float *route_p;        /* (n_expert) */
     uint8_t *route_taken;  /* (n_expert) */
     float *moe_out;        /* (n_batch, n_embd) */
@@ -66,14 +69,8 @@ struct moge_context {
     int64_t *tot_device_pairs, *tot_expert_hits;
     double *tot_imbalance, *tot_imbalance_max, *tot_distinct;
     int64_t tot_rows, tot_forwards, last_rows;
-    /* scratch of tree verification (verify/verify.c) */
-    float *samp_probs, *samp_q;    /* (n_vocab) */
-    int32_t *samp_idx;             /* (n_vocab) */
-    int32_t *samp_recent;          /* (samp_recent_cap) recent tokens of the repetition penalty */
-    int32_t samp_recent_cap;
-    int32_t *samp_children, *samp_child_tok; /* (n_batch) */
-    /* state a module above the runtime keeps per context (verify/planner.c: the cost model's
-     * calibration), freed with the context; the runtime never looks inside */
+    /* state a module above the runtime keeps per context (verify/verify_state.h), made there on
+     * first use and freed with the context by upper_free; the runtime never looks inside */
     void *upper_state;
     void (*upper_free)(void *);
     /* expert parallelism (runtime/comm.h): the job (NULL: one process) and this context's id in

@@ -146,9 +146,20 @@ static moge_status moe_layer(moge_context *ctx, int l, int n) {
     return MOGE_OK;
 }
 
+/* The caller's abort callback said stop (moge_context_params.abort_cb). */
+static bool aborted(moge_context *ctx) { return ctx->abort_cb && ctx->abort_cb(ctx->abort_cb_user); }
+
+/* A forward stopped between layers: none of its rows stays (with extend, the rows it extended do),
+ * the committed slots are untouched. */
+static moge_status abort_forward(moge_context *ctx) {
+    for (int r = 0; r < ctx->n_runs; r++) ctx->seq[ctx->runs[r].seq].n_last = ctx->runs[r].n_prev;
+    return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ABORTED, "moge_forward: aborted by the caller");
+}
+
 moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **logits) {
     if (!ctx || !b || !logits) return MOGE_ERR_ARG;
     *logits = NULL;
+    if (aborted(ctx)) return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ABORTED, "moge_forward: aborted by the caller");
     moge_status st = prepare_batch(ctx, b);
     if (st != MOGE_OK) return st;
     double t_start = comm_now(), comm0 = ctx->rstat.comm_seconds;
@@ -162,7 +173,9 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
 
     for (int i = 0; i < n; i++) tensor_to_f32(&m->tok_embd, (int64_t)b->tokens[i] * E, E, ctx->x + (int64_t)i * E);
 
+    bool abortable = ctx->abort_cb && !comm_multi(ctx->comm); /* an MPI job's ranks finish the forward together */
     for (int l = 0; l < c->n_layer; l++) {
+        if (l > 0 && abortable && aborted(ctx)) return abort_forward(ctx);
         const layer_weights *w = &m->layers[l];
         /* attention */
         ops->rmsnorm(ctx->xb, ctx->x, w->attn_norm, n, E, c->norm_eps);
@@ -207,6 +220,7 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
         ops->matmul(env, ctx->xb, ctx->gate, n, &w->w_down, NULL);
         for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->xb[i];
     }
+    if (abortable && aborted(ctx)) return abort_forward(ctx); /* before the lm_head */
     ctx->rstat.forwards++;
     if (ctx->rank != 0) { /* a follower: rank 0 alone samples from the logits */
         for (int r = 0; r < ctx->n_runs; r++) ctx->seq[ctx->runs[r].seq].n_last = ctx->runs[r].n_prev + ctx->runs[r].n;

@@ -2,17 +2,14 @@
  * gguf.c — parse and validate a GGUF v2/v3 file (gguf.h). Written from the format's description
  * (ggml's gguf docs); every read is bounds-checked against the buffer.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/errors.h"
 #include "base/fileio.h"
+#include "base/filemap.h"
 #include "runtime/gguf.h"
 
 /* ---- ggml types: elements per block, bytes per block ---- */
@@ -379,30 +376,21 @@ fail:
 
 moge_status gguf_open(gguf_file *g, const char *path, char *err, size_t n) {
     memset(g, 0, sizeof *g);
-    int fd;
-    struct stat sb;
-    moge_status st = file_open_regular(path, &fd, &sb, err, n);
+    file_map fm;
+    moge_status st = file_map_open(&fm, path, 4, "a GGUF file", err, n);
     if (st != MOGE_OK) return st;
-    size_t size = (size_t)sb.st_size;
-    if (size < 4) {
-        close(fd);
-        return set_err(err, n, MOGE_ERR_FORMAT, "%s: not a GGUF file (%zu bytes)", path, size);
-    }
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return set_err(err, n, MOGE_ERR_IO, "%s: mmap: %s", path, strerror(errno));
-    st = gguf_parse(g, map, size, path, err, n);
+    st = gguf_parse(g, fm.data, fm.size, path, err, n);
     if (st != MOGE_OK) {
-        munmap(map, size);
+        file_map_close(&fm);
         return st;
     }
-    g->map = map;
+    g->map = fm.data;
     return MOGE_OK;
 }
 
 void gguf_close(gguf_file *g) {
     if (!g) return;
-    if (g->map) munmap(g->map, g->size);
+    file_map_close(&(file_map){g->map, g->size});
     free((void *)g->what);
     free(g->kv);
     free(g->tensors);
@@ -410,10 +398,8 @@ void gguf_close(gguf_file *g) {
 }
 
 bool gguf_is_file(const char *path) {
-    struct stat sb;
-    if (!path || stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return false;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return false;
+    int fd;
+    if (!path || file_open_regular(path, &fd, NULL, NULL, 0) != MOGE_OK) return false;
     char magic[4];
     bool ok = read(fd, magic, 4) == 4 && memcmp(magic, "GGUF", 4) == 0;
     close(fd);

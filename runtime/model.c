@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/errors.h"
+#include "base/bigalloc.h"
 #include "runtime/comm.h"
 #include "runtime/gguf.h"
 #include "runtime/model.h"
@@ -255,6 +256,13 @@ static void release_source(moge_model *m, const tensor *src) {
     if (src->data != m->tok_embd.data && e) st_release(e);
 }
 
+bool load_abort_check(load_progress *p) {
+    if (!p->aborted && p->abort_cb && p->abort_cb(p->abort_cb_user)) p->aborted = true;
+    return p->aborted;
+}
+
+static bool load_aborted(moge_model *m) { return load_abort_check(&m->progress); }
+
 /* Another `bytes` of source matrices done: tells the caller at each new percent. */
 static void progress_add(moge_model *m, int64_t bytes) {
     load_progress *p = &m->progress;
@@ -295,7 +303,7 @@ static void quant_size(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
 /* Quantizes one matrix into qbuf, then releases the pages of its source in the mapping. */
 static void quant_one(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
     quant_pass *q = arg;
-    if (kind != MAT_OTHER || dtype_is_quant(t->type)) return;
+    if (kind != MAT_OTHER || dtype_is_quant(t->type) || load_aborted(m)) return;
     tensor src = *t;
     if (q->panels) quant_tensor_panels(&src, q->type, q->dst, q->row, q->slab, t);
     else quant_tensor(&src, q->type, q->dst, q->row, t);
@@ -311,7 +319,7 @@ static moge_status quantize_weights(moge_model *m, moge_quant quant, bool panels
     quant_pass q = {.type = quant_format_dtype(quant), .panels = panels};
     model_for_each_matrix(m, quant_size, &q);
     int64_t cols = q.max_cols > 0 ? q.max_cols : 1;
-    m->qbuf = aligned_alloc(QBUF_ALIGN, (size_t)align_up(q.bytes > 0 ? q.bytes : 1, QBUF_ALIGN));
+    m->qbuf = big_alloc((size_t)align_up(q.bytes > 0 ? q.bytes : 1, QBUF_ALIGN));
     q.row = malloc((size_t)cols * sizeof(float));
     q.slab = panels ? malloc(TENSOR_PANEL * dtype_row_bytes(q.type, cols)) : NULL;
     if (!m->qbuf || !q.row || (panels && !q.slab)) {
@@ -345,7 +353,7 @@ static void pack_size(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
 }
 
 static void pack_one(moge_model *m, tensor *t, matrix_kind kind, void *arg) {
-    if (!packable(m, t, kind)) return;
+    if (!packable(m, t, kind) || load_aborted(m)) return;
     char **dst = arg;
     tensor src = *t;
     tensor_pack_panels(&src, *dst, t);
@@ -362,7 +370,7 @@ static moge_status pack_weights(moge_model *m, char *err, size_t n) {
     int64_t bytes = 0;
     model_for_each_matrix(m, pack_size, &bytes);
     if (bytes == 0) return MOGE_OK;
-    m->pbuf = aligned_alloc(QBUF_ALIGN, (size_t)bytes);
+    m->pbuf = big_alloc((size_t)bytes);
     if (!m->pbuf) return set_err(err, n, MOGE_ERR_NOMEM, "out of memory laying out the weights (%lld bytes)", (long long)bytes);
     char *dst = m->pbuf;
     model_for_each_matrix(m, pack_one, &dst);
@@ -515,6 +523,10 @@ static moge_status cpu_kernels(const char *name, const backend_ops **out, char *
     return set_err(err, n, MOGE_ERR_ARG, "%s: this processor (%s) cannot run the \"%s\" kernels (it runs: %s)", from, cpu, name, list);
 }
 
+static moge_status load_abort_err(const char *dir, char *err, size_t n) {
+    return set_err(err, n, MOGE_ERR_ABORTED, "moge_model_load: %s: aborted by the caller", dir);
+}
+
 moge_status moge_model_load(const char *dir, const moge_model_params *params, moge_model **out, char *err, size_t n) {
     if (out) *out = NULL;
     if (!dir || !out) return set_err(err, n, MOGE_ERR_ARG, "moge_model_load: dir and out must not be NULL");
@@ -533,14 +545,18 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
     moge_model *m = calloc(1, sizeof *m);
     if (!m) return set_err(err, n, MOGE_ERR_NOMEM, "out of memory");
 
+    m->progress.abort_cb = p.abort_cb;
+    m->progress.abort_cb_user = p.abort_cb_user;
     char path[4096];
     bool gguf = gguf_is_file(dir); /* a .gguf file: its metadata and tensors stand for the directory's */
     snprintf(path, sizeof path, "%s/config.json", dir);
-    moge_status st = gguf ? gguf_model_open(&m->cfg, &m->st, dir, p.quant, err, n) : config_load(&m->cfg, path, err, n);
+    moge_status st = gguf ? gguf_model_open(&m->cfg, &m->st, dir, p.quant, &m->progress, err, n) : config_load(&m->cfg, path, err, n);
     if (st == MOGE_OK) st = config_set_routing(&m->cfg, &p, err, n);
     m->expert_hi = m->cfg.n_expert;
     if (st == MOGE_OK && m->cfg.n_expert > 0) st = comm_expert_range(p.comm, &m->cfg, &m->expert_lo, &m->expert_hi, err, n);
+    if (st == MOGE_OK && load_aborted(m)) st = load_abort_err(dir, err, n);
     if (st == MOGE_OK && !gguf) st = st_open_dir(&m->st, dir, err, n);
+    if (st == MOGE_OK && load_aborted(m)) st = load_abort_err(dir, err, n);
     if (st == MOGE_OK) {
         char single[4096];
         snprintf(single, sizeof single, "%s/model.safetensors", dir);
@@ -556,16 +572,21 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
             st = pc.st;
         }
     }
+    if (st == MOGE_OK && load_aborted(m)) st = load_abort_err(dir, err, n);
     if (st == MOGE_OK && p.progress) {
         work_count w = {.quant = !m->prequantized && p.quant != MOGE_QUANT_NONE, .panels = p.backend == MOGE_BACKEND_CPU};
         model_for_each_matrix(m, count_work, &w);
-        m->progress = (load_progress){.fn = p.progress, .user = p.progress_user, .total = w.bytes};
+        m->progress.fn = p.progress;
+        m->progress.user = p.progress_user;
+        m->progress.total = w.bytes;
     }
     if (st == MOGE_OK && !m->prequantized && p.quant != MOGE_QUANT_NONE) {
         st = quantize_weights(m, p.quant, p.backend == MOGE_BACKEND_CPU, err, n);
         m->quant = p.quant;
     }
+    if (st == MOGE_OK && load_aborted(m)) st = load_abort_err(dir, err, n);
     if (st == MOGE_OK && p.backend == MOGE_BACKEND_CPU) st = pack_weights(m, err, n);
+    if (st == MOGE_OK && m->progress.aborted) st = load_abort_err(dir, err, n);
     if (st == MOGE_OK && m->progress.fn && m->progress.reported < 100) m->progress.fn(1.0, m->progress.user);
     m->progress.fn = NULL;
     if (st == MOGE_OK) {

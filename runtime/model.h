@@ -23,12 +23,6 @@
 
 #include "runtime/config.h"
 
-/* A GGUF file (runtime/model_gguf.c) as a config and the tensors of a Hugging Face directory:
- * metadata checked and converted, tensors under their Hugging Face names (Q8_0 / Q4_0 as moge's
- * Q8 / Q4 blocks, Q4_K / Q6_K dequantized to F32, the rest in place; with a quantization at load,
- * quant, every block-type matrix already in its format, row-major). */
-moge_status gguf_model_open(model_config *c, st_table *t, const char *path, moge_quant quant, char *err, size_t err_size);
-
 typedef struct {
     float *attn_norm;          /* (n_embd) */
     tensor wq;                 /* (n_head * head_dim, n_embd) */
@@ -56,7 +50,19 @@ typedef struct {
     void *user;
     int64_t done, total;
     int reported; /* in percent */
+    bool (*abort_cb)(void *abort_cb_user); /* moge_model_params.abort_cb */
+    void *abort_cb_user;
+    bool aborted; /* it returned true: the remaining matrices are skipped */
 } load_progress;
+
+/* The abort callback of a load said stop (asked again on each call until it does; then true). */
+bool load_abort_check(load_progress *p);
+
+/* A GGUF file (runtime/model_gguf.c) as a config and the tensors of a Hugging Face directory:
+ * metadata checked and converted, tensors under their Hugging Face names (Q8_0 / Q4_0 as moge's
+ * Q8 / Q4 blocks, Q4_K / Q6_K dequantized to F32, the rest in place; with a quantization at load,
+ * quant, every block-type matrix already in its format, row-major). */
+moge_status gguf_model_open(model_config *c, st_table *t, const char *path, moge_quant quant, load_progress *lp, char *err, size_t err_size);
 
 struct moge_model {
     model_config cfg;

@@ -473,7 +473,7 @@ done:
     return st;
 }
 
-moge_status gguf_model_open(model_config *c, st_table *t, const char *path, moge_quant quant, char *err, size_t n) {
+moge_status gguf_model_open(model_config *c, st_table *t, const char *path, moge_quant quant, load_progress *lp, char *err, size_t n) {
     memset(t, 0, sizeof *t);
     gguf_file g;
     moge_status st = gguf_open(&g, path, err, n);
@@ -484,7 +484,11 @@ moge_status gguf_model_open(model_config *c, st_table *t, const char *path, moge
     if (st == MOGE_OK) {
         g.map = NULL; /* the table owns the mapping now */
         builder b = {.g = &g, .t = t, .c = c, .permute = permute, .quant = quant, .mixtral = c->arch == ARCH_MIXTRAL, .err = err, .n = n};
-        for (uint64_t i = 0; st == MOGE_OK && i < g.n_tensors; i++) st = map_tensor(&b, &g.tensors[i]);
+        for (uint64_t i = 0; st == MOGE_OK && i < g.n_tensors; i++) {
+            if (lp && load_abort_check(lp)) /* between tensors: a K-quant's conversion to f32 takes a while */
+                st = set_err(err, n, MOGE_ERR_ABORTED, "moge_model_load: %s: aborted by the caller", path);
+            else st = map_tensor(&b, &g.tensors[i]);
+        }
     }
     gguf_close(&g);
     if (st != MOGE_OK) st_close(t);

@@ -288,7 +288,7 @@ static void progress_add(progress *pg, uint64_t bytes) {
     int pct = pg->done >= pg->total ? 100 : (int)(100 * pg->done / pg->total);
     if (pct > pg->reported) {
         pg->reported = pct;
-        pg->p->progress(pct >= 100 ? 1.0 : (double)pg->done / (double)pg->total, pg->p->user);
+        pg->p->progress(pct >= 100 ? 1.0 : (double)pg->done / (double)pg->total, pg->p->progress_user);
     }
 }
 

@@ -193,7 +193,7 @@ static moge_status write_safetensors(const plan *p, dtype qtype, const char *pat
         st = t->mat ? write_blocks(f, t->mat, qtype, panels, path, err, n) : md_write_bytes(f, t->src->data, w->nbytes, path, err, n);
         if (t->from) st_release(t->from); /* read once: keeps the memory of a large model bounded */
         if (st == MOGE_OK && qp->progress)
-            qp->progress(w->name, i + 1, p->n, (int64_t)(w->offset + w->nbytes), (int64_t)p->h.data_bytes, qp->user);
+            qp->progress(w->name, i + 1, p->n, (int64_t)(w->offset + w->nbytes), (int64_t)p->h.data_bytes, qp->progress_user);
     }
     moge_status cst = md_close_file(f, path, err, n);
     return st != MOGE_OK ? st : cst;

@@ -6,18 +6,15 @@
  * then the data; offsets are relative to the first byte after the header.
  */
 #include <cJSON.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/errors.h"
-#include "base/fileio.h"
+#include "base/filemap.h"
 #include "runtime/json_num.h"
 #include "runtime/quant.h"
 #include "runtime/safetensors.h"
@@ -89,67 +86,155 @@ static moge_status st_check_overlap(const st_table *t, st_range *r, int count, c
     return MOGE_OK;
 }
 
-/* Maps one file and appends its entries to the table. */
-static moge_status st_add_file(st_table *t, const char *path, char *err, size_t n) {
-    int fd;
-    struct stat sb;
-    moge_status ost = file_open_regular(path, &fd, &sb, err, n);
-    if (ost != MOGE_OK) return ost;
-    size_t size = (size_t)sb.st_size;
-    if (size < 8) {
-        close(fd);
-        return set_err(err, n, MOGE_ERR_FORMAT, "%s: file is %zu bytes, too short for a safetensors header", path, size);
-    }
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return set_err(err, n, MOGE_ERR_IO, "%s: mmap: %s", path, strerror(errno));
-
+/* Appends a file entry for the mapping (map, size) of path to the table (which owns the mapping
+ * from then on); *out the new entry. On failure the mapping stays the caller's. */
+static moge_status append_file(st_table *t, const char *path, void *map, size_t size, st_file **out, char *err, size_t n) {
     st_file *files = realloc(t->files, (size_t)(t->n_files + 1) * sizeof *files);
-    if (!files) { munmap(map, size); return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path); }
+    if (!files) return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path);
     t->files = files;
     st_file *f = &t->files[t->n_files];
+    memset(f, 0, sizeof *f);
     f->path = strdup(path);
+    if (!f->path) return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path);
     f->map = map;
     f->size = size;
     f->quant = MOGE_QUANT_NONE;
-    f->panel = 0;
-    f->gguf = false;
-    if (!f->path) { munmap(map, size); return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path); }
-    int file_index = t->n_files++;
+    t->n_files++;
+    *out = f;
+    return MOGE_OK;
+}
 
-    const unsigned char *p = map;
+/* Maps path (at least the header length's 8 bytes) and appends it to the table as file *f. */
+static moge_status st_map_file(st_table *t, const char *path, st_file **f, char *err, size_t n) {
+    file_map fm;
+    moge_status st = file_map_open(&fm, path, 8, "a safetensors header", err, n);
+    if (st != MOGE_OK) return st;
+    if ((st = append_file(t, path, fm.data, fm.size, f, err, n)) != MOGE_OK) file_map_close(&fm);
+    return st;
+}
+
+/* The JSON header of mapped file f (*root, a JSON object) and its data section (*data, *data_size). */
+static moge_status st_parse_header(const st_file *f, cJSON **root, const char **data, size_t *data_size, char *err, size_t n) {
+    const unsigned char *p = f->map;
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | p[i];
-    if (hlen == 0 || hlen > size - 8)
+    if (hlen == 0 || hlen > f->size - 8)
         return set_err(err, n, MOGE_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%zu bytes)",
-                       path, (unsigned long long)hlen, size);
-    const char *data_base = (const char *)map + 8 + hlen;
-    size_t data_size = size - 8 - (size_t)hlen;
-
-    cJSON *root = cJSON_ParseWithLength((const char *)map + 8, (size_t)hlen);
-    if (!root || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return set_err(err, n, MOGE_ERR_FORMAT, "%s: the header is not a JSON object", path);
+                       f->path, (unsigned long long)hlen, f->size);
+    *data = (const char *)f->map + 8 + hlen;
+    *data_size = f->size - 8 - (size_t)hlen;
+    *root = cJSON_ParseWithLength((const char *)f->map + 8, (size_t)hlen);
+    if (!*root || !cJSON_IsObject(*root)) {
+        cJSON_Delete(*root);
+        *root = NULL;
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: the header is not a JSON object", f->path);
     }
-    moge_status st = MOGE_OK;
+    return MOGE_OK;
+}
+
+/* The header's __metadata__: "moge.quant" (a pre-quantized file) and "moge.layout" into f. */
+static moge_status st_read_metadata(st_file *f, const cJSON *root, char *err, size_t n) {
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
     const cJSON *mq = cJSON_IsObject(meta) ? cJSON_GetObjectItemCaseSensitive(meta, "moge.quant") : NULL;
-    if (mq) {
-        if (!cJSON_IsString(mq) || !quant_format_parse(mq->valuestring, &f->quant)) {
-            cJSON_Delete(root);
-            return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ \"moge.quant\" must be \"q8\", \"q4\", \"w8a8\" or \"w4a8\"", path);
-        }
-    }
+    if (mq && (!cJSON_IsString(mq) || !quant_format_parse(mq->valuestring, &f->quant)))
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ \"moge.quant\" must be \"q8\", \"q4\", \"w8a8\" or \"w4a8\"", f->path);
     const cJSON *ml = cJSON_IsObject(meta) ? cJSON_GetObjectItemCaseSensitive(meta, "moge.layout") : NULL;
     if (ml) {
         const char *why = NULL;
         if (!mq) why = "without \"moge.quant\"";
         else if (!cJSON_IsString(ml) || strcmp(ml->valuestring, "panel16") != 0) why = "must be \"panel16\" (or absent: row-major blocks)";
-        if (why) {
-            cJSON_Delete(root);
-            return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ \"moge.layout\" %s", path, why);
-        }
+        if (why) return set_err(err, n, MOGE_ERR_FORMAT, "%s: __metadata__ \"moge.layout\" %s", f->path, why);
         f->panel = TENSOR_PANEL;
+    }
+    return MOGE_OK;
+}
+
+/* The dtype, shape and data range [*begin, *end) of header entry `it` (tensor `name`) into e,
+ * checked against the data section's data_size bytes; *esize the dtype's element size. */
+static moge_status st_parse_entry(const cJSON *it, const char *path, const char *name, size_t data_size, st_entry *e,
+                                  size_t *esize, uint64_t *begin, uint64_t *end, char *err, size_t n) {
+    cJSON *jd = cJSON_GetObjectItemCaseSensitive(it, "dtype");
+    cJSON *js = cJSON_GetObjectItemCaseSensitive(it, "shape");
+    cJSON *jo = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
+    if (!cJSON_IsObject(it) || !cJSON_IsString(jd) || !cJSON_IsArray(js) || !cJSON_IsArray(jo) || cJSON_GetArraySize(jo) != 2)
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s: header entry needs \"dtype\", \"shape\" and two \"data_offsets\"", path, name);
+    memset(e, 0, sizeof *e);
+    *esize = st_dtype_bytes(jd->valuestring);
+    if (*esize == 0 || strlen(jd->valuestring) >= sizeof e->dtype_str)
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s: unknown dtype \"%s\"", path, name, jd->valuestring);
+    strcpy(e->dtype_str, jd->valuestring);
+    e->n_dims = cJSON_GetArraySize(js);
+    if (e->n_dims > ST_MAX_DIMS)
+        return set_err(err, n, MOGE_ERR_UNSUPPORTED, "%s: tensor %s has %d dimensions (at most %d supported)", path, name, e->n_dims, ST_MAX_DIMS);
+    uint64_t numel = 1;
+    int d = 0, bad = 0;
+    for (cJSON *dim = js->child; dim; dim = dim->next, d++) {
+        if (!json_integer(dim, 0, 9.0e15, &e->shape[d])) { bad = 1; break; }
+        if (e->shape[d] != 0 && numel > UINT64_MAX / 16 / (uint64_t)e->shape[d]) { bad = 1; break; }
+        numel *= (uint64_t)e->shape[d];
+    }
+    /* offsets up to 2^53 (9e15 bytes): every such double is an exact integer */
+    int64_t b = 0, en = 0;
+    if (bad || !json_integer(cJSON_GetArrayItem(jo, 0), 0, 9.0e15, &b) || !json_integer(cJSON_GetArrayItem(jo, 1), 0, 9.0e15, &en) || en < b)
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s: invalid shape or data_offsets", path, name);
+    *begin = (uint64_t)b, *end = (uint64_t)en;
+    if (*end > data_size)
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s: data_offsets [%llu, %llu] run past the end of the file (%zu data bytes)",
+                       path, name, (unsigned long long)*begin, (unsigned long long)*end, data_size);
+    if (*end - *begin != numel * *esize)
+        return set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s: data_offsets span %llu bytes but %s of that shape needs %llu", path, name,
+                       (unsigned long long)(*end - *begin), e->dtype_str, (unsigned long long)(numel * *esize));
+    e->supported = 1;
+    if (strcmp(e->dtype_str, "F32") == 0) e->type = DTYPE_F32;
+    else if (strcmp(e->dtype_str, "F16") == 0) e->type = DTYPE_F16;
+    else if (strcmp(e->dtype_str, "BF16") == 0) e->type = DTYPE_BF16;
+    else e->supported = 0;
+    e->nbytes = (size_t)(*end - *begin);
+    return MOGE_OK;
+}
+
+/* Points e at its data (data + begin), or at an aligned copy when that is misaligned in the file
+ * for the element size esize (a pre-quantized file's blocks start with an f32 scale), and names
+ * it: e is ready for the table. */
+static moge_status st_place_entry(const st_file *f, st_entry *e, const char *name, const char *data, uint64_t begin, size_t esize,
+                                  char *err, size_t n) {
+    e->data = data + begin;
+    size_t align = f->quant != MOGE_QUANT_NONE && strcmp(e->dtype_str, "U8") == 0 ? sizeof(float) : esize;
+    if (((uintptr_t)e->data % align) != 0) { /* misaligned in the file: keep an aligned copy */
+        e->copy = malloc(e->nbytes ? e->nbytes : 1);
+        if (!e->copy) return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", f->path);
+        memcpy(e->copy, e->data, e->nbytes);
+        e->data = e->copy;
+    }
+    e->name = strdup(name);
+    if (!e->name) {
+        free(e->copy);
+        return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", f->path);
+    }
+    return MOGE_OK;
+}
+
+/* A tensor name already in the table (from this file or another shard), or MOGE_OK. */
+static moge_status st_check_new(const st_table *t, size_t slot, int file_index, const char *path, const char *name, char *err, size_t n) {
+    if (!t->slots[slot]) return MOGE_OK;
+    const st_entry *first = &t->entries[t->slots[slot] - 1];
+    if (first->file == file_index) return set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s appears twice in the header", path, name);
+    return set_err(err, n, MOGE_ERR_FORMAT, "tensor %s is in two shards: %s and %s", name, t->files[first->file].path, path);
+}
+
+/* Maps one file and appends its entries to the table. */
+static moge_status st_add_file(st_table *t, const char *path, char *err, size_t n) {
+    st_file *f;
+    cJSON *root = NULL;
+    const char *data = NULL;
+    size_t data_size = 0;
+    moge_status st = st_map_file(t, path, &f, err, n);
+    if (st != MOGE_OK) return st;
+    int file_index = t->n_files - 1;
+    if ((st = st_parse_header(f, &root, &data, &data_size, err, n)) != MOGE_OK) return st;
+    if ((st = st_read_metadata(f, root, err, n)) != MOGE_OK) {
+        cJSON_Delete(root);
+        return st;
     }
     int count = cJSON_GetArraySize(root);
     st_entry *entries = realloc(t->entries, (size_t)(t->n_entries + count) * sizeof *entries);
@@ -161,84 +246,18 @@ static moge_status st_add_file(st_table *t, const char *path, char *err, size_t 
         return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path);
     }
     int n_ranges = 0;
-
     /* cJSON keeps every member of an object, a repeated name too: each is checked here */
-    for (cJSON *it = root->child; it; it = it->next) {
+    for (cJSON *it = root->child; it && st == MOGE_OK; it = it->next) {
         const char *name = it->string;
         if (strcmp(name, "__metadata__") == 0) continue;
-        size_t slot = st_slot(t, name);
-        if (t->slots[slot]) {
-            const st_entry *first = &t->entries[t->slots[slot] - 1];
-            if (first->file == file_index)
-                st = set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s appears twice in the header", path, name);
-            else
-                st = set_err(err, n, MOGE_ERR_FORMAT, "tensor %s is in two shards: %s and %s", name, t->files[first->file].path, path);
-            break;
-        }
-        cJSON *jd = cJSON_GetObjectItemCaseSensitive(it, "dtype");
-        cJSON *js = cJSON_GetObjectItemCaseSensitive(it, "shape");
-        cJSON *jo = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
-        if (!cJSON_IsObject(it) || !cJSON_IsString(jd) || !cJSON_IsArray(js) || !cJSON_IsArray(jo) ||
-            cJSON_GetArraySize(jo) != 2) {
-            st = set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s: header entry needs \"dtype\", \"shape\" and two \"data_offsets\"", path, name);
-            break;
-        }
+        size_t slot = st_slot(t, name), esize = 0;
+        uint64_t begin = 0, end = 0;
         st_entry e;
-        memset(&e, 0, sizeof e);
-        size_t esize = st_dtype_bytes(jd->valuestring);
-        if (esize == 0 || strlen(jd->valuestring) >= sizeof e.dtype_str) {
-            st = set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s: unknown dtype \"%s\"", path, name, jd->valuestring);
+        if ((st = st_check_new(t, slot, file_index, path, name, err, n)) != MOGE_OK ||
+            (st = st_parse_entry(it, path, name, data_size, &e, &esize, &begin, &end, err, n)) != MOGE_OK ||
+            (st = st_place_entry(f, &e, name, data, begin, esize, err, n)) != MOGE_OK)
             break;
-        }
-        strcpy(e.dtype_str, jd->valuestring);
-        e.n_dims = cJSON_GetArraySize(js);
-        if (e.n_dims > ST_MAX_DIMS) {
-            st = set_err(err, n, MOGE_ERR_UNSUPPORTED, "%s: tensor %s has %d dimensions (at most %d supported)", path, name, e.n_dims, ST_MAX_DIMS);
-            break;
-        }
-        uint64_t numel = 1;
-        int d = 0, bad = 0;
-        for (cJSON *dim = js->child; dim; dim = dim->next, d++) {
-            if (!json_integer(dim, 0, 9.0e15, &e.shape[d])) { bad = 1; break; }
-            if (e.shape[d] != 0 && numel > UINT64_MAX / 16 / (uint64_t)e.shape[d]) { bad = 1; break; }
-            numel *= (uint64_t)e.shape[d];
-        }
-        /* offsets up to 2^53 (9e15 bytes): every such double is an exact integer */
-        int64_t b = 0, en = 0;
-        if (bad || !json_integer(cJSON_GetArrayItem(jo, 0), 0, 9.0e15, &b) || !json_integer(cJSON_GetArrayItem(jo, 1), 0, 9.0e15, &en) ||
-            en < b) {
-            st = set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s: invalid shape or data_offsets", path, name);
-            break;
-        }
-        uint64_t begin = (uint64_t)b, end = (uint64_t)en;
-        if (end > data_size) {
-            st = set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s: data_offsets [%llu, %llu] run past the end of the file (%zu data bytes)",
-                         path, name, (unsigned long long)begin, (unsigned long long)end, data_size);
-            break;
-        }
-        if (end - begin != numel * esize) {
-            st = set_err(err, n, MOGE_ERR_FORMAT, "%s: tensor %s: data_offsets span %llu bytes but %s of that shape needs %llu",
-                         path, name, (unsigned long long)(end - begin), e.dtype_str, (unsigned long long)(numel * esize));
-            break;
-        }
-        e.supported = 1;
-        if (strcmp(e.dtype_str, "F32") == 0) e.type = DTYPE_F32;
-        else if (strcmp(e.dtype_str, "F16") == 0) e.type = DTYPE_F16;
-        else if (strcmp(e.dtype_str, "BF16") == 0) e.type = DTYPE_BF16;
-        else e.supported = 0;
-        e.nbytes = (size_t)(end - begin);
-        e.data = data_base + begin;
-        /* blocks of a pre-quantized file start with an f32 scale */
-        size_t align = f->quant != MOGE_QUANT_NONE && strcmp(e.dtype_str, "U8") == 0 ? sizeof(float) : esize;
-        if (((uintptr_t)e.data % align) != 0) { /* misaligned in the file: keep an aligned copy */
-            e.copy = malloc(e.nbytes ? e.nbytes : 1);
-            if (!e.copy) { st = set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path); break; }
-            memcpy(e.copy, e.data, e.nbytes);
-            e.data = e.copy;
-        }
         e.file = file_index;
-        e.name = strdup(name);
-        if (!e.name) { free(e.copy); st = set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path); break; }
         if (end > begin) ranges[n_ranges++] = (st_range){begin, end, t->n_entries};
         t->entries[t->n_entries++] = e;
         t->slots[slot] = t->n_entries;
@@ -318,18 +337,10 @@ moge_status st_open_dir(st_table *t, const char *dir, char *err, size_t n) {
 }
 
 moge_status st_table_add_file(st_table *t, const char *path, void *map, size_t size, char *err, size_t n) {
-    st_file *files = realloc(t->files, (size_t)(t->n_files + 1) * sizeof *files);
-    if (!files) return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path);
-    t->files = files;
-    st_file *f = &t->files[t->n_files];
-    memset(f, 0, sizeof *f);
-    f->path = strdup(path);
-    if (!f->path) return set_err(err, n, MOGE_ERR_NOMEM, "%s: out of memory", path);
-    f->map = map;
-    f->size = size;
-    f->gguf = true;
-    t->n_files++;
-    return MOGE_OK;
+    st_file *f;
+    moge_status st = append_file(t, path, map, size, &f, err, n);
+    if (st == MOGE_OK) f->gguf = true;
+    return st;
 }
 
 moge_status st_table_add(st_table *t, st_entry *e, const char *what, char *err, size_t n) {
@@ -361,7 +372,7 @@ void st_close(st_table *t) {
         free(t->entries[i].copy);
     }
     for (int i = 0; i < t->n_files; i++) {
-        munmap(t->files[i].map, t->files[i].size);
+        file_map_close(&(file_map){t->files[i].map, t->files[i].size});
         free(t->files[i].path);
     }
     free(t->entries);

@@ -17,6 +17,7 @@ const char *moge_status_str(moge_status st) {
     case MOGE_ERR_BUFFER: return "buffer too small";
     case MOGE_ERR_TOO_COMPLEX: return "pattern too complex for input";
     case MOGE_ERR_NUMERIC: return "non-finite values (NaN or Inf) in the logits";
+    case MOGE_ERR_ABORTED: return "aborted by the caller";
     }
     return "unknown status";
 }

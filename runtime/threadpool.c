@@ -24,6 +24,7 @@
 struct threadpool {
     int n_threads;
     pthread_t *threads;
+    struct worker_arg { struct threadpool *pool; int index; } *args; /* (n_threads) a worker's start */
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
     atomic_ulong generation; /* bumped by each run (under mu) */
@@ -37,12 +38,17 @@ struct threadpool {
     atomic_int next;
 };
 
+static _Thread_local int thread_index; /* 0 in every thread but a pool's workers */
+
+int threadpool_thread(void) { return thread_index; }
+
 static void work(threadpool *p) {
     for (int t; (t = atomic_fetch_add(&p->next, 1)) < p->n_tasks;) p->fn(p->arg, t);
 }
 
 static void *worker(void *arg) {
-    threadpool *p = arg;
+    threadpool *p = ((struct worker_arg *)arg)->pool;
+    thread_index = ((struct worker_arg *)arg)->index;
     unsigned long seen = 0;
     for (;;) {
         for (int i = 0; i < SPIN_ROUNDS && atomic_load(&p->generation) == seen && !atomic_load(&p->stop); i++) cpu_relax();
@@ -73,13 +79,20 @@ threadpool *threadpool_new(int n_threads) {
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
     p->threads = calloc((size_t)p->n_threads, sizeof *p->threads);
-    if (!p->threads) { threadpool_free(p); return NULL; }
-    for (int i = 1; i < p->n_threads; i++)
-        if (pthread_create(&p->threads[i], NULL, worker, p) != 0) {
+    p->args = calloc((size_t)p->n_threads, sizeof *p->args);
+    if (!p->threads || !p->args) {
+        p->n_threads = 1; /* no worker started */
+        threadpool_free(p);
+        return NULL;
+    }
+    for (int i = 1; i < p->n_threads; i++) {
+        p->args[i] = (struct worker_arg){p, i};
+        if (pthread_create(&p->threads[i], NULL, worker, &p->args[i]) != 0) {
             p->n_threads = i; /* free() joins the ones that started */
             threadpool_free(p);
             return NULL;
         }
+    }
     return p;
 }
 
@@ -94,6 +107,7 @@ void threadpool_free(threadpool *p) {
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
     free(p->threads);
+    free(p->args);
     free(p);
 }
 

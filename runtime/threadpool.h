@@ -16,5 +16,8 @@ int threadpool_size(const threadpool *pool);
 /* Runs fn(arg, t) for t = 0..n_tasks-1, spread over the threads; returns when every task ended.
  * pool may be NULL (then everything runs on the caller). Not reentrant. */
 void threadpool_run(threadpool *pool, int n_tasks, threadpool_fn fn, void *arg);
+/* Inside a task: the index of the thread running it, 0..threadpool_size - 1 (0: the caller of
+ * threadpool_run, or no pool), so a task can use per-thread scratch. */
+int threadpool_thread(void);
 
 #endif

@@ -108,3 +108,22 @@ int32_t sampling_choose(const float *logits, int32_t n, const moge_sampler_param
     sampling_probs(logits, n, p, recent, n_recent, probs, idx);
     return sampling_draw(probs, n, rng_uniform(rng));
 }
+
+moge_rng moge_rng_seed(uint64_t seed) { return (moge_rng){.state = seed}; }
+
+moge_status moge_sample(const float *logits, int32_t n_vocab, const moge_sampler_params *sp, const int32_t *recent,
+                        int32_t n_recent, moge_rng *rng, int32_t *out) {
+    if (!logits || !sp || !rng || !out || n_vocab < 1 || n_recent < 0 || (n_recent > 0 && !recent)) return MOGE_ERR_ARG;
+    if (!isfinite(sp->temperature) || !isfinite(sp->top_p) || !isfinite(sp->min_p) || !isfinite(sp->repeat_penalty) ||
+        sp->repeat_penalty <= 0.0f)
+        return MOGE_ERR_ARG;
+    if (sp->temperature <= 0.0f && (sp->repeat_penalty == 1.0f || !recent)) { /* no scratch needed */
+        *out = sampling_argmax(logits, n_vocab);
+        return MOGE_OK;
+    }
+    float *probs = malloc((size_t)n_vocab * (sizeof(float) + sizeof(int32_t)));
+    if (!probs) return MOGE_ERR_NOMEM;
+    *out = sampling_choose(logits, n_vocab, sp, recent, n_recent, probs, (int32_t *)(probs + n_vocab), &rng->state);
+    free(probs);
+    return MOGE_OK;
+}

@@ -109,7 +109,7 @@ static void test_stats_json(void) {
     CHECK(MOGE("run -m models/stories260K -n 50 --temp 0 --draft-layers 3 --stats-json build/test_cli.json") == 0);
     char *j = slurp_text("build/test_cli.json");
     static const char *keys[] = {"\"ids\"", "\"tokens\"", "\"prefill_seconds\"", "\"seconds\"", "\"tokens_per_s\"", "\"target_passes\"",
-                                 "\"mean_accepted\"", "\"accept_by_depth\"", "\"time_split\"", "\"draft\"", "\"verify\"", "\"sample\"", "\"rollback\""};
+                                 "\"mean_accepted\"", "\"accept_by_depth\"", "\"time_split\"", "\"draft\"", "\"verify\"", "\"sample\"", "\"rollback\"", "\"draft_accept\"", "\"emit\""};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) CHECKF(strstr(j, keys[i]) != NULL, "stats JSON lacks %s", keys[i]);
     check_planner_stats(j, "--draft-layers 3", true, false);
     free(j);
@@ -398,6 +398,10 @@ static void test_shared_flag_errors(void) {
         {"chat -m models/stories260K -n 0", "-n: expected an integer in 1..1073741824"},
         {"bench -m models/stories260K --lookup --modes none -n 0", "-n: expected an integer in 1..16777216"},
         {"bench -m models/stories260K --spec tree", "unknown option \"--spec\""}, /* bench has --modes */
+        {"bench -m models/stories260K stray", "unexpected argument \"stray\""},
+        {"bench -m models/stories260K --modes frob", "--modes: unknown mode \"frob\""},
+        {"bench -m models/stories260K --repeats 0", "--repeats: expected an integer in 1..1000"},
+        {"bench -m models/stories260K --batch", "--batch needs a value"},
         {"chat -m models/stories260K --repeats 2", "unknown option \"--repeats\""},
         {"run -m models/stories260K --system hi", "unknown option \"--system\""},
     };

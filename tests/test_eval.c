@@ -214,6 +214,8 @@ static void test_errors(void) {
         {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --json /no/such/dir/x.json", 2, "--json /no/such/dir/x.json: cannot write"}, /* checked before the work */
         {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --frob", 2, "unknown option \"--frob\""},
         {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --temp 0", 2, "unknown option \"--temp\""},
+        {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt stray", 2, "unexpected argument \"stray\""},
+        {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --doc-sep", 2, "--doc-sep needs a value"},
         {"eval -m tests/fixtures/moe/pangu_16e4g -f tests/fixtures/eval/tinystories-6.txt", 1, "tokenizer.json"},
         {"eval -m models/stories260K -f tests/fixtures/eval/tinystories-6.txt --tokenizer build/test_eval_nobos", 1,
          "has no BOS token: give --no-bos"},
@@ -244,7 +246,10 @@ static void test_interrupt(void) {
     char cmd[1024];
     remove(JSON);
     /* SIGINT one second after the "scoring" line (the handler is installed before it), not at a
-     * fixed time after the start: on a loaded machine an ASan build may not have got that far */
+     * fixed time after the start: on a loaded machine an ASan build may not have got that far.
+     * The previous case's stderr goes first: its "scoring" line would otherwise be seen before
+     * this process has opened (and emptied) the file, and the signal came while it tokenized. */
+    remove(ERR);
     snprintf(cmd, sizeof cmd,
              "%s eval -m models/stories260K -f tests/fixtures/tokenizers/tinystories-valid.txt -t 1 --json " JSON " >" OUT " 2>" ERR
              " </dev/null & p=$!; i=0; while ! grep -q scoring " ERR " 2>/dev/null && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; "

@@ -13,6 +13,9 @@
  *     the tensor, instead of logits that sample as blank text
  *   - max_position_embeddings 1e7: a context of that size allocates its KV cache for what is
  *     used and grows it, with the same logits as a context sized up front
+ *   - the weight files' one file map (base/filemap.c): a FIFO, a directory, an empty or too short
+ *     file as model.safetensors or a GGUF file is refused naming it (a FIFO without blocking); a
+ *     mapped file holds the bytes read_whole_file reads
  */
 #include <fcntl.h>
 #include <math.h>
@@ -32,6 +35,8 @@
 #include "moge_hub.h"
 #include "runtime/context.h"
 #include "base/fileio.h"
+#include "base/filemap.h"
+#include "runtime/gguf.h"
 
 #define VALID "tests/fixtures/broken/valid"
 #define STORIES "models/stories260K"
@@ -380,7 +385,67 @@ static void test_fifo_in_cache(void) {
     rm_dir(cache);
 }
 
+/* ---- the weight files' file map -------------------------------------------------------------- */
+
+/* moge_model_load of dir (config.json of the valid fixture) fails naming model.safetensors and
+ * saying `why`. */
+static void expect_weights_refused(const char *dir, const char *why) {
+    char err[1024] = "";
+    moge_model *m = NULL;
+    alarm(30); /* a regression blocks in open() on a FIFO */
+    moge_status st = moge_model_load(dir, NULL, &m, err, sizeof err);
+    alarm(0);
+    CHECKF(st != MOGE_OK && !m && strstr(err, "model.safetensors") && strstr(err, why), "%s: %s (expected \"%s\")", moge_status_str(st),
+           err, why);
+    moge_model_free(m);
+}
+
+static void test_weight_file_map(void) {
+    char dir[64], path[256], cmd[512], err[1024] = "";
+    if (!new_dir(dir, sizeof dir)) { CHECK(0); return; }
+    snprintf(cmd, sizeof cmd, "cp " VALID "/config.json %s/", dir);
+    CHECK(system(cmd) == 0);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    CHECK(mkfifo(path, 0600) == 0);
+    expect_weights_refused(dir, "not a regular file (it is a FIFO)");
+    CHECK(unlink(path) == 0 && mkdir(path, 0700) == 0);
+    expect_weights_refused(dir, "not a regular file (it is a directory)");
+    CHECK(rmdir(path) == 0 && write_text(dir, "model.safetensors", ""));
+    expect_weights_refused(dir, "0 bytes, too short for a safetensors header");
+    CHECK(write_text(dir, "model.safetensors", "1234567"));
+    expect_weights_refused(dir, "7 bytes, too short for a safetensors header");
+    /* a GGUF file: the same checks through gguf_open */
+    gguf_file g;
+    CHECK(write_text(dir, "x.gguf", "GGU"));
+    snprintf(path, sizeof path, "%s/x.gguf", dir);
+    moge_status st = gguf_open(&g, path, err, sizeof err);
+    CHECKF(st == MOGE_ERR_FORMAT && strstr(err, "x.gguf: 3 bytes, too short for a GGUF file"), "%s: %s", moge_status_str(st), err);
+    CHECK(unlink(path) == 0 && mkfifo(path, 0600) == 0);
+    alarm(30);
+    st = gguf_open(&g, path, err, sizeof err);
+    alarm(0);
+    CHECKF(st == MOGE_ERR_IO && strstr(err, "x.gguf: not a regular file (it is a FIFO)"), "%s: %s", moge_status_str(st), err);
+    CHECK(!gguf_is_file(path));
+    /* a mapped file holds what read_whole_file reads; an empty one maps to nothing */
+    file_map fm;
+    char *text = NULL;
+    size_t len = 0;
+    st = file_map_open(&fm, VALID "/model.safetensors", 8, "a safetensors header", err, sizeof err);
+    CHECKF(st == MOGE_OK, "%s", err);
+    CHECK(read_whole_file(VALID "/model.safetensors", &text, &len, err, sizeof err) == MOGE_OK);
+    CHECK(st == MOGE_OK && text && fm.size == len && len > 8 && memcmp(fm.data, text, len) == 0);
+    free(text);
+    file_map_close(&fm);
+    CHECK(!fm.data && fm.size == 0);
+    file_map_close(&fm); /* twice: nothing */
+    CHECK(write_text(dir, "empty", ""));
+    snprintf(path, sizeof path, "%s/empty", dir);
+    CHECK(file_map_open(&fm, path, 0, "anything", err, sizeof err) == MOGE_OK && !fm.data && fm.size == 0);
+    rm_dir(dir);
+}
+
 int main(void) {
     RUN_TESTS(T(test_tokenizer_huge_ids), T(test_json_files_bounded), T(test_regex_too_complex), T(test_detokenize_cap),
-              T(test_nonfinite_weights), T(test_kv_cache_grows), T(test_fifo_in_cache));
+              T(test_nonfinite_weights), T(test_kv_cache_grows), T(test_fifo_in_cache),
+              T(test_weight_file_map));
 }

@@ -2,8 +2,9 @@
  * test_moe.c — Mixture-of-Experts layers:
  *  - routing rules on hand-made logits (MoGE one-per-group, global top-K, group-limited, ties to
  *    the lower id, router_scale, renormalisation);
- *  - the dispatcher (cpu: pairs sorted by expert, one GEMM per expert, devices in a thread pool)
- *    against the naive per-token loop (ref), for several device counts and dtypes;
+ *  - the dispatcher (cpu: pairs sorted by expert, one GEMM per expert, experts as tasks of a
+ *    thread pool) against the naive per-token loop (ref), for several device counts and dtypes, and
+ *    bit for bit the same on one thread as on two;
  *  - the random Pangu / Mixtral / Qwen2-MoE / Qwen3-MoE checkpoints of tests/fixtures/moe against
  *    an independent numpy reference (tools/make_moe_fixtures.py): logits within 1e-4 relative,
  *    expert choices identical, routing weights close; MoGE also under the topk and group-limited
@@ -104,7 +105,7 @@ static void check_dispatch(dtype type, int n, int n_devices) {
     float *x = malloc((size_t)n * E * sizeof(float)), *o1 = malloc((size_t)n * E * sizeof(float)), *o2 = malloc((size_t)n * E * sizeof(float));
     int32_t *experts = malloc((size_t)n * K * sizeof(int32_t)), *order = malloc((size_t)n * K * sizeof(int32_t)), offset[N + 1];
     float *weights = malloc((size_t)n * K * sizeof(float)), *pair_out = malloc((size_t)n * K * E * sizeof(float));
-    float *scratch = malloc((size_t)(n_devices * moe_scratch_floats(n, E, F)) * sizeof(float));
+    float *scratch = malloc((size_t)(2 * moe_scratch_floats(n, E, F)) * sizeof(float)); /* a pool of 2 threads */
     for (int i = 0; i < n * E; i++) x[i] = frand();
     for (int r = 0; r < n; r++) /* one expert in each group of 4, like MoGE */
         for (int j = 0; j < K; j++) {
@@ -114,7 +115,7 @@ static void check_dispatch(dtype type, int n, int n_devices) {
     int32_t begin[17];
     model_config c = {.n_expert = N, .n_group = 4};
     moe_device_ranges(&c, n_devices, begin);
-    threadpool *pool = threadpool_new(n_devices > 1 ? 2 : 1);
+    threadpool *pool = threadpool_new(2);
     moe_args a = {.out = o1, .x = x, .n = n, .n_embd = E, .n_ff = F, .k = K, .n_expert = N, .experts = experts,
                   .weights = weights, .gate = gate, .up = up, .down = down, .n_devices = n_devices, .device_begin = begin,
                   .order = order, .offset = offset, .pair_out = pair_out, .dev_scratch = scratch};
@@ -124,6 +125,13 @@ static void check_dispatch(dtype type, int n, int n_devices) {
     cpu->moe_experts(&env, &a);
     double e = nerr(o2, o1, (int64_t)n * E);
     CHECKF(e < 1e-5, "dispatch %s n=%d devices=%d: normalised error %.3g", dtype_name(type), n, n_devices, e);
+    float *o3 = malloc((size_t)n * E * sizeof(float));
+    a.out = o3;
+    backend_env one = {.pool = NULL}; /* every expert on the caller */
+    cpu->moe_experts(&one, &a);
+    CHECKF(memcmp(o2, o3, (size_t)n * E * sizeof(float)) == 0, "dispatch %s n=%d devices=%d: two threads differ from one",
+           dtype_name(type), n, n_devices);
+    free(o3);
     threadpool_free(pool);
     free(x); free(o1); free(o2); free(experts); free(order); free(weights); free(pair_out); free(scratch);
 }

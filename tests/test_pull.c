@@ -299,7 +299,7 @@ static void test_pull_success(void) {
     progress_log pl = {0};
     moge_pull_params p = params(cache, 0);
     p.progress = on_progress;
-    p.user = &pl;
+    p.progress_user = &pl;
     moge_status st = moge_pull("test/tiny", &p, dir, sizeof dir, err, sizeof err);
     CHECKF(st == MOGE_OK, "%s", err);
     CHECKF(strncmp(dir, cache, strlen(cache)) == 0 && strstr(dir, "/models/test/tiny/"), "dir %s", dir);
@@ -482,7 +482,7 @@ static void test_resume_within_pull(void) {
     progress_log pl = {0};
     moge_pull_params p = params(cache, 1);
     p.progress = on_progress;
-    p.user = &pl;
+    p.progress_user = &pl;
     st = moge_pull("test/norange", &p, dir, sizeof dir, err, sizeof err);
     CHECKF(st == MOGE_OK, "%s", err);
     CHECKF(pl.bad == 0, "%d progress calls past the total", pl.bad);
@@ -653,7 +653,7 @@ static moge_status pull_logged(const char *repo, const char *cache, int retries,
                                unverified_log *u) {
     moge_pull_params p = params(cache, retries);
     p.unverified = on_unverified;
-    p.user = u;
+    p.unverified_user = u;
     return moge_pull(repo, &p, dir, DIR_CAP, err, err_size);
 }
 

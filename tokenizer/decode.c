@@ -190,6 +190,7 @@ struct moge_detok_stream {
     const tk_decoder *dec;
     sstate *st;
     tk_buf out; /* produced but not yet delivered */
+    size_t skip; /* bytes still to drop from what is produced: the primed prompt's held text */
 };
 
 static int push(moge_detok_stream *s, size_t k, const char *p, size_t n);
@@ -455,6 +456,12 @@ size_t moge_detok_stream_max_bytes(const moge_detok_stream *s) {
 }
 
 static moge_status deliver(moge_detok_stream *s, char *out, size_t cap, size_t *n_out) {
+    if (s->skip && s->out.len) { /* the end of a primed prompt's text: not the caller's */
+        size_t k = s->skip < s->out.len ? s->skip : s->out.len;
+        memmove(s->out.p, s->out.p + k, s->out.len - k);
+        s->out.len -= k;
+        s->skip -= k;
+    }
     size_t n = s->out.len;
     if (n_out) *n_out = n;
     if (n + 1 > cap || !out) {
@@ -488,6 +495,30 @@ moge_status moge_detok_stream_flush(moge_detok_stream *s, char *out, size_t cap,
     if (!s) return MOGE_ERR_ARG;
     if (flush(s, 0)) return MOGE_ERR_NOMEM;
     return deliver(s, out, cap, n_out);
+}
+
+moge_status moge_detok_stream_prime(moge_detok_stream *s, const int32_t *ids, size_t n_ids) {
+    if (!s || (n_ids && !ids)) return MOGE_ERR_ARG;
+    const moge_tokenizer *t = s->tok;
+    int32_t *text_ids = malloc((n_ids ? n_ids : 1) * sizeof *text_ids);
+    if (!text_ids) return MOGE_ERR_NOMEM;
+    size_t n_text = 0, delivered = s->out.len, full = 0;
+    moge_status st = MOGE_OK;
+    for (size_t i = 0; i < n_ids && st == MOGE_OK; i++) {
+        if (moge_tokenizer_is_special(t, ids[i])) continue;
+        text_ids[n_text++] = ids[i];
+        st = feed(s, ids[i]);
+    }
+    delivered = s->out.len - delivered;
+    s->out.len = 0; /* the prompt's text that came out: the caller has it */
+    /* the whole prompt's text: its length minus what came out is what the stream holds */
+    if (st == MOGE_OK && n_text) {
+        moge_status d = moge_detokenize(t, text_ids, n_text, NULL, 0, &full);
+        if (d != MOGE_OK && d != MOGE_ERR_BUFFER) st = d;
+        else s->skip = full > delivered ? full - delivered : 0;
+    }
+    free(text_ids);
+    return st;
 }
 
 moge_status moge_detokenize(const moge_tokenizer *tok, const int32_t *ids, size_t n_ids, char *out, size_t cap,

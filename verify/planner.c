@@ -51,6 +51,7 @@
 #include "runtime/context.h"
 #include "base/fileio.h"
 #include "verify/planner.h"
+#include "verify/verify_state.h"
 
 #define CAL_VERSION 2
 #define CAL_MAX_PTS 16
@@ -153,7 +154,7 @@ static void cost_key(const moge_context *ctx, char *buf, size_t n) {
              CAL_VERSION, c->architecture, c->n_layer, c->n_embd, c->n_head, c->n_head_kv, c->head_dim, c->n_ff, c->n_expert,
              c->n_expert_used, c->n_group, c->n_ff_expert, c->n_ff_shared, c->n_vocab, in.dtype ? in.dtype : "?",
              in.quant ? in.quant : "?", (long long)in.weight_bytes, m->ops ? m->ops->name : "?",
-             m->ops && m->ops->variant ? m->ops->variant : "-", m->n_threads, ctx->n_devices, cpu);
+             m->ops && m->ops->variant ? m->ops->variant : "-", ctx->n_threads, ctx->n_devices, cpu);
 }
 
 static uint64_t fnv1a(const char *s) {
@@ -306,8 +307,6 @@ void planner_free(planner *p) {
     free(p);
 }
 
-static void planner_free_void(void *p) { planner_free(p); }
-
 static void refresh_distinct(planner *p);
 
 /* A fresh state for a drafter (or acceptance rule) the planner has not seen. */
@@ -328,7 +327,9 @@ moge_status planner_start(moge_context *ctx, int32_t seq, int32_t max_rows, cons
     if (max_rows > ctx->n_ctx - ctx->seq[seq].n_past) max_rows = ctx->n_ctx - ctx->seq[seq].n_past; /* the calibration's room */
     if (max_rows > ctx->seq_rows) max_rows = ctx->seq_rows;
     if (max_rows < 1) return MOGE_ERR_CONTEXT_FULL;
-    planner *p = ctx->upper_state;
+    verify_state *vs = verify_state_get(ctx);
+    if (!vs) return MOGE_ERR_NOMEM;
+    planner *p = vs->planner;
     if (!p) {
         if (!(p = calloc(1, sizeof *p))) return MOGE_ERR_NOMEM;
         p->ctx = ctx;
@@ -342,8 +343,7 @@ moge_status planner_start(moge_context *ctx, int32_t seq, int32_t max_rows, cons
         p->rho = 0.8;
         p->tab_age = 1 << 30;
         cost_key(ctx, p->machine_key, sizeof p->machine_key); /* once: it asks CPUID */
-        ctx->upper_state = p;
-        ctx->upper_free = planner_free_void;
+        vs->planner = p;
     }
     char fixed_key[96];
     double fa, fb, fc = 0;

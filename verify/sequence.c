@@ -20,6 +20,7 @@
 #include "base/errors.h"
 #include "sampling/sampling.h"
 #include "verify/sequence.h"
+#include "verify/verify_state.h"
 
 #define DRAFT_WINDOW 32
 
@@ -141,9 +142,12 @@ void seq_prefilled(seq_gen *g, int32_t n, const float *last_logits) {
     g->stats.t_prefill_s = g->t1 - g->t0;
     /* The first token is sampled from the prefill's logits, before any drafting. */
     g->go = g->gp.n_predict > 0;
-    if (g->go)
-        g->go = emit(g, sampling_choose(last_logits, ctx->model->cfg.n_vocab, &g->gp.sampler, g->hist, g->n_hist, ctx->samp_probs,
-                                        ctx->samp_idx, &g->rng));
+    if (g->go) {
+        verify_state *vs = verify_state_get(ctx);
+        if (!vs) return seq_fail(g, MOGE_ERR_NOMEM);
+        g->go = emit(g, sampling_choose(last_logits, ctx->model->cfg.n_vocab, &g->gp.sampler, g->hist, g->n_hist, vs->probs,
+                                        vs->idx, &g->rng));
+    }
     g->draft_from = 0;
     g->drafted_to = g->n_hist - 1; /* the drafter's window of the history */
 }
@@ -275,8 +279,8 @@ void seq_after(seq_gen *g, const moge_verify_item *it, double verify_s) {
     double te = clock_now();
     stats->t_draft_s += g->draft_s + g->choose_s;
     stats->t_verify_s += verify_s;
-    stats->t_rollback_s += ta - tv;
-    stats->t_sample_s += te - ta;
+    stats->t_draft_accept_s += ta - tv;
+    stats->t_emit_s += te - ta;
     if (g->pl) planner_observe(g->pl, vt, path, vr.n_path, verify_s, te - tv);
 }
 

@@ -10,6 +10,81 @@
 #include "runtime/context.h"
 #include "base/errors.h"
 #include "sampling/sampling.h"
+#include "verify/planner.h"
+#include "verify/verify_state.h"
+
+static void verify_state_free(void *p) {
+    verify_state *vs = p;
+    if (!vs) return;
+    planner_free(vs->planner);
+    free(vs->probs); free(vs->q); free(vs->idx); free(vs->recent); free(vs->children); free(vs->child_tok);
+    free(vs);
+}
+
+verify_state *verify_state_get(moge_context *ctx) {
+    if (ctx->upper_state) return ctx->upper_state;
+    const size_t V = (size_t)ctx->model->cfg.n_vocab, B = (size_t)ctx->n_batch;
+    verify_state *vs = calloc(1, sizeof *vs);
+    if (vs) {
+        vs->probs = calloc(V, sizeof(float));
+        vs->q = calloc(V, sizeof(float));
+        vs->idx = calloc(V, sizeof(int32_t));
+        vs->children = calloc(B, sizeof(int32_t));
+        vs->child_tok = calloc(B, sizeof(int32_t));
+    }
+    if (!vs || !vs->probs || !vs->q || !vs->idx || !vs->children || !vs->child_tok ||
+        verify_state_recent(ctx, vs, ctx->kv_cap + ctx->seq_rows) != MOGE_OK) {
+        verify_state_free(vs);
+        set_err(ctx->err, sizeof ctx->err, MOGE_ERR_NOMEM, "out of memory for the verification scratch (%zu-token vocabulary)", V);
+        return NULL;
+    }
+    ctx->upper_state = vs;
+    ctx->upper_free = verify_state_free;
+    return vs;
+}
+
+moge_status verify_state_recent(moge_context *ctx, verify_state *vs, int32_t cap) {
+    if (cap <= vs->recent_cap) return MOGE_OK;
+    int32_t *r = realloc(vs->recent, (size_t)cap * sizeof(int32_t));
+    if (!r) return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_NOMEM, "out of memory for the repetition penalty's %d tokens", cap);
+    vs->recent = r;
+    vs->recent_cap = cap;
+    return MOGE_OK;
+}
+
+/* The children of node cur of tree into vs->children (their tokens in vs->child_tok); their count. */
+static int32_t children_of(verify_state *vs, const moge_tree *tree, int32_t cur) {
+    int32_t nc = 0;
+    for (int32_t i = cur + 1; i < tree->n; i++)
+        if (tree->parent[i] == cur) {
+            vs->children[nc] = i;
+            vs->child_tok[nc++] = tree->token[i];
+        }
+    return nc;
+}
+
+/* The acceptance rule at node cur (its logits lg, its nc children in vs): the index of the
+ * accepted child, or -1 with the bonus token in *bonus. -2: a sampled tree without q (message in
+ * the context). */
+static int32_t accept_at(moge_context *ctx, verify_state *vs, const moge_verify_item *it, int32_t cur, const float *lg,
+                         int32_t n_recent, int32_t nc, int32_t *bonus) {
+    const moge_tree *tree = it->tree;
+    const moge_sampler_params *sp = it->sp;
+    const int32_t V = ctx->model->cfg.n_vocab;
+    if (sp->temperature <= 0.0f) {
+        int32_t best = sampling_choose(lg, V, sp, vs->recent, n_recent, vs->probs, vs->idx, it->rng);
+        return accept_greedy(best, vs->child_tok, nc, bonus);
+    }
+    sampling_probs(lg, V, sp, vs->recent, n_recent, vs->probs, vs->idx);
+    if (nc > 0 && tree->sampled) {
+        if (!tree->q || !tree->q[cur]) {
+            set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_verify_tree: sampled tree without q at node %d", cur);
+            return -2;
+        }
+        return accept_rejection(vs->probs, tree->q[cur], vs->q, V, vs->child_tok, nc, tree->without_replacement, it->rng, bonus);
+    }
+    return accept_match(vs->probs, V, vs->child_tok, nc, rng_uniform(it->rng), bonus);
+}
 
 /* Walks tree (its rows' logits at `logits`) from the root and commits the accepted path into
  * sequence `seq`. */
@@ -18,47 +93,27 @@ static moge_status walk_tree(moge_context *ctx, moge_verify_item *it, const floa
     const moge_sampler_params *sp = it->sp;
     const int32_t V = ctx->model->cfg.n_vocab;
     int32_t *path = it->path;
+    verify_state *vs = verify_state_get(ctx);
+    if (!vs) return MOGE_ERR_NOMEM;
     /* recent tokens for the repetition penalty: the end of the history, then the path */
     int32_t window = sp->repeat_penalty != 1.0f ? sp->repeat_last_n : 0;
     if (window > it->n_history) window = it->n_history;
     int32_t n_recent = window;
-    if ((int64_t)window + tree->n > ctx->samp_recent_cap) { /* a history longer than the cache's first size */
-        int32_t cap = window + tree->n;
-        int32_t *r = realloc(ctx->samp_recent, (size_t)cap * sizeof(int32_t));
-        if (!r) return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_NOMEM, "out of memory for the repetition penalty's %d tokens", cap);
-        ctx->samp_recent = r;
-        ctx->samp_recent_cap = cap;
+    if ((int64_t)window + tree->n > vs->recent_cap) { /* a history longer than the cache's first size */
+        moge_status st = verify_state_recent(ctx, vs, window + tree->n);
+        if (st != MOGE_OK) return st;
     }
-    if (window > 0) memcpy(ctx->samp_recent, it->history + it->n_history - window, (size_t)window * sizeof(int32_t));
+    if (window > 0) memcpy(vs->recent, it->history + it->n_history - window, (size_t)window * sizeof(int32_t));
 
     int32_t cur = 0, n_path = 1, bonus = -1;
     path[0] = 0;
     for (;;) {
-        int32_t nc = 0;
-        for (int32_t i = cur + 1; i < tree->n; i++)
-            if (tree->parent[i] == cur) {
-                ctx->samp_children[nc] = i;
-                ctx->samp_child_tok[nc++] = tree->token[i];
-            }
-        const float *lg = logits + (int64_t)cur * V;
-        ctx->samp_recent[n_recent++] = tree->token[cur];
-        int32_t c;
-        if (sp->temperature <= 0.0f) {
-            int32_t best = sampling_choose(lg, V, sp, ctx->samp_recent, n_recent, ctx->samp_probs, ctx->samp_idx, it->rng);
-            c = accept_greedy(best, ctx->samp_child_tok, nc, &bonus);
-        } else {
-            sampling_probs(lg, V, sp, ctx->samp_recent, n_recent, ctx->samp_probs, ctx->samp_idx);
-            if (nc > 0 && tree->sampled) {
-                if (!tree->q || !tree->q[cur])
-                    return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_ARG, "moge_verify_tree: sampled tree without q at node %d", cur);
-                c = accept_rejection(ctx->samp_probs, tree->q[cur], ctx->samp_q, V, ctx->samp_child_tok, nc,
-                                     tree->without_replacement, it->rng, &bonus);
-            } else {
-                c = accept_match(ctx->samp_probs, V, ctx->samp_child_tok, nc, rng_uniform(it->rng), &bonus);
-            }
-        }
+        int32_t nc = children_of(vs, tree, cur);
+        vs->recent[n_recent++] = tree->token[cur];
+        int32_t c = accept_at(ctx, vs, it, cur, logits + (int64_t)cur * V, n_recent, nc, &bonus);
+        if (c == -2) return MOGE_ERR_ARG;
         if (c < 0) break;
-        cur = ctx->samp_children[c];
+        cur = vs->children[c];
         path[n_path++] = cur;
     }
     moge_status st = moge_seq_kv_commit(ctx, it->seq, path, n_path);
