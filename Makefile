@@ -16,8 +16,8 @@ BUILD   ?= build
 OPT     ?= -O2
 # One binary for every processor of its architecture: everything is built for the baseline
 # (x86-64-v2: SSE4.2 and POPCNT, every x86-64 of the last 15 years), and the cpu backend's
-# kernels (runtime/backend_cpu.c) once more per instruction set (CPU_VARIANTS, with the flags
-# VFLAGS_<variant>); runtime/cpu_dispatch.c picks the widest this processor runs at load.
+# kernels (every file of runtime/cpu/, CPU_SRC) once more per instruction set (CPU_VARIANTS, with
+# the flags VFLAGS_<variant>); runtime/cpu_dispatch.c picks the widest this processor runs at load.
 MACHINE := $(shell $(CC) -dumpmachine)
 ifneq (,$(filter x86_64-% i686-% i386-%,$(MACHINE)))
 BASE_ARCH    ?= -march=x86-64-v2 -mtune=generic
@@ -46,13 +46,15 @@ LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
 MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
 
-LIB_SRC  := $(filter-out runtime/backend_cpu.c runtime/comm_mpi.c,$(wildcard base/*.c runtime/*.c tokenizer/*.c sampling/*.c draft/*.c verify/*.c sim/*.c))
+LIB_SRC  := $(filter-out runtime/comm_mpi.c,$(wildcard base/*.c runtime/*.c tokenizer/*.c sampling/*.c draft/*.c verify/*.c sim/*.c))
+# the cpu backend's kernel files, each built once per variant: runtime/cpu/NAME-<variant>.o
+CPU_SRC  := $(wildcard runtime/cpu/*.c)
 CLI_SRC  := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC:= $(wildcard tests/bench_*.c)
 
 HUB_SRC  := $(wildcard hub/*.c)
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CPU_VARIANTS:%=$(BUILD)/runtime/backend_cpu-%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(foreach v,$(CPU_VARIANTS),$(CPU_SRC:%.c=$(BUILD)/%-$(v).o))
 HUB_OBJ  := $(HUB_SRC:%.c=$(BUILD)/%.o)
 # What the hub objects use of the rest (base/, and runtime/gguf.c to tell a .gguf path): a private
 # copy in the hub libraries (their internal names are local there as in libmoge).
@@ -91,10 +93,15 @@ $(BUILD)/runtime/comm_mpi.o: runtime/comm_mpi.c $(FLAGS_STAMP)
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS) $(MPI_CFLAGS) -c $< -o $@
 
-$(BUILD)/runtime/backend_cpu-%.o: runtime/backend_cpu.c $(FLAGS_STAMP)
-	@mkdir -p $(dir $@)
-	@echo "  CC    $< ($*)"
-	@$(CC) $(CFLAGS) $(VFLAGS_$*) -DCPU_VARIANT=$* -c $< -o $@
+# runtime/cpu/NAME.c for variant V: $(BUILD)/runtime/cpu/NAME-V.o, with V's flags and -DCPU_VARIANT=V
+# (and without NONKERNEL_FLAGS).
+define cpu_variant_rule
+$(BUILD)/runtime/cpu/%-$(1).o: runtime/cpu/%.c $(FLAGS_STAMP)
+	@mkdir -p $$(dir $$@)
+	@echo "  CC    $$< ($(1))"
+	@$$(CC) $$(CFLAGS) $$(VFLAGS_$(1)) -DCPU_VARIANT=$(1) -c $$< -o $$@
+endef
+$(foreach v,$(CPU_VARIANTS),$(eval $(call cpu_variant_rule,$(v))))
 
 # Three forms of the library. libmoge-internal.a: every object as it is, for the command and the
 # tests (which also reach internal functions). libmoge.a: the same objects linked into one
@@ -246,7 +253,7 @@ deps:
 
 # Fuzzing (tests/fuzz/): libFuzzer targets built with clang, -fsanitize=fuzzer,address,undefined,
 # over the library built in its own folder ($(FUZZ_BUILD)) with -fsanitize=fuzzer-no-link,address and
-# UBSan everywhere but in the kernel variants of backend_cpu.c (clang takes minutes per variant); each
+# UBSan everywhere but in the kernel variants of runtime/cpu/ (clang takes minutes per variant); each
 # runs FUZZ_SECONDS from its committed corpus (tests/fuzz/corpus/<t> and regressions/<t>; new
 # inputs go to $(FUZZ_BUILD)/corpus/<t>, crashes to $(FUZZ_BUILD)/artifacts/<t>/) with the
 # dictionary tests/fuzz/<t>.dict when there is one, else tests/fuzz/moge.dict. make test replays

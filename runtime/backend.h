@@ -1,7 +1,7 @@
 /*
  * backend.h — the op table every backend fills in. The transformer forward (forward.c) is
  * written once against this table; `ref` (backend_ref.c: plain loops with double accumulators,
- * the oracle) and `cpu` (backend_cpu.c: AVX2/AVX-512 kernels, threads)
+ * the oracle) and `cpu` (runtime/cpu/: AVX2/AVX-512 kernels, threads)
  * implement it. tests/test_backend_ops.c compares every op of `cpu` with `ref` by normalised error.
  *
  * Batch invariance (cpu): for weights in panel layout (every matrix the cpu backend loads, float
@@ -121,8 +121,9 @@ typedef struct backend_ops {
 
 extern const backend_ops backend_ref;
 
-/* The cpu backend is compiled once per kernel variant (backend_cpu.c with each variant's
- * instruction-set flags; runtime/cpu_dispatch.c): on x86-64 "scalar" (the baseline build, no
+/* The cpu backend is compiled once per kernel variant (the files of runtime/cpu/ with each
+ * variant's instruction-set flags, runtime/cpu/backend_cpu.c assembling its table backend_cpu_<name>;
+ * runtime/cpu_dispatch.c): on x86-64 "scalar" (the baseline build, no
  * vector kernels: the obviously-correct twin), "avx2" (x86-64-v3: AVX2, FMA, F16C), "avxvnni"
  * (that plus AVX-VNNI), "avx512" (x86-64-v4: AVX-512 F/BW/DQ/VL) and "avx512vnni" (that plus
  * AVX-512 VNNI); elsewhere "generic". Every variant is batch-invariant on its own; different

@@ -1,8 +1,8 @@
 /*
  * cpu_dispatch.c — which of the cpu backend's kernel variants this processor runs (backend.h).
  *
- * backend_cpu.c is compiled once per variant with that variant's instruction-set flags (Makefile
- * CPU_VARIANTS), so one binary carries all of them and picks at load time, as OpenBLAS's
+ * The kernels (runtime/cpu/) are compiled once per variant with that variant's instruction-set
+ * flags (Makefile CPU_VARIANTS), so one binary carries all of them and picks at load time, as OpenBLAS's
  * DYNAMIC_ARCH does: a binary built on one machine runs at full speed on another. This file is
  * built for the baseline and asks CPUID (and XGETBV: the operating system must save the vector
  * registers) what the processor offers; every feature a variant's compiler flags allow is

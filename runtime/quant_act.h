@@ -1,7 +1,7 @@
 /*
  * quant_act.h — quantization of activations for the integer kernels (the formats and contracts are
  * quant.h's quant_act_row / quant_act8_row): header-only, so that every kernel variant of the cpu
- * backend (backend_cpu.c, compiled once per instruction set) inlines the vector form its
+ * backend (runtime/cpu/, compiled once per instruction set) inlines the vector form its
  * instruction set allows, while quant.c exports the same code for the reference backend and the
  * tests. Every form gives the same values as the scalar act_block.
  */

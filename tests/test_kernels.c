@@ -82,7 +82,7 @@ static void test_detection(void) {
 }
 
 /* Outside the kernel variants the library and the command are baseline code: no object but
- * backend_cpu-<variant>.o holds a 256- or 512-bit vector instruction (objdump, from binutils, which
+ * the kernel variants' runtime/cpu/<file>-<variant>.o holds a 256- or 512-bit vector instruction (objdump, from binutils, which
  * build-essential brings), so the binary starts and runs on any x86-64-v2 processor; and the
  * check can fail: the avx512 objects hold zmm instructions. */
 static void test_baseline_objects(void) {
@@ -90,18 +90,18 @@ static void test_baseline_objects(void) {
     const char *build = getenv("BUILD") && getenv("BUILD")[0] ? getenv("BUILD") : "build";
     char cmd[1536];
     /* every module's objects whose source is still in the tree and still built (a moved file's
-     * object, or the single backend_cpu.o of builds before the variants, may linger in an old
-     * build folder) */
+     * object, e.g. runtime/backend_cpu-<variant>.o of builds before runtime/cpu/, may linger in an
+     * old build folder), but the kernel variants (runtime/cpu/) */
     snprintf(cmd, sizeof cmd,
              "for d in base runtime tokenizer sampling draft verify sim hub cli examples; do [ -d %s/$d ] && find %s/$d -name '*.o' "
-             "! -name 'backend_cpu*'; done | while read f; do src=${f#%s/}; [ -f \"${src%%.o}.c\" ] || continue; "
+             "! -path '*/runtime/cpu/*'; done | while read f; do src=${f#%s/}; [ -f \"${src%%.o}.c\" ] || continue; "
              "n=$(objdump -d --no-show-raw-insn \"$f\" | grep -c '%%[yz]mm'); [ \"$n\" = 0 ] || echo \"$f: $n\"; done >build/test_kernels.out 2>&1; "
-             "objdump -d --no-show-raw-insn %s/runtime/backend_cpu-avx512.o | grep -c '%%zmm' >build/test_kernels.zmm",
+             "objdump -d --no-show-raw-insn %s/runtime/cpu/*-avx512.o | grep -c '%%zmm' >build/test_kernels.zmm",
              build, build, build, build);
     CHECK(system(cmd) == 0);
     char *bad = slurp_text("build/test_kernels.out"), *zmm = slurp_text("build/test_kernels.zmm");
     CHECKF(bad[0] == 0, "vector instructions outside the kernel variants:\n%s", bad);
-    CHECKF(atoi(zmm) > 100, "backend_cpu-avx512.o: %s zmm instructions", zmm);
+    CHECKF(atoi(zmm) > 100, "runtime/cpu/*-avx512.o: %s zmm instructions", zmm);
     free(bad);
     free(zmm);
 #endif

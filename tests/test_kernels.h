@@ -1,6 +1,6 @@
 /*
  * test_kernels.h — running kernel-level test cases once per cpu kernel variant (backend.h:
- * backend_cpu.c compiled per instruction set) that this processor runs.
+ * runtime/cpu/ compiled per instruction set) that this processor runs.
  */
 #ifndef MOGE_TEST_KERNELS_H
 #define MOGE_TEST_KERNELS_H
