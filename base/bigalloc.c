@@ -1,5 +1,4 @@
 /* bigalloc.c — see bigalloc.h. */
-#include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 

@@ -68,7 +68,7 @@ typedef struct {
     int32_t *order;             /* scratch (n * k) */
     int32_t *offset;            /* scratch (n_expert + 1) */
     float *pair_out;            /* scratch (n * k, n_embd) */
-    float *dev_scratch;         /* scratch of the pool's threads: threadpool_size * moe_scratch_floats(n, n_embd, n_ff) */
+    float *thread_scratch;      /* scratch of the pool's threads: threadpool_size * moe_scratch_floats(n, n_embd, n_ff) */
 } moe_args;
 
 /* out (n, E) = Σ_j weights[r][j] · pair_out[r * k + j] for each row r, summed in slot order (the

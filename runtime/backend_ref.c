@@ -106,7 +106,7 @@ static void ref_swiglu(float *g, const float *u, int64_t n) {
 /* Each (row, expert) pair on its own: the obviously correct MoE. Without out (a rank of a job),
  * only the pairs of the devices' experts, into pair_out. */
 static void ref_moe_experts(const backend_env *env, const moe_args *a) {
-    float *g = a->dev_scratch, *u = g + a->n_ff, *y = u + a->n_ff;
+    float *g = a->thread_scratch, *u = g + a->n_ff, *y = u + a->n_ff;
     int lo = a->device_begin[0], hi = a->device_begin[a->n_devices];
     for (int r = 0; r < a->n; r++) {
         const float *x = a->x + (int64_t)r * a->n_embd;

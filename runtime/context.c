@@ -131,7 +131,7 @@ moge_status context_new(moge_model *m, const moge_context_params *params, moge_c
         ctx->order = calloc((size_t)(B * K), sizeof(int32_t));
         ctx->offset = calloc((size_t)N + 1, sizeof(int32_t));
         ctx->pair_out = alloc_floats(B * K * c->n_embd, &failed);
-        ctx->dev_scratch = alloc_floats(threadpool_size(ctx->env.pool) * moe_scratch_floats(B, c->n_embd, c->n_ff_expert), &failed);
+        ctx->thread_scratch = alloc_floats(threadpool_size(ctx->env.pool) * moe_scratch_floats(B, c->n_embd, c->n_ff_expert), &failed);
         if (R > 1) ctx->xchg = alloc_floats(B * K * c->n_embd, &failed);
         ctx->route_p = alloc_floats(N, &failed);
         ctx->route_taken = calloc((size_t)N, 1);
@@ -213,7 +213,7 @@ void moge_context_free(moge_context *ctx) {
     free(ctx->seq); free(ctx->row_seq); free(ctx->row_unc); free(ctx->runs); free(ctx->attn); free(ctx->seq_seen);
     threadpool_free(ctx->env.pool);
     free(ctx->device_begin); free(ctx->router_logits); free(ctx->experts); free(ctx->weights);
-    free(ctx->order); free(ctx->offset); free(ctx->pair_out); free(ctx->dev_scratch);
+    free(ctx->order); free(ctx->offset); free(ctx->pair_out); free(ctx->thread_scratch);
     free(ctx->route_p); free(ctx->route_taken); free(ctx->moe_out); free(ctx->shared_out);
     free(ctx->last_device_pairs); free(ctx->tot_device_pairs); free(ctx->last_expert_hits); free(ctx->tot_expert_hits);
     free(ctx->last_imbalance); free(ctx->last_distinct); free(ctx->tot_imbalance); free(ctx->tot_imbalance_max);

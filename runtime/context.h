@@ -58,7 +58,7 @@ struct moge_context {
     float *weights;        /* (n_layer, n_batch, k) */
     int32_t *order, *offset;
     float *pair_out;       /* (n_batch * k, n_embd) */
-    float *dev_scratch;    /* one moe_scratch_floats per thread of env.pool */
+    float *thread_scratch; /* one moe_scratch_floats per thread of env.pool */
     float *route_p;        /* (n_expert) */
     uint8_t *route_taken;  /* (n_expert) */
     float *moe_out;        /* (n_batch, n_embd) */

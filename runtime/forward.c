@@ -112,7 +112,7 @@ static moge_status moe_layer(moge_context *ctx, int l, int n) {
         .out = ctx->moe_out, .x = ctx->xb, .n = n, .n_embd = E, .n_ff = c->n_ff_expert, .k = K, .n_expert = N,
         .experts = experts, .weights = weights, .gate = w->exp_gate, .up = w->exp_up, .down = w->exp_down,
         .n_devices = ctx->n_local_devices, .device_begin = ctx->device_begin + ctx->first_device,
-        .order = ctx->order, .offset = ctx->offset, .pair_out = ctx->pair_out, .dev_scratch = ctx->dev_scratch,
+        .order = ctx->order, .offset = ctx->offset, .pair_out = ctx->pair_out, .thread_scratch = ctx->thread_scratch,
     };
     bool multi = comm_multi(ctx->comm);
     if (multi) a.out = NULL; /* this rank's pairs only */

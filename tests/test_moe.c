@@ -118,7 +118,7 @@ static void check_dispatch(dtype type, int n, int n_devices) {
     threadpool *pool = threadpool_new(2);
     moe_args a = {.out = o1, .x = x, .n = n, .n_embd = E, .n_ff = F, .k = K, .n_expert = N, .experts = experts,
                   .weights = weights, .gate = gate, .up = up, .down = down, .n_devices = n_devices, .device_begin = begin,
-                  .order = order, .offset = offset, .pair_out = pair_out, .dev_scratch = scratch};
+                  .order = order, .offset = offset, .pair_out = pair_out, .thread_scratch = scratch};
     backend_env env = {.pool = pool};
     backend_ref.moe_experts(&env, &a);
     a.out = o2;

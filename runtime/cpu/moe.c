@@ -7,8 +7,8 @@
  */
 #include "runtime/cpu/kernels.h"
 
-/* y (n, w rows) = x · wᵀ for one expert on one device (single-threaded); act is the device's
- * scratch for the int16 activations of row-major quantized weights. */
+/* y (n, w rows) = x · wᵀ for one expert (single-threaded, inside a pool task); act is the running
+ * thread's scratch for the int16 activations of row-major quantized weights. */
 static void expert_matmul(float *y, const float *x, int n, const tensor *w, float *act) {
     acts xa = prepare_acts(w, x, n, act);
     matmul_range(y, &xa, n, w, NULL, 0, (int)w->shape[0]);
@@ -18,14 +18,14 @@ static void expert_matmul(float *y, const float *x, int n, const tensor *w, floa
  * row scattered to its (row, slot) pair. Tasks are experts, not devices, so the threads share the
  * work expert by expert: a device owning more distinct experts than another in this batch (rows
  * are balanced by the routing, bytes are not) does not leave a thread idle. The scratch is the
- * running thread's (dev_scratch holds one per thread); every output is the same whichever thread
- * computes it. */
+ * running thread's (thread_scratch holds one per thread of the pool); every output is the same
+ * whichever thread computes it. */
 static void moe_expert_task(void *arg, int t) {
     const moe_args *a = arg;
     int e = a->device_begin[0] + t, first = a->offset[e], cnt = a->offset[e + 1] - first;
     if (cnt == 0) return;
     int E = a->n_embd, F = a->n_ff;
-    float *xs = a->dev_scratch + (int64_t)threadpool_thread() * moe_scratch_floats(a->n, E, F);
+    float *xs = a->thread_scratch + (int64_t)threadpool_thread() * moe_scratch_floats(a->n, E, F);
     float *g = xs + (int64_t)a->n * E, *u = g + (int64_t)a->n * F, *y = u + (int64_t)a->n * F;
     float *act = xs + (int64_t)a->n * (2 * E + 2 * F) + (E > F ? E : F);
     for (int i = 0; i < cnt; i++)
