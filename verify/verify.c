@@ -43,12 +43,13 @@ verify_state *verify_state_get(moge_context *ctx) {
     return vs;
 }
 
-moge_status verify_state_recent(moge_context *ctx, verify_state *vs, int32_t cap) {
+moge_status verify_state_recent(moge_context *ctx, verify_state *vs, int64_t cap) {
     if (cap <= vs->recent_cap) return MOGE_OK;
-    int32_t *r = realloc(vs->recent, (size_t)cap * sizeof(int32_t));
-    if (!r) return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_NOMEM, "out of memory for the repetition penalty's %d tokens", cap);
+    int32_t *r = cap <= INT32_MAX ? realloc(vs->recent, (size_t)cap * sizeof(int32_t)) : NULL;
+    if (!r)
+        return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_NOMEM, "out of memory for the repetition penalty's %lld tokens", (long long)cap);
     vs->recent = r;
-    vs->recent_cap = cap;
+    vs->recent_cap = (int32_t)cap;
     return MOGE_OK;
 }
 
@@ -99,10 +100,8 @@ static moge_status walk_tree(moge_context *ctx, moge_verify_item *it, const floa
     int32_t window = sp->repeat_penalty != 1.0f ? sp->repeat_last_n : 0;
     if (window > it->n_history) window = it->n_history;
     int32_t n_recent = window;
-    if ((int64_t)window + tree->n > vs->recent_cap) { /* a history longer than the cache's first size */
-        moge_status st = verify_state_recent(ctx, vs, window + tree->n);
-        if (st != MOGE_OK) return st;
-    }
+    moge_status st = verify_state_recent(ctx, vs, (int64_t)window + tree->n); /* a history longer than the cache's first size */
+    if (st != MOGE_OK) return st;
     if (window > 0) memcpy(vs->recent, it->history + it->n_history - window, (size_t)window * sizeof(int32_t));
 
     int32_t cur = 0, n_path = 1, bonus = -1;
@@ -116,7 +115,7 @@ static moge_status walk_tree(moge_context *ctx, moge_verify_item *it, const floa
         cur = vs->children[c];
         path[n_path++] = cur;
     }
-    moge_status st = moge_seq_kv_commit(ctx, it->seq, path, n_path);
+    st = moge_seq_kv_commit(ctx, it->seq, path, n_path);
     if (st != MOGE_OK) return st;
     it->res.n_path = n_path;
     it->res.bonus = bonus;

@@ -28,6 +28,6 @@ verify_state *verify_state_get(moge_context *ctx);
 
 /* Makes vs->recent hold at least `cap` tokens. MOGE_ERR_NOMEM (message in the context) leaves it
  * as it was. */
-moge_status verify_state_recent(moge_context *ctx, verify_state *vs, int32_t cap);
+moge_status verify_state_recent(moge_context *ctx, verify_state *vs, int64_t cap);
 
 #endif
