@@ -11,12 +11,15 @@
 
 #include "moge.h"
 
-/* Ctrl-C in the commands that handle it (run, chat): cli_on_sigint sets cli_interrupted (the
+/* Ctrl-C in the commands that handle it (run, chat, eval): cli_on_sigint sets cli_interrupted (the
  * command clears it), and cli_abort_cb, a moge_context_params.abort_cb, then stops the forward in
- * progress. */
+ * progress. cli_catch_sigint clears the flag and installs cli_on_sigint without SA_RESTART (a
+ * blocked read returns), once (SA_RESETHAND: a second Ctrl-C ends the process) or for good; the
+ * previous action goes to *old, for sigaction(SIGINT, old, NULL) when the command is done. */
 extern volatile sig_atomic_t cli_interrupted;
 void cli_on_sigint(int sig);
 bool cli_abort_cb(void *abort_cb_user);
+void cli_catch_sigint(bool once, struct sigaction *old);
 
 /* The MPI job this process is rank 0 of (cli/moge.c), or NULL: cli_load_model loads the
  * target across its ranks; draft models stay on rank 0. */

@@ -896,11 +896,8 @@ int cmd_chat(int argc, char **argv) {
         return 1;
     }
     banner(&c, o.c.model);
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = cli_on_sigint; /* no SA_RESTART: a blocked read returns */
-    sigemptyset(&sa.sa_mask);
-    if (c.interactive) sigaction(SIGINT, &sa, &old);
+    struct sigaction old;
+    if (c.interactive) cli_catch_sigint(false, &old);
     for (;;) {
         char *line;
         int r = read_line(&c, &line);

@@ -827,6 +827,16 @@ bool cli_abort_cb(void *abort_cb_user) {
     return cli_interrupted != 0;
 }
 
+void cli_catch_sigint(bool once, struct sigaction *old) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = cli_on_sigint;
+    sa.sa_flags = once ? SA_RESETHAND : 0;
+    sigemptyset(&sa.sa_mask);
+    cli_interrupted = 0;
+    sigaction(SIGINT, &sa, old);
+}
+
 moge_status cli_detok_push(moge_detok_stream *s, int32_t id, char **buf, size_t *cap, size_t *n) {
     *n = 0;
     if (!detok_room(s, buf, cap)) return MOGE_ERR_NOMEM;

@@ -118,12 +118,6 @@ static int parse_args(int argc, char **argv, eval_opts *o) {
 /* The token stream                                                                            */
 /* ------------------------------------------------------------------------------------------ */
 
-static volatile sig_atomic_t g_stop; /* set by Ctrl-C */
-static void on_sigint(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
-
 /* The file's bytes with CR LF and lone CR turned into LF (Python's universal newlines), checked
  * to be UTF-8. NULL after printing an error that names the file. */
 static char *read_text(const char *path, size_t *len) {
@@ -244,7 +238,7 @@ static moge_status add_document(stream *s, const moge_tokenizer *tok, const eval
 static moge_status build_stream(const moge_tokenizer *tok, const eval_opts *o, const char *text, size_t len, stream *s) {
     size_t sep_len = strlen(o->doc_sep), doc = 0;
     moge_status st = MOGE_OK;
-    for (size_t line = 0; line <= len && st == MOGE_OK && !g_stop;) {
+    for (size_t line = 0; line <= len && st == MOGE_OK && !cli_interrupted;) {
         const char *nl = memchr(text + line, '\n', len - line);
         size_t end = nl ? (size_t)(nl - text) : len;
         if (end - line == sep_len && !memcmp(text + line, o->doc_sep, sep_len)) {
@@ -253,7 +247,7 @@ static moge_status build_stream(const moge_tokenizer *tok, const eval_opts *o, c
         }
         line = end + 1;
     }
-    if (st == MOGE_OK && doc < len && !g_stop) st = add_document(s, tok, o, text + doc, len - doc);
+    if (st == MOGE_OK && doc < len && !cli_interrupted) st = add_document(s, tok, o, text + doc, len - doc);
     if (st == MOGE_OK && o->no_eos) {
         int32_t eos = moge_tokenizer_eos(tok);
         size_t w = 0;
@@ -296,7 +290,7 @@ static bool run_windows(moge_context *ctx, const eval_opts *o, const stream *s, 
     bool tty = isatty(STDERR_FILENO);
     double t0 = clock_now(), shown = t0;
     moge_moe_stats_reset(ctx);
-    for (; r->done < r->n_picks && !g_stop; r->done++) {
+    for (; r->done < r->n_picks && !cli_interrupted; r->done++) {
         const int32_t *w = s->ids + r->picks[r->done] * o->window;
         const float *logits;
         moge_kv_truncate(ctx, 0);
@@ -462,7 +456,7 @@ static bool make_stream(const eval_opts *o, const cli_models *m, const char *tex
         fprintf(stderr, "moge eval: tokenizing %s: %s\n", o->file, moge_status_str(st));
         return false;
     }
-    if (g_stop) {
+    if (cli_interrupted) {
         fprintf(stderr, "moge eval: interrupted while tokenizing; no result\n");
         return false;
     }
@@ -517,7 +511,7 @@ static int eval_main(const eval_opts *o) {
     }
     int32_t bos = moge_tokenizer_bos(m.tok), eos = moge_tokenizer_eos(m.tok);
     if (!make_stream(o, &m, text, len, &s) || !choose_windows(o, &s, &r)) {
-        if (g_stop) rc = 130;
+        if (cli_interrupted) rc = 130;
         goto done;
     }
     if (!run_windows(m.ctx, o, &s, m.info.n_vocab, bos, eos, &r)) goto done;
@@ -545,13 +539,8 @@ int cmd_eval(int argc, char **argv) {
     if (rc >= 0) return rc;
     /* Ctrl-C: finish the window being computed, then print what was scored; a second one ends the
      * process (SA_RESETHAND). */
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sa.sa_flags = SA_RESETHAND;
-    sigemptyset(&sa.sa_mask);
-    g_stop = 0;
-    sigaction(SIGINT, &sa, &old);
+    struct sigaction old;
+    cli_catch_sigint(true, &old);
     rc = eval_main(&o);
     sigaction(SIGINT, &old, NULL);
     return rc;

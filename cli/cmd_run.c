@@ -614,9 +614,8 @@ int cmd_run(int argc, char **argv) {
         if (warm.spec == MOGE_SPEC_NONE && moge_generate(m.ctx, ids, (int32_t)n_ids, &warm, NULL, NULL, NULL) == MOGE_OK)
             moge_kv_truncate(m.ctx, 0);
     }
-    struct sigaction sa = {.sa_handler = cli_on_sigint}, old_sa;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_sa); /* Ctrl-C ends the text cleanly: what was generated, a newline, a note */
+    struct sigaction old_sa;
+    cli_catch_sigint(false, &old_sa); /* Ctrl-C ends the text cleanly: what was generated, a newline, a note */
     moge_status st = moge_generate(m.ctx, ids, (int32_t)n_ids, &gp, print_token, &pr, &stats);
     sigaction(SIGINT, &old_sa, NULL);
     printer_finish(&pr);
