@@ -269,7 +269,17 @@ typedef void tile_fn(int to, int tr, const tensor *w, int64_t o, int in, const a
 #define PT_C1 (4 * PT_PANELS)
 #define PT_C2 (2 * PT_PANELS)
 #define PT_ACC (PT_C1 * PNV) /* accumulators per row, at most */
-typedef void ptile_fn(int R, int C, const char *wp, size_t pb, int in, const float *x, float *y, int64_t ldy, int cols);
+typedef void ptile_fn(int R, int C, const char *wp, size_t pb, int in, const float *x, float *y, int64_t ldy, int cols,
+                      const char *ahead, size_t ahead_step);
+
+/* A tile that is one of several passes of rows over the same panels (a batch of more than PT_ROWS
+ * rows) finds them in cache after the first pass and would leave memory idle while it computes:
+ * matmul_panels gives each pass a share of the next tile's panels to bring into L2 meanwhile,
+ * ahead_step bytes per column from `ahead` (NULL: the tile's own prefetch instead). A prefetch
+ * never faults, so the last column's may reach a little past the next tile. */
+ALWAYS_INLINE void pt_prefetch_ahead(const char *ahead, size_t step, int k) {
+    for (size_t j = 0; j < step; j += 64) _mm_prefetch(ahead + (size_t)k * step + j, _MM_HINT_T1);
+}
 
 /* The parts every panel tile shares: R × C·PNV accumulators (registers once inlined), one column
  * step (x[r * in] of each row times the column's weight vectors wv, added into the chains), and
@@ -299,7 +309,7 @@ ALWAYS_INLINE void pt_store(int R, int C, vf acc[PT_ROWS][PT_ACC], float *y, int
     }
 }
 
-#define PT_CALL(TILE, T, R_, C_) TILE(T, R_, C_, wp, pb, in, x, y, ldy, cols)
+#define PT_CALL(TILE, T, R_, C_) TILE(T, R_, C_, wp, pb, in, x, y, ldy, cols, ahead, ahead_step)
 #define PT_ROWS_CASES(TILE, T, C)                                                                               \
     switch (R) {                                                                                                \
     case 1: PT_CALL(TILE, T, 1, C); break;                                                                      \
@@ -319,7 +329,8 @@ ALWAYS_INLINE void pt_store(int R, int C, vf acc[PT_ROWS][PT_ACC], float *y, int
 #endif
 /* (R, C) as matmul_panels chooses them: C == PT_C1 only with R == 1, PT_C2 with R <= 2. */
 #define PT_TYPE(T, NAME, TILE)                                                                                  \
-    void NAME(int R, int C, const char *wp, size_t pb, int in, const float *x, float *y, int64_t ldy, int cols) { \
+    void NAME(int R, int C, const char *wp, size_t pb, int in, const float *x, float *y, int64_t ldy, int cols,   \
+              const char *ahead, size_t ahead_step) {                                                           \
         if (C == PT_C1) PT_CALL(TILE, T, 1, PT_C1);                                                             \
         else if (C == PT_C2 && R == 1) PT_CALL(TILE, T, 1, PT_C2);                                              \
         else if (C == PT_C2) PT_CALL(TILE, T, 2, PT_C2);                                                        \

@@ -69,12 +69,22 @@ static void matmul_panels(float *y, const float *x, int n, const tensor *w, cons
     ptile_fn *fn = w->type == DTYPE_F16 ? ptile_F16 : w->type == DTYPE_BF16 ? ptile_BF16 : w->type == DTYPE_Q8 ? ptile_Q8 :
         w->type == DTYPE_Q4 ? ptile_Q4 : ptile_F32;
     static const int chain[] = {PT_C1, PT_C2, PT_PANELS, 1};
-    int widest = n == 1 ? PT_C1 : n == 2 ? PT_C2 : PT_PANELS;
+    int widest = n == 1 ? PT_C1 : n == 2 ? PT_C2 : PT_PANELS, passes = (n + PT_ROWS - 1) / PT_ROWS;
     for (int o = o0, cols; o < o1; o += cols) {
         int c = next_panels(o, o1, widest, chain, &cols);
         const char *wp = (const char *)w->data + (size_t)(o / TENSOR_PANEL) * pb;
-        for (int r = 0; r < n; r += PT_ROWS)
-            fn(n - r < PT_ROWS ? n - r : PT_ROWS, c, wp, pb, in, x + (int64_t)r * in, y + (int64_t)r * out + o, out, cols);
+        /* more rows than a tile takes: the passes over this tile share the prefetch of the next
+         * one (kernels.h pt_prefetch_ahead), so memory streams while the later passes compute */
+        const char *ahead = NULL;
+        size_t step = 0;
+        if (passes > 1 && o + cols < o1) {
+            int next_cols, next = next_panels(o + cols, o1, widest, chain, &next_cols);
+            ahead = wp + (size_t)c * pb;
+            step = ((size_t)next * pb + (size_t)passes * in - 1) / ((size_t)passes * in);
+        }
+        for (int r = 0, g = 0; r < n; r += PT_ROWS, g++)
+            fn(n - r < PT_ROWS ? n - r : PT_ROWS, c, wp, pb, in, x + (int64_t)r * in, y + (int64_t)r * out + o, out, cols,
+               ahead ? ahead + (size_t)g * in * step : NULL, step);
         add_bias(y, n, out, bias, o, cols);
     }
 }
@@ -181,7 +191,7 @@ static void matmul_deq(float *y, const float *x, int n, const tensor *w, int o0,
         int cols = o1 - o < TENSOR_PANEL ? (int)(o1 - o) : TENSOR_PANEL;
         for (int r = 0; r < n; r += PT_ROWS)
             ptile_F32(n - r < PT_ROWS ? n - r : PT_ROWS, 1, (const char *)panel, 0, (int)in, x + (int64_t)r * in, y + (int64_t)r * out + o,
-                      out, cols);
+                      out, cols, NULL, 0);
     }
 }
 #else

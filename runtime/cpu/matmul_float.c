@@ -85,18 +85,19 @@ TILE_TYPE(BF16, F_CALL_BF16)
 
 /* y[r * ldy + j] for r < R, j < cols (cols <= C * TENSOR_PANEL): float panels starting at wp. */
 ALWAYS_INLINE void ptile(dtype T, int R, int C, const char *wp, size_t panel_bytes, int in, const float *x, float *y,
-                         int64_t ldy, int cols) {
+                         int64_t ldy, int cols, const char *ahead, size_t ahead_step) {
     vf acc[PT_ROWS][PT_ACC];
     pt_zero(R, C, acc);
-    size_t esz = T == DTYPE_F32 ? 4 : 2, ahead = PT_PREFETCH * TENSOR_PANEL * esz;
+    size_t esz = T == DTYPE_F32 ? 4 : 2, dist = PT_PREFETCH * TENSOR_PANEL * esz;
     for (int k = 0; k < in; k++) {
         vf wv[PT_ACC];
         /* a tile of several rows reads few panels (streams) and does much work per byte: ask for
          * the lines PT_PREFETCH columns ahead, or the hardware prefetcher alone leaves it
          * waiting on memory (measured: 8 rows of the dense 1 GB model streamed 16.5 GB/s, one
          * row over 8 panels 25.5 GB/s) */
-        if (R > PT_PREFETCH_FROM)
-            UNROLL8 for (int c = 0; c < C; c++) _mm_prefetch(wp + c * panel_bytes + (size_t)k * TENSOR_PANEL * esz + ahead, _MM_HINT_T0);
+        if (ahead) pt_prefetch_ahead(ahead, ahead_step, k);
+        else if (R > PT_PREFETCH_FROM)
+            UNROLL8 for (int c = 0; c < C; c++) _mm_prefetch(wp + c * panel_bytes + (size_t)k * TENSOR_PANEL * esz + dist, _MM_HINT_T0);
         UNROLL8 for (int c = 0; c < C; c++)
             UNROLL8 for (int v = 0; v < PNV; v++) wv[c * PNV + v] = loadv(T, wp + c * panel_bytes, k * TENSOR_PANEL + v * VL);
         pt_fma_rows(R, C, x + k, in, wv, acc);

@@ -55,7 +55,7 @@ ALWAYS_INLINE vf qcodes(dtype T, const char *blk, int k, int v) {
 /* Q8 / Q4 panels: per column k each weight is (float)code * scale (one rounding: the value
  * tensor_get gives), then the same fma chain as float panels. */
 ALWAYS_INLINE void qptile(dtype T, int R, int C, const char *wp, size_t panel_bytes, int in, const float *x, float *y,
-                          int64_t ldy, int cols) {
+                          int64_t ldy, int cols, const char *ahead, size_t ahead_step) {
     vf acc[PT_ROWS][PT_ACC];
     pt_zero(R, C, acc);
     size_t bs = T == DTYPE_Q8 ? sizeof(pblock_q8) : sizeof(pblock_q4);
@@ -68,6 +68,7 @@ ALWAYS_INLINE void qptile(dtype T, int R, int C, const char *wp, size_t panel_by
         const float *xk = x + (int64_t)b * QBLOCK;
         for (int k = 0; k < kmax; k++) {
             vf wv[PT_ACC];
+            if (ahead) pt_prefetch_ahead(ahead, ahead_step, b * QBLOCK + k);
             UNROLL8 for (int c = 0; c < C; c++)
                 UNROLL8 for (int v = 0; v < PNV; v++)
                     wv[c * PNV + v] = vf_mul(qcodes(T, wp + c * panel_bytes + (size_t)b * bs, k, v), ds[c * PNV + v]);
