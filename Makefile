@@ -259,7 +259,7 @@ deps:
 # dictionary tests/fuzz/<t>.dict when there is one, else tests/fuzz/moge.dict. make test replays
 # the committed inputs (tests/test_fuzz_replay.c). make fuzz-merge adds the inputs of the working
 # corpus that reach new edges (-use_counters=0 keeps it small) to tests/fuzz/corpus/<t>.
-FUZZ_TARGETS ?= safetensors st_index config tokenizer_load encode detok chat quant_file gguf
+FUZZ_TARGETS ?= safetensors st_index config tokenizer_load encode detok chat quant_file gguf gguf_model
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_CC      ?= clang

@@ -33,6 +33,9 @@
 #define LLVMFuzzerTestOneInput fuzz_gguf
 #include "tests/fuzz/fuzz_gguf.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_gguf_model
+#include "tests/fuzz/fuzz_gguf_model.c"
+#undef LLVMFuzzerTestOneInput
 
 #include <dirent.h>
 #include <signal.h>
@@ -45,6 +48,7 @@ static const struct {
     {"safetensors", fuzz_safetensors}, {"st_index", fuzz_st_index}, {"config", fuzz_config},
     {"tokenizer_load", fuzz_tokenizer_load}, {"encode", fuzz_encode}, {"detok", fuzz_detok},
     {"chat", fuzz_chat}, {"quant_file", fuzz_quant_file}, {"gguf", fuzz_gguf},
+    {"gguf_model", fuzz_gguf_model},
 };
 
 static char replaying[700]; /* the input being run, for the signal handler */

@@ -16,6 +16,9 @@ into tests/fuzz/corpus/<target>/seed-*: small files, so that libFuzzer's mutatio
                   needs build/moge)
   gguf            the smallest GGUF fixtures of tests/test_gguf.c (a quantized MoE, a bf16 llama) and
                   the first 6000 bytes of stories260K's (header, metadata and the first tensors)
+  gguf_model      whole GGUF fixtures under 110 KB (a q4_0 MoE, a bf16 llama with biases, an f16
+                  Mistral), each with its llama-type tokenizer, and the MoE's with the tokenizer
+                  renamed gpt2 (byte-level BPE from the same tokens)
 
 Run from the repository root: /usr/bin/python3 tools/fuzz_seeds.py
 """
@@ -29,6 +32,44 @@ import tempfile
 
 SEP = b"\n#moge-fuzz-file#\n"  # FUZZ_SEP of tests/fuzz/fuzz_util.h
 OUT = "tests/fuzz/corpus"
+
+
+GGUF_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+
+def gguf_infos_end(data):
+    """The offset where a GGUF file's tensor infos end (its data section follows, aligned)."""
+    pos = 24
+    n_tensors, n_kv = struct.unpack_from("<QQ", data, 8)
+
+    def skip(vtype, pos):
+        if vtype == 8:
+            return pos + 8 + struct.unpack_from("<Q", data, pos)[0]
+        if vtype == 9:
+            etype, count = struct.unpack_from("<IQ", data, pos)
+            pos += 12
+            for _ in range(count):
+                pos = skip(etype, pos)
+            return pos
+        return pos + GGUF_SIZES[vtype]
+
+    for _ in range(n_kv):
+        pos = skip(8, pos)
+        pos = skip(struct.unpack_from("<I", data, pos)[0], pos + 4)
+    for _ in range(n_tensors):
+        pos = skip(8, pos)
+        pos += 4 + 8 * struct.unpack_from("<I", data, pos)[0] + 4 + 8
+    return pos
+
+
+def gguf_rename_tokenizer(data, model):
+    """data with tokenizer.ggml.model set to `model` (shorter than the "llama" it holds); the
+    bytes it saves go before the data section, so the tensors keep their aligned offsets."""
+    key = b"tokenizer.ggml.model\x08\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00llama"
+    i, end = data.index(key), gguf_infos_end(data)
+    short = key[:-13] + struct.pack("<Q", len(model)) + model
+    saved = len(key) - len(short)
+    return data[:i] + short + data[i + len(key):end] + b"\0" * saved + data[end:]
 
 
 def put(target, name, data):
@@ -149,6 +190,9 @@ def main():
     put("gguf", "qwen2moe64_q4_0", read(g + "qwen2moe64_q4_0.gguf"))
     put("gguf", "llama_bias_bf16", read(g + "llama_bias_bf16.gguf"))
     put("gguf", "stories260K_head", read(g + "stories260K_f32.gguf")[:6000])
+    for name in ("qwen2moe64_q4_0", "llama_bias_bf16", "mistral_f16"):
+        put("gguf_model", name, read(g + name + ".gguf"))
+    put("gguf_model", "qwen2moe64_q4_0-gpt2", gguf_rename_tokenizer(read(g + "qwen2moe64_q4_0.gguf"), b"gpt2"))
 
 
 if __name__ == "__main__":
