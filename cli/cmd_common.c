@@ -706,6 +706,12 @@ static bool cli_tokenizer_fits(const cli_common_opts *o, const char *tok_path, c
     if (n <= info->n_vocab) return true;
     size_t l = strlen(tok_path);
     bool is_dir = l < 5 || strcmp(tok_path + l - 5, ".json") != 0;
+    struct stat sb;
+    if (is_dir && stat(tok_path, &sb) == 0 && S_ISREG(sb.st_mode)) { /* a GGUF file: both come from its metadata */
+        fprintf(stderr, "moge %s: %s: its tokenizer (tokenizer.ggml.tokens) has %d token ids but its vocab_size is %d: this "
+                "tokenizer does not belong to this model\n", o->cmd, tok_path, (int)n, (int)info->n_vocab);
+        return false;
+    }
     fprintf(stderr, "moge %s: %s%s%s has %d token ids but %s%sconfig.json has vocab_size %d: this tokenizer does not belong to this model\n",
             o->cmd, tok_path, is_dir && tok_path[l ? l - 1 : 0] != '/' ? "/" : "", is_dir ? "tokenizer.json" : "", (int)n, model_dir,
             model_dir[0] && model_dir[strlen(model_dir) - 1] != '/' ? "/" : "", (int)info->n_vocab);

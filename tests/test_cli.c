@@ -253,6 +253,7 @@ static void test_run_prompts_batch(void) {
 }
 
 #define MISMATCH "build/test_cli_vocab_mismatch"
+#define GGUF_MISMATCH "tests/fuzz/corpus/gguf_model/seed-qwen2moe64_q4_0-gpt2"
 #define FIFO_MODEL "build/test_cli_fifo_model"
 
 static void test_errors(void) {
@@ -283,6 +284,10 @@ static void test_errors(void) {
         {"chat -m " MISMATCH " -n 1", 1, "has vocab_size 512"},
         {"bench -m " MISMATCH " --modes none -n 1", 1, "has 151669 token ids"},
         {"run -m models/stories260K -d " MISMATCH " --spec chain -p hi -n 1", 1, "has vocab_size 512"},
+        /* the same in a GGUF file (a 40-id MoE with a 308-id tokenizer, written by tools/fuzz_seeds.py):
+         * named as the file, not as a directory's tokenizer.json and config.json */
+        {"run -m " GGUF_MISMATCH " -p hi -n 1", 1,
+         GGUF_MISMATCH ": its tokenizer (tokenizer.ggml.tokens) has 308 token ids but its vocab_size is 40"},
         /* defect 5: a FIFO as the weights */
         {"info -m " FIFO_MODEL, 1, FIFO_MODEL "/model.safetensors: not a regular file"},
         {"frob", 2, "unknown command"},

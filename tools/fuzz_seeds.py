@@ -17,8 +17,8 @@ into tests/fuzz/corpus/<target>/seed-*: small files, so that libFuzzer's mutatio
   gguf            the smallest GGUF fixtures of tests/test_gguf.c (a quantized MoE, a bf16 llama) and
                   the first 6000 bytes of stories260K's (header, metadata and the first tensors)
   gguf_model      whole GGUF fixtures under 110 KB (a q4_0 MoE, a bf16 llama with biases, an f16
-                  Mistral), each with its llama-type tokenizer, and the MoE's with the tokenizer
-                  renamed gpt2 (byte-level BPE from the same tokens)
+                  Mistral), each with its llama-type tokenizer, and the MoE with Qwen3's tokenizer cut as
+                  for tokenizer_load in its place (gpt2: byte-level BPE with merges)
 
 Run from the repository root: /usr/bin/python3 tools/fuzz_seeds.py
 """
@@ -35,17 +35,23 @@ OUT = "tests/fuzz/corpus"
 
 
 GGUF_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+GGUF_STR, GGUF_ARR, GGUF_I32, GGUF_U32 = 8, 9, 5, 4
 
 
-def gguf_infos_end(data):
-    """The offset where a GGUF file's tensor infos end (its data section follows, aligned)."""
-    pos = 24
+def gguf_str(b):
+    return struct.pack("<Q", len(b)) + b
+
+
+def gguf_with_kv(data, new_kv):
+    """data (a GGUF v3 file) with the metadata pairs of new_kv (key: (type, encoded value))
+    replaced or added; the tensor table and data keep their bytes, the data section its alignment
+    (general.alignment is not among the keys changed)."""
     n_tensors, n_kv = struct.unpack_from("<QQ", data, 8)
 
     def skip(vtype, pos):
-        if vtype == 8:
+        if vtype == GGUF_STR:
             return pos + 8 + struct.unpack_from("<Q", data, pos)[0]
-        if vtype == 9:
+        if vtype == GGUF_ARR:
             etype, count = struct.unpack_from("<IQ", data, pos)
             pos += 12
             for _ in range(count):
@@ -53,23 +59,53 @@ def gguf_infos_end(data):
             return pos
         return pos + GGUF_SIZES[vtype]
 
+    pos, kv, align = 24, [], 32
     for _ in range(n_kv):
-        pos = skip(8, pos)
-        pos = skip(struct.unpack_from("<I", data, pos)[0], pos + 4)
+        kend = skip(GGUF_STR, pos)
+        key = data[pos + 8:kend]
+        vtype = struct.unpack_from("<I", data, kend)[0]
+        vend = skip(vtype, kend + 4)
+        if key == b"general.alignment":
+            align = struct.unpack_from("<I", data, kend + 4)[0]
+        kv.append((key, data[kend:vend]))
+        pos = vend
+    infos = pos
     for _ in range(n_tensors):
-        pos = skip(8, pos)
+        pos = skip(GGUF_STR, pos)
         pos += 4 + 8 * struct.unpack_from("<I", data, pos)[0] + 4 + 8
-    return pos
+    old_start = (pos + align - 1) // align * align
+    kv = [(k, v) for k, v in kv if k.decode() not in new_kv]
+    kv += [(k.encode(), struct.pack("<I", t) + v) for k, (t, v) in new_kv.items()]
+    out = data[:16] + struct.pack("<Q", len(kv)) + b"".join(gguf_str(k) + v for k, v in kv) + data[infos:pos]
+    out += b"\0" * (-len(out) % align)
+    return out + data[old_start:]
 
 
-def gguf_rename_tokenizer(data, model):
-    """data with tokenizer.ggml.model set to `model` (shorter than the "llama" it holds); the
-    bytes it saves go before the data section, so the tensors keep their aligned offsets."""
-    key = b"tokenizer.ggml.model\x08\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00llama"
-    i, end = data.index(key), gguf_infos_end(data)
-    short = key[:-13] + struct.pack("<Q", len(model)) + model
-    saved = len(key) - len(short)
-    return data[:i] + short + data[i + len(key):end] + b"\0" * saved + data[end:]
+def gguf_gpt2_tokenizer(tokenizer_json, eos):
+    """tokenizer.ggml.* pairs of a byte-level BPE tokenizer (tokenizer.json bytes, cut small), eos
+    the id the model's vocabulary holds."""
+    d = json.loads(tokenizer_json)
+    vocab = dict(d["model"]["vocab"])
+    special = set()
+    for t in d["added_tokens"]:
+        vocab[t["content"]] = t["id"]
+        if t.get("special"):
+            special.add(t["id"])
+    tokens = [None] * (max(vocab.values()) + 1)
+    for piece, i in vocab.items():
+        tokens[i] = piece
+    tokens = [t if t is not None else "[PAD%d]" % i for i, t in enumerate(tokens)]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in d["model"]["merges"]]
+    arr = lambda et, items: struct.pack("<IQ", et, len(items)) + b"".join(items)
+    return {
+        "tokenizer.ggml.model": (GGUF_STR, gguf_str(b"gpt2")),
+        "tokenizer.ggml.pre": (GGUF_STR, gguf_str(b"qwen2")),
+        "tokenizer.ggml.tokens": (GGUF_ARR, arr(GGUF_STR, [gguf_str(t.encode()) for t in tokens])),
+        "tokenizer.ggml.token_type": (GGUF_ARR, arr(GGUF_I32, [struct.pack("<i", 3 if i in special else 1)
+                                                                 for i in range(len(tokens))])),
+        "tokenizer.ggml.merges": (GGUF_ARR, arr(GGUF_STR, [gguf_str(m.encode()) for m in merges])),
+        "tokenizer.ggml.eos_token_id": (GGUF_U32, struct.pack("<I", eos)),
+    }
 
 
 def put(target, name, data):
@@ -192,7 +228,8 @@ def main():
     put("gguf", "stories260K_head", read(g + "stories260K_f32.gguf")[:6000])
     for name in ("qwen2moe64_q4_0", "llama_bias_bf16", "mistral_f16"):
         put("gguf_model", name, read(g + name + ".gguf"))
-    put("gguf_model", "qwen2moe64_q4_0-gpt2", gguf_rename_tokenizer(read(g + "qwen2moe64_q4_0.gguf"), b"gpt2"))
+    qwen3 = small_tokenizer("tests/fixtures/tokenizers/qwen3/tokenizer.json")
+    put("gguf_model", "qwen2moe64_q4_0-gpt2", gguf_with_kv(read(g + "qwen2moe64_q4_0.gguf"), gguf_gpt2_tokenizer(qwen3, 2)))
 
 
 if __name__ == "__main__":
