@@ -9,36 +9,16 @@
  * with one-shot decoding). Seeds: the GGUF fixtures
  * of tests/test_gguf.c (tools/fuzz_seeds.py).
  */
-#include "tests/fuzz/fuzz_util.h"
+#include "tests/fuzz/fuzz_model.h"
 #include "tests/fuzz/fuzz_tok.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char path[600], err[512];
     fuzz_write("gguf_model", "model.gguf", data, size, path);
 
-    moge_model_params mp = moge_model_default_params();
-    mp.n_threads = 1;
-    moge_model *m = NULL;
-    if (moge_model_load(path, &mp, &m, err, sizeof err) != MOGE_OK) {
-        FUZZ_ASSERT(m == NULL && err[0] != '\0');
-    } else {
-        moge_context_params cp = moge_context_default_params();
-        cp.n_ctx = 4, cp.n_batch = 2;
-        moge_context *ctx = NULL;
-        if (moge_context_new(m, &cp, &ctx, err, sizeof err) == MOGE_OK) {
-            int32_t tokens[2] = {0, 1};
-            moge_batch b = {.n = 2, .tokens = tokens};
-            const float *logits = NULL;
-            if (moge_forward(ctx, &b, &logits) == MOGE_OK) FUZZ_ASSERT(logits != NULL);
-            moge_context_free(ctx);
-        } else {
-            FUZZ_ASSERT(err[0] != '\0');
-        }
-        moge_model_free(m);
-    }
+    fuzz_model_load_run(path);
 
     moge_tokenizer *tok = NULL;
-    err[0] = '\0';
     if (moge_tokenizer_load(path, &tok, err, sizeof err) != MOGE_OK) {
         FUZZ_ASSERT(tok == NULL && err[0] != '\0');
         return 0;
