@@ -311,6 +311,8 @@ clean:
 .SECONDARY:
 
 # moge and a llama.cpp built outside the repository (LLAMA_CPP=its build/bin) decoding the same weights side by side (tools/bench_peer.sh; fetches nothing).
-bench-peer: deps
+# tools/gguf_write.py writes the GGUF files with numpy: python3-numpy joins the packages it installs.
+bench-peer:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(DEB_PKGS) python3-numpy"
 	$(MAKE) --no-print-directory all $(BUILD)/tests/bench_forward
 	@BUILD=$(BUILD) bash tools/bench_peer.sh "$(LLAMA_CPP)"
