@@ -970,6 +970,9 @@ def main():
         ap.error("MODEL_DIR and OUT.gguf are required")
     if not os.path.isfile(os.path.join(a.model_dir, "config.json")):
         fail(f"{a.model_dir}: no config.json")
+    out_dir = os.path.dirname(a.out) or "."
+    if not os.path.isdir(out_dir):
+        fail(f"{a.out}: the folder {out_dir} does not exist")
     write_gguf(a.model_dir, a.out, a.type, a.name, a.ref)
     return 0
 
