@@ -23,62 +23,49 @@ into tests/fuzz/corpus/<target>/seed-*: small files, so that libFuzzer's mutatio
 Run from the repository root: /usr/bin/python3 tools/fuzz_seeds.py
 """
 import glob
+import io
 import json
 import os
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gguf_write import ALIGN, ARR, I32, STR, U32, Reader, enc_str, enc_value  # noqa: E402
 
 SEP = b"\n#moge-fuzz-file#\n"  # FUZZ_SEP of tests/fuzz/fuzz_util.h
 OUT = "tests/fuzz/corpus"
 
 
-GGUF_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-GGUF_STR, GGUF_ARR, GGUF_I32, GGUF_U32 = 8, 9, 5, 4
-
-
-def gguf_str(b):
-    return struct.pack("<Q", len(b)) + b
-
-
 def gguf_with_kv(data, new_kv):
-    """data (a GGUF v3 file) with the metadata pairs of new_kv (key: (type, encoded value))
-    replaced or added; the tensor table and data keep their bytes, the data section its alignment
-    (general.alignment is not among the keys changed)."""
-    n_tensors, n_kv = struct.unpack_from("<QQ", data, 8)
-
-    def skip(vtype, pos):
-        if vtype == GGUF_STR:
-            return pos + 8 + struct.unpack_from("<Q", data, pos)[0]
-        if vtype == GGUF_ARR:
-            etype, count = struct.unpack_from("<IQ", data, pos)
-            pos += 12
-            for _ in range(count):
-                pos = skip(etype, pos)
-            return pos
-        return pos + GGUF_SIZES[vtype]
-
-    pos, kv, align = 24, [], 32
+    """data (a GGUF file) with the metadata pairs of new_kv (key: (type, value), encoded by
+    gguf_write.enc_value) replaced or added; the tensor table and data keep their bytes, the data
+    section its alignment (general.alignment is not among the keys changed)."""
+    f = io.BytesIO(data)
+    r = Reader(f, len(data))
+    r.take(8)  # magic, version
+    n_tensors, n_kv = r.unpack("<QQ")
+    kv, align = [], ALIGN
     for _ in range(n_kv):
-        kend = skip(GGUF_STR, pos)
-        key = data[pos + 8:kend]
-        vtype = struct.unpack_from("<I", data, kend)[0]
-        vend = skip(vtype, kend + 4)
-        if key == b"general.alignment":
-            align = struct.unpack_from("<I", data, kend + 4)[0]
-        kv.append((key, data[kend:vend]))
-        pos = vend
-    infos = pos
-    for _ in range(n_tensors):
-        pos = skip(GGUF_STR, pos)
-        pos += 4 + 8 * struct.unpack_from("<I", data, pos)[0] + 4 + 8
-    old_start = (pos + align - 1) // align * align
-    kv = [(k, v) for k, v in kv if k.decode() not in new_kv]
-    kv += [(k.encode(), struct.pack("<I", t) + v) for k, (t, v) in new_kv.items()]
-    out = data[:16] + struct.pack("<Q", len(kv)) + b"".join(gguf_str(k) + v for k, v in kv) + data[infos:pos]
+        start = f.tell()
+        key = r.string()
+        value = r.value(r.unpack("<I")[0])
+        if key == "general.alignment":
+            align = value
+        if key not in new_kv:
+            kv.append(data[start:f.tell()])
+    infos = f.tell()
+    for _ in range(n_tensors):  # name, dims, type, offset
+        r.string()
+        r.unpack(f"<{r.unpack('<I')[0]}Q")
+        r.unpack("<IQ")
+    end = f.tell()
+    kv += [enc_str(k) + enc_value(t, v) for k, (t, v) in new_kv.items()]
+    out = data[:16] + struct.pack("<Q", len(kv)) + b"".join(kv) + data[infos:end]
     out += b"\0" * (-len(out) % align)
-    return out + data[old_start:]
+    return out + data[(end + align - 1) // align * align:]
 
 
 def gguf_gpt2_tokenizer(tokenizer_json, eos):
@@ -96,15 +83,13 @@ def gguf_gpt2_tokenizer(tokenizer_json, eos):
         tokens[i] = piece
     tokens = [t if t is not None else "[PAD%d]" % i for i, t in enumerate(tokens)]
     merges = [m if isinstance(m, str) else " ".join(m) for m in d["model"]["merges"]]
-    arr = lambda et, items: struct.pack("<IQ", et, len(items)) + b"".join(items)
     return {
-        "tokenizer.ggml.model": (GGUF_STR, gguf_str(b"gpt2")),
-        "tokenizer.ggml.pre": (GGUF_STR, gguf_str(b"qwen2")),
-        "tokenizer.ggml.tokens": (GGUF_ARR, arr(GGUF_STR, [gguf_str(t.encode()) for t in tokens])),
-        "tokenizer.ggml.token_type": (GGUF_ARR, arr(GGUF_I32, [struct.pack("<i", 3 if i in special else 1)
-                                                                 for i in range(len(tokens))])),
-        "tokenizer.ggml.merges": (GGUF_ARR, arr(GGUF_STR, [gguf_str(m.encode()) for m in merges])),
-        "tokenizer.ggml.eos_token_id": (GGUF_U32, struct.pack("<I", eos)),
+        "tokenizer.ggml.model": (STR, "gpt2"),
+        "tokenizer.ggml.pre": (STR, "qwen2"),
+        "tokenizer.ggml.tokens": ((ARR, STR), tokens),
+        "tokenizer.ggml.token_type": ((ARR, I32), [3 if i in special else 1 for i in range(len(tokens))]),
+        "tokenizer.ggml.merges": ((ARR, STR), merges),
+        "tokenizer.ggml.eos_token_id": (U32, eos),
     }
 
 
