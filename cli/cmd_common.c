@@ -697,24 +697,34 @@ static bool new_context(const cli_common_opts *o, cli_models *m, moge_context_pa
     return true;
 }
 
+/* How an error names where a tokenizer's ids or a model's vocab_size come from: PATH (a .json
+ * file), PATH (GGUF_FIELD) for a GGUF file, PATH/DIR_FILE for a directory. True for a GGUF file. */
+static bool cli_source_name(char *buf, size_t cap, const char *path, const char *dir_file, const char *gguf_field) {
+    struct stat sb;
+    size_t l = strlen(path);
+    bool file = stat(path, &sb) == 0 && S_ISREG(sb.st_mode), gguf = file && !(l >= 5 && strcmp(path + l - 5, ".json") == 0);
+    if (gguf) snprintf(buf, cap, "%s (%s)", path, gguf_field);
+    else if (file) snprintf(buf, cap, "%s", path);
+    else snprintf(buf, cap, "%s%s%s", path, l && path[l - 1] == '/' ? "" : "/", dir_file);
+    return gguf;
+}
+
 /* A tokenizer whose ids reach past the model's vocab_size would feed the model ids it has no
- * embedding for (and the model's ids would not cover the tokenizer): refused, naming both files
+ * embedding for (and the model's ids would not cover the tokenizer): refused, naming both sources
  * and sizes. A smaller tokenizer is usual (padded embedding tables). False after printing. */
 static bool cli_tokenizer_fits(const cli_common_opts *o, const char *tok_path, const moge_tokenizer *tok, const char *model_dir,
                                const moge_model_info *info) {
     int32_t n = moge_tokenizer_n_vocab(tok);
     if (n <= info->n_vocab) return true;
-    size_t l = strlen(tok_path);
-    bool is_dir = l < 5 || strcmp(tok_path + l - 5, ".json") != 0;
-    struct stat sb;
-    if (is_dir && stat(tok_path, &sb) == 0 && S_ISREG(sb.st_mode)) { /* a GGUF file: both come from its metadata */
+    char tok_src[PATH_MAX + 64], model_src[PATH_MAX + 64];
+    bool tok_gguf = cli_source_name(tok_src, sizeof tok_src, tok_path, "tokenizer.json", "tokenizer.ggml.tokens");
+    cli_source_name(model_src, sizeof model_src, model_dir, "config.json", "token_embd.weight");
+    if (tok_gguf && strcmp(tok_path, model_dir) == 0)
         fprintf(stderr, "moge %s: %s: its tokenizer (tokenizer.ggml.tokens) has %d token ids but its vocab_size is %d: this "
-                "tokenizer does not belong to this model\n", o->cmd, tok_path, (int)n, (int)info->n_vocab);
-        return false;
-    }
-    fprintf(stderr, "moge %s: %s%s%s has %d token ids but %s%sconfig.json has vocab_size %d: this tokenizer does not belong to this model\n",
-            o->cmd, tok_path, is_dir && tok_path[l ? l - 1 : 0] != '/' ? "/" : "", is_dir ? "tokenizer.json" : "", (int)n, model_dir,
-            model_dir[0] && model_dir[strlen(model_dir) - 1] != '/' ? "/" : "", (int)info->n_vocab);
+                "tokenizer does not belong to this model\n", o->cmd, tok_path, (int)n, (int)info->n_vocab); /* one GGUF file */
+    else
+        fprintf(stderr, "moge %s: %s has %d token ids but %s has vocab_size %d: this tokenizer does not belong to this model\n", o->cmd,
+                tok_src, (int)n, model_src, (int)info->n_vocab);
     return false;
 }
 

@@ -288,6 +288,9 @@ static void test_errors(void) {
          * named as the file, not as a directory's tokenizer.json and config.json */
         {"run -m " GGUF_MISMATCH " -p hi -n 1", 1,
          GGUF_MISMATCH ": its tokenizer (tokenizer.ggml.tokens) has 308 token ids but its vocab_size is 40"},
+        /* a GGUF model with another tokenizer: its vocab_size named as the GGUF's, not as a config.json beside it */
+        {"eval -m " GGUF_MISMATCH " --tokenizer tests/fixtures/tokenizers/qwen3/tokenizer.json -f tests/fixtures/tokenizers/tinystories-valid.txt", 1,
+         "tests/fixtures/tokenizers/qwen3/tokenizer.json has 151669 token ids but " GGUF_MISMATCH " (token_embd.weight) has vocab_size 40"},
         /* defect 5: a FIFO as the weights */
         {"info -m " FIFO_MODEL, 1, FIFO_MODEL "/model.safetensors: not a regular file"},
         {"frob", 2, "unknown command"},
