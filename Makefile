@@ -265,9 +265,9 @@ FUZZ_BUILD   ?= build-fuzz
 FUZZ_CC      ?= clang
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_OPTS    ?= -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
-# The targets that read paths write each input to files under $TMPDIR (tests/fuzz/fuzz_util.h): on a
-# disk that is writeback, most of a run's wall time (measured: safetensors spent 1056 of 2151 s on
-# the CPU with /tmp on disk, and 30000 fixed-seed runs took 16-28 s there against 6-8 s on
+# The targets that read paths write each input to files under $TMPDIR (tests/fuzz/fuzz_util.h). With
+# /tmp on disk most of a run's wall time went to waiting on writeback (measured: safetensors spent
+# 1056 of 2151 s on the CPU, and 30000 fixed-seed runs took 16-28 s there against 6-8 s on
 # /dev/shm), so they write to a tmpfs when there is one.
 FUZZ_TMPDIR  ?= $(if $(wildcard /dev/shm/.),/dev/shm,$(or $(TMPDIR),/tmp))
 FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/fuzz_%)

@@ -6,8 +6,8 @@
  * target stops at the reader; this one goes on to what a model file downloaded from anywhere
  * reaches. A model that loads runs two tokens through a context; a tokenizer that loads encodes and
  * decodes fixed texts with the checks of fuzz_tok.h (ids in the vocabulary, the stream agreeing
- * with one-shot decoding). Seeds: the GGUF fixtures
- * of tests/test_gguf.c (tools/fuzz_seeds.py).
+ * with one-shot decoding). Seeds (tools/fuzz_seeds.py): GGUF fixtures of tests/test_gguf.c, and
+ * one of them with a byte-level BPE (gpt2) tokenizer in its metadata.
  */
 #include "tests/fuzz/fuzz_model.h"
 #include "tests/fuzz/fuzz_tok.h"

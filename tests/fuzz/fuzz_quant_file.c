@@ -3,7 +3,7 @@
  * pre-quantized files moge quantize writes (runtime/quant_file.c: "moge.quant" / "moge.layout"
  * metadata, U8 blocks, quantization_config; row-major and panel layouts) and the float model
  * they came from: the input is config.json, FUZZ_SEP, model.safetensors. A model that loads
- * runs one token through a context.
+ * runs two tokens through a context (fuzz_model.h).
  */
 #include "tests/fuzz/fuzz_model.h"
 
