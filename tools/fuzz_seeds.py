@@ -20,7 +20,7 @@ into tests/fuzz/corpus/<target>/seed-*: small files, so that libFuzzer's mutatio
                   Mistral), each with its llama-type tokenizer, and the MoE with Qwen3's tokenizer cut as
                   for tokenizer_load in its place (gpt2: byte-level BPE with merges)
 
-Run from the repository root: /usr/bin/python3 tools/fuzz_seeds.py
+Run from the repository root: /usr/bin/python3 tools/fuzz_seeds.py (numpy, for tools/gguf_write.py)
 """
 import glob
 import io
