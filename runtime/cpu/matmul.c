@@ -62,6 +62,13 @@ static int next_panels(int o, int o1, int widest, const int *chain, int *cols) {
     return chain[i];
 }
 
+/* Rows of pass g of `passes` over a batch of n rows of which r are done: the batch split as evenly
+ * as the passes allow (16 rows in tiles of up to 6: 6 5 5, not 6 6 4; 8: 4 4, not 6 2), so that no
+ * pass is a thin tile whose few accumulator chains wait on the multiply-add latency (measured with
+ * AVX2 on the 1.6 GB MoGE stand-in: 8 rows 3 %, 7 rows 7 %, 13 rows 7 % faster; a value's chain
+ * does not depend on its tile, so the same bits). */
+static inline int pass_rows(int n, int r, int passes, int g) { return (n - r) / (passes - g); }
+
 /* y (n, out) columns [o0, o1) (o0 a multiple of TENSOR_PANEL) for panel-layout weights. */
 static void matmul_panels(float *y, const float *x, int n, const tensor *w, const float *bias, int o0, int o1) {
     int out = (int)w->shape[0], in = (int)w->shape[1];
@@ -82,9 +89,11 @@ static void matmul_panels(float *y, const float *x, int n, const tensor *w, cons
             ahead = wp + (size_t)c * pb;
             step = ((size_t)next * pb + (size_t)passes * in - 1) / ((size_t)passes * in);
         }
-        for (int r = 0, g = 0; r < n; r += PT_ROWS, g++)
-            fn(n - r < PT_ROWS ? n - r : PT_ROWS, c, wp, pb, in, x + (int64_t)r * in, y + (int64_t)r * out + o, out, cols,
-               ahead ? ahead + (size_t)g * in * step : NULL, step);
+        for (int r = 0, g = 0, rows; r < n; r += rows, g++) {
+            rows = pass_rows(n, r, passes, g);
+            fn(rows, c, wp, pb, in, x + (int64_t)r * in, y + (int64_t)r * out + o, out, cols, ahead ? ahead + (size_t)g * in * step : NULL,
+               step);
+        }
         add_bias(y, n, out, bias, o, cols);
     }
 }
@@ -99,12 +108,14 @@ static void matmul_act8(float *y, const act8_rows *x, int n, const tensor *w, co
     size_t pb = tensor_panel_bytes(w->type, TENSOR_PANEL, w->shape[1]);
     qatile_fn *fn = w->type == DTYPE_Q4A8 ? qatile_Q4A8 : qatile_Q8A8;
     static const int chain[] = {QA_C1, QA_PANELS, 1};
-    int widest = n == 1 ? QA_C1 : QA_PANELS;
+    int widest = n == 1 ? QA_C1 : QA_PANELS, passes = (n + QA_ROWS - 1) / QA_ROWS;
     for (int o = o0, cols; o < o1; o += cols) {
         int c = next_panels(o, o1, widest, chain, &cols);
         const char *wp = (const char *)w->data + (size_t)(o / TENSOR_PANEL) * pb;
-        for (int r = 0; r < n; r += QA_ROWS)
-            fn(n - r < QA_ROWS ? n - r : QA_ROWS, c, wp, pb, x, r, y + (int64_t)r * out + o, out, cols);
+        for (int r = 0, g = 0, rows; r < n; r += rows, g++) {
+            rows = pass_rows(n, r, passes, g);
+            fn(rows, c, wp, pb, x, r, y + (int64_t)r * out + o, out, cols);
+        }
         add_bias(y, n, out, bias, o, cols);
     }
 }
