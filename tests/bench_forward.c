@@ -16,6 +16,11 @@
  *     relative to n = 1, distinct experts touched and bytes of weights read per pass (quantized
  *     bytes for Q8/W8A8 and Q4/W4A8: 36 / 20 bytes per 32 weights; the MoE routers stay f32).
  *  4. Decode tokens/s at n = 1 against bandwidth / bytes read per token.
+ *  4b. Per n, the floor of a pass: the longer of its bytes at the model's measured bandwidth and
+ *     its multiply-adds (weights × rows, attention scores and sums) at the processor's measured
+ *     multiply-add peak (independent fused multiply-add chains of the kernel variant's vector
+ *     width on every thread), and that floor over the measured one-row time: how far below the
+ *     measured "× one row" a pass of n rows could go on this machine.
  *  5. Memory: the process's resident set after loading (and its peak while loading) and after the
  *     runs, against the model's weight bytes (as stored, and as held:
  *     moge_model_info.resident_bytes) and its KV cache.
@@ -152,6 +157,72 @@ static double measure_bandwidth(int n_threads, double bytes, double *sum_bw, dou
     }
     probe_free(&p);
     return *sum_bw > *gemv_bw ? *sum_bw : *gemv_bw;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* multiply-add peak                                                                          */
+
+/* Fused multiply-adds per second of one thread in the vector width of kernel variant `kernels`
+ * (ymm for avx2/avxvnni, zmm for avx512/avx512vnni): 12 independent chains (an fma waits about 4
+ * cycles and two start per cycle on the machines measured, so 8 keep the units busy), counted in
+ * float lanes. 0 where the variant has no vector kernels. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define PEAK_CHAINS 12
+#define PEAK_UNROLL _Pragma("GCC unroll 12") /* the chains in registers, not in memory */
+__attribute__((target("avx2,fma"))) static double fma_lanes_ymm(long iters) {
+    __m256 a[PEAK_CHAINS], m = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-3f);
+    for (int j = 0; j < PEAK_CHAINS; j++) a[j] = _mm256_set1_ps((float)j);
+    double t0 = clock_now();
+    for (long i = 0; i < iters; i++)
+        PEAK_UNROLL for (int j = 0; j < PEAK_CHAINS; j++) a[j] = _mm256_fmadd_ps(a[j], m, c);
+    double t = clock_now() - t0;
+    float sink = 0;
+    for (int j = 0; j < PEAK_CHAINS; j++) sink += _mm256_cvtss_f32(a[j]);
+    return sink == -1.0f ? 0 : (double)iters * PEAK_CHAINS * 8 / t;
+}
+__attribute__((target("avx512f"))) static double fma_lanes_zmm(long iters) {
+    __m512 a[PEAK_CHAINS], m = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-3f);
+    for (int j = 0; j < PEAK_CHAINS; j++) a[j] = _mm512_set1_ps((float)j);
+    double t0 = clock_now();
+    for (long i = 0; i < iters; i++)
+        PEAK_UNROLL for (int j = 0; j < PEAK_CHAINS; j++) a[j] = _mm512_fmadd_ps(a[j], m, c);
+    double t = clock_now() - t0;
+    float sink = 0;
+    for (int j = 0; j < PEAK_CHAINS; j++) sink += _mm512_reduce_add_ps(a[j]);
+    return sink == -1.0f ? 0 : (double)iters * PEAK_CHAINS * 16 / t;
+}
+#endif
+
+typedef struct { int wide; double lanes_per_s; } peak_job;
+static void *peak_worker(void *arg) {
+    peak_job *j = arg;
+    j->lanes_per_s = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    for (int rep = 0; rep < 3; rep++) { /* about 20 ms each at 3 GHz; the best counts */
+        double r = j->wide == 16 ? fma_lanes_zmm(5000000) : fma_lanes_ymm(5000000);
+        if (r > j->lanes_per_s) j->lanes_per_s = r;
+    }
+#endif
+    return NULL;
+}
+
+/* Multiply-adds (float lanes) per second of n_threads threads running at once with kernel
+ * variant `kernels`; 0 for the scalar and generic variants. */
+static double fma_peak(const char *kernels, int n_threads, const char **width) {
+    int wide = strncmp(kernels, "avx512", 6) == 0 ? 16 : strncmp(kernels, "avx", 3) == 0 ? 8 : 0;
+    *width = wide == 16 ? "zmm" : wide == 8 ? "ymm" : "none";
+    if (!wide) return 0;
+    pthread_t th[64];
+    peak_job jobs[64];
+    if (n_threads > 64) n_threads = 64;
+    for (int t = 0; t < n_threads; t++) {
+        jobs[t].wide = wide;
+        pthread_create(&th[t], NULL, peak_worker, &jobs[t]);
+    }
+    double sum = 0;
+    for (int t = 0; t < n_threads; t++) { pthread_join(th[t], NULL); sum += jobs[t].lanes_per_s; }
+    return sum;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -336,6 +407,20 @@ static double pass_bytes(const moge_model_info *in, const moge_context *ctx) {
 }
 
 /* A field of /proc/self/status in bytes: "VmRSS:" (resident set) or "VmHWM:" (its peak). */
+/* Multiply-adds of a pass of n rows (a chain after n_past committed tokens): every weight the row
+ * uses (its K experts of a MoE layer) once per row, the attention scores and weighted sums over
+ * its visible slots, and the lm_head for every row (a verification needs every row's logits). */
+static double pass_fmas(const moge_model_info *in, int n, int n_past) {
+    double E = in->n_embd, Q = (double)in->n_head * in->head_dim, KV = (double)in->n_head_kv * in->head_dim;
+    double per_row = E * Q * 2 + E * KV * 2;
+    if (in->n_expert)
+        per_row += (double)in->n_expert * E + 3.0 * in->n_ff_shared * E + 3.0 * in->n_expert_used * in->n_ff_expert * E;
+    else
+        per_row += 3.0 * in->n_ff * E;
+    double slots = (double)n * n_past + (double)n * (n + 1) / 2; /* visible slots summed over the rows */
+    return (per_row * n + 2.0 * Q * slots) * in->n_layer + (double)n * in->n_vocab * E;
+}
+
 static double status_bytes(const char *field) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
@@ -358,13 +443,13 @@ static bool reset_peak(void) {
 typedef struct {
     char model[64];
     const char *quant;
-    double mb_token, tps, roof, r16, r64, load_s, rss_mb, peak_mb, weight_mb, resident_mb;
+    double mb_token, tps, roof, r16, floor16, r64, load_s, rss_mb, peak_mb, weight_mb, resident_mb;
 } summary_row;
 static summary_row summary[32];
 static int n_summary;
 static const char *run_kernels = "?"; /* the kernel variant the models ran (MOGE_KERNELS or the best) */
 
-static void bench_model(const char *dir, double bw, int n_threads, moge_quant quant) {
+static void bench_model(const char *dir, double bw, int n_threads, moge_quant quant, double fma_ps) {
     char err[512];
     moge_model_params mp = moge_model_default_params();
     mp.n_threads = n_threads;
@@ -391,8 +476,10 @@ static void bench_model(const char *dir, double bw, int n_threads, moge_quant qu
     moge_kv_commit(ctx, NULL, 32);
     printf("\n%s, weights %s — %s, %.0f MB of weights as stored, %.0f MB held (loaded in %.2f s)\n", dir, in.quant, in.architecture,
            in.weight_bytes / 1e6, in.resident_bytes / 1e6, t_load);
-    printf("| rows | ms / forward | × one row | distinct experts / layer | MB read / pass | GB/s |\n");
-    printf("|-----:|-------------:|----------:|-------------------------:|---------------:|-----:|\n");
+    printf("| rows | ms / forward | × one row | distinct experts / layer | MB read / pass | GB/s | G multiply-adds | floor ms | "
+           "floor × one row |\n");
+    printf("|-----:|-------------:|----------:|-------------------------:|---------------:|-----:|----------------:|---------:|"
+           "----------------:|\n");
     summary_row *sr = n_summary < 32 ? &summary[n_summary++] : &summary[31];
     const char *base = strrchr(dir, '/');
     snprintf(sr->model, sizeof sr->model, "%s", base ? base + 1 : dir);
@@ -433,9 +520,12 @@ static void bench_model(const char *dir, double bw, int n_threads, moge_quant qu
         double bytes = pass_bytes(&in, ctx);
         char dist[32] = "-";
         if (in.n_expert) snprintf(dist, sizeof dist, "%.1f of %d", distinct, in.n_expert);
-        printf("| %4d | %12.3f | %9.2f | %24s | %14.1f | %4.1f |\n", n, t * 1e3, t / t1, dist, bytes / 1e6, bytes / t / 1e9);
+        if (n == 1 && bw_model <= 0) bw_model = bw; /* no room for a second buffer: the 512 MiB figure */
+        double fmas = pass_fmas(&in, n, 32), floor_s = bytes / bw_model;
+        if (fma_ps > 0 && fmas / fma_ps > floor_s) floor_s = fmas / fma_ps;
+        printf("| %4d | %12.3f | %9.2f | %24s | %14.1f | %4.1f | %15.2f | %8.3f | %15.2f |\n", n, t * 1e3, t / t1, dist, bytes / 1e6,
+               bytes / t / 1e9, fmas / 1e9, floor_s * 1e3, floor_s / t1);
         if (n == 1) {
-            if (bw_model <= 0) bw_model = bw; /* no room for a second buffer: the 512 MiB figure */
             double roof = bw_model / bytes;
             printf("decode at n=1: %.1f tokens/s; roofline %.1f tokens/s (%.1f MB/token at %.1f GB/s, read over %.0f MB) = %.0f %% of the limit\n",
                    1.0 / t, roof, bytes / 1e6, bw_model / 1e9, bytes / 1e6, 100.0 / t / roof);
@@ -443,7 +533,7 @@ static void bench_model(const char *dir, double bw, int n_threads, moge_quant qu
             sr->tps = 1.0 / t;
             sr->roof = roof;
         }
-        if (n == 16) sr->r16 = t / t1;
+        if (n == 16) sr->r16 = t / t1, sr->floor16 = floor_s / t1;
         if (n == 64) sr->r64 = t / t1;
     }
     double rss_run = rss_bytes() - rss0;
@@ -534,20 +624,23 @@ int main(int argc, char **argv) {
     double sum_bw = 0, gemv_bw = 0, bw = measure_bandwidth(n_threads, 512.0 * (1 << 20), &sum_bw, &gemv_bw);
     char cpu[128];
     moge_cpu_name(cpu, sizeof cpu);
+    const char *kernels = getenv("MOGE_KERNELS") && *getenv("MOGE_KERNELS") ? getenv("MOGE_KERNELS") : moge_cpu_kernels_best(), *width;
+    double peak = fma_peak(kernels, n_threads, &width);
     printf("moge bench: %s, %d threads, read bandwidth %.1f GB/s (512 MiB, best of 5: summing loop %.1f, the %s kernels' f32 "
-           "GEMV %.1f)\n", cpu, n_threads, bw / 1e9, sum_bw / 1e9, moge_cpu_kernels_best(), gemv_bw / 1e9);
+           "GEMV %.1f); multiply-add peak %.1f G/s (%s kernels: %s fused multiply-adds, float lanes, all threads)\n", cpu, n_threads,
+           bw / 1e9, sum_bw / 1e9, moge_cpu_kernels_best(), gemv_bw / 1e9, peak / 1e9, kernels, width);
     for (int d = 0; d < n_dirs; d++)
         for (int q = 0; q < 5; q++)
-            if (!only || list_has(only, names[q])) bench_model(dirs[d], bw, n_threads, quants[q]);
+            if (!only || list_has(only, names[q])) bench_model(dirs[d], bw, n_threads, quants[q], peak);
     printf("\nSummary (%s, %s kernels, %d threads, read bandwidth %.1f GB/s over 512 MiB; each roofline measured over its model's "
            "bytes per token):\n", cpu, run_kernels, n_threads, bw / 1e9);
-    printf("| model | weights | MB / token | decode tokens/s | roofline | %% of roofline | 16 rows / 1 | 64 rows / 1 | load s | "
-           "held MB | RSS MB | peak RSS MB while loading |\n");
-    printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    printf("| model | weights | MB / token | decode tokens/s | roofline | %% of roofline | 16 rows / 1 | its floor / 1 | 64 rows / 1 | "
+           "load s | held MB | RSS MB | peak RSS MB while loading |\n");
+    printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < n_summary; i++) {
         const summary_row *r = &summary[i];
-        printf("| %s | %s | %.1f | %.1f | %.1f | %.0f | %.2f | %.2f | %.2f | %.0f | %.0f | %.0f |\n", r->model, r->quant, r->mb_token, r->tps,
-               r->roof, 100.0 * r->tps / r->roof, r->r16, r->r64, r->load_s, r->resident_mb, r->rss_mb, r->peak_mb);
+        printf("| %s | %s | %.1f | %.1f | %.1f | %.0f | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f | %.0f |\n", r->model, r->quant, r->mb_token,
+               r->tps, r->roof, 100.0 * r->tps / r->roof, r->r16, r->floor16, r->r64, r->load_s, r->resident_mb, r->rss_mb, r->peak_mb);
     }
     return 0;
 }
