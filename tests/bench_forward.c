@@ -21,6 +21,8 @@
  *     multiply-add peak (independent fused multiply-add chains of the kernel variant's vector
  *     width on every thread), and that floor over the measured one-row time: how far below the
  *     measured "× one row" a pass of n rows could go on this machine.
+ *  4c. In the default run (and alone with --experts): the expert dispatch by itself, the rate
+ *     its weights stream at with 1, 2, 3, 4, 6 and 8 rows per expert (bench_experts).
  *  5. Memory: the process's resident set after loading (and its peak while loading) and after the
  *     runs, against the model's weight bytes (as stored, and as held:
  *     moge_model_info.resident_bytes) and its KV cache.
@@ -30,6 +32,7 @@
  *   -t N           threads (default: every online core)
  *   --write-models writes the benchmark models named (a directory of BENCH_MODELS; none named: all
  *                  of them) that do not exist yet, and exits
+ *   --experts      only the bandwidth, the multiply-add peak and the expert dispatch table
  *   --decode N     instead of the above: per directory and weight format, decodes N tokens one at a
  *                  time from an empty KV cache (each forward committed) after one untimed token,
  *                  as llama-bench's generation test (-p 0 -n N) does, and prints one line
@@ -223,6 +226,86 @@ static double fma_peak(const char *kernels, int n_threads, const char **width) {
     double sum = 0;
     for (int t = 0; t < n_threads; t++) { pthread_join(th[t], NULL); sum += jobs[t].lanes_per_s; }
     return sum;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the expert dispatch alone                                                                  */
+
+/* The cpu backend's MoE expert op (backend_ops.moe_experts) on MoGE-shaped layers of f32 experts
+ * in panel layout (32 experts of 128 × 1024 in 8 groups, K = 8, as the 1.6 GB stand-in; 8 layers
+ * of random weights, 403 MB), every expert given exactly R rows (4R rows, row r taking expert
+ * 4 g + r mod 4 of each group g), for R = 1, 2, 3, 4, 6, 8: the rate its weights stream at, on
+ * all threads and on one, against R = 1 — where a verification pass of many rows loses time in
+ * the experts (each sees a few of the rows) — and its multiply-adds at the measured peak. */
+enum { XB_EXPERTS = 32, XB_EMBD = 1024, XB_FF = 128, XB_K = 8, XB_LAYERS = 8 };
+static double experts_time(const backend_ops *ops, threadpool *pool, tensor (*w)[3][XB_EXPERTS], int rows_per_expert, float *ws) {
+    int n = 4 * rows_per_expert, K = XB_K;
+    static int32_t ex[64 * XB_K], order[64 * XB_K], offset[XB_EXPERTS + 1], begin[2] = {0, XB_EXPERTS};
+    static float x[64 * XB_EMBD], out[64 * XB_EMBD], weights[64 * XB_K];
+    static float pair_out[64 * XB_K * XB_EMBD];
+    for (int r = 0; r < n; r++)
+        for (int g = 0; g < K; g++) ex[r * K + g] = 4 * g + r % 4, weights[r * K + g] = 1.0f / K;
+    for (int i = 0; i < n * XB_EMBD; i++) x[i] = 1.0f / (float)(i % 97 + 1);
+    backend_env env = {.pool = pool, .ws = NULL};
+    double t[5];
+    for (int rep = 0; rep < 6; rep++) { /* the first warms the pool */
+        double t0 = clock_now();
+        for (int l = 0; l < XB_LAYERS; l++) {
+            moe_args a = {.out = out, .x = x, .n = n, .n_embd = XB_EMBD, .n_ff = XB_FF, .k = K, .n_expert = XB_EXPERTS,
+                          .experts = ex, .weights = weights, .gate = w[l][0], .up = w[l][1], .down = w[l][2], .n_devices = 1,
+                          .device_begin = begin, .order = order, .offset = offset, .pair_out = pair_out, .thread_scratch = ws};
+            ops->moe_experts(&env, &a);
+        }
+        if (rep > 0) t[rep - 1] = clock_now() - t0;
+    }
+    qsort(t, 5, sizeof t[0], cmp_double);
+    return t[2];
+}
+
+static void bench_experts(const char *kernels, int n_threads, double fma_ps) {
+    const backend_ops *ops = backend_cpu_find(kernels) ? backend_cpu_find(kernels) : backend_cpu_best();
+    size_t per = (size_t)3 * XB_EMBD * XB_FF, total = per * XB_EXPERTS * XB_LAYERS;
+    float *buf = big_alloc(total * sizeof(float));
+    tensor (*w)[3][XB_EXPERTS] = calloc(XB_LAYERS, sizeof *w);
+    float *ws = malloc((size_t)(n_threads > 0 ? n_threads : 1) * moe_scratch_floats(64, XB_EMBD, XB_FF) * sizeof(float));
+    threadpool *pools[2] = {threadpool_new(n_threads), threadpool_new(1)};
+    if (!buf || !w || !ws || !pools[0] || !pools[1]) {
+        printf("\nexpert dispatch: no memory for %.0f MB of experts\n", total * 4 / 1e6);
+    } else {
+        for (size_t i = 0; i < total; i++) buf[i] = (float)(int)(i % 13) * 0.01f - 0.06f;
+        for (int l = 0; l < XB_LAYERS; l++)
+            for (int e = 0; e < XB_EXPERTS; e++) {
+                float *b = buf + ((size_t)l * XB_EXPERTS + e) * per;
+                for (int m = 0; m < 3; m++)
+                    w[l][m][e] = (tensor){.type = DTYPE_F32, .n_dims = 2, .shape = {m == 2 ? XB_EMBD : XB_FF, m == 2 ? XB_FF : XB_EMBD},
+                                          .data = b + (size_t)m * XB_EMBD * XB_FF, .panel = TENSOR_PANEL};
+            }
+        printf("\nexpert dispatch alone (%s kernels; %d MoGE-shaped layers, %d f32 experts of %d × %d each, K = %d, %.0f MB; every "
+               "expert given the same number of rows; medians of 5):\n", ops->variant, XB_LAYERS, XB_EXPERTS, XB_FF, XB_EMBD, XB_K,
+               total * 4 / 1e6);
+        printf("| rows per expert | %d threads: ms | GB/s | × the 1-row rate | 1 thread: ms | GB/s | × the 1-row rate | "
+               "multiply-adds at peak, ms (%d threads) |\n", n_threads, n_threads);
+        printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        static const int R[] = {1, 2, 3, 4, 6, 8};
+        double base[2] = {0, 0};
+        for (size_t i = 0; i < sizeof R / sizeof R[0]; i++) {
+            double ts[2], gbs[2];
+            for (int p = 0; p < 2; p++) {
+                ts[p] = experts_time(ops, pools[p], w, R[i], ws);
+                gbs[p] = total * 4.0 / ts[p] / 1e9;
+                if (i == 0) base[p] = gbs[p];
+            }
+            char at_peak[32] = "-"; /* no vector peak for the scalar variants */
+            if (fma_ps > 0) snprintf(at_peak, sizeof at_peak, "%.2f", (double)R[i] * XB_EXPERTS * per * XB_LAYERS / fma_ps * 1e3);
+            printf("| %d | %.2f | %.1f | %.2f | %.2f | %.1f | %.2f | %s |\n", R[i], ts[0] * 1e3, gbs[0], gbs[0] / base[0], ts[1] * 1e3,
+                   gbs[1], gbs[1] / base[1], at_peak);
+        }
+    }
+    threadpool_free(pools[0]);
+    threadpool_free(pools[1]);
+    free(ws);
+    free(w);
+    free(buf);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -584,19 +667,21 @@ static int bench_decode(const char *dir, int n_threads, moge_quant quant, int n_
 
 int main(int argc, char **argv) {
     int n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN), n_decode = 0;
-    bool write_only = false;
+    bool write_only = false, experts_only = false;
     const char *dirs[16];
     int n_dirs = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-t") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0) n_threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--decode") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0) n_decode = atoi(argv[++i]);
         else if (strcmp(argv[i], "--write-models") == 0) write_only = true;
+        else if (strcmp(argv[i], "--experts") == 0) experts_only = true;
         else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: bench_forward [-t THREADS] [--write-models | --decode N] [MODEL_DIR...]\n");
+            fprintf(stderr, "usage: bench_forward [-t THREADS] [--write-models | --decode N | --experts] [MODEL_DIR...]\n");
             return 2;
         } else if (n_dirs < 16) dirs[n_dirs++] = argv[i];
     }
-    if (n_dirs == 0) {
+    bool default_run = n_dirs == 0;
+    if (n_dirs == 0 && !experts_only) {
         if (!write_only) {
             dirs[n_dirs++] = "models/stories260K";
             dirs[n_dirs++] = "models/tinystories-moge"; /* the demo target */
@@ -629,6 +714,8 @@ int main(int argc, char **argv) {
     printf("moge bench: %s, %d threads, read bandwidth %.1f GB/s (512 MiB, best of 5: summing loop %.1f, the %s kernels' f32 "
            "GEMV %.1f); multiply-add peak %.1f G/s (%s kernels: %s fused multiply-adds, float lanes, all threads)\n", cpu, n_threads,
            bw / 1e9, sum_bw / 1e9, moge_cpu_kernels_best(), gemv_bw / 1e9, peak / 1e9, kernels, width);
+    if (experts_only || default_run) bench_experts(kernels, n_threads, peak);
+    if (experts_only) return 0;
     for (int d = 0; d < n_dirs; d++)
         for (int q = 0; q < 5; q++)
             if (!only || list_has(only, names[q])) bench_model(dirs[d], bw, n_threads, quants[q], peak);
