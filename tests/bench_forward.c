@@ -173,28 +173,21 @@ static double measure_bandwidth(int n_threads, double bytes, double *sum_bw, dou
 #include <immintrin.h>
 #define PEAK_CHAINS 12
 #define PEAK_UNROLL _Pragma("GCC unroll 12") /* the chains in registers, not in memory */
-__attribute__((target("avx2,fma"))) static double fma_lanes_ymm(long iters) {
-    __m256 a[PEAK_CHAINS], m = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-3f);
-    for (int j = 0; j < PEAK_CHAINS; j++) a[j] = _mm256_set1_ps((float)j);
-    double t0 = clock_now();
-    for (long i = 0; i < iters; i++)
-        PEAK_UNROLL for (int j = 0; j < PEAK_CHAINS; j++) a[j] = _mm256_fmadd_ps(a[j], m, c);
-    double t = clock_now() - t0;
-    float sink = 0;
-    for (int j = 0; j < PEAK_CHAINS; j++) sink += _mm256_cvtss_f32(a[j]);
-    return sink == -1.0f ? 0 : (double)iters * PEAK_CHAINS * 8 / t;
-}
-__attribute__((target("avx512f"))) static double fma_lanes_zmm(long iters) {
-    __m512 a[PEAK_CHAINS], m = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-3f);
-    for (int j = 0; j < PEAK_CHAINS; j++) a[j] = _mm512_set1_ps((float)j);
-    double t0 = clock_now();
-    for (long i = 0; i < iters; i++)
-        PEAK_UNROLL for (int j = 0; j < PEAK_CHAINS; j++) a[j] = _mm512_fmadd_ps(a[j], m, c);
-    double t = clock_now() - t0;
-    float sink = 0;
-    for (int j = 0; j < PEAK_CHAINS; j++) sink += _mm512_reduce_add_ps(a[j]);
-    return sink == -1.0f ? 0 : (double)iters * PEAK_CHAINS * 16 / t;
-}
+/* NAME(iters): PEAK_CHAINS chains of type V, `iters` multiply-adds each; lanes per second. */
+#define FMA_LANES(NAME, TARGET, V, SET1, FMADD, FIRST, LANES)                                   \
+    __attribute__((target(TARGET))) static double NAME(long iters) {                            \
+        V a[PEAK_CHAINS], m = SET1(0.999f), c = SET1(1e-3f);                                    \
+        for (int j = 0; j < PEAK_CHAINS; j++) a[j] = SET1((float)j);                            \
+        double t0 = clock_now();                                                                \
+        for (long i = 0; i < iters; i++)                                                        \
+            PEAK_UNROLL for (int j = 0; j < PEAK_CHAINS; j++) a[j] = FMADD(a[j], m, c);         \
+        double t = clock_now() - t0;                                                            \
+        float sink = 0;                                                                         \
+        for (int j = 0; j < PEAK_CHAINS; j++) sink += FIRST(a[j]);                              \
+        return sink == -1.0f ? 0 : (double)iters * PEAK_CHAINS * LANES / t;                     \
+    }
+FMA_LANES(fma_lanes_ymm, "avx2,fma", __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_cvtss_f32, 8)
+FMA_LANES(fma_lanes_zmm, "avx512f", __m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_cvtss_f32, 16)
 #endif
 
 typedef struct { int wide; double lanes_per_s; } peak_job;
