@@ -69,9 +69,9 @@ static void check_matmul(dtype type, int n, int out, int in, int with_bias, int 
 
 static void test_matmul(void) {
     dtype types[] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16};
-    int rows[] = {1, 2, 7, 64, 65, 100};
+    int rows[] = {1, 2, 3, 7, 16, 64, 65, 100}; /* the tile shapes: 1, 2 and 3 rows have their own, 16 is three passes */
     for (int t = 0; t < 3; t++)
-        for (int r = 0; r < 6; r++) {
+        for (int r = 0; r < 8; r++) {
             check_matmul(types[t], rows[r], 131, 72, 0, 0);
             check_matmul(types[t], rows[r], 70, 33, 1, 0);
             check_matmul(types[t], rows[r], 131, 72, 0, 1); /* partial last panel and tile */
@@ -310,7 +310,9 @@ static void check_batch_invariance(int panel, int n) {
 /* Panel-layout weights: invariant at any batch size (prefill included). */
 static void test_matmul_batch_invariance(void) {
     check_batch_invariance(0, 13);
+    check_batch_invariance(1, 3);
     check_batch_invariance(1, 13);
+    check_batch_invariance(1, 16);
     check_batch_invariance(1, 100);
 }
 

@@ -268,6 +268,12 @@ typedef void tile_fn(int to, int tr, const tensor *w, int64_t o, int in, const a
 #define PNV (TENSOR_PANEL / VL) /* vectors per panel column */
 #define PT_C1 (4 * PT_PANELS)
 #define PT_C2 (2 * PT_PANELS)
+/* Panels of a 3-row tile of float weights: with AVX2 two (12 chains; over one panel, 6 chains
+ * leave the fma units waiting on their latency and the prefetchers follow one stream: a 3-row pass
+ * of the dense 1.7 GB stand-in took 3-6 % less time on a Zen 3, the MoGE one no measurable change;
+ * Q8 / Q4 tiles, which need registers to convert their codes, were slower so and keep one), else
+ * PT_PANELS. */
+#define PT_C3 (PT_PANELS == 1 ? PT_C2 : PT_PANELS)
 #define PT_ACC (PT_C1 * PNV) /* accumulators per row, at most */
 typedef void ptile_fn(int R, int C, const char *wp, size_t pb, int in, const float *x, float *y, int64_t ldy, int cols,
                       const char *ahead, size_t ahead_step);
@@ -327,12 +333,14 @@ ALWAYS_INLINE void pt_store(int R, int C, vf acc[PT_ROWS][PT_ACC], float *y, int
 #else
 #define PT_CASES_WIDE(TILE, T, C) default: break;
 #endif
-/* (R, C) as matmul_panels chooses them: C == PT_C1 only with R == 1, PT_C2 with R <= 2. */
+/* (R, C) as matmul_panels chooses them: C == PT_C1 only with R == 1, PT_C2 with R <= 2 (and 3 where
+ * PT_C3 is PT_C2). */
 #define PT_TYPE(T, NAME, TILE)                                                                                  \
     void NAME(int R, int C, const char *wp, size_t pb, int in, const float *x, float *y, int64_t ldy, int cols,   \
               const char *ahead, size_t ahead_step) {                                                           \
         if (C == PT_C1) PT_CALL(TILE, T, 1, PT_C1);                                                             \
         else if (C == PT_C2 && R == 1) PT_CALL(TILE, T, 1, PT_C2);                                              \
+        else if (C == PT_C2 && R == 3 && PT_C3 == PT_C2) PT_CALL(TILE, T, 3, PT_C3);                            \
         else if (C == PT_C2) PT_CALL(TILE, T, 2, PT_C2);                                                        \
         else if (C == PT_PANELS) { PT_ROWS_CASES(TILE, T, PT_PANELS) }                                          \
         else { PT_ROWS_CASES(TILE, T, 1) }                                                                      \
