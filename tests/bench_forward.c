@@ -18,9 +18,10 @@
  *  4. Decode tokens/s at n = 1 against bandwidth / bytes read per token.
  *  4b. Per n, the floor of a pass: the longer of its bytes at the model's measured bandwidth and
  *     its multiply-adds (weights × rows, attention scores and sums) at the processor's measured
- *     multiply-add peak (independent fused multiply-add chains of the kernel variant's vector
- *     width on every thread), and that floor over the measured one-row time: how far below the
- *     measured "× one row" a pass of n rows could go on this machine.
+ *     multiply-add peak (independent chains of the kernel variant's own instructions on every
+ *     thread: f32 fused multiply-adds, or the int8 dot products of W8A8/W4A8), and that floor over
+ *     the measured one-row time: how far below the measured "× one row" a pass of n rows could go
+ *     on this machine.
  *  4c. In the default run (and alone with --experts): the expert dispatch by itself, the rate
  *     its weights stream at with 1, 2, 3, 4, 6 and 8 rows per expert (bench_experts).
  *  5. Memory: the process's resident set after loading (and its peak while loading) and after the
@@ -165,59 +166,91 @@ static double measure_bandwidth(int n_threads, double bytes, double *sum_bw, dou
 /* ------------------------------------------------------------------------------------------ */
 /* multiply-add peak                                                                          */
 
-/* Fused multiply-adds per second of one thread in the vector width of kernel variant `kernels`
- * (ymm for avx2/avxvnni, zmm for avx512/avx512vnni): 12 independent chains (an fma waits about 4
- * cycles and two start per cycle on the machines measured, so 8 keep the units busy), counted in
- * float lanes. 0 where the variant has no vector kernels. */
+/* Multiply-adds per second of one thread, as the kernels of a variant do them: f32 fused
+ * multiply-adds (ymm for avx2/avxvnni, zmm for avx512/avx512vnni) for float and Q8/Q4 weights, and
+ * the unsigned × signed byte dot products of W8A8/W4A8 (vpmaddubsw + vpmaddwd on ymm, vpdpbusd on
+ * ymm with AVX-VNNI or zmm with AVX-512 VNNI: kernels.h QA_DOT_US). 12 independent chains (an
+ * instruction waits about 4 cycles for its chain and two start per cycle on the machines measured,
+ * so 8 keep the units busy), counted in float lanes or byte products. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define PEAK_CHAINS 12
 #define PEAK_UNROLL _Pragma("GCC unroll 12") /* the chains in registers, not in memory */
-/* NAME(iters): PEAK_CHAINS chains of type V, `iters` multiply-adds each; lanes per second. */
-#define FMA_LANES(NAME, TARGET, V, SET1, FMADD, FIRST, LANES)                                   \
+/* NAME(iters): PEAK_CHAINS chains of type V, `iters` steps each: multiply-adds per second. */
+#define PEAK_LOOP(NAME, TARGET, V, INIT, STEP, FIRST, PER_STEP)                                 \
     __attribute__((target(TARGET))) static double NAME(long iters) {                            \
-        V a[PEAK_CHAINS], m = SET1(0.999f), c = SET1(1e-3f);                                    \
-        for (int j = 0; j < PEAK_CHAINS; j++) a[j] = SET1((float)j);                            \
+        V a[PEAK_CHAINS], m = INIT(1), c = INIT(3);                                             \
+        (void)m; /* MADD8 multiplies the chain itself */                                        \
+        for (int j = 0; j < PEAK_CHAINS; j++) a[j] = INIT(j);                                   \
         double t0 = clock_now();                                                                \
         for (long i = 0; i < iters; i++)                                                        \
-            PEAK_UNROLL for (int j = 0; j < PEAK_CHAINS; j++) a[j] = FMADD(a[j], m, c);         \
+            PEAK_UNROLL for (int j = 0; j < PEAK_CHAINS; j++) a[j] = STEP(a[j], m, c);          \
         double t = clock_now() - t0;                                                            \
-        float sink = 0;                                                                         \
+        double sink = 0;                                                                        \
         for (int j = 0; j < PEAK_CHAINS; j++) sink += FIRST(a[j]);                              \
-        return sink == -1.0f ? 0 : (double)iters * PEAK_CHAINS * LANES / t;                     \
+        return sink == -1.0 ? 0 : (double)iters * PEAK_CHAINS * PER_STEP / t;                   \
     }
-FMA_LANES(fma_lanes_ymm, "avx2,fma", __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_cvtss_f32, 8)
-FMA_LANES(fma_lanes_zmm, "avx512f", __m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_cvtss_f32, 16)
+#define F8(v) _mm256_set1_ps(0.999f + 1e-3f * (float)(v))
+#define F16(v) _mm512_set1_ps(0.999f + 1e-3f * (float)(v))
+#define I8(v) _mm256_set1_epi8((char)(v))
+#define I16(v) _mm512_set1_epi8((char)(v))
+#define FMA8(a, m, c) _mm256_fmadd_ps(a, m, c)
+#define FMA16(a, m, c) _mm512_fmadd_ps(a, m, c)
+/* the chain's own value as the unsigned bytes: a product of the loop's constants would be
+ * computed once for all chains */
+#define MADD8(a, w, x) _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(a, x), _mm256_set1_epi16(1)))
+#define DPB8(a, w, x) _mm256_dpbusd_avx_epi32(a, w, x)
+#define DPB16(a, w, x) _mm512_dpbusd_epi32(a, w, x)
+#define FIRST_PS8(v) _mm256_cvtss_f32(v)
+#define FIRST_PS16(v) _mm512_cvtss_f32(v)
+#define FIRST_I8(v) _mm256_cvtsi256_si32(v)
+#define FIRST_I16(v) _mm512_cvtsi512_si32(v)
+PEAK_LOOP(peak_fma_ymm, "avx2,fma", __m256, F8, FMA8, FIRST_PS8, 8)
+PEAK_LOOP(peak_fma_zmm, "avx512f", __m512, F16, FMA16, FIRST_PS16, 16)
+PEAK_LOOP(peak_madd_ymm, "avx2", __m256i, I8, MADD8, FIRST_I8, 32)
+PEAK_LOOP(peak_dpb_ymm, "avx2,avxvnni", __m256i, I8, DPB8, FIRST_I8, 32)
+PEAK_LOOP(peak_dpb_zmm, "avx512f,avx512bw,avx512vnni", __m512i, I16, DPB16, FIRST_I16, 64)
 #endif
 
-typedef struct { int wide; double lanes_per_s; } peak_job;
+/* The instructions of a variant's kernels: f32 multiply-adds, or int8 dot products. */
+typedef enum { PEAK_NONE, PEAK_FMA_YMM, PEAK_FMA_ZMM, PEAK_MADD_YMM, PEAK_DPB_YMM, PEAK_DPB_ZMM } peak_kind;
+static const char *const PEAK_NAMES[] = {"none", "ymm fma", "zmm fma", "ymm vpmaddubsw", "ymm vpdpbusd", "zmm vpdpbusd"};
+static peak_kind peak_of(const char *kernels, bool int8) {
+    if (strcmp(kernels, "avx512vnni") == 0) return int8 ? PEAK_DPB_ZMM : PEAK_FMA_ZMM;
+    if (strcmp(kernels, "avx512") == 0) return int8 ? PEAK_MADD_YMM : PEAK_FMA_ZMM;
+    if (strcmp(kernels, "avxvnni") == 0) return int8 ? PEAK_DPB_YMM : PEAK_FMA_YMM;
+    if (strcmp(kernels, "avx2") == 0) return int8 ? PEAK_MADD_YMM : PEAK_FMA_YMM;
+    return PEAK_NONE; /* the scalar and generic variants */
+}
+
+typedef struct { peak_kind kind; double per_s; } peak_job;
 static void *peak_worker(void *arg) {
     peak_job *j = arg;
-    j->lanes_per_s = 0;
+    j->per_s = 0;
 #if defined(__x86_64__) && defined(__GNUC__)
-    for (int rep = 0; rep < 3; rep++) { /* about 20 ms each at 3 GHz; the best counts */
-        double r = j->wide == 16 ? fma_lanes_zmm(5000000) : fma_lanes_ymm(5000000);
-        if (r > j->lanes_per_s) j->lanes_per_s = r;
+    double (*loops[])(long) = {NULL, peak_fma_ymm, peak_fma_zmm, peak_madd_ymm, peak_dpb_ymm, peak_dpb_zmm};
+    for (int rep = 0; rep < 3 && loops[j->kind]; rep++) { /* about 20 ms each at 3 GHz; the best counts */
+        double r = loops[j->kind](5000000);
+        if (r > j->per_s) j->per_s = r;
     }
 #endif
     return NULL;
 }
 
-/* Multiply-adds (float lanes) per second of n_threads threads running at once with kernel
- * variant `kernels`; 0 for the scalar and generic variants. */
-static double fma_peak(const char *kernels, int n_threads, const char **width) {
-    int wide = strncmp(kernels, "avx512", 6) == 0 ? 16 : strncmp(kernels, "avx", 3) == 0 ? 8 : 0;
-    *width = wide == 16 ? "zmm" : wide == 8 ? "ymm" : "none";
-    if (!wide) return 0;
+/* Multiply-adds per second of n_threads threads running at once, as the kernels of variant
+ * `kernels` do them (f32, or int8 for W8A8/W4A8); 0 for the scalar and generic variants. */
+static double mac_peak(const char *kernels, bool int8, int n_threads) {
+    peak_kind kind = peak_of(kernels, int8);
+    if (kind == PEAK_NONE) return 0;
     pthread_t th[64];
     peak_job jobs[64];
     if (n_threads > 64) n_threads = 64;
     for (int t = 0; t < n_threads; t++) {
-        jobs[t].wide = wide;
+        jobs[t].kind = kind;
         pthread_create(&th[t], NULL, peak_worker, &jobs[t]);
     }
     double sum = 0;
-    for (int t = 0; t < n_threads; t++) { pthread_join(th[t], NULL); sum += jobs[t].lanes_per_s; }
+    for (int t = 0; t < n_threads; t++) { pthread_join(th[t], NULL); sum += jobs[t].per_s; }
     return sum;
 }
 
@@ -702,16 +735,18 @@ int main(int argc, char **argv) {
     double sum_bw = 0, gemv_bw = 0, bw = measure_bandwidth(n_threads, 512.0 * (1 << 20), &sum_bw, &gemv_bw);
     char cpu[128];
     moge_cpu_name(cpu, sizeof cpu);
-    const char *kernels = getenv("MOGE_KERNELS") && *getenv("MOGE_KERNELS") ? getenv("MOGE_KERNELS") : moge_cpu_kernels_best(), *width;
-    double peak = fma_peak(kernels, n_threads, &width);
+    const char *kernels = getenv("MOGE_KERNELS") && *getenv("MOGE_KERNELS") ? getenv("MOGE_KERNELS") : moge_cpu_kernels_best();
+    double peak[2] = {mac_peak(kernels, false, n_threads), mac_peak(kernels, true, n_threads)}; /* f32, int8 */
     printf("moge bench: %s, %d threads, read bandwidth %.1f GB/s (512 MiB, best of 5: summing loop %.1f, the %s kernels' f32 "
-           "GEMV %.1f); multiply-add peak %.1f G/s (%s kernels: %s fused multiply-adds, float lanes, all threads)\n", cpu, n_threads,
-           bw / 1e9, sum_bw / 1e9, moge_cpu_kernels_best(), gemv_bw / 1e9, peak / 1e9, kernels, width);
-    if (experts_only || default_run) bench_experts(kernels, n_threads, peak);
+           "GEMV %.1f); multiply-add peak of the %s kernels, all threads: %.1f G/s f32 (%s), %.1f G/s int8 (%s)\n", cpu, n_threads,
+           bw / 1e9, sum_bw / 1e9, moge_cpu_kernels_best(), gemv_bw / 1e9, kernels, peak[0] / 1e9, PEAK_NAMES[peak_of(kernels, false)],
+           peak[1] / 1e9, PEAK_NAMES[peak_of(kernels, true)]);
+    if (experts_only || default_run) bench_experts(kernels, n_threads, peak[0]);
     if (experts_only) return 0;
     for (int d = 0; d < n_dirs; d++)
         for (int q = 0; q < 5; q++)
-            if (!only || list_has(only, names[q])) bench_model(dirs[d], bw, n_threads, quants[q], peak);
+            if (!only || list_has(only, names[q]))
+                bench_model(dirs[d], bw, n_threads, quants[q], peak[quants[q] == MOGE_QUANT_W8A8 || quants[q] == MOGE_QUANT_W4A8]);
     printf("\nSummary (%s, %s kernels, %d threads, read bandwidth %.1f GB/s over 512 MiB; each roofline measured over its model's "
            "bytes per token):\n", cpu, run_kernels, n_threads, bw / 1e9);
     printf("| model | weights | MB / token | decode tokens/s | roofline | %% of roofline | 16 rows / 1 | its floor / 1 | 64 rows / 1 | "
