@@ -14,6 +14,7 @@ typedef struct {
     int n_args;
     float *ws;
     int n_tasks;
+    int64_t items; /* (row, key/value head) pairs over every set */
 } attn_job;
 
 #ifdef MOGE_AVX2
@@ -33,7 +34,7 @@ static void scores8(const float *q, const float *kc, int s0, int end, int D, flo
     __m256 acc[8];
     int D8 = D / 8 * 8;
     const float *k[8];
-    for (int j = 0; j < 8; j++) { /* slots past the end: slot s0 again, its lane zeroed below */
+    UNROLL8 for (int j = 0; j < 8; j++) { /* slots past the end: slot s0 again, its lane zeroed below */
         acc[j] = _mm256_setzero_ps();
         k[j] = kc + (int64_t)(s0 + j < end ? s0 + j : s0) * D;
     }
@@ -42,7 +43,7 @@ static void scores8(const float *q, const float *kc, int s0, int end, int D, flo
         __m256 qv = _mm256_loadu_ps(q + d);
         UNROLL8 for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[j] + d), acc[j]);
     }
-    for (int j = 0; j < 8; j++)
+    UNROLL8 for (int j = 0; j < 8; j++)
         if (s0 + j >= end) acc[j] = _mm256_setzero_ps();
     __m256 m[4], t[2];
     for (int j = 0; j < 4; j++) /* lanes i + i+4 */
@@ -54,6 +55,10 @@ static void scores8(const float *q, const float *kc, int s0, int end, int D, flo
                              _mm256_shuffle_ps(t[0], t[1], _MM_SHUFFLE(3, 1, 3, 1)));
     /* r holds slots 0 2 4 6 | 1 3 5 7 */
     r = _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    if (D8 == D) { /* no scalar tail: its zeros added as they would be (a -0 score becomes +0) */
+        _mm256_storeu_ps(p + s0, _mm256_add_ps(r, _mm256_setzero_ps()));
+        return;
+    }
     float tail[8] = {0};
     for (int j = 0; j < 8 && s0 + j < end; j++)
         for (int d = D8; d < D; d++) tail[j] += q[d] * kc[(int64_t)(s0 + j) * D + d];
@@ -197,20 +202,23 @@ static void attn_item(const attn_args *a, int i, int h, float *p) {
 #endif
 }
 
-/* Task t handles the (set, row, key/value head) items t, t + n_tasks, ... numbered over every set
- * in order, each item the query heads that share the key/value head one after the other (so the
- * keys and values are read from memory once and then from the core's cache); its scores live in
+/* Task t handles a contiguous share of the (set, key/value head, row) items, numbered over every
+ * set in order and within a set by key/value head first: the rows of one key/value head follow
+ * each other on one thread, each item the query heads that share it one after the other, so a
+ * head's keys and values are read from memory once and then from the core's cache (numbered by
+ * row first, a core cycled through every head's keys and values for each row, and at a context
+ * of a few hundred slots they no longer fit its L2). Its scores live in
  * ws + t * backend_attn_ws_stride(n_ctx). */
 static void attn_task(void *arg, int t) {
     const attn_job *job = arg;
     float *p = job->ws + (int64_t)t * backend_attn_ws_stride(job->a[0].n_ctx);
-    int64_t base = 0;
-    for (int j = 0; j < job->n_args; j++) {
+    int64_t lo = job->items * t / job->n_tasks, hi = job->items * (t + 1) / job->n_tasks, base = 0;
+    for (int j = 0; j < job->n_args && base < hi; j++) {
         const attn_args *a = &job->a[j];
         int group = a->n_head / a->n_head_kv;
-        int64_t items = (int64_t)a->n * a->n_head_kv, first = (t - base % job->n_tasks + job->n_tasks) % job->n_tasks;
-        for (int64_t item = first; item < items; item += job->n_tasks) {
-            int i = (int)(item / a->n_head_kv), kh = (int)(item % a->n_head_kv);
+        int64_t items = (int64_t)a->n * a->n_head_kv;
+        for (int64_t item = lo > base ? lo - base : 0; item < items && base + item < hi; item++) {
+            int kh = (int)(item / a->n), i = (int)(item % a->n);
             for (int h = kh * group; h < (kh + 1) * group; h++) attn_item(a, i, h, p);
         }
         base += items;
@@ -225,6 +233,7 @@ void cpu_attention(const backend_env *env, const attn_args *a, int n_args) {
         work += (int64_t)a[j].n * a[j].n_head * (a[j].n_past + a[j].n_prev + a[j].n) * a[j].head_dim;
     }
     if (n_args < 1 || items < 1) return;
+    job.items = items;
     if (job.n_tasks > items) job.n_tasks = (int)items;
     if (work < (1 << 16)) job.n_tasks = 1;
     threadpool_run(env->pool, job.n_tasks, attn_task, &job);
