@@ -23,7 +23,8 @@
  *     the measured one-row time: how far below the measured "× one row" a pass of n rows could go
  *     on this machine.
  *  4c. In the default run (and alone with --experts): the expert dispatch by itself, the rate
- *     its weights stream at with 1, 2, 3, 4, 6 and 8 rows per expert (bench_experts).
+ *     its weights stream at with 1, 2, 3, 4, 6 and 8 rows per expert (bench_experts), and the
+ *     attention by itself, one row and 16 after 32, 448 and 2000 slots (bench_attention).
  *  5. Memory: the process's resident set after loading (and its peak while loading) and after the
  *     runs, against the model's weight bytes (as stored, and as held:
  *     moge_model_info.resident_bytes) and its KV cache.
@@ -33,7 +34,7 @@
  *   -t N           threads (default: every online core)
  *   --write-models writes the benchmark models named (a directory of BENCH_MODELS; none named: all
  *                  of them) that do not exist yet, and exits
- *   --experts      only the bandwidth, the multiply-add peak and the expert dispatch table
+ *   --experts      only the bandwidth, the multiply-add peak, the expert dispatch and attention tables
  *   --decode N     instead of the above: per directory and weight format, decodes N tokens one at a
  *                  time from an empty KV cache (each forward committed) after one untimed token,
  *                  as llama-bench's generation test (-p 0 -n N) does, and prints one line
@@ -332,6 +333,59 @@ static void bench_experts(const char *kernels, int n_threads, double fma_ps) {
     free(ws);
     free(w);
     free(buf);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* attention alone                                                                            */
+
+/* The cpu backend's attention op (backend_ops.attention) with the MoGE stand-in's shapes (32
+ * query heads sharing 16 key/value heads of 32, 18 layers of f32 caches), one row and a chain of
+ * 16 after contexts of 32, 448 and 2000 committed slots: time, multiply-adds per second (scores
+ * and weighted sums) and 16 rows over one. Medians of 9, both alternating. */
+static void bench_attention(const char *kernels, int n_threads, double fma_ps) {
+    enum { H = 32, HKV = 16, D = 32, L = 18, ROWS = 16 };
+    const backend_ops *ops = backend_cpu_find(kernels) ? backend_cpu_find(kernels) : backend_cpu_best();
+    static const int past[] = {32, 448, 2000};
+    int n_ctx_max = 2000 + ROWS;
+    size_t cache = (size_t)HKV * n_ctx_max * D;
+    float *k = malloc(cache * L * sizeof(float)), *v = malloc(cache * L * sizeof(float));
+    float *q = malloc((size_t)ROWS * H * D * sizeof(float)), *out = malloc((size_t)ROWS * H * D * sizeof(float));
+    float *ws = malloc((size_t)(n_threads > 0 ? n_threads : 1) * backend_attn_ws_stride(n_ctx_max) * sizeof(float));
+    threadpool *pool = threadpool_new(n_threads);
+    if (!k || !v || !q || !out || !ws || !pool) {
+        printf("\nattention: no memory for the caches\n");
+    } else {
+        for (size_t i = 0; i < cache * L; i++) k[i] = (float)(int)(i * 7 % 13) * 0.05f - 0.3f, v[i] = (float)(int)(i * 5 % 11) * 0.05f - 0.25f;
+        for (int i = 0; i < ROWS * H * D; i++) q[i] = (float)(i % 17) * 0.03f - 0.2f;
+        backend_env env = {.pool = pool, .attn_ws = ws};
+        printf("\nattention alone (%s kernels; %d query heads on %d key/value heads of %d, %d layers; medians of 9):\n", ops->variant, H, HKV, D,
+               L);
+        printf("| committed slots | 1 row: ms | G multiply-adds/s | %d rows: ms | G multiply-adds/s | %d rows / 1 | %% of the f32 peak (%d rows) |\n",
+               ROWS, ROWS, ROWS);
+        printf("|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (size_t c = 0; c < sizeof past / sizeof past[0]; c++) {
+            double t[2][9];
+            for (int rep = 0; rep < 10; rep++) /* the first warms the caches and the pool */
+                for (int j = 0; j < 2; j++) {
+                    double t0 = clock_now();
+                    for (int l = 0; l < L; l++) {
+                        attn_args a = {.out = out, .q = q, .k_cache = k + cache * l, .v_cache = v + cache * l, .n_past = past[c], .n = j ? ROWS : 1,
+                                       .n_ctx = n_ctx_max, .n_head = H, .n_head_kv = HKV, .head_dim = D};
+                        ops->attention(&env, &a, 1);
+                    }
+                    if (rep > 0) t[j][rep - 1] = clock_now() - t0;
+                }
+            qsort(t[0], 9, sizeof(double), cmp_double);
+            qsort(t[1], 9, sizeof(double), cmp_double);
+            double f1 = 2.0 * H * D * (past[c] + 1) * L, fn = 2.0 * H * D * ((double)ROWS * past[c] + ROWS * (ROWS + 1) / 2.0) * L;
+            char pct[32] = "-";
+            if (fma_ps > 0) snprintf(pct, sizeof pct, "%.0f", 100.0 * fn / t[1][4] / fma_ps);
+            printf("| %d | %.2f | %.1f | %.2f | %.1f | %.2f | %s |\n", past[c], t[0][4] * 1e3, f1 / t[0][4] / 1e9, t[1][4] * 1e3,
+                   fn / t[1][4] / 1e9, t[1][4] / t[0][4], pct);
+        }
+    }
+    threadpool_free(pool);
+    free(k); free(v); free(q); free(out); free(ws);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -741,7 +795,10 @@ int main(int argc, char **argv) {
            "GEMV %.1f); multiply-add peak of the %s kernels, all threads: %.1f G/s f32 (%s), %.1f G/s int8 (%s)\n", cpu, n_threads,
            bw / 1e9, sum_bw / 1e9, moge_cpu_kernels_best(), gemv_bw / 1e9, kernels, peak[0] / 1e9, PEAK_NAMES[peak_of(kernels, false)],
            peak[1] / 1e9, PEAK_NAMES[peak_of(kernels, true)]);
-    if (experts_only || default_run) bench_experts(kernels, n_threads, peak[0]);
+    if (experts_only || default_run) {
+        bench_experts(kernels, n_threads, peak[0]);
+        bench_attention(kernels, n_threads, peak[0]);
+    }
     if (experts_only) return 0;
     for (int d = 0; d < n_dirs; d++)
         for (int q = 0; q < 5; q++)
