@@ -277,6 +277,8 @@ static void test_attention(void) {
     check_attention(21, 3, 4, 8, 2, 12, tree); /* rows 3..6 appended to an uncommitted 0..2 */
     check_attention(5, 4, 3, 4, 2, 16, NULL);
     check_attention(37, 0, 7, 4, 2, 32, tree);
+    check_attention(29, 0, 5, 4, 2, 64, NULL);  /* the head sizes attn_item compiles apart: 32, 64, 128 */
+    check_attention(19, 0, 7, 4, 1, 128, tree);
     check_attention(70, 2, 5, 2, 1, 64, NULL);
 }
 

@@ -9,6 +9,9 @@
  */
 #include "runtime/cpu/kernels.h"
 
+/* inlined in every variant, the scalar ones included (ALWAYS_INLINE is the vector variants') */
+#define ALWAYS_INLINE_ANY static inline __attribute__((always_inline))
+
 typedef struct {
     const attn_args *a;
     int n_args;
@@ -30,21 +33,24 @@ static void exp_shifted(float *p, int n, float max) {
  * order of hsum() — done for the 8 slots at once by transposing (3 shuffle levels instead of 8
  * horizontal sums) — plus the scalar tail D % 8 in element order. The same bits as
  * hsum(chain) + tail slot by slot, wherever the block starts. */
-static void scores8(const float *q, const float *kc, int s0, int end, int D, float *p) {
+ALWAYS_INLINE void scores8(const float *q, const float *kc, int s0, int end, int D, float *p) {
     __m256 acc[8];
     int D8 = D / 8 * 8;
     const float *k[8];
-    UNROLL8 for (int j = 0; j < 8; j++) { /* slots past the end: slot s0 again, its lane zeroed below */
-        acc[j] = _mm256_setzero_ps();
-        k[j] = kc + (int64_t)(s0 + j < end ? s0 + j : s0) * D;
-    }
+    bool full = s0 + 8 <= end;
+    UNROLL8 for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+    if (full) /* one base and constant offsets (D is known where it matters: attn_item) */
+        UNROLL8 for (int j = 0; j < 8; j++) k[j] = kc + (int64_t)s0 * D + j * D;
+    else /* slots past the end: slot s0 again, its lane zeroed below */
+        UNROLL8 for (int j = 0; j < 8; j++) k[j] = kc + (int64_t)(s0 + j < end ? s0 + j : s0) * D;
     /* the 8 chains interleaved (each still in d order: the same bits as one slot at a time) */
     for (int d = 0; d < D8; d += 8) {
         __m256 qv = _mm256_loadu_ps(q + d);
         UNROLL8 for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[j] + d), acc[j]);
     }
-    UNROLL8 for (int j = 0; j < 8; j++)
-        if (s0 + j >= end) acc[j] = _mm256_setzero_ps();
+    if (!full)
+        UNROLL8 for (int j = 0; j < 8; j++)
+            if (s0 + j >= end) acc[j] = _mm256_setzero_ps();
     __m256 m[4], t[2];
     for (int j = 0; j < 4; j++) /* lanes i + i+4 */
         m[j] = _mm256_add_ps(_mm256_permute2f128_ps(acc[2 * j], acc[2 * j + 1], 0x20), _mm256_permute2f128_ps(acc[2 * j], acc[2 * j + 1], 0x31));
@@ -113,8 +119,8 @@ static void exp_shifted(float *p, int n, float max) {
 
 /* Row i, head h of a; the scores live in p (backend_attn_ws_stride(n_ctx): n_ctx + 8 floats,
  * then n_ctx ints of slot numbers). */
-static void attn_item(const attn_args *a, int i, int h, float *p) {
-    int group = a->n_head / a->n_head_kv, D = a->head_dim, n_unc = a->n_prev + a->n;
+ALWAYS_INLINE_ANY void attn_item_d(const attn_args *a, int i, int h, float *p, int D) {
+    int group = a->n_head / a->n_head_kv, n_unc = a->n_prev + a->n;
     float scale = 1.0f / sqrtf((float)D);
     const float *q = a->q + ((int64_t)i * a->n_head + h) * D;
     const float *kc = a->k_cache + (int64_t)(h / group) * a->n_ctx * D;
@@ -200,6 +206,17 @@ static void attn_item(const attn_args *a, int i, int h, float *p) {
         out[d] = acc / sum;
     }
 #endif
+}
+
+/* Row i, head h: attn_item_d with the common head sizes known to the compiler (the chunk loops
+ * unrolled, constant offsets: 16 rows over 448 slots about a fifth faster, measured on a Zen 3). */
+static void attn_item(const attn_args *a, int i, int h, float *p) {
+    switch (a->head_dim) {
+    case 32: attn_item_d(a, i, h, p, 32); break;
+    case 64: attn_item_d(a, i, h, p, 64); break;
+    case 128: attn_item_d(a, i, h, p, 128); break;
+    default: attn_item_d(a, i, h, p, a->head_dim); break;
+    }
 }
 
 /* Task t handles a contiguous share of the (set, key/value head, row) items, numbered over every
