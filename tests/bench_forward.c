@@ -289,8 +289,7 @@ static double experts_time(const backend_ops *ops, threadpool *pool, tensor (*w)
     return t[2];
 }
 
-static void bench_experts(const char *kernels, int n_threads, double fma_ps) {
-    const backend_ops *ops = backend_cpu_find(kernels) ? backend_cpu_find(kernels) : backend_cpu_best();
+static void bench_experts(const backend_ops *ops, int n_threads, double fma_ps) {
     size_t per = (size_t)3 * XB_EMBD * XB_FF, total = per * XB_EXPERTS * XB_LAYERS;
     float *buf = big_alloc(total * sizeof(float));
     tensor (*w)[3][XB_EXPERTS] = calloc(XB_LAYERS, sizeof *w);
@@ -342,9 +341,8 @@ static void bench_experts(const char *kernels, int n_threads, double fma_ps) {
  * query heads sharing 16 key/value heads of 32, 18 layers of f32 caches), one row and a chain of
  * 16 after contexts of 32, 448 and 2000 committed slots: time, multiply-adds per second (scores
  * and weighted sums) and 16 rows over one. Medians of 9, both alternating. */
-static void bench_attention(const char *kernels, int n_threads, double fma_ps) {
+static void bench_attention(const backend_ops *ops, int n_threads, double fma_ps) {
     enum { H = 32, HKV = 16, D = 32, L = 18, ROWS = 16 };
-    const backend_ops *ops = backend_cpu_find(kernels) ? backend_cpu_find(kernels) : backend_cpu_best();
     static const int past[] = {32, 448, 2000};
     int n_ctx_max = 2000 + ROWS;
     size_t cache = (size_t)HKV * n_ctx_max * D;
@@ -569,7 +567,6 @@ static double pass_bytes(const moge_model_info *in, const moge_context *ctx) {
     return per_layer * in->n_layer + moe + mat_bytes(in->n_vocab, E, qt);
 }
 
-/* A field of /proc/self/status in bytes: "VmRSS:" (resident set) or "VmHWM:" (its peak). */
 /* Multiply-adds of a pass of n rows (a chain after n_past committed tokens): every weight the row
  * uses (its K experts of a MoE layer) once per row, the attention scores and weighted sums over
  * its visible slots, and the lm_head for every row (a verification needs every row's logits). */
@@ -584,6 +581,7 @@ static double pass_fmas(const moge_model_info *in, int n, int n_past) {
     return (per_row * n + 2.0 * Q * slots) * in->n_layer + (double)n * in->n_vocab * E;
 }
 
+/* A field of /proc/self/status in bytes: "VmRSS:" (resident set) or "VmHWM:" (its peak). */
 static double status_bytes(const char *field) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
@@ -796,8 +794,9 @@ int main(int argc, char **argv) {
            bw / 1e9, sum_bw / 1e9, moge_cpu_kernels_best(), gemv_bw / 1e9, kernels, peak[0] / 1e9, PEAK_NAMES[peak_of(kernels, false)],
            peak[1] / 1e9, PEAK_NAMES[peak_of(kernels, true)]);
     if (experts_only || default_run) {
-        bench_experts(kernels, n_threads, peak[0]);
-        bench_attention(kernels, n_threads, peak[0]);
+        const backend_ops *ops = backend_cpu_find(kernels) ? backend_cpu_find(kernels) : backend_cpu_best();
+        bench_experts(ops, n_threads, peak[0]);
+        bench_attention(ops, n_threads, peak[0]);
     }
     if (experts_only) return 0;
     for (int d = 0; d < n_dirs; d++)

@@ -9,9 +9,6 @@
  */
 #include "runtime/cpu/kernels.h"
 
-/* inlined in every variant, the scalar ones included (ALWAYS_INLINE is the vector variants') */
-#define ALWAYS_INLINE_ANY static inline __attribute__((always_inline))
-
 typedef struct {
     const attn_args *a;
     int n_args;
@@ -119,7 +116,7 @@ static void exp_shifted(float *p, int n, float max) {
 
 /* Row i, head h of a; the scores live in p (backend_attn_ws_stride(n_ctx): n_ctx + 8 floats,
  * then n_ctx ints of slot numbers). */
-ALWAYS_INLINE_ANY void attn_item_d(const attn_args *a, int i, int h, float *p, int D) {
+ALWAYS_INLINE void attn_item_d(const attn_args *a, int i, int h, float *p, int D) {
     int group = a->n_head / a->n_head_kv, n_unc = a->n_prev + a->n;
     float scale = 1.0f / sqrtf((float)D);
     const float *q = a->q + ((int64_t)i * a->n_head + h) * D;

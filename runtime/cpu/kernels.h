@@ -140,8 +140,10 @@ typedef struct {
     act8_rows a8;     /* int8 rows (W8A8 / W4A8 weights) */
 } acts;
 
-#ifdef MOGE_AVX2
+/* A helper the kernels call with constant arguments, inlined so that the compiler specialises it
+ * (every variant, the scalar ones included). */
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
+#ifdef MOGE_AVX2
 /* The loops over a tile's rows have constant trip counts after inlining; unrolling them keeps
  * the accumulators in registers (-O2 would not). */
 #define UNROLL _Pragma("GCC unroll 4")
