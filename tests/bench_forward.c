@@ -13,8 +13,9 @@
  *     2816, vocabulary 512, untied lm_head), is not in the default run: it is written when named
  *     (tools/bench_peer.sh compares it with llama.cpp).
  *  3. For n = 1, 2, 4, ..., 64 rows (a chain after a 32-token prefix): median time of a forward,
- *     relative to n = 1, distinct experts touched and bytes of weights read per pass (quantized
- *     bytes for Q8/W8A8 and Q4/W4A8: 36 / 20 bytes per 32 weights; the MoE routers stay f32).
+ *     relative to one row (the median of paired ratios, below), distinct experts touched and
+ *     bytes of weights read per pass (quantized bytes for Q8/W8A8 and Q4/W4A8: 36 / 20 bytes per
+ *     32 weights; the MoE routers stay f32).
  *  4. Decode tokens/s at n = 1 against bandwidth / bytes read per token.
  *  4b. Per n, the floor of a pass: the longer of its bytes at the model's measured bandwidth and
  *     its multiply-adds (weights × rows, attention scores and sums) at the processor's measured
@@ -28,7 +29,9 @@
  *  5. Memory: the process's resident set after loading (and its peak while loading) and after the
  *     runs, against the model's weight bytes (as stored, and as held:
  *     moge_model_info.resident_bytes) and its KV cache.
- * Times are medians of 5 runs after a warm-up (11 for n = 1). Quote ratios measured in one run.
+ * Times are medians of 5 runs after a warm-up (11 for n = 1). "× one row" is the median of 5
+ * paired ratios, each n-row forward over a one-row forward timed just before it (so a machine
+ * whose speed drifts weighs on both alike). Quote ratios measured in one run.
  * `bench_forward MODEL_DIR...` benchmarks only those directories; MOGE_BENCH_WEIGHTS=none (or
  * q8, w8a8, q4, w4a8, a comma list) only those weight formats. Options:
  *   -t N           threads (default: every online core)
@@ -661,16 +664,30 @@ static void bench_model(const char *dir, double bw, int n_threads, moge_quant qu
         gemv_probe probe;
         bool probing = n == 1 && probe_init(&probe, pass_bytes(&in, ctx), n_threads, backend_cpu_find(in.kernels));
         if (probing) probe_run(&probe);
+        /* n > 1: each timed forward right after a timed one-row forward (not committed, the same
+         * position), and "× one row" the median of those pairs' ratios: on a shared machine
+         * whose speed drifts over the seconds a model's rows take, a ratio of medians measured
+         * apart moves with the drift, a pair's ratio much less */
+        double ratios[11];
+        moge_batch b1 = {.n = 1, .tokens = tok};
         for (int r = 0; r < reps; r++) {
+            double t_one = 0;
+            if (n > 1) {
+                double t0 = clock_now();
+                moge_forward(ctx, &b1, &lg);
+                t_one = clock_now() - t0;
+            }
             double t0 = clock_now();
             moge_forward(ctx, &b, &lg);
             times[r] = clock_now() - t0;
+            ratios[r] = n > 1 ? times[r] / t_one : 1.0;
             double bwr = probing ? probe_run(&probe) : 0;
             if (bwr > bw_model) bw_model = bwr;
         }
         if (n == 1) probe_free(&probe);
         qsort(times, (size_t)reps, sizeof times[0], cmp_double);
-        double t = times[reps / 2];
+        qsort(ratios, (size_t)reps, sizeof ratios[0], cmp_double);
+        double t = times[reps / 2], ratio = ratios[reps / 2];
         if (n == 1) t1 = t;
         double distinct = 0;
         for (int l = 0; l < moge_context_n_moe_layers(ctx); l++) {
@@ -684,7 +701,7 @@ static void bench_model(const char *dir, double bw, int n_threads, moge_quant qu
         if (n == 1 && bw_model <= 0) bw_model = bw; /* no room for a second buffer: the 512 MiB figure */
         double fmas = pass_fmas(&in, n, 32), floor_s = bytes / bw_model;
         if (fma_ps > 0 && fmas / fma_ps > floor_s) floor_s = fmas / fma_ps;
-        printf("| %4d | %12.3f | %9.2f | %24s | %14.1f | %4.1f | %15.2f | %8.3f | %15.2f |\n", n, t * 1e3, t / t1, dist, bytes / 1e6,
+        printf("| %4d | %12.3f | %9.2f | %24s | %14.1f | %4.1f | %15.2f | %8.3f | %15.2f |\n", n, t * 1e3, ratio, dist, bytes / 1e6,
                bytes / t / 1e9, fmas / 1e9, floor_s * 1e3, floor_s / t1);
         if (n == 1) {
             double roof = bw_model / bytes;
@@ -694,8 +711,8 @@ static void bench_model(const char *dir, double bw, int n_threads, moge_quant qu
             sr->tps = 1.0 / t;
             sr->roof = roof;
         }
-        if (n == 16) sr->r16 = t / t1, sr->floor16 = floor_s / t1;
-        if (n == 64) sr->r64 = t / t1;
+        if (n == 16) sr->r16 = ratio, sr->floor16 = floor_s / t1;
+        if (n == 64) sr->r64 = ratio;
     }
     double rss_run = rss_bytes() - rss0;
     sr->rss_mb = rss_run / 1e6;
