@@ -13,6 +13,10 @@
 #            against moge quantizing at load to q8 and to w8a8 (two rows)
 #   ROUNDS   [3]  rounds; each runs every model and format once on both sides, llama.cpp and moge
 #            taking turns (which goes first alternates by round)
+#   VARIANTS [$MOGE_KERNELS, else best]  moge's kernel variants, each run in every round
+#            (MOGE_KERNELS=NAME; best: the one the binary picks for this processor), e.g.
+#            "best avx2" on an AMD Zen 4, whose AVX-512 executes as two 256-bit halves, to see
+#            whether the 256-bit kernels win there
 #   THREADS  [2]  N_GEN [64]  BUILD [build]  PYTHON [/usr/bin/python3]
 #   OMP_POLICIES  [ACTIVE PASSIVE]  llama.cpp (OpenMP builds) runs once per OMP_WAIT_POLICY and
 #            its better rate counts: spinning (ACTIVE, OpenMP's default) is about 2x faster on a
@@ -45,6 +49,7 @@ BUILD=${BUILD:-build}
 PYTHON=${PYTHON:-/usr/bin/python3}
 LLAMA_BENCH_ARGS=${LLAMA_BENCH_ARGS:-}
 OMP_POLICIES=${OMP_POLICIES:-ACTIVE PASSIVE}
+VARIANTS=${VARIANTS:-${MOGE_KERNELS:-best}}
 BENCH=$BUILD/tests/bench_forward
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
@@ -55,6 +60,10 @@ done
 for f in $FORMATS; do
   [ "$f" = f32 ] || [ "$f" = q8_0 ] || die "FORMATS: '$f' is not f32 or q8_0"
 done
+for v in $VARIANTS; do
+  [[ $v =~ ^[a-z0-9]+$ ]] || die "VARIANTS: '$v' is not a kernel variant name (best, avx2, avx512vnni, ...)"
+done
+N_VARIANTS=$(wc -w <<<"$VARIANTS")
 [ -x "$BENCH" ] || die "$BENCH is missing: run make bench-peer (or make $BENCH) first"
 "$PYTHON" -c "import numpy" 2>/dev/null || die "$PYTHON with numpy is needed to write the GGUF files (tools/gguf_write.py)"
 
@@ -86,7 +95,8 @@ done
 
 # ---- the runs ------------------------------------------------------------------------------------
 COMMIT=""
-KERNELS=""
+KERNELS="" # the variants that ran, as bench_forward names them
+BEST=""    # the one "best" picked
 run_llama() { # model format round
   local g csv ts c best="" pol
   g=$OUT/$(basename "$(model_dir "$1")")-$2.gguf
@@ -106,31 +116,38 @@ run_llama() { # model format round
   done
   echo "$1 $2 llama.cpp - $best" >>"$RES"
 }
-run_moge() { # model format round
-  local d w line n=0
+run_moge() { # model format round variant
+  local d w line k n=0
   d=$(model_dir "$1")
   if [ "$2" = f32 ]; then w=none; else w=q8,w8a8; fi
-  MOGE_BENCH_WEIGHTS=$w "$BENCH" -t "$THREADS" --decode "$N_GEN" "$d" >"$LOG.moge" 2>"$LOG" ||
-    { tail -n 20 "$LOG" >&2; rm -f "$LOG.moge"; die "$BENCH --decode failed on $d ($w)"; }
+  if [ "$4" = best ]; then k=""; else k=$4; fi
+  MOGE_KERNELS=$k MOGE_BENCH_WEIGHTS=$w "$BENCH" -t "$THREADS" --decode "$N_GEN" "$d" >"$LOG.moge" 2>"$LOG" ||
+    { tail -n 20 "$LOG" >&2; rm -f "$LOG.moge"; die "$BENCH --decode failed on $d ($w, kernels $4)"; }
   # "decode 64 tokens: 40.84 tokens/s (DIR, weights q8, 2 threads, avx512vnni kernels)"
-  KERNELS=$(sed -n 's/^decode .*threads, \(.*\) kernels)$/\1/p' "$LOG.moge" | head -n 1)
+  k=$(sed -n 's/^decode .*threads, \(.*\) kernels)$/\1/p' "$LOG.moge" | head -n 1)
+  case " $KERNELS " in *" $k "*) ;; *) KERNELS=${KERNELS:+$KERNELS, }$k ;; esac
+  [ "$4" = best ] && BEST=$k
   while read -r line; do
     local ts=${line#*: } q=${line##*weights }
     ts=${ts%% *}
     q=${q%%,*}
-    echo "$1 $2 moge $q $ts" >>"$RES"
+    echo "$1 $2 moge $q@$4 $ts" >>"$RES"
     n=$((n + 1))
-    echo "bench-peer: round $3/$ROUNDS: $1 $2 moge $q $ts tokens/s" >&2
+    echo "bench-peer: round $3/$ROUNDS: $1 $2 moge $q ($k kernels) $ts tokens/s" >&2
   done < <(grep '^decode ' "$LOG.moge")
   rm -f "$LOG.moge"
   [ "$n" -gt 0 ] || die "$BENCH printed no decode line for $d"
+}
+run_moges() { # model format round: every variant
+  local v
+  for v in $VARIANTS; do run_moge "$1" "$2" "$3" "$v"; done
 }
 
 for r in $(seq 1 "$ROUNDS"); do
   for m in $MODELS; do
     for f in $FORMATS; do
-      if [ $((r % 2)) = 1 ]; then run_llama "$m" "$f" "$r"; run_moge "$m" "$f" "$r"
-      else run_moge "$m" "$f" "$r"; run_llama "$m" "$f" "$r"; fi
+      if [ $((r % 2)) = 1 ]; then run_llama "$m" "$f" "$r"; run_moges "$m" "$f" "$r"
+      else run_moges "$m" "$f" "$r"; run_llama "$m" "$f" "$r"; fi
     done
   done
 done
@@ -156,11 +173,16 @@ for m in $MODELS; do
   for f in $FORMATS; do
     if [ "$f" = f32 ]; then rows="f32:none"; else rows="q8:q8 w8a8:w8a8"; fi
     read -r l1 l2 lmed < <(stat "$m" "$f" llama.cpp -)
-    for row in $rows; do
-      read -r m1 m2 mmed < <(stat "$m" "$f" moge "${row#*:}")
-      if [ "$f" = f32 ]; then label="f32 (both)"; else label="moge ${row%%:*} / llama.cpp Q8_0"; fi
-      ratio=$(awk -v a="${mmed:-0}" -v b="${lmed:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", a / b; else print "-" }')
-      echo "| $name | $label | $m1 $m2 | $l1 $l2 | $ratio |"
+    for v in $VARIANTS; do
+      for row in $rows; do
+        read -r m1 m2 mmed < <(stat "$m" "$f" moge "${row#*:}@$v")
+        if [ "$f" = f32 ]; then label="f32 (both)"; else label="moge ${row%%:*} / llama.cpp Q8_0"; fi
+        if [ "$N_VARIANTS" -gt 1 ]; then
+          if [ "$v" = best ]; then label="$label, moge $BEST kernels (best)"; else label="$label, moge $v kernels"; fi
+        fi
+        ratio=$(awk -v a="${mmed:-0}" -v b="${lmed:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", a / b; else print "-" }')
+        echo "| $name | $label | $m1 $m2 | $l1 $l2 | $ratio |"
+      done
     done
   done
 done
