@@ -46,9 +46,18 @@ ALWAYS_INLINE vf qcodes(dtype T, const char *blk, int k, int v) {
     return _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(codes), _mm512_set1_epi32(8)));
 #else
     if (T == DTYPE_Q8) return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(((const pblock_q8 *)blk)->q[k] + 8 * v))));
-    __m128i by = _mm_loadl_epi64((const __m128i *)(((const pblock_q4 *)blk)->q[k / 2] + 8 * v));
-    __m128i codes = _mm_and_si128(k % 2 ? _mm_srli_epi16(by, 4) : by, _mm_set1_epi8(15));
-    return _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(codes), _mm256_set1_epi32(8)));
+    /* Q4: the column's 16 codes in both 128-bit lanes; vpshufb puts code v * 8 + j into the low
+     * byte of lane j (a shuffle within lanes, where vpmovzxbd crosses them), and 2^23 + code read
+     * as a float, minus 2^23 + 8, is code - 8 exactly without a conversion: about a quarter less
+     * time per column on the Zen 3 (one row, weights in L2) */
+    __m256i by = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)((const pblock_q4 *)blk)->q[k / 2]));
+    __m256i codes = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(by, 4) : by, _mm256_set1_epi8(15));
+    const __m256i to_lanes = v ? _mm256_setr_epi8(8, -1, -1, -1, 9, -1, -1, -1, 10, -1, -1, -1, 11, -1, -1, -1, 12, -1, -1, -1, 13, -1, -1, -1, 14,
+                                                  -1, -1, -1, 15, -1, -1, -1)
+                               : _mm256_setr_epi8(0, -1, -1, -1, 1, -1, -1, -1, 2, -1, -1, -1, 3, -1, -1, -1, 4, -1, -1, -1, 5, -1, -1, -1, 6, -1,
+                                                  -1, -1, 7, -1, -1, -1);
+    __m256i bits = _mm256_or_si256(_mm256_shuffle_epi8(codes, to_lanes), _mm256_set1_epi32(0x4B000000)); /* 2^23 + code */
+    return _mm256_sub_ps(_mm256_castsi256_ps(bits), _mm256_set1_ps(8388616.0f));
 #endif
 }
 
@@ -66,6 +75,7 @@ ALWAYS_INLINE void qptile(dtype T, int R, int C, const char *wp, size_t panel_by
             UNROLL8 for (int v = 0; v < PNV; v++) ds[c * PNV + v] = vf_loadu(((const pblock_q8 *)(wp + c * panel_bytes + (size_t)b * bs))->d + v * VL);
         int kmax = in - b * QBLOCK < QBLOCK ? in - b * QBLOCK : QBLOCK;
         const float *xk = x + (int64_t)b * QBLOCK;
+        _Pragma("GCC unroll 2") /* a Q4 column's nibble (low for even k, high for odd) known when compiling */
         for (int k = 0; k < kmax; k++) {
             vf wv[PT_ACC];
             if (ahead) pt_prefetch_ahead(ahead, ahead_step, b * QBLOCK + k);
