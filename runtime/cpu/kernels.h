@@ -273,8 +273,8 @@ typedef void tile_fn(int to, int tr, const tensor *w, int64_t o, int in, const a
 /* Panels of a 3-row tile of float weights: with AVX2 two (12 chains; over one panel, 6 chains
  * leave the fma units waiting on their latency and the prefetchers follow one stream: a 3-row pass
  * of the dense 1.7 GB stand-in took 3-6 % less time on a Zen 3, the MoGE one no measurable change;
- * Q8 / Q4 tiles, which need registers to convert their codes, were slower so and keep one), else
- * PT_PANELS. */
+ * Q8 / Q4 tiles, which need registers to convert their codes, were slower so and keep one, as do
+ * F16 / BF16, whose conversions spilled an accumulator), else PT_PANELS. */
 #define PT_C3 (PT_PANELS == 1 ? PT_C2 : PT_PANELS)
 #define PT_ACC (PT_C1 * PNV) /* accumulators per row, at most */
 typedef void ptile_fn(int R, int C, const char *wp, size_t pb, int in, const float *x, float *y, int64_t ldy, int cols,

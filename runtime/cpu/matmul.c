@@ -76,8 +76,9 @@ static void matmul_panels(float *y, const float *x, int n, const tensor *w, cons
     ptile_fn *fn = w->type == DTYPE_F16 ? ptile_F16 : w->type == DTYPE_BF16 ? ptile_BF16 : w->type == DTYPE_Q8 ? ptile_Q8 :
         w->type == DTYPE_Q4 ? ptile_Q4 : ptile_F32;
     static const int chain[] = {PT_C1, PT_C2, PT_PANELS, 1};
-    bool quant = w->type == DTYPE_Q8 || w->type == DTYPE_Q4; /* their tiles need registers for the conversion */
-    int widest = n == 1 ? PT_C1 : n == 2 ? PT_C2 : n == 3 && !quant ? PT_C3 : PT_PANELS, passes = (n + PT_ROWS - 1) / PT_ROWS;
+    /* the 2-panel 3-row tile only for f32: the others' conversions need registers (F16 / BF16 spilled
+     * an accumulator there) */
+    int widest = n == 1 ? PT_C1 : n == 2 ? PT_C2 : n == 3 && w->type == DTYPE_F32 ? PT_C3 : PT_PANELS, passes = (n + PT_ROWS - 1) / PT_ROWS;
     for (int o = o0, cols; o < o1; o += cols) {
         int c = next_panels(o, o1, widest, chain, &cols);
         const char *wp = (const char *)w->data + (size_t)(o / TENSOR_PANEL) * pb;

@@ -98,6 +98,14 @@ ALWAYS_INLINE void ptile(dtype T, int R, int C, const char *wp, size_t panel_byt
         if (ahead) pt_prefetch_ahead(ahead, ahead_step, k);
         else if (R > PT_PREFETCH_FROM)
             UNROLL8 for (int c = 0; c < C; c++) _mm_prefetch(wp + c * panel_bytes + (size_t)k * TENSOR_PANEL * esz + dist, _MM_HINT_T0);
+        if (R == 1) { /* each weight vector into its chain as soon as it is loaded: converting all
+                       * of them first (F16 / BF16) spilled an accumulator of the 4-panel tile */
+            vf xb = vf_set1(x[k]);
+            UNROLL8 for (int c = 0; c < C; c++)
+                UNROLL8 for (int v = 0; v < PNV; v++)
+                    acc[0][c * PNV + v] = vf_fma(xb, loadv(T, wp + c * panel_bytes, k * TENSOR_PANEL + v * VL), acc[0][c * PNV + v]);
+            continue;
+        }
         UNROLL8 for (int c = 0; c < C; c++)
             UNROLL8 for (int v = 0; v < PNV; v++) wv[c * PNV + v] = loadv(T, wp + c * panel_bytes, k * TENSOR_PANEL + v * VL);
         pt_fma_rows(R, C, x + k, in, wv, acc);
