@@ -259,7 +259,14 @@ ALWAYS_INLINE void qatile(dtype T, int R, int C, const char *wp, size_t panel_by
                 int32_t xi;
                 memcpy(&xi, xq + r * nb * QBLOCK + 4 * g, sizeof xi);
                 qa_vi xb = qa_set1(xi);
-                UNROLL8 for (int j = 0; j < C * QA_PNV; j++) S[r][j] = qa_dot(T, S[r][j], wv[j], xb);
+                UNROLL8 for (int j = 0; j < C * QA_PNV; j++) {
+                    S[r][j] = qa_dot(T, S[r][j], wv[j], xb);
+#if !QA_VNNI
+                    /* one running sum per vector: left alone, GCC re-associated the block's 8 integer sums
+                     * into trees whose partial products did not fit the 16 AVX2 registers (spilled) */
+                    __asm__("" : "+x"(S[r][j]));
+#endif
+                }
             }
         }
         UNROLL8 for (int r = 0; r < R; r++) {
