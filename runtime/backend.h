@@ -28,8 +28,9 @@
 
 struct threadpool;
 
-/* Attention scratch per thread: n_ctx + 8 scores, then n_ctx slot numbers. */
-static inline int64_t backend_attn_ws_stride(int n_ctx) { return 2 * (int64_t)n_ctx + 8; }
+/* Attention scratch per thread: n_ctx + 8 scores, n_ctx slot numbers, then n_ctx + 8 scores of a
+ * second query head (the cpu backend scores two heads that share their keys in one pass). */
+static inline int64_t backend_attn_ws_stride(int n_ctx) { return 3 * (int64_t)n_ctx + 16; }
 
 /* What every op may use: the thread pool (NULL = single-threaded) and scratch memory. */
 typedef struct {
