@@ -3,9 +3,12 @@
  * the scores of the visible key slots, their softmax and the weighted sum of the values. A row
  * sees the committed slots 0..n_past-1 of its sequence and the uncommitted rows its visibility
  * rule allows (causal, or a tree row's ancestors: attn_args.visible); the visible slots are walked
- * in slot order, scoring 8 slots at a time, so a row's result is the same bits as when its path
- * is decoded alone (batch-invariant). Rows and heads are spread over the thread pool. Built per
- * kernel variant (kernels.h); without AVX2 the portable twin below runs the same sums in order.
+ * in slot order, scoring 8 slots at a time (4 when two query heads that share a key/value head go
+ * together, each key and value vector then loaded once for both: attn_pair_d), every slot's sum
+ * in one fixed order, so a row's result is the same bits as when its path is decoded alone
+ * (batch-invariant) and whether or not its heads were paired. Rows and heads are spread over the
+ * thread pool. Built per kernel variant (kernels.h); without AVX2 the portable twin below runs the
+ * same sums in order.
  */
 #include "runtime/cpu/kernels.h"
 
