@@ -47,7 +47,7 @@ ALWAYS_INLINE vf qcodes(dtype T, const char *blk, int k, int v) {
 #else
     if (T == DTYPE_Q8) return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(((const pblock_q8 *)blk)->q[k] + 8 * v))));
     /* Q4: the column's 16 codes in both 128-bit lanes; vpshufb puts code v * 8 + j into the low
-     * byte of lane j (a shuffle within lanes, where vpmovzxbd crosses them), and 2^23 + code read
+     * byte of dword j (a shuffle within lanes, where vpmovzxbd crosses them), and 2^23 + code read
      * as a float, minus 2^23 + 8, is code - 8 exactly without a conversion: about a quarter less
      * time per column on the Zen 3 (one row, weights in L2) */
     __m256i by = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)((const pblock_q4 *)blk)->q[k / 2]));
