@@ -160,8 +160,14 @@ static inline float hsum(__m256 v) {
 /* 8 weights of a float-typed row starting at element k, as f32. */
 ALWAYS_INLINE __m256 load8(dtype T, const char *row, int k) {
     switch (T) {
-    case DTYPE_BF16:
-        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + k))), 16));
+    case DTYPE_BF16: {
+        /* the 8 values in both 128-bit lanes, then each moved into the upper half of its dword by one
+         * shuffle within lanes (vpmovzxwd and a shift crossed lanes and took two operations) */
+        __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + k)));
+        const __m256i up = _mm256_setr_epi8(-1, -1, 0, 1, -1, -1, 2, 3, -1, -1, 4, 5, -1, -1, 6, 7, -1, -1, 8, 9, -1, -1, 10, 11, -1, -1, 12, 13, -1,
+                                            -1, 14, 15);
+        return _mm256_castsi256_ps(_mm256_shuffle_epi8(v, up));
+    }
     case DTYPE_F16:
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + k)));
     default:
