@@ -265,7 +265,8 @@ ALWAYS_INLINE void attn_item_d(const attn_args *a, int i, int h, float *p, int D
     float sum;
     int nv = softmax_row(a, i, p, slot, scale, &sum), d = 0;
     while (d + 8 <= D) { /* up to 64 elements per pass over the slots; chains fixed by D */
-        int nc, ch = v_pass(D, d, &nc);
+        int nc;
+        v_pass(D, d, &nc); /* the switch spells its chains out as constants */
         switch (nc) {
         case 8: v_accum(8, 1, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
         case 7: v_accum(7, 1, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
@@ -276,7 +277,6 @@ ALWAYS_INLINE void attn_item_d(const attn_args *a, int i, int h, float *p, int D
         case 2: v_accum(2, 4, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
         default: v_accum(1, 4, p, nv, vc, a->n_past, slot, D, d, sum, out); break;
         }
-        (void)ch;
         d += nc * 8;
     }
     for (; d < D; d++) {

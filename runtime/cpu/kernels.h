@@ -310,6 +310,24 @@ ALWAYS_INLINE void pt_fma_rows(int R, int C, const float *x, int in, const vf *w
     }
 }
 
+/* One column step of a panel tile whose weight vector j (j < C * PNV: panel j / PNV, vector
+ * j % PNV) is the expression W(j): with several rows the C * PNV vectors are made first and
+ * pt_fma_rows multiplies them into every row; with one row each goes into its chain as soon as it
+ * is made (made all first, the converted ones of F16 / BF16 / Q8 / Q4 left no register for an
+ * accumulator of the 4-panel AVX2 tile, and every column then waited on its store and reload).
+ * The same operations either way. */
+#define PT_COLUMN(R, C, x, in, acc, W)                                                                          \
+    do {                                                                                                        \
+        if ((R) == 1) {                                                                                         \
+            vf xb_ = vf_set1((x)[0]);                                                                           \
+            UNROLL8 for (int j_ = 0; j_ < (C) * PNV; j_++) (acc)[0][j_] = vf_fma(xb_, W(j_), (acc)[0][j_]);      \
+        } else {                                                                                                \
+            vf wv_[PT_ACC];                                                                                     \
+            UNROLL8 for (int j_ = 0; j_ < (C) * PNV; j_++) wv_[j_] = W(j_);                                     \
+            pt_fma_rows(R, C, x, in, wv_, acc);                                                                 \
+        }                                                                                                       \
+    } while (0)
+
 ALWAYS_INLINE void pt_store(int R, int C, vf acc[PT_ROWS][PT_ACC], float *y, int64_t ldy, int cols) {
     if (cols == C * TENSOR_PANEL) {
         UNROLL8 for (int r = 0; r < R; r++)

@@ -90,7 +90,6 @@ ALWAYS_INLINE void ptile(dtype T, int R, int C, const char *wp, size_t panel_byt
     pt_zero(R, C, acc);
     size_t esz = T == DTYPE_F32 ? 4 : 2, dist = PT_PREFETCH * TENSOR_PANEL * esz;
     for (int k = 0; k < in; k++) {
-        vf wv[PT_ACC];
         /* a tile of several rows reads few panels (streams) and does much work per byte: ask for
          * the lines PT_PREFETCH columns ahead, or the hardware prefetcher alone leaves it
          * waiting on memory (measured: 8 rows of the dense 1 GB model streamed 16.5 GB/s, one
@@ -98,17 +97,9 @@ ALWAYS_INLINE void ptile(dtype T, int R, int C, const char *wp, size_t panel_byt
         if (ahead) pt_prefetch_ahead(ahead, ahead_step, k);
         else if (R > PT_PREFETCH_FROM)
             UNROLL8 for (int c = 0; c < C; c++) _mm_prefetch(wp + c * panel_bytes + (size_t)k * TENSOR_PANEL * esz + dist, _MM_HINT_T0);
-        if (R == 1) { /* each weight vector into its chain as soon as it is loaded: converting all
-                       * of them first (F16 / BF16) spilled an accumulator of the 4-panel tile */
-            vf xb = vf_set1(x[k]);
-            UNROLL8 for (int c = 0; c < C; c++)
-                UNROLL8 for (int v = 0; v < PNV; v++)
-                    acc[0][c * PNV + v] = vf_fma(xb, loadv(T, wp + c * panel_bytes, k * TENSOR_PANEL + v * VL), acc[0][c * PNV + v]);
-            continue;
-        }
-        UNROLL8 for (int c = 0; c < C; c++)
-            UNROLL8 for (int v = 0; v < PNV; v++) wv[c * PNV + v] = loadv(T, wp + c * panel_bytes, k * TENSOR_PANEL + v * VL);
-        pt_fma_rows(R, C, x + k, in, wv, acc);
+#define F_WEIGHTS(j) loadv(T, wp + (j) / PNV * panel_bytes, k * TENSOR_PANEL + (j) % PNV * VL)
+        PT_COLUMN(R, C, x + k, in, acc, F_WEIGHTS);
+#undef F_WEIGHTS
     }
     pt_store(R, C, acc, y, ldy, cols);
 }

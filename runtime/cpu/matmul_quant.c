@@ -77,21 +77,10 @@ ALWAYS_INLINE void qptile(dtype T, int R, int C, const char *wp, size_t panel_by
         const float *xk = x + (int64_t)b * QBLOCK;
         _Pragma("GCC unroll 2") /* a Q4 column's nibble (low for even k, high for odd) known when compiling */
         for (int k = 0; k < kmax; k++) {
-            vf wv[PT_ACC];
             if (ahead) pt_prefetch_ahead(ahead, ahead_step, b * QBLOCK + k);
-            if (R == 1) { /* each weight vector into its chain as soon as it is made: converting all 8
-                           * first left no register for an accumulator of the 4-panel AVX2 tile, and
-                           * every column then waited on its store and reload */
-                vf xb = vf_set1(xk[k]);
-                UNROLL8 for (int c = 0; c < C; c++)
-                    UNROLL8 for (int v = 0; v < PNV; v++)
-                        acc[0][c * PNV + v] = vf_fma(xb, vf_mul(qcodes(T, wp + c * panel_bytes + (size_t)b * bs, k, v), ds[c * PNV + v]), acc[0][c * PNV + v]);
-                continue;
-            }
-            UNROLL8 for (int c = 0; c < C; c++)
-                UNROLL8 for (int v = 0; v < PNV; v++)
-                    wv[c * PNV + v] = vf_mul(qcodes(T, wp + c * panel_bytes + (size_t)b * bs, k, v), ds[c * PNV + v]);
-            pt_fma_rows(R, C, xk + k, in, wv, acc);
+#define Q_WEIGHTS(j) vf_mul(qcodes(T, wp + (j) / PNV * panel_bytes + (size_t)b * bs, k, (j) % PNV), ds[j])
+            PT_COLUMN(R, C, xk + k, in, acc, Q_WEIGHTS);
+#undef Q_WEIGHTS
         }
     }
     pt_store(R, C, acc, y, ldy, cols);
