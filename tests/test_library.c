@@ -164,7 +164,8 @@ static void test_user_names_do_not_clash(void) {
 static void test_install(void) {
     char prefix[512], path[600];
     char *cwd = realpath(".", NULL);
-    snprintf(prefix, sizeof prefix, "%s/%s/test_library_prefix", cwd, build_dir());
+    if (build_dir()[0] == '/') snprintf(prefix, sizeof prefix, "%s/test_library_prefix", build_dir()); /* make BUILD=/abs/path */
+    else snprintf(prefix, sizeof prefix, "%s/%s/test_library_prefix", cwd, build_dir());
     free(cwd);
     set_shell_vars();
     setenv("P", prefix, 1);

@@ -594,8 +594,8 @@ static void test_invalid_utf8_input(void) {
     moge_tokenizer *m = load(MISTRAL), *q = load(QWEN3);
     if (!m || !q) goto done;
     /* Each maximal invalid subpart becomes one U+FFFD, as Python's errors="replace" does. */
-    static const char *bad[] = {"a\xff" "b", "\xe4\xb8", "x\xe4\xb8y\xf0\x9f\x98", "\xc0\xaf!", "\xed\xa0\x80z"};
-    static const char *good[] = {"a\xEF\xBF\xBD" "b", "\xEF\xBF\xBD", "x\xEF\xBF\xBDy\xEF\xBF\xBD",
+    static const char *bad[] = {("a\xff" "b"), "\xe4\xb8", "x\xe4\xb8y\xf0\x9f\x98", "\xc0\xaf!", "\xed\xa0\x80z"};
+    static const char *good[] = {("a\xEF\xBF\xBD" "b"), "\xEF\xBF\xBD", "x\xEF\xBF\xBDy\xEF\xBF\xBD",
                                  "\xEF\xBF\xBD\xEF\xBF\xBD!", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBDz"};
     for (int k = 0; k < 2; k++) {
         const moge_tokenizer *t = k ? q : m;
@@ -1142,7 +1142,7 @@ static void test_streaming_pretokenizer_matches_steps(void) {
         {"split", "{\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"use_regex\": false}"},
     };
     static const char *const texts[] = {
-        "ab ab ab he he  he\n\nab", " ab", "ab", "  ab\t12 123 he's\r\n ab", "\xC3\xA9t\xC3\xA9 ab \xE2\x80\x9C" "ab\xE2\x80\x9D",
+        "ab ab ab he he  he\n\nab", " ab", "ab", "  ab\t12 123 he's\r\n ab", ("\xC3\xA9t\xC3\xA9 ab \xE2\x80\x9C" "ab\xE2\x80\x9D"),
         "he he he he he he he he he he he he he he he he", "", " ", "\n", "ab<x>ab",
     };
     size_t cap = 1 << 16;
