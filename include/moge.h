@@ -515,6 +515,26 @@ MOGE_API int32_t moge_context_n_moe_layers(const moge_context *ctx);
 MOGE_API moge_status moge_moe_stats_get(const moge_context *ctx, int32_t layer, bool totals, moge_moe_stats *out);
 MOGE_API void moge_moe_stats_reset(moge_context *ctx);
 
+/* Where a context's forwards spent their time (this process's wall clock, seconds), summed over
+ * every forward since the context was created or moge_forward_times_reset(). The parts add up to
+ * the forwards' time: a kernel variant's profile without perf, per op kind. */
+typedef struct {
+    double qkv;       /* the q, k, v projections (matmuls and biases) */
+    double attention; /* scores, softmax and the weighted sum over the visible slots */
+    double out_proj;  /* the attention output projection */
+    double mlp;       /* a dense layer's gate / up / down and SwiGLU; an MoE layer's shared expert */
+    double router;    /* an MoE layer's router matmul and its top-k selection */
+    double experts;   /* the routed experts (gate / up / down of every active expert), their sum */
+    double lm_head;   /* the final norm and the vocabulary projection */
+    double other;     /* embeddings, norms, RoPE, the KV cache writes, residual adds, the exchange of
+                         an MPI job's expert outputs */
+    int64_t forwards; /* forwards counted */
+    int64_t rows;     /* their rows */
+} moge_forward_times;
+
+MOGE_API void moge_forward_times_get(const moge_context *ctx, moge_forward_times *out);
+MOGE_API void moge_forward_times_reset(moge_context *ctx);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Expert parallelism across processes (runtime/comm.c; MPI in runtime/comm_mpi.c)            */
 /* ------------------------------------------------------------------------------------------ */

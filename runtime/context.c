@@ -368,6 +368,16 @@ moge_status moge_moe_routing(const moge_context *ctx, int32_t layer, const int32
     return MOGE_OK;
 }
 
+void moge_forward_times_get(const moge_context *ctx, moge_forward_times *out) {
+    if (!out) return;
+    if (ctx) *out = ctx->times;
+    else memset(out, 0, sizeof *out);
+}
+
+void moge_forward_times_reset(moge_context *ctx) {
+    if (ctx) memset(&ctx->times, 0, sizeof ctx->times);
+}
+
 void moge_moe_stats_reset(moge_context *ctx) {
     if (!ctx || ctx->model->cfg.n_expert == 0) return;
     const model_config *c = &ctx->model->cfg;

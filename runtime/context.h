@@ -83,6 +83,7 @@ struct moge_context {
     int *xchg_bytes, *xchg_displ, *xchg_at; /* (n_ranks) */
     int32_t *cmd_buf;        /* rank 0: a forward's command (comm_forward_buf_ints) */
     moge_rank_stats rstat;   /* this rank's running figures */
+    moge_forward_times times; /* where its forwards' time went (forward.c) */
     char err[512];
 };
 

@@ -91,10 +91,17 @@ static moge_status prepare_batch(moge_context *ctx, const moge_batch *b) {
     return MOGE_OK;
 }
 
+/* Adds the time since *t to *part and restarts *t from now (ctx->times, moge_forward_times). */
+static inline void lap(double *part, double *t) {
+    double now = comm_now();
+    *part += now - *t;
+    *t = now;
+}
+
 /* x += Σ routed experts + shared expert, over the normed input ctx->xb (n rows). In a job of
  * several ranks each computes its own experts' pairs, the ranks exchange them, and each sums every
  * row's pairs in the order one process does (moe_combine). */
-static moge_status moe_layer(moge_context *ctx, int l, int n) {
+static moge_status moe_layer(moge_context *ctx, int l, int n, double *t) {
     const moge_model *m = ctx->model;
     const model_config *c = &m->cfg;
     const layer_weights *w = &m->layers[l];
@@ -108,6 +115,7 @@ static moge_status moe_layer(moge_context *ctx, int l, int n) {
         moe_route_row(ctx->router_logits + (int64_t)r * N, c, w->router_scale, experts + (int64_t)r * K,
                       weights + (int64_t)r * K, ctx->route_p, ctx->route_taken);
     moe_stats_record(ctx, l, n);
+    lap(&ctx->times.router, t);
     moe_args a = {
         .out = ctx->moe_out, .x = ctx->xb, .n = n, .n_embd = E, .n_ff = c->n_ff_expert, .k = K, .n_expert = N,
         .experts = experts, .weights = weights, .gate = w->exp_gate, .up = w->exp_up, .down = w->exp_down,
@@ -116,9 +124,10 @@ static moge_status moe_layer(moge_context *ctx, int l, int n) {
     };
     bool multi = comm_multi(ctx->comm);
     if (multi) a.out = NULL; /* this rank's pairs only */
-    double t0 = comm_now();
+    double t0 = *t;
     ops->moe_experts(env, &a);
-    ctx->rstat.expert_seconds += comm_now() - t0;
+    lap(&ctx->times.experts, t);
+    ctx->rstat.expert_seconds += *t - t0;
     if (multi) {
         moge_status st = comm_exchange_pairs(ctx, experts, n);
         if (st != MOGE_OK) return st;
@@ -128,11 +137,13 @@ static moge_status moe_layer(moge_context *ctx, int l, int n) {
         ctx->rstat.rows += n;
     }
     for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->moe_out[i];
+    lap(&ctx->times.other, t); /* the exchange and the sum */
     if (c->n_ff_shared > 0) {
         ops->matmul(env, ctx->gate, ctx->xb, n, &w->sh_gate, NULL);
         ops->matmul(env, ctx->up, ctx->xb, n, &w->sh_up, NULL);
         ops->swiglu(ctx->gate, ctx->up, (int64_t)n * c->n_ff_shared);
         ops->matmul(env, ctx->shared_out, ctx->gate, n, &w->sh_down, NULL);
+        lap(&ctx->times.mlp, t);
         for (int r = 0; r < n; r++) {
             float scale = 1.0f;
             if (w->sh_gate_w) { /* Qwen2-MoE: sigmoid(shared_expert_gate · h) */
@@ -142,6 +153,7 @@ static moge_status moe_layer(moge_context *ctx, int l, int n) {
             }
             for (int i = 0; i < E; i++) ctx->x[(int64_t)r * E + i] += scale * ctx->shared_out[(int64_t)r * E + i];
         }
+        lap(&ctx->times.other, t);
     }
     return MOGE_OK;
 }
@@ -170,6 +182,8 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
     const backend_ops *ops = m->ops;
     int n = b->n, E = c->n_embd, D = c->head_dim, H = c->n_head, HKV = c->n_head_kv, F = c->n_ff;
     int KV = HKV * D;
+    moge_forward_times *tm = &ctx->times;
+    double t = t_start; /* the parts' clock (lap) */
 
     for (int i = 0; i < n; i++) tensor_to_f32(&m->tok_embd, (int64_t)b->tokens[i] * E, E, ctx->x + (int64_t)i * E);
 
@@ -179,9 +193,11 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
         const layer_weights *w = &m->layers[l];
         /* attention */
         ops->rmsnorm(ctx->xb, ctx->x, w->attn_norm, n, E, c->norm_eps);
+        lap(&tm->other, &t);
         ops->matmul(env, ctx->q, ctx->xb, n, &w->wq, w->bq);
         ops->matmul(env, ctx->k, ctx->xb, n, &w->wk, w->bk);
         ops->matmul(env, ctx->v, ctx->xb, n, &w->wv, w->bv);
+        lap(&tm->qkv, &t);
         if (w->q_norm) { /* Qwen3: RMSNorm over each head */
             ops->rmsnorm(ctx->q, ctx->q, w->q_norm, n * H, D, c->norm_eps);
             ops->rmsnorm(ctx->k, ctx->k, w->k_norm, n * HKV, D, c->norm_eps);
@@ -205,21 +221,29 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
                 .visible = b->parent || ru->n_prev ? sq->visible + (int64_t)ru->n_prev * ctx->seq_rows : NULL, .ld = ctx->seq_rows,
             };
         }
+        lap(&tm->other, &t);
         ops->attention(env, ctx->attn, ctx->n_runs);
+        lap(&tm->attention, &t);
         ops->matmul(env, ctx->xb, ctx->att, n, &w->wo, w->bo);
+        lap(&tm->out_proj, &t);
         for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->xb[i];
         /* MLP or MoE */
         ops->rmsnorm(ctx->xb, ctx->x, w->ffn_norm, n, E, c->norm_eps);
+        lap(&tm->other, &t);
         if (c->n_expert > 0) {
-            if ((st = moe_layer(ctx, l, n)) != MOGE_OK) return st;
+            if ((st = moe_layer(ctx, l, n, &t)) != MOGE_OK) return st;
             continue;
         }
         ops->matmul(env, ctx->gate, ctx->xb, n, &w->w_gate, NULL);
         ops->matmul(env, ctx->up, ctx->xb, n, &w->w_up, NULL);
         ops->swiglu(ctx->gate, ctx->up, (int64_t)n * F);
         ops->matmul(env, ctx->xb, ctx->gate, n, &w->w_down, NULL);
+        lap(&tm->mlp, &t);
         for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->xb[i];
     }
+    lap(&tm->other, &t);
+    tm->forwards++;
+    tm->rows += n;
     if (abortable && aborted(ctx)) return abort_forward(ctx); /* before the lm_head */
     ctx->rstat.forwards++;
     if (ctx->rank != 0) { /* a follower: rank 0 alone samples from the logits */
@@ -241,6 +265,7 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
         model_find_nonfinite(m, why, sizeof why);
         return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_NUMERIC, "the forward's logits hold NaN or Inf: %s", why);
     }
+    lap(&tm->lm_head, &t);
     for (int r = 0; r < ctx->n_runs; r++) ctx->seq[ctx->runs[r].seq].n_last = ctx->runs[r].n_prev + ctx->runs[r].n;
     ctx->rstat.compute_seconds += comm_now() - t_start - (ctx->rstat.comm_seconds - comm0);
     ctx->err[0] = 0;

@@ -610,6 +610,15 @@ typedef struct {
     double mb_token, tps, roof, r16, floor16, r64, load_s, rss_mb, peak_mb, weight_mb, resident_mb;
 } summary_row;
 static summary_row summary[32];
+
+/* Milliseconds per forward of each part of moge_forward_times, between two snapshots. */
+#define N_PARTS 8
+static const char *const PART_NAMES[N_PARTS] = {"q/k/v", "attention", "o", "mlp / shared expert", "router", "routed experts", "lm_head",
+                                                "other"};
+static void parts_ms(const moge_forward_times *a, const moge_forward_times *b, double *ms) {
+    const double *pa = &a->qkv, *pb = &b->qkv; /* the struct's first N_PARTS fields, in PART_NAMES' order */
+    for (int i = 0; i < N_PARTS; i++) ms[i] = (pb[i] - pa[i]) * 1e3;
+}
 static int n_summary;
 static const char *run_kernels = "?"; /* the kernel variant the models ran (MOGE_KERNELS or the best) */
 
@@ -653,7 +662,8 @@ static void bench_model(const char *dir, double bw, int n_threads, moge_quant qu
     sr->weight_mb = in.weight_bytes / 1e6;
     sr->resident_mb = in.resident_bytes / 1e6;
     double t1 = 0, bw_model = 0;
-    for (int n = 1; n <= 64; n *= 2) {
+    double parts[7][N_PARTS]; /* per row count: the parts of its median forward */
+    for (int n = 1, ni = 0; n <= 64; n *= 2, ni++) {
         double times[11];
         int reps = n == 1 ? 11 : 5;
         moge_batch b = {.n = n, .tokens = tok};
@@ -668,7 +678,7 @@ static void bench_model(const char *dir, double bw, int n_threads, moge_quant qu
          * position), and "× one row" the median of those pairs' ratios: on a shared machine
          * whose speed drifts over the seconds a model's rows take, a ratio of medians measured
          * apart moves with the drift, a pair's ratio much less */
-        double ratios[11];
+        double ratios[11], rep_parts[11][N_PARTS];
         moge_batch b1 = {.n = 1, .tokens = tok};
         for (int r = 0; r < reps; r++) {
             double t_one = 0;
@@ -677,15 +687,24 @@ static void bench_model(const char *dir, double bw, int n_threads, moge_quant qu
                 moge_forward(ctx, &b1, &lg);
                 t_one = clock_now() - t0;
             }
+            moge_forward_times f0, f1;
+            moge_forward_times_get(ctx, &f0);
             double t0 = clock_now();
             moge_forward(ctx, &b, &lg);
             times[r] = clock_now() - t0;
+            moge_forward_times_get(ctx, &f1);
+            parts_ms(&f0, &f1, rep_parts[r]);
             ratios[r] = n > 1 ? times[r] / t_one : 1.0;
             double bwr = probing ? probe_run(&probe) : 0;
             if (bwr > bw_model) bw_model = bwr;
         }
         if (n == 1) probe_free(&probe);
-        qsort(times, (size_t)reps, sizeof times[0], cmp_double);
+        double sorted[11];
+        memcpy(sorted, times, sizeof sorted);
+        qsort(sorted, (size_t)reps, sizeof sorted[0], cmp_double);
+        for (int r = 0; r < reps; r++)
+            if (times[r] == sorted[reps / 2]) memcpy(parts[ni], rep_parts[r], sizeof parts[ni]);
+        memcpy(times, sorted, sizeof sorted);
         qsort(ratios, (size_t)reps, sizeof ratios[0], cmp_double);
         double t = times[reps / 2], ratio = ratios[reps / 2];
         if (n == 1) t1 = t;
@@ -713,6 +732,16 @@ static void bench_model(const char *dir, double bw, int n_threads, moge_quant qu
         }
         if (n == 16) sr->r16 = ratio, sr->floor16 = floor_s / t1;
         if (n == 64) sr->r64 = ratio;
+    }
+    printf("where the time goes (ms; the median forward of each row count, moge_forward_times):\n| rows |");
+    for (int i = 0; i < N_PARTS; i++) printf(" %s |", PART_NAMES[i]);
+    printf("\n|-----:|");
+    for (int i = 0; i < N_PARTS; i++) printf("---:|");
+    printf("\n");
+    for (int n = 1, ni = 0; n <= 64; n *= 2, ni++) {
+        printf("| %4d |", n);
+        for (int i = 0; i < N_PARTS; i++) printf(" %.2f |", parts[ni][i]);
+        printf("\n");
     }
     double rss_run = rss_bytes() - rss0;
     sr->rss_mb = rss_run / 1e6;

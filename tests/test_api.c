@@ -10,7 +10,9 @@
  *  - threads per context: two contexts of one model with 1 and 3 threads give identical logits;
  *  - moge_detok_stream_prime: after the prompt, pushed tokens give exactly the text they add to
  *    the prompt's (leading space, byte runs), for every split of real texts in two tokenizers;
- *  - the timer of the token callback (t_emit_s) holds the callback's time.
+ *  - the timer of the token callback (t_emit_s) holds the callback's time;
+ *  - moge_forward_times: the forwards and rows counted, the parts of a dense and of an MoE model
+ *    (no router or expert time in the dense one), together within the forwards' wall time, reset.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -429,7 +431,65 @@ static void test_emit_timer(void) {
     moge_model_free(m);
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void check_forward_times(const char *dir, bool moe) {
+    moge_model *m = test_load(dir, MOGE_BACKEND_CPU, 2);
+    moge_context *ctx = m ? test_new_ctx(m, 64) : NULL;
+    if (!ctx) {
+        moge_model_free(m);
+        return;
+    }
+    moge_forward_times t;
+    moge_forward_times_get(ctx, &t);
+    CHECKF(t.forwards == 0 && t.rows == 0 && t.qkv == 0, "%s: a new context has counted %lld forwards", dir, (long long)t.forwards);
+    const float *logits;
+    double wall = 0;
+    static const int32_t sizes[] = {5, 1, 3};
+    int32_t rows = 0;
+    static const int32_t toks[] = {1, 40, 7, 26, 37}; /* in both vocabularies */
+    for (int i = 0; i < 3; i++) {
+        moge_batch b = {.n = sizes[i], .tokens = toks};
+        double t0 = now_s();
+        CHECK(moge_forward(ctx, &b, &logits) == MOGE_OK);
+        wall += now_s() - t0;
+        rows += sizes[i];
+    }
+    moge_forward_times_get(ctx, &t);
+    const double *part = &t.qkv;
+    double sum = 0;
+    for (int i = 0; i < 8; i++) {
+        CHECKF(part[i] >= 0, "%s: part %d is %g s", dir, i, part[i]);
+        sum += part[i];
+    }
+    CHECKF(t.forwards == 3 && t.rows == rows, "%s: %lld forwards, %lld rows", dir, (long long)t.forwards, (long long)t.rows);
+    /* the parts are consecutive intervals of the forwards: they cannot exceed the time around the
+     * calls, and leave out only the checks of the batch */
+    CHECKF(sum <= wall * 1.0001 && sum >= 0.5 * wall, "%s: the parts add up to %.6f s of %.6f s", dir, sum, wall);
+    CHECKF(t.qkv > 0 && t.attention > 0 && t.out_proj > 0 && t.mlp > 0 && t.lm_head > 0, "%s: a part is 0", dir);
+    if (moe) CHECKF(t.router > 0 && t.experts > 0, "%s: router %g s, experts %g s", dir, t.router, t.experts);
+    else CHECKF(t.router == 0 && t.experts == 0, "%s: a dense model's router %g s, experts %g s", dir, t.router, t.experts);
+    moge_forward_times_reset(ctx);
+    moge_forward_times_get(ctx, &t);
+    CHECK(t.forwards == 0 && t.rows == 0 && t.mlp == 0 && t.experts == 0);
+    moge_forward_times_get(NULL, &t); /* no context: zeros */
+    CHECK(t.forwards == 0 && t.lm_head == 0);
+    moge_forward_times_reset(NULL);
+    moge_forward_times_get(ctx, NULL);
+    moge_context_free(ctx);
+    moge_model_free(m);
+}
+
+static void test_forward_times(void) {
+    check_forward_times(STORIES, false);
+    check_forward_times("tests/fixtures/moe/pangu_64e8g_bf16", true); /* MoGE, with a shared expert */
+}
+
 int main(void) {
     RUN_TESTS(T(test_sample_matches_generate), T(test_sample_rules), T(test_abort_forward), T(test_abort_generate), T(test_abort_load),
-              T(test_context_threads), T(test_detok_prime), T(test_emit_timer));
+              T(test_context_threads), T(test_detok_prime), T(test_emit_timer), T(test_forward_times));
 }
