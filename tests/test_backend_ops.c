@@ -200,27 +200,50 @@ static void test_act8(void) {
 }
 
 static void test_rmsnorm(void) {
-    int n = 5, dim = 96;
-    float x[5 * 96], w[96], y1[5 * 96], y2[5 * 96];
-    fill(x, n * dim, 3.0f);
-    fill(w, dim, 1.0f);
-    backend_ref.rmsnorm(y1, x, w, n, dim, 1e-5f);
-    cpu->rmsnorm(y2, x, w, n, dim, 1e-5f);
-    double e = nerr(y2, y1, n * dim);
-    CHECKF(e < TOL, "rmsnorm: normalised error %.3g", e);
+    /* 96: whole vectors; 1027: the 32-wide loop, one 8-wide step and a scalar tail; 5: the tail alone */
+    static const int dims[] = {96, 1027, 5};
+    for (int d = 0; d < 3; d++) {
+        int n = 5, dim = dims[d];
+        float *x = malloc(sizeof(float) * n * dim), *w = malloc(sizeof(float) * dim), *y1 = malloc(sizeof(float) * n * dim),
+              *y2 = malloc(sizeof(float) * n * dim), *y3 = malloc(sizeof(float) * n * dim);
+        fill(x, n * dim, 3.0f);
+        fill(w, dim, 1.0f);
+        backend_ref.rmsnorm(y1, x, w, n, dim, 1e-5f);
+        cpu->rmsnorm(y2, x, w, n, dim, 1e-5f);
+        double e = nerr(y2, y1, n * dim);
+        CHECKF(e < TOL, "rmsnorm dim %d: normalised error %.3g", dim, e);
+        /* in place (q / k norms) and one row at a time: the same bits */
+        memcpy(y3, x, sizeof(float) * n * dim);
+        cpu->rmsnorm(y3, y3, w, n, dim, 1e-5f);
+        CHECKF(!memcmp(y3, y2, sizeof(float) * n * dim), "rmsnorm dim %d: in place differs", dim);
+        for (int r = 0; r < n; r++) cpu->rmsnorm(y3 + r * dim, x + r * dim, w, 1, dim, 1e-5f);
+        CHECKF(!memcmp(y3, y2, sizeof(float) * n * dim), "rmsnorm dim %d: one row at a time differs", dim);
+        free(x), free(w), free(y1), free(y2), free(y3);
+    }
 }
 
 static void test_rope(void) {
-    int n = 6, heads = 3, hd = 16;
-    float x1[6 * 3 * 16], x2[6 * 3 * 16], inv[8];
-    int32_t pos[6] = {0, 1, 2, 17, 300, 4095};
+    /* head widths: one vector of pairs; two and a scalar tail; wider than the cosine table */
+    static const int hds[] = {16, 36, 1030};
+    float inv[515];
+    for (int d = 0; d < 3; d++) {
+        int n = 6, heads = 3, hd = hds[d], len = n * heads * hd;
+        float *x1 = malloc(sizeof(float) * len), *x2 = malloc(sizeof(float) * len), *x3 = malloc(sizeof(float) * len);
+        int32_t pos[6] = {0, 1, 2, 17, 300, 4095};
+        for (int j = 0; j < hd / 2; j++) inv[j] = (float)(1.0 / pow(10000.0, 2.0 * j / hd));
+        fill(x1, len, 1.0f);
+        memcpy(x2, x1, sizeof(float) * len);
+        memcpy(x3, x1, sizeof(float) * len);
+        backend_ref.rope(x1, pos, n, heads, hd, inv);
+        cpu->rope(x2, pos, n, heads, hd, inv);
+        double e = nerr(x2, x1, len);
+        CHECKF(e < TOL, "rope head_dim %d: normalised error %.3g", hd, e);
+        for (int r = 0; r < n; r++) cpu->rope(x3 + r * heads * hd, pos + r, 1, heads, hd, inv); /* one row at a time: the same bits */
+        CHECKF(!memcmp(x3, x2, sizeof(float) * len), "rope head_dim %d: one row at a time differs", hd);
+        free(x1), free(x2), free(x3);
+    }
+    int hd = 16;
     for (int j = 0; j < hd / 2; j++) inv[j] = (float)(1.0 / pow(10000.0, 2.0 * j / hd));
-    fill(x1, n * heads * hd, 1.0f);
-    memcpy(x2, x1, sizeof x1);
-    backend_ref.rope(x1, pos, n, heads, hd, inv);
-    cpu->rope(x2, pos, n, heads, hd, inv);
-    double e = nerr(x2, x1, n * heads * hd);
-    CHECKF(e < TOL, "rope: normalised error %.3g", e);
     /* Position 0 is the identity. */
     float x3[16], x4[16];
     fill(x3, 16, 1.0f);

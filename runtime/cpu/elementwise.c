@@ -5,29 +5,80 @@
  */
 #include "runtime/cpu/kernels.h"
 
+/* y = x / sqrt(mean(x²) + eps) * w per row. With AVX2 the sum of squares runs in four 8-lane
+ * partial sums (one scalar chain of 1024 dependent adds took about 3 µs a row: 1 ms of a 16-row
+ * pass of the 1.6 GB MoGE stand-in's 36 norms), then the scalar tail, in a fixed order: a row's
+ * result depends on that row alone. */
 void cpu_rmsnorm(float *y, const float *x, const float *w, int n, int dim, float eps) {
     for (int r = 0; r < n; r++) {
         const float *xr = x + (int64_t)r * dim;
         float *yr = y + (int64_t)r * dim;
         float ss = 0.0f;
-        for (int i = 0; i < dim; i++) ss += xr[i] * xr[i];
+        int i = 0;
+#ifdef MOGE_AVX2
+        __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (; i + 32 <= dim; i += 32)
+            UNROLL for (int j = 0; j < 4; j++) {
+                __m256 v = _mm256_loadu_ps(xr + i + 8 * j);
+                s[j] = _mm256_fmadd_ps(v, v, s[j]);
+            }
+        for (; i + 8 <= dim; i += 8) {
+            __m256 v = _mm256_loadu_ps(xr + i);
+            s[0] = _mm256_fmadd_ps(v, v, s[0]);
+        }
+        ss = hsum(_mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3])));
+#endif
+        for (; i < dim; i++) ss += xr[i] * xr[i];
         float scale = 1.0f / sqrtf(ss / (float)dim + eps);
-        for (int i = 0; i < dim; i++) yr[i] = xr[i] * scale * w[i];
+        i = 0;
+#ifdef MOGE_AVX2
+        __m256 sc = _mm256_set1_ps(scale); /* y may be x (in place): each element is read before it is written */
+        for (; i + 8 <= dim; i += 8) _mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i), sc), _mm256_loadu_ps(w + i)));
+#endif
+        for (; i < dim; i++) yr[i] = xr[i] * scale * w[i];
     }
 }
 
+/* Rotates each head's pairs (j, j + half) of every row by pos[r] * inv_freq[j]. A row's cosines
+ * and sines are computed once for all its heads; with AVX2 eight pairs of a head turn at once (the
+ * same multiplies and subtractions per element as the scalar loop). */
 void cpu_rope(float *x, const int32_t *pos, int n, int n_heads, int head_dim, const float *inv_freq) {
     int half = head_dim / 2;
-    for (int r = 0; r < n; r++)
+    float cs[2][512];
+    for (int r = 0; r < n; r++) {
+        if (half > 512) { /* wider than any model's heads: no table */
+            for (int j = 0; j < half; j++) {
+                float angle = (float)pos[r] * inv_freq[j], c = cosf(angle), sn = sinf(angle);
+                for (int h = 0; h < n_heads; h++) {
+                    float *v = x + ((int64_t)r * n_heads + h) * head_dim;
+                    float a = v[j], b = v[j + half];
+                    v[j] = a * c - b * sn;
+                    v[j + half] = b * c + a * sn;
+                }
+            }
+            continue;
+        }
         for (int j = 0; j < half; j++) {
-            float angle = (float)pos[r] * inv_freq[j], c = cosf(angle), s = sinf(angle);
-            for (int h = 0; h < n_heads; h++) {
-                float *v = x + ((int64_t)r * n_heads + h) * head_dim;
+            float angle = (float)pos[r] * inv_freq[j];
+            cs[0][j] = cosf(angle), cs[1][j] = sinf(angle);
+        }
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + ((int64_t)r * n_heads + h) * head_dim;
+            int j = 0;
+#ifdef MOGE_AVX2
+            for (; j + 8 <= half; j += 8) {
+                __m256 a = _mm256_loadu_ps(v + j), b = _mm256_loadu_ps(v + j + half), c = _mm256_loadu_ps(cs[0] + j), sn = _mm256_loadu_ps(cs[1] + j);
+                _mm256_storeu_ps(v + j, _mm256_sub_ps(_mm256_mul_ps(a, c), _mm256_mul_ps(b, sn)));
+                _mm256_storeu_ps(v + j + half, _mm256_add_ps(_mm256_mul_ps(b, c), _mm256_mul_ps(a, sn)));
+            }
+#endif
+            for (; j < half; j++) {
                 float a = v[j], b = v[j + half];
-                v[j] = a * c - b * s;
-                v[j + half] = b * c + a * s;
+                v[j] = a * cs[0][j] - b * cs[1][j];
+                v[j + half] = b * cs[0][j] + a * cs[1][j];
             }
         }
+    }
 }
 
 #ifdef MOGE_AVX2
