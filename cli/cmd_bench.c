@@ -39,8 +39,11 @@
  *    generation seconds), mean_tree_nodes (0 for none), nodes_proposed_per_pass (n_draft_proposed
  *    / n_forward; null when nodes were verified but none counted as proposed, i.e. the runtime
  *    does not count them), plain_step_share (or null), expert_mb_per_pass (or null),
- *    moe_imbalance and distinct_experts (null for dense), identical (or null) and ids (repeat
- *    1's, per prompt).
+ *    moe_imbalance and distinct_experts (null for dense), identical (or null), ids (repeat
+ *    1's, per prompt) and target_forward_times: where the target context's forwards spent the
+ *    timed turns of every repeat (prompt prefills included, the drafter's own context not),
+ *    seconds per part of moge_forward_times (qkv, attention, out_proj, mlp, router, experts,
+ *    lm_head, other) with their forwards and rows.
  *  - stdout: the table, two lines saying what its columns mean, and one summary line. stderr:
  *    the models used, then a progress bar when stderr is a terminal, else one line per mode and
  *    repeat in the order they ran ("moge bench: repeat 1/3: none 812.4 tokens/s"). --json FILE:
@@ -77,6 +80,7 @@
  *    the path or prompt).
  */
 #include <cJSON.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,6 +348,11 @@ static int env_load(bench_env *e, const bench_opts *o, prompt_set *p) {
 /* Running one mode                                                                           */
 /* ------------------------------------------------------------------------------------------ */
 
+/* moge_forward_times' parts: its first N_FT_PARTS fields, in this order (JSON target_forward_times). */
+#define N_FT_PARTS 8
+static const char *const FT_PART_NAMES[N_FT_PARTS] = {"qkv", "attention", "out_proj", "mlp", "router", "experts", "lm_head", "other"};
+_Static_assert(offsetof(moge_forward_times, other) == (N_FT_PARTS - 1) * sizeof(double), "moge_forward_times' parts are its first fields");
+
 typedef struct {
     bench_mode mode;
     double *tps;              /* (repeats) tokens/s of each repeat, in repeat order */
@@ -363,6 +372,7 @@ typedef struct {
     int diff_prompt, diff_at; /* the first prompt (--batch: sequence) and token that differ from the baseline */
     moge_rank_stats *ranks;   /* (n_ranks) the ranks' figures over the timed turns (a MoE target) */
     int n_ranks;
+    moge_forward_times ft;    /* the target context's forwards over the timed turns */
 } mode_result;
 
 /* ctx's ranks' figures into snap (n_ranks of them); false when there are none (dense, one process). */
@@ -573,6 +583,8 @@ static int warm_up(bench_env *e, const bench_opts *o, const prompt_set *p, bench
 static int run_turn(bench_env *e, const bench_opts *o, const prompt_set *p, mode_result *r, int rep, collector *cols, progress *pg) {
     moge_generate_params gp = mode_params(o, e, r->mode);
     if (warm_up(e, o, p, r->mode, cols)) return 1;
+    moge_forward_times ft0, ft1;
+    moge_forward_times_get(e->m.ctx, &ft0);
     moge_rank_stats *before = r->ranks + r->n_ranks, *after = before + r->n_ranks; /* scratch after the totals */
     bool ranks = r->n_ranks > 0 && rank_snapshot(e->m.ctx, before);
     int64_t gen = 0;
@@ -601,6 +613,12 @@ static int run_turn(bench_env *e, const bench_opts *o, const prompt_set *p, mode
         pg->done++;
     }
     if (ranks && rank_snapshot(e->m.ctx, after)) rank_add(r, before, after);
+    moge_forward_times_get(e->m.ctx, &ft1);
+    double *sum = &r->ft.qkv;
+    const double *a0 = &ft0.qkv, *a1 = &ft1.qkv;
+    for (int i = 0; i < N_FT_PARTS; i++) sum[i] += a1[i] - a0[i];
+    r->ft.forwards += ft1.forwards - ft0.forwards;
+    r->ft.rows += ft1.rows - ft0.rows;
     r->t_decode += secs;
     r->tps[rep] = secs > 0 ? (double)gen / secs : 0;
     progress_draw(pg, r->mode.name, rep, o->repeats);
@@ -884,6 +902,16 @@ static cJSON *ids_json(const mode_result *r, int n_prompts) {
     return a;
 }
 
+/* The target's forward times as JSON: seconds per part (moge_forward_times), forwards and rows. */
+static cJSON *forward_times_json(const moge_forward_times *ft) {
+    cJSON *o = cJSON_CreateObject();
+    const double *part = &ft->qkv;
+    for (int i = 0; i < N_FT_PARTS; i++) cJSON_AddNumberToObject(o, FT_PART_NAMES[i], part[i]);
+    cJSON_AddNumberToObject(o, "forwards", (double)ft->forwards);
+    cJSON_AddNumberToObject(o, "rows", (double)ft->rows);
+    return o;
+}
+
 /* v, or null when v < 0 (not measured). */
 static void add_opt(cJSON *o, const char *key, double v) {
     if (v < 0) cJSON_AddNullToObject(o, key);
@@ -914,6 +942,7 @@ static cJSON *mode_json(const mode_result *r, int n_moe, int n_items, int repeat
     if (ex >= 0) cJSON_AddNumberToObject(m, "distinct_experts", ex); else cJSON_AddNullToObject(m, "distinct_experts");
     if (r->identical < 0) cJSON_AddNullToObject(m, "identical"); else cJSON_AddBoolToObject(m, "identical", r->identical);
     cJSON_AddItemToObject(m, "ids", ids_json(r, n_items));
+    cJSON_AddItemToObject(m, "target_forward_times", forward_times_json(&r->ft));
     if (r->n_ranks > 0) cli_ranks_out(m, NULL, CMD, "", r->ranks, r->n_ranks);
     return m;
 }

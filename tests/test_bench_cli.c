@@ -212,6 +212,19 @@ static void check_mode_keys(const cJSON *m, const char *mode, const bench_run *b
         CHECKF(cJSON_IsNumber(cJSON_GetObjectItem(m, "moe_imbalance")) && cJSON_IsNumber(cJSON_GetObjectItem(m, "distinct_experts")) &&
                    (cJSON_IsNull(mb) || mb->valuedouble > 0),
                "MoE target, mode %s: moe_imbalance, distinct_experts or expert_mb_per_pass", mode);
+    /* where the target's forwards spent the timed turns: every part, a dense target none in router or experts */
+    const cJSON *ft = cJSON_GetObjectItem(m, "target_forward_times");
+    static const char *parts[] = {"qkv", "attention", "out_proj", "mlp", "router", "experts", "lm_head", "other"};
+    double sum = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItem(ft, parts[i]);
+        CHECKF(cJSON_IsNumber(v) && v->valuedouble >= 0, "mode %s: target_forward_times.%s", mode, parts[i]);
+        if (cJSON_IsNumber(v)) sum += v->valuedouble;
+    }
+    double fw = num(ft, "forwards"), rows = num(ft, "rows");
+    CHECKF(fw >= b->repeats && rows >= fw && sum > 0, "mode %s: target_forward_times: %g forwards, %g rows, %g s", mode, fw, rows, sum);
+    if (b->dense) CHECKF(num(ft, "router") == 0 && num(ft, "experts") == 0, "dense target, mode %s: router or expert time", mode);
+    else CHECKF(num(ft, "experts") > 0, "MoE target, mode %s: no expert time", mode);
     check_repeats(m, mode, b);
 }
 
