@@ -80,7 +80,6 @@
  *    the path or prompt).
  */
 #include <cJSON.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -348,11 +347,6 @@ static int env_load(bench_env *e, const bench_opts *o, prompt_set *p) {
 /* Running one mode                                                                           */
 /* ------------------------------------------------------------------------------------------ */
 
-/* moge_forward_times' parts: its first N_FT_PARTS fields, in this order (JSON target_forward_times). */
-#define N_FT_PARTS 8
-static const char *const FT_PART_NAMES[N_FT_PARTS] = {"qkv", "attention", "out_proj", "mlp", "router", "experts", "lm_head", "other"};
-_Static_assert(offsetof(moge_forward_times, other) == (N_FT_PARTS - 1) * sizeof(double), "moge_forward_times' parts are its first fields");
-
 typedef struct {
     bench_mode mode;
     double *tps;              /* (repeats) tokens/s of each repeat, in repeat order */
@@ -616,7 +610,7 @@ static int run_turn(bench_env *e, const bench_opts *o, const prompt_set *p, mode
     moge_forward_times_get(e->m.ctx, &ft1);
     double *sum = &r->ft.qkv;
     const double *a0 = &ft0.qkv, *a1 = &ft1.qkv;
-    for (int i = 0; i < N_FT_PARTS; i++) sum[i] += a1[i] - a0[i];
+    for (int i = 0; i < CLI_FT_PARTS; i++) sum[i] += a1[i] - a0[i];
     r->ft.forwards += ft1.forwards - ft0.forwards;
     r->ft.rows += ft1.rows - ft0.rows;
     r->t_decode += secs;
@@ -902,16 +896,6 @@ static cJSON *ids_json(const mode_result *r, int n_prompts) {
     return a;
 }
 
-/* The target's forward times as JSON: seconds per part (moge_forward_times), forwards and rows. */
-static cJSON *forward_times_json(const moge_forward_times *ft) {
-    cJSON *o = cJSON_CreateObject();
-    const double *part = &ft->qkv;
-    for (int i = 0; i < N_FT_PARTS; i++) cJSON_AddNumberToObject(o, FT_PART_NAMES[i], part[i]);
-    cJSON_AddNumberToObject(o, "forwards", (double)ft->forwards);
-    cJSON_AddNumberToObject(o, "rows", (double)ft->rows);
-    return o;
-}
-
 /* v, or null when v < 0 (not measured). */
 static void add_opt(cJSON *o, const char *key, double v) {
     if (v < 0) cJSON_AddNullToObject(o, key);
@@ -942,7 +926,7 @@ static cJSON *mode_json(const mode_result *r, int n_moe, int n_items, int repeat
     if (ex >= 0) cJSON_AddNumberToObject(m, "distinct_experts", ex); else cJSON_AddNullToObject(m, "distinct_experts");
     if (r->identical < 0) cJSON_AddNullToObject(m, "identical"); else cJSON_AddBoolToObject(m, "identical", r->identical);
     cJSON_AddItemToObject(m, "ids", ids_json(r, n_items));
-    cJSON_AddItemToObject(m, "target_forward_times", forward_times_json(&r->ft));
+    cli_forward_times_out(m, "target_forward_times", NULL, CMD, "", &r->ft);
     if (r->n_ranks > 0) cli_ranks_out(m, NULL, CMD, "", r->ranks, r->n_ranks);
     return m;
 }

@@ -406,6 +406,27 @@ void cli_report_ranks(struct cJSON *root, FILE *f, const char *cmd, moge_context
     free(rs);
 }
 
+#define N_FT_PARTS CLI_FT_PARTS
+static const char *const FT_KEYS[N_FT_PARTS] = {"qkv", "attention", "out_proj", "mlp", "router", "experts", "lm_head", "other"};
+static const char *const FT_LABELS[N_FT_PARTS] = {"q/k/v", "attention", "o", "mlp", "router", "experts", "lm_head", "other"};
+_Static_assert(offsetof(moge_forward_times, other) == (N_FT_PARTS - 1) * sizeof(double), "moge_forward_times' parts are its first fields");
+
+void cli_forward_times_out(struct cJSON *root, const char *key, FILE *f, const char *cmd, const char *label, const moge_forward_times *ft) {
+    const double *part = &ft->qkv;
+    double total = 0;
+    for (int i = 0; i < N_FT_PARTS; i++) total += part[i];
+    if (root) {
+        cJSON *o = cJSON_AddObjectToObject(root, key);
+        for (int i = 0; i < N_FT_PARTS; i++) cJSON_AddNumberToObject(o, FT_KEYS[i], part[i]);
+        cJSON_AddNumberToObject(o, "forwards", (double)ft->forwards);
+        cJSON_AddNumberToObject(o, "rows", (double)ft->rows);
+    }
+    if (!f || ft->forwards == 0) return;
+    fprintf(f, "moge %s: %s: %lld forwards (%lld rows), %.3f s:", cmd, label, (long long)ft->forwards, (long long)ft->rows, total);
+    for (int i = 0; i < N_FT_PARTS; i++) fprintf(f, "%s %s %.1f %%", i ? "," : "", FT_LABELS[i], total > 0 ? 100.0 * part[i] / total : 0.0);
+    fputc('\n', f);
+}
+
 void cli_json_backend(struct cJSON *root, const moge_model_info *in) {
     char cpu[128];
     moge_cpu_name(cpu, sizeof cpu);

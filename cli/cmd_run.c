@@ -17,7 +17,11 @@
  * may draw differently). stderr: one line per prompt, then the totals. --stats-json FILE: an
  * object with "sequences" (one single-run statistics object per prompt, in file order, with
  * "prompt": K) and "totals" (the decoder's: tokens, seconds, tokens_per_s over all sequences,
- * passes, ...). --batch without --prompts, --prompts with -p or --compare: usage errors (exit 2).
+ * passes, ..., forward_times). --batch without --prompts, --prompts with -p or --compare: usage
+ * errors (exit 2).
+ * Statistics of one prompt (--stats-json) include forward_times: where the target's forwards of the
+ * generation spent their time (moge_forward_times: seconds per part, forwards, rows); -v prints
+ * the same as shares on stderr.
  */
 #include <cJSON.h>
 #include <stdio.h>
@@ -41,7 +45,8 @@ static void usage(FILE *f, const cli_common_opts *o) {
                      "  -f, --file FILE        the prompt is FILE's text (- for standard input; one final line end dropped)\n"
                      "  -e, --escape           process escapes in -p (the default, as llama.cpp); --no-escape: take it as is\n"
                      "  -q, --quiet            no statistics on stderr (errors only)\n"
-                     "  -v, --verbose          MoE models: the expert load of every layer\n"
+                     "  -v, --verbose          the time of the target's forwards by part (q/k/v, attention, ...);\n"
+                     "                         MoE models: the expert load of every layer\n"
                      "      --prompts FILE     one prompt per line (blank lines skipped), decoded together; stdout:\n"
                      "                         per prompt a line \"--- prompt K\" (K = 1, 2, ...), then what -p\n"
                      "                         would print for it\n"
@@ -237,8 +242,8 @@ static int write_json(cJSON *root, const char *path) {
     return ok ? 0 : 1;
 }
 
-static int write_stats_json(const char *path, const moge_model_info *info, const moge_stats *st, moge_context *ctx,
-                            const int32_t *ids, int32_t n_ids, const compare_result *cmp) {
+static int write_stats_json(const char *path, const moge_model_info *info, const moge_stats *st, const moge_forward_times *ft,
+                            moge_context *ctx, const int32_t *ids, int32_t n_ids, const compare_result *cmp) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "architecture", info->architecture);
     cli_json_backend(root, info);
@@ -249,6 +254,7 @@ static int write_stats_json(const char *path, const moge_model_info *info, const
         cJSON_AddNumberToObject(c, "speedup", cmp->speedup);
         cJSON_AddBoolToObject(c, "identical", cmp->identical);
     }
+    cli_forward_times_out(root, "forward_times", NULL, "run", "", ft);
     add_moe_json(root, info, ctx);
     cli_report_ranks(root, NULL, "run", ctx);
     return write_json(root, path);
@@ -438,6 +444,11 @@ static void batch_report(const run_batch *b, const moge_decoder_stats *ds) {
     }
     if (full) fprintf(stderr, "moge run: a sequence filled its context (%d tokens); use -c to enlarge it\n", moge_context_n_ctx(b->m.ctx));
     print_moe(&b->m);
+    if (verbosity == VERBOSE) {
+        moge_forward_times ft;
+        moge_forward_times_get(b->m.ctx, &ft);
+        cli_forward_times_out(NULL, NULL, stderr, "run", "time of the target's forwards", &ft);
+    }
 }
 
 static int batch_stats_json(const run_batch *b, const moge_decoder_stats *ds, const char *path) {
@@ -464,6 +475,9 @@ static int batch_stats_json(const run_batch *b, const moge_decoder_stats *ds, co
     cJSON_AddNumberToObject(t, "prefill_passes", (double)ds->n_prefill_passes);
     cJSON_AddNumberToObject(t, "rows", (double)ds->n_rows);
     cJSON_AddNumberToObject(t, "expert_bytes_read", ds->expert_bytes_read);
+    moge_forward_times ft;
+    moge_forward_times_get(b->m.ctx, &ft);
+    cli_forward_times_out(t, "forward_times", NULL, "run", "", &ft);
     add_moe_json(root, &b->m.info, b->m.ctx);
     cli_report_ranks(root, NULL, "run", b->m.ctx);
     return write_json(root, path);
@@ -616,7 +630,10 @@ int cmd_run(int argc, char **argv) {
     }
     struct sigaction old_sa;
     cli_catch_sigint(false, &old_sa); /* Ctrl-C ends the text cleanly: what was generated, a newline, a note */
+    moge_forward_times_reset(m.ctx); /* this generation's forwards only (not --compare's warm-up) */
     moge_status st = moge_generate(m.ctx, ids, (int32_t)n_ids, &gp, print_token, &pr, &stats);
+    moge_forward_times ft;
+    moge_forward_times_get(m.ctx, &ft);
     sigaction(SIGINT, &old_sa, NULL);
     printer_finish(&pr);
     if (st == MOGE_ERR_ABORTED) {
@@ -644,10 +661,11 @@ int cmd_run(int argc, char **argv) {
     if (stats.stop == MOGE_STOP_CONTEXT_FULL)
         fprintf(stderr, "moge run: the context (%d tokens) is full; use -c to enlarge it\n", moge_context_n_ctx(m.ctx));
     print_moe(&m);
+    if (verbosity == VERBOSE) cli_forward_times_out(NULL, NULL, stderr, "run", "time of the target's forwards", &ft);
     rc = pr.failed ? 1 : 0;
     compare_result cmp = {0};
     if (compare && rc == 0 && run_compare(&m, ids, (int32_t)n_ids, &gp, &pr, &stats, &cmp) != 0) rc = 1;
-    if (stats_json && write_stats_json(stats_json, &m.info, &stats, m.ctx, pr.ids, pr.n_ids, compare && rc == 0 ? &cmp : NULL) != 0) rc = 1;
+    if (stats_json && write_stats_json(stats_json, &m.info, &stats, &ft, m.ctx, pr.ids, pr.n_ids, compare && rc == 0 ? &cmp : NULL) != 0) rc = 1;
 done:
     printer_free(&pr);
     free(ids);

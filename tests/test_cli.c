@@ -102,6 +102,18 @@ static void check_planner_stats(const char *text, const char *what, bool planner
         if (!planner) CHECKF(cJSON_IsNull(pred) && plain->valuedouble == 0, "%s: no planner, yet predicted_speedup or plain_steps", what);
         CHECKF(!cJSON_IsNumber(pred) || pred->valuedouble > 0, "%s: predicted_speedup %g", what, pred->valuedouble);
     }
+    /* forward_times: one target forward per pass (the prefill's included), each part's seconds,
+     * no router or expert time in a dense model */
+    const cJSON *ft = cJSON_GetObjectItem(root, "forward_times"), *fw = cJSON_GetObjectItem(ft, "forwards"), *rows = cJSON_GetObjectItem(ft, "rows");
+    CHECKF(cJSON_IsNumber(fw) && cJSON_IsNumber(passes) && fw->valuedouble == passes->valuedouble && cJSON_IsNumber(rows) &&
+               rows->valuedouble >= fw->valuedouble,
+           "%s: forward_times: %s", what, text);
+    static const char *parts[] = {"qkv", "attention", "out_proj", "mlp", "router", "experts", "lm_head", "other"};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItem(ft, parts[i]);
+        bool none = !moe && (i == 4 || i == 5);
+        CHECKF(cJSON_IsNumber(v) && (none ? v->valuedouble == 0 : v->valuedouble > 0), "%s: forward_times.%s", what, parts[i]);
+    }
     cJSON_Delete(root);
 }
 

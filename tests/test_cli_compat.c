@@ -161,16 +161,20 @@ static void test_errors_name_flags(void) {
     expect_moge_error("eval " M260 " -f tests/fixtures/tokenizers/tinystories-valid.txt --json build/no-such-dir/x.json", 2, "cannot write", OUT, ERR);
 }
 
-/* run on the MoGE demo target: one MoE line by default, a line per layer with -v, nothing with -q. */
+/* run on the MoGE demo target: one MoE line by default, a line per layer and the forwards' time by
+ * part with -v, nothing with -q. */
 static void test_quiet_verbose(void) {
     const char *base = "run -m models/tinystories-moge -n 8 --temp 0 -p Once";
     char args[256];
     char *out = run_out(base), *err = slurp_text(ERR);
-    CHECKF(strstr(err, "mean Imbalance Score") && !strstr(err, "layer  0:") && strstr(err, "generated 8 tokens"), "default stderr: %s", err);
+    CHECKF(strstr(err, "mean Imbalance Score") && !strstr(err, "layer  0:") && strstr(err, "generated 8 tokens") && !strstr(err, "forwards ("),
+           "default stderr: %s", err);
     free(out); free(err);
     snprintf(args, sizeof args, "%s -v", base);
     out = run_out(args), err = slurp_text(ERR);
     CHECKF(strstr(err, "layer  0:") && strstr(err, "layer  5:"), "-v stderr: %s", err);
+    /* the prompt's forward and one per token after the first (plain decoding), by part */
+    CHECKF(strstr(err, "time of the target's forwards: 8 forwards (9 rows)") && strstr(err, "experts ") && strstr(err, " %, other "), "-v stderr: %s", err);
     free(out); free(err);
     char *plain = run_out(base);
     snprintf(args, sizeof args, "%s -q --temp 0.8", base);
