@@ -837,7 +837,7 @@ static void print_table(const mode_result *r, int n_modes, int base, int n_moe, 
 }
 
 static int n_threads(const bench_opts *o) {
-    return o->c.mp.n_threads > 0 ? o->c.mp.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    return o->c.mp.n_threads > 0 ? o->c.mp.n_threads : moge_cpu_default_threads();
 }
 
 /* "models/x", "first L layers of the target", or "none" (lookup / none only). */

@@ -294,7 +294,7 @@ static const row rows[] = {
      .alias = "--ctx-size"},
     {CLI_CHAT, "-c", "--ctx", "N", K_I32, 1, 1L << 24, AT(cp.n_ctx),
      .help = "context length in tokens (default: the model's maximum, at most 8192)", .alias = "--ctx-size"},
-    {MODEL_FLAGS, "-t", "--threads", "N", K_INT, 1, 1024, AT(mp.n_threads), .help = "threads (default: all cores)"},
+    {MODEL_FLAGS, "-t", "--threads", "N", K_INT, 1, 1024, AT(mp.n_threads), .help = "threads (default: one per physical core this process may run on; moge info shows it)"},
     {MODEL_FLAGS, "-ngl", "--n-gpu-layers", "N", K_INT, 0, 1L << 30, .ignored = "there is no GPU backend: every layer runs on the cpu"},
     {MODEL_FLAGS, NULL, "--backend", "NAME", K_ENUM, AT(mp.backend), ENUM(backend_name, MOGE_BACKEND_CPU),
      .help = "cpu (default) or ref (slow reference loops)"},

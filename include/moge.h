@@ -223,7 +223,7 @@ MOGE_API moge_status moge_quant_parse(const char *name, moge_quant *out);
 typedef struct {
     moge_backend backend;  /* default MOGE_BACKEND_CPU */
     int n_threads;         /* threads for the cpu backend: the default of the model's contexts
-                              (moge_context_params.n_threads); default 0 = every online core */
+                              (moge_context_params.n_threads); default 0 = moge_cpu_default_threads() */
     moge_routing routing;  /* override the checkpoint's routing rule; default MOGE_ROUTING_DEFAULT */
     int32_t n_group;       /* groups for MOGE/GROUP_LIMITED overrides; 0 = the checkpoint's (Pangu: K) */
     int32_t topk_group;    /* groups kept by GROUP_LIMITED; 0 = half of n_group */
@@ -267,6 +267,11 @@ MOGE_API const char *moge_cpu_kernels_best(void);      /* the widest variant thi
 MOGE_API void moge_cpu_kernels_list(char *out, size_t size);
 /* The processor's name (CPUID brand string, or /proc/cpuinfo), at most size - 1 bytes and a NUL. */
 MOGE_API void moge_cpu_name(char *out, size_t size);
+/* The threads a model uses when not told (moge_model_params.n_threads 0): one per physical core
+ * among the CPUs this process may run on (its affinity mask: taskset, a container's cpuset), at
+ * most its cgroup's CPU quota (cgroup v2 cpu.max or v1 cpu.cfs_quota_us, rounded up), at least 1.
+ * Hardware threads that share a core count once: a decode gains no bandwidth from the second. */
+MOGE_API int32_t moge_cpu_default_threads(void);
 
 /* Loads a Hugging Face model directory: config.json and model.safetensors, or the shards named by
  * model.safetensors.index.json. Architectures LlamaForCausalLM, MistralForCausalLM,
@@ -402,7 +407,7 @@ typedef struct {
     int32_t n_devices; /* MoE: workers that each own whole expert groups; default 0 = the largest
                           divisor of the group count that does not exceed the context's threads */
     int32_t n_threads; /* threads of the context's own pool (cpu backend); default 0 = the model's
-                          moge_model_params.n_threads (every online core unless set). Contexts of
+                          moge_model_params.n_threads (moge_cpu_default_threads() unless set). Contexts of
                           one model may use different counts; the logits do not depend on it */
     /* Called by the calling thread at the start of every moge_forward() and between its layers
      * (in an MPI job: at the start only), so also between the steps of moge_generate():

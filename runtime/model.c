@@ -603,7 +603,7 @@ moge_status moge_model_load(const char *dir, const moge_model_params *params, mo
     }
     m->ops = ops;
     m->comm = p.comm; /* only now: a failed load frees the model without telling the other ranks */
-    m->n_threads = p.n_threads > 0 ? p.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    m->n_threads = p.n_threads > 0 ? p.n_threads : moge_cpu_default_threads();
     if (m->n_threads < 1) m->n_threads = 1;
     *out = m;
     if (err && n) err[0] = 0;

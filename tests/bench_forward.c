@@ -34,7 +34,7 @@
  * whose speed drifts weighs on both alike). Quote ratios measured in one run.
  * `bench_forward MODEL_DIR...` benchmarks only those directories; MOGE_BENCH_WEIGHTS=none (or
  * q8, w8a8, q4, w4a8, a comma list) only those weight formats. Options:
- *   -t N           threads (default: every online core)
+ *   -t N           threads (default: moge_cpu_default_threads(), one per physical core)
  *   --write-models writes the benchmark models named (a directory of BENCH_MODELS; none named: all
  *                  of them) that do not exist yet, and exits
  *   --experts      only the bandwidth, the multiply-add peak, the expert dispatch and attention tables
@@ -790,7 +790,7 @@ static int bench_decode(const char *dir, int n_threads, moge_quant quant, int n_
 }
 
 int main(int argc, char **argv) {
-    int n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN), n_decode = 0;
+    int n_threads = moge_cpu_default_threads(), n_decode = 0;
     bool write_only = false, experts_only = false;
     const char *dirs[16];
     int n_dirs = 0;

@@ -12,15 +12,24 @@
  *    the prompt's (leading space, byte runs), for every split of real texts in two tokenizers;
  *  - the timer of the token callback (t_emit_s) holds the callback's time;
  *  - moge_forward_times: the forwards and rows counted, the parts of a dense and of an MoE model
- *    (no router or expert time in the dense one), together within the forwards' wall time, reset.
+ *    (no router or expert time in the dense one), together within the forwards' wall time, reset;
+ *  - the default thread count: one per physical core of the allowed CPUs (hardware threads that
+ *    share a core count once), at most the cgroup v2 / v1 CPU quota, CPUs without topology files
+ *    each a core, at least 1 (trees of sysfs / procfs files written under build/); on this
+ *    machine at least 1, at most its online CPUs, and what a model with n_threads 0 runs.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "moge.h"
+#include "runtime/cpu_threads.h"
 #include "tests/harness.h"
 #include "tests/test_model.h"
+#include "tests/test_util.h"
 
 #define STORIES "models/stories260K"
 
@@ -489,7 +498,74 @@ static void test_forward_times(void) {
     check_forward_times("tests/fixtures/moe/pangu_64e8g_bf16", true); /* MoGE, with a shared expert */
 }
 
+/* ---- default threads ---------------------------------------------------------------------- */
+
+/* Writes text to root + path, making its directories. */
+static void put_file(const char *root, const char *path, const char *text) {
+    char full[1024];
+    snprintf(full, sizeof full, "%s%s", root, path);
+    for (char *p = full + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(full, 0755);
+            *p = '/';
+        }
+    FILE *f = fopen(full, "w");
+    CHECKF(f != NULL, "cannot write %s", full);
+    if (f) fputs(text, f), fclose(f);
+}
+
+static void test_default_threads(void) {
+    const char *root = "build/test_cpu_threads";
+    CHECK(shell("rm -rf build/test_cpu_threads") == 0);
+    /* 4 CPUs on 2 cores (0 and 2 share one, 1 and 3 the other), no cgroup files */
+    static const char *const sib[] = {"0,2", "1,3", "0,2", "1,3"};
+    for (int c = 0; c < 4; c++) {
+        char path[128];
+        snprintf(path, sizeof path, "/a/sys/devices/system/cpu/cpu%d/topology/thread_siblings_list", c);
+        put_file(root, path, sib[c]);
+    }
+    char a[256];
+    snprintf(a, sizeof a, "%s/a", root);
+    int all[] = {0, 1, 2, 3}, pair[] = {0, 2}, two[] = {0, 1}, eight[] = {0, 1, 2, 3, 4, 5, 6, 7};
+    CHECKF(cpu_threads_default_at(a, all, 4) == 2, "4 CPUs on 2 cores: %d", cpu_threads_default_at(a, all, 4));
+    CHECKF(cpu_threads_default_at(a, pair, 2) == 1, "two threads of one core: %d", cpu_threads_default_at(a, pair, 2));
+    CHECKF(cpu_threads_default_at(a, two, 2) == 2, "one thread of each core: %d", cpu_threads_default_at(a, two, 2));
+    CHECKF(cpu_threads_default_at(a, eight, 8) == 6, "CPUs 4-7 without topology count one each: %d", cpu_threads_default_at(a, eight, 8));
+    /* cgroup v2 quota, no topology: 8 allowed CPUs */
+    char b[256];
+    snprintf(b, sizeof b, "%s/b", root);
+    put_file(b, "/proc/self/cgroup", "0::/user.slice/job\n");
+    static const struct { const char *max; int want; } v2[] = {{"150000 100000", 2}, {"max 100000", 8}, {"50000 100000", 1}, {"2000000 100000", 8}};
+    for (size_t i = 0; i < sizeof v2 / sizeof v2[0]; i++) {
+        put_file(b, "/sys/fs/cgroup/user.slice/job/cpu.max", v2[i].max);
+        int got = cpu_threads_default_at(b, eight, 8);
+        CHECKF(got == v2[i].want, "cgroup v2 cpu.max \"%s\", 8 CPUs: %d threads, expected %d", v2[i].max, got, v2[i].want);
+    }
+    /* cgroup v1 (a hybrid system: the cpu controller on v1, the 0:: line too) */
+    char c1[256];
+    snprintf(c1, sizeof c1, "%s/c", root);
+    put_file(c1, "/proc/self/cgroup", "5:memory:/docker/x\n4:cpu,cpuacct:/docker/x\n0::/\n");
+    put_file(c1, "/sys/fs/cgroup/cpu,cpuacct/docker/x/cpu.cfs_period_us", "100000\n");
+    put_file(c1, "/sys/fs/cgroup/cpu,cpuacct/docker/x/cpu.cfs_quota_us", "300000\n");
+    CHECKF(cpu_threads_default_at(c1, eight, 8) == 3, "cgroup v1 quota of 3 CPUs: %d", cpu_threads_default_at(c1, eight, 8));
+    put_file(c1, "/sys/fs/cgroup/cpu,cpuacct/docker/x/cpu.cfs_quota_us", "-1\n");
+    CHECKF(cpu_threads_default_at(c1, eight, 8) == 8, "cgroup v1 without a quota: %d", cpu_threads_default_at(c1, eight, 8));
+    /* nothing readable: the allowed CPUs; none: 1 */
+    CHECK(cpu_threads_default_at("build/test_cpu_threads/none", eight, 8) == 8);
+    CHECK(cpu_threads_default_at("build/test_cpu_threads/none", eight, 0) == 1);
+    /* this machine */
+    int n = moge_cpu_default_threads();
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    CHECKF(n >= 1 && n <= online, "moge_cpu_default_threads() = %d of %ld online CPUs", n, online);
+    moge_model *m = test_load(STORIES, MOGE_BACKEND_CPU, 0);
+    moge_context *ctx = m ? test_new_ctx(m, 64) : NULL;
+    if (ctx) CHECKF(moge_context_n_threads(ctx) == n, "a model with n_threads 0 runs %d threads, the default is %d", moge_context_n_threads(ctx), n);
+    moge_context_free(ctx);
+    moge_model_free(m);
+}
+
 int main(void) {
     RUN_TESTS(T(test_sample_matches_generate), T(test_sample_rules), T(test_abort_forward), T(test_abort_generate), T(test_abort_load),
-              T(test_context_threads), T(test_detok_prime), T(test_emit_timer), T(test_forward_times));
+              T(test_context_threads), T(test_detok_prime), T(test_emit_timer), T(test_forward_times), T(test_default_threads));
 }

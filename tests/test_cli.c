@@ -14,6 +14,7 @@
  *    drafter errors (a draft with another tokenizer) and the same help through all three.
  */
 #include <cJSON.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/wait.h>
@@ -319,6 +320,22 @@ static void test_info(void) {
            "moge info: %s", out);
     free(out);
     CHECK(MOGE("--help") == 0);
+    /* the default threads follow the affinity mask: pinned to one CPU (the first this test may
+     * use), one thread */
+    cpu_set_t set;
+    int first = -1;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        for (int c = 0; c < CPU_SETSIZE && first < 0; c++)
+            if (CPU_ISSET(c, &set)) first = c;
+    CHECK(first >= 0);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "taskset -c %d %s info -m models/stories260K >" OUT " 2>" ERR " </dev/null", first,
+             getenv("MOGE_BIN") ? getenv("MOGE_BIN") : "build/moge");
+    CHECK(shell(cmd) == 0);
+    out = slurp_text(OUT);
+    CHECKF(strstr(out, "threads       1 by default (one per physical core of the 1 CPU this process may run on"), "taskset -c %d moge info: %s", first,
+           out);
+    free(out);
 }
 
 /* --kernels: every variant this processor runs gives the llama2.c text and says which it ran (text
