@@ -1,6 +1,7 @@
 /* cmd_common.c — what the subcommands share (see cli.h): flag value parsing; the flag table of
  * run, chat and bench, its parser and its help; loading the model and the drafter. */
 #include <ctype.h>
+#include <sched.h>
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
@@ -769,6 +770,12 @@ bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m) {
                 "(or w4a8) keeps them small and decodes several times faster\n", o->cmd,
                 cli_human_bytes(m->info.resident_bytes, held, sizeof held), cli_human_bytes(m->info.weight_bytes, stored, sizeof stored));
     }
+    cpu_set_t cpus; /* -t above the CPUs this process may use: the pool's threads spin between ops and wait for a CPU */
+    CPU_ZERO(&cpus);
+    int usable = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 0;
+    if (!o->quiet && usable > 0 && o->mp.n_threads > usable)
+        fprintf(stderr, "moge %s: note: -t %d is more threads than the %d CPU%s this process may run on; they wait for each other at every "
+                "op (without -t: %d)\n", o->cmd, o->mp.n_threads, usable, usable == 1 ? "" : "s", (int)moge_cpu_default_threads());
     if (o->seed_random && !o->quiet && (o->gp.sampler.temperature > 0 || o->who == CLI_CHAT))
         fprintf(stderr, "moge %s: seed %llu (--seed %llu repeats this run)\n", o->cmd, (unsigned long long)o->gp.sampler.seed,
                 (unsigned long long)o->gp.sampler.seed);

@@ -336,6 +336,19 @@ static void test_info(void) {
     CHECKF(strstr(out, "threads       1 by default (one per physical core of the 1 CPU this process may run on"), "taskset -c %d moge info: %s", first,
            out);
     free(out);
+    /* more threads than that: a note says so (not with -q), and the text is the same */
+    snprintf(cmd, sizeof cmd, "taskset -c %d %s run -m models/stories260K -n 8 --temp 0 -p hi -t 3 >" OUT " 2>" ERR " </dev/null", first,
+             getenv("MOGE_BIN") ? getenv("MOGE_BIN") : "build/moge");
+    CHECK(shell(cmd) == 0);
+    char *err = slurp_text(ERR);
+    CHECKF(strstr(err, "note: -t 3 is more threads than the 1 CPU this process may run on") && strstr(err, "(without -t: 1)"), "stderr: %s", err);
+    free(err);
+    snprintf(cmd, sizeof cmd, "taskset -c %d %s run -m models/stories260K -n 8 --temp 0 -p hi -t 3 -q >" OUT " 2>" ERR " </dev/null", first,
+             getenv("MOGE_BIN") ? getenv("MOGE_BIN") : "build/moge");
+    CHECK(shell(cmd) == 0);
+    err = slurp_text(ERR);
+    CHECKF(err[0] == 0, "-q stderr: %s", err);
+    free(err);
 }
 
 /* --kernels: every variant this processor runs gives the llama2.c text and says which it ran (text
