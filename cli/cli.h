@@ -50,8 +50,9 @@ void cli_report_ranks(struct cJSON *root, FILE *f, const char *cmd, moge_context
 /* Where a context's forwards spent their time (moge_forward_times): into root (when not NULL) as
  * object `key` (seconds per part: qkv, attention, out_proj, mlp, router, experts, lm_head, other;
  * forwards, rows), and on f (when not NULL) as one line "moge CMD: LABEL: N forwards (R rows),
- * S s: q/k/v P %, ...". Nothing on f when no forward was counted. */
-#define CLI_FT_PARTS 8 /* moge_forward_times' parts: its first fields, qkv ... other */
+ * S s: qkv P %, ...". Nothing on f when no forward was counted. */
+/* The CPUs this process may run on (its affinity mask; every online CPU when it cannot be read). */
+int cli_usable_cpus(void);
 void cli_forward_times_out(struct cJSON *root, const char *key, FILE *f, const char *cmd, const char *label, const moge_forward_times *ft);
 /* --kernels NAME: a cpu kernel variant this processor runs; false after printing an error naming
  * the ones it does. */

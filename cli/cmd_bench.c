@@ -608,9 +608,7 @@ static int run_turn(bench_env *e, const bench_opts *o, const prompt_set *p, mode
     }
     if (ranks && rank_snapshot(e->m.ctx, after)) rank_add(r, before, after);
     moge_forward_times_get(e->m.ctx, &ft1);
-    double *sum = &r->ft.qkv;
-    const double *a0 = &ft0.qkv, *a1 = &ft1.qkv;
-    for (int i = 0; i < CLI_FT_PARTS; i++) sum[i] += a1[i] - a0[i];
+    for (int i = 0; i < MOGE_N_PARTS; i++) r->ft.seconds[i] += ft1.seconds[i] - ft0.seconds[i];
     r->ft.forwards += ft1.forwards - ft0.forwards;
     r->ft.rows += ft1.rows - ft0.rows;
     r->t_decode += secs;

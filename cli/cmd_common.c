@@ -1,9 +1,9 @@
 /* cmd_common.c — what the subcommands share (see cli.h): flag value parsing; the flag table of
  * run, chat and bench, its parser and its help; loading the model and the drafter. */
 #include <ctype.h>
-#include <sched.h>
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -407,24 +407,25 @@ void cli_report_ranks(struct cJSON *root, FILE *f, const char *cmd, moge_context
     free(rs);
 }
 
-#define N_FT_PARTS CLI_FT_PARTS
-static const char *const FT_KEYS[N_FT_PARTS] = {"qkv", "attention", "out_proj", "mlp", "router", "experts", "lm_head", "other"};
-static const char *const FT_LABELS[N_FT_PARTS] = {"q/k/v", "attention", "o", "mlp", "router", "experts", "lm_head", "other"};
-_Static_assert(offsetof(moge_forward_times, other) == (N_FT_PARTS - 1) * sizeof(double), "moge_forward_times' parts are its first fields");
+int cli_usable_cpus(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    return sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+}
 
 void cli_forward_times_out(struct cJSON *root, const char *key, FILE *f, const char *cmd, const char *label, const moge_forward_times *ft) {
-    const double *part = &ft->qkv;
     double total = 0;
-    for (int i = 0; i < N_FT_PARTS; i++) total += part[i];
+    for (int i = 0; i < MOGE_N_PARTS; i++) total += ft->seconds[i];
     if (root) {
         cJSON *o = cJSON_AddObjectToObject(root, key);
-        for (int i = 0; i < N_FT_PARTS; i++) cJSON_AddNumberToObject(o, FT_KEYS[i], part[i]);
+        for (int i = 0; i < MOGE_N_PARTS; i++) cJSON_AddNumberToObject(o, moge_forward_part_name(i), ft->seconds[i]);
         cJSON_AddNumberToObject(o, "forwards", (double)ft->forwards);
         cJSON_AddNumberToObject(o, "rows", (double)ft->rows);
     }
     if (!f || ft->forwards == 0) return;
     fprintf(f, "moge %s: %s: %lld forwards (%lld rows), %.3f s:", cmd, label, (long long)ft->forwards, (long long)ft->rows, total);
-    for (int i = 0; i < N_FT_PARTS; i++) fprintf(f, "%s %s %.1f %%", i ? "," : "", FT_LABELS[i], total > 0 ? 100.0 * part[i] / total : 0.0);
+    for (int i = 0; i < MOGE_N_PARTS; i++)
+        fprintf(f, "%s %s %.1f %%", i ? "," : "", moge_forward_part_name(i), total > 0 ? 100.0 * ft->seconds[i] / total : 0.0);
     fputc('\n', f);
 }
 
@@ -770,9 +771,7 @@ bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m) {
                 "(or w4a8) keeps them small and decodes several times faster\n", o->cmd,
                 cli_human_bytes(m->info.resident_bytes, held, sizeof held), cli_human_bytes(m->info.weight_bytes, stored, sizeof stored));
     }
-    cpu_set_t cpus; /* -t above the CPUs this process may use: the pool's threads spin between ops and wait for a CPU */
-    CPU_ZERO(&cpus);
-    int usable = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 0;
+    int usable = cli_usable_cpus(); /* -t above it: the pool's threads spin between ops and wait for a CPU */
     if (!o->quiet && usable > 0 && o->mp.n_threads > usable)
         fprintf(stderr, "moge %s: note: -t %d is more threads than the %d CPU%s this process may run on; they wait for each other at every "
                 "op (without -t: %d)\n", o->cmd, o->mp.n_threads, usable, usable == 1 ? "" : "s", (int)moge_cpu_default_threads());

@@ -1,8 +1,6 @@
 /* cmd_info.c — `moge info -m DIR`: architecture and sizes of a model directory. */
-#include <sched.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/commands.h"
@@ -65,9 +63,7 @@ int cmd_info(int argc, char **argv) {
     for (int i = 0; i < moge_cpu_kernels_count(); i++)
         printf(" %s%s", moge_cpu_kernels_name(i), moge_cpu_kernels_runs(moge_cpu_kernels_name(i)) ? "" : " (not on this processor)");
     printf("; --kernels NAME or MOGE_KERNELS picks one)\n");
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    int usable = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int usable = cli_usable_cpus();
     printf("threads       %d by default (one per physical core of the %d CPU%s this process may run on, at most its cgroup's CPU quota; -t N sets them)\n",
            (int)moge_cpu_default_threads(), usable, usable == 1 ? "" : "s");
     moge_tokenizer *tok = NULL;

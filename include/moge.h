@@ -523,22 +523,29 @@ MOGE_API void moge_moe_stats_reset(moge_context *ctx);
 /* Where a context's forwards spent their time (this process's wall clock, seconds), summed over
  * every forward since the context was created or moge_forward_times_reset(). The parts add up to
  * the forwards' time: a kernel variant's profile without perf, per op kind. */
+typedef enum {
+    MOGE_PART_QKV,       /* "qkv": the q, k, v projections (matmuls and biases) */
+    MOGE_PART_ATTENTION, /* "attention": scores, softmax and the weighted sum over the visible slots */
+    MOGE_PART_OUT_PROJ,  /* "out_proj": the attention output projection */
+    MOGE_PART_MLP,       /* "mlp": a dense layer's gate / up / down and SwiGLU; an MoE layer's shared expert */
+    MOGE_PART_ROUTER,    /* "router": an MoE layer's router matmul and its top-k selection */
+    MOGE_PART_EXPERTS,   /* "experts": the routed experts (gate / up / down of every active expert), their sum */
+    MOGE_PART_LM_HEAD,   /* "lm_head": the final norm and the vocabulary projection */
+    MOGE_PART_OTHER,     /* "other": embeddings, norms, RoPE, the KV cache writes, residual adds, the
+                            exchange of an MPI job's expert outputs */
+    MOGE_N_PARTS
+} moge_forward_part;
+
 typedef struct {
-    double qkv;       /* the q, k, v projections (matmuls and biases) */
-    double attention; /* scores, softmax and the weighted sum over the visible slots */
-    double out_proj;  /* the attention output projection */
-    double mlp;       /* a dense layer's gate / up / down and SwiGLU; an MoE layer's shared expert */
-    double router;    /* an MoE layer's router matmul and its top-k selection */
-    double experts;   /* the routed experts (gate / up / down of every active expert), their sum */
-    double lm_head;   /* the final norm and the vocabulary projection */
-    double other;     /* embeddings, norms, RoPE, the KV cache writes, residual adds, the exchange of
-                         an MPI job's expert outputs */
-    int64_t forwards; /* forwards counted */
-    int64_t rows;     /* their rows */
+    double seconds[MOGE_N_PARTS]; /* by moge_forward_part */
+    int64_t forwards;             /* forwards counted */
+    int64_t rows;                 /* their rows */
 } moge_forward_times;
 
 MOGE_API void moge_forward_times_get(const moge_context *ctx, moge_forward_times *out);
 MOGE_API void moge_forward_times_reset(moge_context *ctx);
+/* The part's name as above ("qkv", ..., "other"); NULL outside [0, MOGE_N_PARTS). */
+MOGE_API const char *moge_forward_part_name(int part);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Expert parallelism across processes (runtime/comm.c; MPI in runtime/comm_mpi.c)            */

@@ -378,6 +378,11 @@ void moge_forward_times_reset(moge_context *ctx) {
     if (ctx) memset(&ctx->times, 0, sizeof ctx->times);
 }
 
+const char *moge_forward_part_name(int part) {
+    static const char *const names[MOGE_N_PARTS] = {"qkv", "attention", "out_proj", "mlp", "router", "experts", "lm_head", "other"};
+    return part >= 0 && part < MOGE_N_PARTS ? names[part] : NULL;
+}
+
 void moge_moe_stats_reset(moge_context *ctx) {
     if (!ctx || ctx->model->cfg.n_expert == 0) return;
     const model_config *c = &ctx->model->cfg;

@@ -115,7 +115,7 @@ static moge_status moe_layer(moge_context *ctx, int l, int n, double *t) {
         moe_route_row(ctx->router_logits + (int64_t)r * N, c, w->router_scale, experts + (int64_t)r * K,
                       weights + (int64_t)r * K, ctx->route_p, ctx->route_taken);
     moe_stats_record(ctx, l, n);
-    lap(&ctx->times.router, t);
+    lap(&ctx->times.seconds[MOGE_PART_ROUTER], t);
     moe_args a = {
         .out = ctx->moe_out, .x = ctx->xb, .n = n, .n_embd = E, .n_ff = c->n_ff_expert, .k = K, .n_expert = N,
         .experts = experts, .weights = weights, .gate = w->exp_gate, .up = w->exp_up, .down = w->exp_down,
@@ -126,7 +126,7 @@ static moge_status moe_layer(moge_context *ctx, int l, int n, double *t) {
     if (multi) a.out = NULL; /* this rank's pairs only */
     double t0 = *t;
     ops->moe_experts(env, &a);
-    lap(&ctx->times.experts, t);
+    lap(&ctx->times.seconds[MOGE_PART_EXPERTS], t);
     ctx->rstat.expert_seconds += *t - t0;
     if (multi) {
         moge_status st = comm_exchange_pairs(ctx, experts, n);
@@ -137,13 +137,13 @@ static moge_status moe_layer(moge_context *ctx, int l, int n, double *t) {
         ctx->rstat.rows += n;
     }
     for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->moe_out[i];
-    lap(&ctx->times.other, t); /* the exchange and the sum */
+    lap(&ctx->times.seconds[MOGE_PART_OTHER], t); /* the exchange and the sum */
     if (c->n_ff_shared > 0) {
         ops->matmul(env, ctx->gate, ctx->xb, n, &w->sh_gate, NULL);
         ops->matmul(env, ctx->up, ctx->xb, n, &w->sh_up, NULL);
         ops->swiglu(ctx->gate, ctx->up, (int64_t)n * c->n_ff_shared);
         ops->matmul(env, ctx->shared_out, ctx->gate, n, &w->sh_down, NULL);
-        lap(&ctx->times.mlp, t);
+        lap(&ctx->times.seconds[MOGE_PART_MLP], t);
         for (int r = 0; r < n; r++) {
             float scale = 1.0f;
             if (w->sh_gate_w) { /* Qwen2-MoE: sigmoid(shared_expert_gate · h) */
@@ -153,7 +153,7 @@ static moge_status moe_layer(moge_context *ctx, int l, int n, double *t) {
             }
             for (int i = 0; i < E; i++) ctx->x[(int64_t)r * E + i] += scale * ctx->shared_out[(int64_t)r * E + i];
         }
-        lap(&ctx->times.other, t);
+        lap(&ctx->times.seconds[MOGE_PART_OTHER], t);
     }
     return MOGE_OK;
 }
@@ -193,11 +193,11 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
         const layer_weights *w = &m->layers[l];
         /* attention */
         ops->rmsnorm(ctx->xb, ctx->x, w->attn_norm, n, E, c->norm_eps);
-        lap(&tm->other, &t);
+        lap(&tm->seconds[MOGE_PART_OTHER], &t);
         ops->matmul(env, ctx->q, ctx->xb, n, &w->wq, w->bq);
         ops->matmul(env, ctx->k, ctx->xb, n, &w->wk, w->bk);
         ops->matmul(env, ctx->v, ctx->xb, n, &w->wv, w->bv);
-        lap(&tm->qkv, &t);
+        lap(&tm->seconds[MOGE_PART_QKV], &t);
         if (w->q_norm) { /* Qwen3: RMSNorm over each head */
             ops->rmsnorm(ctx->q, ctx->q, w->q_norm, n * H, D, c->norm_eps);
             ops->rmsnorm(ctx->k, ctx->k, w->k_norm, n * HKV, D, c->norm_eps);
@@ -221,15 +221,15 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
                 .visible = b->parent || ru->n_prev ? sq->visible + (int64_t)ru->n_prev * ctx->seq_rows : NULL, .ld = ctx->seq_rows,
             };
         }
-        lap(&tm->other, &t);
+        lap(&tm->seconds[MOGE_PART_OTHER], &t);
         ops->attention(env, ctx->attn, ctx->n_runs);
-        lap(&tm->attention, &t);
+        lap(&tm->seconds[MOGE_PART_ATTENTION], &t);
         ops->matmul(env, ctx->xb, ctx->att, n, &w->wo, w->bo);
-        lap(&tm->out_proj, &t);
+        lap(&tm->seconds[MOGE_PART_OUT_PROJ], &t);
         for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->xb[i];
         /* MLP or MoE */
         ops->rmsnorm(ctx->xb, ctx->x, w->ffn_norm, n, E, c->norm_eps);
-        lap(&tm->other, &t);
+        lap(&tm->seconds[MOGE_PART_OTHER], &t);
         if (c->n_expert > 0) {
             if ((st = moe_layer(ctx, l, n, &t)) != MOGE_OK) return st;
             continue;
@@ -238,10 +238,10 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
         ops->matmul(env, ctx->up, ctx->xb, n, &w->w_up, NULL);
         ops->swiglu(ctx->gate, ctx->up, (int64_t)n * F);
         ops->matmul(env, ctx->xb, ctx->gate, n, &w->w_down, NULL);
-        lap(&tm->mlp, &t);
+        lap(&tm->seconds[MOGE_PART_MLP], &t);
         for (int64_t i = 0; i < (int64_t)n * E; i++) ctx->x[i] += ctx->xb[i];
     }
-    lap(&tm->other, &t);
+    lap(&tm->seconds[MOGE_PART_OTHER], &t);
     tm->forwards++;
     tm->rows += n;
     if (abortable && aborted(ctx)) return abort_forward(ctx); /* before the lm_head */
@@ -265,7 +265,7 @@ moge_status moge_forward(moge_context *ctx, const moge_batch *b, const float **l
         model_find_nonfinite(m, why, sizeof why);
         return set_err(ctx->err, sizeof ctx->err, MOGE_ERR_NUMERIC, "the forward's logits hold NaN or Inf: %s", why);
     }
-    lap(&tm->lm_head, &t);
+    lap(&tm->seconds[MOGE_PART_LM_HEAD], &t);
     for (int r = 0; r < ctx->n_runs; r++) ctx->seq[ctx->runs[r].seq].n_last = ctx->runs[r].n_prev + ctx->runs[r].n;
     ctx->rstat.compute_seconds += comm_now() - t_start - (ctx->rstat.comm_seconds - comm0);
     ctx->err[0] = 0;

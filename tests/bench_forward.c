@@ -612,12 +612,9 @@ typedef struct {
 static summary_row summary[32];
 
 /* Milliseconds per forward of each part of moge_forward_times, between two snapshots. */
-#define N_PARTS 8
-static const char *const PART_NAMES[N_PARTS] = {"q/k/v", "attention", "o", "mlp / shared expert", "router", "routed experts", "lm_head",
-                                                "other"};
+#define N_PARTS MOGE_N_PARTS
 static void parts_ms(const moge_forward_times *a, const moge_forward_times *b, double *ms) {
-    const double *pa = &a->qkv, *pb = &b->qkv; /* the struct's first N_PARTS fields, in PART_NAMES' order */
-    for (int i = 0; i < N_PARTS; i++) ms[i] = (pb[i] - pa[i]) * 1e3;
+    for (int i = 0; i < N_PARTS; i++) ms[i] = (b->seconds[i] - a->seconds[i]) * 1e3;
 }
 static int n_summary;
 static const char *run_kernels = "?"; /* the kernel variant the models ran (MOGE_KERNELS or the best) */
@@ -734,7 +731,7 @@ static void bench_model(const char *dir, double bw, int n_threads, moge_quant qu
         if (n == 64) sr->r64 = ratio;
     }
     printf("where the time goes (ms; the median forward of each row count, moge_forward_times):\n| rows |");
-    for (int i = 0; i < N_PARTS; i++) printf(" %s |", PART_NAMES[i]);
+    for (int i = 0; i < N_PARTS; i++) printf(" %s |", moge_forward_part_name(i));
     printf("\n|-----:|");
     for (int i = 0; i < N_PARTS; i++) printf("---:|");
     printf("\n");

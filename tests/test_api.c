@@ -455,7 +455,7 @@ static void check_forward_times(const char *dir, bool moe) {
     }
     moge_forward_times t;
     moge_forward_times_get(ctx, &t);
-    CHECKF(t.forwards == 0 && t.rows == 0 && t.qkv == 0, "%s: a new context has counted %lld forwards", dir, (long long)t.forwards);
+    CHECKF(t.forwards == 0 && t.rows == 0 && t.seconds[MOGE_PART_QKV] == 0, "%s: a new context has counted %lld forwards", dir, (long long)t.forwards);
     const float *logits;
     double wall = 0;
     static const int32_t sizes[] = {5, 1, 3};
@@ -469,9 +469,9 @@ static void check_forward_times(const char *dir, bool moe) {
         rows += sizes[i];
     }
     moge_forward_times_get(ctx, &t);
-    const double *part = &t.qkv;
+    const double *part = t.seconds;
     double sum = 0;
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < MOGE_N_PARTS; i++) {
         CHECKF(part[i] >= 0, "%s: part %d is %g s", dir, i, part[i]);
         sum += part[i];
     }
@@ -479,14 +479,19 @@ static void check_forward_times(const char *dir, bool moe) {
     /* the parts are consecutive intervals of the forwards: they cannot exceed the time around the
      * calls, and leave out only the checks of the batch */
     CHECKF(sum <= wall * 1.0001 && sum >= 0.5 * wall, "%s: the parts add up to %.6f s of %.6f s", dir, sum, wall);
-    CHECKF(t.qkv > 0 && t.attention > 0 && t.out_proj > 0 && t.mlp > 0 && t.lm_head > 0, "%s: a part is 0", dir);
-    if (moe) CHECKF(t.router > 0 && t.experts > 0, "%s: router %g s, experts %g s", dir, t.router, t.experts);
-    else CHECKF(t.router == 0 && t.experts == 0, "%s: a dense model's router %g s, experts %g s", dir, t.router, t.experts);
+    double router = t.seconds[MOGE_PART_ROUTER], experts = t.seconds[MOGE_PART_EXPERTS];
+    CHECKF(t.seconds[MOGE_PART_QKV] > 0 && t.seconds[MOGE_PART_ATTENTION] > 0 && t.seconds[MOGE_PART_OUT_PROJ] > 0 && t.seconds[MOGE_PART_MLP] > 0 &&
+               t.seconds[MOGE_PART_LM_HEAD] > 0,
+           "%s: a part is 0", dir);
+    if (moe) CHECKF(router > 0 && experts > 0, "%s: router %g s, experts %g s", dir, router, experts);
+    else CHECKF(router == 0 && experts == 0, "%s: a dense model's router %g s, experts %g s", dir, router, experts);
     moge_forward_times_reset(ctx);
     moge_forward_times_get(ctx, &t);
-    CHECK(t.forwards == 0 && t.rows == 0 && t.mlp == 0 && t.experts == 0);
+    CHECK(t.forwards == 0 && t.rows == 0 && t.seconds[MOGE_PART_MLP] == 0 && t.seconds[MOGE_PART_EXPERTS] == 0);
     moge_forward_times_get(NULL, &t); /* no context: zeros */
-    CHECK(t.forwards == 0 && t.lm_head == 0);
+    CHECK(t.forwards == 0 && t.seconds[MOGE_PART_LM_HEAD] == 0);
+    CHECK(!strcmp(moge_forward_part_name(MOGE_PART_OUT_PROJ), "out_proj") && moge_forward_part_name(MOGE_N_PARTS) == NULL &&
+          moge_forward_part_name(-1) == NULL);
     moge_forward_times_reset(NULL);
     moge_forward_times_get(ctx, NULL);
     moge_context_free(ctx);

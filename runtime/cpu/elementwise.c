@@ -40,45 +40,36 @@ void cpu_rmsnorm(float *y, const float *x, const float *w, int n, int dim, float
 }
 
 /* Rotates each head's pairs (j, j + half) of every row by pos[r] * inv_freq[j]. A row's cosines
- * and sines are computed once for all its heads; with AVX2 eight pairs of a head turn at once (the
- * same multiplies and subtractions per element as the scalar loop). */
+ * and sines are computed once for all its heads (512 pairs at a time); with AVX2 eight pairs of a
+ * head turn at once (the same multiplies and subtractions per element as the scalar loop). */
 void cpu_rope(float *x, const int32_t *pos, int n, int n_heads, int head_dim, const float *inv_freq) {
     int half = head_dim / 2;
     float cs[2][512];
-    for (int r = 0; r < n; r++) {
-        if (half > 512) { /* wider than any model's heads: no table */
-            for (int j = 0; j < half; j++) {
-                float angle = (float)pos[r] * inv_freq[j], c = cosf(angle), sn = sinf(angle);
-                for (int h = 0; h < n_heads; h++) {
-                    float *v = x + ((int64_t)r * n_heads + h) * head_dim;
+    for (int r = 0; r < n; r++)
+        for (int j0 = 0; j0 < half; j0 += 512) {
+            int j1 = half - j0 < 512 ? half : j0 + 512;
+            for (int j = j0; j < j1; j++) {
+                float angle = (float)pos[r] * inv_freq[j];
+                cs[0][j - j0] = cosf(angle), cs[1][j - j0] = sinf(angle);
+            }
+            for (int h = 0; h < n_heads; h++) {
+                float *v = x + ((int64_t)r * n_heads + h) * head_dim;
+                int j = j0;
+#ifdef MOGE_AVX2
+                for (; j + 8 <= j1; j += 8) {
+                    __m256 a = _mm256_loadu_ps(v + j), b = _mm256_loadu_ps(v + j + half), cv = _mm256_loadu_ps(cs[0] + j - j0),
+                           sv = _mm256_loadu_ps(cs[1] + j - j0);
+                    _mm256_storeu_ps(v + j, _mm256_sub_ps(_mm256_mul_ps(a, cv), _mm256_mul_ps(b, sv)));
+                    _mm256_storeu_ps(v + j + half, _mm256_add_ps(_mm256_mul_ps(b, cv), _mm256_mul_ps(a, sv)));
+                }
+#endif
+                for (; j < j1; j++) {
                     float a = v[j], b = v[j + half];
-                    v[j] = a * c - b * sn;
-                    v[j + half] = b * c + a * sn;
+                    v[j] = a * cs[0][j - j0] - b * cs[1][j - j0];
+                    v[j + half] = b * cs[0][j - j0] + a * cs[1][j - j0];
                 }
             }
-            continue;
         }
-        for (int j = 0; j < half; j++) {
-            float angle = (float)pos[r] * inv_freq[j];
-            cs[0][j] = cosf(angle), cs[1][j] = sinf(angle);
-        }
-        for (int h = 0; h < n_heads; h++) {
-            float *v = x + ((int64_t)r * n_heads + h) * head_dim;
-            int j = 0;
-#ifdef MOGE_AVX2
-            for (; j + 8 <= half; j += 8) {
-                __m256 a = _mm256_loadu_ps(v + j), b = _mm256_loadu_ps(v + j + half), c = _mm256_loadu_ps(cs[0] + j), sn = _mm256_loadu_ps(cs[1] + j);
-                _mm256_storeu_ps(v + j, _mm256_sub_ps(_mm256_mul_ps(a, c), _mm256_mul_ps(b, sn)));
-                _mm256_storeu_ps(v + j + half, _mm256_add_ps(_mm256_mul_ps(b, c), _mm256_mul_ps(a, sn)));
-            }
-#endif
-            for (; j < half; j++) {
-                float a = v[j], b = v[j + half];
-                v[j] = a * cs[0][j] - b * cs[1][j];
-                v[j + half] = b * cs[0][j] + a * cs[1][j];
-            }
-        }
-    }
 }
 
 #ifdef MOGE_AVX2
