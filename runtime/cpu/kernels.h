@@ -289,7 +289,8 @@ typedef void ptile_fn(int R, int C, const char *wp, size_t pb, int in, const flo
 /* A tile that is one of several passes of rows over the same panels (a batch of more than PT_ROWS
  * rows) finds them in cache after the first pass and would leave memory idle while it computes:
  * matmul_panels gives each pass a share of the next tile's panels to bring into L2 meanwhile,
- * ahead_step bytes per column from `ahead` (NULL: the tile's own prefetch instead). A prefetch
+ * ahead_step bytes per column from `ahead` (so too a single pass of more than two rows, a second
+ * stream beside its own; NULL: the tile's own prefetch instead). A prefetch
  * never faults, so the last column's may reach a little past the next tile. */
 ALWAYS_INLINE void pt_prefetch_ahead(const char *ahead, size_t step, int k) {
     for (size_t j = 0; j < step; j += 64) _mm_prefetch(ahead + (size_t)k * step + j, _MM_HINT_T1);
