@@ -289,8 +289,9 @@ typedef void ptile_fn(int R, int C, const char *wp, size_t pb, int in, const flo
 /* A tile that is one of several passes of rows over the same panels (a batch of more than PT_ROWS
  * rows) finds them in cache after the first pass and would leave memory idle while it computes:
  * matmul_panels gives each pass a share of the next tile's panels to bring into L2 meanwhile,
- * ahead_step bytes per column from `ahead` (so too a single pass of more than two rows, a second
- * stream beside its own; NULL: the tile's own prefetch instead). A prefetch
+ * ahead_step bytes per column (per block for the int8 tiles) from `ahead` (so too a single pass
+ * of several rows over one panel, a second stream beside its own: matmul.c tile_prefetches;
+ * NULL: the tile's own prefetch instead). A prefetch
  * never faults, so the last column's may reach a little past the next tile. */
 ALWAYS_INLINE void pt_prefetch_ahead(const char *ahead, size_t step, int k) {
     for (size_t j = 0; j < step; j += 64) _mm_prefetch(ahead + (size_t)k * step + j, _MM_HINT_T1);
@@ -377,7 +378,8 @@ ALWAYS_INLINE void pt_store(int R, int C, vf acc[PT_ROWS][PT_ACC], float *y, int
 #define QA_PNV (TENSOR_PANEL / QA_VL)  /* vectors per panel */
 #define QA_C1 (2 * QA_PANELS)         /* panels of a one-row tile */
 #define QA_ACC (QA_C1 * QA_PNV)       /* accumulators per row, at most */
-typedef void qatile_fn(int R, int C, const char *wp, size_t pb, const act8_rows *x, int64_t r0, float *y, int64_t ldy, int cols);
+typedef void qatile_fn(int R, int C, const char *wp, size_t pb, const act8_rows *x, int64_t r0, float *y, int64_t ldy, int cols,
+                       const char *ahead, size_t ahead_step);
 
 #define tile_F32 CPU_SYM(tile_F32)
 #define tile_F16 CPU_SYM(tile_F16)

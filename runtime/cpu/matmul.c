@@ -69,6 +69,31 @@ static int next_panels(int o, int o1, int widest, const int *chain, int *cols) {
  * does not depend on its tile, so the same bits). */
 static inline int pass_rows(int n, int r, int passes, int g) { return (n - r) / (passes - g); }
 
+/* Whether a tile of c panels, one of `passes` passes over them for a batch of n rows, brings the
+ * next tile into L2 as it goes (kernels.h pt_prefetch_ahead). With more passes than one, always:
+ * the later passes find the tile in cache and would leave memory idle while they compute. A
+ * single pass of several rows over one panel, too: one stream, which the hardware prefetchers
+ * keep too few lines ahead of (a core streamed an expert's f32 weights at 2/3 of the one-row rate
+ * with 4 rows); the next tile's is a second stream. Measured on a Zen 3 (AVX2: one panel from 3
+ * rows, 2 with W8A8): 4-row forwards of both stand-ins 6-7 % faster in f32 and 6 % in Q8, 2-row
+ * ones 13-18 % in W8A8 / W4A8. Not where the tile walks two panels or more (f32 at 2 rows
+ * 21 %, at 3 rows 2-3 % slower so), nor for Q4, whose tiles wait on their conversions (4 rows
+ * 5-13 % slower), nor for one row. */
+static bool tile_prefetches(int n, int passes, int c, dtype t) { return passes > 1 || (n >= 2 && c == 1 && t != DTYPE_Q4); }
+
+/* The next tile's prefetch for a tile at wp of c panels of pb bytes, when `prefetch` and a next
+ * tile exists (from output `next_o` of [next_o, o1)): *ahead gets its first byte and the result
+ * is the bytes to prefetch per step, its bytes spread evenly over the `passes` passes of `steps`
+ * steps each (columns of float panels, blocks of int8 ones); 0 and NULL when none. */
+static size_t tile_ahead(const char *wp, int c, size_t pb, int next_o, int o1, int widest, const int *chain, int passes, int steps,
+                         bool prefetch, const char **ahead) {
+    *ahead = NULL;
+    if (!prefetch || next_o >= o1) return 0;
+    int next_cols, next = next_panels(next_o, o1, widest, chain, &next_cols);
+    *ahead = wp + (size_t)c * pb;
+    return ((size_t)next * pb + (size_t)passes * steps - 1) / ((size_t)passes * steps);
+}
+
 /* y (n, out) columns [o0, o1) (o0 a multiple of TENSOR_PANEL) for panel-layout weights. */
 static void matmul_panels(float *y, const float *x, int n, const tensor *w, const float *bias, int o0, int o1) {
     int out = (int)w->shape[0], in = (int)w->shape[1];
@@ -79,25 +104,11 @@ static void matmul_panels(float *y, const float *x, int n, const tensor *w, cons
     /* the 2-panel 3-row tile only for f32: the others' conversions need registers (F16 / BF16 spilled
      * an accumulator there) */
     int widest = n == 1 ? PT_C1 : n == 2 ? PT_C2 : n == 3 && w->type == DTYPE_F32 ? PT_C3 : PT_PANELS, passes = (n + PT_ROWS - 1) / PT_ROWS;
-    /* A single pass of more than two rows walks one or two panels: one stream, which the hardware
-     * prefetchers keep too few lines ahead of (a core streamed an expert's f32 weights at 2/3 of
-     * the one-row rate with 4 rows). It too brings the next tile into L2 as it goes, a second
-     * stream: on a Zen 3, 3-4 rows per expert 4-10 % faster, a 4-row forward of either stand-in
-     * 6-7 % (f32) and 6 % (Q8) faster. Not for Q4, whose tiles at those widths wait on their
-     * conversions and not on memory (4 rows 5-13 % slower so); one or two rows walk 2-4 panels. */
-    bool ahead_always = n > 2 && w->type != DTYPE_Q4;
     for (int o = o0, cols; o < o1; o += cols) {
         int c = next_panels(o, o1, widest, chain, &cols);
         const char *wp = (const char *)w->data + (size_t)(o / TENSOR_PANEL) * pb;
-        /* more rows than a tile takes: the passes over this tile share the prefetch of the next
-         * one (kernels.h pt_prefetch_ahead), so memory streams while the later passes compute */
         const char *ahead = NULL;
-        size_t step = 0;
-        if ((passes > 1 || ahead_always) && o + cols < o1) {
-            int next_cols, next = next_panels(o + cols, o1, widest, chain, &next_cols);
-            ahead = wp + (size_t)c * pb;
-            step = ((size_t)next * pb + (size_t)passes * in - 1) / ((size_t)passes * in);
-        }
+        size_t step = tile_ahead(wp, c, pb, o + cols, o1, widest, chain, passes, in, tile_prefetches(n, passes, c, w->type), &ahead);
         for (int r = 0, g = 0, rows; r < n; r += rows, g++) {
             rows = pass_rows(n, r, passes, g);
             fn(rows, c, wp, pb, in, x + (int64_t)r * in, y + (int64_t)r * out + o, out, cols, ahead ? ahead + (size_t)g * in * step : NULL,
@@ -117,13 +128,15 @@ static void matmul_act8(float *y, const act8_rows *x, int n, const tensor *w, co
     size_t pb = tensor_panel_bytes(w->type, TENSOR_PANEL, w->shape[1]);
     qatile_fn *fn = w->type == DTYPE_Q4A8 ? qatile_Q4A8 : qatile_Q8A8;
     static const int chain[] = {QA_C1, QA_PANELS, 1};
-    int widest = n == 1 ? QA_C1 : QA_PANELS, passes = (n + QA_ROWS - 1) / QA_ROWS;
+    int widest = n == 1 ? QA_C1 : QA_PANELS, passes = (n + QA_ROWS - 1) / QA_ROWS, nb = (int)x->nb;
     for (int o = o0, cols; o < o1; o += cols) {
         int c = next_panels(o, o1, widest, chain, &cols);
         const char *wp = (const char *)w->data + (size_t)(o / TENSOR_PANEL) * pb;
+        const char *ahead = NULL; /* per block of 32 columns */
+        size_t step = tile_ahead(wp, c, pb, o + cols, o1, widest, chain, passes, nb, tile_prefetches(n, passes, c, w->type), &ahead);
         for (int r = 0, g = 0, rows; r < n; r += rows, g++) {
             rows = pass_rows(n, r, passes, g);
-            fn(rows, c, wp, pb, x, r, y + (int64_t)r * out + o, out, cols);
+            fn(rows, c, wp, pb, x, r, y + (int64_t)r * out + o, out, cols, ahead ? ahead + (size_t)g * nb * step : NULL, step);
         }
         add_bias(y, n, out, bias, o, cols);
     }

@@ -225,9 +225,10 @@ ALWAYS_INLINE qa_vi qa_dot(dtype T, qa_vi s, qa_vi w, qa_vi x) {
 }
 
 /* y[r * ldy + j] for r < R, j < cols (cols <= C * TENSOR_PANEL): activation rows r0 .. r0 + R - 1
- * of x times the panels starting at wp. */
+ * of x times the panels starting at wp; per block, ahead_step bytes of the next tile from `ahead`
+ * brought into L2 (kernels.h pt_prefetch_ahead; none when NULL). */
 ALWAYS_INLINE void qatile(dtype T, int R, int C, const char *wp, size_t panel_bytes, const act8_rows *x, int64_t r0, float *y,
-                          int64_t ldy, int cols) {
+                          int64_t ldy, int cols, const char *ahead, size_t ahead_step) {
     int64_t nb = x->nb;
     size_t bs = T == DTYPE_Q4A8 ? sizeof(pblock_q4a8) : sizeof(pblock_q8a8);
     qa_vf acc[QA_ROWS][QA_ACC];
@@ -237,6 +238,7 @@ ALWAYS_INLINE void qatile(dtype T, int R, int C, const char *wp, size_t panel_by
         const char *blk[QA_C1];
         UNROLL8 for (int c = 0; c < C; c++) blk[c] = wp + c * panel_bytes + (size_t)b * bs;
         const int8_t *xq = x->q + (r0 * nb + b) * QBLOCK;
+        if (ahead) pt_prefetch_ahead(ahead, ahead_step, (int)b);
         qa_vi S[QA_ROWS][QA_ACC];
         UNROLL8 for (int r = 0; r < R; r++)
             UNROLL8 for (int j = 0; j < C * QA_PNV; j++) S[r][j] = qa_zero();
@@ -278,7 +280,7 @@ ALWAYS_INLINE void qatile(dtype T, int R, int C, const char *wp, size_t panel_by
     }
 }
 
-#define QA_CALL(R_, C_) qatile(T, R_, C_, wp, pb, x, r0, y, ldy, cols)
+#define QA_CALL(R_, C_) qatile(T, R_, C_, wp, pb, x, r0, y, ldy, cols, ahead, ahead_step)
 #if QA_ROWS > 2
 #define QA_CASES_MORE(C_)                                                                                       \
     case 3: QA_CALL(3, C_); break;                                                                              \
@@ -296,7 +298,8 @@ ALWAYS_INLINE void qatile(dtype T, int R, int C, const char *wp, size_t panel_by
     }
 /* (R, C) as matmul_act8 chooses them: QA_C1 panels only with one row. */
 #define QA_TYPE(T_, NAME)                                                                                       \
-    void NAME(int R, int C, const char *wp, size_t pb, const act8_rows *x, int64_t r0, float *y, int64_t ldy, int cols) { \
+    void NAME(int R, int C, const char *wp, size_t pb, const act8_rows *x, int64_t r0, float *y, int64_t ldy, int cols,    \
+              const char *ahead, size_t ahead_step) {                                                           \
         const dtype T = T_;                                                                                     \
         if (C == QA_C1) QA_CALL(1, QA_C1);                                                                      \
         else if (C == QA_PANELS) { QA_ROWS_CASES(QA_PANELS) }                                                   \
