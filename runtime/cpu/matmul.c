@@ -73,12 +73,12 @@ static inline int pass_rows(int n, int r, int passes, int g) { return (n - r) / 
  * next tile into L2 as it goes (kernels.h pt_prefetch_ahead). With more passes than one, always:
  * the later passes find the tile in cache and would leave memory idle while they compute. A
  * single pass of several rows over one panel, too: one stream, which the hardware prefetchers
- * keep too few lines ahead of (a core streamed an expert's f32 weights at 2/3 of the one-row rate
- * with 4 rows); the next tile's is a second stream. Measured on a Zen 3 (AVX2: one panel from 3
- * rows, 2 with W8A8): 4-row forwards of both stand-ins 6-7 % faster in f32 and 6 % in Q8, 2-row
- * ones 13-18 % in W8A8 / W4A8. Not where the tile walks two panels or more (f32 at 2 rows
- * 21 %, at 3 rows 2-3 % slower so), nor for Q4, whose tiles wait on their conversions (4 rows
- * 5-13 % slower), nor for one row. */
+ * keep too few lines ahead of (a core streamed an expert's f32 weights at 2/3 of the one-row
+ * rate with 4 rows); the next tile's is a second stream. Measured on a Zen 3 (AVX2: one panel
+ * from 4 rows of f32, 3 of F16 / BF16 / Q8, 2 of W8A8 / W4A8): 4-row forwards of both stand-ins
+ * 6-7 % faster in f32 and 6 % in Q8, 2-row ones 13-18 % in W8A8 / W4A8. Not where the tile walks
+ * two panels or more (f32 at 2 rows 21 %, at 3 rows 2-3 % slower so), nor for Q4, whose tiles
+ * wait on their conversions (4 rows 5-13 % slower), nor for one row. */
 static bool tile_prefetches(int n, int passes, int c, dtype t) { return passes > 1 || (n >= 2 && c == 1 && t != DTYPE_Q4); }
 
 /* The next tile's prefetch for a tile at wp of c panels of pb bytes, when `prefetch` and a next
