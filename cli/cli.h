@@ -47,8 +47,6 @@ void cli_json_backend(struct cJSON *root, const moge_model_info *in);
 void cli_ranks_out(struct cJSON *root, FILE *f, const char *cmd, const char *label, const moge_rank_stats *rs, int R);
 /* The same for ctx's figures since it was made. Nothing for a dense model in one process. */
 void cli_report_ranks(struct cJSON *root, FILE *f, const char *cmd, moge_context *ctx);
-/* The CPUs this process may run on (its affinity mask; every online CPU when it cannot be read). */
-int cli_usable_cpus(void);
 /* Where a context's forwards spent their time (moge_forward_times): into root (when not NULL) as
  * object `key` (seconds per part: qkv, attention, out_proj, mlp, router, experts, lm_head, other;
  * forwards, rows), and on f (when not NULL) as one line "moge CMD: LABEL: N forwards (R rows),

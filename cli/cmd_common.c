@@ -3,7 +3,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
-#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -407,12 +406,6 @@ void cli_report_ranks(struct cJSON *root, FILE *f, const char *cmd, moge_context
     free(rs);
 }
 
-int cli_usable_cpus(void) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    return sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
-}
-
 void cli_forward_times_out(struct cJSON *root, const char *key, FILE *f, const char *cmd, const char *label, const moge_forward_times *ft) {
     double total = 0;
     for (int i = 0; i < MOGE_N_PARTS; i++) total += ft->seconds[i];
@@ -771,7 +764,7 @@ bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m) {
                 "(or w4a8) keeps them small and decodes several times faster\n", o->cmd,
                 cli_human_bytes(m->info.resident_bytes, held, sizeof held), cli_human_bytes(m->info.weight_bytes, stored, sizeof stored));
     }
-    int usable = cli_usable_cpus(); /* -t above it: the pool's threads spin between ops and wait for a CPU */
+    int usable = (int)moge_cpu_usable(); /* -t above it: the pool's threads spin between ops and wait for a CPU */
     if (!o->quiet && usable > 0 && o->mp.n_threads > usable)
         fprintf(stderr, "moge %s: note: -t %d is more threads than the %d CPU%s this process may run on; they wait for each other at every "
                 "op (without -t: %d)\n", o->cmd, o->mp.n_threads, usable, usable == 1 ? "" : "s", (int)moge_cpu_default_threads());

@@ -63,7 +63,7 @@ int cmd_info(int argc, char **argv) {
     for (int i = 0; i < moge_cpu_kernels_count(); i++)
         printf(" %s%s", moge_cpu_kernels_name(i), moge_cpu_kernels_runs(moge_cpu_kernels_name(i)) ? "" : " (not on this processor)");
     printf("; --kernels NAME or MOGE_KERNELS picks one)\n");
-    int usable = cli_usable_cpus();
+    int usable = (int)moge_cpu_usable();
     printf("threads       %d by default (one per physical core of the %d CPU%s this process may run on, at most its cgroup's CPU quota; -t N sets them)\n",
            (int)moge_cpu_default_threads(), usable, usable == 1 ? "" : "s");
     moge_tokenizer *tok = NULL;

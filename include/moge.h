@@ -272,6 +272,9 @@ MOGE_API void moge_cpu_name(char *out, size_t size);
  * most its cgroup's CPU quota (cgroup v2 cpu.max or v1 cpu.cfs_quota_us, rounded up), at least 1.
  * Hardware threads that share a core count once: a decode gains no bandwidth from the second. */
 MOGE_API int32_t moge_cpu_default_threads(void);
+/* The CPUs this process may run on (its affinity mask, else every online CPU), at least 1: more
+ * threads than these wait for each other at every op. */
+MOGE_API int32_t moge_cpu_usable(void);
 
 /* Loads a Hugging Face model directory: config.json and model.safetensors, or the shards named by
  * model.safetensors.index.json. Architectures LlamaForCausalLM, MistralForCausalLM,

@@ -103,8 +103,9 @@ int cpu_threads_default_at(const char *root, const int *allowed, int n_allowed) 
     return cores > 0 ? cores : 1;
 }
 
-int32_t moge_cpu_default_threads(void) {
-    int allowed[CPU_SETSIZE];
+/* The CPUs this process may run on, into allowed (CPU_SETSIZE entries): its affinity mask, or every
+ * online CPU where there is none; their count. */
+static int allowed_cpus(int *allowed) {
     int n = 0;
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -115,5 +116,17 @@ int32_t moge_cpu_default_threads(void) {
         long online = sysconf(_SC_NPROCESSORS_ONLN);
         for (long i = 0; i < online && i < CPU_SETSIZE; i++) allowed[n++] = (int)i;
     }
+    return n;
+}
+
+int32_t moge_cpu_usable(void) {
+    int allowed[CPU_SETSIZE];
+    int n = allowed_cpus(allowed);
+    return n > 0 ? n : 1;
+}
+
+int32_t moge_cpu_default_threads(void) {
+    int allowed[CPU_SETSIZE];
+    int n = allowed_cpus(allowed);
     return cpu_threads_default_at("", allowed, n);
 }

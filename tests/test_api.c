@@ -16,8 +16,10 @@
  *  - the default thread count: one per physical core of the allowed CPUs (hardware threads that
  *    share a core count once), at most the cgroup v2 / v1 CPU quota, CPUs without topology files
  *    each a core, at least 1 (trees of sysfs / procfs files written under build/); on this
- *    machine at least 1, at most its online CPUs, and what a model with n_threads 0 runs.
+ *    machine at least 1, at most its online CPUs, and what a model with n_threads 0 runs;
+ *    moge_cpu_usable() is the affinity mask's count.
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -563,6 +565,10 @@ static void test_default_threads(void) {
     int n = moge_cpu_default_threads();
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     CHECKF(n >= 1 && n <= online, "moge_cpu_default_threads() = %d of %ld online CPUs", n, online);
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    int usable = moge_cpu_usable(), mask = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)online;
+    CHECKF(usable == mask && usable >= n, "moge_cpu_usable() = %d: the affinity mask holds %d CPUs, the default is %d threads", usable, mask, n);
     moge_model *m = test_load(STORIES, MOGE_BACKEND_CPU, 0);
     moge_context *ctx = m ? test_new_ctx(m, 64) : NULL;
     if (ctx) CHECKF(moge_context_n_threads(ctx) == n, "a model with n_threads 0 runs %d threads, the default is %d", moge_context_n_threads(ctx), n);
