@@ -765,7 +765,7 @@ bool cli_load_model(const cli_common_opts *o, int32_t max_ctx, cli_models *m) {
                 cli_human_bytes(m->info.resident_bytes, held, sizeof held), cli_human_bytes(m->info.weight_bytes, stored, sizeof stored));
     }
     int usable = (int)moge_cpu_usable(); /* -t above it: the pool's threads spin between ops and wait for a CPU */
-    if (!o->quiet && usable > 0 && o->mp.n_threads > usable)
+    if (!o->quiet && o->mp.n_threads > usable)
         fprintf(stderr, "moge %s: note: -t %d is more threads than the %d CPU%s this process may run on; they wait for each other at every "
                 "op (without -t: %d)\n", o->cmd, o->mp.n_threads, usable, usable == 1 ? "" : "s", (int)moge_cpu_default_threads());
     if (o->seed_random && !o->quiet && (o->gp.sampler.temperature > 0 || o->who == CLI_CHAT))
