@@ -291,8 +291,8 @@ typedef void ptile_fn(int R, int C, const char *wp, size_t pb, int in, const flo
  * matmul_panels gives each pass a share of the next tile's panels to bring into L2 meanwhile,
  * ahead_step bytes per column (per block for the int8 tiles) from `ahead` (so too a single pass
  * of several rows over one panel, a second stream beside its own: matmul.c tile_prefetches;
- * NULL: the tile's own prefetch instead). A prefetch
- * never faults, so the last column's may reach a little past the next tile. */
+ * NULL: the tile's own prefetch instead). A prefetch never faults, so the last column's may
+ * reach a little past the next tile. */
 ALWAYS_INLINE void pt_prefetch_ahead(const char *ahead, size_t step, int k) {
     for (size_t j = 0; j < step; j += 64) _mm_prefetch(ahead + (size_t)k * step + j, _MM_HINT_T1);
 }
